@@ -1,0 +1,162 @@
+/**
+ * The throwing, kernel-named layer over any backend's RawMap: the same calls
+ * on a SharedArrayBuffer map and on a real kernel map. Expected outcomes
+ * (a missing key, the end of a walk) return undefined/false; everything
+ * else throws BpfError with the kernel's errno.
+ */
+
+import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
+import { BpfError, Errno } from "../errors.js";
+
+export class BpfMap<R extends RawMap = RawMap> {
+  constructor(readonly raw: R) {}
+
+  get info(): MapInfo {
+    return this.raw.info;
+  }
+
+  private check(op: string, err: number): void {
+    if (err !== 0) throw new BpfError(op, -err, this.raw.lastError || undefined);
+  }
+
+  /**
+   * Copy `key`'s value into `out` (allocated when absent) and return it, or undefined.
+   * @throws BpfError EINVAL, EPERM
+   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM.
+   */
+  lookup(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
+    const v = out ?? new Uint8Array(this.raw.info.valueSize);
+    const err = this.raw.lookupElem(key, v, flags);
+    if (err === -Errno.ENOENT) return undefined;
+    this.check("lookup", err);
+    return v;
+  }
+
+  /**
+   * @throws BpfError EEXIST (BPF_NOEXIST), ENOENT (BPF_EXIST), E2BIG (map full), EINVAL, EPERM
+   * @remarks Kernel: BPF_MAP_UPDATE_ELEM.
+   */
+  update(key: Uint8Array, value: Uint8Array, flags = 0): void {
+    this.check("update", this.raw.updateElem(key, value, flags));
+  }
+
+  /** @returns false when the key was absent. @throws BpfError EPERM */
+  delete(key: Uint8Array): boolean {
+    const err = this.raw.deleteElem(key);
+    if (err === -Errno.ENOENT) return false;
+    this.check("delete", err);
+    return true;
+  }
+
+  /** @returns the deleted value, or undefined when absent. @throws BpfError EINVAL, EPERM */
+  lookupAndDelete(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
+    const v = out ?? new Uint8Array(this.raw.info.valueSize);
+    const err = this.raw.lookupAndDeleteElem(key, v, flags);
+    if (err === -Errno.ENOENT) return undefined;
+    this.check("lookupAndDelete", err);
+    return v;
+  }
+
+  /** The key after `key` (the first for null), or undefined at the end. @remarks Kernel: BPF_MAP_GET_NEXT_KEY. */
+  nextKey(key: Uint8Array | null, out?: Uint8Array): Uint8Array | undefined {
+    const k = out ?? new Uint8Array(this.raw.info.keySize);
+    const err = this.raw.getNextKey(key, k);
+    if (err === -Errno.ENOENT) return undefined;
+    this.check("getNextKey", err);
+    return k;
+  }
+
+  /**
+   * Every key, in get_next_key order (bucket by bucket, each chain from its head).
+   * Under concurrent deletes a walk may restart from the first key, as in the
+   * kernel; it stops after `limit` keys (default: 2 x max_entries) and throws
+   * EBUSY rather than loop forever.
+   */
+  *keys(limit = this.raw.info.maxEntries * 2): Generator<Uint8Array> {
+    let prev: Uint8Array | null = null;
+    for (let n = 0; ; n++) {
+      const k = this.nextKey(prev);
+      if (k === undefined) return;
+      if (n >= limit)
+        throw new BpfError(
+          "keys",
+          Errno.EBUSY,
+          `walk did not end after ${limit} keys (map changing too fast)`,
+        );
+      yield k;
+      prev = k;
+    }
+  }
+
+  /** Every [key, value] pair in get_next_key order; keys deleted mid-walk are skipped. */
+  *entries(): Generator<[Uint8Array, Uint8Array]> {
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v !== undefined) yield [k, v];
+    }
+  }
+
+  private batch(op: string, r: BatchResult, endOk: boolean): BatchResult {
+    if (r.err !== 0 && !(endOk && r.err === -Errno.ENOENT)) {
+      const e = new BpfError(op, -r.err, this.raw.lastError || undefined);
+      Object.assign(e, { count: r.count, outBatch: r.outBatch });
+      throw e;
+    }
+    return r;
+  }
+
+  /** Kernel: BPF_MAP_LOOKUP_BATCH. ENOENT (the end) is returned in `err`, not thrown. */
+  lookupBatch(args: BatchArgs): BatchResult {
+    return this.batch("lookupBatch", this.raw.lookupBatch(args), true);
+  }
+
+  /** Kernel: BPF_MAP_LOOKUP_AND_DELETE_BATCH. */
+  lookupAndDeleteBatch(args: BatchArgs): BatchResult {
+    return this.batch("lookupAndDeleteBatch", this.raw.lookupAndDeleteBatch(args), true);
+  }
+
+  /** Kernel: BPF_MAP_UPDATE_BATCH. @throws BpfError with `count` = entries written */
+  updateBatch(args: BatchArgs): BatchResult {
+    return this.batch("updateBatch", this.raw.updateBatch(args), false);
+  }
+
+  /** Kernel: BPF_MAP_DELETE_BATCH. @throws BpfError with `count` = entries deleted */
+  deleteBatch(args: BatchArgs): BatchResult {
+    return this.batch("deleteBatch", this.raw.deleteBatch(args), false);
+  }
+
+  /**
+   * Walk the whole map in batches of up to `count` entries. When one bucket
+   * does not fit (ENOSPC) the batch grows to fit it instead of failing.
+   * Each batch is `{keys, values, count}` with `count` entries.
+   */
+  async *batches(opts: { count?: number; delete?: boolean } = {}): AsyncGenerator<BatchResult> {
+    let count = opts.count ?? 256;
+    let inBatch: number | null = null;
+    for (;;) {
+      const args: BatchArgs = { inBatch, count };
+      const r: BatchResult = opts.delete ? this.raw.lookupAndDeleteBatch(args) : this.raw.lookupBatch(args);
+      if (r.err === -Errno.ENOSPC) {
+        count *= 2;
+        continue;
+      }
+      if (r.err !== 0 && r.err !== -Errno.ENOENT) this.batch("batches", r, true);
+      if (r.count > 0) yield r;
+      if (r.err === -Errno.ENOENT || r.outBatch === null) return;
+      inBatch = r.outBatch;
+    }
+  }
+
+  /** Kernel: BPF_MAP_FREEZE. */
+  freeze(): void {
+    this.check("freeze", this.raw.freeze());
+  }
+
+  memoryUsage(): number {
+    return this.raw.memoryUsage();
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Typed codecs between JavaScript values and the fixed-size little-endian
+ * bytes a BPF map stores (the layout a C struct has on x86-64).
+ */
+
+import { invalid } from "../errors.js";
+
+/** Converts a JavaScript value to and from `size` bytes at an offset. */
+export interface Codec<T> {
+  readonly size: number;
+  encode(value: T, buf: Uint8Array, off: number): void;
+  decode(buf: Uint8Array, off: number): T;
+}
+
+function view(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function intCodec(size: 1 | 2 | 4, signed: boolean): Codec<number> {
+  const min = signed ? -(2 ** (size * 8 - 1)) : 0;
+  const max = signed ? 2 ** (size * 8 - 1) - 1 : 2 ** (size * 8) - 1;
+  return {
+    size,
+    encode(v, buf, off) {
+      if (!Number.isInteger(v) || v < min || v > max)
+        invalid("encode", `${v} is not a ${signed ? "s" : "u"}${size * 8}`);
+      for (let i = 0; i < size; i++) buf[off + i] = (v >>> (8 * i)) & 0xff;
+    },
+    decode(buf, off) {
+      let v = 0;
+      for (let i = 0; i < size; i++) v |= buf[off + i] << (8 * i);
+      if (signed) return size === 4 ? v | 0 : (v << (32 - size * 8)) >> (32 - size * 8);
+      return size === 4 ? v >>> 0 : v;
+    },
+  };
+}
+
+export const u8: Codec<number> = intCodec(1, false);
+export const u16: Codec<number> = intCodec(2, false);
+export const u32: Codec<number> = intCodec(4, false);
+export const s32: Codec<number> = intCodec(4, true);
+
+/** u64 as bigint. */
+export const u64: Codec<bigint> = {
+  size: 8,
+  encode(v, buf, off) {
+    if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn)
+      invalid("encode", `${String(v)} is not a u64 bigint`);
+    view(buf).setBigUint64(off, v, true);
+  },
+  decode(buf, off) {
+    return view(buf).getBigUint64(off, true);
+  },
+};
+
+/** s64 as bigint. */
+export const s64: Codec<bigint> = {
+  size: 8,
+  encode(v, buf, off) {
+    if (typeof v !== "bigint" || v < -(2n ** 63n) || v >= 2n ** 63n)
+      invalid("encode", `${String(v)} is not an s64 bigint`);
+    view(buf).setBigInt64(off, v, true);
+  },
+  decode(buf, off) {
+    return view(buf).getBigInt64(off, true);
+  },
+};
+
+/** Fixed-size raw bytes. Decoding copies. */
+export function bytes(size: number): Codec<Uint8Array> {
+  if (!Number.isInteger(size) || size <= 0)
+    invalid("codec", `bytes size must be a positive integer, got ${size}`);
+  return {
+    size,
+    encode(v, buf, off) {
+      if (!(v instanceof Uint8Array) || v.length !== size) invalid("encode", `expected ${size} bytes`);
+      buf.set(v, off);
+    },
+    decode(buf, off) {
+      return buf.slice(off, off + size);
+    },
+  };
+}
+
+/** A struct field: its name, codec, and optional explicit offset. */
+export interface Field {
+  name: string;
+  codec: Codec<unknown>;
+  /** Byte offset; default: next offset aligned to min(field size, 8), as C lays it out. */
+  offset?: number;
+}
+
+type StructValue = Record<string, unknown>;
+
+/**
+ * A C-like struct from a field list. Fields are aligned as on x86-64 unless
+ * an offset is given; the size is padded to the largest alignment. Padding
+ * bytes are written as zero, so equal structs hash equally.
+ */
+export function struct<T extends StructValue = StructValue>(
+  fields: Field[],
+  opts: { size?: number } = {},
+): Codec<T> & { offsets: Record<string, number> } {
+  const offsets: Record<string, number> = {};
+  let off = 0;
+  let align = 1;
+  for (const f of fields) {
+    const a = Math.min(f.codec.size & -f.codec.size, 8);
+    align = Math.max(align, a);
+    const at = f.offset ?? Math.ceil(off / a) * a;
+    offsets[f.name] = at;
+    off = Math.max(off, at + f.codec.size);
+  }
+  const size = opts.size ?? Math.ceil(off / align) * align;
+  if (size < off) invalid("codec", `struct size ${size} is smaller than its fields (${off} bytes)`);
+  return {
+    size,
+    offsets,
+    encode(v, buf, o) {
+      buf.fill(0, o, o + size);
+      for (const f of fields) {
+        if (!(f.name in v)) invalid("encode", `struct value has no field '${f.name}'`);
+        f.codec.encode(v[f.name], buf, o + offsets[f.name]);
+      }
+    },
+    decode(buf, o) {
+      const out: StructValue = {};
+      for (const f of fields) out[f.name] = f.codec.decode(buf, o + offsets[f.name]);
+      return out as T;
+    },
+  };
+}

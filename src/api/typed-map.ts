@@ -1,0 +1,131 @@
+/**
+ * A Map-like view of a BPF map with typed keys and values. Works over either
+ * backend. `get` reuses one scratch key and value buffer per instance, so the
+ * only allocation on a hit is the decoded value itself.
+ */
+
+import type { RawMap } from "../core/raw-map.js";
+import { BpfError, Errno } from "../errors.js";
+import type { Codec } from "./codecs.js";
+
+export class TypedMap<K, V> implements Iterable<[K, V]> {
+  private readonly kbuf: Uint8Array;
+  private readonly vbuf: Uint8Array;
+
+  constructor(
+    readonly raw: RawMap,
+    readonly keyCodec: Codec<K>,
+    readonly valueCodec: Codec<V>,
+  ) {
+    const { keySize, valueSize } = raw.info;
+    if (keyCodec.size !== keySize)
+      throw new BpfError(
+        "TypedMap",
+        Errno.EINVAL,
+        `key codec is ${keyCodec.size} bytes, map key_size is ${keySize}`,
+      );
+    if (valueCodec.size !== valueSize)
+      throw new BpfError(
+        "TypedMap",
+        Errno.EINVAL,
+        `value codec is ${valueCodec.size} bytes, map value_size is ${valueSize}`,
+      );
+    this.kbuf = new Uint8Array(keySize);
+    this.vbuf = new Uint8Array(valueSize);
+  }
+
+  private key(k: K): Uint8Array {
+    this.keyCodec.encode(k, this.kbuf, 0);
+    return this.kbuf;
+  }
+
+  private fail(op: string, err: number): never {
+    throw new BpfError(op, -err, this.raw.lastError || undefined);
+  }
+
+  /** The value for `key`, or undefined. */
+  get(key: K): V | undefined {
+    const err = this.raw.lookupElem(this.key(key), this.vbuf, 0);
+    if (err === 0) return this.valueCodec.decode(this.vbuf, 0);
+    if (err === -Errno.ENOENT) return undefined;
+    return this.fail("get", err);
+  }
+
+  has(key: K): boolean {
+    const err = this.raw.lookupElem(this.key(key), this.vbuf, 0);
+    if (err === 0) return true;
+    if (err === -Errno.ENOENT) return false;
+    return this.fail("has", err);
+  }
+
+  /**
+   * Insert or replace (BPF_ANY by default).
+   * @throws BpfError E2BIG when the map is full, EEXIST/ENOENT with NOEXIST/EXIST
+   */
+  set(key: K, value: V, flags = 0): this {
+    const k = this.key(key);
+    this.valueCodec.encode(value, this.vbuf, 0);
+    const err = this.raw.updateElem(k, this.vbuf, flags);
+    if (err !== 0) this.fail("set", err);
+    return this;
+  }
+
+  /** @returns false when the key was absent */
+  delete(key: K): boolean {
+    const err = this.raw.deleteElem(this.key(key));
+    if (err === 0) return true;
+    if (err === -Errno.ENOENT) return false;
+    return this.fail("delete", err);
+  }
+
+  /** Number of elements, found by iterating (it can be late under concurrent writers). */
+  get size(): number {
+    let n = 0;
+    for (const _ of this.rawKeys()) n++;
+    return n;
+  }
+
+  /** Delete every element. Not atomic: concurrent inserts may survive. */
+  clear(): void {
+    const keys = [...this.rawKeys()];
+    for (const k of keys) this.raw.deleteElem(k);
+  }
+
+  private *rawKeys(): Generator<Uint8Array> {
+    let prev: Uint8Array | null = null;
+    const limit = this.raw.info.maxEntries * 2 + 16;
+    for (let n = 0; n < limit; n++) {
+      const next = new Uint8Array(this.raw.info.keySize);
+      const err = this.raw.getNextKey(prev, next);
+      if (err === -Errno.ENOENT) return;
+      if (err !== 0) this.fail("keys", err);
+      yield next;
+      prev = next;
+    }
+    throw new BpfError("keys", Errno.EBUSY, `walk did not end after ${limit} keys (map changing too fast)`);
+  }
+
+  *keys(): Generator<K> {
+    for (const k of this.rawKeys()) yield this.keyCodec.decode(k, 0);
+  }
+
+  *entries(): Generator<[K, V]> {
+    const v = new Uint8Array(this.raw.info.valueSize);
+    for (const k of this.rawKeys()) {
+      if (this.raw.lookupElem(k, v, 0) === 0)
+        yield [this.keyCodec.decode(k, 0), this.valueCodec.decode(v, 0)];
+    }
+  }
+
+  *values(): Generator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  forEach(fn: (value: V, key: K, map: this) => void): void {
+    for (const [k, v] of this.entries()) fn(v, k, this);
+  }
+
+  [Symbol.iterator](): Iterator<[K, V]> {
+    return this.entries();
+  }
+}

@@ -1,0 +1,830 @@
+/**
+ * BPF_MAP_TYPE_HASH in a SharedArrayBuffer (kernel: kernel/bpf/hashtab.c).
+ *
+ * Concurrency scheme (why htab has no seed-000 hole):
+ * - Writers take the bucket lock, and change a chain's links only inside a
+ *   bucket seq write section (seq odd). New elements are filled in *before*
+ *   the section opens, while no chain links to them.
+ * - Readers take no lock: they sample the bucket seq, walk the chain, copy
+ *   what they found, and keep the result only if the seq is unchanged and even.
+ *   A reader that wandered onto an element that was freed and reused (into
+ *   this or another bucket) started from a bucket whose seq changed when the
+ *   element left it, so it retries: no false-positive key match, no torn value.
+ * - Freed elements go straight back to a per-CPU freelist, as in the kernel;
+ *   the seq check, not deferred reuse, makes that safe for copying readers.
+ *
+ * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
+ */
+
+import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
+import { BpfError, Errno, invalid } from "../errors.js";
+import { htabMapHash } from "../hash/htab-hash.js";
+import {
+  BUCKET_HEAD_I32,
+  BUCKET_LOCK_I32,
+  BUCKET_SEQ_I32,
+  ELEM_FNEXT_I32,
+  ELEM_HASH_I32,
+  ELEM_HEADER_BYTES,
+  ELEM_KEY_I32,
+  ELEM_NEXT_I32,
+  type Geometry,
+  HDR_FROZEN_I32,
+  PCPU_COUNT_I32,
+  PCPU_EXTRA_I32,
+  PCPU_FL_HEAD_I32,
+  PCPU_OWNER_I32,
+  pcpuBase,
+  readGeometry,
+  roundUp,
+  writeHeader,
+} from "../layout/layout.js";
+import { lockAcquire, lockRelease, seqBeginWrite, seqEndWrite } from "../sync/bucket-lock.js";
+import { MapFlags, UpdateFlags } from "../uapi.js";
+import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
+import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
+
+const ENOENT = -Errno.ENOENT;
+const EEXIST = -Errno.EEXIST;
+const E2BIG = -Errno.E2BIG;
+const EINVAL = -Errno.EINVAL;
+const EPERM = -Errno.EPERM;
+const ENOSPC = -Errno.ENOSPC;
+
+/** What a worker needs to attach: post it with postMessage. */
+export interface MapHandle {
+  readonly sab: SharedArrayBuffer;
+}
+
+/** Options for attach(). */
+export interface AttachOptions {
+  /** CPU slot to claim. @default the first free slot */
+  cpu?: number;
+}
+
+/** Result of fsck(). */
+export interface FsckReport {
+  ok: boolean;
+  errors: string[];
+  elements: number;
+  free: number;
+  extra: number;
+}
+
+function randomSeed(): number {
+  const c = (globalThis as { crypto?: { getRandomValues(a: Uint32Array): Uint32Array } }).crypto;
+  if (c) return c.getRandomValues(new Uint32Array(1))[0] | 0;
+  return (Math.random() * 0x1_0000_0000) | 0;
+}
+
+/**
+ * A BPF hash map living in a SharedArrayBuffer. Every thread that attaches
+ * gets its own instance over the same memory and its own CPU slot.
+ */
+export class Htab implements RawMap {
+  readonly info: MapInfo;
+  /** Post this to a worker; `attach(handle)` there gives a full map. */
+  readonly handle: MapHandle;
+  /** This instance's CPU slot (kernel: smp_processor_id()). */
+  readonly cpu: number;
+  lastError = "";
+
+  private readonly i32: Int32Array;
+  private readonly u8: Uint8Array;
+  private readonly keySize: number;
+  private readonly valueSize: number;
+  private readonly keyWords: number;
+  private readonly mask: number;
+  private readonly bucketsBase: number;
+  private readonly elemsBase: number;
+  private readonly elemStrideI32: number;
+  private readonly valueOffBytes: number;
+  private readonly hashrnd: number;
+  private readonly nrCpus: number;
+  private readonly maxEntries: number;
+  private readonly mapFlags: number;
+  /** Longest chain a walk may follow before it must have seen a seq change. */
+  private readonly walkBound: number;
+  private readonly myPcpu: number;
+  // Scratch copy of the key, 4-byte aligned for jhash2 and word compares.
+  private readonly kb: Uint8Array;
+  private readonly kw: Int32Array;
+  private closed = false;
+
+  private constructor(
+    sab: SharedArrayBuffer,
+    g: Geometry,
+    mapType: number,
+    mapFlags: number,
+    hashrnd: number,
+    cpu: number,
+  ) {
+    this.i32 = new Int32Array(sab);
+    this.u8 = new Uint8Array(sab);
+    this.keySize = g.keySize;
+    this.valueSize = g.valueSize;
+    this.keyWords = (g.keySize + 3) >>> 2;
+    this.mask = g.n_buckets - 1;
+    this.bucketsBase = g.bucketsBytes >> 2;
+    this.elemsBase = g.elemsBytes >> 2;
+    this.elemStrideI32 = g.elem_size >> 2;
+    this.valueOffBytes = ELEM_HEADER_BYTES + roundUp(g.keySize, 8);
+    this.hashrnd = hashrnd;
+    this.nrCpus = g.nrCpus;
+    this.maxEntries = g.maxEntries;
+    this.mapFlags = mapFlags;
+    this.walkBound = g.num_elems + 1;
+    const kbuf = new ArrayBuffer(this.keyWords * 4);
+    this.kb = new Uint8Array(kbuf);
+    this.kw = new Int32Array(kbuf);
+    this.handle = Object.freeze({ sab });
+    this.info = Object.freeze({
+      type: mapType,
+      keySize: g.keySize,
+      valueSize: g.valueSize,
+      maxEntries: g.maxEntries,
+      flags: mapFlags,
+      nrCpus: g.nrCpus,
+      id: 0,
+    });
+    this.cpu = this.claimCpu(cpu);
+    this.myPcpu = pcpuBase(this.cpu);
+  }
+
+  /**
+   * Create a map (kernel: BPF_MAP_CREATE). The calling thread takes a CPU slot.
+   * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP, EOPNOTSUPP, ENOMEM — see validateSpec()
+   */
+  static create(spec: MapSpec, opts: SabCreateOptions = {}): Htab {
+    const nrCpus = opts.nrCpus ?? defaultNrCpus();
+    const g = validateSpec(spec, nrCpus, opts.privileged === true);
+    const flags = spec.flags ?? 0;
+    let sab: SharedArrayBuffer;
+    try {
+      sab = new SharedArrayBuffer(g.totalBytes);
+    } catch (e) {
+      throw new BpfError(
+        "create",
+        Errno.ENOMEM,
+        `cannot allocate ${g.totalBytes} bytes: ${(e as Error).message}`,
+      );
+    }
+    const i32 = new Int32Array(sab);
+    const hashrnd = (flags & MapFlags.ZeroSeed) !== 0 ? 0 : randomSeed();
+    writeHeader(i32, g, spec.type, flags, hashrnd);
+    // prealloc_init(): every element onto the per-CPU freelists ...
+    pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
+    // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
+    for (let cpu = 0; cpu < nrCpus; cpu++) {
+      const e = pcpuFreelistPop(i32, cpu, nrCpus);
+      i32[pcpuBase(cpu) + PCPU_EXTRA_I32] = e;
+    }
+    return new Htab(sab, g, spec.type, flags, hashrnd, opts.cpu ?? -1);
+  }
+
+  /**
+   * Attach to a map created elsewhere (typically in another worker).
+   * @throws BpfError EINVAL for a foreign or corrupt buffer, EBUSY when every CPU slot is taken
+   */
+  static attach(handle: MapHandle | SharedArrayBuffer, opts: AttachOptions = {}): Htab {
+    const sab = handle instanceof SharedArrayBuffer ? handle : (handle as MapHandle | undefined)?.sab;
+    const { g, mapType, mapFlags, hashrnd } = readGeometry(sab);
+    return new Htab(sab as SharedArrayBuffer, g, mapType, mapFlags, hashrnd, opts.cpu ?? -1);
+  }
+
+  private claimCpu(want: number): number {
+    const i32 = this.i32;
+    if (want >= 0) {
+      if (!Number.isInteger(want) || want >= this.nrCpus)
+        invalid("attach", `cpu ${want} is not a slot of this map (it has ${this.nrCpus})`);
+      if (Atomics.compareExchange(i32, pcpuBase(want) + PCPU_OWNER_I32, 0, 1) !== 0)
+        throw new BpfError("attach", Errno.EBUSY, `CPU slot ${want} is already taken`);
+      return want;
+    }
+    for (let c = 0; c < this.nrCpus; c++) {
+      if (Atomics.compareExchange(i32, pcpuBase(c) + PCPU_OWNER_I32, 0, 1) === 0) return c;
+    }
+    throw new BpfError(
+      "attach",
+      Errno.EBUSY,
+      `all ${this.nrCpus} CPU slots are taken; create the map with a larger nrCpus`,
+    );
+  }
+
+  /** Give the CPU slot back. The instance must not be used afterwards. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.i32, this.myPcpu + PCPU_OWNER_I32, 0);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private fail(err: number, detail: string): number {
+    this.lastError = detail;
+    return err;
+  }
+
+  private checkKey(op: string, key: unknown): asserts key is Uint8Array {
+    if (!(key instanceof Uint8Array)) invalid(op, "key must be a Uint8Array");
+    if (key.length !== this.keySize)
+      invalid(op, `key is ${key.length} bytes, map key_size is ${this.keySize}`);
+  }
+
+  private checkValueIn(op: string, value: unknown): asserts value is Uint8Array {
+    if (!(value instanceof Uint8Array)) invalid(op, "value must be a Uint8Array");
+    if (value.length !== this.valueSize)
+      invalid(op, `value is ${value.length} bytes, map value_size is ${this.valueSize}`);
+  }
+
+  private checkValueOut(op: string, value: unknown): asserts value is Uint8Array {
+    if (!(value instanceof Uint8Array)) invalid(op, "value buffer must be a Uint8Array");
+    if (value.length < this.valueSize)
+      invalid(op, `value buffer is ${value.length} bytes, map value_size is ${this.valueSize}`);
+  }
+
+  private checkFlagsArg(op: string, flags: unknown): asserts flags is number {
+    if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0 || flags > Number.MAX_SAFE_INTEGER)
+      invalid(op, `flags must be a non-negative integer, got ${String(flags)}`);
+  }
+
+  /** Copy `key` into the scratch words and hash it. */
+  private hashKey(key: Uint8Array): number {
+    const kb = this.kb;
+    for (let i = 0; i < this.keySize; i++) kb[i] = key[i];
+    return htabMapHash(kb, this.kw, this.keySize, this.hashrnd) | 0;
+  }
+
+  private bucketOf(hash: number): number {
+    return this.bucketsBase + ((hash & this.mask) << 2);
+  }
+
+  /** Element key equals the scratch key. Caller validates with the bucket seq or holds the lock. */
+  private keyEquals(e: number): boolean {
+    const i32 = this.i32;
+    const kw = this.kw;
+    const k = e + ELEM_KEY_I32;
+    for (let j = 0; j < this.keyWords; j++) if (i32[k + j] !== kw[j]) return false;
+    return true;
+  }
+
+  private copyValueOut(e: number, out: Uint8Array, outOff: number): void {
+    const u8 = this.u8;
+    const src = (e << 2) + this.valueOffBytes;
+    const n = this.valueSize;
+    if (n <= 64) for (let i = 0; i < n; i++) out[outOff + i] = u8[src + i];
+    else out.set(u8.subarray(src, src + n), outOff);
+  }
+
+  private copyKeyOut(e: number, out: Uint8Array, outOff: number): void {
+    const u8 = this.u8;
+    const src = (e << 2) + ELEM_HEADER_BYTES;
+    for (let i = 0; i < this.keySize; i++) out[outOff + i] = u8[src + i];
+  }
+
+  /** Fill a private element (off every chain) with the scratch key, `hash` and `value`. */
+  private fillElem(e: number, hash: number, value: Uint8Array, valueOff: number): void {
+    const i32 = this.i32;
+    i32[e + ELEM_HASH_I32] = hash;
+    const k = e + ELEM_KEY_I32;
+    for (let j = 0; j < this.keyWords; j++) i32[k + j] = this.kw[j];
+    const dst = (e << 2) + this.valueOffBytes;
+    const n = this.valueSize;
+    if (n <= 64) {
+      const u8 = this.u8;
+      for (let i = 0; i < n; i++) u8[dst + i] = value[valueOff + i];
+    } else
+      this.u8.set(valueOff === 0 && value.length === n ? value : value.subarray(valueOff, valueOff + n), dst);
+  }
+
+  /**
+   * Find the scratch key in bucket `b`. Requires: bucket lock held.
+   * Kernel: lookup_elem_raw(). Sets `this.prev` to the predecessor (0 = head).
+   */
+  private lookupElemLocked(b: number, hash: number): number {
+    const i32 = this.i32;
+    let prev = 0;
+    let e = i32[b + BUCKET_HEAD_I32];
+    while (e !== 0) {
+      if (i32[e + ELEM_HASH_I32] === hash && this.keyEquals(e)) {
+        this.prev = prev;
+        return e;
+      }
+      prev = e;
+      e = i32[e + ELEM_NEXT_I32];
+    }
+    this.prev = 0;
+    return 0;
+  }
+  private prev = 0;
+
+  /**
+   * Lock-free lookup of the scratch key; copies the value into `out` when found.
+   * Kernel: lookup_nulls_elem_raw(), with the bucket seq in place of the nulls check.
+   */
+  private lookupCopy(hash: number, out: Uint8Array | null, outOff: number): boolean {
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    const seqIdx = b + BUCKET_SEQ_I32;
+    for (;;) {
+      const s = Atomics.load(i32, seqIdx);
+      if ((s & 1) !== 0) continue; // a writer is relinking this chain: it is short, spin
+      let e = i32[b + BUCKET_HEAD_I32];
+      let found = false;
+      for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
+        if (i32[e + ELEM_HASH_I32] === hash && this.keyEquals(e)) {
+          if (out !== null) this.copyValueOut(e, out, outOff);
+          found = true;
+          break;
+        }
+        e = i32[e + ELEM_NEXT_I32];
+      }
+      // Validate: nothing we read was relinked or reused while we read it.
+      if (Atomics.load(i32, seqIdx) === s) return found;
+    }
+  }
+
+  private addCount(delta: number): void {
+    Atomics.add(this.i32, this.myPcpu + PCPU_COUNT_I32, delta);
+  }
+
+  private canRead(): boolean {
+    return (this.mapFlags & MapFlags.Wronly) === 0;
+  }
+
+  private canWrite(): boolean {
+    return (this.mapFlags & MapFlags.Rdonly) === 0 && Atomics.load(this.i32, HDR_FROZEN_I32) === 0;
+  }
+
+  private permError(write: boolean): number {
+    if (write) {
+      if ((this.mapFlags & MapFlags.Rdonly) !== 0)
+        return this.fail(EPERM, "map is BPF_F_RDONLY for the control plane");
+      return this.fail(EPERM, "map is frozen");
+    }
+    return this.fail(EPERM, "map is BPF_F_WRONLY for the control plane");
+  }
+
+  // ------------------------------------------------------------ element ops
+
+  /**
+   * Look `key` up and copy its value into `value`.
+   * @returns 0, -ENOENT (absent), -EINVAL (flags), -EPERM (BPF_F_WRONLY)
+   * @remarks Kernel: map_lookup_elem() -> htab_map_lookup_elem(). Linearizable.
+   */
+  lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.checkKey("lookup", key);
+    this.checkValueOut("lookup", value);
+    if (flags !== 0) {
+      this.checkFlagsArg("lookup", flags);
+      if (flags !== UpdateFlags.Lock) return this.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+    }
+    if (!this.canRead()) return this.permError(false);
+    if (flags !== 0) return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+    if (this.lookupCopy(this.hashKey(key), value, 0)) return 0;
+    return this.fail(ENOENT, "key not found");
+  }
+
+  /** True when `key` is present (a lookup that copies nothing). */
+  hasElem(key: Uint8Array): boolean {
+    this.checkKey("has", key);
+    if (!this.canRead()) return false;
+    return this.lookupCopy(this.hashKey(key), null, 0);
+  }
+
+  /**
+   * Insert or replace `key`. `flags`: BPF_ANY, BPF_NOEXIST or BPF_EXIST.
+   * @returns 0, -EEXIST, -ENOENT, -E2BIG (map full), -EINVAL, -EPERM
+   * @remarks Kernel: htab_map_update_elem(). A replaced key gets a new element at the
+   * head of its bucket and the old one is unlinked, so iteration order is the kernel's.
+   */
+  updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.checkKey("update", key);
+    this.checkValueIn("update", value);
+    this.checkFlagsArg("update", flags);
+    return this.updateRaw(value, 0, flags, this.hashKey(key));
+  }
+
+  /** Update with the key already in scratch. Shared by update and update_batch. */
+  private updateRaw(value: Uint8Array, valueOff: number, flags: number, hash: number): number {
+    if (!this.canWrite()) return this.permError(true);
+    if ((flags & UpdateFlags.Lock) !== 0)
+      return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+    if (flags > UpdateFlags.Exist) return this.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    const old = this.lookupElemLocked(b, hash);
+    if (old !== 0 && flags === UpdateFlags.NoExist) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
+    }
+    if (old === 0 && flags === UpdateFlags.Exist) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(ENOENT, "key not found (BPF_EXIST)");
+    }
+    let e: number;
+    if (old !== 0) {
+      // Replacing: take this CPU's extra element, the old one becomes the extra.
+      e = i32[this.myPcpu + PCPU_EXTRA_I32];
+    } else {
+      e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      if (e === 0) {
+        lockRelease(i32, b + BUCKET_LOCK_I32);
+        return this.fail(E2BIG, `map full (${this.count()} of ${this.maxEntries} entries in use)`);
+      }
+      this.addCount(1);
+    }
+    this.fillElem(e, hash, value, valueOff);
+    const prevOld = this.prev;
+    const seqIdx = b + BUCKET_SEQ_I32;
+    seqBeginWrite(i32, seqIdx);
+    i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
+    i32[b + BUCKET_HEAD_I32] = e;
+    if (old !== 0) i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
+    seqEndWrite(i32, seqIdx);
+    if (old !== 0) i32[this.myPcpu + PCPU_EXTRA_I32] = old;
+    lockRelease(i32, b + BUCKET_LOCK_I32);
+    return 0;
+  }
+
+  /**
+   * Delete `key`.
+   * @returns 0, -ENOENT, -EPERM
+   * @remarks Kernel: htab_map_delete_elem(). The element goes back to this CPU's freelist.
+   */
+  deleteElem(key: Uint8Array): number {
+    this.checkKey("delete", key);
+    return this.deleteRaw(this.hashKey(key), null);
+  }
+
+  /** Delete the scratch key, copying its value into `out` first when given. */
+  private deleteRaw(hash: number, out: Uint8Array | null): number {
+    if (!this.canWrite()) return this.permError(true);
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    const e = this.lookupElemLocked(b, hash);
+    if (e === 0) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(ENOENT, "key not found");
+    }
+    if (out !== null) this.copyValueOut(e, out, 0);
+    this.unlinkLocked(b, e, this.prev);
+    lockRelease(i32, b + BUCKET_LOCK_I32);
+    this.freeElem(e);
+    return 0;
+  }
+
+  /** Requires: bucket lock held. Kernel: hlist_nulls_del_rcu(). */
+  private unlinkLocked(b: number, e: number, prev: number): void {
+    const i32 = this.i32;
+    const seqIdx = b + BUCKET_SEQ_I32;
+    seqBeginWrite(i32, seqIdx);
+    // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
+    if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[e + ELEM_NEXT_I32];
+    else i32[prev + ELEM_NEXT_I32] = i32[e + ELEM_NEXT_I32];
+    seqEndWrite(i32, seqIdx);
+  }
+
+  /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
+  private freeElem(e: number): void {
+    this.addCount(-1);
+    pcpuFreelistPush(this.i32, this.cpu, e);
+  }
+
+  /**
+   * Look `key` up, copy its value into `value` and delete it, atomically.
+   * @returns 0, -ENOENT, -EINVAL, -EPERM
+   * @remarks Kernel: htab_map_lookup_and_delete_elem().
+   */
+  lookupAndDeleteElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.checkKey("lookupAndDelete", key);
+    this.checkValueOut("lookupAndDelete", value);
+    this.checkFlagsArg("lookupAndDelete", flags);
+    if (flags !== 0 && flags !== UpdateFlags.Lock)
+      return this.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+    if (!this.canRead()) return this.permError(false);
+    if (!this.canWrite()) return this.permError(true);
+    if (flags !== 0) return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+    return this.deleteRaw(this.hashKey(key), value);
+  }
+
+  /**
+   * Copy the key after `key` into `nextKey`: the rest of `key`'s chain, then
+   * the following buckets in order. A null or absent `key` gives the first key.
+   * @returns 0, -ENOENT (no more keys), -EPERM
+   * @remarks Kernel: htab_map_get_next_key(). Each bucket is read consistently;
+   * a walk over a map that changes meanwhile may miss or repeat keys, as in the kernel.
+   */
+  getNextKey(key: Uint8Array | null, nextKey: Uint8Array): number {
+    if (key !== null && key !== undefined) this.checkKey("getNextKey", key);
+    if (!(nextKey instanceof Uint8Array) || nextKey.length < this.keySize)
+      invalid("getNextKey", `nextKey must be a Uint8Array of at least ${this.keySize} bytes`);
+    if (!this.canRead()) return this.permError(false);
+    const i32 = this.i32;
+    let i = 0;
+    if (key !== null && key !== undefined) {
+      const hash = this.hashKey(key);
+      const b = this.bucketOf(hash);
+      const seqIdx = b + BUCKET_SEQ_I32;
+      for (;;) {
+        const s = Atomics.load(i32, seqIdx);
+        if ((s & 1) !== 0) continue;
+        let e = i32[b + BUCKET_HEAD_I32];
+        let found = false;
+        let next = 0;
+        for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
+          if (i32[e + ELEM_HASH_I32] === hash && this.keyEquals(e)) {
+            found = true;
+            next = i32[e + ELEM_NEXT_I32];
+            if (next !== 0) this.copyKeyOut(next, nextKey, 0);
+            break;
+          }
+          e = i32[e + ELEM_NEXT_I32];
+        }
+        if (Atomics.load(i32, seqIdx) !== s) continue;
+        if (found && next !== 0) return 0;
+        i = found ? (hash & this.mask) + 1 : 0;
+        break;
+      }
+    }
+    for (; i <= this.mask; i++) {
+      const b = this.bucketsBase + (i << 2);
+      const seqIdx = b + BUCKET_SEQ_I32;
+      for (;;) {
+        const s = Atomics.load(i32, seqIdx);
+        if ((s & 1) !== 0) continue;
+        const e = i32[b + BUCKET_HEAD_I32];
+        if (e !== 0) this.copyKeyOut(e, nextKey, 0);
+        if (Atomics.load(i32, seqIdx) !== s) continue;
+        if (e !== 0) return 0;
+        break;
+      }
+    }
+    return this.fail(ENOENT, "no more keys");
+  }
+
+  // ------------------------------------------------------------ batch ops
+
+  private batchBuffers(args: BatchArgs, forLookup: boolean): { keys: Uint8Array; values: Uint8Array } {
+    const op = forLookup ? "lookupBatch" : "updateBatch";
+    if (args === null || typeof args !== "object") invalid(op, "batch arguments must be an object");
+    const { count } = args;
+    if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
+      invalid(op, `count must be a u32, got ${String(count)}`);
+    const kb = count * this.keySize;
+    const vb = count * this.valueSize;
+    let keys = args.keys;
+    let values = args.values;
+    if (keys === undefined && forLookup) keys = new Uint8Array(kb);
+    if (values === undefined && forLookup) values = new Uint8Array(vb);
+    if (!(keys instanceof Uint8Array) || keys.length < kb)
+      invalid(op, `keys must be a Uint8Array of at least count * key_size = ${kb} bytes`);
+    if (values !== undefined && (!(values instanceof Uint8Array) || values.length < vb))
+      invalid(op, `values must be a Uint8Array of at least count * value_size = ${vb} bytes`);
+    return { keys, values: values ?? new Uint8Array(0) };
+  }
+
+  /** Kernel: htab_map_lookup_batch(). See lookupAndDeleteBatch() for the cursor rules. */
+  lookupBatch(args: BatchArgs): BatchResult {
+    return this.lookupBatchRaw(args, false);
+  }
+
+  /**
+   * Copy out (and delete) whole buckets from `inBatch` on, while they fit in `count`.
+   * Returns -ENOSPC when the first non-empty bucket alone does not fit, and
+   * -ENOENT with a partial count when the last bucket was passed.
+   * @remarks Kernel: __htab_map_lookup_and_delete_batch().
+   */
+  lookupAndDeleteBatch(args: BatchArgs): BatchResult {
+    return this.lookupBatchRaw(args, true);
+  }
+
+  private lookupBatchRaw(args: BatchArgs, doDelete: boolean): BatchResult {
+    const { keys, values } = this.batchBuffers(args, true);
+    const count = args.count;
+    const res: BatchResult = { err: 0, count, outBatch: null, keys, values };
+    const elemFlags = args.elemFlags ?? 0;
+    const flags = args.flags ?? 0;
+    this.checkFlagsArg("lookupBatch", elemFlags);
+    this.checkFlagsArg("lookupBatch", flags);
+    if (!this.canRead()) return this.batchErr(res, this.permError(false));
+    if (doDelete && !this.canWrite()) return this.batchErr(res, this.permError(true));
+    if ((elemFlags & ~UpdateFlags.Lock) !== 0)
+      return this.batchErr(res, this.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`));
+    if (elemFlags !== 0)
+      return this.batchErr(res, this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock"));
+    if (flags !== 0)
+      return this.batchErr(res, this.fail(EINVAL, `batch flags must be 0, got 0x${flags.toString(16)}`));
+    if (count === 0) return res;
+    res.count = 0;
+    const inBatch = args.inBatch ?? 0;
+    if (!Number.isInteger(inBatch) || inBatch < 0 || inBatch > 0xffffffff)
+      invalid("lookupBatch", `inBatch must be a u32 bucket cursor, got ${String(inBatch)}`);
+    if (inBatch > this.mask) return this.batchErr(res, this.fail(ENOENT, "cursor is past the last bucket"));
+    const i32 = this.i32;
+    let batch = inBatch;
+    let total = 0;
+    let err = 0;
+    const freed: number[] = [];
+    for (;;) {
+      const b = this.bucketsBase + (batch << 2);
+      let cnt = 0;
+      if (Atomics.load(i32, b + BUCKET_HEAD_I32) !== 0) {
+        lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+        for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) cnt++;
+        if (cnt > count - total) {
+          lockRelease(i32, b + BUCKET_LOCK_I32);
+          if (total === 0)
+            err = this.fail(ENOSPC, `bucket ${batch} holds ${cnt} elements but count is ${count}`);
+          break;
+        }
+        let e = i32[b + BUCKET_HEAD_I32];
+        for (let n = 0; e !== 0; n++) {
+          this.copyKeyOut(e, keys, (total + n) * this.keySize);
+          this.copyValueOut(e, values, (total + n) * this.valueSize);
+          const next = i32[e + ELEM_NEXT_I32];
+          if (doDelete) {
+            this.unlinkLocked(b, e, 0);
+            freed.push(e);
+          }
+          e = next;
+        }
+        lockRelease(i32, b + BUCKET_LOCK_I32);
+        for (const f of freed) this.freeElem(f);
+        freed.length = 0;
+      }
+      total += cnt;
+      batch++;
+      if (batch > this.mask) {
+        err = this.fail(ENOENT, "reached the last bucket");
+        break;
+      }
+    }
+    res.err = err;
+    res.count = total;
+    res.outBatch = batch;
+    return res;
+  }
+
+  private batchErr(res: BatchResult, err: number): BatchResult {
+    res.err = err;
+    return res;
+  }
+
+  /** Kernel: generic_map_update_batch(): update each pair with elem_flags; stop at the first error. */
+  updateBatch(args: BatchArgs): BatchResult {
+    const { keys, values } = this.batchBuffers(args, false);
+    if (values.length < args.count * this.valueSize)
+      invalid("updateBatch", `values must hold count * value_size = ${args.count * this.valueSize} bytes`);
+    const elemFlags = args.elemFlags ?? 0;
+    this.checkFlagsArg("updateBatch", elemFlags);
+    const res: BatchResult = { err: 0, count: args.count, outBatch: null, keys, values };
+    if (!this.canWrite()) return this.batchErr(res, this.permError(true));
+    if ((elemFlags & ~UpdateFlags.Lock) !== 0)
+      return this.batchErr(res, this.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`));
+    if (elemFlags !== 0)
+      return this.batchErr(res, this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock"));
+    if (args.count === 0) return res;
+    let cp = 0;
+    for (; cp < args.count; cp++) {
+      const err = this.updateRaw(
+        values,
+        cp * this.valueSize,
+        elemFlags,
+        this.hashKeyAt(keys, cp * this.keySize),
+      );
+      if (err !== 0) {
+        res.err = err;
+        break;
+      }
+    }
+    res.count = cp;
+    return res;
+  }
+
+  /** Kernel: generic_map_delete_batch(): delete each key; stop at the first error. */
+  deleteBatch(args: BatchArgs): BatchResult {
+    const { keys, values } = this.batchBuffers(args, false);
+    const elemFlags = args.elemFlags ?? 0;
+    this.checkFlagsArg("deleteBatch", elemFlags);
+    const res: BatchResult = { err: 0, count: args.count, outBatch: null, keys, values };
+    if (!this.canWrite()) return this.batchErr(res, this.permError(true));
+    if ((elemFlags & ~UpdateFlags.Lock) !== 0)
+      return this.batchErr(res, this.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`));
+    if (elemFlags !== 0)
+      return this.batchErr(res, this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock"));
+    if (args.count === 0) return res;
+    let cp = 0;
+    for (; cp < args.count; cp++) {
+      const err = this.deleteRaw(this.hashKeyAt(keys, cp * this.keySize), null);
+      if (err !== 0) {
+        res.err = err;
+        break;
+      }
+    }
+    res.count = cp;
+    return res;
+  }
+
+  private hashKeyAt(buf: Uint8Array, off: number): number {
+    const kb = this.kb;
+    for (let i = 0; i < this.keySize; i++) kb[i] = buf[off + i];
+    return htabMapHash(kb, this.kw, this.keySize, this.hashrnd) | 0;
+  }
+
+  // ------------------------------------------------------------ map-wide
+
+  /** Kernel: BPF_MAP_FREEZE. Control-plane writes fail with EPERM afterwards. */
+  freeze(): number {
+    if (!this.canWrite()) return this.permError(true);
+    Atomics.store(this.i32, HDR_FROZEN_I32, 1);
+    return 0;
+  }
+
+  /**
+   * Number of elements in the map (kernel: bpf_map_sum_elem_count()).
+   * Summed over per-CPU counters without stopping writers: it can be late.
+   */
+  count(): number {
+    let n = 0;
+    for (let c = 0; c < this.nrCpus; c++) n += Atomics.load(this.i32, pcpuBase(c) + PCPU_COUNT_I32);
+    return n;
+  }
+
+  /** Bytes of shared memory the map occupies (all of it is preallocated). */
+  memoryUsage(): number {
+    return this.u8.byteLength;
+  }
+
+  /** The hash seed (kernel: htab->hashrnd); 0 under BPF_F_ZERO_SEED. */
+  get seed(): number {
+    return this.hashrnd >>> 0;
+  }
+
+  /**
+   * Check the whole structure: every element is on exactly one chain, freelist
+   * or extra slot; chains hold only keys of their bucket with no duplicates;
+   * the element count matches. Requires: no concurrent writers.
+   */
+  fsck(): FsckReport {
+    const i32 = this.i32;
+    const errors: string[] = [];
+    const num = this.walkBound - 1;
+    const where = new Int8Array(num);
+    const idxOf = (e: number): number => {
+      const off = e - this.elemsBase;
+      if (off < 0 || off % this.elemStrideI32 !== 0 || off / this.elemStrideI32 >= num) return -1;
+      return off / this.elemStrideI32;
+    };
+    const mark = (e: number, kind: number, what: string): boolean => {
+      const i = idxOf(e);
+      if (i < 0) {
+        errors.push(`${what}: link ${e} is not an element`);
+        return false;
+      }
+      if (where[i] !== 0) {
+        errors.push(
+          `${what}: element ${i} is also on ${["", "a chain", "a freelist", "an extra slot"][where[i]]}`,
+        );
+        return false;
+      }
+      where[i] = kind;
+      return true;
+    };
+    let elements = 0;
+    for (let bi = 0; bi <= this.mask; bi++) {
+      const b = this.bucketsBase + (bi << 2);
+      if (i32[b + BUCKET_LOCK_I32] !== 0)
+        errors.push(`bucket ${bi}: lock held (word ${i32[b + BUCKET_LOCK_I32]})`);
+      if ((i32[b + BUCKET_SEQ_I32] & 1) !== 0) errors.push(`bucket ${bi}: seq is odd`);
+      const seen = new Set<string>();
+      for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) {
+        if (!mark(e, 1, `bucket ${bi}`)) break;
+        elements++;
+        if ((i32[e + ELEM_HASH_I32] & this.mask) !== bi)
+          errors.push(`bucket ${bi}: element hash belongs elsewhere`);
+        const k = Array.from(
+          this.u8.subarray((e << 2) + ELEM_HEADER_BYTES, (e << 2) + ELEM_HEADER_BYTES + this.keySize),
+        ).join(",");
+        if (seen.has(k)) errors.push(`bucket ${bi}: duplicate key ${k}`);
+        seen.add(k);
+      }
+    }
+    let free = 0;
+    let extra = 0;
+    for (let c = 0; c < this.nrCpus; c++) {
+      const p = pcpuBase(c);
+      for (let e = i32[p + PCPU_FL_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+        if (!mark(e, 2, `freelist ${c}`)) break;
+        free++;
+      }
+      const x = i32[p + PCPU_EXTRA_I32];
+      if (x !== 0 && mark(x, 3, `extra ${c}`)) extra++;
+    }
+    if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
+    if (this.count() !== elements) errors.push(`count() is ${this.count()} but chains hold ${elements}`);
+    return { ok: errors.length === 0, errors, elements, free, extra };
+  }
+}

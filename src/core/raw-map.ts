@@ -1,0 +1,70 @@
+/**
+ * The kernel-shaped interface both backends implement: every call returns
+ * 0 or a negative errno, as the kernel's map ops do, and allocates nothing
+ * when the caller passes its buffers. `lastError` explains the last failure.
+ * JavaScript-level misuse (a key that is not a Uint8Array of key_size bytes)
+ * throws BpfError EINVAL instead, since the kernel would read garbage.
+ */
+
+/** What a map is, as BPF_OBJ_GET_INFO_BY_FD reports it. */
+export interface MapInfo {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  /** Possible CPUs: per-CPU values are nrCpus x round_up(value_size, 8) bytes. */
+  nrCpus: number;
+  /** Kernel map id (0 on the SAB backend). */
+  id: number;
+}
+
+/** Arguments of the four batch commands (kernel: attr->batch). */
+export interface BatchArgs {
+  /** Bucket cursor from a previous call's `outBatch`; null starts at the first bucket. */
+  inBatch?: number | null;
+  /** Capacity (lookup) or number of entries (update, delete). */
+  count: number;
+  elemFlags?: number;
+  flags?: number;
+  /** Lookup: output, `count * keySize` bytes (allocated if absent). Update/delete: input. */
+  keys?: Uint8Array;
+  /** Lookup: output, `count * valueSize` bytes. Update: input. */
+  values?: Uint8Array;
+}
+
+/** Result of a batch command. `err` is 0 or a negative errno; `count` is valid in both cases. */
+export interface BatchResult {
+  err: number;
+  /** Entries processed; on an error the kernel rejects up front, the count passed in, untouched. */
+  count: number;
+  /** Next bucket cursor, or null when the kernel did not write one. */
+  outBatch: number | null;
+  keys: Uint8Array;
+  values: Uint8Array;
+}
+
+export interface RawMap {
+  readonly info: MapInfo;
+  /** Human-readable reason for the last non-zero return. */
+  readonly lastError: string;
+  /** Kernel: map_lookup_elem(). Copies the value into `value`. */
+  lookupElem(key: Uint8Array, value: Uint8Array, flags?: number): number;
+  /** Kernel: map_update_elem(). */
+  updateElem(key: Uint8Array, value: Uint8Array, flags?: number): number;
+  /** Kernel: map_delete_elem(). */
+  deleteElem(key: Uint8Array): number;
+  /** Kernel: map_lookup_and_delete_elem(). */
+  lookupAndDeleteElem(key: Uint8Array, value: Uint8Array, flags?: number): number;
+  /** Kernel: map_get_next_key(). `key` null (or absent from the map) gives the first key. */
+  getNextKey(key: Uint8Array | null, nextKey: Uint8Array): number;
+  lookupBatch(args: BatchArgs): BatchResult;
+  lookupAndDeleteBatch(args: BatchArgs): BatchResult;
+  updateBatch(args: BatchArgs): BatchResult;
+  deleteBatch(args: BatchArgs): BatchResult;
+  /** Kernel: BPF_MAP_FREEZE. */
+  freeze(): number;
+  /** Bytes the map occupies (SAB) or the kernel's memlock figure (kernel). */
+  memoryUsage(): number;
+  close(): void;
+}

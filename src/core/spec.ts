@@ -1,0 +1,133 @@
+/**
+ * Map creation parameters and their validation, in the kernel's order
+ * (kernel: map_create() then htab_map_alloc_check() then htab_map_alloc()),
+ * so that the first failing check gives the same errno the kernel gives.
+ */
+
+import { BpfError, Errno } from "../errors.js";
+import { computeGeometry, type Geometry, MAX_TOTAL_BYTES } from "../layout/layout.js";
+import {
+  HTAB_CREATE_FLAG_MASK,
+  KERNEL_HTAB_ELEM_SIZE,
+  KMALLOC_MAX_SIZE,
+  MapFlags,
+  MapType,
+} from "../uapi.js";
+
+/** What both backends accept to create a map. A plain object, as cilium/ebpf's MapSpec. */
+export interface MapSpec {
+  /** `MapType.Hash`, … */
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  /** `MapFlags.*` ORed together. @default 0 */
+  flags?: number;
+  /** Only read when `MapFlags.NumaNode` is set, as in the kernel. @default -1 (NUMA_NO_NODE) */
+  numaNode?: number;
+}
+
+/** Options only the SharedArrayBuffer backend has. */
+export interface SabCreateOptions {
+  /**
+   * Number of possible CPUs: the worker slots that per-CPU freelists, extra
+   * elements and per-CPU values are indexed by. Each attached thread takes one.
+   * @default navigator.hardwareConcurrency, or 4 where that is unknown
+   */
+  nrCpus?: number;
+  /** Model CAP_SYS_ADMIN: required for `MapFlags.ZeroSeed`, as in the kernel. @default false */
+  privileged?: boolean;
+  /** CPU slot for the creating thread. @default the first free slot (0) */
+  cpu?: number;
+}
+
+/** NUMA nodes the SAB backend treats as online. JS cannot see the topology, so node 0 only. */
+export const SAB_ONLINE_NUMA_NODES = 1;
+const NUMA_NO_NODE = -1;
+/** PCPU_MIN_UNIT_SIZE: the per-CPU value size limit. */
+const PCPU_MIN_UNIT_SIZE = 32768;
+/** n_buckets * sizeof(struct bucket) must fit in u32. */
+const MAX_N_BUCKETS = Math.floor(0xffffffff / 16);
+
+export function defaultNrCpus(): number {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  const n = nav?.hardwareConcurrency;
+  return typeof n === "number" && n > 0 ? n : 4;
+}
+
+function isU32(n: unknown): n is number {
+  return typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+}
+
+function fail(errno: number, detail: string): never {
+  throw new BpfError("create", errno, detail);
+}
+
+/**
+ * Validate `spec` as BPF_MAP_CREATE would and return the geometry.
+ * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP (524), ENOMEM
+ */
+export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean): Geometry {
+  if (spec === null || typeof spec !== "object") fail(Errno.EINVAL, "spec must be an object");
+  const flags = spec.flags ?? 0;
+  for (const [name, v] of [
+    ["type", spec.type],
+    ["keySize", spec.keySize],
+    ["valueSize", spec.valueSize],
+    ["maxEntries", spec.maxEntries],
+    ["flags", flags],
+  ] as const) {
+    if (!isU32(v)) fail(Errno.EINVAL, `${name} must be an integer in [0, 2^32), got ${String(v)}`);
+  }
+  if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
+    fail(Errno.EINVAL, `nrCpus must be an integer in [1, 1024], got ${nrCpus}`);
+
+  // map_create(): access mode, then NUMA node.
+  if ((flags & MapFlags.Rdonly) !== 0 && (flags & MapFlags.Wronly) !== 0)
+    fail(Errno.EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY are mutually exclusive");
+  const numaNode = (flags & MapFlags.NumaNode) !== 0 ? (spec.numaNode ?? NUMA_NO_NODE) | 0 : NUMA_NO_NODE;
+  if (numaNode !== NUMA_NO_NODE && (numaNode < 0 || numaNode >= SAB_ONLINE_NUMA_NODES))
+    fail(Errno.EINVAL, `NUMA node ${numaNode} is not online (the SAB backend has node 0 only)`);
+
+  const t = spec.type;
+  const known =
+    t === MapType.Hash || t === MapType.PercpuHash || t === MapType.LruHash || t === MapType.LruPercpuHash;
+  if (!known) fail(Errno.EINVAL, `map type ${t} is not a hash map type htab implements`);
+
+  // htab_map_alloc_check()
+  const percpu = t === MapType.PercpuHash || t === MapType.LruPercpuHash;
+  const lru = t === MapType.LruHash || t === MapType.LruPercpuHash;
+  const percpuLru = (flags & MapFlags.NoCommonLru) !== 0;
+  const prealloc = (flags & MapFlags.NoPrealloc) === 0;
+  if ((flags & MapFlags.ZeroSeed) !== 0 && !privileged)
+    fail(Errno.EPERM, "BPF_F_ZERO_SEED needs CAP_SYS_ADMIN (pass privileged: true)");
+  if ((flags & ~HTAB_CREATE_FLAG_MASK) !== 0)
+    fail(Errno.EINVAL, `unknown or unsupported flags 0x${(flags & ~HTAB_CREATE_FLAG_MASK).toString(16)}`);
+  if ((flags & MapFlags.RdonlyProg) !== 0 && (flags & MapFlags.WronlyProg) !== 0)
+    fail(Errno.EINVAL, "BPF_F_RDONLY_PROG and BPF_F_WRONLY_PROG are mutually exclusive");
+  if (!lru && percpuLru) fail(Errno.EINVAL, "BPF_F_NO_COMMON_LRU is only for LRU maps");
+  if (lru && !prealloc) fail(Errno.ENOTSUPP, "LRU maps cannot be BPF_F_NO_PREALLOC");
+  if (numaNode !== NUMA_NO_NODE && (percpu || percpuLru))
+    fail(Errno.EINVAL, "BPF_F_NUMA_NODE is not allowed for per-CPU maps or per-CPU LRU lists");
+  if (spec.maxEntries === 0) fail(Errno.EINVAL, "max_entries must be > 0");
+  if (spec.keySize === 0) fail(Errno.EINVAL, "key_size must be > 0");
+  if (spec.valueSize === 0) fail(Errno.EINVAL, "value_size must be > 0");
+  if (spec.keySize + spec.valueSize >= KMALLOC_MAX_SIZE - KERNEL_HTAB_ELEM_SIZE)
+    fail(Errno.E2BIG, `key_size + value_size = ${spec.keySize + spec.valueSize} is over the kernel's limit`);
+  if (percpu && Math.ceil(spec.valueSize / 8) * 8 > PCPU_MIN_UNIT_SIZE)
+    fail(Errno.E2BIG, `per-CPU value_size ${spec.valueSize} is over ${PCPU_MIN_UNIT_SIZE}`);
+
+  // htab_map_alloc()
+  if (spec.maxEntries > 2 ** 31) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is over 2^31`);
+  const g = computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, nrCpus);
+  if (g.n_buckets > MAX_N_BUCKETS)
+    fail(Errno.E2BIG, `max_entries ${spec.maxEntries} needs ${g.n_buckets} buckets, over the kernel's limit`);
+  if (t !== MapType.Hash || !prealloc)
+    fail(
+      Errno.EOPNOTSUPP,
+      "the SharedArrayBuffer backend implements preallocated BPF_MAP_TYPE_HASH so far; use the kernel backend for other types",
+    );
+  if (g.totalBytes > MAX_TOTAL_BYTES)
+    fail(Errno.ENOMEM, `map needs ${g.totalBytes} bytes, over htab's ${MAX_TOTAL_BYTES}-byte limit`);
+  return g;
+}

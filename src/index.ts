@@ -1,0 +1,18 @@
+/**
+ * htab: the Linux kernel's BPF hash maps in a SharedArrayBuffer.
+ * This entry point has no runtime dependency and runs in Node, Bun, Deno and browsers.
+ * The bpf() kernel backend is in `htab/kernel`.
+ */
+
+export { BpfMap } from "./api/bpf-map.js";
+export type { Codec } from "./api/codecs.js";
+export * as codecs from "./api/codecs.js";
+export { attach, createMap } from "./api/create.js";
+export { TypedMap } from "./api/typed-map.js";
+export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
+export type { BatchArgs, BatchResult, MapInfo, RawMap } from "./core/raw-map.js";
+export type { MapSpec, SabCreateOptions } from "./core/spec.js";
+export { BpfError, Errno, errnoName } from "./errors.js";
+export { htabMapHash } from "./hash/htab-hash.js";
+export { jhash, jhash2 } from "./hash/jhash.js";
+export { MAP_TYPE_NAMES, MapFlags, MapType, UpdateFlags } from "./uapi.js";

@@ -1,0 +1,234 @@
+/**
+ * The one module that knows where every byte of a map lives.
+ *
+ * A map is one SharedArrayBuffer viewed as an Int32Array (`i32`) and a
+ * Uint8Array (`u8`). Names ending in `_I32` are Int32Array indices; names
+ * ending in `_BYTES` are byte offsets or sizes. Element links are the
+ * element's *word index* (so a link is directly usable as an `i32` index);
+ * 0 means "none", which is safe because word 0 is the header magic.
+ *
+ * ```
+ *  byte 0      +------------------------------------------------------+
+ *              | header: 32 words (128 B)                             |
+ *              |  MAGIC VERSION MAP_TYPE KEY_SIZE VALUE_SIZE          |
+ *              |  MAX_ENTRIES MAP_FLAGS N_BUCKETS HASHRND ELEM_SIZE   |
+ *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
+ *              |  FROZEN  (rest reserved, zero)                       |
+ *  byte 128    +------------------------------------------------------+
+ *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
+ *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT (pad to 64 B)     |
+ *              |  (the pcpu_freelist head, extra_elems[cpu] and the   |
+ *              |   per-CPU element counter of one worker slot)        |
+ *  BUCKETS     +------------------------------------------------------+
+ *              | n_buckets x struct bucket, 16 B each:                |
+ *              |  HEAD (first element)  LOCK (owner)  SEQ  (pad)      |
+ *  ELEMS       +------------------------------------------------------+
+ *              | num_elems x struct htab_elem, elem_size B each:      |
+ *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 (reserved)          |
+ *              |  +16 key[round_up(key_size, 8)]                      |
+ *              |  +16+round_up(key_size, 8) value[round_up(vs, 8)]    |
+ *              +------------------------------------------------------+
+ * ```
+ *
+ * Memory-ordering table (one row per shared word):
+ *
+ * | word            | written by                      | read by                  | access / protocol |
+ * |-----------------|---------------------------------|--------------------------|-------------------|
+ * | header fields   | creator, before the SAB is shared | everyone                | plain; immutable after create (FROZEN: Atomics) |
+ * | pcpu OWNER      | attach/detach                   | attach                   | Atomics CAS 0 -> 1, store 0 on detach |
+ * | pcpu FL_LOCK    | any worker                      | any worker               | Atomics; spin lock guarding FL_HEAD and FNEXT of listed elements |
+ * | pcpu FL_HEAD    | holder of FL_LOCK               | holder of FL_LOCK, fsck  | plain under FL_LOCK |
+ * | pcpu EXTRA      | the slot owner only             | slot owner, fsck         | plain; one thread per slot |
+ * | pcpu COUNT      | the slot owner only             | count() from anyone      | Atomics.add; sum can be late |
+ * | bucket LOCK     | writers of that bucket          | writers                  | Atomics; owner = (cpu + 1) << 1, bit 0 = waiters |
+ * | bucket SEQ      | holder of LOCK                  | lock-free readers        | Atomics.store; seq is odd while HEAD or any NEXT in the chain is being changed |
+ * | bucket HEAD     | holder of LOCK, seq odd         | readers inside a seq window | plain; readers validate with SEQ |
+ * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQ of the bucket it started from |
+ * | elem FNEXT      | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK |
+ */
+
+import { invalid } from "../errors.js";
+
+/** "HTAB" in ASCII, first word of every map. */
+export const HTAB_MAGIC = 0x48544142;
+/** Bumped whenever any offset below changes; attach refuses other versions. */
+export const LAYOUT_VERSION = 1;
+
+/** A cache line; per-CPU records are padded to this to avoid false sharing. */
+export const CACHE_LINE_BYTES = 64;
+
+// ---- header (word indices) ----
+export const HDR_MAGIC_I32 = 0;
+export const HDR_VERSION_I32 = 1;
+export const HDR_MAP_TYPE_I32 = 2;
+export const HDR_KEY_SIZE_I32 = 3;
+export const HDR_VALUE_SIZE_I32 = 4;
+export const HDR_MAX_ENTRIES_I32 = 5;
+export const HDR_MAP_FLAGS_I32 = 6;
+export const HDR_N_BUCKETS_I32 = 7;
+export const HDR_HASHRND_I32 = 8;
+export const HDR_ELEM_SIZE_I32 = 9;
+export const HDR_NUM_ELEMS_I32 = 10;
+export const HDR_NR_CPUS_I32 = 11;
+export const HDR_BUCKETS_I32 = 12;
+export const HDR_ELEMS_I32 = 13;
+export const HDR_TOTAL_BYTES_I32 = 14;
+export const HDR_FROZEN_I32 = 15;
+export const HEADER_BYTES = 128;
+
+// ---- per-CPU record (word offsets within one record) ----
+export const PCPU_BASE_BYTES = HEADER_BYTES;
+export const PCPU_RECORD_BYTES = CACHE_LINE_BYTES;
+export const PCPU_OWNER_I32 = 0;
+export const PCPU_FL_LOCK_I32 = 1;
+export const PCPU_FL_HEAD_I32 = 2;
+export const PCPU_EXTRA_I32 = 3;
+export const PCPU_COUNT_I32 = 4;
+
+// ---- struct bucket (word offsets within one bucket) ----
+export const BUCKET_BYTES = 16;
+export const BUCKET_HEAD_I32 = 0;
+export const BUCKET_LOCK_I32 = 1;
+export const BUCKET_SEQ_I32 = 2;
+
+// ---- struct htab_elem (word offsets within one element) ----
+export const ELEM_NEXT_I32 = 0;
+export const ELEM_HASH_I32 = 1;
+export const ELEM_FNEXT_I32 = 2;
+export const ELEM_HEADER_BYTES = 16;
+export const ELEM_KEY_I32 = ELEM_HEADER_BYTES >> 2;
+
+/** Largest map htab addresses: element links are int32 word indices. */
+export const MAX_TOTAL_BYTES = 0x7fff_fff0 * 4;
+
+export function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+/** roundup_pow_of_two() for 1 <= n <= 2^31. */
+export function roundupPowOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Every size a map's layout depends on, computed in one place. */
+export interface Geometry {
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  nrCpus: number;
+  n_buckets: number;
+  /** bytes of one element: header + round_up(key) + round_up(value) */
+  elem_size: number;
+  /** extra_elems: one per CPU slot, for replacing an existing key in a full map */
+  extra_elems: number;
+  num_elems: number;
+  bucketsBytes: number;
+  elemsBytes: number;
+  totalBytes: number;
+}
+
+/** The only function that computes sizes. Kernel: htab_map_alloc() + prealloc_init(). */
+export function computeGeometry(
+  keySize: number,
+  valueSize: number,
+  maxEntries: number,
+  nrCpus: number,
+): Geometry {
+  const n_buckets = roundupPowOfTwo(maxEntries);
+  const elem_size = ELEM_HEADER_BYTES + roundUp(keySize, 8) + roundUp(valueSize, 8);
+  const extra_elems = nrCpus;
+  const num_elems = maxEntries + extra_elems;
+  const bucketsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
+  const elemsBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
+  const totalBytes = elemsBytes + num_elems * elem_size;
+  return {
+    keySize,
+    valueSize,
+    maxEntries,
+    nrCpus,
+    n_buckets,
+    elem_size,
+    extra_elems,
+    num_elems,
+    bucketsBytes,
+    elemsBytes,
+    totalBytes,
+  };
+}
+
+/** Word index of per-CPU record `cpu`. */
+export function pcpuBase(cpu: number): number {
+  return (PCPU_BASE_BYTES + cpu * PCPU_RECORD_BYTES) >> 2;
+}
+
+/** Write a fresh header into `i32`. Called once by the creator. */
+export function writeHeader(
+  i32: Int32Array,
+  g: Geometry,
+  mapType: number,
+  mapFlags: number,
+  hashrnd: number,
+): void {
+  i32[HDR_MAGIC_I32] = HTAB_MAGIC;
+  i32[HDR_VERSION_I32] = LAYOUT_VERSION;
+  i32[HDR_MAP_TYPE_I32] = mapType;
+  i32[HDR_KEY_SIZE_I32] = g.keySize;
+  i32[HDR_VALUE_SIZE_I32] = g.valueSize;
+  i32[HDR_MAX_ENTRIES_I32] = g.maxEntries;
+  i32[HDR_MAP_FLAGS_I32] = mapFlags;
+  i32[HDR_N_BUCKETS_I32] = g.n_buckets;
+  i32[HDR_HASHRND_I32] = hashrnd | 0;
+  i32[HDR_ELEM_SIZE_I32] = g.elem_size;
+  i32[HDR_NUM_ELEMS_I32] = g.num_elems;
+  i32[HDR_NR_CPUS_I32] = g.nrCpus;
+  i32[HDR_BUCKETS_I32] = g.bucketsBytes >> 2;
+  i32[HDR_ELEMS_I32] = g.elemsBytes >> 2;
+  i32[HDR_TOTAL_BYTES_I32] = g.totalBytes | 0;
+}
+
+/** Read and check the header of a buffer someone handed to `attach()`. */
+export function readGeometry(buf: unknown): {
+  g: Geometry;
+  mapType: number;
+  mapFlags: number;
+  hashrnd: number;
+} {
+  if (!(buf instanceof SharedArrayBuffer))
+    invalid("attach", "handle is not a SharedArrayBuffer made by htab");
+  if (buf.byteLength < HEADER_BYTES)
+    invalid("attach", `buffer of ${buf.byteLength} bytes is too small for a map`);
+  const i32 = new Int32Array(buf, 0, HEADER_BYTES >> 2);
+  if (i32[HDR_MAGIC_I32] !== HTAB_MAGIC) invalid("attach", "buffer has no htab magic word (foreign buffer)");
+  if (i32[HDR_VERSION_I32] !== LAYOUT_VERSION)
+    invalid("attach", `layout version ${i32[HDR_VERSION_I32]} is not ${LAYOUT_VERSION}`);
+  const g = computeGeometry(
+    i32[HDR_KEY_SIZE_I32],
+    i32[HDR_VALUE_SIZE_I32],
+    i32[HDR_MAX_ENTRIES_I32] >>> 0,
+    i32[HDR_NR_CPUS_I32],
+  );
+  if (g.totalBytes !== buf.byteLength || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
+    invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");
+  return {
+    g,
+    mapType: i32[HDR_MAP_TYPE_I32],
+    mapFlags: i32[HDR_MAP_FLAGS_I32],
+    hashrnd: i32[HDR_HASHRND_I32],
+  };
+}
+
+/** BUILD_BUG_ON in spirit: layout assumptions checked at load time and by a test. */
+export function assertLayout(): void {
+  const fail = (what: string) => {
+    throw new Error(`htab layout assertion failed: ${what}`);
+  };
+  if (PCPU_COUNT_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
+  if (BUCKET_SEQ_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
+  if (ELEM_FNEXT_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
+  if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");
+  if (HDR_FROZEN_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (PCPU_BASE_BYTES % CACHE_LINE_BYTES !== 0) fail("per-CPU area not cache-line aligned");
+}
+assertLayout();

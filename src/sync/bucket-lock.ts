@@ -1,0 +1,64 @@
+/**
+ * The per-bucket lock (kernel: struct bucket.raw_lock) and the bucket
+ * sequence counter that lets readers run without it.
+ *
+ * Lock word: 0 = free; otherwise `(cpu + 1) << 1 | waiters`. Carrying the
+ * owner's CPU slot lets a later crash-recovery pass find whose lock it is.
+ * Waiters spin SPIN_LIMIT times, then set bit 0 and sleep on the word
+ * (a futex-style mutex, as in Drepper's "Futexes Are Tricky").
+ *
+ * Seq word: even when the chain is stable; odd while the lock holder is
+ * changing HEAD or any NEXT link of the chain. Readers sample it before and
+ * after their walk and retry when the samples differ or are odd.
+ */
+
+import { cpuRelax, SPIN_LIMIT, threadCanBlock } from "./spin.js";
+
+const WAITERS = 1;
+
+/** Acquire the lock word at `lockIdx` for CPU slot `cpu`. */
+export function lockAcquire(i32: Int32Array, lockIdx: number, cpu: number): void {
+  const me = (cpu + 1) << 1;
+  if (Atomics.compareExchange(i32, lockIdx, 0, me) === 0) return;
+  lockAcquireSlow(i32, lockIdx, me);
+}
+
+function lockAcquireSlow(i32: Int32Array, lockIdx: number, me: number): void {
+  for (let i = 0; i < SPIN_LIMIT; i++) {
+    cpuRelax(i32, lockIdx);
+    if (Atomics.load(i32, lockIdx) === 0 && Atomics.compareExchange(i32, lockIdx, 0, me) === 0) return;
+  }
+  const block = threadCanBlock();
+  for (;;) {
+    const v = Atomics.load(i32, lockIdx);
+    if (v === 0) {
+      // Taken with the waiters bit: we cannot know whether others still sleep.
+      if (Atomics.compareExchange(i32, lockIdx, 0, me | WAITERS) === 0) return;
+      continue;
+    }
+    if ((v & WAITERS) === 0 && Atomics.compareExchange(i32, lockIdx, v, v | WAITERS) !== v) continue;
+    if (block) Atomics.wait(i32, lockIdx, v | WAITERS, 1);
+    else cpuRelax(i32, lockIdx);
+  }
+}
+
+/** Release a lock taken by lockAcquire(). Requires: caller holds it. */
+export function lockRelease(i32: Int32Array, lockIdx: number): void {
+  const prev = Atomics.exchange(i32, lockIdx, 0);
+  if (prev & WAITERS) Atomics.notify(i32, lockIdx, 1);
+}
+
+/** CPU slot that holds the lock word value `v`, or -1 when free. */
+export function lockOwner(v: number): number {
+  return v === 0 ? -1 : (v >>> 1) - 1;
+}
+
+/** Open a write section. Requires: bucket lock held. Publish: readers now retry. */
+export function seqBeginWrite(i32: Int32Array, seqIdx: number): void {
+  Atomics.store(i32, seqIdx, (i32[seqIdx] + 1) | 0);
+}
+
+/** Close a write section. Requires: bucket lock held. Publish: the new chain is visible. */
+export function seqEndWrite(i32: Int32Array, seqIdx: number): void {
+  Atomics.store(i32, seqIdx, (i32[seqIdx] + 1) | 0);
+}

@@ -1,0 +1,28 @@
+/**
+ * Waiting primitives. Atomics.wait blocks a thread, which browsers forbid on
+ * their main thread; there htab falls back to spinning.
+ */
+
+let canBlock: boolean | undefined;
+const probe = new Int32Array(new SharedArrayBuffer(4));
+
+/** True when this thread may call Atomics.wait. Decided once per thread. */
+export function threadCanBlock(): boolean {
+  if (canBlock === undefined) {
+    try {
+      Atomics.wait(probe, 0, 1, 0);
+      canBlock = true;
+    } catch {
+      canBlock = false;
+    }
+  }
+  return canBlock;
+}
+
+/** Spins before a waiter sleeps: long enough to ride out a short critical section. */
+export const SPIN_LIMIT = 64;
+
+/** A CPU-friendly pause inside spin loops (JS has no PAUSE; a cheap no-op load will do). */
+export function cpuRelax(i32: Int32Array, index: number): void {
+  Atomics.load(i32, index);
+}
