@@ -1,0 +1,94 @@
+/**
+ * The bpf(2) system call, reached through koffi (an FFI that ships prebuilt
+ * binaries, so `npm ci` compiles nothing) calling libc's syscall(SYS_bpf, …).
+ * Loaded lazily: importing htab/kernel costs nothing until a map is made.
+ */
+
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+/** __NR_bpf on x86-64 and arm64. */
+const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280 };
+
+/** Native memory the kernel reads and writes: a view plus its address. */
+export interface NativeBuf {
+  ptr: unknown;
+  u8: Uint8Array;
+  dv: DataView;
+  addr: bigint;
+  free(): void;
+}
+
+interface Ffi {
+  call(cmd: number, attr: unknown, size: number): number;
+  close(fd: number): void;
+  errno(): number;
+  alloc(bytes: number): NativeBuf;
+}
+
+let ffi: Ffi | undefined;
+
+/** Load koffi and bind syscall(). Throws when not on Linux or koffi is missing. */
+export function bpfFfi(): Ffi {
+  if (ffi) return ffi;
+  if (process.platform !== "linux") throw new Error(`bpf() exists only on Linux, not ${process.platform}`);
+  const nr = SYS_BPF[process.arch];
+  if (nr === undefined) throw new Error(`unknown bpf syscall number for ${process.arch}`);
+  const require = createRequire(import.meta.url);
+  // biome-ignore lint/suspicious/noExplicitAny: koffi's handle types are opaque
+  const koffi: any = require("koffi");
+  const libc = koffi.load("libc.so.6");
+  // Declared with fixed arguments: on x86-64/arm64 this is call-compatible with the
+  // variadic syscall() for integer and pointer arguments, and avoids koffi's variadic path.
+  const syscall = libc.func("long syscall(long nr, int cmd, void *attr, unsigned int size)");
+  const close = libc.func("int close(int fd)");
+  ffi = {
+    call: (cmd, attr, size) => Number(syscall(nr, cmd, attr, size)),
+    close: (fd) => void close(fd),
+    errno: () => koffi.errno(),
+    alloc(bytes: number): NativeBuf {
+      const ptr = koffi.alloc("uint8_t", Math.max(bytes, 8));
+      const ab: ArrayBuffer = koffi.view(ptr, Math.max(bytes, 8));
+      const u8 = new Uint8Array(ab);
+      u8.fill(0);
+      let freed = false;
+      return {
+        ptr,
+        u8,
+        dv: new DataView(ab),
+        addr: koffi.address(ptr),
+        free() {
+          if (!freed) koffi.free(ptr);
+          freed = true;
+        },
+      };
+    },
+  };
+  return ffi;
+}
+
+/** Number of possible CPUs (kernel: num_possible_cpus()), which sizes per-CPU values. */
+export function possibleCpus(): number {
+  const s = readFileSync("/sys/devices/system/cpu/possible", "utf8").trim();
+  let n = 0;
+  for (const part of s.split(",")) {
+    const [a, b] = part.split("-").map(Number);
+    n += b === undefined ? 1 : b - a + 1;
+  }
+  return n;
+}
+
+/** The kernel's memlock figure for a map fd, from /proc/self/fdinfo. */
+export function fdMemlock(fd: number): number {
+  const m = /^memlock:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+  return m ? Number(m[1]) : 0;
+}
+
+/** unprivileged_bpf_disabled, or -1 when unreadable. */
+export function unprivilegedBpfDisabled(): number {
+  try {
+    return Number(readFileSync("/proc/sys/kernel/unprivileged_bpf_disabled", "utf8").trim());
+  } catch {
+    return -1;
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * KernelMap: a real kernel BPF map behind htab's RawMap interface. Each call
+ * is one bpf() syscall over one preallocated native arena per map (attr,
+ * key, value and next-key slots), so a call allocates nothing in JS.
+ *
+ * bpf_attr offsets are the uapi ones (include/uapi/linux/bpf.h).
+ */
+
+import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
+import type { MapSpec } from "../core/spec.js";
+import { BpfError, Errno, errnoName, invalid } from "../errors.js";
+import { BpfCmd, MapType } from "../uapi.js";
+import { bpfFfi, fdMemlock, type NativeBuf, possibleCpus, unprivilegedBpfDisabled } from "./bpf-syscall.js";
+
+const ATTR_BYTES = 128;
+// BPF_MAP_CREATE
+const CREATE_MAP_TYPE = 0;
+const CREATE_KEY_SIZE = 4;
+const CREATE_VALUE_SIZE = 8;
+const CREATE_MAX_ENTRIES = 12;
+const CREATE_MAP_FLAGS = 16;
+const CREATE_INNER_MAP_FD = 20;
+const CREATE_NUMA_NODE = 24;
+const CREATE_MAP_NAME = 28;
+// BPF_MAP_*_ELEM
+const ELEM_MAP_FD = 0;
+const ELEM_KEY = 8;
+const ELEM_VALUE = 16;
+const ELEM_FLAGS = 24;
+// BPF_MAP_*_BATCH
+const BATCH_IN_BATCH = 0;
+const BATCH_OUT_BATCH = 8;
+const BATCH_KEYS = 16;
+const BATCH_VALUES = 24;
+const BATCH_COUNT = 32;
+const BATCH_MAP_FD = 36;
+const BATCH_ELEM_FLAGS = 40;
+const BATCH_FLAGS = 48;
+// BPF_OBJ_GET_INFO_BY_FD and struct bpf_map_info
+const INFO_BPF_FD = 0;
+const INFO_LEN = 4;
+const INFO_PTR = 8;
+const MAP_INFO_BYTES = 88;
+const MAP_INFO_ID = 4;
+const MAP_INFO_MAX_ENTRIES = 16;
+const MAP_INFO_MAP_FLAGS = 20;
+
+/** "Not written by the kernel" marker for out_batch: no bucket index reaches it. */
+const OUT_BATCH_UNSET = 0xffffffff;
+
+export interface KernelCreateOptions {
+  /** Template inner map for ARRAY_OF_MAPS / HASH_OF_MAPS. */
+  innerMap?: KernelMap;
+  /** Map name (at most 15 characters). */
+  name?: string;
+}
+
+function isPercpu(type: number): boolean {
+  return type === MapType.PercpuHash || type === MapType.LruPercpuHash;
+}
+
+/** Say which capability is missing when bpf() refuses. */
+function capabilityHint(): string {
+  const uid = typeof process.getuid === "function" ? process.getuid() : -1;
+  const d = unprivilegedBpfDisabled();
+  if (uid === 0) return "bpf() refused even for root: a seccomp filter or LSM blocks it";
+  return `needs CAP_BPF (CAP_SYS_ADMIN for BPF_F_ZERO_SEED) or root; uid=${uid}, kernel.unprivileged_bpf_disabled=${d}`;
+}
+
+/** A real kernel map driven through bpf(). Same RawMap interface as the SAB `Htab`. */
+export class KernelMap implements RawMap {
+  readonly info: MapInfo;
+  readonly fd: number;
+  lastError = "";
+  /** Bytes of one value as the syscall interface moves it (per-CPU: nrCpus x round_up(vs, 8)). */
+  readonly valueBytes: number;
+
+  private readonly ffi = bpfFfi();
+  private readonly arena: NativeBuf;
+  private readonly keyOff: number;
+  private readonly valOff: number;
+  private readonly nextOff: number;
+  private readonly cursorOff: number;
+  private batchBuf: NativeBuf | null = null;
+  private closed = false;
+
+  private constructor(fd: number, info: MapInfo, valueBytes: number) {
+    this.fd = fd;
+    this.info = info;
+    this.valueBytes = valueBytes;
+    const ks = Math.ceil(info.keySize / 8) * 8;
+    const vs = Math.ceil(valueBytes / 8) * 8;
+    this.keyOff = ATTR_BYTES;
+    this.valOff = this.keyOff + ks;
+    this.nextOff = this.valOff + vs;
+    this.cursorOff = this.nextOff + ks;
+    this.arena = this.ffi.alloc(this.cursorOff + 16);
+  }
+
+  /**
+   * BPF_MAP_CREATE.
+   * @throws BpfError with the kernel's errno; EPERM says which capability is missing
+   */
+  static create(spec: MapSpec, opts: KernelCreateOptions = {}): KernelMap {
+    const ffi = bpfFfi();
+    const attr = ffi.alloc(ATTR_BYTES);
+    try {
+      const dv = attr.dv;
+      dv.setUint32(CREATE_MAP_TYPE, spec.type >>> 0, true);
+      dv.setUint32(CREATE_KEY_SIZE, spec.keySize >>> 0, true);
+      dv.setUint32(CREATE_VALUE_SIZE, spec.valueSize >>> 0, true);
+      dv.setUint32(CREATE_MAX_ENTRIES, spec.maxEntries >>> 0, true);
+      dv.setUint32(CREATE_MAP_FLAGS, (spec.flags ?? 0) >>> 0, true);
+      dv.setUint32(CREATE_INNER_MAP_FD, opts.innerMap ? opts.innerMap.fd : 0, true);
+      dv.setUint32(CREATE_NUMA_NODE, (spec.numaNode ?? 0) >>> 0, true);
+      const name = (opts.name ?? "").slice(0, 15);
+      for (let i = 0; i < name.length; i++) attr.u8[CREATE_MAP_NAME + i] = name.charCodeAt(i) & 0x7f;
+      const fd = ffi.call(BpfCmd.MapCreate, attr.ptr, ATTR_BYTES);
+      if (fd < 0) {
+        const e = ffi.errno();
+        const detail = e === Errno.EPERM ? `bpf(BPF_MAP_CREATE) refused: ${capabilityHint()}` : undefined;
+        throw new BpfError("create", e, detail);
+      }
+      const nrCpus = possibleCpus();
+      const km = new KernelMap(
+        fd,
+        {
+          type: spec.type,
+          keySize: spec.keySize,
+          valueSize: spec.valueSize,
+          maxEntries: spec.maxEntries,
+          flags: spec.flags ?? 0,
+          nrCpus,
+          id: 0,
+        },
+        isPercpu(spec.type) ? Math.ceil(spec.valueSize / 8) * 8 * nrCpus : spec.valueSize,
+      );
+      const real = km.objInfo();
+      Object.assign(km.info, { id: real.id, maxEntries: real.maxEntries, flags: real.flags });
+      Object.freeze(km.info);
+      return km;
+    } finally {
+      attr.free();
+    }
+  }
+
+  /** BPF_OBJ_GET_INFO_BY_FD: id, max_entries and flags as the kernel reports them. */
+  objInfo(): { id: number; maxEntries: number; flags: number } {
+    const info = this.ffi.alloc(MAP_INFO_BYTES);
+    try {
+      const dv = this.attrClear();
+      dv.setUint32(INFO_BPF_FD, this.fd, true);
+      dv.setUint32(INFO_LEN, MAP_INFO_BYTES, true);
+      dv.setBigUint64(INFO_PTR, info.addr, true);
+      if (this.sys(BpfCmd.ObjGetInfoByFd) !== 0) throw new BpfError("objInfo", -this.sysErr());
+      return {
+        id: info.dv.getUint32(MAP_INFO_ID, true),
+        maxEntries: info.dv.getUint32(MAP_INFO_MAX_ENTRIES, true),
+        flags: info.dv.getUint32(MAP_INFO_MAP_FLAGS, true),
+      };
+    } finally {
+      info.free();
+    }
+  }
+
+  private lastErrno = 0;
+
+  private attrClear(): DataView {
+    this.arena.u8.fill(0, 0, ATTR_BYTES);
+    return this.arena.dv;
+  }
+
+  /** Issue `cmd`; 0 or -errno. */
+  private sys(cmd: number): number {
+    if (this.closed) invalid("bpf", "map is closed");
+    const r = this.ffi.call(cmd, this.arena.ptr, ATTR_BYTES);
+    if (r >= 0) return 0;
+    this.lastErrno = this.ffi.errno();
+    this.lastError = `bpf() returned ${errnoName(this.lastErrno)}`;
+    return -this.lastErrno;
+  }
+
+  private sysErr(): number {
+    return -this.lastErrno;
+  }
+
+  private putKey(op: string, key: Uint8Array, off: number): void {
+    if (!(key instanceof Uint8Array)) invalid(op, "key must be a Uint8Array");
+    if (key.length !== this.info.keySize)
+      invalid(op, `key is ${key.length} bytes, map key_size is ${this.info.keySize}`);
+    this.arena.u8.set(key, off);
+  }
+
+  private elemAttr(keyAddr: bigint, valAddr: bigint, flags: number): void {
+    const dv = this.attrClear();
+    dv.setUint32(ELEM_MAP_FD, this.fd, true);
+    dv.setBigUint64(ELEM_KEY, keyAddr, true);
+    dv.setBigUint64(ELEM_VALUE, valAddr, true);
+    dv.setBigUint64(ELEM_FLAGS, BigInt(flags), true);
+  }
+
+  private checkFlags(op: string, flags: unknown): asserts flags is number {
+    if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0 || flags > Number.MAX_SAFE_INTEGER)
+      invalid(op, `flags must be a non-negative integer, got ${String(flags)}`);
+  }
+
+  private checkValue(op: string, value: unknown, exact: boolean): asserts value is Uint8Array {
+    if (!(value instanceof Uint8Array)) invalid(op, "value must be a Uint8Array");
+    if (exact ? value.length !== this.valueBytes : value.length < this.valueBytes)
+      invalid(op, `value is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
+  }
+
+  private addr(off: number): bigint {
+    return this.arena.addr + BigInt(off);
+  }
+
+  lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.putKey("lookup", key, this.keyOff);
+    this.checkValue("lookup", value, false);
+    this.checkFlags("lookup", flags);
+    this.elemAttr(this.addr(this.keyOff), this.addr(this.valOff), flags);
+    const r = this.sys(BpfCmd.MapLookupElem);
+    if (r === 0) value.set(this.arena.u8.subarray(this.valOff, this.valOff + this.valueBytes));
+    return r;
+  }
+
+  updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.putKey("update", key, this.keyOff);
+    this.checkValue("update", value, true);
+    this.checkFlags("update", flags);
+    this.arena.u8.set(value, this.valOff);
+    this.elemAttr(this.addr(this.keyOff), this.addr(this.valOff), flags);
+    return this.sys(BpfCmd.MapUpdateElem);
+  }
+
+  deleteElem(key: Uint8Array): number {
+    this.putKey("delete", key, this.keyOff);
+    this.elemAttr(this.addr(this.keyOff), 0n, 0);
+    return this.sys(BpfCmd.MapDeleteElem);
+  }
+
+  lookupAndDeleteElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.putKey("lookupAndDelete", key, this.keyOff);
+    this.checkValue("lookupAndDelete", value, false);
+    this.checkFlags("lookupAndDelete", flags);
+    this.elemAttr(this.addr(this.keyOff), this.addr(this.valOff), flags);
+    const r = this.sys(BpfCmd.MapLookupAndDeleteElem);
+    if (r === 0) value.set(this.arena.u8.subarray(this.valOff, this.valOff + this.valueBytes));
+    return r;
+  }
+
+  getNextKey(key: Uint8Array | null, nextKey: Uint8Array): number {
+    if (key !== null && key !== undefined) this.putKey("getNextKey", key, this.keyOff);
+    if (!(nextKey instanceof Uint8Array) || nextKey.length < this.info.keySize)
+      invalid("getNextKey", `nextKey must be a Uint8Array of at least ${this.info.keySize} bytes`);
+    this.elemAttr(key == null ? 0n : this.addr(this.keyOff), this.addr(this.nextOff), 0);
+    const r = this.sys(BpfCmd.MapGetNextKey);
+    if (r === 0) nextKey.set(this.arena.u8.subarray(this.nextOff, this.nextOff + this.info.keySize));
+    return r;
+  }
+
+  private scratch(bytes: number): NativeBuf {
+    if (!this.batchBuf || this.batchBuf.u8.length < bytes) {
+      this.batchBuf?.free();
+      this.batchBuf = this.ffi.alloc(Math.max(bytes, 4096));
+    }
+    return this.batchBuf;
+  }
+
+  private doBatch(cmd: number, op: string, args: BatchArgs, lookup: boolean): BatchResult {
+    if (args === null || typeof args !== "object") invalid(op, "batch arguments must be an object");
+    const count = args.count;
+    if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
+      invalid(op, `count must be a u32, got ${count}`);
+    const elemFlags = args.elemFlags ?? 0;
+    const flags = args.flags ?? 0;
+    this.checkFlags(op, elemFlags);
+    this.checkFlags(op, flags);
+    const ks = this.info.keySize;
+    const vs = this.valueBytes;
+    const keys = args.keys ?? (lookup ? new Uint8Array(count * ks) : undefined);
+    const values = args.values ?? (lookup ? new Uint8Array(count * vs) : new Uint8Array(0));
+    if (!(keys instanceof Uint8Array) || keys.length < count * ks)
+      invalid(op, `keys must be a Uint8Array of at least count * key_size = ${count * ks} bytes`);
+    if (
+      !(values instanceof Uint8Array) ||
+      ((lookup || cmd === BpfCmd.MapUpdateBatch) && values.length < count * vs)
+    )
+      invalid(op, `values must be a Uint8Array of at least count * value_size = ${count * vs} bytes`);
+    const kOff = 0;
+    const vOff = Math.ceil((count * ks) / 8) * 8;
+    const buf = this.scratch(vOff + count * vs);
+    if (!lookup) {
+      buf.u8.set(keys.subarray(0, count * ks), kOff);
+      if (cmd === BpfCmd.MapUpdateBatch) buf.u8.set(values.subarray(0, count * vs), vOff);
+    }
+    const cur = this.arena.dv;
+    const inBatch = args.inBatch;
+    if (inBatch != null) cur.setUint32(this.cursorOff, inBatch >>> 0, true);
+    cur.setUint32(this.cursorOff + 8, OUT_BATCH_UNSET, true);
+    const dv = this.attrClear();
+    dv.setBigUint64(BATCH_IN_BATCH, inBatch == null ? 0n : this.addr(this.cursorOff), true);
+    dv.setBigUint64(BATCH_OUT_BATCH, this.addr(this.cursorOff + 8), true);
+    dv.setBigUint64(BATCH_KEYS, buf.addr + BigInt(kOff), true);
+    dv.setBigUint64(BATCH_VALUES, buf.addr + BigInt(vOff), true);
+    dv.setUint32(BATCH_COUNT, count, true);
+    dv.setUint32(BATCH_MAP_FD, this.fd, true);
+    dv.setBigUint64(BATCH_ELEM_FLAGS, BigInt(elemFlags), true);
+    dv.setBigUint64(BATCH_FLAGS, BigInt(flags), true);
+    const err = this.sys(cmd);
+    const n = this.arena.dv.getUint32(BATCH_COUNT, true);
+    const ob = this.arena.dv.getUint32(this.cursorOff + 8, true);
+    if (lookup) {
+      const got = Math.min(n, count);
+      keys.set(buf.u8.subarray(kOff, kOff + got * ks));
+      values.set(buf.u8.subarray(vOff, vOff + got * vs));
+    }
+    return { err, count: n, outBatch: ob === OUT_BATCH_UNSET ? null : ob, keys, values };
+  }
+
+  lookupBatch(args: BatchArgs): BatchResult {
+    return this.doBatch(BpfCmd.MapLookupBatch, "lookupBatch", args, true);
+  }
+
+  lookupAndDeleteBatch(args: BatchArgs): BatchResult {
+    return this.doBatch(BpfCmd.MapLookupAndDeleteBatch, "lookupAndDeleteBatch", args, true);
+  }
+
+  updateBatch(args: BatchArgs): BatchResult {
+    return this.doBatch(BpfCmd.MapUpdateBatch, "updateBatch", args, false);
+  }
+
+  deleteBatch(args: BatchArgs): BatchResult {
+    return this.doBatch(BpfCmd.MapDeleteBatch, "deleteBatch", args, false);
+  }
+
+  freeze(): number {
+    const dv = this.attrClear();
+    dv.setUint32(0, this.fd, true);
+    return this.sys(BpfCmd.MapFreeze);
+  }
+
+  /** The kernel's memlock figure for this map (/proc/self/fdinfo). */
+  memoryUsage(): number {
+    return fdMemlock(this.fd);
+  }
+
+  /** Number of elements, found by iterating get_next_key. */
+  count(): number {
+    const k = new Uint8Array(this.info.keySize);
+    let prev: Uint8Array | null = null;
+    let n = 0;
+    while (this.getNextKey(prev, k) === 0) {
+      n++;
+      prev = k.slice();
+    }
+    return n;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ffi.close(this.fd);
+    this.arena.free();
+    this.batchBuf?.free();
+  }
+}
+
+/** Whether bpf() works here, and if not, why. Never throws. */
+export function kernelAvailable(): { ok: boolean; reason: string } {
+  try {
+    const m = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 4, maxEntries: 1 });
+    m.close();
+    return { ok: true, reason: "bpf() works" };
+  } catch (e) {
+    return { ok: false, reason: (e as Error).message };
+  }
+}
