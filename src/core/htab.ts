@@ -567,23 +567,24 @@ export class Htab implements RawMap {
 
   // ------------------------------------------------------------ batch ops
 
-  private batchBuffers(args: BatchArgs, forLookup: boolean): { keys: Uint8Array; values: Uint8Array } {
-    const op = forLookup ? "lookupBatch" : "updateBatch";
+  private batchBuffers(
+    args: BatchArgs,
+    mode: "lookup" | "update" | "delete",
+  ): { keys: Uint8Array; values: Uint8Array } {
+    const op = `${mode}Batch`;
     if (args === null || typeof args !== "object") invalid(op, "batch arguments must be an object");
     const { count } = args;
     if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
       invalid(op, `count must be a u32, got ${String(count)}`);
     const kb = count * this.keySize;
     const vb = count * this.valueSize;
-    let keys = args.keys;
-    let values = args.values;
-    if (keys === undefined && forLookup) keys = new Uint8Array(kb);
-    if (values === undefined && forLookup) values = new Uint8Array(vb);
+    const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(kb) : undefined);
+    const values = args.values ?? (mode === "lookup" ? new Uint8Array(vb) : new Uint8Array(0));
     if (!(keys instanceof Uint8Array) || keys.length < kb)
       invalid(op, `keys must be a Uint8Array of at least count * key_size = ${kb} bytes`);
-    if (values !== undefined && (!(values instanceof Uint8Array) || values.length < vb))
+    if (!(values instanceof Uint8Array) || (mode !== "delete" && values.length < vb))
       invalid(op, `values must be a Uint8Array of at least count * value_size = ${vb} bytes`);
-    return { keys, values: values ?? new Uint8Array(0) };
+    return { keys, values };
   }
 
   /** Kernel: htab_map_lookup_batch(). See lookupAndDeleteBatch() for the cursor rules. */
@@ -602,7 +603,7 @@ export class Htab implements RawMap {
   }
 
   private lookupBatchRaw(args: BatchArgs, doDelete: boolean): BatchResult {
-    const { keys, values } = this.batchBuffers(args, true);
+    const { keys, values } = this.batchBuffers(args, "lookup");
     const count = args.count;
     const res: BatchResult = { err: 0, count, outBatch: null, keys, values };
     const elemFlags = args.elemFlags ?? 0;
@@ -675,9 +676,7 @@ export class Htab implements RawMap {
 
   /** Kernel: generic_map_update_batch(): update each pair with elem_flags; stop at the first error. */
   updateBatch(args: BatchArgs): BatchResult {
-    const { keys, values } = this.batchBuffers(args, false);
-    if (values.length < args.count * this.valueSize)
-      invalid("updateBatch", `values must hold count * value_size = ${args.count * this.valueSize} bytes`);
+    const { keys, values } = this.batchBuffers(args, "update");
     const elemFlags = args.elemFlags ?? 0;
     this.checkFlagsArg("updateBatch", elemFlags);
     const res: BatchResult = { err: 0, count: args.count, outBatch: null, keys, values };
@@ -706,7 +705,7 @@ export class Htab implements RawMap {
 
   /** Kernel: generic_map_delete_batch(): delete each key; stop at the first error. */
   deleteBatch(args: BatchArgs): BatchResult {
-    const { keys, values } = this.batchBuffers(args, false);
+    const { keys, values } = this.batchBuffers(args, "delete");
     const elemFlags = args.elemFlags ?? 0;
     this.checkFlagsArg("deleteBatch", elemFlags);
     const res: BatchResult = { err: 0, count: args.count, outBatch: null, keys, values };

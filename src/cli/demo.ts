@@ -1,0 +1,3 @@
+export async function runDemo(_o: { workers: number; seconds: number; keys: number }): Promise<boolean> {
+  return true;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/** The `htab` command line. */
+
+import { createReadStream } from "node:fs";
+import { createInterface } from "node:readline";
+import { Command, Option } from "commander";
+import { type BackendName, factoryFor } from "./backends.js";
+import { Replayer } from "./replay.js";
+
+const program = new Command();
+program.name("htab").description("BPF hash maps in a SharedArrayBuffer, with a real-kernel backend");
+
+program
+  .command("replay")
+  .description("run a JSON-lines script of map operations and print one JSON result per line")
+  .argument("[file]", "script file (default: standard input)")
+  .addOption(new Option("--backend <name>", "where the maps live").choices(["sab", "kernel"]).default("sab"))
+  .action(async (file: string | undefined, opts: { backend: BackendName }) => {
+    const replayer = new Replayer(factoryFor(opts.backend));
+    const input = file && file !== "-" ? createReadStream(file) : process.stdin;
+    const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+    for await (const line of rl) {
+      if (line.trim() === "") continue;
+      process.stdout.write(`${JSON.stringify(replayer.run(line))}\n`);
+    }
+    replayer.close();
+  });
+
+program
+  .command("demo")
+  .description("several workers hammer one map with a conntrack-like mix; prints ops/s and the history check")
+  .option("--workers <n>", "worker threads", "2")
+  .option("--seconds <s>", "how long the run lasts", "3")
+  .option("--keys <n>", "key space (flows)", "4096")
+  .action(async (opts: { workers: string; seconds: string; keys: string }) => {
+    const { runDemo } = await import("./demo.js");
+    const ok = await runDemo({
+      workers: Number(opts.workers),
+      seconds: Number(opts.seconds),
+      keys: Number(opts.keys),
+    });
+    process.exitCode = ok ? 0 : 1;
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  process.stderr.write(`htab: ${e.message}\n`);
+  process.exitCode = 2;
+});

@@ -1,0 +1,256 @@
+/**
+ * The `htab replay` engine: one JSON object per line in, one JSON result per
+ * line out, on either backend. The format is a contract (see README):
+ * hex strings are the little-endian bytes as stored; errors carry the
+ * kernel's errno name; a malformed line gives {"ok":false,"error":…} and
+ * changes nothing.
+ */
+
+import type { BatchResult, RawMap } from "../core/raw-map.js";
+import type { MapSpec } from "../core/spec.js";
+import { Errno, errnoName } from "../errors.js";
+import { MAP_TYPE_NAMES } from "../uapi.js";
+
+/** Makes a map for `create`; `inner` is the template map of a map-in-map. */
+export type MapFactory = (spec: MapSpec, inner: RawMap | undefined) => RawMap;
+
+type Json = Record<string, unknown>;
+
+class LineError extends Error {}
+
+export function toHex(b: Uint8Array, off = 0, len = b.length - off): string {
+  let s = "";
+  for (let i = off; i < off + len; i++) s += (b[i] < 16 ? "0" : "") + b[i].toString(16);
+  return s;
+}
+
+export function fromHex(s: unknown, what: string, size?: number): Uint8Array {
+  if (typeof s !== "string" || s.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(s))
+    throw new LineError(`${what} must be a hex string of whole bytes`);
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  if (size !== undefined && out.length !== size)
+    throw new LineError(`${what} is ${out.length} bytes, expected ${size}`);
+  return out;
+}
+
+function u32Field(o: Json, name: string, dflt?: number): number {
+  const v = o[name];
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new LineError(`"${name}" must be an integer in [0, 2^32)`);
+  return v;
+}
+
+function flagsField(o: Json, name: string): number {
+  const v = o[name];
+  if (v === undefined) return 0;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER)
+    throw new LineError(`"${name}" must be a non-negative integer`);
+  return v;
+}
+
+function valueBytes(m: RawMap): number {
+  const { type, valueSize, nrCpus } = m.info;
+  return type === 5 || type === 10 ? Math.ceil(valueSize / 8) * 8 * nrCpus : valueSize;
+}
+
+/** Runs replay lines against maps made by `factory`. */
+export class Replayer {
+  private readonly maps: RawMap[] = [];
+
+  constructor(private readonly factory: MapFactory) {}
+
+  /** Run one line; never throws. */
+  run(line: string): Json {
+    let o: Json;
+    try {
+      o = JSON.parse(line);
+    } catch {
+      return { ok: false, error: "line is not valid JSON" };
+    }
+    if (o === null || typeof o !== "object" || Array.isArray(o))
+      return { ok: false, error: "line must be a JSON object" };
+    try {
+      return this.exec(o);
+    } catch (e) {
+      if (e instanceof LineError) return { ok: false, error: e.message };
+      const err = e as { code?: string; message?: string };
+      if (typeof err.code === "string" && err.code.startsWith("E")) return { ok: false, errno: err.code };
+      return { ok: false, error: String(err.message ?? e) };
+    }
+  }
+
+  close(): void {
+    for (const m of this.maps) m.close();
+    this.maps.length = 0;
+  }
+
+  private map(o: Json): RawMap {
+    const n = o.map;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n >= this.maps.length)
+      throw new LineError(`"map" must name a created map (0..${this.maps.length - 1})`);
+    return this.maps[n];
+  }
+
+  private key(m: RawMap, v: unknown, what = "key"): Uint8Array {
+    return fromHex(v, what, m.info.keySize);
+  }
+
+  private exec(o: Json): Json {
+    switch (o.op) {
+      case "create":
+        return this.create(o);
+      case "update": {
+        const m = this.map(o);
+        const r = m.updateElem(
+          this.key(m, o.key),
+          fromHex(o.value, "value", valueBytes(m)),
+          flagsField(o, "flags"),
+        );
+        return r === 0 ? { ok: true } : errOut(r);
+      }
+      case "lookup":
+      case "lookup_and_delete": {
+        const m = this.map(o);
+        const k = this.key(m, o.key);
+        const v = new Uint8Array(valueBytes(m));
+        const flags = flagsField(o, "flags");
+        const r = o.op === "lookup" ? m.lookupElem(k, v, flags) : m.lookupAndDeleteElem(k, v, flags);
+        return r === 0 ? { ok: true, value: toHex(v) } : errOut(r);
+      }
+      case "delete": {
+        const m = this.map(o);
+        const r = m.deleteElem(this.key(m, o.key));
+        return r === 0 ? { ok: true } : errOut(r);
+      }
+      case "get_next_key": {
+        const m = this.map(o);
+        const k = o.key === null || o.key === undefined ? null : this.key(m, o.key);
+        const next = new Uint8Array(m.info.keySize);
+        const r = m.getNextKey(k, next);
+        return r === 0 ? { ok: true, key: toHex(next) } : errOut(r);
+      }
+      case "lookup_batch":
+      case "lookup_and_delete_batch":
+        return this.lookupBatch(o);
+      case "update_batch":
+      case "delete_batch":
+        return this.writeBatch(o);
+      case "count": {
+        const m = this.map(o);
+        return { ok: true, count: walk(m).keys.length };
+      }
+      case "dump": {
+        const m = this.map(o);
+        const { keys, values } = walk(m);
+        return { ok: true, keys, values };
+      }
+      case "freeze": {
+        const r = this.map(o).freeze();
+        return r === 0 ? { ok: true } : errOut(r);
+      }
+      default:
+        throw new LineError(`unknown op ${JSON.stringify(o.op)}`);
+    }
+  }
+
+  private create(o: Json): Json {
+    const typeName = o.type;
+    if (typeof typeName !== "string" || !(typeName in MAP_TYPE_NAMES))
+      throw new LineError(`"type" must be one of ${Object.keys(MAP_TYPE_NAMES).join(", ")}`);
+    const spec: MapSpec = {
+      type: MAP_TYPE_NAMES[typeName],
+      keySize: u32Field(o, "key_size"),
+      valueSize: u32Field(o, "value_size"),
+      maxEntries: u32Field(o, "max_entries"),
+      flags: flagsField(o, "flags"),
+    };
+    if (o.numa_node !== undefined) spec.numaNode = u32Field(o, "numa_node");
+    const inner = o.inner_map === undefined ? undefined : this.map({ map: o.inner_map });
+    const m = this.factory(spec, inner);
+    this.maps.push(m);
+    return { ok: true, map: this.maps.length - 1 };
+  }
+
+  private cursor(v: unknown): number | null {
+    if (v === null || v === undefined) return null;
+    if (typeof v === "number") return u32Field({ in_batch: v }, "in_batch");
+    const b = fromHex(v, "in_batch", 4);
+    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+  }
+
+  private lookupBatch(o: Json): Json {
+    const m = this.map(o);
+    const args = {
+      inBatch: this.cursor(o.in_batch),
+      count: u32Field(o, "count"),
+      elemFlags: flagsField(o, "elem_flags"),
+      flags: flagsField(o, "flags"),
+    };
+    if (args.count > 1 << 20) throw new LineError(`"count" over ${1 << 20} is not supported by replay`);
+    const r = o.op === "lookup_batch" ? m.lookupBatch(args) : m.lookupAndDeleteBatch(args);
+    return batchOut(m, r, true);
+  }
+
+  private writeBatch(o: Json): Json {
+    const m = this.map(o);
+    const ks = m.info.keySize;
+    const vs = valueBytes(m);
+    if (!Array.isArray(o.keys)) throw new LineError(`"keys" must be an array of hex strings`);
+    const count = u32Field(o, "count", o.keys.length);
+    if (count > o.keys.length)
+      throw new LineError(`"count" ${count} is more than the ${o.keys.length} keys given`);
+    const keys = new Uint8Array(count * ks);
+    o.keys.slice(0, count).forEach((k, i) => keys.set(this.key(m, k, `keys[${i}]`), i * ks));
+    let values = new Uint8Array(0);
+    if (o.op === "update_batch") {
+      if (!Array.isArray(o.values) || o.values.length < count)
+        throw new LineError(`"values" must be an array of at least ${count} hex strings`);
+      values = new Uint8Array(count * vs);
+      o.values.slice(0, count).forEach((v, i) => values.set(fromHex(v, `values[${i}]`, vs), i * vs));
+    }
+    const args = {
+      count,
+      keys,
+      values,
+      elemFlags: flagsField(o, "elem_flags"),
+      flags: flagsField(o, "flags"),
+    };
+    const r = o.op === "update_batch" ? m.updateBatch(args) : m.deleteBatch(args);
+    return batchOut(m, r, false);
+  }
+}
+
+function errOut(r: number): Json {
+  return { ok: false, errno: errnoName(-r) };
+}
+
+function batchOut(m: RawMap, r: BatchResult, lookup: boolean): Json {
+  const out: Json = r.err === 0 ? { ok: true } : { ok: false, errno: errnoName(-r.err) };
+  out.count = r.count;
+  if (lookup) {
+    const ks = m.info.keySize;
+    const vs = valueBytes(m);
+    const n = r.err === 0 || r.err === -Errno.ENOENT ? r.count : 0;
+    out.keys = Array.from({ length: n }, (_, i) => toHex(r.keys, i * ks, ks));
+    out.values = Array.from({ length: n }, (_, i) => toHex(r.values, i * vs, vs));
+    out.out_batch = r.outBatch === null ? null : toHex(new Uint8Array(new Uint32Array([r.outBatch]).buffer));
+  }
+  return out;
+}
+
+/** All pairs in get_next_key order, bounded so a changing map cannot loop forever. */
+function walk(m: RawMap): { keys: string[]; values: string[] } {
+  const keys: string[] = [];
+  const values: string[] = [];
+  const k = new Uint8Array(m.info.keySize);
+  const v = new Uint8Array(valueBytes(m));
+  let prev: Uint8Array | null = null;
+  for (let n = 0; n <= m.info.maxEntries * 2 + 1 && m.getNextKey(prev, k) === 0; n++) {
+    keys.push(toHex(k));
+    values.push(m.lookupElem(k, v, 0) === 0 ? toHex(v) : "");
+    prev = k.slice();
+  }
+  return { keys, values };
+}
