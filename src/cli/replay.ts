@@ -202,13 +202,13 @@ export class Replayer {
     if (count > o.keys.length)
       throw new LineError(`"count" ${count} is more than the ${o.keys.length} keys given`);
     const keys = new Uint8Array(count * ks);
-    o.keys.slice(0, count).forEach((k, i) => keys.set(this.key(m, k, `keys[${i}]`), i * ks));
+    for (let i = 0; i < count; i++) keys.set(this.key(m, o.keys[i], `keys[${i}]`), i * ks);
     let values = new Uint8Array(0);
     if (o.op === "update_batch") {
       if (!Array.isArray(o.values) || o.values.length < count)
         throw new LineError(`"values" must be an array of at least ${count} hex strings`);
       values = new Uint8Array(count * vs);
-      o.values.slice(0, count).forEach((v, i) => values.set(fromHex(v, `values[${i}]`, vs), i * vs));
+      for (let i = 0; i < count; i++) values.set(fromHex(o.values[i], `values[${i}]`, vs), i * vs);
     }
     const args = {
       count,
