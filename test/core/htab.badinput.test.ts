@@ -43,9 +43,10 @@ const cases: [string, (m: Htab) => unknown, string | number][] = [
   ["update EXIST of a missing key", (m) => m.updateElem(new Uint8Array([9, 0, 0, 0]), v, 2), -2],
   [
     "update of a new key in a full map",
-    (m) => (
-      m.updateElem(new Uint8Array([8, 0, 0, 0]), v, 0), m.updateElem(new Uint8Array([9, 0, 0, 0]), v, 0)
-    ),
+    (m) => {
+      m.updateElem(new Uint8Array([8, 0, 0, 0]), v, 0);
+      return m.updateElem(new Uint8Array([9, 0, 0, 0]), v, 0);
+    },
     -7,
   ],
   ["delete of a missing key", (m) => m.deleteElem(new Uint8Array([9, 0, 0, 0])), -2],
