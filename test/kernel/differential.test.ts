@@ -200,8 +200,8 @@ test("differential: creation errno for random sizes and flags", { skip }, () => 
 test("differential: test_maps.c test_hashmap sequence gives the selftest's results on both backends", {
   skip,
 }, () => {
-  const k = (n: number) => hexOf(n, 8).slice(0, 8) + "00000000";
-  const v = (n: number) => hexOf(n, 8).slice(0, 8) + "00000000";
+  const k = (n: number) => `${hexOf(n, 8).slice(0, 8)}00000000`;
+  const v = (n: number) => `${hexOf(n, 8).slice(0, 8)}00000000`;
   const script: Line[] = [
     { op: "create", type: "hash", key_size: 8, value_size: 8, max_entries: 2, flags: 0 },
     { op: "update", map: 0, key: k(1), value: v(1234), flags: 0 },
