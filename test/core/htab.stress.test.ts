@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
-import { REC } from "../fixtures/records.js";
-import { checkHistory, type Op } from "../helpers/linearizability.js";
+import { decodeHistory } from "../../src/check/history.js";
+import { checkHistory } from "../../src/check/linearizability.js";
 import { runWorkers, startBarrier } from "../helpers/workers.js";
 
 const WORKERS = Number(process.env.HTAB_STRESS_WORKERS ?? 3);
@@ -38,23 +38,7 @@ for (const [keys, maxEntries] of [
         seed: 0x9e3779b9 * (i + 1) + keys,
       }),
     );
-    const ops: Op[] = [];
-    let torn = 0;
-    for (const log of logs) {
-      for (let o = 0; o < log.length; o += REC) {
-        if (log[o + 4] === -99) torn++;
-        ops.push({
-          kind: log[o],
-          key: log[o + 1],
-          flags: log[o + 2],
-          arg: log[o + 3],
-          result: log[o + 4],
-          call: log[o + 5],
-          ret: log[o + 6],
-        });
-      }
-    }
-    // Overlap really happened: some operation started before another worker's previous one returned.
+    const { ops, torn } = decodeHistory(logs);
     const res = checkHistory(ops);
     console.log(
       `# stress keys=${keys}: ${res.ops} operations checked, ${res.badKeys.length} keys with violations, ${res.inconclusive.length} inconclusive, ${torn} torn reads`,

@@ -1,7 +1,7 @@
 /** The checker must accept linearizable histories and reject the ones that are not. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { checkHistory, checkKey, type Op, OpKind } from "./linearizability.js";
+import { checkHistory, checkKey, type Op, OpKind } from "../../src/check/linearizability.js";
 
 const op = (kind: number, call: number, ret: number, result: number, arg = 0, flags = 0): Op => ({
   kind,

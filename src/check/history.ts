@@ -1,0 +1,105 @@
+/**
+ * Recording operation histories for the linearizability checker: random
+ * lookups, updates (ANY/NOEXIST/EXIST), deletes and lookup-and-deletes on a
+ * small u32 key space, each stamped with call/return tickets from a shared
+ * clock. Used by the stress tests and by `htab demo`.
+ */
+import type { RawMap } from "../core/raw-map.js";
+import type { Op } from "./linearizability.js";
+
+/** Int32s per logged operation: kind, key, flags, arg, result, call, ret. */
+export const REC = 7;
+/** A lookup whose two value halves disagree is logged with this result. */
+export const TORN = -99;
+
+export interface RecordOptions {
+  /** Operations to run. */
+  ops: number;
+  /** Keys are 0 .. keys-1 (u32, little-endian). */
+  keys: number;
+  /** Worker id, 1..127: written values are (id << 24 | i). */
+  id: number;
+  seed: number;
+  /** Shared Int32Array word 0 is the clock. */
+  clock: Int32Array;
+}
+
+/**
+ * Run random operations on `map` (key_size 4, value_size 8) and log them.
+ * Values carry their own complement in the second half, so a torn copy shows.
+ */
+export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
+  const log = new Int32Array(o.ops * REC);
+  const key = new Uint8Array(4);
+  const kv = new DataView(key.buffer);
+  const val = new Uint8Array(8);
+  const vv = new DataView(val.buffer);
+  const out = new Uint8Array(8);
+  const ov = new DataView(out.buffer);
+  let rnd = o.seed >>> 0 || 1;
+  const next = () => {
+    rnd ^= rnd << 13;
+    rnd ^= rnd >>> 17;
+    rnd ^= rnd << 5;
+    return rnd >>> 0;
+  };
+  for (let i = 0; i < o.ops; i++) {
+    const r = next() % 100;
+    const k = next() % o.keys;
+    kv.setUint32(0, k, true);
+    let kind: number;
+    let flags = 0;
+    let arg = 0;
+    let result: number;
+    const call = Atomics.add(o.clock, 0, 1);
+    if (r < 40) {
+      kind = 0;
+      result = map.lookupElem(key, out) === 0 ? ov.getInt32(0, true) : -1;
+    } else if (r < 75) {
+      kind = 1;
+      flags = r < 55 ? 0 : r < 65 ? 1 : 2;
+      arg = (o.id << 24) | i;
+      vv.setInt32(0, arg, true);
+      vv.setInt32(4, ~arg, true);
+      result = map.updateElem(key, val, flags);
+    } else if (r < 92) {
+      kind = 2;
+      result = map.deleteElem(key);
+    } else {
+      kind = 3;
+      result = map.lookupAndDeleteElem(key, out) === 0 ? ov.getInt32(0, true) : -1;
+    }
+    const ret = Atomics.add(o.clock, 0, 1);
+    if ((kind === 0 || kind === 3) && result !== -1 && ov.getInt32(4, true) !== ~result) result = TORN;
+    const at = i * REC;
+    log[at] = kind;
+    log[at + 1] = k;
+    log[at + 2] = flags;
+    log[at + 3] = arg;
+    log[at + 4] = result;
+    log[at + 5] = call;
+    log[at + 6] = ret;
+  }
+  return log;
+}
+
+/** Decode logs into operations, counting torn reads. */
+export function decodeHistory(logs: Int32Array[]): { ops: Op[]; torn: number } {
+  const ops: Op[] = [];
+  let torn = 0;
+  for (const log of logs) {
+    for (let o = 0; o < log.length; o += REC) {
+      if (log[o + 4] === TORN) torn++;
+      ops.push({
+        kind: log[o],
+        key: log[o + 1],
+        flags: log[o + 2],
+        arg: log[o + 3],
+        result: log[o + 4],
+        call: log[o + 5],
+        ret: log[o + 6],
+      });
+    }
+  }
+  return { ops, torn };
+}
