@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Htab } from "../../src/core/htab.js";
-import { MapFlags, MapType } from "../../src/uapi.js";
 import { decodeHistory } from "../../src/check/history.js";
 import { checkHistory } from "../../src/check/linearizability.js";
+import { Htab } from "../../src/core/htab.js";
+import { MapFlags, MapType } from "../../src/uapi.js";
 import { runWorkers, startBarrier } from "../helpers/workers.js";
 
 const WORKERS = Number(process.env.HTAB_STRESS_WORKERS ?? 3);
