@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { BpfMap } from "../../src/api/bpf-map.js";
+import * as codecs from "../../src/api/codecs.js";
+import { TypedMap } from "../../src/api/typed-map.js";
+import { Htab } from "../../src/core/htab.js";
+import { MapFlags, MapType } from "../../src/uapi.js";
+
+test("TypedMap behaves like a Map over u32 -> u64", () => {
+  const m = new TypedMap(
+    Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16 }, { nrCpus: 1 }),
+    codecs.u32,
+    codecs.u64,
+  );
+  assert.equal(m.get(1), undefined);
+  m.set(1, 10n).set(2, 20n);
+  assert.equal(m.get(1), 10n);
+  assert.equal(m.has(2), true);
+  assert.equal(m.size, 2);
+  assert.deepEqual(
+    new Map(m),
+    new Map([
+      [1, 10n],
+      [2, 20n],
+    ]),
+  );
+  assert.equal(m.delete(1), true);
+  assert.equal(m.delete(1), false);
+  assert.throws(() => m.set(2, 1n, 1), { code: "EEXIST" });
+  m.clear();
+  assert.equal(m.size, 0);
+  assert.throws(() => m.set(4294967296, 1n), { code: "EINVAL" });
+});
+
+test("TypedMap refuses codecs whose size does not match the map", () => {
+  const raw = Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 4 }, { nrCpus: 1 });
+  assert.throws(() => new TypedMap(raw, codecs.u64, codecs.u64), { code: "EINVAL" });
+});
+
+test("struct codec lays fields out as C does and round-trips", () => {
+  const tuple = codecs.struct([
+    { name: "saddr", codec: codecs.u32 },
+    { name: "daddr", codec: codecs.u32 },
+    { name: "sport", codec: codecs.u16 },
+    { name: "dport", codec: codecs.u16 },
+    { name: "proto", codec: codecs.u8 },
+  ]);
+  assert.equal(tuple.size, 16);
+  assert.deepEqual(tuple.offsets, { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12 });
+  const ct = codecs.struct([
+    { name: "last_seen", codec: codecs.u64 },
+    { name: "packets", codec: codecs.u32 },
+  ]);
+  assert.equal(ct.size, 16);
+  const m = new TypedMap(
+    Htab.create({ type: MapType.Hash, keySize: 16, valueSize: 16, maxEntries: 4 }, { nrCpus: 1 }),
+    tuple,
+    ct,
+  );
+  const k = { saddr: 1, daddr: 2, sport: 3, dport: 443, proto: 6 };
+  m.set(k, { last_seen: 5n, packets: 9 });
+  assert.deepEqual(m.get({ ...k }), { last_seen: 5n, packets: 9 });
+  assert.throws(() => m.set({ saddr: 1 } as never, { last_seen: 1n, packets: 1 }), { code: "EINVAL" });
+});
+
+test("BpfMap: throwing layer, keys/entries in zero-seed order, and batches that grow on ENOSPC", async () => {
+  const raw = Htab.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8, flags: MapFlags.ZeroSeed },
+    { privileged: true, nrCpus: 1 },
+  );
+  const m = new BpfMap(raw);
+  const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
+  for (let i = 1; i <= 6; i++) m.update(u32(i), new Uint8Array(8).fill(i));
+  // t_batch.txt: buckets 1->3 2->2 3->7 4->1 5->6 6->6 give the order 4 2 1 6 5 3
+  assert.deepEqual(
+    [...m.keys()].map((k) => k[0]),
+    [4, 2, 1, 6, 5, 3],
+  );
+  assert.throws(() => m.update(u32(9), new Uint8Array(8), 2), { code: "ENOENT", op: "update" });
+  assert.throws(() => m.lookupBatch({ count: 1, inBatch: 6 }), { code: "ENOSPC" });
+  const seen: number[] = [];
+  for await (const b of m.batches({ count: 1 })) for (let i = 0; i < b.count; i++) seen.push(b.keys[i * 4]);
+  assert.deepEqual(seen, [4, 2, 1, 6, 5, 3]);
+  const drained: number[] = [];
+  for await (const b of m.batches({ count: 2, delete: true }))
+    for (let i = 0; i < b.count; i++) drained.push(b.keys[i * 4]);
+  assert.deepEqual(drained, [4, 2, 1, 6, 5, 3]);
+  assert.equal(raw.count(), 0);
+});
+
+test("workers: a map posted to a worker is the same map", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const raw = Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 }, { nrCpus: 2 });
+  const src = `
+    const { workerData, parentPort } = require("node:worker_threads");
+    import(${JSON.stringify(new URL("../../src/index.js", import.meta.url).href)}).then(({ attach, TypedMap, codecs }) => {
+      const m = new TypedMap(attach(workerData), codecs.u32, codecs.u64);
+      m.set(7, m.get(7) + 1n);
+      parentPort.postMessage(m.raw.cpu);
+    });`;
+  const t = new TypedMap(raw, codecs.u32, codecs.u64);
+  t.set(7, 41n);
+  const w = new Worker(src, { eval: true, workerData: raw.handle });
+  const cpu = await new Promise((r) => w.once("message", r));
+  await new Promise((r) => w.once("exit", r));
+  assert.equal(cpu, 1);
+  assert.equal(t.get(7), 42n);
+});

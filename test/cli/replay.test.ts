@@ -1,0 +1,73 @@
+/** `htab replay` end to end: the real bin, both backends, the exact line format. */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { kernelSkipReason } from "../helpers/kernel.js";
+
+const bin = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+const script = [
+  '{"op":"create","type":"hash","key_size":4,"value_size":8,"max_entries":8,"flags":64}',
+  '{"op":"update","map":0,"key":"01000000","value":"0a00000000000000","flags":0}',
+  '{"op":"update","map":0,"key":"01000000","value":"0b00000000000000","flags":1}',
+  '{"op":"lookup","map":0,"key":"01000000","flags":0}',
+  '{"op":"get_next_key","map":0,"key":null}',
+  '{"op":"lookup_batch","map":0,"in_batch":null,"count":4,"elem_flags":0,"flags":0}',
+  "this is not json",
+  '{"op":"lookup","map":7,"key":"01000000"}',
+  '{"op":"count","map":0}',
+  '{"op":"dump","map":0}',
+  '{"op":"delete","map":0,"key":"01000000"}',
+  '{"op":"delete","map":0,"key":"01000000"}',
+].join("\n");
+
+const want = [
+  { ok: true, map: 0 },
+  { ok: true },
+  { ok: false, errno: "EEXIST" },
+  { ok: true, value: "0a00000000000000" },
+  { ok: true, key: "01000000" },
+  {
+    ok: false,
+    errno: "ENOENT",
+    count: 1,
+    keys: ["01000000"],
+    values: ["0a00000000000000"],
+    out_batch: "08000000",
+  },
+  { ok: false, error: "line is not valid JSON" },
+  { ok: false, error: '"map" must name a created map (0..0)' },
+  { ok: true, count: 1 },
+  { ok: true, keys: ["01000000"], values: ["0a00000000000000"] },
+  { ok: true },
+  { ok: false, errno: "ENOENT" },
+];
+
+function run(backend: string): unknown[] {
+  const r = spawnSync(process.execPath, [bin, "replay", "--backend", backend], {
+    input: script,
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+}
+
+test("replay --backend sab prints one exact JSON line per input line", () => {
+  assert.deepEqual(run("sab"), want);
+});
+
+test("replay --backend kernel prints the same lines", { skip: kernelSkipReason() }, () => {
+  assert.deepEqual(run("kernel"), want);
+});
+
+test("replay rejects an unknown backend with a usage error", () => {
+  const r = spawnSync(process.execPath, [bin, "replay", "--backend", "nope"], {
+    input: "",
+    encoding: "utf8",
+  });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /nope/);
+});
