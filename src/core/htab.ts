@@ -49,6 +49,9 @@ const EEXIST = -Errno.EEXIST;
 const E2BIG = -Errno.E2BIG;
 const EINVAL = -Errno.EINVAL;
 const EPERM = -Errno.EPERM;
+const ERR_TEXT = 0;
+const ERR_MAP_FULL = 1;
+const ERR_FLAGS = 2;
 const ENOSPC = -Errno.ENOSPC;
 
 /** What a worker needs to attach: post it with postMessage. */
@@ -87,7 +90,11 @@ export class Htab implements RawMap {
   readonly handle: MapHandle;
   /** This instance's CPU slot (kernel: smp_processor_id()). */
   readonly cpu: number;
-  lastError = "";
+  // Why the last call failed. Formatted lazily so that failing calls on hot paths
+  // (a full map under load, bad flags in a loop) allocate nothing.
+  private errText = "";
+  private errKind = ERR_TEXT;
+  private errArg = 0;
 
   private readonly i32: Int32Array;
   private readonly u8: Uint8Array;
@@ -221,8 +228,27 @@ export class Htab implements RawMap {
   // ---------------------------------------------------------------- helpers
 
   private fail(err: number, detail: string): number {
-    this.lastError = detail;
+    this.errKind = ERR_TEXT;
+    this.errText = detail;
     return err;
+  }
+
+  private failWith(err: number, kind: number, arg: number): number {
+    this.errKind = kind;
+    this.errArg = arg;
+    return err;
+  }
+
+  /** Human-readable reason for the last non-zero return. */
+  get lastError(): string {
+    switch (this.errKind) {
+      case ERR_MAP_FULL:
+        return `map full (${this.count()} of ${this.maxEntries} entries in use)`;
+      case ERR_FLAGS:
+        return `unknown flags 0x${this.errArg.toString(16)}`;
+      default:
+        return this.errText;
+    }
   }
 
   private checkKey(op: string, key: unknown): asserts key is Uint8Array {
@@ -377,7 +403,7 @@ export class Htab implements RawMap {
     this.checkValueOut("lookup", value);
     if (flags !== 0) {
       this.checkFlagsArg("lookup", flags);
-      if (flags !== UpdateFlags.Lock) return this.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+      if (flags !== UpdateFlags.Lock) return this.failWith(EINVAL, ERR_FLAGS, flags);
     }
     if (!this.canRead()) return this.permError(false);
     if (flags !== 0) return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
@@ -410,7 +436,7 @@ export class Htab implements RawMap {
     if (!this.canWrite()) return this.permError(true);
     if ((flags & UpdateFlags.Lock) !== 0)
       return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
-    if (flags > UpdateFlags.Exist) return this.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+    if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     const i32 = this.i32;
     const b = this.bucketOf(hash);
     lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
@@ -431,7 +457,7 @@ export class Htab implements RawMap {
       e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
       if (e === 0) {
         lockRelease(i32, b + BUCKET_LOCK_I32);
-        return this.fail(E2BIG, `map full (${this.count()} of ${this.maxEntries} entries in use)`);
+        return this.failWith(E2BIG, ERR_MAP_FULL, 0);
       }
       this.addCount(1);
     }
@@ -502,8 +528,7 @@ export class Htab implements RawMap {
     this.checkKey("lookupAndDelete", key);
     this.checkValueOut("lookupAndDelete", value);
     this.checkFlagsArg("lookupAndDelete", flags);
-    if (flags !== 0 && flags !== UpdateFlags.Lock)
-      return this.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+    if (flags !== 0 && flags !== UpdateFlags.Lock) return this.failWith(EINVAL, ERR_FLAGS, flags);
     if (!this.canRead()) return this.permError(false);
     if (!this.canWrite()) return this.permError(true);
     if (flags !== 0) return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");

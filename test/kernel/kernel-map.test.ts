@@ -104,3 +104,23 @@ test("kernel: RDONLY and WRONLY maps as in t_elem.txt", { skip }, () => {
     wo.close();
   }
 });
+
+test("kernel: without privilege, create says which capability is missing", { skip }, async () => {
+  const { spawnSync } = await import("node:child_process");
+  const mod = new URL("../../src/kernel/kernel-map.js", import.meta.url).href;
+  const code = `import(${JSON.stringify(mod)}).then(({ KernelMap }) => {
+    try { KernelMap.create({ type: 1, keySize: 4, valueSize: 4, maxEntries: 1 }); console.log("created"); }
+    catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }
+  });`;
+  const r = spawnSync(
+    "setpriv",
+    ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", process.execPath, "-e", code],
+    {
+      encoding: "utf8",
+    },
+  );
+  if (r.error) return; // no setpriv here: nothing to drop privileges with
+  const out = JSON.parse(r.stdout.trim());
+  assert.equal(out.code, "EPERM");
+  assert.match(out.message, /CAP_BPF/);
+});
