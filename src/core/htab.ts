@@ -19,6 +19,7 @@
 import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import { htabMapHash } from "../hash/htab-hash.js";
+import { jhash2OneWord } from "../hash/jhash.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_LOCK_I32,
@@ -276,6 +277,12 @@ export class Htab implements RawMap {
 
   /** Copy `key` into the scratch words and hash it. */
   private hashKey(key: Uint8Array): number {
+    if (this.keySize === 4) {
+      // The common u32 key: one word, no loop (same value as jhash2 over one word).
+      const w = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
+      this.kw[0] = w;
+      return jhash2OneWord(w, this.hashrnd) | 0;
+    }
     const kb = this.kb;
     for (let i = 0; i < this.keySize; i++) kb[i] = key[i];
     return htabMapHash(kb, this.kw, this.keySize, this.hashrnd) | 0;
@@ -290,7 +297,8 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     const kw = this.kw;
     const k = e + ELEM_KEY_I32;
-    for (let j = 0; j < this.keyWords; j++) if (i32[k + j] !== kw[j]) return false;
+    if (i32[k] !== kw[0]) return false;
+    for (let j = 1; j < this.keyWords; j++) if (i32[k + j] !== kw[j]) return false;
     return true;
   }
 

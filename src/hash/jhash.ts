@@ -57,34 +57,71 @@ function final(): void {
 /**
  * jhash2(): hash `words` u32 words of `k` starting at word index `off`.
  * Kernel: jhash2(). Returns the hash as an unsigned 32-bit number.
+ * Mixing is written out with locals (not the shared scratch) so that V8 keeps
+ * the state in registers: this is the map's hottest function.
  */
 export function jhash2(k: Int32Array | Uint32Array, off: number, words: number, initval: number): number {
-  a = b = c = (JHASH_INITVAL + (words << 2) + initval) | 0;
+  let x = (JHASH_INITVAL + (words << 2) + initval) | 0;
+  let y = x;
+  let z = x;
   let i = off;
   let len = words;
   while (len > 3) {
-    a = (a + k[i]) | 0;
-    b = (b + k[i + 1]) | 0;
-    c = (c + k[i + 2]) | 0;
-    mix();
+    x = (x + k[i]) | 0;
+    y = (y + k[i + 1]) | 0;
+    z = (z + k[i + 2]) | 0;
+    // __jhash_mix(x, y, z)
+    x = (x - z) | 0;
+    x ^= (z << 4) | (z >>> 28);
+    z = (z + y) | 0;
+    y = (y - x) | 0;
+    y ^= (x << 6) | (x >>> 26);
+    x = (x + z) | 0;
+    z = (z - y) | 0;
+    z ^= (y << 8) | (y >>> 24);
+    y = (y + x) | 0;
+    x = (x - z) | 0;
+    x ^= (z << 16) | (z >>> 16);
+    z = (z + y) | 0;
+    y = (y - x) | 0;
+    y ^= (x << 19) | (x >>> 13);
+    x = (x + z) | 0;
+    z = (z - y) | 0;
+    z ^= (y << 4) | (y >>> 28);
+    y = (y + x) | 0;
     len -= 3;
     i += 3;
   }
-  switch (len) {
-    case 3:
-      c = (c + k[i + 2]) | 0;
-    // falls through
-    case 2:
-      b = (b + k[i + 1]) | 0;
-    // falls through
-    case 1:
-      a = (a + k[i]) | 0;
-      final();
-      break;
-    default:
-      break;
-  }
-  return c >>> 0;
+  if (len === 0) return z >>> 0;
+  if (len === 3) z = (z + k[i + 2]) | 0;
+  if (len >= 2) y = (y + k[i + 1]) | 0;
+  x = (x + k[i]) | 0;
+  return jhashFinal(x, y, z);
+}
+
+/** __jhash_final(a, b, c), returning c as u32. */
+export function jhashFinal(x: number, y: number, z: number): number {
+  z ^= y;
+  z = (z - ((y << 14) | (y >>> 18))) | 0;
+  x ^= z;
+  x = (x - ((z << 11) | (z >>> 21))) | 0;
+  y ^= x;
+  y = (y - ((x << 25) | (x >>> 7))) | 0;
+  z ^= y;
+  z = (z - ((y << 16) | (y >>> 16))) | 0;
+  x ^= z;
+  x = (x - ((z << 4) | (z >>> 28))) | 0;
+  y ^= x;
+  y = (y - ((x << 14) | (x >>> 18))) | 0;
+  z ^= y;
+  z = (z - ((y << 24) | (y >>> 8))) | 0;
+  return z >>> 0;
+}
+
+/** jhash2() of a single u32 word (4-byte keys): the same result, without a loop. */
+export function jhash2OneWord(w: number, initval: number): number {
+  const x = (JHASH_INITVAL + 4 + initval) | 0;
+  return jhashFinal((x + w) | 0, x, x);
 }
 
 function u32le(k: Uint8Array, i: number): number {

@@ -34,3 +34,10 @@ test("jhash is stable for every tail length and seed-sensitive", () => {
   // length 0 returns the initial value unchanged (kernel: case 0 skips __jhash_final)
   assert.equal(jhash(b, 0, 0, 0), (0xdeadbeef + 0) >>> 0);
 });
+
+test("jhash2OneWord equals jhash2 over one word", async () => {
+  const { jhash2OneWord } = await import("../../src/hash/jhash.js");
+  for (const w of [0, 1, -1, 0x7fffffff, 0x12345678, -0x80000000]) {
+    for (const seed of [0, 1, 0xdeadbeef | 0]) assert.equal(jhash2OneWord(w, seed), jhash2(new Int32Array([w]), 0, 1, seed));
+  }
+});
