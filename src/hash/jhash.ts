@@ -56,11 +56,11 @@ function final(): void {
 
 /**
  * jhash2(): hash `words` u32 words of `k` starting at word index `off`.
- * Kernel: jhash2(). Returns the hash as an unsigned 32-bit number.
+ * Kernel: jhash2(). Returns the hash as a signed int32 (see jhashFinal()).
  * Mixing is written out with locals (not the shared scratch) so that V8 keeps
  * the state in registers: this is the map's hottest function.
  */
-export function jhash2(k: Int32Array | Uint32Array, off: number, words: number, initval: number): number {
+export function jhash2Int(k: Int32Array | Uint32Array, off: number, words: number, initval: number): number {
   let x = (JHASH_INITVAL + (words << 2) + initval) | 0;
   let y = x;
   let z = x;
@@ -92,14 +92,23 @@ export function jhash2(k: Int32Array | Uint32Array, off: number, words: number, 
     len -= 3;
     i += 3;
   }
-  if (len === 0) return z >>> 0;
+  if (len === 0) return z;
   if (len === 3) z = (z + k[i + 2]) | 0;
   if (len >= 2) y = (y + k[i + 1]) | 0;
   x = (x + k[i]) | 0;
   return jhashFinal(x, y, z);
 }
 
-/** __jhash_final(a, b, c), returning c as u32. */
+/** jhash2() as the kernel returns it: an unsigned 32-bit number. */
+export function jhash2(k: Int32Array | Uint32Array, off: number, words: number, initval: number): number {
+  return jhash2Int(k, off, words, initval) >>> 0;
+}
+
+/**
+ * __jhash_final(a, b, c), returning c as a *signed* int32: a u32 above 2^31
+ * would be boxed as a heap number when returned from a call, so hot callers
+ * take the int32 and convert at the edge.
+ */
 export function jhashFinal(x: number, y: number, z: number): number {
   z ^= y;
   z = (z - ((y << 14) | (y >>> 18))) | 0;
@@ -115,10 +124,10 @@ export function jhashFinal(x: number, y: number, z: number): number {
   y = (y - ((x << 14) | (x >>> 18))) | 0;
   z ^= y;
   z = (z - ((y << 24) | (y >>> 8))) | 0;
-  return z >>> 0;
+  return z;
 }
 
-/** jhash2() of a single u32 word (4-byte keys): the same result, without a loop. */
+/** jhash2() of a single u32 word (4-byte keys), as a signed int32 (see jhashFinal). */
 export function jhash2OneWord(w: number, initval: number): number {
   const x = (JHASH_INITVAL + 4 + initval) | 0;
   return jhashFinal((x + w) | 0, x, x);
@@ -132,7 +141,7 @@ function u32le(k: Uint8Array, i: number): number {
  * jhash(): hash `length` bytes of `k` from byte `off` (little-endian words,
  * as get_unaligned_cpu32() reads them on x86). Kernel: jhash().
  */
-export function jhash(k: Uint8Array, off: number, length: number, initval: number): number {
+export function jhashInt(k: Uint8Array, off: number, length: number, initval: number): number {
   a = b = c = (JHASH_INITVAL + length + initval) | 0;
   let i = off;
   let len = length;
@@ -185,5 +194,10 @@ export function jhash(k: Uint8Array, off: number, length: number, initval: numbe
     default:
       break;
   }
-  return c >>> 0;
+  return c;
+}
+
+/** jhash() as the kernel returns it: an unsigned 32-bit number. */
+export function jhash(k: Uint8Array, off: number, length: number, initval: number): number {
+  return jhashInt(k, off, length, initval) >>> 0;
 }
