@@ -24,11 +24,33 @@ export interface RecordOptions {
   clock: Int32Array;
 }
 
+/** A map with the non-kernel atomic operations (the SAB backend). */
+interface CompareOps {
+  compareAndDeleteElem(key: Uint8Array, expected: Uint8Array, offset?: number, size?: number): number;
+  compareAndSwapElem(
+    key: Uint8Array,
+    expected: Uint8Array,
+    value: Uint8Array,
+    offset?: number,
+    size?: number,
+  ): number;
+}
+
+function hasCompareOps(m: RawMap): m is RawMap & CompareOps {
+  return typeof (m as Partial<CompareOps>).compareAndDeleteElem === "function";
+}
+
 /**
  * Run random operations on `map` (key_size 4, value_size 8) and log them.
  * Values carry their own complement in the second half, so a torn copy shows.
+ * On maps that have them, compare-and-delete and compare-and-swap are mixed in,
+ * expecting the value this worker last saw for the key.
  */
 export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
+  const cmp = hasCompareOps(map) ? map : null;
+  const lastSeen = new Int32Array(o.keys).fill(-1);
+  const exp = new Uint8Array(4);
+  const ev = new DataView(exp.buffer);
   const log = new Int32Array(o.ops * REC);
   const key = new Uint8Array(4);
   const kv = new DataView(key.buffer);
@@ -55,6 +77,19 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
     if (r < 40) {
       kind = 0;
       result = map.lookupElem(key, out) === 0 ? ov.getInt32(0, true) : -1;
+    } else if (cmp !== null && r >= 92 && r < 95) {
+      kind = 4;
+      arg = lastSeen[k];
+      ev.setInt32(0, arg, true);
+      result = cmp.compareAndDeleteElem(key, exp, 0, 4);
+    } else if (cmp !== null && r >= 95 && r < 98) {
+      kind = 5;
+      flags = lastSeen[k];
+      arg = (o.id << 24) | i;
+      ev.setInt32(0, flags, true);
+      vv.setInt32(0, arg, true);
+      vv.setInt32(4, ~arg, true);
+      result = cmp.compareAndSwapElem(key, exp, val, 0, 4);
     } else if (r < 75) {
       kind = 1;
       flags = r < 55 ? 0 : r < 65 ? 1 : 2;
@@ -71,6 +106,7 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
     }
     const ret = Atomics.add(o.clock, 0, 1);
     if ((kind === 0 || kind === 3) && result !== -1 && ov.getInt32(4, true) !== ~result) result = TORN;
+    if ((kind === 0 || kind === 3) && result !== TORN) lastSeen[k] = result;
     const at = i * REC;
     log[at] = kind;
     log[at + 1] = k;

@@ -8,14 +8,21 @@
  */
 
 /** Operation kinds and the model they are checked against. */
-export const OpKind = { Lookup: 0, Update: 1, Delete: 2, LookupAndDelete: 3 } as const;
+export const OpKind = {
+  Lookup: 0,
+  Update: 1,
+  Delete: 2,
+  LookupAndDelete: 3,
+  CompareAndDelete: 4,
+  CompareAndSwap: 5,
+} as const;
 
 export interface Op {
   kind: number;
   key: number;
-  /** Update: flags. */
+  /** Update: flags. CompareAndSwap: the expected value. */
   flags: number;
-  /** Update: the value written (unique per write). */
+  /** Update/CompareAndSwap: the value written (unique per write). CompareAndDelete: the expected value. */
   arg: number;
   /** Lookup/LookupAndDelete: value seen, or -1 for ENOENT. Update/Delete: 0 or -errno. */
   result: number;
@@ -27,6 +34,7 @@ const ABSENT = -1;
 const ENOENT = -2;
 const EEXIST = -17;
 const E2BIG = -7;
+const EBUSY = -16;
 
 /** Apply `op` to register state `s` (-1 = absent); returns the new state, or undefined when op's result is impossible. */
 function step(s: number, op: Op): number | undefined {
@@ -38,6 +46,14 @@ function step(s: number, op: Op): number | undefined {
     case OpKind.Delete:
       if (s === ABSENT) return op.result === ENOENT ? s : undefined;
       return op.result === 0 ? ABSENT : undefined;
+    case OpKind.CompareAndDelete:
+      if (s === ABSENT) return op.result === ENOENT ? s : undefined;
+      if (s === op.arg) return op.result === 0 ? ABSENT : undefined;
+      return op.result === EBUSY ? s : undefined;
+    case OpKind.CompareAndSwap:
+      if (s === ABSENT) return op.result === ENOENT ? s : undefined;
+      if (s === op.flags) return op.result === 0 ? op.arg : undefined;
+      return op.result === EBUSY ? s : undefined;
     case OpKind.Update: {
       const exists = s !== ABSENT;
       // A full map refuses a new key and changes nothing. Per-key histories cannot see

@@ -146,6 +146,22 @@ export class Replayer {
         const { keys, values } = walk(m);
         return { ok: true, keys, values };
       }
+      case "compare_and_delete":
+      case "compare_and_swap": {
+        const m = this.map(o);
+        const k = this.key(m, o.key);
+        const expected = fromHex(o.expected, "expected");
+        const offset = u32Field(o, "offset", 0);
+        const size = u32Field(o, "size", expected.length);
+        if (o.op === "compare_and_delete") {
+          if (!m.compareAndDeleteElem) return { ok: false, errno: "EOPNOTSUPP" };
+          const r = m.compareAndDeleteElem(k, expected, offset, size);
+          return r === 0 ? { ok: true } : errOut(r);
+        }
+        if (!m.compareAndSwapElem) return { ok: false, errno: "EOPNOTSUPP" };
+        const r = m.compareAndSwapElem(k, expected, fromHex(o.value, "value", valueBytes(m)), offset, size);
+        return r === 0 ? { ok: true } : errOut(r);
+      }
       case "freeze": {
         const r = this.map(o).freeze();
         return r === 0 ? { ok: true } : errOut(r);

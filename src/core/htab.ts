@@ -50,6 +50,7 @@ const EEXIST = -Errno.EEXIST;
 const E2BIG = -Errno.E2BIG;
 const EINVAL = -Errno.EINVAL;
 const EPERM = -Errno.EPERM;
+const EBUSY = -Errno.EBUSY;
 const ERR_TEXT = 0;
 const ERR_MAP_FULL = 1;
 const ERR_FLAGS = 2;
@@ -441,6 +442,7 @@ export class Htab implements RawMap {
 
   /** Update with the key already in scratch. Shared by update and update_batch. */
   private updateRaw(value: Uint8Array, valueOff: number, flags: number, hash: number): number {
+    this.checkNotComputing("update");
     if (!this.canWrite()) return this.permError(true);
     if ((flags & UpdateFlags.Lock) !== 0)
       return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
@@ -457,29 +459,56 @@ export class Htab implements RawMap {
       lockRelease(i32, b + BUCKET_LOCK_I32);
       return this.fail(ENOENT, "key not found (BPF_EXIST)");
     }
-    let e: number;
     if (old !== 0) {
-      // Replacing: take this CPU's extra element, the old one becomes the extra.
-      e = i32[this.myPcpu + PCPU_EXTRA_I32];
+      this.replaceLocked(b, hash, old, this.prev, value, valueOff);
     } else {
-      e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
       if (e === 0) {
         lockRelease(i32, b + BUCKET_LOCK_I32);
         return this.failWith(E2BIG, ERR_MAP_FULL, 0);
       }
       this.addCount(1);
+      this.fillElem(e, hash, value, valueOff);
+      this.linkHeadLocked(b, e);
     }
-    this.fillElem(e, hash, value, valueOff);
-    const prevOld = this.prev;
+    lockRelease(i32, b + BUCKET_LOCK_I32);
+    return 0;
+  }
+
+  /** Publish a filled element at the head of bucket `b`. Requires: bucket lock held. Kernel: hlist_nulls_add_head_rcu(). */
+  private linkHeadLocked(b: number, e: number): void {
+    const i32 = this.i32;
     const seqIdx = b + BUCKET_SEQ_I32;
     seqBeginWrite(i32, seqIdx);
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
-    if (old !== 0) i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
     seqEndWrite(i32, seqIdx);
-    if (old !== 0) i32[this.myPcpu + PCPU_EXTRA_I32] = old;
-    lockRelease(i32, b + BUCKET_LOCK_I32);
-    return 0;
+  }
+
+  /**
+   * Replace element `old` (predecessor `prevOld`, 0 = head) by a new element
+   * holding `value`: this CPU's extra element goes in at the head and `old`
+   * becomes the extra, in one seq write section. Requires: bucket lock held.
+   * Kernel: the l_old branch of htab_map_update_elem() with extra_elems.
+   */
+  private replaceLocked(
+    b: number,
+    hash: number,
+    old: number,
+    prevOld: number,
+    value: Uint8Array,
+    valueOff: number,
+  ): void {
+    const i32 = this.i32;
+    const e = i32[this.myPcpu + PCPU_EXTRA_I32];
+    this.fillElem(e, hash, value, valueOff);
+    const seqIdx = b + BUCKET_SEQ_I32;
+    seqBeginWrite(i32, seqIdx);
+    i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
+    i32[b + BUCKET_HEAD_I32] = e;
+    i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
+    seqEndWrite(i32, seqIdx);
+    i32[this.myPcpu + PCPU_EXTRA_I32] = old;
   }
 
   /**
@@ -494,6 +523,7 @@ export class Htab implements RawMap {
 
   /** Delete the scratch key, copying its value into `out` first when given. */
   private deleteRaw(hash: number, out: Uint8Array | null): number {
+    this.checkNotComputing("delete");
     if (!this.canWrite()) return this.permError(true);
     const i32 = this.i32;
     const b = this.bucketOf(hash);
@@ -598,6 +628,254 @@ export class Htab implements RawMap {
     return this.fail(ENOENT, "no more keys");
   }
 
+  // ------------------------------------------------- beyond the kernel (seed 001)
+
+  /** Validate a compared region; returns 0 or -EINVAL with the reason recorded. */
+  private checkRegion(op: string, expected: Uint8Array, offset: number, size: number): number {
+    if (!(expected instanceof Uint8Array)) invalid(op, "expected must be a Uint8Array");
+    if (
+      !Number.isInteger(offset) ||
+      !Number.isInteger(size) ||
+      offset < 0 ||
+      size <= 0 ||
+      offset + size > this.valueSize
+    )
+      return this.fail(
+        EINVAL,
+        `region [${offset}, ${offset + size}) is not inside the ${this.valueSize}-byte value`,
+      );
+    if (expected.length !== size)
+      return this.fail(EINVAL, `expected is ${expected.length} bytes but the region is ${size}`);
+    return 0;
+  }
+
+  /** Element value bytes [offset, offset+size) equal `expected` from `expOff`. Requires: bucket lock held. */
+  private regionEquals(
+    e: number,
+    expected: Uint8Array,
+    expOff: number,
+    offset: number,
+    size: number,
+  ): boolean {
+    const u8 = this.u8;
+    const src = (e << 2) + this.valueOffBytes + offset;
+    for (let i = 0; i < size; i++) if (u8[src + i] !== expected[expOff + i]) return false;
+    return true;
+  }
+
+  /**
+   * Delete `key` only if its value bytes [offset, offset+size) equal `expected`,
+   * with the compare and the unlink under one bucket lock: a concurrent update
+   * either lands before (and the compare fails) or after (and re-inserts).
+   * @returns 0, -EBUSY (region differs), -ENOENT, -EINVAL (bad region), -EPERM
+   * @remarks Not in the kernel: the BPF_F_COMPARE RFC (seed 001), which conntrack GC needs.
+   */
+  compareAndDeleteElem(
+    key: Uint8Array,
+    expected: Uint8Array,
+    offset = 0,
+    size = expected?.length ?? 0,
+  ): number {
+    this.checkKey("compareAndDelete", key);
+    const bad = this.checkRegion("compareAndDelete", expected, offset, size);
+    if (bad !== 0) return bad;
+    if (!this.canRead()) return this.permError(false);
+    if (!this.canWrite()) return this.permError(true);
+    return this.compareAndDeleteRaw(this.hashKey(key), expected, 0, offset, size);
+  }
+
+  private compareAndDeleteRaw(
+    hash: number,
+    expected: Uint8Array,
+    expOff: number,
+    offset: number,
+    size: number,
+  ): number {
+    this.checkNotComputing("compareAndDelete");
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    const e = this.lookupElemLocked(b, hash);
+    if (e === 0) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(ENOENT, "key not found");
+    }
+    if (!this.regionEquals(e, expected, expOff, offset, size)) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(EBUSY, "value changed since it was read (compared region differs)");
+    }
+    this.unlinkLocked(b, e, this.prev);
+    lockRelease(i32, b + BUCKET_LOCK_I32);
+    this.freeElem(e);
+    return 0;
+  }
+
+  /**
+   * Delete each of `count` keys whose region equals its own expected bytes
+   * (`expected` holds count x size bytes). Unlike delete_batch it does not stop
+   * at the first failure: `results[i]` is 0 (deleted), -EBUSY or -ENOENT.
+   * @returns the number deleted
+   */
+  compareAndDeleteBatch(
+    keys: Uint8Array,
+    expected: Uint8Array,
+    count: number,
+    offset: number,
+    size: number,
+    results: Int32Array = new Int32Array(count),
+  ): number {
+    if (!Number.isInteger(count) || count < 0)
+      invalid("compareAndDeleteBatch", `count must be a u32, got ${count}`);
+    if (!(keys instanceof Uint8Array) || keys.length < count * this.keySize)
+      invalid("compareAndDeleteBatch", `keys must hold count * key_size = ${count * this.keySize} bytes`);
+    if (!(expected instanceof Uint8Array) || expected.length < count * size)
+      invalid("compareAndDeleteBatch", `expected must hold count * size = ${count * size} bytes`);
+    if (!(results instanceof Int32Array) || results.length < count)
+      invalid("compareAndDeleteBatch", "results must be an Int32Array of at least count entries");
+    if (
+      !Number.isInteger(offset) ||
+      !Number.isInteger(size) ||
+      offset < 0 ||
+      size <= 0 ||
+      offset + size > this.valueSize
+    )
+      invalid(
+        "compareAndDeleteBatch",
+        `region [${offset}, ${offset + size}) is not inside the ${this.valueSize}-byte value`,
+      );
+    if (!this.canRead() || !this.canWrite()) {
+      results.fill(this.permError(!this.canWrite()), 0, count);
+      return 0;
+    }
+    let deleted = 0;
+    for (let i = 0; i < count; i++) {
+      const r = this.compareAndDeleteRaw(
+        this.hashKeyAt(keys, i * this.keySize),
+        expected,
+        i * size,
+        offset,
+        size,
+      );
+      results[i] = r;
+      if (r === 0) deleted++;
+    }
+    return deleted;
+  }
+
+  /**
+   * Replace `key`'s whole value with `value` only if its bytes [offset, offset+size)
+   * equal `expected`; atomic under the bucket lock. The key keeps the kernel's
+   * replace semantics (a new element at the head of its bucket).
+   * @returns 0, -EBUSY, -ENOENT, -EINVAL, -EPERM
+   */
+  compareAndSwapElem(
+    key: Uint8Array,
+    expected: Uint8Array,
+    value: Uint8Array,
+    offset = 0,
+    size = expected?.length ?? 0,
+  ): number {
+    this.checkKey("compareAndSwap", key);
+    this.checkValueIn("compareAndSwap", value);
+    const bad = this.checkRegion("compareAndSwap", expected, offset, size);
+    if (bad !== 0) return bad;
+    if (!this.canRead()) return this.permError(false);
+    if (!this.canWrite()) return this.permError(true);
+    this.checkNotComputing("compareAndSwap");
+    const hash = this.hashKey(key);
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    const old = this.lookupElemLocked(b, hash);
+    if (old === 0) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(ENOENT, "key not found");
+    }
+    if (!this.regionEquals(old, expected, 0, offset, size)) {
+      lockRelease(i32, b + BUCKET_LOCK_I32);
+      return this.fail(EBUSY, "value changed since it was read (compared region differs)");
+    }
+    this.replaceLocked(b, hash, old, this.prev, value, 0);
+    lockRelease(i32, b + BUCKET_LOCK_I32);
+    return 0;
+  }
+
+  private computing = false;
+  private computeBuf: Uint8Array | null = null;
+
+  private checkNotComputing(op: string): void {
+    if (this.computing)
+      throw new BpfError(
+        op,
+        Errno.EBUSY,
+        "called from inside a compute() callback, which holds a bucket lock",
+      );
+  }
+
+  /**
+   * Run `fn(current)` under `key`'s bucket lock and store what it returns:
+   * a value (inserted or replaced), or `undefined`/`null` (the key is deleted,
+   * or stays absent). `current` is a copy, valid only during the call.
+   *
+   * Rules for `fn`: keep it short (other writers of the bucket wait, spinning
+   * then sleeping); do not write to this map from it (EBUSY is thrown), lookups
+   * are fine; if it throws, the map is unchanged and the error propagates.
+   * @returns 0, -E2BIG (inserting into a full map), -EPERM
+   */
+  compute(key: Uint8Array, fn: (current: Uint8Array | undefined) => Uint8Array | undefined | null): number {
+    this.checkKey("compute", key);
+    if (typeof fn !== "function") invalid("compute", "fn must be a function");
+    if (!this.canRead()) return this.permError(false);
+    if (!this.canWrite()) return this.permError(true);
+    this.checkNotComputing("compute");
+    const hash = this.hashKey(key);
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    let locked = true;
+    try {
+      const old = this.lookupElemLocked(b, hash);
+      const prevOld = this.prev;
+      let cur: Uint8Array | undefined;
+      if (old !== 0) {
+        this.computeBuf ??= new Uint8Array(this.valueSize);
+        cur = this.computeBuf;
+        this.copyValueOut(old, cur, 0);
+      }
+      // The key words in scratch survive fn: fn may look keys up, which rewrites scratch.
+      const keyCopy = this.kw.slice();
+      this.computing = true;
+      let next: Uint8Array | undefined | null;
+      try {
+        next = fn(cur);
+      } finally {
+        this.computing = false;
+      }
+      this.kw.set(keyCopy);
+      if (next === undefined || next === null) {
+        if (old === 0) return 0;
+        this.unlinkLocked(b, old, prevOld);
+        lockRelease(i32, b + BUCKET_LOCK_I32);
+        locked = false;
+        this.freeElem(old);
+        return 0;
+      }
+      this.checkValueIn("compute", next);
+      if (old !== 0) {
+        this.replaceLocked(b, hash, old, prevOld, next, 0);
+        return 0;
+      }
+      const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
+      this.addCount(1);
+      this.fillElem(e, hash, next, 0);
+      this.linkHeadLocked(b, e);
+      return 0;
+    } finally {
+      if (locked) lockRelease(i32, b + BUCKET_LOCK_I32);
+    }
+  }
+
   // ------------------------------------------------------------ batch ops
 
   private batchBuffers(
@@ -636,6 +914,7 @@ export class Htab implements RawMap {
   }
 
   private lookupBatchRaw(args: BatchArgs, doDelete: boolean): BatchResult {
+    this.checkNotComputing(doDelete ? "lookupAndDeleteBatch" : "lookupBatch");
     const { keys, values } = this.batchBuffers(args, "lookup");
     const count = args.count;
     const res: BatchResult = { err: 0, count, outBatch: null, keys, values };

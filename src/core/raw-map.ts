@@ -62,6 +62,20 @@ export interface RawMap {
   lookupAndDeleteBatch(args: BatchArgs): BatchResult;
   updateBatch(args: BatchArgs): BatchResult;
   deleteBatch(args: BatchArgs): BatchResult;
+  /**
+   * Delete `key` only if value bytes [offset, offset+size) equal `expected`
+   * (seed 001). Backends that cannot do it atomically do not have it: the
+   * kernel backend, since the kernel rejected BPF_F_COMPARE.
+   */
+  compareAndDeleteElem?(key: Uint8Array, expected: Uint8Array, offset?: number, size?: number): number;
+  /** Replace the whole value only if the region matches. Absent where compareAndDeleteElem is. */
+  compareAndSwapElem?(
+    key: Uint8Array,
+    expected: Uint8Array,
+    value: Uint8Array,
+    offset?: number,
+    size?: number,
+  ): number;
   /** Kernel: BPF_MAP_FREEZE. */
   freeze(): number;
   /** Bytes the map occupies (SAB) or the kernel's memlock figure (kernel). */

@@ -64,3 +64,22 @@ test("checker: E2BIG is accepted only where the key is absent, and changes nothi
   assert.equal(checkKey([op(OpKind.Update, 0, 1, -7, 5), op(OpKind.Lookup, 2, 3, -1)]), true);
   assert.equal(checkKey([op(OpKind.Update, 0, 1, 0, 5), op(OpKind.Update, 2, 3, -7, 6)]), false);
 });
+
+test("checker: compare-and-delete and compare-and-swap follow the register", () => {
+  const cad = (call: number, ret: number, result: number, expected: number) =>
+    op(OpKind.CompareAndDelete, call, ret, result, expected);
+  const cas = (call: number, ret: number, result: number, expected: number, next: number) =>
+    op(OpKind.CompareAndSwap, call, ret, result, next, expected);
+  assert.equal(checkKey([op(OpKind.Update, 0, 1, 0, 5), cad(2, 3, 0, 5), op(OpKind.Lookup, 4, 5, -1)]), true);
+  assert.equal(checkKey([op(OpKind.Update, 0, 1, 0, 5), cad(2, 3, -16, 5)]), false);
+  assert.equal(
+    checkKey([op(OpKind.Update, 0, 1, 0, 5), op(OpKind.Update, 2, 3, 0, 6), cad(4, 5, 0, 5)]),
+    false,
+  );
+  assert.equal(
+    checkKey([op(OpKind.Update, 0, 1, 0, 5), cas(2, 3, 0, 5, 7), op(OpKind.Lookup, 4, 5, 7)]),
+    true,
+  );
+  assert.equal(checkKey([op(OpKind.Update, 0, 1, 0, 5), cas(2, 3, 0, 6, 7)]), false);
+  assert.equal(checkKey([cas(0, 1, -2, 6, 7), cad(2, 3, -2, 1)]), true);
+});

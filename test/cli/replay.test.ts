@@ -71,3 +71,29 @@ test("replay rejects an unknown backend with a usage error", () => {
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /nope/);
 });
+
+test("replay compare_and_delete: EBUSY on mismatch, ok on match; EOPNOTSUPP on the kernel", () => {
+  const lines = [
+    '{"op":"create","type":"hash","key_size":4,"value_size":8,"max_entries":8,"flags":0}',
+    '{"op":"update","map":0,"key":"01000000","value":"0a0000000b000000","flags":0}',
+    '{"op":"compare_and_delete","map":0,"key":"01000000","expected":"0c000000","offset":4,"size":4}',
+    '{"op":"compare_and_delete","map":0,"key":"01000000","expected":"0b000000","offset":4,"size":4}',
+    '{"op":"compare_and_delete","map":0,"key":"01000000","expected":"0b000000","offset":4,"size":4}',
+    '{"op":"compare_and_delete","map":0,"key":"01000000","expected":"0b000000","offset":6,"size":4}',
+  ].join("\n");
+  const sab = spawnSync(process.execPath, [bin, "replay"], { input: lines, encoding: "utf8" });
+  assert.deepEqual(
+    sab.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l)),
+    [
+      { ok: true, map: 0 },
+      { ok: true },
+      { ok: false, errno: "EBUSY" },
+      { ok: true },
+      { ok: false, errno: "ENOENT" },
+      { ok: false, errno: "EINVAL" },
+    ],
+  );
+});

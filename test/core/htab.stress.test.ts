@@ -40,6 +40,17 @@ for (const [keys, maxEntries] of [
     );
     const { ops, torn } = decodeHistory(logs);
     const res = checkHistory(ops);
+    const tally = (kind: number, result: number) =>
+      ops.filter((o) => o.kind === kind && o.result === result).length;
+    const cad = { ok: tally(4, 0), busy: tally(4, -16), absent: tally(4, -2) };
+    const cas = { ok: tally(5, 0), busy: tally(5, -16), absent: tally(5, -2) };
+    console.log(
+      `# stress keys=${keys}: compareAndDelete ${JSON.stringify(cad)}, compareAndSwap ${JSON.stringify(cas)}`,
+    );
+    assert.ok(
+      cad.ok > 0 && cad.busy > 0 && cas.ok > 0 && cas.busy > 0,
+      "compare ops were exercised both ways",
+    );
     console.log(
       `# stress keys=${keys}: ${res.ops} operations checked, ${res.badKeys.length} keys with violations, ${res.inconclusive.length} inconclusive, ${torn} torn reads`,
     );
