@@ -42,6 +42,27 @@ program
     process.exitCode = ok ? 0 : 1;
   });
 
+program
+  .command("conntrack")
+  .description("the conntrack GC race: delete-by-key versus compareAndDelete on the same traffic")
+  .option("--seconds <s>", "seconds per GC mode", "3")
+  .option("--workers <n>", "datapath workers (plus one GC worker)", "2")
+  .option("--flows <n>", "distinct flows in the traffic", "20000")
+  .option("--map-size <n>", "map max_entries", "32768")
+  .option("--timeout-ms <ms>", "idle time after which a flow expires", "20")
+  .option("--kernel", "put the map in the kernel (control plane through bpf())", false)
+  .action(async (opts: Record<string, string | boolean>) => {
+    const { runConntrack } = await import("./conntrack.js");
+    await runConntrack({
+      seconds: Number(opts.seconds),
+      workers: Number(opts.workers),
+      flows: Number(opts.flows),
+      mapSize: Number(opts.mapSize),
+      timeoutMs: Number(opts.timeoutMs),
+      kernel: opts.kernel === true,
+    });
+  });
+
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`htab: ${e.message}\n`);
   process.exitCode = 2;

@@ -83,6 +83,8 @@ export class KernelMap implements RawMap {
   private readonly cursorOff: number;
   private batchBuf: NativeBuf | null = null;
   private closed = false;
+  /** False for a view made by fromHandle(): closing it does not close the fd. */
+  private owned = true;
 
   private constructor(fd: number, info: MapInfo, valueBytes: number) {
     this.fd = fd;
@@ -142,6 +144,23 @@ export class KernelMap implements RawMap {
     } finally {
       attr.free();
     }
+  }
+
+  /** What another worker thread of this process needs to use the same kernel map. */
+  get handle(): { fd: number; info: MapInfo } {
+    return { fd: this.fd, info: { ...this.info } };
+  }
+
+  /**
+   * Use a map created by another thread of this process (file descriptors are
+   * per process, so workers share them). Closing the view leaves the fd open.
+   */
+  static fromHandle(h: { fd: number; info: MapInfo }): KernelMap {
+    const { info } = h;
+    const bytes = isPercpu(info.type) ? Math.ceil(info.valueSize / 8) * 8 * info.nrCpus : info.valueSize;
+    const km = new KernelMap(h.fd, Object.freeze({ ...info }), bytes);
+    km.owned = false;
+    return km;
   }
 
   /** BPF_OBJ_GET_INFO_BY_FD: id, max_entries and flags as the kernel reports them. */
@@ -360,7 +379,7 @@ export class KernelMap implements RawMap {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ffi.close(this.fd);
+    if (this.owned) this.ffi.close(this.fd);
     this.arena.free();
     this.batchBuf?.free();
   }
