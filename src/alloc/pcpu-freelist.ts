@@ -9,7 +9,7 @@
  */
 
 import { ELEM_FNEXT_I32, PCPU_FL_HEAD_I32, PCPU_FL_LOCK_I32, pcpuBase } from "../layout/layout.js";
-import { lockAcquire, lockRelease } from "../sync/bucket-lock.js";
+import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 
 /** Push element `e` (word index) onto `cpu`'s list. Kernel: __pcpu_freelist_push(). */
 export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number): void {

@@ -22,8 +22,8 @@ import { htabMapHash } from "../hash/htab-hash.js";
 import { jhash2OneWord } from "../hash/jhash.js";
 import {
   BUCKET_HEAD_I32,
-  BUCKET_LOCK_I32,
-  BUCKET_SEQ_I32,
+  BUCKET_OWNER_I32,
+  BUCKET_SEQLOCK_I32,
   ELEM_FNEXT_I32,
   ELEM_HASH_I32,
   ELEM_HEADER_BYTES,
@@ -40,7 +40,7 @@ import {
   roundUp,
   writeHeader,
 } from "../layout/layout.js";
-import { lockAcquire, lockRelease, seqBeginWrite, seqEndWrite } from "../sync/bucket-lock.js";
+import { bucketLock, bucketUnlock, SEQ_LOCKED, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
@@ -360,10 +360,14 @@ export class Htab implements RawMap {
   private lookupCopy(hash: number, out: Uint8Array | null, outOff: number): boolean {
     const i32 = this.i32;
     const b = this.bucketOf(hash);
-    const seqIdx = b + BUCKET_SEQ_I32;
+    const seqIdx = b + BUCKET_SEQLOCK_I32;
     for (;;) {
       const s = Atomics.load(i32, seqIdx);
-      if ((s & 1) !== 0) continue; // a writer is relinking this chain: it is short, spin
+      if ((s & SEQ_LOCKED) !== 0) {
+        // A compute() callback reading the bucket its own thread holds: nothing can change it.
+        if (this.heldByMe(b)) return this.walkLocked(b, hash, out, outOff);
+        continue; // a writer holds the bucket: its section is short, spin
+      }
       let e = i32[b + BUCKET_HEAD_I32];
       let found = false;
       for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
@@ -375,12 +379,26 @@ export class Htab implements RawMap {
         e = i32[e + ELEM_NEXT_I32];
       }
       // Validate: nothing we read was relinked or reused while we read it.
-      if (Atomics.load(i32, seqIdx) === s) return found;
+      if (seqUnchanged(s, Atomics.load(i32, seqIdx))) return found;
     }
   }
 
+  /** lookupCopy() for a bucket this thread holds. Requires: bucket lock held. */
+  private walkLocked(b: number, hash: number, out: Uint8Array | null, outOff: number): boolean {
+    const e = this.lookupElemLocked(b, hash);
+    if (e !== 0 && out !== null) this.copyValueOut(e, out, outOff);
+    return e !== 0;
+  }
+
+  /** True inside a compute() callback for the bucket that compute() holds. */
+  private heldByMe(b: number): boolean {
+    return this.computing && this.i32[b + BUCKET_OWNER_I32] === this.cpu + 1;
+  }
+
+  /** Only this slot's owner writes its counter, so a plain store is enough; count() reads it atomically. */
   private addCount(delta: number): void {
-    Atomics.add(this.i32, this.myPcpu + PCPU_COUNT_I32, delta);
+    const i = this.myPcpu + PCPU_COUNT_I32;
+    this.i32[i] = (this.i32[i] + delta) | 0;
   }
 
   private canRead(): boolean {
@@ -449,14 +467,14 @@ export class Htab implements RawMap {
     if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     const i32 = this.i32;
     const b = this.bucketOf(hash);
-    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
     if (old !== 0 && flags === UpdateFlags.NoExist) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
     }
     if (old === 0 && flags === UpdateFlags.Exist) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(ENOENT, "key not found (BPF_EXIST)");
     }
     if (old !== 0) {
@@ -464,25 +482,23 @@ export class Htab implements RawMap {
     } else {
       const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
       if (e === 0) {
-        lockRelease(i32, b + BUCKET_LOCK_I32);
+        this.unlockBucket(b);
         return this.failWith(E2BIG, ERR_MAP_FULL, 0);
       }
       this.addCount(1);
       this.fillElem(e, hash, value, valueOff);
       this.linkHeadLocked(b, e);
     }
-    lockRelease(i32, b + BUCKET_LOCK_I32);
+    this.unlockBucket(b);
     return 0;
   }
 
   /** Publish a filled element at the head of bucket `b`. Requires: bucket lock held. Kernel: hlist_nulls_add_head_rcu(). */
   private linkHeadLocked(b: number, e: number): void {
     const i32 = this.i32;
-    const seqIdx = b + BUCKET_SEQ_I32;
-    seqBeginWrite(i32, seqIdx);
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
-    seqEndWrite(i32, seqIdx);
+    this.dirty = true;
   }
 
   /**
@@ -502,12 +518,10 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     const e = i32[this.myPcpu + PCPU_EXTRA_I32];
     this.fillElem(e, hash, value, valueOff);
-    const seqIdx = b + BUCKET_SEQ_I32;
-    seqBeginWrite(i32, seqIdx);
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
     i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
-    seqEndWrite(i32, seqIdx);
+    this.dirty = true;
     i32[this.myPcpu + PCPU_EXTRA_I32] = old;
   }
 
@@ -525,17 +539,17 @@ export class Htab implements RawMap {
   private deleteRaw(hash: number, out: Uint8Array | null): number {
     this.checkNotComputing("delete");
     if (!this.canWrite()) return this.permError(true);
-    const i32 = this.i32;
+    const _i32 = this.i32;
     const b = this.bucketOf(hash);
-    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    this.lockBucket(b);
     const e = this.lookupElemLocked(b, hash);
     if (e === 0) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(ENOENT, "key not found");
     }
     if (out !== null) this.copyValueOut(e, out, 0);
     this.unlinkLocked(b, e, this.prev);
-    lockRelease(i32, b + BUCKET_LOCK_I32);
+    this.unlockBucket(b);
     this.freeElem(e);
     return 0;
   }
@@ -543,12 +557,26 @@ export class Htab implements RawMap {
   /** Requires: bucket lock held. Kernel: hlist_nulls_del_rcu(). */
   private unlinkLocked(b: number, e: number, prev: number): void {
     const i32 = this.i32;
-    const seqIdx = b + BUCKET_SEQ_I32;
-    seqBeginWrite(i32, seqIdx);
     // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
     if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[e + ELEM_NEXT_I32];
     else i32[prev + ELEM_NEXT_I32] = i32[e + ELEM_NEXT_I32];
-    seqEndWrite(i32, seqIdx);
+    this.dirty = true;
+  }
+
+  /** Set by the *Locked helpers when the chain changed; unlockBucket() then advances the seq. */
+  private dirty = false;
+
+  /** Take bucket `b`'s lock. Lock order: bucket -> freelist. */
+  private lockBucket(b: number): void {
+    bucketLock(this.i32, b + BUCKET_SEQLOCK_I32);
+    this.i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // who holds it, for fsck and crash recovery
+  }
+
+  /** Drop bucket `b`'s lock; readers retry only if the chain changed. */
+  private unlockBucket(b: number): void {
+    this.i32[b + BUCKET_OWNER_I32] = 0;
+    bucketUnlock(this.i32, b + BUCKET_SEQLOCK_I32, this.dirty);
+    this.dirty = false;
   }
 
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
@@ -590,10 +618,11 @@ export class Htab implements RawMap {
     if (key !== null && key !== undefined) {
       const hash = this.hashKey(key);
       const b = this.bucketOf(hash);
-      const seqIdx = b + BUCKET_SEQ_I32;
+      const seqIdx = b + BUCKET_SEQLOCK_I32;
+      const mine = this.heldByMe(b);
       for (;;) {
         const s = Atomics.load(i32, seqIdx);
-        if ((s & 1) !== 0) continue;
+        if ((s & SEQ_LOCKED) !== 0 && !mine) continue;
         let e = i32[b + BUCKET_HEAD_I32];
         let found = false;
         let next = 0;
@@ -606,7 +635,7 @@ export class Htab implements RawMap {
           }
           e = i32[e + ELEM_NEXT_I32];
         }
-        if (Atomics.load(i32, seqIdx) !== s) continue;
+        if (!mine && !seqUnchanged(s, Atomics.load(i32, seqIdx))) continue;
         if (found && next !== 0) return 0;
         i = found ? (hash & this.mask) + 1 : 0;
         break;
@@ -614,13 +643,14 @@ export class Htab implements RawMap {
     }
     for (; i <= this.mask; i++) {
       const b = this.bucketsBase + (i << 2);
-      const seqIdx = b + BUCKET_SEQ_I32;
+      const seqIdx = b + BUCKET_SEQLOCK_I32;
+      const mine = this.heldByMe(b);
       for (;;) {
         const s = Atomics.load(i32, seqIdx);
-        if ((s & 1) !== 0) continue;
+        if ((s & SEQ_LOCKED) !== 0 && !mine) continue;
         const e = i32[b + BUCKET_HEAD_I32];
         if (e !== 0) this.copyKeyOut(e, nextKey, 0);
-        if (Atomics.load(i32, seqIdx) !== s) continue;
+        if (!mine && !seqUnchanged(s, Atomics.load(i32, seqIdx))) continue;
         if (e !== 0) return 0;
         break;
       }
@@ -692,20 +722,20 @@ export class Htab implements RawMap {
     size: number,
   ): number {
     this.checkNotComputing("compareAndDelete");
-    const i32 = this.i32;
+    const _i32 = this.i32;
     const b = this.bucketOf(hash);
-    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    this.lockBucket(b);
     const e = this.lookupElemLocked(b, hash);
     if (e === 0) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(ENOENT, "key not found");
     }
     if (!this.regionEquals(e, expected, expOff, offset, size)) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(EBUSY, "value changed since it was read (compared region differs)");
     }
     this.unlinkLocked(b, e, this.prev);
-    lockRelease(i32, b + BUCKET_LOCK_I32);
+    this.unlockBucket(b);
     this.freeElem(e);
     return 0;
   }
@@ -783,20 +813,20 @@ export class Htab implements RawMap {
     if (!this.canWrite()) return this.permError(true);
     this.checkNotComputing("compareAndSwap");
     const hash = this.hashKey(key);
-    const i32 = this.i32;
+    const _i32 = this.i32;
     const b = this.bucketOf(hash);
-    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
     if (old === 0) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(ENOENT, "key not found");
     }
     if (!this.regionEquals(old, expected, 0, offset, size)) {
-      lockRelease(i32, b + BUCKET_LOCK_I32);
+      this.unlockBucket(b);
       return this.fail(EBUSY, "value changed since it was read (compared region differs)");
     }
     this.replaceLocked(b, hash, old, this.prev, value, 0);
-    lockRelease(i32, b + BUCKET_LOCK_I32);
+    this.unlockBucket(b);
     return 0;
   }
 
@@ -831,7 +861,7 @@ export class Htab implements RawMap {
     const hash = this.hashKey(key);
     const i32 = this.i32;
     const b = this.bucketOf(hash);
-    lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+    this.lockBucket(b);
     let locked = true;
     try {
       const old = this.lookupElemLocked(b, hash);
@@ -855,7 +885,7 @@ export class Htab implements RawMap {
       if (next === undefined || next === null) {
         if (old === 0) return 0;
         this.unlinkLocked(b, old, prevOld);
-        lockRelease(i32, b + BUCKET_LOCK_I32);
+        this.unlockBucket(b);
         locked = false;
         this.freeElem(old);
         return 0;
@@ -872,7 +902,7 @@ export class Htab implements RawMap {
       this.linkHeadLocked(b, e);
       return 0;
     } finally {
-      if (locked) lockRelease(i32, b + BUCKET_LOCK_I32);
+      if (locked) this.unlockBucket(b);
     }
   }
 
@@ -945,10 +975,10 @@ export class Htab implements RawMap {
       const b = this.bucketsBase + (batch << 2);
       let cnt = 0;
       if (Atomics.load(i32, b + BUCKET_HEAD_I32) !== 0) {
-        lockAcquire(i32, b + BUCKET_LOCK_I32, this.cpu);
+        this.lockBucket(b);
         for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) cnt++;
         if (cnt > count - total) {
-          lockRelease(i32, b + BUCKET_LOCK_I32);
+          this.unlockBucket(b);
           if (total === 0)
             err = this.fail(ENOSPC, `bucket ${batch} holds ${cnt} elements but count is ${count}`);
           break;
@@ -964,7 +994,7 @@ export class Htab implements RawMap {
           }
           e = next;
         }
-        lockRelease(i32, b + BUCKET_LOCK_I32);
+        this.unlockBucket(b);
         for (const f of freed) this.freeElem(f);
         freed.length = 0;
       }
@@ -1107,9 +1137,8 @@ export class Htab implements RawMap {
     let elements = 0;
     for (let bi = 0; bi <= this.mask; bi++) {
       const b = this.bucketsBase + (bi << 2);
-      if (i32[b + BUCKET_LOCK_I32] !== 0)
-        errors.push(`bucket ${bi}: lock held (word ${i32[b + BUCKET_LOCK_I32]})`);
-      if ((i32[b + BUCKET_SEQ_I32] & 1) !== 0) errors.push(`bucket ${bi}: seq is odd`);
+      if ((i32[b + BUCKET_SEQLOCK_I32] & SEQ_LOCKED) !== 0 || i32[b + BUCKET_OWNER_I32] !== 0)
+        errors.push(`bucket ${bi}: lock held (owner slot ${i32[b + BUCKET_OWNER_I32] - 1})`);
       const seen = new Set<string>();
       for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) {
         if (!mark(e, 1, `bucket ${bi}`)) break;

@@ -21,7 +21,7 @@
  *              |   per-CPU element counter of one worker slot)        |
  *  BUCKETS     +------------------------------------------------------+
  *              | n_buckets x struct bucket, 16 B each:                |
- *              |  HEAD (first element)  LOCK (owner)  SEQ  (pad)      |
+ *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)          |
  *  ELEMS       +------------------------------------------------------+
  *              | num_elems x struct htab_elem, elem_size B each:      |
  *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 (reserved)          |
@@ -39,11 +39,11 @@
  * | pcpu FL_LOCK    | any worker                      | any worker               | Atomics; spin lock guarding FL_HEAD and FNEXT of listed elements |
  * | pcpu FL_HEAD    | holder of FL_LOCK               | holder of FL_LOCK, fsck  | plain under FL_LOCK |
  * | pcpu EXTRA      | the slot owner only             | slot owner, fsck         | plain; one thread per slot |
- * | pcpu COUNT      | the slot owner only             | count() from anyone      | Atomics.add; sum can be late |
- * | bucket LOCK     | writers of that bucket          | writers                  | Atomics; owner = (cpu + 1) << 1, bit 0 = waiters |
- * | bucket SEQ      | holder of LOCK                  | lock-free readers        | Atomics.store; seq is odd while HEAD or any NEXT in the chain is being changed |
- * | bucket HEAD     | holder of LOCK, seq odd         | readers inside a seq window | plain; readers validate with SEQ |
- * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQ of the bucket it started from |
+ * | pcpu COUNT      | the slot owner only             | count() from anyone      | plain store by the owner, Atomics.load by readers; sum can be late |
+ * | bucket SEQLOCK  | writers of that bucket          | writers, lock-free readers | Atomics; seq << 2 / waiters / locked: odd while a writer holds the bucket (sync/bucket-seqlock.ts) |
+ * | bucket OWNER    | holder of SEQLOCK               | fsck, crash recovery     | plain; cpu + 1 of the holder, 0 when free |
+ * | bucket HEAD     | holder of SEQLOCK               | readers inside a seq window | plain; readers validate with SEQLOCK |
+ * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQLOCK of the bucket it started from |
  * | elem FNEXT      | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK |
  */
 
@@ -52,7 +52,7 @@ import { invalid } from "../errors.js";
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
 /** Bumped whenever any offset below changes; attach refuses other versions. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** A cache line; per-CPU records are padded to this to avoid false sharing. */
 export const CACHE_LINE_BYTES = 64;
@@ -88,8 +88,8 @@ export const PCPU_COUNT_I32 = 4;
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
 export const BUCKET_HEAD_I32 = 0;
-export const BUCKET_LOCK_I32 = 1;
-export const BUCKET_SEQ_I32 = 2;
+export const BUCKET_SEQLOCK_I32 = 1;
+export const BUCKET_OWNER_I32 = 2;
 
 // ---- struct htab_elem (word offsets within one element) ----
 export const ELEM_NEXT_I32 = 0;
@@ -225,7 +225,7 @@ export function assertLayout(): void {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
   if (PCPU_COUNT_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
-  if (BUCKET_SEQ_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
+  if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_FNEXT_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");
   if (HDR_FROZEN_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");

@@ -1,15 +1,11 @@
 /**
- * The per-bucket lock (kernel: struct bucket.raw_lock) and the bucket
- * sequence counter that lets readers run without it.
+ * A small lock whose word names its owner (kernel: the raw spinlock of a
+ * pcpu_freelist head). Bucket locks are seqlocks instead (bucket-seqlock.ts).
  *
  * Lock word: 0 = free; otherwise `(cpu + 1) << 1 | waiters`. Carrying the
- * owner's CPU slot lets a later crash-recovery pass find whose lock it is.
+ * owner's CPU slot lets a crash-recovery pass find whose lock it is.
  * Waiters spin SPIN_LIMIT times, then set bit 0 and sleep on the word
  * (a futex-style mutex, as in Drepper's "Futexes Are Tricky").
- *
- * Seq word: even when the chain is stable; odd while the lock holder is
- * changing HEAD or any NEXT link of the chain. Readers sample it before and
- * after their walk and retry when the samples differ or are odd.
  */
 
 import { cpuRelax, SPIN_LIMIT, threadCanBlock } from "./spin.js";
@@ -51,14 +47,4 @@ export function lockRelease(i32: Int32Array, lockIdx: number): void {
 /** CPU slot that holds the lock word value `v`, or -1 when free. */
 export function lockOwner(v: number): number {
   return v === 0 ? -1 : (v >>> 1) - 1;
-}
-
-/** Open a write section. Requires: bucket lock held. Publish: readers now retry. */
-export function seqBeginWrite(i32: Int32Array, seqIdx: number): void {
-  Atomics.store(i32, seqIdx, (i32[seqIdx] + 1) | 0);
-}
-
-/** Close a write section. Requires: bucket lock held. Publish: the new chain is visible. */
-export function seqEndWrite(i32: Int32Array, seqIdx: number): void {
-  Atomics.store(i32, seqIdx, (i32[seqIdx] + 1) | 0);
 }
