@@ -97,6 +97,11 @@ export class KernelMap implements RawMap {
     this.nextOff = this.valOff + vs;
     this.cursorOff = this.nextOff + ks;
     this.arena = this.ffi.alloc(this.cursorOff + 16);
+    this.keyAddr = this.arena.addr + BigInt(this.keyOff);
+    this.valAddr = this.arena.addr + BigInt(this.valOff);
+    this.nextAddr = this.arena.addr + BigInt(this.nextOff);
+    this.inCursorAddr = this.arena.addr + BigInt(this.cursorOff);
+    this.outCursorAddr = this.arena.addr + BigInt(this.cursorOff + 8);
   }
 
   /**
@@ -215,7 +220,9 @@ export class KernelMap implements RawMap {
     dv.setUint32(ELEM_MAP_FD, this.fd, true);
     dv.setBigUint64(ELEM_KEY, keyAddr, true);
     dv.setBigUint64(ELEM_VALUE, valAddr, true);
-    dv.setBigUint64(ELEM_FLAGS, BigInt(flags), true);
+    // u64 flags without a BigInt: low and high words.
+    dv.setUint32(ELEM_FLAGS, flags >>> 0, true);
+    dv.setUint32(ELEM_FLAGS + 4, Math.floor(flags / 0x1_0000_0000) >>> 0, true);
   }
 
   private checkFlags(op: string, flags: unknown): asserts flags is number {
@@ -229,15 +236,18 @@ export class KernelMap implements RawMap {
       invalid(op, `value is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
   }
 
-  private addr(off: number): bigint {
-    return this.arena.addr + BigInt(off);
-  }
+  // Addresses of the arena slots, computed once: a BigInt per call would allocate.
+  private readonly keyAddr: bigint;
+  private readonly valAddr: bigint;
+  private readonly nextAddr: bigint;
+  private readonly inCursorAddr: bigint;
+  private readonly outCursorAddr: bigint;
 
   lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
     this.putKey("lookup", key, this.keyOff);
     this.checkValue("lookup", value, false);
     this.checkFlags("lookup", flags);
-    this.elemAttr(this.addr(this.keyOff), this.addr(this.valOff), flags);
+    this.elemAttr(this.keyAddr, this.valAddr, flags);
     const r = this.sys(BpfCmd.MapLookupElem);
     if (r === 0) value.set(this.arena.u8.subarray(this.valOff, this.valOff + this.valueBytes));
     return r;
@@ -248,13 +258,13 @@ export class KernelMap implements RawMap {
     this.checkValue("update", value, true);
     this.checkFlags("update", flags);
     this.arena.u8.set(value, this.valOff);
-    this.elemAttr(this.addr(this.keyOff), this.addr(this.valOff), flags);
+    this.elemAttr(this.keyAddr, this.valAddr, flags);
     return this.sys(BpfCmd.MapUpdateElem);
   }
 
   deleteElem(key: Uint8Array): number {
     this.putKey("delete", key, this.keyOff);
-    this.elemAttr(this.addr(this.keyOff), 0n, 0);
+    this.elemAttr(this.keyAddr, 0n, 0);
     return this.sys(BpfCmd.MapDeleteElem);
   }
 
@@ -262,7 +272,7 @@ export class KernelMap implements RawMap {
     this.putKey("lookupAndDelete", key, this.keyOff);
     this.checkValue("lookupAndDelete", value, false);
     this.checkFlags("lookupAndDelete", flags);
-    this.elemAttr(this.addr(this.keyOff), this.addr(this.valOff), flags);
+    this.elemAttr(this.keyAddr, this.valAddr, flags);
     const r = this.sys(BpfCmd.MapLookupAndDeleteElem);
     if (r === 0) value.set(this.arena.u8.subarray(this.valOff, this.valOff + this.valueBytes));
     return r;
@@ -272,7 +282,7 @@ export class KernelMap implements RawMap {
     if (key !== null && key !== undefined) this.putKey("getNextKey", key, this.keyOff);
     if (!(nextKey instanceof Uint8Array) || nextKey.length < this.info.keySize)
       invalid("getNextKey", `nextKey must be a Uint8Array of at least ${this.info.keySize} bytes`);
-    this.elemAttr(key == null ? 0n : this.addr(this.keyOff), this.addr(this.nextOff), 0);
+    this.elemAttr(key == null ? 0n : this.keyAddr, this.nextAddr, 0);
     const r = this.sys(BpfCmd.MapGetNextKey);
     if (r === 0) nextKey.set(this.arena.u8.subarray(this.nextOff, this.nextOff + this.info.keySize));
     return r;
@@ -318,14 +328,16 @@ export class KernelMap implements RawMap {
     if (inBatch != null) cur.setUint32(this.cursorOff, inBatch >>> 0, true);
     cur.setUint32(this.cursorOff + 8, OUT_BATCH_UNSET, true);
     const dv = this.attrClear();
-    dv.setBigUint64(BATCH_IN_BATCH, inBatch == null ? 0n : this.addr(this.cursorOff), true);
-    dv.setBigUint64(BATCH_OUT_BATCH, this.addr(this.cursorOff + 8), true);
+    dv.setBigUint64(BATCH_IN_BATCH, inBatch == null ? 0n : this.inCursorAddr, true);
+    dv.setBigUint64(BATCH_OUT_BATCH, this.outCursorAddr, true);
     dv.setBigUint64(BATCH_KEYS, buf.addr + BigInt(kOff), true);
     dv.setBigUint64(BATCH_VALUES, buf.addr + BigInt(vOff), true);
     dv.setUint32(BATCH_COUNT, count, true);
     dv.setUint32(BATCH_MAP_FD, this.fd, true);
-    dv.setBigUint64(BATCH_ELEM_FLAGS, BigInt(elemFlags), true);
-    dv.setBigUint64(BATCH_FLAGS, BigInt(flags), true);
+    dv.setUint32(BATCH_ELEM_FLAGS, elemFlags >>> 0, true);
+    dv.setUint32(BATCH_ELEM_FLAGS + 4, Math.floor(elemFlags / 0x1_0000_0000) >>> 0, true);
+    dv.setUint32(BATCH_FLAGS, flags >>> 0, true);
+    dv.setUint32(BATCH_FLAGS + 4, Math.floor(flags / 0x1_0000_0000) >>> 0, true);
     const err = this.sys(cmd);
     const n = this.arena.dv.getUint32(BATCH_COUNT, true);
     const ob = this.arena.dv.getUint32(this.cursorOff + 8, true);
