@@ -688,7 +688,14 @@ async function chart(rep: BenchReport, base: string): Promise<string[]> {
         mark: "bar",
         encoding: {
           y: { field: "peer", type: "nominal", title: null, sort: "x" },
-          x: { field: "ns", type: "quantitative", scale: { type: "log" }, title: "ns/op" },
+          // Log bars need an explicit base: they grow from 1 ns.
+          x: {
+            field: "ns",
+            type: "quantitative",
+            scale: { type: "log", domain: [1, 100000] },
+            title: "ns/op (log)",
+          },
+          x2: { datum: 1 },
           color: { field: "peer", type: "nominal", legend: null },
         },
       },
@@ -837,7 +844,23 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
   return rep;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+/** Re-render the chart of a saved report: `node dist/bench/run.js --chart-only report.json`. */
+async function chartOnly(file: string): Promise<void> {
+  const { readFileSync } = await import("node:fs");
+  const rep = JSON.parse(readFileSync(file, "utf8")) as BenchReport;
+  console.log((await chart(rep, file.replace(/\.json$/, ""))).join(", "));
+}
+
+if (
+  process.argv[1] &&
+  fileURLToPath(import.meta.url) === process.argv[1] &&
+  process.argv[2] === "--chart-only"
+) {
+  chartOnly(process.argv[3]).catch((e) => {
+    console.error(`bench: ${(e as Error).message}`);
+    process.exitCode = 1;
+  });
+} else if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   runBench(process.argv.slice(2)).catch((e) => {
     console.error(`bench: ${(e as Error).stack ?? e}`);
     process.exitCode = 1;
