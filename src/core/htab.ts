@@ -16,6 +16,7 @@
  * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
  */
 
+import { limboPush, limboReclaim, noActiveSections, sectionEnter, sectionExit } from "../alloc/epoch.js";
 import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import { htabMapHash } from "../hash/htab-hash.js";
@@ -31,9 +32,11 @@ import {
   ELEM_NEXT_I32,
   type Geometry,
   HDR_FROZEN_I32,
+  HDR_SPIN_LOCK_OFF_I32,
   PCPU_COUNT_I32,
   PCPU_EXTRA_I32,
   PCPU_FL_HEAD_I32,
+  PCPU_LIMBO_HEAD_I32,
   PCPU_OWNER_I32,
   pcpuBase,
   readGeometry,
@@ -41,9 +44,11 @@ import {
   writeHeader,
 } from "../layout/layout.js";
 import { bucketLock, bucketUnlock, SEQ_LOCKED, seqUnchanged } from "../sync/bucket-seqlock.js";
+import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
+import { ValueRef } from "./value-ref.js";
 
 const ENOENT = -Errno.ENOENT;
 const EEXIST = -Errno.EEXIST;
@@ -118,6 +123,12 @@ export class Htab implements RawMap {
   // Scratch copy of the key, 4-byte aligned for jhash2 and word compares.
   private readonly kb: Uint8Array;
   private readonly kw: Int32Array;
+  private readonly i64: BigInt64Array;
+  /** Byte offset of the bpf_spin_lock in the value, or -1. */
+  private readonly spinLockOff: number;
+  /** Section generation: bumped when a section ends, which kills its references. */
+  private readonly liveGen = new Int32Array(1);
+  private sectionDepth = 0;
   private closed = false;
 
   private constructor(
@@ -130,6 +141,8 @@ export class Htab implements RawMap {
   ) {
     this.i32 = new Int32Array(sab);
     this.u8 = new Uint8Array(sab);
+    this.i64 = new BigInt64Array(sab, 0, sab.byteLength >> 3);
+    this.spinLockOff = this.i32[HDR_SPIN_LOCK_OFF_I32];
     this.keySize = g.keySize;
     this.valueSize = g.valueSize;
     this.keyWords = (g.keySize + 3) >>> 2;
@@ -181,6 +194,7 @@ export class Htab implements RawMap {
     const i32 = new Int32Array(sab);
     const hashrnd = (flags & MapFlags.ZeroSeed) !== 0 ? 0 : randomSeed();
     writeHeader(i32, g, spec.type, flags, hashrnd);
+    if (spec.spinLockOffset !== undefined) i32[HDR_SPIN_LOCK_OFF_I32] = spec.spinLockOffset;
     // prealloc_init(): every element onto the per-CPU freelists ...
     pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
     // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
@@ -309,6 +323,27 @@ export class Htab implements RawMap {
     const n = this.valueSize;
     if (n <= 64) for (let i = 0; i < n; i++) out[outOff + i] = u8[src + i];
     else out.set(u8.subarray(src, src + n), outOff);
+    // The bpf_spin_lock always reads as zero (kernel: check_and_init_map_value()).
+    if (this.spinLockOff >= 0) out.fill(0, outOff + this.spinLockOff, outOff + this.spinLockOff + 4);
+  }
+
+  /** Copy a value out holding its spin lock (kernel: copy_map_value_locked()). */
+  private copyValueOutLocked(e: number, out: Uint8Array, outOff: number): void {
+    const lockIdx = e + ((this.valueOffBytes + this.spinLockOff) >> 2);
+    lockAcquire(this.i32, lockIdx, this.cpu);
+    this.copyValueOut(e, out, outOff);
+    lockRelease(this.i32, lockIdx);
+  }
+
+  /** Write `value` into a live element in place, under its spin lock, leaving the lock word alone. */
+  private writeValueLocked(e: number, value: Uint8Array, valueOff: number): void {
+    const lockIdx = e + ((this.valueOffBytes + this.spinLockOff) >> 2);
+    lockAcquire(this.i32, lockIdx, this.cpu);
+    const u8 = this.u8;
+    const dst = (e << 2) + this.valueOffBytes;
+    const lo = this.spinLockOff;
+    for (let i = 0; i < this.valueSize; i++) if (i < lo || i >= lo + 4) u8[dst + i] = value[valueOff + i];
+    lockRelease(this.i32, lockIdx);
   }
 
   private copyKeyOut(e: number, out: Uint8Array, outOff: number): void {
@@ -330,6 +365,8 @@ export class Htab implements RawMap {
       for (let i = 0; i < n; i++) u8[dst + i] = value[valueOff + i];
     } else
       this.u8.set(valueOff === 0 && value.length === n ? value : value.subarray(valueOff, valueOff + n), dst);
+    // A private element's spin lock is free: the caller's bytes never land on it.
+    if (this.spinLockOff >= 0) i32[(dst + this.spinLockOff) >> 2] = 0;
   }
 
   /**
@@ -433,9 +470,49 @@ export class Htab implements RawMap {
       if (flags !== UpdateFlags.Lock) return this.failWith(EINVAL, ERR_FLAGS, flags);
     }
     if (!this.canRead()) return this.permError(false);
-    if (flags !== 0) return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+    if (flags !== 0) {
+      if (this.spinLockOff < 0)
+        return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+      return this.lookupLocked(this.hashKey(key), value);
+    }
     if (this.lookupCopy(this.hashKey(key), value, 0)) return 0;
     return this.fail(ENOENT, "key not found");
+  }
+
+  /**
+   * BPF_F_LOCK lookup: find the element, then copy under its spin lock. A
+   * section keeps the element from being reused while we hold its lock word.
+   */
+  private lookupLocked(hash: number, out: Uint8Array): number {
+    this.enter();
+    try {
+      const e = this.findElem(hash);
+      if (e === 0) return this.fail(ENOENT, "key not found");
+      this.copyValueOutLocked(e, out, 0);
+      return 0;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Lock-free search for the scratch key; returns the element, validated as linked, or 0. */
+  private findElem(hash: number): number {
+    const i32 = this.i32;
+    const b = this.bucketOf(hash);
+    const seqIdx = b + BUCKET_SEQLOCK_I32;
+    for (;;) {
+      const s = Atomics.load(i32, seqIdx);
+      if ((s & SEQ_LOCKED) !== 0) {
+        if (this.heldByMe(b)) return this.lookupElemLocked(b, hash);
+        continue;
+      }
+      let e = i32[b + BUCKET_HEAD_I32];
+      for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
+        if (i32[e + ELEM_HASH_I32] === hash && this.keyEquals(e)) break;
+        e = i32[e + ELEM_NEXT_I32];
+      }
+      if (seqUnchanged(s, Atomics.load(i32, seqIdx))) return e;
+    }
   }
 
   /** True when `key` is present (a lookup that copies nothing). */
@@ -462,35 +539,49 @@ export class Htab implements RawMap {
   private updateRaw(value: Uint8Array, valueOff: number, flags: number, hash: number): number {
     this.checkNotComputing("update");
     if (!this.canWrite()) return this.permError(true);
-    if ((flags & UpdateFlags.Lock) !== 0)
+    const lock = (flags & UpdateFlags.Lock) !== 0;
+    if (lock && this.spinLockOff < 0)
       return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
-    if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
-    const i32 = this.i32;
+    const mode = lock ? flags & ~UpdateFlags.Lock : flags;
+    if (mode > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
-    if (old !== 0 && flags === UpdateFlags.NoExist) {
+    if (old !== 0 && mode === UpdateFlags.NoExist) {
       this.unlockBucket(b);
       return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
     }
-    if (old === 0 && flags === UpdateFlags.Exist) {
+    if (old === 0 && mode === UpdateFlags.Exist) {
       this.unlockBucket(b);
       return this.fail(ENOENT, "key not found (BPF_EXIST)");
     }
-    if (old !== 0) {
-      this.replaceLocked(b, hash, old, this.prev, value, valueOff);
-    } else {
-      const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
-      if (e === 0) {
-        this.unlockBucket(b);
-        return this.failWith(E2BIG, ERR_MAP_FULL, 0);
+    let err = 0;
+    if (old !== 0 && lock) {
+      // BPF_F_LOCK updates an existing value in place, under its spin lock.
+      this.writeValueLocked(old, value, valueOff);
+      this.dirty = true; // copying readers must not accept a half-written value
+    } else if (old !== 0) err = this.replaceLocked(b, hash, old, this.prev, value, valueOff);
+    else {
+      const e = this.allocElem();
+      if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
+      else {
+        this.addCount(1);
+        this.fillElem(e, hash, value, valueOff);
+        this.linkHeadLocked(b, e);
       }
-      this.addCount(1);
-      this.fillElem(e, hash, value, valueOff);
-      this.linkHeadLocked(b, e);
     }
     this.unlockBucket(b);
-    return 0;
+    return err;
+  }
+
+  /** A free element: this CPU's list, then the others', then whatever grace periods released. 0 if none. */
+  private allocElem(): number {
+    const i32 = this.i32;
+    const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+    if (e !== 0) return e;
+    let moved = 0;
+    for (let c = 0; c < this.nrCpus; c++) moved += limboReclaim(i32, c, this.cpu, this.nrCpus);
+    return moved > 0 ? pcpuFreelistPop(i32, this.cpu, this.nrCpus) : 0;
   }
 
   /** Publish a filled element at the head of bucket `b`. Requires: bucket lock held. Kernel: hlist_nulls_add_head_rcu(). */
@@ -506,6 +597,8 @@ export class Htab implements RawMap {
    * holding `value`: this CPU's extra element goes in at the head and `old`
    * becomes the extra, in one seq write section. Requires: bucket lock held.
    * Kernel: the l_old branch of htab_map_update_elem() with extra_elems.
+   * While program sections are active, `old` may still be referenced: it waits
+   * in limbo and the extra slot is refilled from the freelist. @returns 0 or -E2BIG
    */
   private replaceLocked(
     b: number,
@@ -514,15 +607,22 @@ export class Htab implements RawMap {
     prevOld: number,
     value: Uint8Array,
     valueOff: number,
-  ): void {
+  ): number {
     const i32 = this.i32;
-    const e = i32[this.myPcpu + PCPU_EXTRA_I32];
+    let e = i32[this.myPcpu + PCPU_EXTRA_I32];
+    if (e === 0) e = this.allocElem();
+    if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
     this.fillElem(e, hash, value, valueOff);
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
     i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
     this.dirty = true;
-    i32[this.myPcpu + PCPU_EXTRA_I32] = old;
+    if (noActiveSections(i32)) i32[this.myPcpu + PCPU_EXTRA_I32] = old;
+    else {
+      limboPush(i32, this.cpu, old);
+      i32[this.myPcpu + PCPU_EXTRA_I32] = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+    }
+    return 0;
   }
 
   /**
@@ -536,10 +636,9 @@ export class Htab implements RawMap {
   }
 
   /** Delete the scratch key, copying its value into `out` first when given. */
-  private deleteRaw(hash: number, out: Uint8Array | null): number {
+  private deleteRaw(hash: number, out: Uint8Array | null, lock = false): number {
     this.checkNotComputing("delete");
     if (!this.canWrite()) return this.permError(true);
-    const _i32 = this.i32;
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     const e = this.lookupElemLocked(b, hash);
@@ -547,7 +646,10 @@ export class Htab implements RawMap {
       this.unlockBucket(b);
       return this.fail(ENOENT, "key not found");
     }
-    if (out !== null) this.copyValueOut(e, out, 0);
+    if (out !== null) {
+      if (lock) this.copyValueOutLocked(e, out, 0);
+      else this.copyValueOut(e, out, 0);
+    }
     this.unlinkLocked(b, e, this.prev);
     this.unlockBucket(b);
     this.freeElem(e);
@@ -582,7 +684,9 @@ export class Htab implements RawMap {
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
   private freeElem(e: number): void {
     this.addCount(-1);
-    pcpuFreelistPush(this.i32, this.cpu, e);
+    // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
+    if (noActiveSections(this.i32)) pcpuFreelistPush(this.i32, this.cpu, e);
+    else limboPush(this.i32, this.cpu, e);
   }
 
   /**
@@ -597,8 +701,9 @@ export class Htab implements RawMap {
     if (flags !== 0 && flags !== UpdateFlags.Lock) return this.failWith(EINVAL, ERR_FLAGS, flags);
     if (!this.canRead()) return this.permError(false);
     if (!this.canWrite()) return this.permError(true);
-    if (flags !== 0) return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
-    return this.deleteRaw(this.hashKey(key), value);
+    if (flags !== 0 && this.spinLockOff < 0)
+      return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+    return this.deleteRaw(this.hashKey(key), value, flags !== 0);
   }
 
   /**
@@ -825,9 +930,9 @@ export class Htab implements RawMap {
       this.unlockBucket(b);
       return this.fail(EBUSY, "value changed since it was read (compared region differs)");
     }
-    this.replaceLocked(b, hash, old, this.prev, value, 0);
+    const err = this.replaceLocked(b, hash, old, this.prev, value, 0);
     this.unlockBucket(b);
-    return 0;
+    return err;
   }
 
   private computing = false;
@@ -891,11 +996,8 @@ export class Htab implements RawMap {
         return 0;
       }
       this.checkValueIn("compute", next);
-      if (old !== 0) {
-        this.replaceLocked(b, hash, old, prevOld, next, 0);
-        return 0;
-      }
-      const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      if (old !== 0) return this.replaceLocked(b, hash, old, prevOld, next, 0);
+      const e = this.allocElem();
       if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
       this.addCount(1);
       this.fillElem(e, hash, next, 0);
@@ -903,6 +1005,106 @@ export class Htab implements RawMap {
       return 0;
     } finally {
       if (locked) this.unlockBucket(b);
+    }
+  }
+
+  // ------------------------------------------------ program face (seed 003)
+
+  /**
+   * Enter a program section (kernel: the RCU read-side section a BPF program
+   * runs in). References from lookupRef() are valid until the matching exit().
+   * Sections nest; keep them short: elements freed meanwhile wait for them.
+   */
+  enter(): void {
+    if (this.sectionDepth++ === 0) {
+      sectionEnter(this.i32, this.cpu);
+      this.liveGen[0]++;
+    }
+  }
+
+  /** Leave a program section; at the outermost exit its references die. */
+  exit(): void {
+    if (this.sectionDepth === 0) invalid("exit", "exit() without enter()");
+    if (--this.sectionDepth === 0) {
+      this.liveGen[0]++;
+      sectionExit(this.i32, this.cpu);
+      limboReclaim(this.i32, this.cpu, this.cpu, this.nrCpus);
+    }
+  }
+
+  /** Run `fn` as a program: inside a section, so it may take references. */
+  run<T>(fn: () => T): T {
+    this.enter();
+    try {
+      return fn();
+    } finally {
+      this.exit();
+    }
+  }
+
+  private makeRef(): ValueRef {
+    return new ValueRef(
+      this.i32,
+      this.i64,
+      this.u8,
+      this.valueSize,
+      (this.mapFlags & MapFlags.WronlyProg) === 0,
+      (this.mapFlags & MapFlags.RdonlyProg) === 0,
+      this.spinLockOff,
+      this.cpu,
+      this.liveGen,
+    );
+  }
+
+  /**
+   * bpf_map_lookup_elem() as a program sees it: a live reference to the value
+   * in shared memory, or null. Pass `into` to reuse a reference object.
+   * @throws BpfError EINVAL outside a section (see enter()/run())
+   */
+  lookupRef(key: Uint8Array, into?: ValueRef): ValueRef | null {
+    this.checkKey("lookupRef", key);
+    if (this.sectionDepth === 0)
+      invalid("lookupRef", "references need a program section: call it inside run() or enter()/exit()");
+    const e = this.findElem(this.hashKey(key));
+    if (e === 0) return null;
+    return (into ?? this.makeRef())._bind((e << 2) + this.valueOffBytes, this.liveGen[0]);
+  }
+
+  /**
+   * bpf_for_each_map_elem(): call `cb(map, key, value, ctx)` for every element,
+   * bucket by bucket; it returns 0 to go on or 1 to stop. Returns the number
+   * of elements visited. The key buffer and the reference are reused between
+   * calls. The callback may delete the current element. Like the kernel's
+   * walk, elements added or removed meanwhile may or may not be visited.
+   * @throws BpfError EINVAL for flags other than 0 or a callback returning other than 0 or 1
+   */
+  forEach<C>(cb: (map: Htab, key: Uint8Array, value: ValueRef, ctx: C) => number, ctx: C, flags = 0): number {
+    if (typeof cb !== "function") invalid("forEach", "callback must be a function");
+    if (flags !== 0) invalid("forEach", `flags must be 0, got ${flags}`);
+    const i32 = this.i32;
+    const key = new Uint8Array(this.keySize);
+    let visited = 0;
+    this.enter();
+    try {
+      const ref = this.makeRef();
+      for (let bi = 0; bi <= this.mask; bi++) {
+        const b = this.bucketsBase + (bi << 2);
+        let e = Atomics.load(i32, b + BUCKET_HEAD_I32);
+        for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
+          // Read the link first: the callback may delete e (the section keeps e's memory intact).
+          const next = i32[e + ELEM_NEXT_I32];
+          this.copyKeyOut(e, key, 0);
+          visited++;
+          const r = cb(this, key, ref._bind((e << 2) + this.valueOffBytes, this.liveGen[0]), ctx);
+          if (r === 1) return visited;
+          if (r !== 0)
+            invalid("forEach", `callback returned ${String(r)}; it must return 0 (continue) or 1 (stop)`);
+          e = next;
+        }
+      }
+      return visited;
+    } finally {
+      this.exit();
     }
   }
 
@@ -956,7 +1158,7 @@ export class Htab implements RawMap {
     if (doDelete && !this.canWrite()) return this.batchErr(res, this.permError(true));
     if ((elemFlags & ~UpdateFlags.Lock) !== 0)
       return this.batchErr(res, this.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`));
-    if (elemFlags !== 0)
+    if (elemFlags !== 0 && this.spinLockOff < 0)
       return this.batchErr(res, this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock"));
     if (flags !== 0)
       return this.batchErr(res, this.fail(EINVAL, `batch flags must be 0, got 0x${flags.toString(16)}`));
@@ -986,7 +1188,8 @@ export class Htab implements RawMap {
         let e = i32[b + BUCKET_HEAD_I32];
         for (let n = 0; e !== 0; n++) {
           this.copyKeyOut(e, keys, (total + n) * this.keySize);
-          this.copyValueOut(e, values, (total + n) * this.valueSize);
+          if (elemFlags !== 0) this.copyValueOutLocked(e, values, (total + n) * this.valueSize);
+          else this.copyValueOut(e, values, (total + n) * this.valueSize);
           const next = i32[e + ELEM_NEXT_I32];
           if (doDelete) {
             this.unlinkLocked(b, e, 0);
@@ -1025,7 +1228,7 @@ export class Htab implements RawMap {
     if (!this.canWrite()) return this.batchErr(res, this.permError(true));
     if ((elemFlags & ~UpdateFlags.Lock) !== 0)
       return this.batchErr(res, this.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`));
-    if (elemFlags !== 0)
+    if (elemFlags !== 0 && this.spinLockOff < 0)
       return this.batchErr(res, this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock"));
     if (args.count === 0) return res;
     let cp = 0;
@@ -1054,7 +1257,7 @@ export class Htab implements RawMap {
     if (!this.canWrite()) return this.batchErr(res, this.permError(true));
     if ((elemFlags & ~UpdateFlags.Lock) !== 0)
       return this.batchErr(res, this.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`));
-    if (elemFlags !== 0)
+    if (elemFlags !== 0 && this.spinLockOff < 0)
       return this.batchErr(res, this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock"));
     if (args.count === 0) return res;
     let cp = 0;
@@ -1080,6 +1283,8 @@ export class Htab implements RawMap {
   /** Kernel: BPF_MAP_FREEZE. Control-plane writes fail with EPERM afterwards. */
   freeze(): number {
     if (!this.canWrite()) return this.permError(true);
+    if (this.spinLockOff >= 0)
+      return this.fail(-Errno.ENOTSUPP, "a map whose value has a bpf_spin_lock cannot be frozen");
     Atomics.store(this.i32, HDR_FROZEN_I32, 1);
     return 0;
   }
@@ -1127,7 +1332,7 @@ export class Htab implements RawMap {
       }
       if (where[i] !== 0) {
         errors.push(
-          `${what}: element ${i} is also on ${["", "a chain", "a freelist", "an extra slot"][where[i]]}`,
+          `${what}: element ${i} is also on ${["", "a chain", "a freelist", "an extra slot", "a limbo list"][where[i]]}`,
         );
         return false;
       }
@@ -1162,6 +1367,10 @@ export class Htab implements RawMap {
       }
       const x = i32[p + PCPU_EXTRA_I32];
       if (x !== 0 && mark(x, 3, `extra ${c}`)) extra++;
+      for (let e = i32[p + PCPU_LIMBO_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+        if (!mark(e, 4, `limbo ${c}`)) break;
+        free++;
+      }
     }
     if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
     if (this.count() !== elements) errors.push(`count() is ${this.count()} but chains hold ${elements}`);

@@ -25,6 +25,12 @@ export interface MapSpec {
   flags?: number;
   /** Only read when `MapFlags.NumaNode` is set, as in the kernel. @default -1 (NUMA_NO_NODE) */
   numaNode?: number;
+  /**
+   * Byte offset of a `struct bpf_spin_lock` (4 bytes, 4-aligned) in the value:
+   * what the kernel learns from the value's BTF. Enables BPF_F_LOCK and
+   * ValueRef.lock(). Hash maps only (EOPNOTSUPP for per-CPU and LRU maps).
+   */
+  spinLockOffset?: number;
 }
 
 /** Options only the SharedArrayBuffer backend has. */
@@ -129,5 +135,18 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
     );
   if (g.totalBytes > MAX_TOTAL_BYTES)
     fail(Errno.ENOMEM, `map needs ${g.totalBytes} bytes, over htab's ${MAX_TOTAL_BYTES}-byte limit`);
+  // map_check_btf(), after allocation as in the kernel (../shared/kernel-facts/t_lock.txt).
+  const off = spec.spinLockOffset;
+  if (off !== undefined) {
+    if (!Number.isInteger(off) || off < 0 || off % 4 !== 0 || off + 4 > spec.valueSize)
+      fail(
+        Errno.EINVAL,
+        `bpf_spin_lock at offset ${off} must be 4-byte aligned and inside the ${spec.valueSize}-byte value`,
+      );
+    if (t !== MapType.Hash)
+      fail(Errno.EOPNOTSUPP, "bpf_spin_lock is only allowed in BPF_MAP_TYPE_HASH values");
+    if ((flags & MapFlags.RdonlyProg) !== 0)
+      fail(Errno.EACCES, "a value with bpf_spin_lock needs program write access (BPF_F_RDONLY_PROG)");
+  }
   return g;
 }

@@ -13,10 +13,10 @@
  *              |  MAGIC VERSION MAP_TYPE KEY_SIZE VALUE_SIZE          |
  *              |  MAX_ENTRIES MAP_FLAGS N_BUCKETS HASHRND ELEM_SIZE   |
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
- *              |  FROZEN  (rest reserved, zero)                       |
+ *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE (rest zero)       |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
- *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT (pad to 64 B)     |
+ *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
  *              |  (the pcpu_freelist head, extra_elems[cpu] and the   |
  *              |   per-CPU element counter of one worker slot)        |
  *  BUCKETS     +------------------------------------------------------+
@@ -24,7 +24,7 @@
  *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)          |
  *  ELEMS       +------------------------------------------------------+
  *              | num_elems x struct htab_elem, elem_size B each:      |
- *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 (reserved)          |
+ *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 TAG                 |
  *              |  +16 key[round_up(key_size, 8)]                      |
  *              |  +16+round_up(key_size, 8) value[round_up(vs, 8)]    |
  *              +------------------------------------------------------+
@@ -44,7 +44,11 @@
  * | bucket OWNER    | holder of SEQLOCK               | fsck, crash recovery     | plain; cpu + 1 of the holder, 0 when free |
  * | bucket HEAD     | holder of SEQLOCK               | readers inside a seq window | plain; readers validate with SEQLOCK |
  * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQLOCK of the bucket it started from |
- * | elem FNEXT      | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK |
+ * | elem FNEXT, TAG | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK |
+ * | hdr EPOCH       | any thread that frees while sections are active | section entry, reclaim | Atomics.add / Atomics.load |
+ * | hdr ACTIVE      | section entry and exit           | writers freeing elements | Atomics; read after the unlink, so a section either sees the unlink or is counted |
+ * | pcpu SECTION    | the slot owner                  | reclaimers                | Atomics.store / Atomics.load |
+ * | pcpu LIMBO_HEAD | holder of FL_LOCK               | same                      | plain under FL_LOCK |
  */
 
 import { invalid } from "../errors.js";
@@ -52,7 +56,7 @@ import { invalid } from "../errors.js";
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
 /** Bumped whenever any offset below changes; attach refuses other versions. */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 /** A cache line; per-CPU records are padded to this to avoid false sharing. */
 export const CACHE_LINE_BYTES = 64;
@@ -74,6 +78,12 @@ export const HDR_BUCKETS_I32 = 12;
 export const HDR_ELEMS_I32 = 13;
 export const HDR_TOTAL_BYTES_I32 = 14;
 export const HDR_FROZEN_I32 = 15;
+/** Value byte offset of the bpf_spin_lock field, or -1 (the BTF record, reduced to what htab needs). */
+export const HDR_SPIN_LOCK_OFF_I32 = 16;
+/** Global reclamation epoch (second cache line of the header: written on frees under sections). */
+export const HDR_EPOCH_I32 = 17;
+/** Number of threads inside a program section right now. */
+export const HDR_ACTIVE_I32 = 18;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -84,6 +94,10 @@ export const PCPU_FL_LOCK_I32 = 1;
 export const PCPU_FL_HEAD_I32 = 2;
 export const PCPU_EXTRA_I32 = 3;
 export const PCPU_COUNT_I32 = 4;
+/** Epoch + 1 at which this slot's thread entered its program section; 0 when outside. */
+export const PCPU_SECTION_I32 = 5;
+/** Freed elements waiting for a grace period (guarded by FL_LOCK, linked by FNEXT). */
+export const PCPU_LIMBO_HEAD_I32 = 6;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -95,6 +109,8 @@ export const BUCKET_OWNER_I32 = 2;
 export const ELEM_NEXT_I32 = 0;
 export const ELEM_HASH_I32 = 1;
 export const ELEM_FNEXT_I32 = 2;
+/** While in limbo: the epoch after which the element may be reused. */
+export const ELEM_TAG_I32 = 3;
 export const ELEM_HEADER_BYTES = 16;
 export const ELEM_KEY_I32 = ELEM_HEADER_BYTES >> 2;
 
@@ -186,6 +202,7 @@ export function writeHeader(
   i32[HDR_BUCKETS_I32] = g.bucketsBytes >> 2;
   i32[HDR_ELEMS_I32] = g.elemsBytes >> 2;
   i32[HDR_TOTAL_BYTES_I32] = g.totalBytes | 0;
+  i32[HDR_SPIN_LOCK_OFF_I32] = -1;
 }
 
 /** Read and check the header of a buffer someone handed to `attach()`. */
@@ -224,9 +241,10 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (PCPU_COUNT_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
+  if (PCPU_LIMBO_HEAD_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
+  if (HDR_ACTIVE_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
-  if (ELEM_FNEXT_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
+  if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");
   if (HDR_FROZEN_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (PCPU_BASE_BYTES % CACHE_LINE_BYTES !== 0) fail("per-CPU area not cache-line aligned");

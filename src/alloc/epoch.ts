@@ -1,0 +1,102 @@
+/**
+ * Epoch-based reclamation for program-side references (the grace period
+ * RCU gives BPF programs). A thread that holds references is "in a section";
+ * an element freed while any section is active waits in its CPU's limbo list
+ * until every section that could have seen it has ended.
+ *
+ * Invariants:
+ * - A reference can only be taken inside a section, by a lookup that
+ *   validated the element as linked.
+ * - A writer reads ACTIVE after unlinking (both sides are SeqCst): either the
+ *   section's lookup saw the element already unlinked, or the writer sees the
+ *   section and sends the element to limbo instead of the freelist.
+ * - An element in limbo carries TAG = the epoch after its unlink. A section
+ *   that entered at epoch >= TAG started after the unlink and cannot hold it,
+ *   so the element may be reused once every active section entered at >= TAG.
+ *
+ * Lock order: bucket lock -> freelist lock (limbo lists share the freelist lock).
+ */
+
+import {
+  ELEM_FNEXT_I32,
+  ELEM_TAG_I32,
+  HDR_ACTIVE_I32,
+  HDR_EPOCH_I32,
+  PCPU_FL_HEAD_I32,
+  PCPU_FL_LOCK_I32,
+  PCPU_LIMBO_HEAD_I32,
+  PCPU_SECTION_I32,
+  pcpuBase,
+} from "../layout/layout.js";
+import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+
+/** Enter a section on `cpu`'s slot. */
+export function sectionEnter(i32: Int32Array, cpu: number): void {
+  Atomics.add(i32, HDR_ACTIVE_I32, 1);
+  // Publish: from here on, frees see ACTIVE > 0 and keep elements in limbo.
+  Atomics.store(i32, pcpuBase(cpu) + PCPU_SECTION_I32, Atomics.load(i32, HDR_EPOCH_I32) + 1);
+}
+
+/** Leave the section on `cpu`'s slot. */
+export function sectionExit(i32: Int32Array, cpu: number): void {
+  Atomics.store(i32, pcpuBase(cpu) + PCPU_SECTION_I32, 0);
+  Atomics.sub(i32, HDR_ACTIVE_I32, 1);
+}
+
+/** True when no thread is inside a section. Read after an unlink. */
+export function noActiveSections(i32: Int32Array): boolean {
+  return Atomics.load(i32, HDR_ACTIVE_I32) === 0;
+}
+
+/**
+ * Put an unlinked element in `cpu`'s limbo. Requires: the element is off
+ * every chain and owned by the caller.
+ */
+export function limboPush(i32: Int32Array, cpu: number, e: number): void {
+  i32[e + ELEM_TAG_I32] = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
+  const p = pcpuBase(cpu);
+  lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
+  i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_LIMBO_HEAD_I32];
+  i32[p + PCPU_LIMBO_HEAD_I32] = e;
+  lockRelease(i32, p + PCPU_FL_LOCK_I32);
+}
+
+/** The oldest epoch an active section entered at, or +Infinity when none is active. */
+function oldestSection(i32: Int32Array, nrCpus: number): number {
+  let min = Number.POSITIVE_INFINITY;
+  for (let c = 0; c < nrCpus; c++) {
+    const s = Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
+    if (s !== 0 && s - 1 < min) min = s - 1;
+  }
+  return min;
+}
+
+/**
+ * Move every element of `victim`'s limbo whose grace period has passed onto
+ * its freelist. Returns how many were moved. `self` is the caller's slot (for the lock word).
+ */
+export function limboReclaim(i32: Int32Array, victim: number, self: number, nrCpus: number): number {
+  const p = pcpuBase(victim);
+  if (Atomics.load(i32, p + PCPU_LIMBO_HEAD_I32) === 0) return 0;
+  lockAcquire(i32, p + PCPU_FL_LOCK_I32, self);
+  // Under the lock: every listed element got its tag before this point, and a
+  // section entering later enters at an epoch no smaller than any of those tags.
+  const oldest = oldestSection(i32, nrCpus);
+  let moved = 0;
+  let prev = 0;
+  let e = i32[p + PCPU_LIMBO_HEAD_I32];
+  while (e !== 0) {
+    const next = i32[e + ELEM_FNEXT_I32];
+    if (i32[e + ELEM_TAG_I32] <= oldest) {
+      if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
+      else i32[prev + ELEM_FNEXT_I32] = next;
+      i32[e + ELEM_TAG_I32] = 0;
+      i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
+      i32[p + PCPU_FL_HEAD_I32] = e;
+      moved++;
+    } else prev = e;
+    e = next;
+  }
+  lockRelease(i32, p + PCPU_FL_LOCK_I32);
+  return moved;
+}
