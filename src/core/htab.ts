@@ -964,7 +964,6 @@ export class Htab implements RawMap {
     if (!this.canWrite()) return this.permError(true);
     this.checkNotComputing("compute");
     const hash = this.hashKey(key);
-    const i32 = this.i32;
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     let locked = true;
