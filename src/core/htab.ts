@@ -1077,9 +1077,13 @@ export class Htab implements RawMap {
    * walk, elements added or removed meanwhile may or may not be visited.
    * @throws BpfError EINVAL for flags other than 0 or a callback returning other than 0 or 1
    */
-  forEach<C>(cb: (map: Htab, key: Uint8Array, value: ValueRef, ctx: C) => number, ctx: C, flags = 0): number {
-    if (typeof cb !== "function") invalid("forEach", "callback must be a function");
-    if (flags !== 0) invalid("forEach", `flags must be 0, got ${flags}`);
+  forEachElem<C>(
+    cb: (map: Htab, key: Uint8Array, value: ValueRef, ctx: C) => number,
+    ctx: C,
+    flags = 0,
+  ): number {
+    if (typeof cb !== "function") invalid("forEachElem", "callback must be a function");
+    if (flags !== 0) invalid("forEachElem", `flags must be 0, got ${flags}`);
     const i32 = this.i32;
     const key = new Uint8Array(this.keySize);
     let visited = 0;
@@ -1097,7 +1101,7 @@ export class Htab implements RawMap {
           const r = cb(this, key, ref._bind((e << 2) + this.valueOffBytes, this.liveGen[0]), ctx);
           if (r === 1) return visited;
           if (r !== 0)
-            invalid("forEach", `callback returned ${String(r)}; it must return 0 (continue) or 1 (stop)`);
+            invalid("forEachElem", `callback returned ${String(r)}; it must return 0 (continue) or 1 (stop)`);
           e = next;
         }
       }

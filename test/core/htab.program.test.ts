@@ -106,12 +106,12 @@ test("a deleted element is not reused while a section may hold it; it is after t
   assert.equal(f.elements, 2);
 });
 
-test("forEach visits every element in bucket order, stops at 1, lets the callback delete, and checks its arguments", () => {
+test("forEachElem visits every element in bucket order, stops at 1, lets the callback delete, and checks its arguments", () => {
   const m = map();
   for (let i = 1; i <= 5; i++) m.updateElem(u32(i), words(i, 0, 0, 0), 0);
   const order: number[] = [];
   assert.equal(
-    m.forEach((_m, k, v, ctx) => {
+    m.forEachElem((_m, k, v, ctx) => {
       ctx.push(k[0]);
       assert.equal(v.load32(0), k[0]);
       return 0;
@@ -127,11 +127,11 @@ test("forEach visits every element in bucket order, stops at 1, lets the callbac
   }
   assert.deepEqual(order, walk, "the same order as get_next_key");
   assert.equal(
-    m.forEach(() => 1, null),
+    m.forEachElem(() => 1, null),
     1,
   );
   assert.equal(
-    m.forEach((map, key) => {
+    m.forEachElem((map, key) => {
       map.deleteElem(key);
       return 0;
     }, null),
@@ -140,11 +140,11 @@ test("forEach visits every element in bucket order, stops at 1, lets the callbac
   assert.equal(m.count(), 0);
 });
 
-test("forEach rejects bad returns and flags", () => {
+test("forEachElem rejects bad returns and flags", () => {
   const m = map();
   m.updateElem(u32(1), words(1, 0, 0, 0), 0);
-  assert.throws(() => m.forEach(() => 2, null), { code: "EINVAL" });
-  assert.throws(() => m.forEach(() => 0, null, 1), { code: "EINVAL" });
+  assert.throws(() => m.forEachElem(() => 2, null), { code: "EINVAL" });
+  assert.throws(() => m.forEachElem(() => 0, null, 1), { code: "EINVAL" });
   assert.ok(m.fsck().ok);
 });
 
