@@ -24,6 +24,7 @@ import {
   HDR_EPOCH_I32,
   PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
+  PCPU_INFLIGHT_I32,
   PCPU_LIMBO_HEAD_I32,
   PCPU_SECTION_I32,
   pcpuBase,
@@ -58,6 +59,7 @@ export function limboPush(i32: Int32Array, cpu: number, e: number): void {
   lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
   i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_LIMBO_HEAD_I32];
   i32[p + PCPU_LIMBO_HEAD_I32] = e;
+  if (i32[p + PCPU_INFLIGHT_I32] === e) i32[p + PCPU_INFLIGHT_I32] = 0;
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
 }
 
@@ -77,6 +79,7 @@ function oldestSection(i32: Int32Array, nrCpus: number): number {
  */
 export function limboReclaim(i32: Int32Array, victim: number, self: number, nrCpus: number): number {
   const p = pcpuBase(victim);
+  const mine = pcpuBase(self);
   if (Atomics.load(i32, p + PCPU_LIMBO_HEAD_I32) === 0) return 0;
   lockAcquire(i32, p + PCPU_FL_LOCK_I32, self);
   // Under the lock: every listed element got its tag before this point, and a
@@ -88,11 +91,13 @@ export function limboReclaim(i32: Int32Array, victim: number, self: number, nrCp
   while (e !== 0) {
     const next = i32[e + ELEM_FNEXT_I32];
     if (i32[e + ELEM_TAG_I32] <= oldest) {
+      i32[mine + PCPU_INFLIGHT_I32] = e; // between the two lists: ours if we die here
       if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
       else i32[prev + ELEM_FNEXT_I32] = next;
       i32[e + ELEM_TAG_I32] = 0;
       i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
       i32[p + PCPU_FL_HEAD_I32] = e;
+      i32[mine + PCPU_INFLIGHT_I32] = 0;
       moved++;
     } else prev = e;
     e = next;

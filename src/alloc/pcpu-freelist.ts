@@ -6,9 +6,20 @@
  *
  * Lock order: bucket lock -> freelist lock. A freelist lock is never held
  * while taking any other lock.
+ *
+ * Crash safety: an element between a list and a chain is recorded in its
+ * owner's INFLIGHT word: set under the lock before a pop unlinks it, cleared
+ * under the lock after a push links it. A half-done push or pop therefore
+ * never loses an element (see Htab.recover()).
  */
 
-import { ELEM_FNEXT_I32, PCPU_FL_HEAD_I32, PCPU_FL_LOCK_I32, pcpuBase } from "../layout/layout.js";
+import {
+  ELEM_FNEXT_I32,
+  PCPU_FL_HEAD_I32,
+  PCPU_FL_LOCK_I32,
+  PCPU_INFLIGHT_I32,
+  pcpuBase,
+} from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 
 /** Push element `e` (word index) onto `cpu`'s list. Kernel: __pcpu_freelist_push(). */
@@ -17,6 +28,7 @@ export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number): void 
   lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
   i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
   i32[p + PCPU_FL_HEAD_I32] = e;
+  if (i32[p + PCPU_INFLIGHT_I32] === e) i32[p + PCPU_INFLIGHT_I32] = 0;
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
 }
 
@@ -30,6 +42,7 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): n
       lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
       const e = i32[p + PCPU_FL_HEAD_I32];
       if (e !== 0) {
+        i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = e; // ours from here, even if we die mid-pop
         i32[p + PCPU_FL_HEAD_I32] = i32[e + ELEM_FNEXT_I32];
         i32[e + ELEM_FNEXT_I32] = 0;
         lockRelease(i32, p + PCPU_FL_LOCK_I32);

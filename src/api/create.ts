@@ -14,3 +14,17 @@ export function createMap(spec: MapSpec, opts?: SabCreateOptions): Htab {
 export function attach(handle: MapHandle | SharedArrayBuffer, opts?: AttachOptions): Htab {
   return Htab.attach(handle, opts);
 }
+
+/** The part of node:worker_threads' Worker that watchWorker() needs. */
+export interface ExitingWorker {
+  once(event: "exit", listener: (code: number) => void): unknown;
+}
+
+/**
+ * Reap `cpu`'s slot when `worker` exits, however it exits (terminate(), a
+ * crash, or a normal end without close()). Call it in the thread that made
+ * the worker, with a map attached there.
+ */
+export function watchWorker(map: Htab, worker: ExitingWorker, cpu: number): void {
+  worker.once("exit", () => map.reap(cpu));
+}

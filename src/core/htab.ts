@@ -30,21 +30,48 @@ import {
   ELEM_HEADER_BYTES,
   ELEM_KEY_I32,
   ELEM_NEXT_I32,
+  ELEM_TAG_I32,
   type Geometry,
+  HDR_ACTIVE_I32,
   HDR_FROZEN_I32,
+  HDR_RECOVERED_I32,
+  HDR_RECOVERY_LOCK_I32,
   HDR_SPIN_LOCK_OFF_I32,
+  OP_INSERT,
+  OP_NONE,
+  OP_REPLACE,
+  OP_UNLINK,
   PCPU_COUNT_I32,
   PCPU_EXTRA_I32,
   PCPU_FL_HEAD_I32,
+  PCPU_FL_LOCK_I32,
+  PCPU_INFLIGHT_I32,
+  PCPU_INTENT_BUCKET_I32,
+  PCPU_INTENT_COUNT_I32,
+  PCPU_INTENT_ELEM_I32,
+  PCPU_INTENT_OLD_I32,
+  PCPU_INTENT_OP_I32,
   PCPU_LIMBO_HEAD_I32,
   PCPU_OWNER_I32,
+  PCPU_SECTION_I32,
   pcpuBase,
   readGeometry,
   roundUp,
+  SLOT_ALIVE,
+  SLOT_DEAD,
+  SLOT_FREE,
   writeHeader,
 } from "../layout/layout.js";
-import { bucketLock, bucketUnlock, SEQ_LOCKED, seqUnchanged } from "../sync/bucket-seqlock.js";
+import {
+  bucketLock,
+  bucketUnlock,
+  SEQ_LOCKED,
+  SEQ_STEP,
+  SEQ_WAITERS,
+  seqUnchanged,
+} from "../sync/bucket-seqlock.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { setStallHandler } from "../sync/spin.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
@@ -56,6 +83,8 @@ const E2BIG = -Errno.E2BIG;
 const EINVAL = -Errno.EINVAL;
 const EPERM = -Errno.EPERM;
 const EBUSY = -Errno.EBUSY;
+/** How long an unowned locked bucket must stay unowned before recovery takes it from a dead slot. */
+const RECOVERY_WAIT_MS = 100;
 const ERR_TEXT = 0;
 const ERR_MAP_FULL = 1;
 const ERR_FLAGS = 2;
@@ -171,6 +200,10 @@ export class Htab implements RawMap {
     });
     this.cpu = this.claimCpu(cpu);
     this.myPcpu = pcpuBase(this.cpu);
+    // A waiter stuck behind a thread that was terminated recovers its slot.
+    setStallHandler(this.i32, () => {
+      this.recoverDeadSlots();
+    });
   }
 
   /**
@@ -234,11 +267,215 @@ export class Htab implements RawMap {
     );
   }
 
+  // ------------------------------------------------------- crash recovery
+
+  /**
+   * Declare that the thread holding CPU slot `cpu` is gone (its worker exited
+   * or was terminated without close()) and recover the slot now: locks it
+   * held are released, a half-done change is finished or undone, elements it
+   * owned go back to a freelist, its count is corrected, and the slot is free
+   * again. Call it from the worker's 'exit' event (see watchWorker()).
+   * Waiters stuck behind a dead slot's lock also run recovery by themselves.
+   */
+  reap(cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) invalid("reap", `no CPU slot ${cpu}`);
+    if (cpu === this.cpu) invalid("reap", "a thread cannot reap its own slot");
+    Atomics.compareExchange(this.i32, pcpuBase(cpu) + PCPU_OWNER_I32, SLOT_ALIVE, SLOT_DEAD);
+    while (Atomics.load(this.i32, pcpuBase(cpu) + PCPU_OWNER_I32) === SLOT_DEAD) {
+      if (this.recoverDeadSlots() === 0)
+        Atomics.wait(this.i32, HDR_RECOVERY_LOCK_I32, Atomics.load(this.i32, HDR_RECOVERY_LOCK_I32), 1);
+    }
+  }
+
+  /** Recover every slot marked dead, unless another thread is recovering. Returns how many it recovered. */
+  recoverDeadSlots(): number {
+    const i32 = this.i32;
+    let n = 0;
+    for (let c = 0; c < this.nrCpus; c++) {
+      if (Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) !== SLOT_DEAD) continue;
+      if (Atomics.compareExchange(i32, HDR_RECOVERY_LOCK_I32, 0, this.cpu + 1) !== 0) return n;
+      try {
+        if (Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) === SLOT_DEAD) {
+          this.recoverSlot(c);
+          n++;
+        }
+      } finally {
+        Atomics.store(i32, HDR_RECOVERY_LOCK_I32, 0);
+        Atomics.notify(i32, HDR_RECOVERY_LOCK_I32);
+      }
+    }
+    return n;
+  }
+
+  /** Times a lock or a half-done operation was recovered from a dead slot. */
+  stats(): { recovered: number; count: number; memoryBytes: number } {
+    return {
+      recovered: Atomics.load(this.i32, HDR_RECOVERED_I32),
+      count: this.count(),
+      memoryBytes: this.memoryUsage(),
+    };
+  }
+
+  /** Is `x` on `cpu`'s freelist or limbo list? Requires: that list's lock held (or its owner dead). */
+  private onLists(cpu: number, x: number): boolean {
+    const i32 = this.i32;
+    const p = pcpuBase(cpu);
+    for (const head of [PCPU_FL_HEAD_I32, PCPU_LIMBO_HEAD_I32]) {
+      let e = i32[p + head];
+      for (let n = 0; e !== 0 && n < this.walkBound; n++, e = i32[e + ELEM_FNEXT_I32])
+        if (e === x) return true;
+    }
+    return false;
+  }
+
+  /** Predecessor of `x` in bucket `b`'s chain (0 = head), or -1 if absent. Requires: bucket lock held. */
+  private chainPrev(b: number, x: number): number {
+    const i32 = this.i32;
+    let prev = 0;
+    let e = i32[b + BUCKET_HEAD_I32];
+    for (let n = 0; e !== 0 && n < this.walkBound; n++) {
+      if (e === x) return prev;
+      prev = e;
+      e = i32[e + ELEM_NEXT_I32];
+    }
+    return -1;
+  }
+
+  /** Give an element nobody owns any more back to this slot's freelist (or limbo). */
+  private fileLost(x: number): void {
+    const i32 = this.i32;
+    i32[x + ELEM_TAG_I32] = 0;
+    i32[this.myPcpu + PCPU_INFLIGHT_I32] = x;
+    this.freeElem(x);
+    Atomics.add(i32, HDR_RECOVERED_I32, 1);
+  }
+
+  /**
+   * Recover dead slot `d`. Requires: HDR_RECOVERY_LOCK held. Runs while other
+   * threads keep working: it only touches what `d` held or owned.
+   */
+  private recoverSlot(d: number): void {
+    const i32 = this.i32;
+    const p = pcpuBase(d);
+    const origLost = i32[p + PCPU_INFLIGHT_I32];
+    let lost = origLost;
+    // We may be recovering from inside our own operation (a stalled wait): keep our INFLIGHT.
+    const mine = i32[this.myPcpu + PCPU_INFLIGHT_I32];
+    // 1. Freelist locks `d` held: a push or pop was under way. Its INFLIGHT element is
+    //    either on that list (filed) or not; nobody else could touch the list meanwhile.
+    for (let c = 0; c < this.nrCpus; c++) {
+      const lk = pcpuBase(c) + PCPU_FL_LOCK_I32;
+      const v = Atomics.load(i32, lk);
+      if (v !== 0 && (v >>> 1) - 1 === d) {
+        if (lost !== 0 && this.onLists(c, lost)) lost = 0;
+        Atomics.store(i32, lk, 0);
+        Atomics.notify(i32, lk);
+        Atomics.add(i32, HDR_RECOVERED_I32, 1);
+      }
+    }
+    // 2. A bucket lock `d` held: finish or undo its chain change, fix its count.
+    const b = i32[p + PCPU_INTENT_BUCKET_I32];
+    if (b !== 0 && this.deadHoldsBucket(d, b)) {
+      i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // ours now
+      const op = i32[p + PCPU_INTENT_OP_I32];
+      const e = i32[p + PCPU_INTENT_ELEM_I32];
+      const old = i32[p + PCPU_INTENT_OLD_I32];
+      const before = i32[p + PCPU_INTENT_COUNT_I32];
+      if (op === OP_INSERT) {
+        const linked = this.chainPrev(b, e) >= 0;
+        i32[p + PCPU_COUNT_I32] = before + (linked ? 1 : 0);
+        if (linked && lost === e) lost = 0;
+      } else if (op === OP_UNLINK) {
+        const linked = this.chainPrev(b, e) >= 0;
+        i32[p + PCPU_COUNT_I32] = before - (linked ? 0 : 1);
+        if (linked && lost === e) lost = 0; // undone: still in the map
+      } else if (op === OP_REPLACE) {
+        // Steps: link e; INFLIGHT = old; unlink old; file old (EXTRA, or limbo then a
+        // popped refill p in INFLIGHT until it is EXTRA). Undo nothing: finish it.
+        i32[p + PCPU_COUNT_I32] = before;
+        if (this.chainPrev(b, e) >= 0) {
+          const prev = this.chainPrev(b, old);
+          if (prev >= 0) {
+            if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[old + ELEM_NEXT_I32];
+            else i32[prev + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
+            lost = old; // never filed (INFLIGHT was e or 0, and e is linked)
+          } else if (origLost !== old && lost === i32[p + PCPU_EXTRA_I32]) lost = 0; // old filed; refill p kept
+          // (origLost === old: old unlinked but not filed, unless step 1 found it on a list.)
+          if (lost === e) lost = 0;
+          if (i32[p + PCPU_EXTRA_I32] === e) i32[p + PCPU_EXTRA_I32] = 0; // e is in the map now
+        }
+        // Else nothing changed in the chain; an allocated e is INFLIGHT (lost).
+      }
+      i32[p + PCPU_INTENT_OP_I32] = OP_NONE;
+      // Unlock directly: unlockBucket() would clear *our* intent and dirty flag.
+      i32[b + BUCKET_OWNER_I32] = 0;
+      bucketUnlock(i32, b + BUCKET_SEQLOCK_I32, true);
+      Atomics.add(i32, HDR_RECOVERED_I32, 1);
+    }
+    // 3. Whatever `d` still owned off every list and chain goes back.
+    if (lost !== 0) this.fileLost(lost);
+    // 4. Value spin locks `d` held (the value may be half written).
+    if (this.spinLockOff >= 0) {
+      const step = this.elemStrideI32;
+      const lockAt = (this.valueOffBytes + this.spinLockOff) >> 2;
+      for (let e = this.elemsBase, n = 0; n < this.walkBound - 1; n++, e += step) {
+        const v = Atomics.load(i32, e + lockAt);
+        if (v !== 0 && (v >>> 1) - 1 === d) {
+          Atomics.store(i32, e + lockAt, 0);
+          Atomics.notify(i32, e + lockAt);
+          Atomics.add(i32, HDR_RECOVERED_I32, 1);
+        }
+      }
+    }
+    // 5. Its program section, then the slot itself.
+    if (Atomics.load(i32, p + PCPU_SECTION_I32) !== 0) {
+      Atomics.store(i32, p + PCPU_SECTION_I32, 0);
+      Atomics.sub(i32, HDR_ACTIVE_I32, 1);
+    }
+    i32[p + PCPU_INFLIGHT_I32] = 0;
+    i32[p + PCPU_INTENT_BUCKET_I32] = 0;
+    i32[this.myPcpu + PCPU_INFLIGHT_I32] = mine;
+    Atomics.store(i32, p + PCPU_OWNER_I32, SLOT_FREE);
+  }
+
+  /**
+   * Whether dead slot `d` holds bucket `b`. Locked with OWNER naming `d`: yes.
+   * Locked with OWNER 0: `d` died between its lock CAS and its OWNER store, or
+   * between clearing OWNER and its unlock; or a live thread is in that same
+   * window right now. Every claimant sets INTENT_BUCKET before its CAS, so with
+   * no live claimant it is `d`'s; with one, a live holder stores OWNER within
+   * instructions, so an OWNER still 0 after RECOVERY_WAIT_MS is `d`'s.
+   */
+  private deadHoldsBucket(d: number, b: number): boolean {
+    const i32 = this.i32;
+    const locked = () => (Atomics.load(i32, b + BUCKET_SEQLOCK_I32) & SEQ_LOCKED) !== 0;
+    if (!locked()) return false;
+    const owner = Atomics.load(i32, b + BUCKET_OWNER_I32);
+    if (owner !== 0) return owner === d + 1;
+    if (i32[pcpuBase(d) + PCPU_INTENT_BUCKET_I32] !== b) return false;
+    let claimants = 0;
+    for (let c = 0; c < this.nrCpus; c++)
+      if (
+        c !== d &&
+        Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) === SLOT_ALIVE &&
+        i32[pcpuBase(c) + PCPU_INTENT_BUCKET_I32] === b
+      )
+        claimants++;
+    if (claimants === 0) return true;
+    const until = Date.now() + RECOVERY_WAIT_MS;
+    while (Date.now() < until) {
+      if (!locked() || Atomics.load(i32, b + BUCKET_OWNER_I32) !== 0) return false;
+      Atomics.wait(i32, HDR_RECOVERED_I32, -1, 1);
+    }
+    return locked() && Atomics.load(i32, b + BUCKET_OWNER_I32) === 0;
+  }
+
   /** Give the CPU slot back. The instance must not be used afterwards. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    Atomics.store(this.i32, this.myPcpu + PCPU_OWNER_I32, 0);
+    while (this.sectionDepth > 0) this.exit();
+    Atomics.store(this.i32, this.myPcpu + PCPU_OWNER_I32, SLOT_FREE);
   }
 
   // ---------------------------------------------------------------- helpers
@@ -564,11 +801,7 @@ export class Htab implements RawMap {
     else {
       const e = this.allocElem();
       if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
-      else {
-        this.addCount(1);
-        this.fillElem(e, hash, value, valueOff);
-        this.linkHeadLocked(b, e);
-      }
+      else this.insertLocked(b, e, hash, value, valueOff);
     }
     this.unlockBucket(b);
     return err;
@@ -584,12 +817,30 @@ export class Htab implements RawMap {
     return moved > 0 ? pcpuFreelistPop(i32, this.cpu, this.nrCpus) : 0;
   }
 
-  /** Publish a filled element at the head of bucket `b`. Requires: bucket lock held. Kernel: hlist_nulls_add_head_rcu(). */
-  private linkHeadLocked(b: number, e: number): void {
+  /**
+   * Fill the popped element `e` and publish it at the head of bucket `b`.
+   * Requires: bucket lock held; `e` is this slot's INFLIGHT element.
+   * Kernel: alloc_htab_elem() + hlist_nulls_add_head_rcu().
+   */
+  private insertLocked(b: number, e: number, hash: number, value: Uint8Array, valueOff: number): void {
     const i32 = this.i32;
+    this.intent(OP_INSERT, e, 0);
+    this.fillElem(e, hash, value, valueOff);
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
     this.dirty = true;
+    this.addCount(1);
+    i32[this.myPcpu + PCPU_INFLIGHT_I32] = 0;
+  }
+
+  /** Record what the next chain change is, for recovery if this thread dies mid-way. */
+  private intent(op: number, e: number, old: number): void {
+    const i32 = this.i32;
+    const p = this.myPcpu;
+    i32[p + PCPU_INTENT_ELEM_I32] = e;
+    i32[p + PCPU_INTENT_OLD_I32] = old;
+    i32[p + PCPU_INTENT_COUNT_I32] = i32[p + PCPU_COUNT_I32];
+    i32[p + PCPU_INTENT_OP_I32] = op;
   }
 
   /**
@@ -609,18 +860,25 @@ export class Htab implements RawMap {
     valueOff: number,
   ): number {
     const i32 = this.i32;
-    let e = i32[this.myPcpu + PCPU_EXTRA_I32];
+    const p = this.myPcpu;
+    let e = i32[p + PCPU_EXTRA_I32];
     if (e === 0) e = this.allocElem();
     if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
+    this.intent(OP_REPLACE, e, old);
     this.fillElem(e, hash, value, valueOff);
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
+    // e is linked; from here until it is filed, `old` is ours (recovery reads INFLIGHT == old).
+    i32[p + PCPU_INFLIGHT_I32] = old;
     i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
     this.dirty = true;
-    if (noActiveSections(i32)) i32[this.myPcpu + PCPU_EXTRA_I32] = old;
-    else {
+    if (noActiveSections(i32)) {
+      i32[p + PCPU_EXTRA_I32] = old;
+      i32[p + PCPU_INFLIGHT_I32] = 0;
+    } else {
       limboPush(i32, this.cpu, old);
-      i32[this.myPcpu + PCPU_EXTRA_I32] = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      i32[p + PCPU_EXTRA_I32] = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      i32[p + PCPU_INFLIGHT_I32] = 0;
     }
     return 0;
   }
@@ -659,10 +917,15 @@ export class Htab implements RawMap {
   /** Requires: bucket lock held. Kernel: hlist_nulls_del_rcu(). */
   private unlinkLocked(b: number, e: number, prev: number): void {
     const i32 = this.i32;
+    // Intent first: INFLIGHT == e with no intent would read as "e is lost" while still linked.
+    this.intent(OP_UNLINK, e, 0);
+    // From the unlink until freeElem() files it, e is ours alone.
+    i32[this.myPcpu + PCPU_INFLIGHT_I32] = e;
     // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
     if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[e + ELEM_NEXT_I32];
     else i32[prev + ELEM_NEXT_I32] = i32[e + ELEM_NEXT_I32];
     this.dirty = true;
+    this.addCount(-1);
   }
 
   /** Set by the *Locked helpers when the chain changed; unlockBucket() then advances the seq. */
@@ -670,20 +933,31 @@ export class Htab implements RawMap {
 
   /** Take bucket `b`'s lock. Lock order: bucket -> freelist. */
   private lockBucket(b: number): void {
+    this.i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = b; // before the CAS: a recoverer must see it
     bucketLock(this.i32, b + BUCKET_SEQLOCK_I32);
     this.i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // who holds it, for fsck and crash recovery
   }
 
   /** Drop bucket `b`'s lock; readers retry only if the chain changed. */
   private unlockBucket(b: number): void {
-    this.i32[b + BUCKET_OWNER_I32] = 0;
-    bucketUnlock(this.i32, b + BUCKET_SEQLOCK_I32, this.dirty);
+    const i32 = this.i32;
+    i32[b + BUCKET_OWNER_I32] = 0;
+    // No call between the OWNER clear and the exchange (see deadHoldsBucket()).
+    const idx = b + BUCKET_SEQLOCK_I32;
+    const v = i32[idx];
+    const prev = Atomics.exchange(
+      i32,
+      idx,
+      ((v & ~(SEQ_LOCKED | SEQ_WAITERS)) + (this.dirty ? SEQ_STEP : 0)) | 0,
+    );
+    if ((prev & SEQ_WAITERS) !== 0) Atomics.notify(i32, idx, 1);
     this.dirty = false;
+    i32[this.myPcpu + PCPU_INTENT_OP_I32] = OP_NONE;
+    i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
   }
 
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
   private freeElem(e: number): void {
-    this.addCount(-1);
     // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
     if (noActiveSections(this.i32)) pcpuFreelistPush(this.i32, this.cpu, e);
     else limboPush(this.i32, this.cpu, e);
@@ -998,9 +1272,7 @@ export class Htab implements RawMap {
       if (old !== 0) return this.replaceLocked(b, hash, old, prevOld, next, 0);
       const e = this.allocElem();
       if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
-      this.addCount(1);
-      this.fillElem(e, hash, next, 0);
-      this.linkHeadLocked(b, e);
+      this.insertLocked(b, e, hash, next, 0);
       return 0;
     } finally {
       if (locked) this.unlockBucket(b);
@@ -1175,7 +1447,6 @@ export class Htab implements RawMap {
     let batch = inBatch;
     let total = 0;
     let err = 0;
-    const freed: number[] = [];
     for (;;) {
       const b = this.bucketsBase + (batch << 2);
       let cnt = 0;
@@ -1196,13 +1467,12 @@ export class Htab implements RawMap {
           const next = i32[e + ELEM_NEXT_I32];
           if (doDelete) {
             this.unlinkLocked(b, e, 0);
-            freed.push(e);
+            // Filed at once (lock order bucket -> freelist): INFLIGHT holds one element only.
+            this.freeElem(e);
           }
           e = next;
         }
         this.unlockBucket(b);
-        for (const f of freed) this.freeElem(f);
-        freed.length = 0;
       }
       total += cnt;
       batch++;

@@ -13,10 +13,13 @@
  *              |  MAGIC VERSION MAP_TYPE KEY_SIZE VALUE_SIZE          |
  *              |  MAX_ENTRIES MAP_FLAGS N_BUCKETS HASHRND ELEM_SIZE   |
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
- *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE (rest zero)       |
+ *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE RECOVERY_LOCK     |
+ *              |  RECOVERED (rest zero)                               |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
+ *              |  INTENT_BUCKET INTENT_OP INTENT_ELEM INTENT_OLD      |
+ *              |  INTENT_COUNT INFLIGHT (pad)                         |
  *              |  (the pcpu_freelist head, extra_elems[cpu] and the   |
  *              |   per-CPU element counter of one worker slot)        |
  *  BUCKETS     +------------------------------------------------------+
@@ -48,6 +51,8 @@
  * | hdr EPOCH       | any thread that frees while sections are active | section entry, reclaim | Atomics.add / Atomics.load |
  * | hdr ACTIVE      | section entry and exit           | writers freeing elements | Atomics; read after the unlink, so a section either sees the unlink or is counted |
  * | pcpu SECTION    | the slot owner                  | reclaimers                | Atomics.store / Atomics.load |
+ * | pcpu OWNER      | attach (CAS free -> alive), reap (alive -> dead), recovery (dead -> free) | everyone | Atomics |
+ * | pcpu INTENT_*, INFLIGHT | the slot owner, before the stores they describe | a recoverer, after the owner died | plain writes; read after the owner is marked dead (the exit event orders them) |
  * | pcpu LIMBO_HEAD | holder of FL_LOCK               | same                      | plain under FL_LOCK |
  */
 
@@ -56,7 +61,7 @@ import { invalid } from "../errors.js";
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
 /** Bumped whenever any offset below changes; attach refuses other versions. */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 /** A cache line; per-CPU records are padded to this to avoid false sharing. */
 export const CACHE_LINE_BYTES = 64;
@@ -84,6 +89,10 @@ export const HDR_SPIN_LOCK_OFF_I32 = 16;
 export const HDR_EPOCH_I32 = 17;
 /** Number of threads inside a program section right now. */
 export const HDR_ACTIVE_I32 = 18;
+/** Held while a thread recovers a dead slot (one recovery at a time). */
+export const HDR_RECOVERY_LOCK_I32 = 19;
+/** Locks and half-done operations recovered from dead slots (stats). */
+export const HDR_RECOVERED_I32 = 20;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -98,6 +107,32 @@ export const PCPU_COUNT_I32 = 4;
 export const PCPU_SECTION_I32 = 5;
 /** Freed elements waiting for a grace period (guarded by FL_LOCK, linked by FNEXT). */
 export const PCPU_LIMBO_HEAD_I32 = 6;
+/**
+ * Crash intent record, written by the slot owner before each chain change so
+ * that a survivor can finish or undo it if the owner dies (worker.terminate()).
+ * INTENT_BUCKET: bucket word index being locked or held (0 = none).
+ */
+export const PCPU_INTENT_BUCKET_I32 = 7;
+/** INTENT_OP: OP_NONE, OP_INSERT, OP_REPLACE or OP_UNLINK. */
+export const PCPU_INTENT_OP_I32 = 8;
+/** The element inserted, the new element of a replace, or the element unlinked. */
+export const PCPU_INTENT_ELEM_I32 = 9;
+/** The element a replace takes out. */
+export const PCPU_INTENT_OLD_I32 = 10;
+/** COUNT before the operation, so recovery can set it to before or before + delta. */
+export const PCPU_INTENT_COUNT_I32 = 11;
+/** An element this slot owns off every list and chain (popped, or unlinked and not yet freed). */
+export const PCPU_INFLIGHT_I32 = 12;
+
+/** Slot states in PCPU_OWNER. */
+export const SLOT_FREE = 0;
+export const SLOT_ALIVE = 1;
+export const SLOT_DEAD = 2;
+
+export const OP_NONE = 0;
+export const OP_INSERT = 1;
+export const OP_REPLACE = 2;
+export const OP_UNLINK = 3;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -241,8 +276,8 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (PCPU_LIMBO_HEAD_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
-  if (HDR_ACTIVE_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (PCPU_INFLIGHT_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
+  if (HDR_RECOVERED_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");

@@ -15,7 +15,7 @@
  * LOCKED clear mean nothing they read was being changed.
  */
 
-import { cpuRelax, SPIN_LIMIT, threadCanBlock } from "./spin.js";
+import { cpuRelax, SPIN_LIMIT, STALL_WAITS, stalled, threadCanBlock } from "./spin.js";
 
 export const SEQ_LOCKED = 1;
 export const SEQ_WAITERS = 2;
@@ -35,7 +35,9 @@ function bucketLockSlow(i32: Int32Array, idx: number): void {
     if ((v & SEQ_LOCKED) === 0 && Atomics.compareExchange(i32, idx, v, v | SEQ_LOCKED) === v) return;
   }
   const block = threadCanBlock();
-  for (;;) {
+  for (let waits = 1; ; waits++) {
+    // A holder that died (worker.terminate()) never releases: let the map recover it.
+    if (waits % STALL_WAITS === 0) stalled(i32);
     const v = Atomics.load(i32, idx);
     if ((v & SEQ_LOCKED) === 0) {
       // Taken with WAITERS set: others may still sleep, so our unlock must wake one.

@@ -8,7 +8,7 @@
  * (a futex-style mutex, as in Drepper's "Futexes Are Tricky").
  */
 
-import { cpuRelax, SPIN_LIMIT, threadCanBlock } from "./spin.js";
+import { cpuRelax, SPIN_LIMIT, STALL_WAITS, stalled, threadCanBlock } from "./spin.js";
 
 const WAITERS = 1;
 
@@ -25,7 +25,9 @@ function lockAcquireSlow(i32: Int32Array, lockIdx: number, me: number): void {
     if (Atomics.load(i32, lockIdx) === 0 && Atomics.compareExchange(i32, lockIdx, 0, me) === 0) return;
   }
   const block = threadCanBlock();
-  for (;;) {
+  for (let waits = 1; ; waits++) {
+    // A holder that died (worker.terminate()) never releases: let the map recover it.
+    if (waits % STALL_WAITS === 0) stalled(i32);
     const v = Atomics.load(i32, lockIdx);
     if (v === 0) {
       // Taken with the waiters bit: we cannot know whether others still sleep.

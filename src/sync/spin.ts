@@ -26,3 +26,22 @@ export const SPIN_LIMIT = 64;
 export function cpuRelax(i32: Int32Array, index: number): void {
   Atomics.load(i32, index);
 }
+
+/**
+ * What a thread does when a lock it waits for stays taken: the map registers
+ * a handler (recover dead slots) for its view. Slow path only.
+ */
+const stallHandlers = new WeakMap<Int32Array, () => void>();
+
+/** Register `fn` to run when a waiter on `i32` stalls. */
+export function setStallHandler(i32: Int32Array, fn: () => void): void {
+  stallHandlers.set(i32, fn);
+}
+
+/** Waits between stall checks (each up to 1 ms). */
+export const STALL_WAITS = 16;
+
+/** Called by waiters every STALL_WAITS waits. */
+export function stalled(i32: Int32Array): void {
+  stallHandlers.get(i32)?.();
+}
