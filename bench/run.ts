@@ -238,6 +238,20 @@ async function pointTasks(entries: number, skipped: string[], cleanup: (() => un
       h.deleteElem(hk);
     }
   });
+  // The program face: a live reference instead of a copy (inside one open section).
+  const ref = h.run(() => {
+    setK(present[0]);
+    return h.lookupRef(hk);
+  });
+  add("lookup hit", "htab lookupRef (program face)", () => {
+    h.enter();
+    for (let i = 0; i < OPS; i++) {
+      setK(present[nextIdx()]);
+      const r = h.lookupRef(hk, ref ?? undefined);
+      if (r !== null && r.load32(0) >= 0) sink++;
+    }
+    h.exit();
+  });
   // The typed Map-like layer: numbers in, bigint out (a bigint per hit, like Map's values).
   const tm = new TypedMap(h, codecs.u32, codecs.u64);
   add("lookup hit", "htab TypedMap", () => {
@@ -597,6 +611,7 @@ function computeRatios(rep: BenchReport): Record<string, number> {
         "naive SAB + global lock",
         "Atomics request slot",
         "postMessage owner",
+        "htab lookupRef (program face)",
       ]) {
         const p = median(rep.points, w, n, peer);
         if (p !== undefined) r[`${w} @${tag}: htab / ${peer}`] = h / p;
