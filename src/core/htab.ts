@@ -136,6 +136,11 @@ export class Htab implements RawMap {
   private readonly u8: Uint8Array;
   private readonly keySize: number;
   private readonly valueSize: number;
+  /** Bytes of a value as the control plane moves it (per-CPU: nrCpus x round_up(value_size, 8)). */
+  private readonly valueBytes: number;
+  private readonly percpu: boolean;
+  /** round_up(value_size, 8): one CPU's slot in a per-CPU value. */
+  private readonly slotBytes: number;
   private readonly keyWords: number;
   private readonly mask: number;
   private readonly bucketsBase: number;
@@ -174,6 +179,9 @@ export class Htab implements RawMap {
     this.spinLockOff = this.i32[HDR_SPIN_LOCK_OFF_I32];
     this.keySize = g.keySize;
     this.valueSize = g.valueSize;
+    this.valueBytes = g.valueBytes;
+    this.percpu = g.percpu;
+    this.slotBytes = roundUp(g.valueSize, 8);
     this.keyWords = (g.keySize + 3) >>> 2;
     this.mask = g.n_buckets - 1;
     this.bucketsBase = g.bucketsBytes >> 2;
@@ -231,8 +239,9 @@ export class Htab implements RawMap {
     // prealloc_init(): every element onto the per-CPU freelists ...
     pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
     // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
-    for (let cpu = 0; cpu < nrCpus; cpu++) {
+    for (let cpu = 0; cpu < g.extra_elems; cpu++) {
       const e = pcpuFreelistPop(i32, cpu, nrCpus);
+      i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = 0;
       i32[pcpuBase(cpu) + PCPU_EXTRA_I32] = e;
     }
     return new Htab(sab, g, spec.type, flags, hashrnd, opts.cpu ?? -1);
@@ -512,14 +521,14 @@ export class Htab implements RawMap {
 
   private checkValueIn(op: string, value: unknown): asserts value is Uint8Array {
     if (!(value instanceof Uint8Array)) invalid(op, "value must be a Uint8Array");
-    if (value.length !== this.valueSize)
-      invalid(op, `value is ${value.length} bytes, map value_size is ${this.valueSize}`);
+    if (value.length !== this.valueBytes)
+      invalid(op, `value is ${value.length} bytes, the map takes ${this.valueBytes} per value`);
   }
 
   private checkValueOut(op: string, value: unknown): asserts value is Uint8Array {
     if (!(value instanceof Uint8Array)) invalid(op, "value buffer must be a Uint8Array");
-    if (value.length < this.valueSize)
-      invalid(op, `value buffer is ${value.length} bytes, map value_size is ${this.valueSize}`);
+    if (value.length < this.valueBytes)
+      invalid(op, `value buffer is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
   }
 
   private checkFlagsArg(op: string, flags: unknown): asserts flags is number {
@@ -557,7 +566,7 @@ export class Htab implements RawMap {
   private copyValueOut(e: number, out: Uint8Array, outOff: number): void {
     const u8 = this.u8;
     const src = (e << 2) + this.valueOffBytes;
-    const n = this.valueSize;
+    const n = this.valueBytes;
     if (n <= 64) for (let i = 0; i < n; i++) out[outOff + i] = u8[src + i];
     else out.set(u8.subarray(src, src + n), outOff);
     // The bpf_spin_lock always reads as zero (kernel: check_and_init_map_value()).
@@ -596,7 +605,7 @@ export class Htab implements RawMap {
     const k = e + ELEM_KEY_I32;
     for (let j = 0; j < this.keyWords; j++) i32[k + j] = this.kw[j];
     const dst = (e << 2) + this.valueOffBytes;
-    const n = this.valueSize;
+    const n = this.valueBytes;
     if (n <= 64) {
       const u8 = this.u8;
       for (let i = 0; i < n; i++) u8[dst + i] = value[valueOff + i];
@@ -861,6 +870,14 @@ export class Htab implements RawMap {
   ): number {
     const i32 = this.i32;
     const p = this.myPcpu;
+    if (this.percpu) {
+      // Kernel: htab_map_update_elem_in_place(): per-CPU values are overwritten where they are.
+      const dst = (old << 2) + this.valueOffBytes;
+      const u8 = this.u8;
+      for (let i = 0; i < this.valueBytes; i++) u8[dst + i] = value[valueOff + i];
+      this.dirty = true;
+      return 0;
+    }
     let e = i32[p + PCPU_EXTRA_I32];
     if (e === 0) e = this.allocElem();
     if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
@@ -1047,11 +1064,11 @@ export class Htab implements RawMap {
       !Number.isInteger(size) ||
       offset < 0 ||
       size <= 0 ||
-      offset + size > this.valueSize
+      offset + size > this.valueBytes
     )
       return this.fail(
         EINVAL,
-        `region [${offset}, ${offset + size}) is not inside the ${this.valueSize}-byte value`,
+        `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`,
       );
     if (expected.length !== size)
       return this.fail(EINVAL, `expected is ${expected.length} bytes but the region is ${size}`);
@@ -1146,11 +1163,11 @@ export class Htab implements RawMap {
       !Number.isInteger(size) ||
       offset < 0 ||
       size <= 0 ||
-      offset + size > this.valueSize
+      offset + size > this.valueBytes
     )
       invalid(
         "compareAndDeleteBatch",
-        `region [${offset}, ${offset + size}) is not inside the ${this.valueSize}-byte value`,
+        `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`,
       );
     if (!this.canRead() || !this.canWrite()) {
       results.fill(this.permError(!this.canWrite()), 0, count);
@@ -1246,7 +1263,7 @@ export class Htab implements RawMap {
       const prevOld = this.prev;
       let cur: Uint8Array | undefined;
       if (old !== 0) {
-        this.computeBuf ??= new Uint8Array(this.valueSize);
+        this.computeBuf ??= new Uint8Array(this.valueBytes);
         cur = this.computeBuf;
         this.copyValueOut(old, cur, 0);
       }
@@ -1338,7 +1355,74 @@ export class Htab implements RawMap {
       invalid("lookupRef", "references need a program section: call it inside run() or enter()/exit()");
     const e = this.findElem(this.hashKey(key));
     if (e === 0) return null;
-    return (into ?? this.makeRef())._bind((e << 2) + this.valueOffBytes, this.liveGen[0]);
+    return (into ?? this.makeRef())._bind(this.valueAt(e, this.cpu), this.liveGen[0]);
+  }
+
+  /** Byte offset of `cpu`'s value in element `e` (the only value for non-per-CPU maps). */
+  private valueAt(e: number, cpu: number): number {
+    return (e << 2) + this.valueOffBytes + (this.percpu ? cpu * this.slotBytes : 0);
+  }
+
+  /**
+   * bpf_map_update_elem() called from a program: on a per-CPU map it writes
+   * only the calling CPU's slot (`value` is value_size bytes), and a new key's
+   * other slots are zero-filled (../shared/kernel-facts/t_prog.txt). On other
+   * maps it is updateElem().
+   * @returns 0, -EEXIST, -ENOENT, -E2BIG, -EINVAL, -EACCES (BPF_F_RDONLY_PROG)
+   */
+  updateElemFromProgram(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.checkKey("updateElemFromProgram", key);
+    this.checkFlagsArg("updateElemFromProgram", flags);
+    if ((this.mapFlags & MapFlags.RdonlyProg) !== 0)
+      return this.fail(-Errno.EACCES, "map is BPF_F_RDONLY_PROG");
+    if (!this.percpu) {
+      this.checkValueIn("updateElemFromProgram", value);
+      return this.updateRaw(value, 0, flags, this.hashKey(key));
+    }
+    if (!(value instanceof Uint8Array) || value.length !== this.valueSize)
+      invalid("updateElemFromProgram", `a program writes one CPU's value: ${this.valueSize} bytes`);
+    if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
+    this.checkNotComputing("updateElemFromProgram");
+    const hash = this.hashKey(key);
+    const b = this.bucketOf(hash);
+    this.lockBucket(b);
+    const old = this.lookupElemLocked(b, hash);
+    let err = 0;
+    if (old !== 0 && flags === UpdateFlags.NoExist)
+      err = this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
+    else if (old === 0 && flags === UpdateFlags.Exist) err = this.fail(ENOENT, "key not found (BPF_EXIST)");
+    else if (old !== 0) {
+      const dst = this.valueAt(old, this.cpu);
+      for (let i = 0; i < this.valueSize; i++) this.u8[dst + i] = value[i];
+      this.dirty = true;
+    } else {
+      const e = this.allocElem();
+      if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
+      else {
+        // pcpu_init_value(): this CPU's slot gets the value, the others zeros.
+        const scratch = (this.computeBuf ??= new Uint8Array(this.valueBytes));
+        scratch.fill(0);
+        scratch.set(value, this.cpu * this.slotBytes);
+        this.insertLocked(b, e, hash, scratch, 0);
+      }
+    }
+    this.unlockBucket(b);
+    return err;
+  }
+
+  /**
+   * bpf_map_lookup_percpu_elem(): a reference to CPU `cpu`'s value of a per-CPU
+   * map, or null when the key is absent or `cpu` is not a possible CPU.
+   * @throws BpfError EINVAL on a map that is not per-CPU (the verifier rejects it), or outside a section
+   */
+  lookupPercpuRef(key: Uint8Array, cpu: number, into?: ValueRef): ValueRef | null {
+    this.checkKey("lookupPercpuRef", key);
+    if (!this.percpu) invalid("lookupPercpuRef", "the map is not per-CPU");
+    if (this.sectionDepth === 0) invalid("lookupPercpuRef", "references need a program section");
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) return null;
+    const e = this.findElem(this.hashKey(key));
+    if (e === 0) return null;
+    return (into ?? this.makeRef())._bind(this.valueAt(e, cpu), this.liveGen[0]);
   }
 
   /**
@@ -1370,7 +1454,7 @@ export class Htab implements RawMap {
           const next = i32[e + ELEM_NEXT_I32];
           this.copyKeyOut(e, key, 0);
           visited++;
-          const r = cb(this, key, ref._bind((e << 2) + this.valueOffBytes, this.liveGen[0]), ctx);
+          const r = cb(this, key, ref._bind(this.valueAt(e, this.cpu), this.liveGen[0]), ctx);
           if (r === 1) return visited;
           if (r !== 0)
             invalid("forEachElem", `callback returned ${String(r)}; it must return 0 (continue) or 1 (stop)`);
@@ -1395,7 +1479,7 @@ export class Htab implements RawMap {
     if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
       invalid(op, `count must be a u32, got ${String(count)}`);
     const kb = count * this.keySize;
-    const vb = count * this.valueSize;
+    const vb = count * this.valueBytes;
     const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(kb) : undefined);
     const values = args.values ?? (mode === "lookup" ? new Uint8Array(vb) : new Uint8Array(0));
     if (!(keys instanceof Uint8Array) || keys.length < kb)
@@ -1462,8 +1546,8 @@ export class Htab implements RawMap {
         let e = i32[b + BUCKET_HEAD_I32];
         for (let n = 0; e !== 0; n++) {
           this.copyKeyOut(e, keys, (total + n) * this.keySize);
-          if (elemFlags !== 0) this.copyValueOutLocked(e, values, (total + n) * this.valueSize);
-          else this.copyValueOut(e, values, (total + n) * this.valueSize);
+          if (elemFlags !== 0) this.copyValueOutLocked(e, values, (total + n) * this.valueBytes);
+          else this.copyValueOut(e, values, (total + n) * this.valueBytes);
           const next = i32[e + ELEM_NEXT_I32];
           if (doDelete) {
             this.unlinkLocked(b, e, 0);
@@ -1508,7 +1592,7 @@ export class Htab implements RawMap {
     for (; cp < args.count; cp++) {
       const err = this.updateRaw(
         values,
-        cp * this.valueSize,
+        cp * this.valueBytes,
         elemFlags,
         this.hashKeyAt(keys, cp * this.keySize),
       );

@@ -91,7 +91,8 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
   // map_create(): access mode, then NUMA node.
   if ((flags & MapFlags.Rdonly) !== 0 && (flags & MapFlags.Wronly) !== 0)
     fail(Errno.EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY are mutually exclusive");
-  const numaNode = (flags & MapFlags.NumaNode) !== 0 ? (spec.numaNode ?? NUMA_NO_NODE) | 0 : NUMA_NO_NODE;
+  // attr->numa_node is zero when the caller leaves it out, so the flag alone means node 0.
+  const numaNode = (flags & MapFlags.NumaNode) !== 0 ? (spec.numaNode ?? 0) | 0 : NUMA_NO_NODE;
   if (numaNode !== NUMA_NO_NODE && (numaNode < 0 || numaNode >= SAB_ONLINE_NUMA_NODES))
     fail(Errno.EINVAL, `NUMA node ${numaNode} is not online (the SAB backend has node 0 only)`);
 
@@ -125,13 +126,13 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
 
   // htab_map_alloc()
   if (spec.maxEntries > 2 ** 31) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is over 2^31`);
-  const g = computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, nrCpus);
+  const g = computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, nrCpus, percpu);
   if (g.n_buckets > MAX_N_BUCKETS)
     fail(Errno.E2BIG, `max_entries ${spec.maxEntries} needs ${g.n_buckets} buckets, over the kernel's limit`);
-  if (t !== MapType.Hash || !prealloc)
+  if ((t !== MapType.Hash && t !== MapType.PercpuHash) || !prealloc)
     fail(
       Errno.EOPNOTSUPP,
-      "the SharedArrayBuffer backend implements preallocated BPF_MAP_TYPE_HASH so far; use the kernel backend for other types",
+      "the SharedArrayBuffer backend implements preallocated HASH and PERCPU_HASH so far; use the kernel backend for LRU and BPF_F_NO_PREALLOC",
     );
   if (g.totalBytes > MAX_TOTAL_BYTES)
     fail(Errno.ENOMEM, `map needs ${g.totalBytes} bytes, over htab's ${MAX_TOTAL_BYTES}-byte limit`);

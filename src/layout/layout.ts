@@ -170,8 +170,12 @@ export interface Geometry {
   maxEntries: number;
   nrCpus: number;
   n_buckets: number;
-  /** bytes of one element: header + round_up(key) + round_up(value) */
+  /** bytes of one element: header + round_up(key) + value area */
   elem_size: number;
+  /** Per-CPU values: one round_up(value, 8) slot per possible CPU, inline in the element. */
+  percpu: boolean;
+  /** Bytes of a value as the control plane moves it: value_size, or nrCpus x round_up(value_size, 8). */
+  valueBytes: number;
   /** extra_elems: one per CPU slot, for replacing an existing key in a full map */
   extra_elems: number;
   num_elems: number;
@@ -186,10 +190,14 @@ export function computeGeometry(
   valueSize: number,
   maxEntries: number,
   nrCpus: number,
+  percpu = false,
 ): Geometry {
   const n_buckets = roundupPowOfTwo(maxEntries);
-  const elem_size = ELEM_HEADER_BYTES + roundUp(keySize, 8) + roundUp(valueSize, 8);
-  const extra_elems = nrCpus;
+  // What the control plane copies: value_size, or every CPU's round_up(value_size, 8) slot.
+  const valueBytes = percpu ? roundUp(valueSize, 8) * nrCpus : valueSize;
+  const elem_size = ELEM_HEADER_BYTES + roundUp(keySize, 8) + roundUp(valueSize, 8) * (percpu ? nrCpus : 1);
+  // Kernel: htab_has_extra_elems(): per-CPU maps update in place and need none.
+  const extra_elems = percpu ? 0 : nrCpus;
   const num_elems = maxEntries + extra_elems;
   const bucketsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
   const elemsBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
@@ -201,12 +209,19 @@ export function computeGeometry(
     nrCpus,
     n_buckets,
     elem_size,
+    percpu,
+    valueBytes,
     extra_elems,
     num_elems,
     bucketsBytes,
     elemsBytes,
     totalBytes,
   };
+}
+
+/** BPF_MAP_TYPE_PERCPU_HASH (5) and BPF_MAP_TYPE_LRU_PERCPU_HASH (10) keep a value per CPU. */
+export function isPercpuType(type: number): boolean {
+  return type === 5 || type === 10;
 }
 
 /** Word index of per-CPU record `cpu`. */
@@ -260,6 +275,7 @@ export function readGeometry(buf: unknown): {
     i32[HDR_VALUE_SIZE_I32],
     i32[HDR_MAX_ENTRIES_I32] >>> 0,
     i32[HDR_NR_CPUS_I32],
+    isPercpuType(i32[HDR_MAP_TYPE_I32]),
   );
   if (g.totalBytes !== buf.byteLength || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
     invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");

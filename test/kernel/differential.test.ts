@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { factoryFor } from "../../src/cli/backends.js";
+import { factoryFor, machineCpus } from "../../src/cli/backends.js";
 import { Replayer } from "../../src/cli/replay.js";
 import { MapFlags as F } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
@@ -28,6 +28,7 @@ function hexOf(n: number, size: number): string {
 }
 
 const createArb = fc.record({
+  type: fc.constantFrom("hash", "hash", "hash", "percpu_hash"),
   key_size: fc.constantFrom(4, 4, 8, 3, 6, 16),
   value_size: fc.constantFrom(8, 8, 4, 1, 12, 40),
   max_entries: fc.integer({ min: 1, max: 12 }),
@@ -107,9 +108,14 @@ function opsArb(ks: number, vs: number, maxEntries: number): fc.Arbitrary<Line[]
   );
 }
 
+/** Bytes a value takes in replay: per-CPU values are possible CPUs x round_up(value_size, 8). */
+const CPUS = machineCpus();
+const valueHexBytes = (type: string, vs: number) =>
+  type === "percpu_hash" ? Math.ceil(vs / 8) * 8 * CPUS : vs;
+
 const scriptArb: fc.Arbitrary<Line[]> = createArb.chain((c) =>
-  opsArb(c.key_size, c.value_size, c.max_entries).map((ops) => [
-    { op: "create", type: "hash", ...c },
+  opsArb(c.key_size, valueHexBytes(c.type, c.value_size), c.max_entries).map((ops) => [
+    { ...c, op: "create" },
     ...ops,
   ]),
 );
@@ -164,6 +170,7 @@ test(`differential: ${RUNS} random scripts agree with the kernel line by line`, 
 test("differential: creation errno for random sizes and flags", { skip }, () => {
   const flagBits = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 2048, 4096, 1 << 20];
   let n = 0;
+  let calls = 0;
   fc.assert(
     fc.property(
       fc.constantFrom(0, 1, 3, 4, 8, 4096),
@@ -173,6 +180,8 @@ test("differential: creation errno for random sizes and flags", { skip }, () => 
       fc.constantFrom(0, 5),
       (ks, vs, me, bits, numa) => {
         const flags = bits.reduce((a, b) => a | b, 0);
+        calls++;
+        const pick = calls;
         if (
           compare([
             {
