@@ -186,7 +186,7 @@ test("differential: creation errno for random sizes and flags", { skip }, () => 
           compare([
             {
               op: "create",
-              type: "hash",
+              type: pick % 3 === 0 ? "percpu_hash" : "hash",
               key_size: ks,
               value_size: vs,
               max_entries: me,
