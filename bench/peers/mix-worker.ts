@@ -4,6 +4,7 @@
  * Runs until the stop flag is set and reports its operation count.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { xorshift32 } from "../../src/check/xorshift.js";
 import { Htab } from "../../src/core/htab.js";
 import { NaiveLockMap } from "./naive-lock-map.js";
 
@@ -16,13 +17,7 @@ const d = workerData as {
   seed: number;
 };
 const ctl = new Int32Array(d.ctl); // [0] ready count, [1] go, [2] stop
-let rnd = d.seed >>> 0 || 9;
-const next = () => {
-  rnd ^= rnd << 13;
-  rnd ^= rnd >>> 17;
-  rnd ^= rnd << 5;
-  return rnd >>> 0;
-};
+const next = xorshift32(d.seed);
 let ops = 0;
 Atomics.add(ctl, 0, 1);
 while (Atomics.load(ctl, 1) === 0) Atomics.wait(ctl, 1, 0, 5);

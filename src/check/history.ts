@@ -6,6 +6,7 @@
  */
 import type { RawMap } from "../core/raw-map.js";
 import type { Op } from "./linearizability.js";
+import { xorshift32 } from "./xorshift.js";
 
 /** Int32s per logged operation: kind, key, flags, arg, result, call, ret. */
 export const REC = 7;
@@ -24,22 +25,6 @@ export interface RecordOptions {
   clock: Int32Array;
 }
 
-/** A map with the non-kernel atomic operations (the SAB backend). */
-interface CompareOps {
-  compareAndDeleteElem(key: Uint8Array, expected: Uint8Array, offset?: number, size?: number): number;
-  compareAndSwapElem(
-    key: Uint8Array,
-    expected: Uint8Array,
-    value: Uint8Array,
-    offset?: number,
-    size?: number,
-  ): number;
-}
-
-function hasCompareOps(m: RawMap): m is RawMap & CompareOps {
-  return typeof (m as Partial<CompareOps>).compareAndDeleteElem === "function";
-}
-
 /**
  * Run random operations on `map` (key_size 4, value_size 8) and log them.
  * Values carry their own complement in the second half, so a torn copy shows.
@@ -47,7 +32,8 @@ function hasCompareOps(m: RawMap): m is RawMap & CompareOps {
  * expecting the value this worker last saw for the key.
  */
 export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
-  const cmp = hasCompareOps(map) ? map : null;
+  // Compare-and-delete/swap exist on the SAB backend only (the kernel has none).
+  const cmp = map.compareAndDeleteElem && map.compareAndSwapElem ? map : null;
   const lastSeen = new Int32Array(o.keys).fill(-1);
   const exp = new Uint8Array(4);
   const ev = new DataView(exp.buffer);
@@ -58,13 +44,7 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
   const vv = new DataView(val.buffer);
   const out = new Uint8Array(8);
   const ov = new DataView(out.buffer);
-  let rnd = o.seed >>> 0 || 1;
-  const next = () => {
-    rnd ^= rnd << 13;
-    rnd ^= rnd >>> 17;
-    rnd ^= rnd << 5;
-    return rnd >>> 0;
-  };
+  const next = xorshift32(o.seed);
   for (let i = 0; i < o.ops; i++) {
     const r = next() % 100;
     const k = next() % o.keys;
@@ -81,7 +61,7 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
       kind = 4;
       arg = lastSeen[k];
       ev.setInt32(0, arg, true);
-      result = cmp.compareAndDeleteElem(key, exp, 0, 4);
+      result = cmp.compareAndDeleteElem!(key, exp, 0, 4);
     } else if (cmp !== null && r >= 95 && r < 98) {
       kind = 5;
       flags = lastSeen[k];
@@ -89,7 +69,7 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
       ev.setInt32(0, flags, true);
       vv.setInt32(0, arg, true);
       vv.setInt32(4, ~arg, true);
-      result = cmp.compareAndSwapElem(key, exp, val, 0, 4);
+      result = cmp.compareAndSwapElem!(key, exp, val, 0, 4);
     } else if (r < 75) {
       kind = 1;
       flags = r < 55 ? 0 : r < 65 ? 1 : 2;

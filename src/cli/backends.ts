@@ -1,23 +1,17 @@
 /** Map factories for the CLI: the SAB backend as root sees it, or the real kernel. */
 
-import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Htab } from "../core/htab.js";
 import type { RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
+import { possibleCpus } from "../kernel/bpf-syscall.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import type { MapFactory } from "./replay.js";
 
 /** Possible CPUs as the kernel counts them, so per-CPU shapes agree across backends. */
 export function machineCpus(): number {
   try {
-    const s = readFileSync("/sys/devices/system/cpu/possible", "utf8").trim();
-    let n = 0;
-    for (const part of s.split(",")) {
-      const [a, b] = part.split("-").map(Number);
-      n += b === undefined ? 1 : b - a + 1;
-    }
-    return n;
+    return possibleCpus();
   } catch {
     return availableParallelism();
   }

@@ -4,6 +4,7 @@
  * or (control plane only) a real kernel map.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { xorshift32 } from "../check/xorshift.js";
 import { Htab } from "../core/htab.js";
 import type { MapInfo, RawMap } from "../core/raw-map.js";
 import { KernelMap } from "../kernel/kernel-map.js";
@@ -67,13 +68,7 @@ if (d.role === "datapath") {
   const vv = new DataView(val.buffer);
   const cur = new Uint8Array(CT_VALUE_SIZE);
   const cv = new DataView(cur.buffer);
-  let rnd = d.seed >>> 0 || 5;
-  const next = () => {
-    rnd ^= rnd << 13;
-    rnd ^= rnd >>> 17;
-    rnd ^= rnd << 5;
-    return rnd >>> 0;
-  };
+  const next = xorshift32(d.seed);
   let existed = false;
   let now = 0n;
   let flow = 0;

@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { recordRandomOps } from "../check/history.js";
+import { xorshift32 } from "../check/xorshift.js";
 import { Htab } from "../core/htab.js";
 import {
   STAT_EXPIRE,
@@ -52,13 +53,7 @@ if (d.phase === "history") {
   const vv = new DataView(val.buffer);
   const out = new Uint8Array(16);
   const ov = new DataView(out.buffer);
-  let rnd = d.seed >>> 0 || 3;
-  const next = () => {
-    rnd ^= rnd << 13;
-    rnd ^= rnd >>> 17;
-    rnd ^= rnd << 5;
-    return rnd >>> 0;
-  };
+  const next = xorshift32(d.seed);
   let now = 0;
   while (Atomics.load(stop, 0) === 0) {
     for (let burst = 0; burst < 256; burst++) {

@@ -1075,6 +1075,32 @@ export class Htab implements RawMap {
     return 0;
   }
 
+  /**
+   * Lock bucket `b` and find the scratch key whose value region equals
+   * `expected`. Returns the element with the lock held (predecessor in
+   * `this.prev`), or -ENOENT / -EBUSY with the lock released.
+   */
+  private lockAndCompare(
+    b: number,
+    hash: number,
+    expected: Uint8Array,
+    expOff: number,
+    offset: number,
+    size: number,
+  ): number {
+    this.lockBucket(b);
+    const e = this.lookupElemLocked(b, hash);
+    if (e === 0) {
+      this.unlockBucket(b);
+      return this.fail(ENOENT, "key not found");
+    }
+    if (!this.regionEquals(e, expected, expOff, offset, size)) {
+      this.unlockBucket(b);
+      return this.fail(EBUSY, "value changed since it was read (compared region differs)");
+    }
+    return e;
+  }
+
   /** Element value bytes [offset, offset+size) equal `expected` from `expOff`. Requires: bucket lock held. */
   private regionEquals(
     e: number,
@@ -1118,18 +1144,9 @@ export class Htab implements RawMap {
     size: number,
   ): number {
     this.checkNotComputing("compareAndDelete");
-    const _i32 = this.i32;
     const b = this.bucketOf(hash);
-    this.lockBucket(b);
-    const e = this.lookupElemLocked(b, hash);
-    if (e === 0) {
-      this.unlockBucket(b);
-      return this.fail(ENOENT, "key not found");
-    }
-    if (!this.regionEquals(e, expected, expOff, offset, size)) {
-      this.unlockBucket(b);
-      return this.fail(EBUSY, "value changed since it was read (compared region differs)");
-    }
+    const e = this.lockAndCompare(b, hash, expected, expOff, offset, size);
+    if (e < 0) return e;
     this.unlinkLocked(b, e, this.prev);
     this.unlockBucket(b);
     this.freeElem(e);
@@ -1209,18 +1226,9 @@ export class Htab implements RawMap {
     if (!this.canWrite()) return this.permError(true);
     this.checkNotComputing("compareAndSwap");
     const hash = this.hashKey(key);
-    const _i32 = this.i32;
     const b = this.bucketOf(hash);
-    this.lockBucket(b);
-    const old = this.lookupElemLocked(b, hash);
-    if (old === 0) {
-      this.unlockBucket(b);
-      return this.fail(ENOENT, "key not found");
-    }
-    if (!this.regionEquals(old, expected, 0, offset, size)) {
-      this.unlockBucket(b);
-      return this.fail(EBUSY, "value changed since it was read (compared region differs)");
-    }
+    const old = this.lockAndCompare(b, hash, expected, 0, offset, size);
+    if (old < 0) return old;
     const err = this.replaceLocked(b, hash, old, this.prev, value, 0);
     this.unlockBucket(b);
     return err;
