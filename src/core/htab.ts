@@ -33,7 +33,9 @@ import {
   ELEM_TAG_I32,
   type Geometry,
   HDR_ACTIVE_I32,
+  HDR_CARVED_I32,
   HDR_FROZEN_I32,
+  HDR_GROW_LOCK_I32,
   HDR_RECOVERED_I32,
   HDR_RECOVERY_LOCK_I32,
   HDR_SPIN_LOCK_OFF_I32,
@@ -139,6 +141,7 @@ export class Htab implements RawMap {
   /** Bytes of a value as the control plane moves it (per-CPU: nrCpus x round_up(value_size, 8)). */
   private readonly valueBytes: number;
   private readonly percpu: boolean;
+  private readonly prealloc: boolean;
   /** round_up(value_size, 8): one CPU's slot in a per-CPU value. */
   private readonly slotBytes: number;
   private readonly keyWords: number;
@@ -175,12 +178,13 @@ export class Htab implements RawMap {
   ) {
     this.i32 = new Int32Array(sab);
     this.u8 = new Uint8Array(sab);
-    this.i64 = new BigInt64Array(sab, 0, sab.byteLength >> 3);
+    this.i64 = new BigInt64Array(sab); // length-tracking on a growable buffer
     this.spinLockOff = this.i32[HDR_SPIN_LOCK_OFF_I32];
     this.keySize = g.keySize;
     this.valueSize = g.valueSize;
     this.valueBytes = g.valueBytes;
     this.percpu = g.percpu;
+    this.prealloc = g.prealloc;
     this.slotBytes = roundUp(g.valueSize, 8);
     this.keyWords = (g.keySize + 3) >>> 2;
     this.mask = g.n_buckets - 1;
@@ -224,7 +228,10 @@ export class Htab implements RawMap {
     const flags = spec.flags ?? 0;
     let sab: SharedArrayBuffer;
     try {
-      sab = new SharedArrayBuffer(g.totalBytes);
+      // BPF_F_NO_PREALLOC: reserve the whole map, commit only header and buckets; grow on demand.
+      sab = g.prealloc
+        ? new SharedArrayBuffer(g.totalBytes)
+        : new SharedArrayBuffer(g.elemsBytes, { maxByteLength: g.totalBytes });
     } catch (e) {
       throw new BpfError(
         "create",
@@ -237,7 +244,7 @@ export class Htab implements RawMap {
     writeHeader(i32, g, spec.type, flags, hashrnd);
     if (spec.spinLockOffset !== undefined) i32[HDR_SPIN_LOCK_OFF_I32] = spec.spinLockOffset;
     // prealloc_init(): every element onto the per-CPU freelists ...
-    pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
+    if (g.prealloc) pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
     // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
     for (let cpu = 0; cpu < g.extra_elems; cpu++) {
       const e = pcpuFreelistPop(i32, cpu, nrCpus);
@@ -427,7 +434,8 @@ export class Htab implements RawMap {
     if (this.spinLockOff >= 0) {
       const step = this.elemStrideI32;
       const lockAt = (this.valueOffBytes + this.spinLockOff) >> 2;
-      for (let e = this.elemsBase, n = 0; n < this.walkBound - 1; n++, e += step) {
+      const elems = this.prealloc ? this.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
+      for (let e = this.elemsBase, n = 0; n < elems; n++, e += step) {
         const v = Atomics.load(i32, e + lockAt);
         if (v !== 0 && (v >>> 1) - 1 === d) {
           Atomics.store(i32, e + lockAt, 0);
@@ -808,7 +816,7 @@ export class Htab implements RawMap {
       this.dirty = true; // copying readers must not accept a half-written value
     } else if (old !== 0) err = this.replaceLocked(b, hash, old, this.prev, value, valueOff);
     else {
-      const e = this.allocElem();
+      const e = this.allocNew();
       if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
       else this.insertLocked(b, e, hash, value, valueOff);
     }
@@ -823,7 +831,44 @@ export class Htab implements RawMap {
     if (e !== 0) return e;
     let moved = 0;
     for (let c = 0; c < this.nrCpus; c++) moved += limboReclaim(i32, c, this.cpu, this.nrCpus);
-    return moved > 0 ? pcpuFreelistPop(i32, this.cpu, this.nrCpus) : 0;
+    if (moved > 0) return pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+    return this.prealloc ? 0 : this.carveElem();
+  }
+
+  /**
+   * An element for a new key. Preallocated maps are full when no element is
+   * free; others when the count reaches max_entries (kernel: is_map_full()).
+   */
+  private allocNew(): number {
+    if (!this.prealloc && this.count() >= this.maxEntries) return 0;
+    return this.allocElem();
+  }
+
+  /**
+   * BPF_F_NO_PREALLOC: take a never-used element from the end of the buffer,
+   * growing the (growable) SharedArrayBuffer first. Every view over it tracks
+   * its length, so all attached threads see the new memory.
+   */
+  private carveElem(): number {
+    const i32 = this.i32;
+    lockAcquire(i32, HDR_GROW_LOCK_I32, this.cpu);
+    try {
+      const n = Atomics.load(i32, HDR_CARVED_I32);
+      if (n >= this.walkBound - 1) return 0;
+      const end = this.elemsBase * 4 + (n + 1) * this.elemStrideI32 * 4;
+      const sab = this.handle.sab;
+      if (sab.byteLength < end) {
+        // Grow by at least an eighth of what is there, so growth is amortised.
+        const want = Math.min(sab.maxByteLength, Math.max(end, sab.byteLength + (sab.byteLength >>> 3)));
+        sab.grow(Math.ceil(want / 8) * 8);
+      }
+      const e = this.elemsBase + n * this.elemStrideI32;
+      i32[this.myPcpu + PCPU_INFLIGHT_I32] = e;
+      Atomics.store(i32, HDR_CARVED_I32, n + 1);
+      return e;
+    } finally {
+      lockRelease(i32, HDR_GROW_LOCK_I32);
+    }
   }
 
   /**
@@ -889,7 +934,11 @@ export class Htab implements RawMap {
     i32[p + PCPU_INFLIGHT_I32] = old;
     i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
     this.dirty = true;
-    if (noActiveSections(i32)) {
+    if (!this.prealloc) {
+      // No extra elements: the old element is freed (kernel: free_htab_elem() after unlock).
+      if (noActiveSections(i32)) pcpuFreelistPush(i32, this.cpu, old);
+      else limboPush(i32, this.cpu, old);
+    } else if (noActiveSections(i32)) {
       i32[p + PCPU_EXTRA_I32] = old;
       i32[p + PCPU_INFLIGHT_I32] = 0;
     } else {
@@ -1295,7 +1344,7 @@ export class Htab implements RawMap {
       }
       this.checkValueIn("compute", next);
       if (old !== 0) return this.replaceLocked(b, hash, old, prevOld, next, 0);
-      const e = this.allocElem();
+      const e = this.allocNew();
       if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
       this.insertLocked(b, e, hash, next, 0);
       return 0;
@@ -1404,7 +1453,7 @@ export class Htab implements RawMap {
       for (let i = 0; i < this.valueSize; i++) this.u8[dst + i] = value[i];
       this.dirty = true;
     } else {
-      const e = this.allocElem();
+      const e = this.allocNew();
       if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
       else {
         // pcpu_init_value(): this CPU's slot gets the value, the others zeros.
@@ -1682,8 +1731,8 @@ export class Htab implements RawMap {
   fsck(): FsckReport {
     const i32 = this.i32;
     const errors: string[] = [];
-    const num = this.walkBound - 1;
-    const where = new Int8Array(num);
+    const num = this.prealloc ? this.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
+    const where = new Int8Array(this.walkBound);
     const idxOf = (e: number): number => {
       const off = e - this.elemsBase;
       if (off < 0 || off % this.elemStrideI32 !== 0 || off / this.elemStrideI32 >= num) return -1;

@@ -126,13 +126,13 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
 
   // htab_map_alloc()
   if (spec.maxEntries > 2 ** 31) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is over 2^31`);
-  const g = computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, nrCpus, percpu);
+  const g = computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, nrCpus, percpu, prealloc);
   if (g.n_buckets > MAX_N_BUCKETS)
     fail(Errno.E2BIG, `max_entries ${spec.maxEntries} needs ${g.n_buckets} buckets, over the kernel's limit`);
-  if ((t !== MapType.Hash && t !== MapType.PercpuHash) || !prealloc)
+  if (t !== MapType.Hash && t !== MapType.PercpuHash)
     fail(
       Errno.EOPNOTSUPP,
-      "the SharedArrayBuffer backend implements preallocated HASH and PERCPU_HASH so far; use the kernel backend for LRU and BPF_F_NO_PREALLOC",
+      "the SharedArrayBuffer backend implements HASH and PERCPU_HASH so far; use the kernel backend for LRU maps",
     );
   if (g.totalBytes > MAX_TOTAL_BYTES)
     fail(Errno.ENOMEM, `map needs ${g.totalBytes} bytes, over htab's ${MAX_TOTAL_BYTES}-byte limit`);

@@ -14,7 +14,7 @@
  *              |  MAX_ENTRIES MAP_FLAGS N_BUCKETS HASHRND ELEM_SIZE   |
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
  *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE RECOVERY_LOCK     |
- *              |  RECOVERED (rest zero)                               |
+ *              |  RECOVERED CARVED GROW_LOCK (rest zero)              |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
@@ -48,6 +48,7 @@
  * | bucket HEAD     | holder of SEQLOCK               | readers inside a seq window | plain; readers validate with SEQLOCK |
  * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQLOCK of the bucket it started from |
  * | elem FNEXT, TAG | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK |
+ * | hdr CARVED      | holder of GROW_LOCK (NO_PREALLOC) | allocators, fsck       | Atomics; elements below it exist, the buffer has grown past them first |
  * | hdr EPOCH       | any thread that frees while sections are active | section entry, reclaim | Atomics.add / Atomics.load |
  * | hdr ACTIVE      | section entry and exit           | writers freeing elements | Atomics; read after the unlink, so a section either sees the unlink or is counted |
  * | pcpu SECTION    | the slot owner                  | reclaimers                | Atomics.store / Atomics.load |
@@ -93,6 +94,10 @@ export const HDR_ACTIVE_I32 = 18;
 export const HDR_RECOVERY_LOCK_I32 = 19;
 /** Locks and half-done operations recovered from dead slots (stats). */
 export const HDR_RECOVERED_I32 = 20;
+/** BPF_F_NO_PREALLOC: elements carved from the growable buffer so far (bump pointer). */
+export const HDR_CARVED_I32 = 21;
+/** BPF_F_NO_PREALLOC: lock around carving and growing (owner-tagged). */
+export const HDR_GROW_LOCK_I32 = 22;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -174,6 +179,8 @@ export interface Geometry {
   elem_size: number;
   /** Per-CPU values: one round_up(value, 8) slot per possible CPU, inline in the element. */
   percpu: boolean;
+  /** False under BPF_F_NO_PREALLOC: elements are carved from a growable buffer on demand. */
+  prealloc: boolean;
   /** Bytes of a value as the control plane moves it: value_size, or nrCpus x round_up(value_size, 8). */
   valueBytes: number;
   /** extra_elems: one per CPU slot, for replacing an existing key in a full map */
@@ -191,14 +198,17 @@ export function computeGeometry(
   maxEntries: number,
   nrCpus: number,
   percpu = false,
+  prealloc = true,
 ): Geometry {
   const n_buckets = roundupPowOfTwo(maxEntries);
   // What the control plane copies: value_size, or every CPU's round_up(value_size, 8) slot.
   const valueBytes = percpu ? roundUp(valueSize, 8) * nrCpus : valueSize;
   const elem_size = ELEM_HEADER_BYTES + roundUp(keySize, 8) + roundUp(valueSize, 8) * (percpu ? nrCpus : 1);
   // Kernel: htab_has_extra_elems(): per-CPU maps update in place and need none.
-  const extra_elems = percpu ? 0 : nrCpus;
-  const num_elems = maxEntries + extra_elems;
+  // Without preallocation there are no extra elements either, but a replace in a
+  // full map allocates before it frees: room for one such element per CPU.
+  const extra_elems = percpu || !prealloc ? 0 : nrCpus;
+  const num_elems = maxEntries + (prealloc ? extra_elems : percpu ? 0 : nrCpus);
   const bucketsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
   const elemsBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
   const totalBytes = elemsBytes + num_elems * elem_size;
@@ -210,6 +220,7 @@ export function computeGeometry(
     n_buckets,
     elem_size,
     percpu,
+    prealloc,
     valueBytes,
     extra_elems,
     num_elems,
@@ -276,8 +287,10 @@ export function readGeometry(buf: unknown): {
     i32[HDR_MAX_ENTRIES_I32] >>> 0,
     i32[HDR_NR_CPUS_I32],
     isPercpuType(i32[HDR_MAP_TYPE_I32]),
+    (i32[HDR_MAP_FLAGS_I32] & 1) === 0, // BPF_F_NO_PREALLOC
   );
-  if (g.totalBytes !== buf.byteLength || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
+  const size = buf.growable ? buf.maxByteLength : buf.byteLength;
+  if (g.totalBytes !== size || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
     invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");
   return {
     g,

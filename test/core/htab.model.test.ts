@@ -139,12 +139,14 @@ function orderOf(map: Htab, ks: number): string[] {
   return out;
 }
 
-for (const [ks, vs] of [
-  [4, 8],
-  [3, 5],
-  [16, 64],
+for (const [ks, vs, extraFlags] of [
+  [4, 8, 0],
+  [3, 5, 0],
+  [16, 64, 0],
+  [4, 8, MapFlags.NoPrealloc],
 ]) {
-  test(`Htab agrees with the reference model (key_size ${ks}, value_size ${vs})`, () => {
+  const what = extraFlags ? ", BPF_F_NO_PREALLOC" : "";
+  test(`Htab agrees with the reference model (key_size ${ks}, value_size ${vs}${what})`, () => {
     let ops = 0;
     fc.assert(
       fc.property(
@@ -153,7 +155,13 @@ for (const [ks, vs] of [
         fc.commands(commands(ks, vs, 14), { maxCommands: 80, size: "max" }),
         (maxEntries, nrCpus, cmds) => {
           const map = Htab.create(
-            { type: MapType.Hash, keySize: ks, valueSize: vs, maxEntries, flags: MapFlags.ZeroSeed },
+            {
+              type: MapType.Hash,
+              keySize: ks,
+              valueSize: vs,
+              maxEntries,
+              flags: MapFlags.ZeroSeed | extraFlags,
+            },
             { privileged: true, nrCpus },
           );
           const model = new HashModel(ks, maxEntries, 0);

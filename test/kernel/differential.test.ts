@@ -40,6 +40,7 @@ const createArb = fc.record({
     F.ZeroSeed | F.Rdonly,
     F.ZeroSeed | F.Wronly,
     F.ZeroSeed | F.RdonlyProg,
+    F.ZeroSeed | F.NoPrealloc,
   ),
 });
 
@@ -129,15 +130,8 @@ function runOn(backend: "sab" | "kernel", script: Line[]): string[] {
   }
 }
 
-/** NO_PREALLOC maps are not in the SAB backend yet (issue 6); such scripts are counted and skipped. */
-let notImplemented = 0;
-
 function compare(script: Line[]): boolean {
   const sab = runOn("sab", script);
-  if (sab[0].includes("EOPNOTSUPP") && ((script[0].flags as number) & F.NoPrealloc) !== 0) {
-    notImplemented++;
-    return false;
-  }
   const kern = runOn("kernel", script);
   for (let i = 0; i < script.length; i++) {
     if (sab[i] !== kern[i]) {
@@ -200,9 +194,7 @@ test("differential: creation errno for random sizes and flags", { skip }, () => 
     ),
     { numRuns: Math.max(60, RUNS / 2), verbose: 1 },
   );
-  console.log(
-    `# differential: ${n} create calls agree; ${notImplemented} NO_PREALLOC creates skipped (not in the SAB backend yet)`,
-  );
+  console.log(`# differential: ${n} create calls agree`);
 });
 
 /** Port of the hashmap checks of tools/testing/selftests/bpf/test_maps.c (test_hashmap). */
