@@ -14,10 +14,12 @@ import cliProgress from "cli-progress";
 import { Bench } from "tinybench";
 import * as codecs from "../src/api/codecs.js";
 import { TypedMap } from "../src/api/typed-map.js";
+import { machineCpus } from "../src/cli/backends.js";
 import { runConntrack } from "../src/cli/conntrack.js";
 import { Htab } from "../src/core/htab.js";
 import type { RawMap } from "../src/core/raw-map.js";
-import { MapType } from "../src/uapi.js";
+import type { MapSpec } from "../src/core/spec.js";
+import { MapFlags, MapType } from "../src/uapi.js";
 import { OwnerMap } from "./peers/message-maps.js";
 import { NaiveLockMap } from "./peers/naive-lock-map.js";
 
@@ -54,6 +56,8 @@ export interface ThroughputResult {
 }
 
 export interface MemoryResult {
+  /** "hash", "percpu_hash" (2 possible CPUs' worth of values), "hash NO_PREALLOC (half full)" */
+  type: string;
   entries: number;
   htabBytesPerEntry: number;
   kernelBytesPerEntry: number | null;
@@ -628,23 +632,53 @@ function computeRatios(rep: BenchReport): Record<string, number> {
   return r;
 }
 
-async function memory(entries: number): Promise<MemoryResult> {
-  const h = Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries }, { nrCpus: 2 });
-  const htabBytesPerEntry = h.memoryUsage() / entries;
-  h.close();
+/** Bytes per entry for each map type, htab and the kernel's memlock for the same map. */
+async function memory(entries: number): Promise<MemoryResult[]> {
   const kern = await loadKernel();
-  let kernelBytesPerEntry: number | null = null;
-  if (kern) {
-    const km = kern.KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries });
-    kernelBytesPerEntry = km.memoryUsage() / entries;
-    km.close();
+  const cases: { type: string; spec: MapSpec; fill: number }[] = [
+    { type: "hash", spec: { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries }, fill: 0 },
+    {
+      type: "percpu_hash",
+      spec: { type: MapType.PercpuHash, keySize: 4, valueSize: 8, maxEntries: entries },
+      fill: 0,
+    },
+    {
+      type: "hash NO_PREALLOC (half full)",
+      spec: { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries, flags: MapFlags.NoPrealloc },
+      fill: entries >> 1,
+    },
+  ];
+  const cpus = machineCpus();
+  const out: MemoryResult[] = [];
+  for (const c of cases) {
+    const k = new Uint8Array(4);
+    const v = new Uint8Array(c.spec.type === MapType.PercpuHash ? 8 * cpus : 8);
+    const fillUp = (m: RawMap) => {
+      for (let i = 0; i < c.fill; i++) {
+        new DataView(k.buffer).setUint32(0, i, true);
+        m.updateElem(k, v, 0);
+      }
+    };
+    const h = Htab.create(c.spec, { nrCpus: cpus });
+    fillUp(h);
+    const htabBytesPerEntry = h.memoryUsage() / entries;
+    h.close();
+    let kernelBytesPerEntry: number | null = null;
+    if (kern) {
+      const km = kern.KernelMap.create(c.spec);
+      fillUp(km);
+      kernelBytesPerEntry = km.memoryUsage() / entries;
+      km.close();
+    }
+    out.push({
+      type: c.type,
+      entries,
+      htabBytesPerEntry,
+      kernelBytesPerEntry,
+      ratio: kernelBytesPerEntry ? htabBytesPerEntry / kernelBytesPerEntry : null,
+    });
   }
-  return {
-    entries,
-    htabBytesPerEntry,
-    kernelBytesPerEntry,
-    ratio: kernelBytesPerEntry ? htabBytesPerEntry / kernelBytesPerEntry : null,
-  };
+  return out;
 }
 
 function table(rep: BenchReport): string {
@@ -670,10 +704,14 @@ function table(rep: BenchReport): string {
     lines.push(
       `| ${t.workload} | ${t.entries} | ${t.peer} | ${t.workers} | ${Math.round(t.median).toLocaleString("en-US")} | ${Math.round(t.min).toLocaleString("en-US")} | ${Math.round(t.max).toLocaleString("en-US")} |`,
     );
-  lines.push("", "| entries | htab bytes/entry | kernel memlock bytes/entry | ratio |", "|---|---|---|---|");
+  lines.push(
+    "",
+    "| map type | entries | htab bytes/entry | kernel memlock bytes/entry | ratio |",
+    "|---|---|---|---|---|",
+  );
   for (const m of rep.memory)
     lines.push(
-      `| ${m.entries} | ${m.htabBytesPerEntry.toFixed(1)} | ${m.kernelBytesPerEntry?.toFixed(1) ?? "n/a"} | ${m.ratio?.toFixed(3) ?? "n/a"} |`,
+      `| ${m.type} | ${m.entries} | ${m.htabBytesPerEntry.toFixed(1)} | ${m.kernelBytesPerEntry?.toFixed(1) ?? "n/a"} | ${m.ratio?.toFixed(3) ?? "n/a"} |`,
     );
   lines.push("", "| ratio | value |", "|---|---|");
   for (const [k, v] of Object.entries(rep.ratios))
@@ -801,7 +839,7 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
     bar.increment(1, { task: `read-heavy mix @${n}` });
     rep.throughput.push(...(await mixThroughput(n, o.quick)));
     bar.increment(1);
-    rep.memory.push(await memory(n));
+    rep.memory.push(...(await memory(n)));
   }
   bar.increment(0, { task: "conntrack pattern" });
   const ct = await runConntrack({

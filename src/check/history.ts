@@ -26,7 +26,7 @@ export interface RecordOptions {
 }
 
 /**
- * Run random operations on `map` (key_size 4, value_size 8) and log them.
+ * Run random operations on `map` (key_size 4, values of at least 8 bytes) and log them.
  * Values carry their own complement in the second half, so a torn copy shows.
  * On maps that have them, compare-and-delete and compare-and-swap are mixed in,
  * expecting the value this worker last saw for the key.
@@ -40,9 +40,12 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
   const log = new Int32Array(o.ops * REC);
   const key = new Uint8Array(4);
   const kv = new DataView(key.buffer);
-  const val = new Uint8Array(8);
+  // Per-CPU maps move every CPU's slot; the logged value sits in the first 8 bytes.
+  const { type, valueSize, nrCpus } = map.info;
+  const bytes = type === 5 || type === 10 ? Math.ceil(valueSize / 8) * 8 * nrCpus : valueSize;
+  const val = new Uint8Array(bytes);
   const vv = new DataView(val.buffer);
-  const out = new Uint8Array(8);
+  const out = new Uint8Array(bytes);
   const ov = new DataView(out.buffer);
   const next = xorshift32(o.seed);
   for (let i = 0; i < o.ops; i++) {

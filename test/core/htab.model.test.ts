@@ -139,13 +139,18 @@ function orderOf(map: Htab, ks: number): string[] {
   return out;
 }
 
-for (const [ks, vs, extraFlags] of [
-  [4, 8, 0],
-  [3, 5, 0],
-  [16, 64, 0],
-  [4, 8, MapFlags.NoPrealloc],
+const PERCPU_CPUS = 2;
+
+for (const [ks, vs, extraFlags, type] of [
+  [4, 8, 0, MapType.Hash],
+  [3, 5, 0, MapType.Hash],
+  [16, 64, 0, MapType.Hash],
+  [4, 8, MapFlags.NoPrealloc, MapType.Hash],
+  // Per-CPU: the control plane moves PERCPU_CPUS x round_up(4, 8) = 16 bytes per value.
+  [4, 16, 0, MapType.PercpuHash],
 ]) {
-  const what = extraFlags ? ", BPF_F_NO_PREALLOC" : "";
+  const percpu = type === MapType.PercpuHash;
+  const what = `${extraFlags ? ", BPF_F_NO_PREALLOC" : ""}${percpu ? ", PERCPU_HASH" : ""}`;
   test(`Htab agrees with the reference model (key_size ${ks}, value_size ${vs}${what})`, () => {
     let ops = 0;
     fc.assert(
@@ -156,15 +161,15 @@ for (const [ks, vs, extraFlags] of [
         (maxEntries, nrCpus, cmds) => {
           const map = Htab.create(
             {
-              type: MapType.Hash,
+              type,
               keySize: ks,
-              valueSize: vs,
+              valueSize: percpu ? 4 : vs,
               maxEntries,
               flags: MapFlags.ZeroSeed | extraFlags,
             },
-            { privileged: true, nrCpus },
+            { privileged: true, nrCpus: percpu ? PERCPU_CPUS : nrCpus },
           );
-          const model = new HashModel(ks, maxEntries, 0);
+          const model = new HashModel(ks, maxEntries, 0, percpu);
           fc.modelRun(() => ({ model, real: { map } }), cmds);
           const f = map.fsck();
           assert.ok(f.ok, f.errors.join("; "));

@@ -14,13 +14,16 @@ import { runWorkers, startBarrier } from "../helpers/workers.js";
 const WORKERS = Number(process.env.HTAB_STRESS_WORKERS ?? 3);
 const OPS = Number(process.env.HTAB_STRESS_OPS ?? 40_000);
 
-for (const [keys, maxEntries] of [
-  [6, 6],
-  [12, 16],
+for (const [keys, maxEntries, type, extra] of [
+  [6, 6, MapType.Hash, 0],
+  [12, 16, MapType.Hash, 0],
+  [6, 6, MapType.PercpuHash, 0],
+  [6, 6, MapType.Hash, MapFlags.NoPrealloc],
 ]) {
-  test(`stress: ${WORKERS} workers x ${OPS} ops on ${keys} keys (max_entries ${maxEntries}) are linearizable`, async () => {
+  const kind = `${type === MapType.PercpuHash ? "PERCPU_HASH" : "HASH"}${extra ? " NO_PREALLOC" : ""}`;
+  test(`stress ${kind}: ${WORKERS} workers x ${OPS} ops on ${keys} keys (max_entries ${maxEntries}) are linearizable`, async () => {
     const map = Htab.create(
-      { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries, flags: MapFlags.ZeroSeed },
+      { type, keySize: 4, valueSize: 8, maxEntries, flags: MapFlags.ZeroSeed | extra },
       { privileged: true, nrCpus: WORKERS + 1 },
     );
     const clock = new SharedArrayBuffer(4);
@@ -52,7 +55,7 @@ for (const [keys, maxEntries] of [
       "compare ops were exercised both ways",
     );
     console.log(
-      `# stress keys=${keys}: ${res.ops} operations checked, ${res.badKeys.length} keys with violations, ${res.inconclusive.length} inconclusive, ${torn} torn reads`,
+      `# stress ${kind} keys=${keys}: ${res.ops} operations checked, ${res.badKeys.length} keys with violations, ${res.inconclusive.length} inconclusive, ${torn} torn reads`,
     );
     assert.equal(torn, 0);
     assert.deepEqual(res.badKeys, [], "linearizability violations");

@@ -31,6 +31,8 @@ export class HashModel {
     readonly keySize: number,
     readonly maxEntries: number,
     readonly seed: number,
+    /** Per-CPU maps overwrite an existing key in place: its chain position stays. */
+    readonly inPlace = false,
   ) {
     let n = 1;
     while (n < maxEntries) n *= 2;
@@ -61,6 +63,10 @@ export class HashModel {
     if (i >= 0 && flags === 1) return EEXIST;
     if (i < 0 && flags === 2) return ENOENT;
     if (i < 0 && this.count >= this.maxEntries) return E2BIG;
+    if (i >= 0 && this.inPlace) {
+      this.chains[b][i].value = hex(value);
+      return 0;
+    }
     if (i >= 0) this.chains[b].splice(i, 1);
     else this.count++;
     this.chains[b].unshift({ key: hex(key), value: hex(value) });
