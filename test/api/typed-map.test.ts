@@ -106,3 +106,26 @@ test("workers: a map posted to a worker is the same map", async () => {
   assert.equal(cpu, 1);
   assert.equal(t.get(7), 42n);
 });
+
+test("watchWorker reaps the slot of a worker that was terminated without close()", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const { watchWorker } = await import("../../src/api/create.js");
+  const raw = Htab.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 },
+    { nrCpus: 2, cpu: 0 },
+  );
+  const src = `
+    const { workerData, parentPort } = require("node:worker_threads");
+    import(${JSON.stringify(new URL("../../src/index.js", import.meta.url).href)}).then(({ attach }) => {
+      attach(workerData, { cpu: 1 });
+      parentPort.postMessage("attached");
+      setInterval(() => {}, 1000);
+    });`;
+  const w = new Worker(src, { eval: true, workerData: raw.handle });
+  watchWorker(raw, w, 1);
+  await new Promise((r) => w.once("message", r));
+  assert.throws(() => Htab.attach(raw.handle, { cpu: 1 }), { code: "EBUSY" });
+  await w.terminate();
+  await new Promise((r) => setTimeout(r, 10));
+  Htab.attach(raw.handle, { cpu: 1 }).close(); // the slot is free again
+});
