@@ -646,9 +646,10 @@ export class Htab implements RawMap {
 
   /**
    * Lock-free lookup of the scratch key; copies the value into `out` when found.
+   * Returns the element, validated as linked while it was read, or 0.
    * Kernel: lookup_nulls_elem_raw(), with the bucket seq in place of the nulls check.
    */
-  private lookupCopy(hash: number, out: Uint8Array | null, outOff: number): boolean {
+  private lookupCopy(hash: number, out: Uint8Array | null, outOff: number): number {
     const i32 = this.i32;
     const b = this.bucketOf(hash);
     const seqIdx = b + BUCKET_SEQLOCK_I32;
@@ -660,11 +661,11 @@ export class Htab implements RawMap {
         continue; // a writer holds the bucket: its section is short, spin
       }
       let e = i32[b + BUCKET_HEAD_I32];
-      let found = false;
+      let found = 0;
       for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
         if (i32[e + ELEM_HASH_I32] === hash && this.keyEquals(e)) {
           if (out !== null) this.copyValueOut(e, out, outOff);
-          found = true;
+          found = e;
           break;
         }
         e = i32[e + ELEM_NEXT_I32];
@@ -675,10 +676,10 @@ export class Htab implements RawMap {
   }
 
   /** lookupCopy() for a bucket this thread holds. Requires: bucket lock held. */
-  private walkLocked(b: number, hash: number, out: Uint8Array | null, outOff: number): boolean {
+  private walkLocked(b: number, hash: number, out: Uint8Array | null, outOff: number): number {
     const e = this.lookupElemLocked(b, hash);
     if (e !== 0 && out !== null) this.copyValueOut(e, out, outOff);
-    return e !== 0;
+    return e;
   }
 
   /** True inside a compute() callback for the bucket that compute() holds. */
@@ -729,7 +730,7 @@ export class Htab implements RawMap {
         return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
       return this.lookupLocked(this.hashKey(key), value);
     }
-    if (this.lookupCopy(this.hashKey(key), value, 0)) return 0;
+    if (this.lookupCopy(this.hashKey(key), value, 0) !== 0) return 0;
     return this.fail(ENOENT, "key not found");
   }
 
@@ -751,29 +752,14 @@ export class Htab implements RawMap {
 
   /** Lock-free search for the scratch key; returns the element, validated as linked, or 0. */
   private findElem(hash: number): number {
-    const i32 = this.i32;
-    const b = this.bucketOf(hash);
-    const seqIdx = b + BUCKET_SEQLOCK_I32;
-    for (;;) {
-      const s = Atomics.load(i32, seqIdx);
-      if ((s & SEQ_LOCKED) !== 0) {
-        if (this.heldByMe(b)) return this.lookupElemLocked(b, hash);
-        continue;
-      }
-      let e = i32[b + BUCKET_HEAD_I32];
-      for (let steps = 0; e !== 0 && steps < this.walkBound; steps++) {
-        if (i32[e + ELEM_HASH_I32] === hash && this.keyEquals(e)) break;
-        e = i32[e + ELEM_NEXT_I32];
-      }
-      if (seqUnchanged(s, Atomics.load(i32, seqIdx))) return e;
-    }
+    return this.lookupCopy(hash, null, 0);
   }
 
   /** True when `key` is present (a lookup that copies nothing). */
   hasElem(key: Uint8Array): boolean {
     this.checkKey("has", key);
     if (!this.canRead()) return false;
-    return this.lookupCopy(this.hashKey(key), null, 0);
+    return this.lookupCopy(this.hashKey(key), null, 0) !== 0;
   }
 
   /**
