@@ -19,6 +19,7 @@ import { runConntrack } from "../src/cli/conntrack.js";
 import { Htab } from "../src/core/htab.js";
 import type { RawMap } from "../src/core/raw-map.js";
 import type { MapSpec } from "../src/core/spec.js";
+import { syscallValueBytes } from "../src/layout/layout.js";
 import { MapFlags, MapType } from "../src/uapi.js";
 import { OwnerMap } from "./peers/message-maps.js";
 import { NaiveLockMap } from "./peers/naive-lock-map.js";
@@ -652,7 +653,7 @@ async function memory(entries: number): Promise<MemoryResult[]> {
   const out: MemoryResult[] = [];
   for (const c of cases) {
     const k = new Uint8Array(4);
-    const v = new Uint8Array(c.spec.type === MapType.PercpuHash ? 8 * cpus : 8);
+    const v = new Uint8Array(syscallValueBytes(c.spec.type, c.spec.valueSize, cpus));
     const fillUp = (m: RawMap) => {
       for (let i = 0; i < c.fill; i++) {
         new DataView(k.buffer).setUint32(0, i, true);

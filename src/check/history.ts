@@ -5,6 +5,7 @@
  * clock. Used by the stress tests and by `htab demo`.
  */
 import type { RawMap } from "../core/raw-map.js";
+import { syscallValueBytes } from "../layout/layout.js";
 import type { Op } from "./linearizability.js";
 import { xorshift32 } from "./xorshift.js";
 
@@ -41,8 +42,7 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
   const key = new Uint8Array(4);
   const kv = new DataView(key.buffer);
   // Per-CPU maps move every CPU's slot; the logged value sits in the first 8 bytes.
-  const { type, valueSize, nrCpus } = map.info;
-  const bytes = type === 5 || type === 10 ? Math.ceil(valueSize / 8) * 8 * nrCpus : valueSize;
+  const bytes = syscallValueBytes(map.info.type, map.info.valueSize, map.info.nrCpus);
   const val = new Uint8Array(bytes);
   const vv = new DataView(val.buffer);
   const out = new Uint8Array(bytes);

@@ -9,6 +9,7 @@
 import type { BatchResult, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { Errno, errnoName } from "../errors.js";
+import { syscallValueBytes } from "../layout/layout.js";
 import { MAP_TYPE_NAMES } from "../uapi.js";
 
 /** Makes a map for `create`; `inner` is the template map of a map-in-map. */
@@ -51,8 +52,7 @@ function flagsField(o: Json, name: string): number {
 }
 
 function valueBytes(m: RawMap): number {
-  const { type, valueSize, nrCpus } = m.info;
-  return type === 5 || type === 10 ? Math.ceil(valueSize / 8) * 8 * nrCpus : valueSize;
+  return syscallValueBytes(m.info.type, m.info.valueSize, m.info.nrCpus);
 }
 
 /** Runs replay lines against maps made by `factory`. */

@@ -72,7 +72,7 @@ import {
   SEQ_WAITERS,
   seqUnchanged,
 } from "../sync/bucket-seqlock.js";
-import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
@@ -382,7 +382,7 @@ export class Htab implements RawMap {
     for (let c = 0; c < this.nrCpus; c++) {
       const lk = pcpuBase(c) + PCPU_FL_LOCK_I32;
       const v = Atomics.load(i32, lk);
-      if (v !== 0 && (v >>> 1) - 1 === d) {
+      if (v !== 0 && lockOwner(v) === d) {
         if (lost !== 0 && this.onLists(c, lost)) lost = 0;
         Atomics.store(i32, lk, 0);
         Atomics.notify(i32, lk);
@@ -437,7 +437,7 @@ export class Htab implements RawMap {
       const elems = this.prealloc ? this.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
       for (let e = this.elemsBase, n = 0; n < elems; n++, e += step) {
         const v = Atomics.load(i32, e + lockAt);
-        if (v !== 0 && (v >>> 1) - 1 === d) {
+        if (v !== 0 && lockOwner(v) === d) {
           Atomics.store(i32, e + lockAt, 0);
           Atomics.notify(i32, e + lockAt);
           Atomics.add(i32, HDR_RECOVERED_I32, 1);
@@ -1091,16 +1091,21 @@ export class Htab implements RawMap {
 
   // ------------------------------------------------- beyond the kernel (seed 001)
 
+  /** A compared region [offset, offset+size) lies inside the value and is not empty. */
+  private regionFits(offset: number, size: number): boolean {
+    return (
+      Number.isInteger(offset) &&
+      Number.isInteger(size) &&
+      offset >= 0 &&
+      size > 0 &&
+      offset + size <= this.valueBytes
+    );
+  }
+
   /** Validate a compared region; returns 0 or -EINVAL with the reason recorded. */
   private checkRegion(op: string, expected: Uint8Array, offset: number, size: number): number {
     if (!(expected instanceof Uint8Array)) invalid(op, "expected must be a Uint8Array");
-    if (
-      !Number.isInteger(offset) ||
-      !Number.isInteger(size) ||
-      offset < 0 ||
-      size <= 0 ||
-      offset + size > this.valueBytes
-    )
+    if (!this.regionFits(offset, size))
       return this.fail(
         EINVAL,
         `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`,
@@ -1210,13 +1215,7 @@ export class Htab implements RawMap {
       invalid("compareAndDeleteBatch", `expected must hold count * size = ${count * size} bytes`);
     if (!(results instanceof Int32Array) || results.length < count)
       invalid("compareAndDeleteBatch", "results must be an Int32Array of at least count entries");
-    if (
-      !Number.isInteger(offset) ||
-      !Number.isInteger(size) ||
-      offset < 0 ||
-      size <= 0 ||
-      offset + size > this.valueBytes
-    )
+    if (!this.regionFits(offset, size))
       invalid(
         "compareAndDeleteBatch",
         `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`,

@@ -9,6 +9,7 @@
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { BpfError, Errno, errnoName, invalid } from "../errors.js";
+import { syscallValueBytes } from "../layout/layout.js";
 import { BpfCmd, MapType } from "../uapi.js";
 import { bpfFfi, fdMemlock, type NativeBuf, possibleCpus, unprivilegedBpfDisabled } from "./bpf-syscall.js";
 
@@ -53,10 +54,6 @@ export interface KernelCreateOptions {
   innerMap?: KernelMap;
   /** Map name (at most 15 characters). */
   name?: string;
-}
-
-function isPercpu(type: number): boolean {
-  return type === MapType.PercpuHash || type === MapType.LruPercpuHash;
 }
 
 /** Say which capability is missing when bpf() refuses. */
@@ -140,7 +137,7 @@ export class KernelMap implements RawMap {
           nrCpus,
           id: 0,
         },
-        isPercpu(spec.type) ? Math.ceil(spec.valueSize / 8) * 8 * nrCpus : spec.valueSize,
+        syscallValueBytes(spec.type, spec.valueSize, nrCpus),
       );
       const real = km.objInfo();
       Object.assign(km.info, { id: real.id, maxEntries: real.maxEntries, flags: real.flags });
@@ -162,7 +159,7 @@ export class KernelMap implements RawMap {
    */
   static fromHandle(h: { fd: number; info: MapInfo }): KernelMap {
     const { info } = h;
-    const bytes = isPercpu(info.type) ? Math.ceil(info.valueSize / 8) * 8 * info.nrCpus : info.valueSize;
+    const bytes = syscallValueBytes(info.type, info.valueSize, info.nrCpus);
     const km = new KernelMap(h.fd, Object.freeze({ ...info }), bytes);
     km.owned = false;
     return km;

@@ -235,6 +235,14 @@ export function isPercpuType(type: number): boolean {
   return type === 5 || type === 10;
 }
 
+/**
+ * Bytes of one value as the syscall interface moves it: value_size, or for
+ * per-CPU maps every possible CPU's round_up(value_size, 8) slot.
+ */
+export function syscallValueBytes(type: number, valueSize: number, nrCpus: number): number {
+  return isPercpuType(type) ? roundUp(valueSize, 8) * nrCpus : valueSize;
+}
+
 /** Word index of per-CPU record `cpu`. */
 export function pcpuBase(cpu: number): number {
   return (PCPU_BASE_BYTES + cpu * PCPU_RECORD_BYTES) >> 2;

@@ -10,7 +10,8 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { factoryFor, machineCpus } from "../../src/cli/backends.js";
 import { Replayer } from "../../src/cli/replay.js";
-import { MapFlags as F } from "../../src/uapi.js";
+import { syscallValueBytes } from "../../src/layout/layout.js";
+import { MapFlags as F, MAP_TYPE_NAMES } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
 
 const skip = kernelSkipReason();
@@ -111,8 +112,7 @@ function opsArb(ks: number, vs: number, maxEntries: number): fc.Arbitrary<Line[]
 
 /** Bytes a value takes in replay: per-CPU values are possible CPUs x round_up(value_size, 8). */
 const CPUS = machineCpus();
-const valueHexBytes = (type: string, vs: number) =>
-  type === "percpu_hash" ? Math.ceil(vs / 8) * 8 * CPUS : vs;
+const valueHexBytes = (type: string, vs: number) => syscallValueBytes(MAP_TYPE_NAMES[type], vs, CPUS);
 
 const scriptArb: fc.Arbitrary<Line[]> = createArb.chain((c) =>
   opsArb(c.key_size, valueHexBytes(c.type, c.value_size), c.max_entries).map((ops) => [
