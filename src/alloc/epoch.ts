@@ -75,9 +75,17 @@ function oldestSection(i32: Int32Array, nrCpus: number): number {
 
 /**
  * Move every element of `victim`'s limbo whose grace period has passed onto
- * its freelist. Returns how many were moved. `self` is the caller's slot (for the lock word).
+ * its freelist, or (with `sink`, for LRU maps) hand each to `sink` after the
+ * lock is dropped: LRU lists rank above freelist locks (lock order), so they
+ * cannot be taken under it. Returns how many. `self` is the caller's slot (for the lock word).
  */
-export function limboReclaim(i32: Int32Array, victim: number, self: number, nrCpus: number): number {
+export function limboReclaim(
+  i32: Int32Array,
+  victim: number,
+  self: number,
+  nrCpus: number,
+  sink: ((e: number) => void) | null = null,
+): number {
   const p = pcpuBase(victim);
   const mine = pcpuBase(self);
   if (Atomics.load(i32, p + PCPU_LIMBO_HEAD_I32) === 0) return 0;
@@ -87,6 +95,7 @@ export function limboReclaim(i32: Int32Array, victim: number, self: number, nrCp
   const oldest = oldestSection(i32, nrCpus);
   let moved = 0;
   let prev = 0;
+  let out = 0;
   let e = i32[p + PCPU_LIMBO_HEAD_I32];
   while (e !== 0) {
     const next = i32[e + ELEM_FNEXT_I32];
@@ -95,13 +104,24 @@ export function limboReclaim(i32: Int32Array, victim: number, self: number, nrCp
       if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
       else i32[prev + ELEM_FNEXT_I32] = next;
       i32[e + ELEM_TAG_I32] = 0;
-      i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
-      i32[p + PCPU_FL_HEAD_I32] = e;
-      i32[mine + PCPU_INFLIGHT_I32] = 0;
+      if (sink === null) {
+        i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
+        i32[p + PCPU_FL_HEAD_I32] = e;
+        i32[mine + PCPU_INFLIGHT_I32] = 0;
+      } else {
+        i32[e + ELEM_FNEXT_I32] = out;
+        out = e;
+      }
       moved++;
     } else prev = e;
     e = next;
   }
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
+  while (out !== 0) {
+    const next = i32[out + ELEM_FNEXT_I32];
+    i32[out + ELEM_FNEXT_I32] = 0;
+    sink?.(out);
+    out = next;
+  }
   return moved;
 }

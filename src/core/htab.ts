@@ -16,6 +16,19 @@
  * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
  */
 
+import {
+  BpfLru,
+  CLASS_FREE,
+  CLASS_HASH,
+  CLASS_LIMBO,
+  DEL_DEFERRED,
+  DEL_FREED,
+  DEL_NOT_FOUND,
+  LRU_T_ACTIVE,
+  LRU_T_INACTIVE,
+  LRU_T_LIMBO,
+  LRU_T_LOCAL_PENDING,
+} from "../alloc/bpf-lru.js";
 import { limboPush, limboReclaim, noActiveSections, sectionEnter, sectionExit } from "../alloc/epoch.js";
 import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
 import { BpfError, Errno, invalid } from "../errors.js";
@@ -36,9 +49,11 @@ import {
   HDR_CARVED_I32,
   HDR_FROZEN_I32,
   HDR_GROW_LOCK_I32,
+  HDR_LRU_REPAIR_I32,
   HDR_RECOVERED_I32,
   HDR_RECOVERY_LOCK_I32,
   HDR_SPIN_LOCK_OFF_I32,
+  LRU_NONE,
   OP_INSERT,
   OP_NONE,
   OP_REPLACE,
@@ -167,6 +182,12 @@ export class Htab implements RawMap {
   private readonly liveGen = new Int32Array(1);
   private sectionDepth = 0;
   private closed = false;
+  /** LRU_HASH / LRU_PERCPU_HASH: the eviction lists; null for other maps. */
+  private readonly lru: BpfLru | null = null;
+  /** LRU: the element popped for this operation before its bucket lock (kernel: prealloc_lru_pop()). */
+  private lruSpare = 0;
+  /** LRU: the element a replace took out, freed after the bucket lock is dropped. */
+  private lruOld = 0;
 
   private constructor(
     sab: SharedArrayBuffer,
@@ -212,6 +233,22 @@ export class Htab implements RawMap {
     });
     this.cpu = this.claimCpu(cpu);
     this.myPcpu = pcpuBase(this.cpu);
+    if (g.lru !== LRU_NONE) {
+      const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
+      const i32 = this.i32;
+      this.lru = new BpfLru(
+        i32,
+        g,
+        this.cpu,
+        (n) => this.lruDelFromHtab(n),
+        (n) => {
+          i32[inflight] = this.elemOf(n);
+        },
+        (n) => {
+          if (i32[inflight] === this.elemOf(n)) i32[inflight] = 0;
+        },
+      );
+    }
     // A waiter stuck behind a thread that was terminated recovers its slot.
     setStallHandler(this.i32, () => {
       this.recoverDeadSlots();
@@ -243,8 +280,10 @@ export class Htab implements RawMap {
     const hashrnd = (flags & MapFlags.ZeroSeed) !== 0 ? 0 : randomSeed();
     writeHeader(i32, g, spec.type, flags, hashrnd);
     if (spec.spinLockOffset !== undefined) i32[HDR_SPIN_LOCK_OFF_I32] = spec.spinLockOffset;
-    // prealloc_init(): every element onto the per-CPU freelists ...
-    if (g.prealloc) pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
+    // prealloc_init(): every element onto the LRU's free lists, or the per-CPU freelists ...
+    const noop = () => 0;
+    if (g.lru !== LRU_NONE) new BpfLru(i32, g, 0, noop, noop, noop).populate();
+    else if (g.prealloc) pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
     // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
     for (let cpu = 0; cpu < g.extra_elems; cpu++) {
       const e = pcpuFreelistPop(i32, cpu, nrCpus);
@@ -428,8 +467,18 @@ export class Htab implements RawMap {
       bucketUnlock(i32, b + BUCKET_SEQLOCK_I32, true);
       Atomics.add(i32, HDR_RECOVERED_I32, 1);
     }
-    // 3. Whatever `d` still owned off every list and chain goes back.
-    if (lost !== 0) this.fileLost(lost);
+    // 3. Whatever `d` still owned off every list and chain goes back. LRU maps
+    //    re-create their lists instead, which also files what `d` owned.
+    if (this.lru !== null) {
+      const locks = this.lru.releaseDead(d);
+      if (locks > 0) Atomics.add(i32, HDR_RECOVERED_I32, locks);
+      if (locks > 0 || lost !== 0) {
+        Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
+        // Only at a point where we hold nothing; otherwise our next allocation does it.
+        if (i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] === 0 && !this.lru.holdsAny(this.cpu))
+          this.lruRepair(d);
+      }
+    } else if (lost !== 0) this.fileLost(lost);
     // 4. Value spin locks `d` held (the value may be half written).
     if (this.spinLockOff >= 0) {
       const step = this.elemStrideI32;
@@ -779,6 +828,7 @@ export class Htab implements RawMap {
   private updateRaw(value: Uint8Array, valueOff: number, flags: number, hash: number): number {
     this.checkNotComputing("update");
     if (!this.canWrite()) return this.permError(true);
+    if (this.lru !== null) return this.lruUpdateRaw(value, valueOff, flags, hash, false);
     const lock = (flags & UpdateFlags.Lock) !== 0;
     if (lock && this.spinLockOff < 0)
       return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
@@ -826,6 +876,12 @@ export class Htab implements RawMap {
    * free; others when the count reaches max_entries (kernel: is_map_full()).
    */
   private allocNew(): number {
+    if (this.lru !== null) {
+      // Popped before the bucket lock (lruTake()); an LRU map never answers E2BIG.
+      const e = this.lruSpare;
+      this.lruSpare = 0;
+      return e;
+    }
     if (!this.prealloc && this.count() >= this.maxEntries) return 0;
     return this.allocElem();
   }
@@ -907,6 +963,21 @@ export class Htab implements RawMap {
       const u8 = this.u8;
       for (let i = 0; i < this.valueBytes; i++) u8[dst + i] = value[valueOff + i];
       this.dirty = true;
+      this.lru?.setRef(this.nodeOf(old));
+      return 0;
+    }
+    if (this.lru !== null) {
+      // The popped element goes in, referenced (it replaces a live key); old is freed after unlock.
+      const e = this.allocNew();
+      this.intent(OP_REPLACE, e, old);
+      this.fillElem(e, hash, value, valueOff);
+      i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
+      i32[b + BUCKET_HEAD_I32] = e;
+      i32[p + PCPU_INFLIGHT_I32] = old;
+      i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
+      this.dirty = true;
+      this.lru.setRef(this.nodeOf(e));
+      this.lruOld = old;
       return 0;
     }
     let e = i32[p + PCPU_EXTRA_I32];
@@ -1011,8 +1082,175 @@ export class Htab implements RawMap {
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
   private freeElem(e: number): void {
     // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
-    if (noActiveSections(this.i32)) pcpuFreelistPush(this.i32, this.cpu, e);
-    else limboPush(this.i32, this.cpu, e);
+    if (!noActiveSections(this.i32)) limboPush(this.i32, this.cpu, e);
+    else if (this.lru !== null)
+      this.lru.pushFree(this.nodeOf(e)); // kernel: htab_lru_push_free()
+    else pcpuFreelistPush(this.i32, this.cpu, e);
+  }
+
+  // ------------------------------------------------------------------- LRU
+
+  private elemOf(n: number): number {
+    return this.elemsBase + n * this.elemStrideI32;
+  }
+
+  private nodeOf(e: number): number {
+    return (e - this.elemsBase) / this.elemStrideI32;
+  }
+
+  /**
+   * Evict node `n`'s element if it is still linked (kernel: htab_lru_map_delete_node()).
+   * Called by the LRU with one of its locks held; takes the element's bucket lock.
+   */
+  private lruDelFromHtab(n: number): number {
+    const i32 = this.i32;
+    const e = this.elemOf(n);
+    // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
+    const b = this.bucketOf(i32[e + ELEM_HASH_I32]);
+    const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
+    const saved = i32[inflight];
+    this.lockBucket(b);
+    const prev = this.chainPrev(b, e);
+    if (prev < 0) {
+      this.unlockBucket(b);
+      return DEL_NOT_FOUND;
+    }
+    this.unlinkLocked(b, e, prev);
+    this.unlockBucket(b);
+    // The LRU files e under the lock it holds, so e is never ours alone: restore INFLIGHT.
+    if (noActiveSections(i32)) {
+      i32[inflight] = saved;
+      return DEL_FREED;
+    }
+    limboPush(i32, this.cpu, e);
+    i32[inflight] = saved;
+    return DEL_DEFERRED;
+  }
+
+  /**
+   * Pop this operation's element before any bucket lock is taken, evicting if
+   * the map is full. Elements waiting in limbo are reclaimed if nothing else
+   * is free. @returns false when no element could be had (ENOMEM)
+   */
+  private lruTake(): boolean {
+    const lru = this.lru as BpfLru;
+    if (Atomics.load(this.i32, HDR_LRU_REPAIR_I32) !== 0) this.lruRepair(-1);
+    let n = lru.popFree();
+    if (n < 0) {
+      let moved = 0;
+      for (let c = 0; c < this.nrCpus; c++)
+        moved += limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
+      if (moved > 0) n = lru.popFree();
+    }
+    if (n < 0) return false;
+    this.lruSpare = this.elemOf(n);
+    return true;
+  }
+
+  /**
+   * Re-create the LRU lists after a slot died holding an LRU lock or an
+   * element (kernel: none; a BPF program cannot die mid-operation). Every
+   * element is classified: linked in a chain, in limbo, popped or unlinked by
+   * a live slot (its INFLIGHT), or free. `dead` is the slot being recovered
+   * (its INFLIGHT is ignored), or -1.
+   * Requires: this thread holds no LRU, freelist or bucket lock.
+   * Lock order: all LRU locks -> all freelist locks -> one bucket at a time
+   * (on an LRU map nobody takes a freelist lock while holding a bucket).
+   */
+  private lruRepair(dead: number): void {
+    const i32 = this.i32;
+    const lru = this.lru as BpfLru;
+    const lruLocks = lru.lockWords();
+    for (const k of lruLocks) lockAcquire(i32, k, this.cpu);
+    for (let c = 0; c < this.nrCpus; c++) lockAcquire(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, this.cpu);
+    try {
+      if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
+      const num = this.walkBound - 1;
+      const cls = new Int32Array(num).fill(CLASS_FREE);
+      for (let c = 0; c < this.nrCpus; c++) {
+        const p = pcpuBase(c);
+        if (c === dead || Atomics.load(i32, p + PCPU_OWNER_I32) !== SLOT_ALIVE) continue;
+        const x = i32[p + PCPU_INFLIGHT_I32];
+        if (x !== 0) cls[this.nodeOf(x)] = c;
+      }
+      for (let c = 0; c < this.nrCpus; c++)
+        for (
+          let e = i32[pcpuBase(c) + PCPU_LIMBO_HEAD_I32], k = 0;
+          e !== 0 && k < num;
+          e = i32[e + ELEM_FNEXT_I32], k++
+        )
+          cls[this.nodeOf(e)] = CLASS_LIMBO;
+      for (let bi = 0; bi <= this.mask; bi++) {
+        const b = this.bucketsBase + (bi << 2);
+        this.lockBucket(b);
+        for (let e = i32[b + BUCKET_HEAD_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_NEXT_I32], k++)
+          if (cls[this.nodeOf(e)] === CLASS_FREE) cls[this.nodeOf(e)] = CLASS_HASH;
+        this.unlockBucket(b);
+      }
+      lru.rebuild(cls);
+      Atomics.store(i32, HDR_LRU_REPAIR_I32, 0);
+      Atomics.add(i32, HDR_RECOVERED_I32, 1);
+    } finally {
+      for (let c = this.nrCpus - 1; c >= 0; c--) lockRelease(i32, pcpuBase(c) + PCPU_FL_LOCK_I32);
+      for (let k = lruLocks.length - 1; k >= 0; k--) lockRelease(i32, lruLocks[k]);
+    }
+  }
+
+  private lruNoMem(): number {
+    return this.fail(-Errno.ENOMEM, "no element could be evicted (all are held by program sections)");
+  }
+
+  private readonly lruSink = (e: number): void => {
+    (this.lru as BpfLru).pushFree(this.nodeOf(e));
+  };
+
+  /** After the bucket lock is dropped: return an unused element, free a replaced one. */
+  private lruSettle(): void {
+    if (this.lruSpare !== 0) {
+      (this.lru as BpfLru).pushFree(this.nodeOf(this.lruSpare));
+      this.lruSpare = 0;
+    }
+    if (this.lruOld !== 0) {
+      this.freeElem(this.lruOld);
+      this.lruOld = 0;
+    }
+  }
+
+  /**
+   * Update on an LRU map (kernel: htab_lru_map_update_elem() and
+   * __htab_lru_percpu_map_update_elem()). The element is popped first, which
+   * may evict another key even when the update then fails (EEXIST, ENOENT),
+   * exactly as in the kernel. A per-CPU LRU map with BPF_EXIST pops nothing.
+   * `oneCpu`: a program's update of a per-CPU map writes only its CPU's slot.
+   */
+  private lruUpdateRaw(
+    value: Uint8Array,
+    valueOff: number,
+    flags: number,
+    hash: number,
+    oneCpu: boolean,
+  ): number {
+    if (flags > UpdateFlags.Exist)
+      return (flags & UpdateFlags.Lock) !== 0
+        ? this.fail(EINVAL, "BPF_F_LOCK is not supported on LRU maps")
+        : this.failWith(EINVAL, ERR_FLAGS, flags);
+    if (!(this.percpu && flags === UpdateFlags.Exist) && !this.lruTake()) return this.lruNoMem();
+    const b = this.bucketOf(hash);
+    this.lockBucket(b);
+    const old = this.lookupElemLocked(b, hash);
+    let err = 0;
+    if (old !== 0 && flags === UpdateFlags.NoExist)
+      err = this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
+    else if (old === 0 && flags === UpdateFlags.Exist) err = this.fail(ENOENT, "key not found (BPF_EXIST)");
+    else if (old !== 0 && oneCpu) {
+      (this.lru as BpfLru).setRef(this.nodeOf(old));
+      this.writeSlot(old, value);
+    } else if (old !== 0) this.replaceLocked(b, hash, old, this.prev, value, valueOff);
+    else if (oneCpu) this.insertLocked(b, this.allocNew(), hash, this.initPercpu(value), 0);
+    else this.insertLocked(b, this.allocNew(), hash, value, valueOff);
+    this.unlockBucket(b);
+    this.lruSettle();
+    return err;
   }
 
   /**
@@ -1261,10 +1499,14 @@ export class Htab implements RawMap {
     this.checkNotComputing("compareAndSwap");
     const hash = this.hashKey(key);
     const b = this.bucketOf(hash);
+    if (this.lru !== null && !this.lruTake()) return this.lruNoMem();
     const old = this.lockAndCompare(b, hash, expected, 0, offset, size);
-    if (old < 0) return old;
-    const err = this.replaceLocked(b, hash, old, this.prev, value, 0);
-    this.unlockBucket(b);
+    let err = old;
+    if (old > 0) {
+      err = this.replaceLocked(b, hash, old, this.prev, value, 0);
+      this.unlockBucket(b);
+    }
+    if (this.lru !== null) this.lruSettle();
     return err;
   }
 
@@ -1298,6 +1540,7 @@ export class Htab implements RawMap {
     this.checkNotComputing("compute");
     const hash = this.hashKey(key);
     const b = this.bucketOf(hash);
+    if (this.lru !== null && !this.lruTake()) return this.lruNoMem();
     this.lockBucket(b);
     let locked = true;
     try {
@@ -1335,6 +1578,7 @@ export class Htab implements RawMap {
       return 0;
     } finally {
       if (locked) this.unlockBucket(b);
+      if (this.lru !== null) this.lruSettle();
     }
   }
 
@@ -1358,7 +1602,7 @@ export class Htab implements RawMap {
     if (--this.sectionDepth === 0) {
       this.liveGen[0]++;
       sectionExit(this.i32, this.cpu);
-      limboReclaim(this.i32, this.cpu, this.cpu, this.nrCpus);
+      limboReclaim(this.i32, this.cpu, this.cpu, this.nrCpus, this.lru === null ? null : this.lruSink);
     }
   }
 
@@ -1397,6 +1641,7 @@ export class Htab implements RawMap {
       invalid("lookupRef", "references need a program section: call it inside run() or enter()/exit()");
     const e = this.findElem(this.hashKey(key));
     if (e === 0) return null;
+    this.lru?.setRef(this.nodeOf(e)); // kernel: htab_lru_map_lookup_elem()
     return (into ?? this.makeRef())._bind(this.valueAt(e, this.cpu), this.liveGen[0]);
   }
 
@@ -1423,9 +1668,10 @@ export class Htab implements RawMap {
     }
     if (!(value instanceof Uint8Array) || value.length !== this.valueSize)
       invalid("updateElemFromProgram", `a program writes one CPU's value: ${this.valueSize} bytes`);
-    if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     this.checkNotComputing("updateElemFromProgram");
     const hash = this.hashKey(key);
+    if (this.lru !== null) return this.lruUpdateRaw(value, 0, flags, hash, true);
+    if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
@@ -1433,23 +1679,29 @@ export class Htab implements RawMap {
     if (old !== 0 && flags === UpdateFlags.NoExist)
       err = this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
     else if (old === 0 && flags === UpdateFlags.Exist) err = this.fail(ENOENT, "key not found (BPF_EXIST)");
-    else if (old !== 0) {
-      const dst = this.valueAt(old, this.cpu);
-      for (let i = 0; i < this.valueSize; i++) this.u8[dst + i] = value[i];
-      this.dirty = true;
-    } else {
+    else if (old !== 0) this.writeSlot(old, value);
+    else {
       const e = this.allocNew();
       if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
-      else {
-        // pcpu_init_value(): this CPU's slot gets the value, the others zeros.
-        const scratch = (this.computeBuf ??= new Uint8Array(this.valueBytes));
-        scratch.fill(0);
-        scratch.set(value, this.cpu * this.slotBytes);
-        this.insertLocked(b, e, hash, scratch, 0);
-      }
+      else this.insertLocked(b, e, hash, this.initPercpu(value), 0);
     }
     this.unlockBucket(b);
     return err;
+  }
+
+  /** Overwrite this CPU's slot of per-CPU element `e` in place. Requires: bucket lock held. */
+  private writeSlot(e: number, value: Uint8Array): void {
+    const dst = this.valueAt(e, this.cpu);
+    for (let i = 0; i < this.valueSize; i++) this.u8[dst + i] = value[i];
+    this.dirty = true;
+  }
+
+  /** pcpu_init_value(): a new key's value, this CPU's slot from `value` and the others zero. */
+  private initPercpu(value: Uint8Array): Uint8Array {
+    const scratch = (this.computeBuf ??= new Uint8Array(this.valueBytes));
+    scratch.fill(0);
+    scratch.set(value, this.cpu * this.slotBytes);
+    return scratch;
   }
 
   /**
@@ -1464,6 +1716,7 @@ export class Htab implements RawMap {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) return null;
     const e = this.findElem(this.hashKey(key));
     if (e === 0) return null;
+    this.lru?.setRef(this.nodeOf(e));
     return (into ?? this.makeRef())._bind(this.valueAt(e, cpu), this.liveGen[0]);
   }
 
@@ -1585,6 +1838,7 @@ export class Htab implements RawMap {
             err = this.fail(ENOSPC, `bucket ${batch} holds ${cnt} elements but count is ${count}`);
           break;
         }
+        let toFree = 0;
         let e = i32[b + BUCKET_HEAD_I32];
         for (let n = 0; e !== 0; n++) {
           this.copyKeyOut(e, keys, (total + n) * this.keySize);
@@ -1593,12 +1847,24 @@ export class Htab implements RawMap {
           const next = i32[e + ELEM_NEXT_I32];
           if (doDelete) {
             this.unlinkLocked(b, e, 0);
-            // Filed at once (lock order bucket -> freelist): INFLIGHT holds one element only.
-            this.freeElem(e);
+            if (this.lru === null) {
+              // Filed at once (lock order bucket -> freelist): INFLIGHT holds one element only.
+              this.freeElem(e);
+            } else {
+              // LRU lists rank above bucket locks: free after unlock, last unlinked first (kernel: node_to_free).
+              i32[e + ELEM_FNEXT_I32] = toFree;
+              toFree = e;
+            }
           }
           e = next;
         }
         this.unlockBucket(b);
+        while (toFree !== 0) {
+          const next = i32[toFree + ELEM_FNEXT_I32];
+          i32[toFree + ELEM_FNEXT_I32] = 0;
+          this.freeElem(toFree);
+          toFree = next;
+        }
       }
       total += cnt;
       batch++;
@@ -1758,21 +2024,52 @@ export class Htab implements RawMap {
     }
     let free = 0;
     let extra = 0;
-    for (let c = 0; c < this.nrCpus; c++) {
-      const p = pcpuBase(c);
-      for (let e = i32[p + PCPU_FL_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
-        if (!mark(e, 2, `freelist ${c}`)) break;
-        free++;
+    if (this.lru !== null) free += this.fsckLru(where, mark, errors);
+    else
+      for (let c = 0; c < this.nrCpus; c++) {
+        const p = pcpuBase(c);
+        for (let e = i32[p + PCPU_FL_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+          if (!mark(e, 2, `freelist ${c}`)) break;
+          free++;
+        }
+        const x = i32[p + PCPU_EXTRA_I32];
+        if (x !== 0 && mark(x, 3, `extra ${c}`)) extra++;
+        for (let e = i32[p + PCPU_LIMBO_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+          if (!mark(e, 4, `limbo ${c}`)) break;
+          free++;
+        }
       }
-      const x = i32[p + PCPU_EXTRA_I32];
-      if (x !== 0 && mark(x, 3, `extra ${c}`)) extra++;
-      for (let e = i32[p + PCPU_LIMBO_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
-        if (!mark(e, 4, `limbo ${c}`)) break;
-        free++;
-      }
-    }
     if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
     if (this.count() !== elements) errors.push(`count() is ${this.count()} but chains hold ${elements}`);
     return { ok: errors.length === 0, errors, elements, free, extra };
+  }
+
+  /** fsck() for LRU maps: the lists are sound, linked elements are on in-use lists, the rest free or in limbo. */
+  private fsckLru(
+    where: Int8Array,
+    mark: (e: number, kind: number, what: string) => boolean,
+    errors: string[],
+  ): number {
+    const i32 = this.i32;
+    const lru = this.lru as BpfLru;
+    for (const k of lru.lockWords())
+      if (i32[k] !== 0) errors.push(`LRU lock word ${k} held (owner slot ${lockOwner(i32[k])})`);
+    if (Atomics.load(i32, HDR_LRU_REPAIR_I32) !== 0) errors.push("LRU lists are waiting for a repair");
+    errors.push(...lru.check());
+    for (let c = 0; c < this.nrCpus; c++)
+      for (let e = i32[pcpuBase(c) + PCPU_LIMBO_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32])
+        if (!mark(e, 4, `limbo ${c}`)) break;
+    let free = 0;
+    for (let i = 0; i < where.length - 1; i++) {
+      const t = lru.type(i);
+      const listed = t === LRU_T_ACTIVE || t === LRU_T_INACTIVE || t === LRU_T_LOCAL_PENDING;
+      if (where[i] === 1 && !listed)
+        errors.push(`element ${i} is linked but its LRU node is free (type ${t})`);
+      if (where[i] === 0 && listed) errors.push(`element ${i} is on an LRU list but linked nowhere (leaked)`);
+      if (where[i] === 0 && t === LRU_T_LIMBO)
+        errors.push(`element ${i} is in LRU limbo but on no limbo list`);
+      if (where[i] !== 1) free++;
+    }
+    return free;
   }
 }

@@ -5,7 +5,7 @@
  */
 
 import { BpfError, Errno } from "../errors.js";
-import { computeGeometry, type Geometry, MAX_TOTAL_BYTES } from "../layout/layout.js";
+import { computeGeometry, type Geometry, lruKind, MAX_TOTAL_BYTES } from "../layout/layout.js";
 import {
   HTAB_CREATE_FLAG_MASK,
   KERNEL_HTAB_ELEM_SIZE,
@@ -70,6 +70,15 @@ function fail(errno: number, detail: string): never {
 }
 
 /**
+ * BPF_F_NO_COMMON_LRU: max_entries rounded up to a multiple of the CPUs (down
+ * if that overflows u32), so every CPU's list starts with as many elements.
+ */
+export function percpuLruMaxEntries(maxEntries: number, nrCpus: number): number {
+  const up = (Math.ceil(maxEntries / nrCpus) * nrCpus) >>> 0;
+  return up < maxEntries ? Math.floor(maxEntries / nrCpus) * nrCpus : up;
+}
+
+/**
  * Validate `spec` as BPF_MAP_CREATE would and return the geometry.
  * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP (524), ENOMEM
  */
@@ -124,16 +133,20 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
   if (percpu && Math.ceil(spec.valueSize / 8) * 8 > PCPU_MIN_UNIT_SIZE)
     fail(Errno.E2BIG, `per-CPU value_size ${spec.valueSize} is over ${PCPU_MIN_UNIT_SIZE}`);
 
-  // htab_map_alloc()
-  if (spec.maxEntries > 2 ** 31) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is over 2^31`);
-  const g = computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, nrCpus, percpu, prealloc);
+  // htab_map_alloc(): per-CPU LRU lists get the same number of elements each.
+  const maxEntries = percpuLru ? percpuLruMaxEntries(spec.maxEntries, nrCpus) : spec.maxEntries;
+  if (maxEntries > 2 ** 31) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is over 2^31`);
+  const g = computeGeometry(
+    spec.keySize,
+    spec.valueSize,
+    maxEntries,
+    nrCpus,
+    percpu,
+    prealloc,
+    lruKind(t, flags),
+  );
   if (g.n_buckets > MAX_N_BUCKETS)
     fail(Errno.E2BIG, `max_entries ${spec.maxEntries} needs ${g.n_buckets} buckets, over the kernel's limit`);
-  if (t !== MapType.Hash && t !== MapType.PercpuHash)
-    fail(
-      Errno.EOPNOTSUPP,
-      "the SharedArrayBuffer backend implements HASH and PERCPU_HASH so far; use the kernel backend for LRU maps",
-    );
   if (g.totalBytes > MAX_TOTAL_BYTES)
     fail(Errno.ENOMEM, `map needs ${g.totalBytes} bytes, over htab's ${MAX_TOTAL_BYTES}-byte limit`);
   // map_check_btf(), after allocation as in the kernel (../shared/kernel-facts/t_lock.txt).

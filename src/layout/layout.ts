@@ -14,7 +14,7 @@
  *              |  MAX_ENTRIES MAP_FLAGS N_BUCKETS HASHRND ELEM_SIZE   |
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
  *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE RECOVERY_LOCK     |
- *              |  RECOVERED CARVED GROW_LOCK (rest zero)              |
+ *              |  RECOVERED CARVED GROW_LOCK LRU_REPAIR (rest zero)   |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
@@ -25,6 +25,16 @@
  *  BUCKETS     +------------------------------------------------------+
  *              | n_buckets x struct bucket, 16 B each:                |
  *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)          |
+ *  LRU         +------------------------------------------------------+
+ *   (LRU maps  | lists: 1 (common) or NR_CPUS (NO_COMMON_LRU) x 64 B: |
+ *    only)     |  LOCK COUNT_ACTIVE COUNT_INACTIVE NEXT_INACTIVE_ROT  |
+ *              | locals (common only): NR_CPUS x 64 B:                |
+ *              |  LOCK FREE_HEAD NEXT_STEAL                           |
+ *              | nodes: (num_elems + sentinels) x 16 B:               |
+ *              |  PREV NEXT META(type | cpu << 8) REF                 |
+ *              |  node i < num_elems is element i; then each list's   |
+ *              |  ACTIVE INACTIVE FREE sentinels, then (common) each  |
+ *              |  CPU's PENDING sentinel (kernel: struct bpf_lru_node)|
  *  ELEMS       +------------------------------------------------------+
  *              | num_elems x struct htab_elem, elem_size B each:      |
  *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 TAG                 |
@@ -55,6 +65,9 @@
  * | pcpu OWNER      | attach (CAS free -> alive), reap (alive -> dead), recovery (dead -> free) | everyone | Atomics |
  * | pcpu INTENT_*, INFLIGHT | the slot owner, before the stores they describe | a recoverer, after the owner died | plain writes; read after the owner is marked dead (the exit event orders them) |
  * | pcpu LIMBO_HEAD | holder of FL_LOCK               | same                      | plain under FL_LOCK |
+ * | lru LOCK words  | any worker                      | any worker               | Atomics; owner-tagged (sync/owner-lock.ts) |
+ * | lru node PREV/NEXT/META, list counts, NEXT_INACTIVE_ROT, local FREE_HEAD/NEXT_STEAL | holder of the lock of the list the node is on | same | plain under that lock |
+ * | lru node REF    | program-side lookups (set), list-lock holders (clear) | list-lock holders | plain; a lost set or clear only ages an element differently, as in the kernel |
  */
 
 import { invalid } from "../errors.js";
@@ -62,7 +75,7 @@ import { invalid } from "../errors.js";
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
 /** Bumped whenever any offset below changes; attach refuses other versions. */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 
 /** A cache line; per-CPU records are padded to this to avoid false sharing. */
 export const CACHE_LINE_BYTES = 64;
@@ -98,6 +111,8 @@ export const HDR_RECOVERED_I32 = 20;
 export const HDR_CARVED_I32 = 21;
 /** BPF_F_NO_PREALLOC: lock around carving and growing (owner-tagged). */
 export const HDR_GROW_LOCK_I32 = 22;
+/** LRU maps: 1 when a dead slot may have left the LRU lists half-linked; the next allocation rebuilds them. */
+export const HDR_LRU_REPAIR_I32 = 23;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -145,6 +160,35 @@ export const BUCKET_HEAD_I32 = 0;
 export const BUCKET_SEQLOCK_I32 = 1;
 export const BUCKET_OWNER_I32 = 2;
 
+// ---- LRU region (kernel: struct bpf_lru, bpf_lru_list, bpf_lru_locallist, bpf_lru_node) ----
+/** No LRU, one common LRU with per-CPU local lists, or BPF_F_NO_COMMON_LRU (a list per CPU). */
+export const LRU_NONE = 0;
+export const LRU_COMMON = 1;
+export const LRU_PERCPU = 2;
+/** struct bpf_lru_list, one cache line each. */
+export const LRU_LIST_BYTES = CACHE_LINE_BYTES;
+export const LRU_LIST_LOCK_I32 = 0;
+/** counts[BPF_LRU_LIST_T_ACTIVE], counts[BPF_LRU_LIST_T_INACTIVE] (the kernel counts only these two). */
+export const LRU_LIST_COUNT_ACTIVE_I32 = 1;
+export const LRU_LIST_COUNT_INACTIVE_I32 = 2;
+/** Node where the next inactive rotation starts (the INACTIVE sentinel when none). */
+export const LRU_LIST_NEXT_INACTIVE_ROT_I32 = 3;
+/** struct bpf_lru_locallist (common LRU only), one cache line each. */
+export const LRU_LOCAL_BYTES = CACHE_LINE_BYTES;
+export const LRU_LOCAL_LOCK_I32 = 0;
+/** First node of the CPU's local free stack (linked by node NEXT), or -1. */
+export const LRU_LOCAL_FREE_HEAD_I32 = 1;
+export const LRU_LOCAL_NEXT_STEAL_I32 = 2;
+/** struct bpf_lru_node: 16 B per node. */
+export const LRU_NODE_BYTES = 16;
+export const LRU_NODE_PREV_I32 = 0;
+export const LRU_NODE_NEXT_I32 = 1;
+/** type (low 8 bits) | cpu << 8. */
+export const LRU_NODE_META_I32 = 2;
+export const LRU_NODE_REF_I32 = 3;
+/** Sentinels per list: ACTIVE, INACTIVE, FREE (kernel: enum bpf_lru_list_type order). */
+export const LRU_SENTINELS_PER_LIST = 3;
+
 // ---- struct htab_elem (word offsets within one element) ----
 export const ELEM_NEXT_I32 = 0;
 export const ELEM_HASH_I32 = 1;
@@ -183,10 +227,18 @@ export interface Geometry {
   prealloc: boolean;
   /** Bytes of a value as the control plane moves it: value_size, or nrCpus x round_up(value_size, 8). */
   valueBytes: number;
+  /** LRU_NONE, LRU_COMMON or LRU_PERCPU. */
+  lru: number;
   /** extra_elems: one per CPU slot, for replacing an existing key in a full map */
   extra_elems: number;
   num_elems: number;
   bucketsBytes: number;
+  /** Byte offset of the LRU region (equal to elemsBytes when the map has none). */
+  lruBytes: number;
+  /** LRU lists: 1 (common), nrCpus (per-CPU) or 0. */
+  lruLists: number;
+  /** LRU nodes: one per element, then the sentinels. */
+  lruNodes: number;
   elemsBytes: number;
   totalBytes: number;
 }
@@ -199,6 +251,7 @@ export function computeGeometry(
   nrCpus: number,
   percpu = false,
   prealloc = true,
+  lru = LRU_NONE,
 ): Geometry {
   const n_buckets = roundupPowOfTwo(maxEntries);
   // What the control plane copies: value_size, or every CPU's round_up(value_size, 8) slot.
@@ -207,10 +260,19 @@ export function computeGeometry(
   // Kernel: htab_has_extra_elems(): per-CPU maps update in place and need none.
   // Without preallocation there are no extra elements either, but a replace in a
   // full map allocates before it frees: room for one such element per CPU.
-  const extra_elems = percpu || !prealloc ? 0 : nrCpus;
+  // LRU maps evict instead: no extra elements either (kernel: htab_has_extra_elems()).
+  const extra_elems = percpu || !prealloc || lru !== LRU_NONE ? 0 : nrCpus;
   const num_elems = maxEntries + (prealloc ? extra_elems : percpu ? 0 : nrCpus);
   const bucketsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
-  const elemsBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
+  const lruBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
+  const lruLists = lru === LRU_COMMON ? 1 : lru === LRU_PERCPU ? nrCpus : 0;
+  const lruLocals = lru === LRU_COMMON ? nrCpus : 0;
+  const lruNodes = lru === LRU_NONE ? 0 : num_elems + lruLists * LRU_SENTINELS_PER_LIST + lruLocals;
+  const elemsBytes =
+    lruBytes +
+    lruLists * LRU_LIST_BYTES +
+    lruLocals * LRU_LOCAL_BYTES +
+    roundUp(lruNodes * LRU_NODE_BYTES, CACHE_LINE_BYTES);
   const totalBytes = elemsBytes + num_elems * elem_size;
   return {
     keySize,
@@ -222,12 +284,22 @@ export function computeGeometry(
     percpu,
     prealloc,
     valueBytes,
+    lru,
     extra_elems,
     num_elems,
     bucketsBytes,
+    lruBytes,
+    lruLists,
+    lruNodes,
     elemsBytes,
     totalBytes,
   };
+}
+
+/** LRU_COMMON or LRU_PERCPU for BPF_MAP_TYPE_LRU_HASH (9) / LRU_PERCPU_HASH (10), else LRU_NONE. */
+export function lruKind(type: number, mapFlags: number): number {
+  if (type !== 9 && type !== 10) return LRU_NONE;
+  return (mapFlags & 2) !== 0 ? LRU_PERCPU : LRU_COMMON; // BPF_F_NO_COMMON_LRU
 }
 
 /** BPF_MAP_TYPE_PERCPU_HASH (5) and BPF_MAP_TYPE_LRU_PERCPU_HASH (10) keep a value per CPU. */
@@ -296,6 +368,7 @@ export function readGeometry(buf: unknown): {
     i32[HDR_NR_CPUS_I32],
     isPercpuType(i32[HDR_MAP_TYPE_I32]),
     (i32[HDR_MAP_FLAGS_I32] & 1) === 0, // BPF_F_NO_PREALLOC
+    lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
   );
   const size = buf.growable ? buf.maxByteLength : buf.byteLength;
   if (g.totalBytes !== size || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
@@ -314,11 +387,13 @@ export function assertLayout(): void {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
   if (PCPU_INFLIGHT_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
-  if (HDR_RECOVERED_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (HDR_LRU_REPAIR_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");
   if (HDR_FROZEN_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (PCPU_BASE_BYTES % CACHE_LINE_BYTES !== 0) fail("per-CPU area not cache-line aligned");
+  if (LRU_LIST_NEXT_INACTIVE_ROT_I32 * 4 >= LRU_LIST_BYTES) fail("LRU list record overflows its cache line");
+  if (LRU_NODE_REF_I32 * 4 >= LRU_NODE_BYTES) fail("LRU node fields overflow struct bpf_lru_node");
 }
 assertLayout();

@@ -1,0 +1,682 @@
+/**
+ * The kernel's approximate LRU for LRU_HASH and LRU_PERCPU_HASH
+ * (kernel: kernel/bpf/bpf_lru_list.c), on nodes in shared memory.
+ *
+ * Two shapes, as in the kernel:
+ * - common LRU: one set of ACTIVE / INACTIVE / FREE lists shared by every
+ *   CPU, plus per-CPU local lists: a FREE stack that a CPU refills
+ *   `target_free` nodes at a time, and a PENDING list of nodes it handed out
+ *   since the last refill (flushed into the common lists on the next refill).
+ *   A CPU that finds nothing steals from the other CPUs' local lists.
+ * - BPF_F_NO_COMMON_LRU: one ACTIVE / INACTIVE / FREE set per CPU; a node
+ *   stays on its home CPU's lists for life.
+ *
+ * Aging: a node enters INACTIVE with its ref bit clear; program lookups set
+ * the bit. Rotation moves referenced INACTIVE nodes to ACTIVE and, when
+ * INACTIVE is shorter than ACTIVE, unreferenced ACTIVE tail nodes to
+ * INACTIVE. Shrinking evicts unreferenced nodes from the INACTIVE tail; if
+ * that frees nothing, the tail of INACTIVE (else ACTIVE) is evicted
+ * regardless of its bit. Eviction calls back into the map (`delFromHtab`),
+ * which unlinks the element under its bucket lock.
+ *
+ * Lock order: local list lock -> LRU list lock -> bucket lock -> freelist
+ * (limbo) lock. No two local or two list locks are held at once (except by
+ * rebuild(), which takes all of them in index order while nothing else holds two).
+ * Every node field and list head is written only under the lock of the list
+ * the node is on; REF is the exception (see the layout's ordering table).
+ */
+
+import {
+  type Geometry,
+  LRU_COMMON,
+  LRU_LIST_BYTES,
+  LRU_LIST_COUNT_ACTIVE_I32,
+  LRU_LIST_COUNT_INACTIVE_I32,
+  LRU_LIST_LOCK_I32,
+  LRU_LIST_NEXT_INACTIVE_ROT_I32,
+  LRU_LOCAL_BYTES,
+  LRU_LOCAL_FREE_HEAD_I32,
+  LRU_LOCAL_LOCK_I32,
+  LRU_LOCAL_NEXT_STEAL_I32,
+  LRU_NODE_BYTES,
+  LRU_NODE_META_I32,
+  LRU_NODE_NEXT_I32,
+  LRU_NODE_PREV_I32,
+  LRU_NODE_REF_I32,
+  LRU_SENTINELS_PER_LIST,
+} from "../layout/layout.js";
+import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
+
+/** Node types (kernel: enum bpf_lru_list_type), then htab's own LIMBO. */
+export const LRU_T_ACTIVE = 0;
+export const LRU_T_INACTIVE = 1;
+export const LRU_T_FREE = 2;
+export const LRU_T_LOCAL_FREE = 3;
+export const LRU_T_LOCAL_PENDING = 4;
+/** Unlinked while program sections might hold it: on no list until its grace period ends. */
+export const LRU_T_LIMBO = 5;
+
+/** Kernel LOCAL_FREE_TARGET: the most nodes a CPU takes from the common lists at once. */
+export const LOCAL_FREE_TARGET = 128;
+/** Kernel LOCAL_NR_SCANS: nodes a rotation or shrink looks at (common LRU). */
+const LOCAL_NR_SCANS = LOCAL_FREE_TARGET;
+/** Kernel PERCPU_FREE_TARGET / PERCPU_NR_SCANS: per-CPU lists are small, so refill and scan few. */
+const PERCPU_FREE_TARGET = 4;
+const PERCPU_NR_SCANS = PERCPU_FREE_TARGET;
+
+/** delFromHtab() results. */
+export const DEL_NOT_FOUND = 0;
+/** Unlinked from its bucket: the node may be reused now. */
+export const DEL_FREED = 1;
+/** Unlinked, but program sections may hold it: it went to limbo instead. */
+export const DEL_DEFERRED = 2;
+
+/** rebuild() classes, one per node. */
+export const CLASS_FREE = -1;
+export const CLASS_HASH = -2;
+export const CLASS_LIMBO = -3;
+// >= 0: popped by that CPU and not yet linked or freed (pending on it).
+
+/**
+ * Unlink element node `n` from its bucket if it is still linked there.
+ * Kernel: htab_lru_map_delete_node(). Called with an LRU lock held.
+ */
+export type DelFromHtab = (n: number) => number;
+
+export class BpfLru {
+  /** BPF_F_NO_COMMON_LRU. */
+  readonly percpu: boolean;
+  /** Kernel lru->target_free: nodes a common-LRU refill aims for. */
+  readonly targetFree: number;
+  private readonly nrScans: number;
+  private readonly listsBase: number;
+  private readonly localsBase: number;
+  private readonly nodesBase: number;
+  private readonly numElems: number;
+  private readonly nrCpus: number;
+  private readonly lists: number;
+  /** Nodes moved off the common lists by a refill, before they reach the local FREE stack. */
+  private readonly tmp: Int32Array;
+  private tmpLen = 0;
+
+  constructor(
+    private readonly i32: Int32Array,
+    g: Geometry,
+    /** The calling thread's CPU slot: lock owner tag and "smp_processor_id()". */
+    private readonly cpu: number,
+    private readonly delFromHtab: DelFromHtab,
+    /** Runs under the lock that hands node `n` out: the caller records it as its own (crash safety). */
+    private readonly onClaim: (n: number) => void,
+    /** Runs under the lock that files node `n` as free: the caller stops recording it. */
+    private readonly onFiled: (n: number) => void,
+  ) {
+    this.percpu = g.lru !== LRU_COMMON;
+    this.nrCpus = g.nrCpus;
+    this.numElems = g.num_elems;
+    this.lists = g.lruLists;
+    this.listsBase = g.lruBytes >> 2;
+    this.localsBase = this.listsBase + ((g.lruLists * LRU_LIST_BYTES) >> 2);
+    this.nodesBase = this.localsBase + ((this.percpu ? 0 : g.nrCpus * LRU_LOCAL_BYTES) >> 2);
+    this.nrScans = this.percpu ? PERCPU_NR_SCANS : LOCAL_NR_SCANS;
+    // Kernel: clamp((nr_elems / num_possible_cpus()) / 2, 1, LOCAL_FREE_TARGET).
+    this.targetFree = Math.min(
+      LOCAL_FREE_TARGET,
+      Math.max(1, Math.floor(Math.floor(g.num_elems / g.nrCpus) / 2)),
+    );
+    this.tmp = new Int32Array(LOCAL_FREE_TARGET);
+  }
+
+  // ------------------------------------------------------------ addressing
+
+  private w(n: number): number {
+    return this.nodesBase + n * (LRU_NODE_BYTES >> 2);
+  }
+  private listAt(l: number): number {
+    return this.listsBase + l * (LRU_LIST_BYTES >> 2);
+  }
+  private localAt(c: number): number {
+    return this.localsBase + c * (LRU_LOCAL_BYTES >> 2);
+  }
+  /** Sentinel node of list set `l`'s list `type` (ACTIVE, INACTIVE or FREE). */
+  private head(l: number, type: number): number {
+    return this.numElems + l * LRU_SENTINELS_PER_LIST + type;
+  }
+  private pendingHead(c: number): number {
+    return this.numElems + this.lists * LRU_SENTINELS_PER_LIST + c;
+  }
+  /** Node `n`'s list type (LRU_T_*). */
+  type(n: number): number {
+    return this.i32[this.w(n) + LRU_NODE_META_I32] & 0xff;
+  }
+  private nodeCpu(n: number): number {
+    return this.i32[this.w(n) + LRU_NODE_META_I32] >>> 8;
+  }
+  private setMeta(n: number, type: number, cpu: number): void {
+    this.i32[this.w(n) + LRU_NODE_META_I32] = type | (cpu << 8);
+  }
+  private setType(n: number, type: number): void {
+    const i = this.w(n) + LRU_NODE_META_I32;
+    this.i32[i] = (this.i32[i] & ~0xff) | type;
+  }
+  private next(n: number): number {
+    return this.i32[this.w(n) + LRU_NODE_NEXT_I32];
+  }
+  private prev(n: number): number {
+    return this.i32[this.w(n) + LRU_NODE_PREV_I32];
+  }
+  private isRef(n: number): boolean {
+    return this.i32[this.w(n) + LRU_NODE_REF_I32] !== 0;
+  }
+  private clearRef(n: number): void {
+    this.i32[this.w(n) + LRU_NODE_REF_I32] = 0;
+  }
+
+  /** A program looked the element up (kernel: bpf_lru_node_set_ref()); written only if clear, to spare the cache line. */
+  setRef(n: number): void {
+    const i = this.w(n) + LRU_NODE_REF_I32;
+    if (this.i32[i] === 0) this.i32[i] = 1;
+  }
+
+  // ------------------------------------------------- circular list helpers
+
+  private initHead(h: number): void {
+    const i32 = this.i32;
+    i32[this.w(h) + LRU_NODE_PREV_I32] = h;
+    i32[this.w(h) + LRU_NODE_NEXT_I32] = h;
+  }
+  private del(n: number): void {
+    const i32 = this.i32;
+    const p = this.prev(n);
+    const x = this.next(n);
+    i32[this.w(p) + LRU_NODE_NEXT_I32] = x;
+    i32[this.w(x) + LRU_NODE_PREV_I32] = p;
+    i32[this.w(n) + LRU_NODE_PREV_I32] = n;
+    i32[this.w(n) + LRU_NODE_NEXT_I32] = n;
+  }
+  /** Insert `n` right after sentinel `h` (kernel: list_add()). */
+  private add(n: number, h: number): void {
+    const i32 = this.i32;
+    const x = this.next(h);
+    i32[this.w(n) + LRU_NODE_PREV_I32] = h;
+    i32[this.w(n) + LRU_NODE_NEXT_I32] = x;
+    i32[this.w(x) + LRU_NODE_PREV_I32] = n;
+    i32[this.w(h) + LRU_NODE_NEXT_I32] = n;
+  }
+  private move(n: number, h: number): void {
+    this.del(n);
+    this.add(n, h);
+  }
+  private empty(h: number): boolean {
+    return this.next(h) === h;
+  }
+
+  // ------------------------------------------------- list-set operations
+  // Requires (all of them): list set `l`'s lock held.
+
+  private countAdd(l: number, type: number, d: number): void {
+    if (type === LRU_T_ACTIVE) this.i32[this.listAt(l) + LRU_LIST_COUNT_ACTIVE_I32] += d;
+    else if (type === LRU_T_INACTIVE) this.i32[this.listAt(l) + LRU_LIST_COUNT_INACTIVE_I32] += d;
+  }
+  /** Keep the rotation cursor off a node that leaves its place. */
+  private skipCursor(l: number, n: number): void {
+    const i = this.listAt(l) + LRU_LIST_NEXT_INACTIVE_ROT_I32;
+    if (this.i32[i] === n) this.i32[i] = this.prev(n);
+  }
+
+  /**
+   * Take `n` off the lists towards a free list: sentinel `dest`, or (dest -1)
+   * the refill buffer. Kernel: __bpf_lru_node_move_to_free().
+   */
+  private moveToFree(l: number, n: number, dest: number, tgtType: number): void {
+    this.skipCursor(l, n);
+    this.countAdd(l, this.type(n), -1);
+    this.setType(n, tgtType);
+    if (dest >= 0) this.move(n, dest);
+    else {
+      this.del(n);
+      this.tmp[this.tmpLen++] = n;
+    }
+  }
+
+  /** A pending node joins the common lists. Kernel: __bpf_lru_node_move_in(). */
+  private moveIn(l: number, n: number, tgtType: number): void {
+    this.countAdd(l, tgtType, 1);
+    this.setType(n, tgtType);
+    this.clearRef(n);
+    this.move(n, this.head(l, tgtType));
+  }
+
+  /** Kernel: __bpf_lru_node_move(). */
+  private moveTo(l: number, n: number, tgtType: number): void {
+    const t = this.type(n);
+    if (t !== tgtType) {
+      this.countAdd(l, t, -1);
+      this.countAdd(l, tgtType, 1);
+      this.setType(n, tgtType);
+    }
+    this.clearRef(n);
+    this.skipCursor(l, n);
+    this.move(n, this.head(l, tgtType));
+  }
+
+  /** Evicted but not reusable yet: off every list until its grace period ends. */
+  private toLimbo(l: number, n: number): void {
+    this.skipCursor(l, n);
+    this.countAdd(l, this.type(n), -1);
+    this.setType(n, LRU_T_LIMBO);
+    this.del(n);
+  }
+
+  private rotateActive(l: number): void {
+    const h = this.head(l, LRU_T_ACTIVE);
+    const first = this.next(h);
+    let i = 0;
+    for (let n = this.prev(h); n !== h; ) {
+      const p = this.prev(n);
+      this.moveTo(l, n, this.isRef(n) ? LRU_T_ACTIVE : LRU_T_INACTIVE);
+      if (++i === this.nrScans || n === first) break;
+      n = p;
+    }
+  }
+
+  /** Kernel: __bpf_lru_list_rotate_inactive(): promote referenced nodes, leave the rest in place. */
+  private rotateInactive(l: number): void {
+    const h = this.head(l, LRU_T_INACTIVE);
+    if (this.empty(h)) return;
+    const cursor = this.listAt(l) + LRU_LIST_NEXT_INACTIVE_ROT_I32;
+    let last = this.next(this.i32[cursor]);
+    if (last === h) last = this.next(last);
+    let cur = this.i32[cursor];
+    let next = h;
+    let i = 0;
+    while (i < this.nrScans) {
+      if (cur === h) {
+        cur = this.prev(cur);
+        continue;
+      }
+      next = this.prev(cur);
+      if (this.isRef(cur)) this.moveTo(l, cur, LRU_T_ACTIVE);
+      if (cur === last) break;
+      cur = next;
+      i++;
+    }
+    this.i32[cursor] = next;
+  }
+
+  private rotate(l: number): void {
+    const L = this.listAt(l);
+    if (this.i32[L + LRU_LIST_COUNT_INACTIVE_I32] < this.i32[L + LRU_LIST_COUNT_ACTIVE_I32])
+      this.rotateActive(l);
+    this.rotateInactive(l);
+  }
+
+  /** Evict via the map; false if the element was not linked. Deferred nodes leave the lists. */
+  private evict(l: number, n: number): boolean {
+    const r = this.delFromHtab(n);
+    if (r === DEL_DEFERRED) this.toLimbo(l, n);
+    return r === DEL_FREED;
+  }
+
+  /** Kernel: __bpf_lru_list_shrink_inactive(). */
+  private shrinkInactive(l: number, want: number, dest: number, tgtType: number): number {
+    const h = this.head(l, LRU_T_INACTIVE);
+    let got = 0;
+    let i = 0;
+    for (let n = this.prev(h); n !== h; ) {
+      const p = this.prev(n);
+      if (this.isRef(n)) this.moveTo(l, n, LRU_T_ACTIVE);
+      else if (this.evict(l, n)) {
+        this.moveToFree(l, n, dest, tgtType);
+        if (++got === want) break;
+      }
+      if (++i === this.nrScans) break;
+      n = p;
+    }
+    return got;
+  }
+
+  /** Kernel: __bpf_lru_list_shrink(): polite shrink, else evict one node whatever its ref bit. */
+  private shrink(l: number, want: number, dest: number, tgtType: number): number {
+    const got = this.shrinkInactive(l, want, dest, tgtType);
+    if (got !== 0) return got;
+    const inactive = this.head(l, LRU_T_INACTIVE);
+    const h = this.empty(inactive) ? this.head(l, LRU_T_ACTIVE) : inactive;
+    for (let n = this.prev(h); n !== h; ) {
+      const p = this.prev(n);
+      if (this.evict(l, n)) {
+        this.moveToFree(l, n, dest, tgtType);
+        return 1;
+      }
+      n = p;
+    }
+    return 0;
+  }
+
+  // ------------------------------------------------------- common LRU
+
+  /** Kernel: __local_list_flush(). Requires: list 0 and local `c` locks held. */
+  private flushPending(c: number): void {
+    const h = this.pendingHead(c);
+    for (let n = this.prev(h); n !== h; ) {
+      const p = this.prev(n);
+      this.moveIn(0, n, this.isRef(n) ? LRU_T_ACTIVE : LRU_T_INACTIVE);
+      n = p;
+    }
+  }
+
+  private localPush(c: number, n: number): void {
+    const i = this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32;
+    this.i32[this.w(n) + LRU_NODE_NEXT_I32] = this.i32[i];
+    this.i32[this.w(n) + LRU_NODE_PREV_I32] = n;
+    this.i32[i] = n;
+  }
+
+  /** Requires: local `c` lock held. */
+  private localPop(c: number): number {
+    const i = this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32;
+    const n = this.i32[i];
+    if (n < 0) return -1;
+    this.i32[i] = this.next(n);
+    this.initHead(n);
+    return n;
+  }
+
+  /** Refill local `c` from the common lists. Kernel: bpf_lru_list_pop_free_to_local(). Requires: local `c` lock held. */
+  private refillLocal(c: number): void {
+    const L = this.listAt(0);
+    lockAcquire(this.i32, L + LRU_LIST_LOCK_I32, this.cpu);
+    this.flushPending(c);
+    this.rotate(0);
+    this.tmpLen = 0;
+    const free = this.head(0, LRU_T_FREE);
+    for (let n = this.next(free); n !== free && this.tmpLen < this.targetFree; ) {
+      const x = this.next(n);
+      this.moveToFree(0, n, -1, LRU_T_LOCAL_FREE);
+      n = x;
+    }
+    if (this.tmpLen < this.targetFree) this.shrink(0, this.targetFree - this.tmpLen, -1, LRU_T_LOCAL_FREE);
+    lockRelease(this.i32, L + LRU_LIST_LOCK_I32);
+    // Pushed in reverse so the first node harvested is the first handed out.
+    for (let k = this.tmpLen - 1; k >= 0; k--) this.localPush(c, this.tmp[k]);
+    this.tmpLen = 0;
+  }
+
+  /** Requires: local `c` lock held. Kernel: __local_list_add_pending(). */
+  private addPending(c: number, n: number): void {
+    this.setMeta(n, LRU_T_LOCAL_PENDING, c);
+    this.clearRef(n);
+    this.move(n, this.pendingHead(c)); // move, not add: after a repair it may be listed already
+  }
+
+  /** Steal an element from `c`'s pending list, oldest first, unreferenced first. Requires: local `c` lock held. */
+  private popPending(c: number): number {
+    const h = this.pendingHead(c);
+    for (let force = 0; force < 2; force++) {
+      for (let n = this.prev(h); n !== h; ) {
+        const p = this.prev(n);
+        if (force === 1 || !this.isRef(n)) {
+          const r = this.delFromHtab(n);
+          if (r === DEL_FREED) {
+            this.del(n);
+            return n;
+          }
+          if (r === DEL_DEFERRED) {
+            this.setType(n, LRU_T_LIMBO);
+            this.del(n);
+          }
+        }
+        n = p;
+      }
+    }
+    return -1;
+  }
+
+  private commonPopFree(): number {
+    const c = this.cpu;
+    const i32 = this.i32;
+    const loc = this.localAt(c);
+    lockAcquire(i32, loc + LRU_LOCAL_LOCK_I32, this.cpu);
+    let n = this.localPop(c);
+    if (n < 0) {
+      this.refillLocal(c);
+      n = this.localPop(c);
+    }
+    if (n >= 0) {
+      this.addPending(c, n);
+      this.onClaim(n);
+    }
+    lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+    if (n >= 0) return n;
+    // Nothing locally or in the common lists: steal round-robin from every CPU's local lists.
+    const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
+    let steal = first;
+    do {
+      const v = this.localAt(steal);
+      lockAcquire(i32, v + LRU_LOCAL_LOCK_I32, this.cpu);
+      n = this.localPop(steal);
+      if (n < 0) n = this.popPending(steal);
+      if (n >= 0) this.onClaim(n); // held only by us until it is pending again
+      lockRelease(i32, v + LRU_LOCAL_LOCK_I32);
+      steal = steal + 1 === this.nrCpus ? 0 : steal + 1;
+    } while (n < 0 && steal !== first);
+    i32[loc + LRU_LOCAL_NEXT_STEAL_I32] = steal; // only this CPU reads or writes it
+    if (n < 0) return -1;
+    lockAcquire(i32, loc + LRU_LOCAL_LOCK_I32, this.cpu);
+    this.addPending(c, n);
+    this.onClaim(n);
+    lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+    return n;
+  }
+
+  // ---------------------------------------------------- per-CPU LRU lists
+
+  private percpuPopFree(): number {
+    const l = this.cpu;
+    const L = this.listAt(l);
+    lockAcquire(this.i32, L + LRU_LIST_LOCK_I32, this.cpu);
+    this.rotate(l);
+    const free = this.head(l, LRU_T_FREE);
+    if (this.empty(free)) this.shrink(l, PERCPU_FREE_TARGET, free, LRU_T_FREE);
+    let n = -1;
+    if (!this.empty(free)) {
+      n = this.next(free);
+      this.clearRef(n);
+      this.moveTo(l, n, LRU_T_INACTIVE);
+      this.onClaim(n);
+    }
+    lockRelease(this.i32, L + LRU_LIST_LOCK_I32);
+    return n;
+  }
+
+  // ---------------------------------------------------------------- API
+
+  /**
+   * A node for a new element, evicting if needed (kernel: bpf_lru_pop_free()).
+   * -1 when nothing could be freed. Requires: no bucket lock held.
+   */
+  popFree(): number {
+    return this.percpu ? this.percpuPopFree() : this.commonPopFree();
+  }
+
+  /** Give node `n` back (kernel: bpf_lru_push_free()). Requires: no bucket lock held; `n` is unlinked. */
+  pushFree(n: number): void {
+    const i32 = this.i32;
+    if (this.percpu) {
+      const L = this.listAt(this.nodeCpu(n));
+      lockAcquire(i32, L + LRU_LIST_LOCK_I32, this.cpu);
+      if (this.type(n) === LRU_T_LIMBO) this.setType(n, LRU_T_FREE);
+      this.moveTo(this.nodeCpu(n), n, LRU_T_FREE);
+      this.onFiled(n);
+      lockRelease(i32, L + LRU_LIST_LOCK_I32);
+      return;
+    }
+    if (this.type(n) === LRU_T_LOCAL_PENDING) {
+      const c = this.nodeCpu(n);
+      const loc = this.localAt(c);
+      lockAcquire(i32, loc + LRU_LOCAL_LOCK_I32, this.cpu);
+      // Re-checked under the lock: a refill may have flushed it meanwhile.
+      if (this.type(n) === LRU_T_LOCAL_PENDING) {
+        this.setType(n, LRU_T_LOCAL_FREE);
+        this.clearRef(n);
+        this.del(n);
+        this.localPush(c, n);
+        this.onFiled(n);
+        lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+        return;
+      }
+      lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+    }
+    const L = this.listAt(0);
+    lockAcquire(i32, L + LRU_LIST_LOCK_I32, this.cpu);
+    if (this.type(n) === LRU_T_LIMBO) this.setType(n, LRU_T_FREE);
+    this.moveTo(0, n, LRU_T_FREE);
+    this.onFiled(n);
+    lockRelease(i32, L + LRU_LIST_LOCK_I32);
+  }
+
+  /** Put every node on a FREE list. Kernel: bpf_lru_init() + bpf_lru_populate(). Creator only. */
+  populate(): void {
+    const i32 = this.i32;
+    for (let l = 0; l < this.lists; l++) {
+      for (let t = 0; t < LRU_SENTINELS_PER_LIST; t++) this.initHead(this.head(l, t));
+      i32[this.listAt(l) + LRU_LIST_NEXT_INACTIVE_ROT_I32] = this.head(l, LRU_T_INACTIVE);
+    }
+    if (!this.percpu) {
+      for (let c = 0; c < this.nrCpus; c++) {
+        this.initHead(this.pendingHead(c));
+        i32[this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32] = -1;
+        i32[this.localAt(c) + LRU_LOCAL_NEXT_STEAL_I32] = c;
+      }
+      for (let n = 0; n < this.numElems; n++) {
+        this.setMeta(n, LRU_T_FREE, 0);
+        this.add(n, this.head(0, LRU_T_FREE));
+      }
+      return;
+    }
+    // Each CPU's list gets num_elems / nrCpus consecutive elements (max_entries was rounded for it).
+    const per = Math.floor(this.numElems / this.nrCpus);
+    for (let n = 0; n < this.numElems; n++) {
+      const c = Math.min(this.nrCpus - 1, Math.floor(n / per));
+      this.setMeta(n, LRU_T_FREE, c);
+      this.add(n, this.head(c, LRU_T_FREE));
+    }
+  }
+
+  /** Every LRU lock word, in acquisition order: locals, then lists. */
+  lockWords(): number[] {
+    const out: number[] = [];
+    if (!this.percpu) for (let c = 0; c < this.nrCpus; c++) out.push(this.localAt(c) + LRU_LOCAL_LOCK_I32);
+    for (let l = 0; l < this.lists; l++) out.push(this.listAt(l) + LRU_LIST_LOCK_I32);
+    return out;
+  }
+
+  /** Whether slot `c` holds any LRU lock. */
+  holdsAny(c: number): boolean {
+    for (const k of this.lockWords()) if (lockOwner(Atomics.load(this.i32, k)) === c) return true;
+    return false;
+  }
+
+  /** Release every LRU lock slot `d` holds (it died). Returns how many. */
+  releaseDead(d: number): number {
+    let n = 0;
+    for (const k of this.lockWords()) {
+      const v = Atomics.load(this.i32, k);
+      if (v !== 0 && lockOwner(v) === d) {
+        Atomics.store(this.i32, k, 0);
+        Atomics.notify(this.i32, k);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Re-create every list from `cls` (one class per element node), for crash
+   * recovery: a thread killed mid-operation may have left a list half-linked.
+   * Linked elements start over on INACTIVE (recency is lost, membership is
+   * not). Requires: every LRU lock held.
+   */
+  rebuild(cls: Int32Array): void {
+    const i32 = this.i32;
+    for (let l = 0; l < this.lists; l++) {
+      for (let t = 0; t < LRU_SENTINELS_PER_LIST; t++) this.initHead(this.head(l, t));
+      const L = this.listAt(l);
+      i32[L + LRU_LIST_COUNT_ACTIVE_I32] = 0;
+      i32[L + LRU_LIST_COUNT_INACTIVE_I32] = 0;
+      i32[L + LRU_LIST_NEXT_INACTIVE_ROT_I32] = this.head(l, LRU_T_INACTIVE);
+    }
+    if (!this.percpu)
+      for (let c = 0; c < this.nrCpus; c++) {
+        this.initHead(this.pendingHead(c));
+        i32[this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32] = -1;
+      }
+    for (let n = 0; n < this.numElems; n++) {
+      const k = cls[n];
+      this.clearRef(n);
+      this.initHead(n);
+      const l = this.percpu ? this.nodeCpu(n) : 0;
+      if (k === CLASS_LIMBO) this.setType(n, LRU_T_LIMBO);
+      else if (k === CLASS_FREE) {
+        this.setType(n, LRU_T_FREE);
+        this.add(n, this.head(l, LRU_T_FREE));
+      } else if (k >= 0 && !this.percpu) this.addPending(k, n);
+      else {
+        this.setType(n, LRU_T_INACTIVE);
+        this.countAdd(l, LRU_T_INACTIVE, 1);
+        this.add(n, this.head(l, LRU_T_INACTIVE));
+      }
+    }
+  }
+
+  /**
+   * Check that the lists are well formed and hold every node exactly once
+   * with the right type and counts. Returns problems (empty when sound).
+   * Requires: quiescent map (fsck).
+   */
+  check(): string[] {
+    const bad: string[] = [];
+    const seen = new Uint8Array(this.numElems);
+    const walk = (h: number, type: number, l: number, what: string) => {
+      let count = 0;
+      let p = h;
+      for (let n = this.next(h), k = 0; n !== h; p = n, n = this.next(n), k++) {
+        if (k > this.numElems || n < 0 || n >= this.numElems) {
+          bad.push(`${what}: broken link`);
+          return count;
+        }
+        if (this.prev(n) !== p) bad.push(`${what}: node ${n} prev link wrong`);
+        if (seen[n]++) bad.push(`node ${n} on two lists`);
+        if (this.type(n) !== type) bad.push(`${what}: node ${n} has type ${this.type(n)}`);
+        if (this.percpu && this.nodeCpu(n) !== l)
+          bad.push(`${what}: node ${n} belongs to CPU ${this.nodeCpu(n)}`);
+        count++;
+      }
+      return count;
+    };
+    for (let l = 0; l < this.lists; l++) {
+      const L = this.listAt(l);
+      const a = walk(this.head(l, LRU_T_ACTIVE), LRU_T_ACTIVE, l, `list ${l} ACTIVE`);
+      const i = walk(this.head(l, LRU_T_INACTIVE), LRU_T_INACTIVE, l, `list ${l} INACTIVE`);
+      walk(this.head(l, LRU_T_FREE), LRU_T_FREE, l, `list ${l} FREE`);
+      if (a !== this.i32[L + LRU_LIST_COUNT_ACTIVE_I32]) bad.push(`list ${l}: active count wrong`);
+      if (i !== this.i32[L + LRU_LIST_COUNT_INACTIVE_I32]) bad.push(`list ${l}: inactive count wrong`);
+    }
+    if (!this.percpu)
+      for (let c = 0; c < this.nrCpus; c++) {
+        walk(this.pendingHead(c), LRU_T_LOCAL_PENDING, 0, `CPU ${c} PENDING`);
+        let k = 0;
+        for (let n = this.i32[this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32]; n >= 0; n = this.next(n)) {
+          if (k++ > this.numElems || n >= this.numElems) {
+            bad.push(`CPU ${c} local FREE: broken link`);
+            break;
+          }
+          if (seen[n]++) bad.push(`node ${n} on two lists`);
+          if (this.type(n) !== LRU_T_LOCAL_FREE)
+            bad.push(`CPU ${c} local FREE: node ${n} has type ${this.type(n)}`);
+        }
+      }
+    for (let n = 0; n < this.numElems; n++)
+      if (seen[n] === 0 && this.type(n) !== LRU_T_LIMBO) bad.push(`node ${n} is on no list`);
+    return bad;
+  }
+}
