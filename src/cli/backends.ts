@@ -4,8 +4,9 @@ import { availableParallelism } from "node:os";
 import { Htab } from "../core/htab.js";
 import type { RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
-import { possibleCpus } from "../kernel/bpf-syscall.js";
+import { pinThreadToCpu, possibleCpus } from "../kernel/bpf-syscall.js";
 import { KernelMap } from "../kernel/kernel-map.js";
+import { MapType } from "../uapi.js";
 import type { MapFactory } from "./replay.js";
 
 /** Possible CPUs as the kernel counts them, so per-CPU shapes agree across backends. */
@@ -19,11 +20,17 @@ export function machineCpus(): number {
 
 export type BackendName = "sab" | "kernel";
 
-/** Replay acts as root: SAB maps are privileged and this process is CPU 0. */
+/**
+ * Replay acts as root: SAB maps are privileged and this process is CPU 0.
+ * For LRU maps the kernel side pins this thread to CPU 0, so the kernel's
+ * per-CPU LRU lists are the ones CPU slot 0 uses on the SAB side.
+ */
 export function factoryFor(backend: BackendName): MapFactory {
   if (backend === "kernel")
-    return (spec: MapSpec, inner: RawMap | undefined) =>
-      KernelMap.create(spec, { innerMap: inner instanceof KernelMap ? inner : undefined });
+    return (spec: MapSpec, inner: RawMap | undefined) => {
+      if (spec.type === MapType.LruHash || spec.type === MapType.LruPercpuHash) pinThreadToCpu(0);
+      return KernelMap.create(spec, { innerMap: inner instanceof KernelMap ? inner : undefined });
+    };
   const nrCpus = machineCpus();
   return (spec: MapSpec) => Htab.create(spec, { privileged: true, nrCpus, cpu: 0 });
 }

@@ -22,6 +22,8 @@ export interface NativeBuf {
 interface Ffi {
   call(cmd: number, attr: unknown, size: number): number;
   close(fd: number): void;
+  /** sched_setaffinity(0, …): pins the calling thread only. */
+  setAffinity(mask: NativeBuf, bytes: number): number;
   errno(): number;
   alloc(bytes: number): NativeBuf;
 }
@@ -42,9 +44,11 @@ export function bpfFfi(): Ffi {
   // variadic syscall() for integer and pointer arguments, and avoids koffi's variadic path.
   const syscall = libc.func("long syscall(long nr, int cmd, void *attr, unsigned int size)");
   const close = libc.func("int close(int fd)");
+  const setaffinity = libc.func("int sched_setaffinity(int pid, size_t size, void *mask)");
   ffi = {
     call: (cmd, attr, size) => Number(syscall(nr, cmd, attr, size)),
     close: (fd) => void close(fd),
+    setAffinity: (mask, bytes) => Number(setaffinity(0, bytes, mask.ptr)),
     errno: () => koffi.errno(),
     alloc(bytes: number): NativeBuf {
       const ptr = koffi.alloc("uint8_t", Math.max(bytes, 8));
@@ -76,6 +80,29 @@ export function possibleCpus(): number {
     n += b === undefined ? 1 : b - a + 1;
   }
   return n;
+}
+
+let pinnedTo = -1;
+
+/**
+ * Pin the calling thread to one CPU. The kernel's LRU lists and per-CPU
+ * freelists follow the CPU a syscall runs on, so replaying an LRU script
+ * against the kernel is only deterministic on one CPU (the kernel facts were
+ * probed pinned to cpu0). Returns false if the kernel refused.
+ */
+export function pinThreadToCpu(cpu: number): boolean {
+  if (pinnedTo === cpu) return true;
+  const f = bpfFfi();
+  const bytes = 128; // cpu_set_t
+  const mask = f.alloc(bytes);
+  try {
+    mask.u8[cpu >> 3] |= 1 << (cpu & 7);
+    const ok = f.setAffinity(mask, bytes) === 0;
+    if (ok) pinnedTo = cpu;
+    return ok;
+  } finally {
+    mask.free();
+  }
 }
 
 /** The kernel's memlock figure for a map fd, from /proc/self/fdinfo. */

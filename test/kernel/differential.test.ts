@@ -29,7 +29,7 @@ function hexOf(n: number, size: number): string {
 }
 
 const createArb = fc.record({
-  type: fc.constantFrom("hash", "hash", "hash", "percpu_hash"),
+  type: fc.constantFrom("hash", "hash", "hash", "percpu_hash", "lru_hash", "lru_hash", "lru_percpu_hash"),
   key_size: fc.constantFrom(4, 4, 8, 3, 6, 16),
   value_size: fc.constantFrom(8, 8, 4, 1, 12, 40),
   max_entries: fc.integer({ min: 1, max: 12 }),
@@ -42,6 +42,7 @@ const createArb = fc.record({
     F.ZeroSeed | F.Wronly,
     F.ZeroSeed | F.RdonlyProg,
     F.ZeroSeed | F.NoPrealloc,
+    F.ZeroSeed | F.NoCommonLru,
   ),
 });
 
@@ -161,6 +162,61 @@ test(`differential: ${RUNS} random scripts agree with the kernel line by line`, 
   console.log(`# differential: ${scripts} scripts, ${ops} operations, 0 differences`);
 });
 
+/**
+ * LRU-heavy scripts: bigger maps, mostly updates over twice as many keys as
+ * fit, so that eviction, rotation (re-updates set the ref bit) and the
+ * per-CPU lists are exercised. The kernel side runs pinned to CPU 0.
+ */
+const lruScriptArb: fc.Arbitrary<Line[]> = fc
+  .record({
+    type: fc.constantFrom("lru_hash", "lru_percpu_hash"),
+    max_entries: fc.integer({ min: 1, max: 48 }),
+    flags: fc.constantFrom(F.ZeroSeed, F.ZeroSeed | F.NoCommonLru),
+  })
+  .chain((c) => {
+    const vb = valueHexBytes(c.type, 8);
+    const key = fc.integer({ min: 0, max: 2 * c.max_entries + 2 }).map((k) => hexOf(k, 4));
+    const value = fc.integer({ min: 0, max: 1 << 30 }).map((v) => hexOf(v, vb));
+    const op: fc.Arbitrary<Line> = fc.oneof(
+      {
+        weight: 12,
+        arbitrary: fc.record({ op: fc.constant("update"), key, value, flags: fc.constantFrom(0, 0, 1, 2) }),
+      },
+      { weight: 2, arbitrary: fc.record({ op: fc.constant("delete"), key }) },
+      { weight: 2, arbitrary: fc.record({ op: fc.constant("lookup"), key }) },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          op: fc.constant("lookup_and_delete_batch"),
+          in_batch: fc.constant(null),
+          count: fc.integer({ min: 1, max: 6 }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.constant({ op: "count" }) },
+    );
+    return fc
+      .array(
+        op.map((o) => ({ ...o, map: 0 })),
+        { minLength: 10, maxLength: 150, size: "max" },
+      )
+      .map((ops) => [{ op: "create", key_size: 4, value_size: 8, ...c }, ...ops, { op: "dump", map: 0 }]);
+  });
+
+test(`differential: ${Math.ceil(RUNS / 2)} LRU eviction scripts agree with the kernel pinned to CPU 0`, {
+  skip,
+  timeout: 600_000,
+}, () => {
+  let ops = 0;
+  fc.assert(
+    fc.property(lruScriptArb, (script) => {
+      compare(script);
+      ops += script.length;
+    }),
+    { numRuns: Math.ceil(RUNS / 2), verbose: 1 },
+  );
+  console.log(`# differential LRU: ${Math.ceil(RUNS / 2)} scripts, ${ops} operations, 0 differences`);
+});
+
 test("differential: creation errno for random sizes and flags", { skip }, () => {
   const flagBits = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 2048, 4096, 1 << 20];
   let n = 0;
@@ -180,7 +236,7 @@ test("differential: creation errno for random sizes and flags", { skip }, () => 
           compare([
             {
               op: "create",
-              type: pick % 3 === 0 ? "percpu_hash" : "hash",
+              type: ["hash", "percpu_hash", "lru_hash", "lru_percpu_hash"][pick % 4],
               key_size: ks,
               value_size: vs,
               max_entries: me,
