@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { checkEvictionHistory } from "../../src/check/eviction.js";
 import { decodeHistory } from "../../src/check/history.js";
 import { checkHistory } from "../../src/check/linearizability.js";
 import { Htab } from "../../src/core/htab.js";
@@ -12,6 +13,12 @@ import { MapFlags, MapType } from "../../src/uapi.js";
 import { runWorkers, startBarrier } from "../helpers/workers.js";
 
 const WORKERS = Number(process.env.HTAB_STRESS_WORKERS ?? 3);
+const NAMES: Record<number, string> = {
+  [MapType.Hash]: "HASH",
+  [MapType.PercpuHash]: "PERCPU_HASH",
+  [MapType.LruHash]: "LRU_HASH",
+  [MapType.LruPercpuHash]: "LRU_PERCPU_HASH",
+};
 const OPS = Number(process.env.HTAB_STRESS_OPS ?? 40_000);
 
 for (const [keys, maxEntries, type, extra] of [
@@ -19,8 +26,11 @@ for (const [keys, maxEntries, type, extra] of [
   [12, 16, MapType.Hash, 0],
   [6, 6, MapType.PercpuHash, 0],
   [6, 6, MapType.Hash, MapFlags.NoPrealloc],
+  // LRU maps far below capacity never evict, so they must be as linearizable as HASH.
+  [6, 64, MapType.LruHash, 0],
+  [6, 64, MapType.LruPercpuHash, MapFlags.NoCommonLru],
 ]) {
-  const kind = `${type === MapType.PercpuHash ? "PERCPU_HASH" : "HASH"}${extra ? " NO_PREALLOC" : ""}`;
+  const kind = `${NAMES[type]}${extra === MapFlags.NoPrealloc ? " NO_PREALLOC" : extra ? " NO_COMMON_LRU" : ""}`;
   test(`stress ${kind}: ${WORKERS} workers x ${OPS} ops on ${keys} keys (max_entries ${maxEntries}) are linearizable`, async () => {
     const map = Htab.create(
       { type, keySize: 4, valueSize: 8, maxEntries, flags: MapFlags.ZeroSeed | extra },
@@ -63,5 +73,46 @@ for (const [keys, maxEntries, type, extra] of [
     const f = map.fsck();
     assert.ok(f.ok, f.errors.join("; "));
     assert.equal(res.ops, WORKERS * OPS);
+  });
+}
+
+/**
+ * LRU maps over capacity (40 keys, 8 entries): evictions are legal at any
+ * moment, so the check is what LRU still promises (src/check/eviction.ts):
+ * no read returns another key's value or a value already overwritten or
+ * removed, no torn value, the map never holds more than max_entries, and
+ * the lists and chains are sound afterwards.
+ */
+for (const [type, extra] of [
+  [MapType.LruHash, 0],
+  [MapType.LruHash, MapFlags.NoCommonLru],
+  [MapType.LruPercpuHash, 0],
+]) {
+  const kind = `${NAMES[type]}${extra ? " NO_COMMON_LRU" : ""}`;
+  test(`stress ${kind} over capacity: ${WORKERS} workers x ${OPS} ops on 40 keys in 8 entries evict soundly`, async () => {
+    const map = Htab.create(
+      { type, keySize: 4, valueSize: 8, maxEntries: 8, flags: MapFlags.ZeroSeed | extra },
+      { privileged: true, nrCpus: WORKERS + 1 },
+    );
+    const clock = new SharedArrayBuffer(4);
+    const start = startBarrier(WORKERS);
+    const logs = await runWorkers<Int32Array>(
+      new URL("../fixtures/stress-worker.js", import.meta.url),
+      WORKERS,
+      (i) => ({ sab: map.handle.sab, clock, start, id: i + 1, ops: OPS, keys: 40, seed: 0x51ed27 * (i + 1) }),
+    );
+    const { ops, torn } = decodeHistory(logs);
+    const r = checkEvictionHistory(ops);
+    const misses = ops.filter((o) => o.kind === 0 && o.result === -1).length;
+    console.log(
+      `# stress ${kind} over capacity: ${ops.length} operations, ${r.reads} reads with a value, ${misses} misses, ${r.foreign} foreign, ${r.stale} stale, ${torn} torn, count ${map.count()}`,
+    );
+    assert.equal(torn, 0);
+    assert.equal(r.foreign, 0);
+    assert.equal(r.stale, 0);
+    assert.ok(r.reads > 1000 && misses > 1000, "both hits and evictions happened");
+    assert.ok(map.count() <= map.info.maxEntries);
+    const f = map.fsck();
+    assert.ok(f.ok, f.errors.join("; "));
   });
 }
