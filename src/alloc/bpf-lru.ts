@@ -71,6 +71,9 @@ export const DEL_FREED = 1;
 /** Unlinked, but program sections may hold it: it went to limbo instead. */
 export const DEL_DEFERRED = 2;
 
+/** popFree(): back out, repair, call again. */
+export const RETRY = -2;
+
 /** rebuild() classes, one per node. */
 export const CLASS_FREE = -1;
 export const CLASS_HASH = -2;
@@ -102,6 +105,8 @@ export class BpfLru {
   constructor(
     private readonly i32: Int32Array,
     g: Geometry,
+    /** Header word that is non-zero while a repair is pending. */
+    private readonly repairIdx: number,
     /** The calling thread's CPU slot: lock owner tag and "smp_processor_id()". */
     private readonly cpu: number,
     private readonly delFromHtab: DelFromHtab,
@@ -366,6 +371,7 @@ export class BpfLru {
 
   private localPush(c: number, n: number): void {
     const i = this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32;
+    this.setMeta(n, LRU_T_LOCAL_FREE, c);
     this.i32[this.w(n) + LRU_NODE_NEXT_I32] = this.i32[i];
     this.i32[this.w(n) + LRU_NODE_PREV_I32] = n;
     this.i32[i] = n;
@@ -381,10 +387,26 @@ export class BpfLru {
     return n;
   }
 
-  /** Refill local `c` from the common lists. Kernel: bpf_lru_list_pop_free_to_local(). Requires: local `c` lock held. */
-  private refillLocal(c: number): void {
+  /**
+   * Take an LRU lock, unless a repair is pending: then give it straight back
+   * and report false, so the operation backs out and the caller repairs.
+   * A dead slot's lists may be half-linked; nobody may walk them until the
+   * repair (the flag is raised before the dead slot's locks are released).
+   */
+  private lock(idx: number): boolean {
+    lockAcquire(this.i32, idx, this.cpu);
+    if (Atomics.load(this.i32, this.repairIdx) === 0) return true;
+    lockRelease(this.i32, idx);
+    return false;
+  }
+
+  /**
+   * Refill local `c` from the common lists. Kernel: bpf_lru_list_pop_free_to_local().
+   * Requires: local `c` lock held. @returns false to back out for a repair
+   */
+  private refillLocal(c: number): boolean {
     const L = this.listAt(0);
-    lockAcquire(this.i32, L + LRU_LIST_LOCK_I32, this.cpu);
+    if (!this.lock(L + LRU_LIST_LOCK_I32)) return false;
     this.flushPending(c);
     this.rotate(0);
     this.tmpLen = 0;
@@ -399,6 +421,7 @@ export class BpfLru {
     // Pushed in reverse so the first node harvested is the first handed out.
     for (let k = this.tmpLen - 1; k >= 0; k--) this.localPush(c, this.tmp[k]);
     this.tmpLen = 0;
+    return true;
   }
 
   /** Requires: local `c` lock held. Kernel: __local_list_add_pending(). */
@@ -431,39 +454,49 @@ export class BpfLru {
     return -1;
   }
 
+  /** A node stolen from another CPU, held across a back-out (it is our spare, so a repair keeps it pending on us). */
+  private held = -1;
+
   private commonPopFree(): number {
     const c = this.cpu;
     const i32 = this.i32;
     const loc = this.localAt(c);
-    lockAcquire(i32, loc + LRU_LOCAL_LOCK_I32, this.cpu);
-    let n = this.localPop(c);
+    let n = this.held;
     if (n < 0) {
-      this.refillLocal(c);
+      if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return RETRY;
       n = this.localPop(c);
+      if (n < 0) {
+        if (!this.refillLocal(c)) {
+          lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+          return RETRY;
+        }
+        n = this.localPop(c);
+      }
+      if (n >= 0) {
+        this.addPending(c, n);
+        this.onClaim(n);
+      }
+      lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+      if (n >= 0) return n;
+      // Nothing locally or in the common lists: steal round-robin from every CPU's local lists.
+      const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
+      let steal = first;
+      do {
+        const v = this.localAt(steal);
+        if (!this.lock(v + LRU_LOCAL_LOCK_I32)) return RETRY;
+        n = this.localPop(steal);
+        if (n < 0) n = this.popPending(steal);
+        if (n >= 0) this.onClaim(n); // ours alone until it is pending on us
+        lockRelease(i32, v + LRU_LOCAL_LOCK_I32);
+        steal = steal + 1 === this.nrCpus ? 0 : steal + 1;
+      } while (n < 0 && steal !== first);
+      i32[loc + LRU_LOCAL_NEXT_STEAL_I32] = steal; // only this CPU reads or writes it
+      if (n < 0) return -1;
     }
-    if (n >= 0) {
-      this.addPending(c, n);
-      this.onClaim(n);
-    }
-    lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
-    if (n >= 0) return n;
-    // Nothing locally or in the common lists: steal round-robin from every CPU's local lists.
-    const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
-    let steal = first;
-    do {
-      const v = this.localAt(steal);
-      lockAcquire(i32, v + LRU_LOCAL_LOCK_I32, this.cpu);
-      n = this.localPop(steal);
-      if (n < 0) n = this.popPending(steal);
-      if (n >= 0) this.onClaim(n); // held only by us until it is pending again
-      lockRelease(i32, v + LRU_LOCAL_LOCK_I32);
-      steal = steal + 1 === this.nrCpus ? 0 : steal + 1;
-    } while (n < 0 && steal !== first);
-    i32[loc + LRU_LOCAL_NEXT_STEAL_I32] = steal; // only this CPU reads or writes it
-    if (n < 0) return -1;
-    lockAcquire(i32, loc + LRU_LOCAL_LOCK_I32, this.cpu);
+    this.held = n;
+    if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return RETRY;
+    this.held = -1;
     this.addPending(c, n);
-    this.onClaim(n);
     lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
     return n;
   }
@@ -473,7 +506,7 @@ export class BpfLru {
   private percpuPopFree(): number {
     const l = this.cpu;
     const L = this.listAt(l);
-    lockAcquire(this.i32, L + LRU_LIST_LOCK_I32, this.cpu);
+    if (!this.lock(L + LRU_LIST_LOCK_I32)) return RETRY;
     this.rotate(l);
     const free = this.head(l, LRU_T_FREE);
     if (this.empty(free)) this.shrink(l, PERCPU_FREE_TARGET, free, LRU_T_FREE);
@@ -492,28 +525,33 @@ export class BpfLru {
 
   /**
    * A node for a new element, evicting if needed (kernel: bpf_lru_pop_free()).
-   * -1 when nothing could be freed. Requires: no bucket lock held.
+   * -1 when nothing could be freed; RETRY when the caller must repair first
+   * (then call again). Requires: no bucket lock held.
    */
   popFree(): number {
     return this.percpu ? this.percpuPopFree() : this.commonPopFree();
   }
 
-  /** Give node `n` back (kernel: bpf_lru_push_free()). Requires: no bucket lock held; `n` is unlinked. */
-  pushFree(n: number): void {
+  /**
+   * Give node `n` back (kernel: bpf_lru_push_free()). Returns false when a
+   * repair is pending: the caller repairs, which files `n` as free (it is
+   * linked nowhere and nobody's spare). Requires: no bucket lock held; `n` is unlinked.
+   */
+  pushFree(n: number): boolean {
     const i32 = this.i32;
     if (this.percpu) {
       const L = this.listAt(this.nodeCpu(n));
-      lockAcquire(i32, L + LRU_LIST_LOCK_I32, this.cpu);
+      if (!this.lock(L + LRU_LIST_LOCK_I32)) return false;
       if (this.type(n) === LRU_T_LIMBO) this.setType(n, LRU_T_FREE);
       this.moveTo(this.nodeCpu(n), n, LRU_T_FREE);
       this.onFiled(n);
       lockRelease(i32, L + LRU_LIST_LOCK_I32);
-      return;
+      return true;
     }
     if (this.type(n) === LRU_T_LOCAL_PENDING) {
       const c = this.nodeCpu(n);
       const loc = this.localAt(c);
-      lockAcquire(i32, loc + LRU_LOCAL_LOCK_I32, this.cpu);
+      if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return false;
       // Re-checked under the lock: a refill may have flushed it meanwhile.
       if (this.type(n) === LRU_T_LOCAL_PENDING) {
         this.setType(n, LRU_T_LOCAL_FREE);
@@ -522,16 +560,17 @@ export class BpfLru {
         this.localPush(c, n);
         this.onFiled(n);
         lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
-        return;
+        return true;
       }
       lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
     }
     const L = this.listAt(0);
-    lockAcquire(i32, L + LRU_LIST_LOCK_I32, this.cpu);
+    if (!this.lock(L + LRU_LIST_LOCK_I32)) return false;
     if (this.type(n) === LRU_T_LIMBO) this.setType(n, LRU_T_FREE);
     this.moveTo(0, n, LRU_T_FREE);
     this.onFiled(n);
     lockRelease(i32, L + LRU_LIST_LOCK_I32);
+    return true;
   }
 
   /** Put every node on a FREE list. Kernel: bpf_lru_init() + bpf_lru_populate(). Creator only. */

@@ -51,15 +51,17 @@ export function noActiveSections(i32: Int32Array): boolean {
 
 /**
  * Put an unlinked element in `cpu`'s limbo. Requires: the element is off
- * every chain and owned by the caller.
+ * every chain and owned by the caller. `chain`: INFLIGHT heads a chain of
+ * owned elements linked by FNEXT (LRU maps), which moves on to the next.
  */
-export function limboPush(i32: Int32Array, cpu: number, e: number): void {
+export function limboPush(i32: Int32Array, cpu: number, e: number, chain = false): void {
   i32[e + ELEM_TAG_I32] = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
   const p = pcpuBase(cpu);
   lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
+  const next = chain ? i32[e + ELEM_FNEXT_I32] : 0;
   i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_LIMBO_HEAD_I32];
   i32[p + PCPU_LIMBO_HEAD_I32] = e;
-  if (i32[p + PCPU_INFLIGHT_I32] === e) i32[p + PCPU_INFLIGHT_I32] = 0;
+  if (i32[p + PCPU_INFLIGHT_I32] === e) i32[p + PCPU_INFLIGHT_I32] = next;
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
 }
 
@@ -109,8 +111,10 @@ export function limboReclaim(
         i32[p + PCPU_FL_HEAD_I32] = e;
         i32[mine + PCPU_INFLIGHT_I32] = 0;
       } else {
+        // INFLIGHT heads the chain of reclaimed elements until the sink has filed them all.
         i32[e + ELEM_FNEXT_I32] = out;
         out = e;
+        i32[mine + PCPU_INFLIGHT_I32] = e;
       }
       moved++;
     } else prev = e;
@@ -119,8 +123,7 @@ export function limboReclaim(
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
   while (out !== 0) {
     const next = i32[out + ELEM_FNEXT_I32];
-    i32[out + ELEM_FNEXT_I32] = 0;
-    sink?.(out);
+    sink?.(out); // filing it moves INFLIGHT on to `next`
     out = next;
   }
   return moved;

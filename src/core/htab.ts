@@ -28,6 +28,7 @@ import {
   LRU_T_INACTIVE,
   LRU_T_LIMBO,
   LRU_T_LOCAL_PENDING,
+  RETRY,
 } from "../alloc/bpf-lru.js";
 import { limboPush, limboReclaim, noActiveSections, sectionEnter, sectionExit } from "../alloc/epoch.js";
 import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
@@ -69,6 +70,7 @@ import {
   PCPU_INTENT_OLD_I32,
   PCPU_INTENT_OP_I32,
   PCPU_LIMBO_HEAD_I32,
+  PCPU_LRU_SPARE_I32,
   PCPU_OWNER_I32,
   PCPU_SECTION_I32,
   pcpuBase,
@@ -235,17 +237,23 @@ export class Htab implements RawMap {
     this.myPcpu = pcpuBase(this.cpu);
     if (g.lru !== LRU_NONE) {
       const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
+      const spare = this.myPcpu + PCPU_LRU_SPARE_I32;
       const i32 = this.i32;
       this.lru = new BpfLru(
         i32,
         g,
+        HDR_LRU_REPAIR_I32,
         this.cpu,
         (n) => this.lruDelFromHtab(n),
         (n) => {
-          i32[inflight] = this.elemOf(n);
+          const e = this.elemOf(n);
+          i32[e + ELEM_FNEXT_I32] = 0;
+          i32[inflight] = e;
+          i32[spare] = e;
         },
         (n) => {
-          if (i32[inflight] === this.elemOf(n)) i32[inflight] = 0;
+          const e = this.elemOf(n);
+          if (i32[inflight] === e) i32[inflight] = i32[e + ELEM_FNEXT_I32]; // next of an unlinked chain, or 0
         },
       );
     }
@@ -282,7 +290,7 @@ export class Htab implements RawMap {
     if (spec.spinLockOffset !== undefined) i32[HDR_SPIN_LOCK_OFF_I32] = spec.spinLockOffset;
     // prealloc_init(): every element onto the LRU's free lists, or the per-CPU freelists ...
     const noop = () => 0;
-    if (g.lru !== LRU_NONE) new BpfLru(i32, g, 0, noop, noop, noop).populate();
+    if (g.lru !== LRU_NONE) new BpfLru(i32, g, HDR_LRU_REPAIR_I32, 0, noop, noop, noop).populate();
     else if (g.prealloc) pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
     // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
     for (let cpu = 0; cpu < g.extra_elems; cpu++) {
@@ -470,11 +478,12 @@ export class Htab implements RawMap {
     // 3. Whatever `d` still owned off every list and chain goes back. LRU maps
     //    re-create their lists instead, which also files what `d` owned.
     if (this.lru !== null) {
-      const locks = this.lru.releaseDead(d);
-      if (locks > 0) Atomics.add(i32, HDR_RECOVERED_I32, locks);
-      if (locks > 0 || lost !== 0) {
+      if (this.lru.holdsAny(d) || lost !== 0 || i32[p + PCPU_LRU_SPARE_I32] !== 0) {
+        // Raised before `d`'s LRU locks are freed: whoever takes one next backs out and repairs.
         Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
-        // Only at a point where we hold nothing; otherwise our next allocation does it.
+        i32[p + PCPU_LRU_SPARE_I32] = 0;
+        Atomics.add(i32, HDR_RECOVERED_I32, this.lru.releaseDead(d));
+        // Repair now if we hold nothing; otherwise the next thread to take an LRU lock does.
         if (i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] === 0 && !this.lru.holdsAny(this.cpu))
           this.lruRepair(d);
       }
@@ -927,6 +936,7 @@ export class Htab implements RawMap {
     this.dirty = true;
     this.addCount(1);
     i32[this.myPcpu + PCPU_INFLIGHT_I32] = 0;
+    i32[this.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
   }
 
   /** Record what the next chain change is, for recovery if this thread dies mid-way. */
@@ -973,7 +983,9 @@ export class Htab implements RawMap {
       this.fillElem(e, hash, value, valueOff);
       i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
       i32[b + BUCKET_HEAD_I32] = e;
+      i32[old + ELEM_FNEXT_I32] = 0;
       i32[p + PCPU_INFLIGHT_I32] = old;
+      i32[p + PCPU_LRU_SPARE_I32] = 0;
       i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
       this.dirty = true;
       this.lru.setRef(this.nodeOf(e));
@@ -1038,10 +1050,13 @@ export class Htab implements RawMap {
   }
 
   /** Requires: bucket lock held. Kernel: hlist_nulls_del_rcu(). */
-  private unlinkLocked(b: number, e: number, prev: number): void {
+  private unlinkLocked(b: number, e: number, prev: number, chain = 0): void {
     const i32 = this.i32;
     // Intent first: INFLIGHT == e with no intent would read as "e is lost" while still linked.
     this.intent(OP_UNLINK, e, 0);
+    // LRU maps: INFLIGHT heads a chain (by FNEXT) of elements this slot unlinked and
+    // has not filed yet; an LRU repair leaves them to us. Linked before published.
+    if (this.lru !== null) i32[e + ELEM_FNEXT_I32] = chain;
     // From the unlink until freeElem() files it, e is ours alone.
     i32[this.myPcpu + PCPU_INFLIGHT_I32] = e;
     // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
@@ -1082,9 +1097,9 @@ export class Htab implements RawMap {
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
   private freeElem(e: number): void {
     // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
-    if (!noActiveSections(this.i32)) limboPush(this.i32, this.cpu, e);
+    if (!noActiveSections(this.i32)) limboPush(this.i32, this.cpu, e, this.lru !== null);
     else if (this.lru !== null)
-      this.lru.pushFree(this.nodeOf(e)); // kernel: htab_lru_push_free()
+      this.lruPush(e); // kernel: htab_lru_push_free()
     else pcpuFreelistPush(this.i32, this.cpu, e);
   }
 
@@ -1134,13 +1149,20 @@ export class Htab implements RawMap {
    */
   private lruTake(): boolean {
     const lru = this.lru as BpfLru;
-    if (Atomics.load(this.i32, HDR_LRU_REPAIR_I32) !== 0) this.lruRepair(-1);
     let n = lru.popFree();
+    while (n === RETRY) {
+      this.lruRepair(-1);
+      n = lru.popFree();
+    }
     if (n < 0) {
       let moved = 0;
       for (let c = 0; c < this.nrCpus; c++)
         moved += limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
       if (moved > 0) n = lru.popFree();
+      while (n === RETRY) {
+        this.lruRepair(-1);
+        n = lru.popFree();
+      }
     }
     if (n < 0) return false;
     this.lruSpare = this.elemOf(n);
@@ -1150,9 +1172,10 @@ export class Htab implements RawMap {
   /**
    * Re-create the LRU lists after a slot died holding an LRU lock or an
    * element (kernel: none; a BPF program cannot die mid-operation). Every
-   * element is classified: linked in a chain, in limbo, popped or unlinked by
-   * a live slot (its INFLIGHT), or free. `dead` is the slot being recovered
-   * (its INFLIGHT is ignored), or -1.
+   * element is classified: linked in a chain; in limbo, or unlinked by a live
+   * slot and not yet filed (its INFLIGHT chain; both stay off every list);
+   * popped by a live slot for an update and not yet linked (its LRU_SPARE:
+   * pending on it); else free. `dead` is the slot being recovered (ignored), or -1.
    * Requires: this thread holds no LRU, freelist or bucket lock.
    * Lock order: all LRU locks -> all freelist locks -> one bucket at a time
    * (on an LRU map nobody takes a freelist lock while holding a bucket).
@@ -1170,7 +1193,10 @@ export class Htab implements RawMap {
       for (let c = 0; c < this.nrCpus; c++) {
         const p = pcpuBase(c);
         if (c === dead || Atomics.load(i32, p + PCPU_OWNER_I32) !== SLOT_ALIVE) continue;
-        const x = i32[p + PCPU_INFLIGHT_I32];
+        // Unlinked and not yet filed by a live slot: off every list until it files them.
+        for (let e = i32[p + PCPU_INFLIGHT_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_FNEXT_I32], k++)
+          cls[this.nodeOf(e)] = CLASS_LIMBO;
+        const x = i32[p + PCPU_LRU_SPARE_I32];
         if (x !== 0) cls[this.nodeOf(x)] = c;
       }
       for (let c = 0; c < this.nrCpus; c++)
@@ -1201,13 +1227,20 @@ export class Htab implements RawMap {
   }
 
   private readonly lruSink = (e: number): void => {
-    (this.lru as BpfLru).pushFree(this.nodeOf(e));
+    this.lruPush(e);
   };
+
+  /** File unlinked element `e` as free, repairing first if a repair is pending. */
+  private lruPush(e: number): void {
+    // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
+    while (!(this.lru as BpfLru).pushFree(this.nodeOf(e))) this.lruRepair(-1);
+  }
 
   /** After the bucket lock is dropped: return an unused element, free a replaced one. */
   private lruSettle(): void {
     if (this.lruSpare !== 0) {
-      (this.lru as BpfLru).pushFree(this.nodeOf(this.lruSpare));
+      this.i32[this.myPcpu + PCPU_LRU_SPARE_I32] = 0; // no longer "about to be linked": a repair may file it
+      this.lruPush(this.lruSpare);
       this.lruSpare = 0;
     }
     if (this.lruOld !== 0) {
@@ -1846,13 +1879,13 @@ export class Htab implements RawMap {
           else this.copyValueOut(e, values, (total + n) * this.valueBytes);
           const next = i32[e + ELEM_NEXT_I32];
           if (doDelete) {
-            this.unlinkLocked(b, e, 0);
             if (this.lru === null) {
+              this.unlinkLocked(b, e, 0);
               // Filed at once (lock order bucket -> freelist): INFLIGHT holds one element only.
               this.freeElem(e);
             } else {
               // LRU lists rank above bucket locks: free after unlock, last unlinked first (kernel: node_to_free).
-              i32[e + ELEM_FNEXT_I32] = toFree;
+              this.unlinkLocked(b, e, 0, toFree);
               toFree = e;
             }
           }
@@ -1861,8 +1894,7 @@ export class Htab implements RawMap {
         this.unlockBucket(b);
         while (toFree !== 0) {
           const next = i32[toFree + ELEM_FNEXT_I32];
-          i32[toFree + ELEM_FNEXT_I32] = 0;
-          this.freeElem(toFree);
+          this.freeElem(toFree); // filing it moves INFLIGHT on to `next`
           toFree = next;
         }
       }

@@ -19,7 +19,7 @@
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
  *              |  INTENT_BUCKET INTENT_OP INTENT_ELEM INTENT_OLD      |
- *              |  INTENT_COUNT INFLIGHT (pad)                         |
+ *              |  INTENT_COUNT INFLIGHT LRU_SPARE (pad)               |
  *              |  (the pcpu_freelist head, extra_elems[cpu] and the   |
  *              |   per-CPU element counter of one worker slot)        |
  *  BUCKETS     +------------------------------------------------------+
@@ -64,6 +64,7 @@
  * | pcpu SECTION    | the slot owner                  | reclaimers                | Atomics.store / Atomics.load |
  * | pcpu OWNER      | attach (CAS free -> alive), reap (alive -> dead), recovery (dead -> free) | everyone | Atomics |
  * | pcpu INTENT_*, INFLIGHT | the slot owner, before the stores they describe | a recoverer, after the owner died | plain writes; read after the owner is marked dead (the exit event orders them) |
+ * | pcpu LRU_SPARE  | the slot owner, under the LRU lock that hands the element out | an LRU repair, holding every LRU lock | plain |
  * | pcpu LIMBO_HEAD | holder of FL_LOCK               | same                      | plain under FL_LOCK |
  * | lru LOCK words  | any worker                      | any worker               | Atomics; owner-tagged (sync/owner-lock.ts) |
  * | lru node PREV/NEXT/META, list counts, NEXT_INACTIVE_ROT, local FREE_HEAD/NEXT_STEAL | holder of the lock of the list the node is on | same | plain under that lock |
@@ -143,6 +144,8 @@ export const PCPU_INTENT_OLD_I32 = 10;
 export const PCPU_INTENT_COUNT_I32 = 11;
 /** An element this slot owns off every list and chain (popped, or unlinked and not yet freed). */
 export const PCPU_INFLIGHT_I32 = 12;
+/** LRU maps: the element this slot popped for its current update and has not linked or given back (0 = none). */
+export const PCPU_LRU_SPARE_I32 = 13;
 
 /** Slot states in PCPU_OWNER. */
 export const SLOT_FREE = 0;
@@ -386,7 +389,7 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (PCPU_INFLIGHT_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
+  if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_LRU_REPAIR_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");

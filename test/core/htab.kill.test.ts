@@ -13,86 +13,95 @@ import { MapType } from "../../src/uapi.js";
 const ITERATIONS = Number(process.env.HTAB_KILL_ITERATIONS ?? 100);
 const script = new URL("../fixtures/kill-worker.js", import.meta.url);
 
-test(`kill a worker mid-operation, ${ITERATIONS} times: no corruption, no deadlock, survivors' data intact`, {
-  timeout: 600_000,
-}, async () => {
-  let recovered = 0;
-  let iterationsWithRecovery = 0;
-  let checkedKeys = 0;
-  let seed = 1;
-  for (let it = 0; it < ITERATIONS; it++) {
-    const map = Htab.create(
-      { type: MapType.Hash, keySize: 4, valueSize: 16, maxEntries: 24, spinLockOffset: 0 },
-      { nrCpus: 4, cpu: 0 },
-    );
-    const before = map.stats().recovered;
-    const victim = 1 + (it % 3);
-    const progress = new SharedArrayBuffer(16);
-    const p32 = new Int32Array(progress);
-    const workers = [1, 2, 3].map((cpu) => {
-      const w = new Worker(script, {
-        workerData: {
-          sab: map.handle.sab,
-          progress,
-          cpu,
-          id: cpu,
-          keys: 8,
-          ops: cpu === victim ? 1e9 : 6000,
-          seed: seed++,
-        },
-      });
-      const done = new Promise<[number, number][] | null>((resolve, reject) => {
-        let result: [number, number][] | null = null;
-        w.once("message", (m) => {
-          result = m;
+// LRU_HASH is sized so that the survivors' 16 keys are never evicted (4 CPUs x target_free 32 + 24 < 256).
+for (const [name, iterations, lru] of [
+  ["HASH with bpf_spin_lock", ITERATIONS, false],
+  ["LRU_HASH", Math.ceil(ITERATIONS / 2), true],
+] as const)
+  test(`kill a worker mid-operation on ${name}, ${iterations} times: no corruption, no deadlock, survivors' data intact`, {
+    timeout: 600_000,
+  }, async () => {
+    const ITERATIONS = iterations;
+    let recovered = 0;
+    let iterationsWithRecovery = 0;
+    let checkedKeys = 0;
+    let seed = 1;
+    for (let it = 0; it < ITERATIONS; it++) {
+      const map = Htab.create(
+        lru
+          ? { type: MapType.LruHash, keySize: 4, valueSize: 16, maxEntries: 256 }
+          : { type: MapType.Hash, keySize: 4, valueSize: 16, maxEntries: 24, spinLockOffset: 0 },
+        { nrCpus: 4, cpu: 0 },
+      );
+      const before = map.stats().recovered;
+      const victim = 1 + (it % 3);
+      const progress = new SharedArrayBuffer(16);
+      const p32 = new Int32Array(progress);
+      const workers = [1, 2, 3].map((cpu) => {
+        const w = new Worker(script, {
+          workerData: {
+            sab: map.handle.sab,
+            progress,
+            cpu,
+            id: cpu,
+            keys: 8,
+            ops: cpu === victim ? 1e9 : 6000,
+            seed: seed++,
+            lru,
+          },
         });
-        w.once("error", reject);
-        w.once("exit", () => {
-          if (cpu === victim) map.reap(cpu);
-          resolve(result);
+        const done = new Promise<[number, number][] | null>((resolve, reject) => {
+          let result: [number, number][] | null = null;
+          w.once("message", (m) => {
+            result = m;
+          });
+          w.once("error", reject);
+          w.once("exit", () => {
+            if (cpu === victim) map.reap(cpu);
+            resolve(result);
+          });
         });
+        return { w, cpu, done };
       });
-      return { w, cpu, done };
-    });
-    // Kill the victim at a random point of its run, once it is running.
-    const at = 100 + Math.floor(Math.random() * 3000);
-    while (Atomics.load(p32, victim) < at) await new Promise((r) => setTimeout(r, 1));
-    await workers[victim - 1].w.terminate();
-    let timer: NodeJS.Timeout | undefined;
-    const results = await Promise.race([
-      Promise.all(workers.map((x) => x.done)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`iteration ${it}: survivors deadlocked`)), 60_000);
-      }),
-    ]).finally(() => clearTimeout(timer));
-    const f = map.fsck();
-    assert.ok(f.ok, `iteration ${it}: ${f.errors.join("; ")}`);
-    const out = new Uint8Array(16);
-    const dv = new DataView(out.buffer);
-    for (const x of workers) {
-      if (x.cpu === victim) continue;
-      const model = new Map(results[x.cpu - 1]!);
-      for (let k = 0; k < 8; k++) {
-        const key = new Uint8Array(new Uint32Array([x.cpu * 1000 + k]).buffer);
-        const want = model.get(x.cpu * 1000 + k);
-        const err = map.lookupElem(key, out, 4);
-        if (want === undefined)
-          assert.equal(err, -2, `iteration ${it}: key ${x.cpu * 1000 + k} should be absent`);
-        else {
-          assert.equal(err, 0, `iteration ${it}: key ${x.cpu * 1000 + k} lost`);
-          assert.equal(dv.getUint32(4, true), want);
-          assert.equal(dv.getBigUint64(8, true), BigInt(want) * 2n);
+      // Kill the victim at a random point of its run, once it is running.
+      const at = 100 + Math.floor(Math.random() * 3000);
+      while (Atomics.load(p32, victim) < at) await new Promise((r) => setTimeout(r, 1));
+      await workers[victim - 1].w.terminate();
+      let timer: NodeJS.Timeout | undefined;
+      const results = await Promise.race([
+        Promise.all(workers.map((x) => x.done)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`iteration ${it}: survivors deadlocked`)), 60_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      const f = map.fsck();
+      assert.ok(f.ok, `iteration ${it}: ${f.errors.join("; ")}`);
+      const out = new Uint8Array(16);
+      const dv = new DataView(out.buffer);
+      for (const x of workers) {
+        if (x.cpu === victim) continue;
+        const model = new Map(results[x.cpu - 1]!);
+        for (let k = 0; k < 8; k++) {
+          const key = new Uint8Array(new Uint32Array([x.cpu * 1000 + k]).buffer);
+          const want = model.get(x.cpu * 1000 + k);
+          const err = map.lookupElem(key, out, lru ? 0 : 4);
+          if (want === undefined)
+            assert.equal(err, -2, `iteration ${it}: key ${x.cpu * 1000 + k} should be absent`);
+          else {
+            assert.equal(err, 0, `iteration ${it}: key ${x.cpu * 1000 + k} lost`);
+            assert.equal(dv.getUint32(4, true), want);
+            assert.equal(dv.getBigUint64(8, true), BigInt(want) * 2n);
+          }
+          checkedKeys++;
         }
-        checkedKeys++;
       }
+      const r = map.stats().recovered - before;
+      recovered += r;
+      if (r > 0) iterationsWithRecovery++;
+      map.close();
     }
-    const r = map.stats().recovered - before;
-    recovered += r;
-    if (r > 0) iterationsWithRecovery++;
-    map.close();
-  }
-  console.log(
-    `# kill: ${ITERATIONS} iterations, ${checkedKeys} survivor keys checked, ` +
-      `${recovered} locks/operations recovered in ${iterationsWithRecovery} iterations`,
-  );
-});
+    console.log(
+      `# kill ${name}: ${ITERATIONS} iterations, ${checkedKeys} survivor keys checked, ` +
+        `${recovered} locks/operations recovered in ${iterationsWithRecovery} iterations`,
+    );
+  });
