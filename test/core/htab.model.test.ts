@@ -148,9 +148,14 @@ for (const [ks, vs, extraFlags, type] of [
   [4, 8, MapFlags.NoPrealloc, MapType.Hash],
   // Per-CPU: the control plane moves PERCPU_CPUS x round_up(4, 8) = 16 bytes per value.
   [4, 16, 0, MapType.PercpuHash],
+  // LRU maps far below capacity (15 keys, 128 entries, one thread) never evict: the HASH model applies.
+  [4, 8, 0, MapType.LruHash],
+  [4, 8, MapFlags.NoCommonLru, MapType.LruHash],
+  [4, 16, 0, MapType.LruPercpuHash],
 ]) {
-  const percpu = type === MapType.PercpuHash;
-  const what = `${extraFlags ? ", BPF_F_NO_PREALLOC" : ""}${percpu ? ", PERCPU_HASH" : ""}`;
+  const percpu = type === MapType.PercpuHash || type === MapType.LruPercpuHash;
+  const lru = type === MapType.LruHash || type === MapType.LruPercpuHash;
+  const what = `${extraFlags === MapFlags.NoPrealloc ? ", BPF_F_NO_PREALLOC" : ""}${extraFlags === MapFlags.NoCommonLru ? ", BPF_F_NO_COMMON_LRU" : ""}${percpu ? ", per-CPU" : ""}${lru ? ", LRU" : ""}`;
   test(`Htab agrees with the reference model (key_size ${ks}, value_size ${vs}${what})`, () => {
     let ops = 0;
     fc.assert(
@@ -158,7 +163,8 @@ for (const [ks, vs, extraFlags, type] of [
         fc.integer({ min: 1, max: 9 }),
         fc.integer({ min: 1, max: 4 }),
         fc.commands(commands(ks, vs, 14), { maxCommands: 80, size: "max" }),
-        (maxEntries, nrCpus, cmds) => {
+        (small, nrCpus, cmds) => {
+          const maxEntries = lru ? 128 : small;
           const map = Htab.create(
             {
               type,
