@@ -79,3 +79,50 @@ test("the E2BIG for a full map says map full, with the numbers", () => {
   assert.equal(m.updateElem(new Uint8Array([3, 0, 0, 0]), v, 0), -7);
   assert.match(m.lastError, /map full \(2 of 2 entries in use\)/);
 });
+
+// LRU_HASH and LRU_PERCPU_HASH rows of t_create.txt: [description, overrides, LRU_HASH, LRU_PERCPU_HASH].
+const lruRows: [string, Partial<MapSpec>, string, string][] = [
+  ["baseline", {}, "OK", "OK"],
+  ["key_size=0", { keySize: 0 }, "EINVAL", "EINVAL"],
+  ["value_size=0", { valueSize: 0 }, "EINVAL", "EINVAL"],
+  ["max_entries=0", { maxEntries: 0 }, "EINVAL", "EINVAL"],
+  ["key_size=513", { keySize: 513 }, "OK", "OK"],
+  ["key+value = 4MiB-48-1", { keySize: 4, valueSize: MiB4 - 48 - 1 - 4 }, "OK", "E2BIG"],
+  ["key+value = 4MiB-48", { keySize: 4, valueSize: MiB4 - 48 - 4 }, "E2BIG", "E2BIG"],
+  ["value_size=32768", { valueSize: 32768 }, "OK", "OK"],
+  ["value_size=32769", { valueSize: 32769 }, "OK", "E2BIG"],
+  ["max_entries=1<<31", { maxEntries: 2 ** 31 }, "E2BIG", "E2BIG"],
+  ["max_entries=0xffffffff", { maxEntries: 0xffffffff }, "E2BIG", "E2BIG"],
+  ["max_entries=1<<31 NO_PREALLOC", { maxEntries: 2 ** 31, flags: F.NoPrealloc }, "ENOTSUPP", "ENOTSUPP"],
+  ["NO_PREALLOC", { flags: F.NoPrealloc }, "ENOTSUPP", "ENOTSUPP"],
+  ["NO_COMMON_LRU", { flags: F.NoCommonLru }, "OK", "OK"],
+  ["NO_COMMON_LRU|NO_PREALLOC", { flags: F.NoCommonLru | F.NoPrealloc }, "ENOTSUPP", "ENOTSUPP"],
+  ["RDONLY|WRONLY", { flags: F.Rdonly | F.Wronly }, "EINVAL", "EINVAL"],
+  ["RDONLY_PROG|WRONLY_PROG", { flags: F.RdonlyProg | F.WronlyProg }, "EINVAL", "EINVAL"],
+  ["MMAPABLE", { flags: F.Mmapable }, "EINVAL", "EINVAL"],
+  ["1<<20 (unknown)", { flags: 1 << 20 }, "EINVAL", "EINVAL"],
+  ["NUMA_NODE numa=0", { flags: F.NumaNode, numaNode: 0 }, "OK", "EINVAL"],
+  ["NUMA_NODE numa_node=5 (offline)", { flags: F.NumaNode, numaNode: 5 }, "EINVAL", "EINVAL"],
+  ["value_size=32769 + NUMA flag", { valueSize: 32769, flags: F.NumaNode }, "OK", "EINVAL"],
+];
+
+for (const [type, name, col] of [
+  [MapType.LruHash, "LRU_HASH", 2],
+  [MapType.LruPercpuHash, "LRU_PERCPU_HASH", 3],
+] as const) {
+  for (const row of lruRows) {
+    const [what, over] = row;
+    const want = row[col];
+    test(`create ${name} ${what} -> ${want}`, () => {
+      const spec = { ...base, type, ...over };
+      if (want === "OK" && spec.keySize + spec.valueSize > 1 << 16) spec.maxEntries = 1;
+      let got = "OK";
+      try {
+        Htab.create(spec, { privileged: true, nrCpus: 2 }).close();
+      } catch (e) {
+        got = (e as { code: string }).code;
+      }
+      assert.equal(got, want);
+    });
+  }
+}
