@@ -400,6 +400,83 @@ async function postMessageLatency(entries: number, quick: boolean): Promise<Poin
   };
 }
 
+/**
+ * LRU: inserting new keys into a full map (every insert evicts) and lookup
+ * hits, htab LRU_HASH against lru-cache (the LRU Node users pick) and the
+ * kernel's LRU_HASH. htab and the kernel evict approximately; lru-cache exactly.
+ */
+async function lruTasks(entries: number, cleanup: (() => unknown)[]): Promise<Task[]> {
+  const tasks: Task[] = [];
+  const add = (workload: string, peer: string, fn: () => unknown) =>
+    tasks.push({ workload, entries, peer, fn });
+  const keys = randomKeys(entries * 4, 7 + entries);
+  let pos = 0;
+  let sink = 0;
+  const k = new Uint8Array(4);
+  const v = new Uint8Array(8);
+  const setK = (x: number) => {
+    k[0] = x;
+    k[1] = x >>> 8;
+    k[2] = x >>> 16;
+    k[3] = x >>> 24;
+  };
+  const fill = (m: RawMap) => {
+    for (let i = 0; i < entries; i++) {
+      setK(keys[i]);
+      m.updateElem(k, v, 0);
+    }
+  };
+  const evicting = (m: RawMap) => () => {
+    for (let i = 0; i < OPS; i++) {
+      setK(keys[pos]);
+      pos = pos + 1 === keys.length ? 0 : pos + 1;
+      m.updateElem(k, v, 0);
+    }
+  };
+  const hits = (m: RawMap) => () => {
+    for (let i = 0; i < OPS; i++) {
+      setK(keys[(i * 7919) % entries]);
+      if (m.lookupElem(k, v, 0) === 0) sink++;
+    }
+  };
+  const h = Htab.create(
+    { type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: entries },
+    { nrCpus: 4 },
+  );
+  cleanup.push(() => h.close());
+  fill(h);
+  add("LRU insert, evicting", "htab", evicting(h));
+  fill(h);
+  add("LRU lookup hit", "htab", hits(h));
+  const { LRUCache } = await import("lru-cache");
+  const lc = new LRUCache<number, bigint>({ max: entries });
+  for (let i = 0; i < entries; i++) lc.set(keys[i], 1n);
+  add("LRU insert, evicting", "lru-cache", () => {
+    for (let i = 0; i < OPS; i++) {
+      lc.set(keys[pos], 7n);
+      pos = pos + 1 === keys.length ? 0 : pos + 1;
+    }
+  });
+  add("LRU lookup hit", "lru-cache", () => {
+    for (let i = 0; i < OPS; i++) if (lc.get(keys[(i * 7919) % entries]) !== undefined) sink++;
+  });
+  const kern = await loadKernel();
+  if (kern) {
+    const km = kern.KernelMap.create({
+      type: MapType.LruHash,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: entries,
+    });
+    cleanup.push(() => km.close());
+    fill(km);
+    add("LRU insert, evicting", "kernel bpf()", evicting(km));
+    add("LRU lookup hit", "kernel bpf()", hits(km));
+  }
+  cleanup.push(() => void sink);
+  return tasks;
+}
+
 /** Walks: get_next_key per key and lookup_batch per element, htab and kernel; Map iteration. */
 async function iterationTasks(
   entries: number,
@@ -606,7 +683,14 @@ function computeRatios(rep: BenchReport): Record<string, number> {
   const sizes = [...new Set(rep.points.map((p) => p.entries))];
   for (const n of sizes) {
     const tag = n >= 1_000_000 ? "1M" : n >= 1000 ? `${n / 1000}k` : `${n}`;
-    for (const w of ["lookup hit", "lookup miss", "update existing", "insert+delete"]) {
+    for (const w of [
+      "lookup hit",
+      "lookup miss",
+      "update existing",
+      "insert+delete",
+      "LRU insert, evicting",
+      "LRU lookup hit",
+    ]) {
       const h = median(rep.points, w, n, "htab");
       if (h === undefined) continue;
       for (const peer of [
@@ -617,6 +701,7 @@ function computeRatios(rep: BenchReport): Record<string, number> {
         "Atomics request slot",
         "postMessage owner",
         "htab lookupRef (program face)",
+        "lru-cache",
       ]) {
         const p = median(rep.points, w, n, peer);
         if (p !== undefined) r[`${w} @${tag}: htab / ${peer}`] = h / p;
@@ -629,7 +714,7 @@ function computeRatios(rep: BenchReport): Record<string, number> {
     if (one && two) r[`read-heavy mix: ${peer} 2 workers / 1 worker`] = two / one;
   }
   for (const m of rep.memory)
-    if (m.ratio !== null) r[`memory @${m.entries}: htab / kernel bytes per entry`] = m.ratio;
+    if (m.ratio !== null) r[`memory ${m.type} @${m.entries}: htab / kernel bytes per entry`] = m.ratio;
   return r;
 }
 
@@ -641,6 +726,27 @@ async function memory(entries: number): Promise<MemoryResult[]> {
     {
       type: "percpu_hash",
       spec: { type: MapType.PercpuHash, keySize: 4, valueSize: 8, maxEntries: entries },
+      fill: 0,
+    },
+    {
+      type: "lru_hash",
+      spec: { type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: entries },
+      fill: 0,
+    },
+    {
+      type: "lru_hash NO_COMMON_LRU",
+      spec: {
+        type: MapType.LruHash,
+        keySize: 4,
+        valueSize: 8,
+        maxEntries: entries,
+        flags: MapFlags.NoCommonLru,
+      },
+      fill: 0,
+    },
+    {
+      type: "lru_percpu_hash",
+      spec: { type: MapType.LruPercpuHash, keySize: 4, valueSize: 8, maxEntries: entries },
       fill: 0,
     },
     {
@@ -795,6 +901,7 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
     groups.push({ tasks: await pointTasks(n, rep.skipped, cleanup), perCall: OPS });
     if (n <= 1000) groups.push({ tasks: wideTasks(n, cleanup), perCall: OPS });
     groups.push(await iterationTasks(n, cleanup));
+    groups.push({ tasks: await lruTasks(n, cleanup), perCall: OPS });
   }
   const total = groups.reduce((a, g) => a + g.tasks.length, 0) + sizes.length * 2 + 2;
   const bar = new cliProgress.SingleBar(
