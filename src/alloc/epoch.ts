@@ -30,6 +30,7 @@ import {
   pcpuBase,
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { threadCanBlock } from "../sync/spin.js";
 
 /** Enter a section on `cpu`'s slot. */
 export function sectionEnter(i32: Int32Array, cpu: number): void {
@@ -127,4 +128,17 @@ export function limboReclaim(
     out = next;
   }
   return moved;
+}
+
+/**
+ * Wait until every section that began before this call has ended (kernel:
+ * synchronize_rcu()). Sections entering later do not hold it up. Requires:
+ * the caller is not in a section on this map.
+ */
+export function synchronizeSections(i32: Int32Array, nrCpus: number): void {
+  const target = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
+  const block = threadCanBlock();
+  while (oldestSection(i32, nrCpus) < target) {
+    if (block) Atomics.wait(i32, HDR_ACTIVE_I32, Atomics.load(i32, HDR_ACTIVE_I32), 1);
+  }
 }

@@ -30,7 +30,14 @@ import {
   LRU_T_LOCAL_PENDING,
   RETRY,
 } from "../alloc/bpf-lru.js";
-import { limboPush, limboReclaim, noActiveSections, sectionEnter, sectionExit } from "../alloc/epoch.js";
+import {
+  limboPush,
+  limboReclaim,
+  noActiveSections,
+  sectionEnter,
+  sectionExit,
+  synchronizeSections,
+} from "../alloc/epoch.js";
 import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import { htabMapHash } from "../hash/htab-hash.js";
@@ -112,6 +119,10 @@ const ENOSPC = -Errno.ENOSPC;
 /** What a worker needs to attach: post it with postMessage. */
 export interface MapHandle {
   readonly sab: SharedArrayBuffer;
+  /** A map inside a MapDomain: its byte offset and length in `sab`, and its id. */
+  readonly offset?: number;
+  readonly length?: number;
+  readonly id?: number;
 }
 
 /** Options for attach(). */
@@ -184,6 +195,8 @@ export class Htab implements RawMap {
   private readonly liveGen = new Int32Array(1);
   private sectionDepth = 0;
   private closed = false;
+  /** Lives inside a MapDomain's buffer (fully reserved there: NO_PREALLOC never grows it). */
+  private readonly inDomain: boolean;
   /** LRU_HASH / LRU_PERCPU_HASH: the eviction lists; null for other maps. */
   private readonly lru: BpfLru | null = null;
   /** LRU: the element popped for this operation before its bucket lock (kernel: prealloc_lru_pop()). */
@@ -192,16 +205,26 @@ export class Htab implements RawMap {
   private lruOld = 0;
 
   private constructor(
-    sab: SharedArrayBuffer,
+    handle: MapHandle,
     g: Geometry,
     mapType: number,
     mapFlags: number,
     hashrnd: number,
     cpu: number,
   ) {
-    this.i32 = new Int32Array(sab);
-    this.u8 = new Uint8Array(sab);
-    this.i64 = new BigInt64Array(sab); // length-tracking on a growable buffer
+    const { sab, offset, length } = handle;
+    this.inDomain = offset !== undefined;
+    if (offset === undefined) {
+      this.i32 = new Int32Array(sab);
+      this.u8 = new Uint8Array(sab);
+      this.i64 = new BigInt64Array(sab); // length-tracking on a growable buffer
+    } else {
+      // A map inside a MapDomain: fixed views, so word indices stay relative to the map.
+      const len = length ?? g.totalBytes;
+      this.i32 = new Int32Array(sab, offset, len >> 2);
+      this.u8 = new Uint8Array(sab, offset, len);
+      this.i64 = new BigInt64Array(sab, offset, len >> 3);
+    }
     this.spinLockOff = this.i32[HDR_SPIN_LOCK_OFF_I32];
     this.keySize = g.keySize;
     this.valueSize = g.valueSize;
@@ -223,7 +246,7 @@ export class Htab implements RawMap {
     const kbuf = new ArrayBuffer(this.keyWords * 4);
     this.kb = new Uint8Array(kbuf);
     this.kw = new Int32Array(kbuf);
-    this.handle = Object.freeze({ sab });
+    this.handle = Object.freeze({ ...handle });
     this.info = Object.freeze({
       type: mapType,
       keySize: g.keySize,
@@ -231,7 +254,7 @@ export class Htab implements RawMap {
       maxEntries: g.maxEntries,
       flags: mapFlags,
       nrCpus: g.nrCpus,
-      id: 0,
+      id: handle.id ?? 0,
     });
     this.cpu = this.claimCpu(cpu);
     this.myPcpu = pcpuBase(this.cpu);
@@ -270,7 +293,6 @@ export class Htab implements RawMap {
   static create(spec: MapSpec, opts: SabCreateOptions = {}): Htab {
     const nrCpus = opts.nrCpus ?? defaultNrCpus();
     const g = validateSpec(spec, nrCpus, opts.privileged === true);
-    const flags = spec.flags ?? 0;
     let sab: SharedArrayBuffer;
     try {
       // BPF_F_NO_PREALLOC: reserve the whole map, commit only header and buckets; grow on demand.
@@ -284,7 +306,24 @@ export class Htab implements RawMap {
         `cannot allocate ${g.totalBytes} bytes: ${(e as Error).message}`,
       );
     }
-    const i32 = new Int32Array(sab);
+    const hashrnd = Htab.initRegion(new Int32Array(sab), g, spec);
+    return new Htab({ sab }, g, spec.type, spec.flags ?? 0, hashrnd, opts.cpu ?? -1);
+  }
+
+  /**
+   * Create a map inside a MapDomain's buffer at `offset` (`g.totalBytes`
+   * bytes, zeroed). Requires: validateSpec() gave `g`. Used by MapDomain.
+   */
+  static createIn(handle: MapHandle, spec: MapSpec, g: Geometry, cpu: number): Htab {
+    const off = handle.offset ?? 0;
+    const hashrnd = Htab.initRegion(new Int32Array(handle.sab, off, g.totalBytes >> 2), g, spec);
+    return new Htab({ ...handle, length: g.totalBytes }, g, spec.type, spec.flags ?? 0, hashrnd, cpu);
+  }
+
+  /** Write the header and file every element (kernel: htab_map_alloc() + prealloc_init()). Returns hashrnd. */
+  private static initRegion(i32: Int32Array, g: Geometry, spec: MapSpec): number {
+    const flags = spec.flags ?? 0;
+    const nrCpus = g.nrCpus;
     const hashrnd = (flags & MapFlags.ZeroSeed) !== 0 ? 0 : randomSeed();
     writeHeader(i32, g, spec.type, flags, hashrnd);
     if (spec.spinLockOffset !== undefined) i32[HDR_SPIN_LOCK_OFF_I32] = spec.spinLockOffset;
@@ -298,7 +337,7 @@ export class Htab implements RawMap {
       i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = 0;
       i32[pcpuBase(cpu) + PCPU_EXTRA_I32] = e;
     }
-    return new Htab(sab, g, spec.type, flags, hashrnd, opts.cpu ?? -1);
+    return hashrnd;
   }
 
   /**
@@ -306,9 +345,10 @@ export class Htab implements RawMap {
    * @throws BpfError EINVAL for a foreign or corrupt buffer, EBUSY when every CPU slot is taken
    */
   static attach(handle: MapHandle | SharedArrayBuffer, opts: AttachOptions = {}): Htab {
-    const sab = handle instanceof SharedArrayBuffer ? handle : (handle as MapHandle | undefined)?.sab;
-    const { g, mapType, mapFlags, hashrnd } = readGeometry(sab);
-    return new Htab(sab as SharedArrayBuffer, g, mapType, mapFlags, hashrnd, opts.cpu ?? -1);
+    const h: MapHandle =
+      handle instanceof SharedArrayBuffer ? { sab: handle } : ((handle ?? {}) as MapHandle);
+    const { g, mapType, mapFlags, hashrnd } = readGeometry(h.sab, h.offset, h.length);
+    return new Htab(h, g, mapType, mapFlags, hashrnd, opts.cpu ?? -1);
   }
 
   private claimCpu(want: number): number {
@@ -908,7 +948,7 @@ export class Htab implements RawMap {
       if (n >= this.walkBound - 1) return 0;
       const end = this.elemsBase * 4 + (n + 1) * this.elemStrideI32 * 4;
       const sab = this.handle.sab;
-      if (sab.byteLength < end) {
+      if (!this.inDomain && sab.byteLength < end) {
         // Grow by at least an eighth of what is there, so growth is amortised.
         const want = Math.min(sab.maxByteLength, Math.max(end, sab.byteLength + (sab.byteLength >>> 3)));
         sab.grow(Math.ceil(want / 8) * 8);
@@ -1637,6 +1677,26 @@ export class Htab implements RawMap {
       sectionExit(this.i32, this.cpu);
       limboReclaim(this.i32, this.cpu, this.cpu, this.nrCpus, this.lru === null ? null : this.lruSink);
     }
+  }
+
+  /** True inside enter()/exit() (or run()). */
+  get inSection(): boolean {
+    return this.sectionDepth > 0;
+  }
+
+  /**
+   * Wait until every program section that began before this call has ended
+   * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is quiet.
+   * @throws BpfError EINVAL inside a section (it would wait for itself)
+   */
+  synchronize(): void {
+    if (this.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
+    if (!noActiveSections(this.i32)) synchronizeSections(this.i32, this.nrCpus);
+  }
+
+  /** The value an outer map stores for this map: its id in its MapDomain (0 outside one). */
+  mapRef(): number {
+    return this.info.id;
   }
 
   /** Run `fn` as a program: inside a section, so it may take references. */

@@ -78,6 +78,11 @@ export interface RawMap {
   ): number;
   /** Kernel: BPF_MAP_FREEZE. */
   freeze(): number;
+  /**
+   * What an outer map (ARRAY_OF_MAPS / HASH_OF_MAPS) is given to store this map:
+   * the kernel takes a map fd, a MapDomain the map's id.
+   */
+  mapRef?(): number;
   /** Bytes the map occupies (SAB) or the kernel's memlock figure (kernel). */
   memoryUsage(): number;
   close(): void;

@@ -107,8 +107,21 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
 
   const t = spec.type;
   const known =
-    t === MapType.Hash || t === MapType.PercpuHash || t === MapType.LruHash || t === MapType.LruPercpuHash;
-  if (!known) fail(Errno.EINVAL, `map type ${t} is not a hash map type htab implements`);
+    t === MapType.Hash ||
+    t === MapType.PercpuHash ||
+    t === MapType.LruHash ||
+    t === MapType.LruPercpuHash ||
+    t === MapType.HashOfMaps;
+  if (!known)
+    fail(
+      Errno.EINVAL,
+      t === MapType.ArrayOfMaps
+        ? "ARRAY_OF_MAPS lives in a MapDomain: create it with domain.createMap()"
+        : `map type ${t} is not a hash map type htab implements`,
+    );
+  // fd_htab_map_alloc_check(): a hash of maps stores a u32 per key.
+  if (t === MapType.HashOfMaps && spec.valueSize !== 4)
+    fail(Errno.EINVAL, `a hash of maps has 4-byte values (inner map ids), not ${spec.valueSize}`);
 
   // htab_map_alloc_check()
   const percpu = t === MapType.PercpuHash || t === MapType.LruPercpuHash;
@@ -163,4 +176,24 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
       fail(Errno.EACCES, "a value with bpf_spin_lock needs program write access (BPF_F_RDONLY_PROG)");
   }
   return g;
+}
+
+/** ARRAY_OF_MAPS flags htab accepts (kernel: array_map_alloc_check() and fd_array_map_alloc_check()). */
+const AOM_FLAG_MASK =
+  MapFlags.NumaNode | MapFlags.Rdonly | MapFlags.Wronly | MapFlags.RdonlyProg | MapFlags.WronlyProg;
+
+/**
+ * Validate an ARRAY_OF_MAPS spec as BPF_MAP_CREATE would (t_aom.txt).
+ * @throws BpfError EINVAL, E2BIG
+ */
+export function validateArrayOfMapsSpec(spec: MapSpec): void {
+  const flags = spec.flags ?? 0;
+  if ((flags & MapFlags.Rdonly) !== 0 && (flags & MapFlags.Wronly) !== 0)
+    fail(Errno.EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY are mutually exclusive");
+  if (spec.keySize !== 4) fail(Errno.EINVAL, `an array of maps has 4-byte keys, not ${spec.keySize}`);
+  if (spec.valueSize !== 4) fail(Errno.EINVAL, `an array of maps has 4-byte values, not ${spec.valueSize}`);
+  if (!isU32(spec.maxEntries) || spec.maxEntries === 0) fail(Errno.EINVAL, "max_entries must be > 0");
+  if ((flags & ~AOM_FLAG_MASK) !== 0 || (flags & MapFlags.RdonlyProg && flags & MapFlags.WronlyProg) !== 0)
+    fail(Errno.EINVAL, `flags 0x${flags.toString(16)} are not valid for an array of maps`);
+  if (spec.maxEntries > 1 << 28) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is too large for htab`);
 }

@@ -362,6 +362,11 @@ export class KernelMap implements RawMap {
     return this.doBatch(BpfCmd.MapDeleteBatch, "deleteBatch", args, false);
   }
 
+  /** What an outer map is given to store this map: its fd (the kernel stores the map, lookups return its id). */
+  mapRef(): number {
+    return this.fd;
+  }
+
   freeze(): number {
     const dv = this.attrClear();
     dv.setUint32(0, this.fd, true);

@@ -114,6 +114,15 @@ export const HDR_CARVED_I32 = 21;
 export const HDR_GROW_LOCK_I32 = 22;
 /** LRU maps: 1 when a dead slot may have left the LRU lists half-linked; the next allocation rebuilds them. */
 export const HDR_LRU_REPAIR_I32 = 23;
+/**
+ * ARRAY_OF_MAPS / HASH_OF_MAPS: the inner-map template (kernel: inner_map_meta),
+ * which every inner map stored must match.
+ */
+export const HDR_INNER_TYPE_I32 = 24;
+export const HDR_INNER_KEY_SIZE_I32 = 25;
+export const HDR_INNER_VALUE_SIZE_I32 = 26;
+export const HDR_INNER_MAX_ENTRIES_I32 = 27;
+export const HDR_INNER_FLAGS_I32 = 28;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -156,6 +165,47 @@ export const OP_NONE = 0;
 export const OP_INSERT = 1;
 export const OP_REPLACE = 2;
 export const OP_UNLINK = 3;
+
+// ---- ARRAY_OF_MAPS region: the header and per-CPU records above, then the slots ----
+/** "HAOM": first word of an ARRAY_OF_MAPS region. */
+export const AOM_MAGIC = 0x48414f4d;
+/** Word index of slot 0: one i32 per index, the inner map's id or 0 (empty). */
+export function aomSlotsI32(nrCpus: number): number {
+  return roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES) >> 2;
+}
+export function aomBytes(nrCpus: number, maxEntries: number): number {
+  return roundUp(aomSlotsI32(nrCpus) * 4 + maxEntries * 4, CACHE_LINE_BYTES);
+}
+
+// ---- MapDomain: many maps in one growable SharedArrayBuffer (kernel: the map IDR) ----
+//
+//  byte 0     header: MAGIC VERSION NR_CPUS MAX_MAPS COUNT USED8 ALLOC_LOCK (64 B)
+//  byte 64    slot owners: NR_CPUS words (FREE / ALIVE / DEAD), cache-line padded
+//  DIR        directory: MAX_MAPS x 16 B: OFFSET8 LENGTH8 TYPE (map id = index + 1)
+//  DATA       maps, each at a 64-byte-aligned offset, laid out as a standalone map
+/** "HDOM". */
+export const DOM_MAGIC = 0x48444f4d;
+export const DOM_MAGIC_I32 = 0;
+export const DOM_VERSION_I32 = 1;
+export const DOM_NR_CPUS_I32 = 2;
+export const DOM_MAX_MAPS_I32 = 3;
+/** Maps created so far; a directory entry is complete before COUNT covers it. */
+export const DOM_COUNT_I32 = 4;
+/** Bytes in use / 8 (bump allocator; maps live as long as the domain). */
+export const DOM_USED8_I32 = 5;
+export const DOM_ALLOC_LOCK_I32 = 6;
+export const DOM_HEADER_BYTES = 64;
+export const DOM_OWNERS_I32 = DOM_HEADER_BYTES >> 2;
+export const DOM_DIR_ENTRY_BYTES = 16;
+export const DOM_DIR_OFFSET8_I32 = 0;
+export const DOM_DIR_LENGTH8_I32 = 1;
+export const DOM_DIR_TYPE_I32 = 2;
+export function domDirI32(nrCpus: number): number {
+  return roundUp(DOM_HEADER_BYTES + nrCpus * 4, CACHE_LINE_BYTES) >> 2;
+}
+export function domDataBytes(nrCpus: number, maxMaps: number): number {
+  return roundUp(domDirI32(nrCpus) * 4 + maxMaps * DOM_DIR_ENTRY_BYTES, CACHE_LINE_BYTES);
+}
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -350,7 +400,11 @@ export function writeHeader(
 }
 
 /** Read and check the header of a buffer someone handed to `attach()`. */
-export function readGeometry(buf: unknown): {
+export function readGeometry(
+  buf: unknown,
+  offset = 0,
+  length?: number,
+): {
   g: Geometry;
   mapType: number;
   mapFlags: number;
@@ -358,9 +412,9 @@ export function readGeometry(buf: unknown): {
 } {
   if (!(buf instanceof SharedArrayBuffer))
     invalid("attach", "handle is not a SharedArrayBuffer made by htab");
-  if (buf.byteLength < HEADER_BYTES)
-    invalid("attach", `buffer of ${buf.byteLength} bytes is too small for a map`);
-  const i32 = new Int32Array(buf, 0, HEADER_BYTES >> 2);
+  if (!Number.isInteger(offset) || offset < 0 || offset % 8 !== 0 || buf.byteLength < offset + HEADER_BYTES)
+    invalid("attach", `no map header at offset ${offset} of a ${buf.byteLength}-byte buffer`);
+  const i32 = new Int32Array(buf, offset, HEADER_BYTES >> 2);
   if (i32[HDR_MAGIC_I32] !== HTAB_MAGIC) invalid("attach", "buffer has no htab magic word (foreign buffer)");
   if (i32[HDR_VERSION_I32] !== LAYOUT_VERSION)
     invalid("attach", `layout version ${i32[HDR_VERSION_I32]} is not ${LAYOUT_VERSION}`);
@@ -373,7 +427,7 @@ export function readGeometry(buf: unknown): {
     (i32[HDR_MAP_FLAGS_I32] & 1) === 0, // BPF_F_NO_PREALLOC
     lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
   );
-  const size = buf.growable ? buf.maxByteLength : buf.byteLength;
+  const size = length ?? (buf.growable ? buf.maxByteLength : buf.byteLength);
   if (g.totalBytes !== size || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
     invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");
   return {

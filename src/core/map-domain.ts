@@ -1,0 +1,305 @@
+/**
+ * A MapDomain is many maps in one growable SharedArrayBuffer: what the kernel
+ * is to BPF maps. Maps get ids (1, 2, …); any thread attached to the domain
+ * reaches every map by id, which is what map-in-map needs: an outer map
+ * stores inner map ids, and a program in any worker follows them without a
+ * message. Maps live as long as the domain (a bump allocator: ids and memory
+ * are never reused). Layout: src/layout/layout.ts ("MapDomain").
+ *
+ * Each attached thread claims one CPU slot in the domain and uses that slot
+ * in every map of it (claimed in a map when the thread first touches it).
+ */
+
+import { BpfError, Errno, invalid } from "../errors.js";
+import {
+  aomBytes,
+  CACHE_LINE_BYTES,
+  DOM_ALLOC_LOCK_I32,
+  DOM_COUNT_I32,
+  DOM_DIR_ENTRY_BYTES,
+  DOM_DIR_LENGTH8_I32,
+  DOM_DIR_OFFSET8_I32,
+  DOM_DIR_TYPE_I32,
+  DOM_MAGIC,
+  DOM_MAGIC_I32,
+  DOM_MAX_MAPS_I32,
+  DOM_NR_CPUS_I32,
+  DOM_OWNERS_I32,
+  DOM_USED8_I32,
+  DOM_VERSION_I32,
+  domDataBytes,
+  domDirI32,
+  LAYOUT_VERSION,
+  roundUp,
+  SLOT_ALIVE,
+  SLOT_DEAD,
+  SLOT_FREE,
+} from "../layout/layout.js";
+import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { MapType } from "../uapi.js";
+import { Htab } from "./htab.js";
+import {
+  ArrayOfMaps,
+  HashOfMaps,
+  type InnerMeta,
+  type InnerResolver,
+  writeInnerMeta,
+} from "./map-of-maps.js";
+import type { RawMap } from "./raw-map.js";
+import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "./spec.js";
+
+/** What a worker needs to attach to a domain: post it with postMessage. */
+export interface DomainHandle {
+  readonly sab: SharedArrayBuffer;
+}
+
+export interface DomainOptions {
+  /** Possible CPUs (worker slots) of every map in the domain. @default navigator.hardwareConcurrency */
+  nrCpus?: number;
+  /** Most maps the domain can hold. @default 64 */
+  maxMaps?: number;
+  /** Bytes of address space to reserve; the buffer grows into it as maps are made. @default 256 MiB */
+  maxBytes?: number;
+  /** Model CAP_SYS_ADMIN (BPF_F_ZERO_SEED). @default false */
+  privileged?: boolean;
+  /** CPU slot of the creating thread. @default the first free slot */
+  cpu?: number;
+}
+
+/** A map spec plus, for ARRAY_OF_MAPS / HASH_OF_MAPS, the template inner map. */
+export interface DomainMapSpec extends MapSpec {
+  /** Template for the inner maps (kernel: inner_map_fd): a map of this domain, or its id. */
+  innerMap?: RawMap | number;
+}
+
+export class MapDomain implements InnerResolver {
+  readonly handle: DomainHandle;
+  readonly cpu: number;
+  readonly nrCpus: number;
+  private readonly i32: Int32Array;
+  private readonly maxMaps: number;
+  private readonly dir: number;
+  private readonly privileged: boolean;
+  /** This thread's views of the domain's maps, by id. */
+  private readonly views = new Map<number, RawMap>();
+  private closed = false;
+
+  private constructor(sab: SharedArrayBuffer, cpu: number, privileged: boolean) {
+    this.i32 = new Int32Array(sab); // length-tracking: sees the buffer grow
+    if (this.i32[DOM_MAGIC_I32] !== DOM_MAGIC || this.i32[DOM_VERSION_I32] !== LAYOUT_VERSION)
+      invalid("attach", "not a MapDomain buffer of this layout version");
+    this.handle = Object.freeze({ sab });
+    this.nrCpus = this.i32[DOM_NR_CPUS_I32];
+    this.maxMaps = this.i32[DOM_MAX_MAPS_I32];
+    this.dir = domDirI32(this.nrCpus);
+    this.privileged = privileged;
+    this.cpu = this.claim(cpu);
+  }
+
+  /** Create an empty domain; the calling thread takes a CPU slot. */
+  static create(opts: DomainOptions = {}): MapDomain {
+    const nrCpus = opts.nrCpus ?? defaultNrCpus();
+    const maxMaps = opts.maxMaps ?? 64;
+    const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
+    if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
+      invalid("create", `nrCpus ${nrCpus} is not in [1, 1024]`);
+    if (!Number.isInteger(maxMaps) || maxMaps < 1 || maxMaps > 1 << 20)
+      invalid("create", `maxMaps ${maxMaps} is not in [1, 2^20]`);
+    const base = domDataBytes(nrCpus, maxMaps);
+    if (!Number.isInteger(maxBytes) || maxBytes < base)
+      invalid("create", `maxBytes must be at least ${base}`);
+    let sab: SharedArrayBuffer;
+    try {
+      sab = new SharedArrayBuffer(base, { maxByteLength: roundUp(maxBytes, 8) });
+    } catch (e) {
+      throw new BpfError("create", Errno.ENOMEM, `cannot reserve ${maxBytes} bytes: ${(e as Error).message}`);
+    }
+    const i32 = new Int32Array(sab);
+    i32[DOM_MAGIC_I32] = DOM_MAGIC;
+    i32[DOM_VERSION_I32] = LAYOUT_VERSION;
+    i32[DOM_NR_CPUS_I32] = nrCpus;
+    i32[DOM_MAX_MAPS_I32] = maxMaps;
+    i32[DOM_USED8_I32] = base / 8;
+    return new MapDomain(sab, opts.cpu ?? -1, opts.privileged === true);
+  }
+
+  /** Attach to a domain made elsewhere (typically in another worker). */
+  static attach(handle: DomainHandle, opts: { cpu?: number; privileged?: boolean } = {}): MapDomain {
+    if (!(handle?.sab instanceof SharedArrayBuffer)) invalid("attach", "handle is not a MapDomain handle");
+    return new MapDomain(handle.sab, opts.cpu ?? -1, opts.privileged === true);
+  }
+
+  private claim(want: number): number {
+    const i32 = this.i32;
+    if (want >= 0) {
+      if (!Number.isInteger(want) || want >= this.nrCpus)
+        invalid("attach", `cpu ${want} is not a slot (there are ${this.nrCpus})`);
+      if (Atomics.compareExchange(i32, DOM_OWNERS_I32 + want, SLOT_FREE, SLOT_ALIVE) !== SLOT_FREE)
+        throw new BpfError("attach", Errno.EBUSY, `CPU slot ${want} of the domain is taken`);
+      return want;
+    }
+    for (let c = 0; c < this.nrCpus; c++)
+      if (Atomics.compareExchange(i32, DOM_OWNERS_I32 + c, SLOT_FREE, SLOT_ALIVE) === SLOT_FREE) return c;
+    throw new BpfError("attach", Errno.EBUSY, `all ${this.nrCpus} CPU slots of the domain are taken`);
+  }
+
+  /** Number of maps created so far (ids 1..count). */
+  get count(): number {
+    return Atomics.load(this.i32, DOM_COUNT_I32);
+  }
+
+  /** Bytes of the buffer in use. */
+  memoryUsage(): number {
+    return Atomics.load(this.i32, DOM_USED8_I32) * 8;
+  }
+
+  /**
+   * Create a map in the domain (kernel: BPF_MAP_CREATE). Hash types as
+   * Htab.create(); ARRAY_OF_MAPS and HASH_OF_MAPS need `innerMap`.
+   * @throws BpfError as validateSpec(), EINVAL for a bad template, ENOSPC when the domain is full
+   */
+  createMap(spec: DomainMapSpec): RawMap {
+    if (this.closed) invalid("create", "the domain was closed");
+    const outer = spec.type === MapType.ArrayOfMaps || spec.type === MapType.HashOfMaps;
+    let meta: InnerMeta | null = null;
+    if (outer) meta = this.template(spec);
+    else if (spec.innerMap !== undefined)
+      invalid("create", "inner_map is only for ARRAY_OF_MAPS and HASH_OF_MAPS");
+    let bytes: number;
+    let g = null;
+    if (spec.type === MapType.ArrayOfMaps) {
+      validateArrayOfMapsSpec(spec);
+      bytes = aomBytes(this.nrCpus, spec.maxEntries);
+    } else {
+      g = validateSpec(spec, this.nrCpus, this.privileged);
+      if (spec.spinLockOffset !== undefined && spec.type === MapType.HashOfMaps)
+        invalid("create", "a hash of maps has no bpf_spin_lock");
+      bytes = g.totalBytes;
+    }
+    const { id, offset } = this.allocate(roundUp(bytes, CACHE_LINE_BYTES), spec.type);
+    const sab = this.handle.sab;
+    let m: RawMap;
+    try {
+      if (g === null) {
+        const i32 = new Int32Array(sab, offset, bytes >> 2);
+        ArrayOfMaps.init(i32, spec.maxEntries, spec.flags ?? 0, this.nrCpus, meta as InnerMeta);
+        m = new ArrayOfMaps(i32, this, id, this.cpu);
+      } else {
+        const h = Htab.createIn({ sab, offset, length: bytes, id }, spec, g, this.cpu);
+        if (spec.type === MapType.HashOfMaps) {
+          const i32 = new Int32Array(sab, offset, 64);
+          writeInnerMeta(i32, meta as InnerMeta);
+          m = new HashOfMaps(h, i32, this);
+        } else m = h;
+      }
+    } catch (err) {
+      lockRelease(this.i32, DOM_ALLOC_LOCK_I32); // the region stays unused; the id is not published
+      throw err;
+    }
+    this.publish(id);
+    this.views.set(id, m);
+    return m;
+  }
+
+  private template(spec: DomainMapSpec): InnerMeta {
+    const t = spec.innerMap;
+    const inner = typeof t === "number" ? this.mapById(t) : t === undefined ? null : t;
+    if (inner === null)
+      invalid("create", "a map-in-map needs innerMap, a template map of this domain (kernel: inner_map_fd)");
+    if (typeof t !== "number" && this.mapById(inner.info.id) !== inner)
+      invalid("create", "the inner map template must be a map of this domain");
+    const i = inner.info;
+    if (i.type === MapType.ArrayOfMaps || i.type === MapType.HashOfMaps)
+      invalid("create", "the inner map template cannot itself be a map-in-map");
+    return {
+      type: i.type,
+      keySize: i.keySize,
+      valueSize: i.valueSize,
+      maxEntries: i.maxEntries,
+      flags: i.flags,
+    };
+  }
+
+  /** Carve `bytes` for a new map. Its directory entry is published by publish(). */
+  private allocate(bytes: number, type: number): { id: number; offset: number } {
+    const i32 = this.i32;
+    const sab = this.handle.sab;
+    lockAcquire(i32, DOM_ALLOC_LOCK_I32, this.cpu);
+    try {
+      const n = i32[DOM_COUNT_I32];
+      if (n >= this.maxMaps)
+        throw new BpfError("create", Errno.ENOSPC, `the domain holds its maximum of ${this.maxMaps} maps`);
+      const offset = i32[DOM_USED8_I32] * 8;
+      const end = offset + bytes;
+      if (end > sab.maxByteLength)
+        throw new BpfError(
+          "create",
+          Errno.ENOMEM,
+          `the domain has ${sab.maxByteLength - offset} bytes left, the map needs ${bytes}`,
+        );
+      if (sab.byteLength < end) sab.grow(end);
+      const e = this.dir + n * (DOM_DIR_ENTRY_BYTES >> 2);
+      i32[e + DOM_DIR_OFFSET8_I32] = offset / 8;
+      i32[e + DOM_DIR_LENGTH8_I32] = bytes / 8;
+      i32[e + DOM_DIR_TYPE_I32] = type;
+      i32[DOM_USED8_I32] = end / 8;
+      return { id: n + 1, offset };
+    } catch (err) {
+      lockRelease(i32, DOM_ALLOC_LOCK_I32);
+      throw err;
+    }
+  }
+
+  /** The map's region is initialised: make it visible to other threads, and drop the lock. */
+  private publish(id: number): void {
+    Atomics.store(this.i32, DOM_COUNT_I32, id);
+    lockRelease(this.i32, DOM_ALLOC_LOCK_I32);
+  }
+
+  /** This thread's view of map `id`, or null if there is none. Kernel: bpf_map_get_fd_by_id(). */
+  mapById(id: number): RawMap | null {
+    const seen = this.views.get(id);
+    if (seen !== undefined) return seen;
+    if (!Number.isInteger(id) || id < 1 || id > Atomics.load(this.i32, DOM_COUNT_I32)) return null;
+    const e = this.dir + (id - 1) * (DOM_DIR_ENTRY_BYTES >> 2);
+    const offset = this.i32[e + DOM_DIR_OFFSET8_I32] * 8;
+    const length = this.i32[e + DOM_DIR_LENGTH8_I32] * 8;
+    const type = this.i32[e + DOM_DIR_TYPE_I32];
+    const sab = this.handle.sab;
+    let m: RawMap;
+    if (type === MapType.ArrayOfMaps)
+      m = new ArrayOfMaps(new Int32Array(sab, offset, length >> 2), this, id, this.cpu);
+    else {
+      const h = Htab.attach({ sab, offset, length, id }, { cpu: this.cpu });
+      m = type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
+    }
+    this.views.set(id, m);
+    return m;
+  }
+
+  /** Give back this thread's slot in every map it touched and in the domain. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const m of this.views.values()) m.close();
+    this.views.clear();
+    Atomics.store(this.i32, DOM_OWNERS_I32 + this.cpu, SLOT_FREE);
+  }
+
+  /**
+   * The thread holding domain slot `cpu` is gone: recover its slot in every
+   * hash map of the domain (see Htab.reap()) and free it.
+   */
+  reap(cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus || cpu === this.cpu)
+      invalid("reap", `cannot reap slot ${cpu}`);
+    Atomics.compareExchange(this.i32, DOM_OWNERS_I32 + cpu, SLOT_ALIVE, SLOT_DEAD);
+    for (let id = 1; id <= this.count; id++) {
+      const m = this.mapById(id);
+      if (m instanceof Htab) m.reap(cpu);
+      else if (m instanceof HashOfMaps) m.reap(cpu);
+      else if (m instanceof ArrayOfMaps) m.reap(cpu);
+    }
+    Atomics.store(this.i32, DOM_OWNERS_I32 + cpu, SLOT_FREE);
+  }
+}

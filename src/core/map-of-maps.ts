@@ -1,0 +1,493 @@
+/**
+ * BPF_MAP_TYPE_ARRAY_OF_MAPS and BPF_MAP_TYPE_HASH_OF_MAPS inside a MapDomain
+ * (kernel: kernel/bpf/arraymap.c fd arrays, hashtab.c htab_of_maps, map_in_map.c).
+ *
+ * The control plane stores an inner map by its id (the kernel takes an fd and
+ * stores the map; a syscall lookup returns the inner map's id, so does this).
+ * An inner map must match the template given at creation (type, key and value
+ * size, flags, and max_entries unless the template has BPF_F_INNER_MAP), as
+ * in bpf_map_meta_equal(): EINVAL otherwise, EBADF for an id that is no map.
+ *
+ * Programs look an inner map up inside a section of the outer map
+ * (`run()`/`enter()`), and use it. Replacing an inner map is one store, so a
+ * program sees the old map or the new one; `synchronize()` then waits until
+ * every section that could still hold the old one has ended (kernel:
+ * synchronize_rcu()), after which the old map is quiet and can be read as a
+ * consistent snapshot (seed 003, "Map-in-Map swapping").
+ */
+
+import { noActiveSections, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import { BpfError, Errno, invalid } from "../errors.js";
+import {
+  AOM_MAGIC,
+  aomSlotsI32,
+  HDR_ACTIVE_I32,
+  HDR_INNER_FLAGS_I32,
+  HDR_INNER_KEY_SIZE_I32,
+  HDR_INNER_MAX_ENTRIES_I32,
+  HDR_INNER_TYPE_I32,
+  HDR_INNER_VALUE_SIZE_I32,
+  HDR_KEY_SIZE_I32,
+  HDR_MAGIC_I32,
+  HDR_MAP_FLAGS_I32,
+  HDR_MAP_TYPE_I32,
+  HDR_MAX_ENTRIES_I32,
+  HDR_NR_CPUS_I32,
+  HDR_VALUE_SIZE_I32,
+  HDR_VERSION_I32,
+  LAYOUT_VERSION,
+  PCPU_OWNER_I32,
+  PCPU_SECTION_I32,
+  pcpuBase,
+} from "../layout/layout.js";
+import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
+import type { Htab } from "./htab.js";
+import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
+
+const ENOENT = -Errno.ENOENT;
+const EINVAL = -Errno.EINVAL;
+const E2BIG = -Errno.E2BIG;
+const EBADF = -Errno.EBADF;
+const ENOTSUPP = -Errno.ENOTSUPP;
+const EPERM = -Errno.EPERM;
+
+/** What an outer map needs from its domain. */
+export interface InnerResolver {
+  /** The map with this id as this thread sees it, or null when there is none. */
+  mapById(id: number): RawMap | null;
+}
+
+/** The template an inner map must match (kernel: struct bpf_map inner_map_meta). */
+export interface InnerMeta {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
+export function writeInnerMeta(i32: Int32Array, m: InnerMeta): void {
+  i32[HDR_INNER_TYPE_I32] = m.type;
+  i32[HDR_INNER_KEY_SIZE_I32] = m.keySize;
+  i32[HDR_INNER_VALUE_SIZE_I32] = m.valueSize;
+  i32[HDR_INNER_MAX_ENTRIES_I32] = m.maxEntries;
+  i32[HDR_INNER_FLAGS_I32] = m.flags;
+}
+
+function readInnerMeta(i32: Int32Array): InnerMeta {
+  return {
+    type: i32[HDR_INNER_TYPE_I32],
+    keySize: i32[HDR_INNER_KEY_SIZE_I32],
+    valueSize: i32[HDR_INNER_VALUE_SIZE_I32],
+    maxEntries: i32[HDR_INNER_MAX_ENTRIES_I32] >>> 0,
+    flags: i32[HDR_INNER_FLAGS_I32],
+  };
+}
+
+/**
+ * Resolve the id in `value` (u32, little-endian) to an inner map matching
+ * `meta`. Returns the id, or -EBADF / -EINVAL with the reason in `why[0]`.
+ */
+function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array, why: string[]): number {
+  const id = (value[0] | (value[1] << 8) | (value[2] << 16) | (value[3] << 24)) >>> 0;
+  const inner = id === 0 ? null : resolver.mapById(id);
+  if (inner === null) {
+    why[0] = `no map with id ${id} in this domain`;
+    return EBADF;
+  }
+  const i = inner.info;
+  if (i.type === MapType.ArrayOfMaps || i.type === MapType.HashOfMaps) {
+    why[0] = "an inner map cannot itself be a map-in-map";
+    return EINVAL;
+  }
+  const sameMax = i.maxEntries === meta.maxEntries || (meta.flags & MapFlags.InnerMap) !== 0;
+  if (
+    i.type !== meta.type ||
+    i.keySize !== meta.keySize ||
+    i.valueSize !== meta.valueSize ||
+    i.flags !== meta.flags ||
+    !sameMax
+  ) {
+    why[0] =
+      `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, max_entries ${i.maxEntries}, flags 0x${i.flags.toString(16)}) ` +
+      `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, max_entries ${meta.maxEntries}, flags 0x${meta.flags.toString(16)})`;
+    return EINVAL;
+  }
+  return id;
+}
+
+function u32At(b: Uint8Array): number {
+  return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+}
+
+function putU32(b: Uint8Array, v: number): void {
+  b[0] = v;
+  b[1] = v >>> 8;
+  b[2] = v >>> 16;
+  b[3] = v >>> 24;
+}
+
+/** The program face both outer map types share. */
+export interface OuterMap extends RawMap {
+  /** bpf_map_lookup_elem() on the outer map from a program: the inner map, or null. Inside a section only. */
+  lookupInner(key: Uint8Array): RawMap | null;
+  enter(): void;
+  exit(): void;
+  run<T>(fn: () => T): T;
+  /** Wait until every program section that began before this call has ended (kernel: synchronize_rcu()). */
+  synchronize(): void;
+}
+
+/**
+ * BPF_MAP_TYPE_ARRAY_OF_MAPS: max_entries slots of u32 inner map ids, 0 = empty.
+ * Layout: the hash map header (type, sizes, template, EPOCH/ACTIVE for
+ * sections) and per-CPU records, then the slots (layout.ts aomSlotsI32()).
+ */
+export class ArrayOfMaps implements OuterMap {
+  readonly info: MapInfo;
+  readonly cpu: number;
+  private readonly i32: Int32Array;
+  private readonly slots: number;
+  private readonly meta: InnerMeta;
+  private readonly nrCpus: number;
+  private sectionDepth = 0;
+  private why = [""];
+  private closed = false;
+
+  constructor(
+    i32: Int32Array,
+    private readonly resolver: InnerResolver,
+    id: number,
+    cpu: number,
+  ) {
+    if (i32[HDR_MAGIC_I32] !== AOM_MAGIC || i32[HDR_VERSION_I32] !== LAYOUT_VERSION)
+      invalid("attach", "not an ARRAY_OF_MAPS region of this layout version");
+    this.i32 = i32;
+    this.nrCpus = i32[HDR_NR_CPUS_I32];
+    this.slots = aomSlotsI32(this.nrCpus);
+    this.meta = readInnerMeta(i32);
+    this.info = Object.freeze({
+      type: MapType.ArrayOfMaps,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: i32[HDR_MAX_ENTRIES_I32] >>> 0,
+      flags: i32[HDR_MAP_FLAGS_I32],
+      nrCpus: this.nrCpus,
+      id,
+    });
+    if (cpu < 0 || cpu >= this.nrCpus) invalid("attach", `cpu ${cpu} is not a slot of this map`);
+    if (Atomics.compareExchange(i32, pcpuBase(cpu) + PCPU_OWNER_I32, 0, 1) !== 0)
+      throw new BpfError("attach", Errno.EBUSY, `CPU slot ${cpu} is already taken`);
+    this.cpu = cpu;
+  }
+
+  /** Lay out a fresh ARRAY_OF_MAPS in zeroed `i32`. */
+  static init(i32: Int32Array, maxEntries: number, flags: number, nrCpus: number, meta: InnerMeta): void {
+    i32[HDR_MAGIC_I32] = AOM_MAGIC;
+    i32[HDR_VERSION_I32] = LAYOUT_VERSION;
+    i32[HDR_MAP_TYPE_I32] = MapType.ArrayOfMaps;
+    i32[HDR_KEY_SIZE_I32] = 4;
+    i32[HDR_VALUE_SIZE_I32] = 4;
+    i32[HDR_MAX_ENTRIES_I32] = maxEntries;
+    i32[HDR_MAP_FLAGS_I32] = flags;
+    i32[HDR_NR_CPUS_I32] = nrCpus;
+    writeInnerMeta(i32, meta);
+  }
+
+  get lastError(): string {
+    return this.why[0];
+  }
+
+  private fail(err: number, why: string): number {
+    this.why[0] = why;
+    return err;
+  }
+
+  private index(key: Uint8Array): number {
+    if (!(key instanceof Uint8Array) || key.length !== 4)
+      invalid("lookup", "key must be a 4-byte Uint8Array");
+    return u32At(key);
+  }
+
+  private checkValue(op: string, value: Uint8Array): void {
+    if (!(value instanceof Uint8Array) || value.length !== 4)
+      invalid(op, "value must be a 4-byte Uint8Array");
+  }
+
+  lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    const i = this.index(key);
+    this.checkValue("lookup", value);
+    if ((this.info.flags & MapFlags.Wronly) !== 0) return this.fail(EPERM, "map is BPF_F_WRONLY");
+    if (flags !== 0) return this.fail(EINVAL, `lookup flags must be 0 on a map-in-map, got ${flags}`);
+    if (i >= this.info.maxEntries) return this.fail(ENOENT, `index ${i} is out of range`);
+    const id = Atomics.load(this.i32, this.slots + i);
+    if (id === 0) return this.fail(ENOENT, `slot ${i} is empty`);
+    putU32(value, id);
+    return 0;
+  }
+
+  /** Store inner map `value` (its id) at index `key`. Kernel: bpf_fd_array_map_update_elem(). */
+  updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    const i = this.index(key);
+    this.checkValue("update", value);
+    if ((this.info.flags & MapFlags.Rdonly) !== 0) return this.fail(EPERM, "map is BPF_F_RDONLY");
+    if (flags !== UpdateFlags.Any) return this.fail(EINVAL, "an array of maps takes only BPF_ANY");
+    if (i >= this.info.maxEntries)
+      return this.fail(E2BIG, `index ${i} is past max_entries ${this.info.maxEntries}`);
+    const id = checkInner(this.resolver, this.meta, value, this.why);
+    if (id < 0) return id;
+    Atomics.store(this.i32, this.slots + i, id); // the swap: programs see the old map or the new one
+    return 0;
+  }
+
+  deleteElem(key: Uint8Array): number {
+    const i = this.index(key);
+    if ((this.info.flags & MapFlags.Rdonly) !== 0) return this.fail(EPERM, "map is BPF_F_RDONLY");
+    if (i >= this.info.maxEntries)
+      return this.fail(E2BIG, `index ${i} is past max_entries ${this.info.maxEntries}`);
+    if (Atomics.exchange(this.i32, this.slots + i, 0) === 0) return this.fail(ENOENT, `slot ${i} is empty`);
+    return 0;
+  }
+
+  lookupAndDeleteElem(key: Uint8Array, _value: Uint8Array, _flags = 0): number {
+    this.index(key);
+    return this.fail(ENOTSUPP, "lookup_and_delete is not supported on an array of maps");
+  }
+
+  /** Array order: index + 1; a missing or out-of-range key gives 0. Kernel: array_map_get_next_key(). */
+  getNextKey(key: Uint8Array | null, nextKey: Uint8Array): number {
+    if (!(nextKey instanceof Uint8Array) || nextKey.length !== 4)
+      invalid("getNextKey", "nextKey must be 4 bytes");
+    if ((this.info.flags & MapFlags.Wronly) !== 0) return this.fail(EPERM, "map is BPF_F_WRONLY");
+    const i = key === null ? 0xffffffff : this.index(key);
+    if (i >= this.info.maxEntries) {
+      putU32(nextKey, 0);
+      return 0;
+    }
+    if (i === this.info.maxEntries - 1) return this.fail(ENOENT, "last index");
+    putU32(nextKey, i + 1);
+    return 0;
+  }
+
+  private noBatch(args: BatchArgs): BatchResult {
+    return {
+      err: this.fail(EINVAL, "batch commands are not offered on an array of maps by htab"),
+      count: args.count,
+      outBatch: null,
+      keys: args.keys ?? new Uint8Array(0),
+      values: args.values ?? new Uint8Array(0),
+    };
+  }
+  lookupBatch(args: BatchArgs): BatchResult {
+    return this.noBatch(args);
+  }
+  lookupAndDeleteBatch(args: BatchArgs): BatchResult {
+    return this.noBatch(args);
+  }
+  updateBatch(args: BatchArgs): BatchResult {
+    return this.noBatch(args);
+  }
+  deleteBatch(args: BatchArgs): BatchResult {
+    return this.noBatch(args);
+  }
+
+  freeze(): number {
+    return this.fail(EINVAL, "freezing a map-in-map is not supported by htab");
+  }
+
+  /** The value an outer map would store for this map (its id). */
+  mapRef(): number {
+    return this.info.id;
+  }
+
+  memoryUsage(): number {
+    return this.i32.byteLength;
+  }
+
+  lookupInner(key: Uint8Array): RawMap | null {
+    if (this.sectionDepth === 0) invalid("lookupInner", "needs a program section: call it inside run()");
+    const i = this.index(key);
+    if (i >= this.info.maxEntries) return null;
+    const id = Atomics.load(this.i32, this.slots + i);
+    return id === 0 ? null : this.resolver.mapById(id);
+  }
+
+  enter(): void {
+    if (this.sectionDepth++ === 0) sectionEnter(this.i32, this.cpu);
+  }
+
+  exit(): void {
+    if (this.sectionDepth === 0) invalid("exit", "exit() without enter()");
+    if (--this.sectionDepth === 0) sectionExit(this.i32, this.cpu);
+  }
+
+  run<T>(fn: () => T): T {
+    this.enter();
+    try {
+      return fn();
+    } finally {
+      this.exit();
+    }
+  }
+
+  synchronize(): void {
+    if (this.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
+    if (!noActiveSections(this.i32)) synchronizeSections(this.i32, this.nrCpus);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.sectionDepth > 0) this.exit();
+    Atomics.store(this.i32, pcpuBase(this.cpu) + PCPU_OWNER_I32, 0);
+  }
+
+  /** Slot `cpu`'s thread is gone: end its section, free its slot (the array has no locks). */
+  reap(cpu: number): void {
+    const p = pcpuBase(cpu);
+    if (Atomics.load(this.i32, p + PCPU_OWNER_I32) === 0) return;
+    if (Atomics.exchange(this.i32, p + PCPU_SECTION_I32, 0) !== 0) Atomics.sub(this.i32, HDR_ACTIVE_I32, 1);
+    Atomics.store(this.i32, p + PCPU_OWNER_I32, 0);
+  }
+}
+
+/**
+ * BPF_MAP_TYPE_HASH_OF_MAPS: a hash map whose 4-byte values are inner map
+ * ids, checked against the template on update. Everything else is the hash
+ * map's (flags, errno, order, batches that read).
+ */
+export class HashOfMaps implements OuterMap {
+  readonly info: MapInfo;
+  private readonly meta: InnerMeta;
+  private readonly why = [""];
+  private useWhy = false;
+  private readonly scratch = new Uint8Array(4);
+
+  constructor(
+    private readonly h: Htab,
+    i32: Int32Array,
+    private readonly resolver: InnerResolver,
+  ) {
+    this.meta = readInnerMeta(i32);
+    this.info = h.info;
+  }
+
+  get lastError(): string {
+    return this.useWhy ? this.why[0] : this.h.lastError;
+  }
+
+  private mine(err: number): number {
+    this.useWhy = err !== 0;
+    return err;
+  }
+
+  lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    this.useWhy = false;
+    if (flags !== 0)
+      return this.mine(this.fail(EINVAL, `lookup flags must be 0 on a map-in-map, got ${flags}`));
+    return this.h.lookupElem(key, value, 0);
+  }
+
+  private fail(err: number, why: string): number {
+    this.why[0] = why;
+    return err;
+  }
+
+  /** Kernel: htab_map_update_elem() after bpf_map_fd_get_ptr() resolved and checked the inner map. */
+  updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
+    if (!(value instanceof Uint8Array) || value.length !== 4)
+      invalid("update", "value must be a 4-byte Uint8Array");
+    if ((flags & UpdateFlags.Lock) !== 0) return this.mine(this.fail(EINVAL, "BPF_F_LOCK on a map-in-map"));
+    const id = checkInner(this.resolver, this.meta, value, this.why);
+    if (id < 0) return this.mine(id);
+    this.useWhy = false;
+    return this.h.updateElem(key, value, flags);
+  }
+
+  deleteElem(key: Uint8Array): number {
+    this.useWhy = false;
+    return this.h.deleteElem(key);
+  }
+
+  lookupAndDeleteElem(_key: Uint8Array, _value: Uint8Array, _flags = 0): number {
+    return this.mine(this.fail(ENOTSUPP, "lookup_and_delete is not supported on a hash of maps"));
+  }
+
+  getNextKey(key: Uint8Array | null, nextKey: Uint8Array): number {
+    this.useWhy = false;
+    return this.h.getNextKey(key, nextKey);
+  }
+
+  lookupBatch(args: BatchArgs): BatchResult {
+    this.useWhy = false;
+    return this.h.lookupBatch(args);
+  }
+
+  lookupAndDeleteBatch(args: BatchArgs): BatchResult {
+    this.useWhy = false;
+    return this.h.lookupAndDeleteBatch(args);
+  }
+
+  /** Each value is an inner map id, checked like update(); stops at the first error. */
+  updateBatch(args: BatchArgs): BatchResult {
+    const values = args.values ?? new Uint8Array(0);
+    const keys = args.keys ?? new Uint8Array(0);
+    const ks = this.info.keySize;
+    for (let i = 0; i < args.count; i++) {
+      const err = this.updateElem(
+        keys.subarray(i * ks, (i + 1) * ks),
+        values.subarray(i * 4, i * 4 + 4),
+        args.elemFlags ?? 0,
+      );
+      if (err !== 0) return { err, count: i, outBatch: null, keys, values };
+    }
+    return { err: 0, count: args.count, outBatch: null, keys, values };
+  }
+
+  deleteBatch(args: BatchArgs): BatchResult {
+    this.useWhy = false;
+    return this.h.deleteBatch(args);
+  }
+
+  freeze(): number {
+    return this.h.freeze();
+  }
+
+  memoryUsage(): number {
+    return this.h.memoryUsage();
+  }
+
+  mapRef(): number {
+    return this.info.id;
+  }
+
+  lookupInner(key: Uint8Array): RawMap | null {
+    if (!this.h.inSection) invalid("lookupInner", "needs a program section: call it inside run()");
+    const e = this.h.lookupElem(key, this.scratch, 0);
+    return e === 0 ? this.resolver.mapById(u32At(this.scratch)) : null;
+  }
+
+  enter(): void {
+    this.h.enter();
+  }
+
+  exit(): void {
+    this.h.exit();
+  }
+
+  run<T>(fn: () => T): T {
+    return this.h.run(fn);
+  }
+
+  synchronize(): void {
+    this.h.synchronize();
+  }
+
+  close(): void {
+    this.h.close();
+  }
+
+  reap(cpu: number): void {
+    this.h.reap(cpu);
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * MapDomain and map-in-map on the SAB backend: the ARRAY_OF_MAPS rules of
+ * ../shared/kernel-facts/t_aom.txt, HASH_OF_MAPS, program-side inner lookups
+ * and swapping with synchronize().
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Htab } from "../../src/core/htab.js";
+import { MapDomain } from "../../src/core/map-domain.js";
+import type { OuterMap } from "../../src/core/map-of-maps.js";
+import { MapFlags, MapType, UpdateFlags } from "../../src/uapi.js";
+
+const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
+const inner = { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 4 };
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+    return "OK";
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
+}
+
+test("ARRAY_OF_MAPS creation rules (t_aom.txt)", () => {
+  const d = MapDomain.create({ nrCpus: 2 });
+  const t = d.createMap(inner);
+  const aom = (over: object) =>
+    code(() =>
+      d.createMap({
+        type: MapType.ArrayOfMaps,
+        keySize: 4,
+        valueSize: 4,
+        maxEntries: 3,
+        innerMap: t,
+        ...over,
+      }),
+    );
+  assert.equal(aom({ keySize: 8 }), "EINVAL");
+  assert.equal(aom({ valueSize: 8 }), "EINVAL");
+  assert.equal(aom({ flags: MapFlags.NoPrealloc }), "EINVAL");
+  assert.equal(aom({ flags: MapFlags.InnerMap }), "EINVAL");
+  assert.equal(aom({ innerMap: undefined }), "EINVAL");
+  assert.equal(aom({}), "OK");
+  assert.equal(
+    code(() =>
+      d.createMap({ type: MapType.HashOfMaps, keySize: 4, valueSize: 8, maxEntries: 3, innerMap: t }),
+    ),
+    "EINVAL",
+  );
+  assert.equal(
+    code(() => Htab.create({ type: MapType.ArrayOfMaps, keySize: 4, valueSize: 4, maxEntries: 3 })),
+    "EINVAL",
+  );
+  d.close();
+});
+
+test("ARRAY_OF_MAPS element rules (t_aom.txt)", () => {
+  const d = MapDomain.create({ nrCpus: 2 });
+  const t = d.createMap(inner);
+  const a = d.createMap(inner);
+  const big = d.createMap({ ...inner, maxEntries: 8 });
+  const per = d.createMap({ ...inner, type: MapType.PercpuHash });
+  const m = d.createMap({ type: MapType.ArrayOfMaps, keySize: 4, valueSize: 4, maxEntries: 3, innerMap: t });
+  const v = new Uint8Array(4);
+  assert.equal(m.lookupElem(u32(0), v), -2, "lookup empty slot ENOENT");
+  assert.equal(m.lookupElem(u32(7), v), -2, "lookup out of range ENOENT");
+  assert.equal(m.updateElem(u32(0), u32(a.info.id), 0), 0, "update slot0");
+  assert.equal(m.updateElem(u32(0), u32(a.info.id), UpdateFlags.NoExist), -22);
+  assert.equal(m.updateElem(u32(0), u32(a.info.id), UpdateFlags.Exist), -22);
+  assert.equal(m.updateElem(u32(0), u32(big.info.id), 0), -22, "different max_entries");
+  assert.match(m.lastError, /does not match the template/);
+  assert.equal(m.updateElem(u32(3), u32(a.info.id), 0), -7, "out of range E2BIG");
+  assert.equal(m.updateElem(u32(1), u32(per.info.id), 0), -22, "type mismatch");
+  assert.equal(m.updateElem(u32(1), u32(999), 0), -9, "no such map: EBADF");
+  assert.equal(m.lookupElem(u32(0), v), 0);
+  assert.equal(new Uint32Array(v.buffer)[0], a.info.id, "lookup returns the inner map id");
+  assert.equal(m.deleteElem(u32(0)), 0);
+  assert.equal(m.deleteElem(u32(0)), -2);
+  assert.equal(m.deleteElem(u32(5)), -7);
+  const k = new Uint8Array(4);
+  assert.equal(m.getNextKey(null, k), 0);
+  assert.equal(new Uint32Array(k.buffer)[0], 0, "gnk NULL gives 0");
+  assert.equal(m.lookupAndDeleteElem(u32(0), v), -524, "ENOTSUPP");
+  // BPF_F_INNER_MAP (max_entries may differ) exists only for array inner maps; hash types refuse it.
+  assert.equal(
+    code(() => d.createMap({ ...inner, flags: MapFlags.InnerMap })),
+    "EINVAL",
+  );
+  d.close();
+});
+
+test("HASH_OF_MAPS: hash flags and order, ids as values, template checks", () => {
+  const d = MapDomain.create({ nrCpus: 2, privileged: true });
+  const t = d.createMap(inner);
+  const a = d.createMap(inner);
+  const m = d.createMap({
+    type: MapType.HashOfMaps,
+    keySize: 4,
+    valueSize: 4,
+    maxEntries: 2,
+    innerMap: t,
+    flags: MapFlags.ZeroSeed,
+  });
+  assert.equal(m.updateElem(u32(1), u32(a.info.id), UpdateFlags.NoExist), 0);
+  assert.equal(m.updateElem(u32(1), u32(a.info.id), UpdateFlags.NoExist), -17);
+  assert.equal(m.updateElem(u32(2), u32(77), 0), -9);
+  assert.equal(m.updateElem(u32(2), u32(m.info.id), 0), -22, "an outer map is no inner map");
+  const v = new Uint8Array(4);
+  assert.equal(m.lookupElem(u32(1), v), 0);
+  assert.equal(new Uint32Array(v.buffer)[0], a.info.id);
+  assert.equal(m.lookupAndDeleteElem(u32(1), v), -524);
+  assert.equal(m.deleteElem(u32(1)), 0);
+  d.close();
+});
+
+test("a program in another thread's slot follows the outer map to the inner map; a swap plus synchronize() quiets the old one", () => {
+  const d = MapDomain.create({ nrCpus: 2, cpu: 0 });
+  const t = d.createMap(inner);
+  const a = d.createMap(inner) as Htab;
+  const b = d.createMap(inner) as Htab;
+  const outer = d.createMap({
+    type: MapType.ArrayOfMaps,
+    keySize: 4,
+    valueSize: 4,
+    maxEntries: 1,
+    innerMap: t,
+  }) as OuterMap;
+  outer.updateElem(u32(0), u32(a.info.id), 0);
+  // Another "CPU": a second attachment in slot 1 (workers do the same with the handle).
+  const d1 = MapDomain.attach(d.handle, { cpu: 1 });
+  const o1 = d1.mapById(outer.info.id) as OuterMap;
+  o1.run(() => {
+    const m = o1.lookupInner(u32(0));
+    assert.ok(m);
+    assert.equal(m.info.id, a.info.id);
+    assert.equal(m.updateElem(u32(5), new Uint8Array(8).fill(1), 0), 0);
+  });
+  outer.updateElem(u32(0), u32(b.info.id), 0); // swap
+  outer.synchronize();
+  const out = new Uint8Array(8);
+  assert.equal(a.lookupElem(u32(5), out), 0, "written through the old map");
+  o1.run(() => assert.equal(o1.lookupInner(u32(0))?.info.id, b.info.id));
+  assert.throws(() => o1.lookupInner(u32(0)), { code: "EINVAL" }, "outside a section");
+  d1.close();
+  d.close();
+});
