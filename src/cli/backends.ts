@@ -1,7 +1,7 @@
 /** Map factories for the CLI: the SAB backend as root sees it, or the real kernel. */
 
 import { availableParallelism } from "node:os";
-import { Htab } from "../core/htab.js";
+import { MapDomain } from "../core/map-domain.js";
 import type { RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { pinThreadToCpu, possibleCpus } from "../kernel/bpf-syscall.js";
@@ -31,6 +31,11 @@ export function factoryFor(backend: BackendName): MapFactory {
       if (spec.type === MapType.LruHash || spec.type === MapType.LruPercpuHash) pinThreadToCpu(0);
       return KernelMap.create(spec, { innerMap: inner instanceof KernelMap ? inner : undefined });
     };
+  // One MapDomain per replay session: map-in-map needs every map reachable by id.
   const nrCpus = machineCpus();
-  return (spec: MapSpec) => Htab.create(spec, { privileged: true, nrCpus, cpu: 0 });
+  let domain: MapDomain | null = null;
+  return (spec: MapSpec, inner: RawMap | undefined) => {
+    domain ??= MapDomain.create({ nrCpus, privileged: true, cpu: 0, maxMaps: 4096, maxBytes: 1 << 30 });
+    return domain.createMap({ ...spec, innerMap: inner });
+  };
 }

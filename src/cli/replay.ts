@@ -10,7 +10,7 @@ import type { BatchResult, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { Errno, errnoName } from "../errors.js";
 import { syscallValueBytes } from "../layout/layout.js";
-import { MAP_TYPE_NAMES } from "../uapi.js";
+import { MAP_TYPE_NAMES, MapType } from "../uapi.js";
 
 /** Makes a map for `create`; `inner` is the template map of a map-in-map. */
 export type MapFactory = (spec: MapSpec, inner: RawMap | undefined) => RawMap;
@@ -49,6 +49,11 @@ function flagsField(o: Json, name: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER)
     throw new LineError(`"${name}" must be a non-negative integer`);
   return v;
+}
+
+/** ARRAY_OF_MAPS / HASH_OF_MAPS: values are inner maps, written in replay as map numbers. */
+function isOuter(m: RawMap): boolean {
+  return m.info.type === MapType.ArrayOfMaps || m.info.type === MapType.HashOfMaps;
 }
 
 function valueBytes(m: RawMap): number {
@@ -97,17 +102,34 @@ export class Replayer {
     return fromHex(v, what, m.info.keySize);
   }
 
+  /**
+   * A value as the backend takes it. For an outer map the script names an
+   * inner map by its number; the backend gets what it stores (kernel: an fd,
+   * SAB: the map's id); an unknown number becomes 0xffffffff (EBADF).
+   */
+  private valueIn(m: RawMap, v: unknown, what = "value"): Uint8Array {
+    const b = fromHex(v, what, valueBytes(m));
+    if (!isOuter(m)) return b;
+    const n = (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    const ref = n < this.maps.length ? (this.maps[n].mapRef?.() ?? 0xffffffff) : 0xffffffff;
+    return new Uint8Array(new Uint32Array([ref]).buffer);
+  }
+
+  /** The hex a script sees for value bytes: an outer map's inner map id becomes that map's number. */
+  private valueOut(m: RawMap, b: Uint8Array, off = 0, len = b.length - off): string {
+    if (!isOuter(m) || len !== 4) return toHex(b, off, len);
+    const id = (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+    const n = this.maps.findIndex((x) => x.info.id === id);
+    return toHex(new Uint8Array(new Uint32Array([n < 0 ? 0xffffffff : n]).buffer));
+  }
+
   private exec(o: Json): Json {
     switch (o.op) {
       case "create":
         return this.create(o);
       case "update": {
         const m = this.map(o);
-        const r = m.updateElem(
-          this.key(m, o.key),
-          fromHex(o.value, "value", valueBytes(m)),
-          flagsField(o, "flags"),
-        );
+        const r = m.updateElem(this.key(m, o.key), this.valueIn(m, o.value), flagsField(o, "flags"));
         return r === 0 ? { ok: true } : errOut(r);
       }
       case "lookup":
@@ -117,7 +139,7 @@ export class Replayer {
         const v = new Uint8Array(valueBytes(m));
         const flags = flagsField(o, "flags");
         const r = o.op === "lookup" ? m.lookupElem(k, v, flags) : m.lookupAndDeleteElem(k, v, flags);
-        return r === 0 ? { ok: true, value: toHex(v) } : errOut(r);
+        return r === 0 ? { ok: true, value: this.valueOut(m, v) } : errOut(r);
       }
       case "delete": {
         const m = this.map(o);
@@ -139,11 +161,11 @@ export class Replayer {
         return this.writeBatch(o);
       case "count": {
         const m = this.map(o);
-        return { ok: true, count: walk(m).keys.length };
+        return { ok: true, count: this.walk(m).keys.length };
       }
       case "dump": {
         const m = this.map(o);
-        const { keys, values } = walk(m);
+        const { keys, values } = this.walk(m);
         return { ok: true, keys, values };
       }
       case "compare_and_delete":
@@ -206,7 +228,7 @@ export class Replayer {
     };
     if (args.count > 1 << 20) throw new LineError(`"count" over ${1 << 20} is not supported by replay`);
     const r = o.op === "lookup_batch" ? m.lookupBatch(args) : m.lookupAndDeleteBatch(args);
-    return batchOut(m, r, true);
+    return this.batchOut(m, r, true);
   }
 
   private writeBatch(o: Json): Json {
@@ -224,7 +246,7 @@ export class Replayer {
       if (!Array.isArray(o.values) || o.values.length < count)
         throw new LineError(`"values" must be an array of at least ${count} hex strings`);
       values = new Uint8Array(count * vs);
-      for (let i = 0; i < count; i++) values.set(fromHex(o.values[i], `values[${i}]`, vs), i * vs);
+      for (let i = 0; i < count; i++) values.set(this.valueIn(m, o.values[i], `values[${i}]`), i * vs);
     }
     const args = {
       count,
@@ -234,39 +256,40 @@ export class Replayer {
       flags: flagsField(o, "flags"),
     };
     const r = o.op === "update_batch" ? m.updateBatch(args) : m.deleteBatch(args);
-    return batchOut(m, r, false);
+    return this.batchOut(m, r, false);
+  }
+
+  private batchOut(m: RawMap, r: BatchResult, lookup: boolean): Json {
+    const out: Json = r.err === 0 ? { ok: true } : { ok: false, errno: errnoName(-r.err) };
+    out.count = r.count;
+    if (lookup) {
+      const ks = m.info.keySize;
+      const vs = valueBytes(m);
+      const n = r.err === 0 || r.err === -Errno.ENOENT ? r.count : 0;
+      out.keys = Array.from({ length: n }, (_, i) => toHex(r.keys, i * ks, ks));
+      out.values = Array.from({ length: n }, (_, i) => this.valueOut(m, r.values, i * vs, vs));
+      out.out_batch =
+        r.outBatch === null ? null : toHex(new Uint8Array(new Uint32Array([r.outBatch]).buffer));
+    }
+    return out;
+  }
+
+  /** All pairs in get_next_key order, bounded so a changing map cannot loop forever. */
+  private walk(m: RawMap): { keys: string[]; values: string[] } {
+    const keys: string[] = [];
+    const values: string[] = [];
+    const k = new Uint8Array(m.info.keySize);
+    const v = new Uint8Array(valueBytes(m));
+    let prev: Uint8Array | null = null;
+    for (let n = 0; n <= m.info.maxEntries * 2 + 1 && m.getNextKey(prev, k) === 0; n++) {
+      keys.push(toHex(k));
+      values.push(m.lookupElem(k, v, 0) === 0 ? this.valueOut(m, v) : "");
+      prev = k.slice();
+    }
+    return { keys, values };
   }
 }
 
 function errOut(r: number): Json {
   return { ok: false, errno: errnoName(-r) };
-}
-
-function batchOut(m: RawMap, r: BatchResult, lookup: boolean): Json {
-  const out: Json = r.err === 0 ? { ok: true } : { ok: false, errno: errnoName(-r.err) };
-  out.count = r.count;
-  if (lookup) {
-    const ks = m.info.keySize;
-    const vs = valueBytes(m);
-    const n = r.err === 0 || r.err === -Errno.ENOENT ? r.count : 0;
-    out.keys = Array.from({ length: n }, (_, i) => toHex(r.keys, i * ks, ks));
-    out.values = Array.from({ length: n }, (_, i) => toHex(r.values, i * vs, vs));
-    out.out_batch = r.outBatch === null ? null : toHex(new Uint8Array(new Uint32Array([r.outBatch]).buffer));
-  }
-  return out;
-}
-
-/** All pairs in get_next_key order, bounded so a changing map cannot loop forever. */
-function walk(m: RawMap): { keys: string[]; values: string[] } {
-  const keys: string[] = [];
-  const values: string[] = [];
-  const k = new Uint8Array(m.info.keySize);
-  const v = new Uint8Array(valueBytes(m));
-  let prev: Uint8Array | null = null;
-  for (let n = 0; n <= m.info.maxEntries * 2 + 1 && m.getNextKey(prev, k) === 0; n++) {
-    keys.push(toHex(k));
-    values.push(m.lookupElem(k, v, 0) === 0 ? toHex(v) : "");
-    prev = k.slice();
-  }
-  return { keys, values };
 }

@@ -98,7 +98,7 @@ import {
 } from "../sync/bucket-seqlock.js";
 import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
 import { setStallHandler } from "../sync/spin.js";
-import { MapFlags, UpdateFlags } from "../uapi.js";
+import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
 import { ValueRef } from "./value-ref.js";
@@ -169,6 +169,8 @@ export class Htab implements RawMap {
   /** Bytes of a value as the control plane moves it (per-CPU: nrCpus x round_up(value_size, 8)). */
   private readonly valueBytes: number;
   private readonly percpu: boolean;
+  /** Replace an existing key's value where it is (per-CPU maps, hash of maps), not by a new element. */
+  private readonly inPlace: boolean;
   private readonly prealloc: boolean;
   /** round_up(value_size, 8): one CPU's slot in a per-CPU value. */
   private readonly slotBytes: number;
@@ -230,6 +232,7 @@ export class Htab implements RawMap {
     this.valueSize = g.valueSize;
     this.valueBytes = g.valueBytes;
     this.percpu = g.percpu;
+    this.inPlace = g.percpu || mapType === MapType.HashOfMaps;
     this.prealloc = g.prealloc;
     this.slotBytes = roundUp(g.valueSize, 8);
     this.keyWords = (g.keySize + 3) >>> 2;
@@ -1007,8 +1010,9 @@ export class Htab implements RawMap {
   ): number {
     const i32 = this.i32;
     const p = this.myPcpu;
-    if (this.percpu) {
-      // Kernel: htab_map_update_elem_in_place(): per-CPU values are overwritten where they are.
+    if (this.inPlace) {
+      // Kernel: htab_map_update_elem_in_place(): per-CPU values (and a hash of
+      // maps' inner map pointers) are overwritten where they are.
       const dst = (old << 2) + this.valueOffBytes;
       const u8 = this.u8;
       for (let i = 0; i < this.valueBytes; i++) u8[dst + i] = value[valueOff + i];

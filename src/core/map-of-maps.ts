@@ -5,8 +5,9 @@
  * The control plane stores an inner map by its id (the kernel takes an fd and
  * stores the map; a syscall lookup returns the inner map's id, so does this).
  * An inner map must match the template given at creation (type, key and value
- * size, flags, and max_entries unless the template has BPF_F_INNER_MAP), as
- * in bpf_map_meta_equal(): EINVAL otherwise, EBADF for an id that is no map.
+ * size, flags; max_entries only matters for array inner maps, which htab does
+ * not have), as in bpf_map_meta_equal(): EINVAL otherwise, EBADF for an id
+ * that is no map.
  *
  * Programs look an inner map up inside a section of the outer map
  * (`run()`/`enter()`), and use it. Replacing an inner map is one store, so a
@@ -100,17 +101,17 @@ function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array,
     why[0] = "an inner map cannot itself be a map-in-map";
     return EINVAL;
   }
-  const sameMax = i.maxEntries === meta.maxEntries || (meta.flags & MapFlags.InnerMap) !== 0;
+  // bpf_map_meta_equal(): max_entries is compared only for array inner maps
+  // (array_map_meta_equal(), unless BPF_F_INNER_MAP); htab's inner maps are hash maps.
   if (
     i.type !== meta.type ||
     i.keySize !== meta.keySize ||
     i.valueSize !== meta.valueSize ||
-    i.flags !== meta.flags ||
-    !sameMax
+    i.flags !== meta.flags
   ) {
     why[0] =
-      `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, max_entries ${i.maxEntries}, flags 0x${i.flags.toString(16)}) ` +
-      `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, max_entries ${meta.maxEntries}, flags 0x${meta.flags.toString(16)})`;
+      `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, flags 0x${i.flags.toString(16)}) ` +
+      `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})`;
     return EINVAL;
   }
   return id;

@@ -68,10 +68,16 @@ test("ARRAY_OF_MAPS element rules (t_aom.txt)", () => {
   assert.equal(m.updateElem(u32(0), u32(a.info.id), 0), 0, "update slot0");
   assert.equal(m.updateElem(u32(0), u32(a.info.id), UpdateFlags.NoExist), -22);
   assert.equal(m.updateElem(u32(0), u32(a.info.id), UpdateFlags.Exist), -22);
-  assert.equal(m.updateElem(u32(0), u32(big.info.id), 0), -22, "different max_entries");
-  assert.match(m.lastError, /does not match the template/);
+  // t_aom.txt's EINVAL for a different max_entries is about array inner maps; the
+  // kernel takes hash inner maps of any size (the differential suite checks it).
+  assert.equal(
+    m.updateElem(u32(2), u32(big.info.id), 0),
+    0,
+    "different max_entries is fine for hash inner maps",
+  );
   assert.equal(m.updateElem(u32(3), u32(a.info.id), 0), -7, "out of range E2BIG");
   assert.equal(m.updateElem(u32(1), u32(per.info.id), 0), -22, "type mismatch");
+  assert.match(m.lastError, /does not match the template/);
   assert.equal(m.updateElem(u32(1), u32(999), 0), -9, "no such map: EBADF");
   assert.equal(m.lookupElem(u32(0), v), 0);
   assert.equal(new Uint32Array(v.buffer)[0], a.info.id, "lookup returns the inner map id");

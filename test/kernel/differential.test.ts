@@ -217,6 +217,89 @@ test(`differential: ${Math.ceil(RUNS / 2)} LRU eviction scripts agree with the k
   console.log(`# differential LRU: ${Math.ceil(RUNS / 2)} scripts, ${ops} operations, 0 differences`);
 });
 
+/**
+ * Map-in-map: a template and four candidate inner maps (two match, one is
+ * bigger, two do not match), then an ARRAY_OF_MAPS or HASH_OF_MAPS and random
+ * operations on it. Values name inner maps by replay map number; the replayer
+ * hands the kernel their fds and the SAB domain their ids, and maps lookups
+ * (inner map ids) back to numbers.
+ */
+const mapInMapArb: fc.Arbitrary<Line[]> = fc
+  .record({
+    type: fc.constantFrom("array_of_maps", "hash_of_maps"),
+    max_entries: fc.integer({ min: 1, max: 6 }),
+  })
+  .chain((c) => {
+    const keyMax = c.type === "array_of_maps" ? c.max_entries + 1 : c.max_entries + 4;
+    const key = fc.integer({ min: 0, max: keyMax }).map((k) => hexOf(k, 4));
+    const value = fc.constantFrom(1, 1, 2, 2, 0, 3, 4, 5, 9).map((n) => hexOf(n, 4));
+    const op: fc.Arbitrary<Line> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          op: fc.constant("update"),
+          key,
+          value,
+          flags: fc.constantFrom(0, 0, 1, 2, 4),
+        }),
+      },
+      { weight: 3, arbitrary: fc.record({ op: fc.constant("lookup"), key }) },
+      { weight: 2, arbitrary: fc.record({ op: fc.constant("delete"), key }) },
+      { weight: 1, arbitrary: fc.record({ op: fc.constant("lookup_and_delete"), key }) },
+      {
+        weight: 2,
+        arbitrary: fc.record({ op: fc.constant("get_next_key"), key: fc.option(key, { nil: null }) }),
+      },
+      { weight: 1, arbitrary: fc.constant({ op: "count" }) },
+      { weight: 1, arbitrary: fc.constant({ op: "dump" }) },
+    );
+    const hashSpec = {
+      op: "create",
+      type: "hash",
+      key_size: 4,
+      value_size: 8,
+      max_entries: 4,
+      flags: F.ZeroSeed,
+    };
+    return fc
+      .array(
+        op.map((o) => ({ ...o, map: 5 })),
+        { minLength: 1, maxLength: 40, size: "max" },
+      )
+      .map((ops) => [
+        hashSpec,
+        hashSpec,
+        { ...hashSpec, max_entries: 8 },
+        { ...hashSpec, type: "percpu_hash" },
+        { ...hashSpec, value_size: 16 },
+        {
+          op: "create",
+          type: c.type,
+          key_size: 4,
+          value_size: 4,
+          max_entries: c.max_entries,
+          flags: c.type === "hash_of_maps" ? F.ZeroSeed : 0,
+          inner_map: 0,
+        },
+        ...ops,
+      ]);
+  });
+
+test(`differential: ${Math.ceil(RUNS / 3)} map-in-map scripts agree with the kernel`, {
+  skip,
+  timeout: 600_000,
+}, () => {
+  let ops = 0;
+  fc.assert(
+    fc.property(mapInMapArb, (script) => {
+      compare(script);
+      ops += script.length;
+    }),
+    { numRuns: Math.ceil(RUNS / 3), verbose: 1 },
+  );
+  console.log(`# differential map-in-map: ${Math.ceil(RUNS / 3)} scripts, ${ops} operations, 0 differences`);
+});
+
 test("differential: creation errno for random sizes and flags", { skip }, () => {
   const flagBits = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 2048, 4096, 1 << 20];
   let n = 0;
