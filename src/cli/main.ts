@@ -43,6 +43,23 @@ program
   });
 
 program
+  .command("snapshot")
+  .description("map-in-map snapshots: a plain walk of a live map versus swap + synchronize, under writers")
+  .option("--seconds <s>", "seconds per mode", "2")
+  .option("--writers <n>", "writer workers", "2")
+  .option("--interval-ms <ms>", "time between snapshots", "2")
+  .action(async (opts: { seconds: string; writers: string; intervalMs: string }) => {
+    const { runSnapshot } = await import("./snapshot.js");
+    const res = await runSnapshot({
+      seconds: Number(opts.seconds),
+      writers: Number(opts.writers),
+      intervalMs: Number(opts.intervalMs),
+    });
+    const swap = res.find((r) => r.mode !== "plain walk");
+    process.exitCode = swap && swap.inconsistent === 0 && swap.counted === swap.written ? 0 : 1;
+  });
+
+program
   .command("conntrack")
   .description("the conntrack GC race: delete-by-key versus compareAndDelete on the same traffic")
   .option("--seconds <s>", "seconds per GC mode", "3")

@@ -176,7 +176,7 @@ export class MapDomain implements InnerResolver {
         invalid("create", "a hash of maps has no bpf_spin_lock");
       bytes = g.totalBytes;
     }
-    const { id, offset } = this.allocate(roundUp(bytes, CACHE_LINE_BYTES), spec.type);
+    const { id, offset } = this.allocate(bytes, spec.type);
     const sab = this.handle.sab;
     let m: RawMap;
     try {
@@ -220,7 +220,7 @@ export class MapDomain implements InnerResolver {
     };
   }
 
-  /** Carve `bytes` for a new map. Its directory entry is published by publish(). */
+  /** Carve `bytes` (a multiple of 8) for a new map. Its directory entry is published by publish(). */
   private allocate(bytes: number, type: number): { id: number; offset: number } {
     const i32 = this.i32;
     const sab = this.handle.sab;
@@ -230,7 +230,7 @@ export class MapDomain implements InnerResolver {
       if (n >= this.maxMaps)
         throw new BpfError("create", Errno.ENOSPC, `the domain holds its maximum of ${this.maxMaps} maps`);
       const offset = i32[DOM_USED8_I32] * 8;
-      const end = offset + bytes;
+      const end = offset + roundUp(bytes, CACHE_LINE_BYTES); // the next map starts on a cache line
       if (end > sab.maxByteLength)
         throw new BpfError(
           "create",

@@ -128,6 +128,32 @@ function putU32(b: Uint8Array, v: number): void {
   b[3] = v >>> 24;
 }
 
+/** An inner map a program section has entered (Htab has enter/exit). */
+interface Sectioned {
+  enter(): void;
+  exit(): void;
+}
+
+/**
+ * One program section spans every map it touches, as one RCU read section
+ * does in the kernel: an inner map looked up inside the outer map's section
+ * is entered too, and left when the outer section ends.
+ */
+class InnerSections {
+  private readonly open: Sectioned[] = [];
+  enterInner(m: RawMap | null): RawMap | null {
+    const s = m as unknown as Partial<Sectioned> | null;
+    if (s !== null && typeof s.enter === "function" && typeof s.exit === "function") {
+      s.enter();
+      this.open.push(s as Sectioned);
+    }
+    return m;
+  }
+  exitAll(): void {
+    while (this.open.length > 0) this.open.pop()?.exit();
+  }
+}
+
 /** The program face both outer map types share. */
 export interface OuterMap extends RawMap {
   /** bpf_map_lookup_elem() on the outer map from a program: the inner map, or null. Inside a section only. */
@@ -154,6 +180,7 @@ export class ArrayOfMaps implements OuterMap {
   private sectionDepth = 0;
   private why = [""];
   private closed = false;
+  private readonly inner = new InnerSections();
 
   constructor(
     i32: Int32Array,
@@ -310,7 +337,7 @@ export class ArrayOfMaps implements OuterMap {
     const i = this.index(key);
     if (i >= this.info.maxEntries) return null;
     const id = Atomics.load(this.i32, this.slots + i);
-    return id === 0 ? null : this.resolver.mapById(id);
+    return id === 0 ? null : this.inner.enterInner(this.resolver.mapById(id));
   }
 
   enter(): void {
@@ -319,7 +346,10 @@ export class ArrayOfMaps implements OuterMap {
 
   exit(): void {
     if (this.sectionDepth === 0) invalid("exit", "exit() without enter()");
-    if (--this.sectionDepth === 0) sectionExit(this.i32, this.cpu);
+    if (--this.sectionDepth === 0) {
+      this.inner.exitAll(); // inner sections first: the outer one guards the pointers to them
+      sectionExit(this.i32, this.cpu);
+    }
   }
 
   run<T>(fn: () => T): T {
@@ -363,6 +393,8 @@ export class HashOfMaps implements OuterMap {
   private readonly why = [""];
   private useWhy = false;
   private readonly scratch = new Uint8Array(4);
+  private readonly inner = new InnerSections();
+  private depth = 0;
 
   constructor(
     private readonly h: Htab,
@@ -465,19 +497,27 @@ export class HashOfMaps implements OuterMap {
   lookupInner(key: Uint8Array): RawMap | null {
     if (!this.h.inSection) invalid("lookupInner", "needs a program section: call it inside run()");
     const e = this.h.lookupElem(key, this.scratch, 0);
-    return e === 0 ? this.resolver.mapById(u32At(this.scratch)) : null;
+    return e === 0 ? this.inner.enterInner(this.resolver.mapById(u32At(this.scratch))) : null;
   }
 
   enter(): void {
     this.h.enter();
+    this.depth++;
   }
 
   exit(): void {
+    if (this.depth === 0) invalid("exit", "exit() without enter()");
+    if (--this.depth === 0) this.inner.exitAll();
     this.h.exit();
   }
 
   run<T>(fn: () => T): T {
-    return this.h.run(fn);
+    this.enter();
+    try {
+      return fn();
+    } finally {
+      this.exit();
+    }
   }
 
   synchronize(): void {

@@ -137,10 +137,12 @@ test("a program in another thread's slot follows the outer map to the inner map;
   const d1 = MapDomain.attach(d.handle, { cpu: 1 });
   const o1 = d1.mapById(outer.info.id) as OuterMap;
   o1.run(() => {
-    const m = o1.lookupInner(u32(0));
+    const m = o1.lookupInner(u32(0)) as Htab;
     assert.ok(m);
     assert.equal(m.info.id, a.info.id);
-    assert.equal(m.updateElem(u32(5), new Uint8Array(8).fill(1), 0), 0);
+    assert.equal(m.updateElemFromProgram(u32(5), new Uint8Array(8).fill(1), 0), 0);
+    // The outer section covers the inner map: references work without a separate enter().
+    assert.equal(m.lookupRef(u32(5))?.load32(0), 0x01010101);
   });
   outer.updateElem(u32(0), u32(b.info.id), 0); // swap
   outer.synchronize();
