@@ -10,6 +10,8 @@ export * as codecs from "./api/codecs.js";
 export { attach, createMap, type ExitingWorker, watchWorker } from "./api/create.js";
 export { TypedMap } from "./api/typed-map.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
+export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } from "./core/map-domain.js";
+export { ArrayOfMaps, HashOfMaps, type OuterMap } from "./core/map-of-maps.js";
 export type { BatchArgs, BatchResult, MapInfo, RawMap } from "./core/raw-map.js";
 export type { MapSpec, SabCreateOptions } from "./core/spec.js";
 export { BpfError, Errno, errnoName } from "./errors.js";

@@ -1193,20 +1193,13 @@ export class Htab implements RawMap {
    */
   private lruTake(): boolean {
     const lru = this.lru as BpfLru;
+    // Elements whose grace period has passed go back first: evicting a live key
+    // while freed ones wait in limbo would evict more than the kernel does.
+    for (let c = 0; c < this.nrCpus; c++) limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
     let n = lru.popFree();
     while (n === RETRY) {
       this.lruRepair(-1);
       n = lru.popFree();
-    }
-    if (n < 0) {
-      let moved = 0;
-      for (let c = 0; c < this.nrCpus; c++)
-        moved += limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
-      if (moved > 0) n = lru.popFree();
-      while (n === RETRY) {
-        this.lruRepair(-1);
-        n = lru.popFree();
-      }
     }
     if (n < 0) return false;
     this.lruSpare = this.elemOf(n);

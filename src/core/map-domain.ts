@@ -43,10 +43,18 @@ import {
   HashOfMaps,
   type InnerMeta,
   type InnerResolver,
+  type OuterMap,
   writeInnerMeta,
 } from "./map-of-maps.js";
 import type { RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "./spec.js";
+
+type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
+type HashType =
+  | typeof MapType.Hash
+  | typeof MapType.PercpuHash
+  | typeof MapType.LruHash
+  | typeof MapType.LruPercpuHash;
 
 /** What a worker needs to attach to a domain: post it with postMessage. */
 export interface DomainHandle {
@@ -158,6 +166,9 @@ export class MapDomain implements InnerResolver {
    * Htab.create(); ARRAY_OF_MAPS and HASH_OF_MAPS need `innerMap`.
    * @throws BpfError as validateSpec(), EINVAL for a bad template, ENOSPC when the domain is full
    */
+  createMap(spec: DomainMapSpec & { type: OuterType }): OuterMap;
+  createMap(spec: DomainMapSpec & { type: HashType }): Htab;
+  createMap(spec: DomainMapSpec): RawMap;
   createMap(spec: DomainMapSpec): RawMap {
     if (this.closed) invalid("create", "the domain was closed");
     const outer = spec.type === MapType.ArrayOfMaps || spec.type === MapType.HashOfMaps;

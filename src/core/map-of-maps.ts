@@ -156,8 +156,11 @@ class InnerSections {
 
 /** The program face both outer map types share. */
 export interface OuterMap extends RawMap {
-  /** bpf_map_lookup_elem() on the outer map from a program: the inner map, or null. Inside a section only. */
-  lookupInner(key: Uint8Array): RawMap | null;
+  /**
+   * bpf_map_lookup_elem() on the outer map from a program: the inner map (a
+   * hash map of the domain, entered into this section), or null. Inside a section only.
+   */
+  lookupInner(key: Uint8Array): Htab | null;
   enter(): void;
   exit(): void;
   run<T>(fn: () => T): T;
@@ -332,12 +335,12 @@ export class ArrayOfMaps implements OuterMap {
     return this.i32.byteLength;
   }
 
-  lookupInner(key: Uint8Array): RawMap | null {
+  lookupInner(key: Uint8Array): Htab | null {
     if (this.sectionDepth === 0) invalid("lookupInner", "needs a program section: call it inside run()");
     const i = this.index(key);
     if (i >= this.info.maxEntries) return null;
     const id = Atomics.load(this.i32, this.slots + i);
-    return id === 0 ? null : this.inner.enterInner(this.resolver.mapById(id));
+    return id === 0 ? null : (this.inner.enterInner(this.resolver.mapById(id)) as Htab | null);
   }
 
   enter(): void {
@@ -494,10 +497,12 @@ export class HashOfMaps implements OuterMap {
     return this.info.id;
   }
 
-  lookupInner(key: Uint8Array): RawMap | null {
+  lookupInner(key: Uint8Array): Htab | null {
     if (!this.h.inSection) invalid("lookupInner", "needs a program section: call it inside run()");
     const e = this.h.lookupElem(key, this.scratch, 0);
-    return e === 0 ? this.inner.enterInner(this.resolver.mapById(u32At(this.scratch))) : null;
+    return e === 0
+      ? (this.inner.enterInner(this.resolver.mapById(u32At(this.scratch))) as Htab | null)
+      : null;
   }
 
   enter(): void {

@@ -13,7 +13,11 @@ import { MapType } from "../../src/uapi.js";
 const ITERATIONS = Number(process.env.HTAB_KILL_ITERATIONS ?? 100);
 const script = new URL("../fixtures/kill-worker.js", import.meta.url);
 
-// LRU_HASH is sized so that the survivors' 16 keys are never evicted (4 CPUs x target_free 32 + 24 < 256).
+// LRU_HASH is sized so that the survivors' keys are never evicted: at most 24 keys are
+// linked, each CPU's local free list holds up to target_free (512) elements, and
+// while a worker is preempted inside a program section every element freed
+// meanwhile waits in limbo (a few hundred here); 4096 leaves the common free
+// list above target_free, so a refill never has to evict.
 for (const [name, iterations, lru] of [
   ["HASH with bpf_spin_lock", ITERATIONS, false],
   ["LRU_HASH", Math.ceil(ITERATIONS / 2), true],
@@ -29,7 +33,7 @@ for (const [name, iterations, lru] of [
     for (let it = 0; it < ITERATIONS; it++) {
       const map = Htab.create(
         lru
-          ? { type: MapType.LruHash, keySize: 4, valueSize: 16, maxEntries: 256 }
+          ? { type: MapType.LruHash, keySize: 4, valueSize: 16, maxEntries: 4096 }
           : { type: MapType.Hash, keySize: 4, valueSize: 16, maxEntries: 24, spinLockOffset: 0 },
         { nrCpus: 4, cpu: 0 },
       );

@@ -148,7 +148,7 @@ for (const [ks, vs, extraFlags, type] of [
   [4, 8, MapFlags.NoPrealloc, MapType.Hash],
   // Per-CPU: the control plane moves PERCPU_CPUS x round_up(4, 8) = 16 bytes per value.
   [4, 16, 0, MapType.PercpuHash],
-  // LRU maps far below capacity (15 keys, 128 entries, one thread) never evict: the HASH model applies.
+  // LRU maps far below capacity (15 keys, 120 entries, one thread) never evict: the HASH model applies.
   [4, 8, 0, MapType.LruHash],
   [4, 8, MapFlags.NoCommonLru, MapType.LruHash],
   [4, 16, 0, MapType.LruPercpuHash],
@@ -164,7 +164,8 @@ for (const [ks, vs, extraFlags, type] of [
         fc.integer({ min: 1, max: 4 }),
         fc.commands(commands(ks, vs, 14), { maxCommands: 80, size: "max" }),
         (small, nrCpus, cmds) => {
-          const maxEntries = lru ? 128 : small;
+          // 120 is a multiple of every nrCpus drawn (1..4): NO_COMMON_LRU does not round it.
+          const maxEntries = lru ? 120 : small;
           const map = Htab.create(
             {
               type,
