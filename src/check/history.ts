@@ -65,6 +65,19 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
       arg = lastSeen[k];
       ev.setInt32(0, arg, true);
       result = cmp.compareAndDeleteElem!(key, exp, 0, 4);
+    } else if (cmp !== null && cmp.compute && r >= 98) {
+      // compute(): read and toggle atomically under the bucket lock.
+      kind = 6;
+      arg = (o.id << 24) | i;
+      vv.setInt32(0, arg, true);
+      vv.setInt32(4, ~arg, true);
+      let seen = -1;
+      const err = cmp.compute(key, (cur) => {
+        if (cur === undefined) return val;
+        seen = new DataView(cur.buffer, cur.byteOffset).getInt32(0, true);
+        return undefined;
+      });
+      result = err === 0 ? seen : err;
     } else if (cmp !== null && r >= 95 && r < 98) {
       kind = 5;
       flags = lastSeen[k];

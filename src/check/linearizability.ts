@@ -15,6 +15,8 @@ export const OpKind = {
   LookupAndDelete: 3,
   CompareAndDelete: 4,
   CompareAndSwap: 5,
+  /** compute() toggling the key: delete it if present, else insert `arg`; `result` is the value seen (-1 absent) or E2BIG. */
+  ComputeToggle: 6,
 } as const;
 
 export interface Op {
@@ -54,6 +56,10 @@ function step(s: number, op: Op): number | undefined {
       if (s === ABSENT) return op.result === ENOENT ? s : undefined;
       if (s === op.flags) return op.result === 0 ? op.arg : undefined;
       return op.result === EBUSY ? s : undefined;
+    case OpKind.ComputeToggle:
+      if (op.result === E2BIG) return s === ABSENT ? s : undefined;
+      if (op.result !== s) return undefined;
+      return s === ABSENT ? op.arg : ABSENT;
     case OpKind.Update: {
       const exists = s !== ABSENT;
       // A full map refuses a new key and changes nothing. Per-key histories cannot see

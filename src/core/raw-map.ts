@@ -76,6 +76,8 @@ export interface RawMap {
     offset?: number,
     size?: number,
   ): number;
+  /** Run `fn(current)` under the key's bucket lock and store its result (or delete on undefined). SAB only. */
+  compute?(key: Uint8Array, fn: (current: Uint8Array | undefined) => Uint8Array | undefined | null): number;
   /** Kernel: BPF_MAP_FREEZE. */
   freeze(): number;
   /**

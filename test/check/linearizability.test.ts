@@ -83,3 +83,14 @@ test("checker: compare-and-delete and compare-and-swap follow the register", () 
   assert.equal(checkKey([op(OpKind.Update, 0, 1, 0, 5), cas(2, 3, 0, 6, 7)]), false);
   assert.equal(checkKey([cas(0, 1, -2, 6, 7), cad(2, 3, -2, 1)]), true);
 });
+
+test("checker: compute toggles are atomic read-modify-writes", () => {
+  const toggle = (call: number, ret: number, result: number, arg: number) =>
+    op(OpKind.ComputeToggle, call, ret, result, arg);
+  // Absent -> inserted 5 (saw -1); present 5 -> deleted (saw 5).
+  assert.equal(checkKey([toggle(0, 1, -1, 5), toggle(2, 3, 5, 6), op(OpKind.Lookup, 4, 5, -1)]), true);
+  // Two overlapping toggles cannot both see the key absent (that would be a lost update).
+  assert.equal(checkKey([toggle(0, 3, -1, 5), toggle(1, 2, -1, 6)]), false);
+  // A toggle cannot see a value no one wrote.
+  assert.equal(checkKey([op(OpKind.Update, 0, 1, 0, 5), toggle(2, 3, 9, 1)]), false);
+});

@@ -57,6 +57,13 @@ for (const [keys, maxEntries, type, extra] of [
       ops.filter((o) => o.kind === kind && o.result === result).length;
     const cad = { ok: tally(4, 0), busy: tally(4, -16), absent: tally(4, -2) };
     const cas = { ok: tally(5, 0), busy: tally(5, -16), absent: tally(5, -2) };
+    const computes = ops.filter((o) => o.kind === 6);
+    const toggles = {
+      inserted: computes.filter((o) => o.result === -1).length,
+      deleted: computes.filter((o) => o.result >= 0 || o.result < -99).length,
+    };
+    console.log(`# stress keys=${keys}: compute toggles ${JSON.stringify(toggles)}`);
+    assert.ok(toggles.inserted > 0 && toggles.deleted > 0, "compute was exercised both ways");
     console.log(
       `# stress keys=${keys}: compareAndDelete ${JSON.stringify(cad)}, compareAndSwap ${JSON.stringify(cas)}`,
     );
