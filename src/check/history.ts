@@ -65,7 +65,7 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
       arg = lastSeen[k];
       ev.setInt32(0, arg, true);
       result = cmp.compareAndDeleteElem!(key, exp, 0, 4);
-    } else if (cmp !== null && cmp.compute && r >= 98) {
+    } else if (cmp?.compute && r >= 98) {
       // compute(): read and toggle atomically under the bucket lock.
       kind = 6;
       arg = (o.id << 24) | i;
