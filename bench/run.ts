@@ -708,10 +708,14 @@ function computeRatios(rep: BenchReport): Record<string, number> {
       }
     }
   }
-  for (const peer of ["htab", "naive SAB + global lock"]) {
-    const one = rep.throughput.find((t) => t.peer === peer && t.workers === 1)?.median;
-    const two = rep.throughput.find((t) => t.peer === peer && t.workers === 2)?.median;
-    if (one && two) r[`read-heavy mix: ${peer} 2 workers / 1 worker`] = two / one;
+  for (const n of sizes) {
+    const tag = n >= 1_000_000 ? "1M" : n >= 1000 ? `${n / 1000}k` : `${n}`;
+    for (const peer of ["htab", "naive SAB + global lock"]) {
+      const at = (w: number) => rep.throughput.find((t) => t.peer === peer && t.workers === w && t.entries === n)?.median;
+      const one = at(1);
+      const two = at(2);
+      if (one && two) r[`read-heavy mix @${tag}: ${peer} 2 workers / 1 worker`] = two / one;
+    }
   }
   for (const m of rep.memory)
     if (m.ratio !== null) r[`memory ${m.type} @${m.entries}: htab / kernel bytes per entry`] = m.ratio;
@@ -1005,11 +1009,18 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
   return rep;
 }
 
-/** Re-render the chart of a saved report: `node dist/bench/run.js --chart-only report.json`. */
+/**
+ * Re-render a saved report with the current code: ratios, table (<file>.md)
+ * and chart. `node dist/bench/run.js --chart-only report.json`. Measures nothing.
+ */
 async function chartOnly(file: string): Promise<void> {
   const { readFileSync } = await import("node:fs");
   const rep = JSON.parse(readFileSync(file, "utf8")) as BenchReport;
-  console.log((await chart(rep, file.replace(/\.json$/, ""))).join(", "));
+  rep.ratios = computeRatios(rep);
+  const base = file.replace(/\.json$/, "");
+  writeFileSync(file, `${JSON.stringify(rep, null, 2)}\n`);
+  writeFileSync(`${base}.md`, `${table(rep)}\n`);
+  console.log((await chart(rep, base)).join(", "));
 }
 
 if (

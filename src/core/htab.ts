@@ -889,13 +889,10 @@ export class Htab implements RawMap {
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
-    if (old !== 0 && mode === UpdateFlags.NoExist) {
+    const bad = this.checkFlags(old, mode);
+    if (bad !== 0) {
       this.unlockBucket(b);
-      return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
-    }
-    if (old === 0 && mode === UpdateFlags.Exist) {
-      this.unlockBucket(b);
-      return this.fail(ENOENT, "key not found (BPF_EXIST)");
+      return bad;
     }
     let err = 0;
     if (old !== 0 && lock) {
@@ -910,6 +907,14 @@ export class Htab implements RawMap {
     }
     this.unlockBucket(b);
     return err;
+  }
+
+  /** BPF_NOEXIST on a present key, BPF_EXIST on an absent one (kernel: check_flags()). @returns 0, -EEXIST, -ENOENT */
+  private checkFlags(old: number, mode: number): number {
+    if (old !== 0 && mode === UpdateFlags.NoExist)
+      return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
+    if (old === 0 && mode === UpdateFlags.Exist) return this.fail(ENOENT, "key not found (BPF_EXIST)");
+    return 0;
   }
 
   /** A free element: this CPU's list, then the others', then whatever grace periods released. 0 if none. */
@@ -1308,16 +1313,16 @@ export class Htab implements RawMap {
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
-    let err = 0;
-    if (old !== 0 && flags === UpdateFlags.NoExist)
-      err = this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
-    else if (old === 0 && flags === UpdateFlags.Exist) err = this.fail(ENOENT, "key not found (BPF_EXIST)");
-    else if (old !== 0 && oneCpu) {
-      (this.lru as BpfLru).setRef(this.nodeOf(old));
-      this.writeSlot(old, value);
-    } else if (old !== 0) this.replaceLocked(b, hash, old, this.prev, value, valueOff);
-    else if (oneCpu) this.insertLocked(b, this.allocNew(), hash, this.initPercpu(value), 0);
-    else this.insertLocked(b, this.allocNew(), hash, value, valueOff);
+    // On a refused update the popped element goes back in lruSettle().
+    const err = this.checkFlags(old, flags);
+    if (err === 0) {
+      if (old !== 0 && oneCpu) {
+        (this.lru as BpfLru).setRef(this.nodeOf(old));
+        this.writeSlot(old, value);
+      } else if (old !== 0) this.replaceLocked(b, hash, old, this.prev, value, valueOff);
+      else if (oneCpu) this.insertLocked(b, this.allocNew(), hash, this.initPercpu(value), 0);
+      else this.insertLocked(b, this.allocNew(), hash, value, valueOff);
+    }
     this.unlockBucket(b);
     this.lruSettle();
     return err;
@@ -1765,12 +1770,9 @@ export class Htab implements RawMap {
     const b = this.bucketOf(hash);
     this.lockBucket(b);
     const old = this.lookupElemLocked(b, hash);
-    let err = 0;
-    if (old !== 0 && flags === UpdateFlags.NoExist)
-      err = this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
-    else if (old === 0 && flags === UpdateFlags.Exist) err = this.fail(ENOENT, "key not found (BPF_EXIST)");
-    else if (old !== 0) this.writeSlot(old, value);
-    else {
+    let err = this.checkFlags(old, flags);
+    if (err === 0 && old !== 0) this.writeSlot(old, value);
+    else if (err === 0) {
       const e = this.allocNew();
       if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
       else this.insertLocked(b, e, hash, this.initPercpu(value), 0);

@@ -154,6 +154,16 @@ class InnerSections {
   }
 }
 
+/** run() for both outer map types: enter, call, exit even if `fn` throws. */
+function runIn<T>(m: { enter(): void; exit(): void }, fn: () => T): T {
+  m.enter();
+  try {
+    return fn();
+  } finally {
+    m.exit();
+  }
+}
+
 /** The program face both outer map types share. */
 export interface OuterMap extends RawMap {
   /**
@@ -356,12 +366,7 @@ export class ArrayOfMaps implements OuterMap {
   }
 
   run<T>(fn: () => T): T {
-    this.enter();
-    try {
-      return fn();
-    } finally {
-      this.exit();
-    }
+    return runIn(this, fn);
   }
 
   synchronize(): void {
@@ -517,12 +522,7 @@ export class HashOfMaps implements OuterMap {
   }
 
   run<T>(fn: () => T): T {
-    this.enter();
-    try {
-      return fn();
-    } finally {
-      this.exit();
-    }
+    return runIn(this, fn);
   }
 
   synchronize(): void {

@@ -13,6 +13,21 @@ import { MapFlags, MapType } from "../../src/uapi.js";
 import { runWorkers, startBarrier } from "../helpers/workers.js";
 
 const WORKERS = Number(process.env.HTAB_STRESS_WORKERS ?? 3);
+/** Run WORKERS stress workers on `map` (keys 0..keys-1), released together; returns their logs. */
+function stress(map: Htab, keys: number, seed: (i: number) => number): Promise<Int32Array[]> {
+  const clock = new SharedArrayBuffer(4);
+  const start = startBarrier(WORKERS);
+  return runWorkers<Int32Array>(new URL("../fixtures/stress-worker.js", import.meta.url), WORKERS, (i) => ({
+    sab: map.handle.sab,
+    clock,
+    start,
+    id: i + 1,
+    ops: OPS,
+    keys,
+    seed: seed(i),
+  }));
+}
+
 const NAMES: Record<number, string> = {
   [MapType.Hash]: "HASH",
   [MapType.PercpuHash]: "PERCPU_HASH",
@@ -36,21 +51,7 @@ for (const [keys, maxEntries, type, extra] of [
       { type, keySize: 4, valueSize: 8, maxEntries, flags: MapFlags.ZeroSeed | extra },
       { privileged: true, nrCpus: WORKERS + 1 },
     );
-    const clock = new SharedArrayBuffer(4);
-    const start = startBarrier(WORKERS);
-    const logs = await runWorkers<Int32Array>(
-      new URL("../fixtures/stress-worker.js", import.meta.url),
-      WORKERS,
-      (i) => ({
-        sab: map.handle.sab,
-        clock,
-        start,
-        id: i + 1,
-        ops: OPS,
-        keys,
-        seed: 0x9e3779b9 * (i + 1) + keys,
-      }),
-    );
+    const logs = await stress(map, keys, (i) => 0x9e3779b9 * (i + 1) + keys);
     const { ops, torn } = decodeHistory(logs);
     const res = checkHistory(ops);
     const tally = (kind: number, result: number) =>
@@ -101,13 +102,7 @@ for (const [type, extra] of [
       { type, keySize: 4, valueSize: 8, maxEntries: 8, flags: MapFlags.ZeroSeed | extra },
       { privileged: true, nrCpus: WORKERS + 1 },
     );
-    const clock = new SharedArrayBuffer(4);
-    const start = startBarrier(WORKERS);
-    const logs = await runWorkers<Int32Array>(
-      new URL("../fixtures/stress-worker.js", import.meta.url),
-      WORKERS,
-      (i) => ({ sab: map.handle.sab, clock, start, id: i + 1, ops: OPS, keys: 40, seed: 0x51ed27 * (i + 1) }),
-    );
+    const logs = await stress(map, 40, (i) => 0x51ed27 * (i + 1));
     const { ops, torn } = decodeHistory(logs);
     const r = checkEvictionHistory(ops);
     const misses = ops.filter((o) => o.kind === 0 && o.result === -1).length;

@@ -145,22 +145,22 @@ function compare(script: Line[]): boolean {
   return true;
 }
 
-test(`differential: ${RUNS} random scripts agree with the kernel line by line`, {
-  skip,
-  timeout: 600_000,
-}, () => {
-  let scripts = 0;
-  let ops = 0;
-  fc.assert(
-    fc.property(scriptArb, (script) => {
-      if (!compare(script)) return;
-      scripts++;
-      ops += script.length;
-    }),
-    { numRuns: RUNS, verbose: 1 },
-  );
-  console.log(`# differential: ${scripts} scripts, ${ops} operations, 0 differences`);
-});
+/** Run `runs` scripts from `arb` on both backends; any differing line fails with the shrunk script. */
+function differential(label: string, what: string, arb: fc.Arbitrary<Line[]>, runs: number): void {
+  test(`differential: ${runs} ${what} agree with the kernel`, { skip, timeout: 600_000 }, () => {
+    let ops = 0;
+    fc.assert(
+      fc.property(arb, (script) => {
+        compare(script);
+        ops += script.length;
+      }),
+      { numRuns: runs, verbose: 1 },
+    );
+    console.log(`# differential${label}: ${runs} scripts, ${ops} operations, 0 differences`);
+  });
+}
+
+differential("", "random scripts", scriptArb, RUNS);
 
 /**
  * LRU-heavy scripts: bigger maps, mostly updates over twice as many keys as
@@ -202,20 +202,7 @@ const lruScriptArb: fc.Arbitrary<Line[]> = fc
       .map((ops) => [{ op: "create", key_size: 4, value_size: 8, ...c }, ...ops, { op: "dump", map: 0 }]);
   });
 
-test(`differential: ${Math.ceil(RUNS / 2)} LRU eviction scripts agree with the kernel pinned to CPU 0`, {
-  skip,
-  timeout: 600_000,
-}, () => {
-  let ops = 0;
-  fc.assert(
-    fc.property(lruScriptArb, (script) => {
-      compare(script);
-      ops += script.length;
-    }),
-    { numRuns: Math.ceil(RUNS / 2), verbose: 1 },
-  );
-  console.log(`# differential LRU: ${Math.ceil(RUNS / 2)} scripts, ${ops} operations, 0 differences`);
-});
+differential(" LRU", "LRU eviction scripts (kernel side pinned to CPU 0)", lruScriptArb, Math.ceil(RUNS / 2));
 
 /**
  * Map-in-map: a template and four candidate inner maps (two match, one is
@@ -285,20 +272,7 @@ const mapInMapArb: fc.Arbitrary<Line[]> = fc
       ]);
   });
 
-test(`differential: ${Math.ceil(RUNS / 3)} map-in-map scripts agree with the kernel`, {
-  skip,
-  timeout: 600_000,
-}, () => {
-  let ops = 0;
-  fc.assert(
-    fc.property(mapInMapArb, (script) => {
-      compare(script);
-      ops += script.length;
-    }),
-    { numRuns: Math.ceil(RUNS / 3), verbose: 1 },
-  );
-  console.log(`# differential map-in-map: ${Math.ceil(RUNS / 3)} scripts, ${ops} operations, 0 differences`);
-});
+differential(" map-in-map", "map-in-map scripts", mapInMapArb, Math.ceil(RUNS / 3));
 
 test("differential: creation errno for random sizes and flags", { skip }, () => {
   const flagBits = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 2048, 4096, 1 << 20];
