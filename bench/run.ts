@@ -711,7 +711,8 @@ function computeRatios(rep: BenchReport): Record<string, number> {
   for (const n of sizes) {
     const tag = n >= 1_000_000 ? "1M" : n >= 1000 ? `${n / 1000}k` : `${n}`;
     for (const peer of ["htab", "naive SAB + global lock"]) {
-      const at = (w: number) => rep.throughput.find((t) => t.peer === peer && t.workers === w && t.entries === n)?.median;
+      const at = (w: number) =>
+        rep.throughput.find((t) => t.peer === peer && t.workers === w && t.entries === n)?.median;
       const one = at(1);
       const two = at(2);
       if (one && two) r[`read-heavy mix @${tag}: ${peer} 2 workers / 1 worker`] = two / one;

@@ -3,7 +3,8 @@
  * history. Linearizability against a plain map does not apply (any key may
  * be evicted at any moment), but two things must still hold for every read:
  * - it returns a value some update or compare-and-swap wrote to that key
- *   (never another key's value: an evicted element reused elsewhere);
+ *   (never another key's value: an evicted element reused elsewhere), where
+ *   writers are update, compare-and-swap and a compute() that inserts;
  * - no operation that began after that write returned, and returned before
  *   the read began, overwrote or removed the value (eviction only takes keys
  *   away; it never brings an old value back).
@@ -33,11 +34,14 @@ export function checkEvictionHistory(ops: Op[]): EvictionReport {
     list.push({ call: o.call, ret: o.ret });
   };
   for (const o of ops) {
-    const wrote = (o.kind === OpKind.Update || o.kind === OpKind.CompareAndSwap) && o.result === 0;
+    const wrote =
+      ((o.kind === OpKind.Update || o.kind === OpKind.CompareAndSwap) && o.result === 0) ||
+      (o.kind === OpKind.ComputeToggle && o.result === -1); // toggled in: inserted `arg`
     if (wrote) writes.set(`${o.key}:${o.arg}`, o);
     const removed =
       ((o.kind === OpKind.Delete || o.kind === OpKind.CompareAndDelete) && o.result === 0) ||
-      (o.kind === OpKind.LookupAndDelete && o.result !== -1);
+      (o.kind === OpKind.LookupAndDelete && o.result !== -1) ||
+      (o.kind === OpKind.ComputeToggle && o.result >= 0); // toggled out: deleted what it saw
     if (wrote || removed) kill(o);
   }
   // Per key: kills sorted by return, with the latest call among the first i of them.

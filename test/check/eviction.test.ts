@@ -46,3 +46,13 @@ test("a value read after it was overwritten or deleted is stale", () => {
   ]);
   assert.deepEqual(r, { reads: 2, foreign: 0, stale: 2 });
 });
+
+test("compute toggles count as a write (inserted) or a removal (deleted)", () => {
+  const r = checkEvictionHistory([
+    op(OpKind.ComputeToggle, 1, 10, -1, 0, 1),
+    op(OpKind.Lookup, 1, 0, 10, 2, 3),
+    op(OpKind.ComputeToggle, 1, 11, 10, 4, 5),
+    op(OpKind.Lookup, 1, 0, 10, 6, 7),
+  ]);
+  assert.deepEqual(r, { reads: 2, foreign: 0, stale: 1 });
+});
