@@ -68,6 +68,7 @@ program
   .option("--map-size <n>", "map max_entries", "32768")
   .option("--timeout-ms <ms>", "idle time after which a flow expires", "20")
   .option("--kernel", "put the map in the kernel (control plane through bpf())", false)
+  .option("--lru", "make the CT map an LRU_HASH, as Cilium's CT maps are (a full map evicts)", false)
   .action(async (opts: Record<string, string | boolean>) => {
     const { runConntrack } = await import("./conntrack.js");
     await runConntrack({
@@ -77,6 +78,7 @@ program
       mapSize: Number(opts.mapSize),
       timeoutMs: Number(opts.timeoutMs),
       kernel: opts.kernel === true,
+      lru: opts.lru === true,
     });
   });
 

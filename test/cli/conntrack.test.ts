@@ -43,3 +43,15 @@ test("conntrack --kernel: the same race on a real kernel map", {
   }
   assert.ok(race && race.liveDeleted > 0, "the kernel map never showed the race in 3 runs");
 });
+
+test("conntrack --lru: on an LRU_HASH CT map (as Cilium's), compareAndDelete still deletes no live flow", {
+  timeout: 120_000,
+}, async () => {
+  // A map smaller than the flow set: the LRU evicts all the time, the GC still must not race.
+  const [race, safe] = await runConntrack({ ...base, seconds: 1, mapSize: 8192, kernel: false, lru: true });
+  console.log(`# lru ${show(race)}\n# lru ${show(safe)}`);
+  assert.equal(safe.liveDeleted, 0, "compareAndDelete deleted a live flow");
+  assert.ok(safe.expiredDeleted > 0 && safe.racesAvoided > 0, "the GC ran and met the race");
+  assert.equal(safe.mapFull, 0, "an LRU map never answers E2BIG");
+  assert.ok(race.packets > 0);
+});
