@@ -22,6 +22,7 @@ import {
   ELEM_TAG_I32,
   HDR_ACTIVE_I32,
   HDR_EPOCH_I32,
+  HDR_LIMBO_COUNT_I32,
   PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
@@ -57,6 +58,8 @@ export function noActiveSections(i32: Int32Array): boolean {
  */
 export function limboPush(i32: Int32Array, cpu: number, e: number, chain = false): void {
   i32[e + ELEM_TAG_I32] = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
+  // Counted before it is listed: the count may run high (harmless), never low.
+  Atomics.add(i32, HDR_LIMBO_COUNT_I32, 1);
   const p = pcpuBase(cpu);
   lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
   const next = chain ? i32[e + ELEM_FNEXT_I32] : 0;
@@ -121,6 +124,7 @@ export function limboReclaim(
     } else prev = e;
     e = next;
   }
+  if (moved > 0) Atomics.sub(i32, HDR_LIMBO_COUNT_I32, moved);
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
   while (out !== 0) {
     const next = i32[out + ELEM_FNEXT_I32];
@@ -141,4 +145,9 @@ export function synchronizeSections(i32: Int32Array, nrCpus: number): void {
   while (oldestSection(i32, nrCpus) < target) {
     if (block) Atomics.wait(i32, HDR_ACTIVE_I32, Atomics.load(i32, HDR_ACTIVE_I32), 1);
   }
+}
+
+/** Whether any limbo list may hold an element (one load instead of one per CPU). */
+export function limboMaybeNonEmpty(i32: Int32Array): boolean {
+  return Atomics.load(i32, HDR_LIMBO_COUNT_I32) !== 0;
 }

@@ -31,6 +31,7 @@ import {
   RETRY,
 } from "../alloc/bpf-lru.js";
 import {
+  limboMaybeNonEmpty,
   limboPush,
   limboReclaim,
   noActiveSections,
@@ -1200,7 +1201,8 @@ export class Htab implements RawMap {
     const lru = this.lru as BpfLru;
     // Elements whose grace period has passed go back first: evicting a live key
     // while freed ones wait in limbo would evict more than the kernel does.
-    for (let c = 0; c < this.nrCpus; c++) limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
+    if (limboMaybeNonEmpty(this.i32))
+      for (let c = 0; c < this.nrCpus; c++) limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
     let n = lru.popFree();
     while (n === RETRY) {
       this.lruRepair(-1);

@@ -14,7 +14,8 @@
  *              |  MAX_ENTRIES MAP_FLAGS N_BUCKETS HASHRND ELEM_SIZE   |
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
  *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE RECOVERY_LOCK     |
- *              |  RECOVERED CARVED GROW_LOCK LRU_REPAIR (rest zero)   |
+ *              |  RECOVERED CARVED GROW_LOCK LRU_REPAIR INNER_* (5)   |
+ *              |  LIMBO_COUNT (rest zero)                             |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
@@ -123,6 +124,8 @@ export const HDR_INNER_KEY_SIZE_I32 = 25;
 export const HDR_INNER_VALUE_SIZE_I32 = 26;
 export const HDR_INNER_MAX_ENTRIES_I32 = 27;
 export const HDR_INNER_FLAGS_I32 = 28;
+/** Elements in all limbo lists (a hint: non-zero means a reclaim may find some). */
+export const HDR_LIMBO_COUNT_I32 = 29;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -444,7 +447,7 @@ export function assertLayout(): void {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
-  if (HDR_LRU_REPAIR_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (HDR_LIMBO_COUNT_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");
