@@ -20,11 +20,16 @@ export interface ExitingWorker {
   once(event: "exit", listener: (code: number) => void): unknown;
 }
 
+/** A map or a MapDomain: anything whose dead CPU slots can be reaped. */
+export interface Reapable {
+  reap(cpu: number): void;
+}
+
 /**
  * Reap `cpu`'s slot when `worker` exits, however it exits (terminate(), a
  * crash, or a normal end without close()). Call it in the thread that made
- * the worker, with a map attached there.
+ * the worker, with the map (or the MapDomain) attached there.
  */
-export function watchWorker(map: Htab, worker: ExitingWorker, cpu: number): void {
+export function watchWorker(map: Reapable, worker: ExitingWorker, cpu: number): void {
   worker.once("exit", () => map.reap(cpu));
 }

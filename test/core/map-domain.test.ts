@@ -153,3 +153,34 @@ test("a program in another thread's slot follows the outer map to the inner map;
   d1.close();
   d.close();
 });
+
+test("a worker terminated mid-update in a domain is reaped through the domain: the map stays usable and sound", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const { watchWorker } = await import("../../src/api/create.js");
+  for (const type of [MapType.Hash, MapType.LruHash]) {
+    for (let round = 0; round < 5; round++) {
+      const d = MapDomain.create({ nrCpus: 2, cpu: 0 });
+      const m = d.createMap({ type, keySize: 4, valueSize: 8, maxEntries: 16 }) as Htab;
+      const progress = new SharedArrayBuffer(4);
+      const w = new Worker(new URL("../fixtures/domain-worker.js", import.meta.url), {
+        workerData: { handle: d.handle, cpu: 1, id: m.info.id, progress },
+      });
+      const exited = new Promise((r) => w.once("exit", r));
+      watchWorker(d, w, 1);
+      while (Atomics.load(new Int32Array(progress), 0) < 1000 + round * 997)
+        await new Promise((r) => setTimeout(r, 1));
+      await w.terminate();
+      await exited;
+      // The slot is free again and every lock the worker held is released.
+      for (let i = 0; i < 64; i++) {
+        assert.equal(m.updateElem(u32(i & 15), new Uint8Array(8), 0), 0);
+        assert.equal(m.deleteElem(u32(i & 15)), 0);
+      }
+      const f = m.fsck();
+      assert.ok(f.ok, f.errors.join("; "));
+      const again = MapDomain.attach(d.handle, { cpu: 1 });
+      again.close();
+      d.close();
+    }
+  }
+});
