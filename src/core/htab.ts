@@ -297,6 +297,8 @@ export class Htab implements RawMap {
   static create(spec: MapSpec, opts: SabCreateOptions = {}): Htab {
     const nrCpus = opts.nrCpus ?? defaultNrCpus();
     const g = validateSpec(spec, nrCpus, opts.privileged === true);
+    if (spec.type === MapType.HashOfMaps)
+      invalid("create", "HASH_OF_MAPS lives in a MapDomain: create it with domain.createMap()");
     let sab: SharedArrayBuffer;
     try {
       // BPF_F_NO_PREALLOC: reserve the whole map, commit only header and buckets; grow on demand.
