@@ -64,9 +64,13 @@ export interface DomainHandle {
 export interface DomainOptions {
   /** Possible CPUs (worker slots) of every map in the domain. @default navigator.hardwareConcurrency */
   nrCpus?: number;
-  /** Most maps the domain can hold. @default 64 */
+  /** Most maps the domain can hold (directory entries are 16 bytes each, reserved up front). @default 64 */
   maxMaps?: number;
-  /** Bytes of address space to reserve; the buffer grows into it as maps are made. @default 256 MiB */
+  /**
+   * Bytes of address space to reserve; the buffer grows into it as maps are
+   * made. Reserving is cheap (virtual memory); 256 MiB fits a few million
+   * small elements. @default 256 MiB
+   */
   maxBytes?: number;
   /** Model CAP_SYS_ADMIN (BPF_F_ZERO_SEED). @default false */
   privileged?: boolean;
