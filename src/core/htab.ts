@@ -1236,15 +1236,30 @@ export class Htab implements RawMap {
       if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
       const num = this.walkBound - 1;
       const cls = new Int32Array(num).fill(CLASS_FREE);
-      for (let c = 0; c < this.nrCpus; c++) {
-        const p = pcpuBase(c);
-        if (c === dead || Atomics.load(i32, p + PCPU_OWNER_I32) !== SLOT_ALIVE) continue;
-        // Unlinked and not yet filed by a live slot: off every list until it files them.
-        for (let e = i32[p + PCPU_INFLIGHT_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_FNEXT_I32], k++)
-          cls[this.nodeOf(e)] = CLASS_LIMBO;
-        const x = i32[p + PCPU_LRU_SPARE_I32];
-        if (x !== 0) cls[this.nodeOf(x)] = c;
-      }
+      const live = (c: number) =>
+        c !== dead && Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) === SLOT_ALIVE;
+      // What live slots own: elements they unlinked and have not filed (their
+      // INFLIGHT chains: off every list until they file them) and the element
+      // each popped for an update (its LRU_SPARE: pending on it). Read before
+      // and after the chain walk, which holds one bucket at a time: a slot may
+      // unlink or link meanwhile, and must find its elements where it left them.
+      const owned = (after: boolean) => {
+        for (let c = 0; c < this.nrCpus; c++)
+          if (live(c))
+            for (
+              let e = i32[pcpuBase(c) + PCPU_INFLIGHT_I32], k = 0;
+              e !== 0 && k < num;
+              e = i32[e + ELEM_FNEXT_I32], k++
+            ) {
+              const n = this.nodeOf(e);
+              if (!after || cls[n] === CLASS_FREE || cls[n] === CLASS_LIMBO) cls[n] = CLASS_LIMBO;
+            }
+        for (let c = 0; c < this.nrCpus; c++) {
+          const x = live(c) ? i32[pcpuBase(c) + PCPU_LRU_SPARE_I32] : 0;
+          if (x !== 0 && (!after || cls[this.nodeOf(x)] !== CLASS_HASH)) cls[this.nodeOf(x)] = c;
+        }
+      };
+      owned(false);
       for (let c = 0; c < this.nrCpus; c++)
         for (
           let e = i32[pcpuBase(c) + PCPU_LIMBO_HEAD_I32], k = 0;
@@ -1256,9 +1271,10 @@ export class Htab implements RawMap {
         const b = this.bucketsBase + (bi << 2);
         this.lockBucket(b);
         for (let e = i32[b + BUCKET_HEAD_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_NEXT_I32], k++)
-          if (cls[this.nodeOf(e)] === CLASS_FREE) cls[this.nodeOf(e)] = CLASS_HASH;
+          cls[this.nodeOf(e)] = CLASS_HASH;
         this.unlockBucket(b);
       }
+      owned(true);
       lru.rebuild(cls);
       Atomics.store(i32, HDR_LRU_REPAIR_I32, 0);
       Atomics.add(i32, HDR_RECOVERED_I32, 1);
