@@ -1701,6 +1701,11 @@ export class Htab implements RawMap {
     }
   }
 
+  /** Control-plane writes are allowed: not BPF_F_RDONLY, not frozen. */
+  get writable(): boolean {
+    return this.canWrite();
+  }
+
   /** True inside enter()/exit() (or run()). */
   get inSection(): boolean {
     return this.sectionDepth > 0;

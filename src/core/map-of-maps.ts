@@ -23,6 +23,7 @@ import {
   AOM_MAGIC,
   aomSlotsI32,
   HDR_ACTIVE_I32,
+  HDR_FROZEN_I32,
   HDR_INNER_FLAGS_I32,
   HDR_INNER_KEY_SIZE_I32,
   HDR_INNER_MAX_ENTRIES_I32,
@@ -271,7 +272,7 @@ export class ArrayOfMaps implements OuterMap {
   updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
     const i = this.index(key);
     this.checkValue("update", value);
-    if ((this.info.flags & MapFlags.Rdonly) !== 0) return this.fail(EPERM, "map is BPF_F_RDONLY");
+    if (!this.canWrite()) return this.writeDenied();
     if (flags !== UpdateFlags.Any) return this.fail(EINVAL, "an array of maps takes only BPF_ANY");
     if (i >= this.info.maxEntries)
       return this.fail(E2BIG, `index ${i} is past max_entries ${this.info.maxEntries}`);
@@ -283,7 +284,7 @@ export class ArrayOfMaps implements OuterMap {
 
   deleteElem(key: Uint8Array): number {
     const i = this.index(key);
-    if ((this.info.flags & MapFlags.Rdonly) !== 0) return this.fail(EPERM, "map is BPF_F_RDONLY");
+    if (!this.canWrite()) return this.writeDenied();
     if (i >= this.info.maxEntries)
       return this.fail(E2BIG, `index ${i} is past max_entries ${this.info.maxEntries}`);
     if (Atomics.exchange(this.i32, this.slots + i, 0) === 0) return this.fail(ENOENT, `slot ${i} is empty`);
@@ -292,6 +293,9 @@ export class ArrayOfMaps implements OuterMap {
 
   lookupAndDeleteElem(key: Uint8Array, _value: Uint8Array, _flags = 0): number {
     this.index(key);
+    // Kernel order: read and write permission first (map_lookup_and_delete_elem()).
+    if ((this.info.flags & MapFlags.Wronly) !== 0) return this.fail(EPERM, "map is BPF_F_WRONLY");
+    if (!this.canWrite()) return this.writeDenied();
     return this.fail(ENOTSUPP, "lookup_and_delete is not supported on an array of maps");
   }
 
@@ -332,8 +336,22 @@ export class ArrayOfMaps implements OuterMap {
     return this.noBatch(args);
   }
 
+  /** Kernel: BPF_MAP_FREEZE: control-plane writes fail with EPERM afterwards (a second freeze too). */
   freeze(): number {
-    return this.fail(EINVAL, "freezing a map-in-map is not supported by htab");
+    if (!this.canWrite()) return this.writeDenied();
+    Atomics.store(this.i32, HDR_FROZEN_I32, 1);
+    return 0;
+  }
+
+  private canWrite(): boolean {
+    return (this.info.flags & MapFlags.Rdonly) === 0 && Atomics.load(this.i32, HDR_FROZEN_I32) === 0;
+  }
+
+  private writeDenied(): number {
+    return this.fail(
+      EPERM,
+      (this.info.flags & MapFlags.Rdonly) !== 0 ? "map is BPF_F_RDONLY" : "map is frozen",
+    );
   }
 
   /** The value an outer map would store for this map (its id). */
@@ -438,6 +456,9 @@ export class HashOfMaps implements OuterMap {
   updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
     if (!(value instanceof Uint8Array) || value.length !== 4)
       invalid("update", "value must be a 4-byte Uint8Array");
+    // Kernel order (map_update_elem()): write permission, BPF_F_LOCK without a
+    // bpf_spin_lock, then the fd, then the hash map's own flag checks.
+    if (!this.h.writable) return this.mine(this.fail(EPERM, "map is BPF_F_RDONLY or frozen"));
     if ((flags & UpdateFlags.Lock) !== 0) return this.mine(this.fail(EINVAL, "BPF_F_LOCK on a map-in-map"));
     const id = checkInner(this.resolver, this.meta, value, this.why);
     if (id < 0) return this.mine(id);
@@ -451,6 +472,9 @@ export class HashOfMaps implements OuterMap {
   }
 
   lookupAndDeleteElem(_key: Uint8Array, _value: Uint8Array, _flags = 0): number {
+    // Kernel order: read and write permission first (map_lookup_and_delete_elem()).
+    if ((this.info.flags & MapFlags.Wronly) !== 0 || !this.h.writable)
+      return this.mine(this.fail(EPERM, "map is BPF_F_WRONLY, BPF_F_RDONLY or frozen"));
     return this.mine(this.fail(ENOTSUPP, "lookup_and_delete is not supported on a hash of maps"));
   }
 

@@ -90,6 +90,10 @@ test("ARRAY_OF_MAPS element rules (t_aom.txt)", () => {
   assert.equal(m.getNextKey(null, k), 0);
   assert.equal(new Uint32Array(k.buffer)[0], 0, "gnk NULL gives 0");
   assert.equal(m.lookupAndDeleteElem(u32(0), v), -524, "ENOTSUPP");
+  assert.equal(m.freeze(), 0);
+  assert.equal(m.updateElem(u32(1), u32(a.info.id), 0), -1, "frozen: EPERM");
+  assert.equal(m.lookupAndDeleteElem(u32(0), v), -1, "permission is checked before ENOTSUPP");
+  assert.equal(m.freeze(), -1, "a second freeze is EPERM, as in the kernel");
   // BPF_F_INNER_MAP (max_entries may differ) exists only for array inner maps; hash types refuse it.
   assert.equal(
     code(() => d.createMap({ ...inner, flags: MapFlags.InnerMap })),

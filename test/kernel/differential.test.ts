@@ -239,6 +239,7 @@ const mapInMapArb: fc.Arbitrary<Line[]> = fc
       },
       { weight: 1, arbitrary: fc.constant({ op: "count" }) },
       { weight: 1, arbitrary: fc.constant({ op: "dump" }) },
+      { weight: 1, arbitrary: fc.constant({ op: "freeze" }) },
     );
     const hashSpec = {
       op: "create",
