@@ -493,17 +493,28 @@ export class HashOfMaps implements OuterMap {
     return this.h.lookupAndDeleteBatch(args);
   }
 
-  /** Each value is an inner map id, checked like update(); stops at the first error. */
+  /**
+   * Each value is an inner map id, checked like update(); stops at the first
+   * error. Kernel: generic_map_update_batch(): permission and elem_flags are
+   * checked up front (count comes back as passed), then pair by pair.
+   */
   updateBatch(args: BatchArgs): BatchResult {
     const values = args.values ?? new Uint8Array(0);
     const keys = args.keys ?? new Uint8Array(0);
+    const elemFlags = args.elemFlags ?? 0;
+    const upFront = (err: number): BatchResult => ({
+      err: this.mine(err),
+      count: args.count,
+      outBatch: null,
+      keys,
+      values,
+    });
+    if (!this.h.writable) return upFront(this.fail(EPERM, "map is BPF_F_RDONLY or frozen"));
+    if (elemFlags !== 0)
+      return upFront(this.fail(EINVAL, `elem_flags 0x${elemFlags.toString(16)} on a map-in-map`));
     const ks = this.info.keySize;
     for (let i = 0; i < args.count; i++) {
-      const err = this.updateElem(
-        keys.subarray(i * ks, (i + 1) * ks),
-        values.subarray(i * 4, i * 4 + 4),
-        args.elemFlags ?? 0,
-      );
+      const err = this.updateElem(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * 4, i * 4 + 4), 0);
       if (err !== 0) return { err, count: i, outBatch: null, keys, values };
     }
     return { err: 0, count: args.count, outBatch: null, keys, values };

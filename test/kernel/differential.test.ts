@@ -241,6 +241,22 @@ const mapInMapArb: fc.Arbitrary<Line[]> = fc
       { weight: 1, arbitrary: fc.constant({ op: "dump" }) },
       { weight: 1, arbitrary: fc.constant({ op: "freeze" }) },
     );
+    // Batches on the hash of maps only (htab offers none on an array of maps).
+    const batch: fc.Arbitrary<Line> = fc.oneof(
+      fc.record({
+        op: fc.constantFrom("lookup_batch", "lookup_and_delete_batch"),
+        in_batch: fc.constant(null),
+        count: fc.integer({ min: 0, max: 6 }),
+      }),
+      fc
+        .array(fc.tuple(key, value), { maxLength: 4 })
+        .map((kv) => ({ op: "update_batch", keys: kv.map((p) => p[0]), values: kv.map((p) => p[1]) })),
+      fc.array(key, { maxLength: 4 }).map((keys) => ({ op: "delete_batch", keys })),
+    );
+    const anyOp =
+      c.type === "hash_of_maps"
+        ? fc.oneof({ weight: 6, arbitrary: op }, { weight: 1, arbitrary: batch })
+        : op;
     const hashSpec = {
       op: "create",
       type: "hash",
@@ -251,7 +267,7 @@ const mapInMapArb: fc.Arbitrary<Line[]> = fc
     };
     return fc
       .array(
-        op.map((o) => ({ ...o, map: 5 })),
+        anyOp.map((o) => ({ ...o, map: 5 })),
         { minLength: 1, maxLength: 40, size: "max" },
       )
       .map((ops) => [
