@@ -147,7 +147,18 @@ export function synchronizeSections(i32: Int32Array, nrCpus: number): void {
   }
 }
 
-/** Whether any limbo list may hold an element (one load instead of one per CPU). */
-export function limboMaybeNonEmpty(i32: Int32Array): boolean {
-  return Atomics.load(i32, HDR_LIMBO_COUNT_I32) !== 0;
+/**
+ * limboReclaim() over every CPU's limbo list; one load of LIMBO_COUNT skips
+ * it all when no list can hold anything. Returns how many were reclaimed.
+ */
+export function limboReclaimAll(
+  i32: Int32Array,
+  self: number,
+  nrCpus: number,
+  sink: ((e: number) => void) | null = null,
+): number {
+  if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return 0;
+  let moved = 0;
+  for (let c = 0; c < nrCpus; c++) moved += limboReclaim(i32, c, self, nrCpus, sink);
+  return moved;
 }

@@ -31,9 +31,9 @@ import {
   RETRY,
 } from "../alloc/bpf-lru.js";
 import {
-  limboMaybeNonEmpty,
   limboPush,
   limboReclaim,
+  limboReclaimAll,
   noActiveSections,
   sectionEnter,
   sectionExit,
@@ -925,9 +925,7 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
     if (e !== 0) return e;
-    let moved = 0;
-    for (let c = 0; c < this.nrCpus; c++) moved += limboReclaim(i32, c, this.cpu, this.nrCpus);
-    if (moved > 0) return pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+    if (limboReclaimAll(i32, this.cpu, this.nrCpus) > 0) return pcpuFreelistPop(i32, this.cpu, this.nrCpus);
     return this.prealloc ? 0 : this.carveElem();
   }
 
@@ -1203,8 +1201,7 @@ export class Htab implements RawMap {
     const lru = this.lru as BpfLru;
     // Elements whose grace period has passed go back first: evicting a live key
     // while freed ones wait in limbo would evict more than the kernel does.
-    if (limboMaybeNonEmpty(this.i32))
-      for (let c = 0; c < this.nrCpus; c++) limboReclaim(this.i32, c, this.cpu, this.nrCpus, this.lruSink);
+    limboReclaimAll(this.i32, this.cpu, this.nrCpus, this.lruSink);
     let n = lru.popFree();
     while (n === RETRY) {
       this.lruRepair(-1);

@@ -71,7 +71,7 @@
  * | lru node PREV/NEXT/META, list counts, NEXT_INACTIVE_ROT, local FREE_HEAD/NEXT_STEAL | holder of the lock of the list the node is on | same | plain under that lock |
  * | lru node REF    | program-side lookups (set), list-lock holders (clear) | list-lock holders | plain; a lost set or clear only ages an element differently, as in the kernel |
  * | hdr LRU_REPAIR  | a recoverer (set, before freeing a dead slot's LRU locks), the repairer (clear, holding every LRU lock) | every LRU lock taker, after acquiring | Atomics |
- * | hdr LIMBO_COUNT | limboPush (add, before listing), limboReclaim (sub, under the list lock) | LRU allocators | Atomics; a hint that may run high, never low |
+ * | hdr LIMBO_COUNT | limboPush (add, before listing), limboReclaim (sub, under the list lock) | limboReclaimAll() (HASH and LRU allocators) | Atomics; a hint that may run high, never low |
  * | hdr INNER_*     | the creator of a map-in-map      | outer-map updates        | plain; immutable after create |
  * | domain COUNT    | the creator of a map, holding ALLOC_LOCK, after the map's region and directory entry are written | mapById() in any thread | Atomics: publishes the entry |
  * | domain owners   | attach (CAS free -> alive), reap, close | attach | Atomics |
