@@ -35,6 +35,16 @@ export function fromHex(s: unknown, what: string, size?: number): Uint8Array {
   return out;
 }
 
+/** The u32 at byte `off` of `b`, little-endian (the byte order replay's hex uses). */
+function u32At(b: Uint8Array, off: number): number {
+  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+}
+
+/** `n` as 4 little-endian bytes. */
+function u32Bytes(n: number): Uint8Array {
+  return new Uint8Array([n, n >>> 8, n >>> 16, n >>> 24]);
+}
+
 function u32Field(o: Json, name: string, dflt?: number): number {
   const v = o[name];
   if (v === undefined && dflt !== undefined) return dflt;
@@ -110,17 +120,17 @@ export class Replayer {
   private valueIn(m: RawMap, v: unknown, what = "value"): Uint8Array {
     const b = fromHex(v, what, valueBytes(m));
     if (!isOuter(m)) return b;
-    const n = (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    const n = u32At(b, 0);
     const ref = n < this.maps.length ? (this.maps[n].mapRef?.() ?? 0xffffffff) : 0xffffffff;
-    return new Uint8Array(new Uint32Array([ref]).buffer);
+    return u32Bytes(ref);
   }
 
   /** The hex a script sees for value bytes: an outer map's inner map id becomes that map's number. */
   private valueOut(m: RawMap, b: Uint8Array, off = 0, len = b.length - off): string {
     if (!isOuter(m) || len !== 4) return toHex(b, off, len);
-    const id = (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+    const id = u32At(b, off);
     const n = this.maps.findIndex((x) => x.info.id === id);
-    return toHex(new Uint8Array(new Uint32Array([n < 0 ? 0xffffffff : n]).buffer));
+    return toHex(u32Bytes(n < 0 ? 0xffffffff : n));
   }
 
   private exec(o: Json): Json {
@@ -214,8 +224,7 @@ export class Replayer {
   private cursor(v: unknown): number | null {
     if (v === null || v === undefined) return null;
     if (typeof v === "number") return u32Field({ in_batch: v }, "in_batch");
-    const b = fromHex(v, "in_batch", 4);
-    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    return u32At(fromHex(v, "in_batch", 4), 0);
   }
 
   private lookupBatch(o: Json): Json {
@@ -268,8 +277,7 @@ export class Replayer {
       const n = r.err === 0 || r.err === -Errno.ENOENT ? r.count : 0;
       out.keys = Array.from({ length: n }, (_, i) => toHex(r.keys, i * ks, ks));
       out.values = Array.from({ length: n }, (_, i) => this.valueOut(m, r.values, i * vs, vs));
-      out.out_batch =
-        r.outBatch === null ? null : toHex(new Uint8Array(new Uint32Array([r.outBatch]).buffer));
+      out.out_batch = r.outBatch === null ? null : toHex(u32Bytes(r.outBatch));
     }
     return out;
   }

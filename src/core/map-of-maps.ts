@@ -91,7 +91,7 @@ function readInnerMeta(i32: Int32Array): InnerMeta {
  * `meta`. Returns the id, or -EBADF / -EINVAL with the reason in `why[0]`.
  */
 function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array, why: string[]): number {
-  const id = (value[0] | (value[1] << 8) | (value[2] << 16) | (value[3] << 24)) >>> 0;
+  const id = u32At(value);
   const inner = id === 0 ? null : resolver.mapById(id);
   if (inner === null) {
     why[0] = `no map with id ${id} in this domain`;
