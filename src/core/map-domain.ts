@@ -50,6 +50,8 @@ import type { RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "./spec.js";
 
 type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
+/** What a domain map is in this thread: each kind can reap a dead slot. */
+type DomainMap = Htab | HashOfMaps | ArrayOfMaps;
 type HashType =
   | typeof MapType.Hash
   | typeof MapType.PercpuHash
@@ -93,7 +95,7 @@ export class MapDomain implements InnerResolver {
   private readonly dir: number;
   private readonly privileged: boolean;
   /** This thread's views of the domain's maps, by id. */
-  private readonly views = new Map<number, RawMap>();
+  private readonly views = new Map<number, DomainMap>();
   private closed = false;
 
   private constructor(sab: SharedArrayBuffer, cpu: number, privileged: boolean) {
@@ -193,20 +195,23 @@ export class MapDomain implements InnerResolver {
     }
     const { id, offset } = this.allocate(bytes, spec.type);
     const sab = this.handle.sab;
-    let m: RawMap;
+    let m: DomainMap;
     try {
-      if (g === null) {
-        const i32 = new Int32Array(sab, offset, bytes >> 2);
-        ArrayOfMaps.init(i32, spec.maxEntries, spec.flags ?? 0, this.nrCpus, meta as InnerMeta);
-        m = new ArrayOfMaps(i32, this, id, this.cpu);
-      } else {
-        const h = Htab.createIn({ sab, offset, length: bytes, id }, spec, g, this.cpu);
-        if (spec.type === MapType.HashOfMaps) {
-          const i32 = new Int32Array(sab, offset, 64);
-          writeInnerMeta(i32, meta as InnerMeta);
-          m = new HashOfMaps(h, i32, this);
-        } else m = h;
+      let made: Htab | undefined;
+      if (g === null)
+        ArrayOfMaps.init(
+          new Int32Array(sab, offset, bytes >> 2),
+          spec.maxEntries,
+          spec.flags ?? 0,
+          this.nrCpus,
+          meta as InnerMeta,
+        );
+      else {
+        made = Htab.createIn({ sab, offset, length: bytes, id }, spec, g, this.cpu);
+        if (spec.type === MapType.HashOfMaps)
+          writeInnerMeta(new Int32Array(sab, offset, 64), meta as InnerMeta);
       }
+      m = this.view(spec.type, offset, bytes, id, made);
     } catch (err) {
       lockRelease(this.i32, DOM_ALLOC_LOCK_I32); // the region stays unused; the id is not published
       throw err;
@@ -273,23 +278,35 @@ export class MapDomain implements InnerResolver {
 
   /** This thread's view of map `id`, or null if there is none. Kernel: bpf_map_get_fd_by_id(). */
   mapById(id: number): RawMap | null {
+    return this.viewOf(id);
+  }
+
+  private viewOf(id: number): DomainMap | null {
     const seen = this.views.get(id);
     if (seen !== undefined) return seen;
     if (!Number.isInteger(id) || id < 1 || id > Atomics.load(this.i32, DOM_COUNT_I32)) return null;
     const e = this.dir + (id - 1) * (DOM_DIR_ENTRY_BYTES >> 2);
-    const offset = this.i32[e + DOM_DIR_OFFSET8_I32] * 8;
-    const length = this.i32[e + DOM_DIR_LENGTH8_I32] * 8;
-    const type = this.i32[e + DOM_DIR_TYPE_I32];
-    const sab = this.handle.sab;
-    let m: RawMap;
-    if (type === MapType.ArrayOfMaps)
-      m = new ArrayOfMaps(new Int32Array(sab, offset, length >> 2), this, id, this.cpu);
-    else {
-      const h = Htab.attach({ sab, offset, length, id }, { cpu: this.cpu });
-      m = type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
-    }
+    const m = this.view(
+      this.i32[e + DOM_DIR_TYPE_I32],
+      this.i32[e + DOM_DIR_OFFSET8_I32] * 8,
+      this.i32[e + DOM_DIR_LENGTH8_I32] * 8,
+      id,
+    );
     this.views.set(id, m);
     return m;
+  }
+
+  /**
+   * This thread's object for the map of `type` at [offset, offset+length):
+   * the hash map (`made`, or attached in this thread's slot), or the outer
+   * map around its region.
+   */
+  private view(type: number, offset: number, length: number, id: number, made?: Htab): DomainMap {
+    const sab = this.handle.sab;
+    if (type === MapType.ArrayOfMaps)
+      return new ArrayOfMaps(new Int32Array(sab, offset, length >> 2), this, id, this.cpu);
+    const h = made ?? Htab.attach({ sab, offset, length, id }, { cpu: this.cpu });
+    return type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
   }
 
   /** Give back this thread's slot in every map it touched and in the domain. */
@@ -309,12 +326,7 @@ export class MapDomain implements InnerResolver {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus || cpu === this.cpu)
       invalid("reap", `cannot reap slot ${cpu}`);
     Atomics.compareExchange(this.i32, DOM_OWNERS_I32 + cpu, SLOT_ALIVE, SLOT_DEAD);
-    for (let id = 1; id <= this.count; id++) {
-      const m = this.mapById(id);
-      if (m instanceof Htab) m.reap(cpu);
-      else if (m instanceof HashOfMaps) m.reap(cpu);
-      else if (m instanceof ArrayOfMaps) m.reap(cpu);
-    }
+    for (let id = 1; id <= this.count; id++) this.viewOf(id)?.reap(cpu);
     Atomics.store(this.i32, DOM_OWNERS_I32 + cpu, SLOT_FREE);
   }
 }
