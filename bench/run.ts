@@ -97,6 +97,14 @@ function parseArgs(argv: string[]): Opts {
   return o;
 }
 
+/** Store `x` as a little-endian u32 key, without a DataView per call. */
+function putU32(b: Uint8Array, x: number): void {
+  b[0] = x;
+  b[1] = x >>> 8;
+  b[2] = x >>> 16;
+  b[3] = x >>> 24;
+}
+
 function randomKeys(n: number, seed: number): Uint32Array {
   const keys = new Uint32Array(n);
   const seen = new Set<number>();
@@ -208,12 +216,7 @@ async function pointTasks(entries: number, skipped: string[], cleanup: (() => un
   cleanup.push(() => h.close());
   const hk = new Uint8Array(4);
   const hv = new Uint8Array(8);
-  const setK = (k: number) => {
-    hk[0] = k;
-    hk[1] = k >>> 8;
-    hk[2] = k >>> 16;
-    hk[3] = k >>> 24;
-  };
+  const setK = (k: number) => putU32(hk, k);
   for (let i = 0; i < entries; i++) {
     setK(present[i]);
     h.updateElem(hk, hv, 0);
@@ -414,12 +417,7 @@ async function lruTasks(entries: number, cleanup: (() => unknown)[]): Promise<Ta
   let sink = 0;
   const k = new Uint8Array(4);
   const v = new Uint8Array(8);
-  const setK = (x: number) => {
-    k[0] = x;
-    k[1] = x >>> 8;
-    k[2] = x >>> 16;
-    k[3] = x >>> 24;
-  };
+  const setK = (x: number) => putU32(k, x);
   const fill = (m: RawMap) => {
     for (let i = 0; i < entries; i++) {
       setK(keys[i]);
