@@ -79,10 +79,10 @@ export function percpuLruMaxEntries(maxEntries: number, nrCpus: number): number 
 }
 
 /**
- * Validate `spec` as BPF_MAP_CREATE would and return the geometry.
- * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP (524), ENOMEM
+ * The checks map_create() makes for every map type, in its order: integer
+ * fields, access mode, then the NUMA node. Returns the NUMA node (-1 for none).
  */
-export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean): Geometry {
+function validateMapCreate(spec: MapSpec): number {
   if (spec === null || typeof spec !== "object") fail(Errno.EINVAL, "spec must be an object");
   const flags = spec.flags ?? 0;
   for (const [name, v] of [
@@ -94,16 +94,24 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
   ] as const) {
     if (!isU32(v)) fail(Errno.EINVAL, `${name} must be an integer in [0, 2^32), got ${String(v)}`);
   }
-  if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
-    fail(Errno.EINVAL, `nrCpus must be an integer in [1, 1024], got ${nrCpus}`);
-
-  // map_create(): access mode, then NUMA node.
   if ((flags & MapFlags.Rdonly) !== 0 && (flags & MapFlags.Wronly) !== 0)
     fail(Errno.EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY are mutually exclusive");
   // attr->numa_node is zero when the caller leaves it out, so the flag alone means node 0.
   const numaNode = (flags & MapFlags.NumaNode) !== 0 ? (spec.numaNode ?? 0) | 0 : NUMA_NO_NODE;
   if (numaNode !== NUMA_NO_NODE && (numaNode < 0 || numaNode >= SAB_ONLINE_NUMA_NODES))
     fail(Errno.EINVAL, `NUMA node ${numaNode} is not online (the SAB backend has node 0 only)`);
+  return numaNode;
+}
+
+/**
+ * Validate `spec` as BPF_MAP_CREATE would and return the geometry.
+ * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP (524), ENOMEM
+ */
+export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean): Geometry {
+  const numaNode = validateMapCreate(spec);
+  const flags = spec.flags ?? 0;
+  if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
+    fail(Errno.EINVAL, `nrCpus must be an integer in [1, 1024], got ${nrCpus}`);
 
   const t = spec.type;
   const known =
@@ -187,12 +195,11 @@ const AOM_FLAG_MASK =
  * @throws BpfError EINVAL, E2BIG
  */
 export function validateArrayOfMapsSpec(spec: MapSpec): void {
+  validateMapCreate(spec);
   const flags = spec.flags ?? 0;
-  if ((flags & MapFlags.Rdonly) !== 0 && (flags & MapFlags.Wronly) !== 0)
-    fail(Errno.EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY are mutually exclusive");
   if (spec.keySize !== 4) fail(Errno.EINVAL, `an array of maps has 4-byte keys, not ${spec.keySize}`);
   if (spec.valueSize !== 4) fail(Errno.EINVAL, `an array of maps has 4-byte values, not ${spec.valueSize}`);
-  if (!isU32(spec.maxEntries) || spec.maxEntries === 0) fail(Errno.EINVAL, "max_entries must be > 0");
+  if (spec.maxEntries === 0) fail(Errno.EINVAL, "max_entries must be > 0");
   if ((flags & ~AOM_FLAG_MASK) !== 0 || (flags & MapFlags.RdonlyProg && flags & MapFlags.WronlyProg) !== 0)
     fail(Errno.EINVAL, `flags 0x${flags.toString(16)} are not valid for an array of maps`);
   if (spec.maxEntries > 1 << 28) fail(Errno.E2BIG, `max_entries ${spec.maxEntries} is too large for htab`);

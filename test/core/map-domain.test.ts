@@ -40,6 +40,8 @@ test("ARRAY_OF_MAPS creation rules (t_aom.txt)", () => {
   assert.equal(aom({ valueSize: 8 }), "EINVAL");
   assert.equal(aom({ flags: MapFlags.NoPrealloc }), "EINVAL");
   assert.equal(aom({ flags: MapFlags.InnerMap }), "EINVAL");
+  assert.equal(aom({ flags: MapFlags.NumaNode, numaNode: 5 }), "EINVAL", "offline NUMA node (map_create())");
+  assert.equal(aom({ flags: MapFlags.NumaNode, numaNode: 0 }), "OK");
   assert.equal(aom({ innerMap: undefined }), "EINVAL");
   assert.equal(aom({}), "OK");
   assert.equal(
