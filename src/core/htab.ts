@@ -98,6 +98,7 @@ import {
   seqUnchanged,
 } from "../sync/bucket-seqlock.js";
 import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
+import { claimSlot } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
@@ -358,22 +359,7 @@ export class Htab implements RawMap {
   }
 
   private claimCpu(want: number): number {
-    const i32 = this.i32;
-    if (want >= 0) {
-      if (!Number.isInteger(want) || want >= this.nrCpus)
-        invalid("attach", `cpu ${want} is not a slot of this map (it has ${this.nrCpus})`);
-      if (Atomics.compareExchange(i32, pcpuBase(want) + PCPU_OWNER_I32, 0, 1) !== 0)
-        throw new BpfError("attach", Errno.EBUSY, `CPU slot ${want} is already taken`);
-      return want;
-    }
-    for (let c = 0; c < this.nrCpus; c++) {
-      if (Atomics.compareExchange(i32, pcpuBase(c) + PCPU_OWNER_I32, 0, 1) === 0) return c;
-    }
-    throw new BpfError(
-      "attach",
-      Errno.EBUSY,
-      `all ${this.nrCpus} CPU slots are taken; create the map with a larger nrCpus`,
-    );
+    return claimSlot(this.i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, want, "this map");
   }
 
   // ------------------------------------------------------- crash recovery

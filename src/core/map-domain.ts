@@ -36,6 +36,7 @@ import {
   SLOT_FREE,
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { claimSlot } from "../sync/slot-claim.js";
 import { MapType } from "../uapi.js";
 import { Htab } from "./htab.js";
 import {
@@ -144,17 +145,7 @@ export class MapDomain implements InnerResolver {
   }
 
   private claim(want: number): number {
-    const i32 = this.i32;
-    if (want >= 0) {
-      if (!Number.isInteger(want) || want >= this.nrCpus)
-        invalid("attach", `cpu ${want} is not a slot (there are ${this.nrCpus})`);
-      if (Atomics.compareExchange(i32, DOM_OWNERS_I32 + want, SLOT_FREE, SLOT_ALIVE) !== SLOT_FREE)
-        throw new BpfError("attach", Errno.EBUSY, `CPU slot ${want} of the domain is taken`);
-      return want;
-    }
-    for (let c = 0; c < this.nrCpus; c++)
-      if (Atomics.compareExchange(i32, DOM_OWNERS_I32 + c, SLOT_FREE, SLOT_ALIVE) === SLOT_FREE) return c;
-    throw new BpfError("attach", Errno.EBUSY, `all ${this.nrCpus} CPU slots of the domain are taken`);
+    return claimSlot(this.i32, this.nrCpus, (c) => DOM_OWNERS_I32 + c, want, "the domain");
   }
 
   /** Number of maps created so far (ids 1..count). */

@@ -18,7 +18,7 @@
  */
 
 import { noActiveSections, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
-import { BpfError, Errno, invalid } from "../errors.js";
+import { Errno, invalid } from "../errors.js";
 import {
   AOM_MAGIC,
   aomSlotsI32,
@@ -42,6 +42,7 @@ import {
   PCPU_SECTION_I32,
   pcpuBase,
 } from "../layout/layout.js";
+import { claimSlot } from "../sync/slot-claim.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import type { Htab } from "./htab.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
@@ -217,10 +218,9 @@ export class ArrayOfMaps implements OuterMap {
       nrCpus: this.nrCpus,
       id,
     });
-    if (cpu < 0 || cpu >= this.nrCpus) invalid("attach", `cpu ${cpu} is not a slot of this map`);
-    if (Atomics.compareExchange(i32, pcpuBase(cpu) + PCPU_OWNER_I32, 0, 1) !== 0)
-      throw new BpfError("attach", Errno.EBUSY, `CPU slot ${cpu} is already taken`);
-    this.cpu = cpu;
+    // The domain gives every map its thread's slot; a negative one is a caller bug, not "any".
+    if (cpu < 0) invalid("attach", `cpu ${cpu} is not a slot of this map`);
+    this.cpu = claimSlot(i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, cpu, "this map");
   }
 
   /** Lay out a fresh ARRAY_OF_MAPS in zeroed `i32`. */
