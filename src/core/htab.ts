@@ -84,6 +84,17 @@ import {
   pcpuBase,
   readGeometry,
   roundUp,
+  SCRATCH_BASE_I32,
+  SCRATCH_BOUND_I32,
+  SCRATCH_BUCKETS_I32,
+  SCRATCH_DESC_BYTES,
+  SCRATCH_HASHRND_I32,
+  SCRATCH_KEY_I32,
+  SCRATCH_KEY_WORDS_I32,
+  SCRATCH_MASK_I32,
+  SCRATCH_OUT_I32,
+  SCRATCH_VALUE_OFF_I32,
+  SCRATCH_VALUE_U64S_I32,
   SLOT_ALIVE,
   SLOT_DEAD,
   SLOT_FREE,
@@ -101,6 +112,14 @@ import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
+import {
+  allocSharedMemory,
+  type FastPath,
+  fastPathFor,
+  LOOKUP_COPY,
+  LOOKUP_HASH,
+  type WasmMemory,
+} from "../wasm/fast-path.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
 import { ValueRef } from "./value-ref.js";
@@ -121,6 +140,12 @@ const ENOSPC = -Errno.ENOSPC;
 /** What a worker needs to attach: post it with postMessage. */
 export interface MapHandle {
   readonly sab: SharedArrayBuffer;
+  /**
+   * The shared wasm memory whose buffer `sab` is, when the map was created
+   * with the fast path: a thread attaching with it runs the wasm fast path.
+   * (Pass the whole handle to workers; `sab` alone attaches on the JS path.)
+   */
+  readonly memory?: WasmMemory;
   /** A map inside a MapDomain: its byte offset and length in `sab`, and its id. */
   readonly offset?: number;
   readonly length?: number;
@@ -203,6 +228,16 @@ export class Htab implements RawMap {
   private readonly inDomain: boolean;
   /** LRU_HASH / LRU_PERCPU_HASH: the eviction lists; null for other maps. */
   private readonly lru: BpfLru | null = null;
+  /** The wasm fast path over this map's memory, or null (JS path). */
+  private readonly fast: FastPath | null;
+  /** Fast path and a key of whole u32 words: wasm hashes it too (jhash2). */
+  private readonly wordKeys: boolean;
+  /** Byte address (wasm) of word 0 of this map. */
+  private readonly baseAddr: number;
+  /** Byte address (wasm) of this slot's fast-path descriptor. */
+  private readonly desc: number;
+  /** Byte offset (in `u8`) of this slot's scratch value. */
+  private readonly outOff: number;
   /** LRU: the element popped for this operation before its bucket lock (kernel: prealloc_lru_pop()). */
   private lruSpare = 0;
   /** LRU: the element a replace took out, freed after the bucket lock is dropped. */
@@ -248,9 +283,6 @@ export class Htab implements RawMap {
     this.maxEntries = g.maxEntries;
     this.mapFlags = mapFlags;
     this.walkBound = g.num_elems + 1;
-    const kbuf = new ArrayBuffer(this.keyWords * 4);
-    this.kb = new Uint8Array(kbuf);
-    this.kw = new Int32Array(kbuf);
     this.handle = Object.freeze({ ...handle });
     this.info = Object.freeze({
       type: mapType,
@@ -263,6 +295,29 @@ export class Htab implements RawMap {
     });
     this.cpu = this.claimCpu(cpu);
     this.myPcpu = pcpuBase(this.cpu);
+    // The scratch key lives in this slot's scratch buffer, where wasm reads it too.
+    const scratch = g.scratchBytes + this.cpu * g.scratchStride;
+    const key = scratch + SCRATCH_DESC_BYTES;
+    this.kb = this.u8.subarray(key, key + this.keyWords * 4);
+    this.kw = this.i32.subarray(key >> 2, (key >> 2) + this.keyWords);
+    this.outOff = key + roundUp(g.keySize, 8);
+    this.fast = offset === undefined ? fastPathFor(handle.memory) : null;
+    this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
+    const base = offset ?? 0;
+    this.baseAddr = base;
+    this.desc = base + scratch;
+    const d = scratch >> 2;
+    const i32 = this.i32;
+    i32[d + SCRATCH_BASE_I32] = base;
+    i32[d + SCRATCH_BUCKETS_I32] = this.bucketsBase;
+    i32[d + SCRATCH_MASK_I32] = this.mask;
+    i32[d + SCRATCH_HASHRND_I32] = hashrnd;
+    i32[d + SCRATCH_KEY_I32] = base + key;
+    i32[d + SCRATCH_KEY_WORDS_I32] = this.keyWords;
+    i32[d + SCRATCH_VALUE_OFF_I32] = this.valueOffBytes;
+    i32[d + SCRATCH_VALUE_U64S_I32] = roundUp(g.valueBytes, 8) >> 3;
+    i32[d + SCRATCH_OUT_I32] = base + this.outOff;
+    i32[d + SCRATCH_BOUND_I32] = this.walkBound;
     if (g.lru !== LRU_NONE) {
       const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
       const spare = this.myPcpu + PCPU_LRU_SPARE_I32;
@@ -301,11 +356,16 @@ export class Htab implements RawMap {
     if (spec.type === MapType.HashOfMaps)
       invalid("create", "HASH_OF_MAPS lives in a MapDomain: create it with domain.createMap()");
     let sab: SharedArrayBuffer;
+    let memory: WasmMemory | null = null;
     try {
+      if (g.prealloc && opts.fastPath !== false) memory = allocSharedMemory(g.totalBytes);
       // BPF_F_NO_PREALLOC: reserve the whole map, commit only header and buckets; grow on demand.
-      sab = g.prealloc
-        ? new SharedArrayBuffer(g.totalBytes)
-        : new SharedArrayBuffer(g.elemsBytes, { maxByteLength: g.totalBytes });
+      sab =
+        memory !== null
+          ? (memory.buffer as SharedArrayBuffer)
+          : g.prealloc
+            ? new SharedArrayBuffer(g.totalBytes)
+            : new SharedArrayBuffer(g.elemsBytes, { maxByteLength: g.totalBytes });
     } catch (e) {
       throw new BpfError(
         "create",
@@ -314,7 +374,8 @@ export class Htab implements RawMap {
       );
     }
     const hashrnd = Htab.initRegion(new Int32Array(sab), g, spec);
-    return new Htab({ sab }, g, spec.type, spec.flags ?? 0, hashrnd, opts.cpu ?? -1);
+    const handle = memory !== null ? { sab, memory } : { sab };
+    return new Htab(handle, g, spec.type, spec.flags ?? 0, hashrnd, opts.cpu ?? -1);
   }
 
   /**
@@ -599,6 +660,11 @@ export class Htab implements RawMap {
     return err;
   }
 
+  /** True when this thread runs the wasm fast path on this map (see SabCreateOptions.fastPath). */
+  get fastPath(): boolean {
+    return this.fast !== null;
+  }
+
   /** Human-readable reason for the last non-zero return. */
   get lastError(): string {
     switch (this.errKind) {
@@ -611,22 +677,29 @@ export class Htab implements RawMap {
     }
   }
 
+  // The checks are one test each on the hot path; the messages are built in cold functions.
   private checkKey(op: string, key: unknown): asserts key is Uint8Array {
+    if (!(key instanceof Uint8Array) || key.length !== this.keySize) this.badKey(op, key);
+  }
+
+  private badKey(op: string, key: unknown): never {
     if (!(key instanceof Uint8Array)) invalid(op, "key must be a Uint8Array");
-    if (key.length !== this.keySize)
-      invalid(op, `key is ${key.length} bytes, map key_size is ${this.keySize}`);
+    invalid(op, `key is ${key.length} bytes, map key_size is ${this.keySize}`);
   }
 
   private checkValueIn(op: string, value: unknown): asserts value is Uint8Array {
-    if (!(value instanceof Uint8Array)) invalid(op, "value must be a Uint8Array");
-    if (value.length !== this.valueBytes)
-      invalid(op, `value is ${value.length} bytes, the map takes ${this.valueBytes} per value`);
+    if (!(value instanceof Uint8Array) || value.length !== this.valueBytes) this.badValue(op, value, true);
   }
 
   private checkValueOut(op: string, value: unknown): asserts value is Uint8Array {
-    if (!(value instanceof Uint8Array)) invalid(op, "value buffer must be a Uint8Array");
-    if (value.length < this.valueBytes)
-      invalid(op, `value buffer is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
+    if (!(value instanceof Uint8Array) || value.length < this.valueBytes) this.badValue(op, value, false);
+  }
+
+  private badValue(op: string, value: unknown, input: boolean): never {
+    if (!(value instanceof Uint8Array))
+      invalid(op, input ? "value must be a Uint8Array" : "value buffer must be a Uint8Array");
+    if (input) invalid(op, `value is ${value.length} bytes, the map takes ${this.valueBytes} per value`);
+    invalid(op, `value buffer is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
   }
 
   private checkFlagsArg(op: string, flags: unknown): asserts flags is number {
@@ -642,9 +715,18 @@ export class Htab implements RawMap {
       this.kw[0] = w;
       return jhash2OneWord(w, this.hashrnd) | 0;
     }
+    this.keyToScratch(key);
+    return htabMapHash(this.kb, this.kw, this.keySize, this.hashrnd) | 0;
+  }
+
+  /** Copy `key` into this slot's scratch key (where the wasm fast path reads it). */
+  private keyToScratch(key: Uint8Array): void {
+    if (this.keySize === 4) {
+      this.kw[0] = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
+      return;
+    }
     const kb = this.kb;
     for (let i = 0; i < this.keySize; i++) kb[i] = key[i];
-    return htabMapHash(kb, this.kw, this.keySize, this.hashrnd) | 0;
   }
 
   private bucketOf(hash: number): number {
@@ -662,11 +744,27 @@ export class Htab implements RawMap {
   }
 
   private copyValueOut(e: number, out: Uint8Array, outOff: number): void {
-    const u8 = this.u8;
-    const src = (e << 2) + this.valueOffBytes;
+    this.copyBytesOut((e << 2) + this.valueOffBytes, out, outOff);
+  }
+
+  /** Copy one value's bytes from `u8[src]` to `out`, its bpf_spin_lock reading as zero. */
+  private copyBytesOut(src: number, out: Uint8Array, outOff: number): void {
     const n = this.valueBytes;
-    if (n <= 64) for (let i = 0; i < n; i++) out[outOff + i] = u8[src + i];
-    else out.set(u8.subarray(src, src + n), outOff);
+    if (n <= 64 && (n & 3) === 0) {
+      // Word loads: a quarter of the reads of the byte loop (`src` is 8-byte aligned).
+      const i32 = this.i32;
+      let w = src >> 2;
+      for (let i = outOff; i < outOff + n; i += 4) {
+        const v = i32[w++];
+        out[i] = v;
+        out[i + 1] = v >> 8;
+        out[i + 2] = v >> 16;
+        out[i + 3] = v >> 24;
+      }
+    } else if (n <= 64) {
+      const u8 = this.u8;
+      for (let i = 0; i < n; i++) out[outOff + i] = u8[src + i];
+    } else out.set(this.u8.subarray(src, src + n), outOff);
     // The bpf_spin_lock always reads as zero (kernel: check_and_init_map_value()).
     if (this.spinLockOff >= 0) out.fill(0, outOff + this.spinLockOff, outOff + this.spinLockOff + 4);
   }
@@ -740,6 +838,27 @@ export class Htab implements RawMap {
    * Kernel: lookup_nulls_elem_raw(), with the bucket seq in place of the nulls check.
    */
   private lookupCopy(hash: number, out: Uint8Array | null, outOff: number): number {
+    if (this.fast !== null) {
+      const e = this.lookupFast(this.fast, hash, out, outOff);
+      if (e >= 0) return e;
+      // -1: a writer holds the bucket; the JS walk below handles compute()'s own lock, or spins.
+    }
+    return this.lookupJs(hash, out, outOff);
+  }
+
+  /**
+   * lookupCopy() in wasm: the value lands in this slot's scratch and is copied
+   * out once validated. Kept apart from lookupJs() so that each path inlines
+   * on its own. @returns as lookupCopy(), or -1 when a writer holds the bucket
+   */
+  private lookupFast(fast: FastPath, hash: number, out: Uint8Array | null, outOff: number): number {
+    const e = fast.lookup(this.desc, hash, out === null ? 0 : LOOKUP_COPY);
+    if (e > 0 && out !== null) this.copyBytesOut(this.outOff, out, outOff);
+    return e;
+  }
+
+  /** lookupCopy() in JS. */
+  private lookupJs(hash: number, out: Uint8Array | null, outOff: number): number {
     const i32 = this.i32;
     const b = this.bucketOf(hash);
     const seqIdx = b + BUCKET_SEQLOCK_I32;
@@ -788,7 +907,13 @@ export class Htab implements RawMap {
   }
 
   private canWrite(): boolean {
-    return (this.mapFlags & MapFlags.Rdonly) === 0 && Atomics.load(this.i32, HDR_FROZEN_I32) === 0;
+    if ((this.mapFlags & MapFlags.Rdonly) !== 0) return false;
+    const fast = this.fast;
+    return (
+      (fast !== null
+        ? fast.load(this.baseAddr + (HDR_FROZEN_I32 << 2))
+        : Atomics.load(this.i32, HDR_FROZEN_I32)) === 0
+    );
   }
 
   private permError(write: boolean): number {
@@ -820,8 +945,24 @@ export class Htab implements RawMap {
         return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
       return this.lookupLocked(this.hashKey(key), value);
     }
-    if (this.lookupCopy(this.hashKey(key), value, 0) !== 0) return 0;
+    const e = this.wordKeys ? this.lookupKeyFast(key, value) : -1;
+    if (e > 0 || (e < 0 && this.lookupCopy(this.hashKey(key), value, 0) !== 0)) return 0;
     return this.fail(ENOENT, "key not found");
+  }
+
+  /**
+   * The whole lookup in one wasm call (key of whole words: hashed there too).
+   * @returns the element, 0 when absent, -1 when a writer holds the bucket
+   */
+  private lookupKeyFast(key: Uint8Array, out: Uint8Array | null): number {
+    this.keyToScratch(key);
+    const e = (this.fast as FastPath).lookup(
+      this.desc,
+      0,
+      out === null ? LOOKUP_HASH : LOOKUP_HASH | LOOKUP_COPY,
+    );
+    if (e > 0 && out !== null) this.copyBytesOut(this.outOff, out, 0);
+    return e;
   }
 
   /**
@@ -849,7 +990,8 @@ export class Htab implements RawMap {
   hasElem(key: Uint8Array): boolean {
     this.checkKey("has", key);
     if (!this.canRead()) return false;
-    return this.lookupCopy(this.hashKey(key), null, 0) !== 0;
+    const e = this.wordKeys ? this.lookupKeyFast(key, null) : -1;
+    return e > 0 || (e < 0 && this.lookupCopy(this.hashKey(key), null, 0) !== 0);
   }
 
   /**
@@ -1108,7 +1250,9 @@ export class Htab implements RawMap {
   /** Take bucket `b`'s lock. Lock order: bucket -> freelist. */
   private lockBucket(b: number): void {
     this.i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = b; // before the CAS: a recoverer must see it
-    bucketLock(this.i32, b + BUCKET_SEQLOCK_I32);
+    const fast = this.fast;
+    if (fast === null || fast.seqTryLock(this.baseAddr + ((b + BUCKET_SEQLOCK_I32) << 2)) === 0)
+      bucketLock(this.i32, b + BUCKET_SEQLOCK_I32);
     this.i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // who holds it, for fsck and crash recovery
   }
 
@@ -1119,11 +1263,10 @@ export class Htab implements RawMap {
     // No call between the OWNER clear and the exchange (see deadHoldsBucket()).
     const idx = b + BUCKET_SEQLOCK_I32;
     const v = i32[idx];
-    const prev = Atomics.exchange(
-      i32,
-      idx,
-      ((v & ~(SEQ_LOCKED | SEQ_WAITERS)) + (this.dirty ? SEQ_STEP : 0)) | 0,
-    );
+    const next = ((v & ~(SEQ_LOCKED | SEQ_WAITERS)) + (this.dirty ? SEQ_STEP : 0)) | 0;
+    const fast = this.fast;
+    const prev =
+      fast !== null ? fast.exchange(this.baseAddr + (idx << 2), next) : Atomics.exchange(i32, idx, next);
     if ((prev & SEQ_WAITERS) !== 0) Atomics.notify(i32, idx, 1);
     this.dirty = false;
     i32[this.myPcpu + PCPU_INTENT_OP_I32] = OP_NONE;

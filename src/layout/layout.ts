@@ -23,6 +23,13 @@
  *              |  INTENT_COUNT INFLIGHT LRU_SPARE (pad)               |
  *              |  (the pcpu_freelist head, extra_elems[cpu] and the   |
  *              |   per-CPU element counter of one worker slot)        |
+ *  SCRATCH     +------------------------------------------------------+
+ *              | NR_CPUS x scratch_stride, the slot owner's own:      |
+ *              |  fast-path descriptor (64 B: BASE BUCKETS MASK       |
+ *              |  HASHRND KEY KEY_WORDS VALUE_OFF VALUE_U64S OUT      |
+ *              |  BOUND), key[round_up(key, 8)], value[round_up(      |
+ *              |  value bytes, 8)], padded to a cache line; the wasm  |
+ *              |  fast path reads the key there and copies the value  |
  *  BUCKETS     +------------------------------------------------------+
  *              | n_buckets x struct bucket, 16 B each:                |
  *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)          |
@@ -65,6 +72,7 @@
  * | pcpu SECTION    | the slot owner                  | reclaimers                | Atomics.store / Atomics.load |
  * | pcpu OWNER      | attach (CAS free -> alive), reap (alive -> dead), recovery (dead -> free) | everyone | Atomics |
  * | pcpu INTENT_*, INFLIGHT | the slot owner, before the stores they describe | a recoverer, after the owner died | plain writes; read after the owner is marked dead (the exit event orders them) |
+ * | scratch (per CPU) | the slot owner only           | the slot owner (JS and wasm) | plain; never read by another thread |
  * | pcpu LRU_SPARE  | the slot owner, under the LRU lock that hands the element out | an LRU repair, holding every LRU lock | plain |
  * | pcpu LIMBO_HEAD | holder of FL_LOCK               | same                      | plain under FL_LOCK |
  * | lru LOCK words  | any worker                      | any worker               | Atomics; owner-tagged (sync/owner-lock.ts) |
@@ -82,7 +90,10 @@ import { invalid } from "../errors.js";
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
 /** Bumped whenever any offset below changes; attach refuses other versions. */
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
+
+/** A wasm memory page: a map in a shared WebAssembly.Memory is sized in these. */
+export const WASM_PAGE_BYTES = 65536;
 
 /** A cache line; per-CPU records are padded to this to avoid false sharing. */
 export const CACHE_LINE_BYTES = 64;
@@ -215,6 +226,19 @@ export function domDataBytes(nrCpus: number, maxMaps: number): number {
   return roundUp(domDirI32(nrCpus) * 4 + maxMaps * DOM_DIR_ENTRY_BYTES, CACHE_LINE_BYTES);
 }
 
+// ---- per-CPU scratch (word offsets of the fast-path descriptor; see fast-path.wat) ----
+export const SCRATCH_DESC_BYTES = CACHE_LINE_BYTES;
+export const SCRATCH_BASE_I32 = 0;
+export const SCRATCH_BUCKETS_I32 = 1;
+export const SCRATCH_MASK_I32 = 2;
+export const SCRATCH_HASHRND_I32 = 3;
+export const SCRATCH_KEY_I32 = 4;
+export const SCRATCH_KEY_WORDS_I32 = 5;
+export const SCRATCH_VALUE_OFF_I32 = 6;
+export const SCRATCH_VALUE_U64S_I32 = 7;
+export const SCRATCH_OUT_I32 = 8;
+export const SCRATCH_BOUND_I32 = 9;
+
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
 export const BUCKET_HEAD_I32 = 0;
@@ -293,6 +317,9 @@ export interface Geometry {
   /** extra_elems: one per CPU slot, for replacing an existing key in a full map */
   extra_elems: number;
   num_elems: number;
+  /** Byte offset of CPU 0's scratch buffer; CPU c's is at scratchBytes + c * scratchStride. */
+  scratchBytes: number;
+  scratchStride: number;
   bucketsBytes: number;
   /** Byte offset of the LRU region (equal to elemsBytes when the map has none). */
   lruBytes: number;
@@ -324,7 +351,10 @@ export function computeGeometry(
   // LRU maps evict instead: no extra elements either (kernel: htab_has_extra_elems()).
   const extra_elems = percpu || !prealloc || lru !== LRU_NONE ? 0 : nrCpus;
   const num_elems = maxEntries + (prealloc ? extra_elems : percpu ? 0 : nrCpus);
-  const bucketsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
+  const scratchBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
+  const scratchStride =
+    SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + roundUp(valueBytes, 8), CACHE_LINE_BYTES);
+  const bucketsBytes = scratchBytes + nrCpus * scratchStride;
   const lruBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
   const lruLists = lru === LRU_COMMON ? 1 : lru === LRU_PERCPU ? nrCpus : 0;
   const lruLocals = lru === LRU_COMMON ? nrCpus : 0;
@@ -348,6 +378,8 @@ export function computeGeometry(
     lru,
     extra_elems,
     num_elems,
+    scratchBytes,
+    scratchStride,
     bucketsBytes,
     lruBytes,
     lruLists,
@@ -355,6 +387,17 @@ export function computeGeometry(
     elemsBytes,
     totalBytes,
   };
+}
+
+/**
+ * Map state as a byte array: a copy of the map's bytes with the per-CPU
+ * scratch buffers zeroed (they are the slot owners' working memory, written
+ * by every lookup, and no part of the map's contents).
+ */
+export function mapStateBytes(buf: SharedArrayBuffer, g: Geometry, offset = 0): Uint8Array {
+  const copy = new Uint8Array(buf, offset, g.totalBytes).slice();
+  copy.fill(0, g.scratchBytes, g.scratchBytes + g.nrCpus * g.scratchStride);
+  return copy;
 }
 
 /** LRU_COMMON or LRU_PERCPU for BPF_MAP_TYPE_LRU_HASH (9) / LRU_PERCPU_HASH (10), else LRU_NONE. */
@@ -436,7 +479,10 @@ export function readGeometry(
     lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
   );
   const size = length ?? (buf.growable ? buf.maxByteLength : buf.byteLength);
-  if (g.totalBytes !== size || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
+  // A map in a wasm memory (the fast path) has its buffer rounded up to whole 64 KiB pages.
+  const fits =
+    size === g.totalBytes || (length === undefined && size === roundUp(g.totalBytes, WASM_PAGE_BYTES));
+  if (!fits || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
     invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");
   return {
     g,
@@ -451,6 +497,7 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
+  if (SCRATCH_BOUND_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_LIMBO_COUNT_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
+import { mapStateBytes, readGeometry } from "../../src/layout/layout.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 function filledMap(flags = 0): Htab {
@@ -14,8 +15,9 @@ function filledMap(flags = 0): Htab {
   return m;
 }
 
+/** The map's bytes, its slots' scratch buffers (working memory, not contents) zeroed. */
 function snapshot(m: Htab): Uint8Array {
-  return new Uint8Array(m.handle.sab).slice();
+  return mapStateBytes(m.handle.sab, readGeometry(m.handle.sab).g);
 }
 
 const k = new Uint8Array([1, 0, 0, 0]);

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
+import { mapStateBytes, readGeometry } from "../../src/layout/layout.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
@@ -14,7 +15,10 @@ function map(flags = 0): Htab {
   );
 }
 
-const snap = (m: Htab) => new Uint8Array(m.handle.sab).slice();
+/** The map's bytes, its slots' scratch buffers (working memory, not contents) zeroed. */
+function snap(m: Htab): Uint8Array {
+  return mapStateBytes(m.handle.sab, readGeometry(m.handle.sab).g);
+}
 
 test("compareAndDelete deletes only when the region matches", () => {
   const m = map();

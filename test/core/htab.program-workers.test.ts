@@ -14,7 +14,7 @@ test(`references held during delete/re-insert churn never show another key's dat
   const start = startBarrier(3);
   const res = await runWorkers<Record<string, number>>(script, 3, (i) => ({
     role: i === 0 ? "refs" : "churn",
-    sab: map.handle.sab,
+    handle: map.handle,
     start,
     stop,
     keys: 12,
@@ -43,7 +43,7 @@ test("fetch_add from several workers on the same fields gives exact sums", async
   const start = startBarrier(W);
   await runWorkers(script, W, (i) => ({
     role: "count",
-    sab: map.handle.sab,
+    handle: map.handle,
     start,
     stop: new SharedArrayBuffer(4),
     keys: 1,
@@ -71,7 +71,7 @@ test("spin-locked multi-field updates keep a == b in every snapshot", async () =
   const start = startBarrier(W);
   const res = await runWorkers<Record<string, number>>(script, W, (i) => ({
     role: "locked",
-    sab: map.handle.sab,
+    handle: map.handle,
     start,
     stop: new SharedArrayBuffer(4),
     keys: 1,

@@ -12,37 +12,48 @@ const LOOKUPS = Number(process.env.HTAB_REUSE_LOOKUPS ?? 1_200_000);
 
 interface ReaderResult {
   lookups: number;
+  fastPath: boolean;
   htab: { falsePos: number; torn: number; found: number };
   control: { falsePos: number; torn: number; found: number };
 }
 
-test(`reuse: ${LOOKUPS} lookups under delete/re-insert see no false match and no torn value`, async () => {
-  const map = Htab.create({ type: MapType.Hash, keySize: 16, valueSize: 64, maxEntries: 8 }, { nrCpus: 4 });
-  const stop = new SharedArrayBuffer(4);
-  const start = startBarrier(3);
-  const results = await runWorkers<ReaderResult | { writes: number }>(
-    new URL("../fixtures/reuse-worker.js", import.meta.url),
-    3,
-    (i) => ({
-      sab: map.handle.sab,
-      role: i === 0 ? "reader" : "writer",
-      lookups: LOOKUPS,
-      stop,
-      start,
-      seed: 17 + i * 7919,
-      keys: 24,
-    }),
-  );
-  const r = results[0] as ReaderResult;
-  const writes = results.slice(1).reduce((a, w) => a + (w as { writes: number }).writes, 0);
-  console.log(
-    `# reuse: ${r.lookups} lookups checked (${r.htab.found} hits) during ${writes} re-inserts: ` +
-      `htab ${r.htab.falsePos} false matches, ${r.htab.torn} torn; ` +
-      `unvalidated kernel-style walk ${r.control.falsePos} false matches, ${r.control.torn} torn (of ${r.control.found} hits)`,
-  );
-  assert.ok(r.htab.found > 0 && writes > 0, "the race was exercised");
-  assert.equal(r.htab.falsePos, 0, "false-positive key matches");
-  assert.equal(r.htab.torn, 0, "torn values");
-  const f = map.fsck();
-  assert.ok(f.ok, f.errors.join("; "));
-});
+// The reader runs the wasm fast path or the JS path; of the writers one runs each, so the
+// two paths' bucket locks and seq bumps interleave on one map.
+for (const path of ["wasm fast path", "JS path"])
+  test(`reuse (${path} reader): ${LOOKUPS} lookups under delete/re-insert see no false match and no torn value`, async () => {
+    const map = Htab.create({ type: MapType.Hash, keySize: 16, valueSize: 64, maxEntries: 8 }, { nrCpus: 4 });
+    assert.ok(map.handle.memory !== undefined, "the map has the wasm fast path");
+    const stop = new SharedArrayBuffer(4);
+    const start = startBarrier(3);
+    const results = await runWorkers<ReaderResult | { writes: number }>(
+      new URL("../fixtures/reuse-worker.js", import.meta.url),
+      3,
+      (i) => ({
+        handle: (i === 0 ? path === "JS path" : i === 2) ? { sab: map.handle.sab } : map.handle,
+        role: i === 0 ? "reader" : "writer",
+        lookups: LOOKUPS,
+        stop,
+        start,
+        seed: 17 + i * 7919,
+        keys: 24,
+      }),
+    );
+    const r = results[0] as ReaderResult;
+    const writes = results.slice(1).reduce((a, w) => a + (w as { writes: number }).writes, 0);
+    console.log(
+      `# reuse (${path} reader): ${r.lookups} lookups checked (${r.htab.found} hits) during ${writes} re-inserts: ` +
+        `htab ${r.htab.falsePos} false matches, ${r.htab.torn} torn; ` +
+        `unvalidated kernel-style walk ${r.control.falsePos} false matches, ${r.control.torn} torn (of ${r.control.found} hits)`,
+    );
+    assert.ok(r.htab.found > 0 && writes > 0, "the race was exercised");
+    assert.equal(r.fastPath, path === "wasm fast path", "the reader ran the path under test");
+    assert.deepEqual(
+      results.slice(1).map((w) => (w as { fastPath: boolean }).fastPath),
+      [true, false],
+      "one writer on each path",
+    );
+    assert.equal(r.htab.falsePos, 0, "false-positive key matches");
+    assert.equal(r.htab.torn, 0, "torn values");
+    const f = map.fsck();
+    assert.ok(f.ok, f.errors.join("; "));
+  });

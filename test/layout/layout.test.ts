@@ -25,6 +25,7 @@ const ORDER = [
   "layout",
   "hash",
   "sync",
+  "wasm",
   "alloc",
   "core",
   "check",
@@ -49,7 +50,7 @@ function rank(path: string): number {
   return r;
 }
 
-test("imports point down the layer order (layout -> hash -> sync -> alloc -> core -> api -> kernel -> cli)", () => {
+test("imports point down the layer order (layout -> hash -> sync -> wasm -> alloc -> core -> api -> kernel -> cli)", () => {
   const bad: string[] = [];
   for (const f of files(src)) {
     for (const m of readFileSync(f, "utf8").matchAll(/from "(\.[^"]+)"/g)) {

@@ -1,0 +1,102 @@
+/**
+ * The wasm fast path: htab's hottest loops (lookup, the bucket-lock CAS, the
+ * atomic words of the write path) compiled from fast-path.wat and run over
+ * the map's own memory.
+ *
+ * Why: in V8 11 (Node 20) every JS `Atomics.*` call is a builtin call of
+ * ~5 ns that also stops the CPU from overlapping the next lookup's cache
+ * misses; a wasm `i32.atomic.load` is one instruction. A map whose buffer is
+ * a shared `WebAssembly.Memory` gets the fast path in every thread that
+ * attaches with that memory; a map on a plain SharedArrayBuffer (or a thread
+ * without wasm) runs the JS path. The two paths speak the same protocol
+ * word for word and may run on one map at once.
+ */
+
+import { WASM_PAGE_BYTES } from "../layout/layout.js";
+import { FAST_PATH_WASM } from "./fast-path-bytes.js";
+
+/** The exports of fast-path.wat. Addresses are byte offsets into the memory. */
+export interface FastPath {
+  /**
+   * Lock-free lookup of the scratch key of the slot whose descriptor is at
+   * `desc` (layout.ts SCRATCH_*). `mode`: LOOKUP_COPY copies the value to the
+   * slot's scratch value; LOOKUP_HASH hashes the key here (jhash2), else
+   * `hash` is used.
+   * @returns the element, 0 when absent, -1 when a writer holds the bucket
+   */
+  lookup(desc: number, hash: number, mode: number): number;
+  /** jhash2() over `words` u32 words at `addr`. */
+  jhash2(addr: number, words: number, initval: number): number;
+  /** @returns 1 when the bucket seqlock was taken, 0 when the caller must take the slow path */
+  seqTryLock(addr: number): number;
+  load(addr: number): number;
+  store(addr: number, v: number): void;
+  exchange(addr: number, v: number): number;
+  compareExchange(addr: number, expected: number, v: number): number;
+}
+
+/** wasm32 addresses 4 GiB; htab's word-index links stop at 8 GiB anyway. */
+const MAX_PAGES = 65536;
+
+/**
+ * A shared `WebAssembly.Memory` (typed here so that htab's declarations need
+ * neither the DOM lib nor a wasm one).
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+
+/** The part of the WebAssembly namespace htab uses. */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+  Memory: new (desc: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+}
+
+const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+/** lookup() mode bits. */
+export const LOOKUP_COPY = 1;
+export const LOOKUP_HASH = 2;
+
+let compiled: object | null | undefined;
+const instances = new WeakMap<WasmMemory, FastPath>();
+
+function fastPathModule(): object | null {
+  if (compiled === undefined) {
+    try {
+      if (wasm === undefined) throw new Error("no WebAssembly");
+      compiled = new wasm.Module(FAST_PATH_WASM);
+    } catch {
+      compiled = null; // no wasm threads here: the JS path serves
+    }
+  }
+  return compiled;
+}
+
+/** This thread's instance over `memory` (one per memory per thread), or null without wasm. */
+export function fastPathFor(memory: WasmMemory | undefined): FastPath | null {
+  if (memory === undefined) return null;
+  const hit = instances.get(memory);
+  if (hit !== undefined) return hit;
+  const mod = fastPathModule();
+  if (mod === null) return null;
+  const fp = new (wasm as WasmApi).Instance(mod, { env: { memory } }).exports as FastPath;
+  instances.set(memory, fp);
+  return fp;
+}
+
+/**
+ * A shared wasm memory of at least `bytes` (rounded up to whole pages, fixed
+ * size), or null when the engine cannot make one (no wasm, no threads, or
+ * over 4 GiB): the caller then uses a plain SharedArrayBuffer.
+ */
+export function allocSharedMemory(bytes: number): WasmMemory | null {
+  const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
+  if (pages > MAX_PAGES || fastPathModule() === null) return null;
+  try {
+    const memory = new (wasm as WasmApi).Memory({ initial: pages, maximum: pages, shared: true });
+    return memory.buffer instanceof SharedArrayBuffer ? memory : null;
+  } catch {
+    return null;
+  }
+}

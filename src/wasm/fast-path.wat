@@ -1,0 +1,155 @@
+;; htab's fast path: the hot loops of src/core/htab.ts over the map's own
+;; memory, compiled where the engine inlines atomics (V8 11 calls a builtin
+;; for every JS Atomics.load; a wasm i32.atomic.load is one instruction).
+;;
+;; Same protocol as the JS path, word for word (see sync/bucket-seqlock.ts and
+;; layout/layout.ts): a bucket is HEAD (+0) SEQLOCK (+4); an element is
+;; NEXT (+0) HASH (+4) ... key (+16). Links are word indices relative to the
+;; map's base; 0 is "none". Both paths run on one map at once.
+;;
+;; Regenerate src/wasm/fast-path-bytes.ts with `npm run build:wasm`.
+(module
+  (import "env" "memory" (memory 1 65536 shared))
+
+  ;; The call from JS takes a descriptor instead of ten arguments (V8 11's
+  ;; JS-to-wasm wrapper converts every argument on every call). A slot's
+  ;; descriptor sits at the start of its scratch buffer (layout.ts SCRATCH_*),
+  ;; written once when the slot is attached:
+  ;;   +0 BASE (byte address of the map)  +4 BUCKETS (word index)  +8 MASK
+  ;;   +12 HASHRND  +16 KEY (byte address)  +20 KEY_WORDS  +24 VALUE_OFF
+  ;;   +28 VALUE_U64S  +32 OUT (byte address)  +36 BOUND
+
+  ;; Lock-free lookup of the slot's scratch key (kernel: lookup_nulls_elem_raw()
+  ;; with the bucket seq in place of the nulls check). $mode bit 0: copy the
+  ;; value to OUT (while the seq holds still); bit 1: hash the key here with
+  ;; jhash2 (htab_map_hash() for keys of whole words), else use $hash.
+  ;; Returns the element, 0 when absent, -1 when a writer holds the bucket
+  ;; (the caller decides: its own compute() lock, or spin).
+  (func (export "lookup") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
+    (local $base i32) (local $key i32) (local $kw i32) (local $vw i32) (local $bound i32)
+    (local $ba i32) (local $s i32) (local $s2 i32) (local $e i32) (local $a i32)
+    (local $j i32) (local $found i32) (local $steps i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $key (i32.load offset=16 (local.get $d)))
+    (local.set $kw (i32.load offset=20 (local.get $d)))
+    (local.set $vw (select (i32.load offset=28 (local.get $d)) (i32.const 0) (i32.and (local.get $mode) (i32.const 1))))
+    (local.set $bound (i32.load offset=36 (local.get $d)))
+    (if (i32.and (local.get $mode) (i32.const 2))
+      (then (local.set $hash (call $jhash2 (local.get $key) (local.get $kw) (i32.load offset=12 (local.get $d))))))
+    (local.set $ba
+      (i32.add (local.get $base)
+        (i32.shl
+          (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2)))
+          (i32.const 2))))
+    (loop $retry
+      (local.set $s (i32.atomic.load offset=4 (local.get $ba)))
+      (if (i32.and (local.get $s) (i32.const 1)) (then (return (i32.const -1))))
+      (local.set $e (i32.load (local.get $ba)))
+      (local.set $found (i32.const 0))
+      (local.set $steps (i32.const 0))
+      (block $done
+        (loop $walk
+          (br_if $done (i32.eqz (local.get $e)))
+          (br_if $done (i32.ge_u (local.get $steps) (local.get $bound)))
+          (local.set $a (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+          (if (i32.eq (i32.load offset=4 (local.get $a)) (local.get $hash))
+            (then
+              (block $nomatch
+                (local.set $j (i32.const 0))
+                (block $eq
+                  (loop $cmp
+                    (br_if $eq (i32.ge_u (local.get $j) (local.get $kw)))
+                    (br_if $nomatch
+                      (i32.ne
+                        (i32.load offset=16 (i32.add (local.get $a) (i32.shl (local.get $j) (i32.const 2))))
+                        (i32.load (i32.add (local.get $key) (i32.shl (local.get $j) (i32.const 2))))))
+                    (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                    (br $cmp)))
+                (local.set $j (i32.const 0))
+                (local.set $a (i32.add (local.get $a) (i32.load offset=24 (local.get $d))))
+                (block $copied
+                  (loop $copy
+                    (br_if $copied (i32.ge_u (local.get $j) (local.get $vw)))
+                    (i64.store
+                      (i32.add (i32.load offset=32 (local.get $d)) (i32.shl (local.get $j) (i32.const 3)))
+                      (i64.load (i32.add (local.get $a) (i32.shl (local.get $j) (i32.const 3)))))
+                    (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                    (br $copy)))
+                (local.set $found (local.get $e))
+                (br $done))))
+          (local.set $e (i32.load (local.get $a)))
+          (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
+          (br $walk)))
+      ;; Validate: nothing read was relinked or reused meanwhile (seqUnchanged()).
+      (local.set $s2 (i32.atomic.load offset=4 (local.get $ba)))
+      (if (i32.eqz
+            (i32.or
+              (i32.and (i32.or (local.get $s) (local.get $s2)) (i32.const 1))
+              (i32.and (i32.xor (local.get $s) (local.get $s2)) (i32.const -3))))
+        (then (return (local.get $found))))
+      (br $retry))
+    (i32.const 0))
+
+  ;; jhash2() over $words u32 words at $k (kernel: include/linux/jhash.h; same
+  ;; result as src/hash/jhash.ts jhash2Int(), checked by a test).
+  (func $jhash2 (param $k i32) (param $words i32) (param $initval i32) (result i32)
+    (local $x i32) (local $y i32) (local $z i32)
+    (local.set $x (i32.add (i32.add (i32.const 0xdeadbeef) (i32.shl (local.get $words) (i32.const 2))) (local.get $initval)))
+    (local.set $y (local.get $x))
+    (local.set $z (local.get $x))
+    (block $tail
+      (loop $body
+        (br_if $tail (i32.le_u (local.get $words) (i32.const 3)))
+        (local.set $x (i32.add (local.get $x) (i32.load (local.get $k))))
+        (local.set $y (i32.add (local.get $y) (i32.load offset=4 (local.get $k))))
+        (local.set $z (i32.add (local.get $z) (i32.load offset=8 (local.get $k))))
+        ;; __jhash_mix(x, y, z)
+        (local.set $x (i32.xor (i32.sub (local.get $x) (local.get $z)) (i32.rotl (local.get $z) (i32.const 4))))
+        (local.set $z (i32.add (local.get $z) (local.get $y)))
+        (local.set $y (i32.xor (i32.sub (local.get $y) (local.get $x)) (i32.rotl (local.get $x) (i32.const 6))))
+        (local.set $x (i32.add (local.get $x) (local.get $z)))
+        (local.set $z (i32.xor (i32.sub (local.get $z) (local.get $y)) (i32.rotl (local.get $y) (i32.const 8))))
+        (local.set $y (i32.add (local.get $y) (local.get $x)))
+        (local.set $x (i32.xor (i32.sub (local.get $x) (local.get $z)) (i32.rotl (local.get $z) (i32.const 16))))
+        (local.set $z (i32.add (local.get $z) (local.get $y)))
+        (local.set $y (i32.xor (i32.sub (local.get $y) (local.get $x)) (i32.rotl (local.get $x) (i32.const 19))))
+        (local.set $x (i32.add (local.get $x) (local.get $z)))
+        (local.set $z (i32.xor (i32.sub (local.get $z) (local.get $y)) (i32.rotl (local.get $y) (i32.const 4))))
+        (local.set $y (i32.add (local.get $y) (local.get $x)))
+        (local.set $words (i32.sub (local.get $words) (i32.const 3)))
+        (local.set $k (i32.add (local.get $k) (i32.const 12)))
+        (br $body)))
+    (if (i32.eqz (local.get $words)) (then (return (local.get $z))))
+    (if (i32.eq (local.get $words) (i32.const 3))
+      (then (local.set $z (i32.add (local.get $z) (i32.load offset=8 (local.get $k))))))
+    (if (i32.ge_u (local.get $words) (i32.const 2))
+      (then (local.set $y (i32.add (local.get $y) (i32.load offset=4 (local.get $k))))))
+    (local.set $x (i32.add (local.get $x) (i32.load (local.get $k))))
+    ;; __jhash_final(x, y, z)
+    (local.set $z (i32.sub (i32.xor (local.get $z) (local.get $y)) (i32.rotl (local.get $y) (i32.const 14))))
+    (local.set $x (i32.sub (i32.xor (local.get $x) (local.get $z)) (i32.rotl (local.get $z) (i32.const 11))))
+    (local.set $y (i32.sub (i32.xor (local.get $y) (local.get $x)) (i32.rotl (local.get $x) (i32.const 25))))
+    (local.set $z (i32.sub (i32.xor (local.get $z) (local.get $y)) (i32.rotl (local.get $y) (i32.const 16))))
+    (local.set $x (i32.sub (i32.xor (local.get $x) (local.get $z)) (i32.rotl (local.get $z) (i32.const 4))))
+    (local.set $y (i32.sub (i32.xor (local.get $y) (local.get $x)) (i32.rotl (local.get $x) (i32.const 14))))
+    (i32.sub (i32.xor (local.get $z) (local.get $y)) (i32.rotl (local.get $y) (i32.const 24))))
+  (export "jhash2" (func $jhash2))
+
+  ;; Bucket lock fast path (bucketLock()): 1 when taken, 0 when the caller must take the slow path.
+  (func (export "seqTryLock") (param $addr i32) (result i32)
+    (local $v i32)
+    (local.set $v (i32.atomic.load (local.get $addr)))
+    (if (i32.and (local.get $v) (i32.const 1)) (then (return (i32.const 0))))
+    (i32.eq
+      (i32.atomic.rmw.cmpxchg (local.get $addr) (local.get $v) (i32.or (local.get $v) (i32.const 1)))
+      (local.get $v)))
+
+  (func (export "load") (param $addr i32) (result i32)
+    (i32.atomic.load (local.get $addr)))
+  (func (export "store") (param $addr i32) (param $v i32)
+    (i32.atomic.store (local.get $addr) (local.get $v)))
+  (func (export "exchange") (param $addr i32) (param $v i32) (result i32)
+    (i32.atomic.rmw.xchg (local.get $addr) (local.get $v)))
+  (func (export "compareExchange") (param $addr i32) (param $expected i32) (param $v i32) (result i32)
+    (i32.atomic.rmw.cmpxchg (local.get $addr) (local.get $expected) (local.get $v)))
+)

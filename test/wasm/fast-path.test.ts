@@ -1,0 +1,169 @@
+/**
+ * The wasm fast path: its bytes are what fast-path.wat compiles to, its
+ * jhash2 is the kernel's, and a map on it behaves byte for byte like the
+ * same map on the JS path, alone or with both paths attached at once.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { Htab } from "../../src/core/htab.js";
+import { jhash2Int } from "../../src/hash/jhash.js";
+import { mapStateBytes, readGeometry } from "../../src/layout/layout.js";
+import { MapFlags, MapType } from "../../src/uapi.js";
+import { allocSharedMemory, type FastPath, fastPathFor } from "../../src/wasm/fast-path.js";
+import { FAST_PATH_WASM } from "../../src/wasm/fast-path-bytes.js";
+
+test("fast-path-bytes.ts is what fast-path.wat compiles to (npm run build:wasm)", async () => {
+  const script = new URL("../../../scripts/build-wasm.mjs", import.meta.url).href;
+  const { compileFastPath } = (await import(script)) as { compileFastPath(): Promise<Uint8Array> };
+  assert.deepEqual(await compileFastPath(), FAST_PATH_WASM);
+});
+
+test("wasm jhash2 equals the JS jhash2 (kernel jhash2) on random words", () => {
+  const mem = allocSharedMemory(4096);
+  assert.ok(mem !== null, "this Node has shared wasm memory");
+  const fp = fastPathFor(mem) as FastPath;
+  const words = new Int32Array(mem.buffer);
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { maxLength: 40 }),
+      fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+      (ws, initval) => {
+        words.set(ws, 16);
+        assert.equal(
+          fp.jhash2(64, ws.length, initval),
+          jhash2Int(Int32Array.from(ws), 0, ws.length, initval),
+        );
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test("fastPath: default on for preallocated maps, off on request and for NO_PREALLOC", () => {
+  const spec = { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16 };
+  const on = Htab.create(spec, { nrCpus: 3 });
+  assert.ok(on.fastPath && on.handle.memory !== undefined);
+  assert.equal(on.handle.sab.byteLength % 65536, 0, "a wasm memory is whole pages");
+  const off = Htab.create(spec, { nrCpus: 2, fastPath: false });
+  assert.ok(!off.fastPath && off.handle.memory === undefined);
+  const grow = Htab.create({ ...spec, flags: MapFlags.NoPrealloc }, { nrCpus: 2 });
+  assert.ok(!grow.fastPath, "a growable map stays on a plain SharedArrayBuffer");
+  // Attaching with the buffer alone runs the JS path on the same memory.
+  const js = Htab.attach(on.handle.sab);
+  assert.ok(!js.fastPath);
+  const wasm = Htab.attach(on.handle);
+  assert.ok(wasm.fastPath);
+  for (const m of [js, wasm, on, off, grow]) m.close();
+});
+
+type Op =
+  | { op: "update"; key: number; value: number; flags: number }
+  | { op: "delete"; key: number }
+  | { op: "lookup"; key: number }
+  | { op: "has"; key: number }
+  | { op: "lookupAndDelete"; key: number };
+
+const opArb = (keys: number): fc.Arbitrary<Op> =>
+  fc.oneof(
+    fc.record({
+      op: fc.constant("update" as const),
+      key: fc.nat(keys - 1),
+      value: fc.nat(),
+      flags: fc.constantFrom(0, 1, 2),
+    }),
+    fc.record({ op: fc.constant("delete" as const), key: fc.nat(keys - 1) }),
+    fc.record({ op: fc.constant("lookup" as const), key: fc.nat(keys - 1) }),
+    fc.record({ op: fc.constant("has" as const), key: fc.nat(keys - 1) }),
+    fc.record({ op: fc.constant("lookupAndDelete" as const), key: fc.nat(keys - 1) }),
+  );
+
+/** Run `ops` on a map; `pick(i)` chooses which attached view does op i. Returns every result. */
+function run(
+  views: Htab[],
+  pick: (i: number) => number,
+  ops: Op[],
+  keySize: number,
+  valueBytes: number,
+): unknown[] {
+  const key = new Uint8Array(keySize);
+  const value = new Uint8Array(valueBytes);
+  const out = new Uint8Array(valueBytes);
+  const results: unknown[] = [];
+  ops.forEach((o, i) => {
+    const m = views[pick(i)];
+    key.fill(0);
+    new DataView(key.buffer).setUint32(0, o.key * 2654435761, true);
+    key[keySize - 1] ^= o.key; // the last (partial) word matters too
+    out.fill(0xee);
+    switch (o.op) {
+      case "update":
+        for (let b = 0; b < valueBytes; b++) value[b] = (o.value >>> ((b % 4) * 8)) + b;
+        results.push(m.updateElem(key, value, o.flags));
+        break;
+      case "delete":
+        results.push(m.deleteElem(key));
+        break;
+      case "lookup":
+        results.push([m.lookupElem(key, out, 0), Array.from(out)]);
+        break;
+      case "has":
+        results.push(m.hasElem(key));
+        break;
+      case "lookupAndDelete":
+        results.push([m.lookupAndDeleteElem(key, out, 0), Array.from(out)]);
+        break;
+    }
+  });
+  const order: number[][] = [];
+  const cur = new Uint8Array(keySize);
+  let prev: Uint8Array | null = null;
+  while (views[0].getNextKey(prev, cur) === 0) {
+    order.push(Array.from(cur));
+    prev = cur.slice();
+  }
+  results.push(order);
+  return results;
+}
+
+const configs = [
+  { name: "HASH u32 key / u64 value", type: MapType.Hash, keySize: 4, valueSize: 8 },
+  { name: "HASH 16 B key / 64 B value", type: MapType.Hash, keySize: 16, valueSize: 64 },
+  { name: "HASH 6 B key (hashed in JS) / 12 B value", type: MapType.Hash, keySize: 6, valueSize: 12 },
+  { name: "PERCPU_HASH u32 key / 4 B value", type: MapType.PercpuHash, keySize: 4, valueSize: 4 },
+  { name: "LRU_HASH u32 key / u64 value", type: MapType.LruHash, keySize: 4, valueSize: 8 },
+];
+
+for (const c of configs) {
+  test(`${c.name}: the wasm fast path, the JS path and both at once give the same results and bytes`, () => {
+    fc.assert(
+      fc.property(fc.array(opArb(12), { minLength: 1, maxLength: 120 }), fc.nat(), (ops, mix) => {
+        const spec = {
+          type: c.type,
+          keySize: c.keySize,
+          valueSize: c.valueSize,
+          maxEntries: 8,
+          flags: MapFlags.ZeroSeed,
+        };
+        const opts = { nrCpus: 2, privileged: true };
+        const fast = Htab.create(spec, opts);
+        const js = Htab.create(spec, { ...opts, fastPath: false });
+        const both = Htab.create(spec, opts);
+        const bothJs = Htab.attach(both.handle.sab, { cpu: 1 });
+        assert.ok(fast.fastPath && !js.fastPath && both.fastPath && !bothJs.fastPath);
+        const vb = readGeometry(fast.handle.sab).g.valueBytes;
+        const a = run([fast], () => 0, ops, c.keySize, vb);
+        const b = run([js], () => 0, ops, c.keySize, vb);
+        const m = run([both, bothJs], (i) => (mix >>> (i % 30)) & 1, ops, c.keySize, vb);
+        assert.deepEqual(a, b);
+        assert.deepEqual(a, m);
+        const g = readGeometry(fast.handle.sab).g;
+        const bytes = mapStateBytes(fast.handle.sab, g);
+        assert.deepEqual(bytes, mapStateBytes(js.handle.sab, g), "same bytes on either path");
+        for (const h of [fast, js, both]) assert.ok(h.fsck().ok);
+        for (const h of [fast, js, bothJs, both]) h.close();
+      }),
+      { numRuns: 150 },
+    );
+  });
+}
