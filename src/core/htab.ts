@@ -67,6 +67,7 @@ import {
   OP_NONE,
   OP_REPLACE,
   OP_UNLINK,
+  PCPU_BASE_BYTES,
   PCPU_COUNT_I32,
   PCPU_EXTRA_I32,
   PCPU_FL_HEAD_I32,
@@ -80,6 +81,7 @@ import {
   PCPU_LIMBO_HEAD_I32,
   PCPU_LRU_SPARE_I32,
   PCPU_OWNER_I32,
+  PCPU_RECORD_BYTES,
   PCPU_SECTION_I32,
   pcpuBase,
   readGeometry,
@@ -1050,11 +1052,46 @@ export class Htab implements RawMap {
 
   /** A free element: this CPU's list, then the others', then whatever grace periods released. 0 if none. */
   private allocElem(): number {
-    const i32 = this.i32;
-    const e = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+    const e = this.freelistPop();
     if (e !== 0) return e;
-    if (limboReclaimAll(i32, this.cpu, this.nrCpus) > 0) return pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+    if (limboReclaimAll(this.i32, this.cpu, this.nrCpus) > 0) return this.freelistPop();
     return this.prealloc ? 0 : this.carveElem();
+  }
+
+  /** pcpuFreelistPop() for this slot, in wasm unless a list lock is contended. */
+  private freelistPop(): number {
+    const fast = this.fast;
+    if (fast !== null) {
+      const e = fast.freelistPop(
+        this.baseAddr,
+        this.baseAddr + PCPU_BASE_BYTES,
+        PCPU_RECORD_BYTES,
+        this.cpu,
+        this.nrCpus,
+      );
+      if (e >= 0) return e;
+    }
+    return pcpuFreelistPop(this.i32, this.cpu, this.nrCpus);
+  }
+
+  /** pcpuFreelistPush() onto this slot's list, in wasm unless its lock is contended. */
+  private freelistPush(e: number): void {
+    const fast = this.fast;
+    if (
+      fast === null ||
+      fast.freelistPush(this.baseAddr, this.baseAddr + PCPU_BASE_BYTES, PCPU_RECORD_BYTES, this.cpu, e) === 0
+    )
+      pcpuFreelistPush(this.i32, this.cpu, e);
+  }
+
+  /** noActiveSections(): no thread is inside a program section (frees may reuse at once). */
+  private noSections(): boolean {
+    const fast = this.fast;
+    return (
+      (fast !== null
+        ? fast.load(this.baseAddr + (HDR_ACTIVE_I32 << 2))
+        : Atomics.load(this.i32, HDR_ACTIVE_I32)) === 0
+    );
   }
 
   /**
@@ -1183,14 +1220,14 @@ export class Htab implements RawMap {
     this.dirty = true;
     if (!this.prealloc) {
       // No extra elements: the old element is freed (kernel: free_htab_elem() after unlock).
-      if (noActiveSections(i32)) pcpuFreelistPush(i32, this.cpu, old);
+      if (this.noSections()) this.freelistPush(old);
       else limboPush(i32, this.cpu, old);
-    } else if (noActiveSections(i32)) {
+    } else if (this.noSections()) {
       i32[p + PCPU_EXTRA_I32] = old;
       i32[p + PCPU_INFLIGHT_I32] = 0;
     } else {
       limboPush(i32, this.cpu, old);
-      i32[p + PCPU_EXTRA_I32] = pcpuFreelistPop(i32, this.cpu, this.nrCpus);
+      i32[p + PCPU_EXTRA_I32] = this.freelistPop();
       i32[p + PCPU_INFLIGHT_I32] = 0;
     }
     return 0;
@@ -1276,10 +1313,10 @@ export class Htab implements RawMap {
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
   private freeElem(e: number): void {
     // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
-    if (!noActiveSections(this.i32)) limboPush(this.i32, this.cpu, e, this.lru !== null);
+    if (!this.noSections()) limboPush(this.i32, this.cpu, e, this.lru !== null);
     else if (this.lru !== null)
       this.lruPush(e); // kernel: htab_lru_push_free()
-    else pcpuFreelistPush(this.i32, this.cpu, e);
+    else this.freelistPush(e);
   }
 
   // ------------------------------------------------------------------- LRU

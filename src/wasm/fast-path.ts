@@ -25,6 +25,14 @@ export interface FastPath {
    * @returns the element, 0 when absent, -1 when a writer holds the bucket
    */
   lookup(desc: number, hash: number, mode: number): number;
+  /**
+   * pcpuFreelistPop() for `cpu` when no list lock is contended. `pcpu`: byte
+   * address of CPU 0's per-CPU record; `stride`: record bytes.
+   * @returns the element, 0 when every list is empty, -1 - c when list c's lock is held
+   */
+  freelistPop(base: number, pcpu: number, stride: number, cpu: number, nrCpus: number): number;
+  /** pcpuFreelistPush() onto `cpu`'s own list. @returns 1, or 0 when its lock is held */
+  freelistPush(base: number, pcpu: number, stride: number, cpu: number, e: number): number;
   /** jhash2() over `words` u32 words at `addr`. */
   jhash2(addr: number, words: number, initval: number): number;
   /** @returns 1 when the bucket seqlock was taken, 0 when the caller must take the slow path */

@@ -135,6 +135,70 @@
     (i32.sub (i32.xor (local.get $z) (local.get $y)) (i32.rotl (local.get $y) (i32.const 24))))
   (export "jhash2" (func $jhash2))
 
+  ;; The per-CPU freelists (alloc/pcpu-freelist.ts), uncontended case only.
+  ;; A per-CPU record (layout.ts PCPU_*) has FL_LOCK at +4, FL_HEAD at +8 and
+  ;; INFLIGHT at +48; an element's FNEXT is at +8. Lock words are owner-tagged
+  ;; (sync/owner-lock.ts): 0 free, (cpu + 1) << 1 held, bit 0 = waiters.
+
+  ;; pcpuFreelistPop(): own list first, then the others in CPU order; the
+  ;; element is recorded in our INFLIGHT before it leaves the list.
+  ;; $pcpu: byte address of CPU 0's record; $stride: record bytes.
+  ;; Returns the element, 0 when every list is empty, or -1 - c when list
+  ;; c's lock is held (the caller takes the JS path, which can wait).
+  (func (export "freelistPop")
+    (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $nr i32)
+    (result i32)
+    (local $c i32) (local $n i32) (local $rec i32) (local $e i32) (local $me i32) (local $mine i32)
+    (local.set $me (i32.shl (i32.add (local.get $cpu) (i32.const 1)) (i32.const 1)))
+    (local.set $mine (i32.add (local.get $pcpu) (i32.mul (local.get $cpu) (local.get $stride))))
+    (local.set $c (local.get $cpu))
+    (block $empty
+      (loop $next
+        (br_if $empty (i32.ge_u (local.get $n) (local.get $nr)))
+        (local.set $rec (i32.add (local.get $pcpu) (i32.mul (local.get $c) (local.get $stride))))
+        ;; Unlocked peek, as the kernel's READ_ONCE(head->first).
+        (if (i32.atomic.load offset=8 (local.get $rec))
+          (then
+            (if (i32.atomic.rmw.cmpxchg offset=4 (local.get $rec) (i32.const 0) (local.get $me))
+              (then (return (i32.sub (i32.const -1) (local.get $c)))))
+            (local.set $e (i32.load offset=8 (local.get $rec)))
+            (if (local.get $e)
+              (then
+                (i32.store offset=48 (local.get $mine) (local.get $e))
+                (i32.store offset=8 (local.get $rec)
+                  (i32.load offset=8 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2)))))
+                (i32.store offset=8 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))) (i32.const 0))))
+            (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
+            (if (local.get $e) (then (return (local.get $e))))))
+        (local.set $c (select (i32.const 0) (i32.add (local.get $c) (i32.const 1))
+          (i32.eq (i32.add (local.get $c) (i32.const 1)) (local.get $nr))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $next)))
+    (i32.const 0))
+
+  ;; pcpuFreelistPush() onto $cpu's own list. Returns 1, or 0 when its lock is
+  ;; held (the caller takes the JS path).
+  (func (export "freelistPush")
+    (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $e i32)
+    (result i32)
+    (local $rec i32) (local $ea i32)
+    (local.set $rec (i32.add (local.get $pcpu) (i32.mul (local.get $cpu) (local.get $stride))))
+    (if (i32.atomic.rmw.cmpxchg offset=4 (local.get $rec) (i32.const 0)
+          (i32.shl (i32.add (local.get $cpu) (i32.const 1)) (i32.const 1)))
+      (then (return (i32.const 0))))
+    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+    (i32.store offset=8 (local.get $ea) (i32.load offset=8 (local.get $rec)))
+    (i32.store offset=8 (local.get $rec) (local.get $e))
+    (if (i32.eq (i32.load offset=48 (local.get $rec)) (local.get $e))
+      (then (i32.store offset=48 (local.get $rec) (i32.const 0))))
+    (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
+    (i32.const 1))
+
+  ;; lockRelease(): drop an owner-tagged lock, waking one waiter if any sleeps.
+  (func $ownerUnlock (param $lock i32)
+    (if (i32.and (i32.atomic.rmw.xchg (local.get $lock) (i32.const 0)) (i32.const 1))
+      (then (drop (memory.atomic.notify (local.get $lock) (i32.const 1))))))
+
   ;; Bucket lock fast path (bucketLock()): 1 when taken, 0 when the caller must take the slow path.
   (func (export "seqTryLock") (param $addr i32) (result i32)
     (local $v i32)
