@@ -16,7 +16,7 @@ import * as codecs from "../src/api/codecs.js";
 import { TypedMap } from "../src/api/typed-map.js";
 import { machineCpus } from "../src/cli/backends.js";
 import { runConntrack } from "../src/cli/conntrack.js";
-import { Htab } from "../src/core/htab.js";
+import { Htab, type MapHandle } from "../src/core/htab.js";
 import type { RawMap } from "../src/core/raw-map.js";
 import type { MapSpec } from "../src/core/spec.js";
 import { syscallValueBytes } from "../src/layout/layout.js";
@@ -208,44 +208,53 @@ async function pointTasks(entries: number, skipped: string[], cleanup: (() => un
     }
   });
 
-  // htab, kernel-shaped API with caller buffers (no allocation).
-  const h = Htab.create(
-    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries + 16 },
-    { nrCpus: 4 },
-  );
-  cleanup.push(() => h.close());
+  // htab, kernel-shaped API with caller buffers (no allocation): the wasm fast path (the
+  // default), then the same map on the JS path (`fastPath: false`), its before/after.
   const hk = new Uint8Array(4);
   const hv = new Uint8Array(8);
   const setK = (k: number) => putU32(hk, k);
-  for (let i = 0; i < entries; i++) {
-    setK(present[i]);
-    h.updateElem(hk, hv, 0);
+  const made: Htab[] = [];
+  for (const [peer, fastPath] of [
+    ["htab JS path", false],
+    ["htab", true],
+  ] as const) {
+    const m = Htab.create(
+      { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries + 16 },
+      { nrCpus: 4, fastPath },
+    );
+    cleanup.push(() => m.close());
+    for (let i = 0; i < entries; i++) {
+      setK(present[i]);
+      m.updateElem(hk, hv, 0);
+    }
+    add("lookup hit", peer, () => {
+      for (let i = 0; i < OPS; i++) {
+        setK(present[nextIdx()]);
+        if (m.lookupElem(hk, hv, 0) === 0) sink++;
+      }
+    });
+    add("lookup miss", peer, () => {
+      for (let i = 0; i < OPS; i++) {
+        setK(absent[nextIdx()]);
+        if (m.lookupElem(hk, hv, 0) === 0) sink++;
+      }
+    });
+    add("update existing", peer, () => {
+      for (let i = 0; i < OPS; i++) {
+        setK(present[nextIdx()]);
+        m.updateElem(hk, hv, 0);
+      }
+    });
+    add("insert+delete", peer, () => {
+      for (let i = 0; i < OPS; i++) {
+        setK(absent[nextIdx()]);
+        m.updateElem(hk, hv, 0);
+        m.deleteElem(hk);
+      }
+    });
+    made.push(m);
   }
-  add("lookup hit", "htab", () => {
-    for (let i = 0; i < OPS; i++) {
-      setK(present[nextIdx()]);
-      if (h.lookupElem(hk, hv, 0) === 0) sink++;
-    }
-  });
-  add("lookup miss", "htab", () => {
-    for (let i = 0; i < OPS; i++) {
-      setK(absent[nextIdx()]);
-      if (h.lookupElem(hk, hv, 0) === 0) sink++;
-    }
-  });
-  add("update existing", "htab", () => {
-    for (let i = 0; i < OPS; i++) {
-      setK(present[nextIdx()]);
-      h.updateElem(hk, hv, 0);
-    }
-  });
-  add("insert+delete", "htab", () => {
-    for (let i = 0; i < OPS; i++) {
-      setK(absent[nextIdx()]);
-      h.updateElem(hk, hv, 0);
-      h.deleteElem(hk);
-    }
-  });
+  const h = made[1]; // the fast-path map serves the program-face and TypedMap rows below
   // The program face: a live reference instead of a copy (inside one open section).
   const ref = h.run(() => {
     setK(present[0]);
@@ -613,7 +622,7 @@ async function mixThroughput(entries: number, quick: boolean): Promise<Throughpu
     for (const workers of [1, 2]) {
       const rates: number[] = [];
       for (let r = 0; r < reps; r++) {
-        let sab: SharedArrayBuffer;
+        let handle: MapHandle;
         let htab: Htab | null = null;
         if (kind === "htab") {
           htab = Htab.create(
@@ -626,11 +635,11 @@ async function mixThroughput(entries: number, quick: boolean): Promise<Throughpu
             new DataView(k.buffer).setUint32(0, keys[i], true);
             htab.updateElem(k, v, 0);
           }
-          sab = htab.handle.sab;
+          handle = htab.handle; // the whole handle: workers run the wasm fast path
         } else {
           const nm = new NaiveLockMap(entries);
           for (let i = 0; i < entries; i++) nm.set(keys[i], 1, 0);
-          sab = nm.sab;
+          handle = { sab: nm.sab };
         }
         const ctl = new SharedArrayBuffer(12);
         const c32 = new Int32Array(ctl);
@@ -639,7 +648,7 @@ async function mixThroughput(entries: number, quick: boolean): Promise<Throughpu
           (_, i) =>
             new Promise<number>((resolve, reject) => {
               const w = new Worker(script, {
-                workerData: { kind, sab, keys, n: entries, ctl, seed: 77 + i * 31 },
+                workerData: { kind, handle, keys, n: entries, ctl, seed: 77 + i * 31 },
               });
               w.once("message", resolve);
               w.once("error", reject);
@@ -699,6 +708,7 @@ function computeRatios(rep: BenchReport): Record<string, number> {
         "Atomics request slot",
         "postMessage owner",
         "htab lookupRef (program face)",
+        "htab JS path",
         "lru-cache",
       ]) {
         const p = median(rep.points, w, n, peer);

@@ -5,12 +5,12 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { xorshift32 } from "../../src/check/xorshift.js";
-import { Htab } from "../../src/core/htab.js";
+import { Htab, type MapHandle } from "../../src/core/htab.js";
 import { NaiveLockMap } from "./naive-lock-map.js";
 
 const d = workerData as {
   kind: "htab" | "naive";
-  sab: SharedArrayBuffer;
+  handle: MapHandle;
   keys: Uint32Array;
   n: number;
   ctl: SharedArrayBuffer;
@@ -22,7 +22,7 @@ let ops = 0;
 Atomics.add(ctl, 0, 1);
 while (Atomics.load(ctl, 1) === 0) Atomics.wait(ctl, 1, 0, 5);
 if (d.kind === "htab") {
-  const m = Htab.attach(d.sab);
+  const m = Htab.attach(d.handle);
   const k = new Uint8Array(4);
   const kv = new DataView(k.buffer);
   const v = new Uint8Array(8);
@@ -41,7 +41,7 @@ if (d.kind === "htab") {
   }
   m.close();
 } else {
-  const m = new NaiveLockMap(d.sab);
+  const m = new NaiveLockMap(d.handle.sab);
   const out = new Int32Array(2);
   while (Atomics.load(ctl, 2) === 0) {
     for (let i = 0; i < 1024; i++) {
