@@ -86,15 +86,20 @@ import {
   pcpuBase,
   readGeometry,
   roundUp,
+  SCRATCH_ACTIVE_I32,
   SCRATCH_BASE_I32,
   SCRATCH_BOUND_I32,
   SCRATCH_BUCKETS_I32,
+  SCRATCH_CPU_I32,
   SCRATCH_DESC_BYTES,
   SCRATCH_HASHRND_I32,
   SCRATCH_KEY_I32,
   SCRATCH_KEY_WORDS_I32,
   SCRATCH_MASK_I32,
+  SCRATCH_MY_PCPU_I32,
+  SCRATCH_NR_CPUS_I32,
   SCRATCH_OUT_I32,
+  SCRATCH_PCPU0_I32,
   SCRATCH_VALUE_OFF_I32,
   SCRATCH_VALUE_U64S_I32,
   SLOT_ALIVE,
@@ -120,6 +125,7 @@ import {
   fastPathFor,
   LOOKUP_COPY,
   LOOKUP_HASH,
+  WASM_RETRY,
   type WasmMemory,
 } from "../wasm/fast-path.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
@@ -234,6 +240,8 @@ export class Htab implements RawMap {
   private readonly fast: FastPath | null;
   /** Fast path and a key of whole u32 words: wasm hashes it too (jhash2). */
   private readonly wordKeys: boolean;
+  /** Updates and deletes run in wasm too (see the constructor). */
+  private readonly fastWrites: boolean;
   /** Byte address (wasm) of word 0 of this map. */
   private readonly baseAddr: number;
   /** Byte address (wasm) of this slot's fast-path descriptor. */
@@ -320,6 +328,13 @@ export class Htab implements RawMap {
     i32[d + SCRATCH_VALUE_U64S_I32] = roundUp(g.valueBytes, 8) >> 3;
     i32[d + SCRATCH_OUT_I32] = base + this.outOff;
     i32[d + SCRATCH_BOUND_I32] = this.walkBound;
+    i32[d + SCRATCH_PCPU0_I32] = base + PCPU_BASE_BYTES;
+    i32[d + SCRATCH_CPU_I32] = this.cpu;
+    i32[d + SCRATCH_NR_CPUS_I32] = this.nrCpus;
+    i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
+    i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
+    // Writes in wasm too: a preallocated HASH map whose values have no spin lock.
+    this.fastWrites = this.fast !== null && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
     if (g.lru !== LRU_NONE) {
       const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
       const spare = this.myPcpu + PCPU_LRU_SPARE_I32;
@@ -1006,7 +1021,45 @@ export class Htab implements RawMap {
     this.checkKey("update", key);
     this.checkValueIn("update", value);
     this.checkFlagsArg("update", flags);
+    if (this.fastWrites && flags <= UpdateFlags.Exist) {
+      const r = this.updateFast(key, value, flags);
+      if (r !== WASM_RETRY) return r;
+    }
     return this.updateRaw(value, 0, flags, this.hashKey(key));
+  }
+
+  /** updateRaw() in wasm. @returns as updateElem(), or WASM_RETRY when the JS path must run it */
+  private updateFast(key: Uint8Array, value: Uint8Array, flags: number): number {
+    this.checkNotComputing("update");
+    if (!this.canWrite()) return this.permError(true);
+    let hash = 0;
+    if (this.wordKeys) this.keyToScratch(key);
+    else hash = this.hashKey(key);
+    this.valueToScratch(value);
+    const r = (this.fast as FastPath).update(this.desc, hash, this.wordKeys ? LOOKUP_HASH : 0, flags);
+    if (r === 0 || r === WASM_RETRY) return r;
+    if (r === EEXIST) return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
+    if (r === ENOENT) return this.fail(ENOENT, "key not found (BPF_EXIST)");
+    // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
+    const i32 = this.i32;
+    const p = this.myPcpu;
+    limboPush(i32, this.cpu, i32[p + PCPU_INFLIGHT_I32]);
+    i32[p + PCPU_EXTRA_I32] = this.freelistPop();
+    i32[p + PCPU_INFLIGHT_I32] = 0;
+    this.dirty = true;
+    this.unlockBucket(this.bucketOf(this.hashKey(key)));
+    return 0;
+  }
+
+  /** Copy a value into this slot's scratch value, where the wasm fast path reads it. */
+  private valueToScratch(value: Uint8Array): void {
+    const n = this.valueBytes;
+    if ((n & 3) === 0) {
+      const i32 = this.i32;
+      let w = this.outOff >> 2;
+      for (let i = 0; i < n; i += 4)
+        i32[w++] = value[i] | (value[i + 1] << 8) | (value[i + 2] << 16) | (value[i + 3] << 24);
+    } else this.u8.set(value, this.outOff);
   }
 
   /** Update with the key already in scratch. Shared by update and update_batch. */
@@ -1240,7 +1293,25 @@ export class Htab implements RawMap {
    */
   deleteElem(key: Uint8Array): number {
     this.checkKey("delete", key);
+    if (this.fastWrites) {
+      const r = this.deleteFast(key);
+      if (r !== WASM_RETRY) return r;
+    }
     return this.deleteRaw(this.hashKey(key), null);
+  }
+
+  /** deleteRaw() in wasm. @returns as deleteElem(), or WASM_RETRY when the JS path must run it */
+  private deleteFast(key: Uint8Array): number {
+    this.checkNotComputing("delete");
+    if (!this.canWrite()) return this.permError(true);
+    let hash = 0;
+    if (this.wordKeys) this.keyToScratch(key);
+    else hash = this.hashKey(key);
+    const r = (this.fast as FastPath).delete(this.desc, hash, this.wordKeys ? LOOKUP_HASH : 0);
+    if (r === 0 || r === WASM_RETRY) return r;
+    if (r === ENOENT) return this.fail(ENOENT, "key not found");
+    this.freeElem(r); // unlinked and unlocked; sections are active or our list's lock was held
+    return 0;
   }
 
   /** Delete the scratch key, copying its value into `out` first when given. */

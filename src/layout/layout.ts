@@ -27,7 +27,8 @@
  *              | NR_CPUS x scratch_stride, the slot owner's own:      |
  *              |  fast-path descriptor (64 B: BASE BUCKETS MASK       |
  *              |  HASHRND KEY KEY_WORDS VALUE_OFF VALUE_U64S OUT      |
- *              |  BOUND), key[round_up(key, 8)], value[round_up(      |
+ *              |  BOUND PCPU0 CPU NR_CPUS ACTIVE MY_PCPU),            |
+ *              |  key[round_up(key, 8)], value[round_up(              |
  *              |  value bytes, 8)], padded to a cache line; the wasm  |
  *              |  fast path reads the key there and copies the value  |
  *  BUCKETS     +------------------------------------------------------+
@@ -238,6 +239,12 @@ export const SCRATCH_VALUE_OFF_I32 = 6;
 export const SCRATCH_VALUE_U64S_I32 = 7;
 export const SCRATCH_OUT_I32 = 8;
 export const SCRATCH_BOUND_I32 = 9;
+/** Byte addresses of CPU 0's per-CPU record, of the header's ACTIVE word and of this slot's record. */
+export const SCRATCH_PCPU0_I32 = 10;
+export const SCRATCH_CPU_I32 = 11;
+export const SCRATCH_NR_CPUS_I32 = 12;
+export const SCRATCH_ACTIVE_I32 = 13;
+export const SCRATCH_MY_PCPU_I32 = 14;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -497,7 +504,7 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (SCRATCH_BOUND_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
+  if (SCRATCH_MY_PCPU_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_LIMBO_COUNT_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");

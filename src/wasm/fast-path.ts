@@ -33,6 +33,18 @@ export interface FastPath {
   freelistPop(base: number, pcpu: number, stride: number, cpu: number, nrCpus: number): number;
   /** pcpuFreelistPush() onto `cpu`'s own list. @returns 1, or 0 when its lock is held */
   freelistPush(base: number, pcpu: number, stride: number, cpu: number, e: number): number;
+  /**
+   * htab_map_update_elem() of the slot's scratch key and value (a
+   * preallocated HASH map without a spin lock). `mode`: LOOKUP_HASH as for lookup().
+   * @returns 0, -EEXIST, -ENOENT, WASM_RETRY (nothing changed), or
+   * WASM_REPLACED_IN_SECTION (the old element is INFLIGHT, the bucket still locked)
+   */
+  update(desc: number, hash: number, mode: number, flags: number): number;
+  /**
+   * htab_map_delete_elem() of the slot's scratch key.
+   * @returns 0, -ENOENT, WASM_RETRY, or the unlinked element for the caller to free (bucket unlocked)
+   */
+  delete(desc: number, hash: number, mode: number): number;
   /** jhash2() over `words` u32 words at `addr`. */
   jhash2(addr: number, words: number, initval: number): number;
   /** @returns 1 when the bucket seqlock was taken, 0 when the caller must take the slow path */
@@ -62,6 +74,11 @@ interface WasmApi {
 }
 
 const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+/** update()/delete(): the fast path did nothing; take the JS path. */
+export const WASM_RETRY = -1000;
+/** update(): replaced while program sections are active; the caller finishes (limbo) and unlocks. */
+export const WASM_REPLACED_IN_SECTION = -1001;
+
 /** lookup() mode bits. */
 export const LOOKUP_COPY = 1;
 export const LOOKUP_HASH = 2;

@@ -17,7 +17,9 @@
   ;; written once when the slot is attached:
   ;;   +0 BASE (byte address of the map)  +4 BUCKETS (word index)  +8 MASK
   ;;   +12 HASHRND  +16 KEY (byte address)  +20 KEY_WORDS  +24 VALUE_OFF
-  ;;   +28 VALUE_U64S  +32 OUT (byte address)  +36 BOUND
+  ;;   +28 VALUE_U64S  +32 OUT (byte address)  +36 BOUND  +40 PCPU0 (byte
+  ;;   address of CPU 0's per-CPU record)  +44 CPU  +48 NR_CPUS  +52 ACTIVE
+  ;;   (byte address of the header's ACTIVE word)  +56 MY_PCPU (this slot's record)
 
   ;; Lock-free lookup of the slot's scratch key (kernel: lookup_nulls_elem_raw()
   ;; with the bucket seq in place of the nulls check). $mode bit 0: copy the
@@ -145,7 +147,7 @@
   ;; $pcpu: byte address of CPU 0's record; $stride: record bytes.
   ;; Returns the element, 0 when every list is empty, or -1 - c when list
   ;; c's lock is held (the caller takes the JS path, which can wait).
-  (func (export "freelistPop")
+  (func $freelistPop (export "freelistPop")
     (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $nr i32)
     (result i32)
     (local $c i32) (local $n i32) (local $rec i32) (local $e i32) (local $me i32) (local $mine i32)
@@ -178,7 +180,7 @@
 
   ;; pcpuFreelistPush() onto $cpu's own list. Returns 1, or 0 when its lock is
   ;; held (the caller takes the JS path).
-  (func (export "freelistPush")
+  (func $freelistPush (export "freelistPush")
     (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $e i32)
     (result i32)
     (local $rec i32) (local $ea i32)
@@ -198,6 +200,213 @@
   (func $ownerUnlock (param $lock i32)
     (if (i32.and (i32.atomic.rmw.xchg (local.get $lock) (i32.const 0)) (i32.const 1))
       (then (drop (memory.atomic.notify (local.get $lock) (i32.const 1))))))
+
+;; ---- the write path (htab.ts updateRaw() / deleteRaw() for a preallocated
+  ;; HASH map without a spin lock). Same stores in the same order as the JS
+  ;; path, so crash recovery reads the same intent records (layout.ts PCPU_*:
+  ;; EXTRA +12, COUNT +16, INTENT_BUCKET +28, INTENT_OP +32, INTENT_ELEM +36,
+  ;; INTENT_OLD +40, INTENT_COUNT +44, INFLIGHT +48, LRU_SPARE +52; a bucket's
+  ;; OWNER is at +8; an element's HASH at +4, key at +16). Anything the fast
+  ;; path does not handle comes back as RETRY (-1000) before any change, and
+  ;; the JS path redoes the operation.
+
+  ;; Whether element $a's key equals the slot's scratch key.
+  (func $keyEq (param $a i32) (param $key i32) (param $kw i32) (result i32)
+    (local $j i32)
+    (block $eq
+      (loop $cmp
+        (br_if $eq (i32.ge_u (local.get $j) (local.get $kw)))
+        (if (i32.ne
+              (i32.load offset=16 (i32.add (local.get $a) (i32.shl (local.get $j) (i32.const 2))))
+              (i32.load (i32.add (local.get $key) (i32.shl (local.get $j) (i32.const 2)))))
+          (then (return (i32.const 0))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $cmp)))
+    (i32.const 1))
+
+  (func $hashOf (param $d i32) (param $hash i32) (param $mode i32) (result i32)
+    (if (result i32) (i32.and (local.get $mode) (i32.const 2))
+      (then (call $jhash2 (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d)) (i32.load offset=12 (local.get $d))))
+      (else (local.get $hash))))
+
+  ;; lockBucket(): INTENT_BUCKET before the CAS. 0 when the lock is held by another.
+  (func $tryLockBucket (param $d i32) (param $b i32) (param $ba i32) (result i32)
+    (local $v i32)
+    (i32.store offset=28 (i32.load offset=56 (local.get $d)) (local.get $b))
+    (local.set $v (i32.atomic.load offset=4 (local.get $ba)))
+    (if (i32.and (local.get $v) (i32.const 1)) (then (return (i32.const 0))))
+    (if (i32.ne
+          (i32.atomic.rmw.cmpxchg offset=4 (local.get $ba) (local.get $v) (i32.or (local.get $v) (i32.const 1)))
+          (local.get $v))
+      (then (return (i32.const 0))))
+    (i32.store offset=8 (local.get $ba) (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)))
+    (i32.const 1))
+
+  ;; unlockBucket(): OWNER cleared, then one exchange drops the lock (and bumps
+  ;; the seq when the chain changed); then the intent is over.
+  (func $unlockBucket (param $d i32) (param $ba i32) (param $dirty i32)
+    (local $rec i32)
+    (i32.store offset=8 (local.get $ba) (i32.const 0))
+    (if (i32.and
+          (i32.atomic.rmw.xchg offset=4 (local.get $ba)
+            (i32.add (i32.and (i32.load offset=4 (local.get $ba)) (i32.const -4))
+              (select (i32.const 4) (i32.const 0) (local.get $dirty))))
+          (i32.const 2))
+      (then (drop (memory.atomic.notify offset=4 (local.get $ba) (i32.const 1)))))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    (i32.store offset=32 (local.get $rec) (i32.const 0))
+    (i32.store offset=28 (local.get $rec) (i32.const 0)))
+
+  ;; intent(): what the next chain change is, OP last.
+  (func $intent (param $rec i32) (param $op i32) (param $e i32) (param $old i32)
+    (i32.store offset=36 (local.get $rec) (local.get $e))
+    (i32.store offset=40 (local.get $rec) (local.get $old))
+    (i32.store offset=44 (local.get $rec) (i32.load offset=16 (local.get $rec)))
+    (i32.store offset=32 (local.get $rec) (local.get $op)))
+
+  ;; fillElem(): hash, the scratch key, the scratch value.
+  (func $fill (param $d i32) (param $ea i32) (param $hash i32)
+    (local $j i32) (local $n i32) (local $src i32) (local $dst i32)
+    (i32.store offset=4 (local.get $ea) (local.get $hash))
+    (local.set $n (i32.load offset=20 (local.get $d)))
+    (local.set $src (i32.load offset=16 (local.get $d)))
+    (block $k
+      (loop $kl
+        (br_if $k (i32.ge_u (local.get $j) (local.get $n)))
+        (i32.store offset=16 (i32.add (local.get $ea) (i32.shl (local.get $j) (i32.const 2)))
+          (i32.load (i32.add (local.get $src) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $kl)))
+    (local.set $j (i32.const 0))
+    (local.set $n (i32.load offset=28 (local.get $d)))
+    (local.set $src (i32.load offset=32 (local.get $d)))
+    (local.set $dst (i32.add (local.get $ea) (i32.load offset=24 (local.get $d))))
+    (block $v
+      (loop $vl
+        (br_if $v (i32.ge_u (local.get $j) (local.get $n)))
+        (i64.store (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 3)))
+          (i64.load (i32.add (local.get $src) (i32.shl (local.get $j) (i32.const 3)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $vl))))
+
+  ;; htab_map_update_elem() for the slot's scratch key and value; $mode as
+  ;; lookup()'s bit 1; $flags is BPF_ANY, BPF_NOEXIST or BPF_EXIST.
+  ;; Returns 0, -17 (EEXIST), -2 (ENOENT), -1000 (RETRY: nothing changed), or
+  ;; -1001: replaced while program sections are active; the old element is
+  ;; this slot's INFLIGHT and the bucket is still locked (the JS path puts
+  ;; the old element in limbo, refills EXTRA and unlocks).
+  (func (export "update") (param $d i32) (param $hash i32) (param $mode i32) (param $flags i32) (result i32)
+    (local $base i32) (local $b i32) (local $ba i32) (local $rec i32) (local $key i32) (local $kw i32)
+    (local $e i32) (local $prev i32) (local $old i32) (local $ea i32) (local $oa i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    (local.set $key (i32.load offset=16 (local.get $d)))
+    (local.set $kw (i32.load offset=20 (local.get $d)))
+    (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
+    (local.set $b (i32.add (i32.load offset=4 (local.get $d))
+      (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
+    (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
+    (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
+      (then (return (i32.const -1000))))
+    ;; lookup_elem_raw()
+    (local.set $e (i32.load (local.get $ba)))
+    (block $found
+      (loop $walk
+        (br_if $found (i32.eqz (local.get $e)))
+        (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+        (if (i32.eq (i32.load offset=4 (local.get $ea)) (local.get $hash))
+          (then (if (call $keyEq (local.get $ea) (local.get $key) (local.get $kw))
+            (then (local.set $old (local.get $e)) (br $found)))))
+        (local.set $prev (local.get $e))
+        (local.set $e (i32.load (local.get $ea)))
+        (br $walk)))
+    ;; check_flags()
+    (if (i32.and (i32.ne (local.get $old) (i32.const 0)) (i32.eq (local.get $flags) (i32.const 1)))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -17))))
+    (if (i32.and (i32.eqz (local.get $old)) (i32.eq (local.get $flags) (i32.const 2)))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -2))))
+    (if (local.get $old)
+      (then
+        ;; Replace: this CPU's extra element goes in at the head, old comes out.
+        (local.set $e (i32.load offset=12 (local.get $rec)))
+        (if (i32.eqz (local.get $e))
+          (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
+        (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+        (local.set $oa (i32.add (local.get $base) (i32.shl (local.get $old) (i32.const 2))))
+        (call $intent (local.get $rec) (i32.const 2) (local.get $e) (local.get $old))
+        (call $fill (local.get $d) (local.get $ea) (local.get $hash))
+        (i32.store (local.get $ea) (i32.load (local.get $ba)))
+        (i32.store (local.get $ba) (local.get $e))
+        (i32.store offset=48 (local.get $rec) (local.get $old))
+        (i32.store
+          (select (local.get $ea) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
+          (i32.load (local.get $oa)))
+        ;; Read after the unlink: a section that could hold old is counted in ACTIVE.
+        (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
+          (then (return (i32.const -1001))))
+        (i32.store offset=12 (local.get $rec) (local.get $old))
+        (i32.store offset=48 (local.get $rec) (i32.const 0))
+        (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
+        (return (i32.const 0))))
+    ;; Insert: a free element from the per-CPU freelists (lock order bucket -> freelist).
+    (local.set $e (call $freelistPop (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
+      (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d))))
+    (if (i32.le_s (local.get $e) (i32.const 0))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
+    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+    (call $intent (local.get $rec) (i32.const 1) (local.get $e) (i32.const 0))
+    (call $fill (local.get $d) (local.get $ea) (local.get $hash))
+    (i32.store (local.get $ea) (i32.load (local.get $ba)))
+    (i32.store (local.get $ba) (local.get $e))
+    (i32.store offset=16 (local.get $rec) (i32.add (i32.load offset=16 (local.get $rec)) (i32.const 1)))
+    (i32.store offset=48 (local.get $rec) (i32.const 0))
+    (i32.store offset=52 (local.get $rec) (i32.const 0))
+    (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
+    (i32.const 0))
+
+  ;; htab_map_delete_elem() of the slot's scratch key. Returns 0, -2 (ENOENT),
+  ;; -1000 (RETRY: nothing changed), or the unlinked element when the JS path
+  ;; must free it (program sections active, or its list lock held): the
+  ;; bucket is unlocked and the element is this slot's INFLIGHT.
+  (func (export "delete") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
+    (local $base i32) (local $b i32) (local $ba i32) (local $rec i32) (local $key i32) (local $kw i32)
+    (local $e i32) (local $prev i32) (local $ea i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    (local.set $key (i32.load offset=16 (local.get $d)))
+    (local.set $kw (i32.load offset=20 (local.get $d)))
+    (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
+    (local.set $b (i32.add (i32.load offset=4 (local.get $d))
+      (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
+    (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
+    (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
+      (then (return (i32.const -1000))))
+    (local.set $e (i32.load (local.get $ba)))
+    (block $found
+      (loop $walk
+        (br_if $found (i32.eqz (local.get $e)))
+        (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+        (if (i32.eq (i32.load offset=4 (local.get $ea)) (local.get $hash))
+          (then (br_if $found (call $keyEq (local.get $ea) (local.get $key) (local.get $kw)))))
+        (local.set $prev (local.get $e))
+        (local.set $e (i32.load (local.get $ea)))
+        (br $walk)))
+    (if (i32.eqz (local.get $e))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -2))))
+    ;; unlinkLocked(): intent first, then INFLIGHT, then the unlink (e keeps its NEXT).
+    (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
+    (i32.store offset=48 (local.get $rec) (local.get $e))
+    (i32.store
+      (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
+      (i32.load (local.get $ea)))
+    (i32.store offset=16 (local.get $rec) (i32.sub (i32.load offset=16 (local.get $rec)) (i32.const 1)))
+    (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
+    ;; freeElem(): straight back to our list when no section can hold it.
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d))) (then (return (local.get $e))))
+    (if (i32.eqz (call $freelistPush (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
+          (i32.load offset=44 (local.get $d)) (local.get $e)))
+      (then (return (local.get $e))))
+    (i32.const 0))
 
   ;; Bucket lock fast path (bucketLock()): 1 when taken, 0 when the caller must take the slow path.
   (func (export "seqTryLock") (param $addr i32) (result i32)
