@@ -68,6 +68,8 @@ export interface MemoryResult {
 export interface BenchReport {
   date: string;
   quick: boolean;
+  /** htab ran the wasm fast path (false with --js-path). */
+  fastPath: boolean;
   machine: { cpus: number; model: string; memoryBytes: number; os: string; arch: string };
   node: string;
   points: PointResult[];
@@ -77,7 +79,11 @@ export interface BenchReport {
   skipped: string[];
 }
 
+/** Whether htab maps run the wasm fast path (`--js-path` measures the JS path, for before/after runs). */
+let FAST_PATH = true;
+
 interface Opts {
+  jsPath: boolean;
   quick: boolean;
   out: string;
   chart: boolean;
@@ -87,12 +93,19 @@ type Task = { workload: string; entries: number; peer: string; fn: () => unknown
 
 function parseArgs(argv: string[]): Opts {
   const here = dirname(fileURLToPath(import.meta.url));
-  const o: Opts = { quick: false, out: join(here, "..", "..", "bench", "results"), chart: true };
+  const o: Opts = {
+    jsPath: false,
+    quick: false,
+    out: join(here, "..", "..", "bench", "results"),
+    chart: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--quick") o.quick = true;
+    else if (argv[i] === "--js-path") o.jsPath = true;
     else if (argv[i] === "--out") o.out = argv[++i];
     else if (argv[i] === "--no-chart") o.chart = false;
-    else throw new Error(`bench: unknown argument ${argv[i]} (use --quick, --out DIR, --no-chart)`);
+    else
+      throw new Error(`bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart)`);
   }
   return o;
 }
@@ -208,53 +221,44 @@ async function pointTasks(entries: number, skipped: string[], cleanup: (() => un
     }
   });
 
-  // htab, kernel-shaped API with caller buffers (no allocation): the wasm fast path (the
-  // default), then the same map on the JS path (`fastPath: false`), its before/after.
+  // htab, kernel-shaped API with caller buffers (no allocation).
   const hk = new Uint8Array(4);
   const hv = new Uint8Array(8);
   const setK = (k: number) => putU32(hk, k);
-  const made: Htab[] = [];
-  for (const [peer, fastPath] of [
-    ["htab JS path", false],
-    ["htab", true],
-  ] as const) {
-    const m = Htab.create(
-      { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries + 16 },
-      { nrCpus: 4, fastPath },
-    );
-    cleanup.push(() => m.close());
-    for (let i = 0; i < entries; i++) {
-      setK(present[i]);
-      m.updateElem(hk, hv, 0);
-    }
-    add("lookup hit", peer, () => {
-      for (let i = 0; i < OPS; i++) {
-        setK(present[nextIdx()]);
-        if (m.lookupElem(hk, hv, 0) === 0) sink++;
-      }
-    });
-    add("lookup miss", peer, () => {
-      for (let i = 0; i < OPS; i++) {
-        setK(absent[nextIdx()]);
-        if (m.lookupElem(hk, hv, 0) === 0) sink++;
-      }
-    });
-    add("update existing", peer, () => {
-      for (let i = 0; i < OPS; i++) {
-        setK(present[nextIdx()]);
-        m.updateElem(hk, hv, 0);
-      }
-    });
-    add("insert+delete", peer, () => {
-      for (let i = 0; i < OPS; i++) {
-        setK(absent[nextIdx()]);
-        m.updateElem(hk, hv, 0);
-        m.deleteElem(hk);
-      }
-    });
-    made.push(m);
+  const h = Htab.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries + 16 },
+    { nrCpus: 4, fastPath: FAST_PATH },
+  );
+  cleanup.push(() => h.close());
+  for (let i = 0; i < entries; i++) {
+    setK(present[i]);
+    h.updateElem(hk, hv, 0);
   }
-  const h = made[1]; // the fast-path map serves the program-face and TypedMap rows below
+  add("lookup hit", "htab", () => {
+    for (let i = 0; i < OPS; i++) {
+      setK(present[nextIdx()]);
+      if (h.lookupElem(hk, hv, 0) === 0) sink++;
+    }
+  });
+  add("lookup miss", "htab", () => {
+    for (let i = 0; i < OPS; i++) {
+      setK(absent[nextIdx()]);
+      if (h.lookupElem(hk, hv, 0) === 0) sink++;
+    }
+  });
+  add("update existing", "htab", () => {
+    for (let i = 0; i < OPS; i++) {
+      setK(present[nextIdx()]);
+      h.updateElem(hk, hv, 0);
+    }
+  });
+  add("insert+delete", "htab", () => {
+    for (let i = 0; i < OPS; i++) {
+      setK(absent[nextIdx()]);
+      h.updateElem(hk, hv, 0);
+      h.deleteElem(hk);
+    }
+  });
   // The program face: a live reference instead of a copy (inside one open section).
   const ref = h.run(() => {
     setK(present[0]);
@@ -448,7 +452,7 @@ async function lruTasks(entries: number, cleanup: (() => unknown)[]): Promise<Ta
   };
   const h = Htab.create(
     { type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: entries },
-    { nrCpus: 4 },
+    { nrCpus: 4, fastPath: FAST_PATH },
   );
   cleanup.push(() => h.close());
   fill(h);
@@ -493,7 +497,10 @@ async function iterationTasks(
   const tasks: Task[] = [];
   const vm = new Map<number, bigint>();
   for (let i = 0; i < entries; i++) vm.set(keys[i], 1n);
-  const h = Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries }, { nrCpus: 2 });
+  const h = Htab.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries },
+    { nrCpus: 2, fastPath: FAST_PATH },
+  );
   cleanup.push(() => h.close());
   const k = new Uint8Array(4);
   const v = new Uint8Array(8);
@@ -556,7 +563,7 @@ async function iterationTasks(
 function wideTasks(entries: number, cleanup: (() => unknown)[]): Task[] {
   const h = Htab.create(
     { type: MapType.Hash, keySize: 16, valueSize: 64, maxEntries: entries },
-    { nrCpus: 2 },
+    { nrCpus: 2, fastPath: FAST_PATH },
   );
   cleanup.push(() => h.close());
   const vm = new Map<string, Uint8Array>();
@@ -627,7 +634,7 @@ async function mixThroughput(entries: number, quick: boolean): Promise<Throughpu
         if (kind === "htab") {
           htab = Htab.create(
             { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries },
-            { nrCpus: 3 },
+            { nrCpus: 3, fastPath: FAST_PATH },
           );
           const k = new Uint8Array(4);
           const v = new Uint8Array(8);
@@ -708,7 +715,6 @@ function computeRatios(rep: BenchReport): Record<string, number> {
         "Atomics request slot",
         "postMessage owner",
         "htab lookupRef (program face)",
-        "htab JS path",
         "lru-cache",
       ]) {
         const p = median(rep.points, w, n, peer);
@@ -779,7 +785,7 @@ async function memory(entries: number): Promise<MemoryResult[]> {
         m.updateElem(k, v, 0);
       }
     };
-    const h = Htab.create(c.spec, { nrCpus: cpus });
+    const h = Htab.create(c.spec, { nrCpus: cpus, fastPath: FAST_PATH });
     fillUp(h);
     const htabBytesPerEntry = h.memoryUsage() / entries;
     h.close();
@@ -890,10 +896,12 @@ async function chart(rep: BenchReport, base: string): Promise<string[]> {
 
 export async function runBench(argv: string[]): Promise<BenchReport> {
   const o = parseArgs(argv);
+  FAST_PATH = !o.jsPath;
   const sizes = o.quick ? [1000] : [1000, 1_000_000];
   const rep: BenchReport = {
     date: new Date().toISOString(),
     quick: o.quick,
+    fastPath: FAST_PATH,
     machine: {
       cpus: cpus().length,
       model: cpus()[0]?.model ?? "unknown",

@@ -1,6 +1,7 @@
 /** Map factories for the CLI: the SAB backend as root sees it, or the real kernel. */
 
 import { availableParallelism } from "node:os";
+import { Htab } from "../core/htab.js";
 import { MapDomain } from "../core/map-domain.js";
 import type { RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
@@ -25,16 +26,20 @@ export type BackendName = "sab" | "kernel";
  * For LRU maps the kernel side pins this thread to CPU 0, so the kernel's
  * per-CPU LRU lists are the ones CPU slot 0 uses on the SAB side.
  */
-export function factoryFor(backend: BackendName): MapFactory {
+export function factoryFor(backend: BackendName, opts: { standalone?: boolean } = {}): MapFactory {
   if (backend === "kernel")
     return (spec: MapSpec, inner: RawMap | undefined) => {
       if (spec.type === MapType.LruHash || spec.type === MapType.LruPercpuHash) pinThreadToCpu(0);
       return KernelMap.create(spec, { innerMap: inner instanceof KernelMap ? inner : undefined });
     };
   // One MapDomain per replay session: map-in-map needs every map reachable by id.
+  // `standalone`: hash maps are created on their own instead, as createMap()
+  // makes them (the wasm fast path); such maps cannot go into an outer map.
   const nrCpus = machineCpus();
   let domain: MapDomain | null = null;
   return (spec: MapSpec, inner: RawMap | undefined) => {
+    if (opts.standalone && spec.type !== MapType.ArrayOfMaps && spec.type !== MapType.HashOfMaps)
+      return Htab.create(spec, { nrCpus, privileged: true, cpu: 0 });
     domain ??= MapDomain.create({ nrCpus, privileged: true, cpu: 0, maxMaps: 4096, maxBytes: 1 << 30 });
     return domain.createMap({ ...spec, innerMap: inner });
   };

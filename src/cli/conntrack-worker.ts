@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { xorshift32 } from "../check/xorshift.js";
-import { Htab } from "../core/htab.js";
+import { Htab, type MapHandle } from "../core/htab.js";
 import type { MapInfo, RawMap } from "../core/raw-map.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import {
@@ -28,7 +28,7 @@ import {
 
 interface Data {
   role: "datapath" | "gc";
-  sab?: SharedArrayBuffer;
+  handle?: MapHandle;
   kernel?: { fd: number; info: MapInfo };
   stats: SharedArrayBuffer;
   /** Per-flow time of the last successful refresh, ms since `epoch` (datapath writes, datapath reads). */
@@ -44,7 +44,7 @@ interface Data {
 }
 
 const d = workerData as Data;
-const map: RawMap = d.sab ? Htab.attach(d.sab) : KernelMap.fromHandle(d.kernel!);
+const map: RawMap = d.handle ? Htab.attach(d.handle) : KernelMap.fromHandle(d.kernel!);
 const htab = map instanceof Htab ? map : null;
 const stats = new Int32Array(d.stats, d.slot * CT_WORDS * 4, CT_WORDS);
 const stop = new Int32Array(d.stop);

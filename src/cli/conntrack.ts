@@ -101,7 +101,8 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
   const map: RawMap & { memoryUsage(): number } = o.kernel
     ? KernelMap.create(spec, { name: "htab_ct" })
     : Htab.create(spec, { nrCpus: o.workers + 2 });
-  const where = map instanceof Htab ? { sab: map.handle.sab } : { kernel: (map as KernelMap).handle };
+  // The whole handle: workers run the wasm fast path.
+  const where = map instanceof Htab ? { handle: map.handle } : { kernel: (map as KernelMap).handle };
   const n = o.workers + 1;
   const stats = new SharedArrayBuffer(n * CT_WORDS * 4);
   const s32 = new Int32Array(stats);

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { recordRandomOps } from "../check/history.js";
 import { xorshift32 } from "../check/xorshift.js";
-import { Htab } from "../core/htab.js";
+import { Htab, type MapHandle } from "../core/htab.js";
 import {
   STAT_EXPIRE,
   STAT_FULL,
@@ -19,7 +19,7 @@ import {
 
 interface Data {
   phase: "traffic" | "history";
-  sab: SharedArrayBuffer;
+  handle: MapHandle;
   stats: SharedArrayBuffer;
   stop: SharedArrayBuffer;
   clock: SharedArrayBuffer;
@@ -31,7 +31,7 @@ interface Data {
 }
 
 const d = workerData as Data;
-const map = Htab.attach(d.sab);
+const map = Htab.attach(d.handle);
 
 if (d.phase === "history") {
   const log = recordRandomOps(map, {

@@ -60,7 +60,7 @@ export async function runDemo(o: DemoOptions): Promise<boolean> {
   const ws = Array.from({ length: o.workers }, (_, i) =>
     spawn({
       phase: "traffic",
-      sab: map.handle.sab,
+      handle: map.handle,
       stats,
       stop,
       slot: i,
@@ -139,7 +139,7 @@ export async function runDemo(o: DemoOptions): Promise<boolean> {
     Array.from(
       { length: o.workers },
       (_, i) =>
-        spawn({ phase: "history", sab: hmap.handle.sab, clock, slot: i, ops: per, keys: 8, seed: 99 + i * 7 })
+        spawn({ phase: "history", handle: hmap.handle, clock, slot: i, ops: per, keys: 8, seed: 99 + i * 7 })
           .done,
     ),
   )) as Int32Array[];

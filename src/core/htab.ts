@@ -63,6 +63,7 @@ import {
   HDR_RECOVERY_LOCK_I32,
   HDR_SPIN_LOCK_OFF_I32,
   LRU_NONE,
+  mapStateBytes,
   OP_INSERT,
   OP_NONE,
   OP_REPLACE,
@@ -242,6 +243,7 @@ export class Htab implements RawMap {
   private readonly wordKeys: boolean;
   /** Updates and deletes run in wasm too (see the constructor). */
   private readonly fastWrites: boolean;
+  private readonly geometry: Geometry;
   /** Byte address (wasm) of word 0 of this map. */
   private readonly baseAddr: number;
   /** Byte address (wasm) of this slot's fast-path descriptor. */
@@ -293,6 +295,7 @@ export class Htab implements RawMap {
     this.maxEntries = g.maxEntries;
     this.mapFlags = mapFlags;
     this.walkBound = g.num_elems + 1;
+    this.geometry = g;
     this.handle = Object.freeze({ ...handle });
     this.info = Object.freeze({
       type: mapType,
@@ -675,6 +678,15 @@ export class Htab implements RawMap {
     this.errKind = kind;
     this.errArg = arg;
     return err;
+  }
+
+  /**
+   * A copy of the map's bytes with the CPU slots' scratch buffers zeroed
+   * (working memory, not contents): two equal copies mean equal map state,
+   * and a failed operation leaves it unchanged.
+   */
+  stateBytes(): Uint8Array {
+    return mapStateBytes(this.u8.buffer as SharedArrayBuffer, this.geometry, this.u8.byteOffset);
   }
 
   /** True when this thread runs the wasm fast path on this map (see SabCreateOptions.fastPath). */
@@ -2316,7 +2328,10 @@ export class Htab implements RawMap {
 
   /** Bytes of shared memory the map occupies (all of it is preallocated). */
   memoryUsage(): number {
-    return this.u8.byteLength;
+    // The map's own bytes (a growable map's grown length). A fast-path map's
+    // buffer is rounded up to whole 64 KiB pages; that tail is never written,
+    // so the OS never commits it.
+    return Math.min(this.u8.byteLength, this.geometry.totalBytes);
   }
 
   /** The hash seed (kernel: htab->hashrnd); 0 under BPF_F_ZERO_SEED. */

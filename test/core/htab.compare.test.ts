@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
-import { mapStateBytes, readGeometry } from "../../src/layout/layout.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
@@ -17,7 +16,7 @@ function map(flags = 0): Htab {
 
 /** The map's bytes, its slots' scratch buffers (working memory, not contents) zeroed. */
 function snap(m: Htab): Uint8Array {
-  return mapStateBytes(m.handle.sab, readGeometry(m.handle.sab).g);
+  return m.stateBytes();
 }
 
 test("compareAndDelete deletes only when the region matches", () => {

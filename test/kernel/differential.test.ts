@@ -122,8 +122,8 @@ const scriptArb: fc.Arbitrary<Line[]> = createArb.chain((c) =>
   ]),
 );
 
-function runOn(backend: "sab" | "kernel", script: Line[]): string[] {
-  const r = new Replayer(factoryFor(backend));
+function runOn(backend: "sab" | "kernel", script: Line[], standalone = false): string[] {
+  const r = new Replayer(factoryFor(backend, { standalone }));
   try {
     return script.map((l) => JSON.stringify(r.run(JSON.stringify(l))));
   } finally {
@@ -131,27 +131,40 @@ function runOn(backend: "sab" | "kernel", script: Line[]): string[] {
   }
 }
 
-function compare(script: Line[]): boolean {
-  const sab = runOn("sab", script);
+/**
+ * Run `script` on the kernel and on SAB maps in a MapDomain (the JS path);
+ * with `standalone`, also on standalone SAB maps (the wasm fast path).
+ */
+function compare(script: Line[], standalone = false): boolean {
   const kern = runOn("kernel", script);
-  for (let i = 0; i < script.length; i++) {
-    if (sab[i] !== kern[i]) {
-      const text = script.map((l) => JSON.stringify(l)).join("\n");
-      assert.fail(
-        `line ${i + 1} differs\n  input:  ${JSON.stringify(script[i])}\n  sab:    ${sab[i]}\n  kernel: ${kern[i]}\nscript:\n${text}`,
-      );
+  const runs: [string, string[]][] = [["sab", runOn("sab", script)]];
+  if (standalone) runs.push(["sab (wasm fast path)", runOn("sab", script, true)]);
+  for (const [name, sab] of runs)
+    for (let i = 0; i < script.length; i++) {
+      if (sab[i] !== kern[i]) {
+        const text = script.map((l) => JSON.stringify(l)).join("\n");
+        assert.fail(
+          `line ${i + 1} differs\n  input:  ${JSON.stringify(script[i])}\n  ${name}:    ${sab[i]}\n  kernel: ${kern[i]}\nscript:\n${text}`,
+        );
+      }
     }
-  }
   return true;
 }
 
 /** Run `runs` scripts from `arb` on both backends; any differing line fails with the shrunk script. */
-function differential(label: string, what: string, arb: fc.Arbitrary<Line[]>, runs: number): void {
-  test(`differential: ${runs} ${what} agree with the kernel`, { skip, timeout: 600_000 }, () => {
+function differential(
+  label: string,
+  what: string,
+  arb: fc.Arbitrary<Line[]>,
+  runs: number,
+  standalone = true,
+): void {
+  const paths = standalone ? " (JS path and wasm fast path)" : "";
+  test(`differential: ${runs} ${what} agree with the kernel${paths}`, { skip, timeout: 600_000 }, () => {
     let ops = 0;
     fc.assert(
       fc.property(arb, (script) => {
-        compare(script);
+        compare(script, standalone);
         ops += script.length;
       }),
       { numRuns: runs, verbose: 1 },
@@ -289,7 +302,7 @@ const mapInMapArb: fc.Arbitrary<Line[]> = fc
       ]);
   });
 
-differential(" map-in-map", "map-in-map scripts", mapInMapArb, Math.ceil(RUNS / 3));
+differential(" map-in-map", "map-in-map scripts", mapInMapArb, Math.ceil(RUNS / 3), false);
 
 test("differential: creation errno for random sizes and flags", { skip }, () => {
   const flagBits = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 2048, 4096, 1 << 20];
@@ -440,7 +453,7 @@ test("differential: htab_map_batch_ops.c walks for every step size", { skip }, (
       const vals = outs.flatMap((o) => (o.values as string[]) ?? []);
       for (let i = 0; i < seen.length; i++) assert.equal(vals[i], values[keys.indexOf(seen[i])]);
       if (del) script.push({ op: "count", map: 0 });
-      compare(script);
+      compare(script, true);
     }
   }
 });
