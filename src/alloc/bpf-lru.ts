@@ -45,7 +45,8 @@ import {
   LRU_NODE_REF_I32,
   LRU_SENTINELS_PER_LIST,
 } from "../layout/layout.js";
-import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
+import { LOCK_WAITERS, lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
+import type { FastPath } from "../wasm/fast-path.js";
 
 /** Node types (kernel: enum bpf_lru_list_type), then htab's own LIMBO. */
 export const LRU_T_ACTIVE = 0;
@@ -114,6 +115,10 @@ export class BpfLru {
     private readonly onClaim: (n: number) => void,
     /** Runs under the lock that files node `n` as free: the caller stops recording it. */
     private readonly onFiled: (n: number) => void,
+    /** The map's wasm fast path (for the lock words), or null. */
+    private readonly fast: FastPath | null = null,
+    /** Byte address (wasm) of word 0 of the map. */
+    private readonly base = 0,
   ) {
     this.percpu = g.lru !== LRU_COMMON;
     this.nrCpus = g.nrCpus;
@@ -394,10 +399,23 @@ export class BpfLru {
    * repair (the flag is raised before the dead slot's locks are released).
    */
   private lock(idx: number): boolean {
-    lockAcquire(this.i32, idx, this.cpu);
-    if (Atomics.load(this.i32, this.repairIdx) === 0) return true;
-    lockRelease(this.i32, idx);
+    const fast = this.fast;
+    // The uncontended CAS in wasm (a JS Atomics call is a builtin call); contended, the JS lock waits.
+    if (fast === null || fast.compareExchange(this.base + (idx << 2), 0, (this.cpu + 1) << 1) !== 0)
+      lockAcquire(this.i32, idx, this.cpu);
+    const repair =
+      fast !== null ? fast.load(this.base + (this.repairIdx << 2)) : Atomics.load(this.i32, this.repairIdx);
+    if (repair === 0) return true;
+    this.unlock(idx);
     return false;
+  }
+
+  /** lockRelease() of an LRU lock, the exchange in wasm when the map has the fast path. */
+  private unlock(idx: number): void {
+    const fast = this.fast;
+    if (fast === null) lockRelease(this.i32, idx);
+    else if ((fast.exchange(this.base + (idx << 2), 0) & LOCK_WAITERS) !== 0)
+      Atomics.notify(this.i32, idx, 1);
   }
 
   /**
@@ -417,7 +435,7 @@ export class BpfLru {
       n = x;
     }
     if (this.tmpLen < this.targetFree) this.shrink(0, this.targetFree - this.tmpLen, -1, LRU_T_LOCAL_FREE);
-    lockRelease(this.i32, L + LRU_LIST_LOCK_I32);
+    this.unlock(L + LRU_LIST_LOCK_I32);
     // Pushed in reverse so the first node harvested is the first handed out.
     for (let k = this.tmpLen - 1; k >= 0; k--) this.localPush(c, this.tmp[k]);
     this.tmpLen = 0;
@@ -467,7 +485,7 @@ export class BpfLru {
       n = this.localPop(c);
       if (n < 0) {
         if (!this.refillLocal(c)) {
-          lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+          this.unlock(loc + LRU_LOCAL_LOCK_I32);
           return RETRY;
         }
         n = this.localPop(c);
@@ -476,7 +494,7 @@ export class BpfLru {
         this.addPending(c, n);
         this.onClaim(n);
       }
-      lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+      this.unlock(loc + LRU_LOCAL_LOCK_I32);
       if (n >= 0) return n;
       // Nothing locally or in the common lists: steal round-robin from every CPU's local lists.
       const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
@@ -487,7 +505,7 @@ export class BpfLru {
         n = this.localPop(steal);
         if (n < 0) n = this.popPending(steal);
         if (n >= 0) this.onClaim(n); // ours alone until it is pending on us
-        lockRelease(i32, v + LRU_LOCAL_LOCK_I32);
+        this.unlock(v + LRU_LOCAL_LOCK_I32);
         steal = steal + 1 === this.nrCpus ? 0 : steal + 1;
       } while (n < 0 && steal !== first);
       i32[loc + LRU_LOCAL_NEXT_STEAL_I32] = steal; // only this CPU reads or writes it
@@ -497,7 +515,7 @@ export class BpfLru {
     if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return RETRY;
     this.held = -1;
     this.addPending(c, n);
-    lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+    this.unlock(loc + LRU_LOCAL_LOCK_I32);
     return n;
   }
 
@@ -517,7 +535,7 @@ export class BpfLru {
       this.moveTo(l, n, LRU_T_INACTIVE);
       this.onClaim(n);
     }
-    lockRelease(this.i32, L + LRU_LIST_LOCK_I32);
+    this.unlock(L + LRU_LIST_LOCK_I32);
     return n;
   }
 
@@ -538,14 +556,13 @@ export class BpfLru {
    * linked nowhere and nobody's spare). Requires: no bucket lock held; `n` is unlinked.
    */
   pushFree(n: number): boolean {
-    const i32 = this.i32;
     if (this.percpu) {
       const L = this.listAt(this.nodeCpu(n));
       if (!this.lock(L + LRU_LIST_LOCK_I32)) return false;
       if (this.type(n) === LRU_T_LIMBO) this.setType(n, LRU_T_FREE);
       this.moveTo(this.nodeCpu(n), n, LRU_T_FREE);
       this.onFiled(n);
-      lockRelease(i32, L + LRU_LIST_LOCK_I32);
+      this.unlock(L + LRU_LIST_LOCK_I32);
       return true;
     }
     if (this.type(n) === LRU_T_LOCAL_PENDING) {
@@ -559,17 +576,17 @@ export class BpfLru {
         this.del(n);
         this.localPush(c, n);
         this.onFiled(n);
-        lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+        this.unlock(loc + LRU_LOCAL_LOCK_I32);
         return true;
       }
-      lockRelease(i32, loc + LRU_LOCAL_LOCK_I32);
+      this.unlock(loc + LRU_LOCAL_LOCK_I32);
     }
     const L = this.listAt(0);
     if (!this.lock(L + LRU_LIST_LOCK_I32)) return false;
     if (this.type(n) === LRU_T_LIMBO) this.setType(n, LRU_T_FREE);
     this.moveTo(0, n, LRU_T_FREE);
     this.onFiled(n);
-    lockRelease(i32, L + LRU_LIST_LOCK_I32);
+    this.unlock(L + LRU_LIST_LOCK_I32);
     return true;
   }
 

@@ -358,6 +358,8 @@ export class Htab implements RawMap {
           const e = this.elemOf(n);
           if (i32[inflight] === e) i32[inflight] = i32[e + ELEM_FNEXT_I32]; // next of an unlinked chain, or 0
         },
+        this.fast,
+        this.baseAddr,
       );
     }
     // A waiter stuck behind a thread that was terminated recovers its slot.

@@ -10,7 +10,9 @@
 
 import { cpuRelax, SPIN_LIMIT, STALL_WAITS, stalled, threadCanBlock } from "./spin.js";
 
-const WAITERS = 1;
+/** Bit 0 of a held lock word: someone sleeps on it (the releaser must notify). */
+export const LOCK_WAITERS = 1;
+const WAITERS = LOCK_WAITERS;
 
 /** Acquire the lock word at `lockIdx` for CPU slot `cpu`. */
 export function lockAcquire(i32: Int32Array, lockIdx: number, cpu: number): void {
