@@ -86,15 +86,17 @@ program
   .command("bench")
   .description("benchmark htab against V8 Map, the kernel, lmdb-js, message passing and a global-lock map")
   .option("--quick", "a short run (under a minute)", false)
+  .option("--js-path", "run every htab map on the JS path (no wasm fast path): the before/after", false)
   .option("--out <dir>", "where to write the JSON and the charts")
   .option("--no-chart", "skip the SVG/PNG chart")
-  .action(async (opts: { quick: boolean; out?: string; chart: boolean }) => {
+  .action(async (opts: { quick: boolean; jsPath: boolean; out?: string; chart: boolean }) => {
     // The bench tree sits beside src/ (it holds the peers); load it by URL.
     const mod = (await import(new URL("../../bench/run.js", import.meta.url).href)) as {
       runBench(argv: string[]): Promise<unknown>;
     };
     const argv = [
       ...(opts.quick ? ["--quick"] : []),
+      ...(opts.jsPath ? ["--js-path"] : []),
       ...(opts.out ? ["--out", opts.out] : []),
       ...(opts.chart ? [] : ["--no-chart"]),
     ];
