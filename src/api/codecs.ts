@@ -12,10 +12,6 @@ export interface Codec<T> {
   decode(buf: Uint8Array, off: number): T;
 }
 
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
 function intCodec(size: 1 | 2 | 4, signed: boolean): Codec<number> {
   const min = signed ? -(2 ** (size * 8 - 1)) : 0;
   const max = signed ? 2 ** (size * 8 - 1) - 1 : 2 ** (size * 8) - 1;
@@ -40,16 +36,37 @@ export const u16: Codec<number> = intCodec(2, false);
 export const u32: Codec<number> = intCodec(4, false);
 export const s32: Codec<number> = intCodec(4, true);
 
+// 64-bit codecs go through one 8-byte scratch word instead of a DataView per
+// call (a DataView is an allocation; getBigUint64 and two range comparisons
+// are builtin calls). The typed arrays are host-endian: on a big-endian host
+// the bytes are swapped through the scratch word.
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const scratchU64 = new BigUint64Array(1);
+const scratchS64 = new BigInt64Array(scratchU64.buffer);
+const scratchBytes = new Uint8Array(scratchU64.buffer);
+
+function toScratch(buf: Uint8Array, off: number): void {
+  if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) scratchBytes[i] = buf[off + i];
+  else for (let i = 0; i < 8; i++) scratchBytes[7 - i] = buf[off + i];
+}
+
+function fromScratch(buf: Uint8Array, off: number): void {
+  if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) buf[off + i] = scratchBytes[i];
+  else for (let i = 0; i < 8; i++) buf[off + i] = scratchBytes[7 - i];
+}
+
 /** u64 as bigint. */
 export const u64: Codec<bigint> = {
   size: 8,
   encode(v, buf, off) {
-    if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn)
-      invalid("encode", `${String(v)} is not a u64 bigint`);
-    view(buf).setBigUint64(off, v, true);
+    if (typeof v !== "bigint") invalid("encode", `${String(v)} is not a u64 bigint`);
+    scratchU64[0] = v; // wraps modulo 2^64: a value out of range reads back different
+    if (scratchU64[0] !== v) invalid("encode", `${String(v)} is not a u64 bigint`);
+    fromScratch(buf, off);
   },
   decode(buf, off) {
-    return view(buf).getBigUint64(off, true);
+    toScratch(buf, off);
+    return scratchU64[0];
   },
 };
 
@@ -57,12 +74,14 @@ export const u64: Codec<bigint> = {
 export const s64: Codec<bigint> = {
   size: 8,
   encode(v, buf, off) {
-    if (typeof v !== "bigint" || v < -(2n ** 63n) || v >= 2n ** 63n)
-      invalid("encode", `${String(v)} is not an s64 bigint`);
-    view(buf).setBigInt64(off, v, true);
+    if (typeof v !== "bigint") invalid("encode", `${String(v)} is not an s64 bigint`);
+    scratchS64[0] = v;
+    if (scratchS64[0] !== v) invalid("encode", `${String(v)} is not an s64 bigint`);
+    fromScratch(buf, off);
   },
   decode(buf, off) {
-    return view(buf).getBigInt64(off, true);
+    toScratch(buf, off);
+    return scratchS64[0];
   },
 };
 
