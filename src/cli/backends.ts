@@ -26,7 +26,10 @@ export type BackendName = "sab" | "kernel";
  * For LRU maps the kernel side pins this thread to CPU 0, so the kernel's
  * per-CPU LRU lists are the ones CPU slot 0 uses on the SAB side.
  */
-export function factoryFor(backend: BackendName, opts: { standalone?: boolean } = {}): MapFactory {
+export function factoryFor(
+  backend: BackendName,
+  opts: { standalone?: boolean; fastPath?: boolean } = {},
+): MapFactory {
   if (backend === "kernel")
     return (spec: MapSpec, inner: RawMap | undefined) => {
       if (spec.type === MapType.LruHash || spec.type === MapType.LruPercpuHash) pinThreadToCpu(0);
@@ -34,13 +37,21 @@ export function factoryFor(backend: BackendName, opts: { standalone?: boolean } 
     };
   // One MapDomain per replay session: map-in-map needs every map reachable by id.
   // `standalone`: hash maps are created on their own instead, as createMap()
-  // makes them (the wasm fast path); such maps cannot go into an outer map.
+  // makes them; such maps cannot go into an outer map. `fastPath: false`: the
+  // JS path (no wasm memory).
   const nrCpus = machineCpus();
   let domain: MapDomain | null = null;
   return (spec: MapSpec, inner: RawMap | undefined) => {
     if (opts.standalone && spec.type !== MapType.ArrayOfMaps && spec.type !== MapType.HashOfMaps)
-      return Htab.create(spec, { nrCpus, privileged: true, cpu: 0 });
-    domain ??= MapDomain.create({ nrCpus, privileged: true, cpu: 0, maxMaps: 4096, maxBytes: 1 << 30 });
+      return Htab.create(spec, { nrCpus, privileged: true, cpu: 0, fastPath: opts.fastPath });
+    domain ??= MapDomain.create({
+      nrCpus,
+      privileged: true,
+      cpu: 0,
+      maxMaps: 4096,
+      maxBytes: 1 << 30,
+      fastPath: opts.fastPath,
+    });
     return domain.createMap({ ...spec, innerMap: inner });
   };
 }

@@ -314,7 +314,7 @@ export class Htab implements RawMap {
     this.kb = this.u8.subarray(key, key + this.keyWords * 4);
     this.kw = this.i32.subarray(key >> 2, (key >> 2) + this.keyWords);
     this.outOff = key + roundUp(g.keySize, 8);
-    this.fast = offset === undefined ? fastPathFor(handle.memory) : null;
+    this.fast = fastPathFor(handle.memory);
     this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
     const base = offset ?? 0;
     this.baseAddr = base;
@@ -337,7 +337,9 @@ export class Htab implements RawMap {
     i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
     i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
     // Writes in wasm too: a preallocated HASH map whose values have no spin lock.
-    this.fastWrites = this.fast !== null && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
+    // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
+    this.fastWrites =
+      this.fast !== null && g.prealloc && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
     if (g.lru !== LRU_NONE) {
       const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
       const spare = this.myPcpu + PCPU_LRU_SPARE_I32;

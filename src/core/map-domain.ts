@@ -23,6 +23,7 @@ import {
   DOM_MAGIC,
   DOM_MAGIC_I32,
   DOM_MAX_MAPS_I32,
+  DOM_MAX8_I32,
   DOM_NR_CPUS_I32,
   DOM_OWNERS_I32,
   DOM_USED8_I32,
@@ -34,11 +35,13 @@ import {
   SLOT_ALIVE,
   SLOT_DEAD,
   SLOT_FREE,
+  WASM_PAGE_BYTES,
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { MapType } from "../uapi.js";
-import { Htab } from "./htab.js";
+import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
+import { Htab, type MapHandle } from "./htab.js";
 import {
   ArrayOfMaps,
   HashOfMaps,
@@ -62,6 +65,11 @@ type HashType =
 /** What a worker needs to attach to a domain: post it with postMessage. */
 export interface DomainHandle {
   readonly sab: SharedArrayBuffer;
+  /**
+   * The shared wasm memory whose buffer `sab` is (the wasm fast path for
+   * every hash map of the domain, in every thread attaching with it).
+   */
+  readonly memory?: WasmMemory;
 }
 
 export interface DomainOptions {
@@ -79,6 +87,8 @@ export interface DomainOptions {
   privileged?: boolean;
   /** CPU slot of the creating thread. @default the first free slot */
   cpu?: number;
+  /** Put the domain in a shared WebAssembly.Memory: its hash maps run the wasm fast path. @default true where possible */
+  fastPath?: boolean;
 }
 
 /** A map spec plus, for ARRAY_OF_MAPS / HASH_OF_MAPS, the template inner map. */
@@ -97,13 +107,23 @@ export class MapDomain implements InnerResolver {
   private readonly privileged: boolean;
   /** This thread's views of the domain's maps, by id. */
   private readonly views = new Map<number, DomainMap>();
+  /** The wasm memory the domain lives in, or null (a growable SharedArrayBuffer). */
+  private readonly memory: WasmMemory | null;
+
+  /** The buffer as long as it is now (a wasm memory's `buffer` is a new object after it grows). */
+  private buffer(): SharedArrayBuffer {
+    return this.memory !== null ? (this.memory.buffer as SharedArrayBuffer) : this.handle.sab;
+  }
   private closed = false;
 
-  private constructor(sab: SharedArrayBuffer, cpu: number, privileged: boolean) {
-    this.i32 = new Int32Array(sab); // length-tracking: sees the buffer grow
+  private constructor(handle: DomainHandle, cpu: number, privileged: boolean) {
+    // A growable SAB: a length-tracking view sees it grow. A wasm memory: this
+    // view covers the header and directory; maps are viewed through buffer().
+    this.i32 = new Int32Array(handle.sab);
     if (this.i32[DOM_MAGIC_I32] !== DOM_MAGIC || this.i32[DOM_VERSION_I32] !== LAYOUT_VERSION)
       invalid("attach", "not a MapDomain buffer of this layout version");
-    this.handle = Object.freeze({ sab });
+    this.handle = Object.freeze({ ...handle });
+    this.memory = handle.memory ?? null;
     this.nrCpus = this.i32[DOM_NR_CPUS_I32];
     this.maxMaps = this.i32[DOM_MAX_MAPS_I32];
     this.dir = domDirI32(this.nrCpus);
@@ -124,8 +144,13 @@ export class MapDomain implements InnerResolver {
     if (!Number.isInteger(maxBytes) || maxBytes < base)
       invalid("create", `maxBytes must be at least ${base}`);
     let sab: SharedArrayBuffer;
+    let memory: WasmMemory | null = null;
     try {
-      sab = new SharedArrayBuffer(base, { maxByteLength: roundUp(maxBytes, 8) });
+      if (opts.fastPath !== false) memory = allocSharedMemory(base, maxBytes);
+      sab =
+        memory !== null
+          ? (memory.buffer as SharedArrayBuffer)
+          : new SharedArrayBuffer(base, { maxByteLength: roundUp(maxBytes, 8) });
     } catch (e) {
       throw new BpfError("create", Errno.ENOMEM, `cannot reserve ${maxBytes} bytes: ${(e as Error).message}`);
     }
@@ -135,13 +160,17 @@ export class MapDomain implements InnerResolver {
     i32[DOM_NR_CPUS_I32] = nrCpus;
     i32[DOM_MAX_MAPS_I32] = maxMaps;
     i32[DOM_USED8_I32] = base / 8;
-    return new MapDomain(sab, opts.cpu ?? -1, opts.privileged === true);
+    i32[DOM_MAX8_I32] = Math.floor(
+      (memory !== null ? roundUp(maxBytes, WASM_PAGE_BYTES) : roundUp(maxBytes, 8)) / 8,
+    );
+    const handle = memory !== null ? { sab, memory } : { sab };
+    return new MapDomain(handle, opts.cpu ?? -1, opts.privileged === true);
   }
 
   /** Attach to a domain made elsewhere (typically in another worker). */
   static attach(handle: DomainHandle, opts: { cpu?: number; privileged?: boolean } = {}): MapDomain {
     if (!(handle?.sab instanceof SharedArrayBuffer)) invalid("attach", "handle is not a MapDomain handle");
-    return new MapDomain(handle.sab, opts.cpu ?? -1, opts.privileged === true);
+    return new MapDomain(handle, opts.cpu ?? -1, opts.privileged === true);
   }
 
   private claim(want: number): number {
@@ -185,7 +214,7 @@ export class MapDomain implements InnerResolver {
       bytes = g.totalBytes;
     }
     const { id, offset } = this.allocate(bytes, spec.type);
-    const sab = this.handle.sab;
+    const sab = this.buffer();
     let m: DomainMap;
     try {
       let made: Htab | undefined;
@@ -198,7 +227,7 @@ export class MapDomain implements InnerResolver {
           meta as InnerMeta,
         );
       else {
-        made = Htab.createIn({ sab, offset, length: bytes, id }, spec, g, this.cpu);
+        made = Htab.createIn(this.mapHandle(sab, offset, bytes, id), spec, g, this.cpu);
         if (spec.type === MapType.HashOfMaps)
           writeInnerMeta(new Int32Array(sab, offset, 64), meta as InnerMeta);
       }
@@ -234,7 +263,6 @@ export class MapDomain implements InnerResolver {
   /** Carve `bytes` (a multiple of 8) for a new map. Its directory entry is published by publish(). */
   private allocate(bytes: number, type: number): { id: number; offset: number } {
     const i32 = this.i32;
-    const sab = this.handle.sab;
     lockAcquire(i32, DOM_ALLOC_LOCK_I32, this.cpu);
     try {
       const n = i32[DOM_COUNT_I32];
@@ -242,13 +270,19 @@ export class MapDomain implements InnerResolver {
         throw new BpfError("create", Errno.ENOSPC, `the domain holds its maximum of ${this.maxMaps} maps`);
       const offset = i32[DOM_USED8_I32] * 8;
       const end = offset + roundUp(bytes, CACHE_LINE_BYTES); // the next map starts on a cache line
-      if (end > sab.maxByteLength)
+      const max = i32[DOM_MAX8_I32] * 8;
+      if (end > max)
         throw new BpfError(
           "create",
           Errno.ENOMEM,
-          `the domain has ${sab.maxByteLength - offset} bytes left, the map needs ${bytes}`,
+          `the domain has ${max - offset} bytes left, the map needs ${bytes}`,
         );
-      if (sab.byteLength < end) sab.grow(end);
+      // Grown under the alloc lock, so one thread grows at a time.
+      const have = this.buffer().byteLength;
+      if (have < end) {
+        if (this.memory !== null) this.memory.grow(Math.ceil((end - have) / WASM_PAGE_BYTES));
+        else this.handle.sab.grow(end);
+      }
       const e = this.dir + n * (DOM_DIR_ENTRY_BYTES >> 2);
       i32[e + DOM_DIR_OFFSET8_I32] = offset / 8;
       i32[e + DOM_DIR_LENGTH8_I32] = bytes / 8;
@@ -293,11 +327,18 @@ export class MapDomain implements InnerResolver {
    * map around its region.
    */
   private view(type: number, offset: number, length: number, id: number, made?: Htab): DomainMap {
-    const sab = this.handle.sab;
+    const sab = this.buffer();
     if (type === MapType.ArrayOfMaps)
       return new ArrayOfMaps(new Int32Array(sab, offset, length >> 2), this, id, this.cpu);
-    const h = made ?? Htab.attach({ sab, offset, length, id }, { cpu: this.cpu });
+    const h = made ?? Htab.attach(this.mapHandle(sab, offset, length, id), { cpu: this.cpu });
     return type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
+  }
+
+  /** The handle of the map at [offset, offset + length) of `sab` (with the wasm memory, if any). */
+  private mapHandle(sab: SharedArrayBuffer, offset: number, length: number, id: number): MapHandle {
+    return this.memory !== null
+      ? { sab, offset, length, id, memory: this.memory }
+      : { sab, offset, length, id };
   }
 
   /** Give back this thread's slot in every map it touched and in the domain. */

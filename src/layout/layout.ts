@@ -199,7 +199,7 @@ export function aomBytes(nrCpus: number, maxEntries: number): number {
 
 // ---- MapDomain: many maps in one growable SharedArrayBuffer (kernel: the map IDR) ----
 //
-//  byte 0     header: MAGIC VERSION NR_CPUS MAX_MAPS COUNT USED8 ALLOC_LOCK (64 B)
+//  byte 0     header: MAGIC VERSION NR_CPUS MAX_MAPS COUNT USED8 ALLOC_LOCK MAX8 (64 B)
 //  byte 64    slot owners: NR_CPUS words (FREE / ALIVE / DEAD), cache-line padded
 //  DIR        directory: MAX_MAPS x 16 B: OFFSET8 LENGTH8 TYPE (map id = index + 1)
 //  DATA       maps, each at a 64-byte-aligned offset, laid out as a standalone map
@@ -214,6 +214,8 @@ export const DOM_COUNT_I32 = 4;
 /** Bytes in use / 8 (bump allocator; maps live as long as the domain). */
 export const DOM_USED8_I32 = 5;
 export const DOM_ALLOC_LOCK_I32 = 6;
+/** Bytes the domain may grow to / 8 (a wasm memory's maximum; a growable SAB's maxByteLength). */
+export const DOM_MAX8_I32 = 7;
 export const DOM_HEADER_BYTES = 64;
 export const DOM_OWNERS_I32 = DOM_HEADER_BYTES >> 2;
 export const DOM_DIR_ENTRY_BYTES = 16;

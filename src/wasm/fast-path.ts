@@ -64,6 +64,8 @@ const MAX_PAGES = 65536;
  */
 export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  /** Grow by `pages` 64 KiB pages; every thread's `buffer` then has the new length. */
+  grow(pages: number): number;
 }
 
 /** The part of the WebAssembly namespace htab uses. */
@@ -111,15 +113,16 @@ export function fastPathFor(memory: WasmMemory | undefined): FastPath | null {
 }
 
 /**
- * A shared wasm memory of at least `bytes` (rounded up to whole pages, fixed
- * size), or null when the engine cannot make one (no wasm, no threads, or
+ * A shared wasm memory of at least `bytes` (rounded up to whole pages) that
+ * can grow to `maxBytes` (default: fixed size), or null when the engine cannot make one (no wasm, no threads, or
  * over 4 GiB): the caller then uses a plain SharedArrayBuffer.
  */
-export function allocSharedMemory(bytes: number): WasmMemory | null {
+export function allocSharedMemory(bytes: number, maxBytes = bytes): WasmMemory | null {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  if (pages > MAX_PAGES || fastPathModule() === null) return null;
+  const maximum = Math.ceil(maxBytes / WASM_PAGE_BYTES);
+  if (maximum > MAX_PAGES || fastPathModule() === null) return null;
   try {
-    const memory = new (wasm as WasmApi).Memory({ initial: pages, maximum: pages, shared: true });
+    const memory = new (wasm as WasmApi).Memory({ initial: pages, maximum, shared: true });
     return memory.buffer instanceof SharedArrayBuffer ? memory : null;
   } catch {
     return null;

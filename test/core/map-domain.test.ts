@@ -192,3 +192,40 @@ test("a worker terminated mid-update in a domain is reaped through the domain: t
     }
   }
 });
+
+test("a domain in a wasm memory grows while another thread creates maps; every thread sees every map on the fast path", async () => {
+  const { Worker } = await import("node:worker_threads");
+  const domain = MapDomain.create({ nrCpus: 3, cpu: 0, maxMaps: 64, maxBytes: 64 << 20 });
+  assert.ok(domain.handle.memory !== undefined, "the domain lives in a wasm memory");
+  const before = domain.handle.sab.byteLength;
+  const w = new Worker(new URL("../fixtures/domain-grow-worker.js", import.meta.url), {
+    workerData: { handle: domain.handle, cpu: 1, maps: 6, entries: 20_000 },
+  });
+  const r = await new Promise<{ ids: number[]; fastPath: boolean }>((resolve, reject) => {
+    w.once("message", resolve);
+    w.once("error", reject);
+  });
+  await w.terminate();
+  assert.ok(r.fastPath, "the worker's maps run the fast path");
+  assert.ok(domain.memoryUsage() > before + 6 * 20_000 * 32, "the domain grew past its first buffer");
+  // This thread's buffer object predates the growth: maps are viewed through the grown memory.
+  const out = new Uint8Array(8);
+  for (const id of r.ids) {
+    const m = domain.mapById(id) as Htab;
+    assert.ok(m.fastPath);
+    assert.equal(m.lookupElem(u32(1), out, 0), 0);
+    assert.equal(new DataView(out.buffer).getUint32(0, true), id);
+    assert.ok(m.fsck().ok);
+  }
+  // And this thread can grow it further itself.
+  const more = domain.createMap({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 50_000 });
+  assert.equal(more.updateElem(u32(7), new Uint8Array(8), 0), 0);
+  assert.ok(more.fastPath);
+  const plain = MapDomain.create({ nrCpus: 2, fastPath: false });
+  assert.ok(plain.handle.memory === undefined);
+  assert.ok(
+    !(plain.createMap({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 }) as Htab).fastPath,
+  );
+  plain.close();
+  domain.close();
+});

@@ -122,8 +122,12 @@ const scriptArb: fc.Arbitrary<Line[]> = createArb.chain((c) =>
   ]),
 );
 
-function runOn(backend: "sab" | "kernel", script: Line[], standalone = false): string[] {
-  const r = new Replayer(factoryFor(backend, { standalone }));
+function runOn(
+  backend: "sab" | "kernel",
+  script: Line[],
+  opts: { standalone?: boolean; fastPath?: boolean } = {},
+): string[] {
+  const r = new Replayer(factoryFor(backend, opts));
   try {
     return script.map((l) => JSON.stringify(r.run(JSON.stringify(l))));
   } finally {
@@ -132,13 +136,17 @@ function runOn(backend: "sab" | "kernel", script: Line[], standalone = false): s
 }
 
 /**
- * Run `script` on the kernel and on SAB maps in a MapDomain (the JS path);
- * with `standalone`, also on standalone SAB maps (the wasm fast path).
+ * Run `script` on the kernel and on SAB maps in a MapDomain on both paths
+ * (the wasm fast path and the JS path); with `standalone`, also on
+ * standalone SAB maps (as createMap() makes them: the fast path).
  */
 function compare(script: Line[], standalone = false): boolean {
   const kern = runOn("kernel", script);
-  const runs: [string, string[]][] = [["sab", runOn("sab", script)]];
-  if (standalone) runs.push(["sab (wasm fast path)", runOn("sab", script, true)]);
+  const runs: [string, string[]][] = [
+    ["sab (JS path)", runOn("sab", script, { fastPath: false })],
+    ["sab (wasm fast path)", runOn("sab", script)],
+  ];
+  if (standalone) runs.push(["sab (standalone maps)", runOn("sab", script, { standalone: true })]);
   for (const [name, sab] of runs)
     for (let i = 0; i < script.length; i++) {
       if (sab[i] !== kern[i]) {
@@ -159,7 +167,7 @@ function differential(
   runs: number,
   standalone = true,
 ): void {
-  const paths = standalone ? " (JS path and wasm fast path)" : "";
+  const paths = standalone ? " (JS path, wasm fast path, standalone maps)" : " (JS path and wasm fast path)";
   test(`differential: ${runs} ${what} agree with the kernel${paths}`, { skip, timeout: 600_000 }, () => {
     let ops = 0;
     fc.assert(
