@@ -93,6 +93,7 @@ import {
   SCRATCH_BUCKETS_I32,
   SCRATCH_CPU_I32,
   SCRATCH_DESC_BYTES,
+  SCRATCH_FROZEN_I32,
   SCRATCH_HASHRND_I32,
   SCRATCH_KEY_I32,
   SCRATCH_KEY_WORDS_I32,
@@ -126,6 +127,7 @@ import {
   fastPathFor,
   LOOKUP_COPY,
   LOOKUP_HASH,
+  WASM_FROZEN,
   WASM_RETRY,
   type WasmMemory,
 } from "../wasm/fast-path.js";
@@ -336,6 +338,7 @@ export class Htab implements RawMap {
     i32[d + SCRATCH_NR_CPUS_I32] = this.nrCpus;
     i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
     i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
+    i32[d + SCRATCH_FROZEN_I32] = base + (HDR_FROZEN_I32 << 2);
     // Writes in wasm too: a preallocated HASH map whose values have no spin lock.
     // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
     this.fastWrites =
@@ -1047,13 +1050,14 @@ export class Htab implements RawMap {
   /** updateRaw() in wasm. @returns as updateElem(), or WASM_RETRY when the JS path must run it */
   private updateFast(key: Uint8Array, value: Uint8Array, flags: number): number {
     this.checkNotComputing("update");
-    if (!this.canWrite()) return this.permError(true);
+    if ((this.mapFlags & MapFlags.Rdonly) !== 0) return this.permError(true); // FROZEN: checked in wasm
     let hash = 0;
     if (this.wordKeys) this.keyToScratch(key);
     else hash = this.hashKey(key);
     this.valueToScratch(value);
     const r = (this.fast as FastPath).update(this.desc, hash, this.wordKeys ? LOOKUP_HASH : 0, flags);
     if (r === 0 || r === WASM_RETRY) return r;
+    if (r === WASM_FROZEN) return this.permError(true);
     if (r === EEXIST) return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
     if (r === ENOENT) return this.fail(ENOENT, "key not found (BPF_EXIST)");
     // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
@@ -1319,12 +1323,13 @@ export class Htab implements RawMap {
   /** deleteRaw() in wasm. @returns as deleteElem(), or WASM_RETRY when the JS path must run it */
   private deleteFast(key: Uint8Array): number {
     this.checkNotComputing("delete");
-    if (!this.canWrite()) return this.permError(true);
+    if ((this.mapFlags & MapFlags.Rdonly) !== 0) return this.permError(true); // FROZEN: checked in wasm
     let hash = 0;
     if (this.wordKeys) this.keyToScratch(key);
     else hash = this.hashKey(key);
     const r = (this.fast as FastPath).delete(this.desc, hash, this.wordKeys ? LOOKUP_HASH : 0);
     if (r === 0 || r === WASM_RETRY) return r;
+    if (r === WASM_FROZEN) return this.permError(true);
     if (r === ENOENT) return this.fail(ENOENT, "key not found");
     this.freeElem(r); // unlinked and unlocked; sections are active or our list's lock was held
     return 0;

@@ -27,7 +27,7 @@
  *              | NR_CPUS x scratch_stride, the slot owner's own:      |
  *              |  fast-path descriptor (64 B: BASE BUCKETS MASK       |
  *              |  HASHRND KEY KEY_WORDS VALUE_OFF VALUE_U64S OUT      |
- *              |  BOUND PCPU0 CPU NR_CPUS ACTIVE MY_PCPU),            |
+ *              |  BOUND PCPU0 CPU NR_CPUS ACTIVE MY_PCPU FROZEN),     |
  *              |  key[round_up(key, 8)], value[round_up(              |
  *              |  value bytes, 8)], padded to a cache line; the wasm  |
  *              |  fast path reads the key there and copies the value  |
@@ -247,6 +247,8 @@ export const SCRATCH_CPU_I32 = 11;
 export const SCRATCH_NR_CPUS_I32 = 12;
 export const SCRATCH_ACTIVE_I32 = 13;
 export const SCRATCH_MY_PCPU_I32 = 14;
+/** Byte address of the header's FROZEN word (the wasm write path refuses a frozen map). */
+export const SCRATCH_FROZEN_I32 = 15;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -506,7 +508,7 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (SCRATCH_MY_PCPU_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
+  if (SCRATCH_FROZEN_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_LIMBO_COUNT_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");

@@ -36,13 +36,13 @@ export interface FastPath {
   /**
    * htab_map_update_elem() of the slot's scratch key and value (a
    * preallocated HASH map without a spin lock). `mode`: LOOKUP_HASH as for lookup().
-   * @returns 0, -EEXIST, -ENOENT, WASM_RETRY (nothing changed), or
+   * @returns 0, -EEXIST, -ENOENT, WASM_RETRY (nothing changed), WASM_FROZEN, or
    * WASM_REPLACED_IN_SECTION (the old element is INFLIGHT, the bucket still locked)
    */
   update(desc: number, hash: number, mode: number, flags: number): number;
   /**
    * htab_map_delete_elem() of the slot's scratch key.
-   * @returns 0, -ENOENT, WASM_RETRY, or the unlinked element for the caller to free (bucket unlocked)
+   * @returns 0, -ENOENT, WASM_RETRY, WASM_FROZEN, or the unlinked element for the caller to free (bucket unlocked)
    */
   delete(desc: number, hash: number, mode: number): number;
   /** jhash2() over `words` u32 words at `addr`. */
@@ -80,6 +80,8 @@ const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
 export const WASM_RETRY = -1000;
 /** update(): replaced while program sections are active; the caller finishes (limbo) and unlocks. */
 export const WASM_REPLACED_IN_SECTION = -1001;
+/** update()/delete(): the map is frozen (nothing changed). */
+export const WASM_FROZEN = -1002;
 
 /** lookup() mode bits. */
 export const LOOKUP_COPY = 1;

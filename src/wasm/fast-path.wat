@@ -20,6 +20,7 @@
   ;;   +28 VALUE_U64S  +32 OUT (byte address)  +36 BOUND  +40 PCPU0 (byte
   ;;   address of CPU 0's per-CPU record)  +44 CPU  +48 NR_CPUS  +52 ACTIVE
   ;;   (byte address of the header's ACTIVE word)  +56 MY_PCPU (this slot's record)
+  ;;   +60 FROZEN (byte address of the header's FROZEN word)
 
   ;; Lock-free lookup of the slot's scratch key (kernel: lookup_nulls_elem_raw()
   ;; with the bucket seq in place of the nulls check). $mode bit 0: copy the
@@ -291,7 +292,8 @@
 
   ;; htab_map_update_elem() for the slot's scratch key and value; $mode as
   ;; lookup()'s bit 1; $flags is BPF_ANY, BPF_NOEXIST or BPF_EXIST.
-  ;; Returns 0, -17 (EEXIST), -2 (ENOENT), -1000 (RETRY: nothing changed), or
+  ;; Returns 0, -17 (EEXIST), -2 (ENOENT), -1000 (RETRY: nothing changed),
+  ;; -1002 (the map is frozen), or
   ;; -1001: replaced while program sections are active; the old element is
   ;; this slot's INFLIGHT and the bucket is still locked (the JS path puts
   ;; the old element in limbo, refills EXTRA and unlocks).
@@ -302,6 +304,8 @@
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $key (i32.load offset=16 (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
+    ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
+    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
     (local.set $b (i32.add (i32.load offset=4 (local.get $d))
       (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
@@ -365,7 +369,7 @@
     (i32.const 0))
 
   ;; htab_map_delete_elem() of the slot's scratch key. Returns 0, -2 (ENOENT),
-  ;; -1000 (RETRY: nothing changed), or the unlinked element when the JS path
+  ;; -1000 (RETRY: nothing changed), -1002 (frozen), or the unlinked element when the JS path
   ;; must free it (program sections active, or its list lock held): the
   ;; bucket is unlocked and the element is this slot's INFLIGHT.
   (func (export "delete") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
@@ -375,6 +379,8 @@
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $key (i32.load offset=16 (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
+    ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
+    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
     (local.set $b (i32.add (i32.load offset=4 (local.get $d))
       (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))

@@ -165,3 +165,26 @@ for (const c of configs) {
     );
   });
 }
+
+test("a frozen map refuses updates and deletes on the fast path as on the JS path (EPERM, nothing changed)", () => {
+  for (const fastPath of [true, false]) {
+    const m = Htab.create(
+      { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 },
+      { nrCpus: 2, fastPath },
+    );
+    const k = new Uint8Array([1, 0, 0, 0]);
+    assert.equal(m.updateElem(k, new Uint8Array(8).fill(3), 0), 0);
+    assert.equal(m.freeze(), 0);
+    const before = m.stateBytes();
+    assert.equal(m.updateElem(k, new Uint8Array(8), 0), -1);
+    assert.match(m.lastError, /frozen/);
+    assert.equal(m.updateElem(new Uint8Array([2, 0, 0, 0]), new Uint8Array(8), 0), -1);
+    assert.equal(m.deleteElem(k), -1);
+    assert.match(m.lastError, /frozen/);
+    assert.deepEqual(m.stateBytes(), before);
+    const out = new Uint8Array(8);
+    assert.equal(m.lookupElem(k, out, 0), 0, "lookups still work");
+    assert.deepEqual(out, new Uint8Array(8).fill(3));
+    m.close();
+  }
+});
