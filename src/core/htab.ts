@@ -59,6 +59,7 @@ import {
   HDR_FROZEN_I32,
   HDR_GROW_LOCK_I32,
   HDR_LRU_REPAIR_I32,
+  HDR_NONCE_I32,
   HDR_RECOVERED_I32,
   HDR_RECOVERY_LOCK_I32,
   HDR_SPIN_LOCK_OFF_I32,
@@ -321,24 +322,7 @@ export class Htab implements RawMap {
     const base = offset ?? 0;
     this.baseAddr = base;
     this.desc = base + scratch;
-    const d = scratch >> 2;
-    const i32 = this.i32;
-    i32[d + SCRATCH_BASE_I32] = base;
-    i32[d + SCRATCH_BUCKETS_I32] = this.bucketsBase;
-    i32[d + SCRATCH_MASK_I32] = this.mask;
-    i32[d + SCRATCH_HASHRND_I32] = hashrnd;
-    i32[d + SCRATCH_KEY_I32] = base + key;
-    i32[d + SCRATCH_KEY_WORDS_I32] = this.keyWords;
-    i32[d + SCRATCH_VALUE_OFF_I32] = this.valueOffBytes;
-    i32[d + SCRATCH_VALUE_U64S_I32] = roundUp(g.valueBytes, 8) >> 3;
-    i32[d + SCRATCH_OUT_I32] = base + this.outOff;
-    i32[d + SCRATCH_BOUND_I32] = this.walkBound;
-    i32[d + SCRATCH_PCPU0_I32] = base + PCPU_BASE_BYTES;
-    i32[d + SCRATCH_CPU_I32] = this.cpu;
-    i32[d + SCRATCH_NR_CPUS_I32] = this.nrCpus;
-    i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
-    i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
-    i32[d + SCRATCH_FROZEN_I32] = base + (HDR_FROZEN_I32 << 2);
+    this.writeDescriptor(scratch >> 2, base, base + key, hashrnd, g);
     // Writes in wasm too: a preallocated HASH map whose values have no spin lock.
     // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
     this.fastWrites =
@@ -371,6 +355,31 @@ export class Htab implements RawMap {
     setStallHandler(this.i32, () => {
       this.recoverDeadSlots();
     });
+  }
+
+  /**
+   * Fill this slot's fast-path descriptor (layout.ts SCRATCH_*; fast-path.wat
+   * reads it instead of taking ten arguments). `d`: its word index; `key`: the
+   * scratch key's byte address.
+   */
+  private writeDescriptor(d: number, base: number, key: number, hashrnd: number, g: Geometry): void {
+    const i32 = this.i32;
+    i32[d + SCRATCH_BASE_I32] = base;
+    i32[d + SCRATCH_BUCKETS_I32] = this.bucketsBase;
+    i32[d + SCRATCH_MASK_I32] = this.mask;
+    i32[d + SCRATCH_HASHRND_I32] = hashrnd;
+    i32[d + SCRATCH_KEY_I32] = key;
+    i32[d + SCRATCH_KEY_WORDS_I32] = this.keyWords;
+    i32[d + SCRATCH_VALUE_OFF_I32] = this.valueOffBytes;
+    i32[d + SCRATCH_VALUE_U64S_I32] = roundUp(g.valueBytes, 8) >> 3;
+    i32[d + SCRATCH_OUT_I32] = base + this.outOff;
+    i32[d + SCRATCH_BOUND_I32] = this.walkBound;
+    i32[d + SCRATCH_PCPU0_I32] = base + PCPU_BASE_BYTES;
+    i32[d + SCRATCH_CPU_I32] = this.cpu;
+    i32[d + SCRATCH_NR_CPUS_I32] = this.nrCpus;
+    i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
+    i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
+    i32[d + SCRATCH_FROZEN_I32] = base + (HDR_FROZEN_I32 << 2);
   }
 
   /**
@@ -421,6 +430,7 @@ export class Htab implements RawMap {
     const nrCpus = g.nrCpus;
     const hashrnd = (flags & MapFlags.ZeroSeed) !== 0 ? 0 : randomSeed();
     writeHeader(i32, g, spec.type, flags, hashrnd);
+    i32[HDR_NONCE_I32] = randomSeed() | 1;
     if (spec.spinLockOffset !== undefined) i32[HDR_SPIN_LOCK_OFF_I32] = spec.spinLockOffset;
     // prealloc_init(): every element onto the LRU's free lists, or the per-CPU freelists ...
     const noop = () => 0;
@@ -443,6 +453,18 @@ export class Htab implements RawMap {
     const h: MapHandle =
       handle instanceof SharedArrayBuffer ? { sab: handle } : ((handle ?? {}) as MapHandle);
     const { g, mapType, mapFlags, hashrnd } = readGeometry(h.sab, h.offset, h.length);
+    // The fast path addresses the memory, the JS path the buffer: they must be one map.
+    // (A buffer object posted to another thread need not be identical to memory.buffer there.)
+    if (h.memory !== undefined && h.offset === undefined) {
+      const mine = h.memory.buffer;
+      if (
+        mine !== h.sab &&
+        (mine.byteLength !== h.sab.byteLength ||
+          new Int32Array(mine, 0, HDR_NONCE_I32 + 1)[HDR_NONCE_I32] !==
+            new Int32Array(h.sab, 0, HDR_NONCE_I32 + 1)[HDR_NONCE_I32])
+      )
+        invalid("attach", "handle.memory is not the memory of handle.sab");
+    }
     return new Htab(h, g, mapType, mapFlags, hashrnd, opts.cpu ?? -1);
   }
 

@@ -15,7 +15,7 @@
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
  *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE RECOVERY_LOCK     |
  *              |  RECOVERED CARVED GROW_LOCK LRU_REPAIR INNER_* (5)   |
- *              |  LIMBO_COUNT (rest zero)                             |
+ *              |  LIMBO_COUNT NONCE (rest zero)                       |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
@@ -143,6 +143,8 @@ export const HDR_INNER_MAX_ENTRIES_I32 = 27;
 export const HDR_INNER_FLAGS_I32 = 28;
 /** Elements in all limbo lists (a hint: non-zero means a reclaim may find some). */
 export const HDR_LIMBO_COUNT_I32 = 29;
+/** A random word written at create: attach() checks that handle.memory and handle.sab hold the same map. */
+export const HDR_NONCE_I32 = 30;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -403,11 +405,12 @@ export function computeGeometry(
 /**
  * Map state as a byte array: a copy of the map's bytes with the per-CPU
  * scratch buffers zeroed (they are the slot owners' working memory, written
- * by every lookup, and no part of the map's contents).
+ * by every lookup, and no part of the map's contents) and the NONCE word.
  */
 export function mapStateBytes(buf: SharedArrayBuffer, g: Geometry, offset = 0): Uint8Array {
   const copy = new Uint8Array(buf, offset, g.totalBytes).slice();
   copy.fill(0, g.scratchBytes, g.scratchBytes + g.nrCpus * g.scratchStride);
+  copy.fill(0, HDR_NONCE_I32 * 4, HDR_NONCE_I32 * 4 + 4); // which map, not what it holds
   return copy;
 }
 
@@ -510,7 +513,7 @@ export function assertLayout(): void {
   };
   if (SCRATCH_FROZEN_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
-  if (HDR_LIMBO_COUNT_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (HDR_NONCE_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");

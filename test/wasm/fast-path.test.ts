@@ -54,6 +54,11 @@ test("fastPath: default on for preallocated maps, off on request and for NO_PREA
   assert.ok(!js.fastPath);
   const wasm = Htab.attach(on.handle);
   assert.ok(wasm.fastPath);
+  // A memory that is not the buffer's would make the two paths work on different bytes.
+  assert.throws(() => Htab.attach({ sab: off.handle.sab, memory: on.handle.memory }), {
+    code: "EINVAL",
+    message: /handle.memory/,
+  });
   for (const m of [js, wasm, on, off, grow]) m.close();
 });
 
