@@ -8,7 +8,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { Htab } from "../../src/core/htab.js";
 import { jhash2Int } from "../../src/hash/jhash.js";
-import { readGeometry } from "../../src/layout/layout.js";
+import * as L from "../../src/layout/layout.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { allocSharedMemory, type FastPath, fastPathFor } from "../../src/wasm/fast-path.js";
 import { FAST_PATH_WASM } from "../../src/wasm/fast-path-bytes.js";
@@ -17,6 +17,61 @@ test("fast-path-bytes.ts is what fast-path.wat compiles to (npm run build:wasm)"
   const script = new URL("../../../scripts/build-wasm.mjs", import.meta.url).href;
   const { compileFastPath } = (await import(script)) as { compileFastPath(): Promise<Uint8Array> };
   assert.deepEqual(await compileFastPath(), FAST_PATH_WASM);
+});
+
+test("the byte offsets fast-path.wat is written with are the layout's (BUILD_BUG_ON in spirit)", () => {
+  const off = (i32: number) => i32 * 4;
+  assert.deepEqual(
+    [L.BUCKET_HEAD_I32, L.BUCKET_SEQLOCK_I32, L.BUCKET_OWNER_I32].map(off),
+    [0, 4, 8],
+    "bucket: HEAD +0, SEQLOCK +4, OWNER +8",
+  );
+  assert.deepEqual(
+    [L.ELEM_NEXT_I32, L.ELEM_HASH_I32, L.ELEM_FNEXT_I32, L.ELEM_KEY_I32].map(off),
+    [0, 4, 8, 16],
+    "element: NEXT +0, HASH +4, FNEXT +8, key +16",
+  );
+  assert.deepEqual(
+    [
+      L.PCPU_FL_LOCK_I32,
+      L.PCPU_FL_HEAD_I32,
+      L.PCPU_EXTRA_I32,
+      L.PCPU_COUNT_I32,
+      L.PCPU_INTENT_BUCKET_I32,
+      L.PCPU_INTENT_OP_I32,
+      L.PCPU_INTENT_ELEM_I32,
+      L.PCPU_INTENT_OLD_I32,
+      L.PCPU_INTENT_COUNT_I32,
+      L.PCPU_INFLIGHT_I32,
+      L.PCPU_LRU_SPARE_I32,
+    ].map(off),
+    [4, 8, 12, 16, 28, 32, 36, 40, 44, 48, 52],
+    "per-CPU record",
+  );
+  assert.equal(L.PCPU_RECORD_BYTES, 64, "update() passes 64 as the record stride");
+  assert.deepEqual(
+    [
+      L.SCRATCH_BASE_I32,
+      L.SCRATCH_BUCKETS_I32,
+      L.SCRATCH_MASK_I32,
+      L.SCRATCH_HASHRND_I32,
+      L.SCRATCH_KEY_I32,
+      L.SCRATCH_KEY_WORDS_I32,
+      L.SCRATCH_VALUE_OFF_I32,
+      L.SCRATCH_VALUE_U64S_I32,
+      L.SCRATCH_OUT_I32,
+      L.SCRATCH_BOUND_I32,
+      L.SCRATCH_PCPU0_I32,
+      L.SCRATCH_CPU_I32,
+      L.SCRATCH_NR_CPUS_I32,
+      L.SCRATCH_ACTIVE_I32,
+      L.SCRATCH_MY_PCPU_I32,
+      L.SCRATCH_FROZEN_I32,
+    ].map(off),
+    [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60],
+    "descriptor",
+  );
+  assert.deepEqual([L.OP_INSERT, L.OP_REPLACE, L.OP_UNLINK], [1, 2, 3], "intent ops");
 });
 
 test("wasm jhash2 equals the JS jhash2 (kernel jhash2) on random words", () => {
@@ -156,7 +211,7 @@ for (const c of configs) {
         const both = Htab.create(spec, opts);
         const bothJs = Htab.attach(both.handle.sab, { cpu: 1 });
         assert.ok(fast.fastPath && !js.fastPath && both.fastPath && !bothJs.fastPath);
-        const vb = readGeometry(fast.handle.sab).g.valueBytes;
+        const vb = L.readGeometry(fast.handle.sab).g.valueBytes;
         const a = run([fast], () => 0, ops, c.keySize, vb);
         const b = run([js], () => 0, ops, c.keySize, vb);
         const m = run([both, bothJs], (i) => (mix >>> (i % 30)) & 1, ops, c.keySize, vb);
