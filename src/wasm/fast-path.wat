@@ -5,7 +5,10 @@
 ;; Same protocol as the JS path, word for word (see sync/bucket-seqlock.ts and
 ;; layout/layout.ts): a bucket is HEAD (+0) SEQLOCK (+4); an element is
 ;; NEXT (+0) HASH (+4) ... key (+16). Links are word indices relative to the
-;; map's base; 0 is "none". Both paths run on one map at once.
+;; map's base; 0 is "none". Both paths run on one map at once: wasm's
+;; i32.atomic.* are sequentially consistent like JS Atomics, and its plain
+;; loads and stores are the JS path's plain typed-array accesses, so every
+;; rule of the memory-ordering table in layout.ts holds for both.
 ;;
 ;; Regenerate src/wasm/fast-path-bytes.ts with `npm run build:wasm`.
 (module
