@@ -246,6 +246,8 @@ export class Htab implements RawMap {
   private readonly wordKeys: boolean;
   /** Updates and deletes run in wasm too (see the constructor). */
   private readonly fastWrites: boolean;
+  /** Values move through the scratch buffer, so wasm lookups can copy them (Geometry.scratchValueBytes). */
+  private readonly fastValues: boolean;
   private readonly geometry: Geometry;
   /** Byte address (wasm) of word 0 of this map. */
   private readonly baseAddr: number;
@@ -319,6 +321,7 @@ export class Htab implements RawMap {
     this.outOff = key + roundUp(g.keySize, 8);
     this.fast = fastPathFor(handle.memory);
     this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
+    this.fastValues = this.fast !== null && g.scratchValueBytes > 0;
     const base = offset ?? 0;
     this.baseAddr = base;
     this.desc = base + scratch;
@@ -326,7 +329,7 @@ export class Htab implements RawMap {
     // Writes in wasm too: a preallocated HASH map whose values have no spin lock.
     // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
     this.fastWrites =
-      this.fast !== null && g.prealloc && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
+      this.fastValues && g.prealloc && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
     if (g.lru !== LRU_NONE) {
       const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
       const spare = this.myPcpu + PCPU_LRU_SPARE_I32;
@@ -371,7 +374,7 @@ export class Htab implements RawMap {
     i32[d + SCRATCH_KEY_I32] = key;
     i32[d + SCRATCH_KEY_WORDS_I32] = this.keyWords;
     i32[d + SCRATCH_VALUE_OFF_I32] = this.valueOffBytes;
-    i32[d + SCRATCH_VALUE_U64S_I32] = roundUp(g.valueBytes, 8) >> 3;
+    i32[d + SCRATCH_VALUE_U64S_I32] = g.scratchValueBytes >> 3;
     i32[d + SCRATCH_OUT_I32] = base + this.outOff;
     i32[d + SCRATCH_BOUND_I32] = this.walkBound;
     i32[d + SCRATCH_PCPU0_I32] = base + PCPU_BASE_BYTES;
@@ -896,7 +899,7 @@ export class Htab implements RawMap {
    * Kernel: lookup_nulls_elem_raw(), with the bucket seq in place of the nulls check.
    */
   private lookupCopy(hash: number, out: Uint8Array | null, outOff: number): number {
-    if (this.fast !== null) {
+    if (this.fast !== null && (out === null || this.fastValues)) {
       const e = this.lookupFast(this.fast, hash, out, outOff);
       if (e >= 0) return e;
       // -1: a writer holds the bucket; the JS walk below handles compute()'s own lock, or spins.
@@ -1003,7 +1006,7 @@ export class Htab implements RawMap {
         return this.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
       return this.lookupLocked(this.hashKey(key), value);
     }
-    const e = this.wordKeys ? this.lookupKeyFast(key, value) : -1;
+    const e = this.wordKeys && this.fastValues ? this.lookupKeyFast(key, value) : -1;
     if (e > 0 || (e < 0 && this.lookupCopy(this.hashKey(key), value, 0) !== 0)) return 0;
     return this.fail(ENOENT, "key not found");
   }

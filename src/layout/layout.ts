@@ -29,7 +29,8 @@
  *              |  HASHRND KEY KEY_WORDS VALUE_OFF VALUE_U64S OUT      |
  *              |  BOUND PCPU0 CPU NR_CPUS ACTIVE MY_PCPU FROZEN),     |
  *              |  key[round_up(key, 8)], value[round_up(              |
- *              |  value bytes, 8)], padded to a cache line; the wasm  |
+ *              |  value bytes, 8)] (none for per-CPU values or values |
+ *              |  over 1 KiB), padded to a cache line; the wasm       |
  *              |  fast path reads the key there and copies the value  |
  *  BUCKETS     +------------------------------------------------------+
  *              | n_buckets x struct bucket, 16 B each:                |
@@ -233,6 +234,8 @@ export function domDataBytes(nrCpus: number, maxMaps: number): number {
 
 // ---- per-CPU scratch (word offsets of the fast-path descriptor; see fast-path.wat) ----
 export const SCRATCH_DESC_BYTES = CACHE_LINE_BYTES;
+/** Largest value the wasm fast path copies through a slot's scratch buffer (see Geometry.scratchValueBytes). */
+export const FAST_VALUE_MAX_BYTES = 1024;
 export const SCRATCH_BASE_I32 = 0;
 export const SCRATCH_BUCKETS_I32 = 1;
 export const SCRATCH_MASK_I32 = 2;
@@ -333,6 +336,12 @@ export interface Geometry {
   /** Byte offset of CPU 0's scratch buffer; CPU c's is at scratchBytes + c * scratchStride. */
   scratchBytes: number;
   scratchStride: number;
+  /**
+   * Bytes of a scratch value: round_up(value bytes, 8), or 0 when values go
+   * through the JS path only (per-CPU values, which are nrCpus x value_size,
+   * and values over FAST_VALUE_MAX_BYTES: scratch would cost nrCpus copies).
+   */
+  scratchValueBytes: number;
   bucketsBytes: number;
   /** Byte offset of the LRU region (equal to elemsBytes when the map has none). */
   lruBytes: number;
@@ -365,8 +374,9 @@ export function computeGeometry(
   const extra_elems = percpu || !prealloc || lru !== LRU_NONE ? 0 : nrCpus;
   const num_elems = maxEntries + (prealloc ? extra_elems : percpu ? 0 : nrCpus);
   const scratchBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
+  const scratchValueBytes = !percpu && valueBytes <= FAST_VALUE_MAX_BYTES ? roundUp(valueBytes, 8) : 0;
   const scratchStride =
-    SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + roundUp(valueBytes, 8), CACHE_LINE_BYTES);
+    SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + scratchValueBytes, CACHE_LINE_BYTES);
   const bucketsBytes = scratchBytes + nrCpus * scratchStride;
   const lruBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
   const lruLists = lru === LRU_COMMON ? 1 : lru === LRU_PERCPU ? nrCpus : 0;
@@ -393,6 +403,7 @@ export function computeGeometry(
     num_elems,
     scratchBytes,
     scratchStride,
+    scratchValueBytes,
     bucketsBytes,
     lruBytes,
     lruLists,

@@ -74,6 +74,16 @@ test("the byte offsets fast-path.wat is written with are the layout's (BUILD_BUG
   assert.deepEqual([L.OP_INSERT, L.OP_REPLACE, L.OP_UNLINK], [1, 2, 3], "intent ops");
 });
 
+test("scratch buffers hold values only where wasm copies them: not per-CPU values, not values over 1 KiB", () => {
+  const g = (vs: number, percpu = false) => L.computeGeometry(4, vs, 1024, 64, percpu);
+  assert.equal(g(8).scratchValueBytes, 8);
+  assert.equal(g(1024).scratchValueBytes, 1024);
+  assert.equal(g(1025).scratchValueBytes, 0);
+  assert.equal(g(8, true).scratchValueBytes, 0, "64 CPUs x 8 B would be copied per lookup");
+  // 64 slots of a 32 KiB per-CPU value would otherwise be 64 x 2 MiB of scratch.
+  assert.equal(g(32768, true).scratchStride, L.SCRATCH_DESC_BYTES + 64);
+});
+
 test("wasm jhash2 equals the JS jhash2 (kernel jhash2) on random words", () => {
   const mem = allocSharedMemory(4096);
   assert.ok(mem !== null, "this Node has shared wasm memory");
@@ -191,6 +201,12 @@ const configs = [
   { name: "HASH 16 B key / 64 B value", type: MapType.Hash, keySize: 16, valueSize: 64 },
   { name: "HASH 6 B key (hashed in JS) / 12 B value", type: MapType.Hash, keySize: 6, valueSize: 12 },
   { name: "PERCPU_HASH u32 key / 4 B value", type: MapType.PercpuHash, keySize: 4, valueSize: 4 },
+  {
+    name: "HASH u32 key / 2 KiB value (values over 1 KiB copy in JS)",
+    type: MapType.Hash,
+    keySize: 4,
+    valueSize: 2048,
+  },
   { name: "LRU_HASH u32 key / u64 value", type: MapType.LruHash, keySize: 4, valueSize: 8 },
 ];
 
