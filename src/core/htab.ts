@@ -244,6 +244,8 @@ export class Htab implements RawMap {
   private readonly fast: FastPath | null;
   /** Fast path and a key of whole u32 words: wasm hashes it too (jhash2). */
   private readonly wordKeys: boolean;
+  /** The wasm write calls' mode: LOOKUP_HASH for word keys, else 0 (the caller passes the hash). */
+  private readonly hashMode: number;
   /** Updates and deletes run in wasm too (see the constructor). */
   private readonly fastWrites: boolean;
   /** Values move through the scratch buffer, so wasm lookups can copy them (Geometry.scratchValueBytes). */
@@ -321,6 +323,7 @@ export class Htab implements RawMap {
     this.outOff = key + roundUp(g.keySize, 8);
     this.fast = fastPathFor(handle.memory);
     this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
+    this.hashMode = this.wordKeys ? LOOKUP_HASH : 0;
     this.fastValues = this.fast !== null && g.scratchValueBytes > 0;
     const base = offset ?? 0;
     this.baseAddr = base;
@@ -770,14 +773,20 @@ export class Htab implements RawMap {
 
   /** Copy `key` into the scratch words and hash it. */
   private hashKey(key: Uint8Array): number {
-    if (this.keySize === 4) {
-      // The common u32 key: one word, no loop (same value as jhash2 over one word).
-      const w = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
-      this.kw[0] = w;
-      return jhash2OneWord(w, this.hashrnd) | 0;
-    }
     this.keyToScratch(key);
+    // The common u32 key: one word, no loop (same value as jhash2 over one word).
+    if (this.keySize === 4) return jhash2OneWord(this.kw[0], this.hashrnd) | 0;
     return htabMapHash(this.kb, this.kw, this.keySize, this.hashrnd) | 0;
+  }
+
+  /**
+   * Put `key` in scratch for a wasm call. @returns the hash to pass, or 0
+   * when wasm hashes the key itself (keys of whole words: `hashMode`).
+   */
+  private fastKey(key: Uint8Array): number {
+    if (!this.wordKeys) return this.hashKey(key);
+    this.keyToScratch(key);
+    return 0;
   }
 
   /** Copy `key` into this slot's scratch key (where the wasm fast path reads it). */
@@ -1076,21 +1085,15 @@ export class Htab implements RawMap {
   private updateFast(key: Uint8Array, value: Uint8Array, flags: number): number {
     this.checkNotComputing("update");
     if ((this.mapFlags & MapFlags.Rdonly) !== 0) return this.permError(true); // FROZEN: checked in wasm
-    let hash = 0;
-    if (this.wordKeys) this.keyToScratch(key);
-    else hash = this.hashKey(key);
+    const hash = this.fastKey(key);
     this.valueToScratch(value);
-    const r = (this.fast as FastPath).update(this.desc, hash, this.wordKeys ? LOOKUP_HASH : 0, flags);
+    const r = (this.fast as FastPath).update(this.desc, hash, this.hashMode, flags);
     if (r === 0 || r === WASM_RETRY) return r;
     if (r === WASM_FROZEN) return this.permError(true);
     if (r === EEXIST) return this.fail(EEXIST, "key already exists (BPF_NOEXIST)");
     if (r === ENOENT) return this.fail(ENOENT, "key not found (BPF_EXIST)");
     // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
-    const i32 = this.i32;
-    const p = this.myPcpu;
-    limboPush(i32, this.cpu, i32[p + PCPU_INFLIGHT_I32]);
-    i32[p + PCPU_EXTRA_I32] = this.freelistPop();
-    i32[p + PCPU_INFLIGHT_I32] = 0;
+    this.oldToLimbo(this.i32[this.myPcpu + PCPU_INFLIGHT_I32]);
     this.dirty = true;
     this.unlockBucket(this.bucketOf(this.hashKey(key)));
     return 0;
@@ -1185,11 +1188,9 @@ export class Htab implements RawMap {
   /** noActiveSections(): no thread is inside a program section (frees may reuse at once). */
   private noSections(): boolean {
     const fast = this.fast;
-    return (
-      (fast !== null
-        ? fast.load(this.baseAddr + (HDR_ACTIVE_I32 << 2))
-        : Atomics.load(this.i32, HDR_ACTIVE_I32)) === 0
-    );
+    return fast !== null
+      ? fast.load(this.baseAddr + (HDR_ACTIVE_I32 << 2)) === 0
+      : noActiveSections(this.i32);
   }
 
   /**
@@ -1323,11 +1324,7 @@ export class Htab implements RawMap {
     } else if (this.noSections()) {
       i32[p + PCPU_EXTRA_I32] = old;
       i32[p + PCPU_INFLIGHT_I32] = 0;
-    } else {
-      limboPush(i32, this.cpu, old);
-      i32[p + PCPU_EXTRA_I32] = this.freelistPop();
-      i32[p + PCPU_INFLIGHT_I32] = 0;
-    }
+    } else this.oldToLimbo(old);
     return 0;
   }
 
@@ -1349,10 +1346,7 @@ export class Htab implements RawMap {
   private deleteFast(key: Uint8Array): number {
     this.checkNotComputing("delete");
     if ((this.mapFlags & MapFlags.Rdonly) !== 0) return this.permError(true); // FROZEN: checked in wasm
-    let hash = 0;
-    if (this.wordKeys) this.keyToScratch(key);
-    else hash = this.hashKey(key);
-    const r = (this.fast as FastPath).delete(this.desc, hash, this.wordKeys ? LOOKUP_HASH : 0);
+    const r = (this.fast as FastPath).delete(this.desc, this.fastKey(key), this.hashMode);
     if (r === 0 || r === WASM_RETRY) return r;
     if (r === WASM_FROZEN) return this.permError(true);
     if (r === ENOENT) return this.fail(ENOENT, "key not found");
@@ -1427,6 +1421,19 @@ export class Htab implements RawMap {
     i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
   }
 
+  /**
+   * A replaced element that program sections may still reference waits in
+   * limbo; this CPU's extra slot is refilled from the freelist instead.
+   * Requires: bucket lock held; `old` is this slot's INFLIGHT element.
+   */
+  private oldToLimbo(old: number): void {
+    const i32 = this.i32;
+    const p = this.myPcpu;
+    limboPush(i32, this.cpu, old);
+    i32[p + PCPU_EXTRA_I32] = this.freelistPop();
+    i32[p + PCPU_INFLIGHT_I32] = 0;
+  }
+
   /** Kernel: free_htab_elem() for a preallocated map. Requires: bucket lock released. */
   private freeElem(e: number): void {
     // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
@@ -1466,7 +1473,7 @@ export class Htab implements RawMap {
     this.unlinkLocked(b, e, prev);
     this.unlockBucket(b);
     // The LRU files e under the lock it holds, so e is never ours alone: restore INFLIGHT.
-    if (noActiveSections(i32)) {
+    if (this.noSections()) {
       i32[inflight] = saved;
       return DEL_FREED;
     }
@@ -1998,7 +2005,7 @@ export class Htab implements RawMap {
    */
   synchronize(): void {
     if (this.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
-    if (!noActiveSections(this.i32)) synchronizeSections(this.i32, this.nrCpus);
+    if (!this.noSections()) synchronizeSections(this.i32, this.nrCpus);
   }
 
   /** The value an outer map stores for this map: its id in its MapDomain (0 outside one). */
