@@ -293,6 +293,40 @@
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $vl))))
 
+  ;; What lockAndFind() found besides the element: the locked bucket's byte
+  ;; address and the element's predecessor (0 = the bucket head). This
+  ;; thread's own, as the instance is (kernel: lookup_elem_raw()'s walk state).
+  (global $ba (mut i32) (i32.const 0))
+  (global $prev (mut i32) (i32.const 0))
+
+  ;; lockBucket() of the bucket `hash` falls in, then lookup_elem_raw() of the
+  ;; slot's scratch key there. Returns the element or 0 (bucket locked, $ba
+  ;; and $prev set), or -1 when another holds the bucket (nothing changed).
+  (func $lockAndFind (param $d i32) (param $hash i32) (result i32)
+    (local $base i32) (local $b i32) (local $ba i32) (local $key i32) (local $kw i32)
+    (local $e i32) (local $ea i32) (local $prev i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $b (i32.add (i32.load offset=4 (local.get $d))
+      (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
+    (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
+    (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
+      (then (return (i32.const -1))))
+    (local.set $key (i32.load offset=16 (local.get $d)))
+    (local.set $kw (i32.load offset=20 (local.get $d)))
+    (local.set $e (i32.load (local.get $ba)))
+    (block $found
+      (loop $walk
+        (br_if $found (i32.eqz (local.get $e)))
+        (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+        (if (i32.eq (i32.load offset=4 (local.get $ea)) (local.get $hash))
+          (then (br_if $found (call $keyEq (local.get $ea) (local.get $key) (local.get $kw)))))
+        (local.set $prev (local.get $e))
+        (local.set $e (i32.load (local.get $ea)))
+        (br $walk)))
+    (global.set $ba (local.get $ba))
+    (global.set $prev (local.get $prev))
+    (local.get $e))
+
   ;; htab_map_update_elem() for the slot's scratch key and value; $mode as
   ;; lookup()'s bit 1; $flags is BPF_ANY, BPF_NOEXIST or BPF_EXIST.
   ;; Returns 0, -17 (EEXIST), -2 (ENOENT), -1000 (RETRY: nothing changed),
@@ -301,32 +335,17 @@
   ;; this slot's INFLIGHT and the bucket is still locked (the JS path puts
   ;; the old element in limbo, refills EXTRA and unlocks).
   (func (export "update") (param $d i32) (param $hash i32) (param $mode i32) (param $flags i32) (result i32)
-    (local $base i32) (local $b i32) (local $ba i32) (local $rec i32) (local $key i32) (local $kw i32)
+    (local $base i32) (local $ba i32) (local $rec i32)
     (local $e i32) (local $prev i32) (local $old i32) (local $ea i32) (local $oa i32)
-    (local.set $base (i32.load (local.get $d)))
-    (local.set $rec (i32.load offset=56 (local.get $d)))
-    (local.set $key (i32.load offset=16 (local.get $d)))
-    (local.set $kw (i32.load offset=20 (local.get $d)))
     ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
     (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
-    (local.set $b (i32.add (i32.load offset=4 (local.get $d))
-      (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
-    (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
-    (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
-      (then (return (i32.const -1000))))
-    ;; lookup_elem_raw()
-    (local.set $e (i32.load (local.get $ba)))
-    (block $found
-      (loop $walk
-        (br_if $found (i32.eqz (local.get $e)))
-        (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
-        (if (i32.eq (i32.load offset=4 (local.get $ea)) (local.get $hash))
-          (then (if (call $keyEq (local.get $ea) (local.get $key) (local.get $kw))
-            (then (local.set $old (local.get $e)) (br $found)))))
-        (local.set $prev (local.get $e))
-        (local.set $e (i32.load (local.get $ea)))
-        (br $walk)))
+    (local.set $old (call $lockAndFind (local.get $d) (local.get $hash)))
+    (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -1000))))
+    (local.set $ba (global.get $ba))
+    (local.set $prev (global.get $prev))
     ;; check_flags()
     (if (i32.and (i32.ne (local.get $old) (i32.const 0)) (i32.eq (local.get $flags) (i32.const 1)))
       (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -17))))
@@ -376,30 +395,16 @@
   ;; must free it (program sections active, or its list lock held): the
   ;; bucket is unlocked and the element is this slot's INFLIGHT.
   (func (export "delete") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
-    (local $base i32) (local $b i32) (local $ba i32) (local $rec i32) (local $key i32) (local $kw i32)
-    (local $e i32) (local $prev i32) (local $ea i32)
+    (local $base i32) (local $ba i32) (local $rec i32) (local $e i32) (local $prev i32) (local $ea i32)
+    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
-    (local.set $key (i32.load offset=16 (local.get $d)))
-    (local.set $kw (i32.load offset=20 (local.get $d)))
-    ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
-    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
-    (local.set $b (i32.add (i32.load offset=4 (local.get $d))
-      (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
-    (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
-    (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
-      (then (return (i32.const -1000))))
-    (local.set $e (i32.load (local.get $ba)))
-    (block $found
-      (loop $walk
-        (br_if $found (i32.eqz (local.get $e)))
-        (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
-        (if (i32.eq (i32.load offset=4 (local.get $ea)) (local.get $hash))
-          (then (br_if $found (call $keyEq (local.get $ea) (local.get $key) (local.get $kw)))))
-        (local.set $prev (local.get $e))
-        (local.set $e (i32.load (local.get $ea)))
-        (br $walk)))
+    (local.set $e (call $lockAndFind (local.get $d) (local.get $hash)))
+    (if (i32.lt_s (local.get $e) (i32.const 0)) (then (return (i32.const -1000))))
+    (local.set $ba (global.get $ba))
+    (local.set $prev (global.get $prev))
+    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
     (if (i32.eqz (local.get $e))
       (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -2))))
     ;; unlinkLocked(): intent first, then INFLIGHT, then the unlink (e keeps its NEXT).
