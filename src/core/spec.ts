@@ -46,10 +46,10 @@ export interface SabCreateOptions {
   /** CPU slot for the creating thread. @default the first free slot (0) */
   cpu?: number;
   /**
-   * Put a preallocated map in a shared `WebAssembly.Memory` so that lookups
-   * and bucket locks run the wasm fast path (src/wasm/fast-path.ts) in every
-   * thread that attaches with `htab.handle`. The buffer is then rounded up to
-   * 64 KiB. `false` keeps a plain SharedArrayBuffer and the JS path.
+   * Put a preallocated map in a shared `WebAssembly.Memory` so that lookups,
+   * updates and deletes run the wasm fast path (src/wasm/fast-path.ts) in
+   * every thread that attaches with `htab.handle`. The buffer is then rounded
+   * up to 64 KiB. `false` keeps a plain SharedArrayBuffer and the JS path.
    * @default true where the engine has wasm threads
    */
   fastPath?: boolean;

@@ -116,8 +116,9 @@ export function fastPathFor(memory: WasmMemory | undefined): FastPath | null {
 
 /**
  * A shared wasm memory of at least `bytes` (rounded up to whole pages) that
- * can grow to `maxBytes` (default: fixed size), or null when the engine cannot make one (no wasm, no threads, or
- * over 4 GiB): the caller then uses a plain SharedArrayBuffer.
+ * can grow to `maxBytes` (default: fixed size), or null when the engine
+ * cannot make one (no wasm, no threads, or over 4 GiB): the caller then uses
+ * a plain SharedArrayBuffer.
  */
 export function allocSharedMemory(bytes: number, maxBytes = bytes): WasmMemory | null {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);

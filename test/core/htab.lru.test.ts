@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { BpfMap } from "../../src/api/bpf-map.js";
 import { Htab } from "../../src/core/htab.js";
 import { MapFlags, MapType, UpdateFlags } from "../../src/uapi.js";
 
@@ -21,14 +22,9 @@ function lru(maxEntries: number, flags = 0, type: number = MapType.LruHash, valu
 }
 
 function keySet(m: Htab): number[] {
-  const out: number[] = [];
-  const k = new Uint8Array(4);
-  let prev: Uint8Array | null = null;
-  while (m.getNextKey(prev, k) === 0) {
-    out.push(new Uint32Array(k.slice().buffer)[0]);
-    prev = k.slice();
-  }
-  return out.sort((a, b) => a - b);
+  return [...new BpfMap(m).keys()]
+    .map((k) => new DataView(k.buffer).getUint32(0, true))
+    .sort((a, b) => a - b);
 }
 
 // t_lru.txt, "insert N: OK n=… keys: …" for N = 1..20, keys sorted.
