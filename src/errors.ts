@@ -16,6 +16,7 @@ export const Errno = {
   EEXIST: 17,
   EINVAL: 22,
   ENOSPC: 28,
+  ETIMEDOUT: 110,
   E2BIG: 7,
   EOPNOTSUPP: 95,
   ENOTSUPP: 524,
@@ -69,6 +70,8 @@ function defaultDetail(errno: number): string {
       return "busy";
     case Errno.ENOSPC:
       return "buffer too small";
+    case Errno.ETIMEDOUT:
+      return "timed out waiting for a lock";
     case Errno.EOPNOTSUPP:
     case Errno.ENOTSUPP:
       return "operation not supported";

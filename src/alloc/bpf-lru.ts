@@ -20,7 +20,8 @@
  * which unlinks the element under its bucket lock.
  *
  * Lock order: local list lock -> LRU list lock -> bucket lock -> freelist
- * (limbo) lock. No two local or two list locks are held at once (except by
+ * (limbo) lock. Every wait is bounded (LOCK_TIMEOUT_MS): a lock that stays
+ * held makes the operation back out as for a repair, with `timedOut` set. No two local or two list locks are held at once (except by
  * rebuild(), which takes all of them in index order while nothing else holds two).
  * Every node field and list head is written only under the lock of the list
  * the node is on; REF is the exception (see the layout's ordering table).
@@ -401,8 +402,14 @@ export class BpfLru {
   private lock(idx: number): boolean {
     const fast = this.fast;
     // The uncontended CAS in wasm (a JS Atomics call is a builtin call); contended, the JS lock waits.
-    if (fast === null || fast.compareExchange(this.base + (idx << 2), 0, (this.cpu + 1) << 1) !== 0)
-      lockAcquire(this.i32, idx, this.cpu);
+    if (
+      (fast === null || fast.compareExchange(this.base + (idx << 2), 0, (this.cpu + 1) << 1) !== 0) &&
+      !lockAcquire(this.i32, idx, this.cpu)
+    ) {
+      // Held past LOCK_TIMEOUT_MS: back out as for a repair; the caller sees timedOut.
+      this.timedOut = true;
+      return false;
+    }
     const repair =
       fast !== null ? fast.load(this.base + (this.repairIdx << 2)) : Atomics.load(this.i32, this.repairIdx);
     if (repair === 0) return true;
@@ -471,6 +478,13 @@ export class BpfLru {
     }
     return -1;
   }
+
+  /**
+   * Set when an operation backed out because an LRU lock stayed held past
+   * LOCK_TIMEOUT_MS (not for a repair). The caller clears it and answers
+   * ETIMEDOUT, or tries again.
+   */
+  timedOut = false;
 
   /** A node stolen from another CPU, held across a back-out (it is our spare, so a repair keeps it pending on us). */
   private held = -1;

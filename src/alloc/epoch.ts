@@ -23,6 +23,7 @@ import {
   HDR_ACTIVE_I32,
   HDR_EPOCH_I32,
   HDR_LIMBO_COUNT_I32,
+  HDR_NR_CPUS_I32,
   PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
@@ -31,7 +32,12 @@ import {
   pcpuBase,
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { threadCanBlock } from "../sync/spin.js";
+import { stalled, threadCanBlock } from "../sync/spin.js";
+
+/** The map's number of CPU slots, from its header. */
+function nrCpusOf(i32: Int32Array): number {
+  return i32[HDR_NR_CPUS_I32];
+}
 
 /** Enter a section on `cpu`'s slot. */
 export function sectionEnter(i32: Int32Array, cpu: number): void {
@@ -60,12 +66,19 @@ export function limboPush(i32: Int32Array, cpu: number, e: number, chain = false
   i32[e + ELEM_TAG_I32] = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
   // Counted before it is listed: the count may run high (harmless), never low.
   Atomics.add(i32, HDR_LIMBO_COUNT_I32, 1);
-  const p = pcpuBase(cpu);
-  lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu);
+  const mine = pcpuBase(cpu);
+  // Must file it (it is already unlinked): a list whose lock stays held past the
+  // timeout is skipped for the next CPU's (any reclaimer walks every limbo list).
+  let c = cpu;
+  while (!lockAcquire(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, cpu)) {
+    stalled(i32);
+    c = c + 1 >= nrCpusOf(i32) ? 0 : c + 1;
+  }
+  const p = pcpuBase(c);
   const next = chain ? i32[e + ELEM_FNEXT_I32] : 0;
   i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_LIMBO_HEAD_I32];
   i32[p + PCPU_LIMBO_HEAD_I32] = e;
-  if (i32[p + PCPU_INFLIGHT_I32] === e) i32[p + PCPU_INFLIGHT_I32] = next;
+  if (i32[mine + PCPU_INFLIGHT_I32] === e) i32[mine + PCPU_INFLIGHT_I32] = next;
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
 }
 
@@ -95,7 +108,8 @@ export function limboReclaim(
   const p = pcpuBase(victim);
   const mine = pcpuBase(self);
   if (Atomics.load(i32, p + PCPU_LIMBO_HEAD_I32) === 0) return 0;
-  lockAcquire(i32, p + PCPU_FL_LOCK_I32, self);
+  // A list whose lock stays held is left for a later reclaim (nothing is taken).
+  if (!lockAcquire(i32, p + PCPU_FL_LOCK_I32, self)) return 0;
   // Under the lock: every listed element got its tag before this point, and a
   // section entering later enters at an epoch no smaller than any of those tags.
   const oldest = oldestSection(i32, nrCpus);

@@ -39,7 +39,12 @@ import {
   sectionExit,
   synchronizeSections,
 } from "../alloc/epoch.js";
-import { pcpuFreelistPop, pcpuFreelistPopulate, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
+import {
+  FREELIST_TIMEDOUT,
+  pcpuFreelistPop,
+  pcpuFreelistPopulate,
+  pcpuFreelistPush,
+} from "../alloc/pcpu-freelist.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import { htabMapHash } from "../hash/htab-hash.js";
 import { jhash2OneWord } from "../hash/jhash.js";
@@ -111,16 +116,24 @@ import {
   writeHeader,
 } from "../layout/layout.js";
 import {
+  bucketBeginWrite,
   bucketLock,
   bucketUnlock,
   SEQ_LOCKED,
-  SEQ_STEP,
   SEQ_WAITERS,
+  seqReadable,
   seqUnchanged,
+  unlockedWord,
 } from "../sync/bucket-seqlock.js";
-import { lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
+import {
+  lastTimeoutOwner,
+  lockAcquire,
+  lockAcquireMust,
+  lockOwner,
+  lockRelease,
+} from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
-import { setStallHandler } from "../sync/spin.js";
+import { LOCK_TIMEOUT_MS, nowMs, SPIN_LIMIT, setStallHandler } from "../sync/spin.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import {
   allocSharedMemory,
@@ -142,6 +155,11 @@ const E2BIG = -Errno.E2BIG;
 const EINVAL = -Errno.EINVAL;
 const EPERM = -Errno.EPERM;
 const EBUSY = -Errno.EBUSY;
+const ETIMEDOUT = -Errno.ETIMEDOUT;
+/** lookupCopy(): the bucket stayed in a write past LOCK_TIMEOUT_MS (lastError says why). */
+const READ_TIMEDOUT = -2;
+/** allocElem(): the freelists with elements stayed locked past LOCK_TIMEOUT_MS. */
+const ALLOC_TIMEDOUT = -1;
 /** How long an unowned locked bucket must stay unowned before recovery takes it from a dead slot. */
 const RECOVERY_WAIT_MS = 100;
 const ERR_TEXT = 0;
@@ -261,6 +279,15 @@ export class Htab implements RawMap {
   private lruSpare = 0;
   /** LRU: the element a replace took out, freed after the bucket lock is dropped. */
   private lruOld = 0;
+  // ---- per-operation state (one thread per instance; reset at each unlock)
+  /** Predecessor of the element lookupElemLocked() found (0 = the bucket head). */
+  private prev = 0;
+  /** The chain or a value changed under the lock held: the unlock advances the seq. */
+  private dirty = false;
+  /** The bucket this thread holds (0 = none): markDirty() marks it as being written. */
+  private lockedB = 0;
+  /** When a reader first saw its bucket being written (readStalled()). */
+  private readSince = 0;
 
   private constructor(
     handle: MapHandle,
@@ -588,6 +615,7 @@ export class Htab implements RawMap {
     const b = i32[p + PCPU_INTENT_BUCKET_I32];
     if (b !== 0 && this.deadHoldsBucket(d, b)) {
       i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // ours now
+      bucketBeginWrite(i32, b + BUCKET_SEQLOCK_I32); // readers retry until the unlock below
       const op = i32[p + PCPU_INTENT_OP_I32];
       const e = i32[p + PCPU_INTENT_ELEM_I32];
       const old = i32[p + PCPU_INTENT_OLD_I32];
@@ -839,23 +867,38 @@ export class Htab implements RawMap {
     if (this.spinLockOff >= 0) out.fill(0, outOff + this.spinLockOff, outOff + this.spinLockOff + 4);
   }
 
-  /** Copy a value out holding its spin lock (kernel: copy_map_value_locked()). */
-  private copyValueOutLocked(e: number, out: Uint8Array, outOff: number): void {
+  /**
+   * Copy a value out holding its spin lock (kernel: copy_map_value_locked()).
+   * @returns false when the spin lock stayed held past LOCK_TIMEOUT_MS (nothing copied; lastError says whose)
+   */
+  private copyValueOutLocked(e: number, out: Uint8Array, outOff: number): boolean {
     const lockIdx = e + ((this.valueOffBytes + this.spinLockOff) >> 2);
-    lockAcquire(this.i32, lockIdx, this.cpu);
+    if (!lockAcquire(this.i32, lockIdx, this.cpu)) {
+      this.listTimedOut("the value's bpf_spin_lock");
+      return false;
+    }
     this.copyValueOut(e, out, outOff);
     lockRelease(this.i32, lockIdx);
+    return true;
   }
 
-  /** Write `value` into a live element in place, under its spin lock, leaving the lock word alone. */
-  private writeValueLocked(e: number, value: Uint8Array, valueOff: number): void {
+  /**
+   * Write `value` into a live element in place, under its spin lock, leaving
+   * the lock word alone. Requires: bucket lock held. @returns 0 or -ETIMEDOUT (nothing written)
+   */
+  private writeValueLocked(e: number, value: Uint8Array, valueOff: number): number {
     const lockIdx = e + ((this.valueOffBytes + this.spinLockOff) >> 2);
-    lockAcquire(this.i32, lockIdx, this.cpu);
+    if (!lockAcquire(this.i32, lockIdx, this.cpu)) {
+      this.listTimedOut("the value's bpf_spin_lock");
+      return ETIMEDOUT;
+    }
+    this.markDirty(); // copying readers must not accept a half-written value
     const u8 = this.u8;
     const dst = (e << 2) + this.valueOffBytes;
     const lo = this.spinLockOff;
     for (let i = 0; i < this.valueSize; i++) if (i < lo || i >= lo + 4) u8[dst + i] = value[valueOff + i];
     lockRelease(this.i32, lockIdx);
+    return 0;
   }
 
   private copyKeyOut(e: number, out: Uint8Array, outOff: number): void {
@@ -900,7 +943,6 @@ export class Htab implements RawMap {
     this.prev = 0;
     return 0;
   }
-  private prev = 0;
 
   /**
    * Lock-free lookup of the scratch key; copies the value into `out` when found.
@@ -911,7 +953,7 @@ export class Htab implements RawMap {
     if (this.fast !== null && (out === null || this.fastValues)) {
       const e = this.lookupFast(this.fast, hash, out, outOff);
       if (e >= 0) return e;
-      // -1: a writer holds the bucket; the JS walk below handles compute()'s own lock, or spins.
+      // -1: a holder is writing the bucket; the JS walk below spins (bounded).
     }
     return this.lookupJs(hash, out, outOff);
   }
@@ -932,12 +974,13 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     const b = this.bucketOf(hash);
     const seqIdx = b + BUCKET_SEQLOCK_I32;
-    for (;;) {
+    for (let spins = 0; ; spins++) {
       const s = Atomics.load(i32, seqIdx);
-      if ((s & SEQ_LOCKED) !== 0) {
-        // A compute() callback reading the bucket its own thread holds: nothing can change it.
-        if (this.heldByMe(b)) return this.walkLocked(b, hash, out, outOff);
-        continue; // a writer holds the bucket: its section is short, spin
+      if (!seqReadable(s)) {
+        // A holder is relinking the chain or rewriting a value in place: a few stores, spin.
+        // (A holder that merely holds the lock, like a running compute() callback, blocks no reader.)
+        if (spins > SPIN_LIMIT && this.readStalled(b, spins)) return READ_TIMEDOUT;
+        continue;
       }
       let e = i32[b + BUCKET_HEAD_I32];
       let found = 0;
@@ -954,16 +997,19 @@ export class Htab implements RawMap {
     }
   }
 
-  /** lookupCopy() for a bucket this thread holds. Requires: bucket lock held. */
-  private walkLocked(b: number, hash: number, out: Uint8Array | null, outOff: number): number {
-    const e = this.lookupElemLocked(b, hash);
-    if (e !== 0 && out !== null) this.copyValueOut(e, out, outOff);
-    return e;
-  }
-
-  /** True inside a compute() callback for the bucket that compute() holds. */
-  private heldByMe(b: number): boolean {
-    return this.computing && this.i32[b + BUCKET_OWNER_I32] === this.cpu + 1;
+  /**
+   * A reader has seen bucket `b` being written for `spins` samples: past
+   * LOCK_TIMEOUT_MS (a writer that died mid-write and was never reaped) it
+   * gives up. Dead slots are recovered meanwhile. Cold.
+   * @returns true to give up (lastError says why)
+   */
+  private readStalled(b: number, spins: number): boolean {
+    if (spins === SPIN_LIMIT + 1) this.readSince = nowMs();
+    if ((spins & 1023) !== 0) return false;
+    this.recoverDeadSlots();
+    if (nowMs() - this.readSince < LOCK_TIMEOUT_MS) return false;
+    this.bucketTimedOut(b, "waiting for a write to finish in");
+    return true;
   }
 
   /** Only this slot's owner writes its counter, so a plain store is enough; count() reads it atomically. */
@@ -1016,7 +1062,10 @@ export class Htab implements RawMap {
       return this.lookupLocked(this.hashKey(key), value);
     }
     const e = this.wordKeys && this.fastValues ? this.lookupKeyFast(key, value) : -1;
-    if (e > 0 || (e < 0 && this.lookupCopy(this.hashKey(key), value, 0) !== 0)) return 0;
+    if (e > 0) return 0;
+    const r = e < 0 ? this.lookupCopy(this.hashKey(key), value, 0) : 0;
+    if (r > 0) return 0;
+    if (r === READ_TIMEDOUT) return ETIMEDOUT;
     return this.fail(ENOENT, "key not found");
   }
 
@@ -1043,9 +1092,9 @@ export class Htab implements RawMap {
     this.enter();
     try {
       const e = this.findElem(hash);
+      if (e === READ_TIMEDOUT) return ETIMEDOUT;
       if (e === 0) return this.fail(ENOENT, "key not found");
-      this.copyValueOutLocked(e, out, 0);
-      return 0;
+      return this.copyValueOutLocked(e, out, 0) ? 0 : ETIMEDOUT;
     } finally {
       this.exit();
     }
@@ -1061,7 +1110,7 @@ export class Htab implements RawMap {
     this.checkKey("has", key);
     if (!this.canRead()) return false;
     const e = this.wordKeys ? this.lookupKeyFast(key, null) : -1;
-    return e > 0 || (e < 0 && this.lookupCopy(this.hashKey(key), null, 0) !== 0);
+    return e > 0 || (e < 0 && this.lookupCopy(this.hashKey(key), null, 0) > 0);
   }
 
   /**
@@ -1094,7 +1143,7 @@ export class Htab implements RawMap {
     if (r === ENOENT) return this.fail(ENOENT, "key not found (BPF_EXIST)");
     // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
     this.oldToLimbo(this.i32[this.myPcpu + PCPU_INFLIGHT_I32]);
-    this.dirty = true;
+    this.dirty = true; // wasm set WRITING before it relinked
     this.unlockBucket(this.bucketOf(this.hashKey(key)));
     return 0;
   }
@@ -1121,7 +1170,7 @@ export class Htab implements RawMap {
     const mode = lock ? flags & ~UpdateFlags.Lock : flags;
     if (mode > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     const b = this.bucketOf(hash);
-    this.lockBucket(b);
+    if (!this.lockBucket(b)) return ETIMEDOUT;
     const old = this.lookupElemLocked(b, hash);
     const bad = this.checkFlags(old, mode);
     if (bad !== 0) {
@@ -1131,12 +1180,11 @@ export class Htab implements RawMap {
     let err = 0;
     if (old !== 0 && lock) {
       // BPF_F_LOCK updates an existing value in place, under its spin lock.
-      this.writeValueLocked(old, value, valueOff);
-      this.dirty = true; // copying readers must not accept a half-written value
+      err = this.writeValueLocked(old, value, valueOff);
     } else if (old !== 0) err = this.replaceLocked(b, hash, old, this.prev, value, valueOff);
     else {
       const e = this.allocNew();
-      if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
+      if (e <= 0) err = this.allocFailed(e);
       else this.insertLocked(b, e, hash, value, valueOff);
     }
     this.unlockBucket(b);
@@ -1151,12 +1199,34 @@ export class Htab implements RawMap {
     return 0;
   }
 
-  /** A free element: this CPU's list, then the others', then whatever grace periods released. 0 if none. */
+  /**
+   * A free element: this CPU's list, then the others', then whatever grace
+   * periods released. 0 if none; ALLOC_TIMEDOUT when the lists that had
+   * elements stayed locked (lastError says whose).
+   */
   private allocElem(): number {
     const e = this.freelistPop();
-    if (e !== 0) return e;
-    if (limboReclaimAll(this.i32, this.cpu, this.nrCpus) > 0) return this.freelistPop();
+    if (e > 0) return e;
+    if (limboReclaimAll(this.i32, this.cpu, this.nrCpus) > 0) {
+      const r = this.freelistPop();
+      if (r > 0) return r;
+    }
+    if (e === FREELIST_TIMEDOUT) return this.listTimedOut("a freelist");
     return this.prealloc ? 0 : this.carveElem();
+  }
+
+  /** Record an owner-tagged lock wait that gave up (cold). @returns ALLOC_TIMEDOUT */
+  private listTimedOut(what: string): number {
+    this.fail(
+      ETIMEDOUT,
+      `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the lock of ${what}, ${this.holderText(lastTimeoutOwner())}`,
+    );
+    return ALLOC_TIMEDOUT;
+  }
+
+  /** The errno for an allocNew()/allocElem() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
+  private allocFailed(e: number): number {
+    return e === 0 ? this.failWith(E2BIG, ERR_MAP_FULL, 0) : ETIMEDOUT;
   }
 
   /** pcpuFreelistPop() for this slot, in wasm unless a list lock is contended. */
@@ -1182,7 +1252,7 @@ export class Htab implements RawMap {
       fast === null ||
       fast.freelistPush(this.baseAddr, this.baseAddr + PCPU_BASE_BYTES, PCPU_RECORD_BYTES, this.cpu, e) === 0
     )
-      pcpuFreelistPush(this.i32, this.cpu, e);
+      pcpuFreelistPush(this.i32, this.cpu, e, this.nrCpus);
   }
 
   /** noActiveSections(): no thread is inside a program section (frees may reuse at once). */
@@ -1215,7 +1285,7 @@ export class Htab implements RawMap {
    */
   private carveElem(): number {
     const i32 = this.i32;
-    lockAcquire(i32, HDR_GROW_LOCK_I32, this.cpu);
+    if (!lockAcquire(i32, HDR_GROW_LOCK_I32, this.cpu)) return this.listTimedOut("the map's grow lock");
     try {
       const n = Atomics.load(i32, HDR_CARVED_I32);
       if (n >= this.walkBound - 1) return 0;
@@ -1244,9 +1314,9 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     this.intent(OP_INSERT, e, 0);
     this.fillElem(e, hash, value, valueOff);
+    this.markDirty();
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
-    i32[b + BUCKET_HEAD_I32] = e;
-    this.dirty = true;
+    i32[b + BUCKET_HEAD_I32] = e; // Publish: the new element is reachable from here.
     this.addCount(1);
     i32[this.myPcpu + PCPU_INFLIGHT_I32] = 0;
     i32[this.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
@@ -1285,8 +1355,8 @@ export class Htab implements RawMap {
       // maps' inner map pointers) are overwritten where they are.
       const dst = (old << 2) + this.valueOffBytes;
       const u8 = this.u8;
+      this.markDirty(); // readers must not accept a half-written value
       for (let i = 0; i < this.valueBytes; i++) u8[dst + i] = value[valueOff + i];
-      this.dirty = true;
       this.lru?.setRef(this.nodeOf(old));
       return 0;
     }
@@ -1295,28 +1365,28 @@ export class Htab implements RawMap {
       const e = this.allocNew();
       this.intent(OP_REPLACE, e, old);
       this.fillElem(e, hash, value, valueOff);
+      this.markDirty();
       i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
       i32[b + BUCKET_HEAD_I32] = e;
       i32[old + ELEM_FNEXT_I32] = 0;
       i32[p + PCPU_INFLIGHT_I32] = old;
       i32[p + PCPU_LRU_SPARE_I32] = 0;
       i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
-      this.dirty = true;
       this.lru.setRef(this.nodeOf(e));
       this.lruOld = old;
       return 0;
     }
     let e = i32[p + PCPU_EXTRA_I32];
     if (e === 0) e = this.allocElem();
-    if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
+    if (e <= 0) return this.allocFailed(e);
     this.intent(OP_REPLACE, e, old);
     this.fillElem(e, hash, value, valueOff);
+    this.markDirty();
     i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
     i32[b + BUCKET_HEAD_I32] = e;
     // e is linked; from here until it is filed, `old` is ours (recovery reads INFLIGHT == old).
     i32[p + PCPU_INFLIGHT_I32] = old;
     i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
-    this.dirty = true;
     if (!this.prealloc) {
       // No extra elements: the old element is freed (kernel: free_htab_elem() after unlock).
       if (this.noSections()) this.freelistPush(old);
@@ -1359,15 +1429,18 @@ export class Htab implements RawMap {
     this.checkNotComputing("delete");
     if (!this.canWrite()) return this.permError(true);
     const b = this.bucketOf(hash);
-    this.lockBucket(b);
+    if (!this.lockBucket(b)) return ETIMEDOUT;
     const e = this.lookupElemLocked(b, hash);
     if (e === 0) {
       this.unlockBucket(b);
       return this.fail(ENOENT, "key not found");
     }
     if (out !== null) {
-      if (lock) this.copyValueOutLocked(e, out, 0);
-      else this.copyValueOut(e, out, 0);
+      if (!lock) this.copyValueOut(e, out, 0);
+      else if (!this.copyValueOutLocked(e, out, 0)) {
+        this.unlockBucket(b);
+        return ETIMEDOUT;
+      }
     }
     this.unlinkLocked(b, e, this.prev);
     this.unlockBucket(b);
@@ -1386,22 +1459,71 @@ export class Htab implements RawMap {
     // From the unlink until freeElem() files it, e is ours alone.
     i32[this.myPcpu + PCPU_INFLIGHT_I32] = e;
     // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
+    this.markDirty();
     if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[e + ELEM_NEXT_I32];
     else i32[prev + ELEM_NEXT_I32] = i32[e + ELEM_NEXT_I32];
-    this.dirty = true;
     this.addCount(-1);
   }
 
-  /** Set by the *Locked helpers when the chain changed; unlockBucket() then advances the seq. */
-  private dirty = false;
-
-  /** Take bucket `b`'s lock. Lock order: bucket -> freelist. */
-  private lockBucket(b: number): void {
-    this.i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = b; // before the CAS: a recoverer must see it
+  /**
+   * Take bucket `b`'s lock. Lock order: bucket -> freelist.
+   * @returns false when another holder kept it past LOCK_TIMEOUT_MS: nothing
+   * is taken, and lastError says whose it was (kernel: htab_lock_bucket()
+   * failing with -ETIMEDOUT on its rqspinlock)
+   */
+  private lockBucket(b: number): boolean {
+    const i32 = this.i32;
+    i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = b; // before the CAS: a recoverer must see it
     const fast = this.fast;
-    if (fast === null || fast.seqTryLock(this.baseAddr + ((b + BUCKET_SEQLOCK_I32) << 2)) === 0)
-      bucketLock(this.i32, b + BUCKET_SEQLOCK_I32);
-    this.i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // who holds it, for fsck and crash recovery
+    if (
+      (fast === null || fast.seqTryLock(this.baseAddr + ((b + BUCKET_SEQLOCK_I32) << 2)) === 0) &&
+      !bucketLock(i32, b + BUCKET_SEQLOCK_I32)
+    ) {
+      i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
+      this.bucketTimedOut(b, "waiting for the lock of");
+      return false;
+    }
+    i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // who holds it, for fsck and crash recovery
+    this.lockedB = b;
+    return true;
+  }
+
+  /** lockBucket() for a caller that cannot back out (LRU repair): each wait is bounded, dead slots are recovered between. */
+  private lockBucketMust(b: number): void {
+    while (!this.lockBucket(b)) this.recoverDeadSlots();
+  }
+
+  /** Record why a wait on bucket `b` gave up (cold). */
+  private bucketTimedOut(b: number, what: string): void {
+    const owner = Atomics.load(this.i32, b + BUCKET_OWNER_I32) - 1;
+    this.fail(
+      ETIMEDOUT,
+      `timed out after ${LOCK_TIMEOUT_MS} ms ${what} bucket ${(b - this.bucketsBase) >> 2}, ${this.holderText(owner)}`,
+    );
+  }
+
+  /** "held by CPU slot 3 (its thread is alive)" and the like, for ETIMEDOUT messages. */
+  private holderText(owner: number): string {
+    if (owner < 0 || owner >= this.nrCpus) return "held by a thread that had not yet recorded its slot";
+    const state = Atomics.load(this.i32, pcpuBase(owner) + PCPU_OWNER_I32);
+    const how =
+      state === SLOT_ALIVE
+        ? "its slot is attached: a long compute() callback, or a worker that died and was never reaped (watchWorker())"
+        : state === SLOT_DEAD
+          ? "its slot is dead and being recovered"
+          : "its slot was given back";
+    return `held by CPU slot ${owner} (${how})`;
+  }
+
+  /**
+   * Mark the bucket this thread holds as being written, before the first
+   * store a lock-free reader could see (a chain link, a value in place).
+   * Requires: bucket lock held. Publish: readers retry from here to the unlock.
+   */
+  private markDirty(): void {
+    if (this.dirty) return;
+    this.dirty = true;
+    bucketBeginWrite(this.i32, this.lockedB + BUCKET_SEQLOCK_I32);
   }
 
   /** Drop bucket `b`'s lock; readers retry only if the chain changed. */
@@ -1410,13 +1532,13 @@ export class Htab implements RawMap {
     i32[b + BUCKET_OWNER_I32] = 0;
     // No call between the OWNER clear and the exchange (see deadHoldsBucket()).
     const idx = b + BUCKET_SEQLOCK_I32;
-    const v = i32[idx];
-    const next = ((v & ~(SEQ_LOCKED | SEQ_WAITERS)) + (this.dirty ? SEQ_STEP : 0)) | 0;
+    const next = unlockedWord(i32[idx], this.dirty);
     const fast = this.fast;
     const prev =
       fast !== null ? fast.exchange(this.baseAddr + (idx << 2), next) : Atomics.exchange(i32, idx, next);
     if ((prev & SEQ_WAITERS) !== 0) Atomics.notify(i32, idx, 1);
     this.dirty = false;
+    this.lockedB = 0;
     i32[this.myPcpu + PCPU_INTENT_OP_I32] = OP_NONE;
     i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
   }
@@ -1430,7 +1552,8 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     const p = this.myPcpu;
     limboPush(i32, this.cpu, old);
-    i32[p + PCPU_EXTRA_I32] = this.freelistPop();
+    // A timed-out pop leaves EXTRA empty: the next replace allocates instead.
+    i32[p + PCPU_EXTRA_I32] = Math.max(0, this.freelistPop());
     i32[p + PCPU_INFLIGHT_I32] = 0;
   }
 
@@ -1464,7 +1587,8 @@ export class Htab implements RawMap {
     const b = this.bucketOf(i32[e + ELEM_HASH_I32]);
     const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
     const saved = i32[inflight];
-    this.lockBucket(b);
+    // A bucket held past the timeout: not evicted, the LRU moves on (kernel: the same).
+    if (!this.lockBucket(b)) return DEL_NOT_FOUND;
     const prev = this.chainPrev(b, e);
     if (prev < 0) {
       this.unlockBucket(b);
@@ -1487,19 +1611,24 @@ export class Htab implements RawMap {
    * the map is full. Elements waiting in limbo are reclaimed if nothing else
    * is free. @returns false when no element could be had (ENOMEM)
    */
-  private lruTake(): boolean {
+  private lruTake(): number {
     const lru = this.lru as BpfLru;
     // Elements whose grace period has passed go back first: evicting a live key
     // while freed ones wait in limbo would evict more than the kernel does.
     limboReclaimAll(this.i32, this.cpu, this.nrCpus, this.lruSink);
     let n = lru.popFree();
     while (n === RETRY) {
+      if (lru.timedOut) {
+        lru.timedOut = false;
+        this.listTimedOut("an LRU list");
+        return ETIMEDOUT;
+      }
       this.lruRepair(-1);
       n = lru.popFree();
     }
-    if (n < 0) return false;
+    if (n < 0) return this.lruNoMem();
     this.lruSpare = this.elemOf(n);
-    return true;
+    return 0;
   }
 
   /**
@@ -1517,8 +1646,9 @@ export class Htab implements RawMap {
     const i32 = this.i32;
     const lru = this.lru as BpfLru;
     const lruLocks = lru.lockWords();
-    for (const k of lruLocks) lockAcquire(i32, k, this.cpu);
-    for (let c = 0; c < this.nrCpus; c++) lockAcquire(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, this.cpu);
+    // A repair must see every list: each wait is bounded, dead slots are recovered in between.
+    for (const k of lruLocks) lockAcquireMust(i32, k, this.cpu);
+    for (let c = 0; c < this.nrCpus; c++) lockAcquireMust(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, this.cpu);
     try {
       if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
       const num = this.walkBound - 1;
@@ -1556,7 +1686,7 @@ export class Htab implements RawMap {
           cls[this.nodeOf(e)] = CLASS_LIMBO;
       for (let bi = 0; bi <= this.mask; bi++) {
         const b = this.bucketsBase + (bi << 2);
-        this.lockBucket(b);
+        this.lockBucketMust(b);
         for (let e = i32[b + BUCKET_HEAD_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_NEXT_I32], k++)
           cls[this.nodeOf(e)] = CLASS_HASH;
         this.unlockBucket(b);
@@ -1582,7 +1712,14 @@ export class Htab implements RawMap {
   /** File unlinked element `e` as free, repairing first if a repair is pending. */
   private lruPush(e: number): void {
     // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
-    while (!(this.lru as BpfLru).pushFree(this.nodeOf(e))) this.lruRepair(-1);
+    // The element is already unlinked and must be filed: a timed-out list lock is waited for again.
+    const lru = this.lru as BpfLru;
+    while (!lru.pushFree(this.nodeOf(e))) {
+      if (lru.timedOut) {
+        lru.timedOut = false;
+        this.recoverDeadSlots();
+      } else this.lruRepair(-1);
+    }
   }
 
   /** After the bucket lock is dropped: return an unused element, free a replaced one. */
@@ -1616,9 +1753,15 @@ export class Htab implements RawMap {
       return (flags & UpdateFlags.Lock) !== 0
         ? this.fail(EINVAL, "BPF_F_LOCK is not supported on LRU maps")
         : this.failWith(EINVAL, ERR_FLAGS, flags);
-    if (!(this.percpu && flags === UpdateFlags.Exist) && !this.lruTake()) return this.lruNoMem();
+    if (!(this.percpu && flags === UpdateFlags.Exist)) {
+      const t = this.lruTake();
+      if (t !== 0) return t;
+    }
     const b = this.bucketOf(hash);
-    this.lockBucket(b);
+    if (!this.lockBucket(b)) {
+      this.lruSettle(); // kernel: htab_lru_push_free() of the popped element on a lock failure
+      return ETIMEDOUT;
+    }
     const old = this.lookupElemLocked(b, hash);
     // On a refused update the popped element goes back in lruSettle().
     const err = this.checkFlags(old, flags);
@@ -1670,10 +1813,12 @@ export class Htab implements RawMap {
       const hash = this.hashKey(key);
       const b = this.bucketOf(hash);
       const seqIdx = b + BUCKET_SEQLOCK_I32;
-      const mine = this.heldByMe(b);
-      for (;;) {
+      for (let spins = 0; ; spins++) {
         const s = Atomics.load(i32, seqIdx);
-        if ((s & SEQ_LOCKED) !== 0 && !mine) continue;
+        if (!seqReadable(s)) {
+          if (spins > SPIN_LIMIT && this.readStalled(b, spins)) return ETIMEDOUT;
+          continue;
+        }
         let e = i32[b + BUCKET_HEAD_I32];
         let found = false;
         let next = 0;
@@ -1686,7 +1831,7 @@ export class Htab implements RawMap {
           }
           e = i32[e + ELEM_NEXT_I32];
         }
-        if (!mine && !seqUnchanged(s, Atomics.load(i32, seqIdx))) continue;
+        if (!seqUnchanged(s, Atomics.load(i32, seqIdx))) continue;
         if (found && next !== 0) return 0;
         i = found ? (hash & this.mask) + 1 : 0;
         break;
@@ -1695,13 +1840,15 @@ export class Htab implements RawMap {
     for (; i <= this.mask; i++) {
       const b = this.bucketsBase + (i << 2);
       const seqIdx = b + BUCKET_SEQLOCK_I32;
-      const mine = this.heldByMe(b);
-      for (;;) {
+      for (let spins = 0; ; spins++) {
         const s = Atomics.load(i32, seqIdx);
-        if ((s & SEQ_LOCKED) !== 0 && !mine) continue;
+        if (!seqReadable(s)) {
+          if (spins > SPIN_LIMIT && this.readStalled(b, spins)) return ETIMEDOUT;
+          continue;
+        }
         const e = i32[b + BUCKET_HEAD_I32];
         if (e !== 0) this.copyKeyOut(e, nextKey, 0);
-        if (!mine && !seqUnchanged(s, Atomics.load(i32, seqIdx))) continue;
+        if (!seqUnchanged(s, Atomics.load(i32, seqIdx))) continue;
         if (e !== 0) return 0;
         break;
       }
@@ -1748,7 +1895,7 @@ export class Htab implements RawMap {
     offset: number,
     size: number,
   ): number {
-    this.lockBucket(b);
+    if (!this.lockBucket(b)) return ETIMEDOUT;
     const e = this.lookupElemLocked(b, hash);
     if (e === 0) {
       this.unlockBucket(b);
@@ -1881,13 +2028,23 @@ export class Htab implements RawMap {
     this.checkNotComputing("compareAndSwap");
     const hash = this.hashKey(key);
     const b = this.bucketOf(hash);
-    if (this.lru !== null && !this.lruTake()) return this.lruNoMem();
-    const old = this.lockAndCompare(b, hash, expected, 0, offset, size);
-    let err = old;
-    if (old > 0) {
-      err = this.replaceLocked(b, hash, old, this.prev, value, 0);
+    let old = this.lockAndCompare(b, hash, expected, 0, offset, size);
+    if (old < 0) return old; // nothing taken, nothing changed
+    if (this.lru !== null && !this.inPlace) {
+      // The LRU element is popped only now that the swap will happen, so a failed
+      // compare evicts nothing. The pop may not run under the bucket lock (lock
+      // order LRU -> bucket): drop it, pop, and compare again under the lock.
       this.unlockBucket(b);
+      const t = this.lruTake();
+      if (t !== 0) return t;
+      old = this.lockAndCompare(b, hash, expected, 0, offset, size);
+      if (old < 0) {
+        this.lruSettle(); // the key changed meanwhile: the element goes back unused
+        return old;
+      }
     }
+    const err = this.replaceLocked(b, hash, old, this.prev, value, 0);
+    this.unlockBucket(b);
     if (this.lru !== null) this.lruSettle();
     return err;
   }
@@ -1909,10 +2066,14 @@ export class Htab implements RawMap {
    * a value (inserted or replaced), or `undefined`/`null` (the key is deleted,
    * or stays absent). `current` is a copy, valid only during the call.
    *
-   * Rules for `fn`: keep it short (other writers of the bucket wait, spinning
-   * then sleeping); do not write to this map from it (EBUSY is thrown), lookups
-   * are fine; if it throws, the map is unchanged and the error propagates.
-   * @returns 0, -E2BIG (inserting into a full map), -EPERM
+   * Rules for `fn`: keep it short (other writers of the bucket wait, and give
+   * up with ETIMEDOUT after 250 ms; lookups never wait for it); do not write
+   * to this map from it (EBUSY is thrown), lookups are fine; if it throws or
+   * returns a value of the wrong length, the map is unchanged and the error
+   * propagates. On an LRU map that must pop an element for the result, the
+   * bucket lock is dropped for the pop; if the bucket changed meanwhile, `fn`
+   * runs again on the new value and only its last result is stored.
+   * @returns 0, -E2BIG (inserting into a full map), -EPERM, -ETIMEDOUT
    */
   compute(key: Uint8Array, fn: (current: Uint8Array | undefined) => Uint8Array | undefined | null): number {
     this.checkKey("compute", key);
@@ -1922,45 +2083,73 @@ export class Htab implements RawMap {
     this.checkNotComputing("compute");
     const hash = this.hashKey(key);
     const b = this.bucketOf(hash);
-    if (this.lru !== null && !this.lruTake()) return this.lruNoMem();
-    this.lockBucket(b);
+    if (!this.lockBucket(b)) return ETIMEDOUT;
     let locked = true;
     try {
-      const old = this.lookupElemLocked(b, hash);
-      const prevOld = this.prev;
-      let cur: Uint8Array | undefined;
-      if (old !== 0) {
-        this.computeBuf ??= new Uint8Array(this.valueBytes);
-        cur = this.computeBuf;
-        this.copyValueOut(old, cur, 0);
-      }
-      // The key words in scratch survive fn: fn may look keys up, which rewrites scratch.
-      const keyCopy = this.kw.slice();
-      this.computing = true;
-      let next: Uint8Array | undefined | null;
-      try {
-        next = fn(cur);
-      } finally {
-        this.computing = false;
-      }
-      this.kw.set(keyCopy);
-      if (next === undefined || next === null) {
-        if (old === 0) return 0;
-        this.unlinkLocked(b, old, prevOld);
-        this.unlockBucket(b);
-        locked = false;
-        this.freeElem(old);
+      for (;;) {
+        const old = this.lookupElemLocked(b, hash);
+        const prevOld = this.prev;
+        const next = this.runCompute(old, fn);
+        if (next === undefined || next === null) {
+          if (old === 0) return 0;
+          this.unlinkLocked(b, old, prevOld);
+          this.unlockBucket(b);
+          locked = false;
+          this.freeElem(old);
+          return 0;
+        }
+        this.checkValueIn("compute", next);
+        if (this.lru !== null && this.lruSpare === 0 && !(old !== 0 && this.inPlace)) {
+          // An LRU map pops its element (which may evict) only for a result it
+          // will store, so a callback that throws or returns junk evicts nothing.
+          // The pop may not run under the bucket lock (lock order LRU -> bucket).
+          const seq = Atomics.load(this.i32, b + BUCKET_SEQLOCK_I32);
+          this.unlockBucket(b);
+          locked = false;
+          const t = this.lruTake();
+          if (t !== 0) return t;
+          if (!this.lockBucket(b)) return ETIMEDOUT;
+          locked = true;
+          // Another writer (or the eviction) changed the bucket meanwhile: fn sees the new value.
+          if (
+            !seqUnchanged(
+              unlockedWord(seq, false),
+              unlockedWord(Atomics.load(this.i32, b + BUCKET_SEQLOCK_I32), false),
+            )
+          )
+            continue;
+        }
+        if (old !== 0) return this.replaceLocked(b, hash, old, prevOld, next, 0);
+        const e = this.allocNew();
+        if (e <= 0) return this.allocFailed(e);
+        this.insertLocked(b, e, hash, next, 0);
         return 0;
       }
-      this.checkValueIn("compute", next);
-      if (old !== 0) return this.replaceLocked(b, hash, old, prevOld, next, 0);
-      const e = this.allocNew();
-      if (e === 0) return this.failWith(E2BIG, ERR_MAP_FULL, 0);
-      this.insertLocked(b, e, hash, next, 0);
-      return 0;
     } finally {
       if (locked) this.unlockBucket(b);
       if (this.lru !== null) this.lruSettle();
+    }
+  }
+
+  /** Call a compute() callback with a copy of `old`'s value. Requires: bucket lock held. */
+  private runCompute(
+    old: number,
+    fn: (current: Uint8Array | undefined) => Uint8Array | undefined | null,
+  ): Uint8Array | undefined | null {
+    let cur: Uint8Array | undefined;
+    if (old !== 0) {
+      this.computeBuf ??= new Uint8Array(this.valueBytes);
+      cur = this.computeBuf;
+      this.copyValueOut(old, cur, 0);
+    }
+    // The key words in scratch survive fn: fn may look keys up, which rewrites scratch.
+    const keyCopy = this.kw.slice();
+    this.computing = true;
+    try {
+      return fn(cur);
+    } finally {
+      this.computing = false;
+      this.kw.set(keyCopy);
     }
   }
 
@@ -2047,6 +2236,7 @@ export class Htab implements RawMap {
     if (this.sectionDepth === 0)
       invalid("lookupRef", "references need a program section: call it inside run() or enter()/exit()");
     const e = this.findElem(this.hashKey(key));
+    if (e === READ_TIMEDOUT) throw new BpfError("lookupRef", Errno.ETIMEDOUT, this.lastError);
     if (e === 0) return null;
     this.lru?.setRef(this.nodeOf(e)); // kernel: htab_lru_map_lookup_elem()
     return (into ?? this.makeRef())._bind(this.valueAt(e, this.cpu), this.liveGen[0]);
@@ -2080,13 +2270,13 @@ export class Htab implements RawMap {
     if (this.lru !== null) return this.lruUpdateRaw(value, 0, flags, hash, true);
     if (flags > UpdateFlags.Exist) return this.failWith(EINVAL, ERR_FLAGS, flags);
     const b = this.bucketOf(hash);
-    this.lockBucket(b);
+    if (!this.lockBucket(b)) return ETIMEDOUT;
     const old = this.lookupElemLocked(b, hash);
     let err = this.checkFlags(old, flags);
     if (err === 0 && old !== 0) this.writeSlot(old, value);
     else if (err === 0) {
       const e = this.allocNew();
-      if (e === 0) err = this.failWith(E2BIG, ERR_MAP_FULL, 0);
+      if (e <= 0) err = this.allocFailed(e);
       else this.insertLocked(b, e, hash, this.initPercpu(value), 0);
     }
     this.unlockBucket(b);
@@ -2096,8 +2286,8 @@ export class Htab implements RawMap {
   /** Overwrite this CPU's slot of per-CPU element `e` in place. Requires: bucket lock held. */
   private writeSlot(e: number, value: Uint8Array): void {
     const dst = this.valueAt(e, this.cpu);
+    this.markDirty();
     for (let i = 0; i < this.valueSize; i++) this.u8[dst + i] = value[i];
-    this.dirty = true;
   }
 
   /** pcpu_init_value(): a new key's value, this CPU's slot from `value` and the others zero. */
@@ -2119,6 +2309,7 @@ export class Htab implements RawMap {
     if (this.sectionDepth === 0) invalid("lookupPercpuRef", "references need a program section");
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) return null;
     const e = this.findElem(this.hashKey(key));
+    if (e === READ_TIMEDOUT) throw new BpfError("lookupRef", Errno.ETIMEDOUT, this.lastError);
     if (e === 0) return null;
     this.lru?.setRef(this.nodeOf(e));
     return (into ?? this.makeRef())._bind(this.valueAt(e, cpu), this.liveGen[0]);
@@ -2234,7 +2425,12 @@ export class Htab implements RawMap {
       const b = this.bucketsBase + (batch << 2);
       let cnt = 0;
       if (Atomics.load(i32, b + BUCKET_HEAD_I32) !== 0) {
-        this.lockBucket(b);
+        if (!this.lockBucket(b)) {
+          // Kernel: htab_lock_bucket() failing mid-batch. What was copied (and deleted)
+          // stands; the cursor points at this bucket, so the caller can go on from it.
+          err = ETIMEDOUT;
+          break;
+        }
         for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) cnt++;
         if (cnt > count - total) {
           this.unlockBucket(b);
@@ -2242,23 +2438,31 @@ export class Htab implements RawMap {
             err = this.fail(ENOSPC, `bucket ${batch} holds ${cnt} elements but count is ${count}`);
           break;
         }
-        let toFree = 0;
+        // Copy the whole bucket first, so a spin lock that times out leaves it untouched.
         let e = i32[b + BUCKET_HEAD_I32];
-        for (let n = 0; e !== 0; n++) {
+        let copied = true;
+        for (let n = 0; e !== 0 && copied; n++, e = i32[e + ELEM_NEXT_I32]) {
           this.copyKeyOut(e, keys, (total + n) * this.keySize);
-          if (elemFlags !== 0) this.copyValueOutLocked(e, values, (total + n) * this.valueBytes);
+          if (elemFlags !== 0) copied = this.copyValueOutLocked(e, values, (total + n) * this.valueBytes);
           else this.copyValueOut(e, values, (total + n) * this.valueBytes);
+        }
+        if (!copied) {
+          this.unlockBucket(b);
+          err = ETIMEDOUT;
+          break;
+        }
+        let toFree = 0;
+        e = doDelete ? i32[b + BUCKET_HEAD_I32] : 0;
+        while (e !== 0) {
           const next = i32[e + ELEM_NEXT_I32];
-          if (doDelete) {
-            if (this.lru === null) {
-              this.unlinkLocked(b, e, 0);
-              // Filed at once (lock order bucket -> freelist): INFLIGHT holds one element only.
-              this.freeElem(e);
-            } else {
-              // LRU lists rank above bucket locks: free after unlock, last unlinked first (kernel: node_to_free).
-              this.unlinkLocked(b, e, 0, toFree);
-              toFree = e;
-            }
+          if (this.lru === null) {
+            this.unlinkLocked(b, e, 0);
+            // Filed at once (lock order bucket -> freelist): INFLIGHT holds one element only.
+            this.freeElem(e);
+          } else {
+            // LRU lists rank above bucket locks: free after unlock, last unlinked first (kernel: node_to_free).
+            this.unlinkLocked(b, e, 0, toFree);
+            toFree = e;
           }
           e = next;
         }

@@ -37,8 +37,9 @@ import {
   SLOT_FREE,
   WASM_PAGE_BYTES,
 } from "../layout/layout.js";
-import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
+import { LOCK_TIMEOUT_MS } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
 import { Htab, type MapHandle } from "./htab.js";
@@ -263,7 +264,12 @@ export class MapDomain implements InnerResolver {
   /** Carve `bytes` (a multiple of 8) for a new map. Its directory entry is published by publish(). */
   private allocate(bytes: number, type: number): { id: number; offset: number } {
     const i32 = this.i32;
-    lockAcquire(i32, DOM_ALLOC_LOCK_I32, this.cpu);
+    if (!lockAcquire(i32, DOM_ALLOC_LOCK_I32, this.cpu))
+      throw new BpfError(
+        "create",
+        Errno.ETIMEDOUT,
+        `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the domain's allocation lock (held by CPU slot ${lastTimeoutOwner()})`,
+      );
     try {
       const n = i32[DOM_COUNT_I32];
       if (n >= this.maxMaps)

@@ -15,7 +15,8 @@
  */
 
 import { BpfError, Errno } from "../errors.js";
-import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { LOCK_TIMEOUT_MS } from "../sync/spin.js";
 
 export class ValueRef {
   /** Byte offset of the value in the map's buffer. */
@@ -147,9 +148,18 @@ export class ValueRef {
     return this.w32(op, this.spinLockOff, true);
   }
 
-  /** bpf_spin_lock(): take the lock in this value. Keep the critical section short. */
+  /**
+   * bpf_spin_lock(): take the lock in this value. Keep the critical section short.
+   * @throws BpfError ETIMEDOUT when another holder kept it past 250 ms (the
+   * kernel's rqspinlock rule since 6.15); the lock is then not taken
+   */
   lock(): void {
-    lockAcquire(this.i32, this.lockIdx("lock"), this.cpu);
+    if (!lockAcquire(this.i32, this.lockIdx("lock"), this.cpu))
+      throw new BpfError(
+        "lock",
+        Errno.ETIMEDOUT,
+        `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the value's bpf_spin_lock, held by CPU slot ${lastTimeoutOwner()}`,
+      );
   }
 
   /** bpf_spin_unlock(). Requires: this thread holds the lock. */

@@ -1,6 +1,10 @@
 /**
  * Waiting primitives. Atomics.wait blocks a thread, which browsers forbid on
  * their main thread; there htab falls back to spinning.
+ *
+ * Every wait is bounded: a lock that cannot be taken within LOCK_TIMEOUT_MS
+ * fails, as the kernel's resilient queued spinlocks (rqspinlock, 6.15+) fail
+ * with ETIMEDOUT after 250 ms. The caller then backs out with nothing changed.
  */
 
 let canBlock: boolean | undefined;
@@ -21,6 +25,18 @@ export function threadCanBlock(): boolean {
 
 /** Spins before a waiter sleeps: long enough to ride out a short critical section. */
 export const SPIN_LIMIT = 64;
+
+/**
+ * How long a lock waiter waits before it gives up with ETIMEDOUT: the
+ * kernel's RES_DEF_TIMEOUT (kernel/bpf/rqspinlock.c, 250 ms since 6.15).
+ */
+export const LOCK_TIMEOUT_MS = 250;
+
+/** A monotonic clock in milliseconds (performance.now where it exists). */
+export const nowMs: () => number =
+  typeof performance !== "undefined" && typeof performance.now === "function"
+    ? () => performance.now()
+    : () => Date.now();
 
 /** A CPU-friendly pause inside spin loops (JS has no PAUSE; a cheap no-op load will do). */
 export function cpuRelax(i32: Int32Array, index: number): void {

@@ -29,8 +29,9 @@
   ;; with the bucket seq in place of the nulls check). $mode bit 0: copy the
   ;; value to OUT (while the seq holds still); bit 1: hash the key here with
   ;; jhash2 (htab_map_hash() for keys of whole words), else use $hash.
-  ;; Returns the element, 0 when absent, -1 when a writer holds the bucket
-  ;; (the caller decides: its own compute() lock, or spin).
+  ;; Returns the element, 0 when absent, -1 when a holder is writing the
+  ;; bucket (WRITING, bit 2: the caller spins, bounded). A holder that only
+  ;; holds the lock (LOCKED, bit 0) does not stop the walk.
   (func (export "lookup") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
     (local $base i32) (local $key i32) (local $kw i32) (local $vw i32) (local $bound i32)
     (local $ba i32) (local $s i32) (local $s2 i32) (local $e i32) (local $a i32)
@@ -49,7 +50,7 @@
           (i32.const 2))))
     (loop $retry
       (local.set $s (i32.atomic.load offset=4 (local.get $ba)))
-      (if (i32.and (local.get $s) (i32.const 1)) (then (return (i32.const -1))))
+      (if (i32.and (local.get $s) (i32.const 4)) (then (return (i32.const -1))))
       (local.set $e (i32.load (local.get $ba)))
       (local.set $found (i32.const 0))
       (local.set $steps (i32.const 0))
@@ -86,12 +87,13 @@
           (local.set $e (i32.load (local.get $a)))
           (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
           (br $walk)))
-      ;; Validate: nothing read was relinked or reused meanwhile (seqUnchanged()).
+      ;; Validate: nothing read was relinked or reused meanwhile (seqUnchanged():
+      ;; WRITING clear in both samples, equal apart from LOCKED and WAITERS).
       (local.set $s2 (i32.atomic.load offset=4 (local.get $ba)))
       (if (i32.eqz
             (i32.or
-              (i32.and (i32.or (local.get $s) (local.get $s2)) (i32.const 1))
-              (i32.and (i32.xor (local.get $s) (local.get $s2)) (i32.const -3))))
+              (i32.and (i32.or (local.get $s) (local.get $s2)) (i32.const 4))
+              (i32.and (i32.xor (local.get $s) (local.get $s2)) (i32.const -4))))
         (then (return (local.get $found))))
       (br $retry))
     (i32.const 0))
@@ -234,6 +236,7 @@
       (else (local.get $hash))))
 
   ;; lockBucket(): INTENT_BUCKET before the CAS. 0 when the lock is held by another.
+  ;; (bucketBeginWrite(), WRITING = bit 2, is $beginWrite below, called before the first link store.)
   (func $tryLockBucket (param $d i32) (param $b i32) (param $ba i32) (result i32)
     (local $v i32)
     (i32.store offset=28 (i32.load offset=56 (local.get $d)) (local.get $b))
@@ -246,20 +249,25 @@
     (i32.store offset=8 (local.get $ba) (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)))
     (i32.const 1))
 
-  ;; unlockBucket(): OWNER cleared, then one exchange drops the lock (and bumps
-  ;; the seq when the chain changed); then the intent is over.
+  ;; unlockBucket(): OWNER cleared, then one exchange drops the lock and
+  ;; WRITING (and bumps the seq, bits 3.., when the chain changed); then the
+  ;; intent is over.
   (func $unlockBucket (param $d i32) (param $ba i32) (param $dirty i32)
     (local $rec i32)
     (i32.store offset=8 (local.get $ba) (i32.const 0))
     (if (i32.and
           (i32.atomic.rmw.xchg offset=4 (local.get $ba)
-            (i32.add (i32.and (i32.load offset=4 (local.get $ba)) (i32.const -4))
-              (select (i32.const 4) (i32.const 0) (local.get $dirty))))
+            (i32.add (i32.and (i32.load offset=4 (local.get $ba)) (i32.const -8))
+              (select (i32.const 8) (i32.const 0) (local.get $dirty))))
           (i32.const 2))
       (then (drop (memory.atomic.notify offset=4 (local.get $ba) (i32.const 1)))))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (i32.store offset=32 (local.get $rec) (i32.const 0))
     (i32.store offset=28 (local.get $rec) (i32.const 0)))
+
+  ;; bucketBeginWrite(): readers retry from here until the unlock.
+  (func $beginWrite (param $ba i32)
+    (drop (i32.atomic.rmw.or offset=4 (local.get $ba) (i32.const 4))))
 
   ;; intent(): what the next chain change is, OP last.
   (func $intent (param $rec i32) (param $op i32) (param $e i32) (param $old i32)
@@ -361,6 +369,7 @@
         (local.set $oa (i32.add (local.get $base) (i32.shl (local.get $old) (i32.const 2))))
         (call $intent (local.get $rec) (i32.const 2) (local.get $e) (local.get $old))
         (call $fill (local.get $d) (local.get $ea) (local.get $hash))
+        (call $beginWrite (local.get $ba))
         (i32.store (local.get $ea) (i32.load (local.get $ba)))
         (i32.store (local.get $ba) (local.get $e))
         (i32.store offset=48 (local.get $rec) (local.get $old))
@@ -382,6 +391,7 @@
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
     (call $intent (local.get $rec) (i32.const 1) (local.get $e) (i32.const 0))
     (call $fill (local.get $d) (local.get $ea) (local.get $hash))
+    (call $beginWrite (local.get $ba))
     (i32.store (local.get $ea) (i32.load (local.get $ba)))
     (i32.store (local.get $ba) (local.get $e))
     (i32.store offset=16 (local.get $rec) (i32.add (i32.load offset=16 (local.get $rec)) (i32.const 1)))
@@ -410,6 +420,7 @@
     ;; unlinkLocked(): intent first, then INFLIGHT, then the unlink (e keeps its NEXT).
     (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
     (i32.store offset=48 (local.get $rec) (local.get $e))
+    (call $beginWrite (local.get $ba))
     (i32.store
       (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
       (i32.load (local.get $ea)))
