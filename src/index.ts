@@ -7,7 +7,16 @@
 export { BpfMap } from "./api/bpf-map.js";
 export type { Codec } from "./api/codecs.js";
 export * as codecs from "./api/codecs.js";
-export { attach, createMap, type ExitingWorker, type Reapable, watchWorker } from "./api/create.js";
+export {
+  announceSlot,
+  attach,
+  createMap,
+  type ExitingWorker,
+  type Reapable,
+  type SlotAnnouncement,
+  type SlotPort,
+  watchWorker,
+} from "./api/create.js";
 export { TypedMap } from "./api/typed-map.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } from "./core/map-domain.js";

@@ -7,6 +7,38 @@
 
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
+import { isPercpuType } from "../layout/layout.js";
+
+/** A per-CPU map's flat value (info.valueBytes) as one value_size-byte copy per CPU. */
+export function splitPerCpu(flat: Uint8Array, info: MapInfo): Uint8Array[] {
+  const slot = Math.ceil(info.valueSize / 8) * 8;
+  const out: Uint8Array[] = new Array(info.nrCpus);
+  for (let c = 0; c < info.nrCpus; c++) out[c] = flat.slice(c * slot, c * slot + info.valueSize);
+  return out;
+}
+
+/** One value_size-byte array per CPU as a per-CPU map's flat value. @throws BpfError EINVAL for the wrong shape */
+export function joinPerCpu(op: string, values: readonly Uint8Array[], info: MapInfo): Uint8Array {
+  if (!Array.isArray(values) || values.length !== info.nrCpus)
+    throw new BpfError(
+      op,
+      Errno.EINVAL,
+      `a per-CPU value is ${info.nrCpus} arrays (one per possible CPU), got ${Array.isArray(values) ? values.length : typeof values}`,
+    );
+  const slot = Math.ceil(info.valueSize / 8) * 8;
+  const flat = new Uint8Array(info.valueBytes);
+  for (let c = 0; c < values.length; c++) {
+    const v = values[c];
+    if (!(v instanceof Uint8Array) || v.length !== info.valueSize)
+      throw new BpfError(
+        op,
+        Errno.EINVAL,
+        `CPU ${c}'s value must be a Uint8Array of value_size ${info.valueSize} bytes`,
+      );
+    flat.set(v, c * slot);
+  }
+  return flat;
+}
 
 export class BpfMap<R extends RawMap = RawMap> {
   constructor(readonly raw: R) {}
@@ -21,11 +53,13 @@ export class BpfMap<R extends RawMap = RawMap> {
 
   /**
    * Copy `key`'s value into `out` (allocated when absent) and return it, or undefined.
+   * On a per-CPU map it is the kernel's flat layout, `info.valueBytes` bytes
+   * (see lookupPerCpu() for one value per CPU).
    * @throws BpfError EINVAL, EPERM
    * @remarks Kernel: BPF_MAP_LOOKUP_ELEM.
    */
   lookup(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
-    const v = out ?? new Uint8Array(this.raw.info.valueSize);
+    const v = out ?? new Uint8Array(this.raw.info.valueBytes);
     const err = this.raw.lookupElem(key, v, flags);
     if (err === -Errno.ENOENT) return undefined;
     this.check("lookup", err);
@@ -40,6 +74,31 @@ export class BpfMap<R extends RawMap = RawMap> {
     this.check("update", this.raw.updateElem(key, value, flags));
   }
 
+  /**
+   * A per-CPU map's value for `key`: one `value_size`-byte array per possible
+   * CPU (`info.nrCpus` of them), or undefined when absent.
+   * @throws BpfError EINVAL on a map that is not per-CPU
+   */
+  lookupPerCpu(key: Uint8Array, flags = 0): Uint8Array[] | undefined {
+    this.requirePerCpu("lookupPerCpu");
+    const flat = this.lookup(key, undefined, flags);
+    return flat === undefined ? undefined : splitPerCpu(flat, this.raw.info);
+  }
+
+  /**
+   * Update a per-CPU map's value for `key` from one `value_size`-byte array per
+   * possible CPU. @throws BpfError EINVAL unless `values` has exactly `info.nrCpus` arrays of value_size bytes
+   */
+  updatePerCpu(key: Uint8Array, values: readonly Uint8Array[], flags = 0): void {
+    this.requirePerCpu("updatePerCpu");
+    this.update(key, joinPerCpu("updatePerCpu", values, this.raw.info), flags);
+  }
+
+  private requirePerCpu(op: string): void {
+    if (!isPercpuType(this.raw.info.type))
+      throw new BpfError(op, Errno.EINVAL, "the map is not per-CPU (PERCPU_HASH, LRU_PERCPU_HASH)");
+  }
+
   /** @returns false when the key was absent. @throws BpfError EPERM */
   delete(key: Uint8Array): boolean {
     const err = this.raw.deleteElem(key);
@@ -50,7 +109,7 @@ export class BpfMap<R extends RawMap = RawMap> {
 
   /** @returns the deleted value, or undefined when absent. @throws BpfError EINVAL, EPERM */
   lookupAndDelete(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
-    const v = out ?? new Uint8Array(this.raw.info.valueSize);
+    const v = out ?? new Uint8Array(this.raw.info.valueBytes);
     const err = this.raw.lookupAndDeleteElem(key, v, flags);
     if (err === -Errno.ENOENT) return undefined;
     this.check("lookupAndDelete", err);

@@ -149,3 +149,37 @@ export function struct<T extends StructValue = StructValue>(
     },
   };
 }
+
+/**
+ * The value of a per-CPU map (PERCPU_HASH, LRU_PERCPU_HASH) as the control
+ * plane moves it: one `codec` value per possible CPU, each in its own
+ * round_up(size, 8) slot (kernel: bpf_long_memcpy per CPU). Decodes to an
+ * array of `nrCpus` values; encodes from an array of exactly `nrCpus` (any
+ * other length is EINVAL), zeroing the slots' padding. This is cilium/ebpf's
+ * `[]T` and aya's `PerCpuValues<T>`.
+ */
+export function perCpu<T>(codec: Codec<T>, nrCpus: number): Codec<T[]> {
+  if (!Number.isInteger(nrCpus) || nrCpus <= 0)
+    invalid("codec", `perCpu needs the number of possible CPUs, got ${String(nrCpus)}`);
+  const slot = Math.ceil(codec.size / 8) * 8;
+  const size = slot * nrCpus;
+  return {
+    size,
+    encode(v, buf, off) {
+      if (!Array.isArray(v))
+        invalid(
+          "encode",
+          `a per-CPU value is an array of ${nrCpus} values (one per possible CPU), got ${typeof v}`,
+        );
+      if (v.length !== nrCpus)
+        invalid("encode", `a per-CPU value needs ${nrCpus} values (one per possible CPU), got ${v.length}`);
+      buf.fill(0, off, off + size);
+      for (let c = 0; c < nrCpus; c++) codec.encode(v[c], buf, off + c * slot);
+    },
+    decode(buf, off) {
+      const out: T[] = new Array(nrCpus);
+      for (let c = 0; c < nrCpus; c++) out[c] = codec.decode(buf, off + c * slot);
+      return out;
+    },
+  };
+}

@@ -6,32 +6,63 @@
 
 import type { RawMap } from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
-import type { Codec } from "./codecs.js";
+import { isPercpuType } from "../layout/layout.js";
+import { type Codec, perCpu } from "./codecs.js";
 
 export class TypedMap<K, V> implements Iterable<[K, V]> {
   private readonly kbuf: Uint8Array;
   private readonly vbuf: Uint8Array;
 
+  /**
+   * A typed view of `raw`. On a per-CPU map the value codec must describe
+   * every CPU's value (codecs.perCpu()); TypedMap.perCpu() builds that view.
+   * @throws BpfError EINVAL when a codec's size does not match the map
+   */
   constructor(
     readonly raw: RawMap,
     readonly keyCodec: Codec<K>,
     readonly valueCodec: Codec<V>,
   ) {
-    const { keySize, valueSize } = raw.info;
+    const { keySize, valueSize, valueBytes, type, nrCpus } = raw.info;
     if (keyCodec.size !== keySize)
       throw new BpfError(
         "TypedMap",
         Errno.EINVAL,
         `key codec is ${keyCodec.size} bytes, map key_size is ${keySize}`,
       );
-    if (valueCodec.size !== valueSize)
+    if (valueCodec.size !== valueBytes)
       throw new BpfError(
         "TypedMap",
         Errno.EINVAL,
-        `value codec is ${valueCodec.size} bytes, map value_size is ${valueSize}`,
+        isPercpuType(type) && valueCodec.size === valueSize
+          ? `the map is per-CPU: a value is ${nrCpus} CPUs' values (${valueBytes} bytes); ` +
+              "use TypedMap.perCpu(map, keyCodec, valueCodec), or codecs.perCpu(valueCodec, nrCpus)"
+          : `value codec is ${valueCodec.size} bytes, the map moves ${valueBytes} per value (value_size ${valueSize})`,
       );
     this.kbuf = new Uint8Array(keySize);
-    this.vbuf = new Uint8Array(valueSize);
+    this.vbuf = new Uint8Array(valueBytes);
+  }
+
+  /**
+   * A typed view of a per-CPU map (PERCPU_HASH, LRU_PERCPU_HASH): `get`
+   * returns one decoded value per possible CPU, `set` takes an array of
+   * exactly `info.nrCpus` values, `entries()` yields `[key, perCpuValues]`.
+   * @throws BpfError EINVAL when the map is not per-CPU or a codec's size does not match
+   */
+  static perCpu<K, V>(raw: RawMap, keyCodec: Codec<K>, valueCodec: Codec<V>): TypedMap<K, V[]> {
+    if (!isPercpuType(raw.info.type))
+      throw new BpfError(
+        "TypedMap",
+        Errno.EINVAL,
+        "TypedMap.perCpu() needs a PERCPU_HASH or LRU_PERCPU_HASH map",
+      );
+    if (valueCodec.size !== raw.info.valueSize)
+      throw new BpfError(
+        "TypedMap",
+        Errno.EINVAL,
+        `value codec is ${valueCodec.size} bytes, map value_size (one CPU's value) is ${raw.info.valueSize}`,
+      );
+    return new TypedMap(raw, keyCodec, perCpu(valueCodec, raw.info.nrCpus));
   }
 
   private key(k: K): Uint8Array {
@@ -110,7 +141,7 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
   }
 
   *entries(): Generator<[K, V]> {
-    const v = new Uint8Array(this.raw.info.valueSize);
+    const v = new Uint8Array(this.raw.info.valueBytes);
     for (const k of this.rawKeys()) {
       if (this.raw.lookupElem(k, v, 0) === 0)
         yield [this.keyCodec.decode(k, 0), this.valueCodec.decode(v, 0)];

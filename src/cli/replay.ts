@@ -53,12 +53,65 @@ function u32Field(o: Json, name: string, dflt?: number): number {
   return v;
 }
 
+/** Prefix of the string parseLine() puts in place of an integer literal too long for a double. */
+const BIG_INT = "\u0000int:";
+const U64_MAX = (1n << 64n) - 1n;
+const SAFE_BITS = 0x1f_ffff; // bits 32..52 of a safe integer
+
+/**
+ * JSON.parse(), except that integer literals of 16 digits or more arrive
+ * exactly (as BIG_INT strings): a u64 field such as flags 2^64 - 1 (the
+ * kernel's own selftests pass it) must not be rounded into another number.
+ */
+export function parseLine(line: string): unknown {
+  let out = "";
+  let last = 0;
+  let inString = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (inString) {
+      // A backslash escapes the next character.
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      inString = true;
+      continue;
+    }
+    if ((c >= 0x30 && c <= 0x39) || c === 0x2d) {
+      let j = i + 1;
+      while (j < line.length && line.charCodeAt(j) >= 0x30 && line.charCodeAt(j) <= 0x39) j++;
+      const next = line[j];
+      const digits = j - i - (c === 0x2d ? 1 : 0);
+      if (digits >= 16 && next !== "." && next !== "e" && next !== "E") {
+        out += `${line.slice(last, i)}"\\u0000int:${line.slice(i, j)}"`; // parses to BIG_INT + digits
+        last = j;
+      }
+      i = j - 1;
+    }
+  }
+  return JSON.parse(last === 0 ? line : out + line.slice(last));
+}
+
+/**
+ * A field the kernel reads as a u64 (the flags of element and batch calls):
+ * any JSON integer in [0, 2^64) is taken, and the backend gives the kernel's
+ * answer (EINVAL for unknown bits). Bits 53..63, which a JS number cannot
+ * carry, are folded into bit 52: every flag check asks only whether unknown
+ * bits are set. Non-integers and negatives are malformed.
+ */
 function flagsField(o: Json, name: string): number {
   const v = o[name];
   if (v === undefined) return 0;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER)
-    throw new LineError(`"${name}" must be a non-negative integer`);
-  return v;
+  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return v;
+  let big: bigint | null = null;
+  if (typeof v === "string" && v.startsWith(BIG_INT)) big = BigInt(v.slice(BIG_INT.length));
+  else if (typeof v === "number" && Number.isInteger(v)) big = BigInt(v); // a long literal with an exponent
+  if (big === null || big < 0n || big > U64_MAX)
+    throw new LineError(`"${name}" must be an integer in [0, 2^64)`);
+  const high = Number((big >> 32n) & BigInt(SAFE_BITS)) | (big >> 53n !== 0n ? 1 << 20 : 0);
+  return Number(big & 0xffff_ffffn) + high * 0x1_0000_0000;
 }
 
 /** ARRAY_OF_MAPS / HASH_OF_MAPS: values are inner maps, written in replay as map numbers. */
@@ -80,7 +133,7 @@ export class Replayer {
   run(line: string): Json {
     let o: Json;
     try {
-      o = JSON.parse(line);
+      o = parseLine(line) as Json;
     } catch {
       return { ok: false, error: "line is not valid JSON" };
     }

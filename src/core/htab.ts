@@ -145,6 +145,7 @@ import {
   WASM_RETRY,
   type WasmMemory,
 } from "../wasm/fast-path.js";
+import { poisonClosed } from "./closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
 import { ValueRef } from "./value-ref.js";
@@ -338,6 +339,7 @@ export class Htab implements RawMap {
       maxEntries: g.maxEntries,
       flags: mapFlags,
       nrCpus: g.nrCpus,
+      valueBytes: g.valueBytes,
       id: handle.id ?? 0,
     });
     this.cpu = this.claimCpu(cpu);
@@ -523,6 +525,13 @@ export class Htab implements RawMap {
       if (this.recoverDeadSlots() === 0)
         Atomics.wait(this.i32, HDR_RECOVERY_LOCK_I32, Atomics.load(this.i32, HDR_RECOVERY_LOCK_I32), 1);
     }
+  }
+
+  /** Whether CPU slot `cpu` is taken by a live thread, being recovered, or free. Can be late. */
+  slotState(cpu: number): "alive" | "dead" | "free" {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) invalid("slotState", `no CPU slot ${cpu}`);
+    const s = Atomics.load(this.i32, pcpuBase(cpu) + PCPU_OWNER_I32);
+    return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
   }
 
   /** Recover every slot marked dead, unless another thread is recovering. Returns how many it recovered. */
@@ -721,11 +730,17 @@ export class Htab implements RawMap {
     return locked() && Atomics.load(i32, b + BUCKET_OWNER_I32) === 0;
   }
 
-  /** Give the CPU slot back. The instance must not be used afterwards. */
+  /**
+   * Give the CPU slot back. Every later call on this object throws BpfError
+   * EINVAL ("map is closed"); calling close() again does nothing. Other
+   * threads' objects on the same map are unaffected.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     while (this.sectionDepth > 0) this.exit();
+    // Poisoned before the slot is free: from the store on, another thread may own it.
+    poisonClosed(this);
     Atomics.store(this.i32, this.myPcpu + PCPU_OWNER_I32, SLOT_FREE);
   }
 

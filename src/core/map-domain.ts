@@ -42,6 +42,7 @@ import { claimSlot } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
+import { poisonClosed } from "./closed.js";
 import { Htab, type MapHandle } from "./htab.js";
 import {
   ArrayOfMaps,
@@ -347,12 +348,20 @@ export class MapDomain implements InnerResolver {
       : { sab, offset, length, id };
   }
 
+  /** Whether domain slot `cpu` is taken by a live thread, being recovered, or free. Can be late. */
+  slotState(cpu: number): "alive" | "dead" | "free" {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) invalid("slotState", `no CPU slot ${cpu}`);
+    const s = Atomics.load(this.i32, DOM_OWNERS_I32 + cpu);
+    return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
+  }
+
   /** Give back this thread's slot in every map it touched and in the domain. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const m of this.views.values()) m.close();
     this.views.clear();
+    poisonClosed(this, "domain");
     Atomics.store(this.i32, DOM_OWNERS_I32 + this.cpu, SLOT_FREE);
   }
 

@@ -44,6 +44,7 @@ import {
 } from "../layout/layout.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
+import { poisonClosed } from "./closed.js";
 import type { Htab } from "./htab.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 
@@ -216,6 +217,7 @@ export class ArrayOfMaps implements OuterMap {
       maxEntries: i32[HDR_MAX_ENTRIES_I32] >>> 0,
       flags: i32[HDR_MAP_FLAGS_I32],
       nrCpus: this.nrCpus,
+      valueBytes: 4,
       id,
     });
     // The domain gives every map its thread's slot; a negative one is a caller bug, not "any".
@@ -396,6 +398,7 @@ export class ArrayOfMaps implements OuterMap {
     if (this.closed) return;
     this.closed = true;
     while (this.sectionDepth > 0) this.exit();
+    poisonClosed(this);
     Atomics.store(this.i32, pcpuBase(this.cpu) + PCPU_OWNER_I32, 0);
   }
 
@@ -421,6 +424,7 @@ export class HashOfMaps implements OuterMap {
   private readonly scratch = new Uint8Array(4);
   private readonly inner = new InnerSections();
   private depth = 0;
+  private closed = false;
 
   constructor(
     private readonly h: Htab,
@@ -565,7 +569,10 @@ export class HashOfMaps implements OuterMap {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.h.close();
+    poisonClosed(this);
   }
 
   reap(cpu: number): void {

@@ -15,6 +15,12 @@ export interface MapInfo {
   flags: number;
   /** Possible CPUs: per-CPU values are nrCpus x round_up(value_size, 8) bytes. */
   nrCpus: number;
+  /**
+   * Bytes of one value as lookups and updates move it: value_size, or for
+   * per-CPU maps nrCpus x round_up(value_size, 8) (one slot per possible CPU).
+   * Computed once by the backend; no layer derives it again.
+   */
+  valueBytes: number;
   /** Kernel map id (0 on the SAB backend). */
   id: number;
 }

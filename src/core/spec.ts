@@ -64,6 +64,16 @@ const PCPU_MIN_UNIT_SIZE = 32768;
 const MAX_N_BUCKETS = Math.floor(0xffffffff / 16);
 
 export function defaultNrCpus(): number {
+  // Node: os.availableParallelism() (Node 20 has no navigator). The core imports no
+  // Node module, so it asks process.getBuiltinModule(), which browsers lack.
+  const proc = (
+    globalThis as {
+      process?: { getBuiltinModule?: (id: string) => { availableParallelism?: () => number } | undefined };
+    }
+  ).process;
+  const os = typeof proc?.getBuiltinModule === "function" ? proc.getBuiltinModule("node:os") : undefined;
+  const fromOs = typeof os?.availableParallelism === "function" ? os.availableParallelism() : 0;
+  if (Number.isInteger(fromOs) && fromOs > 0) return fromOs;
   const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
   const n = nav?.hardwareConcurrency;
   return typeof n === "number" && n > 0 ? n : 4;

@@ -6,6 +6,7 @@
  * bpf_attr offsets are the uapi ones (include/uapi/linux/bpf.h).
  */
 
+import { poisonClosed } from "../core/closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { BpfError, Errno, errnoName, invalid } from "../errors.js";
@@ -42,9 +43,52 @@ const INFO_BPF_FD = 0;
 const INFO_LEN = 4;
 const INFO_PTR = 8;
 const MAP_INFO_BYTES = 88;
+const MAP_INFO_TYPE = 0;
 const MAP_INFO_ID = 4;
+const MAP_INFO_KEY_SIZE = 8;
+const MAP_INFO_VALUE_SIZE = 12;
 const MAP_INFO_MAX_ENTRIES = 16;
 const MAP_INFO_MAP_FLAGS = 20;
+const MAP_INFO_NAME = 24;
+const MAP_INFO_NAME_BYTES = 16;
+const MAP_INFO_BTF_ID = 64;
+const MAP_INFO_BTF_KEY_TYPE_ID = 68;
+const MAP_INFO_BTF_VALUE_TYPE_ID = 72;
+
+/** What BPF_OBJ_GET_INFO_BY_FD says of a map (struct bpf_map_info). */
+export interface KernelMapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
+}
+
+function decodeMapInfo(dv: DataView): KernelMapInfo {
+  let name = "";
+  for (let i = 0; i < MAP_INFO_NAME_BYTES; i++) {
+    const c = dv.getUint8(MAP_INFO_NAME + i);
+    if (c === 0) break;
+    name += String.fromCharCode(c);
+  }
+  return {
+    type: dv.getUint32(MAP_INFO_TYPE, true),
+    id: dv.getUint32(MAP_INFO_ID, true),
+    keySize: dv.getUint32(MAP_INFO_KEY_SIZE, true),
+    valueSize: dv.getUint32(MAP_INFO_VALUE_SIZE, true),
+    maxEntries: dv.getUint32(MAP_INFO_MAX_ENTRIES, true),
+    flags: dv.getUint32(MAP_INFO_MAP_FLAGS, true),
+    name,
+    btfId: dv.getUint32(MAP_INFO_BTF_ID, true),
+    btfKeyTypeId: dv.getUint32(MAP_INFO_BTF_KEY_TYPE_ID, true),
+    btfValueTypeId: dv.getUint32(MAP_INFO_BTF_VALUE_TYPE_ID, true),
+  };
+}
 
 /** "Not written by the kernel" marker for out_batch: no bucket index reaches it. */
 const OUT_BATCH_UNSET = 0xffffffff;
@@ -136,6 +180,7 @@ export class KernelMap implements RawMap {
           flags: spec.flags ?? 0,
           nrCpus,
           id: 0,
+          valueBytes: syscallValueBytes(spec.type, spec.valueSize, nrCpus),
         },
         syscallValueBytes(spec.type, spec.valueSize, nrCpus),
       );
@@ -158,11 +203,69 @@ export class KernelMap implements RawMap {
    * per process, so workers share them). Closing the view leaves the fd open.
    */
   static fromHandle(h: { fd: number; info: MapInfo }): KernelMap {
-    const { info } = h;
-    const bytes = syscallValueBytes(info.type, info.valueSize, info.nrCpus);
-    const km = new KernelMap(h.fd, Object.freeze({ ...info }), bytes);
+    if (h === null || typeof h !== "object" || h.info === null || typeof h.info !== "object")
+      invalid("fromHandle", "handle must be { fd, info } from KernelMap.handle");
+    if (!Number.isInteger(h.fd) || h.fd < 0)
+      invalid("fromHandle", `fd must be a file descriptor, got ${String(h.fd)}`);
+    // The sizes the native buffers get come from the kernel, never from the handle:
+    // a handle that under-states value_size would let the kernel write past them.
+    const real = KernelMap.infoOfFd(h.fd, "fromHandle");
+    const info = h.info;
+    const nrCpus = possibleCpus();
+    for (const [field, mine, theirs] of [
+      ["type", info.type, real.type],
+      ["keySize", info.keySize, real.keySize],
+      ["valueSize", info.valueSize, real.valueSize],
+      ["maxEntries", info.maxEntries, real.maxEntries],
+      ["flags", info.flags, real.flags],
+      ["nrCpus", info.nrCpus, nrCpus],
+    ] as const)
+      if (mine !== theirs)
+        invalid(
+          "fromHandle",
+          `handle says ${field} ${String(mine)}, but fd ${h.fd} is a map with ${field} ${theirs} (a stale or foreign handle)`,
+        );
+    const bytes = syscallValueBytes(real.type, real.valueSize, nrCpus);
+    const km = new KernelMap(
+      h.fd,
+      Object.freeze({
+        type: real.type,
+        keySize: real.keySize,
+        valueSize: real.valueSize,
+        valueBytes: bytes,
+        maxEntries: real.maxEntries,
+        flags: real.flags,
+        nrCpus,
+        id: real.id,
+      }),
+      bytes,
+    );
     km.owned = false;
     return km;
+  }
+
+  /** BPF_OBJ_GET_INFO_BY_FD on any fd: the map's info, or BpfError (EINVAL for an fd that is not a map). */
+  static infoOfFd(fd: number, op: string): KernelMapInfo {
+    const ffi = bpfFfi();
+    const attr = ffi.alloc(ATTR_BYTES);
+    const info = ffi.alloc(MAP_INFO_BYTES);
+    try {
+      attr.dv.setUint32(INFO_BPF_FD, fd, true);
+      attr.dv.setUint32(INFO_LEN, MAP_INFO_BYTES, true);
+      attr.dv.setBigUint64(INFO_PTR, info.addr, true);
+      if (ffi.call(BpfCmd.ObjGetInfoByFd, attr.ptr, ATTR_BYTES) < 0) {
+        const e = ffi.errno();
+        throw new BpfError(
+          op,
+          e,
+          `BPF_OBJ_GET_INFO_BY_FD on fd ${fd} failed: ${e === Errno.EBADF ? "not an open fd" : e === Errno.EINVAL ? "not a BPF object" : errnoName(e)}`,
+        );
+      }
+      return decodeMapInfo(info.dv);
+    } finally {
+      info.free();
+      attr.free();
+    }
   }
 
   /** BPF_OBJ_GET_INFO_BY_FD: id, max_entries and flags as the kernel reports them. */
@@ -393,6 +496,8 @@ export class KernelMap implements RawMap {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // Before the fd is closed: a later open may reuse its number for another object.
+    poisonClosed(this);
     if (this.owned) this.ffi.close(this.fd);
     this.arena.free();
     this.batchBuf?.free();

@@ -417,9 +417,10 @@ export function computeGeometry(
  * Map state as a byte array: a copy of the map's bytes with the per-CPU
  * scratch buffers zeroed (they are the slot owners' working memory, written
  * by every lookup, and no part of the map's contents) and the NONCE word.
+ * A BPF_F_NO_PREALLOC map's growable buffer is copied as far as it has grown.
  */
 export function mapStateBytes(buf: SharedArrayBuffer, g: Geometry, offset = 0): Uint8Array {
-  const copy = new Uint8Array(buf, offset, g.totalBytes).slice();
+  const copy = new Uint8Array(buf, offset, Math.min(g.totalBytes, buf.byteLength - offset)).slice();
   copy.fill(0, g.scratchBytes, g.scratchBytes + g.nrCpus * g.scratchStride);
   copy.fill(0, HDR_NONCE_I32 * 4, HDR_NONCE_I32 * 4 + 4); // which map, not what it holds
   return copy;

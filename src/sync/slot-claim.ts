@@ -32,6 +32,8 @@ export function claimSlot(
   throw new BpfError(
     "attach",
     Errno.EBUSY,
-    `all ${nrCpus} CPU slots of ${where} are taken; create it with a larger nrCpus`,
+    `all ${nrCpus} CPU slots of ${where} are taken. Likely causes: workers that exited without close(), ` +
+      "whose slots stay taken unless the creating thread watches them (watchWorker(map, worker)); " +
+      "or more threads than nrCpus, which only a larger nrCpus fixes",
   );
 }
