@@ -16,6 +16,7 @@ export const Errno = {
   EEXIST: 17,
   EINVAL: 22,
   ENOSPC: 28,
+  EBADFD: 77,
   ETIMEDOUT: 110,
   E2BIG: 7,
   EOPNOTSUPP: 95,

@@ -289,6 +289,8 @@ export class Htab implements RawMap {
   private lockedB = 0;
   /** When a reader first saw its bucket being written (readStalled()). */
   private readSince = 0;
+  /** LRU: an eviction this operation tried gave up on a bucket lock (lruTake() answers ETIMEDOUT). */
+  private evictTimedOut = false;
 
   private constructor(
     handle: MapHandle,
@@ -1365,16 +1367,9 @@ export class Htab implements RawMap {
   ): number {
     const i32 = this.i32;
     const p = this.myPcpu;
-    if (this.inPlace) {
-      // Kernel: htab_map_update_elem_in_place(): per-CPU values (and a hash of
-      // maps' inner map pointers) are overwritten where they are.
-      const dst = (old << 2) + this.valueOffBytes;
-      const u8 = this.u8;
-      this.markDirty(); // readers must not accept a half-written value
-      for (let i = 0; i < this.valueBytes; i++) u8[dst + i] = value[valueOff + i];
-      this.lru?.setRef(this.nodeOf(old));
-      return 0;
-    }
+    // Kernel: htab_map_update_elem_in_place(): per-CPU values (and a hash of
+    // maps' inner map pointers) are overwritten where they are.
+    if (this.inPlace) return this.writeInPlaceLocked(old, value, valueOff);
     if (this.lru !== null) {
       // The popped element goes in, referenced (it replaces a live key); old is freed after unlock.
       const e = this.allocNew();
@@ -1410,6 +1405,21 @@ export class Htab implements RawMap {
       i32[p + PCPU_EXTRA_I32] = old;
       i32[p + PCPU_INFLIGHT_I32] = 0;
     } else this.oldToLimbo(old);
+    return 0;
+  }
+
+  /**
+   * Overwrite live element `old`'s value where it is. Requires: bucket lock
+   * held. Copying readers retry while it is written (WRITING); references
+   * (lookupRef) see the new bytes, as a BPF program sees an in-place update.
+   * @returns 0
+   */
+  private writeInPlaceLocked(old: number, value: Uint8Array, valueOff: number): number {
+    const dst = (old << 2) + this.valueOffBytes;
+    const u8 = this.u8;
+    this.markDirty(); // readers must not accept a half-written value
+    for (let i = 0; i < this.valueBytes; i++) u8[dst + i] = value[valueOff + i];
+    this.lru?.setRef(this.nodeOf(old));
     return 0;
   }
 
@@ -1603,7 +1613,10 @@ export class Htab implements RawMap {
     const inflight = this.myPcpu + PCPU_INFLIGHT_I32;
     const saved = i32[inflight];
     // A bucket held past the timeout: not evicted, the LRU moves on (kernel: the same).
-    if (!this.lockBucket(b)) return DEL_NOT_FOUND;
+    if (!this.lockBucket(b)) {
+      this.evictTimedOut = true;
+      return DEL_NOT_FOUND;
+    }
     const prev = this.chainPrev(b, e);
     if (prev < 0) {
       this.unlockBucket(b);
@@ -1631,6 +1644,7 @@ export class Htab implements RawMap {
     // Elements whose grace period has passed go back first: evicting a live key
     // while freed ones wait in limbo would evict more than the kernel does.
     limboReclaimAll(this.i32, this.cpu, this.nrCpus, this.lruSink);
+    this.evictTimedOut = false;
     let n = lru.popFree();
     while (n === RETRY) {
       if (lru.timedOut) {
@@ -1641,7 +1655,8 @@ export class Htab implements RawMap {
       this.lruRepair(-1);
       n = lru.popFree();
     }
-    if (n < 0) return this.lruNoMem();
+    // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all.
+    if (n < 0) return this.evictTimedOut ? ETIMEDOUT : this.lruNoMem();
     this.lruSpare = this.elemOf(n);
     return 0;
   }
@@ -2024,7 +2039,9 @@ export class Htab implements RawMap {
   /**
    * Replace `key`'s whole value with `value` only if its bytes [offset, offset+size)
    * equal `expected`; atomic under the bucket lock. The key keeps the kernel's
-   * replace semantics (a new element at the head of its bucket).
+   * replace semantics (a new element at the head of its bucket), except on LRU
+   * maps, where the value is rewritten in place: a new element would have to
+   * be popped, and the pop may evict.
    * @returns 0, -EBUSY, -ENOENT, -EINVAL, -EPERM
    */
   compareAndSwapElem(
@@ -2043,24 +2060,15 @@ export class Htab implements RawMap {
     this.checkNotComputing("compareAndSwap");
     const hash = this.hashKey(key);
     const b = this.bucketOf(hash);
-    let old = this.lockAndCompare(b, hash, expected, 0, offset, size);
+    const old = this.lockAndCompare(b, hash, expected, 0, offset, size);
     if (old < 0) return old; // nothing taken, nothing changed
-    if (this.lru !== null && !this.inPlace) {
-      // The LRU element is popped only now that the swap will happen, so a failed
-      // compare evicts nothing. The pop may not run under the bucket lock (lock
-      // order LRU -> bucket): drop it, pop, and compare again under the lock.
-      this.unlockBucket(b);
-      const t = this.lruTake();
-      if (t !== 0) return t;
-      old = this.lockAndCompare(b, hash, expected, 0, offset, size);
-      if (old < 0) {
-        this.lruSettle(); // the key changed meanwhile: the element goes back unused
-        return old;
-      }
-    }
-    const err = this.replaceLocked(b, hash, old, this.prev, value, 0);
+    // An LRU map swaps the value in place: a new element would have to be popped,
+    // which may evict (even this key), so a swap could fail by its own doing.
+    const err =
+      this.lru !== null
+        ? this.writeInPlaceLocked(old, value, 0)
+        : this.replaceLocked(b, hash, old, this.prev, value, 0);
     this.unlockBucket(b);
-    if (this.lru !== null) this.lruSettle();
     return err;
   }
 
@@ -2085,9 +2093,10 @@ export class Htab implements RawMap {
    * up with ETIMEDOUT after 250 ms; lookups never wait for it); do not write
    * to this map from it (EBUSY is thrown), lookups are fine; if it throws or
    * returns a value of the wrong length, the map is unchanged and the error
-   * propagates. On an LRU map that must pop an element for the result, the
-   * bucket lock is dropped for the pop; if the bucket changed meanwhile, `fn`
-   * runs again on the new value and only its last result is stored.
+   * propagates. On an LRU map a present key's new value is written in place;
+   * inserting an absent key pops an element, for which the bucket lock is
+   * dropped: if the bucket changed meanwhile, `fn` runs again on what is
+   * there now, and only its last result is stored.
    * @returns 0, -E2BIG (inserting into a full map), -EPERM, -ETIMEDOUT
    */
   compute(key: Uint8Array, fn: (current: Uint8Array | undefined) => Uint8Array | undefined | null): number {
@@ -2114,7 +2123,9 @@ export class Htab implements RawMap {
           return 0;
         }
         this.checkValueIn("compute", next);
-        if (this.lru !== null && this.lruSpare === 0 && !(old !== 0 && this.inPlace)) {
+        // An LRU map stores a result for a present key in place (no element to pop, nothing evicted).
+        if (old !== 0 && this.lru !== null) return this.writeInPlaceLocked(old, next, 0);
+        if (this.lru !== null && this.lruSpare === 0) {
           // An LRU map pops its element (which may evict) only for a result it
           // will store, so a callback that throws or returns junk evicts nothing.
           // The pop may not run under the bucket lock (lock order LRU -> bucket).

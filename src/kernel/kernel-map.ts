@@ -258,7 +258,7 @@ export class KernelMap implements RawMap {
         throw new BpfError(
           op,
           e,
-          `BPF_OBJ_GET_INFO_BY_FD on fd ${fd} failed: ${e === Errno.EBADF ? "not an open fd" : e === Errno.EINVAL ? "not a BPF object" : errnoName(e)}`,
+          `BPF_OBJ_GET_INFO_BY_FD on fd ${fd} failed: ${e === Errno.EBADF || e === Errno.EBADFD ? "not an open fd" : e === Errno.EINVAL ? "not a BPF object" : errnoName(e)}`,
         );
       }
       return decodeMapInfo(info.dv);

@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
+import * as codecs from "../../src/api/codecs.js";
+import { TypedMap } from "../../src/api/typed-map.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
@@ -123,4 +125,86 @@ test("kernel: without privilege, create says which capability is missing", { ski
   const out = JSON.parse(r.stdout.trim());
   assert.equal(out.code, "EPERM");
   assert.match(out.message, /CAP_BPF/);
+});
+
+test("kernel: fromHandle() checks the handle against the kernel; a lying handle cannot make the kernel write past a buffer", {
+  skip,
+}, () => {
+  const m = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 1024, maxEntries: 4 });
+  try {
+    assert.equal(m.updateElem(u32(1), new Uint8Array(1024).fill(9), 0), 0);
+    const h = m.handle;
+    for (const [field, lie] of [
+      ["valueSize", 8],
+      ["keySize", 8],
+      ["type", MapType.PercpuHash],
+      ["maxEntries", 5],
+      ["flags", MapFlags.NoPrealloc],
+      ["nrCpus", h.info.nrCpus + 1],
+    ] as const)
+      assert.throws(
+        () => KernelMap.fromHandle({ fd: h.fd, info: { ...h.info, [field]: lie } }),
+        (e: unknown) => (e as { code?: string }).code === "EINVAL" && new RegExp(field).test(String(e)),
+        field,
+      );
+    assert.throws(
+      () => KernelMap.fromHandle({ fd: 987654, info: h.info }),
+      (e: unknown) => (e as { code?: string }).code === "EBADFD",
+    ); // this kernel's answer for a closed fd
+    const view = KernelMap.fromHandle(h);
+    const v = new Uint8Array(1024);
+    assert.equal(view.lookupElem(u32(1), v), 0);
+    assert.equal(v[1023], 9);
+    assert.equal(view.info.valueBytes, 1024);
+    view.close();
+    // The view's close leaves the fd open for its owner.
+    assert.equal(m.lookupElem(u32(1), v), 0);
+  } finally {
+    m.close();
+  }
+});
+
+test("kernel: every method of a closed KernelMap throws EINVAL (its fd number may be reused)", {
+  skip,
+}, () => {
+  const m = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 4 });
+  m.close();
+  m.close();
+  for (const call of [
+    () => m.lookupElem(u32(1), new Uint8Array(8)),
+    () => m.updateElem(u32(1), val(1), 0),
+    () => m.memoryUsage(),
+    () => m.count(),
+    () => m.handle,
+    () => new BpfMap(m).lookup(u32(1)),
+  ])
+    assert.throws(
+      call,
+      (e: unknown) => (e as { code?: string }).code === "EINVAL" && /closed/.test(String(e)),
+    );
+});
+
+test("kernel: TypedMap.perCpu and BpfMap.lookupPerCpu on PERCPU_HASH and LRU_PERCPU_HASH round-trip one value per possible CPU", {
+  skip,
+}, () => {
+  for (const type of [MapType.PercpuHash, MapType.LruPercpuHash]) {
+    const m = KernelMap.create({ type, keySize: 4, valueSize: 4, maxEntries: 8 });
+    try {
+      const n = m.info.nrCpus;
+      assert.equal(m.info.valueBytes, 8 * n);
+      const t = TypedMap.perCpu(m, codecs.u32, codecs.u32);
+      const vals = Array.from({ length: n }, (_, c) => 100 + c);
+      t.set(1, vals);
+      assert.deepEqual(t.get(1), vals);
+      assert.throws(
+        () => t.set(2, vals.slice(1)),
+        (e: unknown) => (e as { code?: string }).code === "EINVAL",
+      );
+      assert.deepEqual([...t.entries()], [[1, vals]]);
+      const b = new BpfMap(m);
+      assert.deepEqual(b.lookupPerCpu(u32(1)), vals.map(u32));
+    } finally {
+      m.close();
+    }
+  }
 });
