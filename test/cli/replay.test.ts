@@ -131,7 +131,10 @@ test("replay u64 fields take the whole u64 range (2^64 - 1 as the kernel's selft
   ];
   const backends = kernelSkipReason() === undefined ? ["sab", "kernel"] : ["sab"];
   for (const backend of backends) {
-    const r = spawnSync(process.execPath, [bin, "replay", "--backend", backend], { input: lines, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [bin, "replay", "--backend", backend], {
+      input: lines,
+      encoding: "utf8",
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(
       r.stdout
