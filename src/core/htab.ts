@@ -1899,14 +1899,17 @@ export class Htab implements RawMap {
     );
   }
 
+  /** Why a compared region was refused (any argument types: the message must not throw). */
+  private regionText(offset: unknown, size: unknown): string {
+    if (typeof offset !== "number" || typeof size !== "number")
+      return `offset and size must be integers, got ${typeof offset} ${String(offset)} and ${typeof size} ${String(size)}`;
+    return `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`;
+  }
+
   /** Validate a compared region; returns 0 or -EINVAL with the reason recorded. */
   private checkRegion(op: string, expected: Uint8Array, offset: number, size: number): number {
     if (!(expected instanceof Uint8Array)) invalid(op, "expected must be a Uint8Array");
-    if (!this.regionFits(offset, size))
-      return this.fail(
-        EINVAL,
-        `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`,
-      );
+    if (!this.regionFits(offset, size)) return this.fail(EINVAL, this.regionText(offset, size));
     if (expected.length !== size)
       return this.fail(EINVAL, `expected is ${expected.length} bytes but the region is ${size}`);
     return 0;
@@ -2002,21 +2005,18 @@ export class Htab implements RawMap {
     count: number,
     offset: number,
     size: number,
-    results: Int32Array = new Int32Array(count),
+    results?: Int32Array,
   ): number {
-    if (!Number.isInteger(count) || count < 0)
-      invalid("compareAndDeleteBatch", `count must be a u32, got ${count}`);
+    if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
+      invalid("compareAndDeleteBatch", `count must be a u32, got ${String(count)}`);
+    if (!this.regionFits(offset, size)) invalid("compareAndDeleteBatch", this.regionText(offset, size));
+    results ??= new Int32Array(count);
     if (!(keys instanceof Uint8Array) || keys.length < count * this.keySize)
       invalid("compareAndDeleteBatch", `keys must hold count * key_size = ${count * this.keySize} bytes`);
     if (!(expected instanceof Uint8Array) || expected.length < count * size)
       invalid("compareAndDeleteBatch", `expected must hold count * size = ${count * size} bytes`);
     if (!(results instanceof Int32Array) || results.length < count)
       invalid("compareAndDeleteBatch", "results must be an Int32Array of at least count entries");
-    if (!this.regionFits(offset, size))
-      invalid(
-        "compareAndDeleteBatch",
-        `region [${offset}, ${offset + size}) is not inside the ${this.valueBytes}-byte value`,
-      );
     if (!this.canRead() || !this.canWrite()) {
       results.fill(this.permError(!this.canWrite()), 0, count);
       return 0;
