@@ -590,6 +590,17 @@ export class Htab implements RawMap {
     return -1;
   }
 
+  /**
+   * Whether element `e` exists: always on a preallocated map; under
+   * NO_PREALLOC only below CARVED (a carver that died between recording
+   * INFLIGHT and publishing CARVED named an element nobody has carved).
+   */
+  private carvedElem(e: number): boolean {
+    return (
+      this.prealloc || (e - this.elemsBase) / this.elemStrideI32 < Atomics.load(this.i32, HDR_CARVED_I32)
+    );
+  }
+
   /** Give an element nobody owns any more back to this slot's freelist (or limbo). */
   private fileLost(x: number): void {
     const i32 = this.i32;
@@ -621,6 +632,14 @@ export class Htab implements RawMap {
         Atomics.notify(i32, lk);
         Atomics.add(i32, HDR_RECOVERED_I32, 1);
       }
+    }
+    // 1b. The NO_PREALLOC grow lock: `d` was carving. CARVED is published last, so an
+    //     element it counted is its INFLIGHT (filed below as lost); a grown buffer is harmless.
+    const g = Atomics.load(i32, HDR_GROW_LOCK_I32);
+    if (g !== 0 && lockOwner(g) === d) {
+      Atomics.store(i32, HDR_GROW_LOCK_I32, 0);
+      Atomics.notify(i32, HDR_GROW_LOCK_I32);
+      Atomics.add(i32, HDR_RECOVERED_I32, 1);
     }
     // 2. A bucket lock `d` held: finish or undo its chain change, fix its count.
     const b = i32[p + PCPU_INTENT_BUCKET_I32];
@@ -674,7 +693,7 @@ export class Htab implements RawMap {
         if (i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] === 0 && !this.lru.holdsAny(this.cpu))
           this.lruRepair(d);
       }
-    } else if (lost !== 0) this.fileLost(lost);
+    } else if (lost !== 0 && this.carvedElem(lost)) this.fileLost(lost);
     // 4. Value spin locks `d` held (the value may be half written).
     if (this.spinLockOff >= 0) {
       const step = this.elemStrideI32;

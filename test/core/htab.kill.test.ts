@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { Htab } from "../../src/core/htab.js";
-import { MapType } from "../../src/uapi.js";
+import { MapFlags, MapType } from "../../src/uapi.js";
 
 const ITERATIONS = Number(process.env.HTAB_KILL_ITERATIONS ?? 100);
 const script = new URL("../fixtures/kill-worker.js", import.meta.url);
@@ -20,10 +20,16 @@ const script = new URL("../fixtures/kill-worker.js", import.meta.url);
 // list above target_free, so a refill never has to evict.
 // Plain HASH runs its updates and deletes on the wasm fast path (workers with the whole
 // handle); a map with a bpf_spin_lock keeps them on the JS path.
-for (const [name, iterations, lru, spinLock] of [
-  ["HASH with bpf_spin_lock", ITERATIONS, false, true],
-  ["HASH (wasm write path)", Math.ceil(ITERATIONS / 2), false, false],
-  ["LRU_HASH", Math.ceil(ITERATIONS / 2), true, false],
+// NO_PREALLOC workers use 200 keys each, so the victim is often carving new
+// elements and growing the buffer when it dies; the batch config mixes in
+// update_batch and delete_batch.
+for (const [name, iterations, lru, spinLock, noPrealloc, batch] of [
+  ["HASH with bpf_spin_lock", ITERATIONS, false, true, false, false],
+  ["HASH (wasm write path)", Math.ceil(ITERATIONS / 2), false, false, false, false],
+  ["LRU_HASH", Math.ceil(ITERATIONS / 2), true, false, false, false],
+  ["HASH NO_PREALLOC (growth)", Math.ceil(ITERATIONS / 4), false, false, true, false],
+  ["HASH with batch operations", Math.ceil(ITERATIONS / 4), false, false, false, true],
+  ["LRU_HASH with batch operations", Math.ceil(ITERATIONS / 5), true, false, false, true],
 ] as const)
   test(`kill a worker mid-operation on ${name}, ${iterations} times: no corruption, no deadlock, survivors' data intact`, {
     timeout: 600_000,
@@ -34,6 +40,7 @@ for (const [name, iterations, lru, spinLock] of [
     let checkedKeys = 0;
     let seed = 1;
     for (let it = 0; it < ITERATIONS; it++) {
+      const keys = noPrealloc ? 200 : 8;
       const map = Htab.create(
         lru
           ? { type: MapType.LruHash, keySize: 4, valueSize: 16, maxEntries: 4096 }
@@ -41,7 +48,8 @@ for (const [name, iterations, lru, spinLock] of [
               type: MapType.Hash,
               keySize: 4,
               valueSize: 16,
-              maxEntries: 24,
+              maxEntries: 3 * keys,
+              ...(noPrealloc ? { flags: MapFlags.NoPrealloc } : {}),
               ...(spinLock ? { spinLockOffset: 0 } : {}),
             },
         { nrCpus: 4, cpu: 0 },
@@ -57,10 +65,11 @@ for (const [name, iterations, lru, spinLock] of [
             progress,
             cpu,
             id: cpu,
-            keys: 8,
+            keys,
             ops: cpu === victim ? 1e9 : 6000,
             seed: seed++,
             spinLock,
+            batch,
           },
         });
         const done = new Promise<[number, number][] | null>((resolve, reject) => {
@@ -77,7 +86,8 @@ for (const [name, iterations, lru, spinLock] of [
         return { w, cpu, done };
       });
       // Kill the victim at a random point of its run, once it is running.
-      const at = 100 + Math.floor(Math.random() * 3000);
+      // NO_PREALLOC: while its 200 keys are still being carved (the first few hundred operations).
+      const at = noPrealloc ? 50 + Math.floor(Math.random() * 500) : 100 + Math.floor(Math.random() * 3000);
       while (Atomics.load(p32, victim) < at) await new Promise((r) => setTimeout(r, 1));
       await workers[victim - 1].w.terminate();
       let timer: NodeJS.Timeout | undefined;
@@ -94,7 +104,7 @@ for (const [name, iterations, lru, spinLock] of [
       for (const x of workers) {
         if (x.cpu === victim) continue;
         const model = new Map(results[x.cpu - 1]!);
-        for (let k = 0; k < 8; k++) {
+        for (let k = 0; k < keys; k++) {
           const key = new Uint8Array(new Uint32Array([x.cpu * 1000 + k]).buffer);
           const want = model.get(x.cpu * 1000 + k);
           const err = map.lookupElem(key, out, spinLock ? 4 : 0);
@@ -118,3 +128,94 @@ for (const [name, iterations, lru, spinLock] of [
         `${recovered} locks/operations recovered in ${iterationsWithRecovery} iterations`,
     );
   });
+
+test(`kill a worker mid-swap of a HASH_OF_MAPS in a MapDomain, ${Math.ceil(ITERATIONS / 4)} times: survivors' outer entries intact, inner maps sound`, {
+  timeout: 600_000,
+}, async () => {
+  const { MapDomain } = await import("../../src/core/map-domain.js");
+  const outerScript = new URL("../fixtures/outer-kill-worker.js", import.meta.url);
+  const iterations = Math.ceil(ITERATIONS / 4);
+  let checked = 0;
+  let recovered = 0;
+  for (let it = 0; it < iterations; it++) {
+    const domain = MapDomain.create({ nrCpus: 4, cpu: 0, maxMaps: 16, maxBytes: 8 << 20 });
+    const inner = [0, 1, 2].map(
+      () => domain.createMap({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 64 }) as Htab,
+    );
+    const outer = domain.createMap({
+      type: MapType.HashOfMaps,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 24,
+      innerMap: inner[0].info.id,
+    });
+    const victim = 1 + (it % 3);
+    const progress = new SharedArrayBuffer(16);
+    const p32 = new Int32Array(progress);
+    const workers = [1, 2, 3].map((cpu) => {
+      const w = new Worker(outerScript, {
+        workerData: {
+          handle: domain.handle,
+          progress,
+          cpu,
+          outer: outer.info.id,
+          inner: inner.map((m) => m.info.id),
+          keys: 8,
+          ops: cpu === victim ? 1e9 : 4000,
+          seed: 77 + it * 3 + cpu,
+        },
+      });
+      const done = new Promise<[number, number][] | null>((resolve, reject) => {
+        let result: [number, number][] | null = null;
+        w.once("message", (m) => {
+          result = m;
+        });
+        w.once("error", reject);
+        w.once("exit", () => {
+          if (cpu === victim) domain.reap(cpu);
+          resolve(result);
+        });
+      });
+      return { w, cpu, done };
+    });
+    const at = 100 + Math.floor(Math.random() * 2000);
+    while (Atomics.load(p32, victim) < at) await new Promise((r) => setTimeout(r, 1));
+    await workers[victim - 1].w.terminate();
+    const results = await Promise.all(workers.map((x) => x.done));
+    const out = new Uint8Array(4);
+    for (const x of workers) {
+      if (x.cpu === victim) continue;
+      const model = new Map(results[x.cpu - 1]!);
+      for (let k = 0; k < 8; k++) {
+        const key = new Uint8Array(new Uint32Array([x.cpu * 1000 + k]).buffer);
+        const want = model.get(x.cpu * 1000 + k);
+        const err = outer.lookupElem(key, out, 0);
+        if (want === undefined)
+          assert.equal(err, -2, `iteration ${it}: outer key ${x.cpu * 1000 + k} should be absent`);
+        else {
+          assert.equal(err, 0, `iteration ${it}: outer key ${x.cpu * 1000 + k} lost`);
+          assert.equal(
+            new DataView(out.buffer).getUint32(0, true),
+            want,
+            `iteration ${it}: outer key points elsewhere`,
+          );
+        }
+        checked++;
+      }
+    }
+    for (const m of inner) {
+      const f = m.fsck();
+      assert.ok(f.ok, `iteration ${it}: ${f.errors.join("; ")}`);
+      recovered += m.stats().recovered;
+    }
+    // The outer map still takes swaps from every slot, the victim's included.
+    assert.equal(
+      outer.updateElem(new Uint8Array(4), new Uint8Array(new Uint32Array([inner[1].info.id]).buffer), 0),
+      0,
+    );
+    domain.close();
+  }
+  console.log(
+    `# kill HASH_OF_MAPS swaps: ${iterations} iterations, ${checked} survivor outer keys checked, ${recovered} inner-map recoveries`,
+  );
+});
