@@ -10,12 +10,13 @@ import { arch, cpus, platform, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import cliProgress from "cli-progress";
 import { Bench } from "tinybench";
 import * as codecs from "../src/api/codecs.js";
 import { TypedMap } from "../src/api/typed-map.js";
 import { machineCpus } from "../src/cli/backends.js";
+import { renderChart } from "../src/cli/chart.js";
 import { runConntrack } from "../src/cli/conntrack.js";
+import { Progress } from "../src/cli/term.js";
 import { Htab, type MapHandle } from "../src/core/htab.js";
 import type { RawMap } from "../src/core/raw-map.js";
 import type { MapSpec } from "../src/core/spec.js";
@@ -87,6 +88,8 @@ interface Opts {
   quick: boolean;
   out: string;
   chart: boolean;
+  /** The report as JSON on stdout; everything else goes to stderr. */
+  json: boolean;
 }
 
 type Task = { workload: string; entries: number; peer: string; fn: () => unknown; iterations?: number };
@@ -98,14 +101,18 @@ function parseArgs(argv: string[]): Opts {
     quick: false,
     out: join(here, "..", "..", "bench", "results"),
     chart: true,
+    json: false,
   };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--quick") o.quick = true;
     else if (argv[i] === "--js-path") o.jsPath = true;
     else if (argv[i] === "--out") o.out = argv[++i];
     else if (argv[i] === "--no-chart") o.chart = false;
+    else if (argv[i] === "--json") o.json = true;
     else
-      throw new Error(`bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart)`);
+      throw new Error(
+        `bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart, --json)`,
+      );
   }
   return o;
 }
@@ -846,48 +853,39 @@ function table(rep: BenchReport): string {
 }
 
 async function chart(rep: BenchReport, base: string): Promise<string[]> {
-  try {
-    const vl = await import("vega-lite");
-    const vega = await import("vega");
-    const { Resvg } = await import("@resvg/resvg-js");
-    const data = rep.points
-      .filter((p) => ["lookup hit", "lookup miss", "update existing", "insert+delete"].includes(p.workload))
-      .map((p) => ({ workload: p.workload, size: `${p.entries} entries`, peer: p.peer, ns: p.stat.median }));
-    const spec = {
-      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-      title: `htab vs alternatives: median ns per operation (log scale), ${rep.machine.model}, Node ${rep.node}`,
-      data: { values: data },
-      facet: {
-        row: { field: "size", type: "nominal", title: null },
-        column: { field: "workload", type: "nominal", title: null },
-      },
-      spec: {
-        width: 180,
-        height: 160,
-        mark: "bar",
-        encoding: {
-          y: { field: "peer", type: "nominal", title: null, sort: "x" },
-          // Log bars need an explicit base: they grow from 1 ns.
-          x: {
-            field: "ns",
-            type: "quantitative",
-            scale: { type: "log", domain: [1, 100000] },
-            title: "ns/op (log)",
-          },
-          x2: { datum: 1 },
-          color: { field: "peer", type: "nominal", legend: null },
+  const data = rep.points
+    .filter((p) => ["lookup hit", "lookup miss", "update existing", "insert+delete"].includes(p.workload))
+    .map((p) => ({ workload: p.workload, size: `${p.entries} entries`, peer: p.peer, ns: p.stat.median }));
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `htab vs alternatives: median ns per operation (log scale), ${rep.machine.model}, Node ${rep.node}`,
+    data: { values: data },
+    facet: {
+      row: { field: "size", type: "nominal", title: null },
+      column: { field: "workload", type: "nominal", title: null },
+    },
+    spec: {
+      width: 180,
+      height: 160,
+      mark: "bar",
+      encoding: {
+        y: { field: "peer", type: "nominal", title: null, sort: "x" },
+        // Log bars need an explicit base: they grow from 1 ns.
+        x: {
+          field: "ns",
+          type: "quantitative",
+          scale: { type: "log", domain: [1, 100000] },
+          title: "ns/op (log)",
         },
+        x2: { datum: 1 },
+        color: { field: "peer", type: "nominal", legend: null },
       },
-      config: { font: "DejaVu Sans" },
-    };
-    const compiled = vl.compile(spec as never).spec;
-    const view = new vega.View(vega.parse(compiled), { renderer: "none" });
-    const svg = await view.toSVG();
-    view.finalize();
-    writeFileSync(`${base}.svg`, svg);
-    const png = new Resvg(svg, { background: "white", font: { loadSystemFonts: true } }).render().asPng();
-    writeFileSync(`${base}.png`, png);
-    return [`${base}.svg`, `${base}.png`];
+    },
+  };
+  try {
+    const r = await renderChart(spec, base);
+    if (r.skipped) rep.skipped.push(`chart: ${r.skipped}`);
+    return r.files;
   } catch (e) {
     rep.skipped.push(`chart: ${(e as Error).message}`);
     return [];
@@ -925,20 +923,20 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
     groups.push({ tasks: await lruTasks(n, cleanup), perCall: OPS });
   }
   const total = groups.reduce((a, g) => a + g.tasks.length, 0) + sizes.length * 2 + 2;
-  const bar = new cliProgress.SingleBar(
-    {
-      format: " bench {bar} {value}/{total} {task}",
-      hideCursor: true,
-      noTTYOutput: true,
-      notTTYSchedule: 2000,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  bar.start(total, 0, { task: "" });
+  // One progress line on stderr: the bench's own output (the report) stays clean.
+  let doneTasks = 0;
+  const progress = new Progress("bench", process.stderr, 10_000);
+  const step = (n: number, task: string) => {
+    doneTasks += n;
+    progress.update(doneTasks / total, [
+      { label: "", value: `${doneTasks}/${total}` },
+      { label: "", value: task },
+    ]);
+  };
   const time = o.quick ? 60 : 400;
   for (const g of groups) {
     for (const t of g.tasks) {
-      bar.increment(0, { task: `${t.workload} @${t.entries} ${t.peer}` });
+      step(0, `${t.workload} @${t.entries} ${t.peer}`);
       const b = new Bench({
         time: t.iterations ? 0 : time,
         iterations: t.iterations ?? 16,
@@ -959,18 +957,18 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
         unit: "ns/op",
         stat: { ...s, median: s.median * k, mean: s.mean * k, p75: s.p75 * k, p99: s.p99 * k },
       });
-      bar.increment(1);
+      step(1, "");
     }
   }
   for (const n of sizes) {
-    bar.increment(0, { task: `postMessage @${n}` });
+    step(0, `postMessage @${n}`);
     rep.points.push(await postMessageLatency(n, o.quick));
-    bar.increment(1, { task: `read-heavy mix @${n}` });
+    step(1, `read-heavy mix @${n}`);
     rep.throughput.push(...(await mixThroughput(n, o.quick)));
-    bar.increment(1);
+    step(1, "");
     rep.memory.push(...(await memory(n)));
   }
-  bar.increment(0, { task: "conntrack pattern" });
+  step(0, "conntrack pattern");
   const ct = await runConntrack({
     seconds: o.quick ? 0.8 : 2,
     workers: 1,
@@ -980,7 +978,7 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
     kernel: false,
     quiet: true,
   });
-  bar.increment(1);
+  step(1, "");
   const kern = await loadKernel();
   const ctk = kern
     ? await runConntrack({
@@ -993,8 +991,8 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
         quiet: true,
       })
     : null;
-  bar.increment(1);
-  bar.stop();
+  step(1, "");
+  progress.stop();
   for (const r of [...ct, ...(ctk ?? [])].filter((x) => !x.skipped))
     rep.throughput.push({
       workload: `conntrack pattern (GC: ${r.mode === "delete" ? "delete by key" : "compareAndDelete"})`,
@@ -1014,15 +1012,17 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
   const base = join(o.out, `${stamp}${o.quick ? "-quick" : ""}`);
   writeFileSync(`${base}.json`, `${JSON.stringify(rep, null, 2)}\n`);
   const md = table(rep);
-  console.log(`\n${md}\n`);
+  const log = o.json ? (s: string) => process.stderr.write(`${s}\n`) : (s: string) => console.log(s);
+  log(`\n${md}\n`);
   const images = o.chart ? await chart(rep, base) : [];
   if (!o.quick) {
     writeFileSync(join(o.out, "latest.json"), `${JSON.stringify(rep, null, 2)}\n`);
     writeFileSync(join(o.out, "latest.md"), `${md}\n`);
     if (images.length) await chart(rep, join(o.out, "latest"));
   }
-  if (rep.skipped.length) console.log(`skipped: ${rep.skipped.join("; ")}`);
-  console.log(`wrote ${base}.json${images.length ? `, ${images.join(", ")}` : ""}`);
+  if (rep.skipped.length) log(`skipped: ${rep.skipped.join("; ")}`);
+  log(`wrote ${base}.json${images.length ? `, ${images.join(", ")}` : ""}`);
+  if (o.json) process.stdout.write(`${JSON.stringify(rep)}\n`);
   return rep;
 }
 

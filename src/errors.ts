@@ -8,44 +8,62 @@
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  E2BIG: 7,
+  ENOEXEC: 8,
   EBADF: 9,
+  EAGAIN: 11,
   ENOMEM: 12,
   EACCES: 13,
   EFAULT: 14,
   EBUSY: 16,
   EEXIST: 17,
+  ENODEV: 19,
+  ENOTDIR: 20,
   EINVAL: 22,
+  EMFILE: 24,
   ENOSPC: 28,
+  ERANGE: 34,
+  ENOSYS: 38,
+  ELOOP: 40,
+  EOVERFLOW: 75,
   EBADFD: 77,
-  ETIMEDOUT: 110,
-  E2BIG: 7,
   EOPNOTSUPP: 95,
+  ETIMEDOUT: 110,
   ENOTSUPP: 524,
 } as const;
+/** The errno names htab knows (`'ENOENT'`, `'E2BIG'`, …). */
 export type ErrnoCode = keyof typeof Errno;
+/** What `BpfError.code` holds: a known name, or `E<number>` for an errno htab has no name for. */
+export type ErrnoName = ErrnoCode | `E${number}`;
 
 const NAMES: Record<number, ErrnoCode> = {};
 for (const [name, n] of Object.entries(Errno)) NAMES[n] = name as ErrnoCode;
 
 /** The errno name for a number, or `E<number>` when htab has no name for it. */
-export function errnoName(errno: number): string {
+export function errnoName(errno: number): ErrnoName {
   const n = Math.abs(errno);
   return NAMES[n] ?? `E${n}`;
 }
 
 /** The error every htab operation throws. */
 export class BpfError extends Error {
-  /** Kernel errno name, for example `'ENOENT'`. */
-  readonly code: string;
+  /** Kernel errno name, for example `'ENOENT'` (`E<number>` for an errno htab has no name for). */
+  readonly code: ErrnoName;
   /** Positive errno number, for example 2. */
   readonly errno: number;
   /** The operation that failed, for example `'update'`. */
   readonly op: string;
+  /** The message without the operation and the code: what was wrong. */
+  readonly detail: string;
 
   constructor(op: string, errno: number, detail?: string) {
     const n = Math.abs(errno);
     const code = errnoName(n);
-    super(`${op}: ${detail ?? defaultDetail(n)} (${code})`);
+    const what = detail ?? defaultDetail(n);
+    super(`${op}: ${what} (${code})`);
+    this.detail = what;
     this.name = "BpfError";
     this.code = code;
     this.errno = n;

@@ -5,7 +5,7 @@
  */
 
 export { BpfMap } from "./api/bpf-map.js";
-export type { Codec } from "./api/codecs.js";
+export type { Codec, CodecValue, Field, StructValue } from "./api/codecs.js";
 export * as codecs from "./api/codecs.js";
 export {
   announceSlot,
@@ -23,7 +23,9 @@ export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } 
 export { ArrayOfMaps, HashOfMaps, type OuterMap } from "./core/map-of-maps.js";
 export type { BatchArgs, BatchResult, MapInfo, RawMap } from "./core/raw-map.js";
 export type { MapSpec, SabCreateOptions } from "./core/spec.js";
-export { BpfError, Errno, errnoName } from "./errors.js";
+export { ValueRef } from "./core/value-ref.js";
+export { BpfError, Errno, type ErrnoCode, type ErrnoName, errnoName } from "./errors.js";
 export { htabMapHash } from "./hash/htab-hash.js";
 export { jhash, jhash2 } from "./hash/jhash.js";
+export type { Geometry } from "./layout/layout.js";
 export { MAP_TYPE_NAMES, MapFlags, MapType, UpdateFlags } from "./uapi.js";

@@ -3,7 +3,7 @@
  * bytes a BPF map stores (the layout a C struct has on x86-64).
  */
 
-import { invalid } from "../errors.js";
+import { BpfError, invalid } from "../errors.js";
 
 /** Converts a JavaScript value to and from `size` bytes at an offset. */
 export interface Codec<T> {
@@ -12,14 +12,35 @@ export interface Codec<T> {
   decode(buf: Uint8Array, off: number): T;
 }
 
+/** The value type a codec converts. */
+export type CodecValue<C> = C extends Codec<infer T> ? T : never;
+
+/** `"16" (string)`, `1.5 (number)`: an input shown with its type, for codec errors. */
+export function showInput(v: unknown): string {
+  const type =
+    v === null ? "null" : Array.isArray(v) ? "array" : v instanceof Uint8Array ? "Uint8Array" : typeof v;
+  let text: string;
+  if (typeof v === "string") text = JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  else if (typeof v === "bigint") text = `${v}n`;
+  else if (v instanceof Uint8Array) text = `${v.length} bytes`;
+  else if (typeof v === "object" && v !== null) text = Array.isArray(v) ? `length ${v.length}` : "{…}";
+  else text = String(v);
+  return `${text} (${type})`;
+}
+
+/** EINVAL for a value a codec cannot encode: what came, and what was expected. */
+function badInput(v: unknown, expected: string): never {
+  invalid("encode", `got ${showInput(v)}, expected ${expected}`);
+}
+
 function intCodec(size: 1 | 2 | 4, signed: boolean): Codec<number> {
   const min = signed ? -(2 ** (size * 8 - 1)) : 0;
   const max = signed ? 2 ** (size * 8 - 1) - 1 : 2 ** (size * 8) - 1;
   return {
     size,
     encode(v, buf, off) {
-      if (!Number.isInteger(v) || v < min || v > max)
-        invalid("encode", `${v} is not a ${signed ? "s" : "u"}${size * 8}`);
+      if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
+        badInput(v, `${signed ? "s" : "u"}${size * 8} number in [${min}, ${max}]`);
       for (let i = 0; i < size; i++) buf[off + i] = (v >>> (8 * i)) & 0xff;
     },
     decode(buf, off) {
@@ -59,9 +80,9 @@ function fromScratch(buf: Uint8Array, off: number): void {
 export const u64: Codec<bigint> = {
   size: 8,
   encode(v, buf, off) {
-    if (typeof v !== "bigint") invalid("encode", `${String(v)} is not a u64 bigint`);
+    if (typeof v !== "bigint") badInput(v, "u64 bigint");
     scratchU64[0] = v; // wraps modulo 2^64: a value out of range reads back different
-    if (scratchU64[0] !== v) invalid("encode", `${String(v)} is not a u64 bigint`);
+    if (scratchU64[0] !== v) badInput(v, "u64 bigint in [0n, 2n ** 64n - 1n]");
     fromScratch(buf, off);
   },
   decode(buf, off) {
@@ -74,9 +95,9 @@ export const u64: Codec<bigint> = {
 export const s64: Codec<bigint> = {
   size: 8,
   encode(v, buf, off) {
-    if (typeof v !== "bigint") invalid("encode", `${String(v)} is not an s64 bigint`);
+    if (typeof v !== "bigint") badInput(v, "s64 bigint");
     scratchS64[0] = v;
-    if (scratchS64[0] !== v) invalid("encode", `${String(v)} is not an s64 bigint`);
+    if (scratchS64[0] !== v) badInput(v, "s64 bigint in [-(2n ** 63n), 2n ** 63n - 1n]");
     fromScratch(buf, off);
   },
   decode(buf, off) {
@@ -92,7 +113,7 @@ export function bytes(size: number): Codec<Uint8Array> {
   return {
     size,
     encode(v, buf, off) {
-      if (!(v instanceof Uint8Array) || v.length !== size) invalid("encode", `expected ${size} bytes`);
+      if (!(v instanceof Uint8Array) || v.length !== size) badInput(v, `a Uint8Array of ${size} bytes`);
       buf.set(v, off);
     },
     decode(buf, off) {
@@ -102,24 +123,29 @@ export function bytes(size: number): Codec<Uint8Array> {
 }
 
 /** A struct field: its name, codec, and optional explicit offset. */
-export interface Field {
-  name: string;
-  codec: Codec<unknown>;
+export interface Field<N extends string = string, T = unknown> {
+  name: N;
+  codec: Codec<T>;
   /** Byte offset; default: next offset aligned to min(field size, 8), as C lays it out. */
   offset?: number;
 }
 
-type StructValue = Record<string, unknown>;
+/** The object a field list describes: `{ packets: bigint, port: number }` for u64 and u16 fields. */
+export type StructValue<F extends readonly Field<string, unknown>[]> = {
+  [E in F[number] as E["name"]]: E["codec"] extends Codec<infer T> ? T : never;
+};
 
 /**
  * A C-like struct from a field list. Fields are aligned as on x86-64 unless
  * an offset is given; the size is padded to the largest alignment. Padding
- * bytes are written as zero, so equal structs hash equally.
+ * bytes are written as zero, so equal structs hash equally. The value type
+ * is inferred from the fields; an encode error names the field
+ * (`packets: got "16" (string), expected u64 bigint`).
  */
-export function struct<T extends StructValue = StructValue>(
-  fields: Field[],
+export function struct<const F extends readonly Field<string, any>[]>(
+  fields: F,
   opts: { size?: number } = {},
-): Codec<T> & { offsets: Record<string, number> } {
+): Codec<StructValue<F>> & { offsets: Record<F[number]["name"], number> } {
   const offsets: Record<string, number> = {};
   let off = 0;
   let align = 1;
@@ -134,18 +160,33 @@ export function struct<T extends StructValue = StructValue>(
   if (size < off) invalid("codec", `struct size ${size} is smaller than its fields (${off} bytes)`);
   return {
     size,
-    offsets,
+    offsets: offsets as Record<F[number]["name"], number>,
     encode(v, buf, o) {
+      if (v === null || typeof v !== "object")
+        badInput(v, `an object with fields ${fields.map((f) => f.name).join(", ")}`);
       buf.fill(0, o, o + size);
+      const obj = v as Record<string, unknown>;
       for (const f of fields) {
-        if (!(f.name in v)) invalid("encode", `struct value has no field '${f.name}'`);
-        f.codec.encode(v[f.name], buf, o + offsets[f.name]);
+        if (!(f.name in obj))
+          invalid("encode", `${f.name}: missing (the struct value has no field '${f.name}')`);
+        try {
+          f.codec.encode(obj[f.name], buf, o + offsets[f.name]);
+        } catch (e) {
+          // Name the field: "packets: got ..." (nested structs give "outer.inner: ...").
+          if (e instanceof BpfError)
+            throw new BpfError(
+              "encode",
+              e.errno,
+              `${f.name}${/^[\w.]+: /.test(e.detail) ? "." : ": "}${e.detail}`,
+            );
+          throw e;
+        }
       }
     },
     decode(buf, o) {
-      const out: StructValue = {};
+      const out: Record<string, unknown> = {};
       for (const f of fields) out[f.name] = f.codec.decode(buf, o + offsets[f.name]);
-      return out as T;
+      return out as StructValue<F>;
     },
   };
 }

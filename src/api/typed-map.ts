@@ -9,6 +9,11 @@ import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
 import { type Codec, perCpu } from "./codecs.js";
 
+/** A codec's EINVAL restated for the map operation: "set: value: packets: got "16" (string), expected u64 bigint". */
+function codecError(op: string, what: "key" | "value", e: unknown): unknown {
+  return e instanceof BpfError ? new BpfError(op, e.errno, `${what}: ${e.detail}`) : e;
+}
+
 export class TypedMap<K, V> implements Iterable<[K, V]> {
   private readonly kbuf: Uint8Array;
   private readonly vbuf: Uint8Array;
@@ -65,8 +70,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     return new TypedMap(raw, keyCodec, perCpu(valueCodec, raw.info.nrCpus));
   }
 
-  private key(k: K): Uint8Array {
-    this.keyCodec.encode(k, this.kbuf, 0);
+  private key(op: string, k: K): Uint8Array {
+    try {
+      this.keyCodec.encode(k, this.kbuf, 0);
+    } catch (e) {
+      throw codecError(op, "key", e);
+    }
     return this.kbuf;
   }
 
@@ -76,14 +85,14 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
 
   /** The value for `key`, or undefined. */
   get(key: K): V | undefined {
-    const err = this.raw.lookupElem(this.key(key), this.vbuf, 0);
+    const err = this.raw.lookupElem(this.key("get", key), this.vbuf, 0);
     if (err === 0) return this.valueCodec.decode(this.vbuf, 0);
     if (err === -Errno.ENOENT) return undefined;
     return this.fail("get", err);
   }
 
   has(key: K): boolean {
-    const err = this.raw.lookupElem(this.key(key), this.vbuf, 0);
+    const err = this.raw.lookupElem(this.key("has", key), this.vbuf, 0);
     if (err === 0) return true;
     if (err === -Errno.ENOENT) return false;
     return this.fail("has", err);
@@ -94,8 +103,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
    * @throws BpfError E2BIG when the map is full, EEXIST/ENOENT with NOEXIST/EXIST
    */
   set(key: K, value: V, flags = 0): this {
-    const k = this.key(key);
-    this.valueCodec.encode(value, this.vbuf, 0);
+    const k = this.key("set", key);
+    try {
+      this.valueCodec.encode(value, this.vbuf, 0);
+    } catch (e) {
+      throw codecError("set", "value", e);
+    }
     const err = this.raw.updateElem(k, this.vbuf, flags);
     if (err !== 0) this.fail("set", err);
     return this;
@@ -103,7 +116,7 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
 
   /** @returns false when the key was absent */
   delete(key: K): boolean {
-    const err = this.raw.deleteElem(this.key(key));
+    const err = this.raw.deleteElem(this.key("delete", key));
     if (err === 0) return true;
     if (err === -Errno.ENOENT) return false;
     return this.fail("delete", err);

@@ -5,7 +5,6 @@
  * compareAndDelete. Live flows deleted by the GC are broken connections.
  */
 import { Worker } from "node:worker_threads";
-import cliProgress from "cli-progress";
 import { Htab } from "../core/htab.js";
 import type { RawMap } from "../core/raw-map.js";
 import { KernelMap } from "../kernel/kernel-map.js";
@@ -25,6 +24,7 @@ import {
   CT_WORDS,
   type GcMode,
 } from "./conntrack-layout.js";
+import { type Column, fmtNumber, Progress, renderTable } from "./term.js";
 
 export interface ConntrackOptions {
   /** Seconds per mode. */
@@ -41,7 +41,7 @@ export interface ConntrackOptions {
   kernel: boolean;
   /** BPF_MAP_TYPE_LRU_HASH instead of HASH (Cilium's CT maps are LRU): a full map evicts. @default false */
   lru?: boolean;
-  /** Print the progress bar and the table. */
+  /** Print nothing (the caller prints the results, or --json does). */
   quiet?: boolean;
   seed?: number;
 }
@@ -60,6 +60,8 @@ export interface ModeResult {
   brokenSeen: number;
   racesAvoided: number;
   memoryBytes: number;
+  /** Live flows deleted by the GC so far, sampled every 250 ms: [seconds, count]. */
+  timeline: [number, number][];
   skipped?: string;
 }
 
@@ -89,6 +91,7 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
     brokenSeen: 0,
     racesAvoided: 0,
     memoryBytes: 0,
+    timeline: [],
   };
   if (o.kernel && mode === "compare")
     return { ...base, skipped: "the kernel has no atomic compare-and-delete (BPF_F_COMPARE was rejected)" };
@@ -132,40 +135,39 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
     for (let i = 0; i < n; i++) t += Atomics.load(s32, i * CT_WORDS + w);
     return t;
   };
-  const bar = o.quiet
+  const progress = o.quiet
     ? null
-    : new cliProgress.SingleBar(
-        {
-          format: ` ${backend}/${mode === "delete" ? "delete by key " : "compareAndDelete"} {bar} {pps} pkts/s | GC sweeps {sweeps} | map {fill} | broken {broken}`,
-          hideCursor: true,
-          noTTYOutput: true,
-          notTTYSchedule: 1000,
-        },
-        cliProgress.Presets.shades_classic,
+    : new Progress(
+        `${backend}/${mode === "delete" ? "delete-by-key" : "compareAndDelete"}`,
+        process.stderr,
+        2000,
       );
   const t0 = performance.now();
-  bar?.start(100, 0, { pps: 0, sweeps: 0, fill: 0, broken: 0 });
+  const timeline: [number, number][] = [[0, 0]];
   let lastP = 0;
   let lastT = t0;
   while (performance.now() - t0 < o.seconds * 1000) {
     await new Promise((r) => setTimeout(r, 250));
     const now = performance.now();
     const p = sum(CT_PACKETS);
+    timeline.push([(now - t0) / 1000, sum(CT_LIVE_DELETED)]);
     const fill = map instanceof Htab ? map.count() : sum(CT_NEW) - sum(CT_EXPIRED) - sum(CT_LIVE_DELETED);
-    bar?.update(Math.min(100, (now - t0) / (o.seconds * 10)), {
-      pps: Math.round(((p - lastP) * 1000) / (now - lastT)).toLocaleString("en-US"),
-      sweeps: sum(CT_SWEEPS),
-      fill: `${fill}/${o.mapSize}`,
-      broken: sum(CT_BROKEN),
-    });
+    progress?.update((now - t0) / (o.seconds * 1000), [
+      { label: "pkts/s", value: fmtNumber(((p - lastP) * 1000) / (now - lastT)) },
+      { label: "map", value: `${fill}/${o.mapSize}` },
+      { label: "live deleted", value: fmtNumber(sum(CT_LIVE_DELETED)) },
+      { label: "broken", value: fmtNumber(sum(CT_BROKEN)) },
+      { label: "sweeps", value: fmtNumber(sum(CT_SWEEPS)) },
+    ]);
     lastP = p;
     lastT = now;
   }
   Atomics.store(new Int32Array(stop), 0, 1);
   await Promise.all(done);
   const seconds = (performance.now() - t0) / 1000;
-  bar?.update(100);
-  bar?.stop();
+  timeline.push([seconds, sum(CT_LIVE_DELETED)]);
+  progress?.update(1, [{ label: "", value: "done" }]);
+  progress?.stop();
   const memoryBytes = map.memoryUsage();
   map.close();
   return {
@@ -181,6 +183,48 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
     brokenSeen: sum(CT_BROKEN),
     racesAvoided: sum(CT_AVOIDED),
     memoryBytes,
+    timeline,
+  };
+}
+
+const MODE_NAME: Record<GcMode, string> = { delete: "delete by key", compare: "compareAndDelete" };
+
+/** The result table: fits 100 columns, numbers right-aligned, no index column. */
+export function conntrackTable(results: ModeResult[]): string {
+  const rows = results.filter((r) => !r.skipped);
+  const cols: Column<ModeResult>[] = [
+    { header: "GC mode", value: (r) => `${r.backend === "kernel" ? "kernel " : ""}${MODE_NAME[r.mode]}` },
+    { header: "pkts/s", value: (r) => r.packets / r.seconds },
+    { header: "new\nflows", value: (r) => r.newFlows },
+    { header: "GC\nsweeps", value: (r) => r.sweeps },
+    { header: "expired\ndeleted", value: (r) => r.expiredDeleted },
+    { header: "LIVE flows\ndeleted (GC)", value: (r) => r.liveDeleted },
+    { header: "broken\n(datapath)", value: (r) => r.brokenSeen },
+    { header: "races\ncaught", value: (r) => r.racesAvoided },
+    { header: "map\nKiB", value: (r) => r.memoryBytes / 1024 },
+  ];
+  return renderTable(rows, cols, 100);
+}
+
+/** Live flows wrongly deleted over time, one line per GC mode (Vega-Lite). */
+export function conntrackChartSpec(results: ModeResult[]): object {
+  const values = results
+    .filter((r) => !r.skipped)
+    .flatMap((r) =>
+      r.timeline.map(([t, n]) => ({ seconds: t, live: n, mode: `${r.backend}: ${MODE_NAME[r.mode]}` })),
+    );
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: "htab conntrack: live flows wrongly deleted by the GC",
+    width: 480,
+    height: 240,
+    data: { values },
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "seconds", type: "quantitative", title: "seconds into the run" },
+      y: { field: "live", type: "quantitative", title: "live flows deleted (cumulative)" },
+      color: { field: "mode", type: "nominal", title: "GC", legend: { labelLimit: 320 } },
+    },
   };
 }
 
@@ -197,34 +241,21 @@ export async function runConntrack(o: ConntrackOptions): Promise<ModeResult[]> {
     );
   const results = [await runMode(o, "delete"), await runMode(o, "compare")];
   if (!o.quiet) {
-    const fmt = (x: number) => Math.round(x).toLocaleString("en-US");
-    console.table(
-      results.map((r) =>
-        r.skipped
-          ? { "GC mode": r.mode, note: `skipped: ${r.skipped}` }
-          : {
-              "GC mode": r.mode === "delete" ? "lookup, then delete by key" : "compareAndDelete",
-              "pkts/s": fmt(r.packets / r.seconds),
-              "new flows": fmt(r.newFlows),
-              sweeps: fmt(r.sweeps),
-              "expired deleted": fmt(r.expiredDeleted),
-              "live flows deleted (GC)": fmt(r.liveDeleted),
-              "broken (datapath saw)": fmt(r.brokenSeen),
-              "races caught (EBUSY)": fmt(r.racesAvoided),
-              "map KiB": fmt(r.memoryBytes / 1024),
-            },
-      ),
-    );
+    console.log(conntrackTable(results));
     const [a, b] = results;
-    if (!b.skipped)
-      console.log(
-        `GC race: ${a.liveDeleted} live flows deleted with delete-by-key ` +
-          `(${a.expiredDeleted ? ((a.liveDeleted / a.expiredDeleted) * 1e5).toFixed(1) : 0} per 10^5 deletions), ` +
-          `${b.liveDeleted} with compareAndDelete (${b.racesAvoided} races caught).`,
-      );
+    const per = (r: ModeResult) =>
+      r.expiredDeleted ? ((r.liveDeleted / r.expiredDeleted) * 1e5).toFixed(1) : "0";
+    console.log(
+      `\nGC race: ${fmtNumber(a.liveDeleted)} live flows deleted with delete-by-key (${per(a)} per 10^5 deletions)` +
+        (b.skipped
+          ? "."
+          : `, ${fmtNumber(b.liveDeleted)} with compareAndDelete (${fmtNumber(b.racesAvoided)} races caught).`),
+    );
+    for (const r of results)
+      if (r.skipped) console.log(`Note: ${r.backend} ${MODE_NAME[r.mode]} skipped: ${r.skipped}.`);
     if (o.lru)
       console.log(
-        "LRU_HASH: a full map evicts, so 'broken (datapath saw)' also counts flows the LRU evicted; the GC column counts the GC's own deletions.",
+        "Note: LRU_HASH evicts when full, so 'broken (datapath)' also counts evicted flows; the GC column counts only the GC's own deletions.",
       );
   }
   return results;

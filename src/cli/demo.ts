@@ -4,7 +4,6 @@
  * small key space whose history is checked for linearizability.
  */
 import { Worker } from "node:worker_threads";
-import cliProgress from "cli-progress";
 import { decodeHistory } from "../check/history.js";
 import { checkHistory } from "../check/linearizability.js";
 import { Htab } from "../core/htab.js";
@@ -18,11 +17,37 @@ import {
   STAT_REFRESH,
   STAT_WORDS,
 } from "./demo-stats.js";
+import { type Column, fmtNumber, Progress, renderTable } from "./term.js";
 
 export interface DemoOptions {
   workers: number;
   seconds: number;
   keys: number;
+  /** Print nothing; the caller prints the result (--json). */
+  quiet?: boolean;
+}
+
+/** One traffic worker's figures. */
+export interface DemoWorkerRow {
+  worker: number;
+  opsPerSecond: number;
+  lookups: number;
+  hitPercent: number;
+  refreshes: number;
+  newFlows: number;
+  mapFull: number;
+  expired: number;
+}
+
+export interface DemoResult {
+  ok: boolean;
+  workers: DemoWorkerRow[];
+  flows: number;
+  memoryBytes: number;
+  fsck: boolean;
+  historyOps: number;
+  violations: number;
+  torn: number;
 }
 
 function spawn(data: Record<string, unknown>): { worker: Worker; done: Promise<unknown> } {
@@ -40,9 +65,10 @@ function spawn(data: Record<string, unknown>): { worker: Worker; done: Promise<u
   return { worker, done };
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const fmt = (n: number) => fmtNumber(n);
 
-export async function runDemo(o: DemoOptions): Promise<boolean> {
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const say = o.quiet ? () => {} : (s: string) => console.log(s);
   if (!(o.workers >= 1 && o.workers <= 64 && o.seconds > 0 && o.keys >= 16))
     throw new Error("demo needs --workers 1..64, --seconds > 0 and --keys >= 16");
   const maxEntries = o.keys;
@@ -53,7 +79,7 @@ export async function runDemo(o: DemoOptions): Promise<boolean> {
   const stats = new SharedArrayBuffer(o.workers * STAT_WORDS * 4);
   const stop = new SharedArrayBuffer(4);
   const s32 = new Int32Array(stats);
-  console.log(
+  say(
     `htab demo: ${o.workers} workers on one BPF_MAP_TYPE_HASH (${maxEntries} entries, 16-byte 5-tuple keys, ` +
       `${(map.memoryUsage() / 1024).toFixed(0)} KiB shared), ${o.seconds}s of conntrack-like traffic`,
   );
@@ -75,55 +101,57 @@ export async function runDemo(o: DemoOptions): Promise<boolean> {
         n += Atomics.load(s32, w * STAT_WORDS + s);
     return n;
   };
-  const bar = new cliProgress.SingleBar(
-    {
-      format: " {bar} {percentage}% | {ops} ops/s | map {fill}/{max} | {elapsed}s",
-      hideCursor: true,
-      clearOnComplete: false,
-      noTTYOutput: true,
-      notTTYSchedule: 1000,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = o.quiet ? null : new Progress("demo", process.stderr, 2000);
   const t0 = performance.now();
-  bar.start(100, 0, { ops: 0, fill: 0, max: maxEntries, elapsed: 0 });
   let last = 0;
   let lastT = t0;
   while (performance.now() - t0 < o.seconds * 1000) {
     await new Promise((r) => setTimeout(r, 200));
     const now = performance.now();
     const n = total();
-    bar.update(Math.min(100, ((now - t0) / (o.seconds * 10)) | 0), {
-      ops: fmt(((n - last) * 1000) / (now - lastT)),
-      fill: map.count(),
-      elapsed: ((now - t0) / 1000).toFixed(1),
-    });
+    bar?.update((now - t0) / (o.seconds * 1000), [
+      { label: "ops/s", value: fmt(((n - last) * 1000) / (now - lastT)) },
+      { label: "map", value: `${map.count()}/${maxEntries}` },
+      { label: "", value: `${((now - t0) / 1000).toFixed(1)}s` },
+    ]);
     last = n;
     lastT = now;
   }
   Atomics.store(new Int32Array(stop), 0, 1);
   await Promise.all(ws.map((w) => w.done));
   const secs = (performance.now() - t0) / 1000;
-  bar.update(100);
-  bar.stop();
+  bar?.update(1, [{ label: "", value: "done" }]);
+  bar?.stop();
 
-  const rows = Array.from({ length: o.workers }, (_, w) => {
+  const rows: DemoWorkerRow[] = Array.from({ length: o.workers }, (_, w) => {
     const g = (s: number) => s32[w * STAT_WORDS + s];
     const ops = g(STAT_LOOKUP) + g(STAT_INSERT) + g(STAT_FULL) + g(STAT_EXPIRE) + g(STAT_REFRESH);
     return {
       worker: w,
-      "ops/s": fmt(ops / secs),
-      lookups: fmt(g(STAT_LOOKUP)),
-      "hit %": ((100 * g(STAT_HIT)) / Math.max(1, g(STAT_LOOKUP))).toFixed(1),
-      refreshes: fmt(g(STAT_REFRESH)),
-      "new flows": fmt(g(STAT_INSERT)),
-      "map full": fmt(g(STAT_FULL)),
-      expired: fmt(g(STAT_EXPIRE)),
+      opsPerSecond: ops / secs,
+      lookups: g(STAT_LOOKUP),
+      hitPercent: (100 * g(STAT_HIT)) / Math.max(1, g(STAT_LOOKUP)),
+      refreshes: g(STAT_REFRESH),
+      newFlows: g(STAT_INSERT),
+      mapFull: g(STAT_FULL),
+      expired: g(STAT_EXPIRE),
     };
   });
-  console.table(rows);
+  const cols: Column<DemoWorkerRow>[] = [
+    { header: "worker", value: (r) => r.worker },
+    { header: "ops/s", value: (r) => r.opsPerSecond },
+    { header: "lookups", value: (r) => r.lookups },
+    { header: "hit %", value: (r) => r.hitPercent, digits: 1 },
+    { header: "refreshes", value: (r) => r.refreshes },
+    { header: "new flows", value: (r) => r.newFlows },
+    { header: "map full", value: (r) => r.mapFull },
+    { header: "expired", value: (r) => r.expired },
+  ];
+  say(renderTable(rows, cols, 100));
   const f = map.fsck();
-  console.log(
+  const flows = map.count();
+  const memoryBytes = map.memoryUsage();
+  say(
     `map: ${map.count()} flows, ${map.memoryUsage()} bytes; fsck ${f.ok ? "ok" : `FAILED: ${f.errors.join("; ")}`}`,
   );
   map.close();
@@ -147,9 +175,18 @@ export async function runDemo(o: DemoOptions): Promise<boolean> {
   const res = checkHistory(ops);
   const hf = hmap.fsck();
   const ok = res.ok && torn === 0 && f.ok && hf.ok;
-  console.log(
+  say(
     `history check: ${res.ops} operations from ${o.workers} workers on 8 keys, ` +
       `${res.badKeys.length} linearizability violations, ${torn} torn reads -> ${ok ? "PASS" : "FAIL"}`,
   );
-  return ok;
+  return {
+    ok,
+    workers: rows,
+    flows,
+    memoryBytes,
+    fsck: f.ok && hf.ok,
+    historyOps: res.ops,
+    violations: res.badKeys.length,
+    torn,
+  };
 }

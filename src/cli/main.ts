@@ -1,107 +1,184 @@
 #!/usr/bin/env node
 /** The `htab` command line. */
 
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { type BackendName, factoryFor } from "./backends.js";
 import { Replayer } from "./replay.js";
 
+const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
+
 const program = new Command();
-program.name("htab").description("BPF hash maps in a SharedArrayBuffer, with a real-kernel backend");
-
 program
-  .command("replay")
-  .description("run a JSON-lines script of map operations and print one JSON result per line")
-  .argument("[file]", "script file (default: standard input)")
-  .addOption(new Option("--backend <name>", "where the maps live").choices(["sab", "kernel"]).default("sab"))
-  .action(async (file: string | undefined, opts: { backend: BackendName }) => {
-    const replayer = new Replayer(factoryFor(opts.backend));
-    const input = file && file !== "-" ? createReadStream(file) : process.stdin;
-    const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const line of rl) {
-      if (line.trim() === "") continue;
-      process.stdout.write(`${JSON.stringify(replayer.run(line))}\n`);
-    }
-    replayer.close();
-  });
+  .name("htab")
+  .description("BPF hash maps in a SharedArrayBuffer, with a real-kernel backend")
+  .version(pkg.version, "-V, --version", "print the htab version");
 
-program
-  .command("demo")
-  .description("several workers hammer one map with a conntrack-like mix; prints ops/s and the history check")
-  .option("--workers <n>", "worker threads", "2")
-  .option("--seconds <s>", "how long the run lasts", "3")
-  .option("--keys <n>", "key space (flows)", "4096")
-  .action(async (opts: { workers: string; seconds: string; keys: string }) => {
-    const { runDemo } = await import("./demo.js");
-    const ok = await runDemo({
-      workers: Number(opts.workers),
-      seconds: Number(opts.seconds),
-      keys: Number(opts.keys),
-    });
-    process.exitCode = ok ? 0 : 1;
-  });
+/** One example per subcommand, shown under its --help. */
+function examples(cmd: Command, ...lines: string[]): Command {
+  return cmd.addHelpText("after", `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}\n`);
+}
 
-program
-  .command("snapshot")
-  .description("map-in-map snapshots: a plain walk of a live map versus swap + synchronize, under writers")
-  .option("--seconds <s>", "seconds per mode", "2")
-  .option("--writers <n>", "writer workers", "2")
-  .option("--interval-ms <ms>", "time between snapshots", "2")
-  .action(async (opts: { seconds: string; writers: string; intervalMs: string }) => {
-    const { runSnapshot } = await import("./snapshot.js");
-    const res = await runSnapshot({
-      seconds: Number(opts.seconds),
-      writers: Number(opts.writers),
-      intervalMs: Number(opts.intervalMs),
-    });
-    const swap = res.find((r) => r.mode !== "plain walk");
-    process.exitCode = swap && swap.inconsistent === 0 && swap.counted === swap.written ? 0 : 1;
-  });
+/** Render a chart if the optional renderers are installed; say where it went (or why not) on stderr. */
+async function chartTo(spec: object, base: string): Promise<void> {
+  const { renderChart } = await import("./chart.js");
+  const r = await renderChart(spec, base);
+  process.stderr.write(r.skipped ? `chart skipped: ${r.skipped}\n` : `chart: ${r.files.join(", ")}\n`);
+}
 
-program
-  .command("conntrack")
-  .description("the conntrack GC race: delete-by-key versus compareAndDelete on the same traffic")
-  .option("--seconds <s>", "seconds per GC mode", "3")
-  .option("--workers <n>", "datapath workers (plus one GC worker)", "2")
-  .option("--flows <n>", "distinct flows in the traffic", "20000")
-  .option("--map-size <n>", "map max_entries", "32768")
-  .option("--timeout-ms <ms>", "idle time after which a flow expires", "20")
-  .option("--kernel", "put the map in the kernel (control plane through bpf())", false)
-  .option("--lru", "make the CT map an LRU_HASH, as Cilium's CT maps are (a full map evicts)", false)
-  .action(async (opts: Record<string, string | boolean>) => {
-    const { runConntrack } = await import("./conntrack.js");
-    await runConntrack({
-      seconds: Number(opts.seconds),
-      workers: Number(opts.workers),
-      flows: Number(opts.flows),
-      mapSize: Number(opts.mapSize),
-      timeoutMs: Number(opts.timeoutMs),
-      kernel: opts.kernel === true,
-      lru: opts.lru === true,
-    });
-  });
+examples(
+  program
+    .command("replay")
+    .description("run a JSON-lines script of map operations and print one JSON result per line")
+    .argument("[file]", "script file (default: standard input)")
+    .addOption(
+      new Option("--backend <name>", "where the maps live").choices(["sab", "kernel"]).default("sab"),
+    )
+    .action(async (file: string | undefined, opts: { backend: BackendName }) => {
+      const replayer = new Replayer(factoryFor(opts.backend));
+      const input = file && file !== "-" ? createReadStream(file) : process.stdin;
+      const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+      for await (const line of rl) {
+        if (line.trim() === "") continue;
+        process.stdout.write(`${JSON.stringify(replayer.run(line))}\n`);
+      }
+      replayer.close();
+    }),
+  `echo '{"op":"create","type":"hash","key_size":4,"value_size":8,"max_entries":16}' | htab replay`,
+  `htab replay script.jsonl --backend kernel     # the same lines on real kernel maps (root)`,
+  `input line:  {"op":"update","map":0,"key":"01000000","value":"0a00000000000000","flags":0}`,
+  `output line: {"ok":true}   or   {"ok":false,"errno":"EEXIST"}`,
+);
 
-program
-  .command("bench")
-  .description("benchmark htab against V8 Map, the kernel, lmdb-js, message passing and a global-lock map")
-  .option("--quick", "a short run (under a minute)", false)
-  .option("--js-path", "run every htab map on the JS path (no wasm fast path): the before/after", false)
-  .option("--out <dir>", "where to write the JSON and the charts")
-  .option("--no-chart", "skip the SVG/PNG chart")
-  .action(async (opts: { quick: boolean; jsPath: boolean; out?: string; chart: boolean }) => {
-    // The bench tree sits beside src/ (it holds the peers); load it by URL.
-    const mod = (await import(new URL("../../bench/run.js", import.meta.url).href)) as {
-      runBench(argv: string[]): Promise<unknown>;
-    };
-    const argv = [
-      ...(opts.quick ? ["--quick"] : []),
-      ...(opts.jsPath ? ["--js-path"] : []),
-      ...(opts.out ? ["--out", opts.out] : []),
-      ...(opts.chart ? [] : ["--no-chart"]),
-    ];
-    await mod.runBench(argv);
-  });
+examples(
+  program
+    .command("demo")
+    .description(
+      "several workers hammer one map with a conntrack-like mix; prints ops/s and the history check",
+    )
+    .option("--workers <n>", "worker threads", "2")
+    .option("--seconds <s>", "how long the run lasts", "3")
+    .option("--keys <n>", "key space (flows)", "4096")
+    .option("--json", "print the result as JSON on stdout (no table, no progress line)", false)
+    .action(async (opts: { workers: string; seconds: string; keys: string; json: boolean }) => {
+      const { runDemo } = await import("./demo.js");
+      const r = await runDemo({
+        workers: Number(opts.workers),
+        seconds: Number(opts.seconds),
+        keys: Number(opts.keys),
+        quiet: opts.json,
+      });
+      if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      process.exitCode = r.ok ? 0 : 1;
+    }),
+  "htab demo --workers 2 --seconds 3",
+);
+
+examples(
+  program
+    .command("snapshot")
+    .description("map-in-map snapshots: a plain walk of a live map versus swap + synchronize, under writers")
+    .option("--seconds <s>", "seconds per mode", "2")
+    .option("--writers <n>", "writer workers", "2")
+    .option("--interval-ms <ms>", "time between snapshots", "2")
+    .option("--chart <base>", "write the chart to <base>.svg and <base>.png", "htab-snapshot")
+    .option("--no-chart", "draw no chart")
+    .option("--json", "print the results as JSON on stdout (no table)", false)
+    .action(
+      async (opts: {
+        seconds: string;
+        writers: string;
+        intervalMs: string;
+        chart: string | false;
+        json: boolean;
+      }) => {
+        const { runSnapshot, snapshotChartSpec } = await import("./snapshot.js");
+        const res = await runSnapshot({
+          seconds: Number(opts.seconds),
+          writers: Number(opts.writers),
+          intervalMs: Number(opts.intervalMs),
+          quiet: opts.json,
+        });
+        if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+        if (opts.chart !== false) await chartTo(snapshotChartSpec(res), opts.chart);
+        const swap = res.find((r) => r.mode !== "plain walk");
+        process.exitCode = swap && swap.inconsistent === 0 && swap.counted === swap.written ? 0 : 1;
+      },
+    ),
+  "htab snapshot --seconds 2 --writers 2 --chart snap   # writes snap.svg and snap.png",
+);
+
+examples(
+  program
+    .command("conntrack")
+    .description("the conntrack GC race: delete-by-key versus compareAndDelete on the same traffic")
+    .option("--seconds <s>", "seconds per GC mode", "3")
+    .option("--workers <n>", "datapath workers (plus one GC worker)", "2")
+    .option("--flows <n>", "distinct flows in the traffic", "20000")
+    .option("--map-size <n>", "map max_entries", "32768")
+    .option("--timeout-ms <ms>", "idle time after which a flow expires", "20")
+    .option("--kernel", "put the map in the kernel (control plane through bpf())", false)
+    .option("--lru", "make the CT map an LRU_HASH, as Cilium's CT maps are (a full map evicts)", false)
+    .option("--chart <base>", "write the chart to <base>.svg and <base>.png", "htab-conntrack")
+    .option("--no-chart", "draw no chart")
+    .option("--json", "print the results as JSON on stdout (no table, no progress line)", false)
+    .action(async (opts: Record<string, string | boolean>) => {
+      const { conntrackChartSpec, runConntrack } = await import("./conntrack.js");
+      const res = await runConntrack({
+        seconds: Number(opts.seconds),
+        workers: Number(opts.workers),
+        flows: Number(opts.flows),
+        mapSize: Number(opts.mapSize),
+        timeoutMs: Number(opts.timeoutMs),
+        kernel: opts.kernel === true,
+        lru: opts.lru === true,
+        quiet: opts.json === true,
+      });
+      if (opts.json === true) process.stdout.write(`${JSON.stringify(res)}\n`);
+      if (typeof opts.chart === "string") await chartTo(conntrackChartSpec(res), opts.chart);
+    }),
+  "htab conntrack --seconds 3 --workers 2          # table, plus htab-conntrack.svg/.png",
+  "htab conntrack --kernel --json > ct.json       # the same race on a real kernel map (root)",
+);
+
+examples(
+  program
+    .command("bench")
+    .description("benchmark htab against V8 Map, the kernel, lmdb-js, message passing and a global-lock map")
+    .option("--quick", "a short run (under a minute)", false)
+    .option("--js-path", "run every htab map on the JS path (no wasm fast path): the before/after", false)
+    .option("--out <dir>", "where to write the JSON and the charts (default: bench/results of the clone)")
+    .option("--no-chart", "skip the SVG/PNG chart")
+    .option("--json", "print the report as JSON on stdout", false)
+    .action(
+      async (opts: { quick: boolean; jsPath: boolean; out?: string; chart: boolean; json: boolean }) => {
+        // The bench and its peers are development tools: they live in the repository, not in the package.
+        const runUrl = new URL("../../bench/run.js", import.meta.url);
+        if (!existsSync(fileURLToPath(runUrl))) {
+          process.stderr.write(
+            "htab bench: the benchmarks are not part of the installed package. Clone the repository to run them:\n" +
+              "  git clone <htab repository> && cd htab && npm ci && npm run bench\n",
+          );
+          process.exitCode = 1;
+          return;
+        }
+        const mod = (await import(runUrl.href)) as { runBench(argv: string[]): Promise<unknown> };
+        const argv = [
+          ...(opts.quick ? ["--quick"] : []),
+          ...(opts.jsPath ? ["--js-path"] : []),
+          ...(opts.out ? ["--out", opts.out] : []),
+          ...(opts.chart ? [] : ["--no-chart"]),
+          ...(opts.json ? ["--json"] : []),
+        ];
+        await mod.runBench(argv);
+      },
+    ),
+  "npm run bench -- --quick --out /tmp/bench      # from a clone of the repository",
+);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`htab: ${e.message}\n`);

@@ -16,6 +16,7 @@ import { MapDomain } from "../core/map-domain.js";
 import type { OuterMap } from "../core/map-of-maps.js";
 import { MapType } from "../uapi.js";
 import { BYTES, PACKETS, SLOT, STOP_I32 } from "./snapshot-layout.js";
+import { type Column, fmtNumber, renderTable } from "./term.js";
 
 export interface SnapshotOptions {
   seconds: number;
@@ -115,18 +116,58 @@ export async function runSnapshot(o: SnapshotOptions): Promise<SnapshotResult[]>
     if (!o.quiet) process.stderr.write(`snapshot: ${mode}, ${o.writers} writers, ${o.seconds} s ...\n`);
     out.push(await runMode(mode, o));
   }
-  if (!o.quiet) {
-    const rows = out.map(
-      (r) => `| ${r.mode} | ${r.snapshots} | ${r.inconsistent} | ${r.written} | ${r.counted ?? "-"} |`,
-    );
-    process.stdout.write(
-      [
-        "| mode | snapshots | inconsistent (bytes != 100 x packets) | events written | events in snapshots |",
-        "|---|---|---|---|---|",
-        ...rows,
-        "",
-      ].join("\n"),
-    );
-  }
+  if (!o.quiet) process.stdout.write(`${snapshotTable(out)}\n`);
   return out;
+}
+
+/** The result table (fits 100 columns). */
+export function snapshotTable(results: SnapshotResult[]): string {
+  const cols: Column<SnapshotResult>[] = [
+    { header: "mode", value: (r) => r.mode },
+    { header: "snapshots", value: (r) => r.snapshots },
+    { header: "inconsistent\n(bytes != 100 x packets)", value: (r) => r.inconsistent },
+    { header: "events\nwritten", value: (r) => r.written },
+    { header: "events in\nsnapshots", value: (r) => (r.counted === null ? "-" : fmtNumber(r.counted)) },
+  ];
+  return renderTable(results, cols, 100);
+}
+
+/** Inconsistent snapshots per mode, as a share of the snapshots taken (Vega-Lite). */
+export function snapshotChartSpec(results: SnapshotResult[]): object {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: "htab snapshot: inconsistent snapshots under writers",
+    width: 360,
+    height: 120,
+    data: {
+      values: results.map((r) => ({
+        mode: r.mode,
+        inconsistent: r.snapshots ? (100 * r.inconsistent) / r.snapshots : 0,
+        label: `${r.inconsistent} of ${r.snapshots}`,
+      })),
+    },
+    layer: [
+      {
+        mark: "bar",
+        encoding: {
+          y: { field: "mode", type: "nominal", title: null },
+          x: {
+            field: "inconsistent",
+            type: "quantitative",
+            title: "% of snapshots inconsistent",
+            scale: { domain: [0, 100] },
+          },
+          color: { field: "mode", type: "nominal", legend: null },
+        },
+      },
+      {
+        mark: { type: "text", align: "left", dx: 4 },
+        encoding: {
+          y: { field: "mode", type: "nominal" },
+          x: { field: "inconsistent", type: "quantitative" },
+          text: { field: "label" },
+        },
+      },
+    ],
+  };
 }

@@ -16,8 +16,11 @@ import {
 
 /** What both backends accept to create a map. A plain object, as cilium/ebpf's MapSpec. */
 export interface MapSpec {
-  /** `MapType.Hash`, … */
-  type: number;
+  /**
+   * `MapType.Hash`, … A number outside `MapType` does not compile; the
+   * kernel's answer to one (EINVAL) is reached with a cast (`99 as MapType`).
+   */
+  type: MapType;
   keySize: number;
   valueSize: number;
   maxEntries: number;

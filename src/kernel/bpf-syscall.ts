@@ -6,6 +6,7 @@
 
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { BpfError, Errno } from "../errors.js";
 
 /** __NR_bpf on x86-64 and arm64. */
 const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280 };
@@ -33,12 +34,24 @@ let ffi: Ffi | undefined;
 /** Load koffi and bind syscall(). Throws when not on Linux or koffi is missing. */
 export function bpfFfi(): Ffi {
   if (ffi) return ffi;
-  if (process.platform !== "linux") throw new Error(`bpf() exists only on Linux, not ${process.platform}`);
+  if (process.platform !== "linux")
+    throw new BpfError("bpf", Errno.EOPNOTSUPP, `bpf() exists only on Linux, not ${process.platform}`);
   const nr = SYS_BPF[process.arch];
-  if (nr === undefined) throw new Error(`unknown bpf syscall number for ${process.arch}`);
+  if (nr === undefined)
+    throw new BpfError("bpf", Errno.EOPNOTSUPP, `unknown bpf syscall number for ${process.arch}`);
   const require = createRequire(import.meta.url);
   // biome-ignore lint/suspicious/noExplicitAny: koffi's handle types are opaque
-  const koffi: any = require("koffi");
+  let koffi: any;
+  try {
+    koffi = require("koffi");
+  } catch (e) {
+    // koffi is an optional peer dependency: only htab/kernel needs it (and its native binaries).
+    throw new BpfError(
+      "bpf",
+      Errno.EOPNOTSUPP,
+      `htab/kernel needs the koffi package to call bpf(); install it with "npm install koffi" (${(e as Error).message.split("\n")[0]})`,
+    );
+  }
   const libc = koffi.load("libc.so.6");
   // Declared with fixed arguments: on x86-64/arm64 this is call-compatible with the
   // variadic syscall() for integer and pointer arguments, and avoids koffi's variadic path.

@@ -4,4 +4,4 @@
  */
 
 export { possibleCpus } from "./bpf-syscall.js";
-export { type KernelCreateOptions, KernelMap, kernelAvailable } from "./kernel-map.js";
+export { type KernelCreateOptions, KernelMap, type KernelMapInfo, kernelAvailable } from "./kernel-map.js";

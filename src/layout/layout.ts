@@ -34,7 +34,8 @@
  *              |  fast path reads the key there and copies the value  |
  *  BUCKETS     +------------------------------------------------------+
  *              | n_buckets x struct bucket, 16 B each:                |
- *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)          |
+ *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)         |
+ *              |  SEQLOCK = seq << 3 | WRITING | WAITERS | LOCKED     |
  *  LRU         +------------------------------------------------------+
  *   (LRU maps  | lists: 1 (common) or NR_CPUS (NO_COMMON_LRU) x 64 B: |
  *    only)     |  LOCK COUNT_ACTIVE COUNT_INACTIVE NEXT_INACTIVE_ROT  |
@@ -59,11 +60,11 @@
  * |-----------------|---------------------------------|--------------------------|-------------------|
  * | header fields   | creator, before the SAB is shared | everyone                | plain; immutable after create (FROZEN: Atomics) |
  * | pcpu OWNER      | attach/detach                   | attach                   | Atomics CAS 0 -> 1, store 0 on detach |
- * | pcpu FL_LOCK    | any worker                      | any worker               | Atomics; spin lock guarding FL_HEAD and FNEXT of listed elements |
+ * | pcpu FL_LOCK    | any worker                      | any worker               | Atomics; owner-tagged lock guarding FL_HEAD and FNEXT of listed elements; a waiter gives up after 250 ms (pop: next list, or ETIMEDOUT; push: next CPU's list) |
  * | pcpu FL_HEAD    | holder of FL_LOCK               | holder of FL_LOCK, fsck  | plain under FL_LOCK |
  * | pcpu EXTRA      | the slot owner only             | slot owner, fsck         | plain; one thread per slot |
  * | pcpu COUNT      | the slot owner only             | count() from anyone      | plain store by the owner, Atomics.load by readers; sum can be late |
- * | bucket SEQLOCK  | writers of that bucket          | writers, lock-free readers | Atomics; seq << 2 / waiters / locked: odd while a writer holds the bucket (sync/bucket-seqlock.ts) |
+ * | bucket SEQLOCK  | writers of that bucket          | writers, lock-free readers | Atomics; seq << 3 / WRITING / WAITERS / LOCKED (sync/bucket-seqlock.ts). LOCKED: CAS by the taker. WRITING: atomic OR by the holder before its first store a reader could see (a link, a value in place); readers retry while it is set and ignore LOCKED, so a holder that is not writing (a compute() callback, a stalled or dead holder) blocks no reader. The unlock's one exchange clears LOCKED, WAITERS and WRITING and adds a seq step if it wrote. Waiters give up after 250 ms (ETIMEDOUT) |
  * | bucket OWNER    | holder of SEQLOCK               | fsck, crash recovery     | plain; cpu + 1 of the holder, 0 when free |
  * | bucket HEAD     | holder of SEQLOCK               | readers inside a seq window | plain; readers validate with SEQLOCK |
  * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQLOCK of the bucket it started from |
@@ -77,7 +78,7 @@
  * | scratch (per CPU) | the slot owner only           | the slot owner (JS and wasm) | plain; never read by another thread |
  * | pcpu LRU_SPARE  | the slot owner, under the LRU lock that hands the element out | an LRU repair, holding every LRU lock | plain |
  * | pcpu LIMBO_HEAD | holder of FL_LOCK               | same                      | plain under FL_LOCK |
- * | lru LOCK words  | any worker                      | any worker               | Atomics; owner-tagged (sync/owner-lock.ts) |
+ * | lru LOCK words  | any worker                      | any worker               | Atomics; owner-tagged (sync/owner-lock.ts); a waiter backs out after 250 ms (ETIMEDOUT before any change) |
  * | lru node PREV/NEXT/META, list counts, NEXT_INACTIVE_ROT, local FREE_HEAD/NEXT_STEAL | holder of the lock of the list the node is on | same | plain under that lock |
  * | lru node REF    | program-side lookups (set), list-lock holders (clear) | list-lock holders | plain; a lost set or clear only ages an element differently, as in the kernel |
  * | hdr LRU_REPAIR  | a recoverer (set, before freeing a dead slot's LRU locks), the repairer (clear, holding every LRU lock) | every LRU lock taker, after acquiring | Atomics |
@@ -91,8 +92,8 @@ import { invalid } from "../errors.js";
 
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
-/** Bumped whenever any offset below changes; attach refuses other versions. */
-export const LAYOUT_VERSION = 6;
+/** Bumped whenever any offset or word protocol below changes (7: the bucket word gained WRITING); attach refuses other versions. */
+export const LAYOUT_VERSION = 7;
 
 /** A wasm memory page: a map in a shared WebAssembly.Memory is sized in these. */
 export const WASM_PAGE_BYTES = 65536;

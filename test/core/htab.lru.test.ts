@@ -14,7 +14,7 @@ import { MapFlags, MapType, UpdateFlags } from "../../src/uapi.js";
 const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
 const NR_CPUS = 2; // the probed machine's num_possible_cpus()
 
-function lru(maxEntries: number, flags = 0, type: number = MapType.LruHash, valueSize = 8): Htab {
+function lru(maxEntries: number, flags = 0, type: MapType = MapType.LruHash, valueSize = 8): Htab {
   return Htab.create(
     { type, keySize: 4, valueSize, maxEntries, flags: flags | MapFlags.ZeroSeed },
     { privileged: true, nrCpus: NR_CPUS, cpu: 0 },

@@ -152,7 +152,7 @@ for (const [ks, vs, extraFlags, type] of [
   [4, 8, 0, MapType.LruHash],
   [4, 8, MapFlags.NoCommonLru, MapType.LruHash],
   [4, 16, 0, MapType.LruPercpuHash],
-]) {
+] as const) {
   const percpu = type === MapType.PercpuHash || type === MapType.LruPercpuHash;
   const lru = type === MapType.LruHash || type === MapType.LruPercpuHash;
   const what = `${extraFlags === MapFlags.NoPrealloc ? ", BPF_F_NO_PREALLOC" : ""}${extraFlags === MapFlags.NoCommonLru ? ", BPF_F_NO_COMMON_LRU" : ""}${percpu ? ", per-CPU" : ""}${lru ? ", LRU" : ""}`;

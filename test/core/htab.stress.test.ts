@@ -53,7 +53,7 @@ for (const [keys, maxEntries, type, extra] of [
   // LRU maps far below capacity never evict, so they must be as linearizable as HASH.
   [6, 64, MapType.LruHash, 0],
   [6, 64, MapType.LruPercpuHash, MapFlags.NoCommonLru],
-]) {
+] as const) {
   const kind = `${NAMES[type]}${extra === MapFlags.NoPrealloc ? " NO_PREALLOC" : extra ? " NO_COMMON_LRU" : ""}`;
   test(`stress ${kind}: ${WORKERS} workers x ${OPS} ops on ${keys} keys (max_entries ${maxEntries}) are linearizable`, async () => {
     const map = Htab.create(
@@ -105,7 +105,7 @@ for (const [type, extra] of [
   [MapType.LruHash, 0],
   [MapType.LruHash, MapFlags.NoCommonLru],
   [MapType.LruPercpuHash, 0],
-]) {
+] as const) {
   const kind = `${NAMES[type]}${extra ? " NO_COMMON_LRU" : ""}`;
   test(`stress ${kind} over capacity: ${WORKERS} workers x ${OPS} ops on 40 keys in 8 entries evict soundly`, async () => {
     const map = Htab.create(
