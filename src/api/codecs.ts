@@ -142,7 +142,7 @@ export type StructValue<F extends readonly Field<string, unknown>[]> = {
  * is inferred from the fields; an encode error names the field
  * (`packets: got "16" (string), expected u64 bigint`).
  */
-export function struct<const F extends readonly Field<string, any>[]>(
+export function struct<const F extends readonly Field<string, unknown>[]>(
   fields: F,
   opts: { size?: number } = {},
 ): Codec<StructValue<F>> & { offsets: Record<F[number]["name"], number> } {

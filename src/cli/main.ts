@@ -16,7 +16,10 @@ const program = new Command();
 program
   .name("htab")
   .description("BPF hash maps in a SharedArrayBuffer, with a real-kernel backend")
-  .version(pkg.version, "-V, --version", "print the htab version");
+  .version(pkg.version, "-V, --version", "print the htab version")
+  .option("-j, --json", "JSON output for `htab map` (as bpftool -j, before the command)")
+  // Options before a subcommand are the program's (htab -j map ...), after it the subcommand's.
+  .enablePositionalOptions();
 
 /** One example per subcommand, shown under its --help. */
 function examples(cmd: Command, ...lines: string[]): Command {
@@ -178,6 +181,27 @@ examples(
       },
     ),
   "npm run bench -- --quick --out /tmp/bench      # from a clone of the repository",
+);
+
+examples(
+  program
+    .command("map")
+    .description("bpftool's map commands on kernel maps, with bpftool's output (plain or -j JSON)")
+    .argument(
+      "<args...>",
+      "show [MAP] | dump MAP | lookup MAP key BYTES | update MAP key BYTES value BYTES [any|exist|noexist] | delete MAP key BYTES | pin MAP PATH; MAP := id N | pinned PATH",
+    )
+    .option("-j, --json", "JSON output, as bpftool -j", false)
+    .action(async (args: string[], opts: { json: boolean }) => {
+      const { mapCommand } = await import("./map-cmd.js");
+      const r = mapCommand(args, opts.json || program.opts().json === true);
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.code;
+    }),
+  "htab map show pinned /sys/fs/bpf/test_map",
+  "htab map dump id 42 -j",
+  "htab map update pinned /sys/fs/bpf/test_map key 1 0 0 0 value hex 2a 00 00 00 00 00 00 00 noexist",
 );
 
 program.parseAsync(process.argv).catch((e: Error) => {

@@ -9,6 +9,7 @@
 import type { BatchResult, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { Errno, errnoName } from "../errors.js";
+import { KernelMap } from "../kernel/kernel-map.js";
 import { syscallValueBytes } from "../layout/layout.js";
 import { MAP_TYPE_NAMES, MapType } from "../uapi.js";
 
@@ -190,6 +191,8 @@ export class Replayer {
     switch (o.op) {
       case "create":
         return this.create(o);
+      case "open":
+        return this.open(o);
       case "update": {
         const m = this.map(o);
         const r = m.updateElem(this.key(m, o.key), this.valueIn(m, o.value), flagsField(o, "flags"));
@@ -254,6 +257,19 @@ export class Replayer {
       default:
         throw new LineError(`unknown op ${JSON.stringify(o.op)}`);
     }
+  }
+
+  /**
+   * {"op":"open","pinned":PATH} or {"op":"open","id":N}: a kernel map made
+   * by another tool gets the next map number, as "create" gives one.
+   */
+  private open(o: Json): Json {
+    let m: RawMap;
+    if (typeof o.pinned === "string") m = KernelMap.fromPinned(o.pinned);
+    else if (o.id !== undefined) m = KernelMap.fromId(u32Field(o, "id"));
+    else throw new LineError('"open" needs "pinned": a bpffs path, or "id": a kernel map id');
+    this.maps.push(m);
+    return { ok: true, map: this.maps.length - 1 };
   }
 
   private create(o: Json): Json {

@@ -21,8 +21,14 @@ export interface MapInfo {
    * Computed once by the backend; no layer derives it again.
    */
   valueBytes: number;
-  /** Kernel map id (0 on the SAB backend). */
+  /** Kernel map id (0 on the SAB backend; the map's id in its MapDomain there). */
   id: number;
+  /** Kernel maps: the name BPF_OBJ_GET_INFO_BY_FD reports (what bpftool shows). */
+  name?: string;
+  /** Kernel maps: the map's BTF object id and its key and value type ids (0 = none). */
+  btfId?: number;
+  btfKeyTypeId?: number;
+  btfValueTypeId?: number;
 }
 
 /** Arguments of the four batch commands (kernel: attr->batch). */

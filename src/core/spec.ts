@@ -24,6 +24,11 @@ export interface MapSpec {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  /**
+   * The kernel map's name (at most 15 of [A-Za-z0-9_.]), as bpftool shows it.
+   * The kernel backend's default is "htab"; the SAB backend keeps no name.
+   */
+  name?: string;
   /** `MapFlags.*` ORed together. @default 0 */
   flags?: number;
   /** Only read when `MapFlags.NumaNode` is set, as in the kernel. @default -1 (NUMA_NO_NODE) */

@@ -8,6 +8,9 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { BpfError, Errno } from "../errors.js";
 
+/** fcntl's F_DUPFD_CLOEXEC (include/uapi/linux/fcntl.h). */
+const F_DUPFD_CLOEXEC = 1030;
+
 /** __NR_bpf on x86-64 and arm64. */
 const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280 };
 
@@ -23,6 +26,8 @@ export interface NativeBuf {
 interface Ffi {
   call(cmd: number, attr: unknown, size: number): number;
   close(fd: number): void;
+  /** fcntl(fd, F_DUPFD_CLOEXEC, 0): a new fd for the same file, or -1 (errno()). */
+  dup(fd: number): number;
   /** sched_setaffinity(0, …): pins the calling thread only. */
   setAffinity(mask: NativeBuf, bytes: number): number;
   errno(): number;
@@ -57,10 +62,12 @@ export function bpfFfi(): Ffi {
   // variadic syscall() for integer and pointer arguments, and avoids koffi's variadic path.
   const syscall = libc.func("long syscall(long nr, int cmd, void *attr, unsigned int size)");
   const close = libc.func("int close(int fd)");
+  const fcntl = libc.func("int fcntl(int fd, int cmd, int arg)");
   const setaffinity = libc.func("int sched_setaffinity(int pid, size_t size, void *mask)");
   ffi = {
     call: (cmd, attr, size) => Number(syscall(nr, cmd, attr, size)),
     close: (fd) => void close(fd),
+    dup: (fd) => Number(fcntl(fd, F_DUPFD_CLOEXEC, 0)),
     setAffinity: (mask, bytes) => Number(setaffinity(0, bytes, mask.ptr)),
     errno: () => koffi.errno(),
     alloc(bytes: number): NativeBuf {
@@ -120,7 +127,21 @@ export function pinThreadToCpu(cpu: number): boolean {
 
 /** The kernel's memlock figure for a map fd, from /proc/self/fdinfo. */
 export function fdMemlock(fd: number): number {
-  const m = /^memlock:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+  return fdinfoNumber(fd, "memlock");
+}
+
+/** Whether `fd` is a BPF map (its fdinfo has a map_type line; programs have prog_type). */
+export function isMapFd(fd: number): boolean {
+  try {
+    return /^map_type:/m.test(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** A numeric field of /proc/self/fdinfo/<fd> (memlock, frozen, map_id, …), or 0 when absent. */
+export function fdinfoNumber(fd: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s*(\\d+)`, "m").exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
   return m ? Number(m[1]) : 0;
 }
 

@@ -4,4 +4,12 @@
  */
 
 export { possibleCpus } from "./bpf-syscall.js";
-export { type KernelCreateOptions, KernelMap, type KernelMapInfo, kernelAvailable } from "./kernel-map.js";
+export {
+  type KernelCreateOptions,
+  KernelMap,
+  type KernelMapInfo,
+  type KernelMapListing,
+  kernelAvailable,
+  strerror,
+} from "./kernel-map.js";
+export { KERNEL_MAP_TYPE_NAMES, kernelMapTypeName } from "./map-types.js";

@@ -6,13 +6,23 @@
  * bpf_attr offsets are the uapi ones (include/uapi/linux/bpf.h).
  */
 
+import { unlinkSync } from "node:fs";
 import { poisonClosed } from "../core/closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { BpfError, Errno, errnoName, invalid } from "../errors.js";
 import { syscallValueBytes } from "../layout/layout.js";
 import { BpfCmd, MapType } from "../uapi.js";
-import { bpfFfi, fdMemlock, type NativeBuf, possibleCpus, unprivilegedBpfDisabled } from "./bpf-syscall.js";
+import {
+  bpfFfi,
+  fdinfoNumber,
+  fdMemlock,
+  isMapFd,
+  type NativeBuf,
+  possibleCpus,
+  unprivilegedBpfDisabled,
+} from "./bpf-syscall.js";
+import { kernelMapTypeName, kernelTypeIsPercpu, kernelTypeSupported } from "./map-types.js";
 
 const ATTR_BYTES = 128;
 // BPF_MAP_CREATE
@@ -100,6 +110,64 @@ export interface KernelCreateOptions {
   name?: string;
 }
 
+/** The element and batch commands, which KernelMap refuses on types it has no backend for. */
+const ELEMENT_CMDS = new Set<number>([
+  BpfCmd.MapLookupElem,
+  BpfCmd.MapUpdateElem,
+  BpfCmd.MapDeleteElem,
+  BpfCmd.MapGetNextKey,
+  BpfCmd.MapLookupAndDeleteElem,
+  BpfCmd.MapLookupBatch,
+  BpfCmd.MapLookupAndDeleteBatch,
+  BpfCmd.MapUpdateBatch,
+  BpfCmd.MapDeleteBatch,
+]);
+
+const CMD_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(BpfCmd).map(([name, n]) => [
+    n,
+    `BPF_${name.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()}`,
+  ]),
+);
+
+/**
+ * What a bare errno from bpf() means for this command, as the SAB backend
+ * would say it: "map full (max_entries 1024)" rather than "E2BIG".
+ */
+function explainErrno(cmd: number, e: number, info: MapInfo): string {
+  const name = CMD_NAMES[cmd] ?? `command ${cmd}`;
+  const update = cmd === BpfCmd.MapUpdateElem || cmd === BpfCmd.MapUpdateBatch;
+  const lookup = cmd === BpfCmd.MapLookupElem || cmd === BpfCmd.MapLookupAndDeleteElem;
+  switch (e) {
+    case Errno.E2BIG:
+      if (update) return `map full (max_entries ${info.maxEntries} reached)`;
+      break;
+    case Errno.EEXIST:
+      if (update) return "key already exists (BPF_NOEXIST)";
+      break;
+    case Errno.ENOENT:
+      if (update) return "key not found (BPF_EXIST)";
+      if (lookup || cmd === BpfCmd.MapDeleteElem || cmd === BpfCmd.MapDeleteBatch) return "key not found";
+      if (cmd === BpfCmd.MapGetNextKey) return "no more keys";
+      if (cmd === BpfCmd.MapLookupBatch || cmd === BpfCmd.MapLookupAndDeleteBatch)
+        return "reached the last bucket";
+      break;
+    case Errno.EPERM:
+      return `${name} refused: the map is frozen or read-only for the control plane, or ${capabilityHint()}`;
+    case Errno.EACCES:
+      return `${name} refused: the map is BPF_F_RDONLY/BPF_F_WRONLY for this access, or ${capabilityHint()}`;
+    case Errno.EINVAL:
+      return `${name}: the kernel refused the flags or arguments (unknown flag bits, BPF_F_LOCK without a bpf_spin_lock, a bad cursor)`;
+    case Errno.ENOSPC:
+      return "a bucket holds more elements than count: call again with a larger count";
+    case Errno.ENOMEM:
+      return `${name}: the kernel could not allocate (memlock or memory cgroup limit)`;
+    case Errno.EBUSY:
+      return `${name}: busy (a program holds the map's lock on this CPU)`;
+  }
+  return `${name} failed: ${strerror(e)}`;
+}
+
 /** Say which capability is missing when bpf() refuses. */
 function capabilityHint(): string {
   const uid = typeof process.getuid === "function" ? process.getuid() : -1;
@@ -126,6 +194,8 @@ export class KernelMap implements RawMap {
   private closed = false;
   /** False for a view made by fromHandle(): closing it does not close the fd. */
   private owned = true;
+  /** False for map types htab has no backend for: element calls answer EOPNOTSUPP. */
+  private elementCalls = true;
 
   private constructor(fd: number, info: MapInfo, valueBytes: number) {
     this.fd = fd;
@@ -161,7 +231,7 @@ export class KernelMap implements RawMap {
       dv.setUint32(CREATE_MAP_FLAGS, (spec.flags ?? 0) >>> 0, true);
       dv.setUint32(CREATE_INNER_MAP_FD, opts.innerMap ? opts.innerMap.fd : 0, true);
       dv.setUint32(CREATE_NUMA_NODE, (spec.numaNode ?? 0) >>> 0, true);
-      const name = (opts.name ?? "").slice(0, 15);
+      const name = (opts.name ?? spec.name ?? "htab").slice(0, 15);
       for (let i = 0; i < name.length; i++) attr.u8[CREATE_MAP_NAME + i] = name.charCodeAt(i) & 0x7f;
       const fd = ffi.call(BpfCmd.MapCreate, attr.ptr, ATTR_BYTES);
       if (fd < 0) {
@@ -184,8 +254,16 @@ export class KernelMap implements RawMap {
         },
         syscallValueBytes(spec.type, spec.valueSize, nrCpus),
       );
-      const real = km.objInfo();
-      Object.assign(km.info, { id: real.id, maxEntries: real.maxEntries, flags: real.flags });
+      const real = KernelMap.infoOfFd(fd, "create");
+      Object.assign(km.info, {
+        id: real.id,
+        maxEntries: real.maxEntries,
+        flags: real.flags,
+        name: real.name,
+        btfId: real.btfId,
+        btfKeyTypeId: real.btfKeyTypeId,
+        btfValueTypeId: real.btfValueTypeId,
+      });
       Object.freeze(km.info);
       return km;
     } finally {
@@ -244,6 +322,147 @@ export class KernelMap implements RawMap {
     return km;
   }
 
+  /**
+   * Open a map pinned in bpffs (BPF_OBJ_GET), as cilium/ebpf's LoadPinnedMap.
+   * Every size and flag comes from the kernel (BPF_OBJ_GET_INFO_BY_FD);
+   * `expected`, when given, is checked field by field.
+   * @throws BpfError ENOENT (no such pin), EINVAL (not a map, or `expected` differs, naming the field), EPERM/EACCES (with the capability)
+   */
+  static fromPinned(path: string, expected?: Partial<MapSpec>): KernelMap {
+    if (typeof path !== "string" || path.length === 0)
+      invalid("fromPinned", "path must be a non-empty string");
+    return KernelMap.adopt(
+      objCall("fromPinned", BpfCmd.ObjGet, path, 0),
+      "fromPinned",
+      expected,
+      `pin ${path}`,
+    );
+  }
+
+  /**
+   * Open the map with kernel id `id` (BPF_MAP_GET_FD_BY_ID), as cilium/ebpf's NewMapFromID.
+   * @throws BpfError ENOENT (no map with that id), EPERM (needs CAP_SYS_ADMIN), EINVAL (`expected` differs)
+   */
+  static fromId(id: number, expected?: Partial<MapSpec>): KernelMap {
+    if (!Number.isInteger(id) || id <= 0 || id > 0xffffffff)
+      invalid("fromId", `id must be a map id (a u32 > 0), got ${String(id)}`);
+    return KernelMap.adopt(getFdById("fromId", id), "fromId", expected, `map id ${id}`);
+  }
+
+  /**
+   * Use a map fd this process already has (a loader's, say). The fd is
+   * duplicated: closing the KernelMap leaves the caller's fd open.
+   * @throws BpfError EBADF (not an open fd), EINVAL (not a map, or `expected` differs)
+   */
+  static fromFd(fd: number, expected?: Partial<MapSpec>): KernelMap {
+    if (!Number.isInteger(fd) || fd < 0) invalid("fromFd", `fd must be a file descriptor, got ${String(fd)}`);
+    const ffi = bpfFfi();
+    const mine = ffi.dup(fd);
+    if (mine < 0)
+      throw new BpfError("fromFd", ffi.errno(), `cannot duplicate fd ${fd}: ${strerror(ffi.errno())}`);
+    return KernelMap.adopt(mine, "fromFd", expected, `fd ${fd}`);
+  }
+
+  /** Wrap an fd this process owns, taking every size from the kernel. Closes the fd on failure. */
+  private static adopt(
+    fd: number,
+    op: string,
+    expected: Partial<MapSpec> | undefined,
+    what: string,
+  ): KernelMap {
+    const ffi = bpfFfi();
+    let real: KernelMapInfo;
+    try {
+      if (!isMapFd(fd)) invalid(op, `${what} is not a BPF map (a program, link or other BPF object)`);
+      real = KernelMap.infoOfFd(fd, op);
+      if (expected !== undefined) checkCompatible(op, what, real, expected);
+    } catch (e) {
+      ffi.close(fd);
+      throw e;
+    }
+    const nrCpus = possibleCpus();
+    const bytes = kernelTypeIsPercpu(real.type) ? Math.ceil(real.valueSize / 8) * 8 * nrCpus : real.valueSize;
+    const km = new KernelMap(
+      fd,
+      Object.freeze({
+        type: real.type as MapType,
+        keySize: real.keySize,
+        valueSize: real.valueSize,
+        valueBytes: bytes,
+        maxEntries: real.maxEntries,
+        flags: real.flags,
+        nrCpus,
+        id: real.id,
+        name: real.name,
+        btfId: real.btfId,
+        btfKeyTypeId: real.btfKeyTypeId,
+        btfValueTypeId: real.btfValueTypeId,
+      }),
+      bytes,
+    );
+    km.elementCalls = kernelTypeSupported(real.type);
+    return km;
+  }
+
+  /** Open a map of any type for element calls, as bpftool does (the CLI's `htab map`). */
+  static fromAnyType(open: () => KernelMap): KernelMap {
+    const km = open();
+    km.elementCalls = true;
+    return km;
+  }
+
+  /**
+   * Pin this map at `path` in bpffs (BPF_OBJ_PIN).
+   * @throws BpfError EEXIST (the path exists), ENOENT (no such directory), EPERM (not a bpffs mount, or no privilege)
+   */
+  pin(path: string): void {
+    if (typeof path !== "string" || path.length === 0) invalid("pin", "path must be a non-empty string");
+    objCall("pin", BpfCmd.ObjPin, path, this.fd);
+  }
+
+  /** Remove a pin (unlink; the map lives on while anything holds it). @throws BpfError ENOENT */
+  static unpin(path: string): void {
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "EINVAL";
+      throw new BpfError(
+        "unpin",
+        (Errno as Record<string, number>)[code] ?? Errno.EINVAL,
+        `cannot unpin ${path}: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * Every map on the system (BPF_MAP_GET_NEXT_ID, then each map's info), in
+   * id order, as `bpftool map show` lists them. Maps freed during the walk
+   * are skipped. @throws BpfError EPERM without CAP_SYS_ADMIN
+   */
+  static list(): KernelMapListing[] {
+    const out: KernelMapListing[] = [];
+    for (let id = nextMapId("list", 0); id !== 0; id = nextMapId("list", id)) {
+      let fd: number;
+      try {
+        fd = getFdById("list", id);
+      } catch (e) {
+        if ((e as BpfError).code === "ENOENT") continue; // freed meanwhile
+        throw e;
+      }
+      try {
+        out.push(listing(fd));
+      } finally {
+        bpfFfi().close(fd);
+      }
+    }
+    return out;
+  }
+
+  /** This map as KernelMap.list() would list it (memlock and frozen read now). */
+  describe(): KernelMapListing {
+    return listing(this.fd);
+  }
+
   /** BPF_OBJ_GET_INFO_BY_FD on any fd: the map's info, or BpfError (EINVAL for an fd that is not a map). */
   static infoOfFd(fd: number, op: string): KernelMapInfo {
     const ffi = bpfFfi();
@@ -297,10 +516,15 @@ export class KernelMap implements RawMap {
   /** Issue `cmd`; 0 or -errno. */
   private sys(cmd: number): number {
     if (this.closed) invalid("bpf", "map is closed");
+    if (!this.elementCalls && ELEMENT_CMDS.has(cmd)) {
+      this.lastErrno = Errno.EOPNOTSUPP;
+      this.lastError = `htab drives element calls on hash maps only; this is a ${kernelMapTypeName(this.info.type)} map`;
+      return -Errno.EOPNOTSUPP;
+    }
     const r = this.ffi.call(cmd, this.arena.ptr, ATTR_BYTES);
     if (r >= 0) return 0;
     this.lastErrno = this.ffi.errno();
-    this.lastError = `bpf() returned ${errnoName(this.lastErrno)}`;
+    this.lastError = explainErrno(cmd, this.lastErrno, this.info);
     return -this.lastErrno;
   }
 
@@ -512,5 +736,149 @@ export function kernelAvailable(): { ok: boolean; reason: string } {
     return { ok: true, reason: "bpf() works" };
   } catch (e) {
     return { ok: false, reason: (e as Error).message };
+  }
+}
+
+/** glibc's strerror() text for the errnos bpf() returns (what bpftool prints). */
+export function strerror(e: number): string {
+  const TEXT: Record<number, string> = {
+    1: "Operation not permitted",
+    2: "No such file or directory",
+    3: "No such process",
+    4: "Interrupted system call",
+    7: "Argument list too long",
+    9: "Bad file descriptor",
+    11: "Resource temporarily unavailable",
+    12: "Cannot allocate memory",
+    13: "Permission denied",
+    14: "Bad address",
+    16: "Device or resource busy",
+    17: "File exists",
+    19: "No such device",
+    20: "Not a directory",
+    22: "Invalid argument",
+    24: "Too many open files",
+    28: "No space left on device",
+    34: "Numerical result out of range",
+    38: "Function not implemented",
+    40: "Too many levels of symbolic links",
+    75: "Value too large for defined data type",
+    77: "File descriptor in bad state",
+    95: "Operation not supported",
+    110: "Connection timed out",
+  };
+  return TEXT[e] ?? `Unknown error ${e}`;
+}
+
+/** A map as KernelMap.list() and `htab map show` report it (bpftool's fields). */
+export interface KernelMapListing extends KernelMapInfo {
+  /** bpftool's type name ("hash", "ringbuf", …). */
+  typeName: string;
+  /** bytes_memlock (from fdinfo). */
+  memlock: number;
+  /** 1 once BPF_MAP_FREEZE was called. */
+  frozen: number;
+}
+
+function listing(fd: number): KernelMapListing {
+  const info = KernelMap.infoOfFd(fd, "list");
+  return {
+    ...info,
+    typeName: kernelMapTypeName(info.type),
+    memlock: fdMemlock(fd),
+    frozen: fdinfoNumber(fd, "frozen"),
+  };
+}
+
+/** cilium/ebpf's MapSpec.Compatible: every given field must be what the kernel has. */
+function checkCompatible(op: string, what: string, real: KernelMapInfo, want: Partial<MapSpec>): void {
+  for (const [field, theirs] of [
+    ["type", real.type],
+    ["keySize", real.keySize],
+    ["valueSize", real.valueSize],
+    ["maxEntries", real.maxEntries],
+    ["flags", real.flags],
+  ] as const) {
+    const mine = want[field];
+    if (mine !== undefined && mine !== theirs)
+      invalid(
+        op,
+        `${what} is not the map expected: ${field} is ${field === "type" ? `${theirs} (${kernelMapTypeName(theirs)})` : theirs}, expected ${String(mine)}`,
+      );
+  }
+}
+
+/** BPF_OBJ_GET (returns the fd) or BPF_OBJ_PIN (of `fd`) on `path`, with errors that say what happened. */
+function objCall(op: string, cmd: number, path: string, fd: number): number {
+  const ffi = bpfFfi();
+  const bytes = Buffer.from(path, "utf8");
+  if (bytes.includes(0)) invalid(op, "path must not contain a NUL byte");
+  const str = ffi.alloc(bytes.length + 1);
+  const attr = ffi.alloc(ATTR_BYTES);
+  try {
+    str.u8.set(bytes);
+    attr.dv.setBigUint64(0, str.addr, true); // pathname
+    attr.dv.setUint32(8, fd, true); // bpf_fd (pin)
+    const r = ffi.call(cmd, attr.ptr, ATTR_BYTES);
+    if (r >= 0) return r;
+    const e = ffi.errno();
+    const pin = cmd === BpfCmd.ObjPin;
+    let detail: string;
+    if (e === Errno.ENOENT) detail = pin ? `no such directory for ${path}` : `no such pin: ${path}`;
+    else if (e === Errno.EEXIST) detail = `${path} already exists`;
+    else if (e === Errno.EPERM || e === Errno.EACCES)
+      detail =
+        `${pin ? "pinning at" : "opening"} ${path} was refused (${strerror(e)}): ` +
+        (process.getuid?.() === 0
+          ? "it is not a BPF object on a bpffs mount (mount -t bpf bpf /sys/fs/bpf)"
+          : `the path must be on a bpffs mount, and ${capabilityHint()}`);
+    else if (e === Errno.EINVAL) detail = `${path} is not a BPF object on a bpffs mount`;
+    else detail = `${pin ? "BPF_OBJ_PIN" : "BPF_OBJ_GET"} of ${path} failed: ${strerror(e)}`;
+    throw new BpfError(op, e, detail);
+  } finally {
+    attr.free();
+    str.free();
+  }
+}
+
+/** BPF_MAP_GET_FD_BY_ID. */
+function getFdById(op: string, id: number): number {
+  const ffi = bpfFfi();
+  const attr = ffi.alloc(ATTR_BYTES);
+  try {
+    attr.dv.setUint32(0, id, true);
+    const r = ffi.call(BpfCmd.MapGetFdById, attr.ptr, ATTR_BYTES);
+    if (r >= 0) return r;
+    const e = ffi.errno();
+    throw new BpfError(
+      op,
+      e,
+      e === Errno.ENOENT
+        ? `no map with id ${id}`
+        : e === Errno.EPERM
+          ? `opening map id ${id} was refused: needs CAP_SYS_ADMIN (${capabilityHint()})`
+          : `BPF_MAP_GET_FD_BY_ID ${id} failed: ${strerror(e)}`,
+    );
+  } finally {
+    attr.free();
+  }
+}
+
+/** BPF_MAP_GET_NEXT_ID after `start`; 0 at the end. */
+function nextMapId(op: string, start: number): number {
+  const ffi = bpfFfi();
+  const attr = ffi.alloc(ATTR_BYTES);
+  try {
+    attr.dv.setUint32(0, start, true);
+    if (ffi.call(BpfCmd.MapGetNextId, attr.ptr, ATTR_BYTES) >= 0) return attr.dv.getUint32(4, true);
+    const e = ffi.errno();
+    if (e === Errno.ENOENT) return 0;
+    throw new BpfError(
+      op,
+      e,
+      e === Errno.EPERM ? `listing maps needs CAP_SYS_ADMIN (${capabilityHint()})` : strerror(e),
+    );
+  } finally {
+    attr.free();
   }
 }

@@ -1,0 +1,355 @@
+/**
+ * `htab map`: bpftool's map commands, in bpftool's grammar and with its
+ * output byte for byte (plain and JSON), so that scripts written for
+ * `bpftool map` keep working:
+ *
+ *   htab map show [id N | pinned PATH]
+ *   htab map dump (id N | pinned PATH)
+ *   htab map lookup MAP key [hex] BYTES
+ *   htab map update MAP key [hex] BYTES value [hex] BYTES [any | exist | noexist]
+ *   htab map delete MAP key [hex] BYTES
+ *   htab map pin MAP PATH
+ *
+ * with `-j`/`--json` on each. Exit codes are bpftool's too: 255 for a usage
+ * or open error, the errno's two's complement byte for a failed element call.
+ * BTF-formatted output is not written yet: maps are dumped as hex.
+ */
+
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
+import { KernelMap, strerror } from "../kernel/kernel-map.js";
+import { kernelTypeIsPercpu } from "../kernel/map-types.js";
+
+/** What a command printed and how it ended, for the CLI and the tests. */
+export interface CmdOutput {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+class CmdError extends Error {
+  constructor(
+    message: string,
+    readonly code = 255,
+  ) {
+    super(message);
+  }
+}
+
+/** bpftool's fprint_hex(): bytes in hex, a double space every 8, a newline every 16. */
+export function hexBytes(b: Uint8Array, off = 0, n = b.length - off): string {
+  let s = "";
+  for (let i = 0; i < n; i++) {
+    if (i > 0) s += i % 16 === 0 ? "\n" : i % 8 === 0 ? "  " : " ";
+    s += b[off + i].toString(16).padStart(2, "0");
+  }
+  return s;
+}
+
+function jsonBytes(b: Uint8Array, off: number, n: number): string[] {
+  const out: string[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = `0x${b[off + i].toString(16).padStart(2, "0")}`;
+  return out;
+}
+
+/** bpftool's print_entry_plain(): one entry, the per-CPU shape for per-CPU maps. */
+function entryPlain(m: KernelMap, key: Uint8Array, value: Uint8Array): string {
+  const { keySize, valueSize, type, nrCpus } = m.info;
+  if (!kernelTypeIsPercpu(type)) {
+    const breakNames = keySize > 16 || valueSize > 16;
+    const singleLine = keySize + valueSize <= 24 && !breakNames;
+    return (
+      `key:${breakNames ? "\n" : " "}${hexBytes(key, 0, keySize)}` +
+      `${singleLine ? "  " : "\n"}value:${breakNames ? "\n" : " "}${hexBytes(value, 0, valueSize)}\n`
+    );
+  }
+  const step = Math.ceil(valueSize / 8) * 8;
+  let s = `key:\n${hexBytes(key, 0, keySize)}\n`;
+  for (let c = 0; c < nrCpus; c++)
+    s += `value (CPU ${String(c).padStart(2, "0")}):${valueSize > 16 ? "\n" : " "}${hexBytes(value, c * step, valueSize)}\n`;
+  return s;
+}
+
+/** bpftool's print_entry_json(). */
+function entryJson(m: KernelMap, key: Uint8Array, value: Uint8Array): Record<string, unknown> {
+  const { keySize, valueSize, type, nrCpus } = m.info;
+  if (!kernelTypeIsPercpu(type))
+    return { key: jsonBytes(key, 0, keySize), value: jsonBytes(value, 0, valueSize) };
+  const step = Math.ceil(valueSize / 8) * 8;
+  return {
+    key: jsonBytes(key, 0, keySize),
+    values: Array.from({ length: nrCpus }, (_, c) => ({
+      cpu: c,
+      value: jsonBytes(value, c * step, valueSize),
+    })),
+  };
+}
+
+/** BPF_FS_MAGIC (include/uapi/linux/magic.h). */
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+function onBpffs(dir: string): boolean {
+  try {
+    return statfsSync(dir).type === BPF_FS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/** `MAP := { id MAP_ID | pinned FILE }`: opens it (any type, as bpftool does) and returns the rest of argv. */
+function openMap(argv: string[]): [KernelMap, string[]] {
+  const [how, what, ...rest] = argv;
+  if (how === "id") {
+    const id = Number(what);
+    if (what === undefined || !/^\d+$/.test(what))
+      throw new CmdError(`can't parse ${what ?? "(nothing)"} as ID`);
+    try {
+      return [KernelMap.fromAnyType(() => KernelMap.fromId(id)), rest];
+    } catch (e) {
+      throw new CmdError(`get map by id (${id}): ${strerror((e as { errno?: number }).errno ?? 22)}`);
+    }
+  }
+  if (how === "pinned") {
+    if (what === undefined) throw new CmdError("expected a path after pinned");
+    try {
+      return [KernelMap.fromAnyType(() => KernelMap.fromPinned(what)), rest];
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno ?? 22;
+      // bpftool's open_obj_pinned(): EACCES outside bpffs names the directory.
+      const dir = dirname(what);
+      if (errno === 13 && !onBpffs(dir))
+        throw new CmdError(`bpf obj get (${dir}): directory not in bpf file system (bpffs)`);
+      throw new CmdError(`bpf obj get (${what}): ${strerror(errno)}`);
+    }
+  }
+  throw new CmdError(`expected 'id' or 'pinned', got: '${how ?? ""}'?`);
+}
+
+/**
+ * `[hex] BYTES` for `n` bytes: bpftool's parse_bytes(). Each byte is read as
+ * strtoul() with base 0 (0x.. hex, 0.. octal, else decimal), or base 16
+ * after `hex`, and keeps its low 8 bits.
+ */
+function parseBytes(argv: string[], name: string, n: number): [Uint8Array, string[]] {
+  let i = 0;
+  let hex = false;
+  if (argv[0] === "hex") {
+    hex = true;
+    i = 1;
+  }
+  const out = new Uint8Array(n);
+  for (let j = 0; j < n; j++, i++) {
+    const s = argv[i];
+    if (s === undefined) throw new CmdError(`${name} expected ${n} bytes got ${j}`);
+    const v = parseByte(s, hex);
+    if (v === null) throw new CmdError(`error parsing byte: ${s}`);
+    out[j] = v;
+  }
+  return [out, argv.slice(i)];
+}
+
+function parseByte(s: string, hex: boolean): number | null {
+  let m: RegExpExecArray | null;
+  if (hex) m = /^(?:0[xX])?([0-9a-fA-F]+)$/.exec(s);
+  else m = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (m === null) return null;
+  const t = hex ? m[1] : m[1];
+  const v = hex
+    ? Number.parseInt(t, 16)
+    : t.startsWith("0x") || t.startsWith("0X")
+      ? Number.parseInt(t, 16)
+      : t.startsWith("0") && t.length > 1
+        ? Number.parseInt(t, 8)
+        : Number(t);
+  return v & 0xff;
+}
+
+/** `key BYTES` where `word` is the keyword. */
+function keyword(argv: string[], word: string, n: number): [Uint8Array, string[]] {
+  if (argv[0] !== word) throw new CmdError(`did not find ${word}`);
+  return parseBytes(argv.slice(1), word, n);
+}
+
+/** The show lines of one map (bpftool's show_map_close_plain / _json). */
+function showOne(m: KernelMap, json: boolean): string | Record<string, unknown> {
+  const d = m.describe();
+  if (json) {
+    const o: Record<string, unknown> = { id: d.id, type: d.typeName };
+    if (d.name) o.name = d.name;
+    Object.assign(o, {
+      flags: d.flags,
+      bytes_key: d.keySize,
+      bytes_value: d.valueSize,
+      max_entries: d.maxEntries,
+      bytes_memlock: d.memlock,
+      frozen: d.frozen,
+    });
+    if (d.btfId) o.btf_id = d.btfId;
+    return o;
+  }
+  let s = `${d.id}: ${d.typeName}  ${d.name ? `name ${d.name}  ` : ""}flags 0x${d.flags.toString(16)}\n`;
+  s += `\tkey ${d.keySize}B  value ${d.valueSize}B  max_entries ${d.maxEntries}  memlock ${d.memlock}B\n`;
+  if (d.btfId || d.frozen)
+    s += `\t${d.btfId ? `btf_id ${d.btfId}` : ""}${d.frozen ? `${d.btfId ? "  " : ""}frozen` : ""}\n`;
+  return s;
+}
+
+/** Every entry of `m`: batch lookups where the kernel has them, else a get_next_key walk. */
+function* entries(m: KernelMap): Generator<[Uint8Array, Uint8Array]> {
+  const ks = m.info.keySize;
+  const vb = m.info.valueBytes;
+  const key = new Uint8Array(ks);
+  const next = new Uint8Array(ks);
+  const value = new Uint8Array(vb);
+  let prev: Uint8Array | null = null;
+  // get_next_key order is the kernel's dump order (bpftool walks it too); a key deleted
+  // between get_next_key and lookup is skipped, and the walk is bounded.
+  for (let n = 0; n <= m.info.maxEntries * 2 + 16; n++) {
+    if (m.getNextKey(prev, next) !== 0) return;
+    key.set(next);
+    if (m.lookupElem(key, value, 0) === 0) yield [key.slice(), value.slice()];
+    prev = key;
+  }
+}
+
+function run(argv: string[], json: boolean): CmdOutput {
+  const out: string[] = [];
+  const cmd = argv[0];
+  const rest = argv.slice(1);
+  const done = (code = 0): CmdOutput => ({ stdout: out.join(""), stderr: "", code });
+  switch (cmd) {
+    case "show":
+    case "list": {
+      if (rest.length === 0) {
+        const all: unknown[] = [];
+        for (const l of KernelMap.list()) {
+          let m: KernelMap;
+          try {
+            m = KernelMap.fromAnyType(() => KernelMap.fromId(l.id));
+          } catch {
+            continue;
+          }
+          try {
+            const s = showOne(m, json);
+            if (json) all.push(s);
+            else out.push(s as string);
+          } finally {
+            m.close();
+          }
+        }
+        if (json) out.push(`${JSON.stringify(all)}\n`);
+        return done();
+      }
+      const [m, extra] = openMap(rest);
+      try {
+        if (extra.length) throw new CmdError(`too many arguments: ${extra.join(" ")}`);
+        const s = showOne(m, json);
+        out.push(json ? `${JSON.stringify(s)}\n` : (s as string));
+      } finally {
+        m.close();
+      }
+      return done();
+    }
+    case "dump": {
+      const [m] = openMap(rest);
+      try {
+        if (json) {
+          out.push(`${JSON.stringify([...entries(m)].map(([k, v]) => entryJson(m, k, v)))}\n`);
+        } else {
+          let n = 0;
+          for (const [k, v] of entries(m)) {
+            out.push(entryPlain(m, k, v));
+            n++;
+          }
+          out.push(`Found ${n} element${n === 1 ? "" : "s"}\n`);
+        }
+      } finally {
+        m.close();
+      }
+      return done();
+    }
+    case "lookup": {
+      const [m, after] = openMap(rest);
+      try {
+        const [key] = keyword(after, "key", m.info.keySize);
+        const value = new Uint8Array(m.info.valueBytes);
+        const r = m.lookupElem(key, value, 0);
+        if (r === 0) {
+          out.push(json ? `${JSON.stringify(entryJson(m, key, value))}\n` : entryPlain(m, key, value));
+          return done();
+        }
+        // bpftool's print_entry_error(): the key, then the error (stdout), exit -errno.
+        if (json) out.push("null\n");
+        else
+          out.push(`key:\n${hexBytes(key, 0, m.info.keySize)}\n\n${r === -2 ? "Not found" : strerror(-r)}\n`);
+        return done((256 + r) & 0xff);
+      } finally {
+        m.close();
+      }
+    }
+    case "update": {
+      const [m, after] = openMap(rest);
+      try {
+        const [key, a2] = keyword(after, "key", m.info.keySize);
+        const [value, a3] = keyword(a2, "value", m.info.valueBytes);
+        const flag = a3[0];
+        const flags =
+          flag === undefined || flag === "any" ? 0 : flag === "noexist" ? 1 : flag === "exist" ? 2 : -1;
+        if (flags < 0) throw new CmdError(`update flags not recognized: ${flag}`);
+        const r = m.updateElem(key, value, flags);
+        if (r !== 0) throw new CmdError(`update failed: ${strerror(-r)}`, (256 + r) & 0xff);
+        if (json) out.push("null\n");
+        return done();
+      } finally {
+        m.close();
+      }
+    }
+    case "delete": {
+      const [m, after] = openMap(rest);
+      try {
+        const [key] = keyword(after, "key", m.info.keySize);
+        const r = m.deleteElem(key);
+        if (r !== 0) throw new CmdError(`delete failed: ${strerror(-r)}`, (256 + r) & 0xff);
+        if (json) out.push("null\n");
+        return done();
+      } finally {
+        m.close();
+      }
+    }
+    case "pin": {
+      const [m, after] = openMap(rest);
+      try {
+        if (after.length !== 1) throw new CmdError("bad number of arguments");
+        try {
+          m.pin(after[0]);
+        } catch (e) {
+          throw new CmdError(
+            `can't pin the object (${after[0]}): ${strerror((e as { errno?: number }).errno ?? 22)}`,
+          );
+        }
+        if (json) out.push("null\n");
+        return done();
+      } finally {
+        m.close();
+      }
+    }
+    default:
+      throw new CmdError(`'${cmd ?? ""}' needs one of show, dump, lookup, update, delete, pin`);
+  }
+}
+
+/**
+ * Run `htab map ARGS`: what it prints and its exit code. Errors go to stderr
+ * as "Error: ..." (plain) or to stdout as {"error":"..."} (JSON), as bpftool does.
+ */
+export function mapCommand(argv: string[], json: boolean): CmdOutput {
+  try {
+    return run(argv, json);
+  } catch (e) {
+    const msg = e instanceof CmdError ? e.message : (e as Error).message;
+    const code = e instanceof CmdError ? e.code : 255;
+    return json
+      ? { stdout: `${JSON.stringify({ error: msg })}\n`, stderr: "", code }
+      : { stdout: "", stderr: `Error: ${msg}\n`, code };
+  }
+}
