@@ -5,6 +5,7 @@
  * else throws BpfError with the kernel's errno.
  */
 
+import { walkKeys } from "../core/key-walk.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
@@ -132,19 +133,9 @@ export class BpfMap<R extends RawMap = RawMap> {
    * EBUSY rather than loop forever.
    */
   *keys(limit = this.raw.info.maxEntries * 2): Generator<Uint8Array> {
-    let prev: Uint8Array | null = null;
-    for (let n = 0; ; n++) {
-      const k = this.nextKey(prev);
-      if (k === undefined) return;
-      if (n >= limit)
-        throw new BpfError(
-          "keys",
-          Errno.EBUSY,
-          `walk did not end after ${limit} keys (map changing too fast)`,
-        );
-      yield k;
-      prev = k;
-    }
+    if (!Number.isInteger(limit) || limit < 0)
+      throw new BpfError("keys", Errno.EINVAL, `limit must be a non-negative integer, got ${String(limit)}`);
+    yield* walkKeys(this.raw, { limit });
   }
 
   /** Every [key, value] pair in get_next_key order; keys deleted mid-walk are skipped. */

@@ -4,6 +4,7 @@
  * only allocation on a hit is the decoded value itself.
  */
 
+import { walkKeys } from "../core/key-walk.js";
 import type { RawMap } from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
@@ -135,18 +136,8 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     for (const k of keys) this.raw.deleteElem(k);
   }
 
-  private *rawKeys(): Generator<Uint8Array> {
-    let prev: Uint8Array | null = null;
-    const limit = this.raw.info.maxEntries * 2 + 16;
-    for (let n = 0; n < limit; n++) {
-      const next = new Uint8Array(this.raw.info.keySize);
-      const err = this.raw.getNextKey(prev, next);
-      if (err === -Errno.ENOENT) return;
-      if (err !== 0) this.fail("keys", err);
-      yield next;
-      prev = next;
-    }
-    throw new BpfError("keys", Errno.EBUSY, `walk did not end after ${limit} keys (map changing too fast)`);
+  private rawKeys(): Generator<Uint8Array> {
+    return walkKeys(this.raw);
   }
 
   *keys(): Generator<K> {

@@ -95,8 +95,14 @@ export interface CheckResult {
   inconclusive: number[];
 }
 
-/** Check one key's history. Returns true, false, or undefined when the budget ran out. */
-export function checkKey(ops: Op[], budget = 50_000_000): boolean | undefined {
+/**
+ * Every register state in which some linearization of `ops` (one segment of
+ * one key's history) can end, starting from `start`: empty when none exists,
+ * undefined when the step budget ran out. Wing & Gong's search with Lowe's
+ * memo of (linearized set, state), run to exhaustion instead of to the first
+ * linearization.
+ */
+function searchSegment(ops: Op[], start: number, budget: { steps: number }): Set<number> | undefined {
   const events: { t: number; isCall: boolean; id: number }[] = [];
   ops.forEach((op, id) => {
     events.push({ t: op.call, isCall: true, id }, { t: op.ret, isCall: false, id });
@@ -143,7 +149,8 @@ export function checkKey(ops: Op[], budget = 50_000_000): boolean | undefined {
   }
   let h1 = 0;
   let h2 = 0;
-  let state = ABSENT;
+  let state = start;
+  const ends = new Set<number>();
   const cache = new Map<number, { h2: number; state: number; bits: Uint32Array }[]>();
   const seen = (nh1: number, nh2: number, ns: number, id: number): boolean => {
     const slot = (nh1 ^ Math.imul(ns, 0x9e3779b1)) >>> 0;
@@ -165,10 +172,26 @@ export function checkKey(ops: Op[], budget = 50_000_000): boolean | undefined {
   };
   const stack: { e: Entry; state: number }[] = [];
   let entry = head.next;
-  let steps = 0;
-  while (head.next !== null) {
-    if (++steps > budget) return undefined;
-    const e = entry!;
+  const backtrack = (): boolean => {
+    if (stack.length === 0) return false;
+    const top = stack.pop() as { e: Entry; state: number };
+    state = top.state;
+    h1 = (h1 ^ z1[top.e.id]) >>> 0;
+    h2 = (h2 ^ z2[top.e.id]) >>> 0;
+    bits[top.e.id >>> 5] ^= 1 << (top.e.id & 31);
+    unlift(top.e);
+    entry = top.e.next;
+    return true;
+  };
+  for (;;) {
+    if (--budget.steps < 0) return undefined;
+    if (head.next === null) {
+      // Everything linearized: one possible end state. Look for others.
+      ends.add(state);
+      if (!backtrack()) return ends;
+      continue;
+    }
+    const e = entry as Entry;
     if (e.isCall) {
       const ns = step(state, e.op);
       if (ns !== undefined) {
@@ -186,16 +209,39 @@ export function checkKey(ops: Op[], budget = 50_000_000): boolean | undefined {
         }
       }
       entry = e.next;
-    } else {
-      if (stack.length === 0) return false;
-      const top = stack.pop()!;
-      state = top.state;
-      h1 = (h1 ^ z1[top.e.id]) >>> 0;
-      h2 = (h2 ^ z2[top.e.id]) >>> 0;
-      bits[top.e.id >>> 5] ^= 1 << (top.e.id & 31);
-      unlift(top.e);
-      entry = top.e.next;
+    } else if (!backtrack()) return ends;
+  }
+}
+
+/**
+ * Check one key's history. Returns true, false, or undefined when the budget
+ * ran out. The history is cut at its quiescent points (no operation pending:
+ * every operation before the cut returned before any after it was called),
+ * and the segments are searched one after another, each from every state
+ * the previous one can end in (P-compositionality, as porcupine does): the
+ * search stays linear in the history's length instead of carrying a set of
+ * all operations through it.
+ */
+export function checkKey(ops: Op[], budget = 50_000_000): boolean | undefined {
+  const sorted = [...ops].sort((a, b) => a.call - b.call);
+  const left = { steps: budget };
+  let states = new Set<number>([ABSENT]);
+  let from = 0;
+  let maxRet = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i <= sorted.length; i++) {
+    if (i === sorted.length || (i > from && sorted[i].call > maxRet)) {
+      const seg = sorted.slice(from, i);
+      const next = new Set<number>();
+      for (const s of states) {
+        const ends = searchSegment(seg, s, left);
+        if (ends === undefined) return undefined;
+        for (const e of ends) next.add(e);
+      }
+      if (next.size === 0) return false;
+      states = next;
+      from = i;
     }
+    if (i < sorted.length) maxRet = Math.max(maxRet, sorted[i].ret);
   }
   return true;
 }

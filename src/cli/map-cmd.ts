@@ -17,6 +17,7 @@
 
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
+import { walkKeys } from "../core/key-walk.js";
 import { KernelMap, strerror } from "../kernel/kernel-map.js";
 import { kernelTypeIsPercpu } from "../kernel/map-types.js";
 
@@ -196,20 +197,11 @@ function showOne(m: KernelMap, json: boolean): string | Record<string, unknown> 
 
 /** Every entry of `m`: batch lookups where the kernel has them, else a get_next_key walk. */
 function* entries(m: KernelMap): Generator<[Uint8Array, Uint8Array]> {
-  const ks = m.info.keySize;
-  const vb = m.info.valueBytes;
-  const key = new Uint8Array(ks);
-  const next = new Uint8Array(ks);
-  const value = new Uint8Array(vb);
-  let prev: Uint8Array | null = null;
+  const value = new Uint8Array(m.info.valueBytes);
   // get_next_key order is the kernel's dump order (bpftool walks it too); a key deleted
   // between get_next_key and lookup is skipped, and the walk is bounded.
-  for (let n = 0; n <= m.info.maxEntries * 2 + 16; n++) {
-    if (m.getNextKey(prev, next) !== 0) return;
-    key.set(next);
-    if (m.lookupElem(key, value, 0) === 0) yield [key.slice(), value.slice()];
-    prev = key;
-  }
+  for (const key of walkKeys(m, { op: "dump", atLimit: "stop" }))
+    if (m.lookupElem(key, value, 0) === 0) yield [key, value.slice()];
 }
 
 function run(argv: string[], json: boolean): CmdOutput {

@@ -6,12 +6,13 @@
  * changes nothing.
  */
 
+import { walkKeys } from "../core/key-walk.js";
 import type { BatchResult, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { Errno, errnoName } from "../errors.js";
 import { KernelMap } from "../kernel/kernel-map.js";
-import { syscallValueBytes } from "../layout/layout.js";
-import { MAP_TYPE_NAMES, MapType } from "../uapi.js";
+import { isOuter as isOuterType } from "../traits.js";
+import { MAP_TYPE_NAMES } from "../uapi.js";
 
 /** Makes a map for `create`; `inner` is the template map of a map-in-map. */
 export type MapFactory = (spec: MapSpec, inner: RawMap | undefined) => RawMap;
@@ -117,11 +118,12 @@ function flagsField(o: Json, name: string): number {
 
 /** ARRAY_OF_MAPS / HASH_OF_MAPS: values are inner maps, written in replay as map numbers. */
 function isOuter(m: RawMap): boolean {
-  return m.info.type === MapType.ArrayOfMaps || m.info.type === MapType.HashOfMaps;
+  return isOuterType(m.info.type);
 }
 
+/** What the backend moves per value (MapInfo.valueBytes: per-CPU maps move every CPU's slot). */
 function valueBytes(m: RawMap): number {
-  return syscallValueBytes(m.info.type, m.info.valueSize, m.info.nrCpus);
+  return m.info.valueBytes;
 }
 
 /** Runs replay lines against maps made by `factory`. */
@@ -355,13 +357,10 @@ export class Replayer {
   private walk(m: RawMap): { keys: string[]; values: string[] } {
     const keys: string[] = [];
     const values: string[] = [];
-    const k = new Uint8Array(m.info.keySize);
     const v = new Uint8Array(valueBytes(m));
-    let prev: Uint8Array | null = null;
-    for (let n = 0; n <= m.info.maxEntries * 2 + 1 && m.getNextKey(prev, k) === 0; n++) {
+    for (const k of walkKeys(m, { op: "dump", limit: m.info.maxEntries * 2 + 2, atLimit: "stop" })) {
       keys.push(toHex(k));
       values.push(m.lookupElem(k, v, 0) === 0 ? this.valueOut(m, v) : "");
-      prev = k.slice();
     }
     return { keys, values };
   }

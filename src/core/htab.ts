@@ -134,6 +134,7 @@ import {
 } from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, nowMs, SPIN_LIMIT, setStallHandler } from "../sync/spin.js";
+import { valuesInPlace } from "../traits.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import {
   allocSharedMemory,
@@ -318,7 +319,7 @@ export class Htab implements RawMap {
     this.valueSize = g.valueSize;
     this.valueBytes = g.valueBytes;
     this.percpu = g.percpu;
-    this.inPlace = g.percpu || mapType === MapType.HashOfMaps;
+    this.inPlace = valuesInPlace(mapType);
     this.prealloc = g.prealloc;
     this.slotBytes = roundUp(g.valueSize, 8);
     this.keyWords = (g.keySize + 3) >>> 2;

@@ -8,6 +8,7 @@
 
 import { unlinkSync } from "node:fs";
 import { poisonClosed } from "../core/closed.js";
+import { walkKeys } from "../core/key-walk.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { BpfError, Errno, errnoName, invalid } from "../errors.js";
@@ -707,13 +708,8 @@ export class KernelMap implements RawMap {
 
   /** Number of elements, found by iterating get_next_key. */
   count(): number {
-    const k = new Uint8Array(this.info.keySize);
-    let prev: Uint8Array | null = null;
     let n = 0;
-    while (this.getNextKey(prev, k) === 0) {
-      n++;
-      prev = k.slice();
-    }
+    for (const _ of walkKeys(this, { op: "count", atLimit: "stop" })) n++;
     return n;
   }
 

@@ -89,6 +89,8 @@
  */
 
 import { invalid } from "../errors.js";
+import { isLru, isPercpu } from "../traits.js";
+import { MapFlags } from "../uapi.js";
 
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
@@ -427,16 +429,14 @@ export function mapStateBytes(buf: SharedArrayBuffer, g: Geometry, offset = 0): 
   return copy;
 }
 
-/** LRU_COMMON or LRU_PERCPU for BPF_MAP_TYPE_LRU_HASH (9) / LRU_PERCPU_HASH (10), else LRU_NONE. */
+/** LRU_COMMON or LRU_PERCPU for the LRU types (traits.ts isLru()), else LRU_NONE. */
 export function lruKind(type: number, mapFlags: number): number {
-  if (type !== 9 && type !== 10) return LRU_NONE;
-  return (mapFlags & 2) !== 0 ? LRU_PERCPU : LRU_COMMON; // BPF_F_NO_COMMON_LRU
+  if (!isLru(type)) return LRU_NONE;
+  return (mapFlags & MapFlags.NoCommonLru) !== 0 ? LRU_PERCPU : LRU_COMMON;
 }
 
-/** BPF_MAP_TYPE_PERCPU_HASH (5) and BPF_MAP_TYPE_LRU_PERCPU_HASH (10) keep a value per CPU. */
-export function isPercpuType(type: number): boolean {
-  return type === 5 || type === 10;
-}
+/** The per-CPU value types (traits.ts isPercpu()). */
+export const isPercpuType = isPercpu;
 
 /**
  * Bytes of one value as the syscall interface moves it: value_size, or for
@@ -502,7 +502,7 @@ export function readGeometry(
     i32[HDR_MAX_ENTRIES_I32] >>> 0,
     i32[HDR_NR_CPUS_I32],
     isPercpuType(i32[HDR_MAP_TYPE_I32]),
-    (i32[HDR_MAP_FLAGS_I32] & 1) === 0, // BPF_F_NO_PREALLOC
+    (i32[HDR_MAP_FLAGS_I32] & MapFlags.NoPrealloc) === 0,
     lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
   );
   const size = length ?? (buf.growable ? buf.maxByteLength : buf.byteLength);

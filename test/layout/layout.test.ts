@@ -22,6 +22,7 @@ test("geometry uses the kernel's n_buckets and extra_elems and is smaller than t
 const ORDER = [
   "errors.ts",
   "uapi.ts",
+  "traits.ts",
   "layout",
   "hash",
   "sync",
