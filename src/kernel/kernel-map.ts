@@ -837,15 +837,26 @@ function objCall(op: string, cmd: number, path: string, fd: number): number {
   }
 }
 
-/** BPF_MAP_GET_FD_BY_ID. */
-function getFdById(op: string, id: number): number {
+/**
+ * One bpf() call whose attr holds a u32 at offset 0 (an id): `done` sees the
+ * result and the attr (the kernel writes its answer there), or the errno.
+ */
+function idCall<T>(cmd: number, id: number, done: (r: number, attr: DataView, errno: number) => T): T {
   const ffi = bpfFfi();
   const attr = ffi.alloc(ATTR_BYTES);
   try {
     attr.dv.setUint32(0, id, true);
-    const r = ffi.call(BpfCmd.MapGetFdById, attr.ptr, ATTR_BYTES);
+    const r = ffi.call(cmd, attr.ptr, ATTR_BYTES);
+    return done(r, attr.dv, r < 0 ? ffi.errno() : 0);
+  } finally {
+    attr.free();
+  }
+}
+
+/** BPF_MAP_GET_FD_BY_ID. */
+function getFdById(op: string, id: number): number {
+  return idCall(BpfCmd.MapGetFdById, id, (r, _attr, e) => {
     if (r >= 0) return r;
-    const e = ffi.errno();
     throw new BpfError(
       op,
       e,
@@ -855,26 +866,18 @@ function getFdById(op: string, id: number): number {
           ? `opening map id ${id} was refused: needs CAP_SYS_ADMIN (${capabilityHint()})`
           : `BPF_MAP_GET_FD_BY_ID ${id} failed: ${strerror(e)}`,
     );
-  } finally {
-    attr.free();
-  }
+  });
 }
 
 /** BPF_MAP_GET_NEXT_ID after `start`; 0 at the end. */
 function nextMapId(op: string, start: number): number {
-  const ffi = bpfFfi();
-  const attr = ffi.alloc(ATTR_BYTES);
-  try {
-    attr.dv.setUint32(0, start, true);
-    if (ffi.call(BpfCmd.MapGetNextId, attr.ptr, ATTR_BYTES) >= 0) return attr.dv.getUint32(4, true);
-    const e = ffi.errno();
+  return idCall(BpfCmd.MapGetNextId, start, (r, attr, e) => {
+    if (r >= 0) return attr.getUint32(4, true);
     if (e === Errno.ENOENT) return 0;
     throw new BpfError(
       op,
       e,
       e === Errno.EPERM ? `listing maps needs CAP_SYS_ADMIN (${capabilityHint()})` : strerror(e),
     );
-  } finally {
-    attr.free();
-  }
+  });
 }

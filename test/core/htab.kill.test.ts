@@ -11,6 +11,21 @@ import { Htab } from "../../src/core/htab.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 const ITERATIONS = Number(process.env.HTAB_KILL_ITERATIONS ?? 100);
+
+/** A kill-test worker's model of its keys (null for the victim), after `onExit` ran at its exit (the reap). */
+function survivorModel(w: Worker, onExit: () => unknown): Promise<[number, number][] | null> {
+  return new Promise((resolve, reject) => {
+    let result: [number, number][] | null = null;
+    w.once("message", (m) => {
+      result = m;
+    });
+    w.once("error", reject);
+    w.once("exit", () => {
+      onExit();
+      resolve(result);
+    });
+  });
+}
 const script = new URL("../fixtures/kill-worker.js", import.meta.url);
 
 // LRU_HASH is sized so that the survivors' keys are never evicted: at most 24 keys are
@@ -72,18 +87,7 @@ for (const [name, iterations, lru, spinLock, noPrealloc, batch] of [
             batch,
           },
         });
-        const done = new Promise<[number, number][] | null>((resolve, reject) => {
-          let result: [number, number][] | null = null;
-          w.once("message", (m) => {
-            result = m;
-          });
-          w.once("error", reject);
-          w.once("exit", () => {
-            if (cpu === victim) map.reap(cpu);
-            resolve(result);
-          });
-        });
-        return { w, cpu, done };
+        return { w, cpu, done: survivorModel(w, () => cpu === victim && map.reap(cpu)) };
       });
       // Kill the victim at a random point of its run, once it is running.
       // NO_PREALLOC: while its 200 keys are still being carved (the first few hundred operations).
@@ -165,18 +169,7 @@ test(`kill a worker mid-swap of a HASH_OF_MAPS in a MapDomain, ${Math.ceil(ITERA
           seed: 77 + it * 3 + cpu,
         },
       });
-      const done = new Promise<[number, number][] | null>((resolve, reject) => {
-        let result: [number, number][] | null = null;
-        w.once("message", (m) => {
-          result = m;
-        });
-        w.once("error", reject);
-        w.once("exit", () => {
-          if (cpu === victim) domain.reap(cpu);
-          resolve(result);
-        });
-      });
-      return { w, cpu, done };
+      return { w, cpu, done: survivorModel(w, () => cpu === victim && domain.reap(cpu)) };
     });
     const at = 100 + Math.floor(Math.random() * 2000);
     while (Atomics.load(p32, victim) < at) await new Promise((r) => setTimeout(r, 1));
