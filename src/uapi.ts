@@ -58,6 +58,8 @@ export const BpfCmd = {
   MapGetNextId: 12,
   MapGetFdById: 14,
   ObjGetInfoByFd: 15,
+  BtfLoad: 18,
+  BtfGetFdById: 19,
   MapLookupAndDeleteElem: 21,
   MapFreeze: 22,
   MapLookupBatch: 24,

@@ -56,6 +56,8 @@ export const u8: Codec<number> = intCodec(1, false);
 export const u16: Codec<number> = intCodec(2, false);
 export const u32: Codec<number> = intCodec(4, false);
 export const s32: Codec<number> = intCodec(4, true);
+export const s8: Codec<number> = intCodec(1, true);
+export const s16: Codec<number> = intCodec(2, true);
 
 // 64-bit codecs go through one 8-byte scratch word instead of a DataView per
 // call (a DataView is an allocation; getBigUint64 and two range comparisons
@@ -107,11 +109,12 @@ export const s64: Codec<bigint> = {
 };
 
 /** Fixed-size raw bytes. Decoding copies. */
-export function bytes(size: number): Codec<Uint8Array> {
+export function bytes(size: number): Codec<Uint8Array> & { readonly raw: true } {
   if (!Number.isInteger(size) || size <= 0)
     invalid("codec", `bytes size must be a positive integer, got ${size}`);
   return {
     size,
+    raw: true,
     encode(v, buf, off) {
       if (!(v instanceof Uint8Array) || v.length !== size) badInput(v, `a Uint8Array of ${size} bytes`);
       buf.set(v, off);
@@ -145,7 +148,7 @@ export type StructValue<F extends readonly Field<string, unknown>[]> = {
 export function struct<const F extends readonly Field<string, unknown>[]>(
   fields: F,
   opts: { size?: number } = {},
-): Codec<StructValue<F>> & { offsets: Record<F[number]["name"], number> } {
+): Codec<StructValue<F>> & { offsets: Record<F[number]["name"], number>; fields: F } {
   const offsets: Record<string, number> = {};
   let off = 0;
   let align = 1;
@@ -160,6 +163,7 @@ export function struct<const F extends readonly Field<string, unknown>[]>(
   if (size < off) invalid("codec", `struct size ${size} is smaller than its fields (${off} bytes)`);
   return {
     size,
+    fields,
     offsets: offsets as Record<F[number]["name"], number>,
     encode(v, buf, o) {
       if (v === null || typeof v !== "object")
@@ -224,3 +228,18 @@ export function perCpu<T>(codec: Codec<T>, nrCpus: number): Codec<T[]> {
     },
   };
 }
+
+/**
+ * A `struct bpf_spin_lock` field (4 bytes). The kernel never copies it to or
+ * from user space: it reads as 0 and whatever is written is ignored. In a
+ * value declared to the kernel (btfDeclOf()), it makes a spin-lock map.
+ */
+export const bpfSpinLock: Codec<number> = {
+  size: 4,
+  encode(_v, buf, off) {
+    buf.fill(0, off, off + 4);
+  },
+  decode() {
+    return 0;
+  },
+};

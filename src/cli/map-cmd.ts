@@ -18,6 +18,7 @@
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { walkKeys } from "../core/key-walk.js";
+import { type Btf, BtfLeaf, btfFormat, JsonW } from "../kernel/btf.js";
 import { KernelMap, strerror } from "../kernel/kernel-map.js";
 import { kernelTypeIsPercpu } from "../kernel/map-types.js";
 
@@ -72,6 +73,37 @@ function entryPlain(m: KernelMap, key: Uint8Array, value: Uint8Array): string {
 }
 
 /** bpftool's print_entry_json(). */
+/** A map's BTF for formatting, when it has key and value types and is not per-CPU (else null: hex only). */
+function formatBtf(m: KernelMap): Btf | null {
+  const { btfId, btfKeyTypeId, btfValueTypeId, type } = m.info;
+  if (!btfId || !btfKeyTypeId || !btfValueTypeId || kernelTypeIsPercpu(type)) return null;
+  return m.btf();
+}
+
+/** bpftool's do_dump_btf(): {"key": …, "value": …} through its json_writer. */
+function btfEntry(w: JsonW, m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array): void {
+  w.begin("{");
+  w.name("key");
+  w.value(btfFormat(btf, m.info.btfKeyTypeId as number, key));
+  w.name("value");
+  w.value(btfFormat(btf, m.info.btfValueTypeId as number, value));
+  w.end("}");
+}
+
+/** print_entry_json() with BTF: the hex arrays, then "formatted". */
+function btfEntryJson(m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array): string {
+  const w = new JsonW(false);
+  w.begin("{");
+  w.name("key");
+  w.value(jsonBytes(key, 0, m.info.keySize).map((h) => new BtfLeaf(JSON.stringify(h))));
+  w.name("value");
+  w.value(jsonBytes(value, 0, m.info.valueSize).map((h) => new BtfLeaf(JSON.stringify(h))));
+  w.name("formatted");
+  btfEntry(w, m, btf, key, value);
+  w.end("}");
+  return w.toString();
+}
+
 function entryJson(m: KernelMap, key: Uint8Array, value: Uint8Array): Record<string, unknown> {
   const { keySize, valueSize, type, nrCpus } = m.info;
   if (!kernelTypeIsPercpu(type))
@@ -245,7 +277,19 @@ function run(argv: string[], json: boolean): CmdOutput {
     case "dump": {
       const [m] = openMap(rest);
       try {
-        if (json) {
+        const btf = formatBtf(m);
+        if (btf !== null) {
+          // With BTF, bpftool prints the formatted entries (pretty json_writer), or with -j
+          // the hex and a "formatted" member; no element count.
+          if (json) out.push(`[${[...entries(m)].map(([k, v]) => btfEntryJson(m, btf, k, v)).join(",")}]\n`);
+          else {
+            const w = new JsonW(true);
+            w.begin("[");
+            for (const [k, v] of entries(m)) btfEntry(w, m, btf, k, v);
+            w.end("]");
+            out.push(`${w.toString()}\n`);
+          }
+        } else if (json) {
           out.push(`${JSON.stringify([...entries(m)].map(([k, v]) => entryJson(m, k, v)))}\n`);
         } else {
           let n = 0;
@@ -267,7 +311,13 @@ function run(argv: string[], json: boolean): CmdOutput {
         const value = new Uint8Array(m.info.valueBytes);
         const r = m.lookupElem(key, value, 0);
         if (r === 0) {
-          out.push(json ? `${JSON.stringify(entryJson(m, key, value))}\n` : entryPlain(m, key, value));
+          const btf = formatBtf(m);
+          if (btf !== null && json) out.push(`${btfEntryJson(m, btf, key, value)}\n`);
+          else if (btf !== null) {
+            const w = new JsonW(true);
+            btfEntry(w, m, btf, key, value);
+            out.push(`${w.toString()}\n`);
+          } else out.push(json ? `${JSON.stringify(entryJson(m, key, value))}\n` : entryPlain(m, key, value));
           return done();
         }
         // bpftool's print_entry_error(): the key, then the error (stdout), exit -errno.

@@ -5,6 +5,18 @@
 
 export { possibleCpus } from "./bpf-syscall.js";
 export {
+  type Btf,
+  type BtfDecl,
+  BtfKind,
+  type BtfMember,
+  type BtfType,
+  btfCodec,
+  btfDeclOf,
+  parseBtf,
+  resolveType,
+  writeBtf,
+} from "./btf.js";
+export {
   type KernelCreateOptions,
   KernelMap,
   type KernelMapInfo,

@@ -7,6 +7,7 @@
  */
 
 import { unlinkSync } from "node:fs";
+import type { Codec } from "../api/codecs.js";
 import { poisonClosed } from "../core/closed.js";
 import { walkKeys } from "../core/key-walk.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
@@ -23,6 +24,7 @@ import {
   possibleCpus,
   unprivilegedBpfDisabled,
 } from "./bpf-syscall.js";
+import { type Btf, type BtfDecl, mapCodecs, parseBtf, writeBtf } from "./btf.js";
 import { kernelMapTypeName, kernelTypeIsPercpu, kernelTypeSupported } from "./map-types.js";
 
 const ATTR_BYTES = 128;
@@ -35,6 +37,18 @@ const CREATE_MAP_FLAGS = 16;
 const CREATE_INNER_MAP_FD = 20;
 const CREATE_NUMA_NODE = 24;
 const CREATE_MAP_NAME = 28;
+const CREATE_BTF_FD = 48;
+const CREATE_BTF_KEY_TYPE_ID = 52;
+const CREATE_BTF_VALUE_TYPE_ID = 56;
+// BPF_BTF_LOAD, BPF_BTF_GET_FD_BY_ID, struct bpf_btf_info
+const BTF_LOAD_BTF = 0;
+const BTF_LOAD_LOG_BUF = 8;
+const BTF_LOAD_SIZE = 16;
+const BTF_LOAD_LOG_SIZE = 20;
+const BTF_LOAD_LOG_LEVEL = 24;
+const BTF_INFO_BYTES = 32;
+const BTF_INFO_BTF = 0;
+const BTF_INFO_BTF_SIZE = 8;
 // BPF_MAP_*_ELEM
 const ELEM_MAP_FD = 0;
 const ELEM_KEY = 8;
@@ -109,6 +123,12 @@ export interface KernelCreateOptions {
   innerMap?: KernelMap;
   /** Map name (at most 15 characters). */
   name?: string;
+  /**
+   * The key and value types: a BTF blob with the type ids, or declarations
+   * (btfDeclOf(codec) turns htab's codecs into them). A value struct with a
+   * `bpf_spin_lock` member makes a spin-lock map.
+   */
+  btf?: { blob: Uint8Array; keyTypeId: number; valueTypeId: number } | { key: BtfDecl; value: BtfDecl };
 }
 
 /** The element and batch commands, which KernelMap refuses on types it has no backend for. */
@@ -234,9 +254,19 @@ export class KernelMap implements RawMap {
       dv.setUint32(CREATE_NUMA_NODE, (spec.numaNode ?? 0) >>> 0, true);
       const name = (opts.name ?? spec.name ?? "htab").slice(0, 15);
       for (let i = 0; i < name.length; i++) attr.u8[CREATE_MAP_NAME + i] = name.charCodeAt(i) & 0x7f;
+      let btfFd = -1;
+      if (opts.btf !== undefined) {
+        const b = "blob" in opts.btf ? opts.btf : declBlob(opts.btf.key, opts.btf.value);
+        btfFd = loadBtf(b.blob);
+        dv.setUint32(CREATE_BTF_FD, btfFd, true);
+        dv.setUint32(CREATE_BTF_KEY_TYPE_ID, b.keyTypeId, true);
+        dv.setUint32(CREATE_BTF_VALUE_TYPE_ID, b.valueTypeId, true);
+      }
       const fd = ffi.call(BpfCmd.MapCreate, attr.ptr, ATTR_BYTES);
+      const createErrno = fd < 0 ? ffi.errno() : 0;
+      if (btfFd >= 0) ffi.close(btfFd); // the map holds its own reference to the BTF
       if (fd < 0) {
-        const e = ffi.errno();
+        const e = createErrno;
         const detail = e === Errno.EPERM ? `bpf(BPF_MAP_CREATE) refused: ${capabilityHint()}` : undefined;
         throw new BpfError("create", e, detail);
       }
@@ -457,6 +487,32 @@ export class KernelMap implements RawMap {
       }
     }
     return out;
+  }
+
+  /**
+   * The map's BTF (BPF_BTF_GET_FD_BY_ID, then BPF_OBJ_GET_INFO_BY_FD for the
+   * raw blob), parsed. @throws BpfError ENOENT when the map was created without BTF
+   */
+  btf(): Btf {
+    return parseBtf(this.btfBlob());
+  }
+
+  /** The raw BTF blob of the map. @throws BpfError ENOENT when the map has none */
+  btfBlob(): Uint8Array {
+    const id = this.info.btfId ?? 0;
+    if (id === 0)
+      throw new BpfError("btf", Errno.ENOENT, "the map has no BTF (it was created without type information)");
+    return readBtfBlob(id);
+  }
+
+  /**
+   * Codecs built from the map's key and value types: `new TypedMap(map, key,
+   * value)` then reads and writes JS objects (numbers, bigint for 64-bit,
+   * nested objects, arrays, bytes where there is no JS shape).
+   * @throws BpfError ENOENT when the map has no BTF
+   */
+  btfCodecs(): { key: Codec<unknown>; value: Codec<unknown> } {
+    return mapCodecs(this.btf(), this.info.btfKeyTypeId ?? 0, this.info.btfValueTypeId ?? 0);
   }
 
   /** This map as KernelMap.list() would list it (memlock and frozen read now). */
@@ -880,4 +936,93 @@ function nextMapId(op: string, start: number): number {
       e === Errno.EPERM ? `listing maps needs CAP_SYS_ADMIN (${capabilityHint()})` : strerror(e),
     );
   });
+}
+
+/** A blob holding a key and a value declaration. */
+function declBlob(
+  key: BtfDecl,
+  value: BtfDecl,
+): { blob: Uint8Array; keyTypeId: number; valueTypeId: number } {
+  const { blob, ids } = writeBtf([key, value]);
+  return { blob, keyTypeId: ids[0], valueTypeId: ids[1] };
+}
+
+/** BPF_BTF_LOAD; the verifier's log is in the error when the kernel refuses the blob. */
+export function loadBtf(blob: Uint8Array): number {
+  const ffi = bpfFfi();
+  const attr = ffi.alloc(ATTR_BYTES);
+  const data = ffi.alloc(blob.length);
+  const log = ffi.alloc(64 * 1024);
+  try {
+    data.u8.set(blob);
+    const load = (level: number) => {
+      attr.u8.fill(0);
+      attr.dv.setBigUint64(BTF_LOAD_BTF, data.addr, true);
+      attr.dv.setUint32(BTF_LOAD_SIZE, blob.length, true);
+      if (level > 0) {
+        attr.dv.setBigUint64(BTF_LOAD_LOG_BUF, log.addr, true);
+        attr.dv.setUint32(BTF_LOAD_LOG_SIZE, log.u8.length, true);
+        attr.dv.setUint32(BTF_LOAD_LOG_LEVEL, level, true);
+      }
+      return ffi.call(BpfCmd.BtfLoad, attr.ptr, ATTR_BYTES);
+    };
+    const fd = load(0);
+    if (fd >= 0) return fd;
+    const e = ffi.errno();
+    load(1); // again with the log, for the message
+    const end = log.u8.indexOf(0);
+    const text = new TextDecoder().decode(log.u8.subarray(0, end < 0 ? log.u8.length : end)).trim();
+    throw new BpfError(
+      "btf",
+      e,
+      `BPF_BTF_LOAD refused the types: ${text.split("\n").slice(-4).join(" / ") || strerror(e)}`,
+    );
+  } finally {
+    log.free();
+    data.free();
+    attr.free();
+  }
+}
+
+/** The raw blob of BTF object `id`. */
+function readBtfBlob(id: number): Uint8Array {
+  const ffi = bpfFfi();
+  const fd = idCall(BpfCmd.BtfGetFdById, id, (r, _a, e) => {
+    if (r >= 0) return r;
+    throw new BpfError("btf", e, `BPF_BTF_GET_FD_BY_ID ${id} failed: ${strerror(e)}`);
+  });
+  const attr = ffi.alloc(ATTR_BYTES);
+  const info = ffi.alloc(BTF_INFO_BYTES);
+  try {
+    const get = (buf: { addr: bigint } | null, size: number) => {
+      attr.u8.fill(0);
+      info.u8.fill(0);
+      attr.dv.setUint32(INFO_BPF_FD, fd, true);
+      attr.dv.setUint32(INFO_LEN, BTF_INFO_BYTES, true);
+      attr.dv.setBigUint64(INFO_PTR, info.addr, true);
+      if (buf !== null) {
+        info.dv.setBigUint64(BTF_INFO_BTF, buf.addr, true);
+        info.dv.setUint32(BTF_INFO_BTF_SIZE, size, true);
+      }
+      if (ffi.call(BpfCmd.ObjGetInfoByFd, attr.ptr, ATTR_BYTES) < 0)
+        throw new BpfError(
+          "btf",
+          ffi.errno(),
+          `BPF_OBJ_GET_INFO_BY_FD on BTF ${id} failed: ${strerror(ffi.errno())}`,
+        );
+      return info.dv.getUint32(BTF_INFO_BTF_SIZE, true);
+    };
+    const size = get(null, 0);
+    const out = ffi.alloc(size);
+    try {
+      get(out, size);
+      return out.u8.slice(0, size);
+    } finally {
+      out.free();
+    }
+  } finally {
+    info.free();
+    attr.free();
+    ffi.close(fd);
+  }
 }

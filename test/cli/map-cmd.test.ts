@@ -13,7 +13,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import * as codecs from "../../src/api/codecs.js";
+import { TypedMap } from "../../src/api/typed-map.js";
 import { hexBytes } from "../../src/cli/map-cmd.js";
+import { btfDeclOf } from "../../src/kernel/btf.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
@@ -80,6 +83,44 @@ before(() => {
     },
   );
   pinned("array", { type: MapType.Array, keySize: 4, valueSize: 4, maxEntries: 3 }, () => {});
+  // Maps with BTF: bpftool prints them formatted (and -j adds "formatted").
+  const inner = codecs.struct([
+    { name: "a", codec: codecs.u16 },
+    { name: "b", codec: codecs.s8 },
+  ]);
+  const flow = codecs.struct([
+    { name: "packets", codec: codecs.u64 },
+    { name: "delta", codec: codecs.s32 },
+    { name: "in", codec: inner },
+    { name: "tag", codec: codecs.bytes(3) },
+  ]);
+  const withBtf = (name: string, value: codecs.Codec<unknown>, fill: (m: KernelMap) => void) => {
+    const m = KernelMap.create(
+      { type: MapType.Hash, keySize: 4, valueSize: value.size, maxEntries: 8, name },
+      { btf: { key: btfDeclOf(codecs.u32), value: btfDeclOf(value, name) } },
+    );
+    fill(m);
+    m.pin(join(fs, name));
+    maps.push(m);
+  };
+  withBtf("btf_flow", flow as codecs.Codec<unknown>, (m) => {
+    const t = new TypedMap(m, codecs.u32, flow);
+    t.set(7, {
+      packets: 2n ** 63n + 5n,
+      delta: -12,
+      in: { a: 65535, b: -128 },
+      tag: new Uint8Array([1, 2, 3]),
+    });
+    t.set(8, { packets: 1n, delta: 3, in: { a: 1, b: 1 }, tag: new Uint8Array([0, 0, 0]) });
+  });
+  withBtf("btf_empty", flow as codecs.Codec<unknown>, () => {});
+  const locked = codecs.struct([
+    { name: "lock", codec: codecs.bpfSpinLock },
+    { name: "n", codec: codecs.u32 },
+  ]);
+  withBtf("btf_lock", locked as codecs.Codec<unknown>, (m) => {
+    m.updateElem(u32(1), new Uint8Array([0, 0, 0, 0, 9, 0, 0, 0]), 0);
+  });
   if (BPFTOOL) {
     // The issue's own example: a map made by bpftool, opened by htab.
     execFileSync(BPFTOOL, [
@@ -143,6 +184,9 @@ function commands(): string[][] {
     "empty",
     "frozen",
     "array",
+    "btf_flow",
+    "btf_empty",
+    "btf_lock",
     ...(BPFTOOL ? ["test_map"] : []),
   ]) {
     out.push(["map", "show", "pinned", p(n)], ["map", "dump", "pinned", p(n)]);
@@ -153,6 +197,8 @@ function commands(): string[][] {
     `map lookup pinned ${H} key hex 09 00 00 00`,
     `map lookup pinned ${H} key 010 0 0 0`,
     `map lookup pinned ${p("percpu")} key 7 0 0 0`,
+    `map lookup pinned ${p("btf_flow")} key 7 0 0 0`,
+    `map lookup pinned ${p("btf_flow")} key 9 0 0 0`,
     `map update pinned ${H} key 1 0 0 0 value 0x2a 0 0 0 0 0 0 1 noexist`,
     `map update pinned ${H} key 9 0 0 0 value 1 2 3 4 5 6 7 8 exist`,
     `map update pinned ${H} key 1 0 0 value 1 0 0 0 0 0 0 0`,
