@@ -25,3 +25,25 @@ export {
   strerror,
 } from "./kernel-map.js";
 export { KERNEL_MAP_TYPE_NAMES, kernelMapTypeName } from "./map-types.js";
+export {
+  AluOp,
+  asm,
+  BpfProgram,
+  Helper,
+  type Insn,
+  JmpOp,
+  loadProgram,
+  ProgType,
+  program,
+  R0,
+  R1,
+  R2,
+  R3,
+  R4,
+  R5,
+  R6,
+  R7,
+  R8,
+  R9,
+  R10,
+} from "./program.js";
