@@ -25,6 +25,12 @@ import {
   CT_WORDS,
   type GcMode,
 } from "./conntrack-layout.js";
+import {
+  CT_PACKET_BYTES,
+  CT_PROG_CREATED,
+  CT_PROG_REFRESHED,
+  loadConntrackProgram,
+} from "./conntrack-prog.js";
 
 interface Data {
   role: "datapath" | "gc";
@@ -101,6 +107,11 @@ if (d.role === "datapath") {
     }
     return val;
   };
+  // On a kernel map the datapath is a real BPF program (conntrack-prog.ts), run on
+  // each packet through BPF_PROG_TEST_RUN: it refreshes a flow in place, as Cilium's does.
+  const prog = htab ? null : loadConntrackProgram(map as KernelMap);
+  const run = prog?.runner(CT_PACKET_BYTES) ?? null;
+  const packet = run ? new DataView(run.data.buffer, run.data.byteOffset, CT_PACKET_BYTES) : null;
   while (Atomics.load(stop, 0) === 0) {
     for (let burst = 0; burst < 128; burst++) {
       const f = next() % d.flows;
@@ -109,9 +120,13 @@ if (d.role === "datapath") {
       let r: number;
       if (htab) r = htab.compute(key, onPacket);
       else {
-        // The kernel has no compute: a lookup then an update, as user space must do.
-        existed = map.lookupElem(key, cur) === 0;
-        r = map.updateElem(key, onPacket(existed ? cur : undefined), existed ? 2 : 1);
+        const pkt = run as { data: Uint8Array; run(): number };
+        pkt.data.set(key, 0);
+        now = nowUs();
+        (packet as DataView).setBigUint64(16, now, true);
+        const ret = pkt.run();
+        existed = ret === CT_PROG_REFRESHED;
+        r = ret === CT_PROG_REFRESHED || ret === CT_PROG_CREATED ? 0 : -7;
       }
       Atomics.add(stats, CT_PACKETS, 1);
       if (r !== 0) {
@@ -133,6 +148,8 @@ if (d.role === "datapath") {
         if (Atomics.compareExchange(lastRefresh, f, old, ms) === old) break;
     }
   }
+  run?.free();
+  prog?.close();
 } else {
   const cap = d.batch;
   const keys = new Uint8Array(cap * 4 * CT_KEY_SIZE);
@@ -178,4 +195,4 @@ if (d.role === "datapath") {
   }
 }
 map.close();
-parentPort!.postMessage("done");
+parentPort?.postMessage("done");
