@@ -1,14 +1,36 @@
 /** Map factories for the CLI: the SAB backend as root sees it, or the real kernel. */
 
 import { availableParallelism } from "node:os";
+import * as codecs from "../api/codecs.js";
 import { Htab } from "../core/htab.js";
 import { MapDomain } from "../core/map-domain.js";
 import type { RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { pinThreadToCpu, possibleCpus } from "../kernel/bpf-syscall.js";
+import { type BtfDecl, btfDeclOf } from "../kernel/btf.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import { MapType } from "../uapi.js";
 import type { MapFactory } from "./replay.js";
+
+/**
+ * The BTF that gives a kernel map what `spinLockOffset` gives a SAB map: a
+ * key of key_size bytes, and a value struct with a bpf_spin_lock at that
+ * offset (bytes around it).
+ */
+function spinLockBtf(spec: MapSpec): { key: BtfDecl; value: BtfDecl } {
+  const u8 = btfDeclOf(codecs.u8);
+  const bytes = (n: number): BtfDecl => ({ kind: "array", elem: u8, nelems: n });
+  const off = spec.spinLockOffset as number;
+  const members: { name: string; type: BtfDecl; offset: number }[] = [];
+  if (off > 0) members.push({ name: "pad0", type: bytes(off), offset: 0 });
+  members.push({ name: "lock", type: btfDeclOf(codecs.bpfSpinLock), offset: off });
+  if (spec.valueSize > off + 4)
+    members.push({ name: "pad1", type: bytes(spec.valueSize - off - 4), offset: off + 4 });
+  return {
+    key: bytes(spec.keySize),
+    value: { kind: "struct", name: "htab_value", size: spec.valueSize, members },
+  };
+}
 
 /** Possible CPUs as the kernel counts them, so per-CPU shapes agree across backends. */
 export function machineCpus(): number {
@@ -33,7 +55,10 @@ export function factoryFor(
   if (backend === "kernel")
     return (spec: MapSpec, inner: RawMap | undefined) => {
       if (spec.type === MapType.LruHash || spec.type === MapType.LruPercpuHash) pinThreadToCpu(0);
-      return KernelMap.create(spec, { innerMap: inner instanceof KernelMap ? inner : undefined });
+      return KernelMap.create(spec, {
+        innerMap: inner instanceof KernelMap ? inner : undefined,
+        btf: spec.spinLockOffset === undefined ? undefined : spinLockBtf(spec),
+      });
     };
   // One MapDomain per replay session: map-in-map needs every map reachable by id.
   // `standalone`: hash maps are created on their own instead, as createMap()

@@ -286,6 +286,8 @@ export class Replayer {
       flags: flagsField(o, "flags"),
     };
     if (o.numa_node !== undefined) spec.numaNode = u32Field(o, "numa_node");
+    // A struct bpf_spin_lock at this byte offset of the value (the kernel side gets it through BTF).
+    if (o.spin_lock_offset !== undefined) spec.spinLockOffset = u32Field(o, "spin_lock_offset");
     const inner = o.inner_map === undefined ? undefined : this.map({ map: o.inner_map });
     const m = this.factory(spec, inner);
     this.maps.push(m);

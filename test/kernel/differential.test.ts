@@ -184,6 +184,29 @@ function differential(
 differential("", "random scripts", scriptArb, RUNS);
 
 /**
+ * Maps with a bpf_spin_lock in the value (the kernel side made with BTF):
+ * BPF_F_LOCK lookups, updates, lookup-and-delete and batches, and the
+ * kernel's refusals (per-CPU and LRU maps, a lock outside the value, freeze).
+ */
+const spinLockArb: fc.Arbitrary<Line[]> = fc
+  .record({
+    type: fc.constantFrom("hash", "hash", "hash", "hash", "percpu_hash", "lru_hash"),
+    key_size: fc.constantFrom(4, 8),
+    value_size: fc.constantFrom(8, 12, 16, 40),
+    spin_lock_offset: fc.constantFrom(0, 0, 4, 8),
+    max_entries: fc.integer({ min: 1, max: 10 }),
+    flags: fc.constantFrom(F.ZeroSeed, F.ZeroSeed, F.ZeroSeed | F.NoPrealloc),
+  })
+  .chain((c) =>
+    opsArb(c.key_size, valueHexBytes(c.type, c.value_size), c.max_entries).map((ops) => [
+      { ...c, op: "create" },
+      ...ops,
+      { op: "freeze", map: 0 },
+    ]),
+  );
+differential(" (bpf_spin_lock maps)", "bpf_spin_lock scripts", spinLockArb, Math.ceil(RUNS / 3), false);
+
+/**
  * LRU-heavy scripts: bigger maps, mostly updates over twice as many keys as
  * fit, so that eviction, rotation (re-updates set the ref bit) and the
  * per-CPU lists are exercised. The kernel side runs pinned to CPU 0.
