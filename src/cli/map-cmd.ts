@@ -81,12 +81,12 @@ function formatBtf(m: KernelMap): Btf | null {
 }
 
 /** bpftool's do_dump_btf(): {"key": …, "value": …} through its json_writer. */
-function btfEntry(w: JsonW, m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array): void {
+function btfEntry(w: JsonW, m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array, plain = true): void {
   w.begin("{");
   w.name("key");
-  w.value(btfFormat(btf, m.info.btfKeyTypeId as number, key));
+  w.value(btfFormat(btf, m.info.btfKeyTypeId as number, key, 0, 0, 0, plain));
   w.name("value");
-  w.value(btfFormat(btf, m.info.btfValueTypeId as number, value));
+  w.value(btfFormat(btf, m.info.btfValueTypeId as number, value, 0, 0, 0, plain));
   w.end("}");
 }
 
@@ -99,7 +99,7 @@ function btfEntryJson(m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array
   w.name("value");
   w.value(jsonBytes(value, 0, m.info.valueSize).map((h) => new BtfLeaf(JSON.stringify(h))));
   w.name("formatted");
-  btfEntry(w, m, btf, key, value);
+  btfEntry(w, m, btf, key, value, false);
   w.end("}");
   return w.toString();
 }

@@ -447,8 +447,15 @@ export function mapCodecs(
 /** A type to write: what htab's codecs can be declared as. */
 export type BtfDecl =
   | { kind: "int"; name: string; size: 1 | 2 | 4 | 8; signed?: boolean }
-  | { kind: "struct"; name: string; size: number; members: { name: string; type: BtfDecl; offset: number }[] }
-  | { kind: "array"; elem: BtfDecl; nelems: number };
+  | {
+      kind: "struct";
+      name: string;
+      size: number;
+      /** `offset` in bytes; a member with `bitSize` is a bitfield at bit `bitOffset` instead. */
+      members: { name: string; type: BtfDecl; offset: number; bitOffset?: number; bitSize?: number }[];
+    }
+  | { kind: "array"; elem: BtfDecl; nelems: number }
+  | { kind: "enum"; name: string; size: 1 | 2 | 4; values: { name: string; value: number }[] };
 
 /** A BTF blob holding `decls` (and what they refer to); returns the blob and each decl's type id. */
 export function writeBtf(decls: BtfDecl[]): { blob: Uint8Array; ids: number[] } {
@@ -487,8 +494,21 @@ export function writeBtf(decls: BtfDecl[]): { blob: Uint8Array; ids: number[] } 
         ((d.signed ? BTF_INT_SIGNED : 0) << 24) | (d.size * 8),
       );
     } else if (d.kind === "struct") {
-      words.push(str(d.name), (BtfKind.Struct << 24) | d.members.length, d.size);
-      for (const m of d.members) words.push(str(m.name), memo.get(m.type) as number, m.offset * 8);
+      const bitfields = d.members.some((m) => (m.bitSize ?? 0) > 0);
+      // kind_flag: member offsets carry a bitfield size in their top byte.
+      words.push(
+        str(d.name),
+        ((bitfields ? 1 : 0) << 31) | (BtfKind.Struct << 24) | d.members.length,
+        d.size,
+      );
+      for (const m of d.members) {
+        const bits = m.bitSize ?? 0;
+        const at = bits > 0 ? (m.bitOffset ?? m.offset * 8) : m.offset * 8;
+        words.push(str(m.name), memo.get(m.type) as number, bitfields ? (bits << 24) | at : at);
+      }
+    } else if (d.kind === "enum") {
+      words.push(str(d.name), (BtfKind.Enum << 24) | d.values.length, d.size);
+      for (const v of d.values) words.push(str(v.name), v.value >>> 0);
     } else {
       words.push(0, BtfKind.Array << 24, 0, memo.get(d.elem) as number, intId, d.nelems);
     }
@@ -590,6 +610,7 @@ export function btfFormat(
   off = 0,
   bitOffset = 0,
   bitSize = 0,
+  plain = true,
 ): BtfFormatted {
   const t = resolveType(btf, id);
   switch (t.kind) {
@@ -598,6 +619,9 @@ export function btfFormat(
       const start = bitOffset + t.intOffset;
       const span = Math.ceil(((start & 7) + bits) / 8);
       let v = (readUint(b, off + (start >>> 3), span) >> BigInt(start & 7)) & ((1n << BigInt(bits)) - 1n);
+      // bpftool's btf_dumper_bitfield() prints bitfields in hex: 0x5 in plain text, "0x5" in JSON.
+      if (bitSize > 0 || t.bits !== t.size * 8 || t.intOffset !== 0)
+        return new BtfLeaf(plain ? `0x${v.toString(16)}` : `"0x${v.toString(16)}"`);
       if ((t.encoding & BTF_INT_BOOL) !== 0) return new BtfLeaf(v !== 0n ? "true" : "false");
       if ((t.encoding & BTF_INT_SIGNED) !== 0) v = BigInt.asIntN(bits, v);
       return new BtfLeaf(v.toString());
@@ -615,7 +639,9 @@ export function btfFormat(
       return new BtfLeaf(readUint(b, off, 8).toString());
     case BtfKind.Array: {
       const step = typeSize(btf, t.elemType);
-      return Array.from({ length: t.nelems }, (_, i) => btfFormat(btf, t.elemType, b, off + i * step));
+      return Array.from({ length: t.nelems }, (_, i) =>
+        btfFormat(btf, t.elemType, b, off + i * step, 0, 0, plain),
+      );
     }
     case BtfKind.Struct:
     case BtfKind.Union: {
@@ -623,8 +649,8 @@ export function btfFormat(
       for (const m of t.members)
         o[m.name] =
           m.bitSize > 0
-            ? btfFormat(btf, m.type, b, off, m.bitOffset, m.bitSize)
-            : btfFormat(btf, m.type, b, off + (m.bitOffset >>> 3));
+            ? btfFormat(btf, m.type, b, off, m.bitOffset, m.bitSize, plain)
+            : btfFormat(btf, m.type, b, off + (m.bitOffset >>> 3), 0, 0, plain);
       return o;
     }
     default: {

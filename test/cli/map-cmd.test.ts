@@ -32,6 +32,7 @@ if (BPFTOOL === undefined)
   console.log("# bpftool not installed: htab map is checked against golden outputs only");
 
 let fs = "";
+const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
 const maps: KernelMap[] = [];
 
 function run(cmd: string, args: string[]): { stdout: string; stderr: string; code: number } {
@@ -54,7 +55,6 @@ before(() => {
     m.pin(join(fs, name));
     maps.push(m);
   };
-  const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
   const seq = (n: number, from = 1) => Uint8Array.from({ length: n }, (_, i) => (from + i) & 0xff);
   pinned("hash", { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16, name: "hash_map" }, (m) => {
     for (let k = 1; k <= 5; k++) m.updateElem(u32(k), seq(8, k * 10), 0);
@@ -114,6 +114,39 @@ before(() => {
     t.set(8, { packets: 1n, delta: 3, in: { a: 1, b: 1 }, tag: new Uint8Array([0, 0, 0]) });
   });
   withBtf("btf_empty", flow as codecs.Codec<unknown>, () => {});
+  // Bitfields and an enum, declared directly (codecs have neither).
+  const bitsValue = {
+    kind: "struct",
+    name: "ct_state",
+    size: 12,
+    members: [
+      { name: "flags", type: btfDeclOf(codecs.u32), offset: 0, bitOffset: 0, bitSize: 3 },
+      { name: "kind", type: btfDeclOf(codecs.u32), offset: 0, bitOffset: 3, bitSize: 5 },
+      {
+        name: "state",
+        type: {
+          kind: "enum",
+          name: "ct_st",
+          size: 4,
+          values: [
+            { name: "CT_NEW", value: 0 },
+            { name: "CT_EST", value: 1 },
+            { name: "CT_CLOSED", value: 7 },
+          ],
+        },
+        offset: 4,
+      },
+      { name: "port", type: btfDeclOf(codecs.u16), offset: 8 },
+    ],
+  } as const;
+  const bits = KernelMap.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 12, maxEntries: 4, name: "btf_bits" },
+    { btf: { key: btfDeclOf(codecs.u32), value: bitsValue as never } },
+  );
+  bits.updateElem(u32(1), new Uint8Array([5 | (9 << 3), 0, 0, 0, 1, 0, 0, 0, 0x50, 0, 0, 0]), 0);
+  bits.updateElem(u32(2), new Uint8Array([2, 0, 0, 0, 3, 0, 0, 0, 0xbb, 1, 0, 0]), 0);
+  bits.pin(join(fs, "btf_bits"));
+  maps.push(bits);
   const locked = codecs.struct([
     { name: "lock", codec: codecs.bpfSpinLock },
     { name: "n", codec: codecs.u32 },
@@ -187,6 +220,7 @@ function commands(): string[][] {
     "btf_flow",
     "btf_empty",
     "btf_lock",
+    "btf_bits",
     ...(BPFTOOL ? ["test_map"] : []),
   ]) {
     out.push(["map", "show", "pinned", p(n)], ["map", "dump", "pinned", p(n)]);
@@ -297,6 +331,23 @@ test("htab map against golden bpftool output (v7.1): dumps, per-CPU values, look
     show,
     /^\d+: hash {2}name htab {2}flags 0x1\n\tkey 4B {2}value 4B {2}max_entries 4 {2}memlock \d+B\n\tfrozen\n$/,
   );
+});
+
+test("btfCodecs() on bitfields and enums: numbers, as the kernel laid them out", { skip }, () => {
+  const m = KernelMap.fromPinned(join(fs, "btf_bits"));
+  try {
+    const { key, value } = m.btfCodecs();
+    const t = new TypedMap(m, key, value);
+    assert.deepEqual(t.get(1), { flags: 5, kind: 9, state: 1, port: 0x50 });
+    assert.deepEqual(t.get(2), { flags: 2, kind: 0, state: 3, port: 443 });
+    t.set(3, { flags: 7, kind: 31, state: 7, port: 22 });
+    const raw = new Uint8Array(12);
+    assert.equal(m.lookupElem(u32(3), raw, 0), 0);
+    assert.deepEqual([...raw], [7 | (31 << 3), 0, 0, 0, 7, 0, 0, 0, 22, 0, 0, 0]);
+    t.delete(3);
+  } finally {
+    m.close();
+  }
 });
 
 test("KernelMap.fromPinned/fromId/fromFd take every size from the kernel; expected specs, unknown types and errors", {
