@@ -73,31 +73,71 @@ function entryPlain(m: KernelMap, key: Uint8Array, value: Uint8Array): string {
 }
 
 /** bpftool's print_entry_json(). */
-/** A map's BTF for formatting, when it has key and value types and is not per-CPU (else null: hex only). */
+/** A map's BTF for formatting, when it has key and value types (else null: hex only). */
 function formatBtf(m: KernelMap): Btf | null {
-  const { btfId, btfKeyTypeId, btfValueTypeId, type } = m.info;
-  if (!btfId || !btfKeyTypeId || !btfValueTypeId || kernelTypeIsPercpu(type)) return null;
+  const { btfId, btfKeyTypeId, btfValueTypeId } = m.info;
+  if (!btfId || !btfKeyTypeId || !btfValueTypeId) return null;
   return m.btf();
 }
 
-/** bpftool's do_dump_btf(): {"key": …, "value": …} through its json_writer. */
+/** Hex bytes as json_writer leaves. */
+function hexLeaves(b: Uint8Array, off: number, n: number): BtfLeaf[] {
+  return jsonBytes(b, off, n).map((h) => new BtfLeaf(JSON.stringify(h)));
+}
+
+/**
+ * bpftool's do_dump_btf(): {"key": …, "value": …} through its json_writer,
+ * per-CPU maps as {"key": …, "values": [{"cpu": 0, "value": …}, …]}.
+ */
 function btfEntry(w: JsonW, m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array, plain = true): void {
+  const { btfKeyTypeId, btfValueTypeId, type, valueSize, nrCpus } = m.info;
   w.begin("{");
   w.name("key");
-  w.value(btfFormat(btf, m.info.btfKeyTypeId as number, key, 0, 0, 0, plain));
-  w.name("value");
-  w.value(btfFormat(btf, m.info.btfValueTypeId as number, value, 0, 0, 0, plain));
+  w.value(btfFormat(btf, btfKeyTypeId as number, key, 0, 0, 0, plain));
+  if (kernelTypeIsPercpu(type)) {
+    const step = Math.ceil(valueSize / 8) * 8;
+    w.name("values");
+    w.begin("[");
+    for (let c = 0; c < nrCpus; c++) {
+      w.begin("{");
+      w.name("cpu");
+      w.raw(String(c));
+      w.name("value");
+      w.value(btfFormat(btf, btfValueTypeId as number, value, c * step, 0, 0, plain));
+      w.end("}");
+    }
+    w.end("]");
+  } else {
+    w.name("value");
+    w.value(btfFormat(btf, btfValueTypeId as number, value, 0, 0, 0, plain));
+  }
   w.end("}");
 }
 
 /** print_entry_json() with BTF: the hex arrays, then "formatted". */
 function btfEntryJson(m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array): string {
+  const { keySize, valueSize, type, nrCpus } = m.info;
   const w = new JsonW(false);
   w.begin("{");
   w.name("key");
-  w.value(jsonBytes(key, 0, m.info.keySize).map((h) => new BtfLeaf(JSON.stringify(h))));
-  w.name("value");
-  w.value(jsonBytes(value, 0, m.info.valueSize).map((h) => new BtfLeaf(JSON.stringify(h))));
+  w.value(hexLeaves(key, 0, keySize));
+  if (kernelTypeIsPercpu(type)) {
+    const step = Math.ceil(valueSize / 8) * 8;
+    w.name("values");
+    w.begin("[");
+    for (let c = 0; c < nrCpus; c++) {
+      w.begin("{");
+      w.name("cpu");
+      w.raw(String(c));
+      w.name("value");
+      w.value(hexLeaves(value, c * step, valueSize));
+      w.end("}");
+    }
+    w.end("]");
+  } else {
+    w.name("value");
+    w.value(hexLeaves(value, 0, valueSize));
+  }
   w.name("formatted");
   btfEntry(w, m, btf, key, value, false);
   w.end("}");

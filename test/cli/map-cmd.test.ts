@@ -147,6 +147,16 @@ before(() => {
   bits.updateElem(u32(2), new Uint8Array([2, 0, 0, 0, 3, 0, 0, 0, 0xbb, 1, 0, 0]), 0);
   bits.pin(join(fs, "btf_bits"));
   maps.push(bits);
+  const pcFlow = KernelMap.create(
+    { type: MapType.PercpuHash, keySize: 4, valueSize: inner.size, maxEntries: 4, name: "btf_percpu" },
+    { btf: { key: btfDeclOf(codecs.u32), value: btfDeclOf(inner, "pc_inner") } },
+  );
+  TypedMap.perCpu(pcFlow, codecs.u32, inner).set(
+    4,
+    Array.from({ length: pcFlow.info.nrCpus }, (_, c) => ({ a: 100 + c, b: -c })),
+  );
+  pcFlow.pin(join(fs, "btf_percpu"));
+  maps.push(pcFlow);
   const locked = codecs.struct([
     { name: "lock", codec: codecs.bpfSpinLock },
     { name: "n", codec: codecs.u32 },
@@ -221,6 +231,7 @@ function commands(): string[][] {
     "btf_empty",
     "btf_lock",
     "btf_bits",
+    "btf_percpu",
     ...(BPFTOOL ? ["test_map"] : []),
   ]) {
     out.push(["map", "show", "pinned", p(n)], ["map", "dump", "pinned", p(n)]);
