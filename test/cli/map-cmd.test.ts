@@ -344,6 +344,55 @@ test("htab map against golden bpftool output (v7.1): dumps, per-CPU values, look
   );
 });
 
+test("htab map dump survives concurrent deletes and re-inserts: exit 0, every key listed once at most", {
+  skip,
+}, async () => {
+  const m = KernelMap.create({
+    type: MapType.Hash,
+    keySize: 4,
+    valueSize: 8,
+    maxEntries: 20_000,
+    name: "churn",
+  });
+  const v = new Uint8Array(8);
+  for (let k = 0; k < 20_000; k++) m.updateElem(u32(k), v, 0);
+  const path = join(fs, "churn");
+  m.pin(path);
+  try {
+    const { spawn } = await import("node:child_process");
+    const child = spawn(process.execPath, [bin, "-j", "map", "dump", "pinned", path]);
+    let out = "";
+    child.stdout.on("data", (c) => {
+      out += c;
+    });
+    const exited = new Promise<number>((r) => child.once("exit", (code) => r(code ?? -1)));
+    // Churn while the child dumps: delete and re-insert keys all over the map.
+    let churned = 0;
+    let done = false;
+    void exited.then(() => {
+      done = true;
+    });
+    for (let i = 0; !done && i < 2_000_000; i++) {
+      const k = (i * 7919) % 20_000;
+      m.deleteElem(u32(k));
+      m.updateElem(u32(k), v, 0);
+      churned++;
+      if ((i & 1023) === 0) await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await exited, 0);
+    const entries = JSON.parse(out) as { key: string[] }[];
+    const keys = entries.map((e) => e.key.join(""));
+    assert.equal(new Set(keys).size, keys.length, "a key listed twice");
+    assert.ok(keys.length > 15_000, `only ${keys.length} of 20000 keys dumped`);
+    console.log(
+      `# htab map dump under churn: ${keys.length} keys dumped while ${churned} delete/re-insert pairs ran`,
+    );
+  } finally {
+    KernelMap.unpin(path);
+    m.close();
+  }
+});
+
 test("btfCodecs() on bitfields and enums: numbers, as the kernel laid them out", { skip }, () => {
   const m = KernelMap.fromPinned(join(fs, "btf_bits"));
   try {
