@@ -134,6 +134,11 @@ function validateMapCreate(spec: MapSpec): number {
  * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP (524), ENOMEM
  */
 export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean): Geometry {
+  // A bpf_spin_lock outside the value is a BTF the kernel refuses at BPF_BTF_LOAD,
+  // before BPF_MAP_CREATE checks anything else.
+  const lockAt = spec.spinLockOffset;
+  if (lockAt !== undefined && (!Number.isInteger(lockAt) || lockAt < 0 || lockAt + 4 > spec.valueSize))
+    fail(Errno.EINVAL, `bpf_spin_lock at offset ${lockAt} is not inside the ${spec.valueSize}-byte value`);
   const numaNode = validateMapCreate(spec);
   const flags = spec.flags ?? 0;
   if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
