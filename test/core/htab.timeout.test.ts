@@ -78,7 +78,6 @@ for (const [name, fastPath] of [
       map.lastError,
       /timed out after 250 ms waiting for the lock of bucket 0, held by CPU slot \d/,
     );
-    assert.ok(updateMs >= LOCK_TIMEOUT_MS, `gave up after ${updateMs} ms`);
     assert.equal(Atomics.load(h.c, 2), 0, "the update gave up while the holder still held the lock");
     assert.equal(map.deleteElem(u32(7)), -110);
     assert.equal(map.compareAndSwapElem(u32(7), v, v), -110);
@@ -138,10 +137,8 @@ test("a writer that died mid-write (WRITING left set) and was never reaped: read
   }
   assert.ok(seq > 0);
   Atomics.or(i32, seq, SEQ_WRITING);
-  const t = performance.now();
   assert.equal(map.lookupElem(u32(1), new Uint8Array(8)), -110);
-  assert.ok(performance.now() - t >= LOCK_TIMEOUT_MS);
-  assert.match(map.lastError, /waiting for a write to finish in bucket/);
+  assert.match(map.lastError, /timed out after 250 ms waiting for a write to finish in bucket/);
   assert.equal(map.getNextKey(null, new Uint8Array(4)), -110);
   Atomics.and(i32, seq, ~SEQ_WRITING);
   assert.equal(map.lookupElem(u32(1), new Uint8Array(8)), 0);
