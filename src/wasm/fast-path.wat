@@ -235,15 +235,17 @@
       (then (call $jhash2 (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d)) (i32.load offset=12 (local.get $d))))
       (else (local.get $hash))))
 
-  ;; lockBucket(): INTENT_BUCKET before the CAS. 0 when the lock is held by another.
-  ;; (bucketBeginWrite(), WRITING = bit 2, is $beginWrite below, called before the first link store.)
+  ;; lockBucket() for the wasm write path: INTENT_BUCKET before the CAS. 0 when the
+  ;; lock is held by another. The CAS sets LOCKED and WRITING (bits 0 and 2) at once:
+  ;; the write path stores right after it, so one atomic does for bucketLock() and
+  ;; bucketBeginWrite(); readers retry only for the few instructions until the unlock.
   (func $tryLockBucket (param $d i32) (param $b i32) (param $ba i32) (result i32)
     (local $v i32)
     (i32.store offset=28 (i32.load offset=56 (local.get $d)) (local.get $b))
     (local.set $v (i32.atomic.load offset=4 (local.get $ba)))
     (if (i32.and (local.get $v) (i32.const 1)) (then (return (i32.const 0))))
     (if (i32.ne
-          (i32.atomic.rmw.cmpxchg offset=4 (local.get $ba) (local.get $v) (i32.or (local.get $v) (i32.const 1)))
+          (i32.atomic.rmw.cmpxchg offset=4 (local.get $ba) (local.get $v) (i32.or (local.get $v) (i32.const 5)))
           (local.get $v))
       (then (return (i32.const 0))))
     (i32.store offset=8 (local.get $ba) (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)))
@@ -264,10 +266,6 @@
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (i32.store offset=32 (local.get $rec) (i32.const 0))
     (i32.store offset=28 (local.get $rec) (i32.const 0)))
-
-  ;; bucketBeginWrite(): readers retry from here until the unlock.
-  (func $beginWrite (param $ba i32)
-    (drop (i32.atomic.rmw.or offset=4 (local.get $ba) (i32.const 4))))
 
   ;; intent(): what the next chain change is, OP last.
   (func $intent (param $rec i32) (param $op i32) (param $e i32) (param $old i32)
@@ -369,7 +367,6 @@
         (local.set $oa (i32.add (local.get $base) (i32.shl (local.get $old) (i32.const 2))))
         (call $intent (local.get $rec) (i32.const 2) (local.get $e) (local.get $old))
         (call $fill (local.get $d) (local.get $ea) (local.get $hash))
-        (call $beginWrite (local.get $ba))
         (i32.store (local.get $ea) (i32.load (local.get $ba)))
         (i32.store (local.get $ba) (local.get $e))
         (i32.store offset=48 (local.get $rec) (local.get $old))
@@ -391,7 +388,6 @@
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
     (call $intent (local.get $rec) (i32.const 1) (local.get $e) (i32.const 0))
     (call $fill (local.get $d) (local.get $ea) (local.get $hash))
-    (call $beginWrite (local.get $ba))
     (i32.store (local.get $ea) (i32.load (local.get $ba)))
     (i32.store (local.get $ba) (local.get $e))
     (i32.store offset=16 (local.get $rec) (i32.add (i32.load offset=16 (local.get $rec)) (i32.const 1)))
@@ -420,7 +416,6 @@
     ;; unlinkLocked(): intent first, then INFLIGHT, then the unlink (e keeps its NEXT).
     (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
     (i32.store offset=48 (local.get $rec) (local.get $e))
-    (call $beginWrite (local.get $ba))
     (i32.store
       (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
       (i32.load (local.get $ea)))
