@@ -10,8 +10,9 @@
  *   a stalled or dead holder) blocks no reader.
  * - WAITERS (bit 1) tells the holder that someone sleeps on the word.
  * - WRITING (bit 2) is set by the holder (beginWrite()) before its first
- *   store a reader could see (a chain link, a value rewritten in place) and
- *   cleared by the unlock. Readers retry while it is set: "the word has bit 2
+ *   store a reader could see (a chain link, a value rewritten in place), or
+ *   by the locking CAS itself where the write follows at once (the wasm
+ *   write path), and cleared by the unlock. Readers retry while it is set: "the word has bit 2
  *   set while the chain, or a value in it, is being written". It is set only
  *   for the few stores of a write.
  * - seq (bits 3..31) grows by one at every unlock that wrote.
