@@ -393,6 +393,47 @@ async function pointTasks(entries: number, skipped: string[], cleanup: (() => un
 }
 
 /** postMessage round trips are ~10^4 x slower: measured alone with fewer samples. */
+/**
+ * The kernel's own datapath lookup (bench/peers/kernel-program.ts): a BPF
+ * program's lookups of random present keys, net of its key generation.
+ */
+async function kernelProgramPoint(entries: number, quick: boolean): Promise<PointResult | null> {
+  const kern = await loadKernel();
+  if (!kern) return null;
+  const { kernelProgramLookupNs } = await import("./peers/kernel-program.js");
+  const km = kern.KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries });
+  try {
+    const k = new Uint8Array(4);
+    const v = new Uint8Array(8);
+    for (let i = 0; i < entries; i++) {
+      putU32(k, i);
+      km.updateElem(k, v, 0);
+    }
+    const r = kernelProgramLookupNs(km, entries, {
+      repeat: entries >= 1_000_000 ? 200 : 2000,
+      samples: quick ? 5 : 15,
+    });
+    const sorted = [...r.samples].sort((a, b) => a - b);
+    const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+    return {
+      workload: "lookup hit",
+      entries,
+      peer: "kernel BPF program",
+      unit: "ns/op",
+      stat: {
+        median: r.median,
+        mean,
+        p75: sorted[Math.floor(sorted.length * 0.75)],
+        p99: sorted[sorted.length - 1],
+        rme: 0,
+        samples: sorted.length,
+      },
+    };
+  } finally {
+    km.close();
+  }
+}
+
 async function postMessageLatency(entries: number, quick: boolean): Promise<PointResult> {
   const keys = randomKeys(entries, 42 + entries);
   const owner = await OwnerMap.start(keys, entries);
@@ -717,6 +758,7 @@ function computeRatios(rep: BenchReport): Record<string, number> {
       for (const peer of [
         "V8 Map",
         "kernel bpf()",
+        "kernel BPF program",
         "lmdb-js",
         "naive SAB + global lock",
         "Atomics request slot",
@@ -961,6 +1003,10 @@ export async function runBench(argv: string[]): Promise<BenchReport> {
     }
   }
   for (const n of sizes) {
+    step(0, `kernel BPF program @${n}`);
+    const kp = await kernelProgramPoint(n, o.quick);
+    if (kp) rep.points.push(kp);
+    else rep.skipped.push("kernel BPF program: bpf() is not usable here");
     step(0, `postMessage @${n}`);
     rep.points.push(await postMessageLatency(n, o.quick));
     step(1, `read-heavy mix @${n}`);

@@ -52,9 +52,17 @@ test("bench --quick: the JSON report is well formed and complete", { timeout: 18
       );
   assert.ok(rep.throughput.some((t) => t.workload.startsWith("conntrack pattern")));
   assert.ok(rep.memory.length > 0 && rep.memory[0].htabBytesPerEntry > 0);
-  if (kernel)
+  if (kernel) {
     assert.ok(
       rep.memory[0].kernelBytesPerEntry! > 0 && rep.ratios["lookup hit @1k: htab / kernel bpf()"] > 0,
     );
+    // The kernel's own datapath lookup, from a BPF program, as a peer row.
+    assert.ok(
+      rep.points.some(
+        (x) => x.peer === "kernel BPF program" && x.workload === "lookup hit" && x.stat.median > 0,
+      ),
+    );
+    assert.ok(rep.ratios["lookup hit @1k: htab / kernel BPF program"] > 0);
+  }
   assert.ok(rep.ratios["lookup hit @1k: htab / V8 Map"] > 0);
 });
