@@ -302,6 +302,26 @@ function* entries(m: KernelMap): Generator<[Uint8Array, Uint8Array]> {
     if (m.lookupElem(key, value, 0) === 0) yield [key, value.slice()];
 }
 
+/** Open MAP from `argv`, run `fn` with it and the arguments after it, and close it whatever happens. */
+function withMap<T>(argv: string[], fn: (m: KernelMap, rest: string[]) => T): T {
+  const [m, rest] = openMap(argv);
+  try {
+    return fn(m, rest);
+  } finally {
+    m.close();
+  }
+}
+
+/** bpftool's exit code for a failed element call: -errno as a byte. */
+function exitCode(r: number): number {
+  return (256 + r) & 0xff;
+}
+
+/** A write's result: nothing on success, else bpftool's "update failed: File exists" with -errno. */
+function checked(what: string, r: number): void {
+  if (r !== 0) throw new CmdError(`${what} failed: ${strerror(-r)}`, exitCode(r));
+}
+
 function run(argv: string[], json: boolean): CmdOutput {
   const out: string[] = [];
   const cmd = argv[0];
@@ -330,19 +350,15 @@ function run(argv: string[], json: boolean): CmdOutput {
         if (json) out.push(`${JSON.stringify(all)}\n`);
         return done();
       }
-      const [m, extra] = openMap(rest);
-      try {
+      withMap(rest, (m, extra) => {
         if (extra.length) throw new CmdError(`too many arguments: ${extra.join(" ")}`);
         const s = showOne(m, json);
         out.push(json ? `${JSON.stringify(s)}\n` : (s as string));
-      } finally {
-        m.close();
-      }
+      });
       return done();
     }
     case "dump": {
-      const [m] = openMap(rest);
-      try {
+      withMap(rest, (m) => {
         const btf = formatBtf(m);
         if (btf !== null) {
           // With BTF, bpftool prints the formatted entries (pretty json_writer), or with -j
@@ -365,14 +381,11 @@ function run(argv: string[], json: boolean): CmdOutput {
           }
           out.push(`Found ${n} element${n === 1 ? "" : "s"}\n`);
         }
-      } finally {
-        m.close();
-      }
+      });
       return done();
     }
-    case "lookup": {
-      const [m, after] = openMap(rest);
-      try {
+    case "lookup":
+      return withMap(rest, (m, after) => {
         const [key] = keyword(after, "key", m.info.keySize);
         const value = new Uint8Array(m.info.valueBytes);
         const r = m.lookupElem(key, value, 0);
@@ -390,43 +403,29 @@ function run(argv: string[], json: boolean): CmdOutput {
         if (json) out.push("null\n");
         else
           out.push(`key:\n${hexBytes(key, 0, m.info.keySize)}\n\n${r === -2 ? "Not found" : strerror(-r)}\n`);
-        return done((256 + r) & 0xff);
-      } finally {
-        m.close();
-      }
-    }
-    case "update": {
-      const [m, after] = openMap(rest);
-      try {
+        return done(exitCode(r));
+      });
+    case "update":
+      return withMap(rest, (m, after) => {
         const [key, a2] = keyword(after, "key", m.info.keySize);
         const [value, a3] = keyword(a2, "value", m.info.valueBytes);
         const flag = a3[0];
         const flags =
           flag === undefined || flag === "any" ? 0 : flag === "noexist" ? 1 : flag === "exist" ? 2 : -1;
         if (flags < 0) throw new CmdError(`update flags not recognized: ${flag}`);
-        const r = m.updateElem(key, value, flags);
-        if (r !== 0) throw new CmdError(`update failed: ${strerror(-r)}`, (256 + r) & 0xff);
+        checked("update", m.updateElem(key, value, flags));
         if (json) out.push("null\n");
         return done();
-      } finally {
-        m.close();
-      }
-    }
-    case "delete": {
-      const [m, after] = openMap(rest);
-      try {
+      });
+    case "delete":
+      return withMap(rest, (m, after) => {
         const [key] = keyword(after, "key", m.info.keySize);
-        const r = m.deleteElem(key);
-        if (r !== 0) throw new CmdError(`delete failed: ${strerror(-r)}`, (256 + r) & 0xff);
+        checked("delete", m.deleteElem(key));
         if (json) out.push("null\n");
         return done();
-      } finally {
-        m.close();
-      }
-    }
-    case "pin": {
-      const [m, after] = openMap(rest);
-      try {
+      });
+    case "pin":
+      return withMap(rest, (m, after) => {
         if (after.length !== 1) throw new CmdError("bad number of arguments");
         try {
           m.pin(after[0]);
@@ -437,10 +436,7 @@ function run(argv: string[], json: boolean): CmdOutput {
         }
         if (json) out.push("null\n");
         return done();
-      } finally {
-        m.close();
-      }
-    }
+      });
     default:
       throw new CmdError(`'${cmd ?? ""}' needs one of show, dump, lookup, update, delete, pin`);
   }

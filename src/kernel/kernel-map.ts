@@ -335,20 +335,7 @@ export class KernelMap implements RawMap {
           `handle says ${field} ${String(mine)}, but fd ${h.fd} is a map with ${field} ${theirs} (a stale or foreign handle)`,
         );
     const bytes = syscallValueBytes(real.type, real.valueSize, nrCpus);
-    const km = new KernelMap(
-      h.fd,
-      Object.freeze({
-        type: real.type,
-        keySize: real.keySize,
-        valueSize: real.valueSize,
-        valueBytes: bytes,
-        maxEntries: real.maxEntries,
-        flags: real.flags,
-        nrCpus,
-        id: real.id,
-      }),
-      bytes,
-    );
+    const km = new KernelMap(h.fd, mapInfoOf(real, nrCpus, bytes), bytes);
     km.owned = false;
     return km;
   }
@@ -413,24 +400,7 @@ export class KernelMap implements RawMap {
     }
     const nrCpus = possibleCpus();
     const bytes = kernelTypeIsPercpu(real.type) ? Math.ceil(real.valueSize / 8) * 8 * nrCpus : real.valueSize;
-    const km = new KernelMap(
-      fd,
-      Object.freeze({
-        type: real.type as MapType,
-        keySize: real.keySize,
-        valueSize: real.valueSize,
-        valueBytes: bytes,
-        maxEntries: real.maxEntries,
-        flags: real.flags,
-        nrCpus,
-        id: real.id,
-        name: real.name,
-        btfId: real.btfId,
-        btfKeyTypeId: real.btfKeyTypeId,
-        btfValueTypeId: real.btfValueTypeId,
-      }),
-      bytes,
-    );
+    const km = new KernelMap(fd, mapInfoOf(real, nrCpus, bytes), bytes);
     km.elementCalls = kernelTypeSupported(real.type);
     return km;
   }
@@ -820,6 +790,24 @@ export function strerror(e: number): string {
     110: "Connection timed out",
   };
   return TEXT[e] ?? `Unknown error ${e}`;
+}
+
+/** The MapInfo of a map the kernel described (every size from BPF_OBJ_GET_INFO_BY_FD). */
+function mapInfoOf(real: KernelMapInfo, nrCpus: number, valueBytes: number): MapInfo {
+  return Object.freeze({
+    type: real.type as MapType,
+    keySize: real.keySize,
+    valueSize: real.valueSize,
+    valueBytes,
+    maxEntries: real.maxEntries,
+    flags: real.flags,
+    nrCpus,
+    id: real.id,
+    name: real.name,
+    btfId: real.btfId,
+    btfKeyTypeId: real.btfKeyTypeId,
+    btfValueTypeId: real.btfValueTypeId,
+  });
 }
 
 /** A map as KernelMap.list() and `htab map show` report it (bpftool's fields). */

@@ -288,7 +288,7 @@ export function loadProgram(
     const e = ffi.errno();
     load(1);
     const end = log.u8.indexOf(0);
-    const text = new TextDecoder().decode(log.u8.subarray(0, end < 0 ? 0 : end)).trim();
+    const text = new TextDecoder().decode(log.u8.subarray(0, end < 0 ? log.u8.length : end)).trim();
     throw new BpfError(
       "loadProgram",
       e,
