@@ -27,8 +27,10 @@ export interface ExitingWorker {
 /** A map or a MapDomain: anything whose dead CPU slots can be reaped. */
 export interface Reapable {
   reap(cpu: number): void;
-  /** Where available, lets watchWorker() warn about a slot nobody holds. */
+  /** Where available, lets watchWorker() warn about a slot that cannot be the worker's. */
   slotState?(cpu: number): "alive" | "dead" | "free";
+  /** The slot of the thread that watches (its own slot is never the worker's). */
+  readonly cpu?: number;
 }
 
 /** The message announceSlot() posts: which CPU slot the posting thread attached with. */
@@ -63,21 +65,25 @@ function warn(text: string): void {
  *
  * `cpu`: the worker's slot. Omit it when the worker attaches without an
  * explicit `cpu` and calls announceSlot(map, parentPort): every slot it
- * announces is reaped at its exit. A slot given here that no live thread
- * holds is reported with a process warning (HtabWarning): reaping it at exit
- * would do nothing, so the worker's real slot would leak.
+ * announces is reaped at its exit. A slot that cannot be the worker's (the
+ * watching thread's own, or one being recovered) is reported with a process
+ * warning (HtabWarning): reaping it at exit would do nothing, so the
+ * worker's real slot would leak. A free slot is fine: the worker attaches to
+ * it after it starts.
  */
 export function watchWorker(map: Reapable, worker: ExitingWorker, cpu?: number): void {
   if (cpu !== undefined) {
-    if (typeof map.slotState === "function") {
-      const state = map.slotState(cpu);
-      if (state !== "alive")
-        warn(
-          `watchWorker(): CPU slot ${cpu} is ${state}: no live thread holds it, so reaping it when this ` +
-            "worker exits does nothing. Pass the slot the worker attached with (its map.cpu), or omit the " +
-            "slot and have the worker call announceSlot(map, parentPort).",
-        );
-    }
+    // A free slot is the normal case (the worker has not attached yet); the watching
+    // thread's own slot, or one being recovered, cannot be the worker's.
+    const state = typeof map.slotState === "function" ? map.slotState(cpu) : "alive";
+    if (cpu === map.cpu || state === "dead")
+      warn(
+        `watchWorker(): CPU slot ${cpu} ${cpu === map.cpu ? "is this thread's own" : "is dead and being recovered"}, ` +
+          "so it cannot be the worker's: reaping it when the worker exits would do nothing (or fail), and the " +
+          "worker's real slot would leak. Pass the slot the worker attaches with (attach(handle, { cpu })), " +
+          "or omit the slot and have the worker call announceSlot(map, parentPort).",
+      );
+    if (cpu === map.cpu) return;
     worker.once("exit", () => map.reap(cpu));
     return;
   }

@@ -194,7 +194,7 @@ test("a full set of slots: the EBUSY message names workers that exited without c
   m.close();
 });
 
-test("watchWorker() warns when given a slot no live thread holds; without a slot it reaps what the worker announced", async () => {
+test("watchWorker() warns when given a slot that cannot be the worker's; without a slot it reaps what the worker announced", async () => {
   const m = Htab.create(
     { type: MapType.Hash, keySize: 4, valueSize: 4, maxEntries: 4 },
     { nrCpus: 3, cpu: 0 },
@@ -212,10 +212,11 @@ test("watchWorker() warns when given a slot no live thread holds; without a slot
     },
     off() {},
   });
-  watchWorker(m, fakeWorker([]), 2); // slot 2 is free: nobody holds it
+  watchWorker(m, fakeWorker([]), 2); // slot 2 is free: the worker will attach to it, no warning
+  watchWorker(m, fakeWorker([]), 0); // slot 0 is this thread's own: it cannot be the worker's
   await new Promise((r) => setImmediate(r));
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0], /slot 2 is free/);
+  assert.match(warnings[0], /slot 0 is this thread's own/);
   // A worker attaches without a cpu and announces its slot; it "dies" without close().
   const w = Htab.attach(m.handle);
   const posted: unknown[] = [];
