@@ -23,7 +23,7 @@ import {
   HDR_ACTIVE_I32,
   HDR_EPOCH_I32,
   HDR_LIMBO_COUNT_I32,
-  HDR_NR_CPUS_I32,
+  headerNrCpus,
   PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
@@ -33,11 +33,6 @@ import {
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { stalled, threadCanBlock } from "../sync/spin.js";
-
-/** The map's number of CPU slots, from its header. */
-function nrCpusOf(i32: Int32Array): number {
-  return i32[HDR_NR_CPUS_I32];
-}
 
 /** Enter a section on `cpu`'s slot. */
 export function sectionEnter(i32: Int32Array, cpu: number): void {
@@ -72,7 +67,7 @@ export function limboPush(i32: Int32Array, cpu: number, e: number, chain = false
   let c = cpu;
   while (!lockAcquire(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, cpu)) {
     stalled(i32);
-    c = c + 1 >= nrCpusOf(i32) ? 0 : c + 1;
+    c = c + 1 >= headerNrCpus(i32) ? 0 : c + 1;
   }
   const p = pcpuBase(c);
   const next = chain ? i32[e + ELEM_FNEXT_I32] : 0;

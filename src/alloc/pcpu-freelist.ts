@@ -21,6 +21,7 @@
 
 import {
   ELEM_FNEXT_I32,
+  headerNrCpus,
   PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
@@ -37,9 +38,9 @@ export const FREELIST_TIMEDOUT = -1;
  * whose lock can be had. Kernel: __pcpu_freelist_push() (which, since the
  * rqspinlock conversion, also moves on to another CPU's list).
  */
-export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number, nrCpus = cpu + 1): void {
+export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number): void {
   const mine = pcpuBase(cpu);
-  for (let c = cpu; ; c = c + 1 >= nrCpus ? 0 : c + 1) {
+  for (let c = cpu; ; c = c + 1 >= headerNrCpus(i32) ? 0 : c + 1) {
     const p = pcpuBase(c);
     if (!lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu)) {
       stalled(i32);

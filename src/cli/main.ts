@@ -26,6 +26,14 @@ function examples(cmd: Command, ...lines: string[]): Command {
   return cmd.addHelpText("after", `\nExamples:\n${lines.map((l) => `  ${l}`).join("\n")}\n`);
 }
 
+/** --chart <base> (default `base`), --no-chart and --json, as conntrack and snapshot take them. */
+function chartAndJson(cmd: Command, base: string, json: string): Command {
+  return cmd
+    .option("--chart <base>", "write the chart to <base>.svg and <base>.png", base)
+    .option("--no-chart", "draw no chart")
+    .option("--json", json, false);
+}
+
 /** Render a chart if the optional renderers are installed; say where it went (or why not) on stderr. */
 async function chartTo(spec: object, base: string): Promise<void> {
   const { renderChart } = await import("./chart.js");
@@ -82,68 +90,71 @@ examples(
 );
 
 examples(
-  program
-    .command("snapshot")
-    .description("map-in-map snapshots: a plain walk of a live map versus swap + synchronize, under writers")
-    .option("--seconds <s>", "seconds per mode", "2")
-    .option("--writers <n>", "writer workers", "2")
-    .option("--interval-ms <ms>", "time between snapshots", "2")
-    .option("--chart <base>", "write the chart to <base>.svg and <base>.png", "htab-snapshot")
-    .option("--no-chart", "draw no chart")
-    .option("--json", "print the results as JSON on stdout (no table)", false)
-    .action(
-      async (opts: {
-        seconds: string;
-        writers: string;
-        intervalMs: string;
-        chart: string | false;
-        json: boolean;
-      }) => {
-        const { runSnapshot, snapshotChartSpec } = await import("./snapshot.js");
-        const res = await runSnapshot({
-          seconds: Number(opts.seconds),
-          writers: Number(opts.writers),
-          intervalMs: Number(opts.intervalMs),
-          quiet: opts.json,
-        });
-        if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
-        if (opts.chart !== false) await chartTo(snapshotChartSpec(res), opts.chart);
-        const swap = res.find((r) => r.mode !== "plain walk");
-        process.exitCode = swap && swap.inconsistent === 0 && swap.counted === swap.written ? 0 : 1;
-      },
-    ),
+  chartAndJson(
+    program
+      .command("snapshot")
+      .description(
+        "map-in-map snapshots: a plain walk of a live map versus swap + synchronize, under writers",
+      )
+      .option("--seconds <s>", "seconds per mode", "2")
+      .option("--writers <n>", "writer workers", "2")
+      .option("--interval-ms <ms>", "time between snapshots", "2"),
+    "htab-snapshot",
+    "print the results as JSON on stdout (no table)",
+  ).action(
+    async (opts: {
+      seconds: string;
+      writers: string;
+      intervalMs: string;
+      chart: string | false;
+      json: boolean;
+    }) => {
+      const { runSnapshot, snapshotChartSpec } = await import("./snapshot.js");
+      const res = await runSnapshot({
+        seconds: Number(opts.seconds),
+        writers: Number(opts.writers),
+        intervalMs: Number(opts.intervalMs),
+        quiet: opts.json,
+      });
+      if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+      if (opts.chart !== false) await chartTo(snapshotChartSpec(res), opts.chart);
+      const swap = res.find((r) => r.mode !== "plain walk");
+      process.exitCode = swap && swap.inconsistent === 0 && swap.counted === swap.written ? 0 : 1;
+    },
+  ),
   "htab snapshot --seconds 2 --writers 2 --chart snap   # writes snap.svg and snap.png",
 );
 
+const conntrack = program
+  .command("conntrack")
+  .description("the conntrack GC race: delete-by-key versus compareAndDelete on the same traffic")
+  .option("--seconds <s>", "seconds per GC mode", "3")
+  .option("--workers <n>", "datapath workers (plus one GC worker)", "2")
+  .option("--flows <n>", "distinct flows in the traffic", "20000")
+  .option("--map-size <n>", "map max_entries", "32768")
+  .option("--timeout-ms <ms>", "idle time after which a flow expires", "20")
+  .option("--kernel", "put the map in the kernel (control plane through bpf())", false)
+  .option("--lru", "make the CT map an LRU_HASH, as Cilium's CT maps are (a full map evicts)", false);
 examples(
-  program
-    .command("conntrack")
-    .description("the conntrack GC race: delete-by-key versus compareAndDelete on the same traffic")
-    .option("--seconds <s>", "seconds per GC mode", "3")
-    .option("--workers <n>", "datapath workers (plus one GC worker)", "2")
-    .option("--flows <n>", "distinct flows in the traffic", "20000")
-    .option("--map-size <n>", "map max_entries", "32768")
-    .option("--timeout-ms <ms>", "idle time after which a flow expires", "20")
-    .option("--kernel", "put the map in the kernel (control plane through bpf())", false)
-    .option("--lru", "make the CT map an LRU_HASH, as Cilium's CT maps are (a full map evicts)", false)
-    .option("--chart <base>", "write the chart to <base>.svg and <base>.png", "htab-conntrack")
-    .option("--no-chart", "draw no chart")
-    .option("--json", "print the results as JSON on stdout (no table, no progress line)", false)
-    .action(async (opts: Record<string, string | boolean>) => {
-      const { conntrackChartSpec, runConntrack } = await import("./conntrack.js");
-      const res = await runConntrack({
-        seconds: Number(opts.seconds),
-        workers: Number(opts.workers),
-        flows: Number(opts.flows),
-        mapSize: Number(opts.mapSize),
-        timeoutMs: Number(opts.timeoutMs),
-        kernel: opts.kernel === true,
-        lru: opts.lru === true,
-        quiet: opts.json === true,
-      });
-      if (opts.json === true) process.stdout.write(`${JSON.stringify(res)}\n`);
-      if (typeof opts.chart === "string") await chartTo(conntrackChartSpec(res), opts.chart);
-    }),
+  chartAndJson(
+    conntrack,
+    "htab-conntrack",
+    "print the results as JSON on stdout (no table, no progress line)",
+  ).action(async (opts: Record<string, string | boolean>) => {
+    const { conntrackChartSpec, runConntrack } = await import("./conntrack.js");
+    const res = await runConntrack({
+      seconds: Number(opts.seconds),
+      workers: Number(opts.workers),
+      flows: Number(opts.flows),
+      mapSize: Number(opts.mapSize),
+      timeoutMs: Number(opts.timeoutMs),
+      kernel: opts.kernel === true,
+      lru: opts.lru === true,
+      quiet: opts.json === true,
+    });
+    if (opts.json === true) process.stdout.write(`${JSON.stringify(res)}\n`);
+    if (typeof opts.chart === "string") await chartTo(conntrackChartSpec(res), opts.chart);
+  }),
   "htab conntrack --seconds 3 --workers 2          # table, plus htab-conntrack.svg/.png",
   "htab conntrack --kernel --json > ct.json       # the same race on a real kernel map (root)",
 );

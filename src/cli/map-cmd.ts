@@ -18,7 +18,7 @@
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { walkKeys } from "../core/key-walk.js";
-import { type Btf, BtfLeaf, btfFormat, JsonW } from "../kernel/btf.js";
+import { type Btf, type BtfFormatted, BtfLeaf, btfFormat, JsonW } from "../kernel/btf.js";
 import { KernelMap, strerror } from "../kernel/kernel-map.js";
 import { kernelTypeIsPercpu } from "../kernel/map-types.js";
 
@@ -86,58 +86,47 @@ function hexLeaves(b: Uint8Array, off: number, n: number): BtfLeaf[] {
 }
 
 /**
- * bpftool's do_dump_btf(): {"key": …, "value": …} through its json_writer,
- * per-CPU maps as {"key": …, "values": [{"cpu": 0, "value": …}, …]}.
+ * The value member(s) of an entry: "value": …, or for a per-CPU map
+ * "values": [{"cpu": 0, "value": …}, …]; `at(off)` writes one CPU's value at byte `off`.
  */
+function valueMembers(w: JsonW, m: KernelMap, at: (off: number) => BtfFormatted): void {
+  const { type, valueSize, nrCpus } = m.info;
+  if (!kernelTypeIsPercpu(type)) {
+    w.name("value");
+    w.value(at(0));
+    return;
+  }
+  const step = Math.ceil(valueSize / 8) * 8;
+  w.name("values");
+  w.begin("[");
+  for (let c = 0; c < nrCpus; c++) {
+    w.begin("{");
+    w.name("cpu");
+    w.raw(String(c));
+    w.name("value");
+    w.value(at(c * step));
+    w.end("}");
+  }
+  w.end("]");
+}
+
+/** bpftool's do_dump_btf(): {"key": …, "value": …} (or "values" per CPU) through its json_writer. */
 function btfEntry(w: JsonW, m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array, plain = true): void {
-  const { btfKeyTypeId, btfValueTypeId, type, valueSize, nrCpus } = m.info;
+  const { btfKeyTypeId, btfValueTypeId } = m.info;
   w.begin("{");
   w.name("key");
   w.value(btfFormat(btf, btfKeyTypeId as number, key, 0, 0, 0, plain));
-  if (kernelTypeIsPercpu(type)) {
-    const step = Math.ceil(valueSize / 8) * 8;
-    w.name("values");
-    w.begin("[");
-    for (let c = 0; c < nrCpus; c++) {
-      w.begin("{");
-      w.name("cpu");
-      w.raw(String(c));
-      w.name("value");
-      w.value(btfFormat(btf, btfValueTypeId as number, value, c * step, 0, 0, plain));
-      w.end("}");
-    }
-    w.end("]");
-  } else {
-    w.name("value");
-    w.value(btfFormat(btf, btfValueTypeId as number, value, 0, 0, 0, plain));
-  }
+  valueMembers(w, m, (off) => btfFormat(btf, btfValueTypeId as number, value, off, 0, 0, plain));
   w.end("}");
 }
 
 /** print_entry_json() with BTF: the hex arrays, then "formatted". */
 function btfEntryJson(m: KernelMap, btf: Btf, key: Uint8Array, value: Uint8Array): string {
-  const { keySize, valueSize, type, nrCpus } = m.info;
   const w = new JsonW(false);
   w.begin("{");
   w.name("key");
-  w.value(hexLeaves(key, 0, keySize));
-  if (kernelTypeIsPercpu(type)) {
-    const step = Math.ceil(valueSize / 8) * 8;
-    w.name("values");
-    w.begin("[");
-    for (let c = 0; c < nrCpus; c++) {
-      w.begin("{");
-      w.name("cpu");
-      w.raw(String(c));
-      w.name("value");
-      w.value(hexLeaves(value, c * step, valueSize));
-      w.end("}");
-    }
-    w.end("]");
-  } else {
-    w.name("value");
-    w.value(hexLeaves(value, 0, valueSize));
-  }
+  w.value(hexLeaves(key, 0, m.info.keySize));
+  valueMembers(w, m, (off) => hexLeaves(value, off, m.info.valueSize));
   w.name("formatted");
   btfEntry(w, m, btf, key, value, false);
   w.end("}");

@@ -133,7 +133,7 @@ import {
   lockRelease,
 } from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
-import { LOCK_TIMEOUT_MS, nowMs, SPIN_LIMIT, setStallHandler } from "../sync/spin.js";
+import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT, setStallHandler } from "../sync/spin.js";
 import { valuesInPlace } from "../traits.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import {
@@ -1045,7 +1045,7 @@ export class Htab implements RawMap {
     if ((spins & 1023) !== 0) return false;
     this.recoverDeadSlots();
     if (nowMs() - this.readSince < LOCK_TIMEOUT_MS) return false;
-    this.bucketTimedOut(b, "waiting for a write to finish in");
+    this.bucketTimedOut(b, "a write to finish in");
     return true;
   }
 
@@ -1254,10 +1254,7 @@ export class Htab implements RawMap {
 
   /** Record an owner-tagged lock wait that gave up (cold). @returns ALLOC_TIMEDOUT */
   private listTimedOut(what: string): number {
-    this.fail(
-      ETIMEDOUT,
-      `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the lock of ${what}, ${this.holderText(lastTimeoutOwner())}`,
-    );
+    this.fail(ETIMEDOUT, lockTimeoutText(`the lock of ${what}`, this.holderText(lastTimeoutOwner())));
     return ALLOC_TIMEDOUT;
   }
 
@@ -1289,7 +1286,7 @@ export class Htab implements RawMap {
       fast === null ||
       fast.freelistPush(this.baseAddr, this.baseAddr + PCPU_BASE_BYTES, PCPU_RECORD_BYTES, this.cpu, e) === 0
     )
-      pcpuFreelistPush(this.i32, this.cpu, e, this.nrCpus);
+      pcpuFreelistPush(this.i32, this.cpu, e);
   }
 
   /** noActiveSections(): no thread is inside a program section (frees may reuse at once). */
@@ -1525,7 +1522,7 @@ export class Htab implements RawMap {
       !bucketLock(i32, b + BUCKET_SEQLOCK_I32)
     ) {
       i32[this.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
-      this.bucketTimedOut(b, "waiting for the lock of");
+      this.bucketTimedOut(b, "the lock of");
       return false;
     }
     i32[b + BUCKET_OWNER_I32] = this.cpu + 1; // who holds it, for fsck and crash recovery
@@ -1543,7 +1540,7 @@ export class Htab implements RawMap {
     const owner = Atomics.load(this.i32, b + BUCKET_OWNER_I32) - 1;
     this.fail(
       ETIMEDOUT,
-      `timed out after ${LOCK_TIMEOUT_MS} ms ${what} bucket ${(b - this.bucketsBase) >> 2}, ${this.holderText(owner)}`,
+      lockTimeoutText(`${what} bucket ${(b - this.bucketsBase) >> 2}`, this.holderText(owner)),
     );
   }
 

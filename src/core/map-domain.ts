@@ -39,7 +39,7 @@ import {
 } from "../layout/layout.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { claimSlot } from "../sync/slot-claim.js";
-import { LOCK_TIMEOUT_MS } from "../sync/spin.js";
+import { lockTimeoutText } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
 import { poisonClosed } from "./closed.js";
@@ -269,7 +269,7 @@ export class MapDomain implements InnerResolver {
       throw new BpfError(
         "create",
         Errno.ETIMEDOUT,
-        `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the domain's allocation lock (held by CPU slot ${lastTimeoutOwner()})`,
+        lockTimeoutText("the domain's allocation lock", `held by CPU slot ${lastTimeoutOwner()}`),
       );
     try {
       const n = i32[DOM_COUNT_I32];

@@ -16,7 +16,7 @@
 
 import { BpfError, Errno } from "../errors.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { LOCK_TIMEOUT_MS } from "../sync/spin.js";
+import { lockTimeoutText } from "../sync/spin.js";
 
 export class ValueRef {
   /** Byte offset of the value in the map's buffer. */
@@ -158,7 +158,7 @@ export class ValueRef {
       throw new BpfError(
         "lock",
         Errno.ETIMEDOUT,
-        `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the value's bpf_spin_lock, held by CPU slot ${lastTimeoutOwner()}`,
+        lockTimeoutText("the value's bpf_spin_lock", `held by CPU slot ${lastTimeoutOwner()}`),
       );
   }
 

@@ -514,23 +514,11 @@ export class KernelMap implements RawMap {
     }
   }
 
-  /** BPF_OBJ_GET_INFO_BY_FD: id, max_entries and flags as the kernel reports them. */
+  /** BPF_OBJ_GET_INFO_BY_FD: id, max_entries and flags as the kernel reports them (infoOfFd() has every field). */
   objInfo(): { id: number; maxEntries: number; flags: number } {
-    const info = this.ffi.alloc(MAP_INFO_BYTES);
-    try {
-      const dv = this.attrClear();
-      dv.setUint32(INFO_BPF_FD, this.fd, true);
-      dv.setUint32(INFO_LEN, MAP_INFO_BYTES, true);
-      dv.setBigUint64(INFO_PTR, info.addr, true);
-      if (this.sys(BpfCmd.ObjGetInfoByFd) !== 0) throw new BpfError("objInfo", -this.sysErr());
-      return {
-        id: info.dv.getUint32(MAP_INFO_ID, true),
-        maxEntries: info.dv.getUint32(MAP_INFO_MAX_ENTRIES, true),
-        flags: info.dv.getUint32(MAP_INFO_MAP_FLAGS, true),
-      };
-    } finally {
-      info.free();
-    }
+    if (this.closed) invalid("objInfo", "map is closed");
+    const { id, maxEntries, flags } = KernelMap.infoOfFd(this.fd, "objInfo");
+    return { id, maxEntries, flags };
   }
 
   private lastErrno = 0;
@@ -552,10 +540,6 @@ export class KernelMap implements RawMap {
     if (r >= 0) return 0;
     this.lastErrno = this.ffi.errno();
     this.lastError = explainErrno(cmd, this.lastErrno, this.info);
-    return -this.lastErrno;
-  }
-
-  private sysErr(): number {
     return -this.lastErrno;
   }
 

@@ -446,6 +446,11 @@ export function syscallValueBytes(type: number, valueSize: number, nrCpus: numbe
   return isPercpuType(type) ? roundUp(valueSize, 8) * nrCpus : valueSize;
 }
 
+/** A map's number of CPU slots, from its header (for code that has only the map's words). */
+export function headerNrCpus(i32: Int32Array): number {
+  return i32[HDR_NR_CPUS_I32];
+}
+
 /** Word index of per-CPU record `cpu`. */
 export function pcpuBase(cpu: number): number {
   return (PCPU_BASE_BYTES + cpu * PCPU_RECORD_BYTES) >> 2;

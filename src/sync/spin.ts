@@ -32,6 +32,11 @@ export const SPIN_LIMIT = 64;
  */
 export const LOCK_TIMEOUT_MS = 250;
 
+/** The one ETIMEDOUT message: "timed out after 250 ms waiting for <what>, <holder>". */
+export function lockTimeoutText(what: string, holder: string): string {
+  return `timed out after ${LOCK_TIMEOUT_MS} ms waiting for ${what}, ${holder}`;
+}
+
 /** A monotonic clock in milliseconds (performance.now where it exists). */
 export const nowMs: () => number =
   typeof performance !== "undefined" && typeof performance.now === "function"
