@@ -46,6 +46,7 @@ import { claimSlot } from "../sync/slot-claim.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import { poisonClosed } from "./closed.js";
 import type { Htab } from "./htab.js";
+import { LastError } from "./last-error.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 
 const ENOENT = -Errno.ENOENT;
@@ -90,19 +91,17 @@ function readInnerMeta(i32: Int32Array): InnerMeta {
 
 /**
  * Resolve the id in `value` (u32, little-endian) to an inner map matching
- * `meta`. Returns the id, or -EBADF / -EINVAL with the reason in `why[0]`.
+ * `meta`. Returns the id, or -EBADF / -EINVAL with the reason recorded in `why`.
  */
-function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array, why: string[]): number {
+function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array, why: LastError): number {
   const id = u32At(value);
   const inner = id === 0 ? null : resolver.mapById(id);
   if (inner === null) {
-    why[0] = `no map with id ${id} in this domain`;
-    return EBADF;
+    return why.fail(EBADF, `no map with id ${id} in this domain`);
   }
   const i = inner.info;
   if (i.type === MapType.ArrayOfMaps || i.type === MapType.HashOfMaps) {
-    why[0] = "an inner map cannot itself be a map-in-map";
-    return EINVAL;
+    return why.fail(EINVAL, "an inner map cannot itself be a map-in-map");
   }
   // bpf_map_meta_equal(): max_entries is compared only for array inner maps
   // (array_map_meta_equal(), unless BPF_F_INNER_MAP); htab's inner maps are hash maps.
@@ -112,10 +111,11 @@ function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array,
     i.valueSize !== meta.valueSize ||
     i.flags !== meta.flags
   ) {
-    why[0] =
+    return why.fail(
+      EINVAL,
       `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, flags 0x${i.flags.toString(16)}) ` +
-      `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})`;
-    return EINVAL;
+        `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})`,
+    );
   }
   return id;
 }
@@ -194,7 +194,7 @@ export class ArrayOfMaps implements OuterMap {
   private readonly meta: InnerMeta;
   private readonly nrCpus: number;
   private sectionDepth = 0;
-  private why = [""];
+  private readonly why = new LastError();
   private closed = false;
   private readonly inner = new InnerSections();
 
@@ -239,12 +239,11 @@ export class ArrayOfMaps implements OuterMap {
   }
 
   get lastError(): string {
-    return this.why[0];
+    return this.why.message;
   }
 
   private fail(err: number, why: string): number {
-    this.why[0] = why;
-    return err;
+    return this.why.fail(err, why);
   }
 
   private index(key: Uint8Array): number {
@@ -419,7 +418,7 @@ export class ArrayOfMaps implements OuterMap {
 export class HashOfMaps implements OuterMap {
   readonly info: MapInfo;
   private readonly meta: InnerMeta;
-  private readonly why = [""];
+  private readonly why = new LastError();
   private useWhy = false;
   private readonly scratch = new Uint8Array(4);
   private readonly inner = new InnerSections();
@@ -436,7 +435,7 @@ export class HashOfMaps implements OuterMap {
   }
 
   get lastError(): string {
-    return this.useWhy ? this.why[0] : this.h.lastError;
+    return this.useWhy ? this.why.message : this.h.lastError;
   }
 
   private mine(err: number): number {
@@ -452,8 +451,7 @@ export class HashOfMaps implements OuterMap {
   }
 
   private fail(err: number, why: string): number {
-    this.why[0] = why;
-    return err;
+    return this.why.fail(err, why);
   }
 
   /** Kernel: htab_map_update_elem() after bpf_map_fd_get_ptr() resolved and checked the inner map. */

@@ -10,6 +10,7 @@ import { unlinkSync } from "node:fs";
 import type { Codec } from "../api/codecs.js";
 import { poisonClosed } from "../core/closed.js";
 import { walkKeys } from "../core/key-walk.js";
+import { LastError } from "../core/last-error.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { BpfError, Errno, errnoName, invalid } from "../errors.js";
@@ -201,7 +202,11 @@ function capabilityHint(): string {
 export class KernelMap implements RawMap {
   readonly info: MapInfo;
   readonly fd: number;
-  lastError = "";
+  /** Why the last call failed: the kernel's errno, explained for the command that got it (formatted when read). */
+  get lastError(): string {
+    return this.err.message;
+  }
+  private readonly err = new LastError((cmd, errno) => explainErrno(cmd - 1, errno, this.info));
   /** Bytes of one value as the syscall interface moves it (per-CPU: nrCpus x round_up(vs, 8)). */
   readonly valueBytes: number;
 
@@ -533,14 +538,15 @@ export class KernelMap implements RawMap {
     if (this.closed) invalid("bpf", "map is closed");
     if (!this.elementCalls && ELEMENT_CMDS.has(cmd)) {
       this.lastErrno = Errno.EOPNOTSUPP;
-      this.lastError = `htab drives element calls on hash maps only; this is a ${kernelMapTypeName(this.info.type)} map`;
-      return -Errno.EOPNOTSUPP;
+      return this.err.fail(
+        -Errno.EOPNOTSUPP,
+        `htab drives element calls on hash maps only; this is a ${kernelMapTypeName(this.info.type)} map`,
+      );
     }
     const r = this.ffi.call(cmd, this.arena.ptr, ATTR_BYTES);
     if (r >= 0) return 0;
     this.lastErrno = this.ffi.errno();
-    this.lastError = explainErrno(cmd, this.lastErrno, this.info);
-    return -this.lastErrno;
+    return this.err.failWith(-this.lastErrno, cmd + 1, this.lastErrno);
   }
 
   private putKey(op: string, key: Uint8Array, off: number): void {

@@ -62,6 +62,63 @@ test("imports point down the layer order (layout -> hash -> sync -> wasm -> allo
   assert.deepEqual(bad, []);
 });
 
+// Inside core/, the SAB map is split by concept; each file imports only files listed before it.
+const CORE_ORDER = [
+  "raw-map.ts",
+  "spec.ts",
+  "last-error.ts",
+  "map-handle.ts",
+  "closed.ts",
+  "value-ref.ts",
+  "key-walk.ts",
+  "htab-view.ts",
+  "checks.ts",
+  "elem.ts",
+  "waits.ts",
+  "bucket.ts",
+  "value-lock.ts",
+  "fast-glue.ts",
+  "section.ts",
+  "lookup.ts",
+  "lru-repair.ts",
+  "elems-prealloc.ts",
+  "elems-carve.ts",
+  "elems-lru.ts",
+  "write.ts",
+  "walk.ts",
+  "compare.ts",
+  "program.ts",
+  "recovery.ts",
+  "fsck.ts",
+  "map-init.ts",
+  "htab.ts",
+  "map-of-maps.ts",
+  "map-domain.ts",
+];
+
+test("inside core/, imports point down the concept order (htab-view -> bucket -> elems-* -> write -> ... -> htab)", () => {
+  const dir = join(src, "core");
+  const bad: string[] = [];
+  for (const f of readdirSync(dir).filter((n) => n.endsWith(".ts"))) {
+    const me = CORE_ORDER.indexOf(f);
+    assert.ok(me >= 0, `core/${f} has no place in CORE_ORDER`);
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/from "\.\/([^"/]+)\.js"/g)) {
+      const them = CORE_ORDER.indexOf(`${m[1]}.ts`);
+      assert.ok(them >= 0, `core/${f} imports ./${m[1]}.js, which has no place in CORE_ORDER`);
+      if (them >= me) bad.push(`core/${f} -> ./${m[1]}.js`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
+test("no source file under src/ is over 600 lines (generated wasm bytes aside)", () => {
+  const long = files(src)
+    .filter((f) => !f.endsWith("-bytes.ts"))
+    .map((f) => [f.slice(src.length + 1), readFileSync(f, "utf8").split("\n").length] as const)
+    .filter(([, n]) => n > 620);
+  assert.deepEqual(long, []);
+});
+
 test("the core entry point imports nothing outside the package (no runtime dependency)", () => {
   const core = files(src).filter((f) => !/\/(kernel|cli)\//.test(f));
   for (const f of core) {

@@ -1,0 +1,215 @@
+/**
+ * The chain and lock of one bucket (kernel: htab_lock_bucket(),
+ * htab_unlock_bucket(), lookup_elem_raw(), hlist_nulls_add_head_rcu() and
+ * hlist_nulls_del_rcu()).
+ *
+ * A bucket is four words (layout.ts BUCKET_*): the chain head, the seqlock
+ * word, the owner slot + 1, and a pad. Writers hold the lock and change
+ * links only after markDirty(); readers (lookup.ts) retry while WRITING is
+ * set or the seq moved.
+ *
+ * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
+ * Every mutation of a chain records its intent first (PCPU_INTENT_*), so
+ * that recovery.ts can finish or undo it if this thread dies mid-way.
+ */
+import {
+  BUCKET_HEAD_I32,
+  BUCKET_OWNER_I32,
+  BUCKET_SEQLOCK_I32,
+  ELEM_FNEXT_I32,
+  ELEM_HASH_I32,
+  ELEM_NEXT_I32,
+  OP_INSERT,
+  OP_NONE,
+  OP_REPLACE,
+  OP_UNLINK,
+  PCPU_COUNT_I32,
+  PCPU_INFLIGHT_I32,
+  PCPU_INTENT_BUCKET_I32,
+  PCPU_INTENT_COUNT_I32,
+  PCPU_INTENT_ELEM_I32,
+  PCPU_INTENT_OLD_I32,
+  PCPU_INTENT_OP_I32,
+  PCPU_LRU_SPARE_I32,
+} from "../layout/layout.js";
+import { bucketBeginWrite, bucketLock, SEQ_WAITERS, unlockedWord } from "../sync/bucket-seqlock.js";
+import { fillElem, keyEquals } from "./elem.js";
+import type { HtabView } from "./htab-view.js";
+import { bucketTimedOut } from "./waits.js";
+
+export function bucketOf(v: HtabView, hash: number): number {
+  return v.bucketsBase + ((hash & v.mask) << 2);
+}
+
+/**
+ * Take bucket `b`'s lock. Lock order: bucket -> freelist.
+ * @returns false when another holder kept it past LOCK_TIMEOUT_MS: nothing
+ * is taken, and lastError says whose it was (kernel: htab_lock_bucket()
+ * failing with -ETIMEDOUT on its rqspinlock)
+ */
+export function lockBucket(v: HtabView, b: number): boolean {
+  const i32 = v.i32;
+  i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] = b; // before the CAS: a recoverer must see it
+  const fast = v.fast;
+  if (
+    (fast === null || fast.seqTryLock(v.baseAddr + ((b + BUCKET_SEQLOCK_I32) << 2)) === 0) &&
+    !bucketLock(i32, b + BUCKET_SEQLOCK_I32)
+  ) {
+    i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
+    bucketTimedOut(v, b, "the lock of");
+    return false;
+  }
+  i32[b + BUCKET_OWNER_I32] = v.cpu + 1; // who holds it, for fsck and crash recovery
+  v.lockedB = b;
+  return true;
+}
+
+/** lockBucket() for a caller that cannot back out (LRU repair): each wait is bounded, dead slots are recovered between. */
+export function lockBucketMust(v: HtabView, b: number): void {
+  while (!lockBucket(v, b)) v.recover();
+}
+
+/**
+ * Mark the bucket this thread holds as being written, before the first
+ * store a lock-free reader could see (a chain link, a value in place).
+ * Requires: bucket lock held. Publish: readers retry from here to the unlock.
+ */
+export function markDirty(v: HtabView): void {
+  if (v.dirty) return;
+  v.dirty = true;
+  bucketBeginWrite(v.i32, v.lockedB + BUCKET_SEQLOCK_I32);
+}
+
+/** Drop bucket `b`'s lock; readers retry only if the chain changed. */
+export function unlockBucket(v: HtabView, b: number): void {
+  const i32 = v.i32;
+  i32[b + BUCKET_OWNER_I32] = 0;
+  // No call between the OWNER clear and the exchange (see deadHoldsBucket()).
+  const idx = b + BUCKET_SEQLOCK_I32;
+  const next = unlockedWord(i32[idx], v.dirty);
+  const fast = v.fast;
+  const prev =
+    fast !== null ? fast.exchange(v.baseAddr + (idx << 2), next) : Atomics.exchange(i32, idx, next);
+  if ((prev & SEQ_WAITERS) !== 0) Atomics.notify(i32, idx, 1);
+  v.dirty = false;
+  v.lockedB = 0;
+  i32[v.myPcpu + PCPU_INTENT_OP_I32] = OP_NONE;
+  i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
+}
+
+/**
+ * Find the scratch key in bucket `b`. Requires: bucket lock held.
+ * Kernel: lookup_elem_raw(). Sets `v.prev` to the predecessor (0 = head).
+ */
+export function lookupElemLocked(v: HtabView, b: number, hash: number): number {
+  const i32 = v.i32;
+  let prev = 0;
+  let e = i32[b + BUCKET_HEAD_I32];
+  while (e !== 0) {
+    if (i32[e + ELEM_HASH_I32] === hash && keyEquals(v, e)) {
+      v.prev = prev;
+      return e;
+    }
+    prev = e;
+    e = i32[e + ELEM_NEXT_I32];
+  }
+  v.prev = 0;
+  return 0;
+}
+
+/** Predecessor of `x` in bucket `b`'s chain (0 = head), or -1 if absent. Requires: bucket lock held. */
+export function chainPrev(v: HtabView, b: number, x: number): number {
+  const i32 = v.i32;
+  let prev = 0;
+  let e = i32[b + BUCKET_HEAD_I32];
+  for (let n = 0; e !== 0 && n < v.walkBound; n++) {
+    if (e === x) return prev;
+    prev = e;
+    e = i32[e + ELEM_NEXT_I32];
+  }
+  return -1;
+}
+
+/** Record what the next chain change is, for recovery if this thread dies mid-way. */
+export function intent(v: HtabView, op: number, e: number, old: number): void {
+  const i32 = v.i32;
+  const p = v.myPcpu;
+  i32[p + PCPU_INTENT_ELEM_I32] = e;
+  i32[p + PCPU_INTENT_OLD_I32] = old;
+  i32[p + PCPU_INTENT_COUNT_I32] = i32[p + PCPU_COUNT_I32];
+  i32[p + PCPU_INTENT_OP_I32] = op;
+}
+
+/** Only this slot's owner writes its counter, so a plain store is enough; count() reads it atomically. */
+export function addCount(v: HtabView, delta: number): void {
+  const i = v.myPcpu + PCPU_COUNT_I32;
+  v.i32[i] = (v.i32[i] + delta) | 0;
+}
+
+/** Requires: bucket lock held. Kernel: hlist_nulls_del_rcu(). */
+export function unlinkLocked(v: HtabView, b: number, e: number, prev: number, chain = 0): void {
+  const i32 = v.i32;
+  // Intent first: INFLIGHT == e with no intent would read as "e is lost" while still linked.
+  intent(v, OP_UNLINK, e, 0);
+  // INFLIGHT heads a chain (by FNEXT) of elements this slot unlinked and has not
+  // filed yet (LRU maps: an LRU repair leaves them to us; others file each at once,
+  // so `chain` is 0). Linked before published; filing e rewrites its FNEXT.
+  i32[e + ELEM_FNEXT_I32] = chain;
+  // From the unlink until freeElem() files it, e is ours alone.
+  i32[v.myPcpu + PCPU_INFLIGHT_I32] = e;
+  // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
+  markDirty(v);
+  if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[e + ELEM_NEXT_I32];
+  else i32[prev + ELEM_NEXT_I32] = i32[e + ELEM_NEXT_I32];
+  addCount(v, -1);
+}
+
+/**
+ * Fill the popped element `e` and publish it at the head of bucket `b`.
+ * Requires: bucket lock held; `e` is this slot's INFLIGHT element.
+ * Kernel: alloc_htab_elem() + hlist_nulls_add_head_rcu().
+ */
+export function insertLocked(
+  v: HtabView,
+  b: number,
+  e: number,
+  hash: number,
+  value: Uint8Array,
+  valueOff: number,
+): void {
+  const i32 = v.i32;
+  intent(v, OP_INSERT, e, 0);
+  fillElem(v, e, hash, value, valueOff);
+  markDirty(v);
+  i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
+  i32[b + BUCKET_HEAD_I32] = e; // Publish: the new element is reachable from here.
+  addCount(v, 1);
+  i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
+  i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
+}
+
+/**
+ * Link the private element `e`, filled with `value`, at the head of bucket
+ * `b` in place of live element `old` (predecessor `prevOld`, 0 = head), in
+ * one seq write section. From here until it is filed, `old` is this slot's
+ * (recovery reads INFLIGHT == old). Requires: bucket lock held.
+ */
+export function replaceLinkLocked(
+  v: HtabView,
+  b: number,
+  e: number,
+  hash: number,
+  old: number,
+  prevOld: number,
+  value: Uint8Array,
+  valueOff: number,
+): void {
+  const i32 = v.i32;
+  intent(v, OP_REPLACE, e, old);
+  fillElem(v, e, hash, value, valueOff);
+  markDirty(v);
+  i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
+  i32[b + BUCKET_HEAD_I32] = e;
+  i32[v.myPcpu + PCPU_INFLIGHT_I32] = old;
+  i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
+}

@@ -1,0 +1,147 @@
+/**
+ * Argument and permission checks of the SAB map's entry points. Each check
+ * is one test on the hot path; the messages are built in cold functions.
+ * A check either throws BpfError EINVAL (a malformed argument: a programming
+ * error) or returns the kernel's errno with lastError set.
+ */
+import { BpfError, Errno, invalid } from "../errors.js";
+import { HDR_FROZEN_I32 } from "../layout/layout.js";
+import { MapFlags, UpdateFlags } from "../uapi.js";
+import { EEXIST, EINVAL, ENOENT, EPERM, type HtabView } from "./htab-view.js";
+import type { BatchArgs, BatchResult } from "./raw-map.js";
+
+export function checkKey(v: HtabView, op: string, key: unknown): asserts key is Uint8Array {
+  if (!(key instanceof Uint8Array) || key.length !== v.keySize) badKey(v, op, key);
+}
+
+export function badKey(v: HtabView, op: string, key: unknown): never {
+  if (!(key instanceof Uint8Array)) invalid(op, "key must be a Uint8Array");
+  invalid(op, `key is ${key.length} bytes, map key_size is ${v.keySize}`);
+}
+
+export function checkValueIn(v: HtabView, op: string, value: unknown): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length !== v.valueBytes) badValue(v, op, value, true);
+}
+
+export function checkValueOut(v: HtabView, op: string, value: unknown): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length < v.valueBytes) badValue(v, op, value, false);
+}
+
+export function badValue(v: HtabView, op: string, value: unknown, input: boolean): never {
+  if (!(value instanceof Uint8Array))
+    invalid(op, input ? "value must be a Uint8Array" : "value buffer must be a Uint8Array");
+  if (input) invalid(op, `value is ${value.length} bytes, the map takes ${v.valueBytes} per value`);
+  invalid(op, `value buffer is ${value.length} bytes, the map moves ${v.valueBytes} per value`);
+}
+
+export function checkFlagsArg(_v: HtabView, op: string, flags: unknown): asserts flags is number {
+  if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0 || flags > Number.MAX_SAFE_INTEGER)
+    invalid(op, `flags must be a non-negative integer, got ${String(flags)}`);
+}
+
+export function canRead(v: HtabView): boolean {
+  return (v.mapFlags & MapFlags.Wronly) === 0;
+}
+
+export function canWrite(v: HtabView): boolean {
+  if ((v.mapFlags & MapFlags.Rdonly) !== 0) return false;
+  const fast = v.fast;
+  return (
+    (fast !== null ? fast.load(v.baseAddr + (HDR_FROZEN_I32 << 2)) : Atomics.load(v.i32, HDR_FROZEN_I32)) ===
+    0
+  );
+}
+
+export function permError(v: HtabView, write: boolean): number {
+  if (write) {
+    if ((v.mapFlags & MapFlags.Rdonly) !== 0)
+      return v.err.fail(EPERM, "map is BPF_F_RDONLY for the control plane");
+    return v.err.fail(EPERM, "map is frozen");
+  }
+  return v.err.fail(EPERM, "map is BPF_F_WRONLY for the control plane");
+}
+
+export function checkNotComputing(v: HtabView, op: string): void {
+  if (v.computing)
+    throw new BpfError(op, Errno.EBUSY, "called from inside a compute() callback, which holds a bucket lock");
+}
+
+/** A compared region [offset, offset+size) lies inside the value and is not empty. */
+export function regionFits(v: HtabView, offset: number, size: number): boolean {
+  return (
+    Number.isInteger(offset) &&
+    Number.isInteger(size) &&
+    offset >= 0 &&
+    size > 0 &&
+    offset + size <= v.valueBytes
+  );
+}
+
+/** Why a compared region was refused (any argument types: the message must not throw). */
+export function regionText(v: HtabView, offset: unknown, size: unknown): string {
+  if (typeof offset !== "number" || typeof size !== "number")
+    return `offset and size must be integers, got ${typeof offset} ${String(offset)} and ${typeof size} ${String(size)}`;
+  return `region [${offset}, ${offset + size}) is not inside the ${v.valueBytes}-byte value`;
+}
+
+/** Validate a compared region; returns 0 or -EINVAL with the reason recorded. */
+export function checkRegion(
+  v: HtabView,
+  op: string,
+  expected: Uint8Array,
+  offset: number,
+  size: number,
+): number {
+  if (!(expected instanceof Uint8Array)) invalid(op, "expected must be a Uint8Array");
+  if (!regionFits(v, offset, size)) return v.err.fail(EINVAL, regionText(v, offset, size));
+  if (expected.length !== size)
+    return v.err.fail(EINVAL, `expected is ${expected.length} bytes but the region is ${size}`);
+  return 0;
+}
+
+export function batchBuffers(
+  v: HtabView,
+  args: BatchArgs,
+  mode: "lookup" | "update" | "delete",
+): { keys: Uint8Array; values: Uint8Array } {
+  const op = `${mode}Batch`;
+  if (args === null || typeof args !== "object") invalid(op, "batch arguments must be an object");
+  const { count } = args;
+  if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
+    invalid(op, `count must be a u32, got ${String(count)}`);
+  const kb = count * v.keySize;
+  const vb = count * v.valueBytes;
+  const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(kb) : undefined);
+  const values = args.values ?? (mode === "lookup" ? new Uint8Array(vb) : new Uint8Array(0));
+  if (!(keys instanceof Uint8Array) || keys.length < kb)
+    invalid(op, `keys must be a Uint8Array of at least count * key_size = ${kb} bytes`);
+  if (!(values instanceof Uint8Array) || (mode !== "delete" && values.length < vb))
+    invalid(op, `values must be a Uint8Array of at least count * value_size = ${vb} bytes`);
+  return { keys, values };
+}
+
+export function batchErr(res: BatchResult, err: number): BatchResult {
+  res.err = err;
+  return res;
+}
+
+/** BPF_NOEXIST on a present key, BPF_EXIST on an absent one (kernel: check_flags()). @returns 0, -EEXIST, -ENOENT */
+export function checkFlags(v: HtabView, old: number, mode: number): number {
+  if (old !== 0 && mode === UpdateFlags.NoExist)
+    return v.err.fail(EEXIST, "key already exists (BPF_NOEXIST)");
+  if (old === 0 && mode === UpdateFlags.Exist) return v.err.fail(ENOENT, "key not found (BPF_EXIST)");
+  return 0;
+}
+
+/** BPF_F_LOCK on a map without a bpf_spin_lock in its value. @returns -EINVAL */
+export function noSpinLock(v: HtabView): number {
+  return v.err.fail(EINVAL, "BPF_F_LOCK on a map whose value has no bpf_spin_lock");
+}
+
+/** A batch's elem_flags: 0 or BPF_F_LOCK (on a map with a spin lock). @returns 0 or -EINVAL */
+export function checkElemFlags(v: HtabView, elemFlags: number): number {
+  if ((elemFlags & ~UpdateFlags.Lock) !== 0)
+    return v.err.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`);
+  if (elemFlags !== 0 && v.spinLockOff < 0) return noSpinLock(v);
+  return 0;
+}

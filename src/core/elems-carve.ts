@@ -1,0 +1,69 @@
+/**
+ * Elements of a BPF_F_NO_PREALLOC map: carved from the end of a growable
+ * SharedArrayBuffer on first use, then recycled through the per-CPU
+ * freelists like preallocated ones. The map is full when the count reaches
+ * max_entries (kernel: is_map_full()); there are no extra elements, so a
+ * replace allocates and frees.
+ */
+import { limboPush } from "../alloc/epoch.js";
+import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../layout/layout.js";
+import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { allocElem, PreallocElems } from "./elems-prealloc.js";
+import { freelistPush, noSections } from "./fast-glue.js";
+import { count, type HtabView } from "./htab-view.js";
+import { listTimedOut } from "./waits.js";
+
+/**
+ * Take a never-used element from the end of the buffer, growing the
+ * (growable) SharedArrayBuffer first. Every view over it tracks its length,
+ * so all attached threads see the new memory. @returns the element, 0 when
+ * all are carved, ALLOC_TIMEDOUT
+ */
+export function carveElem(v: HtabView): number {
+  const i32 = v.i32;
+  if (!lockAcquire(i32, HDR_GROW_LOCK_I32, v.cpu)) return listTimedOut(v, "the map's grow lock");
+  try {
+    const n = Atomics.load(i32, HDR_CARVED_I32);
+    if (n >= v.walkBound - 1) return 0;
+    const end = v.elemsBase * 4 + (n + 1) * v.elemStrideI32 * 4;
+    const sab = v.handle.sab;
+    if (!v.inDomain && sab.byteLength < end) {
+      // Grow by at least an eighth of what is there, so growth is amortised.
+      const want = Math.min(sab.maxByteLength, Math.max(end, sab.byteLength + (sab.byteLength >>> 3)));
+      sab.grow(Math.ceil(want / 8) * 8);
+    }
+    const e = v.elemsBase + n * v.elemStrideI32;
+    i32[v.myPcpu + PCPU_INFLIGHT_I32] = e;
+    Atomics.store(i32, HDR_CARVED_I32, n + 1);
+    return e;
+  } finally {
+    lockRelease(i32, HDR_GROW_LOCK_I32);
+  }
+}
+
+/** NO_PREALLOC elements: the freelists first, then a carved one; bounded by max_entries. */
+export class CarvedElems extends PreallocElems {
+  override alloc(v: HtabView): number {
+    if (count(v) >= v.maxEntries) return 0;
+    return this.fresh(v);
+  }
+
+  protected override fresh(v: HtabView): number {
+    const e = allocElem(v);
+    return e === 0 ? carveElem(v) : e;
+  }
+
+  /** No extra elements: the old element is freed (kernel: free_htab_elem() after unlock). */
+  protected override fileReplaced(v: HtabView, old: number): void {
+    if (noSections(v)) freelistPush(v, old);
+    else limboPush(v.i32, v.cpu, old);
+  }
+
+  /**
+   * Only below CARVED: a carver that died between recording INFLIGHT and
+   * publishing CARVED named an element nobody has carved.
+   */
+  protected override exists(v: HtabView, e: number): boolean {
+    return (e - v.elemsBase) / v.elemStrideI32 < Atomics.load(v.i32, HDR_CARVED_I32);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * Elements of an LRU_HASH or LRU_PERCPU_HASH map (kernel: bpf_lru_list.c's
+ * users in hashtab.c: prealloc_lru_pop(), htab_lru_map_delete_node(),
+ * htab_lru_push_free()). Every element is on the LRU's lists
+ * (alloc/bpf-lru.ts); an update pops its element before it takes the
+ * bucket lock, evicting the least recently used key when none is free, so
+ * an LRU map never answers E2BIG.
+ *
+ * Lock order: LRU lists -> bucket (an eviction takes the victim's bucket
+ * lock while it holds an LRU lock), so nothing here pops or pushes while a
+ * bucket lock is held: popped elements wait in `spare`, replaced ones in
+ * `lruOld`, until settle().
+ */
+import { BpfLru, DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND, RETRY } from "../alloc/bpf-lru.js";
+import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
+import { Errno } from "../errors.js";
+import {
+  ELEM_FNEXT_I32,
+  ELEM_HASH_I32,
+  HDR_LRU_REPAIR_I32,
+  HDR_RECOVERED_I32,
+  PCPU_INFLIGHT_I32,
+  PCPU_INTENT_BUCKET_I32,
+  PCPU_LRU_SPARE_I32,
+  pcpuBase,
+} from "../layout/layout.js";
+import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "./bucket.js";
+import { noSections } from "./fast-glue.js";
+import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "./htab-view.js";
+import { lruRepair } from "./lru-repair.js";
+import { listTimedOut } from "./waits.js";
+
+/**
+ * Evict node `n`'s element if it is still linked (kernel: htab_lru_map_delete_node()).
+ * Called by the LRU with one of its locks held; takes the element's bucket lock.
+ */
+function lruDelFromHtab(v: HtabView, n: number): number {
+  const i32 = v.i32;
+  const e = elemOf(v, n);
+  // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
+  const b = bucketOf(v, i32[e + ELEM_HASH_I32]);
+  const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
+  const saved = i32[inflight];
+  // A bucket held past the timeout: not evicted, the LRU moves on (kernel: the same).
+  if (!lockBucket(v, b)) {
+    v.evictTimedOut = true;
+    return DEL_NOT_FOUND;
+  }
+  const prev = chainPrev(v, b, e);
+  if (prev < 0) {
+    unlockBucket(v, b);
+    return DEL_NOT_FOUND;
+  }
+  unlinkLocked(v, b, e, prev);
+  unlockBucket(v, b);
+  // The LRU files e under the lock it holds, so e is never ours alone: restore INFLIGHT.
+  if (noSections(v)) {
+    i32[inflight] = saved;
+    return DEL_FREED;
+  }
+  limboPush(i32, v.cpu, e);
+  i32[inflight] = saved;
+  return DEL_DEFERRED;
+}
+
+/**
+ * Pop this operation's element before any bucket lock is taken, evicting if
+ * the map is full. Elements waiting in limbo are reclaimed if nothing else
+ * is free. @returns false when no element could be had (ENOMEM)
+ */
+function lruTake(v: HtabView): number {
+  const lru = v.lru as BpfLru;
+  // Elements whose grace period has passed go back first: evicting a live key
+  // while freed ones wait in limbo would evict more than the kernel does.
+  limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void);
+  v.evictTimedOut = false;
+  let n = lru.popFree();
+  while (n === RETRY) {
+    if (lru.timedOut) {
+      lru.timedOut = false;
+      listTimedOut(v, "an LRU list");
+      return ETIMEDOUT;
+    }
+    lruRepair(v, -1);
+    n = lru.popFree();
+  }
+  // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all.
+  if (n < 0) return v.evictTimedOut ? ETIMEDOUT : lruNoMem(v);
+  v.spare = elemOf(v, n);
+  return 0;
+}
+
+function lruNoMem(v: HtabView): number {
+  return v.err.fail(-Errno.ENOMEM, "no element could be evicted (all are held by program sections)");
+}
+
+/** File unlinked element `e` as free, repairing first if a repair is pending. */
+export function lruPush(v: HtabView, e: number): void {
+  // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
+  // The element is already unlinked and must be filed: a timed-out list lock is waited for again.
+  const lru = v.lru as BpfLru;
+  while (!lru.pushFree(nodeOf(v, e))) {
+    if (lru.timedOut) {
+      lru.timedOut = false;
+      v.recover();
+    } else lruRepair(v, -1);
+  }
+}
+
+/** After the bucket lock is dropped: return an unused element, free a replaced one. */
+function lruSettle(v: HtabView): void {
+  if (v.spare !== 0) {
+    v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // no longer "about to be linked": a repair may file it
+    lruPush(v, v.spare);
+    v.spare = 0;
+  }
+  if (v.lruOld !== 0) {
+    v.elems.free(v, v.lruOld);
+    v.lruOld = 0;
+  }
+}
+
+/** The LRU policy: one per view, with the view's BpfLru. */
+export class LruElems implements ElemPolicy {
+  readonly popsBeforeLock = true;
+  readonly freesAfterUnlock = true;
+  readonly sink: (e: number) => void;
+
+  constructor(v: HtabView) {
+    this.sink = (e) => lruPush(v, e);
+    const i32 = v.i32;
+    const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
+    const spare = v.myPcpu + PCPU_LRU_SPARE_I32;
+    v.lru = new BpfLru(
+      i32,
+      v.geometry,
+      HDR_LRU_REPAIR_I32,
+      v.cpu,
+      (n) => lruDelFromHtab(v, n),
+      (n) => {
+        // Popped: ours, and about to be linked (a repair leaves it pending on us).
+        const e = elemOf(v, n);
+        i32[e + ELEM_FNEXT_I32] = 0;
+        i32[inflight] = e;
+        i32[spare] = e;
+      },
+      (n) => {
+        const e = elemOf(v, n);
+        if (i32[inflight] === e) i32[inflight] = i32[e + ELEM_FNEXT_I32]; // next of an unlinked chain, or 0
+      },
+      v.fast,
+      v.baseAddr,
+    );
+  }
+
+  take(v: HtabView): number {
+    return lruTake(v);
+  }
+
+  /** The element take() popped (kernel: prealloc_lru_pop() before the bucket lock). */
+  alloc(v: HtabView): number {
+    const e = v.spare;
+    v.spare = 0;
+    return e;
+  }
+
+  /** The popped element goes in, referenced (it replaces a live key); `old` is freed after the unlock. */
+  replaceLocked(
+    v: HtabView,
+    b: number,
+    hash: number,
+    old: number,
+    prevOld: number,
+    value: Uint8Array,
+    valueOff: number,
+  ): number {
+    const e = this.alloc(v);
+    v.i32[old + ELEM_FNEXT_I32] = 0; // it will head this slot's INFLIGHT chain
+    replaceLinkLocked(v, b, e, hash, old, prevOld, value, valueOff);
+    v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
+    this.touch(v, e);
+    v.lruOld = old;
+    return 0;
+  }
+
+  free(v: HtabView, e: number): void {
+    // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
+    if (!noSections(v)) limboPush(v.i32, v.cpu, e, true);
+    else lruPush(v, e); // kernel: htab_lru_push_free()
+  }
+
+  settle(v: HtabView): void {
+    lruSettle(v);
+  }
+
+  touch(v: HtabView, e: number): void {
+    (v.lru as BpfLru).setRef(nodeOf(v, e));
+  }
+
+  /** The lists are re-created (which also files what `d` owned), now if this thread holds nothing. */
+  recoverOwned(v: HtabView, d: number, lost: number): void {
+    const i32 = v.i32;
+    const lru = v.lru as BpfLru;
+    const p = pcpuBase(d);
+    if (!lru.holdsAny(d) && lost === 0 && i32[p + PCPU_LRU_SPARE_I32] === 0) return;
+    // Raised before `d`'s LRU locks are freed: whoever takes one next backs out and repairs.
+    Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
+    i32[p + PCPU_LRU_SPARE_I32] = 0;
+    Atomics.add(i32, HDR_RECOVERED_I32, lru.releaseDead(d));
+    // Repair now if we hold nothing; otherwise the next thread to take an LRU lock does.
+    if (i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] === 0 && !lru.holdsAny(v.cpu)) lruRepair(v, d);
+  }
+}

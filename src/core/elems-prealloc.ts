@@ -1,0 +1,129 @@
+/**
+ * Elements of a preallocated HASH or PERCPU_HASH map (kernel:
+ * prealloc_init(), alloc_extra_elems(), pcpu_freelist_pop(),
+ * free_htab_elem()): every element exists from creation and sits on a
+ * per-CPU freelist, in a chain, in a CPU's extra slot, or in limbo.
+ *
+ * A replace takes this CPU's extra element and the replaced one becomes the
+ * extra, so replacing never fails on a full map. While program sections are
+ * active a freed or replaced element waits in limbo (alloc/epoch.ts).
+ */
+import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
+import { FREELIST_TIMEDOUT } from "../alloc/pcpu-freelist.js";
+import { ELEM_TAG_I32, HDR_RECOVERED_I32, PCPU_EXTRA_I32, PCPU_INFLIGHT_I32 } from "../layout/layout.js";
+import { replaceLinkLocked } from "./bucket.js";
+import { freelistPop, freelistPush, noSections } from "./fast-glue.js";
+import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { listTimedOut } from "./waits.js";
+
+/**
+ * A free element: this CPU's list, then the others', then whatever grace
+ * periods released. 0 if none; ALLOC_TIMEDOUT when the lists that had
+ * elements stayed locked (lastError says whose).
+ */
+export function allocElem(v: HtabView): number {
+  const e = freelistPop(v);
+  if (e > 0) return e;
+  if (limboReclaimAll(v.i32, v.cpu, v.nrCpus) > 0) {
+    const r = freelistPop(v);
+    if (r > 0) return r;
+  }
+  if (e === FREELIST_TIMEDOUT) return listTimedOut(v, "a freelist");
+  return 0;
+}
+
+/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
+export function allocFailed(v: HtabView, e: number): number {
+  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : ETIMEDOUT;
+}
+
+/**
+ * A replaced element that program sections may still reference waits in
+ * limbo; this CPU's extra slot is refilled from the freelist instead.
+ * Requires: bucket lock held; `old` is this slot's INFLIGHT element.
+ */
+export function oldToLimbo(v: HtabView, old: number): void {
+  const i32 = v.i32;
+  const p = v.myPcpu;
+  limboPush(i32, v.cpu, old);
+  // A timed-out pop leaves EXTRA empty: the next replace allocates instead.
+  i32[p + PCPU_EXTRA_I32] = Math.max(0, freelistPop(v));
+  i32[p + PCPU_INFLIGHT_I32] = 0;
+}
+
+/** Give element `x`, which nobody owns any more (a dead slot's), back to this slot's freelist (or limbo). */
+function fileLost(v: HtabView, x: number): void {
+  const i32 = v.i32;
+  i32[x + ELEM_TAG_I32] = 0;
+  i32[v.myPcpu + PCPU_INFLIGHT_I32] = x;
+  v.elems.free(v, x);
+  Atomics.add(i32, HDR_RECOVERED_I32, 1);
+}
+
+/** Preallocated elements: per-CPU freelists plus one extra element per CPU. */
+export class PreallocElems implements ElemPolicy {
+  readonly popsBeforeLock = false;
+  readonly freesAfterUnlock = false;
+  readonly sink = null;
+
+  take(): number {
+    return 0;
+  }
+
+  alloc(v: HtabView): number {
+    return this.fresh(v);
+  }
+
+  /** An element off the freelists (or carved: elems-carve.ts). */
+  protected fresh(v: HtabView): number {
+    return allocElem(v);
+  }
+
+  /**
+   * This CPU's extra element goes in at the head and `old` becomes the extra
+   * (kernel: the l_old branch of htab_map_update_elem() with extra_elems).
+   */
+  replaceLocked(
+    v: HtabView,
+    b: number,
+    hash: number,
+    old: number,
+    prevOld: number,
+    value: Uint8Array,
+    valueOff: number,
+  ): number {
+    let e = v.i32[v.myPcpu + PCPU_EXTRA_I32];
+    if (e === 0) e = this.fresh(v);
+    if (e <= 0) return allocFailed(v, e);
+    replaceLinkLocked(v, b, e, hash, old, prevOld, value, valueOff);
+    this.fileReplaced(v, old);
+    return 0;
+  }
+
+  /** File the element a replace unlinked (this slot's INFLIGHT). Requires: bucket lock held. */
+  protected fileReplaced(v: HtabView, old: number): void {
+    if (noSections(v)) {
+      v.i32[v.myPcpu + PCPU_EXTRA_I32] = old;
+      v.i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
+    } else oldToLimbo(v, old);
+  }
+
+  free(v: HtabView, e: number): void {
+    // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
+    if (!noSections(v)) limboPush(v.i32, v.cpu, e);
+    else freelistPush(v, e);
+  }
+
+  settle(): void {}
+
+  touch(): void {}
+
+  recoverOwned(v: HtabView, _d: number, lost: number): void {
+    if (lost !== 0 && this.exists(v, lost)) fileLost(v, lost);
+  }
+
+  /** Whether element `e` exists (always, when preallocated). */
+  protected exists(_v: HtabView, _e: number): boolean {
+    return true;
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * fsck(): check a quiet map's whole structure, for tests and for `htab`
+ * users who suspect a bug: every element is on exactly one chain, freelist,
+ * extra slot or limbo list (LRU maps: on the list its state says), chains
+ * hold only keys of their bucket with no duplicates, no lock is held, and
+ * the element count matches.
+ */
+import {
+  type BpfLru,
+  LRU_T_ACTIVE,
+  LRU_T_INACTIVE,
+  LRU_T_LIMBO,
+  LRU_T_LOCAL_PENDING,
+} from "../alloc/bpf-lru.js";
+import {
+  BUCKET_HEAD_I32,
+  BUCKET_OWNER_I32,
+  BUCKET_SEQLOCK_I32,
+  ELEM_FNEXT_I32,
+  ELEM_HASH_I32,
+  ELEM_HEADER_BYTES,
+  ELEM_NEXT_I32,
+  HDR_CARVED_I32,
+  HDR_LRU_REPAIR_I32,
+  PCPU_EXTRA_I32,
+  PCPU_FL_HEAD_I32,
+  PCPU_LIMBO_HEAD_I32,
+  pcpuBase,
+} from "../layout/layout.js";
+import { SEQ_LOCKED } from "../sync/bucket-seqlock.js";
+import { lockOwner } from "../sync/owner-lock.js";
+import { count, type HtabView } from "./htab-view.js";
+
+/** Result of fsck(). */
+export interface FsckReport {
+  ok: boolean;
+  errors: string[];
+  elements: number;
+  free: number;
+  extra: number;
+}
+
+/**
+ * Check the whole structure: every element is on exactly one chain, freelist
+ * or extra slot; chains hold only keys of their bucket with no duplicates;
+ * the element count matches. Requires: no concurrent writers.
+ */
+export function fsck(v: HtabView): FsckReport {
+  const i32 = v.i32;
+  const errors: string[] = [];
+  const num = v.prealloc ? v.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
+  const where = new Int8Array(v.walkBound);
+  const idxOf = (e: number): number => {
+    const off = e - v.elemsBase;
+    if (off < 0 || off % v.elemStrideI32 !== 0 || off / v.elemStrideI32 >= num) return -1;
+    return off / v.elemStrideI32;
+  };
+  const mark = (e: number, kind: number, what: string): boolean => {
+    const i = idxOf(e);
+    if (i < 0) {
+      errors.push(`${what}: link ${e} is not an element`);
+      return false;
+    }
+    if (where[i] !== 0) {
+      errors.push(
+        `${what}: element ${i} is also on ${["", "a chain", "a freelist", "an extra slot", "a limbo list"][where[i]]}`,
+      );
+      return false;
+    }
+    where[i] = kind;
+    return true;
+  };
+  let elements = 0;
+  for (let bi = 0; bi <= v.mask; bi++) {
+    const b = v.bucketsBase + (bi << 2);
+    if ((i32[b + BUCKET_SEQLOCK_I32] & SEQ_LOCKED) !== 0 || i32[b + BUCKET_OWNER_I32] !== 0)
+      errors.push(`bucket ${bi}: lock held (owner slot ${i32[b + BUCKET_OWNER_I32] - 1})`);
+    const seen = new Set<string>();
+    for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) {
+      if (!mark(e, 1, `bucket ${bi}`)) break;
+      elements++;
+      if ((i32[e + ELEM_HASH_I32] & v.mask) !== bi)
+        errors.push(`bucket ${bi}: element hash belongs elsewhere`);
+      const k = Array.from(
+        v.u8.subarray((e << 2) + ELEM_HEADER_BYTES, (e << 2) + ELEM_HEADER_BYTES + v.keySize),
+      ).join(",");
+      if (seen.has(k)) errors.push(`bucket ${bi}: duplicate key ${k}`);
+      seen.add(k);
+    }
+  }
+  let free = 0;
+  let extra = 0;
+  if (v.lru !== null) free += fsckLru(v, where, mark, errors);
+  else
+    for (let c = 0; c < v.nrCpus; c++) {
+      const p = pcpuBase(c);
+      for (let e = i32[p + PCPU_FL_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+        if (!mark(e, 2, `freelist ${c}`)) break;
+        free++;
+      }
+      const x = i32[p + PCPU_EXTRA_I32];
+      if (x !== 0 && mark(x, 3, `extra ${c}`)) extra++;
+      for (let e = i32[p + PCPU_LIMBO_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+        if (!mark(e, 4, `limbo ${c}`)) break;
+        free++;
+      }
+    }
+  if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
+  if (count(v) !== elements) errors.push(`count() is ${count(v)} but chains hold ${elements}`);
+  return { ok: errors.length === 0, errors, elements, free, extra };
+}
+
+/** fsck() for LRU maps: the lists are sound, linked elements are on in-use lists, the rest free or in limbo. */
+function fsckLru(
+  v: HtabView,
+  where: Int8Array,
+  mark: (e: number, kind: number, what: string) => boolean,
+  errors: string[],
+): number {
+  const i32 = v.i32;
+  const lru = v.lru as BpfLru;
+  for (const k of lru.lockWords())
+    if (i32[k] !== 0) errors.push(`LRU lock word ${k} held (owner slot ${lockOwner(i32[k])})`);
+  if (Atomics.load(i32, HDR_LRU_REPAIR_I32) !== 0) errors.push("LRU lists are waiting for a repair");
+  errors.push(...lru.check());
+  for (let c = 0; c < v.nrCpus; c++)
+    for (let e = i32[pcpuBase(c) + PCPU_LIMBO_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32])
+      if (!mark(e, 4, `limbo ${c}`)) break;
+  let free = 0;
+  for (let i = 0; i < where.length - 1; i++) {
+    const t = lru.type(i);
+    const listed = t === LRU_T_ACTIVE || t === LRU_T_INACTIVE || t === LRU_T_LOCAL_PENDING;
+    if (where[i] === 1 && !listed) errors.push(`element ${i} is linked but its LRU node is free (type ${t})`);
+    if (where[i] === 0 && listed) errors.push(`element ${i} is on an LRU list but linked nowhere (leaked)`);
+    if (where[i] === 0 && t === LRU_T_LIMBO) errors.push(`element ${i} is in LRU limbo but on no limbo list`);
+    if (where[i] !== 1) free++;
+  }
+  return free;
+}

@@ -1,0 +1,343 @@
+/**
+ * One thread's view of one SAB hash map (kernel: the `struct bpf_htab *`
+ * every function in hashtab.c takes). The element, bucket, write, walk,
+ * compare, program, recovery and fsck modules are free functions over it;
+ * `Htab` is the facade that validates arguments and dispatches to them.
+ *
+ * A view belongs to the thread that attached it: its per-operation state
+ * (below) is plain fields, never shared. What threads share lives in the
+ * map's memory, laid out by layout.ts.
+ */
+
+import type { BpfLru } from "../alloc/bpf-lru.js";
+import { Errno } from "../errors.js";
+import {
+  ELEM_HEADER_BYTES,
+  type Geometry,
+  HDR_ACTIVE_I32,
+  HDR_FROZEN_I32,
+  HDR_SPIN_LOCK_OFF_I32,
+  LRU_NONE,
+  PCPU_BASE_BYTES,
+  PCPU_COUNT_I32,
+  PCPU_OWNER_I32,
+  pcpuBase,
+  roundUp,
+  SCRATCH_ACTIVE_I32,
+  SCRATCH_BASE_I32,
+  SCRATCH_BOUND_I32,
+  SCRATCH_BUCKETS_I32,
+  SCRATCH_CPU_I32,
+  SCRATCH_DESC_BYTES,
+  SCRATCH_FROZEN_I32,
+  SCRATCH_HASHRND_I32,
+  SCRATCH_KEY_I32,
+  SCRATCH_KEY_WORDS_I32,
+  SCRATCH_MASK_I32,
+  SCRATCH_MY_PCPU_I32,
+  SCRATCH_NR_CPUS_I32,
+  SCRATCH_OUT_I32,
+  SCRATCH_PCPU0_I32,
+  SCRATCH_VALUE_OFF_I32,
+  SCRATCH_VALUE_U64S_I32,
+} from "../layout/layout.js";
+import { claimSlot } from "../sync/slot-claim.js";
+import { valuesInPlace } from "../traits.js";
+import { type FastPath, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
+import { LastError } from "./last-error.js";
+import type { MapHandle } from "./map-handle.js";
+import type { MapInfo } from "./raw-map.js";
+
+// Negative errno returns of the element functions.
+export const ENOENT = -Errno.ENOENT;
+export const EEXIST = -Errno.EEXIST;
+export const E2BIG = -Errno.E2BIG;
+export const EINVAL = -Errno.EINVAL;
+export const EPERM = -Errno.EPERM;
+export const EBUSY = -Errno.EBUSY;
+export const ETIMEDOUT = -Errno.ETIMEDOUT;
+export const ENOSPC = -Errno.ENOSPC;
+/** A lock-free read: the bucket stayed in a write past LOCK_TIMEOUT_MS (lastError says why). */
+export const READ_TIMEDOUT = -2;
+/** An element allocation: the lists with elements stayed locked past LOCK_TIMEOUT_MS. */
+export const ALLOC_TIMEDOUT = -1;
+/** LastError kinds formatted when read: the map is full; unknown flags (arg: the flags). */
+export const ERR_MAP_FULL = 1;
+export const ERR_FLAGS = 2;
+
+/**
+ * Where a map's elements come from and go back to: one object per view,
+ * installed at construction (elems-prealloc.ts, elems-carve.ts,
+ * elems-lru.ts). The write, walk and compare functions call it and never
+ * ask which map type they are in.
+ */
+export interface ElemPolicy {
+  /**
+   * LRU: the element must be popped (which may evict) before the bucket lock
+   * is taken (lock order LRU -> bucket); take() does it. Others: false.
+   */
+  readonly popsBeforeLock: boolean;
+  /**
+   * Deleting batches file each element after the bucket unlock, last
+   * unlinked first (LRU: its lists rank above bucket locks), not at once.
+   */
+  readonly freesAfterUnlock: boolean;
+  /** Where limbo reclaim files an element whose grace period ended (null: the freelists). */
+  readonly sink: ((e: number) => void) | null;
+  /** Pop this operation's element before any bucket lock. @returns 0 or a negative errno (lastError set) */
+  take(v: HtabView): number;
+  /**
+   * An element for a new key. Requires: bucket lock held.
+   * @returns the element; 0 when the map is full; ALLOC_TIMEDOUT
+   */
+  alloc(v: HtabView): number;
+  /**
+   * Replace live element `old` (predecessor `prevOld`) by a new element holding
+   * `value`, at the head of bucket `b`. Requires: bucket lock held.
+   * @returns 0 or a negative errno (nothing changed)
+   */
+  replaceLocked(
+    v: HtabView,
+    b: number,
+    hash: number,
+    old: number,
+    prevOld: number,
+    value: Uint8Array,
+    valueOff: number,
+  ): number;
+  /** File unlinked element `e` (kernel: free_htab_elem()). Requires: bucket lock released. */
+  free(v: HtabView, e: number): void;
+  /** After the bucket unlock: give back an unused take(), free a replaced element. */
+  settle(v: HtabView): void;
+  /** A lookup or an in-place write used element `e` (LRU: its reference bit). */
+  touch(v: HtabView, e: number): void;
+  /**
+   * Crash recovery, step 3: file what dead slot `d` owned off every list and
+   * chain; `lost` is its unfiled element (or 0). Requires: HDR_RECOVERY_LOCK held.
+   */
+  recoverOwned(v: HtabView, d: number, lost: number): void;
+}
+
+/** One thread's view of one map: geometry, typed views, this slot's scratch, per-operation state. */
+export class HtabView {
+  readonly info: MapInfo;
+  readonly handle: MapHandle;
+  /** This view's CPU slot (kernel: smp_processor_id()). */
+  readonly cpu: number;
+  readonly err: LastError;
+
+  // ---- views over the map's memory
+  readonly i32: Int32Array;
+  readonly u8: Uint8Array;
+  readonly i64: BigInt64Array;
+  readonly geometry: Geometry;
+  /** Lives inside a MapDomain's buffer (fully reserved there: NO_PREALLOC never grows it). */
+  readonly inDomain: boolean;
+
+  // ---- geometry, in the units the hot paths use
+  readonly keySize: number;
+  readonly valueSize: number;
+  /** Bytes of a value as the control plane moves it (per-CPU: nrCpus x round_up(value_size, 8)). */
+  readonly valueBytes: number;
+  readonly percpu: boolean;
+  /** Replace an existing key's value where it is (per-CPU maps, hash of maps), not by a new element. */
+  readonly inPlace: boolean;
+  readonly prealloc: boolean;
+  /** round_up(value_size, 8): one CPU's slot in a per-CPU value. */
+  readonly slotBytes: number;
+  readonly keyWords: number;
+  readonly mask: number;
+  readonly bucketsBase: number;
+  readonly elemsBase: number;
+  readonly elemStrideI32: number;
+  readonly valueOffBytes: number;
+  readonly hashrnd: number;
+  readonly nrCpus: number;
+  readonly maxEntries: number;
+  readonly mapFlags: number;
+  /** Longest chain a walk may follow before it must have seen a seq change. */
+  readonly walkBound: number;
+  /** Word index of this slot's per-CPU record. */
+  readonly myPcpu: number;
+  /** Byte offset of the bpf_spin_lock in the value, or -1. */
+  readonly spinLockOff: number;
+
+  // ---- this slot's scratch (layout.ts SCRATCH_*), where wasm reads the key and writes the value
+  /** The scratch key, 4-byte aligned for jhash2 and word compares. */
+  readonly kb: Uint8Array;
+  readonly kw: Int32Array;
+  /** Byte offset (in `u8`) of this slot's scratch value. */
+  readonly outOff: number;
+
+  // ---- the wasm fast path (fast-glue.ts)
+  /** The wasm fast path over this map's memory, or null (JS path). */
+  readonly fast: FastPath | null;
+  /** Fast path and a key of whole u32 words: wasm hashes it too (jhash2). */
+  readonly wordKeys: boolean;
+  /** The wasm write calls' mode: LOOKUP_HASH for word keys, else 0 (the caller passes the hash). */
+  readonly hashMode: number;
+  /** Updates and deletes run in wasm too: a preallocated HASH map whose values have no spin lock. */
+  readonly fastWrites: boolean;
+  /** Values move through the scratch buffer, so wasm lookups can copy them (Geometry.scratchValueBytes). */
+  readonly fastValues: boolean;
+  /** Byte address (wasm) of word 0 of this map. */
+  readonly baseAddr: number;
+  /** Byte address (wasm) of this slot's fast-path descriptor. */
+  readonly desc: number;
+
+  // ---- installed once, by the facade's constructor
+  /** Where elements come from (see ElemPolicy). */
+  elems!: ElemPolicy;
+  /** LRU_HASH / LRU_PERCPU_HASH: the eviction lists; null for other maps. */
+  lru: BpfLru | null = null;
+  /** Recover every dead slot (recovery.ts): waits that stall call it. */
+  recover: () => number = () => 0;
+
+  // ---- per-operation state (one thread per view; reset at each unlock)
+  /** Predecessor of the element lookupElemLocked() found (0 = the bucket head). */
+  prev = 0;
+  /** The chain or a value changed under the lock held: the unlock advances the seq. */
+  dirty = false;
+  /** The bucket this thread holds (0 = none): markDirty() marks it as being written. */
+  lockedB = 0;
+  /** When a reader first saw its bucket being written (readStalled()). */
+  readSince = 0;
+  /** LRU: the element popped for this operation before its bucket lock (kernel: prealloc_lru_pop()). */
+  spare = 0;
+  /** LRU: the element a replace took out, freed after the bucket lock is dropped. */
+  lruOld = 0;
+  /** LRU: an eviction this operation tried gave up on a bucket lock (take() answers ETIMEDOUT). */
+  evictTimedOut = false;
+  /** Inside a compute() callback: writes to this map throw EBUSY. */
+  computing = false;
+  /** compute()'s copy of the current value, and a program's per-CPU initial value. */
+  computeBuf: Uint8Array | null = null;
+
+  // ---- program sections (program.ts)
+  /** Section generation: bumped when a section ends, which kills its references. */
+  readonly liveGen = new Int32Array(1);
+  sectionDepth = 0;
+  closed = false;
+
+  constructor(
+    handle: MapHandle,
+    g: Geometry,
+    mapType: number,
+    mapFlags: number,
+    hashrnd: number,
+    cpu: number,
+  ) {
+    const { sab, offset, length } = handle;
+    this.inDomain = offset !== undefined;
+    if (offset === undefined) {
+      this.i32 = new Int32Array(sab);
+      this.u8 = new Uint8Array(sab);
+      this.i64 = new BigInt64Array(sab); // length-tracking on a growable buffer
+    } else {
+      // A map inside a MapDomain: fixed views, so word indices stay relative to the map.
+      const len = length ?? g.totalBytes;
+      this.i32 = new Int32Array(sab, offset, len >> 2);
+      this.u8 = new Uint8Array(sab, offset, len);
+      this.i64 = new BigInt64Array(sab, offset, len >> 3);
+    }
+    this.err = new LastError((kind, arg) =>
+      kind === ERR_MAP_FULL
+        ? `map full (${count(this)} of ${this.maxEntries} entries in use)`
+        : `unknown flags 0x${arg.toString(16)}`,
+    );
+    this.spinLockOff = this.i32[HDR_SPIN_LOCK_OFF_I32];
+    this.keySize = g.keySize;
+    this.valueSize = g.valueSize;
+    this.valueBytes = g.valueBytes;
+    this.percpu = g.percpu;
+    this.inPlace = valuesInPlace(mapType);
+    this.prealloc = g.prealloc;
+    this.slotBytes = roundUp(g.valueSize, 8);
+    this.keyWords = (g.keySize + 3) >>> 2;
+    this.mask = g.n_buckets - 1;
+    this.bucketsBase = g.bucketsBytes >> 2;
+    this.elemsBase = g.elemsBytes >> 2;
+    this.elemStrideI32 = g.elem_size >> 2;
+    this.valueOffBytes = ELEM_HEADER_BYTES + roundUp(g.keySize, 8);
+    this.hashrnd = hashrnd;
+    this.nrCpus = g.nrCpus;
+    this.maxEntries = g.maxEntries;
+    this.mapFlags = mapFlags;
+    this.walkBound = g.num_elems + 1;
+    this.geometry = g;
+    this.handle = Object.freeze({ ...handle });
+    this.info = Object.freeze({
+      type: mapType,
+      keySize: g.keySize,
+      valueSize: g.valueSize,
+      maxEntries: g.maxEntries,
+      flags: mapFlags,
+      nrCpus: g.nrCpus,
+      valueBytes: g.valueBytes,
+      id: handle.id ?? 0,
+    });
+    this.cpu = claimSlot(this.i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, cpu, "this map");
+    this.myPcpu = pcpuBase(this.cpu);
+    // The scratch key lives in this slot's scratch buffer, where wasm reads it too.
+    const scratch = g.scratchBytes + this.cpu * g.scratchStride;
+    const key = scratch + SCRATCH_DESC_BYTES;
+    this.kb = this.u8.subarray(key, key + this.keyWords * 4);
+    this.kw = this.i32.subarray(key >> 2, (key >> 2) + this.keyWords);
+    this.outOff = key + roundUp(g.keySize, 8);
+    this.fast = fastPathFor(handle.memory);
+    this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
+    this.hashMode = this.wordKeys ? LOOKUP_HASH : 0;
+    this.fastValues = this.fast !== null && g.scratchValueBytes > 0;
+    const base = offset ?? 0;
+    this.baseAddr = base;
+    this.desc = base + scratch;
+    this.writeDescriptor(scratch >> 2, base, base + key, g);
+    // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
+    this.fastWrites =
+      this.fastValues && g.prealloc && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
+  }
+
+  /**
+   * Fill this slot's fast-path descriptor (layout.ts SCRATCH_*; fast-path.wat
+   * reads it instead of taking ten arguments). `d`: its word index; `key`: the
+   * scratch key's byte address.
+   */
+  private writeDescriptor(d: number, base: number, key: number, g: Geometry): void {
+    const i32 = this.i32;
+    i32[d + SCRATCH_BASE_I32] = base;
+    i32[d + SCRATCH_BUCKETS_I32] = this.bucketsBase;
+    i32[d + SCRATCH_MASK_I32] = this.mask;
+    i32[d + SCRATCH_HASHRND_I32] = this.hashrnd;
+    i32[d + SCRATCH_KEY_I32] = key;
+    i32[d + SCRATCH_KEY_WORDS_I32] = this.keyWords;
+    i32[d + SCRATCH_VALUE_OFF_I32] = this.valueOffBytes;
+    i32[d + SCRATCH_VALUE_U64S_I32] = g.scratchValueBytes >> 3;
+    i32[d + SCRATCH_OUT_I32] = base + this.outOff;
+    i32[d + SCRATCH_BOUND_I32] = this.walkBound;
+    i32[d + SCRATCH_PCPU0_I32] = base + PCPU_BASE_BYTES;
+    i32[d + SCRATCH_CPU_I32] = this.cpu;
+    i32[d + SCRATCH_NR_CPUS_I32] = this.nrCpus;
+    i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
+    i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
+    i32[d + SCRATCH_FROZEN_I32] = base + (HDR_FROZEN_I32 << 2);
+  }
+}
+
+/**
+ * Number of elements in the map (kernel: bpf_map_sum_elem_count()).
+ * Summed over per-CPU counters without stopping writers: it can be late.
+ */
+export function count(v: HtabView): number {
+  let n = 0;
+  for (let c = 0; c < v.nrCpus; c++) n += Atomics.load(v.i32, pcpuBase(c) + PCPU_COUNT_I32);
+  return n;
+}
+
+/** Element index `n` (an LRU node) to its word index, and back. */
+export function elemOf(v: HtabView, n: number): number {
+  return v.elemsBase + n * v.elemStrideI32;
+}
+
+export function nodeOf(v: HtabView, e: number): number {
+  return (e - v.elemsBase) / v.elemStrideI32;
+}

@@ -1,0 +1,100 @@
+/**
+ * Lock-free reads (kernel: htab_map_lookup_elem() over
+ * lookup_nulls_elem_raw()). A reader samples the bucket seq, walks the
+ * chain, copies what it found, and keeps the result only if the seq is
+ * unchanged and no write was in progress: an element freed and reused
+ * meanwhile (into this or another bucket) cannot give a false-positive key
+ * match or a torn value.
+ */
+import { BUCKET_HEAD_I32, BUCKET_SEQLOCK_I32, ELEM_HASH_I32, ELEM_NEXT_I32 } from "../layout/layout.js";
+import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
+import { SPIN_LIMIT } from "../sync/spin.js";
+import { bucketOf } from "./bucket.js";
+import { copyValueOut, hashKey, keyEquals } from "./elem.js";
+import { lookupFast, lookupKeyFast } from "./fast-glue.js";
+import { ENOENT, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
+import { enter, exit } from "./section.js";
+import { copyValueOutLocked } from "./value-lock.js";
+import { readStalled } from "./waits.js";
+
+/**
+ * Lock-free lookup of the scratch key; copies the value into `out` when found.
+ * Returns the element, validated as linked while it was read, or 0.
+ * Kernel: lookup_nulls_elem_raw(), with the bucket seq in place of the nulls check.
+ */
+export function lookupCopy(v: HtabView, hash: number, out: Uint8Array | null, outOff: number): number {
+  if (v.fast !== null && (out === null || v.fastValues)) {
+    const e = lookupFast(v, v.fast, hash, out, outOff);
+    if (e >= 0) return e;
+    // -1: a holder is writing the bucket; the JS walk below spins (bounded).
+  }
+  return lookupJs(v, hash, out, outOff);
+}
+
+/** lookupCopy() in JS. */
+export function lookupJs(v: HtabView, hash: number, out: Uint8Array | null, outOff: number): number {
+  const i32 = v.i32;
+  const b = bucketOf(v, hash);
+  const seqIdx = b + BUCKET_SEQLOCK_I32;
+  for (let spins = 0; ; spins++) {
+    const s = Atomics.load(i32, seqIdx);
+    if (!seqReadable(s)) {
+      // A holder is relinking the chain or rewriting a value in place: a few stores, spin.
+      // (A holder that merely holds the lock, like a running compute() callback, blocks no reader.)
+      if (spins > SPIN_LIMIT && readStalled(v, b, spins)) return READ_TIMEDOUT;
+      continue;
+    }
+    let e = i32[b + BUCKET_HEAD_I32];
+    let found = 0;
+    for (let steps = 0; e !== 0 && steps < v.walkBound; steps++) {
+      if (i32[e + ELEM_HASH_I32] === hash && keyEquals(v, e)) {
+        if (out !== null) copyValueOut(v, e, out, outOff);
+        found = e;
+        break;
+      }
+      e = i32[e + ELEM_NEXT_I32];
+    }
+    // Validate: nothing we read was relinked or reused while we read it.
+    if (seqUnchanged(s, Atomics.load(i32, seqIdx))) return found;
+  }
+}
+
+/** Lock-free search for the scratch key; returns the element, validated as linked, or 0. */
+export function findElem(v: HtabView, hash: number): number {
+  return lookupCopy(v, hash, null, 0);
+}
+
+/**
+ * BPF_F_LOCK lookup: find the element, then copy under its spin lock. A
+ * section keeps the element from being reused while we hold its lock word.
+ */
+export function lookupLocked(v: HtabView, hash: number, out: Uint8Array): number {
+  enter(v);
+  try {
+    const e = findElem(v, hash);
+    if (e === READ_TIMEDOUT) return ETIMEDOUT;
+    if (e === 0) return v.err.fail(ENOENT, "key not found");
+    return copyValueOutLocked(v, e, out, 0) ? 0 : ETIMEDOUT;
+  } finally {
+    exit(v);
+  }
+}
+
+/**
+ * A control-plane lookup of `key` into `value` (kernel: map_lookup_elem()).
+ * Requires: arguments checked, flags 0. @returns 0, -ENOENT, -ETIMEDOUT
+ */
+export function lookupElem(v: HtabView, key: Uint8Array, value: Uint8Array): number {
+  const e = v.wordKeys && v.fastValues ? lookupKeyFast(v, key, value) : -1;
+  if (e > 0) return 0;
+  const r = e < 0 ? lookupCopy(v, hashKey(v, key), value, 0) : 0;
+  if (r > 0) return 0;
+  if (r === READ_TIMEDOUT) return ETIMEDOUT;
+  return v.err.fail(ENOENT, "key not found");
+}
+
+/** Whether `key` is present (a lookup that copies nothing). Requires: arguments checked. */
+export function hasElem(v: HtabView, key: Uint8Array): boolean {
+  const e = v.wordKeys ? lookupKeyFast(v, key, null) : -1;
+  return e > 0 || (e < 0 && lookupCopy(v, hashKey(v, key), null, 0) > 0);
+}

@@ -1,0 +1,92 @@
+/**
+ * LRU repair: re-create the LRU lists after a slot died holding an LRU lock
+ * or an element (kernel: none; a BPF program cannot die mid-operation).
+ * Beside elems-lru.ts, which raises and runs it.
+ */
+import { type BpfLru, CLASS_FREE, CLASS_HASH, CLASS_LIMBO } from "../alloc/bpf-lru.js";
+import {
+  BUCKET_HEAD_I32,
+  ELEM_FNEXT_I32,
+  ELEM_NEXT_I32,
+  HDR_LRU_REPAIR_I32,
+  HDR_RECOVERED_I32,
+  PCPU_FL_LOCK_I32,
+  PCPU_INFLIGHT_I32,
+  PCPU_LIMBO_HEAD_I32,
+  PCPU_LRU_SPARE_I32,
+  PCPU_OWNER_I32,
+  pcpuBase,
+  SLOT_ALIVE,
+} from "../layout/layout.js";
+import { lockAcquireMust, lockRelease } from "../sync/owner-lock.js";
+import { lockBucketMust, unlockBucket } from "./bucket.js";
+import { type HtabView, nodeOf } from "./htab-view.js";
+
+/**
+ * Re-create the LRU lists after a slot died holding an LRU lock or an
+ * element (kernel: none; a BPF program cannot die mid-operation). Every
+ * element is classified: linked in a chain; in limbo, or unlinked by a live
+ * slot and not yet filed (its INFLIGHT chain; both stay off every list);
+ * popped by a live slot for an update and not yet linked (its LRU_SPARE:
+ * pending on it); else free. `dead` is the slot being recovered (ignored), or -1.
+ * Requires: this thread holds no LRU, freelist or bucket lock.
+ * Lock order: all LRU locks -> all freelist locks -> one bucket at a time
+ * (on an LRU map nobody takes a freelist lock while holding a bucket).
+ */
+export function lruRepair(v: HtabView, dead: number): void {
+  const i32 = v.i32;
+  const lru = v.lru as BpfLru;
+  const lruLocks = lru.lockWords();
+  // A repair must see every list: each wait is bounded, dead slots are recovered in between.
+  for (const k of lruLocks) lockAcquireMust(i32, k, v.cpu);
+  for (let c = 0; c < v.nrCpus; c++) lockAcquireMust(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, v.cpu);
+  try {
+    if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
+    const num = v.walkBound - 1;
+    const cls = new Int32Array(num).fill(CLASS_FREE);
+    const live = (c: number) => c !== dead && Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) === SLOT_ALIVE;
+    // What live slots own: elements they unlinked and have not filed (their
+    // INFLIGHT chains: off every list until they file them) and the element
+    // each popped for an update (its LRU_SPARE: pending on it). Read before
+    // and after the chain walk, which holds one bucket at a time: a slot may
+    // unlink or link meanwhile, and must find its elements where it left them.
+    const owned = (after: boolean) => {
+      for (let c = 0; c < v.nrCpus; c++)
+        if (live(c))
+          for (
+            let e = i32[pcpuBase(c) + PCPU_INFLIGHT_I32], k = 0;
+            e !== 0 && k < num;
+            e = i32[e + ELEM_FNEXT_I32], k++
+          ) {
+            const n = nodeOf(v, e);
+            if (!after || cls[n] === CLASS_FREE || cls[n] === CLASS_LIMBO) cls[n] = CLASS_LIMBO;
+          }
+      for (let c = 0; c < v.nrCpus; c++) {
+        const x = live(c) ? i32[pcpuBase(c) + PCPU_LRU_SPARE_I32] : 0;
+        if (x !== 0 && (!after || cls[nodeOf(v, x)] !== CLASS_HASH)) cls[nodeOf(v, x)] = c;
+      }
+    };
+    owned(false);
+    for (let c = 0; c < v.nrCpus; c++)
+      for (
+        let e = i32[pcpuBase(c) + PCPU_LIMBO_HEAD_I32], k = 0;
+        e !== 0 && k < num;
+        e = i32[e + ELEM_FNEXT_I32], k++
+      )
+        cls[nodeOf(v, e)] = CLASS_LIMBO;
+    for (let bi = 0; bi <= v.mask; bi++) {
+      const b = v.bucketsBase + (bi << 2);
+      lockBucketMust(v, b);
+      for (let e = i32[b + BUCKET_HEAD_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_NEXT_I32], k++)
+        cls[nodeOf(v, e)] = CLASS_HASH;
+      unlockBucket(v, b);
+    }
+    owned(true);
+    lru.rebuild(cls);
+    Atomics.store(i32, HDR_LRU_REPAIR_I32, 0);
+    Atomics.add(i32, HDR_RECOVERED_I32, 1);
+  } finally {
+    for (let c = v.nrCpus - 1; c >= 0; c--) lockRelease(i32, pcpuBase(c) + PCPU_FL_LOCK_I32);
+    for (let k = lruLocks.length - 1; k >= 0; k--) lockRelease(i32, lruLocks[k]);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The program face: what a BPF program sees of a map (kernel: the
+ * bpf_map_lookup_elem(), bpf_map_update_elem(), bpf_map_lookup_percpu_elem()
+ * and bpf_for_each_map_elem() helpers). References point into shared
+ * memory and live until their section ends (section.ts).
+ */
+import { BpfError, Errno, invalid } from "../errors.js";
+import { BUCKET_HEAD_I32, ELEM_NEXT_I32 } from "../layout/layout.js";
+import { MapFlags, UpdateFlags } from "../uapi.js";
+import { bucketOf, lockBucket, lookupElemLocked, unlockBucket } from "./bucket.js";
+import { checkFlags, checkNotComputing, checkValueIn } from "./checks.js";
+import { copyKeyOut, hashKey, valueAt } from "./elem.js";
+import { EINVAL, ERR_FLAGS, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
+import { findElem } from "./lookup.js";
+import { enter, exit } from "./section.js";
+import { ValueRef } from "./value-ref.js";
+import { initPercpu, insertNewLocked, updateLru, updateRaw, writeSlot } from "./write.js";
+
+export function makeRef(v: HtabView): ValueRef {
+  return new ValueRef(
+    v.i32,
+    v.i64,
+    v.u8,
+    v.valueSize,
+    (v.mapFlags & MapFlags.WronlyProg) === 0,
+    (v.mapFlags & MapFlags.RdonlyProg) === 0,
+    v.spinLockOff,
+    v.cpu,
+    v.liveGen,
+  );
+}
+
+/**
+ * A reference to CPU `cpu`'s value of the scratch key (the only value of a
+ * map that is not per-CPU), or null when absent. Requires: inside a section.
+ * Kernel: htab_map_lookup_elem() from a program, and on LRU maps
+ * htab_lru_map_lookup_elem(), which sets the reference bit.
+ */
+export function refOf(v: HtabView, hash: number, cpu: number, into: ValueRef | undefined): ValueRef | null {
+  const e = findElem(v, hash);
+  if (e === READ_TIMEDOUT) throw new BpfError("lookupRef", Errno.ETIMEDOUT, v.err.message);
+  if (e === 0) return null;
+  v.elems.touch(v, e);
+  return (into ?? makeRef(v))._bind(valueAt(v, e, cpu), v.liveGen[0]);
+}
+
+/**
+ * bpf_for_each_map_elem(): call `cb(map, key, value, ctx)` for every element,
+ * bucket by bucket; it returns 0 to go on or 1 to stop. Returns the number
+ * of elements visited. The key buffer and the reference are reused between
+ * calls. The callback may delete the current element. Like the kernel's
+ * walk, elements added or removed meanwhile may or may not be visited.
+ * @throws BpfError EINVAL for flags other than 0 or a callback returning other than 0 or 1
+ */
+export function forEachElem<M, C>(
+  v: HtabView,
+  map: M,
+  cb: (map: M, key: Uint8Array, value: ValueRef, ctx: C) => number,
+  ctx: C,
+  flags = 0,
+): number {
+  if (typeof cb !== "function") invalid("forEachElem", "callback must be a function");
+  if (flags !== 0) invalid("forEachElem", `flags must be 0, got ${flags}`);
+  const i32 = v.i32;
+  const key = new Uint8Array(v.keySize);
+  let visited = 0;
+  enter(v);
+  try {
+    const ref = makeRef(v);
+    for (let bi = 0; bi <= v.mask; bi++) {
+      const b = v.bucketsBase + (bi << 2);
+      let e = Atomics.load(i32, b + BUCKET_HEAD_I32);
+      for (let steps = 0; e !== 0 && steps < v.walkBound; steps++) {
+        // Read the link first: the callback may delete e (the section keeps e's memory intact).
+        const next = i32[e + ELEM_NEXT_I32];
+        copyKeyOut(v, e, key, 0);
+        visited++;
+        const r = cb(map, key, ref._bind(valueAt(v, e, v.cpu), v.liveGen[0]), ctx);
+        if (r === 1) return visited;
+        if (r !== 0)
+          invalid("forEachElem", `callback returned ${String(r)}; it must return 0 (continue) or 1 (stop)`);
+        e = next;
+      }
+    }
+    return visited;
+  } finally {
+    exit(v);
+  }
+}
+
+/**
+ * bpf_map_update_elem() called from a program: on a per-CPU map it writes
+ * only the calling CPU's slot (`value` is value_size bytes), and a new key's
+ * other slots are zero-filled (docs/kernel-facts.md, "programs"). On other
+ * maps it is updateElem().
+ * @returns 0, -EEXIST, -ENOENT, -E2BIG, -EINVAL, -EACCES (BPF_F_RDONLY_PROG)
+ */
+export function updateElemFromProgram(
+  v: HtabView,
+  key: Uint8Array,
+  value: Uint8Array,
+  flags: number,
+): number {
+  if ((v.mapFlags & MapFlags.RdonlyProg) !== 0) return v.err.fail(-Errno.EACCES, "map is BPF_F_RDONLY_PROG");
+  if (!v.percpu) {
+    checkValueIn(v, "updateElemFromProgram", value);
+    return updateRaw(v, value, 0, flags, hashKey(v, key));
+  }
+  if (!(value instanceof Uint8Array) || value.length !== v.valueSize)
+    invalid("updateElemFromProgram", `a program writes one CPU's value: ${v.valueSize} bytes`);
+  checkNotComputing(v, "updateElemFromProgram");
+  const hash = hashKey(v, key);
+  if (v.lru !== null) return updateLru(v, value, 0, flags, hash, true);
+  if (flags > UpdateFlags.Exist) return v.err.failWith(EINVAL, ERR_FLAGS, flags);
+  const b = bucketOf(v, hash);
+  if (!lockBucket(v, b)) return ETIMEDOUT;
+  const old = lookupElemLocked(v, b, hash);
+  let err = checkFlags(v, old, flags);
+  if (err === 0 && old !== 0) writeSlot(v, old, value);
+  else if (err === 0) err = insertNewLocked(v, b, hash, initPercpu(v, value), 0);
+  unlockBucket(v, b);
+  return err;
+}

@@ -1,0 +1,42 @@
+/**
+ * Program sections (kernel: the RCU read-side section a BPF program runs
+ * in, and synchronize_rcu()). While any section is active, freed elements
+ * wait in limbo instead of going back to a freelist, so a reference taken
+ * inside a section (program.ts) never sees its element reused.
+ */
+import { limboReclaim, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import { invalid } from "../errors.js";
+import { noSections } from "./fast-glue.js";
+import type { HtabView } from "./htab-view.js";
+
+/**
+ * Enter a program section (kernel: the RCU read-side section a BPF program
+ * runs in). References from lookupRef() are valid until the matching exit().
+ * Sections nest; keep them short: elements freed meanwhile wait for them.
+ */
+export function enter(v: HtabView): void {
+  if (v.sectionDepth++ === 0) {
+    sectionEnter(v.i32, v.cpu);
+    v.liveGen[0]++;
+  }
+}
+
+/** Leave a program section; at the outermost exit its references die. */
+export function exit(v: HtabView): void {
+  if (v.sectionDepth === 0) invalid("exit", "exit() without enter()");
+  if (--v.sectionDepth === 0) {
+    v.liveGen[0]++;
+    sectionExit(v.i32, v.cpu);
+    limboReclaim(v.i32, v.cpu, v.cpu, v.nrCpus, v.elems.sink);
+  }
+}
+
+/**
+ * Wait until every program section that began before this call has ended
+ * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is quiet.
+ * @throws BpfError EINVAL inside a section (it would wait for itself)
+ */
+export function synchronize(v: HtabView): void {
+  if (v.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
+  if (!noSections(v)) synchronizeSections(v.i32, v.nrCpus);
+}
