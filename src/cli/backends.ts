@@ -7,7 +7,7 @@ import { MapDomain } from "../core/map-domain.js";
 import type { RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
 import { pinThreadToCpu, possibleCpus } from "../kernel/bpf-syscall.js";
-import { type BtfDecl, btfDeclOf } from "../kernel/btf.js";
+import { type BtfDecl, btfDeclOf } from "../kernel/btf-write.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import { MapType } from "../uapi.js";
 import type { MapFactory } from "./replay.js";

@@ -18,8 +18,10 @@
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { walkKeys } from "../core/key-walk.js";
-import { type Btf, type BtfFormatted, BtfLeaf, btfFormat, JsonW } from "../kernel/btf.js";
-import { KernelMap, strerror } from "../kernel/kernel-map.js";
+import type { Btf } from "../kernel/btf.js";
+import { type BtfFormatted, BtfLeaf, btfFormat, JsonW } from "../kernel/btf-format.js";
+import { strerror } from "../kernel/errno-text.js";
+import { KernelMap } from "../kernel/kernel-map.js";
 import { kernelTypeIsPercpu } from "../kernel/map-types.js";
 
 /** What a command printed and how it ended, for the CLI and the tests. */

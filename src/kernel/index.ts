@@ -3,27 +3,14 @@
  * RawMap interface as the SharedArrayBuffer maps. Node on Linux only.
  */
 
+export type { KernelMapInfo } from "./attr.js";
 export { possibleCpus } from "./bpf-syscall.js";
-export {
-  type Btf,
-  type BtfDecl,
-  BtfKind,
-  type BtfMember,
-  type BtfType,
-  btfCodec,
-  btfDeclOf,
-  parseBtf,
-  resolveType,
-  writeBtf,
-} from "./btf.js";
-export {
-  type KernelCreateOptions,
-  KernelMap,
-  type KernelMapInfo,
-  type KernelMapListing,
-  kernelAvailable,
-  strerror,
-} from "./kernel-map.js";
+export { type Btf, BtfKind, type BtfMember, type BtfType, parseBtf, resolveType } from "./btf.js";
+export { btfCodec } from "./btf-codec.js";
+export { type BtfDecl, btfDeclOf, writeBtf } from "./btf-write.js";
+export { strerror } from "./errno-text.js";
+export { type KernelCreateOptions, KernelMap, kernelAvailable } from "./kernel-map.js";
+export type { KernelMapListing } from "./map-objects.js";
 export { KERNEL_MAP_TYPE_NAMES, kernelMapTypeName } from "./map-types.js";
 export {
   AluOp,

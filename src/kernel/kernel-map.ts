@@ -3,7 +3,7 @@
  * is one bpf() syscall over one preallocated native arena per map (attr,
  * key, value and next-key slots), so a call allocates nothing in JS.
  *
- * bpf_attr offsets are the uapi ones (include/uapi/linux/bpf.h).
+ * bpf_attr offsets are the uapi ones (attr.ts).
  */
 
 import { unlinkSync } from "node:fs";
@@ -13,111 +13,54 @@ import { walkKeys } from "../core/key-walk.js";
 import { LastError } from "../core/last-error.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
 import type { MapSpec } from "../core/spec.js";
-import { BpfError, Errno, errnoName, invalid } from "../errors.js";
+import { BpfError, Errno, invalid } from "../errors.js";
 import { syscallValueBytes } from "../layout/layout.js";
 import { BpfCmd, MapType } from "../uapi.js";
 import {
-  bpfFfi,
-  fdinfoNumber,
-  fdMemlock,
-  isMapFd,
-  type NativeBuf,
-  possibleCpus,
-  unprivilegedBpfDisabled,
-} from "./bpf-syscall.js";
-import { type Btf, type BtfDecl, mapCodecs, parseBtf, writeBtf } from "./btf.js";
-import { kernelMapTypeName, kernelTypeIsPercpu, kernelTypeSupported } from "./map-types.js";
-
-const ATTR_BYTES = 128;
-// BPF_MAP_CREATE
-const CREATE_MAP_TYPE = 0;
-const CREATE_KEY_SIZE = 4;
-const CREATE_VALUE_SIZE = 8;
-const CREATE_MAX_ENTRIES = 12;
-const CREATE_MAP_FLAGS = 16;
-const CREATE_INNER_MAP_FD = 20;
-const CREATE_NUMA_NODE = 24;
-const CREATE_MAP_NAME = 28;
-const CREATE_BTF_FD = 48;
-const CREATE_BTF_KEY_TYPE_ID = 52;
-const CREATE_BTF_VALUE_TYPE_ID = 56;
-// BPF_BTF_LOAD, BPF_BTF_GET_FD_BY_ID, struct bpf_btf_info
-const BTF_LOAD_BTF = 0;
-const BTF_LOAD_LOG_BUF = 8;
-const BTF_LOAD_SIZE = 16;
-const BTF_LOAD_LOG_SIZE = 20;
-const BTF_LOAD_LOG_LEVEL = 24;
-const BTF_INFO_BYTES = 32;
-const BTF_INFO_BTF = 0;
-const BTF_INFO_BTF_SIZE = 8;
-// BPF_MAP_*_ELEM
-const ELEM_MAP_FD = 0;
-const ELEM_KEY = 8;
-const ELEM_VALUE = 16;
-const ELEM_FLAGS = 24;
-// BPF_MAP_*_BATCH
-const BATCH_IN_BATCH = 0;
-const BATCH_OUT_BATCH = 8;
-const BATCH_KEYS = 16;
-const BATCH_VALUES = 24;
-const BATCH_COUNT = 32;
-const BATCH_MAP_FD = 36;
-const BATCH_ELEM_FLAGS = 40;
-const BATCH_FLAGS = 48;
-// BPF_OBJ_GET_INFO_BY_FD and struct bpf_map_info
-const INFO_BPF_FD = 0;
-const INFO_LEN = 4;
-const INFO_PTR = 8;
-const MAP_INFO_BYTES = 88;
-const MAP_INFO_TYPE = 0;
-const MAP_INFO_ID = 4;
-const MAP_INFO_KEY_SIZE = 8;
-const MAP_INFO_VALUE_SIZE = 12;
-const MAP_INFO_MAX_ENTRIES = 16;
-const MAP_INFO_MAP_FLAGS = 20;
-const MAP_INFO_NAME = 24;
-const MAP_INFO_NAME_BYTES = 16;
-const MAP_INFO_BTF_ID = 64;
-const MAP_INFO_BTF_KEY_TYPE_ID = 68;
-const MAP_INFO_BTF_VALUE_TYPE_ID = 72;
-
-/** What BPF_OBJ_GET_INFO_BY_FD says of a map (struct bpf_map_info). */
-export interface KernelMapInfo {
-  type: number;
-  id: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
-  name: string;
-  btfId: number;
-  btfKeyTypeId: number;
-  btfValueTypeId: number;
-}
-
-function decodeMapInfo(dv: DataView): KernelMapInfo {
-  let name = "";
-  for (let i = 0; i < MAP_INFO_NAME_BYTES; i++) {
-    const c = dv.getUint8(MAP_INFO_NAME + i);
-    if (c === 0) break;
-    name += String.fromCharCode(c);
-  }
-  return {
-    type: dv.getUint32(MAP_INFO_TYPE, true),
-    id: dv.getUint32(MAP_INFO_ID, true),
-    keySize: dv.getUint32(MAP_INFO_KEY_SIZE, true),
-    valueSize: dv.getUint32(MAP_INFO_VALUE_SIZE, true),
-    maxEntries: dv.getUint32(MAP_INFO_MAX_ENTRIES, true),
-    flags: dv.getUint32(MAP_INFO_MAP_FLAGS, true),
-    name,
-    btfId: dv.getUint32(MAP_INFO_BTF_ID, true),
-    btfKeyTypeId: dv.getUint32(MAP_INFO_BTF_KEY_TYPE_ID, true),
-    btfValueTypeId: dv.getUint32(MAP_INFO_BTF_VALUE_TYPE_ID, true),
-  };
-}
-
-/** "Not written by the kernel" marker for out_batch: no bucket index reaches it. */
-const OUT_BATCH_UNSET = 0xffffffff;
+  ATTR_BYTES,
+  BATCH_COUNT,
+  BATCH_ELEM_FLAGS,
+  BATCH_FLAGS,
+  BATCH_IN_BATCH,
+  BATCH_KEYS,
+  BATCH_MAP_FD,
+  BATCH_OUT_BATCH,
+  BATCH_VALUES,
+  CREATE_BTF_FD,
+  CREATE_BTF_KEY_TYPE_ID,
+  CREATE_BTF_VALUE_TYPE_ID,
+  CREATE_INNER_MAP_FD,
+  CREATE_KEY_SIZE,
+  CREATE_MAP_FLAGS,
+  CREATE_MAP_NAME,
+  CREATE_MAP_TYPE,
+  CREATE_MAX_ENTRIES,
+  CREATE_NUMA_NODE,
+  CREATE_VALUE_SIZE,
+  ELEM_FLAGS,
+  ELEM_KEY,
+  ELEM_MAP_FD,
+  ELEM_VALUE,
+  type KernelMapInfo,
+  OUT_BATCH_UNSET,
+} from "./attr.js";
+import { bpfFfi, fdMemlock, isMapFd, type NativeBuf, possibleCpus } from "./bpf-syscall.js";
+import { type Btf, parseBtf } from "./btf.js";
+import { mapCodecs } from "./btf-codec.js";
+import { declBlob, loadBtf, readBtfBlob } from "./btf-load.js";
+import type { BtfDecl } from "./btf-write.js";
+import { capabilityHint, explainErrno, strerror } from "./errno-text.js";
+import {
+  checkCompatible,
+  getFdById,
+  type KernelMapListing,
+  listing,
+  mapInfoOf,
+  mapInfoOfFd,
+  nextMapId,
+  objCall,
+} from "./map-objects.js";
+import { ELEMENT_CMDS, kernelMapTypeName, kernelTypeIsPercpu, kernelTypeSupported } from "./map-types.js";
 
 export interface KernelCreateOptions {
   /** Template inner map for ARRAY_OF_MAPS / HASH_OF_MAPS. */
@@ -130,72 +73,6 @@ export interface KernelCreateOptions {
    * `bpf_spin_lock` member makes a spin-lock map.
    */
   btf?: { blob: Uint8Array; keyTypeId: number; valueTypeId: number } | { key: BtfDecl; value: BtfDecl };
-}
-
-/** The element and batch commands, which KernelMap refuses on types it has no backend for. */
-const ELEMENT_CMDS = new Set<number>([
-  BpfCmd.MapLookupElem,
-  BpfCmd.MapUpdateElem,
-  BpfCmd.MapDeleteElem,
-  BpfCmd.MapGetNextKey,
-  BpfCmd.MapLookupAndDeleteElem,
-  BpfCmd.MapLookupBatch,
-  BpfCmd.MapLookupAndDeleteBatch,
-  BpfCmd.MapUpdateBatch,
-  BpfCmd.MapDeleteBatch,
-]);
-
-const CMD_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(BpfCmd).map(([name, n]) => [
-    n,
-    `BPF_${name.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase()}`,
-  ]),
-);
-
-/**
- * What a bare errno from bpf() means for this command, as the SAB backend
- * would say it: "map full (max_entries 1024)" rather than "E2BIG".
- */
-function explainErrno(cmd: number, e: number, info: MapInfo): string {
-  const name = CMD_NAMES[cmd] ?? `command ${cmd}`;
-  const update = cmd === BpfCmd.MapUpdateElem || cmd === BpfCmd.MapUpdateBatch;
-  const lookup = cmd === BpfCmd.MapLookupElem || cmd === BpfCmd.MapLookupAndDeleteElem;
-  switch (e) {
-    case Errno.E2BIG:
-      if (update) return `map full (max_entries ${info.maxEntries} reached)`;
-      break;
-    case Errno.EEXIST:
-      if (update) return "key already exists (BPF_NOEXIST)";
-      break;
-    case Errno.ENOENT:
-      if (update) return "key not found (BPF_EXIST)";
-      if (lookup || cmd === BpfCmd.MapDeleteElem || cmd === BpfCmd.MapDeleteBatch) return "key not found";
-      if (cmd === BpfCmd.MapGetNextKey) return "no more keys";
-      if (cmd === BpfCmd.MapLookupBatch || cmd === BpfCmd.MapLookupAndDeleteBatch)
-        return "reached the last bucket";
-      break;
-    case Errno.EPERM:
-      return `${name} refused: the map is frozen or read-only for the control plane, or ${capabilityHint()}`;
-    case Errno.EACCES:
-      return `${name} refused: the map is BPF_F_RDONLY/BPF_F_WRONLY for this access, or ${capabilityHint()}`;
-    case Errno.EINVAL:
-      return `${name}: the kernel refused the flags or arguments (unknown flag bits, BPF_F_LOCK without a bpf_spin_lock, a bad cursor)`;
-    case Errno.ENOSPC:
-      return "a bucket holds more elements than count: call again with a larger count";
-    case Errno.ENOMEM:
-      return `${name}: the kernel could not allocate (memlock or memory cgroup limit)`;
-    case Errno.EBUSY:
-      return `${name}: busy (a program holds the map's lock on this CPU)`;
-  }
-  return `${name} failed: ${strerror(e)}`;
-}
-
-/** Say which capability is missing when bpf() refuses. */
-function capabilityHint(): string {
-  const uid = typeof process.getuid === "function" ? process.getuid() : -1;
-  const d = unprivilegedBpfDisabled();
-  if (uid === 0) return "bpf() refused even for root: a seccomp filter or LSM blocks it";
-  return `needs CAP_BPF (CAP_SYS_ADMIN for BPF_F_ZERO_SEED) or root; uid=${uid}, kernel.unprivileged_bpf_disabled=${d}`;
 }
 
 /** A real kernel map driven through bpf(). Same RawMap interface as the SAB `Htab`. */
@@ -497,26 +374,7 @@ export class KernelMap implements RawMap {
 
   /** BPF_OBJ_GET_INFO_BY_FD on any fd: the map's info, or BpfError (EINVAL for an fd that is not a map). */
   static infoOfFd(fd: number, op: string): KernelMapInfo {
-    const ffi = bpfFfi();
-    const attr = ffi.alloc(ATTR_BYTES);
-    const info = ffi.alloc(MAP_INFO_BYTES);
-    try {
-      attr.dv.setUint32(INFO_BPF_FD, fd, true);
-      attr.dv.setUint32(INFO_LEN, MAP_INFO_BYTES, true);
-      attr.dv.setBigUint64(INFO_PTR, info.addr, true);
-      if (ffi.call(BpfCmd.ObjGetInfoByFd, attr.ptr, ATTR_BYTES) < 0) {
-        const e = ffi.errno();
-        throw new BpfError(
-          op,
-          e,
-          `BPF_OBJ_GET_INFO_BY_FD on fd ${fd} failed: ${e === Errno.EBADF || e === Errno.EBADFD ? "not an open fd" : e === Errno.EINVAL ? "not a BPF object" : errnoName(e)}`,
-        );
-      }
-      return decodeMapInfo(info.dv);
-    } finally {
-      info.free();
-      attr.free();
-    }
+    return mapInfoOfFd(fd, op);
   }
 
   /** BPF_OBJ_GET_INFO_BY_FD: id, max_entries and flags as the kernel reports them (infoOfFd() has every field). */
@@ -748,259 +606,5 @@ export function kernelAvailable(): { ok: boolean; reason: string } {
     return { ok: true, reason: "bpf() works" };
   } catch (e) {
     return { ok: false, reason: (e as Error).message };
-  }
-}
-
-/** glibc's strerror() text for the errnos bpf() returns (what bpftool prints). */
-export function strerror(e: number): string {
-  const TEXT: Record<number, string> = {
-    1: "Operation not permitted",
-    2: "No such file or directory",
-    3: "No such process",
-    4: "Interrupted system call",
-    7: "Argument list too long",
-    9: "Bad file descriptor",
-    11: "Resource temporarily unavailable",
-    12: "Cannot allocate memory",
-    13: "Permission denied",
-    14: "Bad address",
-    16: "Device or resource busy",
-    17: "File exists",
-    19: "No such device",
-    20: "Not a directory",
-    22: "Invalid argument",
-    24: "Too many open files",
-    28: "No space left on device",
-    34: "Numerical result out of range",
-    38: "Function not implemented",
-    40: "Too many levels of symbolic links",
-    75: "Value too large for defined data type",
-    77: "File descriptor in bad state",
-    95: "Operation not supported",
-    110: "Connection timed out",
-  };
-  return TEXT[e] ?? `Unknown error ${e}`;
-}
-
-/** The MapInfo of a map the kernel described (every size from BPF_OBJ_GET_INFO_BY_FD). */
-function mapInfoOf(real: KernelMapInfo, nrCpus: number, valueBytes: number): MapInfo {
-  return Object.freeze({
-    type: real.type as MapType,
-    keySize: real.keySize,
-    valueSize: real.valueSize,
-    valueBytes,
-    maxEntries: real.maxEntries,
-    flags: real.flags,
-    nrCpus,
-    id: real.id,
-    name: real.name,
-    btfId: real.btfId,
-    btfKeyTypeId: real.btfKeyTypeId,
-    btfValueTypeId: real.btfValueTypeId,
-  });
-}
-
-/** A map as KernelMap.list() and `htab map show` report it (bpftool's fields). */
-export interface KernelMapListing extends KernelMapInfo {
-  /** bpftool's type name ("hash", "ringbuf", …). */
-  typeName: string;
-  /** bytes_memlock (from fdinfo). */
-  memlock: number;
-  /** 1 once BPF_MAP_FREEZE was called. */
-  frozen: number;
-}
-
-function listing(fd: number): KernelMapListing {
-  const info = KernelMap.infoOfFd(fd, "list");
-  return {
-    ...info,
-    typeName: kernelMapTypeName(info.type),
-    memlock: fdMemlock(fd),
-    frozen: fdinfoNumber(fd, "frozen"),
-  };
-}
-
-/** cilium/ebpf's MapSpec.Compatible: every given field must be what the kernel has. */
-function checkCompatible(op: string, what: string, real: KernelMapInfo, want: Partial<MapSpec>): void {
-  for (const [field, theirs] of [
-    ["type", real.type],
-    ["keySize", real.keySize],
-    ["valueSize", real.valueSize],
-    ["maxEntries", real.maxEntries],
-    ["flags", real.flags],
-  ] as const) {
-    const mine = want[field];
-    if (mine !== undefined && mine !== theirs)
-      invalid(
-        op,
-        `${what} is not the map expected: ${field} is ${field === "type" ? `${theirs} (${kernelMapTypeName(theirs)})` : theirs}, expected ${String(mine)}`,
-      );
-  }
-}
-
-/** BPF_OBJ_GET (returns the fd) or BPF_OBJ_PIN (of `fd`) on `path`, with errors that say what happened. */
-function objCall(op: string, cmd: number, path: string, fd: number): number {
-  const ffi = bpfFfi();
-  const bytes = Buffer.from(path, "utf8");
-  if (bytes.includes(0)) invalid(op, "path must not contain a NUL byte");
-  const str = ffi.alloc(bytes.length + 1);
-  const attr = ffi.alloc(ATTR_BYTES);
-  try {
-    str.u8.set(bytes);
-    attr.dv.setBigUint64(0, str.addr, true); // pathname
-    attr.dv.setUint32(8, fd, true); // bpf_fd (pin)
-    const r = ffi.call(cmd, attr.ptr, ATTR_BYTES);
-    if (r >= 0) return r;
-    const e = ffi.errno();
-    const pin = cmd === BpfCmd.ObjPin;
-    let detail: string;
-    if (e === Errno.ENOENT) detail = pin ? `no such directory for ${path}` : `no such pin: ${path}`;
-    else if (e === Errno.EEXIST) detail = `${path} already exists`;
-    else if (e === Errno.EPERM || e === Errno.EACCES)
-      detail =
-        `${pin ? "pinning at" : "opening"} ${path} was refused (${strerror(e)}): ` +
-        (process.getuid?.() === 0
-          ? "it is not a BPF object on a bpffs mount (mount -t bpf bpf /sys/fs/bpf)"
-          : `the path must be on a bpffs mount, and ${capabilityHint()}`);
-    else if (e === Errno.EINVAL) detail = `${path} is not a BPF object on a bpffs mount`;
-    else detail = `${pin ? "BPF_OBJ_PIN" : "BPF_OBJ_GET"} of ${path} failed: ${strerror(e)}`;
-    throw new BpfError(op, e, detail);
-  } finally {
-    attr.free();
-    str.free();
-  }
-}
-
-/**
- * One bpf() call whose attr holds a u32 at offset 0 (an id): `done` sees the
- * result and the attr (the kernel writes its answer there), or the errno.
- */
-function idCall<T>(cmd: number, id: number, done: (r: number, attr: DataView, errno: number) => T): T {
-  const ffi = bpfFfi();
-  const attr = ffi.alloc(ATTR_BYTES);
-  try {
-    attr.dv.setUint32(0, id, true);
-    const r = ffi.call(cmd, attr.ptr, ATTR_BYTES);
-    return done(r, attr.dv, r < 0 ? ffi.errno() : 0);
-  } finally {
-    attr.free();
-  }
-}
-
-/** BPF_MAP_GET_FD_BY_ID. */
-function getFdById(op: string, id: number): number {
-  return idCall(BpfCmd.MapGetFdById, id, (r, _attr, e) => {
-    if (r >= 0) return r;
-    throw new BpfError(
-      op,
-      e,
-      e === Errno.ENOENT
-        ? `no map with id ${id}`
-        : e === Errno.EPERM
-          ? `opening map id ${id} was refused: needs CAP_SYS_ADMIN (${capabilityHint()})`
-          : `BPF_MAP_GET_FD_BY_ID ${id} failed: ${strerror(e)}`,
-    );
-  });
-}
-
-/** BPF_MAP_GET_NEXT_ID after `start`; 0 at the end. */
-function nextMapId(op: string, start: number): number {
-  return idCall(BpfCmd.MapGetNextId, start, (r, attr, e) => {
-    if (r >= 0) return attr.getUint32(4, true);
-    if (e === Errno.ENOENT) return 0;
-    throw new BpfError(
-      op,
-      e,
-      e === Errno.EPERM ? `listing maps needs CAP_SYS_ADMIN (${capabilityHint()})` : strerror(e),
-    );
-  });
-}
-
-/** A blob holding a key and a value declaration. */
-function declBlob(
-  key: BtfDecl,
-  value: BtfDecl,
-): { blob: Uint8Array; keyTypeId: number; valueTypeId: number } {
-  const { blob, ids } = writeBtf([key, value]);
-  return { blob, keyTypeId: ids[0], valueTypeId: ids[1] };
-}
-
-/** BPF_BTF_LOAD; the verifier's log is in the error when the kernel refuses the blob. */
-export function loadBtf(blob: Uint8Array): number {
-  const ffi = bpfFfi();
-  const attr = ffi.alloc(ATTR_BYTES);
-  const data = ffi.alloc(blob.length);
-  const log = ffi.alloc(64 * 1024);
-  try {
-    data.u8.set(blob);
-    const load = (level: number) => {
-      attr.u8.fill(0);
-      attr.dv.setBigUint64(BTF_LOAD_BTF, data.addr, true);
-      attr.dv.setUint32(BTF_LOAD_SIZE, blob.length, true);
-      if (level > 0) {
-        attr.dv.setBigUint64(BTF_LOAD_LOG_BUF, log.addr, true);
-        attr.dv.setUint32(BTF_LOAD_LOG_SIZE, log.u8.length, true);
-        attr.dv.setUint32(BTF_LOAD_LOG_LEVEL, level, true);
-      }
-      return ffi.call(BpfCmd.BtfLoad, attr.ptr, ATTR_BYTES);
-    };
-    const fd = load(0);
-    if (fd >= 0) return fd;
-    const e = ffi.errno();
-    load(1); // again with the log, for the message
-    const end = log.u8.indexOf(0);
-    const text = new TextDecoder().decode(log.u8.subarray(0, end < 0 ? log.u8.length : end)).trim();
-    throw new BpfError(
-      "btf",
-      e,
-      `BPF_BTF_LOAD refused the types: ${text.split("\n").slice(-4).join(" / ") || strerror(e)}`,
-    );
-  } finally {
-    log.free();
-    data.free();
-    attr.free();
-  }
-}
-
-/** The raw blob of BTF object `id`. */
-function readBtfBlob(id: number): Uint8Array {
-  const ffi = bpfFfi();
-  const fd = idCall(BpfCmd.BtfGetFdById, id, (r, _a, e) => {
-    if (r >= 0) return r;
-    throw new BpfError("btf", e, `BPF_BTF_GET_FD_BY_ID ${id} failed: ${strerror(e)}`);
-  });
-  const attr = ffi.alloc(ATTR_BYTES);
-  const info = ffi.alloc(BTF_INFO_BYTES);
-  try {
-    const get = (buf: { addr: bigint } | null, size: number) => {
-      attr.u8.fill(0);
-      info.u8.fill(0);
-      attr.dv.setUint32(INFO_BPF_FD, fd, true);
-      attr.dv.setUint32(INFO_LEN, BTF_INFO_BYTES, true);
-      attr.dv.setBigUint64(INFO_PTR, info.addr, true);
-      if (buf !== null) {
-        info.dv.setBigUint64(BTF_INFO_BTF, buf.addr, true);
-        info.dv.setUint32(BTF_INFO_BTF_SIZE, size, true);
-      }
-      if (ffi.call(BpfCmd.ObjGetInfoByFd, attr.ptr, ATTR_BYTES) < 0)
-        throw new BpfError(
-          "btf",
-          ffi.errno(),
-          `BPF_OBJ_GET_INFO_BY_FD on BTF ${id} failed: ${strerror(ffi.errno())}`,
-        );
-      return info.dv.getUint32(BTF_INFO_BTF_SIZE, true);
-    };
-    const size = get(null, 0);
-    const out = ffi.alloc(size);
-    try {
-      get(out, size);
-      return out.u8.slice(0, size);
-    } finally {
-      out.free();
-    }
-  } finally {
-    info.free();
-    attr.free();
-    ffi.close(fd);
   }
 }

@@ -3,6 +3,8 @@
  * names them (`bpftool map show` prints these), for maps htab opens but did
  * not make. htab's own backends cover the hash family (src/uapi.ts MapType).
  */
+
+import { BpfCmd } from "../uapi.js";
 export const KERNEL_MAP_TYPE_NAMES: readonly string[] = [
   "unspec",
   "hash",
@@ -55,3 +57,16 @@ export function kernelTypeIsPercpu(t: number): boolean {
 export function kernelTypeSupported(t: number): boolean {
   return t === 1 || t === 5 || t === 9 || t === 10 || t === 12 || t === 13;
 }
+
+/** The element and batch commands, which KernelMap refuses on types it has no backend for. */
+export const ELEMENT_CMDS = new Set<number>([
+  BpfCmd.MapLookupElem,
+  BpfCmd.MapUpdateElem,
+  BpfCmd.MapDeleteElem,
+  BpfCmd.MapGetNextKey,
+  BpfCmd.MapLookupAndDeleteElem,
+  BpfCmd.MapLookupBatch,
+  BpfCmd.MapLookupAndDeleteBatch,
+  BpfCmd.MapUpdateBatch,
+  BpfCmd.MapDeleteBatch,
+]);

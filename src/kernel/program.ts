@@ -12,8 +12,8 @@
 import { BpfError, Errno, invalid } from "../errors.js";
 import { BpfCmd } from "../uapi.js";
 import { bpfFfi, pinThreadToCpu } from "./bpf-syscall.js";
+import { strerror } from "./errno-text.js";
 import type { KernelMap } from "./kernel-map.js";
-import { strerror } from "./kernel-map.js";
 
 /** One struct bpf_insn. */
 export interface Insn {

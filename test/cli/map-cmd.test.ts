@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { hexBytes } from "../../src/cli/map-cmd.js";
-import { btfDeclOf } from "../../src/kernel/btf.js";
+import { btfDeclOf } from "../../src/kernel/btf-write.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";

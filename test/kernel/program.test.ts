@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
-import { btfDeclOf } from "../../src/kernel/btf.js";
+import { btfDeclOf } from "../../src/kernel/btf-write.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import {
   asm,
