@@ -16,7 +16,13 @@ export interface BenchOptions {
 
 export function defaultOptions(): BenchOptions {
   const here = dirname(fileURLToPath(import.meta.url));
-  return { jsPath: false, quick: false, out: join(here, "..", "..", "bench", "results"), chart: true, json: false };
+  return {
+    jsPath: false,
+    quick: false,
+    out: join(here, "..", "..", "bench", "results"),
+    chart: true,
+    json: false,
+  };
 }
 
 export function parseBenchArgs(argv: string[]): BenchOptions {

@@ -5,6 +5,8 @@
  * best a careful user could hand-write).
  */
 import { Worker } from "node:worker_threads";
+import { ORDER_MASK } from "../keys.js";
+import type { PointPeer } from "../peer.js";
 
 const OWNER = `
 const { parentPort, workerData } = require("node:worker_threads");
@@ -89,4 +91,19 @@ export class OwnerMap {
     }
     await this.worker.terminate();
   }
+}
+
+/** The owner worker's Atomics request slot as a bench peer (lookups only). */
+export async function ownerSlotPeer(present: Uint32Array): Promise<PointPeer> {
+  const owner = await OwnerMap.start(present, present.length);
+  owner.serveSlot();
+  return {
+    name: "Atomics request slot",
+    lookup(keys, ord, pos, n) {
+      let hits = 0;
+      for (let i = 0; i < n; i++) if (owner.slotGet(keys[ord[(pos + i) & ORDER_MASK]])) hits++;
+      return hits;
+    },
+    close: () => owner.stop(),
+  };
 }

@@ -1,3 +1,6 @@
+import { ORDER_MASK } from "../keys.js";
+import type { PointPeer } from "../peer.js";
+
 /**
  * The baseline a careful user might write first: a SharedArrayBuffer hash
  * table (u32 key -> u64 value, open addressing, linear probing, tombstones)
@@ -101,4 +104,31 @@ export class NaiveLockMap {
     this.unlock();
     return s >= 0;
   }
+}
+
+/** The naive map as a bench peer. */
+export function naiveLockPeer(present: Uint32Array, capacity: number): PointPeer & { map: NaiveLockMap } {
+  const m = new NaiveLockMap(capacity);
+  const out = new Int32Array(2);
+  for (let i = 0; i < present.length; i++) m.set(present[i], i, 0);
+  return {
+    name: "naive SAB + global lock",
+    map: m,
+    lookup(keys, ord, pos, n) {
+      let hits = 0;
+      for (let i = 0; i < n; i++) if (m.get(keys[ord[(pos + i) & ORDER_MASK]], out)) hits++;
+      return hits;
+    },
+    update(keys, ord, pos, n) {
+      for (let i = 0; i < n; i++) m.set(keys[ord[(pos + i) & ORDER_MASK]], 7, 0);
+    },
+    insertDelete(keys, ord, pos, n) {
+      for (let i = 0; i < n; i++) {
+        const k = keys[ord[(pos + i) & ORDER_MASK]];
+        m.set(k, 7, 0);
+        m.delete(k);
+      }
+    },
+    close() {},
+  };
 }

@@ -34,6 +34,20 @@ test("bench --quick: the JSON report is well formed and complete", { timeout: 18
         rep.points.some((x) => x.workload === w && x.peer === p && x.entries === 1000),
         `missing ${w} / ${p}`,
       );
+  // Tight-loop rows beside the harnessed ones: the same operations in one plain loop.
+  for (const w of ["lookup hit", "update existing", "insert+delete"])
+    for (const p of ["V8 Map", "htab"])
+      assert.ok(
+        rep.points.some((x) => x.workload === `${w} (tight loop)` && x.peer === p && x.stat.median > 0),
+        `missing tight loop ${w} / ${p}`,
+      );
+  assert.ok(rep.ratios["lookup hit (tight loop) @1k: htab / V8 Map"] > 0);
+  for (const w of ["LRU insert, evicting", "LRU lookup hit"])
+    for (const p of ["htab", "lru-cache"])
+      assert.ok(
+        rep.points.some((x) => x.workload === w && x.peer === p),
+        `missing ${w} / ${p}`,
+      );
   for (const p of ["Atomics request slot", "postMessage owner", "htab TypedMap"])
     assert.ok(
       rep.points.some((x) => x.peer === p),

@@ -1,0 +1,43 @@
+/** The report's chart (vega-lite, rendered by src/cli/chart.ts when the optional peers are installed). */
+import { renderChart } from "../src/cli/chart.js";
+import type { BenchReport } from "./report.js";
+
+export async function chart(rep: BenchReport, base: string): Promise<string[]> {
+  const data = rep.points
+    .filter((p) => ["lookup hit", "lookup miss", "update existing", "insert+delete"].includes(p.workload))
+    .map((p) => ({ workload: p.workload, size: `${p.entries} entries`, peer: p.peer, ns: p.stat.median }));
+  const spec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `htab vs alternatives: median ns per operation (log scale), ${rep.machine.model}, Node ${rep.node}`,
+    data: { values: data },
+    facet: {
+      row: { field: "size", type: "nominal", title: null },
+      column: { field: "workload", type: "nominal", title: null },
+    },
+    spec: {
+      width: 180,
+      height: 160,
+      mark: "bar",
+      encoding: {
+        y: { field: "peer", type: "nominal", title: null, sort: "x" },
+        // Log bars need an explicit base: they grow from 1 ns.
+        x: {
+          field: "ns",
+          type: "quantitative",
+          scale: { type: "log", domain: [1, 100000] },
+          title: "ns/op (log)",
+        },
+        x2: { datum: 1 },
+        color: { field: "peer", type: "nominal", legend: null },
+      },
+    },
+  };
+  try {
+    const r = await renderChart(spec, base);
+    if (r.skipped) rep.skipped.push(`chart: ${r.skipped}`);
+    return r.files;
+  } catch (e) {
+    rep.skipped.push(`chart: ${(e as Error).message}`);
+    return [];
+  }
+}

@@ -1,0 +1,168 @@
+/** The bench report: its rows, the ratios computed from them, and the Markdown table. */
+/** Suffix of a row measured in one plain loop, without the harness. */
+export const TIGHT = " (tight loop)";
+
+/** Workloads whose htab / peer ratios the report lists. */
+const RATIO_WORKLOADS = [
+  "lookup hit",
+  "lookup miss",
+  "update existing",
+  "insert+delete",
+  "LRU insert, evicting",
+  "LRU lookup hit",
+];
+
+export interface Stat {
+  median: number;
+  mean: number;
+  p75: number;
+  p99: number;
+  rme: number;
+  samples: number;
+}
+
+export interface PointResult {
+  workload: string;
+  entries: number;
+  peer: string;
+  unit: "ns/op";
+  stat: Stat;
+}
+
+export interface ThroughputResult {
+  workload: string;
+  entries: number;
+  peer: string;
+  workers: number;
+  unit: "ops/s";
+  median: number;
+  min: number;
+  max: number;
+  reps: number;
+}
+
+export interface MemoryResult {
+  /** "hash", "percpu_hash" (2 possible CPUs' worth of values), "hash NO_PREALLOC (half full)" */
+  type: string;
+  entries: number;
+  htabBytesPerEntry: number;
+  kernelBytesPerEntry: number | null;
+  ratio: number | null;
+}
+
+export interface BenchReport {
+  date: string;
+  quick: boolean;
+  /** htab ran the wasm fast path (false with --js-path). */
+  fastPath: boolean;
+  machine: { cpus: number; model: string; memoryBytes: number; os: string; arch: string };
+  node: string;
+  points: PointResult[];
+  throughput: ThroughputResult[];
+  memory: MemoryResult[];
+  ratios: Record<string, number>;
+  skipped: string[];
+}
+
+/** Whether htab maps run the wasm fast path (`--js-path` measures the JS path, for before/after runs). */
+/** A tinybench latency (ms per call of `perCall` operations) as ns per operation. */
+export function stat(
+  latencyMs: { p50: number; mean: number; p75: number; p99: number; rme: number; samplesCount: number },
+  perCall: number,
+): Stat {
+  const k = 1e6 / perCall;
+  return {
+    median: latencyMs.p50 * k,
+    mean: latencyMs.mean * k,
+    p75: latencyMs.p75 * k,
+    p99: latencyMs.p99 * k,
+    rme: latencyMs.rme,
+    samples: latencyMs.samplesCount,
+  };
+}
+
+export function median(
+  list: PointResult[],
+  workload: string,
+  entries: number,
+  peer: string,
+): number | undefined {
+  return list.find((p) => p.workload === workload && p.entries === entries && p.peer === peer)?.stat.median;
+}
+
+export function computeRatios(rep: BenchReport): Record<string, number> {
+  const r: Record<string, number> = {};
+  const sizes = [...new Set(rep.points.map((p) => p.entries))];
+  for (const n of sizes) {
+    const tag = n >= 1_000_000 ? "1M" : n >= 1000 ? `${n / 1000}k` : `${n}`;
+    for (const w of RATIO_WORKLOADS.flatMap((x) => [x, `${x}${TIGHT}`])) {
+      const h = median(rep.points, w, n, "htab");
+      if (h === undefined) continue;
+      for (const peer of [
+        "V8 Map",
+        "kernel bpf()",
+        "kernel BPF program",
+        "lmdb-js",
+        "naive SAB + global lock",
+        "Atomics request slot",
+        "postMessage owner",
+        "htab lookupRef (program face)",
+        "lru-cache",
+      ]) {
+        const p = median(rep.points, w, n, peer);
+        if (p !== undefined) r[`${w} @${tag}: htab / ${peer}`] = h / p;
+      }
+    }
+  }
+  for (const n of sizes) {
+    const tag = n >= 1_000_000 ? "1M" : n >= 1000 ? `${n / 1000}k` : `${n}`;
+    for (const peer of ["htab", "naive SAB + global lock"]) {
+      const at = (w: number) =>
+        rep.throughput.find((t) => t.peer === peer && t.workers === w && t.entries === n)?.median;
+      const one = at(1);
+      const two = at(2);
+      if (one && two) r[`read-heavy mix @${tag}: ${peer} 2 workers / 1 worker`] = two / one;
+    }
+  }
+  for (const m of rep.memory)
+    if (m.ratio !== null) r[`memory ${m.type} @${m.entries}: htab / kernel bytes per entry`] = m.ratio;
+  return r;
+}
+
+export function table(rep: BenchReport): string {
+  const lines: string[] = [];
+  const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  lines.push(
+    "| workload | entries | peer | median ns/op | p99 | ±rme % | htab / peer |",
+    "|---|---|---|---|---|---|---|",
+  );
+  for (const p of rep.points) {
+    const h = median(rep.points, p.workload, p.entries, "htab");
+    const ratio = h !== undefined && p.peer !== "htab" ? (h / p.stat.median).toFixed(3) : "";
+    lines.push(
+      `| ${p.workload} | ${p.entries} | ${p.peer} | ${fmt(p.stat.median)} | ${fmt(p.stat.p99)} | ${p.stat.rme.toFixed(1)} | ${ratio} |`,
+    );
+  }
+  lines.push(
+    "",
+    "| workload | entries | peer | workers | median ops/s | min | max |",
+    "|---|---|---|---|---|---|---|",
+  );
+  for (const t of rep.throughput)
+    lines.push(
+      `| ${t.workload} | ${t.entries} | ${t.peer} | ${t.workers} | ${Math.round(t.median).toLocaleString("en-US")} | ${Math.round(t.min).toLocaleString("en-US")} | ${Math.round(t.max).toLocaleString("en-US")} |`,
+    );
+  lines.push(
+    "",
+    "| map type | entries | htab bytes/entry | kernel memlock bytes/entry | ratio |",
+    "|---|---|---|---|---|",
+  );
+  for (const m of rep.memory)
+    lines.push(
+      `| ${m.type} | ${m.entries} | ${m.htabBytesPerEntry.toFixed(1)} | ${m.kernelBytesPerEntry?.toFixed(1) ?? "n/a"} | ${m.ratio?.toFixed(3) ?? "n/a"} |`,
+    );
+  lines.push("", "| ratio | value |", "|---|---|");
+  for (const [k, v] of Object.entries(rep.ratios))
+    lines.push(`| ${k} | ${v < 0.01 ? v.toExponential(2) : v.toFixed(3)} |`);
+  return lines.join("\n");
+}
