@@ -1,5 +1,5 @@
 /**
- * `htab conntrack`: the GC race of seed 001, live. Datapath workers insert and
+ * `htab conntrack`: the conntrack GC race (delete-by-key deleting a flow refreshed meanwhile), live. Datapath workers insert and
  * refresh 5-tuple flows; a GC worker sweeps expired flows in batches. The same
  * traffic runs twice: with Cilium's snapshot-then-delete-by-key, and with
  * compareAndDelete. Live flows deleted by the GC are broken connections.

@@ -1,6 +1,6 @@
 /**
  * `htab snapshot`: consistent reads of a map that writers keep changing
- * (seed 003, "Map-in-Map swapping"). Writers add 1 packet and 100 bytes per
+ * (the map-in-map swap pattern of docs/map-in-map.md). Writers add 1 packet and 100 bytes per
  * event, as two updates, to the inner map an ARRAY_OF_MAPS points at. The
  * reader takes snapshots two ways on the same traffic:
  * - plain walk: read both counters of the live map one after the other;

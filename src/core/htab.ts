@@ -293,7 +293,7 @@ export class Htab implements RawMap {
     return getNextKey(this.v, key, nextKey);
   }
 
-  // ------------------------------------------------- beyond the kernel (seed 001)
+  // ------------------------------------------------- beyond the kernel (docs/compare-and-compute.md)
 
   /**
    * Delete `key` only if its value bytes [offset, offset+size) equal `expected`,
@@ -383,7 +383,7 @@ export class Htab implements RawMap {
     return computeRaw(v, hashKey(v, key), fn);
   }
 
-  // ------------------------------------------------ program face (seed 003)
+  // ------------------------------------------------ program face (docs/program-face.md)
 
   /**
    * Enter a program section (kernel: the RCU read-side section a BPF program

@@ -14,7 +14,7 @@
  * program sees the old map or the new one; `synchronize()` then waits until
  * every section that could still hold the old one has ended (kernel:
  * synchronize_rcu()), after which the old map is quiet and can be read as a
- * consistent snapshot (seed 003, "Map-in-Map swapping").
+ * consistent snapshot (the map-in-map swap pattern of docs/map-in-map.md).
  */
 
 import { noActiveSections, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";

@@ -76,7 +76,7 @@ export interface RawMap {
   deleteBatch(args: BatchArgs): BatchResult;
   /**
    * Delete `key` only if value bytes [offset, offset+size) equal `expected`
-   * (seed 001). Backends that cannot do it atomically do not have it: the
+   * (docs/compare-and-compute.md). Backends that cannot do it atomically do not have it: the
    * kernel backend, since the kernel rejected BPF_F_COMPARE.
    */
   compareAndDeleteElem?(key: Uint8Array, expected: Uint8Array, offset?: number, size?: number): number;

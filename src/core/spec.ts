@@ -201,7 +201,7 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
     fail(Errno.E2BIG, `max_entries ${spec.maxEntries} needs ${g.n_buckets} buckets, over the kernel's limit`);
   if (g.totalBytes > MAX_TOTAL_BYTES)
     fail(Errno.ENOMEM, `map needs ${g.totalBytes} bytes, over htab's ${MAX_TOTAL_BYTES}-byte limit`);
-  // map_check_btf(), after allocation as in the kernel (../shared/kernel-facts/t_lock.txt).
+  // map_check_btf(), after allocation as in the kernel (docs/kernel-facts.md, t_lock.txt).
   const off = spec.spinLockOffset;
   if (off !== undefined) {
     if (!Number.isInteger(off) || off < 0 || off % 4 !== 0 || off + 4 > spec.valueSize)

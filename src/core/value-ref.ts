@@ -103,7 +103,7 @@ export class ValueRef {
     Atomics.store(this.i64, this.w64("store64", at, true), v);
   }
 
-  // The __sync_* / __atomic_* family of seed 003, on 32- and 64-bit fields.
+  // The __sync_* / __atomic_* family BPF programs use, on 32- and 64-bit fields.
   // Each returns the previous value, as the C builtins do.
   fetchAdd32(at: number, v: number): number {
     return Atomics.add(this.i32, this.w32("fetchAdd32", at, true), v | 0);

@@ -1,5 +1,5 @@
 /**
- * The GC race of seed 001 with real workers and real timing: delete-by-key
+ * The conntrack GC race with real workers and real timing: delete-by-key
  * deletes live flows; compareAndDelete on the same traffic deletes none, and
  * the datapath (an independent witness) sees no broken connection.
  */

@@ -1,6 +1,6 @@
 /**
  * LRU_HASH and LRU_PERCPU_HASH on one CPU: eviction must match the kernel's
- * sequences in ../shared/kernel-facts/t_lru.txt (6.18, 2 possible CPUs,
+ * sequences in docs/kernel-facts.md (t_lru.txt) (6.18, 2 possible CPUs,
  * pinned to cpu0). The probe ran with a random seed, so its key listings are
  * compared as sets; the order under a zero seed is checked against the live
  * kernel by test/kernel/differential.test.ts.

@@ -1,6 +1,6 @@
 /**
  * MapDomain and map-in-map on the SAB backend: the ARRAY_OF_MAPS rules of
- * ../shared/kernel-facts/t_aom.txt, HASH_OF_MAPS, program-side inner lookups
+ * docs/kernel-facts.md (t_aom.txt), HASH_OF_MAPS, program-side inner lookups
  * and swapping with synchronize().
  */
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * Map creation errno, row by row from ../shared/kernel-facts/t_create.txt
+ * Map creation errno, row by row from docs/kernel-facts.md (t_create.txt)
  * (the 6.18 kernel probed as root) for BPF_MAP_TYPE_HASH.
  */
 import assert from "node:assert/strict";

@@ -9,7 +9,7 @@ function bucketOfU32(k: number, nBuckets: number, seed: number): number {
 }
 
 test("jhash2 puts keys 1..6 in the buckets the 6.18 kernel reported (n_buckets=8, seed 0)", () => {
-  // ../shared/kernel-facts/t_batch.txt: "bucket of keys 1..6 (n_buckets=8): 1->3 2->2 3->7 4->1 5->6 6->6"
+  // docs/kernel-facts.md, t_batch.txt: "bucket of keys 1..6 (n_buckets=8): 1->3 2->2 3->7 4->1 5->6 6->6"
   const want = [3, 2, 7, 1, 6, 6];
   assert.deepEqual(
     [1, 2, 3, 4, 5, 6].map((k) => bucketOfU32(k, 8, 0)),

@@ -1,4 +1,4 @@
-/** The kernel backend against facts probed from this kernel (../shared/kernel-facts/t_elem.txt). */
+/** The kernel backend against facts probed from this kernel (docs/kernel-facts.md, t_elem.txt). */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
