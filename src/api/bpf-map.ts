@@ -6,7 +6,13 @@
  */
 
 import { walkKeys } from "../core/key-walk.js";
-import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
+import {
+  type BatchArgs,
+  type BatchResult,
+  lookupManyOf,
+  type MapInfo,
+  type RawMap,
+} from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
 
@@ -65,6 +71,47 @@ export class BpfMap<R extends RawMap = RawMap> {
     if (err === -Errno.ENOENT) return undefined;
     this.check("lookup", err);
     return v;
+  }
+
+  /**
+   * Look up many keys at once: `keys` holds count x key_size bytes (count =
+   * keys.length / key_size); `values` (allocated when absent) receives
+   * count x info.valueBytes bytes, and `results[i]` is 0 (found) or -ENOENT.
+   * On an htab map the keys' cache misses overlap (Htab.lookupMany()); other
+   * backends look them up one by one.
+   * @throws BpfError EINVAL for buffers of the wrong size, EPERM, ETIMEDOUT
+   */
+  getMany(
+    keys: Uint8Array,
+    values?: Uint8Array,
+    results?: Int32Array,
+  ): { found: number; values: Uint8Array; results: Int32Array } {
+    const { keySize, valueBytes } = this.raw.info;
+    if (!(keys instanceof Uint8Array) || keys.length % keySize !== 0)
+      throw new BpfError(
+        "getMany",
+        Errno.EINVAL,
+        `keys must be a Uint8Array of a whole number of ${keySize}-byte keys`,
+      );
+    const count = keys.length / keySize;
+    const out = values ?? new Uint8Array(count * valueBytes);
+    const res = results ?? new Int32Array(count);
+    if (!(out instanceof Uint8Array) || out.length < count * valueBytes)
+      throw new BpfError(
+        "getMany",
+        Errno.EINVAL,
+        `values must hold count * value bytes = ${count * valueBytes}`,
+      );
+    if (!(res instanceof Int32Array) || res.length !== count)
+      throw new BpfError(
+        "getMany",
+        Errno.EINVAL,
+        `results must be an Int32Array of exactly ${count} entries`,
+      );
+    const found = lookupManyOf(this.raw, keys, out, res);
+    for (let i = 0; i < count; i++)
+      if (res[i] !== 0 && res[i] !== -Errno.ENOENT) this.check("getMany", res[i]);
+    return { found, values: out, results: res };
   }
 
   /**

@@ -1,14 +1,18 @@
 /**
  * A Map-like view of a BPF map with typed keys and values. Works over either
- * backend. `get` reuses one scratch key and value buffer per instance, so the
- * only allocation on a hit is the decoded value itself.
+ * backend. `get` allocates nothing but the decoded value: on the SAB map the
+ * key goes straight into the thread's scratch in shared memory (a u32 or u64
+ * key as a number, with no byte encoding) and the value is decoded where
+ * wasm copied it; on other backends through one reused key and value buffer.
  */
 
 import { walkKeys } from "../core/key-walk.js";
-import type { RawMap } from "../core/raw-map.js";
+import { lookupManyOf, type RawMap, type ScratchMap, scratchOf } from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
-import { type Codec, perCpu } from "./codecs.js";
+import { type Codec, perCpu, u32, u64 } from "./codecs.js";
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** A codec's EINVAL restated for the map operation: "set: value: packets: got "16" (string), expected u64 bigint". */
 function codecError(op: string, what: "key" | "value", e: unknown): unknown {
@@ -18,6 +22,10 @@ function codecError(op: string, what: "key" | "value", e: unknown): unknown {
 export class TypedMap<K, V> implements Iterable<[K, V]> {
   private readonly kbuf: Uint8Array;
   private readonly vbuf: Uint8Array;
+  /** The SAB map's scratch path, or null (another backend). */
+  private readonly scratch: ScratchMap | null;
+  /** 1: u32 keys, 2: u64 keys (written as words), 0: encoded by the codec. */
+  private readonly keyWords: number;
 
   /**
    * A typed view of `raw`. On a per-CPU map the value codec must describe
@@ -47,6 +55,8 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
       );
     this.kbuf = new Uint8Array(keySize);
     this.vbuf = new Uint8Array(valueBytes);
+    this.scratch = scratchOf(raw);
+    this.keyWords = keyCodec === u32 ? 1 : keyCodec === (u64 as Codec<unknown>) ? 2 : 0;
   }
 
   /**
@@ -84,16 +94,75 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     throw new BpfError(op, -err, this.raw.lastError || undefined);
   }
 
+  /**
+   * Put `k` in the SAB map's scratch key: a u32 or u64 key as words, others
+   * through the codec. (The getter throws once the map is closed, before
+   * anything is written.)
+   */
+  private keyToScratch(s: ScratchMap, op: string, k: K): void {
+    if (this.keyWords === 1 && typeof k === "number" && k >>> 0 === k) s.keyScratchWords[0] = k;
+    else if (this.keyWords === 2 && typeof k === "bigint" && k >= 0n && k <= U64_MAX) {
+      const w = s.keyScratchWords;
+      w[0] = Number(k & 0xffff_ffffn);
+      w[1] = Number(k >> 32n);
+    } else
+      try {
+        this.keyCodec.encode(k, s.keyScratch, 0);
+      } catch (e) {
+        throw codecError(op, "key", e);
+      }
+  }
+
   /** The value for `key`, or undefined. */
   get(key: K): V | undefined {
+    const s = this.scratch;
+    if (s !== null) {
+      this.keyToScratch(s, "get", key);
+      const err = s.lookupScratch();
+      if (err === 0) return this.valueCodec.decode(s.valueScratch, 0);
+      if (err === -Errno.ENOENT) return undefined;
+      return this.fail("get", err);
+    }
     const err = this.raw.lookupElem(this.key("get", key), this.vbuf, 0);
     if (err === 0) return this.valueCodec.decode(this.vbuf, 0);
     if (err === -Errno.ENOENT) return undefined;
     return this.fail("get", err);
   }
 
+  /**
+   * The values of many keys at once (undefined for an absent key), in their
+   * order. On the SAB map their lookups overlap their cache misses
+   * (Htab.lookupMany()); other backends look them up one by one.
+   */
+  getMany(keys: readonly K[]): (V | undefined)[] {
+    const { keySize, valueBytes } = this.raw.info;
+    const n = keys.length;
+    const kb = new Uint8Array(n * keySize);
+    for (let i = 0; i < n; i++)
+      try {
+        this.keyCodec.encode(keys[i], kb, i * keySize);
+      } catch (e) {
+        throw codecError("getMany", "key", e);
+      }
+    const vb = new Uint8Array(n * valueBytes);
+    const res = new Int32Array(n);
+    lookupManyOf(this.raw, kb, vb, res);
+    const out: (V | undefined)[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      if (res[i] === 0) out[i] = this.valueCodec.decode(vb, i * valueBytes);
+      else if (res[i] === -Errno.ENOENT) out[i] = undefined;
+      else this.fail("getMany", res[i]);
+    }
+    return out;
+  }
+
   has(key: K): boolean {
-    const err = this.raw.lookupElem(this.key("has", key), this.vbuf, 0);
+    const s = this.scratch;
+    let err: number;
+    if (s !== null) {
+      this.keyToScratch(s, "has", key);
+      err = s.lookupScratch();
+    } else err = this.raw.lookupElem(this.key("has", key), this.vbuf, 0);
     if (err === 0) return true;
     if (err === -Errno.ENOENT) return false;
     return this.fail("has", err);
@@ -104,6 +173,18 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
    * @throws BpfError E2BIG when the map is full, EEXIST/ENOENT with NOEXIST/EXIST
    */
   set(key: K, value: V, flags = 0): this {
+    const s = this.scratch;
+    if (s !== null) {
+      this.keyToScratch(s, "set", key);
+      try {
+        this.valueCodec.encode(value, s.valueScratch, 0);
+      } catch (e) {
+        throw codecError("set", "value", e);
+      }
+      const err = s.updateScratch(flags);
+      if (err !== 0) this.fail("set", err);
+      return this;
+    }
     const k = this.key("set", key);
     try {
       this.valueCodec.encode(value, this.vbuf, 0);
@@ -117,7 +198,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
 
   /** @returns false when the key was absent */
   delete(key: K): boolean {
-    const err = this.raw.deleteElem(this.key("delete", key));
+    const s = this.scratch;
+    let err: number;
+    if (s !== null) {
+      this.keyToScratch(s, "delete", key);
+      err = s.deleteScratch();
+    } else err = this.raw.deleteElem(this.key("delete", key));
     if (err === 0) return true;
     if (err === -Errno.ENOENT) return false;
     return this.fail("delete", err);

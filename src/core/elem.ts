@@ -15,6 +15,11 @@ import type { HtabView } from "./htab-view.js";
 /** Copy `key` into the scratch words and hash it. */
 export function hashKey(v: HtabView, key: Uint8Array): number {
   keyToScratch(v, key);
+  return scratchHash(v);
+}
+
+/** The hash of the key in this slot's scratch (kernel: htab_map_hash()). */
+export function scratchHash(v: HtabView): number {
   // The common u32 key: one word, no loop (same value as jhash2 over one word).
   if (v.keySize === 4) return jhash2OneWord(v.kw[0], v.hashrnd) | 0;
   return htabMapHash(v.kb, v.kw, v.keySize, v.hashrnd) | 0;

@@ -43,6 +43,7 @@ import {
 } from "../layout/layout.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { valuesInPlace } from "../traits.js";
+import { MapFlags } from "../uapi.js";
 import { type FastPath, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
 import { LastError } from "./last-error.js";
 import type { MapHandle } from "./map-handle.js";
@@ -168,6 +169,13 @@ export class HtabView {
   readonly kw: Int32Array;
   /** Byte offset (in `u8`) of this slot's scratch value. */
   readonly outOff: number;
+  /** The scratch key, exactly key_size bytes (Htab.keyScratch). */
+  readonly keyScratch: Uint8Array;
+  /**
+   * The scratch value (Htab.valueScratch): in shared memory where the map has
+   * one (wasm copies values straight into it), else a private buffer.
+   */
+  readonly valueScratch: Uint8Array;
 
   // ---- the wasm fast path (fast-glue.ts)
   /** The wasm fast path over this map's memory, or null (JS path). */
@@ -178,8 +186,17 @@ export class HtabView {
   readonly hashMode: number;
   /** Updates and deletes run in wasm too: a preallocated HASH map whose values have no spin lock. */
   readonly fastWrites: boolean;
+  /** fastWrites, word keys (hashed in wasm) and not BPF_F_RDONLY: an update or delete is one wasm call. */
+  readonly writeInWasm: boolean;
   /** Values move through the scratch buffer, so wasm lookups can copy them (Geometry.scratchValueBytes). */
   readonly fastValues: boolean;
+  /**
+   * A plain lookup runs whole in wasm: word keys, values in scratch, and a
+   * map the control plane may read (not BPF_F_WRONLY, which never changes).
+   */
+  readonly lookupInWasm: boolean;
+  /** Bytes of this slot's many area (Geometry.manyBytes): lookupMany() batches keys through wasm. */
+  readonly manyBytes: number;
   /** Byte address (wasm) of word 0 of this map. */
   readonly baseAddr: number;
   /** Byte address (wasm) of this slot's fast-path descriptor. */
@@ -284,10 +301,17 @@ export class HtabView {
     this.kb = this.u8.subarray(key, key + this.keyWords * 4);
     this.kw = this.i32.subarray(key >> 2, (key >> 2) + this.keyWords);
     this.outOff = key + roundUp(g.keySize, 8);
+    this.keyScratch = this.u8.subarray(key, key + g.keySize);
+    this.valueScratch =
+      g.scratchValueBytes > 0
+        ? this.u8.subarray(this.outOff, this.outOff + g.valueBytes)
+        : new Uint8Array(g.valueBytes);
     this.fast = fastPathFor(handle.memory);
     this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
     this.hashMode = this.wordKeys ? LOOKUP_HASH : 0;
     this.fastValues = this.fast !== null && g.scratchValueBytes > 0;
+    this.manyBytes = this.fast !== null ? g.manyBytes : 0;
+    this.lookupInWasm = this.wordKeys && this.fastValues && (mapFlags & MapFlags.Wronly) === 0;
     const base = offset ?? 0;
     this.baseAddr = base;
     this.desc = base + scratch;
@@ -295,6 +319,7 @@ export class HtabView {
     // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
     this.fastWrites =
       this.fastValues && g.prealloc && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
+    this.writeInWasm = this.fastWrites && this.wordKeys && (mapFlags & MapFlags.Rdonly) === 0;
   }
 
   /**

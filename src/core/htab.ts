@@ -15,7 +15,7 @@ import {
 } from "../layout/layout.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
-import { WASM_RETRY } from "../wasm/fast-path.js";
+import { type FastPath, LOOKUP_COPY, LOOKUP_HASH, WASM_RETRY } from "../wasm/fast-path.js";
 import {
   canRead,
   canWrite,
@@ -35,23 +35,31 @@ import {
   compareAndSwapRaw,
   computeRaw,
 } from "./compare.js";
-import { hashKey } from "./elem.js";
+import { copyBytesOut, hashKey, keyToScratch, valueToScratch } from "./elem.js";
 import { CarvedElems } from "./elems-carve.js";
 import { LruElems } from "./elems-lru.js";
 import { PreallocElems } from "./elems-prealloc.js";
 import { type FsckReport, fsck } from "./fsck.js";
-import { count, EINVAL, ERR_FLAGS, HtabView } from "./htab-view.js";
-import { hasElem, lookupElem, lookupLocked } from "./lookup.js";
+import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
+import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch } from "./lookup.js";
 import type { AttachOptions, MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
-import { forEachElem, refOf, updateElemFromProgram } from "./program.js";
+import { ProgramFace } from "./program-face.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
 import { reap, recoverDeadSlots } from "./recovery.js";
-import { enter, exit, synchronize } from "./section.js";
+import { exit } from "./section.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
-import type { ValueRef } from "./value-ref.js";
 import { deleteBatch, getNextKey, lookupBatchRaw, updateBatch } from "./walk.js";
-import { deleteFast, deleteRaw, updateFast, updateRaw } from "./write.js";
+import {
+  deleteFast,
+  deleteFastResult,
+  deleteRaw,
+  deleteScratch,
+  updateFast,
+  updateFastResult,
+  updateRaw,
+  updateScratch,
+} from "./write.js";
 
 export type { AttachOptions, FsckReport, MapHandle };
 
@@ -59,13 +67,12 @@ export type { AttachOptions, FsckReport, MapHandle };
  * A BPF hash map living in a SharedArrayBuffer. Every thread that attaches
  * gets its own instance over the same memory and its own CPU slot.
  */
-export class Htab implements RawMap {
+export class Htab extends ProgramFace implements RawMap {
   readonly info: MapInfo;
   /** Post this to a worker; `attach(handle)` there gives a full map. */
   readonly handle: MapHandle;
   /** This instance's CPU slot (kernel: smp_processor_id()). */
   readonly cpu: number;
-  private readonly v: HtabView;
 
   private constructor(
     handle: MapHandle,
@@ -76,7 +83,7 @@ export class Htab implements RawMap {
     cpu: number,
   ) {
     const v = new HtabView(handle, g, mapType, mapFlags, hashrnd, cpu);
-    this.v = v;
+    super(v);
     this.info = v.info;
     this.handle = v.handle;
     this.cpu = v.cpu;
@@ -216,6 +223,22 @@ export class Htab implements RawMap {
     const v = this.v;
     checkKey(v, "lookup", key);
     checkValueOut(v, "lookup", value);
+    // The hot path, kept in one frame: key to scratch, one wasm call, one copy out.
+    if (flags === 0 && v.lookupInWasm) {
+      keyToScratch(v, key);
+      const e = (v.fast as FastPath).lookup(v.desc, 0, LOOKUP_HASH | LOOKUP_COPY);
+      if (e > 0) {
+        copyBytesOut(v, v.outOff, value, 0);
+        return 0;
+      }
+      if (e === 0) return v.err.fail(ENOENT, "key not found");
+    }
+    return this.lookupSlow(key, value, flags);
+  }
+
+  /** lookupElem() off the hot path: flags, permissions, the JS path, a bucket being written. */
+  private lookupSlow(key: Uint8Array, value: Uint8Array, flags: number): number {
+    const v = this.v;
     if (flags !== 0) {
       checkFlagsArg(v, "lookup", flags);
       if (flags !== UpdateFlags.Lock) return v.err.failWith(EINVAL, ERR_FLAGS, flags);
@@ -242,10 +265,19 @@ export class Htab implements RawMap {
     const v = this.v;
     checkKey(v, "update", key);
     checkValueIn(v, "update", value);
-    checkFlagsArg(v, "update", flags);
-    if (v.fastWrites && flags <= UpdateFlags.Exist) {
-      const r = updateFast(v, key, value, flags);
-      if (r !== WASM_RETRY) return r;
+    if (v.writeInWasm && (flags === 0 || flags === 1 || flags === 2) && !v.computing) {
+      // The hot path, kept in one frame: key and value to scratch, one wasm call.
+      keyToScratch(v, key);
+      valueToScratch(v, value);
+      const r = (v.fast as FastPath).update(v.desc, 0, LOOKUP_HASH, flags);
+      if (r === 0) return 0;
+      if (r !== WASM_RETRY) return updateFastResult(v, r);
+    } else {
+      checkFlagsArg(v, "update", flags);
+      if (v.fastWrites && flags <= UpdateFlags.Exist) {
+        const r = updateFast(v, key, value, flags);
+        if (r !== WASM_RETRY) return r;
+      }
     }
     return updateRaw(v, value, 0, flags, hashKey(v, key));
   }
@@ -258,7 +290,12 @@ export class Htab implements RawMap {
   deleteElem(key: Uint8Array): number {
     const v = this.v;
     checkKey(v, "delete", key);
-    if (v.fastWrites) {
+    if (v.writeInWasm && !v.computing) {
+      keyToScratch(v, key);
+      const r = (v.fast as FastPath).delete(v.desc, 0, LOOKUP_HASH);
+      if (r === 0) return 0;
+      if (r !== WASM_RETRY) return deleteFastResult(v, r);
+    } else if (v.fastWrites) {
       const r = deleteFast(v, key);
       if (r !== WASM_RETRY) return r;
     }
@@ -280,6 +317,84 @@ export class Htab implements RawMap {
     if (!canWrite(v)) return permError(v, true);
     if (flags !== 0 && v.spinLockOff < 0) return noSpinLock(v);
     return deleteRaw(v, hashKey(v, key), value, flags !== 0);
+  }
+
+  // ------------------------------------------------- the allocation-free hot path
+
+  /**
+   * This CPU slot's scratch key (key_size bytes, in shared memory): write a
+   * key here, then call lookupScratch(), updateScratch() or deleteScratch(),
+   * which read it in place. Every other call on this object may overwrite
+   * it; the view is this object's until close().
+   */
+  get keyScratch(): Uint8Array {
+    return this.v.keyScratch;
+  }
+
+  /**
+   * This slot's scratch value (value bytes): lookupScratch() copies the value
+   * here (on the wasm fast path, straight from the element) and
+   * updateScratch() stores it from here. Every other call on this object may
+   * overwrite it; the view is this object's until close().
+   */
+  get valueScratch(): Uint8Array {
+    return this.v.valueScratch;
+  }
+
+  /** The scratch key as u32 words (key_size / 4 of them; a u32 or u64 key is 1 or 2 words, little-endian). @internal */
+  get keyScratchWords(): Int32Array {
+    return this.v.kw;
+  }
+
+  /** lookupElem() of keyScratch into valueScratch. @returns 0, -ENOENT, -EPERM, -ETIMEDOUT */
+  lookupScratch(): number {
+    const v = this.v;
+    if (!canRead(v)) return permError(v, false);
+    return lookupScratch(v);
+  }
+
+  /** updateElem() of keyScratch with valueScratch. @returns as updateElem() */
+  updateScratch(flags = 0): number {
+    checkFlagsArg(this.v, "updateScratch", flags);
+    return updateScratch(this.v, flags);
+  }
+
+  /** deleteElem() of keyScratch. @returns as deleteElem() */
+  deleteScratch(): number {
+    return deleteScratch(this.v);
+  }
+
+  /**
+   * Look up `results.length` keys at once: `keys` holds count x key_size
+   * bytes, `values` receives count x value bytes (info.valueBytes), and
+   * `results[i]` is 0 or -ENOENT (-ETIMEDOUT) for key i. Each key's lookup
+   * is linearizable on its own, as lookupElem(). On the wasm fast path the
+   * keys' cache misses overlap (every key's bucket is touched before any
+   * lookup depends on it), which is what makes it faster per key than
+   * single lookups on a large map. The kernel has no such call.
+   * @returns the number of keys found
+   * @throws BpfError EINVAL when a buffer is too short or results is not an Int32Array
+   */
+  lookupMany(keys: Uint8Array, values: Uint8Array, results: Int32Array): number {
+    const v = this.v;
+    if (!(results instanceof Int32Array))
+      invalid("lookupMany", "results must be an Int32Array (one per key)");
+    const n = results.length;
+    if (!(keys instanceof Uint8Array) || keys.length < n * v.keySize)
+      invalid(
+        "lookupMany",
+        `keys must be a Uint8Array of at least count * key_size = ${n * v.keySize} bytes`,
+      );
+    if (!(values instanceof Uint8Array) || values.length < n * v.valueBytes)
+      invalid(
+        "lookupMany",
+        `values must be a Uint8Array of at least count * value bytes = ${n * v.valueBytes}`,
+      );
+    if (!canRead(v)) {
+      results.fill(permError(v, false));
+      return 0;
+    }
+    return lookupMany(v, keys, values, results);
   }
 
   /**
@@ -381,111 +496,6 @@ export class Htab implements RawMap {
     if (!canRead(v)) return permError(v, false);
     if (!canWrite(v)) return permError(v, true);
     return computeRaw(v, hashKey(v, key), fn);
-  }
-
-  // ------------------------------------------------ program face (docs/program-face.md)
-
-  /**
-   * Enter a program section (kernel: the RCU read-side section a BPF program
-   * runs in). References from lookupRef() are valid until the matching exit().
-   * Sections nest; keep them short: elements freed meanwhile wait for them.
-   */
-  enter(): void {
-    enter(this.v);
-  }
-
-  /** Leave a program section; at the outermost exit its references die. */
-  exit(): void {
-    exit(this.v);
-  }
-
-  /** Control-plane writes are allowed: not BPF_F_RDONLY, not frozen. */
-  get writable(): boolean {
-    return canWrite(this.v);
-  }
-
-  /** True inside enter()/exit() (or run()). */
-  get inSection(): boolean {
-    return this.v.sectionDepth > 0;
-  }
-
-  /**
-   * Wait until every program section that began before this call has ended
-   * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is quiet.
-   * @throws BpfError EINVAL inside a section (it would wait for itself)
-   */
-  synchronize(): void {
-    synchronize(this.v);
-  }
-
-  /** The value an outer map stores for this map: its id in its MapDomain (0 outside one). */
-  mapRef(): number {
-    return this.info.id;
-  }
-
-  /** Run `fn` as a program: inside a section, so it may take references. */
-  run<T>(fn: () => T): T {
-    enter(this.v);
-    try {
-      return fn();
-    } finally {
-      exit(this.v);
-    }
-  }
-
-  /**
-   * bpf_map_lookup_elem() as a program sees it: a live reference to the value
-   * in shared memory, or null. Pass `into` to reuse a reference object.
-   * @throws BpfError EINVAL outside a section (see enter()/run())
-   */
-  lookupRef(key: Uint8Array, into?: ValueRef): ValueRef | null {
-    const v = this.v;
-    checkKey(v, "lookupRef", key);
-    if (v.sectionDepth === 0)
-      invalid("lookupRef", "references need a program section: call it inside run() or enter()/exit()");
-    return refOf(v, hashKey(v, key), v.cpu, into);
-  }
-
-  /**
-   * bpf_map_update_elem() called from a program: on a per-CPU map it writes
-   * only the calling CPU's slot (`value` is value_size bytes), and a new key's
-   * other slots are zero-filled. On other maps it is updateElem().
-   * @returns 0, -EEXIST, -ENOENT, -E2BIG, -EINVAL, -EACCES (BPF_F_RDONLY_PROG), -ETIMEDOUT
-   */
-  updateElemFromProgram(key: Uint8Array, value: Uint8Array, flags = 0): number {
-    checkKey(this.v, "updateElemFromProgram", key);
-    checkFlagsArg(this.v, "updateElemFromProgram", flags);
-    return updateElemFromProgram(this.v, key, value, flags);
-  }
-
-  /**
-   * bpf_map_lookup_percpu_elem(): a reference to CPU `cpu`'s value of a per-CPU
-   * map, or null when the key is absent or `cpu` is not a possible CPU.
-   * @throws BpfError EINVAL on a map that is not per-CPU (the verifier rejects it), or outside a section
-   */
-  lookupPercpuRef(key: Uint8Array, cpu: number, into?: ValueRef): ValueRef | null {
-    const v = this.v;
-    checkKey(v, "lookupPercpuRef", key);
-    if (!v.percpu) invalid("lookupPercpuRef", "the map is not per-CPU");
-    if (v.sectionDepth === 0) invalid("lookupPercpuRef", "references need a program section");
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= v.nrCpus) return null;
-    return refOf(v, hashKey(v, key), cpu, into);
-  }
-
-  /**
-   * bpf_for_each_map_elem(): call `cb(map, key, value, ctx)` for every element,
-   * bucket by bucket; it returns 0 to go on or 1 to stop. Returns the number
-   * of elements visited. The key buffer and the reference are reused between
-   * calls. The callback may delete the current element. Like the kernel's
-   * walk, elements added or removed meanwhile may or may not be visited.
-   * @throws BpfError EINVAL for flags other than 0 or a callback returning other than 0 or 1
-   */
-  forEachElem<C>(
-    cb: (map: Htab, key: Uint8Array, value: ValueRef, ctx: C) => number,
-    ctx: C,
-    flags = 0,
-  ): number {
-    return forEachElem(this.v, this, cb, ctx, flags);
   }
 
   // ------------------------------------------------------------ batch ops

@@ -6,11 +6,18 @@
  * meanwhile (into this or another bucket) cannot give a false-positive key
  * match or a torn value.
  */
-import { BUCKET_HEAD_I32, BUCKET_SEQLOCK_I32, ELEM_HASH_I32, ELEM_NEXT_I32 } from "../layout/layout.js";
+import {
+  BUCKET_HEAD_I32,
+  BUCKET_SEQLOCK_I32,
+  ELEM_HASH_I32,
+  ELEM_NEXT_I32,
+  MANY_CHUNK,
+} from "../layout/layout.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
+import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 import { bucketOf } from "./bucket.js";
-import { copyValueOut, hashKey, keyEquals } from "./elem.js";
+import { copyBytesOut, copyValueOut, hashKey, hashKeyAt, keyEquals, scratchHash } from "./elem.js";
 import { lookupFast, lookupKeyFast } from "./fast-glue.js";
 import { ENOENT, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
 import { enter, exit } from "./section.js";
@@ -97,4 +104,77 @@ export function lookupElem(v: HtabView, key: Uint8Array, value: Uint8Array): num
 export function hasElem(v: HtabView, key: Uint8Array): boolean {
   const e = v.wordKeys ? lookupKeyFast(v, key, null) : -1;
   return e > 0 || (e < 0 && lookupCopy(v, hashKey(v, key), null, 0) > 0);
+}
+
+/**
+ * Look up `results.length` keys (`keys`: count x key_size bytes) into
+ * `values` (count x value bytes): `results[i]` is 0 or -ENOENT (or
+ * -ETIMEDOUT). Each key's lookup is linearizable on its own, with the same
+ * seq validation as a single lookup. On the fast path the keys go through
+ * wasm MANY_CHUNK at a time, every key's bucket and first element touched
+ * before any lookup depends on them, so that their cache misses overlap.
+ * Requires: arguments checked. @returns the number found
+ */
+export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, results: Int32Array): number {
+  const count = results.length;
+  const ks = v.keySize;
+  const vb = v.valueBytes;
+  let found = 0;
+  let i = 0;
+  if (v.manyBytes !== 0 && v.fast !== null) {
+    const fast = v.fast;
+    const i32 = v.i32;
+    const kw = ks >> 2;
+    const keysW = (v.outOff + v.geometry.scratchValueBytes) >> 2;
+    const outs = (keysW << 2) + MANY_CHUNK * ks;
+    const resW = (outs + MANY_CHUNK * v.geometry.scratchValueBytes) >> 2;
+    const step = v.geometry.scratchValueBytes;
+    for (; i < count; i += MANY_CHUNK) {
+      const n = Math.min(MANY_CHUNK, count - i);
+      for (let j = 0, o = i * ks, w = keysW; j < n * kw; j++, o += 4, w++)
+        i32[w] = keys[o] | (keys[o + 1] << 8) | (keys[o + 2] << 16) | (keys[o + 3] << 24);
+      fast.lookupMany(v.desc, n);
+      for (let j = 0; j < n; j++) {
+        const r = i32[resW + j];
+        const at = i + j;
+        if (r > 0) {
+          copyBytesOut(v, outs + j * step, values, at * vb);
+          results[at] = 0;
+          found++;
+        } else if (r === 0) results[at] = ENOENT;
+        else results[at] = lookupOne(v, keys, at, values); // a writer held the bucket
+      }
+    }
+    return found;
+  }
+  for (; i < count; i++) {
+    const r = lookupOne(v, keys, i, values);
+    results[i] = r;
+    if (r === 0) found++;
+  }
+  return found;
+}
+
+/** Key `i` of `keys` into value slot `i` of `values`. @returns 0, -ENOENT, -ETIMEDOUT */
+function lookupOne(v: HtabView, keys: Uint8Array, i: number, values: Uint8Array): number {
+  const e = lookupCopy(v, hashKeyAt(v, keys, i * v.keySize), values, i * v.valueBytes);
+  return e > 0 ? 0 : e === READ_TIMEDOUT ? ETIMEDOUT : ENOENT;
+}
+
+/** lookupElem() of the key in this slot's scratch into its scratch value (Htab.keyScratch, valueScratch). */
+export function lookupScratch(v: HtabView): number {
+  const out = v.valueScratch;
+  if (v.wordKeys && v.fastValues) {
+    // wasm copies the value straight into the scratch value: no copy out.
+    const e = (v.fast as FastPath).lookup(v.desc, 0, LOOKUP_HASH | LOOKUP_COPY);
+    if (e > 0) {
+      if (v.spinLockOff >= 0) out.fill(0, v.spinLockOff, v.spinLockOff + 4); // reads as zero
+      return 0;
+    }
+    if (e === 0) return v.err.fail(ENOENT, "key not found");
+  }
+  const r = lookupCopy(v, scratchHash(v), out, 0);
+  if (r > 0) return 0;
+  if (r === READ_TIMEDOUT) return ETIMEDOUT;
+  return v.err.fail(ENOENT, "key not found");
 }

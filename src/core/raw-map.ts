@@ -62,6 +62,13 @@ export interface RawMap {
   readonly lastError: string;
   /** Kernel: map_lookup_elem(). Copies the value into `value`. */
   lookupElem(key: Uint8Array, value: Uint8Array, flags?: number): number;
+  /**
+   * Look up `results.length` keys at once (`keys`: count x key_size bytes,
+   * `values`: count x value bytes); `results[i]` is 0 or a negative errno.
+   * Not in the kernel: a backend without it is looked up key by key
+   * (lookupManyOf()). @returns the number found
+   */
+  lookupMany?(keys: Uint8Array, values: Uint8Array, results: Int32Array): number;
   /** Kernel: map_update_elem(). */
   updateElem(key: Uint8Array, value: Uint8Array, flags?: number): number;
   /** Kernel: map_delete_elem(). */
@@ -100,4 +107,46 @@ export interface RawMap {
   /** Bytes the map occupies (SAB) or the kernel's memlock figure (kernel). */
   memoryUsage(): number;
   close(): void;
+}
+
+/**
+ * `map.lookupMany()` where the backend has it, else one lookupElem() per key
+ * (the same results). Requires: buffers of count x key_size and count x
+ * value bytes, count = results.length.
+ */
+export function lookupManyOf(map: RawMap, keys: Uint8Array, values: Uint8Array, results: Int32Array): number {
+  if (map.lookupMany !== undefined) return map.lookupMany(keys, values, results);
+  const { keySize, valueBytes } = map.info;
+  let found = 0;
+  for (let i = 0; i < results.length; i++) {
+    const r = map.lookupElem(
+      keys.subarray(i * keySize, (i + 1) * keySize),
+      values.subarray(i * valueBytes, (i + 1) * valueBytes),
+      0,
+    );
+    results[i] = r;
+    if (r === 0) found++;
+  }
+  return found;
+}
+
+/**
+ * The allocation-free path of the SAB map (Htab): the key and value live in
+ * the thread's own scratch in shared memory, and calls read them in place.
+ */
+export interface ScratchMap {
+  readonly keyScratch: Uint8Array;
+  readonly valueScratch: Uint8Array;
+  /** The scratch key as u32 words (a u32 key is word 0; a u64 key words 0 and 1, little-endian). */
+  readonly keyScratchWords: Int32Array;
+  lookupScratch(): number;
+  updateScratch(flags?: number): number;
+  deleteScratch(): number;
+}
+
+/** `map` as a ScratchMap, or null for a backend without the scratch path. */
+export function scratchOf(map: RawMap): ScratchMap | null {
+  return typeof (map as Partial<ScratchMap>).lookupScratch === "function"
+    ? (map as unknown as ScratchMap)
+    : null;
 }

@@ -20,35 +20,58 @@ import {
   unlockBucket,
 } from "./bucket.js";
 import { canWrite, checkFlags, checkNotComputing, noSpinLock, permError } from "./checks.js";
-import { copyValueOut, fastKey, hashKey, valueAt, valueToScratch } from "./elem.js";
+import { copyValueOut, fastKey, scratchHash, valueAt, valueToScratch } from "./elem.js";
 import { allocFailed, oldToLimbo } from "./elems-prealloc.js";
 import { EEXIST, EINVAL, ENOENT, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked, writeValueLocked } from "./value-lock.js";
 
 /** updateRaw() in wasm. @returns as updateElem(), or WASM_RETRY when the JS path must run it */
 export function updateFast(v: HtabView, key: Uint8Array, value: Uint8Array, flags: number): number {
-  checkNotComputing(v, "update");
-  if ((v.mapFlags & MapFlags.Rdonly) !== 0) return permError(v, true); // FROZEN: checked in wasm
   const hash = fastKey(v, key);
   valueToScratch(v, value);
+  return updateFastScratch(v, hash, flags);
+}
+
+/**
+ * The wasm update of the key and value already in this slot's scratch;
+ * `hash`: as fastKey() gives it. @returns as updateFast()
+ */
+export function updateFastScratch(v: HtabView, hash: number, flags: number): number {
+  checkNotComputing(v, "update");
+  if ((v.mapFlags & MapFlags.Rdonly) !== 0) return permError(v, true); // FROZEN: checked in wasm
   const r = (v.fast as FastPath).update(v.desc, hash, v.hashMode, flags);
   if (r === 0 || r === WASM_RETRY) return r;
+  return updateFastResult(v, r);
+}
+
+/** What a wasm update's result other than 0 and WASM_RETRY means (cold). @returns as updateElem() */
+export function updateFastResult(v: HtabView, r: number): number {
   if (r === WASM_FROZEN) return permError(v, true);
   if (r === EEXIST) return v.err.fail(EEXIST, "key already exists (BPF_NOEXIST)");
   if (r === ENOENT) return v.err.fail(ENOENT, "key not found (BPF_EXIST)");
   // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
   oldToLimbo(v, v.i32[v.myPcpu + PCPU_INFLIGHT_I32]);
   v.dirty = true; // wasm set WRITING before it relinked
-  unlockBucket(v, bucketOf(v, hashKey(v, key)));
+  unlockBucket(v, bucketOf(v, scratchHash(v)));
   return 0;
 }
 
 /** deleteRaw() in wasm. @returns as deleteElem(), or WASM_RETRY when the JS path must run it */
 export function deleteFast(v: HtabView, key: Uint8Array): number {
+  return deleteFastScratch(v, fastKey(v, key));
+}
+
+/** The wasm delete of the key already in this slot's scratch. @returns as deleteFast() */
+export function deleteFastScratch(v: HtabView, hash: number): number {
   checkNotComputing(v, "delete");
   if ((v.mapFlags & MapFlags.Rdonly) !== 0) return permError(v, true); // FROZEN: checked in wasm
-  const r = (v.fast as FastPath).delete(v.desc, fastKey(v, key), v.hashMode);
+  const r = (v.fast as FastPath).delete(v.desc, hash, v.hashMode);
   if (r === 0 || r === WASM_RETRY) return r;
+  return deleteFastResult(v, r);
+}
+
+/** What a wasm delete's result other than 0 and WASM_RETRY means (cold). @returns as deleteElem() */
+export function deleteFastResult(v: HtabView, r: number): number {
   if (r === WASM_FROZEN) return permError(v, true);
   if (r === ENOENT) return v.err.fail(ENOENT, "key not found");
   v.elems.free(v, r); // unlinked and unlocked; sections are active or our list's lock was held
@@ -250,4 +273,22 @@ export function deleteRaw(v: HtabView, hash: number, out: Uint8Array | null, loc
   unlockBucket(v, b);
   v.elems.free(v, e);
   return 0;
+}
+
+/** updateElem() of the key and value in this slot's scratch (Htab.keyScratch, valueScratch). */
+export function updateScratch(v: HtabView, flags: number): number {
+  if (v.fastWrites && flags <= UpdateFlags.Exist) {
+    const r = updateFastScratch(v, v.wordKeys ? 0 : scratchHash(v), flags);
+    if (r !== WASM_RETRY) return r;
+  }
+  return updateRaw(v, v.valueScratch, 0, flags, scratchHash(v));
+}
+
+/** deleteElem() of the key in this slot's scratch. */
+export function deleteScratch(v: HtabView): number {
+  if (v.fastWrites) {
+    const r = deleteFastScratch(v, v.wordKeys ? 0 : scratchHash(v));
+    if (r !== WASM_RETRY) return r;
+  }
+  return deleteRaw(v, scratchHash(v), null);
 }

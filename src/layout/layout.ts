@@ -30,8 +30,11 @@
  *              |  BOUND PCPU0 CPU NR_CPUS ACTIVE MY_PCPU FROZEN),     |
  *              |  key[round_up(key, 8)], value[round_up(              |
  *              |  value bytes, 8)] (none for per-CPU values or values |
- *              |  over 1 KiB), padded to a cache line; the wasm       |
- *              |  fast path reads the key there and copies the value  |
+ *              |  over 1 KiB); then the many area (keys of whole      |
+ *              |  words, values up to 64 B): MANY_CHUNK keys, values  |
+ *              |  and result words for lookupMany(); padded to a      |
+ *              |  cache line. The wasm fast path reads the key there  |
+ *              |  and copies the value                                |
  *  BUCKETS     +------------------------------------------------------+
  *              | n_buckets x struct bucket, 16 B each:                |
  *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)         |
@@ -94,8 +97,12 @@ import { MapFlags } from "../uapi.js";
 
 /** "HTAB" in ASCII, first word of every map. */
 export const HTAB_MAGIC = 0x48544142;
-/** Bumped whenever any offset or word protocol below changes (7: the bucket word gained WRITING); attach refuses other versions. */
-export const LAYOUT_VERSION = 7;
+/**
+ * Bumped whenever any offset or word protocol below changes (7: the bucket
+ * word gained WRITING; 8: the scratch gained the many area); attach refuses
+ * other versions.
+ */
+export const LAYOUT_VERSION = 8;
 
 /** A wasm memory page: a map in a shared WebAssembly.Memory is sized in these. */
 export const WASM_PAGE_BYTES = 65536;
@@ -239,6 +246,10 @@ export function domDataBytes(nrCpus: number, maxMaps: number): number {
 export const SCRATCH_DESC_BYTES = CACHE_LINE_BYTES;
 /** Largest value the wasm fast path copies through a slot's scratch buffer (see Geometry.scratchValueBytes). */
 export const FAST_VALUE_MAX_BYTES = 1024;
+/** Keys per wasm lookupMany() call: enough misses in flight to fill a core's line-fill buffers. */
+export const MANY_CHUNK = 8;
+/** Largest scratch value with a many area (MANY_CHUNK of them per CPU slot). */
+export const MANY_VALUE_MAX_BYTES = 64;
 export const SCRATCH_BASE_I32 = 0;
 export const SCRATCH_BUCKETS_I32 = 1;
 export const SCRATCH_MASK_I32 = 2;
@@ -345,6 +356,13 @@ export interface Geometry {
    * and values over FAST_VALUE_MAX_BYTES: scratch would cost nrCpus copies).
    */
   scratchValueBytes: number;
+  /**
+   * Bytes of a slot's many area (after its scratch value): MANY_CHUNK keys,
+   * values and result words; 0 when keys are not whole words or values are
+   * not in scratch or over MANY_VALUE_MAX_BYTES (lookupMany() then looks
+   * keys up one by one).
+   */
+  manyBytes: number;
   bucketsBytes: number;
   /** Byte offset of the LRU region (equal to elemsBytes when the map has none). */
   lruBytes: number;
@@ -378,8 +396,12 @@ export function computeGeometry(
   const num_elems = maxEntries + (prealloc ? extra_elems : percpu ? 0 : nrCpus);
   const scratchBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
   const scratchValueBytes = !percpu && valueBytes <= FAST_VALUE_MAX_BYTES ? roundUp(valueBytes, 8) : 0;
+  const manyBytes =
+    (keySize & 3) === 0 && scratchValueBytes > 0 && scratchValueBytes <= MANY_VALUE_MAX_BYTES
+      ? MANY_CHUNK * (keySize + scratchValueBytes + 4)
+      : 0;
   const scratchStride =
-    SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + scratchValueBytes, CACHE_LINE_BYTES);
+    SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + scratchValueBytes + manyBytes, CACHE_LINE_BYTES);
   const bucketsBytes = scratchBytes + nrCpus * scratchStride;
   const lruBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
   const lruLists = lru === LRU_COMMON ? 1 : lru === LRU_PERCPU ? nrCpus : 0;
@@ -407,6 +429,7 @@ export function computeGeometry(
     scratchBytes,
     scratchStride,
     scratchValueBytes,
+    manyBytes,
     bucketsBytes,
     lruBytes,
     lruLists,

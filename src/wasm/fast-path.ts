@@ -26,6 +26,14 @@ export interface FastPath {
    */
   lookup(desc: number, hash: number, mode: number): number;
   /**
+   * lookup() of the first `n` (<= MANY_CHUNK) keys in the slot's many area
+   * (layout.ts Geometry.manyBytes), their misses overlapped: values to the
+   * area's value slots, and per key a result word: the element, 0 (absent)
+   * or -1 (a writer holds the bucket: look that key up alone).
+   * @returns the number found
+   */
+  lookupMany(desc: number, n: number): number;
+  /**
    * pcpuFreelistPop() for `cpu` when no list lock is contended. `pcpu`: byte
    * address of CPU 0's per-CPU record; `stride`: record bytes.
    * @returns the element, 0 when every list is empty, -1 - c when list c's lock is held

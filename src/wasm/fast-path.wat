@@ -33,21 +33,30 @@
   ;; bucket (WRITING, bit 2: the caller spins, bounded). A holder that only
   ;; holds the lock (LOCKED, bit 0) does not stop the walk.
   (func (export "lookup") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
-    (local $base i32) (local $key i32) (local $kw i32) (local $vw i32) (local $bound i32)
+    (local $key i32)
+    (local.set $key (i32.load offset=16 (local.get $d)))
+    (if (i32.and (local.get $mode) (i32.const 2))
+      (then (local.set $hash (call $jhash2 (local.get $key) (i32.load offset=20 (local.get $d)) (i32.load offset=12 (local.get $d))))))
+    (call $find (local.get $d) (local.get $key) (local.get $hash) (i32.load offset=32 (local.get $d))
+      (select (i32.load offset=28 (local.get $d)) (i32.const 0) (i32.and (local.get $mode) (i32.const 1)))))
+
+  ;; The bucket of $hash: its byte address.
+  (func $bucketAddr (param $d i32) (param $hash i32) (result i32)
+    (i32.add (i32.load (local.get $d))
+      (i32.shl
+        (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2)))
+        (i32.const 2))))
+
+  ;; The lookup itself, of the key at byte address $key with hash $hash;
+  ;; copies $vw u64 words of the value to $out when found (0: no copy).
+  (func $find (param $d i32) (param $key i32) (param $hash i32) (param $out i32) (param $vw i32) (result i32)
+    (local $base i32) (local $kw i32) (local $bound i32)
     (local $ba i32) (local $s i32) (local $s2 i32) (local $e i32) (local $a i32)
     (local $j i32) (local $found i32) (local $steps i32)
     (local.set $base (i32.load (local.get $d)))
-    (local.set $key (i32.load offset=16 (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
-    (local.set $vw (select (i32.load offset=28 (local.get $d)) (i32.const 0) (i32.and (local.get $mode) (i32.const 1))))
     (local.set $bound (i32.load offset=36 (local.get $d)))
-    (if (i32.and (local.get $mode) (i32.const 2))
-      (then (local.set $hash (call $jhash2 (local.get $key) (local.get $kw) (i32.load offset=12 (local.get $d))))))
-    (local.set $ba
-      (i32.add (local.get $base)
-        (i32.shl
-          (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2)))
-          (i32.const 2))))
+    (local.set $ba (call $bucketAddr (local.get $d) (local.get $hash)))
     (loop $retry
       (local.set $s (i32.atomic.load offset=4 (local.get $ba)))
       (if (i32.and (local.get $s) (i32.const 4)) (then (return (i32.const -1))))
@@ -78,7 +87,7 @@
                   (loop $copy
                     (br_if $copied (i32.ge_u (local.get $j) (local.get $vw)))
                     (i64.store
-                      (i32.add (i32.load offset=32 (local.get $d)) (i32.shl (local.get $j) (i32.const 3)))
+                      (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 3)))
                       (i64.load (i32.add (local.get $a) (i32.shl (local.get $j) (i32.const 3)))))
                     (local.set $j (i32.add (local.get $j) (i32.const 1)))
                     (br $copy)))
@@ -97,6 +106,67 @@
         (then (return (local.get $found))))
       (br $retry))
     (i32.const 0))
+
+  ;; Many lookups at once: $n (<= MANY_CHUNK) keys of KEY_WORDS words each,
+  ;; packed in the slot's many area (layout.ts: right after the scratch
+  ;; value). Each key is looked up as lookup() does, seq-validated on its own;
+  ;; their values land in the many area's value slots (VALUE_U64S words each)
+  ;; and each result word is the element, 0 (absent) or -1 (a writer holds
+  ;; the bucket: the caller looks that key up alone). Before any lookup
+  ;; depends on a load, every key is hashed and its bucket head and first
+  ;; element are touched, so the cache misses of all $n keys overlap.
+  ;; Returns the number found.
+  (func (export "lookupMany") (param $d i32) (param $n i32) (result i32)
+    (local $base i32) (local $kw i32) (local $vw i32) (local $keys i32) (local $outs i32) (local $res i32)
+    (local $i i32) (local $h i32) (local $e i32) (local $touch i32) (local $found i32) (local $r i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $kw (i32.load offset=20 (local.get $d)))
+    (local.set $vw (i32.load offset=28 (local.get $d)))
+    (local.set $keys (i32.add (i32.load offset=32 (local.get $d)) (i32.shl (local.get $vw) (i32.const 3))))
+    (local.set $outs (i32.add (local.get $keys) (i32.shl (i32.mul (local.get $kw) (i32.const 8)) (i32.const 2))))
+    (local.set $res (i32.add (local.get $outs) (i32.shl (i32.mul (local.get $vw) (i32.const 8)) (i32.const 3))))
+    ;; 1. Hash every key (kept in its result word) and load its bucket's head: independent loads.
+    (local.set $i (i32.const 0))
+    (block $hashed
+      (loop $hash
+        (br_if $hashed (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $h
+          (call $jhash2 (i32.add (local.get $keys) (i32.shl (i32.mul (local.get $i) (local.get $kw)) (i32.const 2)))
+            (local.get $kw) (i32.load offset=12 (local.get $d))))
+        (i32.store (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2))) (local.get $h))
+        (local.set $touch (i32.xor (local.get $touch) (i32.load (call $bucketAddr (local.get $d) (local.get $h)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $hash)))
+    ;; 2. Touch each chain's first element (its HASH word): the second round of misses, overlapped too.
+    (local.set $i (i32.const 0))
+    (block $touched
+      (loop $first
+        (br_if $touched (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $e
+          (i32.load (call $bucketAddr (local.get $d) (i32.load (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2)))))))
+        (if (local.get $e)
+          (then (local.set $touch (i32.xor (local.get $touch)
+            (i32.load offset=4 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $first)))
+    ;; 3. The lookups, now mostly on cached lines.
+    (local.set $i (i32.const 0))
+    (block $looked
+      (loop $look
+        (br_if $looked (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $r
+          (call $find (local.get $d)
+            (i32.add (local.get $keys) (i32.shl (i32.mul (local.get $i) (local.get $kw)) (i32.const 2)))
+            (i32.load (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2))))
+            (i32.add (local.get $outs) (i32.shl (i32.mul (local.get $i) (local.get $vw)) (i32.const 3)))
+            (local.get $vw)))
+        (i32.store (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2))) (local.get $r))
+        (if (i32.gt_s (local.get $r) (i32.const 0)) (then (local.set $found (i32.add (local.get $found) (i32.const 1)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $look)))
+    ;; (The touches' sum is never used; a load cannot be dropped, it may trap.)
+    (drop (local.get $touch))
+    (local.get $found))
 
   ;; jhash2() over $words u32 words at $k (kernel: include/linux/jhash.h; same
   ;; result as src/hash/jhash.ts jhash2Int(), checked by a test).

@@ -15,6 +15,7 @@ interface ReaderResult {
   fastPath: boolean;
   htab: { falsePos: number; torn: number; found: number };
   control: { falsePos: number; torn: number; found: number };
+  many: { falsePos: number; torn: number; found: number; calls: number };
 }
 
 // The reader runs the wasm fast path or the JS path; of the writers one runs each, so the
@@ -43,7 +44,8 @@ for (const path of ["wasm fast path", "JS path"])
     console.log(
       `# reuse (${path} reader): ${r.lookups} lookups checked (${r.htab.found} hits) during ${writes} re-inserts: ` +
         `htab ${r.htab.falsePos} false matches, ${r.htab.torn} torn; ` +
-        `unvalidated kernel-style walk ${r.control.falsePos} false matches, ${r.control.torn} torn (of ${r.control.found} hits)`,
+        `unvalidated kernel-style walk ${r.control.falsePos} false matches, ${r.control.torn} torn (of ${r.control.found} hits); ` +
+        `lookupMany ${r.many.calls} calls, ${r.many.found} hits, ${r.many.falsePos} false matches, ${r.many.torn} torn`,
     );
     assert.ok(r.htab.found > 0 && writes > 0, "the race was exercised");
     assert.equal(r.fastPath, path === "wasm fast path", "the reader ran the path under test");
@@ -54,6 +56,9 @@ for (const path of ["wasm fast path", "JS path"])
     );
     assert.equal(r.htab.falsePos, 0, "false-positive key matches");
     assert.equal(r.htab.torn, 0, "torn values");
+    assert.ok(r.many.found > 0, "lookupMany ran under the race");
+    assert.equal(r.many.falsePos, 0, "lookupMany: false-positive key matches");
+    assert.equal(r.many.torn, 0, "lookupMany: torn values");
     const f = map.fsck();
     assert.ok(f.ok, f.errors.join("; "));
   });

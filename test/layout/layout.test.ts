@@ -88,6 +88,7 @@ const CORE_ORDER = [
   "walk.ts",
   "compare.ts",
   "program.ts",
+  "program-face.ts",
   "recovery.ts",
   "fsck.ts",
   "map-init.ts",

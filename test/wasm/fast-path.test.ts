@@ -133,7 +133,11 @@ type Op =
   | { op: "delete"; key: number }
   | { op: "lookup"; key: number }
   | { op: "has"; key: number }
-  | { op: "lookupAndDelete"; key: number };
+  | { op: "lookupAndDelete"; key: number }
+  | { op: "lookupScratch"; key: number }
+  | { op: "updateScratch"; key: number; value: number; flags: number }
+  | { op: "deleteScratch"; key: number }
+  | { op: "lookupMany"; keys: number[] };
 
 const opArb = (keys: number): fc.Arbitrary<Op> =>
   fc.oneof(
@@ -147,7 +151,25 @@ const opArb = (keys: number): fc.Arbitrary<Op> =>
     fc.record({ op: fc.constant("lookup" as const), key: fc.nat(keys - 1) }),
     fc.record({ op: fc.constant("has" as const), key: fc.nat(keys - 1) }),
     fc.record({ op: fc.constant("lookupAndDelete" as const), key: fc.nat(keys - 1) }),
+    // The allocation-free path: the key and value in the slot's own scratch.
+    fc.record({ op: fc.constant("lookupScratch" as const), key: fc.nat(keys - 1) }),
+    fc.record({
+      op: fc.constant("updateScratch" as const),
+      key: fc.nat(keys - 1),
+      value: fc.nat(),
+      flags: fc.constantFrom(0, 1, 2),
+    }),
+    fc.record({ op: fc.constant("deleteScratch" as const), key: fc.nat(keys - 1) }),
+    fc.record({ op: fc.constant("lookupMany" as const), keys: fc.array(fc.nat(keys - 1), { maxLength: 20 }) }),
   );
+
+/** The key bytes of key number `k`: every word differs, the last (partial) one too. */
+function keyOf(k: number, key: Uint8Array): Uint8Array {
+  key.fill(0);
+  new DataView(key.buffer, key.byteOffset, key.length).setUint32(0, k * 2654435761, true);
+  key[key.length - 1] ^= k;
+  return key;
+}
 
 /** Run `ops` on a map; `pick(i)` chooses which attached view does op i. Returns every result. */
 function run(
@@ -163,9 +185,7 @@ function run(
   const results: unknown[] = [];
   ops.forEach((o, i) => {
     const m = views[pick(i)];
-    key.fill(0);
-    new DataView(key.buffer).setUint32(0, o.key * 2654435761, true);
-    key[keySize - 1] ^= o.key; // the last (partial) word matters too
+    if ("key" in o) keyOf(o.key, key);
     out.fill(0xee);
     switch (o.op) {
       case "update":
@@ -184,6 +204,38 @@ function run(
       case "lookupAndDelete":
         results.push([m.lookupAndDeleteElem(key, out, 0), Array.from(out)]);
         break;
+      case "lookupScratch":
+        m.keyScratch.set(key);
+        results.push([m.lookupScratch(), m.lookupScratch() === 0 ? Array.from(m.valueScratch) : null]);
+        break;
+      case "updateScratch":
+        m.keyScratch.set(key);
+        for (let b = 0; b < valueBytes; b++) m.valueScratch[b] = (o.value >>> ((b % 4) * 8)) + b;
+        results.push(m.updateScratch(o.flags));
+        break;
+      case "deleteScratch":
+        m.keyScratch.set(key);
+        results.push(m.deleteScratch());
+        break;
+      case "lookupMany": {
+        const keys = new Uint8Array(o.keys.length * keySize);
+        o.keys.forEach((k, j) => keys.set(keyOf(k, new Uint8Array(keySize)), j * keySize));
+        const values = new Uint8Array(o.keys.length * valueBytes).fill(0xee);
+        const res = new Int32Array(o.keys.length);
+        // Each key as lookupElem() finds it, in order.
+        const single = o.keys.map((k) => {
+          const r = m.lookupElem(keyOf(k, new Uint8Array(keySize)), out.fill(0xee), 0);
+          return [r, Array.from(out)];
+        });
+        const found = m.lookupMany(keys, values, res);
+        assert.deepEqual(
+          o.keys.map((_, j) => [res[j], Array.from(values.subarray(j * valueBytes, (j + 1) * valueBytes))]),
+          single.map(([r, v]) => [r, r === 0 ? v : Array(valueBytes).fill(0xee)]),
+          "lookupMany() equals single lookups",
+        );
+        results.push([found, Array.from(res), Array.from(values)]);
+        break;
+      }
     }
   });
   results.push([...new BpfMap(views[0]).keys()].map((k) => Array.from(k)));
