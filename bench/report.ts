@@ -50,6 +50,17 @@ export interface MemoryResult {
   ratio: number | null;
 }
 
+/** One of the performance targets (issue: lookup, lookupMany, update, LRU, scaling), met or missed. */
+export interface Target {
+  target: string;
+  /** The figure measured: a ratio of medians from this run. */
+  figure: number;
+  /** The limit: figure <= limit ("at most"), or >= limit when `atLeast`. */
+  limit: number;
+  atLeast?: boolean;
+  met: boolean;
+}
+
 export interface BenchReport {
   date: string;
   quick: boolean;
@@ -61,6 +72,8 @@ export interface BenchReport {
   throughput: ThroughputResult[];
   memory: MemoryResult[];
   ratios: Record<string, number>;
+  /** The performance targets, each met or missed, from the tight-loop rows and the mix. */
+  targets?: Target[];
   skipped: string[];
 }
 
@@ -161,8 +174,84 @@ export function table(rep: BenchReport): string {
     lines.push(
       `| ${m.type} | ${m.entries} | ${m.htabBytesPerEntry.toFixed(1)} | ${m.kernelBytesPerEntry?.toFixed(1) ?? "n/a"} | ${m.ratio?.toFixed(3) ?? "n/a"} |`,
     );
+  if (rep.targets?.length) lines.push("", targetTable(rep.targets));
   lines.push("", "| ratio | value |", "|---|---|");
   for (const [k, v] of Object.entries(rep.ratios))
     lines.push(`| ${k} | ${v < 0.01 ? v.toExponential(2) : v.toFixed(3)} |`);
+  return lines.join("\n");
+}
+
+/** The performance targets from this run's rows; a target whose rows are missing is left out. */
+export function computeTargets(rep: BenchReport): Target[] {
+  const out: Target[] = [];
+  const t = (w: string) => `${w}${TIGHT}`;
+  const at = (w: string, n: number, peer: string) => median(rep.points, w, n, peer);
+  const add = (
+    target: string,
+    a: number | undefined,
+    b: number | undefined,
+    limit: number,
+    atLeast = false,
+  ) => {
+    if (a === undefined || b === undefined) return;
+    const figure = a / b;
+    out.push({ target, figure, limit, atLeast, met: atLeast ? figure >= limit : figure <= limit });
+  };
+  const sizes: [number, string][] = [
+    [1000, "1k"],
+    [1_000_000, "1M"],
+  ];
+  for (const [n, tag] of sizes) {
+    const map = at(t("lookup hit"), n, "V8 Map");
+    add(
+      `lookup hit @${tag}: htab / V8 Map.get (tight loop)`,
+      at(t("lookup hit"), n, "htab"),
+      map,
+      n >= 1e6 ? 1 : 1.5,
+    );
+    if (n >= 1e6)
+      add(
+        `lookup hit @${tag}: htab on huge pages / V8 Map.get (tight loop)`,
+        at(t("lookup hit"), n, "htab, huge pages"),
+        map,
+        1,
+      );
+    add(
+      `lookupMany per key @${tag}: htab / V8 Map.get (tight loop)`,
+      at(t("lookup hit"), n, "htab lookupMany"),
+      map,
+      n >= 1e6 ? 0.35 : 0.5,
+    );
+    if (n >= 1e6)
+      add(
+        `lookup hit @${tag}: htab / the kernel's BPF-program lookup`,
+        at(t("lookup hit"), n, "htab"),
+        at("lookup hit", n, "kernel BPF program"),
+        1.3,
+      );
+    add(
+      `update existing @${tag}: htab / V8 Map.set (tight loop)`,
+      at(t("update existing"), n, "htab"),
+      at(t("update existing"), n, "V8 Map"),
+      1.5,
+    );
+    for (const w of ["LRU lookup hit", "LRU insert, evicting"])
+      add(`${w} @${tag}: htab / lru-cache (tight loop)`, at(t(w), n, "htab"), at(t(w), n, "lru-cache"), 1.5);
+    const mix = (k: number) =>
+      rep.throughput.find(
+        (x) => x.peer === "htab" && x.workers === k && x.entries === n && x.workload.startsWith("read-heavy"),
+      )?.median;
+    add(`read-heavy mix @${tag}: htab 2 workers / 1 worker`, mix(2), mix(1), 1.85, true);
+  }
+  return out;
+}
+
+/** The targets as a Markdown table. */
+export function targetTable(targets: Target[]): string {
+  const lines = ["| target | figure | limit | met |", "|---|---|---|---|"];
+  for (const x of targets)
+    lines.push(
+      `| ${x.target} | ${x.figure.toFixed(3)} | ${x.atLeast ? ">=" : "<="} ${x.limit} | ${x.met ? "met" : "missed"} |`,
+    );
   return lines.join("\n");
 }

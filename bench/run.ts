@@ -20,7 +20,7 @@ import { Progress } from "../src/cli/term.js";
 import { chart } from "./chart.js";
 import { loadKernel } from "./keys.js";
 import { type BenchOptions, parseBenchArgs } from "./options.js";
-import { type BenchReport, computeRatios, stat, TIGHT, table } from "./report.js";
+import { type BenchReport, computeRatios, computeTargets, stat, TIGHT, table } from "./report.js";
 import { kernelProgramPoint, postMessagePoint } from "./workloads/latency.js";
 import { lruTasks } from "./workloads/lru.js";
 import { memory } from "./workloads/memory.js";
@@ -157,6 +157,7 @@ export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
     });
   for (const c of cleanup.reverse()) await c();
   rep.ratios = computeRatios(rep);
+  rep.targets = computeTargets(rep);
   mkdirSync(o.out, { recursive: true });
   const stamp = rep.date.replace(/[:]/g, "-").replace(/\..+/, "");
   const base = join(o.out, `${stamp}${o.quick ? "-quick" : ""}`);
@@ -189,6 +190,7 @@ async function chartOnly(file: string): Promise<void> {
   const { readFileSync } = await import("node:fs");
   const rep = JSON.parse(readFileSync(file, "utf8")) as BenchReport;
   rep.ratios = computeRatios(rep);
+  rep.targets = computeTargets(rep);
   const base = file.replace(/\.json$/, "");
   writeFileSync(file, `${JSON.stringify(rep, null, 2)}\n`);
   writeFileSync(`${base}.md`, `${table(rep)}\n`);

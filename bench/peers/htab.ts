@@ -7,12 +7,19 @@ import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { Htab } from "../../src/core/htab.js";
 import type { MapSpec } from "../../src/core/spec.js";
+import type { WasmMemory } from "../../src/wasm/fast-path.js";
 import { ORDER_MASK, putU32 } from "../keys.js";
 import type { PointPeer } from "../peer.js";
 
 /** An htab map of `spec` holding `present` (u32 keys, 8-byte values). */
-export function htabMap(spec: MapSpec, present: Uint32Array, fastPath: boolean, nrCpus = 4): Htab {
-  const h = Htab.create(spec, { nrCpus, fastPath });
+export function htabMap(
+  spec: MapSpec,
+  present: Uint32Array,
+  fastPath: boolean,
+  nrCpus = 4,
+  memory?: WasmMemory,
+): Htab {
+  const h = Htab.create(spec, { nrCpus, fastPath, memory });
   const k = new Uint8Array(4);
   const v = new Uint8Array(h.info.valueBytes);
   for (let i = 0; i < present.length; i++) {
@@ -87,6 +94,33 @@ export function typedMapPeer(h: Htab): PointPeer {
     lookup(keys, ord, pos, n) {
       let hits = 0;
       for (let i = 0; i < n; i++) if (tm.get(keys[ord[(pos + i) & ORDER_MASK]]) !== undefined) hits++;
+      return hits;
+    },
+    close() {},
+  };
+}
+
+/** lookupMany(): the keys of a call gathered into one buffer, looked up at once (their misses overlap). */
+export function htabManyPeer(h: Htab): PointPeer {
+  const CHUNK = 256;
+  const ks = new Uint8Array(CHUNK * 4);
+  const vs = new Uint8Array(CHUNK * h.info.valueBytes);
+  const res = new Int32Array(CHUNK);
+  return {
+    name: "htab lookupMany",
+    lookup(keys, ord, pos, n) {
+      let hits = 0;
+      for (let done = 0; done < n; done += CHUNK) {
+        const m = Math.min(CHUNK, n - done);
+        for (let i = 0, o = 0; i < m; i++, o += 4) {
+          const x = keys[ord[(pos + done + i) & ORDER_MASK]];
+          ks[o] = x;
+          ks[o + 1] = x >>> 8;
+          ks[o + 2] = x >>> 16;
+          ks[o + 3] = x >>> 24;
+        }
+        hits += h.lookupMany(ks, vs, m === CHUNK ? res : res.subarray(0, m));
+      }
       return hits;
     },
     close() {},

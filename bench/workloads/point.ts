@@ -4,11 +4,13 @@
  * visited in a random order over present (or absent) keys.
  */
 
+import type { MapSpec } from "../../src/core/spec.js";
+import { computeGeometry, LRU_NONE } from "../../src/layout/layout.js";
 import { MapType } from "../../src/uapi.js";
 import { ORDER_LEN, ORDER_MASK, order, randomKeys } from "../keys.js";
 import type { BenchOptions } from "../options.js";
 import type { PointPeer } from "../peer.js";
-import { htabMap, htabPeer, htabRefPeer, typedMapPeer } from "../peers/htab.js";
+import { htabManyPeer, htabMap, htabPeer, htabRefPeer, typedMapPeer } from "../peers/htab.js";
 import { kernelMap, kernelPeer } from "../peers/kernel-syscall.js";
 import { lmdbPeer } from "../peers/lmdb.js";
 import { ownerSlotPeer } from "../peers/message-maps.js";
@@ -37,9 +39,49 @@ const WORKLOADS: { name: string; absent: boolean; run: Run; has: (p: PointPeer) 
 ];
 
 /** Peers measured on lookup hit only (they add nothing on the other workloads). */
-const HIT_ONLY = new Set(["htab lookupRef (program face)", "htab TypedMap", "Atomics request slot"]);
+const HIT_ONLY = new Set([
+  "htab lookupRef (program face)",
+  "htab TypedMap",
+  "htab lookupMany",
+  "Atomics request slot",
+]);
 /** Peers whose tight loop is measured too (a syscall or a round trip per op gains nothing from it). */
-const TIGHT = new Set(["V8 Map", "htab", "naive SAB + global lock"]);
+const TIGHT = new Set([
+  "V8 Map",
+  "htab",
+  "htab, huge pages",
+  "htab lookupMany",
+  "htab TypedMap",
+  "naive SAB + global lock",
+]);
+
+/** At 1M entries and where THP works: the same htab map in a memory backed by huge pages. */
+async function hugePagePeer(
+  entries: number,
+  spec: MapSpec,
+  present: Uint32Array,
+  o: BenchOptions,
+  skipped: string[],
+) {
+  if (entries < 1_000_000 || o.jsPath) return null;
+  try {
+    const { hugePageMemory } = await import("../../src/kernel/huge-pages.js");
+    const { memory, hugePages, reason } = hugePageMemory(mapBytes(spec));
+    if (!hugePages) {
+      skipped.push(`htab, huge pages: ${reason}`);
+      return null;
+    }
+    return htabPeer(htabMap(spec, present, true, 4, memory), "htab, huge pages");
+  } catch (e) {
+    skipped.push(`htab, huge pages: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+/** Bytes the map of `spec` needs (its geometry), for the memory made before it. */
+function mapBytes(spec: MapSpec): number {
+  return computeGeometry(spec.keySize, spec.valueSize, spec.maxEntries, 4, false, true, LRU_NONE).totalBytes;
+}
 
 /** The tasks of every point workload on every peer at `entries`. */
 export async function pointTasks(
@@ -54,7 +96,15 @@ export async function pointTasks(
   const ord = order(entries, ORDER_LEN, 7);
   const spec = { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries + 16 };
   const h = htabMap(spec, present, !o.jsPath);
-  const peers: PointPeer[] = [v8MapPeer(present), htabPeer(h), htabRefPeer(h), typedMapPeer(h)];
+  const peers: PointPeer[] = [
+    v8MapPeer(present),
+    htabPeer(h),
+    htabRefPeer(h),
+    typedMapPeer(h),
+    htabManyPeer(h),
+  ];
+  const huge = await hugePagePeer(entries, spec, present, o, skipped);
+  if (huge !== null) peers.push(huge);
   peers.push(naiveLockPeer(present, entries + 16));
   const km = await kernelMap(spec, present);
   if (km !== null) peers.push(kernelPeer(km));

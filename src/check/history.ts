@@ -30,7 +30,8 @@ export interface RecordOptions {
  * Run random operations on `map` (key_size 4, values of at least 8 bytes) and log them.
  * Values carry their own complement in the second half, so a torn copy shows.
  * On maps that have them, compare-and-delete and compare-and-swap are mixed in,
- * expecting the value this worker last saw for the key.
+ * expecting the value this worker last saw for the key, and a quarter of the
+ * lookups go through lookupMany() with three other keys.
  */
 export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
   // Compare-and-delete/swap exist on the SAB backend only (the kernel has none).
@@ -48,6 +49,12 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
   const out = new Uint8Array(bytes);
   const ov = new DataView(out.buffer);
   const next = xorshift32(o.seed);
+  // lookupMany() (SAB maps): every fourth lookup goes with 3 other keys in one call; only its own result is logged.
+  const many = map.lookupMany !== undefined ? map : null;
+  const mk = new Uint8Array(16);
+  const mkv = new DataView(mk.buffer);
+  const mout = new Uint8Array(bytes * 4);
+  const mres = new Int32Array(4);
   for (let i = 0; i < o.ops; i++) {
     const r = next() % 100;
     const k = next() % o.keys;
@@ -57,7 +64,14 @@ export function recordRandomOps(map: RawMap, o: RecordOptions): Int32Array {
     let arg = 0;
     let result: number;
     const call = Atomics.add(o.clock, 0, 1);
-    if (r < 40) {
+    if (r < 40 && many !== null && (i & 3) === 0) {
+      kind = 0;
+      mkv.setUint32(0, k, true);
+      for (let j = 1; j < 4; j++) mkv.setUint32(j * 4, next() % o.keys, true);
+      many.lookupMany!(mk, mout, mres);
+      out.set(mout.subarray(0, bytes));
+      result = mres[0] === 0 ? ov.getInt32(0, true) : -1;
+    } else if (r < 40) {
       kind = 0;
       result = map.lookupElem(key, out) === 0 ? ov.getInt32(0, true) : -1;
     } else if (cmp !== null && r >= 92 && r < 95) {

@@ -103,7 +103,7 @@ export class Htab extends ProgramFace implements RawMap {
     const g = validateSpec(spec, nrCpus, opts.privileged === true);
     if (spec.type === MapType.HashOfMaps)
       invalid("create", "HASH_OF_MAPS lives in a MapDomain: create it with domain.createMap()");
-    const { sab, memory } = allocMapMemory(g, opts.fastPath !== false);
+    const { sab, memory } = allocMapMemory(g, opts.fastPath !== false, opts.memory);
     const hashrnd = initMap(new Int32Array(sab), g, spec);
     const handle = memory !== null ? { sab, memory } : { sab };
     return new Htab(handle, g, spec.type, spec.flags ?? 0, hashrnd, opts.cpu ?? -1);

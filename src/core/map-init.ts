@@ -5,16 +5,18 @@
  */
 import { BpfLru } from "../alloc/bpf-lru.js";
 import { pcpuFreelistPop, pcpuFreelistPopulate } from "../alloc/pcpu-freelist.js";
-import { BpfError, Errno } from "../errors.js";
+import { BpfError, Errno, invalid } from "../errors.js";
 import {
   type Geometry,
   HDR_LRU_REPAIR_I32,
   HDR_NONCE_I32,
   HDR_SPIN_LOCK_OFF_I32,
+  HTAB_MAGIC,
   LRU_NONE,
   PCPU_EXTRA_I32,
   PCPU_INFLIGHT_I32,
   pcpuBase,
+  WASM_PAGE_BYTES,
   writeHeader,
 } from "../layout/layout.js";
 import { MapFlags } from "../uapi.js";
@@ -36,7 +38,9 @@ function randomSeed(): number {
 export function allocMapMemory(
   g: Geometry,
   fastPath: boolean,
+  given?: WasmMemory,
 ): { sab: SharedArrayBuffer; memory: WasmMemory | null } {
+  if (given !== undefined) return callerMemory(g, fastPath, given);
   let sab: SharedArrayBuffer;
   let memory: WasmMemory | null = null;
   try {
@@ -56,6 +60,42 @@ export function allocMapMemory(
     );
   }
   return { sab, memory };
+}
+
+/** createMap(spec, { memory }): the caller's shared wasm memory, checked, grown to fit and zeroed. */
+function callerMemory(
+  g: Geometry,
+  fastPath: boolean,
+  memory: WasmMemory,
+): { sab: SharedArrayBuffer; memory: WasmMemory | null } {
+  const buf = (memory as { buffer?: unknown } | null)?.buffer;
+  if (!(buf instanceof SharedArrayBuffer))
+    return invalid(
+      "create",
+      "memory must be a shared WebAssembly.Memory (new WebAssembly.Memory({ ..., shared: true }))",
+    );
+  if (!g.prealloc)
+    invalid("create", "a BPF_F_NO_PREALLOC map grows a SharedArrayBuffer of its own: pass no memory");
+  if (buf.byteLength >= 4 && new Int32Array(buf, 0, 1)[0] === HTAB_MAGIC)
+    throw new BpfError(
+      "create",
+      Errno.EBUSY,
+      "memory already holds a map: give each map a memory of its own",
+    );
+  if (buf.byteLength < g.totalBytes) {
+    try {
+      memory.grow(Math.ceil((g.totalBytes - buf.byteLength) / WASM_PAGE_BYTES));
+    } catch (e) {
+      throw new BpfError(
+        "create",
+        Errno.ENOMEM,
+        `memory holds ${buf.byteLength} bytes, the map needs ${g.totalBytes}, and it cannot grow: ${(e as Error).message}`,
+      );
+    }
+  }
+  const sab = memory.buffer as SharedArrayBuffer;
+  new Uint8Array(sab, 0, g.totalBytes).fill(0);
+  return { sab, memory: fastPath ? memory : null };
 }
 
 /** Write the header and file every element (kernel: htab_map_alloc() + prealloc_init()). Returns hashrnd. */

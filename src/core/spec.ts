@@ -13,6 +13,7 @@ import {
   MapFlags,
   MapType,
 } from "../uapi.js";
+import type { WasmMemory } from "../wasm/fast-path.js";
 
 /** What both backends accept to create a map. A plain object, as cilium/ebpf's MapSpec. */
 export interface MapSpec {
@@ -61,6 +62,14 @@ export interface SabCreateOptions {
    * @default true where the engine has wasm threads
    */
   fastPath?: boolean;
+  /**
+   * A shared `WebAssembly.Memory` of your own for the map, which then
+   * starts at its byte 0 (grown if it is too small): for example one backed
+   * by transparent huge pages (`hugePageMemory()` of `htab/kernel`). It must
+   * not already hold a map. Not for BPF_F_NO_PREALLOC maps, which grow a
+   * SharedArrayBuffer of their own.
+   */
+  memory?: WasmMemory;
 }
 
 /** NUMA nodes the SAB backend treats as online. JS cannot see the topology, so node 0 only. */

@@ -32,6 +32,10 @@ interface Ffi {
   setAffinity(mask: NativeBuf, bytes: number): number;
   errno(): number;
   alloc(bytes: number): NativeBuf;
+  /** The address of a view's first byte (its backing store, shared or not). */
+  addressOf(view: Uint8Array): bigint;
+  /** madvise(view, len, advice) on the view's first `len` bytes: 0 or -1 (errno()). */
+  madvise(view: Uint8Array, len: number, advice: number): number;
 }
 
 let ffi: Ffi | undefined;
@@ -64,12 +68,17 @@ export function bpfFfi(): Ffi {
   const close = libc.func("int close(int fd)");
   const fcntl = libc.func("int fcntl(int fd, int cmd, int arg)");
   const setaffinity = libc.func("int sched_setaffinity(int pid, size_t size, void *mask)");
+  // memmove(p, p, 0) returns p: the one portable way to ask koffi where a view's bytes are.
+  const memmove = libc.func("void *memmove(void *dst, const void *src, size_t n)");
+  const madvise = libc.func("int madvise(void *addr, size_t len, int advice)");
   ffi = {
     call: (cmd, attr, size) => Number(syscall(nr, cmd, attr, size)),
     close: (fd) => void close(fd),
     dup: (fd) => Number(fcntl(fd, F_DUPFD_CLOEXEC, 0)),
     setAffinity: (mask, bytes) => Number(setaffinity(0, bytes, mask.ptr)),
     errno: () => koffi.errno(),
+    addressOf: (view) => BigInt(koffi.address(memmove(view, view, 0))),
+    madvise: (view, len, advice) => Number(madvise(view, len, advice)),
     alloc(bytes: number): NativeBuf {
       const ptr = koffi.alloc("uint8_t", Math.max(bytes, 8));
       const ab: ArrayBuffer = koffi.view(ptr, Math.max(bytes, 8));

@@ -9,6 +9,7 @@ export { type Btf, BtfKind, type BtfMember, type BtfType, parseBtf, resolveType 
 export { btfCodec } from "./btf-codec.js";
 export { type BtfDecl, btfDeclOf, writeBtf } from "./btf-write.js";
 export { strerror } from "./errno-text.js";
+export { anonHugePagesKiB, type HugePageMemory, hugePageMemory, thpMode } from "./huge-pages.js";
 export { type KernelCreateOptions, KernelMap, kernelAvailable } from "./kernel-map.js";
 export type { KernelMapListing } from "./map-objects.js";
 export { KERNEL_MAP_TYPE_NAMES, kernelMapTypeName } from "./map-types.js";

@@ -247,7 +247,7 @@ export const SCRATCH_DESC_BYTES = CACHE_LINE_BYTES;
 /** Largest value the wasm fast path copies through a slot's scratch buffer (see Geometry.scratchValueBytes). */
 export const FAST_VALUE_MAX_BYTES = 1024;
 /** Keys per wasm lookupMany() call: enough misses in flight to fill a core's line-fill buffers. */
-export const MANY_CHUNK = 8;
+export const MANY_CHUNK = 16;
 /** Largest scratch value with a many area (MANY_CHUNK of them per CPU slot). */
 export const MANY_VALUE_MAX_BYTES = 64;
 export const SCRATCH_BASE_I32 = 0;
@@ -534,9 +534,11 @@ export function readGeometry(
     lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
   );
   const size = length ?? (buf.growable ? buf.maxByteLength : buf.byteLength);
-  // A map in a wasm memory (the fast path) has its buffer rounded up to whole 64 KiB pages.
+  // A map in a wasm memory (the fast path) has its buffer rounded up to whole 64 KiB
+  // pages, or is a caller's memory (createMap(spec, { memory })) at least that big.
   const fits =
-    size === g.totalBytes || (length === undefined && size === roundUp(g.totalBytes, WASM_PAGE_BYTES));
+    size === g.totalBytes ||
+    (length === undefined && !buf.growable && size >= g.totalBytes && size % WASM_PAGE_BYTES === 0);
   if (!fits || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
     invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");
   return {

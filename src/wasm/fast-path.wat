@@ -123,20 +123,29 @@
     (local.set $kw (i32.load offset=20 (local.get $d)))
     (local.set $vw (i32.load offset=28 (local.get $d)))
     (local.set $keys (i32.add (i32.load offset=32 (local.get $d)) (i32.shl (local.get $vw) (i32.const 3))))
-    (local.set $outs (i32.add (local.get $keys) (i32.shl (i32.mul (local.get $kw) (i32.const 8)) (i32.const 2))))
-    (local.set $res (i32.add (local.get $outs) (i32.shl (i32.mul (local.get $vw) (i32.const 8)) (i32.const 3))))
-    ;; 1. Hash every key (kept in its result word) and load its bucket's head: independent loads.
+    (local.set $outs (i32.add (local.get $keys) (i32.shl (i32.mul (local.get $kw) (i32.const 16)) (i32.const 2))))
+    (local.set $res (i32.add (local.get $outs) (i32.shl (i32.mul (local.get $vw) (i32.const 16)) (i32.const 3))))
+    ;; 1. Hash every key (kept in its result word). No loads of the map yet: a
+    ;;    hash is dozens of instructions, and the loads below must sit close
+    ;;    together in the CPU's window for their misses to overlap.
     (local.set $i (i32.const 0))
     (block $hashed
       (loop $hash
         (br_if $hashed (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $h
+        (i32.store (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2)))
           (call $jhash2 (i32.add (local.get $keys) (i32.shl (i32.mul (local.get $i) (local.get $kw)) (i32.const 2)))
             (local.get $kw) (i32.load offset=12 (local.get $d))))
-        (i32.store (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2))) (local.get $h))
-        (local.set $touch (i32.xor (local.get $touch) (i32.load (call $bucketAddr (local.get $d) (local.get $h)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $hash)))
+    ;; 1b. Load every key's bucket head: independent loads, a few instructions apart.
+    (local.set $i (i32.const 0))
+    (block $heads
+      (loop $head
+        (br_if $heads (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $h (i32.load (i32.add (local.get $res) (i32.shl (local.get $i) (i32.const 2)))))
+        (local.set $touch (i32.xor (local.get $touch) (i32.load (call $bucketAddr (local.get $d) (local.get $h)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $head)))
     ;; 2. Touch each chain's first element (its HASH word): the second round of misses, overlapped too.
     (local.set $i (i32.const 0))
     (block $touched

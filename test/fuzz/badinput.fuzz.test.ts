@@ -235,6 +235,36 @@ const RAW_CALLS: Array<[string, (m: Htab, p: number[]) => unknown]> = [
         bytesArg(p[2], 4, 0) as Uint8Array,
       ),
   ],
+  [
+    "lookupMany",
+    (m, p) => {
+      const n = [0, 1, 3, 8, 17][p[0] % 5];
+      const results = [new Int32Array(n), new Int32Array(n), new Uint32Array(n), Array(n).fill(0), null][
+        p[1] % 5
+      ] as Int32Array;
+      return m.lookupMany(
+        bytesArg(p[2], n * 4, p[3]) as Uint8Array,
+        bytesArg(p[4], n * m.info.valueBytes, 0) as Uint8Array,
+        results,
+      );
+    },
+  ],
+  [
+    "updateScratch",
+    (m, p) => {
+      const k = bytesArg(p[0], 4, p[1]);
+      if (k instanceof Uint8Array && k.length === 4) m.keyScratch.set(k);
+      m.valueScratch.fill(p[2] & 0xff);
+      return m.updateScratch(numArg(p[3]) as number);
+    },
+  ],
+  [
+    "lookupScratch/deleteScratch",
+    (m, p) => {
+      m.keyScratch.fill(p[0] & 3);
+      return p[1] % 2 === 0 ? m.lookupScratch() : m.deleteScratch();
+    },
+  ],
   ["lookupBatch", (m, p) => m.lookupBatch(batchArgs(p, m) as never)],
   ["lookupAndDeleteBatch", (m, p) => m.lookupAndDeleteBatch(batchArgs(p, m) as never)],
   ["updateBatch", (m, p) => m.updateBatch(batchArgs(p, m) as never)],
@@ -355,6 +385,7 @@ function bpfCalls(b: BpfMap): Array<[string, Call]> {
     ["BpfMap.keys", (p) => [...b.keys(numArg(p[0]) as number)]],
     ["BpfMap.entries", () => [...b.entries()]],
     ["BpfMap.lookupBatch", (p) => b.lookupBatch(batchArgs(p, b.raw) as never)],
+    ["BpfMap.getMany", (p) => b.getMany(bytesArg(p[0], [0, 4, 8, 6][p[1] % 4], p[2]) as Uint8Array)],
     ["BpfMap.updateBatch", (p) => b.updateBatch(batchArgs(p, b.raw) as never)],
     ["BpfMap.deleteBatch", (p) => b.deleteBatch(batchArgs(p, b.raw) as never)],
     ["BpfMap.lookupPerCpu", (p) => b.lookupPerCpu(bytesArg(p[0], 4, p[1]) as Uint8Array)],
@@ -392,6 +423,7 @@ function typedCalls(t: TypedMap<number, unknown>, percpu: boolean, nrCpus: numbe
     ["TypedMap.has", (p) => t.has(key(p[0]))],
     ["TypedMap.set", (p) => t.set(key(p[0]), typedValue(p[1], percpu, nrCpus), numArg(p[2]) as number)],
     ["TypedMap.delete", (p) => t.delete(key(p[0]))],
+    ["TypedMap.getMany", (p) => t.getMany([key(p[0]), key(p[1]), key(p[2])])],
     ["TypedMap.size", () => t.size],
     ["TypedMap.entries", () => [...t.entries()]],
     ["TypedMap.keys", () => [...t.keys()]],

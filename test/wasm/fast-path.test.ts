@@ -160,7 +160,10 @@ const opArb = (keys: number): fc.Arbitrary<Op> =>
       flags: fc.constantFrom(0, 1, 2),
     }),
     fc.record({ op: fc.constant("deleteScratch" as const), key: fc.nat(keys - 1) }),
-    fc.record({ op: fc.constant("lookupMany" as const), keys: fc.array(fc.nat(keys - 1), { maxLength: 20 }) }),
+    fc.record({
+      op: fc.constant("lookupMany" as const),
+      keys: fc.array(fc.nat(keys - 1), { maxLength: 20 }),
+    }),
   );
 
 /** The key bytes of key number `k`: every word differs, the last (partial) one too. */
@@ -219,7 +222,7 @@ function run(
         break;
       case "lookupMany": {
         const keys = new Uint8Array(o.keys.length * keySize);
-        o.keys.forEach((k, j) => keys.set(keyOf(k, new Uint8Array(keySize)), j * keySize));
+        for (const [j, k] of o.keys.entries()) keys.set(keyOf(k, new Uint8Array(keySize)), j * keySize);
         const values = new Uint8Array(o.keys.length * valueBytes).fill(0xee);
         const res = new Int32Array(o.keys.length);
         // Each key as lookupElem() finds it, in order.
