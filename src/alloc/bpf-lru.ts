@@ -41,13 +41,9 @@ import {
 import { LOCK_WAITERS, lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
 import {
   CLASS_FREE,
-  CLASS_HASH,
   CLASS_LIMBO,
   DEL_DEFERRED,
   DEL_FREED,
-  DEL_NOT_FOUND,
-  type DelFromHtab,
-  LOCAL_FREE_TARGET,
   LRU_T_ACTIVE,
   LRU_T_FREE,
   LRU_T_INACTIVE,
@@ -58,24 +54,6 @@ import {
   PERCPU_FREE_TARGET,
   RETRY,
 } from "./lru-nodes.js";
-
-export {
-  CLASS_FREE,
-  CLASS_HASH,
-  CLASS_LIMBO,
-  DEL_DEFERRED,
-  DEL_FREED,
-  DEL_NOT_FOUND,
-  type DelFromHtab,
-  LOCAL_FREE_TARGET,
-  LRU_T_ACTIVE,
-  LRU_T_FREE,
-  LRU_T_INACTIVE,
-  LRU_T_LIMBO,
-  LRU_T_LOCAL_FREE,
-  LRU_T_LOCAL_PENDING,
-  RETRY,
-};
 
 /** The kernel's LRU algorithm over LruNodes. */
 export class BpfLru extends LruNodes {

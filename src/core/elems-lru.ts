@@ -11,8 +11,9 @@
  * bucket lock is held: popped elements wait in `spare`, replaced ones in
  * `lruOld`, until settle().
  */
-import { BpfLru, DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND, RETRY } from "../alloc/bpf-lru.js";
+import { BpfLru } from "../alloc/bpf-lru.js";
 import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
+import { DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND, RETRY } from "../alloc/lru-nodes.js";
 import { Errno } from "../errors.js";
 import {
   ELEM_FNEXT_I32,

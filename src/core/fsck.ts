@@ -5,13 +5,8 @@
  * hold only keys of their bucket with no duplicates, no lock is held, and
  * the element count matches.
  */
-import {
-  type BpfLru,
-  LRU_T_ACTIVE,
-  LRU_T_INACTIVE,
-  LRU_T_LIMBO,
-  LRU_T_LOCAL_PENDING,
-} from "../alloc/bpf-lru.js";
+import type { BpfLru } from "../alloc/bpf-lru.js";
+import { LRU_T_ACTIVE, LRU_T_INACTIVE, LRU_T_LIMBO, LRU_T_LOCAL_PENDING } from "../alloc/lru-nodes.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_OWNER_I32,

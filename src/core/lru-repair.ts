@@ -3,7 +3,8 @@
  * or an element (kernel: none; a BPF program cannot die mid-operation).
  * Beside elems-lru.ts, which raises and runs it.
  */
-import { type BpfLru, CLASS_FREE, CLASS_HASH, CLASS_LIMBO } from "../alloc/bpf-lru.js";
+import type { BpfLru } from "../alloc/bpf-lru.js";
+import { CLASS_FREE, CLASS_HASH, CLASS_LIMBO } from "../alloc/lru-nodes.js";
 import {
   BUCKET_HEAD_I32,
   ELEM_FNEXT_I32,

@@ -188,31 +188,31 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
 
 /** Kernel: generic_map_update_batch(): update each pair with elem_flags; stop at the first error. */
 export function updateBatch(v: HtabView, args: BatchArgs): BatchResult {
-  const { keys, values } = batchBuffers(v, args, "update");
-  const elemFlags = args.elemFlags ?? 0;
-  checkFlagsArg(v, "updateBatch", elemFlags);
-  const res: BatchResult = { err: 0, count: args.count, outBatch: null, keys, values };
-  if (!canWrite(v)) return batchErr(res, permError(v, true));
-  const badFlags = checkElemFlags(v, elemFlags);
-  if (badFlags !== 0) return batchErr(res, badFlags);
-  if (args.count === 0) return res;
-  let cp = 0;
-  for (; cp < args.count; cp++) {
-    const err = updateRaw(v, values, cp * v.valueBytes, elemFlags, hashKeyAt(v, keys, cp * v.keySize));
-    if (err !== 0) {
-      res.err = err;
-      break;
-    }
-  }
-  res.count = cp;
-  return res;
+  return eachPair(v, args, "update", (keys, values, i, elemFlags) =>
+    updateRaw(v, values, i * v.valueBytes, elemFlags, hashKeyAt(v, keys, i * v.keySize)),
+  );
 }
 
 /** Kernel: generic_map_delete_batch(): delete each key; stop at the first error. */
 export function deleteBatch(v: HtabView, args: BatchArgs): BatchResult {
-  const { keys, values } = batchBuffers(v, args, "delete");
+  return eachPair(v, args, "delete", (keys, _values, i) =>
+    deleteRaw(v, hashKeyAt(v, keys, i * v.keySize), null),
+  );
+}
+
+/**
+ * The generic_map_*_batch() loop: permission and elem_flags checked up front
+ * (count comes back as passed), then `op` on each pair until one fails.
+ */
+function eachPair(
+  v: HtabView,
+  args: BatchArgs,
+  mode: "update" | "delete",
+  op: (keys: Uint8Array, values: Uint8Array, i: number, elemFlags: number) => number,
+): BatchResult {
+  const { keys, values } = batchBuffers(v, args, mode);
   const elemFlags = args.elemFlags ?? 0;
-  checkFlagsArg(v, "deleteBatch", elemFlags);
+  checkFlagsArg(v, `${mode}Batch`, elemFlags);
   const res: BatchResult = { err: 0, count: args.count, outBatch: null, keys, values };
   if (!canWrite(v)) return batchErr(res, permError(v, true));
   const badFlags = checkElemFlags(v, elemFlags);
@@ -220,7 +220,7 @@ export function deleteBatch(v: HtabView, args: BatchArgs): BatchResult {
   if (args.count === 0) return res;
   let cp = 0;
   for (; cp < args.count; cp++) {
-    const err = deleteRaw(v, hashKeyAt(v, keys, cp * v.keySize), null);
+    const err = op(keys, values, cp, elemFlags);
     if (err !== 0) {
       res.err = err;
       break;
