@@ -21,7 +21,7 @@ export { TypedMap } from "./api/typed-map.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } from "./core/map-domain.js";
 export { ArrayOfMaps, HashOfMaps, type OuterMap } from "./core/map-of-maps.js";
-export type { BatchArgs, BatchResult, MapInfo, RawMap } from "./core/raw-map.js";
+export type { BatchArgs, BatchResult, MapInfo, RawMap, ScratchMap } from "./core/raw-map.js";
 export type { MapSpec, SabCreateOptions } from "./core/spec.js";
 export { ValueRef } from "./core/value-ref.js";
 export { BpfError, Errno, type ErrnoCode, type ErrnoName, errnoName } from "./errors.js";
