@@ -24,6 +24,7 @@ import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { Replayer } from "../../src/cli/replay.js";
 import { Htab } from "../../src/core/htab.js";
+import { walkKeys } from "../../src/core/key-walk.js";
 import type { RawMap } from "../../src/core/raw-map.js";
 import type { MapSpec } from "../../src/core/spec.js";
 import { BpfError } from "../../src/errors.js";
@@ -479,13 +480,15 @@ function outcome(name: string, lru: boolean, run: () => unknown): Outcome {
 /** key -> value (hex) of every element, for the LRU "may only lose keys" rule. */
 function contents(m: Htab): Map<string, string> {
   const out = new Map<string, string>();
-  const k = new Uint8Array(m.info.keySize);
   const v = new Uint8Array(m.info.valueBytes);
-  let prev: Uint8Array | null = null;
-  for (let n = 0; n < 1000 && m.getNextKey(prev, k) === 0; n++) {
-    const key = Buffer.from(k).toString("hex");
-    out.set(key, m.lookupElem(k, v) === 0 ? Buffer.from(v).toString("hex") : "?");
-    prev = k.slice();
+  try {
+    for (const k of walkKeys(m, { op: "contents", limit: 1000, atLimit: "stop" }))
+      out.set(
+        Buffer.from(k).toString("hex"),
+        m.lookupElem(k, v) === 0 ? Buffer.from(v).toString("hex") : "?",
+      );
+  } catch (e) {
+    if (!(e instanceof BpfError)) throw e; // a map the control plane may not read (BPF_F_WRONLY): no contents
   }
   return out;
 }
