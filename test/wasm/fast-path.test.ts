@@ -4,7 +4,9 @@
  * same map on the JS path, alone or with both paths attached at once.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { Htab } from "../../src/core/htab.js";
@@ -73,6 +75,29 @@ test("the byte offsets fast-path.wat is written with are the layout's (BUILD_BUG
     "descriptor",
   );
   assert.deepEqual([L.OP_INSERT, L.OP_REPLACE, L.OP_UNLINK], [1, 2, 3], "intent ops");
+});
+
+test("fast-path.wat lays out the many area with the layout's MANY_CHUNK (keys, values, result words)", () => {
+  const wat = readFileSync(
+    fileURLToPath(new URL("../../../src/wasm/fast-path.wat", import.meta.url)),
+    "utf8",
+  );
+  const chunks = [...wat.matchAll(/\(i32\.mul \(local\.get \$(?:kw|vw)\) \(i32\.const (\d+)\)\)/g)].map((m) =>
+    Number(m[1]),
+  );
+  assert.deepEqual(
+    chunks,
+    [L.MANY_CHUNK, L.MANY_CHUNK],
+    "lookupMany's keys and values areas are MANY_CHUNK long",
+  );
+  const g = L.computeGeometry(4, 8, 100, 2);
+  assert.equal(g.manyBytes, L.MANY_CHUNK * (4 + 8 + 4), "keys, values and one result word per key");
+  assert.equal(L.computeGeometry(6, 8, 100, 2).manyBytes, 0, "keys that are not whole words: no many area");
+  assert.equal(
+    L.computeGeometry(4, 128, 100, 2).manyBytes,
+    0,
+    "values over MANY_VALUE_MAX_BYTES: no many area",
+  );
 });
 
 test("scratch buffers hold values only where wasm copies them: not per-CPU values, not values over 1 KiB", () => {
