@@ -129,3 +129,81 @@ test("watchWorker reaps the slot of a worker that was terminated without close()
   await new Promise((r) => setTimeout(r, 10));
   Htab.attach(raw.handle, { cpu: 1 }).close(); // the slot is free again
 });
+
+test("TypedMap's scratch path (keys written as words, values decoded in place) equals the codec path, keys and errors alike", async () => {
+  const fc = (await import("fast-check")).default;
+  const keyArb = {
+    u32: fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(-1, 1.5, 2 ** 32, Number.NaN)),
+    u64: fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.constantFrom(-1n, 2n ** 64n)),
+  } as const;
+  for (const [name, codec, keySize] of [
+    ["u32", codecs.u32, 4],
+    ["u64", codecs.u64, 8],
+  ] as const) {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.constantFrom("set", "get", "has", "delete", "getMany"),
+            keyArb[name],
+            fc.bigInt({ min: 0n, max: 99n }),
+          ),
+          {
+            maxLength: 60,
+          },
+        ),
+        (ops) => {
+          const spec = {
+            type: MapType.Hash,
+            keySize,
+            valueSize: 8,
+            maxEntries: 16,
+            flags: MapFlags.ZeroSeed,
+          };
+          const a = Htab.create(spec, { nrCpus: 1, privileged: true });
+          const b = Htab.create(spec, { nrCpus: 1, privileged: true });
+          // The same map behind a RawMap without the scratch path: TypedMap takes the codec path.
+          const plain = {
+            info: b.info,
+            get lastError() {
+              return b.lastError;
+            },
+            lookupElem: b.lookupElem.bind(b),
+            updateElem: b.updateElem.bind(b),
+            deleteElem: b.deleteElem.bind(b),
+            lookupAndDeleteElem: b.lookupAndDeleteElem.bind(b),
+            getNextKey: b.getNextKey.bind(b),
+            lookupBatch: b.lookupBatch.bind(b),
+            lookupAndDeleteBatch: b.lookupAndDeleteBatch.bind(b),
+            updateBatch: b.updateBatch.bind(b),
+            deleteBatch: b.deleteBatch.bind(b),
+            freeze: b.freeze.bind(b),
+            count: b.count.bind(b),
+            memoryUsage: b.memoryUsage.bind(b),
+            mapRef: b.mapRef.bind(b),
+            close: b.close.bind(b),
+          };
+          const ta = new TypedMap(a, codec as codecs.Codec<unknown>, codecs.u64);
+          const tb = new TypedMap(plain as never, codec as codecs.Codec<unknown>, codecs.u64);
+          const run = (t: TypedMap<unknown, bigint>, op: string, k: unknown, v: bigint) => {
+            try {
+              if (op === "set") return t.set(k, v) === t;
+              if (op === "get") return t.get(k);
+              if (op === "has") return t.has(k);
+              if (op === "delete") return t.delete(k);
+              return t.getMany([k, k]);
+            } catch (e) {
+              return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+            }
+          };
+          for (const [op, k, v] of ops)
+            assert.deepEqual(run(ta, op, k, v), run(tb, op, k, v), `${op} ${String(k)}`);
+          assert.deepEqual(a.stateBytes(), b.stateBytes(), "the same map bytes");
+          a.close();
+          b.close();
+        },
+      ),
+      { numRuns: 200 },
+    );
+  }
+});
