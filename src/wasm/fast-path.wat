@@ -56,7 +56,11 @@
     (local.set $base (i32.load (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
     (local.set $bound (i32.load offset=36 (local.get $d)))
-    (local.set $ba (call $bucketAddr (local.get $d) (local.get $hash)))
+    (local.set $ba
+      (i32.add (local.get $base)
+        (i32.shl
+          (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2)))
+          (i32.const 2))))
     (loop $retry
       (local.set $s (i32.atomic.load offset=4 (local.get $ba)))
       (if (i32.and (local.get $s) (i32.const 4)) (then (return (i32.const -1))))
