@@ -1,17 +1,10 @@
 /** The report's chart (vega-lite, rendered by src/cli/chart.ts when the optional peers are installed). */
 import { renderChart } from "../src/cli/chart.js";
-import { type BenchReport, TIGHT } from "./report.js";
+import { type BenchReport, RATIO_WORKLOADS, TIGHT } from "./report.js";
 
 export async function chart(rep: BenchReport, base: string): Promise<string[]> {
   // Each peer's tight-loop figure where it has one, else its harnessed one.
-  const shown = [
-    "lookup hit",
-    "lookup miss",
-    "update existing",
-    "insert+delete",
-    "LRU insert, evicting",
-    "LRU lookup hit",
-  ];
+  const shown = RATIO_WORKLOADS;
   const data = rep.points
     .filter((p) => shown.includes(p.workload))
     .map((p) => {

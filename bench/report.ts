@@ -2,8 +2,8 @@
 /** Suffix of a row measured in one plain loop, without the harness. */
 export const TIGHT = " (tight loop)";
 
-/** Workloads whose htab / peer ratios the report lists. */
-const RATIO_WORKLOADS = [
+/** The point and LRU workloads: the report lists their htab / peer ratios, the chart draws them. */
+export const RATIO_WORKLOADS = [
   "lookup hit",
   "lookup miss",
   "update existing",
