@@ -367,7 +367,8 @@ export class Htab extends ProgramFace implements RawMap {
   /**
    * Look up `results.length` keys at once: `keys` holds count x key_size
    * bytes, `values` receives count x value bytes (info.valueBytes), and
-   * `results[i]` is 0 or -ENOENT (-ETIMEDOUT) for key i. Each key's lookup
+   * `results[i]` is 0 or -ENOENT (-ETIMEDOUT) for key i. The value slot of
+   * a key not found is left as it was. Each key's lookup
    * is linearizable on its own, as lookupElem(). On the wasm fast path the
    * keys' cache misses overlap (every key's bucket is touched before any
    * lookup depends on it), which is what makes it faster per key than
