@@ -26,16 +26,19 @@ export interface ExitingWorker {
 
 /** A map or a MapDomain: anything whose dead CPU slots can be reaped. */
 export interface Reapable {
-  reap(cpu: number): void;
+  /** Reap slot `cpu`; with `generation`, only that claim of it (a later thread's claim is left alone). */
+  reap(cpu: number, generation?: number): void;
   /** Where available, lets watchWorker() warn about a slot that cannot be the worker's. */
   slotState?(cpu: number): "alive" | "dead" | "free";
   /** The slot of the thread that watches (its own slot is never the worker's). */
   readonly cpu?: number;
 }
 
-/** The message announceSlot() posts: which CPU slot the posting thread attached with. */
+/** The message announceSlot() posts: which CPU slot the posting thread attached with, and which claim of it. */
 export interface SlotAnnouncement {
   htabSlot: number;
+  /** The slot's claim generation (slotGeneration()), where the map has one. */
+  htabGeneration?: number;
 }
 
 /** Anything with postMessage (node:worker_threads' parentPort, a Web Worker's `self`). */
@@ -48,8 +51,13 @@ export interface SlotPort {
  * attached without an explicit `cpu`. The parent's watchWorker(map, worker)
  * (called without a slot) picks the message up.
  */
-export function announceSlot(map: { readonly cpu: number }, port: SlotPort): void {
-  port.postMessage({ htabSlot: map.cpu });
+export function announceSlot(
+  map: { readonly cpu: number; slotGeneration?(cpu: number): number },
+  port: SlotPort,
+): void {
+  const msg: SlotAnnouncement = { htabSlot: map.cpu };
+  if (typeof map.slotGeneration === "function") msg.htabGeneration = map.slotGeneration(map.cpu);
+  port.postMessage(msg);
 }
 
 function warn(text: string): void {
@@ -65,7 +73,11 @@ function warn(text: string): void {
  *
  * `cpu`: the worker's slot. Omit it when the worker attaches without an
  * explicit `cpu` and calls announceSlot(map, parentPort): every slot it
- * announces is reaped at its exit. A slot that cannot be the worker's (the
+ * announces is reaped at its exit. An announced slot is reaped only if it
+ * still holds the claim the worker announced: when the worker closed its map
+ * and another thread took the slot before the exit event ran, that thread is
+ * left alone. With an explicit `cpu`, the worker may announce too (for the
+ * same exactness); without an announcement the slot is reaped as it is. A slot that cannot be the worker's (the
  * watching thread's own, or one being recovered) is reported with a process
  * warning (HtabWarning): reaping it at exit would do nothing, so the
  * worker's real slot would leak. A free slot is fine: the worker attaches to
@@ -84,19 +96,32 @@ export function watchWorker(map: Reapable, worker: ExitingWorker, cpu?: number):
           "or omit the slot and have the worker call announceSlot(map, parentPort).",
       );
     if (cpu === map.cpu) return;
-    worker.once("exit", () => map.reap(cpu));
+    // An announcement, where the worker makes one, names the claim to reap.
+    let generation: number | undefined;
+    const heard = (msg: unknown): void => {
+      const a = msg as Partial<SlotAnnouncement> | null;
+      if (a?.htabSlot === cpu && typeof a.htabGeneration === "number") generation = a.htabGeneration;
+    };
+    worker.on?.("message", heard);
+    worker.once("exit", () => {
+      worker.off?.("message", heard);
+      map.reap(cpu, generation);
+    });
     return;
   }
   if (typeof worker.on !== "function")
     invalid("watchWorker", "without a slot, the worker must be able to post messages (announceSlot())");
-  const slots = new Set<number>();
+  // Slot -> the claim generation announced (undefined: the map has none).
+  const slots = new Map<number, number | undefined>();
   const listener = (msg: unknown): void => {
-    const s = (msg as Partial<SlotAnnouncement> | null)?.htabSlot;
-    if (typeof s === "number" && Number.isInteger(s)) slots.add(s);
+    const a = msg as Partial<SlotAnnouncement> | null;
+    const s = a?.htabSlot;
+    if (typeof s === "number" && Number.isInteger(s))
+      slots.set(s, typeof a?.htabGeneration === "number" ? a.htabGeneration : undefined);
   };
   worker.on("message", listener);
   worker.once("exit", () => {
     worker.off?.("message", listener);
-    for (const s of slots) map.reap(s);
+    for (const [s, generation] of slots) map.reap(s, generation);
   });
 }

@@ -11,8 +11,8 @@ import {
   readGeometry,
   SLOT_ALIVE,
   SLOT_DEAD,
-  SLOT_FREE,
 } from "../layout/layout.js";
+import { releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
 import { type FastPath, LOOKUP_COPY, LOOKUP_HASH, WASM_RETRY } from "../wasm/fast-path.js";
@@ -152,14 +152,24 @@ export class Htab extends ProgramFace implements RawMap {
    * again. Call it from the worker's 'exit' event (see watchWorker()).
    * Waiters stuck behind a dead slot's lock also run recovery by themselves.
    */
-  reap(cpu: number): void {
-    reap(this.v, cpu);
+  reap(cpu: number, generation?: number): void {
+    reap(this.v, cpu, generation);
+  }
+
+  /**
+   * Slot `cpu`'s claim generation: it grows by one at every attach to that
+   * slot. Pass it to reap() to reap that claim only (announceSlot() sends it).
+   */
+  slotGeneration(cpu: number): number {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus)
+      invalid("slotGeneration", `no CPU slot ${cpu}`);
+    return slotGenerationOf(Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32));
   }
 
   /** Whether CPU slot `cpu` is taken by a live thread, being recovered, or free. Can be late. */
   slotState(cpu: number): "alive" | "dead" | "free" {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus) invalid("slotState", `no CPU slot ${cpu}`);
-    const s = Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32);
+    const s = slotStateOf(Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32));
     return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
   }
 
@@ -189,7 +199,7 @@ export class Htab extends ProgramFace implements RawMap {
     while (v.sectionDepth > 0) exit(v);
     // Poisoned before the slot is free: from the store on, another thread may own it.
     poisonClosed(this);
-    Atomics.store(v.i32, v.myPcpu + PCPU_OWNER_I32, SLOT_FREE);
+    releaseSlot(v.i32, v.myPcpu + PCPU_OWNER_I32);
   }
 
   /**

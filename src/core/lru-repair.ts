@@ -20,6 +20,7 @@ import {
   SLOT_ALIVE,
 } from "../layout/layout.js";
 import { lockAcquireMust, lockRelease } from "../sync/owner-lock.js";
+import { slotStateOf } from "../sync/slot-claim.js";
 import { lockBucketMust, unlockBucket } from "./bucket.js";
 import { type HtabView, nodeOf } from "./htab-view.js";
 
@@ -45,7 +46,8 @@ export function lruRepair(v: HtabView, dead: number): void {
     if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
     const num = v.walkBound - 1;
     const cls = new Int32Array(num).fill(CLASS_FREE);
-    const live = (c: number) => c !== dead && Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) === SLOT_ALIVE;
+    const live = (c: number) =>
+      c !== dead && slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32)) === SLOT_ALIVE;
     // What live slots own: elements they unlinked and have not filed (their
     // INFLIGHT chains: off every list until they file them) and the element
     // each popped for an update (its LRU_SPARE: pending on it). Read before

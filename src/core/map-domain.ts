@@ -34,11 +34,10 @@ import {
   roundUp,
   SLOT_ALIVE,
   SLOT_DEAD,
-  SLOT_FREE,
   WASM_PAGE_BYTES,
 } from "../layout/layout.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { claimSlot } from "../sync/slot-claim.js";
+import { claimSlot, markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { lockTimeoutText } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
@@ -351,8 +350,15 @@ export class MapDomain implements InnerResolver {
   /** Whether domain slot `cpu` is taken by a live thread, being recovered, or free. Can be late. */
   slotState(cpu: number): "alive" | "dead" | "free" {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) invalid("slotState", `no CPU slot ${cpu}`);
-    const s = Atomics.load(this.i32, DOM_OWNERS_I32 + cpu);
+    const s = slotStateOf(Atomics.load(this.i32, DOM_OWNERS_I32 + cpu));
     return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
+  }
+
+  /** Domain slot `cpu`'s claim generation (see Htab.slotGeneration()). */
+  slotGeneration(cpu: number): number {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus)
+      invalid("slotGeneration", `no CPU slot ${cpu}`);
+    return slotGenerationOf(Atomics.load(this.i32, DOM_OWNERS_I32 + cpu));
   }
 
   /** Give back this thread's slot in every map it touched and in the domain. */
@@ -362,18 +368,20 @@ export class MapDomain implements InnerResolver {
     for (const m of this.views.values()) m.close();
     this.views.clear();
     poisonClosed(this, "domain");
-    Atomics.store(this.i32, DOM_OWNERS_I32 + this.cpu, SLOT_FREE);
+    releaseSlot(this.i32, DOM_OWNERS_I32 + this.cpu);
   }
 
   /**
    * The thread holding domain slot `cpu` is gone: recover its slot in every
    * hash map of the domain (see Htab.reap()) and free it.
    */
-  reap(cpu: number): void {
+  reap(cpu: number, generation?: number): void {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus || cpu === this.cpu)
       invalid("reap", `cannot reap slot ${cpu}`);
-    Atomics.compareExchange(this.i32, DOM_OWNERS_I32 + cpu, SLOT_ALIVE, SLOT_DEAD);
+    const idx = DOM_OWNERS_I32 + cpu;
+    // A later claim of the domain slot (another thread's) is not the one meant: leave it, and its maps, alone.
+    if (!markSlotDead(this.i32, idx, generation) && generation !== undefined) return;
     for (let id = 1; id <= this.count; id++) this.viewOf(id)?.reap(cpu);
-    Atomics.store(this.i32, DOM_OWNERS_I32 + cpu, SLOT_FREE);
+    releaseSlot(this.i32, idx);
   }
 }

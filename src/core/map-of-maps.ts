@@ -42,7 +42,7 @@ import {
   PCPU_SECTION_I32,
   pcpuBase,
 } from "../layout/layout.js";
-import { claimSlot } from "../sync/slot-claim.js";
+import { claimSlot, markSlotDead, releaseSlot } from "../sync/slot-claim.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import { poisonClosed } from "./closed.js";
 import type { Htab } from "./htab.js";
@@ -398,15 +398,16 @@ export class ArrayOfMaps implements OuterMap {
     this.closed = true;
     while (this.sectionDepth > 0) this.exit();
     poisonClosed(this);
-    Atomics.store(this.i32, pcpuBase(this.cpu) + PCPU_OWNER_I32, 0);
+    releaseSlot(this.i32, pcpuBase(this.cpu) + PCPU_OWNER_I32);
   }
 
   /** Slot `cpu`'s thread is gone: end its section, free its slot (the array has no locks). */
-  reap(cpu: number): void {
+  reap(cpu: number, generation?: number): void {
     const p = pcpuBase(cpu);
-    if (Atomics.load(this.i32, p + PCPU_OWNER_I32) === 0) return;
+    // Free, or a later claim (another thread's) than the one meant: nothing to reap.
+    if (!markSlotDead(this.i32, p + PCPU_OWNER_I32, generation)) return;
     if (Atomics.exchange(this.i32, p + PCPU_SECTION_I32, 0) !== 0) Atomics.sub(this.i32, HDR_ACTIVE_I32, 1);
-    Atomics.store(this.i32, p + PCPU_OWNER_I32, 0);
+    releaseSlot(this.i32, p + PCPU_OWNER_I32);
   }
 }
 
@@ -573,7 +574,7 @@ export class HashOfMaps implements OuterMap {
     poisonClosed(this);
   }
 
-  reap(cpu: number): void {
-    this.h.reap(cpu);
+  reap(cpu: number, generation?: number): void {
+    this.h.reap(cpu, generation);
   }
 }

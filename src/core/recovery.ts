@@ -40,10 +40,10 @@ import {
   pcpuBase,
   SLOT_ALIVE,
   SLOT_DEAD,
-  SLOT_FREE,
 } from "../layout/layout.js";
 import { bucketBeginWrite, bucketUnlock, SEQ_LOCKED } from "../sync/bucket-seqlock.js";
 import { lockOwner } from "../sync/owner-lock.js";
+import { markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { chainPrev } from "./bucket.js";
 import type { HtabView } from "./htab-view.js";
 
@@ -55,10 +55,10 @@ export function recoverDeadSlots(v: HtabView): number {
   const i32 = v.i32;
   let n = 0;
   for (let c = 0; c < v.nrCpus; c++) {
-    if (Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) !== SLOT_DEAD) continue;
+    if (slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32)) !== SLOT_DEAD) continue;
     if (Atomics.compareExchange(i32, HDR_RECOVERY_LOCK_I32, 0, v.cpu + 1) !== 0) return n;
     try {
-      if (Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32) === SLOT_DEAD) {
+      if (slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32)) === SLOT_DEAD) {
         recoverSlot(v, c);
         n++;
       }
@@ -78,11 +78,14 @@ export function recoverDeadSlots(v: HtabView): number {
  * again. Call it from the worker's 'exit' event (see watchWorker()).
  * Waiters stuck behind a dead slot's lock also run recovery by themselves.
  */
-export function reap(v: HtabView, cpu: number): void {
+export function reap(v: HtabView, cpu: number, generation?: number): void {
   if (!Number.isInteger(cpu) || cpu < 0 || cpu >= v.nrCpus) invalid("reap", `no CPU slot ${cpu}`);
   if (cpu === v.cpu) invalid("reap", "a thread cannot reap its own slot");
-  Atomics.compareExchange(v.i32, pcpuBase(cpu) + PCPU_OWNER_I32, SLOT_ALIVE, SLOT_DEAD);
-  while (Atomics.load(v.i32, pcpuBase(cpu) + PCPU_OWNER_I32) === SLOT_DEAD) {
+  const idx = pcpuBase(cpu) + PCPU_OWNER_I32;
+  // A later claim of the slot (another thread's) is not the one meant: leave it alone.
+  if (!markSlotDead(v.i32, idx, generation) && generation !== undefined)
+    if (slotGenerationOf(Atomics.load(v.i32, idx)) !== generation) return;
+  while (slotStateOf(Atomics.load(v.i32, idx)) === SLOT_DEAD) {
     if (recoverDeadSlots(v) === 0)
       Atomics.wait(v.i32, HDR_RECOVERY_LOCK_I32, Atomics.load(v.i32, HDR_RECOVERY_LOCK_I32), 1);
   }
@@ -195,7 +198,7 @@ function recoverSlot(v: HtabView, d: number): void {
   i32[p + PCPU_INFLIGHT_I32] = 0;
   i32[p + PCPU_INTENT_BUCKET_I32] = 0;
   i32[v.myPcpu + PCPU_INFLIGHT_I32] = mine;
-  Atomics.store(i32, p + PCPU_OWNER_I32, SLOT_FREE);
+  releaseSlot(i32, p + PCPU_OWNER_I32);
 }
 
 /**

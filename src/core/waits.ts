@@ -5,13 +5,14 @@
  */
 import { BUCKET_OWNER_I32, PCPU_OWNER_I32, pcpuBase, SLOT_ALIVE, SLOT_DEAD } from "../layout/layout.js";
 import { lastTimeoutOwner } from "../sync/owner-lock.js";
+import { slotStateOf } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT } from "../sync/spin.js";
 import { ALLOC_TIMEDOUT, ETIMEDOUT, type HtabView } from "./htab-view.js";
 
 /** "held by CPU slot 3 (its thread is alive)" and the like, for ETIMEDOUT messages. */
 export function holderText(v: HtabView, owner: number): string {
   if (owner < 0 || owner >= v.nrCpus) return "held by a thread that had not yet recorded its slot";
-  const state = Atomics.load(v.i32, pcpuBase(owner) + PCPU_OWNER_I32);
+  const state = slotStateOf(Atomics.load(v.i32, pcpuBase(owner) + PCPU_OWNER_I32));
   const how =
     state === SLOT_ALIVE
       ? "its slot is attached: a long compute() callback, or a worker that died and was never reaped (watchWorker())"

@@ -99,10 +99,10 @@ import { MapFlags } from "../uapi.js";
 export const HTAB_MAGIC = 0x48544142;
 /**
  * Bumped whenever any offset or word protocol below changes (7: the bucket
- * word gained WRITING; 8: the scratch gained the many area); attach refuses
- * other versions.
+ * word gained WRITING; 8: the scratch gained the many area; 9: owner words
+ * carry a claim generation); attach refuses other versions.
  */
-export const LAYOUT_VERSION = 8;
+export const LAYOUT_VERSION = 9;
 
 /** A wasm memory page: a map in a shared WebAssembly.Memory is sized in these. */
 export const WASM_PAGE_BYTES = 65536;
@@ -189,10 +189,16 @@ export const PCPU_INFLIGHT_I32 = 12;
 /** LRU maps: the element this slot popped for its current update and has not linked or given back (0 = none). */
 export const PCPU_LRU_SPARE_I32 = 13;
 
-/** Slot states in PCPU_OWNER. */
+/**
+ * A CPU slot's owner word (PCPU_OWNER, a domain's owner words): generation
+ * << 2 | state. Every claim bumps the generation, so a reap that names the
+ * generation it means (reap(cpu, generation)) cannot hit a later owner of
+ * the same slot. sync/slot-claim.ts is the only writer's code.
+ */
 export const SLOT_FREE = 0;
 export const SLOT_ALIVE = 1;
 export const SLOT_DEAD = 2;
+export const SLOT_STATE_MASK = 3;
 
 export const OP_NONE = 0;
 export const OP_INSERT = 1;

@@ -1,11 +1,51 @@
 /**
  * CPU slots: a thread owns slot c while its owner word is ALIVE. A claim is
  * one CAS FREE -> ALIVE, so two threads never share a slot (a map's per-CPU
- * OWNER words, a MapDomain's owner words).
+ * OWNER words, a MapDomain's owner words). The word is generation << 2 |
+ * state, and a claim bumps the generation: a reap names the claim it means.
+ *
+ * Who writes an owner word: a claimer (CAS FREE -> ALIVE, next generation),
+ * its owner (ALIVE -> FREE at close), a reaper (CAS ALIVE -> DEAD, same
+ * generation), and the recoverer of a dead slot (DEAD -> FREE). All Atomics.
  */
 
 import { BpfError, Errno, invalid } from "../errors.js";
-import { SLOT_ALIVE, SLOT_FREE } from "../layout/layout.js";
+import { SLOT_ALIVE, SLOT_DEAD, SLOT_FREE, SLOT_STATE_MASK } from "../layout/layout.js";
+
+/** The state (SLOT_FREE, SLOT_ALIVE, SLOT_DEAD) in owner word `w`. */
+export function slotStateOf(w: number): number {
+  return w & SLOT_STATE_MASK;
+}
+
+/** The claim generation of owner word `w` (30 bits, wrapping). */
+export function slotGenerationOf(w: number): number {
+  return w >>> 2;
+}
+
+/** Claim the slot whose owner word is at `idx` if it is free: one CAS, to the next generation. */
+function tryClaim(i32: Int32Array, idx: number): boolean {
+  const w = Atomics.load(i32, idx);
+  if ((w & SLOT_STATE_MASK) !== SLOT_FREE) return false;
+  const next = ((((w >>> 2) + 1) & 0x3fff_ffff) << 2) | SLOT_ALIVE;
+  return Atomics.compareExchange(i32, idx, w, next) === w;
+}
+
+/** Give the slot back, keeping its generation. Requires: the caller owns it (or recovers it). */
+export function releaseSlot(i32: Int32Array, idx: number): void {
+  Atomics.store(i32, idx, (Atomics.load(i32, idx) & ~SLOT_STATE_MASK) | SLOT_FREE);
+}
+
+/**
+ * Mark a live slot dead (its thread is gone), if it is still the claim of
+ * `generation` (or any claim, when `generation` is undefined).
+ * @returns true when this call marked it
+ */
+export function markSlotDead(i32: Int32Array, idx: number, generation?: number): boolean {
+  const w = Atomics.load(i32, idx);
+  if ((w & SLOT_STATE_MASK) !== SLOT_ALIVE) return false;
+  if (generation !== undefined && w >>> 2 !== generation) return false;
+  return Atomics.compareExchange(i32, idx, w, (w & ~SLOT_STATE_MASK) | SLOT_DEAD) === w;
+}
 
 /**
  * Claim slot `want`, or (want < 0) the first free one. `ownerIdx(c)` is the
@@ -23,12 +63,11 @@ export function claimSlot(
   if (want >= 0) {
     if (!Number.isInteger(want) || want >= nrCpus)
       invalid("attach", `cpu ${want} is not a slot of ${where} (it has ${nrCpus})`);
-    if (Atomics.compareExchange(i32, ownerIdx(want), SLOT_FREE, SLOT_ALIVE) !== SLOT_FREE)
+    if (!tryClaim(i32, ownerIdx(want)))
       throw new BpfError("attach", Errno.EBUSY, `CPU slot ${want} of ${where} is already taken`);
     return want;
   }
-  for (let c = 0; c < nrCpus; c++)
-    if (Atomics.compareExchange(i32, ownerIdx(c), SLOT_FREE, SLOT_ALIVE) === SLOT_FREE) return c;
+  for (let c = 0; c < nrCpus; c++) if (tryClaim(i32, ownerIdx(c))) return c;
   throw new BpfError(
     "attach",
     Errno.EBUSY,

@@ -221,7 +221,7 @@ test("watchWorker() warns when given a slot that cannot be the worker's; without
   const w = Htab.attach(m.handle);
   const posted: unknown[] = [];
   announceSlot(w, { postMessage: (msg) => posted.push(msg) });
-  assert.deepEqual(posted, [{ htabSlot: w.cpu }]);
+  assert.deepEqual(posted, [{ htabSlot: w.cpu, htabGeneration: m.slotGeneration(w.cpu) }]);
   watchWorker(m, fakeWorker(posted));
   assert.equal(m.slotState(w.cpu), "alive");
   for (const exit of exits) exit(0);
@@ -268,4 +268,67 @@ test("TypedMap and BpfMap on per-CPU maps: one value per possible CPU, exact len
   assert.throws(() => TypedMap.perCpu(plain, codecs.u32, codecs.u32), /PERCPU/);
   assert.throws(() => new BpfMap(plain).lookupPerCpu(u32(1)), /not per-CPU/);
   plain.close();
+});
+
+test("a slot closed normally and taken by another thread before the old worker's exit event is not reaped (claim generations)", async () => {
+  const { Worker } = await import("node:worker_threads");
+  for (const explicit of [false, true]) {
+    const m = Htab.create(
+      { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16 },
+      { nrCpus: 3, cpu: 0 },
+    );
+    // The worker attaches to slot 1, announces it, closes its map normally and lingers until told to exit.
+    const code = `
+      const { parentPort, workerData } = require("node:worker_threads");
+      import(workerData.url).then(({ Htab, announceSlot }) => {
+        const w = Htab.attach(workerData.handle, { cpu: 1 });
+        announceSlot(w, parentPort);
+        w.close();
+        parentPort.postMessage("closed");
+        parentPort.once("message", () => process.exit(0));
+      });`;
+    const url = new URL("../../src/index.js", import.meta.url).href;
+    const worker = new Worker(code, { eval: true, workerData: { handle: m.handle, url } });
+    if (explicit) watchWorker(m, worker, 1);
+    else watchWorker(m, worker);
+    await new Promise<void>((resolve) => worker.on("message", (msg) => msg === "closed" && resolve()));
+    // Another thread (here: a second object of this one) takes slot 1 before the worker's exit event.
+    const next = Htab.attach(m.handle, { cpu: 1 });
+    const before = m.stats().recovered;
+    const exited = new Promise((r) => worker.once("exit", r));
+    worker.postMessage("exit");
+    await exited;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(
+      m.slotState(1),
+      "alive",
+      `${explicit ? "explicit" : "announced"} slot: the new owner keeps it`,
+    );
+    assert.equal(m.stats().recovered, before, "nothing was recovered");
+    const k = new Uint8Array([1, 0, 0, 0]);
+    assert.equal(next.updateElem(k, new Uint8Array(8), 0), 0, "the new owner's slot works");
+    next.close();
+    assert.ok(m.fsck().ok);
+    m.close();
+  }
+});
+
+test("reap(cpu, generation) reaps that claim of the slot only; slotGeneration() grows at every attach", () => {
+  const m = Htab.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16 },
+    { nrCpus: 2, cpu: 0 },
+  );
+  const g0 = m.slotGeneration(1);
+  const a = Htab.attach(m.handle, { cpu: 1 });
+  assert.equal(m.slotGeneration(1), g0 + 1);
+  a.close();
+  const b = Htab.attach(m.handle, { cpu: 1 });
+  assert.equal(m.slotGeneration(1), g0 + 2);
+  m.reap(1, g0 + 1); // the closed claim: b is not touched
+  assert.equal(m.slotState(1), "alive");
+  assert.equal(b.updateElem(new Uint8Array(4), new Uint8Array(8), 0), 0, "b's slot still works");
+  m.reap(1, g0 + 2); // b's claim: b's thread is declared gone
+  assert.equal(m.slotState(1), "free");
+  assert.throws(() => m.slotGeneration(2), { code: "EINVAL" });
+  m.close();
 });
