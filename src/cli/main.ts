@@ -200,7 +200,7 @@ examples(
     .description("bpftool's map commands on kernel maps, with bpftool's output (plain or -j JSON)")
     .argument(
       "<args...>",
-      "show [MAP] | dump MAP | lookup MAP key BYTES | update MAP key BYTES value BYTES [any|exist|noexist] | delete MAP key BYTES | pin MAP PATH; MAP := id N | pinned PATH",
+      "show [MAP] | dump MAP | lookup MAP key BYTES | getnext MAP [key BYTES] | update MAP key BYTES value BYTES [any|exist|noexist] | delete MAP key BYTES | pin MAP PATH | freeze MAP; MAP := id N | pinned PATH",
     )
     .option("-j, --json", "JSON output, as bpftool -j", false)
     .action(async (args: string[], opts: { json: boolean }) => {
@@ -212,6 +212,7 @@ examples(
     }),
   "htab map show pinned /sys/fs/bpf/test_map",
   "htab map dump id 42 -j",
+  "htab map getnext pinned /sys/fs/bpf/test_map key 1 0 0 0",
   "htab map update pinned /sys/fs/bpf/test_map key 1 0 0 0 value hex 2a 00 00 00 00 00 00 00 noexist",
 );
 

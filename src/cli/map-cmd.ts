@@ -428,8 +428,42 @@ function run(argv: string[], json: boolean): CmdOutput {
         if (json) out.push("null\n");
         return done();
       });
+    case "getnext":
+      // bpftool's do_getnext(): the key (or None) and the next key; at the end "can't get next key".
+      return withMap(rest, (m, after) => {
+        const n = m.info.keySize;
+        let key: Uint8Array | null = null;
+        if (after.length > 0) {
+          const [k, extra] = keyword(after, "key", n);
+          if (extra.length) throw new CmdError(`expected key or value, got: ${extra[0]}`);
+          key = k;
+        }
+        const next = new Uint8Array(n);
+        const r = m.getNextKey(key, next);
+        if (r !== 0) throw new CmdError(`can't get next key: ${strerror(-r)}`, exitCode(r));
+        if (json)
+          out.push(
+            `${JSON.stringify({ key: key === null ? null : jsonBytes(key, 0, n), next_key: jsonBytes(next, 0, n) })}\n`,
+          );
+        else
+          out.push(
+            `${key === null ? "key: None\n" : `key:\n${hexBytes(key, 0, n)}\n`}next key:\n${hexBytes(next, 0, n)}\n`,
+          );
+        return done();
+      });
+    case "freeze":
+      // bpftool's do_freeze(): BPF_MAP_FREEZE; nothing printed (null with -j).
+      return withMap(rest, (m, after) => {
+        if (after.length) throw new CmdError(`what is '${after[0]}'?`);
+        const r = m.freeze();
+        if (r !== 0) throw new CmdError(`failed to freeze map: ${strerror(-r)}`);
+        if (json) out.push("null\n");
+        return done();
+      });
     default:
-      throw new CmdError(`'${cmd ?? ""}' needs one of show, dump, lookup, update, delete, pin`);
+      throw new CmdError(
+        `'${cmd ?? ""}' needs one of show, dump, lookup, getnext, update, delete, pin, freeze`,
+      );
   }
 }
 

@@ -253,6 +253,14 @@ function commands(): string[][] {
     "map show id 4000000000",
     `map dump pinned ${tmpdir()}`,
     `map show id ${maps[0].info.id}`,
+    `map getnext pinned ${H}`,
+    `map getnext pinned ${H} key 1 0 0 0`,
+    `map getnext pinned ${p("big")}`,
+    `map getnext pinned ${p("empty")}`,
+    `map getnext pinned ${H} key 1 0 0`,
+    `map getnext pinned ${H} key 1 0 0 0 extra`,
+    `map freeze pinned ${p("frozen")}`,
+    `map freeze pinned ${H} extra`,
   ])
     out.push(line.split(" "));
   return out;
@@ -282,6 +290,41 @@ test("htab map prints what bpftool prints, byte for byte, plain and -j, with its
     htab(["-j", "map", "dump", "pinned", p]),
     run(BPFTOOL as string, ["-j", "map", "dump", "pinned", p]),
   );
+  // getnext walks as bpftool's does: from no key to the end, the same keys in the same order.
+  const walk = (tool: (a: string[]) => { stdout: string; code: number }) => {
+    const keys: string[] = [];
+    let args = ["-j", "map", "getnext", "pinned", join(fs, "hash")];
+    for (let r = tool(args); r.code === 0; r = tool(args)) {
+      const next = (JSON.parse(r.stdout) as { next_key: string[] }).next_key;
+      keys.push(next.join(" "));
+      args = ["-j", "map", "getnext", "pinned", join(fs, "hash"), "key", "hex", ...next];
+    }
+    return keys;
+  };
+  assert.deepEqual(
+    walk(htab),
+    walk((a) => run(BPFTOOL as string, a)),
+  );
+  // Freeze through htab: bpftool then shows the map frozen and refuses writes.
+  const fresh = KernelMap.create({
+    type: MapType.Hash,
+    keySize: 4,
+    valueSize: 4,
+    maxEntries: 4,
+    name: "to_freeze",
+  });
+  fresh.pin(join(fs, "to_freeze"));
+  maps.push(fresh);
+  assert.deepEqual(htab(["map", "freeze", "pinned", join(fs, "to_freeze")]), {
+    stdout: "",
+    stderr: "",
+    code: 0,
+  });
+  assert.match(run(BPFTOOL as string, ["map", "show", "pinned", join(fs, "to_freeze")]).stdout, /frozen/);
+  assert.deepEqual(
+    htab(["-j", "map", "freeze", "pinned", join(fs, "to_freeze")]),
+    run(BPFTOOL as string, ["-j", "map", "freeze", "pinned", join(fs, "to_freeze")]),
+  );
   // Pin through htab, then open the new pin with bpftool.
   const again = join(fs, "hash_again");
   assert.equal(htab(["map", "pin", "pinned", join(fs, "hash"), again]).code, 0);
@@ -289,7 +332,7 @@ test("htab map prints what bpftool prints, byte for byte, plain and -j, with its
     htab(["map", "dump", "pinned", again]),
     run(BPFTOOL as string, ["map", "dump", "pinned", again]),
   );
-  console.log(`# htab map: ${compared + 4} outputs compared with bpftool, all identical`);
+  console.log(`# htab map: ${compared + 6} outputs compared with bpftool, all identical`);
 });
 
 test("htab map against golden bpftool output (v7.1): dumps, per-CPU values, lookups, errors", {
