@@ -92,11 +92,14 @@ export function lookupLocked(v: HtabView, hash: number, out: Uint8Array): number
  * Requires: arguments checked, flags 0. @returns 0, -ENOENT, -ETIMEDOUT
  */
 export function lookupElem(v: HtabView, key: Uint8Array, value: Uint8Array): number {
-  const e = v.wordKeys && v.fastValues ? lookupKeyFast(v, key, value) : -1;
+  // The facade already tried the whole lookup in wasm where it applies (Htab.lookupElem()).
+  return lookupErrno(v, lookupCopy(v, hashKey(v, key), value, 0));
+}
+
+/** A lookupCopy() result as an errno: 0 when found, else -ETIMEDOUT (lastError set by the wait) or -ENOENT. */
+function lookupErrno(v: HtabView, e: number): number {
   if (e > 0) return 0;
-  const r = e < 0 ? lookupCopy(v, hashKey(v, key), value, 0) : 0;
-  if (r > 0) return 0;
-  if (r === READ_TIMEDOUT) return ETIMEDOUT;
+  if (e === READ_TIMEDOUT) return ETIMEDOUT;
   return v.err.fail(ENOENT, "key not found");
 }
 
@@ -157,8 +160,7 @@ export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, re
 
 /** Key `i` of `keys` into value slot `i` of `values`. @returns 0, -ENOENT, -ETIMEDOUT */
 function lookupOne(v: HtabView, keys: Uint8Array, i: number, values: Uint8Array): number {
-  const e = lookupCopy(v, hashKeyAt(v, keys, i * v.keySize), values, i * v.valueBytes);
-  return e > 0 ? 0 : e === READ_TIMEDOUT ? ETIMEDOUT : ENOENT;
+  return lookupErrno(v, lookupCopy(v, hashKeyAt(v, keys, i * v.keySize), values, i * v.valueBytes));
 }
 
 /** lookupElem() of the key in this slot's scratch into its scratch value (Htab.keyScratch, valueScratch). */
@@ -173,8 +175,5 @@ export function lookupScratch(v: HtabView): number {
     }
     if (e === 0) return v.err.fail(ENOENT, "key not found");
   }
-  const r = lookupCopy(v, scratchHash(v), out, 0);
-  if (r > 0) return 0;
-  if (r === READ_TIMEDOUT) return ETIMEDOUT;
-  return v.err.fail(ENOENT, "key not found");
+  return lookupErrno(v, lookupCopy(v, scratchHash(v), out, 0));
 }

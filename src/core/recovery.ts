@@ -83,8 +83,9 @@ export function reap(v: HtabView, cpu: number, generation?: number): void {
   if (cpu === v.cpu) invalid("reap", "a thread cannot reap its own slot");
   const idx = pcpuBase(cpu) + PCPU_OWNER_I32;
   // A later claim of the slot (another thread's) is not the one meant: leave it alone.
-  if (!markSlotDead(v.i32, idx, generation) && generation !== undefined)
-    if (slotGenerationOf(Atomics.load(v.i32, idx)) !== generation) return;
+  const marked = markSlotDead(v.i32, idx, generation);
+  if (!marked && generation !== undefined && slotGenerationOf(Atomics.load(v.i32, idx)) !== generation)
+    return;
   while (slotStateOf(Atomics.load(v.i32, idx)) === SLOT_DEAD) {
     if (recoverDeadSlots(v) === 0)
       Atomics.wait(v.i32, HDR_RECOVERY_LOCK_I32, Atomics.load(v.i32, HDR_RECOVERY_LOCK_I32), 1);

@@ -384,8 +384,6 @@ export class KernelMap implements RawMap {
     return { id, maxEntries, flags };
   }
 
-  private lastErrno = 0;
-
   private attrClear(): DataView {
     this.arena.u8.fill(0, 0, ATTR_BYTES);
     return this.arena.dv;
@@ -395,7 +393,6 @@ export class KernelMap implements RawMap {
   private sys(cmd: number): number {
     if (this.closed) invalid("bpf", "map is closed");
     if (!this.elementCalls && ELEMENT_CMDS.has(cmd)) {
-      this.lastErrno = Errno.EOPNOTSUPP;
       return this.err.fail(
         -Errno.EOPNOTSUPP,
         `htab drives element calls on hash maps only; this is a ${kernelMapTypeName(this.info.type)} map`,
@@ -403,8 +400,8 @@ export class KernelMap implements RawMap {
     }
     const r = this.ffi.call(cmd, this.arena.ptr, ATTR_BYTES);
     if (r >= 0) return 0;
-    this.lastErrno = this.ffi.errno();
-    return this.err.failWith(-this.lastErrno, cmd + 1, this.lastErrno);
+    const e = this.ffi.errno();
+    return this.err.failWith(-e, cmd + 1, e);
   }
 
   private putKey(op: string, key: Uint8Array, off: number): void {
