@@ -27,5 +27,5 @@ export { ValueRef } from "./core/value-ref.js";
 export { BpfError, Errno, type ErrnoCode, type ErrnoName, errnoName } from "./errors.js";
 export { htabMapHash } from "./hash/htab-hash.js";
 export { jhash, jhash2 } from "./hash/jhash.js";
-export type { Geometry } from "./layout/layout.js";
+export type { Geometry } from "./layout/geometry.js";
 export { MAP_TYPE_NAMES, MapFlags, MapType, UpdateFlags } from "./uapi.js";

@@ -5,7 +5,8 @@
  */
 
 import type { MapSpec } from "../../src/core/spec.js";
-import { computeGeometry, LRU_NONE } from "../../src/layout/layout.js";
+import { computeGeometry } from "../../src/layout/geometry.js";
+import { LRU_NONE } from "../../src/layout/layout.js";
 import { MapType } from "../../src/uapi.js";
 import { ORDER_LEN, ORDER_MASK, order, randomKeys } from "../keys.js";
 import type { BenchOptions } from "../options.js";

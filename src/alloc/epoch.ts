@@ -24,7 +24,6 @@ import {
   HDR_EPOCH_I32,
   HDR_LIMBO_COUNT_I32,
   headerNrCpus,
-  PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
   PCPU_LIMBO_HEAD_I32,
@@ -33,6 +32,7 @@ import {
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { stalled, threadCanBlock } from "../sync/spin.js";
+import { listLinkLocked } from "./pcpu-freelist.js";
 
 /** Enter a section on `cpu`'s slot. */
 export function sectionEnter(i32: Int32Array, cpu: number): void {
@@ -120,8 +120,7 @@ export function limboReclaim(
       else i32[prev + ELEM_FNEXT_I32] = next;
       i32[e + ELEM_TAG_I32] = 0;
       if (sink === null) {
-        i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
-        i32[p + PCPU_FL_HEAD_I32] = e;
+        listLinkLocked(i32, p, victim, e);
         i32[mine + PCPU_INFLIGHT_I32] = 0;
       } else {
         // INFLIGHT heads the chain of reclaimed elements until the sink has filed them all.

@@ -5,8 +5,8 @@
  * top. Layout: layout.ts LRU_*.
  */
 
+import type { Geometry } from "../layout/geometry.js";
 import {
-  type Geometry,
   LRU_COMMON,
   LRU_LIST_BYTES,
   LRU_LIST_COUNT_ACTIVE_I32,

@@ -4,6 +4,12 @@
  * to its own list and pops from its own first, then steals from the others
  * in CPU order.
  *
+ * Lists are doubly linked (FNEXT, and FPREV in the TAG word) so that a home
+ * claim (pcpuFreelistClaim()) can take a home element out of the middle of
+ * whichever list holds it in O(1). A home element's HOME_STATE names its
+ * list while it is on one (HOME_LISTED(c) = c + 1) and is HOME_TAKEN once it
+ * is off; only the holder of that list's lock writes it (layout.ts).
+ *
  * Lock order: bucket lock -> freelist lock. A freelist lock is never held
  * while taking any other lock.
  *
@@ -11,27 +17,59 @@
  * LOCK_TIMEOUT_MS and reports FREELIST_TIMEDOUT when that left it with
  * nothing; a push (the element is already off its chain and must be filed)
  * goes to the next CPU's list instead, so a dead holder of one list's lock
- * delays it by one timeout, not for ever.
+ * delays it by one timeout, not for ever. A claim never waits: a held lock
+ * sends it to the pop.
  *
  * Crash safety: an element between a list and a chain is recorded in its
- * owner's INFLIGHT word: set under the lock before a pop unlinks it, cleared
- * under the lock after a push links it. A half-done push or pop therefore
- * never loses an element (see Htab.recover()).
+ * owner's INFLIGHT word: set under the lock before a pop or claim unlinks
+ * it, cleared under the lock after a push links it. A half-done push, pop
+ * or claim therefore never loses an element, and recovery re-derives the
+ * back links and home states of a list whose lock a dead slot held
+ * (pcpuFreelistRelink()).
  */
 
 import {
   ELEM_FNEXT_I32,
+  ELEM_FPREV_I32,
+  ELEM_HOME_STATE_I32,
+  HDR_HOME_END_I32,
+  HOME_TAKEN,
   headerNrCpus,
   PCPU_FL_HEAD_I32,
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
   pcpuBase,
 } from "../layout/layout.js";
-import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
+import { lockAcquire, lockRelease, lockTry } from "../sync/owner-lock.js";
 import { stalled } from "../sync/spin.js";
 
 /** pcpuFreelistPop(): every list with elements had its lock held past LOCK_TIMEOUT_MS. */
 export const FREELIST_TIMEDOUT = -1;
+
+/**
+ * Link `e` at the head of list `c` (record word index `p`). Requires: that
+ * list's lock held (or the map not yet shared).
+ */
+export function listLinkLocked(i32: Int32Array, p: number, c: number, e: number): void {
+  const head = i32[p + PCPU_FL_HEAD_I32];
+  i32[e + ELEM_FNEXT_I32] = head;
+  i32[e + ELEM_FPREV_I32] = 0;
+  if (head !== 0) i32[head + ELEM_FPREV_I32] = e;
+  i32[p + PCPU_FL_HEAD_I32] = e;
+  if (e < i32[HDR_HOME_END_I32]) Atomics.store(i32, e + ELEM_HOME_STATE_I32, c + 1);
+}
+
+/** Take `e` off list `p`, wherever it is. Requires: that list's lock held; `e` on it. */
+function listUnlinkLocked(i32: Int32Array, p: number, e: number): void {
+  const prev = i32[e + ELEM_FPREV_I32];
+  const next = i32[e + ELEM_FNEXT_I32];
+  if (prev === 0) i32[p + PCPU_FL_HEAD_I32] = next;
+  else i32[prev + ELEM_FNEXT_I32] = next;
+  if (next !== 0) i32[next + ELEM_FPREV_I32] = prev;
+  i32[e + ELEM_FNEXT_I32] = 0;
+  i32[e + ELEM_FPREV_I32] = 0;
+  if (e < i32[HDR_HOME_END_I32]) Atomics.store(i32, e + ELEM_HOME_STATE_I32, HOME_TAKEN);
+}
 
 /**
  * Push element `e` (word index) onto `cpu`'s list, or onto the next list
@@ -46,8 +84,7 @@ export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number): void 
       stalled(i32);
       continue;
     }
-    i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
-    i32[p + PCPU_FL_HEAD_I32] = e;
+    listLinkLocked(i32, p, c, e);
     if (i32[mine + PCPU_INFLIGHT_I32] === e) i32[mine + PCPU_INFLIGHT_I32] = 0;
     lockRelease(i32, p + PCPU_FL_LOCK_I32);
     return;
@@ -74,8 +111,7 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): n
       const e = i32[p + PCPU_FL_HEAD_I32];
       if (e !== 0) {
         i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = e; // ours from here, even if we die mid-pop
-        i32[p + PCPU_FL_HEAD_I32] = i32[e + ELEM_FNEXT_I32];
-        i32[e + ELEM_FNEXT_I32] = 0;
+        listUnlinkLocked(i32, p, e);
         lockRelease(i32, p + PCPU_FL_LOCK_I32);
         return e;
       }
@@ -87,14 +123,52 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): n
 }
 
 /**
- * Spread `count` elements starting at word index `first` (stride `strideI32`)
- * over the CPUs' lists. Called by the creator before the map is shared.
+ * Take home element `h` off whichever freelist holds it, for CPU slot `cpu`
+ * (it becomes that slot's INFLIGHT element). Never waits: returns 0 when `h`
+ * is not on a list or its list's lock is held, and the caller pops instead.
+ * Requires: the lock of h's home bucket held (so no one else claims it).
+ */
+export function pcpuFreelistClaim(i32: Int32Array, cpu: number, h: number): number {
+  const st = Atomics.load(i32, h + ELEM_HOME_STATE_I32);
+  if (st <= 0) return 0;
+  const p = pcpuBase(st - 1);
+  if (!lockTry(i32, p + PCPU_FL_LOCK_I32, cpu)) return 0;
+  // Recheck under the lock: a pop may have taken it, and a push filed it elsewhere.
+  const ok = Atomics.load(i32, h + ELEM_HOME_STATE_I32) === st;
+  if (ok) {
+    i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = h;
+    listUnlinkLocked(i32, p, h);
+  }
+  lockRelease(i32, p + PCPU_FL_LOCK_I32);
+  return ok ? h : 0;
+}
+
+/**
+ * Re-derive list `c`'s back links and home states from its forward links,
+ * after a slot died holding its lock mid-push, mid-pop or mid-claim (the
+ * forward links and the head are each one store, so they are whole).
+ * Requires: the lock, or its dead holder's, held by the caller; `bound`
+ * caps the walk.
+ */
+export function pcpuFreelistRelink(i32: Int32Array, c: number, bound: number): void {
+  const p = pcpuBase(c);
+  const homeEnd = i32[HDR_HOME_END_I32];
+  let prev = 0;
+  for (let e = i32[p + PCPU_FL_HEAD_I32], n = 0; e !== 0 && n < bound; n++, e = i32[e + ELEM_FNEXT_I32]) {
+    i32[e + ELEM_FPREV_I32] = prev;
+    if (e < homeEnd) Atomics.store(i32, e + ELEM_HOME_STATE_I32, c + 1);
+    prev = e;
+  }
+}
+
+/**
+ * Spread `count` elements (word index of element n: `elemAt(n)`) over the
+ * CPUs' lists. Called by the creator before the map is shared.
  * Kernel: pcpu_freelist_populate().
  */
 export function pcpuFreelistPopulate(
   i32: Int32Array,
-  first: number,
-  strideI32: number,
+  elemAt: (n: number) => number,
   count: number,
   nrCpus: number,
 ): void {
@@ -106,10 +180,7 @@ export function pcpuFreelistPopulate(
       cpu++;
       onCpu = 0;
     }
-    const e = first + i * strideI32;
-    const p = pcpuBase(cpu);
-    i32[e + ELEM_FNEXT_I32] = i32[p + PCPU_FL_HEAD_I32];
-    i32[p + PCPU_FL_HEAD_I32] = e;
+    listLinkLocked(i32, pcpuBase(cpu), cpu, elemAt(i));
     onCpu++;
   }
 }

@@ -4,9 +4,12 @@
  * hlist_nulls_del_rcu()).
  *
  * A bucket is four words (layout.ts BUCKET_*): the chain head, the seqlock
- * word, the owner slot + 1, and a pad. Writers hold the lock and change
- * links only after markDirty(); readers (lookup.ts) retry while WRITING is
- * set or the seq moved.
+ * word, the owner slot + 1, and its home element's state. Writers hold the
+ * lock and change links only after markDirty(); readers (lookup.ts) retry
+ * while WRITING is set or the seq moved. Linking a bucket's home element
+ * into its chain sets HOME_LINKED, unlinking it sets HOME_TAKEN, both inside
+ * that write section (homeLinked()), so a reader that finds its key in the
+ * home element under an unchanged seq has found a linked element.
  *
  * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
  * Every mutation of a chain records its intent first (PCPU_INTENT_*), so
@@ -14,11 +17,15 @@
  */
 import {
   BUCKET_HEAD_I32,
+  BUCKET_HOME_I32,
+  BUCKET_HOME_STATE_I32,
   BUCKET_OWNER_I32,
   BUCKET_SEQLOCK_I32,
   ELEM_FNEXT_I32,
   ELEM_HASH_I32,
   ELEM_NEXT_I32,
+  HOME_LINKED,
+  HOME_TAKEN,
   OP_INSERT,
   OP_NONE,
   OP_REPLACE,
@@ -38,7 +45,7 @@ import type { HtabView } from "./htab-view.js";
 import { bucketTimedOut } from "./waits.js";
 
 export function bucketOf(v: HtabView, hash: number): number {
-  return v.bucketsBase + ((hash & v.mask) << 2);
+  return v.bucketsBase + (hash & v.mask) * v.bucketStrideI32;
 }
 
 /**
@@ -146,6 +153,15 @@ export function addCount(v: HtabView, delta: number): void {
   v.i32[i] = (v.i32[i] + delta) | 0;
 }
 
+/**
+ * Record that `e` was linked into (true) or unlinked from bucket `b`'s chain,
+ * if it is b's home element. Requires: bucket lock held, inside its write section.
+ */
+export function homeLinked(i32: Int32Array, b: number, e: number, linked: boolean): void {
+  if (e === b + BUCKET_HOME_I32)
+    Atomics.store(i32, b + BUCKET_HOME_STATE_I32, linked ? HOME_LINKED : HOME_TAKEN);
+}
+
 /** Requires: bucket lock held. Kernel: hlist_nulls_del_rcu(). */
 export function unlinkLocked(v: HtabView, b: number, e: number, prev: number, chain = 0): void {
   const i32 = v.i32;
@@ -161,6 +177,7 @@ export function unlinkLocked(v: HtabView, b: number, e: number, prev: number, ch
   markDirty(v);
   if (prev === 0) i32[b + BUCKET_HEAD_I32] = i32[e + ELEM_NEXT_I32];
   else i32[prev + ELEM_NEXT_I32] = i32[e + ELEM_NEXT_I32];
+  homeLinked(i32, b, e, false);
   addCount(v, -1);
 }
 
@@ -183,6 +200,7 @@ export function insertLocked(
   markDirty(v);
   i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
   i32[b + BUCKET_HEAD_I32] = e; // Publish: the new element is reachable from here.
+  homeLinked(i32, b, e, true);
   addCount(v, 1);
   i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
   i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
@@ -210,6 +228,8 @@ export function replaceLinkLocked(
   markDirty(v);
   i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
   i32[b + BUCKET_HEAD_I32] = e;
+  homeLinked(i32, b, e, true);
   i32[v.myPcpu + PCPU_INFLIGHT_I32] = old;
   i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
+  homeLinked(i32, b, old, false);
 }

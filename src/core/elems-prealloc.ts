@@ -10,9 +10,15 @@
  */
 import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
 import { FREELIST_TIMEDOUT } from "../alloc/pcpu-freelist.js";
-import { ELEM_TAG_I32, HDR_RECOVERED_I32, PCPU_EXTRA_I32, PCPU_INFLIGHT_I32 } from "../layout/layout.js";
+import {
+  BUCKET_HOME_I32,
+  ELEM_TAG_I32,
+  HDR_RECOVERED_I32,
+  PCPU_EXTRA_I32,
+  PCPU_INFLIGHT_I32,
+} from "../layout/layout.js";
 import { replaceLinkLocked } from "./bucket.js";
-import { freelistPop, freelistPush, noSections } from "./fast-glue.js";
+import { freelistClaim, freelistPop, freelistPush, noSections } from "./fast-glue.js";
 import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { listTimedOut } from "./waits.js";
 
@@ -125,5 +131,21 @@ export class PreallocElems implements ElemPolicy {
   /** Whether element `e` exists (always, when preallocated). */
   protected exists(_v: HtabView, _e: number): boolean {
     return true;
+  }
+}
+
+/**
+ * Preallocated elements of a map whose bucket records hold home elements
+ * (layout.ts): a new key takes its bucket's home element when that is free,
+ * so that a lookup of it touches one cache line; otherwise a freelist's.
+ */
+export class HomedElems extends PreallocElems {
+  protected override fresh(v: HtabView): number {
+    const h = v.lockedB + BUCKET_HOME_I32;
+    if (h < v.homeEnd) {
+      const e = freelistClaim(v, h);
+      if (e > 0) return e;
+    }
+    return allocElem(v);
   }
 }

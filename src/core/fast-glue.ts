@@ -5,7 +5,7 @@
  * produce identical bytes (test/wasm/fast-path.test.ts compares them).
  */
 import { noActiveSections } from "../alloc/epoch.js";
-import { pcpuFreelistPop, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
+import { pcpuFreelistClaim, pcpuFreelistPop, pcpuFreelistPush } from "../alloc/pcpu-freelist.js";
 import { HDR_ACTIVE_I32, PCPU_BASE_BYTES, PCPU_RECORD_BYTES } from "../layout/layout.js";
 import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 import { copyBytesOut, keyToScratch } from "./elem.js";
@@ -47,6 +47,14 @@ export function freelistPop(v: HtabView): number {
     if (e >= 0) return e;
   }
   return pcpuFreelistPop(v.i32, v.cpu, v.nrCpus);
+}
+
+/** pcpuFreelistClaim() of home element `h` for this slot (0: not free, or its list is busy). */
+export function freelistClaim(v: HtabView, h: number): number {
+  const fast = v.fast;
+  if (fast !== null)
+    return fast.freelistClaim(v.baseAddr, v.baseAddr + PCPU_BASE_BYTES, PCPU_RECORD_BYTES, v.cpu, h);
+  return pcpuFreelistClaim(v.i32, v.cpu, h);
 }
 
 /** pcpuFreelistPush() onto this slot's list, in wasm unless its lock is contended. */

@@ -3,20 +3,26 @@
  * users who suspect a bug: every element is on exactly one chain, freelist,
  * extra slot or limbo list (LRU maps: on the list its state says), chains
  * hold only keys of their bucket with no duplicates, no lock is held, and
- * the element count matches.
+ * the element count matches. Freelists are doubly linked, and every home
+ * element's HOME_STATE says where it is (layout.ts).
  */
 import type { BpfLru } from "../alloc/bpf-lru.js";
 import { LRU_T_ACTIVE, LRU_T_INACTIVE, LRU_T_LIMBO, LRU_T_LOCAL_PENDING } from "../alloc/lru-nodes.js";
+import { elemWordToIndex } from "../layout/geometry.js";
 import {
   BUCKET_HEAD_I32,
+  BUCKET_HOME_I32,
   BUCKET_OWNER_I32,
   BUCKET_SEQLOCK_I32,
   ELEM_FNEXT_I32,
+  ELEM_FPREV_I32,
   ELEM_HASH_I32,
   ELEM_HEADER_BYTES,
+  ELEM_HOME_STATE_I32,
   ELEM_NEXT_I32,
   HDR_CARVED_I32,
   HDR_LRU_REPAIR_I32,
+  HOME_LINKED,
   PCPU_EXTRA_I32,
   PCPU_FL_HEAD_I32,
   PCPU_LIMBO_HEAD_I32,
@@ -24,7 +30,7 @@ import {
 } from "../layout/layout.js";
 import { SEQ_LOCKED } from "../sync/bucket-seqlock.js";
 import { lockOwner } from "../sync/owner-lock.js";
-import { count, type HtabView } from "./htab-view.js";
+import { bucketAt, count, elemOf, type HtabView } from "./htab-view.js";
 
 /** Result of fsck(). */
 export interface FsckReport {
@@ -46,9 +52,7 @@ export function fsck(v: HtabView): FsckReport {
   const num = v.prealloc ? v.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
   const where = new Int8Array(v.walkBound);
   const idxOf = (e: number): number => {
-    const off = e - v.elemsBase;
-    if (off < 0 || off % v.elemStrideI32 !== 0 || off / v.elemStrideI32 >= num) return -1;
-    return off / v.elemStrideI32;
+    return elemWordToIndex(v.geometry, e, num);
   };
   const mark = (e: number, kind: number, what: string): boolean => {
     const i = idxOf(e);
@@ -65,15 +69,18 @@ export function fsck(v: HtabView): FsckReport {
     where[i] = kind;
     return true;
   };
+  // Where each home element should be, by its HOME_STATE: its chain (HOME_LINKED), list c (c + 1), else 0.
+  const homeAt = new Int32Array(v.homes);
   let elements = 0;
   for (let bi = 0; bi <= v.mask; bi++) {
-    const b = v.bucketsBase + (bi << 2);
+    const b = bucketAt(v, bi);
     if ((i32[b + BUCKET_SEQLOCK_I32] & SEQ_LOCKED) !== 0 || i32[b + BUCKET_OWNER_I32] !== 0)
       errors.push(`bucket ${bi}: lock held (owner slot ${i32[b + BUCKET_OWNER_I32] - 1})`);
     const seen = new Set<string>();
     for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) {
       if (!mark(e, 1, `bucket ${bi}`)) break;
       elements++;
+      if (e === b + BUCKET_HOME_I32) homeAt[bi] = HOME_LINKED;
       if ((i32[e + ELEM_HASH_I32] & v.mask) !== bi)
         errors.push(`bucket ${bi}: element hash belongs elsewhere`);
       const k = Array.from(
@@ -89,9 +96,12 @@ export function fsck(v: HtabView): FsckReport {
   else
     for (let c = 0; c < v.nrCpus; c++) {
       const p = pcpuBase(c);
-      for (let e = i32[p + PCPU_FL_HEAD_I32]; e !== 0; e = i32[e + ELEM_FNEXT_I32]) {
+      for (let e = i32[p + PCPU_FL_HEAD_I32], prev = 0; e !== 0; prev = e, e = i32[e + ELEM_FNEXT_I32]) {
         if (!mark(e, 2, `freelist ${c}`)) break;
         free++;
+        if (i32[e + ELEM_FPREV_I32] !== prev)
+          errors.push(`freelist ${c}: back link of element ${idxOf(e)} is wrong`);
+        if (e < v.homeEnd) homeAt[idxOf(e)] = c + 1;
       }
       const x = i32[p + PCPU_EXTRA_I32];
       if (x !== 0 && mark(x, 3, `extra ${c}`)) extra++;
@@ -100,6 +110,10 @@ export function fsck(v: HtabView): FsckReport {
         free++;
       }
     }
+  for (let n = 0; n < v.homes; n++) {
+    const st = Atomics.load(i32, elemOf(v, n) + ELEM_HOME_STATE_I32);
+    if (st !== homeAt[n]) errors.push(`home element ${n}: HOME_STATE is ${st}, its place says ${homeAt[n]}`);
+  }
   if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
   if (count(v) !== elements) errors.push(`count() is ${count(v)} but chains hold ${elements}`);
   return { ok: errors.length === 0, errors, elements, free, extra };

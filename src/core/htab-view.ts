@@ -11,11 +11,13 @@
 
 import type { BpfLru } from "../alloc/bpf-lru.js";
 import { Errno } from "../errors.js";
+import type { Geometry } from "../layout/geometry.js";
 import {
+  BUCKET_HOME_I32,
   ELEM_HEADER_BYTES,
-  type Geometry,
   HDR_ACTIVE_I32,
   HDR_FROZEN_I32,
+  HDR_HOME_END_I32,
   HDR_SPIN_LOCK_OFF_I32,
   LRU_NONE,
   PCPU_BASE_BYTES,
@@ -38,6 +40,7 @@ import {
   SCRATCH_NR_CPUS_I32,
   SCRATCH_OUT_I32,
   SCRATCH_PCPU0_I32,
+  SCRATCH_STRIDE_I32,
   SCRATCH_VALUE_OFF_I32,
   SCRATCH_VALUE_U64S_I32,
 } from "../layout/layout.js";
@@ -149,6 +152,13 @@ export class HtabView {
   readonly keyWords: number;
   readonly mask: number;
   readonly bucketsBase: number;
+  /** Words per bucket record (4, or with a home element more: layout.ts). */
+  readonly bucketStrideI32: number;
+  /** Elements in bucket records (element n < homes is record n's home). */
+  readonly homes: number;
+  /** Word index where the home elements end (HDR_HOME_END; 0 without homes). */
+  readonly homeEnd: number;
+  /** Word index of element `homes` (the first outside the records). */
   readonly elemsBase: number;
   readonly elemStrideI32: number;
   readonly valueOffBytes: number;
@@ -273,6 +283,9 @@ export class HtabView {
     this.keyWords = (g.keySize + 3) >>> 2;
     this.mask = g.n_buckets - 1;
     this.bucketsBase = g.bucketsBytes >> 2;
+    this.bucketStrideI32 = g.bucketStride >> 2;
+    this.homes = g.homes;
+    this.homeEnd = this.i32[HDR_HOME_END_I32];
     this.elemsBase = g.elemsBytes >> 2;
     this.elemStrideI32 = g.elem_size >> 2;
     this.valueOffBytes = ELEM_HEADER_BYTES + roundUp(g.keySize, 8);
@@ -345,6 +358,7 @@ export class HtabView {
     i32[d + SCRATCH_ACTIVE_I32] = base + (HDR_ACTIVE_I32 << 2);
     i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
     i32[d + SCRATCH_FROZEN_I32] = base + (HDR_FROZEN_I32 << 2);
+    i32[d + SCRATCH_STRIDE_I32] = this.bucketStrideI32;
   }
 }
 
@@ -358,11 +372,23 @@ export function count(v: HtabView): number {
   return n;
 }
 
-/** Element index `n` (an LRU node) to its word index, and back. */
+/** Element number `n` (an LRU node) to its word index, and back (nodeOf: LRU maps, which have no homes). */
 export function elemOf(v: HtabView, n: number): number {
-  return v.elemsBase + n * v.elemStrideI32;
+  return n < v.homes
+    ? v.bucketsBase + n * v.bucketStrideI32 + BUCKET_HOME_I32
+    : v.elemsBase + (n - v.homes) * v.elemStrideI32;
 }
 
 export function nodeOf(v: HtabView, e: number): number {
   return (e - v.elemsBase) / v.elemStrideI32;
+}
+
+/** Bucket number `n`'s word index. */
+export function bucketAt(v: HtabView, n: number): number {
+  return v.bucketsBase + n * v.bucketStrideI32;
+}
+
+/** The bucket number of bucket word index `b`. */
+export function bucketNumber(v: HtabView, b: number): number {
+  return (b - v.bucketsBase) / v.bucketStrideI32;
 }

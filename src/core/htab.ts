@@ -1,14 +1,12 @@
 import { Errno, invalid } from "../errors.js";
+import { type Geometry, mapStateBytes, readGeometry } from "../layout/geometry.js";
 import {
-  type Geometry,
   HDR_FROZEN_I32,
   HDR_NONCE_I32,
   HDR_RECOVERED_I32,
   LRU_NONE,
-  mapStateBytes,
   PCPU_OWNER_I32,
   pcpuBase,
-  readGeometry,
   SLOT_ALIVE,
   SLOT_DEAD,
 } from "../layout/layout.js";
@@ -38,7 +36,7 @@ import {
 import { copyBytesOut, hashKey, keyToScratch, valueToScratch } from "./elem.js";
 import { CarvedElems } from "./elems-carve.js";
 import { LruElems } from "./elems-lru.js";
-import { PreallocElems } from "./elems-prealloc.js";
+import { HomedElems, PreallocElems } from "./elems-prealloc.js";
 import { type FsckReport, fsck } from "./fsck.js";
 import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
 import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch } from "./lookup.js";
@@ -88,7 +86,14 @@ export class Htab extends ProgramFace implements RawMap {
     this.handle = v.handle;
     this.cpu = v.cpu;
     // The element policy: the one place the map type decides where elements come from.
-    v.elems = g.lru !== LRU_NONE ? new LruElems(v) : g.prealloc ? new PreallocElems() : new CarvedElems();
+    v.elems =
+      g.lru !== LRU_NONE
+        ? new LruElems(v)
+        : g.prealloc
+          ? g.homes > 0
+            ? new HomedElems()
+            : new PreallocElems()
+          : new CarvedElems();
     v.recover = () => recoverDeadSlots(v);
     // A waiter stuck behind a thread that was terminated recovers its slot.
     setStallHandler(v.i32, v.recover);

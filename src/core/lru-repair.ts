@@ -22,7 +22,7 @@ import {
 import { lockAcquireMust, lockRelease } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { lockBucketMust, unlockBucket } from "./bucket.js";
-import { type HtabView, nodeOf } from "./htab-view.js";
+import { bucketAt, type HtabView, nodeOf } from "./htab-view.js";
 
 /**
  * Re-create the LRU lists after a slot died holding an LRU lock or an
@@ -78,7 +78,7 @@ export function lruRepair(v: HtabView, dead: number): void {
       )
         cls[nodeOf(v, e)] = CLASS_LIMBO;
     for (let bi = 0; bi <= v.mask; bi++) {
-      const b = v.bucketsBase + (bi << 2);
+      const b = bucketAt(v, bi);
       lockBucketMust(v, b);
       for (let e = i32[b + BUCKET_HEAD_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_NEXT_I32], k++)
         cls[nodeOf(v, e)] = CLASS_HASH;

@@ -6,8 +6,8 @@
 import { BpfLru } from "../alloc/bpf-lru.js";
 import { pcpuFreelistPop, pcpuFreelistPopulate } from "../alloc/pcpu-freelist.js";
 import { BpfError, Errno, invalid } from "../errors.js";
+import { elemIndexToWord, type Geometry, writeHeader } from "../layout/geometry.js";
 import {
-  type Geometry,
   HDR_LRU_REPAIR_I32,
   HDR_NONCE_I32,
   HDR_SPIN_LOCK_OFF_I32,
@@ -17,7 +17,6 @@ import {
   PCPU_INFLIGHT_I32,
   pcpuBase,
   WASM_PAGE_BYTES,
-  writeHeader,
 } from "../layout/layout.js";
 import { MapFlags } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
@@ -109,7 +108,7 @@ export function initMap(i32: Int32Array, g: Geometry, spec: MapSpec): number {
   // prealloc_init(): every element onto the LRU's free lists, or the per-CPU freelists ...
   const noop = () => 0;
   if (g.lru !== LRU_NONE) new BpfLru(i32, g, HDR_LRU_REPAIR_I32, 0, noop, noop, noop).populate();
-  else if (g.prealloc) pcpuFreelistPopulate(i32, g.elemsBytes >> 2, g.elem_size >> 2, g.num_elems, nrCpus);
+  else if (g.prealloc) pcpuFreelistPopulate(i32, (n) => elemIndexToWord(g, n), g.num_elems, nrCpus);
   // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
   for (let cpu = 0; cpu < g.extra_elems; cpu++) {
     const e = pcpuFreelistPop(i32, cpu, nrCpus);

@@ -10,7 +10,7 @@ import { MapFlags, UpdateFlags } from "../uapi.js";
 import { bucketOf, lockBucket, lookupElemLocked, unlockBucket } from "./bucket.js";
 import { checkFlags, checkNotComputing, checkValueIn } from "./checks.js";
 import { copyKeyOut, hashKey, valueAt } from "./elem.js";
-import { EINVAL, ERR_FLAGS, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
+import { bucketAt, EINVAL, ERR_FLAGS, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
 import { findElem } from "./lookup.js";
 import { enter, exit } from "./section.js";
 import { ValueRef } from "./value-ref.js";
@@ -68,7 +68,7 @@ export function forEachElem<M, C>(
   try {
     const ref = makeRef(v);
     for (let bi = 0; bi <= v.mask; bi++) {
-      const b = v.bucketsBase + (bi << 2);
+      const b = bucketAt(v, bi);
       let e = Atomics.load(i32, b + BUCKET_HEAD_I32);
       for (let steps = 0; e !== 0 && steps < v.walkBound; steps++) {
         // Read the link first: the callback may delete e (the section keeps e's memory intact).

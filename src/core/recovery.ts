@@ -8,18 +8,25 @@
  * locks and program section are released, and the slot is free again.
  * The kernel has nothing like it: a BPF program cannot die mid-operation.
  */
+import { pcpuFreelistRelink } from "../alloc/pcpu-freelist.js";
 import { invalid } from "../errors.js";
 import {
   BUCKET_HEAD_I32,
+  BUCKET_HOME_I32,
+  BUCKET_HOME_STATE_I32,
   BUCKET_OWNER_I32,
   BUCKET_SEQLOCK_I32,
   ELEM_FNEXT_I32,
+  ELEM_HOME_STATE_I32,
   ELEM_NEXT_I32,
   HDR_ACTIVE_I32,
   HDR_CARVED_I32,
   HDR_GROW_LOCK_I32,
+  HDR_HOME_END_I32,
   HDR_RECOVERED_I32,
   HDR_RECOVERY_LOCK_I32,
+  HOME_LINKED,
+  HOME_TAKEN,
   OP_INSERT,
   OP_NONE,
   OP_REPLACE,
@@ -44,8 +51,8 @@ import {
 import { bucketBeginWrite, bucketUnlock, SEQ_LOCKED } from "../sync/bucket-seqlock.js";
 import { lockOwner } from "../sync/owner-lock.js";
 import { markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
-import { chainPrev } from "./bucket.js";
-import type { HtabView } from "./htab-view.js";
+import { chainPrev, homeLinked } from "./bucket.js";
+import { elemOf, type HtabView } from "./htab-view.js";
 
 /** How long an unowned locked bucket must stay unowned before recovery takes it from a dead slot. */
 const RECOVERY_WAIT_MS = 100;
@@ -121,11 +128,15 @@ function recoverSlot(v: HtabView, d: number): void {
     const w = Atomics.load(i32, lk);
     if (w !== 0 && lockOwner(w) === d) {
       if (lost !== 0 && onLists(v, c, lost)) lost = 0;
+      pcpuFreelistRelink(i32, c, v.walkBound);
       Atomics.store(i32, lk, 0);
       Atomics.notify(i32, lk);
       Atomics.add(i32, HDR_RECOVERED_I32, 1);
     }
   }
+  // A lost home element is off every list now (a list it was on kept it: lost = 0),
+  // whatever its HOME_STATE said mid-way; step 2 marks it linked if its chain has it.
+  if (lost !== 0 && lost < i32[HDR_HOME_END_I32]) Atomics.store(i32, lost + ELEM_HOME_STATE_I32, HOME_TAKEN);
   // 1b. The NO_PREALLOC grow lock: `d` was carving. CARVED is published last, so an
   //     element it counted is its INFLIGHT (filed below as lost); a grown buffer is harmless.
   const g = Atomics.load(i32, HDR_GROW_LOCK_I32);
@@ -168,6 +179,12 @@ function recoverSlot(v: HtabView, d: number): void {
       }
       // Else nothing changed in the chain; an allocated e is INFLIGHT (lost).
     }
+    // The home element's state follows what the chain now holds.
+    const home = b + BUCKET_HOME_I32;
+    if (home < i32[HDR_HOME_END_I32]) {
+      if (chainPrev(v, b, home) >= 0) homeLinked(i32, b, home, true);
+      else if (Atomics.load(i32, b + BUCKET_HOME_STATE_I32) === HOME_LINKED) homeLinked(i32, b, home, false);
+    }
     i32[p + PCPU_INTENT_OP_I32] = OP_NONE;
     // Unlock directly: unlockBucket() would clear *our* intent and dirty flag.
     i32[b + BUCKET_OWNER_I32] = 0;
@@ -179,10 +196,10 @@ function recoverSlot(v: HtabView, d: number): void {
   v.elems.recoverOwned(v, d, lost);
   // 4. Value spin locks `d` held (the value may be half written).
   if (v.spinLockOff >= 0) {
-    const step = v.elemStrideI32;
     const lockAt = (v.valueOffBytes + v.spinLockOff) >> 2;
     const elems = v.prealloc ? v.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
-    for (let e = v.elemsBase, n = 0; n < elems; n++, e += step) {
+    for (let n = 0; n < elems; n++) {
+      const e = elemOf(v, n);
       const w = Atomics.load(i32, e + lockAt);
       if (w !== 0 && lockOwner(w) === d) {
         Atomics.store(i32, e + lockAt, 0);

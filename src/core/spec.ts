@@ -5,7 +5,8 @@
  */
 
 import { BpfError, Errno } from "../errors.js";
-import { computeGeometry, type Geometry, lruKind, MAX_TOTAL_BYTES } from "../layout/layout.js";
+import { computeGeometry, type Geometry } from "../layout/geometry.js";
+import { lruKind, MAX_TOTAL_BYTES } from "../layout/layout.js";
 import {
   HTAB_CREATE_FLAG_MASK,
   KERNEL_HTAB_ELEM_SIZE,

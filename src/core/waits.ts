@@ -7,7 +7,7 @@ import { BUCKET_OWNER_I32, PCPU_OWNER_I32, pcpuBase, SLOT_ALIVE, SLOT_DEAD } fro
 import { lastTimeoutOwner } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT } from "../sync/spin.js";
-import { ALLOC_TIMEDOUT, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { ALLOC_TIMEDOUT, bucketNumber, ETIMEDOUT, type HtabView } from "./htab-view.js";
 
 /** "held by CPU slot 3 (its thread is alive)" and the like, for ETIMEDOUT messages. */
 export function holderText(v: HtabView, owner: number): string {
@@ -31,7 +31,7 @@ export function listTimedOut(v: HtabView, what: string): number {
 /** Record why a wait on bucket `b` gave up (cold). */
 export function bucketTimedOut(v: HtabView, b: number, what: string): void {
   const owner = Atomics.load(v.i32, b + BUCKET_OWNER_I32) - 1;
-  v.err.fail(ETIMEDOUT, lockTimeoutText(`${what} bucket ${(b - v.bucketsBase) >> 2}`, holderText(v, owner)));
+  v.err.fail(ETIMEDOUT, lockTimeoutText(`${what} bucket ${bucketNumber(v, b)}`, holderText(v, owner)));
 }
 
 /**

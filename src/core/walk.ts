@@ -28,7 +28,7 @@ import {
   permError,
 } from "./checks.js";
 import { copyKeyOut, copyValueOut, hashKey, hashKeyAt, keyEquals } from "./elem.js";
-import { EINVAL, ENOENT, ENOSPC, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { bucketAt, EINVAL, ENOENT, ENOSPC, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import type { BatchArgs, BatchResult } from "./raw-map.js";
 import { copyValueOutLocked } from "./value-lock.js";
 import { readStalled } from "./waits.js";
@@ -77,7 +77,7 @@ export function getNextKey(v: HtabView, key: Uint8Array | null, nextKey: Uint8Ar
     }
   }
   for (; i <= v.mask; i++) {
-    const b = v.bucketsBase + (i << 2);
+    const b = bucketAt(v, i);
     const seqIdx = b + BUCKET_SEQLOCK_I32;
     for (let spins = 0; ; spins++) {
       const s = Atomics.load(i32, seqIdx);
@@ -121,7 +121,7 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
   let total = 0;
   let err = 0;
   for (;;) {
-    const b = v.bucketsBase + (batch << 2);
+    const b = bucketAt(v, batch);
     let cnt = 0;
     if (Atomics.load(i32, b + BUCKET_HEAD_I32) !== 0) {
       if (!lockBucket(v, b)) {

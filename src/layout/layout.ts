@@ -1,5 +1,6 @@
 /**
- * The one module that knows where every byte of a map lives.
+ * The one module that knows where every byte of a map lives (geometry.ts
+ * computes the sizes these offsets depend on).
  *
  * A map is one SharedArrayBuffer viewed as an Int32Array (`i32`) and a
  * Uint8Array (`u8`). Names ending in `_I32` are Int32Array indices; names
@@ -15,7 +16,7 @@
  *              |  NUM_ELEMS NR_CPUS BUCKETS_I32 ELEMS_I32 TOTAL_BYTES |
  *              |  FROZEN SPIN_LOCK_OFF EPOCH ACTIVE RECOVERY_LOCK     |
  *              |  RECOVERED CARVED GROW_LOCK LRU_REPAIR INNER_* (5)   |
- *              |  LIMBO_COUNT NONCE (rest zero)                       |
+ *              |  LIMBO_COUNT NONCE HOME_END                          |
  *  byte 128    +------------------------------------------------------+
  *              | per-CPU area: NR_CPUS x 64 B, one cache line each    |
  *              |  OWNER FL_LOCK FL_HEAD EXTRA COUNT SECTION LIMBO_HEAD|
@@ -36,9 +37,16 @@
  *              |  cache line. The wasm fast path reads the key there  |
  *              |  and copies the value                                |
  *  BUCKETS     +------------------------------------------------------+
- *              | n_buckets x struct bucket, 16 B each:                |
- *              |  HEAD (first element)  SEQLOCK  OWNER  (pad)         |
+ *              | n_buckets bucket records, bucket_stride B each:      |
+ *              |  +0 HEAD (first element) +4 SEQLOCK +8 OWNER         |
+ *              |  +12 HOME_STATE (of the home element; 0 without one) |
  *              |  SEQLOCK = seq << 3 | WRITING | WAITERS | LOCKED     |
+ *              | homed maps (preallocated HASH, PERCPU_HASH): record  |
+ *              |  i also holds element i, its home, at +16, so a key  |
+ *              |  in its home element costs one cache line; records   |
+ *              |  are padded to a cache line where the map stays      |
+ *              |  under the kernel's memlock. Other maps: 16 B each,  |
+ *              |  no home elements (homes = 0)                        |
  *  LRU         +------------------------------------------------------+
  *   (LRU maps  | lists: 1 (common) or NR_CPUS (NO_COMMON_LRU) x 64 B: |
  *    only)     |  LOCK COUNT_ACTIVE COUNT_INACTIVE NEXT_INACTIVE_ROT  |
@@ -50,8 +58,9 @@
  *              |  ACTIVE INACTIVE FREE sentinels, then (common) each  |
  *              |  CPU's PENDING sentinel (kernel: struct bpf_lru_node)|
  *  ELEMS       +------------------------------------------------------+
- *              | num_elems x struct htab_elem, elem_size B each:      |
- *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 TAG                 |
+ *              | elements homes..num_elems-1 (all of them when the    |
+ *              | map has no homes), struct htab_elem, elem_size B:    |
+ *              |  +0 NEXT  +4 HASH  +8 FNEXT  +12 TAG (FPREV)         |
  *              |  +16 key[round_up(key_size, 8)]                      |
  *              |  +16+round_up(key_size, 8) value[round_up(vs, 8)]    |
  *              +------------------------------------------------------+
@@ -71,7 +80,8 @@
  * | bucket OWNER    | holder of SEQLOCK               | fsck, crash recovery     | plain; cpu + 1 of the holder, 0 when free |
  * | bucket HEAD     | holder of SEQLOCK               | readers inside a seq window | plain; readers validate with SEQLOCK |
  * | elem NEXT/HASH/key/value | holder of the lock of the bucket it is being linked into (or the element's sole owner while it is off every chain) | readers inside a seq window | plain; a stale reader is caught by the SEQLOCK of the bucket it started from |
- * | elem FNEXT, TAG | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK |
+ * | elem FNEXT, TAG | holder of the FL_LOCK of the list it is on | same             | plain under FL_LOCK. On a freelist TAG is FPREV (the list is doubly linked so that a home claim can take an element out of its middle); in limbo it is the epoch |
+ * | record HOME_STATE | the holder of the lock that owns the home element's state: FL_LOCK of list c for HOME_LISTED(c) <-> HOME_TAKEN (push, pop, claim), the home bucket's lock for HOME_TAKEN <-> HOME_LINKED (link into, unlink from its home chain, inside the WRITING window) | claimers (unlocked peek, then rechecked under FL_LOCK); lock-free readers of the home bucket; fsck, recovery | Atomics.store / Atomics.load. States: HOME_LISTED(c) = c + 1 (on freelist c), HOME_TAKEN = 0 (off every freelist: popped, claimed, EXTRA, limbo, in limbo-to-list, or linked in another bucket), HOME_LINKED = -1 (linked in its home bucket's chain). A reader of bucket b that sees HOME_LINKED and the key in the home element under an unchanged seq has found it |
  * | hdr CARVED      | holder of GROW_LOCK (NO_PREALLOC) | allocators, fsck       | Atomics; elements below it exist, the buffer has grown past them first |
  * | hdr EPOCH       | any thread that frees while sections are active | section entry, reclaim | Atomics.add / Atomics.load |
  * | hdr ACTIVE      | section entry and exit           | writers freeing elements | Atomics; read after the unlink, so a section either sees the unlink or is counted |
@@ -91,7 +101,6 @@
  * | domain owners   | attach (CAS free -> alive), reap, close | attach | Atomics |
  */
 
-import { invalid } from "../errors.js";
 import { isLru, isPercpu } from "../traits.js";
 import { MapFlags } from "../uapi.js";
 
@@ -100,9 +109,10 @@ export const HTAB_MAGIC = 0x48544142;
 /**
  * Bumped whenever any offset or word protocol below changes (7: the bucket
  * word gained WRITING; 8: the scratch gained the many area; 9: owner words
- * carry a claim generation); attach refuses other versions.
+ * carry a claim generation; 10: bucket records hold home elements,
+ * freelists are doubly linked); attach refuses other versions.
  */
-export const LAYOUT_VERSION = 9;
+export const LAYOUT_VERSION = 10;
 
 /** A wasm memory page: a map in a shared WebAssembly.Memory is sized in these. */
 export const WASM_PAGE_BYTES = 65536;
@@ -156,6 +166,11 @@ export const HDR_INNER_FLAGS_I32 = 28;
 export const HDR_LIMBO_COUNT_I32 = 29;
 /** A random word written at create: attach() checks that handle.memory and handle.sab hold the same map. */
 export const HDR_NONCE_I32 = 30;
+/**
+ * Word index where the home elements end (0: the map has none). An element
+ * e < HOME_END is a home: its HOME_STATE word is e + ELEM_HOME_STATE_I32.
+ */
+export const HDR_HOME_END_I32 = 31;
 export const HEADER_BYTES = 128;
 
 // ---- per-CPU record (word offsets within one record) ----
@@ -249,7 +264,7 @@ export function domDataBytes(nrCpus: number, maxMaps: number): number {
 }
 
 // ---- per-CPU scratch (word offsets of the fast-path descriptor; see fast-path.wat) ----
-export const SCRATCH_DESC_BYTES = CACHE_LINE_BYTES;
+export const SCRATCH_DESC_BYTES = 2 * CACHE_LINE_BYTES;
 /** Largest value the wasm fast path copies through a slot's scratch buffer (see Geometry.scratchValueBytes). */
 export const FAST_VALUE_MAX_BYTES = 1024;
 /** Keys per wasm lookupMany() call: enough misses in flight to fill a core's line-fill buffers. */
@@ -274,12 +289,23 @@ export const SCRATCH_ACTIVE_I32 = 13;
 export const SCRATCH_MY_PCPU_I32 = 14;
 /** Byte address of the header's FROZEN word (the wasm write path refuses a frozen map). */
 export const SCRATCH_FROZEN_I32 = 15;
+/** Words per bucket record (layout.ts Geometry.bucketStride / 4). */
+export const SCRATCH_STRIDE_I32 = 16;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
 export const BUCKET_HEAD_I32 = 0;
 export const BUCKET_SEQLOCK_I32 = 1;
 export const BUCKET_OWNER_I32 = 2;
+/** The home element's state (homed maps; HOME_* below). */
+export const BUCKET_HOME_STATE_I32 = 3;
+/** A homed record's element starts here, right after the bucket. */
+export const BUCKET_HOME_I32 = BUCKET_BYTES >> 2;
+/** Home element states (record HOME_STATE): on freelist c is c + 1. */
+export const HOME_TAKEN = 0;
+export const HOME_LINKED = -1;
+/** From a home element to its HOME_STATE word. */
+export const ELEM_HOME_STATE_I32 = BUCKET_HOME_STATE_I32 - BUCKET_HOME_I32;
 
 // ---- LRU region (kernel: struct bpf_lru, bpf_lru_list, bpf_lru_locallist, bpf_lru_node) ----
 /** No LRU, one common LRU with per-CPU local lists, or BPF_F_NO_COMMON_LRU (a list per CPU). */
@@ -316,6 +342,8 @@ export const ELEM_HASH_I32 = 1;
 export const ELEM_FNEXT_I32 = 2;
 /** While in limbo: the epoch after which the element may be reused. */
 export const ELEM_TAG_I32 = 3;
+/** While on a freelist: the element before it (0: it is the head). The same word as TAG. */
+export const ELEM_FPREV_I32 = ELEM_TAG_I32;
 export const ELEM_HEADER_BYTES = 16;
 export const ELEM_KEY_I32 = ELEM_HEADER_BYTES >> 2;
 
@@ -331,131 +359,6 @@ export function roundupPowOfTwo(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
   return p;
-}
-
-/** Every size a map's layout depends on, computed in one place. */
-export interface Geometry {
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  nrCpus: number;
-  n_buckets: number;
-  /** bytes of one element: header + round_up(key) + value area */
-  elem_size: number;
-  /** Per-CPU values: one round_up(value, 8) slot per possible CPU, inline in the element. */
-  percpu: boolean;
-  /** False under BPF_F_NO_PREALLOC: elements are carved from a growable buffer on demand. */
-  prealloc: boolean;
-  /** Bytes of a value as the control plane moves it: value_size, or nrCpus x round_up(value_size, 8). */
-  valueBytes: number;
-  /** LRU_NONE, LRU_COMMON or LRU_PERCPU. */
-  lru: number;
-  /** extra_elems: one per CPU slot, for replacing an existing key in a full map */
-  extra_elems: number;
-  num_elems: number;
-  /** Byte offset of CPU 0's scratch buffer; CPU c's is at scratchBytes + c * scratchStride. */
-  scratchBytes: number;
-  scratchStride: number;
-  /**
-   * Bytes of a scratch value: round_up(value bytes, 8), or 0 when values go
-   * through the JS path only (per-CPU values, which are nrCpus x value_size,
-   * and values over FAST_VALUE_MAX_BYTES: scratch would cost nrCpus copies).
-   */
-  scratchValueBytes: number;
-  /**
-   * Bytes of a slot's many area (after its scratch value): MANY_CHUNK keys,
-   * values and result words; 0 when keys are not whole words or values are
-   * not in scratch or over MANY_VALUE_MAX_BYTES (lookupMany() then looks
-   * keys up one by one).
-   */
-  manyBytes: number;
-  bucketsBytes: number;
-  /** Byte offset of the LRU region (equal to elemsBytes when the map has none). */
-  lruBytes: number;
-  /** LRU lists: 1 (common), nrCpus (per-CPU) or 0. */
-  lruLists: number;
-  /** LRU nodes: one per element, then the sentinels. */
-  lruNodes: number;
-  elemsBytes: number;
-  totalBytes: number;
-}
-
-/** The only function that computes sizes. Kernel: htab_map_alloc() + prealloc_init(). */
-export function computeGeometry(
-  keySize: number,
-  valueSize: number,
-  maxEntries: number,
-  nrCpus: number,
-  percpu = false,
-  prealloc = true,
-  lru = LRU_NONE,
-): Geometry {
-  const n_buckets = roundupPowOfTwo(maxEntries);
-  // What the control plane copies: value_size, or every CPU's round_up(value_size, 8) slot.
-  const valueBytes = percpu ? roundUp(valueSize, 8) * nrCpus : valueSize;
-  const elem_size = ELEM_HEADER_BYTES + roundUp(keySize, 8) + roundUp(valueSize, 8) * (percpu ? nrCpus : 1);
-  // Kernel: htab_has_extra_elems(): per-CPU maps update in place and need none.
-  // Without preallocation there are no extra elements either, but a replace in a
-  // full map allocates before it frees: room for one such element per CPU.
-  // LRU maps evict instead: no extra elements either (kernel: htab_has_extra_elems()).
-  const extra_elems = percpu || !prealloc || lru !== LRU_NONE ? 0 : nrCpus;
-  const num_elems = maxEntries + (prealloc ? extra_elems : percpu ? 0 : nrCpus);
-  const scratchBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
-  const scratchValueBytes = !percpu && valueBytes <= FAST_VALUE_MAX_BYTES ? roundUp(valueBytes, 8) : 0;
-  const manyBytes =
-    (keySize & 3) === 0 && scratchValueBytes > 0 && scratchValueBytes <= MANY_VALUE_MAX_BYTES
-      ? MANY_CHUNK * (keySize + scratchValueBytes + 4)
-      : 0;
-  const scratchStride =
-    SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + scratchValueBytes + manyBytes, CACHE_LINE_BYTES);
-  const bucketsBytes = scratchBytes + nrCpus * scratchStride;
-  const lruBytes = roundUp(bucketsBytes + n_buckets * BUCKET_BYTES, CACHE_LINE_BYTES);
-  const lruLists = lru === LRU_COMMON ? 1 : lru === LRU_PERCPU ? nrCpus : 0;
-  const lruLocals = lru === LRU_COMMON ? nrCpus : 0;
-  const lruNodes = lru === LRU_NONE ? 0 : num_elems + lruLists * LRU_SENTINELS_PER_LIST + lruLocals;
-  const elemsBytes =
-    lruBytes +
-    lruLists * LRU_LIST_BYTES +
-    lruLocals * LRU_LOCAL_BYTES +
-    roundUp(lruNodes * LRU_NODE_BYTES, CACHE_LINE_BYTES);
-  const totalBytes = elemsBytes + num_elems * elem_size;
-  return {
-    keySize,
-    valueSize,
-    maxEntries,
-    nrCpus,
-    n_buckets,
-    elem_size,
-    percpu,
-    prealloc,
-    valueBytes,
-    lru,
-    extra_elems,
-    num_elems,
-    scratchBytes,
-    scratchStride,
-    scratchValueBytes,
-    manyBytes,
-    bucketsBytes,
-    lruBytes,
-    lruLists,
-    lruNodes,
-    elemsBytes,
-    totalBytes,
-  };
-}
-
-/**
- * Map state as a byte array: a copy of the map's bytes with the per-CPU
- * scratch buffers zeroed (they are the slot owners' working memory, written
- * by every lookup, and no part of the map's contents) and the NONCE word.
- * A BPF_F_NO_PREALLOC map's growable buffer is copied as far as it has grown.
- */
-export function mapStateBytes(buf: SharedArrayBuffer, g: Geometry, offset = 0): Uint8Array {
-  const copy = new Uint8Array(buf, offset, Math.min(g.totalBytes, buf.byteLength - offset)).slice();
-  copy.fill(0, g.scratchBytes, g.scratchBytes + g.nrCpus * g.scratchStride);
-  copy.fill(0, HDR_NONCE_I32 * 4, HDR_NONCE_I32 * 4 + 4); // which map, not what it holds
-  return copy;
 }
 
 /** LRU_COMMON or LRU_PERCPU for the LRU types (traits.ts isLru()), else LRU_NONE. */
@@ -485,84 +388,15 @@ export function pcpuBase(cpu: number): number {
   return (PCPU_BASE_BYTES + cpu * PCPU_RECORD_BYTES) >> 2;
 }
 
-/** Write a fresh header into `i32`. Called once by the creator. */
-export function writeHeader(
-  i32: Int32Array,
-  g: Geometry,
-  mapType: number,
-  mapFlags: number,
-  hashrnd: number,
-): void {
-  i32[HDR_MAGIC_I32] = HTAB_MAGIC;
-  i32[HDR_VERSION_I32] = LAYOUT_VERSION;
-  i32[HDR_MAP_TYPE_I32] = mapType;
-  i32[HDR_KEY_SIZE_I32] = g.keySize;
-  i32[HDR_VALUE_SIZE_I32] = g.valueSize;
-  i32[HDR_MAX_ENTRIES_I32] = g.maxEntries;
-  i32[HDR_MAP_FLAGS_I32] = mapFlags;
-  i32[HDR_N_BUCKETS_I32] = g.n_buckets;
-  i32[HDR_HASHRND_I32] = hashrnd | 0;
-  i32[HDR_ELEM_SIZE_I32] = g.elem_size;
-  i32[HDR_NUM_ELEMS_I32] = g.num_elems;
-  i32[HDR_NR_CPUS_I32] = g.nrCpus;
-  i32[HDR_BUCKETS_I32] = g.bucketsBytes >> 2;
-  i32[HDR_ELEMS_I32] = g.elemsBytes >> 2;
-  i32[HDR_TOTAL_BYTES_I32] = g.totalBytes | 0;
-  i32[HDR_SPIN_LOCK_OFF_I32] = -1;
-}
-
-/** Read and check the header of a buffer someone handed to `attach()`. */
-export function readGeometry(
-  buf: unknown,
-  offset = 0,
-  length?: number,
-): {
-  g: Geometry;
-  mapType: number;
-  mapFlags: number;
-  hashrnd: number;
-} {
-  if (!(buf instanceof SharedArrayBuffer))
-    invalid("attach", "handle is not a SharedArrayBuffer made by htab");
-  if (!Number.isInteger(offset) || offset < 0 || offset % 8 !== 0 || buf.byteLength < offset + HEADER_BYTES)
-    invalid("attach", `no map header at offset ${offset} of a ${buf.byteLength}-byte buffer`);
-  const i32 = new Int32Array(buf, offset, HEADER_BYTES >> 2);
-  if (i32[HDR_MAGIC_I32] !== HTAB_MAGIC) invalid("attach", "buffer has no htab magic word (foreign buffer)");
-  if (i32[HDR_VERSION_I32] !== LAYOUT_VERSION)
-    invalid("attach", `layout version ${i32[HDR_VERSION_I32]} is not ${LAYOUT_VERSION}`);
-  const g = computeGeometry(
-    i32[HDR_KEY_SIZE_I32],
-    i32[HDR_VALUE_SIZE_I32],
-    i32[HDR_MAX_ENTRIES_I32] >>> 0,
-    i32[HDR_NR_CPUS_I32],
-    isPercpuType(i32[HDR_MAP_TYPE_I32]),
-    (i32[HDR_MAP_FLAGS_I32] & MapFlags.NoPrealloc) === 0,
-    lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
-  );
-  const size = length ?? (buf.growable ? buf.maxByteLength : buf.byteLength);
-  // A map in a wasm memory (the fast path) has its buffer rounded up to whole 64 KiB
-  // pages, or is a caller's memory (createMap(spec, { memory })) at least that big.
-  const fits =
-    size === g.totalBytes ||
-    (length === undefined && !buf.growable && size >= g.totalBytes && size % WASM_PAGE_BYTES === 0);
-  if (!fits || g.elem_size !== i32[HDR_ELEM_SIZE_I32])
-    invalid("attach", "buffer size does not match its header (corrupt or foreign buffer)");
-  return {
-    g,
-    mapType: i32[HDR_MAP_TYPE_I32],
-    mapFlags: i32[HDR_MAP_FLAGS_I32],
-    hashrnd: i32[HDR_HASHRND_I32],
-  };
-}
-
 /** BUILD_BUG_ON in spirit: layout assumptions checked at load time and by a test. */
 export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (SCRATCH_FROZEN_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
+  if (SCRATCH_STRIDE_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
-  if (HDR_NONCE_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (HDR_HOME_END_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
+  if (BUCKET_HOME_STATE_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (ELEM_TAG_I32 * 4 >= ELEM_HEADER_BYTES) fail("element header fields overflow");
   if (ELEM_HEADER_BYTES % 8 !== 0) fail("key must start 8-byte aligned");

@@ -44,6 +44,11 @@ export function lockAcquire(i32: Int32Array, lockIdx: number, cpu: number): bool
   return lockAcquireSlow(i32, lockIdx, me);
 }
 
+/** One attempt at the lock, no wait (a home claim that can fall back to a pop). */
+export function lockTry(i32: Int32Array, lockIdx: number, cpu: number): boolean {
+  return Atomics.compareExchange(i32, lockIdx, 0, (cpu + 1) << 1) === 0;
+}
+
 function lockAcquireSlow(i32: Int32Array, lockIdx: number, me: number): boolean {
   for (let i = 0; i < SPIN_LIMIT; i++) {
     cpuRelax(i32, lockIdx);

@@ -39,6 +39,11 @@ export interface FastPath {
    * @returns the element, 0 when every list is empty, -1 - c when list c's lock is held
    */
   freelistPop(base: number, pcpu: number, stride: number, cpu: number, nrCpus: number): number;
+  /**
+   * pcpuFreelistClaim() of home element `h` for `cpu`, never waiting.
+   * @returns h, or 0 when it is not on a list or its list's lock is held
+   */
+  freelistClaim(base: number, pcpu: number, stride: number, cpu: number, h: number): number;
   /** pcpuFreelistPush() onto `cpu`'s own list. @returns 1, or 0 when its lock is held */
   freelistPush(base: number, pcpu: number, stride: number, cpu: number, e: number): number;
   /**

@@ -23,7 +23,10 @@
   ;;   +28 VALUE_U64S  +32 OUT (byte address)  +36 BOUND  +40 PCPU0 (byte
   ;;   address of CPU 0's per-CPU record)  +44 CPU  +48 NR_CPUS  +52 ACTIVE
   ;;   (byte address of the header's ACTIVE word)  +56 MY_PCPU (this slot's record)
-  ;;   +60 FROZEN (byte address of the header's FROZEN word)
+  ;;   +60 FROZEN (byte address of the header's FROZEN word)  +64 STRIDE
+  ;;   (words per bucket record). A bucket record is HEAD SEQLOCK OWNER
+  ;;   HOME_STATE, then (homed maps) its home element at +16; the header's
+  ;;   word 31 (HOME_END) is the word index where home elements end.
 
   ;; Lock-free lookup of the slot's scratch key (kernel: lookup_nulls_elem_raw()
   ;; with the bucket seq in place of the nulls check). $mode bit 0: copy the
@@ -44,7 +47,7 @@
   (func $bucketAddr (param $d i32) (param $hash i32) (result i32)
     (i32.add (i32.load (local.get $d))
       (i32.shl
-        (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2)))
+        (i32.add (i32.load offset=4 (local.get $d)) (i32.mul (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d))))
         (i32.const 2))))
 
   ;; The lookup itself, of the key at byte address $key with hash $hash;
@@ -56,15 +59,20 @@
     (local.set $base (i32.load (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
     (local.set $bound (i32.load offset=36 (local.get $d)))
-    (local.set $ba
-      (i32.add (local.get $base)
-        (i32.shl
-          (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2)))
-          (i32.const 2))))
+    (local.set $ba (call $bucketAddr (local.get $d) (local.get $hash)))
     (loop $retry
       (local.set $s (i32.atomic.load offset=4 (local.get $ba)))
       (if (i32.and (local.get $s) (i32.const 4)) (then (return (i32.const -1))))
       (local.set $e (i32.load (local.get $ba)))
+      ;; The home element first, in the bucket's own cache line: linked in this
+      ;; chain (HOME_LINKED) and holding the key, the walk starts (and ends) there.
+      (if (i32.eq (i32.atomic.load offset=12 (local.get $ba)) (i32.const -1))
+        (then
+          (if (i32.eq (i32.load offset=20 (local.get $ba)) (local.get $hash))
+            (then
+              (if (call $keyEq (i32.add (local.get $ba) (i32.const 16)) (local.get $key) (local.get $kw))
+                (then (local.set $e
+                  (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))))))))
       (local.set $found (i32.const 0))
       (local.set $steps (i32.const 0))
       (block $done
@@ -256,9 +264,7 @@
             (if (local.get $e)
               (then
                 (i32.store offset=48 (local.get $mine) (local.get $e))
-                (i32.store offset=8 (local.get $rec)
-                  (i32.load offset=8 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2)))))
-                (i32.store offset=8 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))) (i32.const 0))))
+                (call $listUnlink (local.get $base) (local.get $rec) (local.get $e))))
             (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
             (if (local.get $e) (then (return (local.get $e))))))
         (local.set $c (select (i32.const 0) (i32.add (local.get $c) (i32.const 1))
@@ -273,17 +279,69 @@
     (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $e i32)
     (result i32)
     (local $rec i32) (local $ea i32)
+    (local $head i32)
     (local.set $rec (i32.add (local.get $pcpu) (i32.mul (local.get $cpu) (local.get $stride))))
     (if (i32.atomic.rmw.cmpxchg offset=4 (local.get $rec) (i32.const 0)
           (i32.shl (i32.add (local.get $cpu) (i32.const 1)) (i32.const 1)))
       (then (return (i32.const 0))))
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
-    (i32.store offset=8 (local.get $ea) (i32.load offset=8 (local.get $rec)))
+    (local.set $head (i32.load offset=8 (local.get $rec)))
+    (i32.store offset=8 (local.get $ea) (local.get $head))
+    (i32.store offset=12 (local.get $ea) (i32.const 0))
+    (if (local.get $head)
+      (then (i32.store offset=12 (i32.add (local.get $base) (i32.shl (local.get $head) (i32.const 2))) (local.get $e))))
     (i32.store offset=8 (local.get $rec) (local.get $e))
+    (if (i32.lt_u (local.get $e) (i32.load offset=124 (local.get $base)))
+      (then (i32.atomic.store offset=0 (i32.sub (local.get $ea) (i32.const 4)) (i32.add (local.get $cpu) (i32.const 1)))))
     (if (i32.eq (i32.load offset=48 (local.get $rec)) (local.get $e))
       (then (i32.store offset=48 (local.get $rec) (i32.const 0))))
     (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
     (i32.const 1))
+
+;; Take element $e off the list of record $rec wherever it is (FPREV at +12
+  ;; in an element), and mark a home element HOME_TAKEN. Lock held.
+  (func $listUnlink (param $base i32) (param $rec i32) (param $e i32)
+    (local $ea i32) (local $prev i32) (local $next i32)
+    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+    (local.set $prev (i32.load offset=12 (local.get $ea)))
+    (local.set $next (i32.load offset=8 (local.get $ea)))
+    (if (local.get $prev)
+      (then (i32.store offset=8 (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (local.get $next)))
+      (else (i32.store offset=8 (local.get $rec) (local.get $next))))
+    (if (local.get $next)
+      (then (i32.store offset=12 (i32.add (local.get $base) (i32.shl (local.get $next) (i32.const 2))) (local.get $prev))))
+    (i32.store offset=8 (local.get $ea) (i32.const 0))
+    (i32.store offset=12 (local.get $ea) (i32.const 0))
+    (if (i32.lt_u (local.get $e) (i32.load offset=124 (local.get $base)))
+      (then (i32.atomic.store offset=0 (i32.sub (local.get $ea) (i32.const 4)) (i32.const 0)))))
+
+  ;; pcpuFreelistClaim(): take home element $h off the list its HOME_STATE
+  ;; names, recorded in our INFLIGHT first. Never waits: 0 when $h is not on a
+  ;; list or that list's lock is held (the caller pops instead).
+  (func $freelistClaim (export "freelistClaim")
+    (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $h i32)
+    (result i32)
+    (local $st i32) (local $rec i32) (local $sa i32) (local $ok i32)
+    (local.set $sa (i32.add (local.get $base) (i32.sub (i32.shl (local.get $h) (i32.const 2)) (i32.const 4))))
+    (local.set $st (i32.atomic.load (local.get $sa)))
+    (if (i32.le_s (local.get $st) (i32.const 0)) (then (return (i32.const 0))))
+    (local.set $rec (i32.add (local.get $pcpu) (i32.mul (i32.sub (local.get $st) (i32.const 1)) (local.get $stride))))
+    (if (i32.atomic.rmw.cmpxchg offset=4 (local.get $rec) (i32.const 0)
+          (i32.shl (i32.add (local.get $cpu) (i32.const 1)) (i32.const 1)))
+      (then (return (i32.const 0))))
+    (local.set $ok (i32.eq (i32.atomic.load (local.get $sa)) (local.get $st)))
+    (if (local.get $ok)
+      (then
+        (i32.store offset=48 (i32.add (local.get $pcpu) (i32.mul (local.get $cpu) (local.get $stride))) (local.get $h))
+        (call $listUnlink (local.get $base) (local.get $rec) (local.get $h))))
+    (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
+    (select (local.get $h) (i32.const 0) (local.get $ok)))
+
+  ;; homeLinked(): $e was linked into (1) or unlinked from (0) the chain of
+  ;; the bucket at byte address $ba; if it is that bucket's home element, say so.
+  (func $homeLinked (param $base i32) (param $ba i32) (param $e i32) (param $linked i32)
+    (if (i32.eq (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))) (i32.add (local.get $ba) (i32.const 16)))
+      (then (i32.atomic.store offset=12 (local.get $ba) (i32.sub (i32.const 0) (local.get $linked))))))
 
   ;; lockRelease(): drop an owner-tagged lock, waking one waiter if any sleeps.
   (func $ownerUnlock (param $lock i32)
@@ -396,7 +454,7 @@
     (local $e i32) (local $ea i32) (local $prev i32)
     (local.set $base (i32.load (local.get $d)))
     (local.set $b (i32.add (i32.load offset=4 (local.get $d))
-      (i32.shl (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.const 2))))
+      (i32.mul (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
     (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
     (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
       (then (return (i32.const -1))))
@@ -425,7 +483,7 @@
   ;; the old element in limbo, refills EXTRA and unlocks).
   (func (export "update") (param $d i32) (param $hash i32) (param $mode i32) (param $flags i32) (result i32)
     (local $base i32) (local $ba i32) (local $rec i32)
-    (local $e i32) (local $prev i32) (local $old i32) (local $ea i32) (local $oa i32)
+    (local $e i32) (local $prev i32) (local $old i32) (local $ea i32) (local $oa i32) (local $home i32)
     ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
     (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
     (local.set $base (i32.load (local.get $d)))
@@ -452,10 +510,12 @@
         (call $fill (local.get $d) (local.get $ea) (local.get $hash))
         (i32.store (local.get $ea) (i32.load (local.get $ba)))
         (i32.store (local.get $ba) (local.get $e))
+        (call $homeLinked (local.get $base) (local.get $ba) (local.get $e) (i32.const 1))
         (i32.store offset=48 (local.get $rec) (local.get $old))
         (i32.store
           (select (local.get $ea) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
           (i32.load (local.get $oa)))
+        (call $homeLinked (local.get $base) (local.get $ba) (local.get $old) (i32.const 0))
         ;; Read after the unlink: a section that could hold old is counted in ACTIVE.
         (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
           (then (return (i32.const -1001))))
@@ -463,9 +523,15 @@
         (i32.store offset=48 (local.get $rec) (i32.const 0))
         (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
         (return (i32.const 0))))
-    ;; Insert: a free element from the per-CPU freelists (lock order bucket -> freelist).
-    (local.set $e (call $freelistPop (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
-      (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d))))
+    ;; Insert: the bucket's home element when it is free, else a free element
+    ;; from the per-CPU freelists (lock order bucket -> freelist).
+    (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
+    (if (i32.lt_u (local.get $home) (i32.load offset=124 (local.get $base)))
+      (then (local.set $e (call $freelistClaim (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
+        (i32.load offset=44 (local.get $d)) (local.get $home)))))
+    (if (i32.eqz (local.get $e))
+      (then (local.set $e (call $freelistPop (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
+        (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d))))))
     (if (i32.le_s (local.get $e) (i32.const 0))
       (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
@@ -473,6 +539,7 @@
     (call $fill (local.get $d) (local.get $ea) (local.get $hash))
     (i32.store (local.get $ea) (i32.load (local.get $ba)))
     (i32.store (local.get $ba) (local.get $e))
+    (call $homeLinked (local.get $base) (local.get $ba) (local.get $e) (i32.const 1))
     (i32.store offset=16 (local.get $rec) (i32.add (i32.load offset=16 (local.get $rec)) (i32.const 1)))
     (i32.store offset=48 (local.get $rec) (i32.const 0))
     (i32.store offset=52 (local.get $rec) (i32.const 0))
@@ -502,6 +569,7 @@
     (i32.store
       (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
       (i32.load (local.get $ea)))
+    (call $homeLinked (local.get $base) (local.get $ba) (local.get $e) (i32.const 0))
     (i32.store offset=16 (local.get $rec) (i32.sub (i32.load offset=16 (local.get $rec)) (i32.const 1)))
     (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
     ;; freeElem(): straight back to our list when no section can hold it.

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BpfLru } from "../../src/alloc/bpf-lru.js";
 import { DEL_FREED, DEL_NOT_FOUND, LRU_T_ACTIVE, LRU_T_INACTIVE, RETRY } from "../../src/alloc/lru-nodes.js";
-import { computeGeometry, HDR_LRU_REPAIR_I32, LRU_COMMON, LRU_PERCPU } from "../../src/layout/layout.js";
+import { computeGeometry } from "../../src/layout/geometry.js";
+import { HDR_LRU_REPAIR_I32, LRU_COMMON, LRU_PERCPU } from "../../src/layout/layout.js";
 
 function setup(n: number, kind: number, nrCpus = 1) {
   const g = computeGeometry(4, 8, n, nrCpus, false, true, kind);

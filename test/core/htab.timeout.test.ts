@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { Htab } from "../../src/core/htab.js";
-import { BUCKET_BYTES, BUCKET_HEAD_I32, BUCKET_SEQLOCK_I32, readGeometry } from "../../src/layout/layout.js";
+import { readGeometry } from "../../src/layout/geometry.js";
+import { BUCKET_HEAD_I32, BUCKET_SEQLOCK_I32 } from "../../src/layout/layout.js";
 import { SEQ_WRITING } from "../../src/sync/bucket-seqlock.js";
 import { LOCK_TIMEOUT_MS } from "../../src/sync/spin.js";
 import { MapType } from "../../src/uapi.js";
@@ -132,7 +133,7 @@ test("a writer that died mid-write (WRITING left set) and was never reaped: read
   const i32 = new Int32Array(map.handle.sab);
   let seq = -1;
   for (let b = 0; b < g.n_buckets; b++) {
-    const w = (g.bucketsBytes + b * BUCKET_BYTES) >> 2;
+    const w = (g.bucketsBytes + b * g.bucketStride) >> 2;
     if (i32[w + BUCKET_HEAD_I32] !== 0) seq = w + BUCKET_SEQLOCK_I32;
   }
   assert.ok(seq > 0);

@@ -3,7 +3,8 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { assertLayout, computeGeometry } from "../../src/layout/layout.js";
+import { computeGeometry } from "../../src/layout/geometry.js";
+import { assertLayout } from "../../src/layout/layout.js";
 
 test("layout assertions hold", () => {
   assertLayout();

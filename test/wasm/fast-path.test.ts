@@ -11,6 +11,7 @@ import fc from "fast-check";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { Htab } from "../../src/core/htab.js";
 import { jhash2Int } from "../../src/hash/jhash.js";
+import * as G from "../../src/layout/geometry.js";
 import * as L from "../../src/layout/layout.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { allocSharedMemory, type FastPath, fastPathFor } from "../../src/wasm/fast-path.js";
@@ -90,18 +91,18 @@ test("fast-path.wat lays out the many area with the layout's MANY_CHUNK (keys, v
     [L.MANY_CHUNK, L.MANY_CHUNK],
     "lookupMany's keys and values areas are MANY_CHUNK long",
   );
-  const g = L.computeGeometry(4, 8, 100, 2);
+  const g = G.computeGeometry(4, 8, 100, 2);
   assert.equal(g.manyBytes, L.MANY_CHUNK * (4 + 8 + 4), "keys, values and one result word per key");
-  assert.equal(L.computeGeometry(6, 8, 100, 2).manyBytes, 0, "keys that are not whole words: no many area");
+  assert.equal(G.computeGeometry(6, 8, 100, 2).manyBytes, 0, "keys that are not whole words: no many area");
   assert.equal(
-    L.computeGeometry(4, 128, 100, 2).manyBytes,
+    G.computeGeometry(4, 128, 100, 2).manyBytes,
     0,
     "values over MANY_VALUE_MAX_BYTES: no many area",
   );
 });
 
 test("scratch buffers hold values only where wasm copies them: not per-CPU values, not values over 1 KiB", () => {
-  const g = (vs: number, percpu = false) => L.computeGeometry(4, vs, 1024, 64, percpu);
+  const g = (vs: number, percpu = false) => G.computeGeometry(4, vs, 1024, 64, percpu);
   assert.equal(g(8).scratchValueBytes, 8);
   assert.equal(g(1024).scratchValueBytes, 1024);
   assert.equal(g(1025).scratchValueBytes, 0);
@@ -301,7 +302,7 @@ for (const c of configs) {
         const both = Htab.create(spec, opts);
         const bothJs = Htab.attach(both.handle.sab, { cpu: 1 });
         assert.ok(fast.fastPath && !js.fastPath && both.fastPath && !bothJs.fastPath);
-        const vb = L.readGeometry(fast.handle.sab).g.valueBytes;
+        const vb = G.readGeometry(fast.handle.sab).g.valueBytes;
         const a = run([fast], () => 0, ops, c.keySize, vb);
         const b = run([js], () => 0, ops, c.keySize, vb);
         const m = run([both, bothJs], (i) => (mix >>> (i % 30)) & 1, ops, c.keySize, vb);
