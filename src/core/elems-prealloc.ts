@@ -11,6 +11,7 @@
 import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
 import { FREELIST_TIMEDOUT } from "../alloc/pcpu-freelist.js";
 import {
+  BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
   ELEM_TAG_I32,
   HDR_RECOVERED_I32,
@@ -147,5 +148,24 @@ export class HomedElems extends PreallocElems {
       if (e > 0) return e;
     }
     return allocElem(v);
+  }
+
+  /**
+   * A replace moves the key out of the element it was in; when that was the
+   * bucket's home (now this CPU's free EXTRA, no section can hold it), a
+   * second replace moves it back, so that updates keep keys at home.
+   */
+  override replaceLocked(
+    v: HtabView,
+    b: number,
+    hash: number,
+    old: number,
+    prevOld: number,
+    value: Uint8Array,
+    valueOff: number,
+  ): number {
+    const r = super.replaceLocked(v, b, hash, old, prevOld, value, valueOff);
+    if (r !== 0 || old !== b + BUCKET_HOME_I32 || v.i32[v.myPcpu + PCPU_EXTRA_I32] !== old) return r;
+    return super.replaceLocked(v, b, hash, v.i32[b + BUCKET_HEAD_I32], 0, value, valueOff);
   }
 }

@@ -501,6 +501,10 @@
     (if (local.get $old)
       (then
         ;; Replace: this CPU's extra element goes in at the head, old comes out.
+        ;; When old was the bucket's home element (now EXTRA, free), a second
+        ;; replace puts the key back in it, so that updates keep keys at home.
+        (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
+        (loop $again
         (local.set $e (i32.load offset=12 (local.get $rec)))
         (if (i32.eqz (local.get $e))
           (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
@@ -521,6 +525,8 @@
           (then (return (i32.const -1001))))
         (i32.store offset=12 (local.get $rec) (local.get $old))
         (i32.store offset=48 (local.get $rec) (i32.const 0))
+        (if (i32.eq (local.get $old) (local.get $home))
+          (then (local.set $old (local.get $e)) (local.set $prev (i32.const 0)) (br $again))))
         (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
         (return (i32.const 0))))
     ;; Insert: the bucket's home element when it is free, else a free element
