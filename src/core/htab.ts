@@ -105,7 +105,7 @@ export class Htab extends ProgramFace implements RawMap {
    */
   static create(spec: MapSpec, opts: SabCreateOptions = {}): Htab {
     const nrCpus = opts.nrCpus ?? defaultNrCpus();
-    const g = validateSpec(spec, nrCpus, opts.privileged === true);
+    const g = validateSpec(spec, nrCpus, opts.privileged === true, opts.homeElements);
     if (spec.type === MapType.HashOfMaps)
       invalid("create", "HASH_OF_MAPS lives in a MapDomain: create it with domain.createMap()");
     const { sab, memory } = allocMapMemory(g, opts.fastPath !== false, opts.memory);

@@ -71,6 +71,15 @@ export interface SabCreateOptions {
    * SharedArrayBuffer of their own.
    */
   memory?: WasmMemory;
+  /**
+   * Lay a preallocated HASH or PERCPU_HASH map out with home elements: bucket
+   * i's record holds element i, and a key that gets its bucket's home element
+   * is found in one cache line (docs/performance.md). What the map does is
+   * the same either way; only where elements live differs.
+   * @default true when the map's buckets and elements take 1 MiB or more
+   * (smaller maps live in the caches, where home elements only cost time)
+   */
+  homeElements?: boolean;
 }
 
 /** NUMA nodes the SAB backend treats as online. JS cannot see the topology, so node 0 only. */
@@ -143,7 +152,12 @@ function validateMapCreate(spec: MapSpec): number {
  * Validate `spec` as BPF_MAP_CREATE would and return the geometry.
  * @throws BpfError EPERM, EINVAL, E2BIG, ENOTSUPP (524), ENOMEM
  */
-export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean): Geometry {
+export function validateSpec(
+  spec: MapSpec,
+  nrCpus: number,
+  privileged: boolean,
+  homeElements?: boolean,
+): Geometry {
   // A bpf_spin_lock outside the value is a BTF the kernel refuses at BPF_BTF_LOAD,
   // before BPF_MAP_CREATE checks anything else.
   const lockAt = spec.spinLockOffset;
@@ -206,6 +220,7 @@ export function validateSpec(spec: MapSpec, nrCpus: number, privileged: boolean)
     percpu,
     prealloc,
     lruKind(t, flags),
+    homeElements,
   );
   if (g.n_buckets > MAX_N_BUCKETS)
     fail(Errno.E2BIG, `max_entries ${spec.maxEntries} needs ${g.n_buckets} buckets, over the kernel's limit`);

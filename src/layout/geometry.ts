@@ -112,6 +112,7 @@ export function computeGeometry(
   percpu = false,
   prealloc = true,
   lru = LRU_NONE,
+  homed?: boolean,
 ): Geometry {
   const n_buckets = roundupPowOfTwo(maxEntries);
   // What the control plane copies: value_size, or every CPU's round_up(value_size, 8) slot.
@@ -132,7 +133,9 @@ export function computeGeometry(
   const scratchStride =
     SCRATCH_DESC_BYTES + roundUp(roundUp(keySize, 8) + scratchValueBytes + manyBytes, CACHE_LINE_BYTES);
   const bucketsBytes = scratchBytes + nrCpus * scratchStride;
-  const homes = prealloc && lru === LRU_NONE ? Math.min(num_elems, n_buckets) : 0;
+  const plainBytes = n_buckets * BUCKET_BYTES + num_elems * elem_size;
+  const wanted = homed ?? plainBytes >= HOME_MIN_BYTES;
+  const homes = wanted && prealloc && lru === LRU_NONE ? Math.min(num_elems, n_buckets) : 0;
   const bucketStride =
     homes === 0
       ? BUCKET_BYTES
@@ -174,6 +177,13 @@ export function computeGeometry(
     totalBytes,
   };
 }
+
+/**
+ * Maps whose buckets and elements take less than this stay in the plain
+ * layout unless asked (computeGeometry()'s `homed`): they live in the CPU's
+ * caches, where a home element saves no miss and its checks cost time.
+ */
+export const HOME_MIN_BYTES = 1 << 20;
 
 /**
  * A lower estimate of the kernel's memlock for a preallocated HASH or
@@ -303,6 +313,7 @@ export function readGeometry(
     isPercpuType(i32[HDR_MAP_TYPE_I32]),
     (i32[HDR_MAP_FLAGS_I32] & MapFlags.NoPrealloc) === 0,
     lruKind(i32[HDR_MAP_TYPE_I32], i32[HDR_MAP_FLAGS_I32]),
+    i32[HDR_HOME_END_I32] !== 0,
   );
   const size = length ?? (buf.growable ? buf.maxByteLength : buf.byteLength);
   // A map in a wasm memory (the fast path) has its buffer rounded up to whole 64 KiB

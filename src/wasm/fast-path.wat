@@ -55,7 +55,7 @@
   (func $find (param $d i32) (param $key i32) (param $hash i32) (param $out i32) (param $vw i32) (result i32)
     (local $base i32) (local $kw i32) (local $bound i32)
     (local $ba i32) (local $s i32) (local $s2 i32) (local $e i32) (local $a i32)
-    (local $j i32) (local $found i32) (local $steps i32)
+    (local $j i32) (local $found i32) (local $steps i32) (local $head i32) (local $homeFirst i32)
     (local.set $base (i32.load (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
     (local.set $bound (i32.load offset=36 (local.get $d)))
@@ -64,17 +64,19 @@
       (local.set $s (i32.atomic.load offset=4 (local.get $ba)))
       (if (i32.and (local.get $s) (i32.const 4)) (then (return (i32.const -1))))
       (local.set $e (i32.load (local.get $ba)))
+      (local.set $found (i32.const 0))
+      (local.set $steps (i32.const 0))
       ;; The home element first, in the bucket's own cache line: linked in this
-      ;; chain (HOME_LINKED) and holding the key, the walk starts (and ends) there.
+      ;; chain (HOME_LINKED) with the key's hash, the walk starts there; if its
+      ;; key differs, the walk goes back to the head ($head, $homeFirst).
+      (local.set $homeFirst (i32.const 0))
       (if (i32.eq (i32.atomic.load offset=12 (local.get $ba)) (i32.const -1))
         (then
           (if (i32.eq (i32.load offset=20 (local.get $ba)) (local.get $hash))
             (then
-              (if (call $keyEq (i32.add (local.get $ba) (i32.const 16)) (local.get $key) (local.get $kw))
-                (then (local.set $e
-                  (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))))))))
-      (local.set $found (i32.const 0))
-      (local.set $steps (i32.const 0))
+              (local.set $homeFirst (i32.const 1))
+              (local.set $head (local.get $e))
+              (local.set $e (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))))))
       (block $done
         (loop $walk
           (br_if $done (i32.eqz (local.get $e)))
@@ -105,7 +107,8 @@
                     (br $copy)))
                 (local.set $found (local.get $e))
                 (br $done))))
-          (local.set $e (i32.load (local.get $a)))
+          (local.set $e (select (local.get $head) (i32.load (local.get $a)) (local.get $homeFirst)))
+          (local.set $homeFirst (i32.const 0))
           (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
           (br $walk)))
       ;; Validate: nothing read was relinked or reused meanwhile (seqUnchanged():
@@ -337,12 +340,6 @@
     (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
     (select (local.get $h) (i32.const 0) (local.get $ok)))
 
-  ;; homeLinked(): $e was linked into (1) or unlinked from (0) the chain of
-  ;; the bucket at byte address $ba; if it is that bucket's home element, say so.
-  (func $homeLinked (param $base i32) (param $ba i32) (param $e i32) (param $linked i32)
-    (if (i32.eq (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))) (i32.add (local.get $ba) (i32.const 16)))
-      (then (i32.atomic.store offset=12 (local.get $ba) (i32.sub (i32.const 0) (local.get $linked))))))
-
   ;; lockRelease(): drop an owner-tagged lock, waking one waiter if any sleeps.
   (func $ownerUnlock (param $lock i32)
     (if (i32.and (i32.atomic.rmw.xchg (local.get $lock) (i32.const 0)) (i32.const 1))
@@ -514,12 +511,12 @@
         (call $fill (local.get $d) (local.get $ea) (local.get $hash))
         (i32.store (local.get $ea) (i32.load (local.get $ba)))
         (i32.store (local.get $ba) (local.get $e))
-        (call $homeLinked (local.get $base) (local.get $ba) (local.get $e) (i32.const 1))
+        (if (i32.eq (local.get $e) (local.get $home)) (then (i32.atomic.store offset=12 (local.get $ba) (i32.const -1))))
         (i32.store offset=48 (local.get $rec) (local.get $old))
         (i32.store
           (select (local.get $ea) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
           (i32.load (local.get $oa)))
-        (call $homeLinked (local.get $base) (local.get $ba) (local.get $old) (i32.const 0))
+        (if (i32.eq (local.get $old) (local.get $home)) (then (i32.atomic.store offset=12 (local.get $ba) (i32.const 0))))
         ;; Read after the unlink: a section that could hold old is counted in ACTIVE.
         (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
           (then (return (i32.const -1001))))
@@ -545,7 +542,7 @@
     (call $fill (local.get $d) (local.get $ea) (local.get $hash))
     (i32.store (local.get $ea) (i32.load (local.get $ba)))
     (i32.store (local.get $ba) (local.get $e))
-    (call $homeLinked (local.get $base) (local.get $ba) (local.get $e) (i32.const 1))
+    (if (i32.eq (local.get $e) (local.get $home)) (then (i32.atomic.store offset=12 (local.get $ba) (i32.const -1))))
     (i32.store offset=16 (local.get $rec) (i32.add (i32.load offset=16 (local.get $rec)) (i32.const 1)))
     (i32.store offset=48 (local.get $rec) (i32.const 0))
     (i32.store offset=52 (local.get $rec) (i32.const 0))
@@ -557,7 +554,7 @@
   ;; must free it (program sections active, or its list lock held): the
   ;; bucket is unlocked and the element is this slot's INFLIGHT.
   (func (export "delete") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
-    (local $base i32) (local $ba i32) (local $rec i32) (local $e i32) (local $prev i32) (local $ea i32)
+    (local $base i32) (local $ba i32) (local $rec i32) (local $e i32) (local $prev i32) (local $ea i32) (local $home i32)
     (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
@@ -569,13 +566,14 @@
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
     (if (i32.eqz (local.get $e))
       (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -2))))
+    (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
     ;; unlinkLocked(): intent first, then INFLIGHT, then the unlink (e keeps its NEXT).
     (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
     (i32.store offset=48 (local.get $rec) (local.get $e))
     (i32.store
       (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
       (i32.load (local.get $ea)))
-    (call $homeLinked (local.get $base) (local.get $ba) (local.get $e) (i32.const 0))
+    (if (i32.eq (local.get $e) (local.get $home)) (then (i32.atomic.store offset=12 (local.get $ba) (i32.const 0))))
     (i32.store offset=16 (local.get $rec) (i32.sub (i32.load offset=16 (local.get $rec)) (i32.const 1)))
     (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
     ;; freeElem(): straight back to our list when no section can hold it.

@@ -33,7 +33,7 @@ for (const fastPath of [true, false])
     const maxEntries = 64;
     const map = Htab.create(
       { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries },
-      { nrCpus: 2, fastPath },
+      { nrCpus: 2, fastPath, homeElements: true },
     );
     assert.equal(map.fastPath, fastPath);
     const i32 = new Int32Array(map.handle.sab);

@@ -67,7 +67,7 @@ for (const [name, iterations, lru, spinLock, noPrealloc, batch] of [
               ...(noPrealloc ? { flags: MapFlags.NoPrealloc } : {}),
               ...(spinLock ? { spinLockOffset: 0 } : {}),
             },
-        { nrCpus: 4, cpu: 0 },
+        { nrCpus: 4, cpu: 0, homeElements: true },
       );
       const before = map.stats().recovered;
       const victim = 1 + (it % 3);

@@ -174,7 +174,7 @@ for (const [ks, vs, extraFlags, type] of [
               maxEntries,
               flags: MapFlags.ZeroSeed | extraFlags,
             },
-            { privileged: true, nrCpus: percpu ? PERCPU_CPUS : nrCpus },
+            { privileged: true, nrCpus: percpu ? PERCPU_CPUS : nrCpus, homeElements: small % 2 === 1 },
           );
           const model = new HashModel(ks, maxEntries, 0, percpu);
           fc.modelRun(() => ({ model, real: { map } }), cmds);

@@ -22,7 +22,10 @@ interface ReaderResult {
 // two paths' bucket locks and seq bumps interleave on one map.
 for (const path of ["wasm fast path", "JS path"])
   test(`reuse (${path} reader): ${LOOKUPS} lookups under delete/re-insert see no false match and no torn value`, async () => {
-    const map = Htab.create({ type: MapType.Hash, keySize: 16, valueSize: 64, maxEntries: 8 }, { nrCpus: 4 });
+    const map = Htab.create(
+      { type: MapType.Hash, keySize: 16, valueSize: 64, maxEntries: 8 },
+      { nrCpus: 4, homeElements: true },
+    );
     assert.ok(map.handle.memory !== undefined, "the map has the wasm fast path");
     const stop = new SharedArrayBuffer(4);
     const start = startBarrier(3);

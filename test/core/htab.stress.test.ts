@@ -58,7 +58,7 @@ for (const [keys, maxEntries, type, extra] of [
   test(`stress ${kind}: ${WORKERS} workers x ${OPS} ops on ${keys} keys (max_entries ${maxEntries}) are linearizable`, async () => {
     const map = Htab.create(
       { type, keySize: 4, valueSize: 8, maxEntries, flags: MapFlags.ZeroSeed | extra },
-      { privileged: true, nrCpus: WORKERS + 1 },
+      { privileged: true, nrCpus: WORKERS + 1, homeElements: true },
     );
     const logs = await stress(map, keys, (i) => 0x9e3779b9 * (i + 1) + keys);
     const { ops, torn } = decodeHistory(logs);

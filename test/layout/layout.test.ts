@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { computeGeometry, elemIndexToWord, elemWordToIndex } from "../../src/layout/geometry.js";
-import { assertLayout, LRU_COMMON } from "../../src/layout/layout.js";
+import { assertLayout, LRU_COMMON, LRU_NONE } from "../../src/layout/layout.js";
 
 test("layout assertions hold", () => {
   assertLayout();
@@ -25,24 +25,32 @@ test("home elements: preallocated HASH and PERCPU_HASH records hold them, padded
     [16, 2320],
     [1000, 81424],
   ]) {
-    const g = computeGeometry(4, 8, maxEntries, 2);
+    const g = computeGeometry(4, 8, maxEntries, 2, false, true, LRU_NONE, true);
     assert.equal(g.homes, Math.min(g.num_elems, g.n_buckets));
     assert.equal(g.bucketStride, 64, "bucket (16 B) + element (32 B), padded to a cache line");
     assert.ok(g.totalBytes <= memlock, `${g.totalBytes} bytes for ${maxEntries} entries, kernel ${memlock}`);
   }
   // Half the records empty (max_entries just past a power of two): packed, not padded;
   // with a bigger value not even that fits the kernel's memlock, and there are no homes.
-  const big = computeGeometry(4, 8, 1025, 2);
+  const big = computeGeometry(4, 8, 1025, 2, false, true, LRU_NONE, true);
   assert.equal(big.bucketStride, 16 + big.elem_size);
-  const none = computeGeometry(4, 40, 1025, 2);
+  const none = computeGeometry(4, 40, 1025, 2, false, true, LRU_NONE, true);
   assert.equal(none.homes, 0);
   assert.equal(none.bucketStride, 16);
+  // Unless asked, only maps past HOME_MIN_BYTES (out of the caches) get them.
+  assert.equal(computeGeometry(4, 8, 1000, 2).homes, 0);
+  assert.equal(computeGeometry(4, 8, 1_000_000, 2).bucketStride, 64);
   // LRU and NO_PREALLOC maps have none: their elements come from other lists.
-  assert.equal(computeGeometry(4, 8, 1000, 2, false, false).homes, 0);
-  assert.equal(computeGeometry(4, 8, 1000, 2, false, true, LRU_COMMON).homes, 0);
+  assert.equal(computeGeometry(4, 8, 1000, 2, false, false, LRU_NONE, true).homes, 0);
+  assert.equal(computeGeometry(4, 8, 1000, 2, false, true, LRU_COMMON, true).homes, 0);
   assert.equal(computeGeometry(4, 8, 1000, 2, false, true, LRU_COMMON).bucketStride, 16);
   // Element numbers and word indices map both ways, homes and the rest alike.
-  for (const g of [computeGeometry(4, 8, 1000, 2), big, none, computeGeometry(8, 16, 100, 4, true)]) {
+  for (const g of [
+    computeGeometry(4, 8, 1_000_000, 2),
+    big,
+    none,
+    computeGeometry(8, 16, 100, 4, true, true, LRU_NONE, true),
+  ]) {
     const seen = new Set<number>();
     for (let n = 0; n < g.num_elems; n++) {
       const e = elemIndexToWord(g, n);

@@ -273,6 +273,13 @@ function run(
 
 const configs = [
   { name: "HASH u32 key / u64 value", type: MapType.Hash, keySize: 4, valueSize: 8 },
+  {
+    name: "HASH u32 key / u64 value, no home elements",
+    type: MapType.Hash,
+    keySize: 4,
+    valueSize: 8,
+    homeElements: false,
+  },
   { name: "HASH 16 B key / 64 B value", type: MapType.Hash, keySize: 16, valueSize: 64 },
   { name: "HASH 6 B key (hashed in JS) / 12 B value", type: MapType.Hash, keySize: 6, valueSize: 12 },
   { name: "PERCPU_HASH u32 key / 4 B value", type: MapType.PercpuHash, keySize: 4, valueSize: 4 },
@@ -296,7 +303,7 @@ for (const c of configs) {
           maxEntries: 8,
           flags: MapFlags.ZeroSeed,
         };
-        const opts = { nrCpus: 2, privileged: true };
+        const opts = { nrCpus: 2, privileged: true, homeElements: c.homeElements ?? true };
         const fast = Htab.create(spec, opts);
         const js = Htab.create(spec, { ...opts, fastPath: false });
         const both = Htab.create(spec, opts);
