@@ -8,7 +8,8 @@
  * file each, the same workload functions), workloads in bench/workloads/
  * (each written once for every peer), the report in report.ts.
  *
- * Writes bench/results/<date>.json (+ .svg, .png) and latest.{json,svg,png,md}.
+ * Writes bench/results/<date>.json (+ .svg, .png; <date>-js-path.json with --js-path) and,
+ * for a full fast-path run, latest.{json,svg,png,md}.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { arch, cpus, platform, release, totalmem } from "node:os";
@@ -160,13 +161,14 @@ export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
   rep.targets = computeTargets(rep);
   mkdirSync(o.out, { recursive: true });
   const stamp = rep.date.replace(/[:]/g, "-").replace(/\..+/, "");
-  const base = join(o.out, `${stamp}${o.quick ? "-quick" : ""}`);
+  const base = join(o.out, `${stamp}${o.quick ? "-quick" : ""}${o.jsPath ? "-js-path" : ""}`);
   writeFileSync(`${base}.json`, `${JSON.stringify(rep, null, 2)}\n`);
   const md = table(rep);
   const log = o.json ? (s: string) => process.stderr.write(`${s}\n`) : (s: string) => console.log(s);
   log(`\n${md}\n`);
   const images = o.chart ? await chart(rep, base) : [];
-  if (!o.quick) {
+  // latest.* is the fast-path run the docs cite; a JS-path run keeps its own file only.
+  if (!o.quick && !o.jsPath) {
     writeFileSync(join(o.out, "latest.json"), `${JSON.stringify(rep, null, 2)}\n`);
     writeFileSync(join(o.out, "latest.md"), `${md}\n`);
     if (images.length) await chart(rep, join(o.out, "latest"));
