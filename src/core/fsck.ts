@@ -51,9 +51,7 @@ export function fsck(v: HtabView): FsckReport {
   const errors: string[] = [];
   const num = v.prealloc ? v.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
   const where = new Int8Array(v.walkBound);
-  const idxOf = (e: number): number => {
-    return elemWordToIndex(v.geometry, e, num);
-  };
+  const idxOf = (e: number): number => elemWordToIndex(v.geometry, e, num);
   const mark = (e: number, kind: number, what: string): boolean => {
     const i = idxOf(e);
     if (i < 0) {

@@ -11,9 +11,8 @@
 
 import type { BpfLru } from "../alloc/bpf-lru.js";
 import { Errno } from "../errors.js";
-import type { Geometry } from "../layout/geometry.js";
+import { elemIndexToWord, type Geometry } from "../layout/geometry.js";
 import {
-  BUCKET_HOME_I32,
   ELEM_HEADER_BYTES,
   HDR_ACTIVE_I32,
   HDR_FROZEN_I32,
@@ -374,9 +373,7 @@ export function count(v: HtabView): number {
 
 /** Element number `n` (an LRU node) to its word index, and back (nodeOf: LRU maps, which have no homes). */
 export function elemOf(v: HtabView, n: number): number {
-  return n < v.homes
-    ? v.bucketsBase + n * v.bucketStrideI32 + BUCKET_HOME_I32
-    : v.elemsBase + (n - v.homes) * v.elemStrideI32;
+  return elemIndexToWord(v.geometry, n);
 }
 
 export function nodeOf(v: HtabView, e: number): number {

@@ -22,7 +22,6 @@ import {
   HDR_ACTIVE_I32,
   HDR_CARVED_I32,
   HDR_GROW_LOCK_I32,
-  HDR_HOME_END_I32,
   HDR_RECOVERED_I32,
   HDR_RECOVERY_LOCK_I32,
   HOME_LINKED,
@@ -136,7 +135,7 @@ function recoverSlot(v: HtabView, d: number): void {
   }
   // A lost home element is off every list now (a list it was on kept it: lost = 0),
   // whatever its HOME_STATE said mid-way; step 2 marks it linked if its chain has it.
-  if (lost !== 0 && lost < i32[HDR_HOME_END_I32]) Atomics.store(i32, lost + ELEM_HOME_STATE_I32, HOME_TAKEN);
+  if (lost !== 0 && lost < v.homeEnd) Atomics.store(i32, lost + ELEM_HOME_STATE_I32, HOME_TAKEN);
   // 1b. The NO_PREALLOC grow lock: `d` was carving. CARVED is published last, so an
   //     element it counted is its INFLIGHT (filed below as lost); a grown buffer is harmless.
   const g = Atomics.load(i32, HDR_GROW_LOCK_I32);
@@ -181,7 +180,7 @@ function recoverSlot(v: HtabView, d: number): void {
     }
     // The home element's state follows what the chain now holds.
     const home = b + BUCKET_HOME_I32;
-    if (home < i32[HDR_HOME_END_I32]) {
+    if (home < v.homeEnd) {
       if (chainPrev(v, b, home) >= 0) homeLinked(i32, b, home, true);
       else if (Atomics.load(i32, b + BUCKET_HOME_STATE_I32) === HOME_LINKED) homeLinked(i32, b, home, false);
     }

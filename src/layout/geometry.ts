@@ -135,11 +135,13 @@ export function computeGeometry(
   const bucketsBytes = scratchBytes + nrCpus * scratchStride;
   const plainBytes = n_buckets * BUCKET_BYTES + num_elems * elem_size;
   const wanted = homed ?? plainBytes >= HOME_MIN_BYTES;
-  const homes = wanted && prealloc && lru === LRU_NONE ? Math.min(num_elems, n_buckets) : 0;
+  const homeable = wanted && prealloc && lru === LRU_NONE ? Math.min(num_elems, n_buckets) : 0;
   const bucketStride =
-    homes === 0
+    homeable === 0
       ? BUCKET_BYTES
-      : homeStride(n_buckets, num_elems, homes, elem_size, keySize, valueSize, percpu, nrCpus);
+      : homeStride(n_buckets, num_elems, homeable, elem_size, keySize, valueSize, percpu, nrCpus);
+  // homeStride() may find the records too big for the kernel's memlock: then no homes.
+  const homes = bucketStride === BUCKET_BYTES ? 0 : homeable;
   const lruBytes = roundUp(bucketsBytes + n_buckets * bucketStride, CACHE_LINE_BYTES);
   const lruLists = lru === LRU_COMMON ? 1 : lru === LRU_PERCPU ? nrCpus : 0;
   const lruLocals = lru === LRU_COMMON ? nrCpus : 0;
@@ -149,7 +151,7 @@ export function computeGeometry(
     lruLists * LRU_LIST_BYTES +
     lruLocals * LRU_LOCAL_BYTES +
     roundUp(lruNodes * LRU_NODE_BYTES, CACHE_LINE_BYTES);
-  const totalBytes = elemsBytes + (num_elems - (bucketStride === BUCKET_BYTES ? 0 : homes)) * elem_size;
+  const totalBytes = elemsBytes + (num_elems - homes) * elem_size;
   return {
     keySize,
     valueSize,
@@ -169,7 +171,7 @@ export function computeGeometry(
     manyBytes,
     bucketsBytes,
     bucketStride,
-    homes: bucketStride === BUCKET_BYTES ? 0 : homes,
+    homes,
     lruBytes,
     lruLists,
     lruNodes,

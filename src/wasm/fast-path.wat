@@ -489,6 +489,8 @@
     (local.set $old (call $lockAndFind (local.get $d) (local.get $hash)))
     (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -1000))))
     (local.set $ba (global.get $ba))
+    ;; The bucket's home element (its word index; an element only if below HOME_END).
+    (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
     (local.set $prev (global.get $prev))
     ;; check_flags()
     (if (i32.and (i32.ne (local.get $old) (i32.const 0)) (i32.eq (local.get $flags) (i32.const 1)))
@@ -500,7 +502,6 @@
         ;; Replace: this CPU's extra element goes in at the head, old comes out.
         ;; When old was the bucket's home element (now EXTRA, free), a second
         ;; replace puts the key back in it, so that updates keep keys at home.
-        (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
         (loop $again
         (local.set $e (i32.load offset=12 (local.get $rec)))
         (if (i32.eqz (local.get $e))
@@ -528,7 +529,6 @@
         (return (i32.const 0))))
     ;; Insert: the bucket's home element when it is free, else a free element
     ;; from the per-CPU freelists (lock order bucket -> freelist).
-    (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
     (if (i32.lt_u (local.get $home) (i32.load offset=124 (local.get $base)))
       (then (local.set $e (call $freelistClaim (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
         (i32.load offset=44 (local.get $d)) (local.get $home)))))
