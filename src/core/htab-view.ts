@@ -11,8 +11,9 @@
 
 import type { BpfLru } from "../alloc/bpf-lru.js";
 import { Errno } from "../errors.js";
-import { elemIndexToWord, type Geometry } from "../layout/geometry.js";
+import type { Geometry } from "../layout/geometry.js";
 import {
+  BUCKET_HOME_I32,
   ELEM_HEADER_BYTES,
   HDR_ACTIVE_I32,
   HDR_FROZEN_I32,
@@ -373,7 +374,10 @@ export function count(v: HtabView): number {
 
 /** Element number `n` (an LRU node) to its word index, and back (nodeOf: LRU maps, which have no homes). */
 export function elemOf(v: HtabView, n: number): number {
-  return elemIndexToWord(v.geometry, n);
+  // geometry.ts elemIndexToWord(), on the view's own fields: LRU pops and frees call it.
+  return n < v.homes
+    ? v.bucketsBase + n * v.bucketStrideI32 + BUCKET_HOME_I32
+    : v.elemsBase + (n - v.homes) * v.elemStrideI32;
 }
 
 export function nodeOf(v: HtabView, e: number): number {
