@@ -29,6 +29,9 @@ export interface PointResult {
   stat: Stat;
 }
 
+/** The read-heavy mix's control peer: one private V8 Map per worker, nothing shared. */
+export const PRIVATE_MAPS = "private V8 Map per worker (nothing shared)";
+
 export interface ThroughputResult {
   workload: string;
   entries: number;
@@ -129,7 +132,7 @@ export function computeRatios(rep: BenchReport): Record<string, number> {
   }
   for (const n of sizes) {
     const tag = n >= 1_000_000 ? "1M" : n >= 1000 ? `${n / 1000}k` : `${n}`;
-    for (const peer of ["htab", "naive SAB + global lock"]) {
+    for (const peer of ["htab", "naive SAB + global lock", PRIVATE_MAPS]) {
       const at = (w: number) =>
         rep.throughput.find((t) => t.peer === peer && t.workers === w && t.entries === n)?.median;
       const one = at(1);

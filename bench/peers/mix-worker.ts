@@ -9,7 +9,7 @@ import { Htab, type MapHandle } from "../../src/core/htab.js";
 import { NaiveLockMap } from "./naive-lock-map.js";
 
 const d = workerData as {
-  kind: "htab" | "naive";
+  kind: "htab" | "naive" | "private";
   handle: MapHandle;
   keys: Uint32Array;
   n: number;
@@ -40,6 +40,25 @@ if (d.kind === "htab") {
     ops += 1024;
   }
   m.close();
+} else if (d.kind === "private") {
+  // The same mix on a Map of this worker's own: no memory shared with the other worker.
+  const m = new Map<number, number>();
+  for (let i = 0; i < d.n; i++) m.set(d.keys[i], 0);
+  let sink = 0;
+  while (Atomics.load(ctl, 2) === 0) {
+    for (let i = 0; i < 1024; i++) {
+      const r = next() % 100;
+      const key = d.keys[next() % d.n];
+      if (r < 98) sink += m.get(key) ?? 0;
+      else if (r < 99) m.set(key, 1);
+      else {
+        m.delete(key);
+        m.set(key, 1);
+      }
+    }
+    ops += 1024;
+  }
+  if (sink < 0) ops = 0; // keeps the reads
 } else {
   const m = new NaiveLockMap(d.handle.sab);
   const out = new Int32Array(2);

@@ -7,16 +7,18 @@ import { MapType } from "../../src/uapi.js";
 import { randomKeys } from "../keys.js";
 import type { BenchOptions } from "../options.js";
 import { NaiveLockMap } from "../peers/naive-lock-map.js";
-import type { ThroughputResult } from "../report.js";
+import { PRIVATE_MAPS, type ThroughputResult } from "../report.js";
 
-/** Read-heavy mix on 1 and 2 workers, htab versus the global-lock map. */
+/** Read-heavy mix on 1 and 2 workers, htab versus the global-lock map and the unshared control. */
 export async function mixThroughput(entries: number, o: BenchOptions): Promise<ThroughputResult[]> {
   const script = fileURLToPath(new URL("../peers/mix-worker.js", import.meta.url));
   const keys = randomKeys(entries, 5);
   const out: ThroughputResult[] = [];
   const seconds = o.quick ? 0.4 : 1.5;
   const reps = o.quick ? 2 : 3;
-  for (const kind of ["htab", "naive"] as const) {
+  // "private": each worker runs the same mix on its own V8 Map, sharing nothing: how
+  // far two workers can scale on this machine at all (the control for htab's figure).
+  for (const kind of ["htab", "naive", "private"] as const) {
     for (const workers of [1, 2]) {
       const rates: number[] = [];
       for (let r = 0; r < reps; r++) {
@@ -34,6 +36,8 @@ export async function mixThroughput(entries: number, o: BenchOptions): Promise<T
             htab.updateElem(k, v, 0);
           }
           handle = htab.handle; // the whole handle: workers run the wasm fast path
+        } else if (kind === "private") {
+          handle = { sab: new SharedArrayBuffer(8) }; // unused: each worker builds its own Map
         } else {
           const nm = new NaiveLockMap(entries);
           for (let i = 0; i < entries; i++) nm.set(keys[i], 1, 0);
@@ -66,7 +70,7 @@ export async function mixThroughput(entries: number, o: BenchOptions): Promise<T
       out.push({
         workload: "read-heavy mix 98/1/1",
         entries,
-        peer: kind === "htab" ? "htab" : "naive SAB + global lock",
+        peer: kind === "htab" ? "htab" : kind === "naive" ? "naive SAB + global lock" : PRIVATE_MAPS,
         workers,
         unit: "ops/s",
         median: rates[rates.length >> 1],

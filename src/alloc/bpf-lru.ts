@@ -278,7 +278,6 @@ export class BpfLru extends LruNodes {
 
   private commonPopFree(): number {
     const c = this.cpu;
-    const i32 = this.i32;
     const loc = this.localAt(c);
     let n = this.held;
     if (n < 0) {
@@ -297,25 +296,43 @@ export class BpfLru extends LruNodes {
       }
       this.unlock(loc + LRU_LOCAL_LOCK_I32);
       if (n >= 0) return n;
-      // Nothing locally or in the common lists: steal round-robin from every CPU's local lists.
-      const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
-      let steal = first;
-      do {
-        const v = this.localAt(steal);
-        if (!this.lock(v + LRU_LOCAL_LOCK_I32)) return RETRY;
-        n = this.localPop(steal);
-        if (n < 0) n = this.popPending(steal);
-        if (n >= 0) this.onClaim(n); // ours alone until it is pending on us
-        this.unlock(v + LRU_LOCAL_LOCK_I32);
-        steal = steal + 1 === this.nrCpus ? 0 : steal + 1;
-      } while (n < 0 && steal !== first);
-      i32[loc + LRU_LOCAL_NEXT_STEAL_I32] = steal; // only this CPU reads or writes it
-      if (n < 0) return -1;
+      return this.steal();
     }
+    return this.claimHeld(n);
+  }
+
+  /**
+   * Nothing locally or in the common lists (a refill found nothing): steal
+   * round-robin from every CPU's local lists. Also where the wasm pop hands
+   * over (fast-path.wat lruPop()). -1 when nothing could be had, RETRY as popFree().
+   */
+  steal(): number {
+    const i32 = this.i32;
+    const loc = this.localAt(this.cpu);
+    const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
+    let n = -1;
+    let steal = first;
+    do {
+      const v = this.localAt(steal);
+      if (!this.lock(v + LRU_LOCAL_LOCK_I32)) return RETRY;
+      n = this.localPop(steal);
+      if (n < 0) n = this.popPending(steal);
+      if (n >= 0) this.onClaim(n); // ours alone until it is pending on us
+      this.unlock(v + LRU_LOCAL_LOCK_I32);
+      steal = steal + 1 === this.nrCpus ? 0 : steal + 1;
+    } while (n < 0 && steal !== first);
+    i32[loc + LRU_LOCAL_NEXT_STEAL_I32] = steal; // only this CPU reads or writes it
+    if (n < 0) return -1;
+    return this.claimHeld(n);
+  }
+
+  /** A stolen node `n` becomes pending on us (it is `held` until then, across a back-out). */
+  private claimHeld(n: number): number {
+    const loc = this.localAt(this.cpu);
     this.held = n;
     if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return RETRY;
     this.held = -1;
-    this.addPending(c, n);
+    this.addPending(this.cpu, n);
     this.unlock(loc + LRU_LOCAL_LOCK_I32);
     return n;
   }

@@ -5,7 +5,7 @@
  * top. Layout: layout.ts LRU_*.
  */
 
-import type { Geometry } from "../layout/geometry.js";
+import { type Geometry, lruPlace } from "../layout/geometry.js";
 import {
   LRU_COMMON,
   LRU_LIST_BYTES,
@@ -13,6 +13,7 @@ import {
   LRU_LIST_COUNT_INACTIVE_I32,
   LRU_LIST_NEXT_INACTIVE_ROT_I32,
   LRU_LOCAL_BYTES,
+  LRU_LOCAL_FREE_TARGET,
   LRU_NODE_BYTES,
   LRU_NODE_META_I32,
   LRU_NODE_NEXT_I32,
@@ -31,10 +32,8 @@ export const LRU_T_LOCAL_PENDING = 4;
 /** Unlinked while program sections might hold it: on no list until its grace period ends. */
 export const LRU_T_LIMBO = 5;
 
-/** Kernel LOCAL_FREE_TARGET: the most nodes a CPU takes from the common lists at once. */
-export const LOCAL_FREE_TARGET = 128;
 /** Kernel LOCAL_NR_SCANS: nodes a rotation or shrink looks at (common LRU). */
-const LOCAL_NR_SCANS = LOCAL_FREE_TARGET;
+const LOCAL_NR_SCANS = LRU_LOCAL_FREE_TARGET;
 /** Kernel PERCPU_FREE_TARGET / PERCPU_NR_SCANS: per-CPU lists are small, so refill and scan few. */
 export const PERCPU_FREE_TARGET = 4;
 const PERCPU_NR_SCANS = PERCPU_FREE_TARGET;
@@ -104,16 +103,13 @@ export class LruNodes {
     this.nrCpus = g.nrCpus;
     this.numElems = g.num_elems;
     this.lists = g.lruLists;
-    this.listsBase = g.lruBytes >> 2;
-    this.localsBase = this.listsBase + ((g.lruLists * LRU_LIST_BYTES) >> 2);
-    this.nodesBase = this.localsBase + ((this.percpu ? 0 : g.nrCpus * LRU_LOCAL_BYTES) >> 2);
+    const at = lruPlace(g);
+    this.listsBase = at.lists;
+    this.localsBase = at.locals;
+    this.nodesBase = at.nodes;
     this.nrScans = this.percpu ? PERCPU_NR_SCANS : LOCAL_NR_SCANS;
-    // Kernel: clamp((nr_elems / num_possible_cpus()) / 2, 1, LOCAL_FREE_TARGET).
-    this.targetFree = Math.min(
-      LOCAL_FREE_TARGET,
-      Math.max(1, Math.floor(Math.floor(g.num_elems / g.nrCpus) / 2)),
-    );
-    this.tmp = new Int32Array(LOCAL_FREE_TARGET);
+    this.targetFree = at.targetFree;
+    this.tmp = new Int32Array(LRU_LOCAL_FREE_TARGET);
   }
 
   // ------------------------------------------------------------ addressing

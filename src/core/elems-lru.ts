@@ -24,12 +24,13 @@ import {
   PCPU_INTENT_BUCKET_I32,
   PCPU_LRU_SPARE_I32,
   pcpuBase,
+  SCRATCH_EVICT_TIMEDOUT_I32,
 } from "../layout/layout.js";
 import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "./bucket.js";
 import { noSections } from "./fast-glue.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "./htab-view.js";
 import { lruRepair } from "./lru-repair.js";
-import { listTimedOut } from "./waits.js";
+import { bucketTimedOut, listTimedOut } from "./waits.js";
 
 /**
  * Evict node `n`'s element if it is still linked (kernel: htab_lru_map_delete_node()).
@@ -70,12 +71,16 @@ function lruDelFromHtab(v: HtabView, n: number): number {
  * is free. @returns false when no element could be had (ENOMEM)
  */
 function lruTake(v: HtabView): number {
-  const lru = v.lru as BpfLru;
   // Elements whose grace period has passed go back first: evicting a live key
   // while freed ones wait in limbo would evict more than the kernel does.
   limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void);
   v.evictTimedOut = false;
-  let n = lru.popFree();
+  return lruTaken(v, (v.lru as BpfLru).popFree());
+}
+
+/** lruTake() from its first popFree() result `n` on. */
+function lruTaken(v: HtabView, n: number): number {
+  const lru = v.lru as BpfLru;
   while (n === RETRY) {
     if (lru.timedOut) {
       lru.timedOut = false;
@@ -163,6 +168,22 @@ export class LruElems implements ElemPolicy {
     const e = v.spare;
     v.spare = 0;
     return e;
+  }
+
+  /**
+   * After the wasm update popped (POPPED: this slot's LRU_SPARE is the
+   * element) or refilled and found nothing (`steal`: the steal is left to
+   * JS, with any bucket an eviction gave up on). @returns as take()
+   */
+  takeAfterWasm(v: HtabView, steal: boolean): number {
+    if (!steal) {
+      v.spare = v.i32[v.myPcpu + PCPU_LRU_SPARE_I32];
+      return 0;
+    }
+    const b = v.i32[((v.desc - v.baseAddr) >> 2) + SCRATCH_EVICT_TIMEDOUT_I32];
+    v.evictTimedOut = b !== 0;
+    if (b !== 0) bucketTimedOut(v, b, "the lock of");
+    return lruTaken(v, (v.lru as BpfLru).steal());
   }
 
   /** The popped element goes in, referenced (it replaces a live key); `old` is freed after the unlock. */

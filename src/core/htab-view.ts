@@ -10,8 +10,9 @@
  */
 
 import type { BpfLru } from "../alloc/bpf-lru.js";
+import { limboPush } from "../alloc/epoch.js";
 import { Errno } from "../errors.js";
-import type { Geometry } from "../layout/geometry.js";
+import { type Geometry, lruPlace } from "../layout/geometry.js";
 import {
   BUCKET_HOME_I32,
   ELEM_HEADER_BYTES,
@@ -19,6 +20,7 @@ import {
   HDR_FROZEN_I32,
   HDR_HOME_END_I32,
   HDR_SPIN_LOCK_OFF_I32,
+  LRU_COMMON,
   LRU_NONE,
   PCPU_BASE_BYTES,
   PCPU_COUNT_I32,
@@ -31,10 +33,17 @@ import {
   SCRATCH_BUCKETS_I32,
   SCRATCH_CPU_I32,
   SCRATCH_DESC_BYTES,
+  SCRATCH_ELEM_STRIDE_I32,
+  SCRATCH_ELEMS_I32,
   SCRATCH_FROZEN_I32,
   SCRATCH_HASHRND_I32,
   SCRATCH_KEY_I32,
   SCRATCH_KEY_WORDS_I32,
+  SCRATCH_LRU_LIST_I32,
+  SCRATCH_LRU_LOCALS_I32,
+  SCRATCH_LRU_NODES_I32,
+  SCRATCH_LRU_NUM_I32,
+  SCRATCH_LRU_TARGET_I32,
   SCRATCH_MASK_I32,
   SCRATCH_MY_PCPU_I32,
   SCRATCH_NR_CPUS_I32,
@@ -44,6 +53,7 @@ import {
   SCRATCH_VALUE_OFF_I32,
   SCRATCH_VALUE_U64S_I32,
 } from "../layout/layout.js";
+import { bucketLock } from "../sync/bucket-seqlock.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { valuesInPlace } from "../traits.js";
 import { MapFlags } from "../uapi.js";
@@ -121,6 +131,12 @@ export interface ElemPolicy {
    */
   recoverOwned(v: HtabView, d: number, lost: number): void;
 }
+
+/** What the wasm LRU eviction calls back for (fast-path.ts FastPathWaits): the JS bucket wait and limbo. */
+const FAST_WAITS = {
+  bucketWait: bucketLock,
+  limboPush: (i32: Int32Array, cpu: number, e: number) => limboPush(i32, cpu, e),
+};
 
 /** One thread's view of one map: geometry, typed views, this slot's scratch, per-operation state. */
 export class HtabView {
@@ -319,7 +335,7 @@ export class HtabView {
       g.scratchValueBytes > 0
         ? this.u8.subarray(this.outOff, this.outOff + g.valueBytes)
         : new Uint8Array(g.valueBytes);
-    this.fast = fastPathFor(handle.memory);
+    this.fast = fastPathFor(handle.memory, FAST_WAITS);
     this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
     this.hashMode = this.wordKeys ? LOOKUP_HASH : 0;
     this.fastValues = this.fast !== null && g.scratchValueBytes > 0;
@@ -328,10 +344,16 @@ export class HtabView {
     const base = offset ?? 0;
     this.baseAddr = base;
     this.desc = base + scratch;
-    this.writeDescriptor(scratch >> 2, base, base + key, g);
+    // The wasm LRU update covers LRU_HASH on the common LRU (not per-CPU values, not NO_COMMON_LRU).
+    const lruFast = g.lru === LRU_COMMON && !this.percpu;
+    this.writeDescriptor(scratch >> 2, base, base + key, g, this.fastValues && lruFast);
     // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
     this.fastWrites =
-      this.fastValues && g.prealloc && g.lru === LRU_NONE && !this.inPlace && this.spinLockOff < 0;
+      this.fastValues &&
+      g.prealloc &&
+      (g.lru === LRU_NONE || lruFast) &&
+      !this.inPlace &&
+      this.spinLockOff < 0;
     this.writeInWasm = this.fastWrites && this.wordKeys && (mapFlags & MapFlags.Rdonly) === 0;
   }
 
@@ -340,7 +362,7 @@ export class HtabView {
    * reads it instead of taking ten arguments). `d`: its word index; `key`: the
    * scratch key's byte address.
    */
-  private writeDescriptor(d: number, base: number, key: number, g: Geometry): void {
+  private writeDescriptor(d: number, base: number, key: number, g: Geometry, lru: boolean): void {
     const i32 = this.i32;
     i32[d + SCRATCH_BASE_I32] = base;
     i32[d + SCRATCH_BUCKETS_I32] = this.bucketsBase;
@@ -359,6 +381,17 @@ export class HtabView {
     i32[d + SCRATCH_MY_PCPU_I32] = base + (this.myPcpu << 2);
     i32[d + SCRATCH_FROZEN_I32] = base + (HDR_FROZEN_I32 << 2);
     i32[d + SCRATCH_STRIDE_I32] = this.bucketStrideI32;
+    i32[d + SCRATCH_ELEMS_I32] = this.elemsBase;
+    i32[d + SCRATCH_ELEM_STRIDE_I32] = this.elemStrideI32;
+    // LRU_NODES 0: wasm takes the map for a HASH map (and only those, and common-LRU maps, get there).
+    i32[d + SCRATCH_LRU_NODES_I32] = 0;
+    if (!lru) return;
+    const at = lruPlace(g);
+    i32[d + SCRATCH_LRU_NUM_I32] = g.num_elems;
+    i32[d + SCRATCH_LRU_LIST_I32] = base + (at.lists << 2);
+    i32[d + SCRATCH_LRU_LOCALS_I32] = base + (at.locals << 2);
+    i32[d + SCRATCH_LRU_TARGET_I32] = at.targetFree;
+    i32[d + SCRATCH_LRU_NODES_I32] = base + (at.nodes << 2);
   }
 }
 

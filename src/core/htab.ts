@@ -286,7 +286,7 @@ export class Htab extends ProgramFace implements RawMap {
       valueToScratch(v, value);
       const r = (v.fast as FastPath).update(v.desc, 0, LOOKUP_HASH, flags);
       if (r === 0) return 0;
-      if (r !== WASM_RETRY) return updateFastResult(v, r);
+      if (r !== WASM_RETRY) return updateFastResult(v, r, flags);
     } else {
       checkFlagsArg(v, "update", flags);
       if (v.fastWrites && flags <= UpdateFlags.Exist) {

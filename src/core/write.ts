@@ -9,7 +9,14 @@
  */
 import { PCPU_INFLIGHT_I32 } from "../layout/layout.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
-import { type FastPath, WASM_FROZEN, WASM_RETRY } from "../wasm/fast-path.js";
+import {
+  type FastPath,
+  WASM_FROZEN,
+  WASM_LRU_POPPED,
+  WASM_LRU_REPLACED,
+  WASM_LRU_STEAL,
+  WASM_RETRY,
+} from "../wasm/fast-path.js";
 import {
   bucketOf,
   insertLocked,
@@ -21,6 +28,7 @@ import {
 } from "./bucket.js";
 import { canWrite, checkFlags, checkNotComputing, noSpinLock, permError } from "./checks.js";
 import { copyValueOut, fastKey, scratchHash, valueAt, valueToScratch } from "./elem.js";
+import type { LruElems } from "./elems-lru.js";
 import { allocFailed, oldToLimbo } from "./elems-prealloc.js";
 import { EEXIST, EINVAL, ENOENT, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked, writeValueLocked } from "./value-lock.js";
@@ -41,12 +49,22 @@ export function updateFastScratch(v: HtabView, hash: number, flags: number): num
   if ((v.mapFlags & MapFlags.Rdonly) !== 0) return permError(v, true); // FROZEN: checked in wasm
   const r = (v.fast as FastPath).update(v.desc, hash, v.hashMode, flags);
   if (r === 0 || r === WASM_RETRY) return r;
-  return updateFastResult(v, r);
+  return updateFastResult(v, r, flags);
 }
 
 /** What a wasm update's result other than 0 and WASM_RETRY means (cold). @returns as updateElem() */
-export function updateFastResult(v: HtabView, r: number): number {
+export function updateFastResult(v: HtabView, r: number, flags: number): number {
   if (r === WASM_FROZEN) return permError(v, true);
+  if (r === WASM_LRU_REPLACED) {
+    v.elems.free(v, v.i32[v.myPcpu + PCPU_INFLIGHT_I32]); // kernel: htab_lru_push_free() of the old element
+    return 0;
+  }
+  if (r === WASM_LRU_STEAL || r === WASM_LRU_POPPED) {
+    // The wasm LRU popped (or refilled and found nothing): the rest as in updateLru().
+    const t = (v.elems as LruElems).takeAfterWasm(v, r === WASM_LRU_STEAL);
+    if (t !== 0) return t;
+    return updateLruLocked(v, v.valueScratch, 0, flags, scratchHash(v), false);
+  }
   if (r === EEXIST) return v.err.fail(EEXIST, "key already exists (BPF_NOEXIST)");
   if (r === ENOENT) return v.err.fail(ENOENT, "key not found (BPF_EXIST)");
   // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
@@ -143,6 +161,18 @@ export function updateLru(
     const t = v.elems.take(v);
     if (t !== 0) return t;
   }
+  return updateLruLocked(v, value, valueOff, flags, hash, oneCpu);
+}
+
+/** updateLru() after the pop (kernel: the part of htab_lru_map_update_elem() under the bucket lock). */
+function updateLruLocked(
+  v: HtabView,
+  value: Uint8Array,
+  valueOff: number,
+  flags: number,
+  hash: number,
+  oneCpu: boolean,
+): number {
   const b = bucketOf(v, hash);
   if (!lockBucket(v, b)) {
     v.elems.settle(v); // kernel: htab_lru_push_free() of the popped element on a lock failure

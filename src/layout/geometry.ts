@@ -37,6 +37,7 @@ import {
   LRU_COMMON,
   LRU_LIST_BYTES,
   LRU_LOCAL_BYTES,
+  LRU_LOCAL_FREE_TARGET,
   LRU_NODE_BYTES,
   LRU_NONE,
   LRU_PERCPU,
@@ -331,4 +332,25 @@ export function readGeometry(
     mapFlags: i32[HDR_MAP_FLAGS_I32],
     hashrnd: i32[HDR_HASHRND_I32],
   };
+}
+
+/** Where an LRU map's LRU lives: word indices of its list records, its local records (common LRU) and node 0. */
+export interface LruPlace {
+  readonly lists: number;
+  readonly locals: number;
+  readonly nodes: number;
+  /** Kernel lru->target_free: nodes a common-LRU refill aims for. */
+  readonly targetFree: number;
+}
+
+export function lruPlace(g: Geometry): LruPlace {
+  const lists = g.lruBytes >> 2;
+  const locals = lists + ((g.lruLists * LRU_LIST_BYTES) >> 2);
+  const nodes = locals + ((g.lru === LRU_COMMON ? g.nrCpus * LRU_LOCAL_BYTES : 0) >> 2);
+  // Kernel: clamp((nr_elems / num_possible_cpus()) / 2, 1, LOCAL_FREE_TARGET).
+  const targetFree = Math.min(
+    LRU_LOCAL_FREE_TARGET,
+    Math.max(1, Math.floor(Math.floor(g.num_elems / g.nrCpus) / 2)),
+  );
+  return { lists, locals, nodes, targetFree };
 }

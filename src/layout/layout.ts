@@ -291,6 +291,21 @@ export const SCRATCH_MY_PCPU_I32 = 14;
 export const SCRATCH_FROZEN_I32 = 15;
 /** Words per bucket record (layout.ts Geometry.bucketStride / 4). */
 export const SCRATCH_STRIDE_I32 = 16;
+/**
+ * LRU_HASH maps on the common LRU (the wasm LRU update; 0 in LRU_NODES for
+ * every other map): byte addresses of node 0, of list 0's record and of CPU
+ * 0's local record; num_elems (the first sentinel node); target_free; the
+ * word index of element 0 and words per element. Written at attach.
+ */
+export const SCRATCH_LRU_NODES_I32 = 17;
+export const SCRATCH_LRU_NUM_I32 = 18;
+export const SCRATCH_LRU_LIST_I32 = 19;
+export const SCRATCH_LRU_LOCALS_I32 = 20;
+export const SCRATCH_LRU_TARGET_I32 = 21;
+export const SCRATCH_ELEMS_I32 = 22;
+export const SCRATCH_ELEM_STRIDE_I32 = 23;
+/** Written by the wasm LRU update: the bucket whose lock an eviction gave up on (LOCK_TIMEOUT_MS), else 0. */
+export const SCRATCH_EVICT_TIMEDOUT_I32 = 24;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -335,6 +350,8 @@ export const LRU_NODE_META_I32 = 2;
 export const LRU_NODE_REF_I32 = 3;
 /** Sentinels per list: ACTIVE, INACTIVE, FREE (kernel: enum bpf_lru_list_type order). */
 export const LRU_SENTINELS_PER_LIST = 3;
+/** Kernel LOCAL_FREE_TARGET: the most nodes a CPU takes from the common lists at once (also its LOCAL_NR_SCANS). */
+export const LRU_LOCAL_FREE_TARGET = 128;
 
 // ---- struct htab_elem (word offsets within one element) ----
 export const ELEM_NEXT_I32 = 0;
@@ -393,7 +410,8 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (SCRATCH_STRIDE_I32 * 4 >= SCRATCH_DESC_BYTES) fail("fast-path descriptor overflows its cache line");
+  if (SCRATCH_EVICT_TIMEDOUT_I32 * 4 >= SCRATCH_DESC_BYTES)
+    fail("fast-path descriptor overflows its cache line");
   if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_HOME_END_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_HOME_STATE_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");

@@ -49,8 +49,11 @@ export interface FastPath {
   /**
    * htab_map_update_elem() of the slot's scratch key and value (a
    * preallocated HASH map without a spin lock). `mode`: LOOKUP_HASH as for lookup().
-   * @returns 0, -EEXIST, -ENOENT, WASM_RETRY (nothing changed), WASM_FROZEN, or
-   * WASM_REPLACED_IN_SECTION (the old element is INFLIGHT, the bucket still locked)
+   * On an LRU_HASH map on the common LRU (descriptor LRU_NODES set) it is
+   * htab_lru_map_update_elem(): pop (evicting), then insert.
+   * @returns 0, -EEXIST, -ENOENT, WASM_RETRY (nothing changed), WASM_FROZEN,
+   * WASM_REPLACED_IN_SECTION (the old element is INFLIGHT, the bucket still
+   * locked), WASM_LRU_STEAL, WASM_LRU_POPPED or WASM_LRU_REPLACED
    */
   update(desc: number, hash: number, mode: number, flags: number): number;
   /**
@@ -95,6 +98,16 @@ export const WASM_RETRY = -1000;
 export const WASM_REPLACED_IN_SECTION = -1001;
 /** update()/delete(): the map is frozen (nothing changed). */
 export const WASM_FROZEN = -1002;
+/** update() of an LRU map: the refill found nothing free; the JS path steals from the other CPUs. */
+export const WASM_LRU_STEAL = -1003;
+/**
+ * update() of an LRU map: popped (this slot's LRU_SPARE holds the element),
+ * bucket untouched; the JS path does the bucket part (a replace, refused
+ * flags, or a busy bucket).
+ */
+export const WASM_LRU_POPPED = -1004;
+/** update() of an LRU map: replaced; the old element (this slot's INFLIGHT) is for the caller to free. */
+export const WASM_LRU_REPLACED = -1005;
 
 /** lookup() mode bits. */
 export const LOOKUP_COPY = 1;
@@ -115,14 +128,48 @@ function fastPathModule(): object | null {
   return compiled;
 }
 
-/** This thread's instance over `memory` (one per memory per thread), or null without wasm. */
-export function fastPathFor(memory: WasmMemory | undefined): FastPath | null {
+/**
+ * The two waits the wasm LRU eviction hands to JS (fast-path.wat imports
+ * them): `bucketWait` takes a bucket seqlock the way sync/bucket-seqlock.ts
+ * bucketLock() does (false after LOCK_TIMEOUT_MS), `limboPush` is
+ * alloc/epoch.ts limboPush(). `i32` views the map's own words. The core
+ * supplies them (this layer sits below both).
+ */
+export interface FastPathWaits {
+  bucketWait(i32: Int32Array, idx: number): boolean;
+  limboPush(i32: Int32Array, cpu: number, e: number): void;
+}
+
+/** Never called: the imports of an instance made without waits (the LRU export then must not run). */
+const NO_WAITS: FastPathWaits = {
+  bucketWait: () => false,
+  limboPush: () => {
+    throw new Error("htab: the wasm LRU ran without its waits");
+  },
+};
+
+/**
+ * This thread's instance over `memory` (one per memory per thread), or null
+ * without wasm. `waits`: what the LRU export calls back for (the first
+ * caller's are kept for the instance).
+ */
+export function fastPathFor(
+  memory: WasmMemory | undefined,
+  waits: FastPathWaits = NO_WAITS,
+): FastPath | null {
   if (memory === undefined) return null;
   const hit = instances.get(memory);
   if (hit !== undefined) return hit;
   const mod = fastPathModule();
   if (mod === null) return null;
-  const fp = new (wasm as WasmApi).Instance(mod, { env: { memory } }).exports as FastPath;
+  // The map at byte address `base`, as the JS path views it (cold: only evictions that must wait).
+  const mapAt = (base: number) => new Int32Array(memory.buffer, base);
+  const env = {
+    memory,
+    bucketWait: (base: number, idx: number) => (waits.bucketWait(mapAt(base), idx) ? 1 : 0),
+    limboPush: (base: number, cpu: number, e: number) => waits.limboPush(mapAt(base), cpu, e),
+  };
+  const fp = new (wasm as WasmApi).Instance(mod, { env }).exports as FastPath;
   instances.set(memory, fp);
   return fp;
 }

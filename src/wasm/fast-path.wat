@@ -13,6 +13,14 @@
 ;; Regenerate src/wasm/fast-path-bytes.ts with `npm run build:wasm`.
 (module
   (import "env" "memory" (memory 1 65536 shared))
+  ;; The two waits the LRU's eviction may need, in JS (wasm/fast-path.ts):
+  ;; bucketWait(base, idx) takes the bucket seqlock at word idx of the map at
+  ;; byte address base the way sync/bucket-seqlock.ts bucketLock() does
+  ;; (spin, sleep, recover dead holders, give up after LOCK_TIMEOUT_MS: 0);
+  ;; limboPush(base, cpu, e) is alloc/epoch.ts limboPush() (a program section
+  ;; may still hold the evicted element).
+  (import "env" "bucketWait" (func $bucketWait (param i32) (param i32) (result i32)))
+  (import "env" "limboPush" (func $limboPush (param i32) (param i32) (param i32)))
 
   ;; The call from JS takes a descriptor instead of ten arguments (V8 11's
   ;; JS-to-wasm wrapper converts every argument on every call). A slot's
@@ -24,7 +32,13 @@
   ;;   address of CPU 0's per-CPU record)  +44 CPU  +48 NR_CPUS  +52 ACTIVE
   ;;   (byte address of the header's ACTIVE word)  +56 MY_PCPU (this slot's record)
   ;;   +60 FROZEN (byte address of the header's FROZEN word)  +64 STRIDE
-  ;;   (words per bucket record). A bucket record is HEAD SEQLOCK OWNER
+  ;;   (words per bucket record). LRU_HASH maps on the common LRU add:
+  ;;   +68 LRU_NODES (byte address of node 0; 0 for every other map) +72
+  ;;   LRU_NUM (num_elems: the first sentinel node) +76 LRU_LIST (byte address
+  ;;   of list 0's record) +80 LRU_LOCALS (byte address of CPU 0's local
+  ;;   record) +84 LRU_TARGET (target_free) +88 ELEMS (word index of element 0)
+  ;;   +92 ELEM_STRIDE (words per element) +96 EVICT_TIMEDOUT (written here:
+  ;;   the bucket whose lock an eviction gave up on, else 0). A bucket record is HEAD SEQLOCK OWNER
   ;;   HOME_STATE, then (homed maps) its home element at +16; the header's
   ;;   word 31 (HOME_END) is the word index where home elements end.
 
@@ -483,6 +497,8 @@
     (local $e i32) (local $prev i32) (local $old i32) (local $ea i32) (local $oa i32) (local $home i32)
     ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
     (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
+    (if (i32.load offset=68 (local.get $d))
+      (then (return (call $lruUpdate (local.get $d) (local.get $hash) (local.get $mode) (local.get $flags)))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
@@ -537,7 +553,14 @@
         (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d))))))
     (if (i32.le_s (local.get $e) (i32.const 0))
       (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
-    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+    (call $linkNew (local.get $d) (local.get $rec) (local.get $ba) (local.get $e) (local.get $hash) (local.get $home))
+    (i32.const 0))
+
+  ;; insertLocked() of element $e (this slot's INFLIGHT, or its LRU spare)
+  ;; at the head of the locked bucket at $ba, then the unlock.
+  (func $linkNew (param $d i32) (param $rec i32) (param $ba i32) (param $e i32) (param $hash i32) (param $home i32)
+    (local $ea i32)
+    (local.set $ea (i32.add (i32.load (local.get $d)) (i32.shl (local.get $e) (i32.const 2))))
     (call $intent (local.get $rec) (i32.const 1) (local.get $e) (i32.const 0))
     (call $fill (local.get $d) (local.get $ea) (local.get $hash))
     (i32.store (local.get $ea) (i32.load (local.get $ba)))
@@ -546,8 +569,7 @@
     (i32.store offset=16 (local.get $rec) (i32.add (i32.load offset=16 (local.get $rec)) (i32.const 1)))
     (i32.store offset=48 (local.get $rec) (i32.const 0))
     (i32.store offset=52 (local.get $rec) (i32.const 0))
-    (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
-    (i32.const 0))
+    (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1)))
 
   ;; htab_map_delete_elem() of the slot's scratch key. Returns 0, -2 (ENOENT),
   ;; -1000 (RETRY: nothing changed), -1002 (frozen), or the unlinked element when the JS path
@@ -569,6 +591,7 @@
     (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
     ;; unlinkLocked(): intent first, then INFLIGHT, then the unlink (e keeps its NEXT).
     (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
+    (i32.store offset=8 (local.get $ea) (i32.const 0))
     (i32.store offset=48 (local.get $rec) (local.get $e))
     (i32.store
       (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
@@ -578,10 +601,453 @@
     (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
     ;; freeElem(): straight back to our list when no section can hold it.
     (if (i32.atomic.load (i32.load offset=52 (local.get $d))) (then (return (local.get $e))))
+    ;; An LRU map's element goes back to the LRU (htab_lru_push_free()).
+    (if (i32.load offset=68 (local.get $d))
+      (then (return (select (i32.const 0) (local.get $e) (call $lruPushFree (local.get $d) (local.get $e))))))
     (if (i32.eqz (call $freelistPush (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
           (i32.load offset=44 (local.get $d)) (local.get $e)))
       (then (return (local.get $e))))
     (i32.const 0))
+
+  ;; ---- LRU_HASH on the common LRU (alloc/bpf-lru.ts, alloc/lru-nodes.ts,
+  ;; core/elems-lru.ts), uncontended case. Same stores in the same order as
+  ;; the JS path, under the same locks (lock order: local list -> LRU list ->
+  ;; bucket). A node is 16 bytes at LRU_NODES + 16 n: PREV +0, NEXT +4,
+  ;; META +8 (type | cpu << 8), REF +12; node num_elems + t is list 0's
+  ;; sentinel of type t (ACTIVE 0, INACTIVE 1, FREE 2), num_elems + 3 + c is
+  ;; CPU c's PENDING sentinel. List 0's record: LOCK +0, COUNT_ACTIVE +4,
+  ;; COUNT_INACTIVE +8, NEXT_INACTIVE_ROT +12. CPU c's local record, at
+  ;; LRU_LOCALS + 64 c: LOCK +0, FREE_HEAD +4 (a stack linked by NEXT, -1
+  ;; ends it). Types 3 LOCAL_FREE, 4 LOCAL_PENDING, 5 LIMBO. A lock the
+  ;; fast path cannot take at once, or a pending repair (header word 23),
+  ;; sends the operation back to JS before it changes anything.
+
+  ;; What a refill harvested so far: the last node on the local FREE stack, and how many.
+  (global $lruTail (mut i32) (i32.const -1))
+  (global $lruGot (mut i32) (i32.const 0))
+
+  (func $nd (param $d i32) (param $n i32) (result i32)
+    (i32.add (i32.load offset=68 (local.get $d)) (i32.shl (local.get $n) (i32.const 4))))
+  (func $nPrev (param $d i32) (param $n i32) (result i32)
+    (i32.load (call $nd (local.get $d) (local.get $n))))
+  (func $nNext (param $d i32) (param $n i32) (result i32)
+    (i32.load offset=4 (call $nd (local.get $d) (local.get $n))))
+  (func $nType (param $d i32) (param $n i32) (result i32)
+    (i32.and (i32.load offset=8 (call $nd (local.get $d) (local.get $n))) (i32.const 255)))
+  (func $setType (param $d i32) (param $n i32) (param $t i32)
+    (local $a i32)
+    (local.set $a (call $nd (local.get $d) (local.get $n)))
+    (i32.store offset=8 (local.get $a) (i32.or (i32.and (i32.load offset=8 (local.get $a)) (i32.const -256)) (local.get $t))))
+  (func $isRef (param $d i32) (param $n i32) (result i32)
+    (i32.load offset=12 (call $nd (local.get $d) (local.get $n))))
+  (func $clearRef (param $d i32) (param $n i32)
+    (i32.store offset=12 (call $nd (local.get $d) (local.get $n)) (i32.const 0)))
+  ;; list 0's sentinel of type $t, and CPU $c's PENDING sentinel
+  (func $lHead (param $d i32) (param $t i32) (result i32)
+    (i32.add (i32.load offset=72 (local.get $d)) (local.get $t)))
+  (func $pendHead (param $d i32) (param $c i32) (result i32)
+    (i32.add (i32.add (i32.load offset=72 (local.get $d)) (i32.const 3)) (local.get $c)))
+  (func $localRec (param $d i32) (param $c i32) (result i32)
+    (i32.add (i32.load offset=80 (local.get $d)) (i32.shl (local.get $c) (i32.const 6))))
+  ;; element number $n's word index, and back
+  (func $elemOfNode (param $d i32) (param $n i32) (result i32)
+    (i32.add (i32.load offset=88 (local.get $d)) (i32.mul (local.get $n) (i32.load offset=92 (local.get $d)))))
+  (func $nodeOfElem (param $d i32) (param $e i32) (result i32)
+    (i32.div_u (i32.sub (local.get $e) (i32.load offset=88 (local.get $d))) (i32.load offset=92 (local.get $d))))
+
+  ;; list_del() leaving $n on its own; list_add() of $n after sentinel $h
+  (func $lDel (param $d i32) (param $n i32)
+    (local $a i32) (local $p i32) (local $x i32)
+    (local.set $a (call $nd (local.get $d) (local.get $n)))
+    (local.set $p (i32.load (local.get $a)))
+    (local.set $x (i32.load offset=4 (local.get $a)))
+    (i32.store offset=4 (call $nd (local.get $d) (local.get $p)) (local.get $x))
+    (i32.store (call $nd (local.get $d) (local.get $x)) (local.get $p))
+    (i32.store (local.get $a) (local.get $n))
+    (i32.store offset=4 (local.get $a) (local.get $n)))
+  (func $lAdd (param $d i32) (param $n i32) (param $h i32)
+    (local $x i32) (local $a i32)
+    (local.set $x (call $nNext (local.get $d) (local.get $h)))
+    (local.set $a (call $nd (local.get $d) (local.get $n)))
+    (i32.store (local.get $a) (local.get $h))
+    (i32.store offset=4 (local.get $a) (local.get $x))
+    (i32.store (call $nd (local.get $d) (local.get $x)) (local.get $n))
+    (i32.store offset=4 (call $nd (local.get $d) (local.get $h)) (local.get $n)))
+  (func $lMove (param $d i32) (param $n i32) (param $h i32)
+    (call $lDel (local.get $d) (local.get $n))
+    (call $lAdd (local.get $d) (local.get $n) (local.get $h)))
+
+  ;; LruNodes.countAdd(), skipCursor(), moveTo(), moveIn() on list 0
+  (func $countAdd (param $d i32) (param $t i32) (param $delta i32)
+    (local $a i32)
+    (if (i32.ge_u (local.get $t) (i32.const 2)) (then (return)))
+    (local.set $a (i32.add (i32.load offset=76 (local.get $d)) (i32.shl (i32.add (local.get $t) (i32.const 1)) (i32.const 2))))
+    (i32.store (local.get $a) (i32.add (i32.load (local.get $a)) (local.get $delta))))
+  (func $skipCursor (param $d i32) (param $n i32)
+    (local $l i32)
+    (local.set $l (i32.load offset=76 (local.get $d)))
+    (if (i32.eq (i32.load offset=12 (local.get $l)) (local.get $n))
+      (then (i32.store offset=12 (local.get $l) (call $nPrev (local.get $d) (local.get $n))))))
+  (func $moveTo (param $d i32) (param $n i32) (param $tgt i32)
+    (local $t i32)
+    (local.set $t (call $nType (local.get $d) (local.get $n)))
+    (if (i32.ne (local.get $t) (local.get $tgt))
+      (then
+        (call $countAdd (local.get $d) (local.get $t) (i32.const -1))
+        (call $countAdd (local.get $d) (local.get $tgt) (i32.const 1))
+        (call $setType (local.get $d) (local.get $n) (local.get $tgt))))
+    (call $clearRef (local.get $d) (local.get $n))
+    (call $skipCursor (local.get $d) (local.get $n))
+    (call $lMove (local.get $d) (local.get $n) (call $lHead (local.get $d) (local.get $tgt))))
+  (func $moveIn (param $d i32) (param $n i32) (param $tgt i32)
+    (call $countAdd (local.get $d) (local.get $tgt) (i32.const 1))
+    (call $setType (local.get $d) (local.get $n) (local.get $tgt))
+    (call $clearRef (local.get $d) (local.get $n))
+    (call $lMove (local.get $d) (local.get $n) (call $lHead (local.get $d) (local.get $tgt))))
+
+  ;; A refill's moveToFree() to LOCAL_FREE followed by its localPush(): the
+  ;; JS path collects nodes in a buffer and pushes them in reverse; appending
+  ;; each at the tail of the (empty) local FREE stack leaves the same words.
+  (func $harvest (param $d i32) (param $n i32)
+    (local $a i32)
+    (call $skipCursor (local.get $d) (local.get $n))
+    (call $countAdd (local.get $d) (call $nType (local.get $d) (local.get $n)) (i32.const -1))
+    (call $lDel (local.get $d) (local.get $n))
+    (local.set $a (call $nd (local.get $d) (local.get $n)))
+    (i32.store offset=8 (local.get $a) (i32.or (i32.const 3) (i32.shl (i32.load offset=44 (local.get $d)) (i32.const 8))))
+    (i32.store offset=4 (local.get $a) (i32.const -1))
+    (if (i32.lt_s (global.get $lruTail) (i32.const 0))
+      (then (i32.store offset=4 (call $localRec (local.get $d) (i32.load offset=44 (local.get $d))) (local.get $n)))
+      (else (i32.store offset=4 (call $nd (local.get $d) (global.get $lruTail)) (local.get $n))))
+    (global.set $lruTail (local.get $n))
+    (global.set $lruGot (i32.add (global.get $lruGot) (i32.const 1))))
+
+  ;; Kernel __bpf_lru_list_rotate_active() / _inactive() (LOCAL_NR_SCANS 128)
+  (func $rotateActive (param $d i32)
+    (local $h i32) (local $first i32) (local $n i32) (local $p i32) (local $i i32)
+    (local.set $h (call $lHead (local.get $d) (i32.const 0)))
+    (local.set $first (call $nNext (local.get $d) (local.get $h)))
+    (local.set $n (call $nPrev (local.get $d) (local.get $h)))
+    (block $out
+      (loop $scan
+        (br_if $out (i32.eq (local.get $n) (local.get $h)))
+        (local.set $p (call $nPrev (local.get $d) (local.get $n)))
+        (call $moveTo (local.get $d) (local.get $n)
+          (select (i32.const 0) (i32.const 1) (call $isRef (local.get $d) (local.get $n))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $out (i32.eq (local.get $i) (i32.const 128)))
+        (br_if $out (i32.eq (local.get $n) (local.get $first)))
+        (local.set $n (local.get $p))
+        (br $scan))))
+  (func $rotateInactive (param $d i32)
+    (local $h i32) (local $l i32) (local $last i32) (local $cur i32) (local $next i32) (local $i i32)
+    (local.set $h (call $lHead (local.get $d) (i32.const 1)))
+    (if (i32.eq (call $nNext (local.get $d) (local.get $h)) (local.get $h)) (then (return)))
+    (local.set $l (i32.load offset=76 (local.get $d)))
+    (local.set $last (call $nNext (local.get $d) (i32.load offset=12 (local.get $l))))
+    (if (i32.eq (local.get $last) (local.get $h)) (then (local.set $last (call $nNext (local.get $d) (local.get $last)))))
+    (local.set $cur (i32.load offset=12 (local.get $l)))
+    (local.set $next (local.get $h))
+    (block $out
+      (loop $scan
+        (br_if $out (i32.ge_u (local.get $i) (i32.const 128)))
+        (if (i32.eq (local.get $cur) (local.get $h))
+          (then (local.set $cur (call $nPrev (local.get $d) (local.get $cur))) (br $scan)))
+        (local.set $next (call $nPrev (local.get $d) (local.get $cur)))
+        (if (call $isRef (local.get $d) (local.get $cur)) (then (call $moveTo (local.get $d) (local.get $cur) (i32.const 0))))
+        (br_if $out (i32.eq (local.get $cur) (local.get $last)))
+        (local.set $cur (local.get $next))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $scan)))
+    (i32.store offset=12 (local.get $l) (local.get $next)))
+  (func $rotate (param $d i32)
+    (local $l i32)
+    (local.set $l (i32.load offset=76 (local.get $d)))
+    (if (i32.lt_s (i32.load offset=8 (local.get $l)) (i32.load offset=4 (local.get $l)))
+      (then (call $rotateActive (local.get $d))))
+    (call $rotateInactive (local.get $d)))
+
+  ;; htab_lru_map_delete_node() (elems-lru.ts lruDelFromHtab()): unlink node
+  ;; $n's element if it is still linked, under its bucket lock. Returns 0 (not
+  ;; linked, or its bucket stayed locked past the timeout: EVICT_TIMEDOUT
+  ;; says which), 1 (freed) or 2 (in limbo: program sections are active).
+  (func $lruDelNode (param $d i32) (param $n i32) (result i32)
+    (local $base i32) (local $rec i32) (local $e i32) (local $ea i32) (local $b i32) (local $ba i32)
+    (local $saved i32) (local $prev i32) (local $x i32) (local $k i32) (local $bound i32) (local $v i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    (local.set $e (call $elemOfNode (local.get $d) (local.get $n)))
+    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+    (local.set $b (i32.add (i32.load offset=4 (local.get $d))
+      (i32.mul (i32.and (i32.load offset=4 (local.get $ea)) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
+    (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
+    (local.set $saved (i32.load offset=48 (local.get $rec)))
+    ;; lockBucket(): INTENT_BUCKET before the CAS; a held lock is waited for in JS.
+    (i32.store offset=28 (local.get $rec) (local.get $b))
+    (local.set $v (i32.atomic.load offset=4 (local.get $ba)))
+    (if (i32.or (i32.and (local.get $v) (i32.const 1))
+          (i32.ne (i32.atomic.rmw.cmpxchg offset=4 (local.get $ba) (local.get $v) (i32.or (local.get $v) (i32.const 1))) (local.get $v)))
+      (then
+        (if (i32.eqz (call $bucketWait (local.get $base) (i32.add (local.get $b) (i32.const 1))))
+          (then
+            (i32.store offset=28 (local.get $rec) (i32.const 0))
+            (i32.store offset=96 (local.get $d) (local.get $b))
+            (return (i32.const 0))))))
+    (i32.store offset=8 (local.get $ba) (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)))
+    ;; chainPrev()
+    (local.set $bound (i32.load offset=36 (local.get $d)))
+    (local.set $x (i32.load (local.get $ba)))
+    (block $found
+      (loop $walk
+        (if (i32.or (i32.eqz (local.get $x)) (i32.ge_u (local.get $k) (local.get $bound)))
+          (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const 0))))
+        (br_if $found (i32.eq (local.get $x) (local.get $e)))
+        (local.set $prev (local.get $x))
+        (local.set $x (i32.load (i32.add (local.get $base) (i32.shl (local.get $x) (i32.const 2)))))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $walk)))
+    ;; unlinkLocked(): intent, FNEXT, INFLIGHT, WRITING, the unlink, the count.
+    (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
+    (i32.store offset=8 (local.get $ea) (i32.const 0))
+    (i32.store offset=48 (local.get $rec) (local.get $e))
+    (drop (i32.atomic.rmw.or offset=4 (local.get $ba) (i32.const 4)))
+    (i32.store
+      (select (local.get $ba) (i32.add (local.get $base) (i32.shl (local.get $prev) (i32.const 2))) (i32.eqz (local.get $prev)))
+      (i32.load (local.get $ea)))
+    (i32.store offset=16 (local.get $rec) (i32.sub (i32.load offset=16 (local.get $rec)) (i32.const 1)))
+    (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
+    ;; The LRU files e under the lock it holds: INFLIGHT goes back to what it was.
+    (if (i32.eqz (i32.atomic.load (i32.load offset=52 (local.get $d))))
+      (then (i32.store offset=48 (local.get $rec) (local.get $saved)) (return (i32.const 1))))
+    (call $limboPush (local.get $base) (i32.load offset=44 (local.get $d)) (local.get $e))
+    (i32.store offset=48 (local.get $rec) (local.get $saved))
+    (i32.const 2))
+
+  ;; BpfLru.evict(): true when freed; an element left in limbo leaves the lists.
+  (func $evict (param $d i32) (param $n i32) (result i32)
+    (local $r i32)
+    (local.set $r (call $lruDelNode (local.get $d) (local.get $n)))
+    (if (i32.eq (local.get $r) (i32.const 2))
+      (then
+        (call $skipCursor (local.get $d) (local.get $n))
+        (call $countAdd (local.get $d) (call $nType (local.get $d) (local.get $n)) (i32.const -1))
+        (call $setType (local.get $d) (local.get $n) (i32.const 5))
+        (call $lDel (local.get $d) (local.get $n))))
+    (i32.eq (local.get $r) (i32.const 1)))
+
+  ;; Kernel __bpf_lru_list_shrink_inactive() / __bpf_lru_list_shrink(), into the refill
+  (func $shrinkInactive (param $d i32) (param $want i32) (result i32)
+    (local $h i32) (local $n i32) (local $p i32) (local $got i32) (local $i i32)
+    (local.set $h (call $lHead (local.get $d) (i32.const 1)))
+    (local.set $n (call $nPrev (local.get $d) (local.get $h)))
+    (block $out
+      (loop $scan
+        (br_if $out (i32.eq (local.get $n) (local.get $h)))
+        (local.set $p (call $nPrev (local.get $d) (local.get $n)))
+        (if (call $isRef (local.get $d) (local.get $n))
+          (then (call $moveTo (local.get $d) (local.get $n) (i32.const 0)))
+          (else
+            (if (call $evict (local.get $d) (local.get $n))
+              (then
+                (call $harvest (local.get $d) (local.get $n))
+                (local.set $got (i32.add (local.get $got) (i32.const 1)))
+                (br_if $out (i32.eq (local.get $got) (local.get $want)))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $out (i32.eq (local.get $i) (i32.const 128)))
+        (local.set $n (local.get $p))
+        (br $scan)))
+    (local.get $got))
+  (func $shrink (param $d i32) (param $want i32)
+    (local $h i32) (local $n i32) (local $p i32)
+    (if (call $shrinkInactive (local.get $d) (local.get $want)) (then (return)))
+    (local.set $h (call $lHead (local.get $d) (i32.const 1)))
+    (if (i32.eq (call $nNext (local.get $d) (local.get $h)) (local.get $h))
+      (then (local.set $h (call $lHead (local.get $d) (i32.const 0)))))
+    (local.set $n (call $nPrev (local.get $d) (local.get $h)))
+    (block $out
+      (loop $scan
+        (br_if $out (i32.eq (local.get $n) (local.get $h)))
+        (local.set $p (call $nPrev (local.get $d) (local.get $n)))
+        (if (call $evict (local.get $d) (local.get $n))
+          (then (call $harvest (local.get $d) (local.get $n)) (return)))
+        (local.set $n (local.get $p))
+        (br $scan))))
+
+  ;; An LRU lock: 1 when taken with no repair pending, else 0 (nothing held).
+  (func $lruLock (param $d i32) (param $lock i32) (result i32)
+    (if (i32.atomic.rmw.cmpxchg (local.get $lock) (i32.const 0)
+          (i32.shl (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)) (i32.const 1)))
+      (then (return (i32.const 0))))
+    (if (i32.atomic.load offset=92 (i32.load (local.get $d)))
+      (then (call $ownerUnlock (local.get $lock)) (return (i32.const 0))))
+    (i32.const 1))
+
+  ;; BpfLru.refillLocal() (kernel bpf_lru_list_pop_free_to_local()): our
+  ;; pending nodes join list 0, list 0 rotates, then up to target_free nodes
+  ;; move to our local FREE stack, evicting if the FREE list runs short.
+  ;; Requires: our local lock held, our FREE stack empty. 0: list 0 busy (nothing changed).
+  (func $refill (param $d i32) (result i32)
+    (local $l i32) (local $h i32) (local $n i32) (local $p i32) (local $free i32) (local $target i32)
+    (local.set $l (i32.load offset=76 (local.get $d)))
+    (if (i32.eqz (call $lruLock (local.get $d) (local.get $l))) (then (return (i32.const 0))))
+    ;; __local_list_flush()
+    (local.set $h (call $pendHead (local.get $d) (i32.load offset=44 (local.get $d))))
+    (local.set $n (call $nPrev (local.get $d) (local.get $h)))
+    (block $flushed
+      (loop $flush
+        (br_if $flushed (i32.eq (local.get $n) (local.get $h)))
+        (local.set $p (call $nPrev (local.get $d) (local.get $n)))
+        (call $moveIn (local.get $d) (local.get $n)
+          (select (i32.const 0) (i32.const 1) (call $isRef (local.get $d) (local.get $n))))
+        (local.set $n (local.get $p))
+        (br $flush)))
+    (call $rotate (local.get $d))
+    (global.set $lruTail (i32.const -1))
+    (global.set $lruGot (i32.const 0))
+    (local.set $target (i32.load offset=84 (local.get $d)))
+    (local.set $free (call $lHead (local.get $d) (i32.const 2)))
+    (local.set $n (call $nNext (local.get $d) (local.get $free)))
+    (block $took
+      (loop $take
+        (br_if $took (i32.eq (local.get $n) (local.get $free)))
+        (br_if $took (i32.ge_u (global.get $lruGot) (local.get $target)))
+        (local.set $p (call $nNext (local.get $d) (local.get $n)))
+        (call $harvest (local.get $d) (local.get $n))
+        (local.set $n (local.get $p))
+        (br $take)))
+    (if (i32.lt_u (global.get $lruGot) (local.get $target))
+      (then (call $shrink (local.get $d) (i32.sub (local.get $target) (global.get $lruGot)))))
+    (call $ownerUnlock (local.get $l))
+    (i32.const 1))
+
+  ;; BpfLru.commonPopFree() up to the steal: a node for a new element,
+  ;; pending on this CPU and recorded as its spare (onClaim). Returns the
+  ;; node, -1000 (RETRY: a lock was busy or a repair is pending, nothing
+  ;; changed) or -1003 (STEAL: the refill found nothing; the JS path steals
+  ;; from the other CPUs).
+  (func $lruPop (param $d i32) (result i32)
+    (local $cpu i32) (local $loc i32) (local $n i32) (local $e i32) (local $rec i32)
+    (local.set $cpu (i32.load offset=44 (local.get $d)))
+    (local.set $loc (call $localRec (local.get $d) (local.get $cpu)))
+    (i32.store offset=96 (local.get $d) (i32.const 0))
+    (if (i32.eqz (call $lruLock (local.get $d) (local.get $loc))) (then (return (i32.const -1000))))
+    (if (i32.lt_s (i32.load offset=4 (local.get $loc)) (i32.const 0))
+      (then
+        (if (i32.eqz (call $refill (local.get $d)))
+          (then (call $ownerUnlock (local.get $loc)) (return (i32.const -1000))))))
+    (local.set $n (i32.load offset=4 (local.get $loc)))
+    (if (i32.lt_s (local.get $n) (i32.const 0))
+      (then (call $ownerUnlock (local.get $loc)) (return (i32.const -1003))))
+    ;; localPop(), then __local_list_add_pending()
+    (i32.store offset=4 (local.get $loc) (call $nNext (local.get $d) (local.get $n)))
+    (i32.store (call $nd (local.get $d) (local.get $n)) (local.get $n))
+    (i32.store offset=4 (call $nd (local.get $d) (local.get $n)) (local.get $n))
+    (i32.store offset=8 (call $nd (local.get $d) (local.get $n)) (i32.or (i32.const 4) (i32.shl (local.get $cpu) (i32.const 8))))
+    (call $clearRef (local.get $d) (local.get $n))
+    (call $lMove (local.get $d) (local.get $n) (call $pendHead (local.get $d) (local.get $cpu)))
+    ;; onClaim(): ours, and about to be linked.
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    (local.set $e (call $elemOfNode (local.get $d) (local.get $n)))
+    (i32.store offset=8 (i32.add (i32.load (local.get $d)) (i32.shl (local.get $e) (i32.const 2))) (i32.const 0))
+    (i32.store offset=48 (local.get $rec) (local.get $e))
+    (i32.store offset=52 (local.get $rec) (local.get $e))
+    (call $ownerUnlock (local.get $loc))
+    (local.get $n))
+
+  ;; htab_lru_map_update_elem() of the slot's scratch key and value: pop,
+  ;; then insert or replace under the bucket lock. Returns 0, -1000 (RETRY:
+  ;; nothing changed), -1003 (STEAL, as lruPop()), -1004 (POPPED: this
+  ;; slot's LRU_SPARE holds the popped element and the JS path does the bucket
+  ;; part: the flags refuse, or the bucket is busy), or -1005 (replaced: the
+  ;; old element, this slot's INFLIGHT, is for the JS path to free).
+  (func $lruUpdate (param $d i32) (param $hash i32) (param $mode i32) (param $flags i32) (result i32)
+    (local $base i32) (local $rec i32) (local $n i32) (local $old i32)
+    (local $ba i32) (local $e i32) (local $ea i32) (local $oa i32) (local $a i32)
+    (local.set $base (i32.load (local.get $d)))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    ;; Elements waiting in limbo go back first (limboReclaimAll()), and a node
+    ;; held over from a backed-out pop is used first: both in JS.
+    (if (i32.atomic.load offset=116 (local.get $base)) (then (return (i32.const -1000))))
+    (if (i32.load offset=52 (local.get $rec)) (then (return (i32.const -1000))))
+    (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
+    (local.set $n (call $lruPop (local.get $d)))
+    (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (local.get $n))))
+    (local.set $old (call $lockAndFind (local.get $d) (local.get $hash)))
+    (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -1004))))
+    (local.set $ba (global.get $ba))
+    (local.set $e (call $elemOfNode (local.get $d) (local.get $n)))
+    ;; check_flags() refusing: the bucket part (and giving the element back) in JS.
+    (if (i32.or
+          (i32.and (i32.ne (local.get $old) (i32.const 0)) (i32.eq (local.get $flags) (i32.const 1)))
+          (i32.and (i32.eqz (local.get $old)) (i32.eq (local.get $flags) (i32.const 2))))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1004))))
+    (if (i32.eqz (local.get $old))
+      (then
+        (call $linkNew (local.get $d) (local.get $rec) (local.get $ba) (local.get $e) (local.get $hash) (i32.const 0))
+        (return (i32.const 0))))
+    ;; LruElems.replaceLocked(): the popped element in at the head, referenced;
+    ;; old out (it heads our INFLIGHT chain alone), filed after the unlock.
+    (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+    (local.set $oa (i32.add (local.get $base) (i32.shl (local.get $old) (i32.const 2))))
+    (i32.store offset=8 (local.get $oa) (i32.const 0))
+    (call $intent (local.get $rec) (i32.const 2) (local.get $e) (local.get $old))
+    (call $fill (local.get $d) (local.get $ea) (local.get $hash))
+    (i32.store (local.get $ea) (i32.load (local.get $ba)))
+    (i32.store (local.get $ba) (local.get $e))
+    (i32.store offset=48 (local.get $rec) (local.get $old))
+    (i32.store
+      (select (local.get $ea) (i32.add (local.get $base) (i32.shl (global.get $prev) (i32.const 2))) (i32.eqz (global.get $prev)))
+      (i32.load (local.get $oa)))
+    (i32.store offset=52 (local.get $rec) (i32.const 0))
+    ;; bpf_lru_node_set_ref(): written only if clear
+    (local.set $a (call $nd (local.get $d) (local.get $n)))
+    (if (i32.eqz (i32.load offset=12 (local.get $a))) (then (i32.store offset=12 (local.get $a) (i32.const 1))))
+    (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
+    ;; htab_lru_push_free() of old; program sections (limbo) or a busy lock: in JS.
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d))) (then (return (i32.const -1005))))
+    (if (i32.eqz (call $lruPushFree (local.get $d) (local.get $old))) (then (return (i32.const -1005))))
+    (i32.const 0))
+
+  ;; BpfLru.pushFree() of unlinked element $e (htab_lru_push_free()), then
+  ;; onFiled(). Returns 1, or 0 when a lock was busy or a repair is pending
+  ;; (nothing changed; the JS path files it).
+  (func $lruPushFree (param $d i32) (param $e i32) (result i32)
+    (local $n i32) (local $a i32) (local $c i32) (local $loc i32) (local $l i32) (local $rec i32)
+    (local.set $n (call $nodeOfElem (local.get $d) (local.get $e)))
+    (local.set $a (call $nd (local.get $d) (local.get $n)))
+    (local.set $rec (i32.load offset=56 (local.get $d)))
+    (block $common
+      (br_if $common (i32.ne (call $nType (local.get $d) (local.get $n)) (i32.const 4)))
+      (local.set $c (i32.shr_u (i32.load offset=8 (local.get $a)) (i32.const 8)))
+      (local.set $loc (call $localRec (local.get $d) (local.get $c)))
+      (if (i32.eqz (call $lruLock (local.get $d) (local.get $loc))) (then (return (i32.const 0))))
+      ;; Re-checked under the lock: a refill may have flushed it meanwhile.
+      (if (i32.ne (call $nType (local.get $d) (local.get $n)) (i32.const 4))
+        (then (call $ownerUnlock (local.get $loc)) (br $common)))
+      (call $clearRef (local.get $d) (local.get $n))
+      (call $lDel (local.get $d) (local.get $n))
+      ;; localPush()
+      (i32.store offset=8 (local.get $a) (i32.or (i32.const 3) (i32.shl (local.get $c) (i32.const 8))))
+      (i32.store offset=4 (local.get $a) (i32.load offset=4 (local.get $loc)))
+      (i32.store (local.get $a) (local.get $n))
+      (i32.store offset=4 (local.get $loc) (local.get $n))
+      (call $onFiled (local.get $d) (local.get $rec) (local.get $e))
+      (call $ownerUnlock (local.get $loc))
+      (return (i32.const 1)))
+    (local.set $l (i32.load offset=76 (local.get $d)))
+    (if (i32.eqz (call $lruLock (local.get $d) (local.get $l))) (then (return (i32.const 0))))
+    (if (i32.eq (call $nType (local.get $d) (local.get $n)) (i32.const 5))
+      (then (call $setType (local.get $d) (local.get $n) (i32.const 2))))
+    (call $moveTo (local.get $d) (local.get $n) (i32.const 2))
+    (call $onFiled (local.get $d) (local.get $rec) (local.get $e))
+    (call $ownerUnlock (local.get $l))
+    (i32.const 1))
+
+  ;; onFiled(): filed, so no longer this slot's INFLIGHT (the next of its chain, or 0).
+  (func $onFiled (param $d i32) (param $rec i32) (param $e i32)
+    (if (i32.eq (i32.load offset=48 (local.get $rec)) (local.get $e))
+      (then (i32.store offset=48 (local.get $rec)
+        (i32.load offset=8 (i32.add (i32.load (local.get $d)) (i32.shl (local.get $e) (i32.const 2))))))))
 
   ;; Bucket lock fast path (bucketLock()): 1 when taken, 0 when the caller must take the slow path.
   (func (export "seqTryLock") (param $addr i32) (result i32)

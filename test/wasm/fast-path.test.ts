@@ -163,16 +163,22 @@ type Op =
   | { op: "lookupScratch"; key: number }
   | { op: "updateScratch"; key: number; value: number; flags: number }
   | { op: "deleteScratch"; key: number }
-  | { op: "lookupMany"; keys: number[] };
+  | { op: "lookupMany"; keys: number[] }
+  | { op: "programLookup"; key: number }
+  | { op: "section" };
 
-const opArb = (keys: number): fc.Arbitrary<Op> =>
+/** `updates`: how much more often than each other operation an update comes (a full LRU map evicts). */
+const opArb = (keys: number, updates = 1): fc.Arbitrary<Op> =>
   fc.oneof(
-    fc.record({
-      op: fc.constant("update" as const),
-      key: fc.nat(keys - 1),
-      value: fc.nat(),
-      flags: fc.constantFrom(0, 1, 2),
-    }),
+    {
+      weight: updates,
+      arbitrary: fc.record({
+        op: fc.constant("update" as const),
+        key: fc.nat(keys - 1),
+        value: fc.nat(),
+        flags: fc.constantFrom(0, 0, 1, 2),
+      }),
+    },
     fc.record({ op: fc.constant("delete" as const), key: fc.nat(keys - 1) }),
     fc.record({ op: fc.constant("lookup" as const), key: fc.nat(keys - 1) }),
     fc.record({ op: fc.constant("has" as const), key: fc.nat(keys - 1) }),
@@ -190,6 +196,10 @@ const opArb = (keys: number): fc.Arbitrary<Op> =>
       op: fc.constant("lookupMany" as const),
       keys: fc.array(fc.nat(keys - 1), { maxLength: 20 }),
     }),
+    // A program's lookup (sets an LRU key's ref bit), and a program section
+    // opened or closed on the first view (freed elements wait in limbo meanwhile).
+    fc.record({ op: fc.constant("programLookup" as const), key: fc.nat(keys - 1) }),
+    fc.record({ op: fc.constant("section" as const) }),
   );
 
 /** The key bytes of key number `k`: every word differs, the last (partial) one too. */
@@ -265,8 +275,16 @@ function run(
         results.push([found, Array.from(res), Array.from(values)]);
         break;
       }
+      case "programLookup":
+        results.push(m.run(() => m.lookupRef(key) !== null));
+        break;
+      case "section":
+        if (views[0].inSection) views[0].exit();
+        else views[0].enter();
+        break;
     }
   });
+  if (views[0].inSection) views[0].exit();
   results.push([...new BpfMap(views[0]).keys()].map((k) => Array.from(k)));
   return results;
 }
@@ -290,36 +308,68 @@ const configs = [
     valueSize: 2048,
   },
   { name: "LRU_HASH u32 key / u64 value", type: MapType.LruHash, keySize: 4, valueSize: 8 },
+  // Refills of 8 nodes, rotations, evictions of referenced keys, steals between the two views' CPUs.
+  {
+    name: "LRU_HASH 64 entries, 160 keys, 4 CPUs",
+    type: MapType.LruHash,
+    keySize: 4,
+    valueSize: 8,
+    maxEntries: 64,
+    keys: 160,
+    nrCpus: 4,
+    // (fast-check keeps arrays short unless told: at least 300 operations here.)
+    minOps: 300,
+    maxOps: 600,
+    updates: 12,
+    runs: 40,
+  },
+  { name: "LRU_HASH 8 B key / 24 B value", type: MapType.LruHash, keySize: 8, valueSize: 24 },
 ];
 
 for (const c of configs) {
   test(`${c.name}: the wasm fast path, the JS path and both at once give the same results and bytes`, () => {
     fc.assert(
-      fc.property(fc.array(opArb(12), { minLength: 1, maxLength: 120 }), fc.nat(), (ops, mix) => {
-        const spec = {
-          type: c.type,
-          keySize: c.keySize,
-          valueSize: c.valueSize,
-          maxEntries: 8,
-          flags: MapFlags.ZeroSeed,
-        };
-        const opts = { nrCpus: 2, privileged: true, homeElements: c.homeElements ?? true };
-        const fast = Htab.create(spec, opts);
-        const js = Htab.create(spec, { ...opts, fastPath: false });
-        const both = Htab.create(spec, opts);
-        const bothJs = Htab.attach(both.handle.sab, { cpu: 1 });
-        assert.ok(fast.fastPath && !js.fastPath && both.fastPath && !bothJs.fastPath);
-        const vb = G.readGeometry(fast.handle.sab).g.valueBytes;
-        const a = run([fast], () => 0, ops, c.keySize, vb);
-        const b = run([js], () => 0, ops, c.keySize, vb);
-        const m = run([both, bothJs], (i) => (mix >>> (i % 30)) & 1, ops, c.keySize, vb);
-        assert.deepEqual(a, b);
-        assert.deepEqual(a, m);
-        assert.deepEqual(fast.stateBytes(), js.stateBytes(), "same bytes on either path");
-        for (const h of [fast, js, both]) assert.ok(h.fsck().ok);
-        for (const h of [fast, js, bothJs, both]) h.close();
-      }),
-      { numRuns: 150 },
+      fc.property(
+        fc.array(opArb(c.keys ?? 12, c.updates), { minLength: c.minOps ?? 1, maxLength: c.maxOps ?? 120 }),
+        fc.nat(),
+        (ops, mix) => {
+          const spec = {
+            type: c.type,
+            keySize: c.keySize,
+            valueSize: c.valueSize,
+            maxEntries: c.maxEntries ?? 8,
+            flags: MapFlags.ZeroSeed,
+          };
+          const opts = { nrCpus: c.nrCpus ?? 2, privileged: true, homeElements: c.homeElements ?? true };
+          const fast = Htab.create(spec, opts);
+          const js = Htab.create(spec, { ...opts, fastPath: false });
+          const both = Htab.create(spec, opts);
+          const bothJs = Htab.attach(both.handle.sab, { cpu: 1 });
+          // The same two CPUs on the JS path alone: which CPU runs an operation
+          // decides which local list an LRU map pops from (and so what it evicts).
+          const twin = Htab.create(spec, { ...opts, fastPath: false });
+          const twin1 = Htab.attach(twin.handle.sab, { cpu: 1 });
+          assert.ok(fast.fastPath && !js.fastPath && both.fastPath && !bothJs.fastPath && !twin.fastPath);
+          const vb = G.readGeometry(fast.handle.sab).g.valueBytes;
+          const a = run([fast], () => 0, ops, c.keySize, vb);
+          const b = run([js], () => 0, ops, c.keySize, vb);
+          const pick = (i: number) => (mix >>> (i % 30)) & 1;
+          const m = run([both, bothJs], pick, ops, c.keySize, vb);
+          const t = run([twin, twin1], pick, ops, c.keySize, vb);
+          assert.deepEqual(a, b);
+          assert.deepEqual(m, t);
+          if (c.type !== MapType.LruHash) assert.deepEqual(a, m);
+          assert.deepEqual(fast.stateBytes(), js.stateBytes(), "same bytes on either path");
+          assert.deepEqual(
+            both.stateBytes(),
+            twin.stateBytes(),
+            "same bytes with two CPUs, one of them on wasm",
+          );
+          for (const h of [fast, js, both, twin]) assert.ok(h.fsck().ok);
+          for (const h of [fast, js, bothJs, both, twin1, twin]) h.close();
+        },
+      ),
+      { numRuns: c.runs ?? 150 },
     );
   });
 }
