@@ -3,11 +3,13 @@
  * jhash2 is the kernel's, and a map on it behaves byte for byte like the
  * same map on the JS path, alone or with both paths attached at once.
  */
+
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
+import * as N from "../../src/alloc/lru-nodes.js";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { Htab } from "../../src/core/htab.js";
 import { jhash2Int } from "../../src/hash/jhash.js";
@@ -71,9 +73,51 @@ test("the byte offsets fast-path.wat is written with are the layout's (BUILD_BUG
       L.SCRATCH_ACTIVE_I32,
       L.SCRATCH_MY_PCPU_I32,
       L.SCRATCH_FROZEN_I32,
+      L.SCRATCH_STRIDE_I32,
+      L.SCRATCH_LRU_NODES_I32,
+      L.SCRATCH_LRU_NUM_I32,
+      L.SCRATCH_LRU_LIST_I32,
+      L.SCRATCH_LRU_LOCALS_I32,
+      L.SCRATCH_LRU_TARGET_I32,
+      L.SCRATCH_ELEMS_I32,
+      L.SCRATCH_ELEM_STRIDE_I32,
+      L.SCRATCH_EVICT_TIMEDOUT_I32,
     ].map(off),
-    [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60],
+    [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80, 84, 88, 92, 96],
     "descriptor",
+  );
+  // The wasm LRU's node, list and local-record words, and its header words (REPAIR +92, LIMBO_COUNT +116).
+  assert.deepEqual(
+    [L.LRU_NODE_PREV_I32, L.LRU_NODE_NEXT_I32, L.LRU_NODE_META_I32, L.LRU_NODE_REF_I32].map(off),
+    [0, 4, 8, 12],
+    "LRU node",
+  );
+  assert.equal(L.LRU_NODE_BYTES, 16, "node n at LRU_NODES + 16 n");
+  assert.deepEqual(
+    [
+      L.LRU_LIST_LOCK_I32,
+      L.LRU_LIST_COUNT_ACTIVE_I32,
+      L.LRU_LIST_COUNT_INACTIVE_I32,
+      L.LRU_LIST_NEXT_INACTIVE_ROT_I32,
+    ].map(off),
+    [0, 4, 8, 12],
+    "LRU list record",
+  );
+  assert.deepEqual([L.LRU_LOCAL_LOCK_I32, L.LRU_LOCAL_FREE_HEAD_I32].map(off), [0, 4], "LRU local record");
+  assert.equal(L.LRU_LOCAL_BYTES, 64, "CPU c's local record at LRU_LOCALS + 64 c");
+  assert.equal(L.LRU_SENTINELS_PER_LIST, 3, "CPU c's PENDING sentinel is num_elems + 3 + c (one list set)");
+  assert.deepEqual([L.HDR_LRU_REPAIR_I32, L.HDR_LIMBO_COUNT_I32].map(off), [92, 116], "header words");
+  assert.deepEqual(
+    [
+      N.LRU_T_ACTIVE,
+      N.LRU_T_INACTIVE,
+      N.LRU_T_FREE,
+      N.LRU_T_LOCAL_FREE,
+      N.LRU_T_LOCAL_PENDING,
+      N.LRU_T_LIMBO,
+    ],
+    [0, 1, 2, 3, 4, 5],
+    "LRU node types",
   );
   assert.deepEqual([L.OP_INSERT, L.OP_REPLACE, L.OP_UNLINK], [1, 2, 3], "intent ops");
 });
