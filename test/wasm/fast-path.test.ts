@@ -181,7 +181,7 @@ test("fastPath: default on for preallocated maps, off on request and for NO_PREA
   const on = Htab.create(spec, { nrCpus: 3 });
   assert.ok(on.fastPath && on.handle.memory !== undefined);
   assert.equal(on.handle.sab.byteLength % 65536, 0, "a wasm memory is whole pages");
-  const off = Htab.create(spec, { nrCpus: 2, fastPath: false });
+  const off = Htab.create(spec, { nrCpus: 2, fastPath: false, privileged: true });
   assert.ok(!off.fastPath && off.handle.memory === undefined);
   const grow = Htab.create({ ...spec, flags: MapFlags.NoPrealloc }, { nrCpus: 2 });
   assert.ok(!grow.fastPath, "a growable map stays on a plain SharedArrayBuffer");
@@ -439,4 +439,46 @@ test("a frozen map refuses updates and deletes on the fast path as on the JS pat
     assert.deepEqual(out, new Uint8Array(8).fill(3));
     m.close();
   }
+});
+
+test("LRU eviction whose victim's bucket is held past the timeout: wasm (through its JS wait) and JS both skip that victim, same bytes", () => {
+  const spec = { type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: 8, flags: MapFlags.ZeroSeed };
+  const key = (k: number) => keyOf(k, new Uint8Array(4));
+  const v = new Uint8Array(8);
+  const present = (m: Htab) =>
+    [...new BpfMap(m).keys()].map((k) => new DataView(k.buffer).getUint32(0, true));
+  // Which key the first evicting insert takes, with nothing held.
+  const probe = Htab.create(spec, { nrCpus: 2, fastPath: false, privileged: true });
+  for (let k = 0; k < 8; k++) probe.updateElem(key(k), v, 0);
+  const before = new Set(present(probe));
+  probe.updateElem(key(100), v, 0);
+  const victims = [...before].filter((k) => !present(probe).includes(k));
+  assert.ok(victims.length > 0, "the insert into the full map evicted");
+  const after = present(probe).length; // a refill evicts target_free (2) at once
+  probe.close();
+  const maps: Htab[] = [];
+  for (const fastPath of [true, false]) {
+    const m = Htab.create(spec, { nrCpus: 2, fastPath, privileged: true });
+    assert.equal(m.fastPath, fastPath);
+    const other = Htab.attach(fastPath ? m.handle : m.handle.sab, { cpu: 1 });
+    for (let k = 0; k < 8; k++) m.updateElem(key(k), v, 0);
+    // CPU 1 holds the first victim's bucket (inside compute()) while CPU 0 inserts.
+    const word = (k: number) => new DataView(key(k).buffer).getUint32(0, true);
+    const victim = key([0, 1, 2, 3, 4, 5, 6, 7].find((k) => word(k) === victims[0]) as number);
+    let r = -1;
+    const t0 = performance.now();
+    other.compute(victim, (cur) => {
+      r = m.updateElem(key(100), v, 0);
+      return cur;
+    });
+    assert.equal(r, 0, "the insert still succeeds: another element was evicted");
+    assert.ok(performance.now() - t0 >= 200, "the eviction waited for the held bucket (bounded)");
+    assert.ok(present(m).includes(victims[0]), "the held victim was not evicted");
+    assert.equal(present(m).length, after);
+    assert.ok(m.fsck().ok);
+    other.close();
+    maps.push(m);
+  }
+  assert.deepEqual(maps[0].stateBytes(), maps[1].stateBytes(), "same bytes on either path");
+  for (const m of maps) m.close();
 });
