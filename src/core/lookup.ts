@@ -132,11 +132,12 @@ export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, re
     const outs = (keysW << 2) + MANY_CHUNK * ks;
     const resW = (outs + MANY_CHUNK * v.geometry.scratchValueBytes) >> 2;
     const step = v.geometry.scratchValueBytes;
+    const touch = v.geometry.cached ? 0 : 1;
     for (; i < count; i += MANY_CHUNK) {
       const n = Math.min(MANY_CHUNK, count - i);
       for (let j = 0, o = i * ks, w = keysW; j < n * kw; j++, o += 4, w++)
         i32[w] = keys[o] | (keys[o + 1] << 8) | (keys[o + 2] << 16) | (keys[o + 3] << 24);
-      fast.lookupMany(v.desc, n);
+      fast.lookupMany(v.desc, n, touch);
       for (let j = 0; j < n; j++) {
         const r = i32[resW + j];
         const at = i + j;

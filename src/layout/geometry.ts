@@ -94,6 +94,12 @@ export interface Geometry {
   bucketStride: number;
   /** Elements that live in bucket records: element i < homes is record i's. */
   homes: number;
+  /**
+   * Buckets and elements (plain layout) under HOME_MIN_BYTES: the map lives
+   * in the caches, so lookupMany() does not touch every bucket ahead (there
+   * are no misses to overlap, only loads to repeat).
+   */
+  cached: boolean;
   /** Byte offset of the LRU region (equal to elemsBytes when the map has none). */
   lruBytes: number;
   /** LRU lists: 1 (common), nrCpus (per-CPU) or 0. */
@@ -173,6 +179,7 @@ export function computeGeometry(
     bucketsBytes,
     bucketStride,
     homes,
+    cached: plainBytes < HOME_MIN_BYTES,
     lruBytes,
     lruLists,
     lruNodes,

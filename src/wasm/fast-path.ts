@@ -29,10 +29,12 @@ export interface FastPath {
    * lookup() of the first `n` (<= MANY_CHUNK) keys in the slot's many area
    * (layout.ts Geometry.manyBytes), their misses overlapped: values to the
    * area's value slots, and per key a result word: the element, 0 (absent)
-   * or -1 (a writer holds the bucket: look that key up alone).
+   * or -1 (a writer holds the bucket: look that key up alone). `touch` 0
+   * skips the passes that touch every bucket and first element ahead (a map
+   * that lives in the caches has no misses to overlap).
    * @returns the number found
    */
-  lookupMany(desc: number, n: number): number;
+  lookupMany(desc: number, n: number, touch: number): number;
   /**
    * pcpuFreelistPop() for `cpu` when no list lock is contended. `pcpu`: byte
    * address of CPU 0's per-CPU record; `stride`: record bytes.
