@@ -57,7 +57,7 @@ import { bucketLock } from "../sync/bucket-seqlock.js";
 import { claimSlot } from "../sync/slot-claim.js";
 import { valuesInPlace } from "../traits.js";
 import { MapFlags } from "../uapi.js";
-import { type FastPath, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
+import { type FastPath, type FastPathWaits, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
 import { LastError } from "./last-error.js";
 import type { MapHandle } from "./map-handle.js";
 import type { MapInfo } from "./raw-map.js";
@@ -133,10 +133,7 @@ export interface ElemPolicy {
 }
 
 /** What the wasm LRU eviction calls back for (fast-path.ts FastPathWaits): the JS bucket wait and limbo. */
-const FAST_WAITS = {
-  bucketWait: bucketLock,
-  limboPush: (i32: Int32Array, cpu: number, e: number) => limboPush(i32, cpu, e),
-};
+const FAST_WAITS: FastPathWaits = { bucketWait: bucketLock, limboPush };
 
 /** One thread's view of one map: geometry, typed views, this slot's scratch, per-operation state. */
 export class HtabView {

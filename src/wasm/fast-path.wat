@@ -648,7 +648,7 @@
   (func $nodeOfElem (param $d i32) (param $e i32) (result i32)
     (i32.div_u (i32.sub (local.get $e) (i32.load offset=88 (local.get $d))) (i32.load offset=92 (local.get $d))))
 
-  ;; list_del() leaving $n on its own; list_add() of $n after sentinel $h
+  ;; list_del() leaving $n on its own
   (func $lDel (param $d i32) (param $n i32)
     (local $a i32) (local $p i32) (local $x i32)
     (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
@@ -658,15 +658,8 @@
     (i32.store (i32.add (global.get $lruN) (i32.shl (local.get $x) (i32.const 4))) (local.get $p))
     (i32.store (local.get $a) (local.get $n))
     (i32.store offset=4 (local.get $a) (local.get $n)))
-  (func $lAdd (param $d i32) (param $n i32) (param $h i32)
-    (local $x i32) (local $a i32)
-    (local.set $x (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))
-    (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
-    (i32.store (local.get $a) (local.get $h))
-    (i32.store offset=4 (local.get $a) (local.get $x))
-    (i32.store (i32.add (global.get $lruN) (i32.shl (local.get $x) (i32.const 4))) (local.get $n))
-    (i32.store offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))) (local.get $n)))
-  ;; list_move(): lDel() then lAdd(), written out (the refill's hottest call)
+  ;; list_move(): list_del() of $n, then list_add() of it after sentinel $h,
+  ;; written out in one function (the refill's hottest call)
   (func $lMove (param $d i32) (param $n i32) (param $h i32)
     (local $a i32) (local $p i32) (local $x i32) (local $ha i32)
     (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
@@ -777,7 +770,7 @@
   ;; says which), 1 (freed) or 2 (in limbo: program sections are active).
   (func $lruDelNode (param $d i32) (param $n i32) (result i32)
     (local $base i32) (local $rec i32) (local $e i32) (local $ea i32) (local $b i32) (local $ba i32)
-    (local $saved i32) (local $prev i32) (local $x i32) (local $k i32) (local $bound i32) (local $v i32)
+    (local $saved i32) (local $prev i32) (local $x i32) (local $k i32) (local $bound i32)
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $e (i32.add (i32.load offset=88 (local.get $d)) (i32.mul (local.get $n) (i32.load offset=92 (local.get $d)))))
@@ -786,18 +779,15 @@
       (i32.mul (i32.and (i32.load offset=4 (local.get $ea)) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
     (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
     (local.set $saved (i32.load offset=48 (local.get $rec)))
-    ;; lockBucket(): INTENT_BUCKET before the CAS; a held lock is waited for in JS.
-    (i32.store offset=28 (local.get $rec) (local.get $b))
-    (local.set $v (i32.atomic.load offset=4 (local.get $ba)))
-    (if (i32.or (i32.and (local.get $v) (i32.const 1))
-          (i32.ne (i32.atomic.rmw.cmpxchg offset=4 (local.get $ba) (local.get $v) (i32.or (local.get $v) (i32.const 1))) (local.get $v)))
+    ;; lockBucket(): a held lock is waited for in JS (which takes it with LOCKED only).
+    (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
       (then
         (if (i32.eqz (call $bucketWait (local.get $base) (i32.add (local.get $b) (i32.const 1))))
           (then
             (i32.store offset=28 (local.get $rec) (i32.const 0))
             (i32.store offset=96 (local.get $d) (local.get $b))
-            (return (i32.const 0))))))
-    (i32.store offset=8 (local.get $ba) (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)))
+            (return (i32.const 0))))
+        (i32.store offset=8 (local.get $ba) (i32.add (i32.load offset=44 (local.get $d)) (i32.const 1)))))
     ;; chainPrev()
     (local.set $bound (i32.load offset=36 (local.get $d)))
     (local.set $x (i32.load (local.get $ba)))
@@ -810,7 +800,8 @@
         (local.set $x (i32.load (i32.add (local.get $base) (i32.shl (local.get $x) (i32.const 2)))))
         (local.set $k (i32.add (local.get $k) (i32.const 1)))
         (br $walk)))
-    ;; unlinkLocked(): intent, FNEXT, INFLIGHT, WRITING, the unlink, the count.
+    ;; unlinkLocked(): intent, FNEXT, INFLIGHT, WRITING (already set when the
+    ;; first CAS took the lock, not when the JS wait did), the unlink, the count.
     (call $intent (local.get $rec) (i32.const 3) (local.get $e) (i32.const 0))
     (i32.store offset=8 (local.get $ea) (i32.const 0))
     (i32.store offset=48 (local.get $rec) (local.get $e))
