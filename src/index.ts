@@ -5,8 +5,6 @@
  */
 
 export { BpfMap } from "./api/bpf-map.js";
-export type { Codec, CodecValue, Field, StructValue } from "./api/codecs.js";
-export * as codecs from "./api/codecs.js";
 export {
   announceSlot,
   attach,
@@ -19,13 +17,18 @@ export {
 } from "./api/create.js";
 export { TypedMap } from "./api/typed-map.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
-export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } from "./core/map-domain.js";
-export { ArrayOfMaps, HashOfMaps, type OuterMap } from "./core/map-of-maps.js";
-export type { BatchArgs, BatchResult, MapInfo, RawMap, ScratchMap } from "./core/raw-map.js";
-export type { MapSpec, SabCreateOptions } from "./core/spec.js";
+export type { SabCreateOptions } from "./core/spec.js";
 export { ValueRef } from "./core/value-ref.js";
+export { ArrayOfMaps } from "./domain/array-of-maps.js";
+export { HashOfMaps } from "./domain/hash-of-maps.js";
+export type { OuterMap } from "./domain/inner.js";
+export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } from "./domain/map-domain.js";
 export { BpfError, Errno, type ErrnoCode, type ErrnoName, errnoName } from "./errors.js";
 export { htabMapHash } from "./hash/htab-hash.js";
 export { jhash, jhash2 } from "./hash/jhash.js";
 export type { Geometry } from "./layout/geometry.js";
+export type { Codec, CodecValue, Field, StructValue } from "./map/codecs.js";
+export * as codecs from "./map/codecs.js";
+export type { BatchArgs, BatchResult, MapInfo, RawMap, ScratchMap } from "./map/raw-map.js";
+export type { MapSpec } from "./map/spec.js";
 export { MAP_TYPE_NAMES, MapFlags, MapType, UpdateFlags } from "./uapi.js";

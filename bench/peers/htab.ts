@@ -3,10 +3,11 @@
  * on any map type; and its two other faces: the program face (a live
  * reference instead of a copy) and the typed Map-like layer.
  */
-import * as codecs from "../../src/api/codecs.js";
+
 import { TypedMap } from "../../src/api/typed-map.js";
 import { Htab } from "../../src/core/htab.js";
-import type { MapSpec } from "../../src/core/spec.js";
+import * as codecs from "../../src/map/codecs.js";
+import type { MapSpec } from "../../src/map/spec.js";
 import type { WasmMemory } from "../../src/wasm/fast-path.js";
 import { ORDER_MASK, putU32 } from "../keys.js";
 import type { PointPeer } from "../peer.js";

@@ -1,6 +1,7 @@
 /** The real kernel map through bpf(): one syscall per operation (htab/kernel's KernelMap). */
-import type { MapSpec } from "../../src/core/spec.js";
+
 import type { KernelMap } from "../../src/kernel/kernel-map.js";
+import type { MapSpec } from "../../src/map/spec.js";
 import { loadKernel, ORDER_MASK, putU32 } from "../keys.js";
 import type { PointPeer } from "../peer.js";
 

@@ -1,9 +1,9 @@
 /** Bytes per entry for each map type: htab's shared memory against the kernel's memlock for the same map. */
 import { machineCpus } from "../../src/cli/backends.js";
 import { Htab } from "../../src/core/htab.js";
-import type { RawMap } from "../../src/core/raw-map.js";
-import type { MapSpec } from "../../src/core/spec.js";
 import { syscallValueBytes } from "../../src/layout/layout.js";
+import type { RawMap } from "../../src/map/raw-map.js";
+import type { MapSpec } from "../../src/map/spec.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { loadKernel } from "../keys.js";
 import type { BenchOptions } from "../options.js";

@@ -4,9 +4,9 @@
  * visited in a random order over present (or absent) keys.
  */
 
-import type { MapSpec } from "../../src/core/spec.js";
 import { computeGeometry } from "../../src/layout/geometry.js";
 import { LRU_NONE } from "../../src/layout/layout.js";
+import type { MapSpec } from "../../src/map/spec.js";
 import { MapType } from "../../src/uapi.js";
 import { ORDER_LEN, ORDER_MASK, order, randomKeys } from "../keys.js";
 import type { BenchOptions } from "../options.js";

@@ -1,5 +1,5 @@
 /** Whole-map walks: get_next_key per key and lookup_batch per element (htab, kernel), and Map iteration. */
-import type { RawMap } from "../../src/core/raw-map.js";
+import type { RawMap } from "../../src/map/raw-map.js";
 import { MapType } from "../../src/uapi.js";
 import { randomKeys } from "../keys.js";
 import type { BenchOptions } from "../options.js";

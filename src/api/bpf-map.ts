@@ -5,16 +5,10 @@
  * else throws BpfError with the kernel's errno.
  */
 
-import { walkKeys } from "../core/key-walk.js";
-import {
-  type BatchArgs,
-  type BatchResult,
-  lookupManyOf,
-  type MapInfo,
-  type RawMap,
-} from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
+import { walkKeys } from "../map/key-walk.js";
+import { type BatchArgs, type BatchResult, lookupManyOf, type MapInfo, type RawMap } from "../map/raw-map.js";
 
 /** A per-CPU map's flat value (info.valueBytes) as one value_size-byte copy per CPU. */
 export function splitPerCpu(flat: Uint8Array, info: MapInfo): Uint8Array[] {

@@ -6,11 +6,11 @@
  * wasm copied it; on other backends through one reused key and value buffer.
  */
 
-import { walkKeys } from "../core/key-walk.js";
-import { lookupManyOf, type RawMap, type ScratchMap, scratchOf } from "../core/raw-map.js";
 import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
-import { type Codec, perCpu, u32, u64 } from "./codecs.js";
+import { type Codec, perCpu, u32, u64 } from "../map/codecs.js";
+import { walkKeys } from "../map/key-walk.js";
+import { lookupManyOf, type RawMap, type ScratchMap, scratchOf } from "../map/raw-map.js";
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 

@@ -4,8 +4,9 @@
  * small u32 key space, each stamped with call/return tickets from a shared
  * clock. Used by the stress tests and by `htab demo`.
  */
-import type { RawMap } from "../core/raw-map.js";
+
 import { syscallValueBytes } from "../layout/layout.js";
+import type { RawMap } from "../map/raw-map.js";
 import type { Op } from "./linearizability.js";
 import { xorshift32 } from "./xorshift.js";
 

@@ -1,14 +1,14 @@
 /** Map factories for the CLI: the SAB backend as root sees it, or the real kernel. */
 
 import { availableParallelism } from "node:os";
-import * as codecs from "../api/codecs.js";
+import { type BtfDecl, btfDeclOf } from "../btf/write.js";
 import { Htab } from "../core/htab.js";
-import { MapDomain } from "../core/map-domain.js";
-import type { RawMap } from "../core/raw-map.js";
-import type { MapSpec } from "../core/spec.js";
+import { MapDomain } from "../domain/map-domain.js";
 import { pinThreadToCpu, possibleCpus } from "../kernel/bpf-syscall.js";
-import { type BtfDecl, btfDeclOf } from "../kernel/btf-write.js";
 import { KernelMap } from "../kernel/kernel-map.js";
+import * as codecs from "../map/codecs.js";
+import type { RawMap } from "../map/raw-map.js";
+import type { MapSpec } from "../map/spec.js";
 import { MapType } from "../uapi.js";
 import type { MapFactory } from "./replay.js";
 

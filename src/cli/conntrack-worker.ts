@@ -6,8 +6,8 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { xorshift32 } from "../check/xorshift.js";
 import { Htab, type MapHandle } from "../core/htab.js";
-import type { MapInfo, RawMap } from "../core/raw-map.js";
 import { KernelMap } from "../kernel/kernel-map.js";
+import type { MapInfo, RawMap } from "../map/raw-map.js";
 import {
   CT_AVOIDED,
   CT_BROKEN,

@@ -6,8 +6,8 @@
  */
 import { Worker } from "node:worker_threads";
 import { Htab } from "../core/htab.js";
-import type { RawMap } from "../core/raw-map.js";
 import { KernelMap } from "../kernel/kernel-map.js";
+import type { RawMap } from "../map/raw-map.js";
 import { MapType } from "../uapi.js";
 import {
   CT_AVOIDED,

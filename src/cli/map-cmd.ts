@@ -17,12 +17,12 @@
 
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
-import { walkKeys } from "../core/key-walk.js";
-import type { Btf } from "../kernel/btf.js";
-import { type BtfFormatted, BtfLeaf, btfFormat, JsonW } from "../kernel/btf-format.js";
+import type { Btf } from "../btf/btf.js";
+import { type BtfFormatted, BtfLeaf, btfFormat, JsonW } from "../btf/format.js";
 import { strerror } from "../kernel/errno-text.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import { kernelTypeIsPercpu } from "../kernel/map-types.js";
+import { walkKeys } from "../map/key-walk.js";
 
 /** What a command printed and how it ended, for the CLI and the tests. */
 export interface CmdOutput {

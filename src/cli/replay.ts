@@ -6,12 +6,12 @@
  * changes nothing.
  */
 
-import { walkKeys } from "../core/key-walk.js";
-import type { BatchResult, RawMap } from "../core/raw-map.js";
-import type { MapSpec } from "../core/spec.js";
 import { Errno, errnoName } from "../errors.js";
 import { KernelMap } from "../kernel/kernel-map.js";
-import { isOuter as isOuterType } from "../traits.js";
+import { walkKeys } from "../map/key-walk.js";
+import type { BatchResult, RawMap } from "../map/raw-map.js";
+import type { MapSpec } from "../map/spec.js";
+import { isOuter as isOuterType } from "../map/traits.js";
 import { MAP_TYPE_NAMES } from "../uapi.js";
 
 /** Makes a map for `create`; `inner` is the template map of a map-in-map. */

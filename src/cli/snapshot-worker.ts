@@ -4,8 +4,8 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import type { Htab } from "../core/htab.js";
-import { MapDomain } from "../core/map-domain.js";
-import type { OuterMap } from "../core/map-of-maps.js";
+import type { OuterMap } from "../domain/inner.js";
+import { MapDomain } from "../domain/map-domain.js";
 import { BYTES, PACKETS, SLOT, STOP_I32 } from "./snapshot-layout.js";
 
 const d = workerData as {

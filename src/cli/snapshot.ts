@@ -12,8 +12,8 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Htab } from "../core/htab.js";
-import { MapDomain } from "../core/map-domain.js";
-import type { OuterMap } from "../core/map-of-maps.js";
+import type { OuterMap } from "../domain/inner.js";
+import { MapDomain } from "../domain/map-domain.js";
 import { MapType } from "../uapi.js";
 import { BYTES, PACKETS, SLOT, STOP_I32 } from "./snapshot-layout.js";
 import { type Column, fmtNumber, renderTable } from "./term.js";

@@ -13,7 +13,7 @@
  *
  * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
  * Every mutation of a chain records its intent first (PCPU_INTENT_*), so
- * that recovery.ts can finish or undo it if this thread dies mid-way.
+ * that crash/recovery.ts can finish or undo it if this thread dies mid-way.
  */
 import {
   BUCKET_HEAD_I32,

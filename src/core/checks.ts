@@ -6,9 +6,9 @@
  */
 import { BpfError, Errno, invalid } from "../errors.js";
 import { HDR_FROZEN_I32 } from "../layout/layout.js";
+import type { BatchArgs, BatchResult } from "../map/raw-map.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
 import { EEXIST, EINVAL, ENOENT, EPERM, type HtabView } from "./htab-view.js";
-import type { BatchArgs, BatchResult } from "./raw-map.js";
 
 export function checkKey(v: HtabView, op: string, key: unknown): asserts key is Uint8Array {
   if (!(key instanceof Uint8Array) || key.length !== v.keySize) badKey(v, op, key);

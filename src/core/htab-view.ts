@@ -53,14 +53,14 @@ import {
   SCRATCH_VALUE_OFF_I32,
   SCRATCH_VALUE_U64S_I32,
 } from "../layout/layout.js";
+import { LastError } from "../map/last-error.js";
+import type { MapInfo } from "../map/raw-map.js";
+import { valuesInPlace } from "../map/traits.js";
 import { bucketLock } from "../sync/bucket-seqlock.js";
 import { claimSlot } from "../sync/slot-claim.js";
-import { valuesInPlace } from "../traits.js";
 import { MapFlags } from "../uapi.js";
 import { type FastPath, type FastPathWaits, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
-import { LastError } from "./last-error.js";
 import type { MapHandle } from "./map-handle.js";
-import type { MapInfo } from "./raw-map.js";
 
 // Negative errno returns of the element functions.
 export const ENOENT = -Errno.ENOENT;
@@ -81,8 +81,8 @@ export const ERR_FLAGS = 2;
 
 /**
  * Where a map's elements come from and go back to: one object per view,
- * installed at construction (elems-prealloc.ts, elems-carve.ts,
- * elems-lru.ts). The write, walk and compare functions call it and never
+ * installed at construction (elems/prealloc.ts, elems/carve.ts,
+ * elems/lru.ts). The write, walk and compare functions call it and never
  * ask which map type they are in.
  */
 export interface ElemPolicy {
@@ -230,7 +230,7 @@ export class HtabView {
   elems!: ElemPolicy;
   /** LRU_HASH / LRU_PERCPU_HASH: the eviction lists; null for other maps. */
   lru: BpfLru | null = null;
-  /** Recover every dead slot (recovery.ts): waits that stall call it. */
+  /** Recover every dead slot (crash/recovery.ts): waits that stall call it. */
   recover: () => number = () => 0;
 
   // ---- per-operation state (one thread per view; reset at each unlock)

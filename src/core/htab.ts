@@ -10,6 +10,8 @@ import {
   SLOT_ALIVE,
   SLOT_DEAD,
 } from "../layout/layout.js";
+import { poisonClosed } from "../map/closed.js";
+import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
 import { releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
@@ -25,7 +27,6 @@ import {
   noSpinLock,
   permError,
 } from "./checks.js";
-import { poisonClosed } from "./closed.js";
 import {
   type ComputeFn,
   compareAndDeleteBatch,
@@ -33,18 +34,17 @@ import {
   compareAndSwapRaw,
   computeRaw,
 } from "./compare.js";
+import { type FsckReport, fsck } from "./crash/fsck.js";
+import { reap, recoverDeadSlots } from "./crash/recovery.js";
 import { copyBytesOut, hashKey, keyToScratch, valueToScratch } from "./elem.js";
-import { CarvedElems } from "./elems-carve.js";
-import { LruElems } from "./elems-lru.js";
-import { HomedElems, PreallocElems } from "./elems-prealloc.js";
-import { type FsckReport, fsck } from "./fsck.js";
+import { CarvedElems } from "./elems/carve.js";
+import { LruElems } from "./elems/lru.js";
+import { HomedElems, PreallocElems } from "./elems/prealloc.js";
 import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
 import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch } from "./lookup.js";
 import type { AttachOptions, MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
 import { ProgramFace } from "./program-face.js";
-import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
-import { reap, recoverDeadSlots } from "./recovery.js";
 import { exit } from "./section.js";
 import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
 import { deleteBatch, getNextKey, lookupBatchRaw, updateBatch } from "./walk.js";

@@ -7,6 +7,7 @@
 import { BpfError, Errno } from "../errors.js";
 import { computeGeometry, type Geometry } from "../layout/geometry.js";
 import { lruKind, MAX_TOTAL_BYTES } from "../layout/layout.js";
+import type { MapSpec } from "../map/spec.js";
 import {
   HTAB_CREATE_FLAG_MASK,
   KERNEL_HTAB_ELEM_SIZE,
@@ -16,32 +17,7 @@ import {
 } from "../uapi.js";
 import type { WasmMemory } from "../wasm/fast-path.js";
 
-/** What both backends accept to create a map. A plain object, as cilium/ebpf's MapSpec. */
-export interface MapSpec {
-  /**
-   * `MapType.Hash`, … A number outside `MapType` does not compile; the
-   * kernel's answer to one (EINVAL) is reached with a cast (`99 as MapType`).
-   */
-  type: MapType;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  /**
-   * The kernel map's name (at most 15 of [A-Za-z0-9_.]), as bpftool shows it.
-   * The kernel backend's default is "htab"; the SAB backend keeps no name.
-   */
-  name?: string;
-  /** `MapFlags.*` ORed together. @default 0 */
-  flags?: number;
-  /** Only read when `MapFlags.NumaNode` is set, as in the kernel. @default -1 (NUMA_NO_NODE) */
-  numaNode?: number;
-  /**
-   * Byte offset of a `struct bpf_spin_lock` (4 bytes, 4-aligned) in the value:
-   * what the kernel learns from the value's BTF. Enables BPF_F_LOCK and
-   * ValueRef.lock(). Hash maps only (EOPNOTSUPP for per-CPU and LRU maps).
-   */
-  spinLockOffset?: number;
-}
+export type { MapSpec };
 
 /** Options only the SharedArrayBuffer backend has. */
 export interface SabCreateOptions {

@@ -13,6 +13,7 @@ import {
   ELEM_HASH_I32,
   ELEM_NEXT_I32,
 } from "../layout/layout.js";
+import type { BatchArgs, BatchResult } from "../map/raw-map.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
 import { bucketOf, lockBucket, unlinkLocked, unlockBucket } from "./bucket.js";
@@ -29,7 +30,6 @@ import {
 } from "./checks.js";
 import { copyKeyOut, copyValueOut, hashKey, hashKeyAt, keyEquals } from "./elem.js";
 import { bucketAt, EINVAL, ENOENT, ENOSPC, ETIMEDOUT, type HtabView } from "./htab-view.js";
-import type { BatchArgs, BatchResult } from "./raw-map.js";
 import { copyValueOutLocked } from "./value-lock.js";
 import { readStalled } from "./waits.js";
 import { deleteRaw, updateRaw } from "./write.js";

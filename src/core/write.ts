@@ -5,7 +5,7 @@
  *
  * Every function here that changes a chain records its intent, marks the
  * bucket dirty before the first store a reader could see, and leaves the
- * element it took or freed where recovery.ts can find it (INFLIGHT).
+ * element it took or freed where crash/recovery.ts can find it (INFLIGHT).
  */
 import { PCPU_INFLIGHT_I32 } from "../layout/layout.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
@@ -28,8 +28,8 @@ import {
 } from "./bucket.js";
 import { canWrite, checkFlags, checkNotComputing, noSpinLock, permError } from "./checks.js";
 import { copyValueOut, fastKey, scratchHash, valueAt, valueToScratch } from "./elem.js";
-import type { LruElems } from "./elems-lru.js";
-import { allocFailed, oldToLimbo } from "./elems-prealloc.js";
+import type { LruElems } from "./elems/lru.js";
+import { allocFailed, oldToLimbo } from "./elems/prealloc.js";
 import { EEXIST, EINVAL, ENOENT, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked, writeValueLocked } from "./value-lock.js";
 

@@ -1,3 +1,4 @@
+import { type BtfDecl, writeBtf } from "../btf/write.js";
 import { BpfError } from "../errors.js";
 import { BpfCmd } from "../uapi.js";
 import {
@@ -15,7 +16,6 @@ import {
   INFO_PTR,
 } from "./attr.js";
 import { bpfFfi } from "./bpf-syscall.js";
-import { type BtfDecl, writeBtf } from "./btf-write.js";
 import { strerror } from "./errno-text.js";
 import { idCall } from "./map-objects.js";
 

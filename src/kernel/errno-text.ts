@@ -1,5 +1,5 @@
-import type { MapInfo } from "../core/raw-map.js";
 import { Errno } from "../errors.js";
+import type { MapInfo } from "../map/raw-map.js";
 import { BpfCmd } from "../uapi.js";
 import { unprivilegedBpfDisabled } from "./bpf-syscall.js";
 

@@ -3,11 +3,11 @@
  * RawMap interface as the SharedArrayBuffer maps. Node on Linux only.
  */
 
+export { type Btf, BtfKind, type BtfMember, type BtfType, parseBtf, resolveType } from "../btf/btf.js";
+export { btfCodec } from "../btf/codec.js";
+export { type BtfDecl, btfDeclOf, writeBtf } from "../btf/write.js";
 export type { KernelMapInfo } from "./attr.js";
 export { possibleCpus } from "./bpf-syscall.js";
-export { type Btf, BtfKind, type BtfMember, type BtfType, parseBtf, resolveType } from "./btf.js";
-export { btfCodec } from "./btf-codec.js";
-export { type BtfDecl, btfDeclOf, writeBtf } from "./btf-write.js";
 export { strerror } from "./errno-text.js";
 export { anonHugePagesKiB, type HugePageMemory, hugePageMemory, thpMode } from "./huge-pages.js";
 export { type KernelCreateOptions, KernelMap, kernelAvailable } from "./kernel-map.js";

@@ -7,14 +7,17 @@
  */
 
 import { unlinkSync } from "node:fs";
-import type { Codec } from "../api/codecs.js";
-import { poisonClosed } from "../core/closed.js";
-import { walkKeys } from "../core/key-walk.js";
-import { LastError } from "../core/last-error.js";
-import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../core/raw-map.js";
-import type { MapSpec } from "../core/spec.js";
+import { type Btf, parseBtf } from "../btf/btf.js";
+import { mapCodecs } from "../btf/codec.js";
+import type { BtfDecl } from "../btf/write.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import { syscallValueBytes } from "../layout/layout.js";
+import { poisonClosed } from "../map/closed.js";
+import type { Codec } from "../map/codecs.js";
+import { walkKeys } from "../map/key-walk.js";
+import { LastError } from "../map/last-error.js";
+import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
+import type { MapSpec } from "../map/spec.js";
 import { BpfCmd, MapType } from "../uapi.js";
 import {
   ATTR_BYTES,
@@ -45,10 +48,7 @@ import {
   OUT_BATCH_UNSET,
 } from "./attr.js";
 import { bpfFfi, fdMemlock, isMapFd, type NativeBuf, possibleCpus } from "./bpf-syscall.js";
-import { type Btf, parseBtf } from "./btf.js";
-import { mapCodecs } from "./btf-codec.js";
 import { declBlob, loadBtf, readBtfBlob } from "./btf-load.js";
-import type { BtfDecl } from "./btf-write.js";
 import { capabilityHint, explainErrno, strerror } from "./errno-text.js";
 import {
   checkCompatible,

@@ -1,6 +1,6 @@
-import type { MapInfo } from "../core/raw-map.js";
-import type { MapSpec } from "../core/spec.js";
 import { BpfError, Errno, errnoName, invalid } from "../errors.js";
+import type { MapInfo } from "../map/raw-map.js";
+import type { MapSpec } from "../map/spec.js";
 import { BpfCmd, type MapType } from "../uapi.js";
 import {
   ATTR_BYTES,

@@ -101,7 +101,7 @@
  * | domain owners   | attach (CAS free -> alive), reap, close | attach | Atomics |
  */
 
-import { isLru, isPercpu } from "../traits.js";
+import { isLru, isPercpu } from "../map/traits.js";
 import { MapFlags } from "../uapi.js";
 
 /** "HTAB" in ASCII, first word of every map. */
@@ -378,13 +378,13 @@ export function roundupPowOfTwo(n: number): number {
   return p;
 }
 
-/** LRU_COMMON or LRU_PERCPU for the LRU types (traits.ts isLru()), else LRU_NONE. */
+/** LRU_COMMON or LRU_PERCPU for the LRU types (map/traits.ts isLru()), else LRU_NONE. */
 export function lruKind(type: number, mapFlags: number): number {
   if (!isLru(type)) return LRU_NONE;
   return (mapFlags & MapFlags.NoCommonLru) !== 0 ? LRU_PERCPU : LRU_COMMON;
 }
 
-/** The per-CPU value types (traits.ts isPercpu()). */
+/** The per-CPU value types (map/traits.ts isPercpu()). */
 export const isPercpuType = isPercpu;
 
 /**

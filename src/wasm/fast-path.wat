@@ -612,7 +612,7 @@
     (i32.const 0))
 
   ;; ---- LRU_HASH on the common LRU (alloc/bpf-lru.ts, alloc/lru-nodes.ts,
-  ;; core/elems-lru.ts), uncontended case. Same stores in the same order as
+  ;; core/elems/lru.ts), uncontended case. Same stores in the same order as
   ;; the JS path, under the same locks (lock order: local list -> LRU list ->
   ;; bucket). A node is 16 bytes at LRU_NODES + 16 n: PREV +0, NEXT +4,
   ;; META +8 (type | cpu << 8), REF +12; node num_elems + t is list 0's
@@ -764,7 +764,7 @@
       (then (call $rotateActive (local.get $d))))
     (call $rotateInactive (local.get $d)))
 
-  ;; htab_lru_map_delete_node() (elems-lru.ts lruDelFromHtab()): unlink node
+  ;; htab_lru_map_delete_node() (elems/lru.ts lruDelFromHtab()): unlink node
   ;; $n's element if it is still linked, under its bucket lock. Returns 0 (not
   ;; linked, or its bucket stayed locked past the timeout: EVICT_TIMEDOUT
   ;; says which), 1 (freed) or 2 (in limbo: program sections are active).

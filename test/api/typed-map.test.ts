@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
-import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { Htab } from "../../src/core/htab.js";
+import * as codecs from "../../src/map/codecs.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 test("TypedMap behaves like a Map over u32 -> u64", () => {

@@ -13,11 +13,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
+import { btfDeclOf } from "../../src/btf/write.js";
 import { hexBytes } from "../../src/cli/map-cmd.js";
-import { btfDeclOf } from "../../src/kernel/btf-write.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
+import * as codecs from "../../src/map/codecs.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
 

@@ -7,13 +7,13 @@ import assert from "node:assert/strict";
 import { availableParallelism } from "node:os";
 import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
-import * as codecs from "../../src/api/codecs.js";
 import { announceSlot, watchWorker } from "../../src/api/create.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { Htab } from "../../src/core/htab.js";
-import { MapDomain } from "../../src/core/map-domain.js";
 import { defaultNrCpus } from "../../src/core/spec.js";
+import { MapDomain } from "../../src/domain/map-domain.js";
 import { BpfError } from "../../src/errors.js";
+import * as codecs from "../../src/map/codecs.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 const typeName = (t: number) => Object.entries(MapType).find(([, v]) => v === t)?.[0] ?? String(t);

@@ -136,7 +136,7 @@ for (const [name, iterations, lru, spinLock, noPrealloc, batch] of [
 test(`kill a worker mid-swap of a HASH_OF_MAPS in a MapDomain, ${Math.ceil(ITERATIONS / 4)} times: survivors' outer entries intact, inner maps sound`, {
   timeout: 600_000,
 }, async () => {
-  const { MapDomain } = await import("../../src/core/map-domain.js");
+  const { MapDomain } = await import("../../src/domain/map-domain.js");
   const outerScript = new URL("../fixtures/outer-kill-worker.js", import.meta.url);
   const iterations = Math.ceil(ITERATIONS / 4);
   let checked = 0;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
-import type { MapSpec } from "../../src/core/spec.js";
+import type { MapSpec } from "../../src/map/spec.js";
 import { MapFlags as F, MapType } from "../../src/uapi.js";
 
 const base: MapSpec = { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16, flags: 0 };

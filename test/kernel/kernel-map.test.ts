@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
-import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
+import * as codecs from "../../src/map/codecs.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
 

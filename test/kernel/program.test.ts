@@ -5,9 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
-import { btfDeclOf } from "../../src/kernel/btf-write.js";
+import { btfDeclOf } from "../../src/btf/write.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import {
   asm,
@@ -21,6 +20,7 @@ import {
   R6,
   R10,
 } from "../../src/kernel/program.js";
+import * as codecs from "../../src/map/codecs.js";
 import { MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
 

@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-const root = fileURLToPath(new URL("../../../", import.meta.url));
+const root = fileURLToPath(new URL("../../..", import.meta.url));
 const script = fileURLToPath(new URL("../fixtures/runtime-smoke.js", import.meta.url));
 
 for (const [name, args] of [

@@ -4,8 +4,8 @@
  * knows the types (bpftool formats them, and `bpf_spin_lock` values need them).
  */
 
-import * as codecs from "../api/codecs.js";
 import { invalid } from "../errors.js";
+import * as codecs from "../map/codecs.js";
 import { BTF_INT_SIGNED, BTF_MAGIC, BtfKind } from "./btf.js";
 
 /** A type to write: what htab's codecs can be declared as. */

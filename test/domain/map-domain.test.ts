@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
-import { MapDomain } from "../../src/core/map-domain.js";
-import type { OuterMap } from "../../src/core/map-of-maps.js";
+import type { OuterMap } from "../../src/domain/inner.js";
+import { MapDomain } from "../../src/domain/map-domain.js";
 import { MapFlags, MapType, UpdateFlags } from "../../src/uapi.js";
 
 const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);

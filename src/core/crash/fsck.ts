@@ -6,9 +6,9 @@
  * the element count matches. Freelists are doubly linked, and every home
  * element's HOME_STATE says where it is (layout.ts).
  */
-import type { BpfLru } from "../alloc/bpf-lru.js";
-import { LRU_T_ACTIVE, LRU_T_INACTIVE, LRU_T_LIMBO, LRU_T_LOCAL_PENDING } from "../alloc/lru-nodes.js";
-import { elemWordToIndex } from "../layout/geometry.js";
+import type { BpfLru } from "../../alloc/bpf-lru.js";
+import { LRU_T_ACTIVE, LRU_T_INACTIVE, LRU_T_LIMBO, LRU_T_LOCAL_PENDING } from "../../alloc/lru-nodes.js";
+import { elemWordToIndex } from "../../layout/geometry.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -27,10 +27,10 @@ import {
   PCPU_FL_HEAD_I32,
   PCPU_LIMBO_HEAD_I32,
   pcpuBase,
-} from "../layout/layout.js";
-import { SEQ_LOCKED } from "../sync/bucket-seqlock.js";
-import { lockOwner } from "../sync/owner-lock.js";
-import { bucketAt, count, elemOf, type HtabView } from "./htab-view.js";
+} from "../../layout/layout.js";
+import { SEQ_LOCKED } from "../../sync/bucket-seqlock.js";
+import { lockOwner } from "../../sync/owner-lock.js";
+import { bucketAt, count, elemOf, type HtabView } from "../htab-view.js";
 
 /** Result of fsck(). */
 export interface FsckReport {

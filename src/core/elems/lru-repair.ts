@@ -1,10 +1,10 @@
 /**
  * LRU repair: re-create the LRU lists after a slot died holding an LRU lock
  * or an element (kernel: none; a BPF program cannot die mid-operation).
- * Beside elems-lru.ts, which raises and runs it.
+ * Beside lru.ts, which raises and runs it.
  */
-import type { BpfLru } from "../alloc/bpf-lru.js";
-import { CLASS_FREE, CLASS_HASH, CLASS_LIMBO } from "../alloc/lru-nodes.js";
+import type { BpfLru } from "../../alloc/bpf-lru.js";
+import { CLASS_FREE, CLASS_HASH, CLASS_LIMBO } from "../../alloc/lru-nodes.js";
 import {
   BUCKET_HEAD_I32,
   ELEM_FNEXT_I32,
@@ -18,11 +18,11 @@ import {
   PCPU_OWNER_I32,
   pcpuBase,
   SLOT_ALIVE,
-} from "../layout/layout.js";
-import { lockAcquireMust, lockRelease } from "../sync/owner-lock.js";
-import { slotStateOf } from "../sync/slot-claim.js";
-import { lockBucketMust, unlockBucket } from "./bucket.js";
-import { bucketAt, type HtabView, nodeOf } from "./htab-view.js";
+} from "../../layout/layout.js";
+import { lockAcquireMust, lockRelease } from "../../sync/owner-lock.js";
+import { slotStateOf } from "../../sync/slot-claim.js";
+import { lockBucketMust, unlockBucket } from "../bucket.js";
+import { bucketAt, type HtabView, nodeOf } from "../htab-view.js";
 
 /**
  * Re-create the LRU lists after a slot died holding an LRU lock or an

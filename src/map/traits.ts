@@ -4,7 +4,7 @@
  * layer asks these instead of comparing type numbers.
  */
 
-import { MapFlags, MapType } from "./uapi.js";
+import { MapFlags, MapType } from "../uapi.js";
 
 /** PERCPU_HASH and LRU_PERCPU_HASH keep one value per possible CPU (kernel: htab_is_percpu()). */
 export function isPercpu(type: number): boolean {

@@ -2,12 +2,12 @@
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { test } from "node:test";
-import * as codecs from "../../src/api/codecs.js";
 import { TypedMap } from "../../src/api/typed-map.js";
-import { BtfKind, parseBtf, resolveType, typeSize } from "../../src/kernel/btf.js";
-import { btfCodec } from "../../src/kernel/btf-codec.js";
-import { btfDeclOf, writeBtf } from "../../src/kernel/btf-write.js";
+import { BtfKind, parseBtf, resolveType, typeSize } from "../../src/btf/btf.js";
+import { btfCodec } from "../../src/btf/codec.js";
+import { btfDeclOf, writeBtf } from "../../src/btf/write.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
+import * as codecs from "../../src/map/codecs.js";
 import { MapType } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
 

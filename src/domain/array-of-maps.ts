@@ -18,17 +18,13 @@
  */
 
 import { noActiveSections, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import type { Htab } from "../core/htab.js";
 import { Errno, invalid } from "../errors.js";
 import {
   AOM_MAGIC,
   aomSlotsI32,
   HDR_ACTIVE_I32,
   HDR_FROZEN_I32,
-  HDR_INNER_FLAGS_I32,
-  HDR_INNER_KEY_SIZE_I32,
-  HDR_INNER_MAX_ENTRIES_I32,
-  HDR_INNER_TYPE_I32,
-  HDR_INNER_VALUE_SIZE_I32,
   HDR_KEY_SIZE_I32,
   HDR_MAGIC_I32,
   HDR_MAP_FLAGS_I32,
@@ -42,144 +38,30 @@ import {
   PCPU_SECTION_I32,
   pcpuBase,
 } from "../layout/layout.js";
+import { poisonClosed } from "../map/closed.js";
+import { LastError } from "../map/last-error.js";
+import type { BatchArgs, BatchResult, MapInfo } from "../map/raw-map.js";
 import { claimSlot, markSlotDead, releaseSlot } from "../sync/slot-claim.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
-import { poisonClosed } from "./closed.js";
-import type { Htab } from "./htab.js";
-import { LastError } from "./last-error.js";
-import type { BatchArgs, BatchResult, MapInfo, RawMap } from "./raw-map.js";
+
+import {
+  checkInner,
+  type InnerMeta,
+  type InnerResolver,
+  InnerSections,
+  type OuterMap,
+  putU32,
+  readInnerMeta,
+  runIn,
+  u32At,
+  writeInnerMeta,
+} from "./inner.js";
 
 const ENOENT = -Errno.ENOENT;
 const EINVAL = -Errno.EINVAL;
 const E2BIG = -Errno.E2BIG;
-const EBADF = -Errno.EBADF;
 const ENOTSUPP = -Errno.ENOTSUPP;
 const EPERM = -Errno.EPERM;
-
-/** What an outer map needs from its domain. */
-export interface InnerResolver {
-  /** The map with this id as this thread sees it, or null when there is none. */
-  mapById(id: number): RawMap | null;
-}
-
-/** The template an inner map must match (kernel: struct bpf_map inner_map_meta). */
-export interface InnerMeta {
-  type: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
-}
-
-export function writeInnerMeta(i32: Int32Array, m: InnerMeta): void {
-  i32[HDR_INNER_TYPE_I32] = m.type;
-  i32[HDR_INNER_KEY_SIZE_I32] = m.keySize;
-  i32[HDR_INNER_VALUE_SIZE_I32] = m.valueSize;
-  i32[HDR_INNER_MAX_ENTRIES_I32] = m.maxEntries;
-  i32[HDR_INNER_FLAGS_I32] = m.flags;
-}
-
-function readInnerMeta(i32: Int32Array): InnerMeta {
-  return {
-    type: i32[HDR_INNER_TYPE_I32],
-    keySize: i32[HDR_INNER_KEY_SIZE_I32],
-    valueSize: i32[HDR_INNER_VALUE_SIZE_I32],
-    maxEntries: i32[HDR_INNER_MAX_ENTRIES_I32] >>> 0,
-    flags: i32[HDR_INNER_FLAGS_I32],
-  };
-}
-
-/**
- * Resolve the id in `value` (u32, little-endian) to an inner map matching
- * `meta`. Returns the id, or -EBADF / -EINVAL with the reason recorded in `why`.
- */
-function checkInner(resolver: InnerResolver, meta: InnerMeta, value: Uint8Array, why: LastError): number {
-  const id = u32At(value);
-  const inner = id === 0 ? null : resolver.mapById(id);
-  if (inner === null) {
-    return why.fail(EBADF, `no map with id ${id} in this domain`);
-  }
-  const i = inner.info;
-  if (i.type === MapType.ArrayOfMaps || i.type === MapType.HashOfMaps) {
-    return why.fail(EINVAL, "an inner map cannot itself be a map-in-map");
-  }
-  // bpf_map_meta_equal(): max_entries is compared only for array inner maps
-  // (array_map_meta_equal(), unless BPF_F_INNER_MAP); htab's inner maps are hash maps.
-  if (
-    i.type !== meta.type ||
-    i.keySize !== meta.keySize ||
-    i.valueSize !== meta.valueSize ||
-    i.flags !== meta.flags
-  ) {
-    return why.fail(
-      EINVAL,
-      `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, flags 0x${i.flags.toString(16)}) ` +
-        `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})`,
-    );
-  }
-  return id;
-}
-
-function u32At(b: Uint8Array): number {
-  return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
-}
-
-function putU32(b: Uint8Array, v: number): void {
-  b[0] = v;
-  b[1] = v >>> 8;
-  b[2] = v >>> 16;
-  b[3] = v >>> 24;
-}
-
-/** An inner map a program section has entered (Htab has enter/exit). */
-interface Sectioned {
-  enter(): void;
-  exit(): void;
-}
-
-/**
- * One program section spans every map it touches, as one RCU read section
- * does in the kernel: an inner map looked up inside the outer map's section
- * is entered too, and left when the outer section ends.
- */
-class InnerSections {
-  private readonly open: Sectioned[] = [];
-  enterInner(m: RawMap | null): RawMap | null {
-    const s = m as unknown as Partial<Sectioned> | null;
-    if (s !== null && typeof s.enter === "function" && typeof s.exit === "function") {
-      s.enter();
-      this.open.push(s as Sectioned);
-    }
-    return m;
-  }
-  exitAll(): void {
-    while (this.open.length > 0) this.open.pop()?.exit();
-  }
-}
-
-/** run() for both outer map types: enter, call, exit even if `fn` throws. */
-function runIn<T>(m: { enter(): void; exit(): void }, fn: () => T): T {
-  m.enter();
-  try {
-    return fn();
-  } finally {
-    m.exit();
-  }
-}
-
-/** The program face both outer map types share. */
-export interface OuterMap extends RawMap {
-  /**
-   * bpf_map_lookup_elem() on the outer map from a program: the inner map (a
-   * hash map of the domain, entered into this section), or null. Inside a section only.
-   */
-  lookupInner(key: Uint8Array): Htab | null;
-  enter(): void;
-  exit(): void;
-  run<T>(fn: () => T): T;
-  /** Wait until every program section that began before this call has ended (kernel: synchronize_rcu()). */
-  synchronize(): void;
-}
 
 /**
  * BPF_MAP_TYPE_ARRAY_OF_MAPS: max_entries slots of u32 inner map ids, 0 = empty.
@@ -408,173 +290,5 @@ export class ArrayOfMaps implements OuterMap {
     if (!markSlotDead(this.i32, p + PCPU_OWNER_I32, generation)) return;
     if (Atomics.exchange(this.i32, p + PCPU_SECTION_I32, 0) !== 0) Atomics.sub(this.i32, HDR_ACTIVE_I32, 1);
     releaseSlot(this.i32, p + PCPU_OWNER_I32);
-  }
-}
-
-/**
- * BPF_MAP_TYPE_HASH_OF_MAPS: a hash map whose 4-byte values are inner map
- * ids, checked against the template on update. Everything else is the hash
- * map's (flags, errno, order, batches that read).
- */
-export class HashOfMaps implements OuterMap {
-  readonly info: MapInfo;
-  private readonly meta: InnerMeta;
-  private readonly why = new LastError();
-  private useWhy = false;
-  private readonly scratch = new Uint8Array(4);
-  private readonly inner = new InnerSections();
-  private depth = 0;
-  private closed = false;
-
-  constructor(
-    private readonly h: Htab,
-    i32: Int32Array,
-    private readonly resolver: InnerResolver,
-  ) {
-    this.meta = readInnerMeta(i32);
-    this.info = h.info;
-  }
-
-  get lastError(): string {
-    return this.useWhy ? this.why.message : this.h.lastError;
-  }
-
-  private mine(err: number): number {
-    this.useWhy = err !== 0;
-    return err;
-  }
-
-  lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
-    this.useWhy = false;
-    if (flags !== 0)
-      return this.mine(this.fail(EINVAL, `lookup flags must be 0 on a map-in-map, got ${flags}`));
-    return this.h.lookupElem(key, value, 0);
-  }
-
-  private fail(err: number, why: string): number {
-    return this.why.fail(err, why);
-  }
-
-  /** Kernel: htab_map_update_elem() after bpf_map_fd_get_ptr() resolved and checked the inner map. */
-  updateElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
-    if (!(value instanceof Uint8Array) || value.length !== 4)
-      invalid("update", "value must be a 4-byte Uint8Array");
-    // Kernel order (map_update_elem()): write permission, BPF_F_LOCK without a
-    // bpf_spin_lock, then the fd, then the hash map's own flag checks.
-    if (!this.h.writable) return this.mine(this.fail(EPERM, "map is BPF_F_RDONLY or frozen"));
-    if ((flags & UpdateFlags.Lock) !== 0) return this.mine(this.fail(EINVAL, "BPF_F_LOCK on a map-in-map"));
-    const id = checkInner(this.resolver, this.meta, value, this.why);
-    if (id < 0) return this.mine(id);
-    this.useWhy = false;
-    return this.h.updateElem(key, value, flags);
-  }
-
-  deleteElem(key: Uint8Array): number {
-    this.useWhy = false;
-    return this.h.deleteElem(key);
-  }
-
-  lookupAndDeleteElem(_key: Uint8Array, _value: Uint8Array, _flags = 0): number {
-    // Kernel order: read and write permission first (map_lookup_and_delete_elem()).
-    if ((this.info.flags & MapFlags.Wronly) !== 0 || !this.h.writable)
-      return this.mine(this.fail(EPERM, "map is BPF_F_WRONLY, BPF_F_RDONLY or frozen"));
-    return this.mine(this.fail(ENOTSUPP, "lookup_and_delete is not supported on a hash of maps"));
-  }
-
-  getNextKey(key: Uint8Array | null, nextKey: Uint8Array): number {
-    this.useWhy = false;
-    return this.h.getNextKey(key, nextKey);
-  }
-
-  lookupBatch(args: BatchArgs): BatchResult {
-    this.useWhy = false;
-    return this.h.lookupBatch(args);
-  }
-
-  lookupAndDeleteBatch(args: BatchArgs): BatchResult {
-    this.useWhy = false;
-    return this.h.lookupAndDeleteBatch(args);
-  }
-
-  /**
-   * Each value is an inner map id, checked like update(); stops at the first
-   * error. Kernel: generic_map_update_batch(): permission and elem_flags are
-   * checked up front (count comes back as passed), then pair by pair.
-   */
-  updateBatch(args: BatchArgs): BatchResult {
-    const values = args.values ?? new Uint8Array(0);
-    const keys = args.keys ?? new Uint8Array(0);
-    const elemFlags = args.elemFlags ?? 0;
-    const upFront = (err: number): BatchResult => ({
-      err: this.mine(err),
-      count: args.count,
-      outBatch: null,
-      keys,
-      values,
-    });
-    if (!this.h.writable) return upFront(this.fail(EPERM, "map is BPF_F_RDONLY or frozen"));
-    if (elemFlags !== 0)
-      return upFront(this.fail(EINVAL, `elem_flags 0x${elemFlags.toString(16)} on a map-in-map`));
-    const ks = this.info.keySize;
-    for (let i = 0; i < args.count; i++) {
-      const err = this.updateElem(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * 4, i * 4 + 4), 0);
-      if (err !== 0) return { err, count: i, outBatch: null, keys, values };
-    }
-    return { err: 0, count: args.count, outBatch: null, keys, values };
-  }
-
-  deleteBatch(args: BatchArgs): BatchResult {
-    this.useWhy = false;
-    return this.h.deleteBatch(args);
-  }
-
-  freeze(): number {
-    return this.h.freeze();
-  }
-
-  memoryUsage(): number {
-    return this.h.memoryUsage();
-  }
-
-  mapRef(): number {
-    return this.info.id;
-  }
-
-  lookupInner(key: Uint8Array): Htab | null {
-    if (!this.h.inSection) invalid("lookupInner", "needs a program section: call it inside run()");
-    const e = this.h.lookupElem(key, this.scratch, 0);
-    return e === 0
-      ? (this.inner.enterInner(this.resolver.mapById(u32At(this.scratch))) as Htab | null)
-      : null;
-  }
-
-  enter(): void {
-    this.h.enter();
-    this.depth++;
-  }
-
-  exit(): void {
-    if (this.depth === 0) invalid("exit", "exit() without enter()");
-    if (--this.depth === 0) this.inner.exitAll();
-    this.h.exit();
-  }
-
-  run<T>(fn: () => T): T {
-    return runIn(this, fn);
-  }
-
-  synchronize(): void {
-    this.h.synchronize();
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.h.close();
-    poisonClosed(this);
-  }
-
-  reap(cpu: number, generation?: number): void {
-    this.h.reap(cpu, generation);
   }
 }

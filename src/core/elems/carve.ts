@@ -5,13 +5,13 @@
  * max_entries (kernel: is_map_full()); there are no extra elements, so a
  * replace allocates and frees.
  */
-import { limboPush } from "../alloc/epoch.js";
-import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../layout/layout.js";
-import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { allocElem, PreallocElems } from "./elems-prealloc.js";
-import { freelistPush, noSections } from "./fast-glue.js";
-import { count, type HtabView } from "./htab-view.js";
-import { listTimedOut } from "./waits.js";
+import { limboPush } from "../../alloc/epoch.js";
+import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../../layout/layout.js";
+import { lockAcquire, lockRelease } from "../../sync/owner-lock.js";
+import { freelistPush, noSections } from "../fast-glue.js";
+import { count, type HtabView } from "../htab-view.js";
+import { listTimedOut } from "../waits.js";
+import { allocElem, PreallocElems } from "./prealloc.js";
 
 /**
  * Take a never-used element from the end of the buffer, growing the

@@ -10,6 +10,8 @@
  * in every map of it (claimed in a map when the thread first touches it).
  */
 
+import { Htab, type MapHandle } from "../core/htab.js";
+import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "../core/spec.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import {
   aomBytes,
@@ -36,23 +38,16 @@ import {
   SLOT_DEAD,
   WASM_PAGE_BYTES,
 } from "../layout/layout.js";
+import { poisonClosed } from "../map/closed.js";
+import type { RawMap } from "../map/raw-map.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { claimSlot, markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { lockTimeoutText } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
-import { poisonClosed } from "./closed.js";
-import { Htab, type MapHandle } from "./htab.js";
-import {
-  ArrayOfMaps,
-  HashOfMaps,
-  type InnerMeta,
-  type InnerResolver,
-  type OuterMap,
-  writeInnerMeta,
-} from "./map-of-maps.js";
-import type { RawMap } from "./raw-map.js";
-import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "./spec.js";
+import { ArrayOfMaps } from "./array-of-maps.js";
+import { HashOfMaps } from "./hash-of-maps.js";
+import { type InnerMeta, type InnerResolver, type OuterMap, writeInnerMeta } from "./inner.js";
 
 type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
 /** What a domain map is in this thread: each kind can reap a dead slot. */

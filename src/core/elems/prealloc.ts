@@ -8,8 +8,8 @@
  * extra, so replacing never fails on a full map. While program sections are
  * active a freed or replaced element waits in limbo (alloc/epoch.ts).
  */
-import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
-import { FREELIST_TIMEDOUT } from "../alloc/pcpu-freelist.js";
+import { limboPush, limboReclaimAll } from "../../alloc/epoch.js";
+import { FREELIST_TIMEDOUT } from "../../alloc/pcpu-freelist.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -17,11 +17,11 @@ import {
   HDR_RECOVERED_I32,
   PCPU_EXTRA_I32,
   PCPU_INFLIGHT_I32,
-} from "../layout/layout.js";
-import { replaceLinkLocked } from "./bucket.js";
-import { freelistClaim, freelistPop, freelistPush, noSections } from "./fast-glue.js";
-import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "./htab-view.js";
-import { listTimedOut } from "./waits.js";
+} from "../../layout/layout.js";
+import { replaceLinkLocked } from "../bucket.js";
+import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast-glue.js";
+import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
+import { listTimedOut } from "../waits.js";
 
 /**
  * A free element: this CPU's list, then the others', then whatever grace
@@ -81,7 +81,7 @@ export class PreallocElems implements ElemPolicy {
     return this.fresh(v);
   }
 
-  /** An element off the freelists (or carved: elems-carve.ts). */
+  /** An element off the freelists (or carved: carve.ts). */
   protected fresh(v: HtabView): number {
     return allocElem(v);
   }

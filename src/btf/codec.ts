@@ -4,8 +4,8 @@
  * arrays, structs and unions, enums).
  */
 
-import * as codecs from "../api/codecs.js";
 import { BpfError, Errno, invalid } from "../errors.js";
+import * as codecs from "../map/codecs.js";
 import { BTF_INT_SIGNED, type Btf, BtfKind, type BtfType, resolveType, typeSize } from "./btf.js";
 
 /** A bitfield of `bits` bits at bit `bitOffset` (little-endian), as a number (or bigint over 32 bits). */

@@ -8,8 +8,8 @@
  * locks and program section are released, and the slot is free again.
  * The kernel has nothing like it: a BPF program cannot die mid-operation.
  */
-import { pcpuFreelistRelink } from "../alloc/pcpu-freelist.js";
-import { invalid } from "../errors.js";
+import { pcpuFreelistRelink } from "../../alloc/pcpu-freelist.js";
+import { invalid } from "../../errors.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -46,12 +46,12 @@ import {
   pcpuBase,
   SLOT_ALIVE,
   SLOT_DEAD,
-} from "../layout/layout.js";
-import { bucketBeginWrite, bucketUnlock, SEQ_LOCKED } from "../sync/bucket-seqlock.js";
-import { lockOwner } from "../sync/owner-lock.js";
-import { markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
-import { chainPrev, homeLinked } from "./bucket.js";
-import { elemOf, type HtabView } from "./htab-view.js";
+} from "../../layout/layout.js";
+import { bucketBeginWrite, bucketUnlock, SEQ_LOCKED } from "../../sync/bucket-seqlock.js";
+import { lockOwner } from "../../sync/owner-lock.js";
+import { markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../../sync/slot-claim.js";
+import { chainPrev, homeLinked } from "../bucket.js";
+import { elemOf, type HtabView } from "../htab-view.js";
 
 /** How long an unowned locked bucket must stay unowned before recovery takes it from a dead slot. */
 const RECOVERY_WAIT_MS = 100;

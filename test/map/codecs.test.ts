@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import * as codecs from "../../src/api/codecs.js";
+import * as codecs from "../../src/map/codecs.js";
 
 test("u64 and s64 round-trip and match DataView's little-endian bytes at any offset", () => {
   fc.assert(

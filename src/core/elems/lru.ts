@@ -11,10 +11,10 @@
  * bucket lock is held: popped elements wait in `spare`, replaced ones in
  * `lruOld`, until settle().
  */
-import { BpfLru } from "../alloc/bpf-lru.js";
-import { limboPush, limboReclaimAll } from "../alloc/epoch.js";
-import { DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND, RETRY } from "../alloc/lru-nodes.js";
-import { Errno } from "../errors.js";
+import { BpfLru } from "../../alloc/bpf-lru.js";
+import { limboPush, limboReclaimAll } from "../../alloc/epoch.js";
+import { DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND, RETRY } from "../../alloc/lru-nodes.js";
+import { Errno } from "../../errors.js";
 import {
   ELEM_FNEXT_I32,
   ELEM_HASH_I32,
@@ -25,12 +25,12 @@ import {
   PCPU_LRU_SPARE_I32,
   pcpuBase,
   SCRATCH_EVICT_TIMEDOUT_I32,
-} from "../layout/layout.js";
-import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "./bucket.js";
-import { noSections } from "./fast-glue.js";
-import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "./htab-view.js";
+} from "../../layout/layout.js";
+import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
+import { noSections } from "../fast-glue.js";
+import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
+import { bucketTimedOut, listTimedOut } from "../waits.js";
 import { lruRepair } from "./lru-repair.js";
-import { bucketTimedOut, listTimedOut } from "./waits.js";
 
 /**
  * Evict node `n`'s element if it is still linked (kernel: htab_lru_map_delete_node()).
