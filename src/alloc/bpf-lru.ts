@@ -38,6 +38,7 @@ import {
   LRU_NODE_PREV_I32,
   LRU_SENTINELS_PER_LIST,
 } from "../layout/layout.js";
+import { LRU_RETRY } from "../sentinels.js";
 import { LOCK_WAITERS, lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
 import {
   CLASS_FREE,
@@ -52,7 +53,6 @@ import {
   LRU_T_LOCAL_PENDING,
   LruNodes,
   PERCPU_FREE_TARGET,
-  RETRY,
 } from "./lru-nodes.js";
 
 /** The kernel's LRU algorithm over LruNodes. */
@@ -281,12 +281,12 @@ export class BpfLru extends LruNodes {
     const loc = this.localAt(c);
     let n = this.held;
     if (n < 0) {
-      if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return RETRY;
+      if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return LRU_RETRY;
       n = this.localPop(c);
       if (n < 0) {
         if (!this.refillLocal(c)) {
           this.unlock(loc + LRU_LOCAL_LOCK_I32);
-          return RETRY;
+          return LRU_RETRY;
         }
         n = this.localPop(c);
       }
@@ -304,7 +304,7 @@ export class BpfLru extends LruNodes {
   /**
    * Nothing locally or in the common lists (a refill found nothing): steal
    * round-robin from every CPU's local lists. Also where the wasm pop hands
-   * over (fast-path.wat lruPop()). -1 when nothing could be had, RETRY as popFree().
+   * over (fast-path.wat lruPop()). -1 when nothing could be had, LRU_RETRY as popFree().
    */
   steal(): number {
     const i32 = this.i32;
@@ -314,7 +314,7 @@ export class BpfLru extends LruNodes {
     let steal = first;
     do {
       const v = this.localAt(steal);
-      if (!this.lock(v + LRU_LOCAL_LOCK_I32)) return RETRY;
+      if (!this.lock(v + LRU_LOCAL_LOCK_I32)) return LRU_RETRY;
       n = this.localPop(steal);
       if (n < 0) n = this.popPending(steal);
       if (n >= 0) this.onClaim(n); // ours alone until it is pending on us
@@ -330,7 +330,7 @@ export class BpfLru extends LruNodes {
   private claimHeld(n: number): number {
     const loc = this.localAt(this.cpu);
     this.held = n;
-    if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return RETRY;
+    if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return LRU_RETRY;
     this.held = -1;
     this.addPending(this.cpu, n);
     this.unlock(loc + LRU_LOCAL_LOCK_I32);
@@ -342,7 +342,7 @@ export class BpfLru extends LruNodes {
   private percpuPopFree(): number {
     const l = this.cpu;
     const L = this.listAt(l);
-    if (!this.lock(L + LRU_LIST_LOCK_I32)) return RETRY;
+    if (!this.lock(L + LRU_LIST_LOCK_I32)) return LRU_RETRY;
     this.rotate(l);
     const free = this.head(l, LRU_T_FREE);
     if (this.empty(free)) this.shrink(l, PERCPU_FREE_TARGET, free, LRU_T_FREE);
@@ -361,7 +361,7 @@ export class BpfLru extends LruNodes {
 
   /**
    * A node for a new element, evicting if needed (kernel: bpf_lru_pop_free()).
-   * -1 when nothing could be freed; RETRY when the caller must repair first
+   * -1 when nothing could be freed; LRU_RETRY when the caller must repair first
    * (then call again). Requires: no bucket lock held.
    */
   popFree(): number {

@@ -45,9 +45,6 @@ export const DEL_FREED = 1;
 /** Unlinked, but program sections may hold it: it went to limbo instead. */
 export const DEL_DEFERRED = 2;
 
-/** popFree(): back out, repair, call again. */
-export const RETRY = -2;
-
 /** rebuild() classes, one per node. */
 export const CLASS_FREE = -1;
 export const CLASS_HASH = -2;

@@ -40,11 +40,9 @@ import {
   PCPU_INFLIGHT_I32,
   pcpuBase,
 } from "../layout/layout.js";
+import { FREELIST_TIMEDOUT } from "../sentinels.js";
 import { lockAcquire, lockRelease, lockTry } from "../sync/owner-lock.js";
 import { stalled } from "../sync/spin.js";
-
-/** pcpuFreelistPop(): every list with elements had its lock held past LOCK_TIMEOUT_MS. */
-export const FREELIST_TIMEDOUT = -1;
 
 /**
  * Link `e` at the head of list `c` (record word index `p`). Requires: that

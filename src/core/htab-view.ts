@@ -71,10 +71,6 @@ export const EPERM = -Errno.EPERM;
 export const EBUSY = -Errno.EBUSY;
 export const ETIMEDOUT = -Errno.ETIMEDOUT;
 export const ENOSPC = -Errno.ENOSPC;
-/** A lock-free read: the bucket stayed in a write past LOCK_TIMEOUT_MS (lastError says why). */
-export const READ_TIMEDOUT = -2;
-/** An element allocation: the lists with elements stayed locked past LOCK_TIMEOUT_MS. */
-export const ALLOC_TIMEDOUT = -1;
 /** LastError kinds formatted when read: the map is full; unknown flags (arg: the flags). */
 export const ERR_MAP_FULL = 1;
 export const ERR_FLAGS = 2;

@@ -12,10 +12,11 @@ import {
 } from "../layout/layout.js";
 import { poisonClosed } from "../map/closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
+import { WASM_RETRY } from "../sentinels.js";
 import { releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
-import { type FastPath, LOOKUP_COPY, LOOKUP_HASH, WASM_RETRY } from "../wasm/fast-path.js";
+import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 import {
   canRead,
   canWrite,

@@ -13,13 +13,14 @@ import {
   ELEM_NEXT_I32,
   MANY_CHUNK,
 } from "../layout/layout.js";
+import { READ_TIMEDOUT } from "../sentinels.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
 import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 import { bucketOf } from "./bucket.js";
 import { copyBytesOut, copyValueOut, hashKey, hashKeyAt, keyEquals, scratchHash } from "./elem.js";
 import { lookupFast, lookupKeyFast } from "./fast-glue.js";
-import { ENOENT, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
+import { ENOENT, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { enter, exit } from "./section.js";
 import { copyValueOutLocked } from "./value-lock.js";
 import { readStalled } from "./waits.js";

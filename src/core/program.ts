@@ -6,11 +6,12 @@
  */
 import { BpfError, Errno, invalid } from "../errors.js";
 import { BUCKET_HEAD_I32, ELEM_NEXT_I32 } from "../layout/layout.js";
+import { READ_TIMEDOUT } from "../sentinels.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
 import { bucketOf, lockBucket, lookupElemLocked, unlockBucket } from "./bucket.js";
 import { checkFlags, checkNotComputing, checkValueIn } from "./checks.js";
 import { copyKeyOut, hashKey, valueAt } from "./elem.js";
-import { bucketAt, EINVAL, ERR_FLAGS, ETIMEDOUT, type HtabView, READ_TIMEDOUT } from "./htab-view.js";
+import { bucketAt, EINVAL, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { findElem } from "./lookup.js";
 import { enter, exit } from "./section.js";
 import { ValueRef } from "./value-ref.js";

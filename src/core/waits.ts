@@ -4,10 +4,11 @@
  * All cold: nothing here runs unless a wait passed LOCK_TIMEOUT_MS.
  */
 import { BUCKET_OWNER_I32, PCPU_OWNER_I32, pcpuBase, SLOT_ALIVE, SLOT_DEAD } from "../layout/layout.js";
+import { ALLOC_TIMEDOUT } from "../sentinels.js";
 import { lastTimeoutOwner } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT } from "../sync/spin.js";
-import { ALLOC_TIMEDOUT, bucketNumber, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { bucketNumber, ETIMEDOUT, type HtabView } from "./htab-view.js";
 
 /** "held by CPU slot 3 (its thread is alive)" and the like, for ETIMEDOUT messages. */
 export function holderText(v: HtabView, owner: number): string {

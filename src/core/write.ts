@@ -8,15 +8,9 @@
  * element it took or freed where crash/recovery.ts can find it (INFLIGHT).
  */
 import { PCPU_INFLIGHT_I32 } from "../layout/layout.js";
+import { WASM_FROZEN, WASM_LRU_POPPED, WASM_LRU_REPLACED, WASM_LRU_STEAL, WASM_RETRY } from "../sentinels.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
-import {
-  type FastPath,
-  WASM_FROZEN,
-  WASM_LRU_POPPED,
-  WASM_LRU_REPLACED,
-  WASM_LRU_STEAL,
-  WASM_RETRY,
-} from "../wasm/fast-path.js";
+import type { FastPath } from "../wasm/fast-path.js";
 import {
   bucketOf,
   insertLocked,

@@ -53,7 +53,7 @@ export interface FastPath {
    * preallocated HASH map without a spin lock). `mode`: LOOKUP_HASH as for lookup().
    * On an LRU_HASH map on the common LRU (descriptor LRU_NODES set) it is
    * htab_lru_map_update_elem(): pop (evicting), then insert.
-   * @returns 0, -EEXIST, -ENOENT, WASM_RETRY (nothing changed), WASM_FROZEN,
+   * @returns 0, -EEXIST, -ENOENT, or (sentinels.ts) WASM_RETRY (nothing changed), WASM_FROZEN,
    * WASM_REPLACED_IN_SECTION (the old element is INFLIGHT, the bucket still
    * locked), WASM_LRU_STEAL, WASM_LRU_POPPED or WASM_LRU_REPLACED
    */
@@ -94,22 +94,7 @@ interface WasmApi {
 }
 
 const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-/** update()/delete(): the fast path did nothing; take the JS path. */
-export const WASM_RETRY = -1000;
-/** update(): replaced while program sections are active; the caller finishes (limbo) and unlocks. */
-export const WASM_REPLACED_IN_SECTION = -1001;
-/** update()/delete(): the map is frozen (nothing changed). */
-export const WASM_FROZEN = -1002;
-/** update() of an LRU map: the refill found nothing free; the JS path steals from the other CPUs. */
-export const WASM_LRU_STEAL = -1003;
-/**
- * update() of an LRU map: popped (this slot's LRU_SPARE holds the element),
- * bucket untouched; the JS path does the bucket part (a replace, refused
- * flags, or a busy bucket).
- */
-export const WASM_LRU_POPPED = -1004;
-/** update() of an LRU map: replaced; the old element (this slot's INFLIGHT) is for the caller to free. */
-export const WASM_LRU_REPLACED = -1005;
+// Its update()/delete() results other than errnos: src/sentinels.ts (WASM_*).
 
 /** lookup() mode bits. */
 export const LOOKUP_COPY = 1;

@@ -367,7 +367,7 @@
   ;; EXTRA +12, COUNT +16, INTENT_BUCKET +28, INTENT_OP +32, INTENT_ELEM +36,
   ;; INTENT_OLD +40, INTENT_COUNT +44, INFLIGHT +48, LRU_SPARE +52; a bucket's
   ;; OWNER is at +8; an element's HASH at +4, key at +16). Anything the fast
-  ;; path does not handle comes back as RETRY (-1000) before any change, and
+  ;; path does not handle comes back as WASM_RETRY (-65536, sentinels.ts) before any change, and
   ;; the JS path redoes the operation.
 
   ;; Whether element $a's key equals the slot's scratch key.
@@ -489,23 +489,23 @@
 
   ;; htab_map_update_elem() for the slot's scratch key and value; $mode as
   ;; lookup()'s bit 1; $flags is BPF_ANY, BPF_NOEXIST or BPF_EXIST.
-  ;; Returns 0, -17 (EEXIST), -2 (ENOENT), -1000 (RETRY: nothing changed),
-  ;; -1002 (the map is frozen), or
-  ;; -1001: replaced while program sections are active; the old element is
+  ;; Returns 0, -17 (EEXIST), -2 (ENOENT), -65536 (WASM_RETRY: nothing changed),
+  ;; -65538 (WASM_FROZEN), or
+  ;; -65537 (WASM_REPLACED_IN_SECTION): replaced while program sections are active; the old element is
   ;; this slot's INFLIGHT and the bucket is still locked (the JS path puts
   ;; the old element in limbo, refills EXTRA and unlocks).
   (func (export "update") (param $d i32) (param $hash i32) (param $mode i32) (param $flags i32) (result i32)
     (local $base i32) (local $ba i32) (local $rec i32)
     (local $e i32) (local $prev i32) (local $old i32) (local $ea i32) (local $oa i32) (local $home i32)
     ;; bpf_map_freeze(): a frozen map takes no writes from the control plane.
-    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
+    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -65538))))
     (if (i32.load offset=68 (local.get $d))
       (then (return (call $lruUpdate (local.get $d) (local.get $hash) (local.get $mode) (local.get $flags)))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
     (local.set $old (call $lockAndFind (local.get $d) (local.get $hash)))
-    (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -1000))))
+    (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -65536))))
     (local.set $ba (global.get $ba))
     ;; The bucket's home element (its word index; an element only if below HOME_END).
     (local.set $home (i32.add (i32.shr_u (i32.sub (local.get $ba) (local.get $base)) (i32.const 2)) (i32.const 4)))
@@ -523,7 +523,7 @@
         (loop $again
         (local.set $e (i32.load offset=12 (local.get $rec)))
         (if (i32.eqz (local.get $e))
-          (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
+          (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -65536))))
         (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
         (local.set $oa (i32.add (local.get $base) (i32.shl (local.get $old) (i32.const 2))))
         (call $intent (local.get $rec) (i32.const 2) (local.get $e) (local.get $old))
@@ -538,7 +538,7 @@
         (if (i32.eq (local.get $old) (local.get $home)) (then (i32.atomic.store offset=12 (local.get $ba) (i32.const 0))))
         ;; Read after the unlink: a section that could hold old is counted in ACTIVE.
         (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
-          (then (return (i32.const -1001))))
+          (then (return (i32.const -65537))))
         (i32.store offset=12 (local.get $rec) (local.get $old))
         (i32.store offset=48 (local.get $rec) (i32.const 0))
         (if (i32.eq (local.get $old) (local.get $home))
@@ -554,7 +554,7 @@
       (then (local.set $e (call $freelistPop (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
         (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d))))))
     (if (i32.le_s (local.get $e) (i32.const 0))
-      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1000))))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -65536))))
     (call $linkNew (local.get $d) (local.get $rec) (local.get $ba) (local.get $e) (local.get $hash) (local.get $home))
     (i32.const 0))
 
@@ -574,17 +574,17 @@
     (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1)))
 
   ;; htab_map_delete_elem() of the slot's scratch key. Returns 0, -2 (ENOENT),
-  ;; -1000 (RETRY: nothing changed), -1002 (frozen), or the unlinked element when the JS path
+  ;; -65536 (WASM_RETRY: nothing changed), -65538 (WASM_FROZEN), or the unlinked element when the JS path
   ;; must free it (program sections active, or its list lock held): the
   ;; bucket is unlocked and the element is this slot's INFLIGHT.
   (func (export "delete") (param $d i32) (param $hash i32) (param $mode i32) (result i32)
     (local $base i32) (local $ba i32) (local $rec i32) (local $e i32) (local $prev i32) (local $ea i32) (local $home i32)
-    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -1002))))
+    (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -65538))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
     (local.set $e (call $lockAndFind (local.get $d) (local.get $hash)))
-    (if (i32.lt_s (local.get $e) (i32.const 0)) (then (return (i32.const -1000))))
+    (if (i32.lt_s (local.get $e) (i32.const 0)) (then (return (i32.const -65536))))
     (local.set $ba (global.get $ba))
     (local.set $prev (global.get $prev))
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
@@ -917,22 +917,22 @@
 
   ;; BpfLru.commonPopFree() up to the steal: a node for a new element,
   ;; pending on this CPU and recorded as its spare (onClaim). Returns the
-  ;; node, -1000 (RETRY: a lock was busy or a repair is pending, nothing
-  ;; changed) or -1003 (STEAL: the refill found nothing; the JS path steals
+  ;; node, -65536 (WASM_RETRY: a lock was busy or a repair is pending, nothing
+  ;; changed) or -65539 (WASM_LRU_STEAL: the refill found nothing; the JS path steals
   ;; from the other CPUs).
   (func $lruPop (param $d i32) (result i32)
     (local $cpu i32) (local $loc i32) (local $n i32) (local $e i32) (local $rec i32)
     (local.set $cpu (i32.load offset=44 (local.get $d)))
     (local.set $loc (call $localRec (local.get $d) (local.get $cpu)))
     (i32.store offset=96 (local.get $d) (i32.const 0))
-    (if (i32.eqz (call $lruLock (local.get $d) (local.get $loc))) (then (return (i32.const -1000))))
+    (if (i32.eqz (call $lruLock (local.get $d) (local.get $loc))) (then (return (i32.const -65536))))
     (if (i32.lt_s (i32.load offset=4 (local.get $loc)) (i32.const 0))
       (then
         (if (i32.eqz (call $refill (local.get $d)))
-          (then (call $ownerUnlock (local.get $loc)) (return (i32.const -1000))))))
+          (then (call $ownerUnlock (local.get $loc)) (return (i32.const -65536))))))
     (local.set $n (i32.load offset=4 (local.get $loc)))
     (if (i32.lt_s (local.get $n) (i32.const 0))
-      (then (call $ownerUnlock (local.get $loc)) (return (i32.const -1003))))
+      (then (call $ownerUnlock (local.get $loc)) (return (i32.const -65539))))
     ;; localPop(), then __local_list_add_pending()
     (i32.store offset=4 (local.get $loc) (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
     (i32.store (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))) (local.get $n))
@@ -950,10 +950,10 @@
     (local.get $n))
 
   ;; htab_lru_map_update_elem() of the slot's scratch key and value: pop,
-  ;; then insert or replace under the bucket lock. Returns 0, -1000 (RETRY:
-  ;; nothing changed), -1003 (STEAL, as lruPop()), -1004 (POPPED: this
+  ;; then insert or replace under the bucket lock. Returns 0, -65536 (WASM_RETRY:
+  ;; nothing changed), -65539 (WASM_LRU_STEAL, as lruPop()), -65540 (WASM_LRU_POPPED: this
   ;; slot's LRU_SPARE holds the popped element and the JS path does the bucket
-  ;; part: the flags refuse, or the bucket is busy), or -1005 (replaced: the
+  ;; part: the flags refuse, or the bucket is busy), or -65541 (WASM_LRU_REPLACED, replaced: the
   ;; old element, this slot's INFLIGHT, is for the JS path to free).
   (func $lruUpdate (param $d i32) (param $hash i32) (param $mode i32) (param $flags i32) (result i32)
     (local $base i32) (local $rec i32) (local $n i32) (local $old i32)
@@ -963,20 +963,20 @@
     (global.set $lruN (i32.load offset=68 (local.get $d)))
     ;; Elements waiting in limbo go back first (limboReclaimAll()), and a node
     ;; held over from a backed-out pop is used first: both in JS.
-    (if (i32.atomic.load offset=116 (local.get $base)) (then (return (i32.const -1000))))
-    (if (i32.load offset=52 (local.get $rec)) (then (return (i32.const -1000))))
+    (if (i32.atomic.load offset=116 (local.get $base)) (then (return (i32.const -65536))))
+    (if (i32.load offset=52 (local.get $rec)) (then (return (i32.const -65536))))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
     (local.set $n (call $lruPop (local.get $d)))
     (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (local.get $n))))
     (local.set $old (call $lockAndFind (local.get $d) (local.get $hash)))
-    (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -1004))))
+    (if (i32.lt_s (local.get $old) (i32.const 0)) (then (return (i32.const -65540))))
     (local.set $ba (global.get $ba))
     (local.set $e (i32.add (i32.load offset=88 (local.get $d)) (i32.mul (local.get $n) (i32.load offset=92 (local.get $d)))))
     ;; check_flags() refusing: the bucket part (and giving the element back) in JS.
     (if (i32.or
           (i32.and (i32.ne (local.get $old) (i32.const 0)) (i32.eq (local.get $flags) (i32.const 1)))
           (i32.and (i32.eqz (local.get $old)) (i32.eq (local.get $flags) (i32.const 2))))
-      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1004))))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -65540))))
     (if (i32.eqz (local.get $old))
       (then
         (call $linkNew (local.get $d) (local.get $rec) (local.get $ba) (local.get $e) (local.get $hash) (i32.const 0))
@@ -1000,8 +1000,8 @@
     (if (i32.eqz (i32.load offset=12 (local.get $a))) (then (i32.store offset=12 (local.get $a) (i32.const 1))))
     (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
     ;; htab_lru_push_free() of old; program sections (limbo) or a busy lock: in JS.
-    (if (i32.atomic.load (i32.load offset=52 (local.get $d))) (then (return (i32.const -1005))))
-    (if (i32.eqz (call $lruPushFree (local.get $d) (local.get $old))) (then (return (i32.const -1005))))
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d))) (then (return (i32.const -65541))))
+    (if (i32.eqz (call $lruPushFree (local.get $d) (local.get $old))) (then (return (i32.const -65541))))
     (i32.const 0))
 
   ;; BpfLru.pushFree() of unlinked element $e (htab_lru_push_free()), then

@@ -6,9 +6,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BpfLru } from "../../src/alloc/bpf-lru.js";
-import { DEL_FREED, DEL_NOT_FOUND, LRU_T_ACTIVE, LRU_T_INACTIVE, RETRY } from "../../src/alloc/lru-nodes.js";
+import { DEL_FREED, DEL_NOT_FOUND, LRU_T_ACTIVE, LRU_T_INACTIVE } from "../../src/alloc/lru-nodes.js";
 import { computeGeometry } from "../../src/layout/geometry.js";
 import { HDR_LRU_REPAIR_I32, LRU_COMMON, LRU_PERCPU } from "../../src/layout/layout.js";
+import { LRU_RETRY } from "../../src/sentinels.js";
 
 function setup(n: number, kind: number, nrCpus = 1) {
   const g = computeGeometry(4, 8, n, nrCpus, false, true, kind);
@@ -85,11 +86,11 @@ test("common LRU: refills target_free at a time and flushes PENDING into INACTIV
   assert.deepEqual(lru.check(), []);
 });
 
-test("a raised repair flag makes every LRU operation back out (RETRY / false)", () => {
+test("a raised repair flag makes every LRU operation back out (LRU_RETRY / false)", () => {
   const { lru, i32, insert } = setup(8, LRU_COMMON);
   const n = insert();
   Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
-  assert.equal(lru.popFree(), RETRY);
+  assert.equal(lru.popFree(), LRU_RETRY);
   assert.equal(lru.pushFree(n), false);
   assert.equal(lru.holdsAny(0), false, "nothing is left locked");
 });

@@ -13,7 +13,7 @@
  */
 import { BpfLru } from "../../alloc/bpf-lru.js";
 import { limboPush, limboReclaimAll } from "../../alloc/epoch.js";
-import { DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND, RETRY } from "../../alloc/lru-nodes.js";
+import { DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND } from "../../alloc/lru-nodes.js";
 import { Errno } from "../../errors.js";
 import {
   ELEM_FNEXT_I32,
@@ -26,6 +26,7 @@ import {
   pcpuBase,
   SCRATCH_EVICT_TIMEDOUT_I32,
 } from "../../layout/layout.js";
+import { LRU_RETRY } from "../../sentinels.js";
 import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
 import { noSections } from "../fast-glue.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
@@ -81,7 +82,7 @@ function lruTake(v: HtabView): number {
 /** lruTake() from its first popFree() result `n` on. */
 function lruTaken(v: HtabView, n: number): number {
   const lru = v.lru as BpfLru;
-  while (n === RETRY) {
+  while (n === LRU_RETRY) {
     if (lru.timedOut) {
       lru.timedOut = false;
       listTimedOut(v, "an LRU list");

@@ -9,7 +9,6 @@
  * active a freed or replaced element waits in limbo (alloc/epoch.ts).
  */
 import { limboPush, limboReclaimAll } from "../../alloc/epoch.js";
-import { FREELIST_TIMEDOUT } from "../../alloc/pcpu-freelist.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -18,6 +17,7 @@ import {
   PCPU_EXTRA_I32,
   PCPU_INFLIGHT_I32,
 } from "../../layout/layout.js";
+import { FREELIST_TIMEDOUT } from "../../sentinels.js";
 import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast-glue.js";
 import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
