@@ -74,7 +74,8 @@ const ALLOWED: Record<string, string[]> = {
     "core:htab-view.ts",
     "core:bucket.ts",
     "core:waits.ts",
-    "core:fast-glue.ts",
+    "core:fast.ts",
+    "core:fast-plan.ts",
     "core:elem.ts",
   ],
   // Crash recovery and fsck.

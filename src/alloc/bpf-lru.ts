@@ -39,7 +39,7 @@ import {
   LRU_SENTINELS_PER_LIST,
 } from "../layout/layout.js";
 import { LRU_RETRY } from "../sentinels.js";
-import { LOCK_WAITERS, lockAcquire, lockOwner, lockRelease } from "../sync/owner-lock.js";
+import { LOCK_WAITERS, lockAcquire, lockOwner } from "../sync/owner-lock.js";
 import {
   CLASS_FREE,
   CLASS_LIMBO,
@@ -187,29 +187,20 @@ export class BpfLru extends LruNodes {
    * repair (the flag is raised before the dead slot's locks are released).
    */
   private lock(idx: number): boolean {
-    const fast = this.fast;
     // The uncontended CAS in wasm (a JS Atomics call is a builtin call); contended, the JS lock waits.
-    if (
-      (fast === null || fast.compareExchange(this.base + (idx << 2), 0, (this.cpu + 1) << 1) !== 0) &&
-      !lockAcquire(this.i32, idx, this.cpu)
-    ) {
+    if (!this.words.tryOwnerLock(idx, (this.cpu + 1) << 1) && !lockAcquire(this.i32, idx, this.cpu)) {
       // Held past LOCK_TIMEOUT_MS: back out as for a repair; the caller sees timedOut.
       this.timedOut = true;
       return false;
     }
-    const repair =
-      fast !== null ? fast.load(this.base + (this.repairIdx << 2)) : Atomics.load(this.i32, this.repairIdx);
-    if (repair === 0) return true;
+    if (this.words.load(this.repairIdx) === 0) return true;
     this.unlock(idx);
     return false;
   }
 
-  /** lockRelease() of an LRU lock, the exchange in wasm when the map has the fast path. */
+  /** lockRelease() of an LRU lock (the exchange in wasm when the map has the fast path). */
   private unlock(idx: number): void {
-    const fast = this.fast;
-    if (fast === null) lockRelease(this.i32, idx);
-    else if ((fast.exchange(this.base + (idx << 2), 0) & LOCK_WAITERS) !== 0)
-      Atomics.notify(this.i32, idx, 1);
+    if ((this.words.exchange(idx, 0) & LOCK_WAITERS) !== 0) Atomics.notify(this.i32, idx, 1);
   }
 
   /**

@@ -21,7 +21,7 @@ import {
   LRU_NODE_REF_I32,
   LRU_SENTINELS_PER_LIST,
 } from "../layout/layout.js";
-import type { FastPath } from "../wasm/fast-path.js";
+import { JsWords, type Words } from "../wasm/words.js";
 
 /** Node types (kernel: enum bpf_lru_list_type), then htab's own LIMBO. */
 export const LRU_T_ACTIVE = 0;
@@ -91,10 +91,8 @@ export class LruNodes {
     protected readonly onClaim: (n: number) => void,
     /** Runs under the lock that files node `n` as free: the caller stops recording it. */
     protected readonly onFiled: (n: number) => void,
-    /** The map's wasm fast path (for the lock words), or null. */
-    protected readonly fast: FastPath | null = null,
-    /** Byte address (wasm) of word 0 of the map. */
-    protected readonly base = 0,
+    /** The lock words' atomic operations (the view's: wasm or JS). */
+    protected readonly words: Words = new JsWords(i32),
   ) {
     this.percpu = g.lru !== LRU_COMMON;
     this.nrCpus = g.nrCpus;

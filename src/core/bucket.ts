@@ -57,11 +57,8 @@ export function bucketOf(v: HtabView, hash: number): number {
 export function lockBucket(v: HtabView, b: number): boolean {
   const i32 = v.i32;
   i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] = b; // before the CAS: a recoverer must see it
-  const fast = v.fast;
-  if (
-    (fast === null || fast.seqTryLock(v.baseAddr + ((b + BUCKET_SEQLOCK_I32) << 2)) === 0) &&
-    !bucketLock(i32, b + BUCKET_SEQLOCK_I32)
-  ) {
+  // The uncontended CAS through the view's words (one wasm instruction on the fast path); contended, the JS wait.
+  if (!v.words.trySeqLock(b + BUCKET_SEQLOCK_I32) && !bucketLock(i32, b + BUCKET_SEQLOCK_I32)) {
     i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] = 0;
     bucketTimedOut(v, b, "the lock of");
     return false;
@@ -94,9 +91,7 @@ export function unlockBucket(v: HtabView, b: number): void {
   // No call between the OWNER clear and the exchange (see deadHoldsBucket()).
   const idx = b + BUCKET_SEQLOCK_I32;
   const next = unlockedWord(i32[idx], v.dirty);
-  const fast = v.fast;
-  const prev =
-    fast !== null ? fast.exchange(v.baseAddr + (idx << 2), next) : Atomics.exchange(i32, idx, next);
+  const prev = v.words.exchange(idx, next);
   if ((prev & SEQ_WAITERS) !== 0) Atomics.notify(i32, idx, 1);
   v.dirty = false;
   v.lockedB = 0;

@@ -45,11 +45,7 @@ export function canRead(v: HtabView): boolean {
 
 export function canWrite(v: HtabView): boolean {
   if ((v.mapFlags & MapFlags.Rdonly) !== 0) return false;
-  const fast = v.fast;
-  return (
-    (fast !== null ? fast.load(v.baseAddr + (HDR_FROZEN_I32 << 2)) : Atomics.load(v.i32, HDR_FROZEN_I32)) ===
-    0
-  );
+  return v.words.load(HDR_FROZEN_I32) === 0;
 }
 
 export function permError(v: HtabView, write: boolean): number {

@@ -29,8 +29,8 @@ export function scratchHash(v: HtabView): number {
  * Put `key` in scratch for a wasm call. @returns the hash to pass, or 0
  * when wasm hashes the key itself (keys of whole words: `hashMode`).
  */
-export function fastKey(v: HtabView, key: Uint8Array): number {
-  if (!v.wordKeys) return hashKey(v, key);
+export function fastKey(v: HtabView, wordKeys: boolean, key: Uint8Array): number {
+  if (!wordKeys) return hashKey(v, key);
   keyToScratch(v, key);
   return 0;
 }

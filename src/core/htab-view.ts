@@ -20,8 +20,6 @@ import {
   HDR_FROZEN_I32,
   HDR_HOME_END_I32,
   HDR_SPIN_LOCK_OFF_I32,
-  LRU_COMMON,
-  LRU_NONE,
   PCPU_BASE_BYTES,
   PCPU_COUNT_I32,
   PCPU_OWNER_I32,
@@ -58,8 +56,9 @@ import type { MapInfo } from "../map/raw-map.js";
 import { valuesInPlace } from "../map/traits.js";
 import { bucketLock } from "../sync/bucket-seqlock.js";
 import { claimSlot } from "../sync/slot-claim.js";
-import { MapFlags } from "../uapi.js";
-import { type FastPath, type FastPathWaits, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
+import { type FastPathWaits, fastPathFor } from "../wasm/fast-path.js";
+import { JsWords, WasmWords, type Words } from "../wasm/words.js";
+import { type FastPlan, fastPlan } from "./fast-plan.js";
 import type { MapHandle } from "./map-handle.js";
 
 // Negative errno returns of the element functions.
@@ -183,6 +182,8 @@ export class HtabView {
   readonly spinLockOff: number;
 
   // ---- this slot's scratch (layout.ts SCRATCH_*), where wasm reads the key and writes the value
+  /** Word index of this slot's fast-path descriptor (layout.ts SCRATCH_*). */
+  readonly scratchDesc: number;
   /** The scratch key, 4-byte aligned for jhash2 and word compares. */
   readonly kb: Uint8Array;
   readonly kw: Int32Array;
@@ -196,30 +197,11 @@ export class HtabView {
    */
   readonly valueScratch: Uint8Array;
 
-  // ---- the wasm fast path (fast-glue.ts)
-  /** The wasm fast path over this map's memory, or null (JS path). */
-  readonly fast: FastPath | null;
-  /** Fast path and a key of whole u32 words: wasm hashes it too (jhash2). */
-  readonly wordKeys: boolean;
-  /** The wasm write calls' mode: LOOKUP_HASH for word keys, else 0 (the caller passes the hash). */
-  readonly hashMode: number;
-  /** Updates and deletes run in wasm too: a preallocated HASH map whose values have no spin lock. */
-  readonly fastWrites: boolean;
-  /** fastWrites, word keys (hashed in wasm) and not BPF_F_RDONLY: an update or delete is one wasm call. */
-  readonly writeInWasm: boolean;
-  /** Values move through the scratch buffer, so wasm lookups can copy them (Geometry.scratchValueBytes). */
-  readonly fastValues: boolean;
-  /**
-   * A plain lookup runs whole in wasm: word keys, values in scratch, and a
-   * map the control plane may read (not BPF_F_WRONLY, which never changes).
-   */
-  readonly lookupInWasm: boolean;
-  /** Bytes of this slot's many area (Geometry.manyBytes): lookupMany() batches keys through wasm. */
-  readonly manyBytes: number;
-  /** Byte address (wasm) of word 0 of this map. */
-  readonly baseAddr: number;
-  /** Byte address (wasm) of this slot's fast-path descriptor. */
-  readonly desc: number;
+  // ---- the wasm fast path (fast.ts), decided once here
+  /** What runs in wasm for this view, or null (the JS path). */
+  readonly fast: FastPlan | null;
+  /** The lock and list words' atomic operations: wasm instructions with the fast path, else JS Atomics. */
+  readonly words: Words;
 
   // ---- installed once, by the facade's constructor
   /** Where elements come from (see ElemPolicy). */
@@ -319,6 +301,7 @@ export class HtabView {
     this.myPcpu = pcpuBase(this.cpu);
     // The scratch key lives in this slot's scratch buffer, where wasm reads it too.
     const scratch = g.scratchBytes + this.cpu * g.scratchStride;
+    this.scratchDesc = scratch >> 2;
     const key = scratch + SCRATCH_DESC_BYTES;
     this.kb = this.u8.subarray(key, key + this.keyWords * 4);
     this.kw = this.i32.subarray(key >> 2, (key >> 2) + this.keyWords);
@@ -328,26 +311,11 @@ export class HtabView {
       g.scratchValueBytes > 0
         ? this.u8.subarray(this.outOff, this.outOff + g.valueBytes)
         : new Uint8Array(g.valueBytes);
-    this.fast = fastPathFor(handle.memory, FAST_WAITS);
-    this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
-    this.hashMode = this.wordKeys ? LOOKUP_HASH : 0;
-    this.fastValues = this.fast !== null && g.scratchValueBytes > 0;
-    this.manyBytes = this.fast !== null ? g.manyBytes : 0;
-    this.lookupInWasm = this.wordKeys && this.fastValues && (mapFlags & MapFlags.Wronly) === 0;
     const base = offset ?? 0;
-    this.baseAddr = base;
-    this.desc = base + scratch;
-    // The wasm LRU update covers LRU_HASH on the common LRU (not per-CPU values, not NO_COMMON_LRU).
-    const lruFast = g.lru === LRU_COMMON && !this.percpu;
-    this.writeDescriptor(scratch >> 2, base, base + key, g, this.fastValues && lruFast);
-    // (NO_PREALLOC maps, possible inside a domain, count against max_entries: the JS path.)
-    this.fastWrites =
-      this.fastValues &&
-      g.prealloc &&
-      (g.lru === LRU_NONE || lruFast) &&
-      !this.inPlace &&
-      this.spinLockOff < 0;
-    this.writeInWasm = this.fastWrites && this.wordKeys && (mapFlags & MapFlags.Rdonly) === 0;
+    const wasm = fastPathFor(handle.memory, FAST_WAITS);
+    this.fast = fastPlan(wasm, g, mapFlags, base, base + scratch, this.inPlace, this.spinLockOff);
+    this.words = wasm !== null ? new WasmWords(wasm, base) : new JsWords(this.i32);
+    this.writeDescriptor(scratch >> 2, base, base + key, g, this.fast?.lru === true);
   }
 
   /**

@@ -16,7 +16,6 @@ import { WASM_RETRY } from "../sentinels.js";
 import { releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
-import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 import {
   canRead,
   canWrite,
@@ -240,9 +239,10 @@ export class Htab extends ProgramFace implements RawMap {
     checkKey(v, "lookup", key);
     checkValueOut(v, "lookup", value);
     // The hot path, kept in one frame: key to scratch, one wasm call, one copy out.
-    if (flags === 0 && v.lookupInWasm) {
+    const f = v.fast;
+    if (flags === 0 && f !== null && f.wholeLookup) {
       keyToScratch(v, key);
-      const e = (v.fast as FastPath).lookup(v.desc, 0, LOOKUP_HASH | LOOKUP_COPY);
+      const e = f.lookupWhole();
       if (e > 0) {
         copyBytesOut(v, v.outOff, value, 0);
         return 0;
@@ -281,17 +281,18 @@ export class Htab extends ProgramFace implements RawMap {
     const v = this.v;
     checkKey(v, "update", key);
     checkValueIn(v, "update", value);
-    if (v.writeInWasm && (flags === 0 || flags === 1 || flags === 2) && !v.computing) {
+    const f = v.fast;
+    if (f?.wholeWrites && (flags === 0 || flags === 1 || flags === 2) && !v.computing) {
       // The hot path, kept in one frame: key and value to scratch, one wasm call.
       keyToScratch(v, key);
       valueToScratch(v, value);
-      const r = (v.fast as FastPath).update(v.desc, 0, LOOKUP_HASH, flags);
+      const r = f.update(0, flags);
       if (r === 0) return 0;
       if (r !== WASM_RETRY) return updateFastResult(v, r, flags);
     } else {
       checkFlagsArg(v, "update", flags);
-      if (v.fastWrites && flags <= UpdateFlags.Exist) {
-        const r = updateFast(v, key, value, flags);
+      if (f?.writes && flags <= UpdateFlags.Exist) {
+        const r = updateFast(v, f, key, value, flags);
         if (r !== WASM_RETRY) return r;
       }
     }
@@ -306,13 +307,14 @@ export class Htab extends ProgramFace implements RawMap {
   deleteElem(key: Uint8Array): number {
     const v = this.v;
     checkKey(v, "delete", key);
-    if (v.writeInWasm && !v.computing) {
+    const f = v.fast;
+    if (f?.wholeWrites && !v.computing) {
       keyToScratch(v, key);
-      const r = (v.fast as FastPath).delete(v.desc, 0, LOOKUP_HASH);
+      const r = f.delete(0);
       if (r === 0) return 0;
       if (r !== WASM_RETRY) return deleteFastResult(v, r);
-    } else if (v.fastWrites) {
-      const r = deleteFast(v, key);
+    } else if (f?.writes) {
+      const r = deleteFast(v, f, key);
       if (r !== WASM_RETRY) return r;
     }
     return deleteRaw(v, hashKey(v, key), null);

@@ -16,10 +16,9 @@ import {
 import { READ_TIMEDOUT } from "../sentinels.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
-import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 import { bucketOf } from "./bucket.js";
 import { copyBytesOut, copyValueOut, hashKey, hashKeyAt, keyEquals, scratchHash } from "./elem.js";
-import { lookupFast, lookupKeyFast } from "./fast-glue.js";
+import { hasWhole, lookupHashed } from "./fast.js";
 import { ENOENT, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { enter, exit } from "./section.js";
 import { copyValueOutLocked } from "./value-lock.js";
@@ -31,8 +30,9 @@ import { readStalled } from "./waits.js";
  * Kernel: lookup_nulls_elem_raw(), with the bucket seq in place of the nulls check.
  */
 export function lookupCopy(v: HtabView, hash: number, out: Uint8Array | null, outOff: number): number {
-  if (v.fast !== null && (out === null || v.fastValues)) {
-    const e = lookupFast(v, v.fast, hash, out, outOff);
+  const f = v.fast;
+  if (f !== null && (out === null || f.values)) {
+    const e = lookupHashed(v, f, hash, out, outOff);
     if (e >= 0) return e;
     // -1: a holder is writing the bucket; the JS walk below spins (bounded).
   }
@@ -106,7 +106,8 @@ function lookupErrno(v: HtabView, e: number): number {
 
 /** Whether `key` is present (a lookup that copies nothing). Requires: arguments checked. */
 export function hasElem(v: HtabView, key: Uint8Array): boolean {
-  const e = v.wordKeys ? lookupKeyFast(v, key, null) : -1;
+  const f = v.fast;
+  const e = f?.wordKeys ? hasWhole(v, f, key) : -1;
   return e > 0 || (e < 0 && lookupCopy(v, hashKey(v, key), null, 0) > 0);
 }
 
@@ -125,8 +126,8 @@ export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, re
   const vb = v.valueBytes;
   let found = 0;
   let i = 0;
-  if (v.manyBytes !== 0 && v.fast !== null) {
-    const fast = v.fast;
+  const f = v.fast;
+  if (f !== null && f.manyBytes !== 0) {
     const i32 = v.i32;
     const kw = ks >> 2;
     const keysW = (v.outOff + v.geometry.scratchValueBytes) >> 2;
@@ -138,7 +139,7 @@ export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, re
       const n = Math.min(MANY_CHUNK, count - i);
       for (let j = 0, o = i * ks, w = keysW; j < n * kw; j++, o += 4, w++)
         i32[w] = keys[o] | (keys[o + 1] << 8) | (keys[o + 2] << 16) | (keys[o + 3] << 24);
-      fast.lookupMany(v.desc, n, touch);
+      f.lookupMany(n, touch);
       for (let j = 0; j < n; j++) {
         const r = i32[resW + j];
         const at = i + j;
@@ -168,9 +169,10 @@ function lookupOne(v: HtabView, keys: Uint8Array, i: number, values: Uint8Array)
 /** lookupElem() of the key in this slot's scratch into its scratch value (Htab.keyScratch, valueScratch). */
 export function lookupScratch(v: HtabView): number {
   const out = v.valueScratch;
-  if (v.wordKeys && v.fastValues) {
+  const f = v.fast;
+  if (f?.wordKeys && f.values) {
     // wasm copies the value straight into the scratch value: no copy out.
-    const e = (v.fast as FastPath).lookup(v.desc, 0, LOOKUP_HASH | LOOKUP_COPY);
+    const e = f.lookupWhole();
     if (e > 0) {
       if (v.spinLockOff >= 0) out.fill(0, v.spinLockOff, v.spinLockOff + 4); // reads as zero
       return 0;

@@ -6,7 +6,7 @@
  */
 import { limboReclaim, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
 import { invalid } from "../errors.js";
-import { noSections } from "./fast-glue.js";
+import { noSections } from "./fast.js";
 import type { HtabView } from "./htab-view.js";
 
 /**

@@ -10,7 +10,6 @@
 import { PCPU_INFLIGHT_I32 } from "../layout/layout.js";
 import { WASM_FROZEN, WASM_LRU_POPPED, WASM_LRU_REPLACED, WASM_LRU_STEAL, WASM_RETRY } from "../sentinels.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
-import type { FastPath } from "../wasm/fast-path.js";
 import {
   bucketOf,
   insertLocked,
@@ -24,24 +23,31 @@ import { canWrite, checkFlags, checkNotComputing, noSpinLock, permError } from "
 import { copyValueOut, fastKey, scratchHash, valueAt, valueToScratch } from "./elem.js";
 import type { LruElems } from "./elems/lru.js";
 import { allocFailed, oldToLimbo } from "./elems/prealloc.js";
+import type { FastPlan } from "./fast-plan.js";
 import { EEXIST, EINVAL, ENOENT, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked, writeValueLocked } from "./value-lock.js";
 
 /** updateRaw() in wasm. @returns as updateElem(), or WASM_RETRY when the JS path must run it */
-export function updateFast(v: HtabView, key: Uint8Array, value: Uint8Array, flags: number): number {
-  const hash = fastKey(v, key);
+export function updateFast(
+  v: HtabView,
+  f: FastPlan,
+  key: Uint8Array,
+  value: Uint8Array,
+  flags: number,
+): number {
+  const hash = fastKey(v, f.wordKeys, key);
   valueToScratch(v, value);
-  return updateFastScratch(v, hash, flags);
+  return updateFastScratch(v, f, hash, flags);
 }
 
 /**
  * The wasm update of the key and value already in this slot's scratch;
  * `hash`: as fastKey() gives it. @returns as updateFast()
  */
-export function updateFastScratch(v: HtabView, hash: number, flags: number): number {
+export function updateFastScratch(v: HtabView, f: FastPlan, hash: number, flags: number): number {
   checkNotComputing(v, "update");
   if ((v.mapFlags & MapFlags.Rdonly) !== 0) return permError(v, true); // FROZEN: checked in wasm
-  const r = (v.fast as FastPath).update(v.desc, hash, v.hashMode, flags);
+  const r = f.update(hash, flags);
   if (r === 0 || r === WASM_RETRY) return r;
   return updateFastResult(v, r, flags);
 }
@@ -69,15 +75,15 @@ export function updateFastResult(v: HtabView, r: number, flags: number): number 
 }
 
 /** deleteRaw() in wasm. @returns as deleteElem(), or WASM_RETRY when the JS path must run it */
-export function deleteFast(v: HtabView, key: Uint8Array): number {
-  return deleteFastScratch(v, fastKey(v, key));
+export function deleteFast(v: HtabView, f: FastPlan, key: Uint8Array): number {
+  return deleteFastScratch(v, f, fastKey(v, f.wordKeys, key));
 }
 
 /** The wasm delete of the key already in this slot's scratch. @returns as deleteFast() */
-export function deleteFastScratch(v: HtabView, hash: number): number {
+export function deleteFastScratch(v: HtabView, f: FastPlan, hash: number): number {
   checkNotComputing(v, "delete");
   if ((v.mapFlags & MapFlags.Rdonly) !== 0) return permError(v, true); // FROZEN: checked in wasm
-  const r = (v.fast as FastPath).delete(v.desc, hash, v.hashMode);
+  const r = f.delete(hash);
   if (r === 0 || r === WASM_RETRY) return r;
   return deleteFastResult(v, r);
 }
@@ -301,8 +307,9 @@ export function deleteRaw(v: HtabView, hash: number, out: Uint8Array | null, loc
 
 /** updateElem() of the key and value in this slot's scratch (Htab.keyScratch, valueScratch). */
 export function updateScratch(v: HtabView, flags: number): number {
-  if (v.fastWrites && flags <= UpdateFlags.Exist) {
-    const r = updateFastScratch(v, v.wordKeys ? 0 : scratchHash(v), flags);
+  const f = v.fast;
+  if (f?.writes && flags <= UpdateFlags.Exist) {
+    const r = updateFastScratch(v, f, f.wordKeys ? 0 : scratchHash(v), flags);
     if (r !== WASM_RETRY) return r;
   }
   return updateRaw(v, v.valueScratch, 0, flags, scratchHash(v));
@@ -310,8 +317,9 @@ export function updateScratch(v: HtabView, flags: number): number {
 
 /** deleteElem() of the key in this slot's scratch. */
 export function deleteScratch(v: HtabView): number {
-  if (v.fastWrites) {
-    const r = deleteFastScratch(v, v.wordKeys ? 0 : scratchHash(v));
+  const f = v.fast;
+  if (f?.writes) {
+    const r = deleteFastScratch(v, f, f.wordKeys ? 0 : scratchHash(v));
     if (r !== WASM_RETRY) return r;
   }
   return deleteRaw(v, scratchHash(v), null);

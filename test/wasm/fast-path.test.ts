@@ -473,8 +473,8 @@ test("LRU eviction whose victim's bucket is held past the timeout: wasm (through
     assert.equal(r, 0, "the insert still succeeds: another element was evicted");
     if (fastPath) {
       // The wasm eviction went through its JS wait and recorded the bucket it gave up on.
-      const view = (m as unknown as { v: { desc: number; baseAddr: number } }).v;
-      const desc = (view.desc - view.baseAddr) >> 2;
+      const view = (m as unknown as { v: { scratchDesc: number } }).v;
+      const desc = view.scratchDesc;
       const gaveUp = new Int32Array(m.handle.sab)[desc + L.SCRATCH_EVICT_TIMEDOUT_I32];
       assert.notEqual(gaveUp, 0, "EVICT_TIMEDOUT names the bucket the eviction gave up on");
     }

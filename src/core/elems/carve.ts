@@ -8,7 +8,7 @@
 import { limboPush } from "../../alloc/epoch.js";
 import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../../layout/layout.js";
 import { lockAcquire, lockRelease } from "../../sync/owner-lock.js";
-import { freelistPush, noSections } from "../fast-glue.js";
+import { freelistPush, noSections } from "../fast.js";
 import { count, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
 import { allocElem, PreallocElems } from "./prealloc.js";

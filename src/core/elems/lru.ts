@@ -28,7 +28,7 @@ import {
 } from "../../layout/layout.js";
 import { LRU_RETRY } from "../../sentinels.js";
 import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
-import { noSections } from "../fast-glue.js";
+import { noSections } from "../fast.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
 import { lruRepair } from "./lru-repair.js";
@@ -155,8 +155,7 @@ export class LruElems implements ElemPolicy {
         const e = elemOf(v, n);
         if (i32[inflight] === e) i32[inflight] = i32[e + ELEM_FNEXT_I32]; // next of an unlinked chain, or 0
       },
-      v.fast,
-      v.baseAddr,
+      v.words,
     );
   }
 
@@ -181,7 +180,7 @@ export class LruElems implements ElemPolicy {
       v.spare = v.i32[v.myPcpu + PCPU_LRU_SPARE_I32];
       return 0;
     }
-    const b = v.i32[((v.desc - v.baseAddr) >> 2) + SCRATCH_EVICT_TIMEDOUT_I32];
+    const b = v.i32[v.scratchDesc + SCRATCH_EVICT_TIMEDOUT_I32];
     v.evictTimedOut = b !== 0;
     if (b !== 0) bucketTimedOut(v, b, "the lock of");
     return lruTaken(v, (v.lru as BpfLru).steal());

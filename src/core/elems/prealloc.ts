@@ -19,7 +19,7 @@ import {
 } from "../../layout/layout.js";
 import { FREELIST_TIMEDOUT } from "../../sentinels.js";
 import { replaceLinkLocked } from "../bucket.js";
-import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast-glue.js";
+import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast.js";
 import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
 
