@@ -101,7 +101,7 @@ export function unlockBucket(v: HtabView, b: number): void {
 
 /**
  * Find the scratch key in bucket `b`. Requires: bucket lock held.
- * Kernel: lookup_elem_raw(). Sets `v.prev` to the predecessor (0 = head).
+ * Kernel: lookup_elem_raw(). Out: `v.foundPrev`, the predecessor (0 = head).
  */
 export function lookupElemLocked(v: HtabView, b: number, hash: number): number {
   const i32 = v.i32;
@@ -109,13 +109,13 @@ export function lookupElemLocked(v: HtabView, b: number, hash: number): number {
   let e = i32[b + BUCKET_HEAD_I32];
   while (e !== 0) {
     if (i32[e + ELEM_HASH_I32] === hash && keyEquals(v, e)) {
-      v.prev = prev;
+      v.foundPrev = prev;
       return e;
     }
     prev = e;
     e = i32[e + ELEM_NEXT_I32];
   }
-  v.prev = 0;
+  v.foundPrev = 0;
   return 0;
 }
 
@@ -209,17 +209,16 @@ export function insertLocked(
  */
 export function replaceLinkLocked(
   v: HtabView,
-  b: number,
   e: number,
-  hash: number,
   old: number,
-  prevOld: number,
   value: Uint8Array,
   valueOff: number,
 ): void {
   const i32 = v.i32;
+  const b = v.lockedB;
+  const prevOld = v.foundPrev;
   intent(v, OP_REPLACE, e, old);
-  fillElem(v, e, hash, value, valueOff);
+  fillElem(v, e, i32[old + ELEM_HASH_I32], value, valueOff);
   markDirty(v);
   i32[e + ELEM_NEXT_I32] = i32[b + BUCKET_HEAD_I32];
   i32[b + BUCKET_HEAD_I32] = e;

@@ -28,7 +28,7 @@ export type ComputeFn = (current: Uint8Array | undefined) => Uint8Array | undefi
 /**
  * Lock bucket `b` and find the scratch key whose value region equals
  * `expected`. Returns the element with the lock held (predecessor in
- * `v.prev`), or -ENOENT / -EBUSY with the lock released.
+ * `v.foundPrev`), or -ENOENT / -EBUSY with the lock released.
  */
 export function lockAndCompare(
   v: HtabView,
@@ -64,7 +64,7 @@ export function compareAndDeleteRaw(
   const b = bucketOf(v, hash);
   const e = lockAndCompare(v, b, hash, expected, expOff, offset, size);
   if (e < 0) return e;
-  unlinkLocked(v, b, e, v.prev);
+  unlinkLocked(v, b, e, v.foundPrev);
   unlockBucket(v, b);
   v.elems.free(v, e);
   return 0;
@@ -125,7 +125,7 @@ export function compareAndSwapRaw(
   const b = bucketOf(v, hash);
   const old = lockAndCompare(v, b, hash, expected, 0, offset, size);
   if (old < 0) return old; // nothing taken, nothing changed
-  const err = swapLocked(v, b, hash, old, v.prev, value, 0);
+  const err = swapLocked(v, old, value, 0);
   unlockBucket(v, b);
   return err;
 }
@@ -147,7 +147,7 @@ export function computeRaw(v: HtabView, hash: number, fn: ComputeFn): number {
   try {
     for (;;) {
       const old = lookupElemLocked(v, b, hash);
-      const prevOld = v.prev;
+      const prevOld = v.foundPrev;
       const next = runCompute(v, old, fn);
       if (next === undefined || next === null) {
         if (old === 0) return 0;
@@ -158,7 +158,10 @@ export function computeRaw(v: HtabView, hash: number, fn: ComputeFn): number {
         return 0;
       }
       checkValueIn(v, "compute", next);
-      if (old !== 0) return swapLocked(v, b, hash, old, prevOld, next, 0);
+      if (old !== 0) {
+        v.foundPrev = prevOld; // the callback may have looked up other keys
+        return swapLocked(v, old, next, 0);
+      }
       if (v.elems.popsBeforeLock && v.spare === 0) {
         const seq = Atomics.load(v.i32, b + BUCKET_SEQLOCK_I32);
         unlockBucket(v, b);

@@ -101,19 +101,23 @@ export interface ElemPolicy {
    */
   alloc(v: HtabView): number;
   /**
-   * Replace live element `old` (predecessor `prevOld`) by a new element holding
-   * `value`, at the head of bucket `b`. Requires: bucket lock held.
-   * @returns 0 or a negative errno (nothing changed)
+   * Replace live element `old` of the bucket this thread holds (its
+   * predecessor: `v.foundPrev`) by a new element holding `value`, at the
+   * head. Requires: bucket lock held. @returns 0 or a negative errno (nothing changed)
    */
-  replaceLocked(
-    v: HtabView,
-    b: number,
-    hash: number,
-    old: number,
-    prevOld: number,
-    value: Uint8Array,
-    valueOff: number,
-  ): number;
+  replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number;
+  /**
+   * The wasm update (fast-path.wat) replaced `old`, this slot's INFLIGHT,
+   * while program sections were active (WASM_REPLACED_IN_SECTION): file it
+   * as replaceLocked() would have. Requires: bucket lock held.
+   */
+  replacedInWasm(v: HtabView, old: number): void;
+  /**
+   * The wasm LRU update popped (WASM_LRU_POPPED: this slot's LRU_SPARE is
+   * the element) or refilled and found nothing (`steal`, WASM_LRU_STEAL):
+   * finish take() in JS. @returns as take()
+   */
+  takeAfterWasm(v: HtabView, steal: boolean): number;
   /** File unlinked element `e` (kernel: free_htab_elem()). Requires: bucket lock released. */
   free(v: HtabView, e: number): void;
   /** After the bucket unlock: give back an unused take(), free a replaced element. */
@@ -174,7 +178,9 @@ export class HtabView {
   readonly nrCpus: number;
   readonly maxEntries: number;
   readonly mapFlags: number;
-  /** Longest chain a walk may follow before it must have seen a seq change. */
+  /** Elements the map has (kernel: htab->elem_count's bound; NO_PREALLOC: the most it may carve). */
+  readonly numElems: number;
+  /** Longest chain a walk may follow before it must have seen a seq change (numElems + 1). */
   readonly walkBound: number;
   /** Word index of this slot's per-CPU record. */
   readonly myPcpu: number;
@@ -212,8 +218,12 @@ export class HtabView {
   recover: () => number = () => 0;
 
   // ---- per-operation state (one thread per view; reset at each unlock)
-  /** Predecessor of the element lookupElemLocked() found (0 = the bucket head). */
-  prev = 0;
+  /**
+   * Out-parameter of lookupElemLocked(): the predecessor of the element it
+   * found (0 = the bucket head), which replaceLocked() and unlinks read. A
+   * caller that moved the element (HomedElems) sets it before replacing.
+   */
+  foundPrev = 0;
   /** The chain or a value changed under the lock held: the unlock advances the seq. */
   dirty = false;
   /** The bucket this thread holds (0 = none): markDirty() marks it as being written. */
@@ -284,6 +294,7 @@ export class HtabView {
     this.nrCpus = g.nrCpus;
     this.maxEntries = g.maxEntries;
     this.mapFlags = mapFlags;
+    this.numElems = g.num_elems;
     this.walkBound = g.num_elems + 1;
     this.geometry = g;
     this.handle = Object.freeze({ ...handle });

@@ -111,7 +111,7 @@ export function updateElemFromProgram(
     invalid("updateElemFromProgram", `a program writes one CPU's value: ${v.valueSize} bytes`);
   checkNotComputing(v, "updateElemFromProgram");
   const hash = hashKey(v, key);
-  if (v.lru !== null) return updateLru(v, value, 0, flags, hash, true);
+  if (v.elems.popsBeforeLock) return updateLru(v, value, 0, flags, hash, true);
   if (flags > UpdateFlags.Exist) return v.err.failWith(EINVAL, ERR_FLAGS, flags);
   const b = bucketOf(v, hash);
   if (!lockBucket(v, b)) return ETIMEDOUT;

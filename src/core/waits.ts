@@ -8,7 +8,7 @@ import { ALLOC_TIMEDOUT } from "../sentinels.js";
 import { lastTimeoutOwner } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT } from "../sync/spin.js";
-import { bucketNumber, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { bucketNumber, E2BIG, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "./htab-view.js";
 
 /** "held by CPU slot 3 (its thread is alive)" and the like, for ETIMEDOUT messages. */
 export function holderText(v: HtabView, owner: number): string {
@@ -48,4 +48,9 @@ export function readStalled(v: HtabView, b: number, spins: number): boolean {
   if (nowMs() - v.readSince < LOCK_TIMEOUT_MS) return false;
   bucketTimedOut(v, b, "a write to finish in");
   return true;
+}
+
+/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
+export function allocFailed(v: HtabView, e: number): number {
+  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : ETIMEDOUT;
 }

@@ -21,11 +21,10 @@ import {
 } from "./bucket.js";
 import { canWrite, checkFlags, checkNotComputing, noSpinLock, permError } from "./checks.js";
 import { copyValueOut, fastKey, scratchHash, valueAt, valueToScratch } from "./elem.js";
-import type { LruElems } from "./elems/lru.js";
-import { allocFailed, oldToLimbo } from "./elems/prealloc.js";
 import type { FastPlan } from "./fast-plan.js";
 import { EEXIST, EINVAL, ENOENT, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked, writeValueLocked } from "./value-lock.js";
+import { allocFailed } from "./waits.js";
 
 /** updateRaw() in wasm. @returns as updateElem(), or WASM_RETRY when the JS path must run it */
 export function updateFast(
@@ -61,14 +60,14 @@ export function updateFastResult(v: HtabView, r: number, flags: number): number 
   }
   if (r === WASM_LRU_STEAL || r === WASM_LRU_POPPED) {
     // The wasm LRU popped (or refilled and found nothing): the rest as in updateLru().
-    const t = (v.elems as LruElems).takeAfterWasm(v, r === WASM_LRU_STEAL);
+    const t = v.elems.takeAfterWasm(v, r === WASM_LRU_STEAL);
     if (t !== 0) return t;
     return updateLruLocked(v, v.valueScratch, 0, flags, scratchHash(v), false);
   }
   if (r === EEXIST) return v.err.fail(EEXIST, "key already exists (BPF_NOEXIST)");
   if (r === ENOENT) return v.err.fail(ENOENT, "key not found (BPF_EXIST)");
   // WASM_REPLACED_IN_SECTION: finish replaceLocked()'s section branch, then unlock.
-  oldToLimbo(v, v.i32[v.myPcpu + PCPU_INFLIGHT_I32]);
+  v.elems.replacedInWasm(v, v.i32[v.myPcpu + PCPU_INFLIGHT_I32]);
   v.dirty = true; // wasm set WRITING before it relinked
   unlockBucket(v, bucketOf(v, scratchHash(v)));
   return 0;
@@ -109,7 +108,7 @@ export function updateRaw(
 ): number {
   checkNotComputing(v, "update");
   if (!canWrite(v)) return permError(v, true);
-  return v.lru !== null
+  return v.elems.popsBeforeLock
     ? updateLru(v, value, valueOff, flags, hash, false)
     : updateHash(v, value, valueOff, flags, hash);
 }
@@ -132,7 +131,7 @@ function updateHash(v: HtabView, value: Uint8Array, valueOff: number, flags: num
   if (old !== 0 && lock) {
     // BPF_F_LOCK updates an existing value in place, under its spin lock.
     err = writeValueLocked(v, old, value, valueOff);
-  } else if (old !== 0) err = replaceLocked(v, b, hash, old, v.prev, value, valueOff);
+  } else if (old !== 0) err = replaceLocked(v, old, value, valueOff);
   else err = insertNewLocked(v, b, hash, value, valueOff);
   unlockBucket(v, b);
   return err;
@@ -185,7 +184,7 @@ function updateLruLocked(
     if (old !== 0 && oneCpu) {
       v.elems.touch(v, old);
       writeSlot(v, old, value);
-    } else if (old !== 0) replaceLocked(v, b, hash, old, v.prev, value, valueOff);
+    } else if (old !== 0) replaceLocked(v, old, value, valueOff);
     else if (oneCpu) insertLocked(v, b, v.elems.alloc(v), hash, initPercpu(v, value), 0);
     else insertLocked(v, b, v.elems.alloc(v), hash, value, valueOff);
   }
@@ -195,24 +194,17 @@ function updateLruLocked(
 }
 
 /**
- * Replace live element `old` (predecessor `prevOld`, 0 = head) by `value`.
+ * Replace live element `old` of the bucket this thread holds (predecessor
+ * `v.foundPrev`, 0 = head) by `value`.
  * Requires: bucket lock held. The one value-mode branch: per-CPU values and
  * a hash of maps' inner map ids are overwritten where they are (kernel:
  * htab_map_update_elem_in_place()); other maps link a new element at the
  * head of the bucket and unlink `old` (the element policy says where the new
  * one comes from), so iteration order is the kernel's. @returns 0, -E2BIG, -ETIMEDOUT
  */
-export function replaceLocked(
-  v: HtabView,
-  b: number,
-  hash: number,
-  old: number,
-  prevOld: number,
-  value: Uint8Array,
-  valueOff: number,
-): number {
+export function replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
   if (v.inPlace) return writeInPlaceLocked(v, old, value, valueOff);
-  return v.elems.replaceLocked(v, b, hash, old, prevOld, value, valueOff);
+  return v.elems.replaceLocked(v, old, value, valueOff);
 }
 
 /**
@@ -221,17 +213,9 @@ export function replaceLocked(
  * would have to be popped, which may evict (even this key), so the swap
  * could fail by its own doing. Requires: bucket lock held.
  */
-export function swapLocked(
-  v: HtabView,
-  b: number,
-  hash: number,
-  old: number,
-  prevOld: number,
-  value: Uint8Array,
-  valueOff: number,
-): number {
+export function swapLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
   if (v.elems.popsBeforeLock) return writeInPlaceLocked(v, old, value, valueOff);
-  return replaceLocked(v, b, hash, old, prevOld, value, valueOff);
+  return replaceLocked(v, old, value, valueOff);
 }
 
 /**
@@ -299,7 +283,7 @@ export function deleteRaw(v: HtabView, hash: number, out: Uint8Array | null, loc
       return ETIMEDOUT;
     }
   }
-  unlinkLocked(v, b, e, v.prev);
+  unlinkLocked(v, b, e, v.foundPrev);
   unlockBucket(v, b);
   v.elems.free(v, e);
   return 0;

@@ -49,7 +49,7 @@ export interface FsckReport {
 export function fsck(v: HtabView): FsckReport {
   const i32 = v.i32;
   const errors: string[] = [];
-  const num = v.prealloc ? v.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
+  const num = v.prealloc ? v.numElems : Atomics.load(i32, HDR_CARVED_I32);
   const where = new Int8Array(v.walkBound);
   const idxOf = (e: number): number => elemWordToIndex(v.geometry, e, num);
   const mark = (e: number, kind: number, what: string): boolean => {

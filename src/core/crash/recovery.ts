@@ -196,7 +196,7 @@ function recoverSlot(v: HtabView, d: number): void {
   // 4. Value spin locks `d` held (the value may be half written).
   if (v.spinLockOff >= 0) {
     const lockAt = (v.valueOffBytes + v.spinLockOff) >> 2;
-    const elems = v.prealloc ? v.walkBound - 1 : Atomics.load(i32, HDR_CARVED_I32);
+    const elems = v.prealloc ? v.numElems : Atomics.load(i32, HDR_CARVED_I32);
     for (let n = 0; n < elems; n++) {
       const e = elemOf(v, n);
       const w = Atomics.load(i32, e + lockAt);

@@ -24,7 +24,7 @@ export function carveElem(v: HtabView): number {
   if (!lockAcquire(i32, HDR_GROW_LOCK_I32, v.cpu)) return listTimedOut(v, "the map's grow lock");
   try {
     const n = Atomics.load(i32, HDR_CARVED_I32);
-    if (n >= v.walkBound - 1) return 0;
+    if (n >= v.numElems) return 0;
     const end = v.elemsBase * 4 + (n + 1) * v.elemStrideI32 * 4;
     const sab = v.handle.sab;
     if (!v.inDomain && sab.byteLength < end) {

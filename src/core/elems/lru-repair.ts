@@ -44,7 +44,7 @@ export function lruRepair(v: HtabView, dead: number): void {
   for (let c = 0; c < v.nrCpus; c++) lockAcquireMust(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, v.cpu);
   try {
     if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
-    const num = v.walkBound - 1;
+    const num = v.numElems;
     const cls = new Int32Array(num).fill(CLASS_FREE);
     const live = (c: number) =>
       c !== dead && slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32)) === SLOT_ALIVE;

@@ -187,22 +187,18 @@ export class LruElems implements ElemPolicy {
   }
 
   /** The popped element goes in, referenced (it replaces a live key); `old` is freed after the unlock. */
-  replaceLocked(
-    v: HtabView,
-    b: number,
-    hash: number,
-    old: number,
-    prevOld: number,
-    value: Uint8Array,
-    valueOff: number,
-  ): number {
+  replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
     const e = this.alloc(v);
     v.i32[old + ELEM_FNEXT_I32] = 0; // it will head this slot's INFLIGHT chain
-    replaceLinkLocked(v, b, e, hash, old, prevOld, value, valueOff);
+    replaceLinkLocked(v, e, old, value, valueOff);
     v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
     this.touch(v, e);
     v.lruOld = old;
     return 0;
+  }
+
+  replacedInWasm(): void {
+    throw new Error("htab: internal: the wasm LRU update reports a replace as WASM_LRU_REPLACED");
   }
 
   free(v: HtabView, e: number): void {

@@ -20,8 +20,8 @@ import {
 import { FREELIST_TIMEDOUT } from "../../sentinels.js";
 import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast.js";
-import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
-import { listTimedOut } from "../waits.js";
+import type { ElemPolicy, HtabView } from "../htab-view.js";
+import { allocFailed, listTimedOut } from "../waits.js";
 
 /**
  * A free element: this CPU's list, then the others', then whatever grace
@@ -37,11 +37,6 @@ export function allocElem(v: HtabView): number {
   }
   if (e === FREELIST_TIMEDOUT) return listTimedOut(v, "a freelist");
   return 0;
-}
-
-/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
-export function allocFailed(v: HtabView, e: number): number {
-  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : ETIMEDOUT;
 }
 
 /**
@@ -90,19 +85,11 @@ export class PreallocElems implements ElemPolicy {
    * This CPU's extra element goes in at the head and `old` becomes the extra
    * (kernel: the l_old branch of htab_map_update_elem() with extra_elems).
    */
-  replaceLocked(
-    v: HtabView,
-    b: number,
-    hash: number,
-    old: number,
-    prevOld: number,
-    value: Uint8Array,
-    valueOff: number,
-  ): number {
+  replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
     let e = v.i32[v.myPcpu + PCPU_EXTRA_I32];
     if (e === 0) e = this.fresh(v);
     if (e <= 0) return allocFailed(v, e);
-    replaceLinkLocked(v, b, e, hash, old, prevOld, value, valueOff);
+    replaceLinkLocked(v, e, old, value, valueOff);
     this.fileReplaced(v, old);
     return 0;
   }
@@ -113,6 +100,14 @@ export class PreallocElems implements ElemPolicy {
       v.i32[v.myPcpu + PCPU_EXTRA_I32] = old;
       v.i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
     } else oldToLimbo(v, old);
+  }
+
+  replacedInWasm(v: HtabView, old: number): void {
+    oldToLimbo(v, old);
+  }
+
+  takeAfterWasm(): number {
+    throw new Error("htab: internal: the wasm LRU update ran on a map without LRU lists");
   }
 
   free(v: HtabView, e: number): void {
@@ -155,17 +150,11 @@ export class HomedElems extends PreallocElems {
    * bucket's home (now this CPU's free EXTRA, no section can hold it), a
    * second replace moves it back, so that updates keep keys at home.
    */
-  override replaceLocked(
-    v: HtabView,
-    b: number,
-    hash: number,
-    old: number,
-    prevOld: number,
-    value: Uint8Array,
-    valueOff: number,
-  ): number {
-    const r = super.replaceLocked(v, b, hash, old, prevOld, value, valueOff);
+  override replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
+    const b = v.lockedB;
+    const r = super.replaceLocked(v, old, value, valueOff);
     if (r !== 0 || old !== b + BUCKET_HOME_I32 || v.i32[v.myPcpu + PCPU_EXTRA_I32] !== old) return r;
-    return super.replaceLocked(v, b, hash, v.i32[b + BUCKET_HEAD_I32], 0, value, valueOff);
+    v.foundPrev = 0; // the replace put the key at the head
+    return super.replaceLocked(v, v.i32[b + BUCKET_HEAD_I32], value, valueOff);
   }
 }
