@@ -19,8 +19,8 @@
  * regardless of its bit. Eviction calls back into the map (`delFromHtab`),
  * which unlinks the element under its bucket lock.
  *
- * Lock order: local list lock -> LRU list lock -> bucket lock -> freelist
- * (limbo) lock. Every wait is bounded (LOCK_TIMEOUT_MS): a lock that stays
+ * Lock order: layout.ts (local list, then common list, then bucket, then
+ * freelist). Every wait is bounded (LOCK_TIMEOUT_MS): a lock that stays
  * held makes the operation back out as for a repair, with `timedOut` set. No two local or two list locks are held at once (except by
  * rebuild(), which takes all of them in index order while nothing else holds two).
  * Every node field and list head is written only under the lock of the list

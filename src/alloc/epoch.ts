@@ -14,7 +14,7 @@
  *   that entered at epoch >= TAG started after the unlink and cannot hold it,
  *   so the element may be reused once every active section entered at >= TAG.
  *
- * Lock order: bucket lock -> freelist lock (limbo lists share the freelist lock).
+ * Lock order: layout.ts (limbo lists share the freelist lock).
  */
 
 import {

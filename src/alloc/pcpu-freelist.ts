@@ -10,8 +10,8 @@
  * list while it is on one (HOME_LISTED(c) = c + 1) and is HOME_TAKEN once it
  * is off; only the holder of that list's lock writes it (layout.ts).
  *
- * Lock order: bucket lock -> freelist lock. A freelist lock is never held
- * while taking any other lock.
+ * Lock order: layout.ts (a freelist lock ranks last: never held while
+ * taking any other lock).
  *
  * Bounded waits: a pop skips a list whose lock it could not take within
  * LOCK_TIMEOUT_MS and reports FREELIST_TIMEDOUT when that left it with

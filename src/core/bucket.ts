@@ -11,7 +11,7 @@
  * that write section (homeLinked()), so a reader that finds its key in the
  * home element under an unchanged seq has found a linked element.
  *
- * Lock order: bucket lock -> freelist lock. No operation holds two bucket locks.
+ * Lock order: layout.ts (no operation holds two bucket locks).
  * Every mutation of a chain records its intent first (PCPU_INTENT_*), so
  * that crash/recovery.ts can finish or undo it if this thread dies mid-way.
  */
@@ -49,7 +49,7 @@ export function bucketOf(v: HtabView, hash: number): number {
 }
 
 /**
- * Take bucket `b`'s lock. Lock order: bucket -> freelist.
+ * Take bucket `b`'s lock (lock order: layout.ts).
  * @returns false when another holder kept it past LOCK_TIMEOUT_MS: nothing
  * is taken, and lastError says whose it was (kernel: htab_lock_bucket()
  * failing with -ETIMEDOUT on its rqspinlock)
@@ -166,7 +166,7 @@ export function unlinkLocked(v: HtabView, b: number, e: number, prev: number, ch
   // filed yet (LRU maps: an LRU repair leaves them to us; others file each at once,
   // so `chain` is 0). Linked before published; filing e rewrites its FNEXT.
   i32[e + ELEM_FNEXT_I32] = chain;
-  // From the unlink until freeElem() files it, e is ours alone.
+  // From the unlink until the policy's free() files it, e is ours alone.
   i32[v.myPcpu + PCPU_INFLIGHT_I32] = e;
   // e keeps its NEXT: a reader standing on it can still walk on (and will retry).
   markDirty(v);

@@ -70,12 +70,7 @@ export function compareAndDeleteRaw(
   return 0;
 }
 
-/**
- * Delete each of `count` keys whose region equals its own expected bytes
- * (`expected` holds count x size bytes). Unlike delete_batch it does not stop
- * at the first failure: `results[i]` is 0 (deleted), -EBUSY or -ENOENT.
- * @returns the number deleted
- */
+/** Htab.compareAndDeleteBatch()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function compareAndDeleteBatch(
   v: HtabView,
   keys: Uint8Array,

@@ -367,10 +367,7 @@ export class HtabView {
   }
 }
 
-/**
- * Number of elements in the map (kernel: bpf_map_sum_elem_count()).
- * Summed over per-CPU counters without stopping writers: it can be late.
- */
+/** Htab.count()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function count(v: HtabView): number {
   let n = 0;
   for (let c = 0; c < v.nrCpus; c++) n += Atomics.load(v.i32, pcpuBase(c) + PCPU_COUNT_I32);

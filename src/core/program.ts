@@ -45,14 +45,7 @@ export function refOf(v: HtabView, hash: number, cpu: number, into: ValueRef | u
   return (into ?? makeRef(v))._bind(valueAt(v, e, cpu), v.liveGen[0]);
 }
 
-/**
- * bpf_for_each_map_elem(): call `cb(map, key, value, ctx)` for every element,
- * bucket by bucket; it returns 0 to go on or 1 to stop. Returns the number
- * of elements visited. The key buffer and the reference are reused between
- * calls. The callback may delete the current element. Like the kernel's
- * walk, elements added or removed meanwhile may or may not be visited.
- * @throws BpfError EINVAL for flags other than 0 or a callback returning other than 0 or 1
- */
+/** Htab.forEachElem()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function forEachElem<M, C>(
   v: HtabView,
   map: M,
@@ -89,13 +82,7 @@ export function forEachElem<M, C>(
   }
 }
 
-/**
- * bpf_map_update_elem() called from a program: on a per-CPU map it writes
- * only the calling CPU's slot (`value` is value_size bytes), and a new key's
- * other slots are zero-filled (docs/kernel-facts.md, "programs"). On other
- * maps it is updateElem().
- * @returns 0, -EEXIST, -ENOENT, -E2BIG, -EINVAL, -EACCES (BPF_F_RDONLY_PROG)
- */
+/** Htab.updateElemFromProgram()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function updateElemFromProgram(
   v: HtabView,
   key: Uint8Array,

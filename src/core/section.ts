@@ -9,11 +9,7 @@ import { invalid } from "../errors.js";
 import { noSections } from "./fast.js";
 import type { HtabView } from "./htab-view.js";
 
-/**
- * Enter a program section (kernel: the RCU read-side section a BPF program
- * runs in). References from lookupRef() are valid until the matching exit().
- * Sections nest; keep them short: elements freed meanwhile wait for them.
- */
+/** Htab.enter()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function enter(v: HtabView): void {
   if (v.sectionDepth++ === 0) {
     sectionEnter(v.i32, v.cpu);
@@ -31,11 +27,7 @@ export function exit(v: HtabView): void {
   }
 }
 
-/**
- * Wait until every program section that began before this call has ended
- * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is quiet.
- * @throws BpfError EINVAL inside a section (it would wait for itself)
- */
+/** Htab.synchronize()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function synchronize(v: HtabView): void {
   if (v.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
   if (!noSections(v)) synchronizeSections(v.i32, v.nrCpus);

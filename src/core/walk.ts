@@ -34,13 +34,7 @@ import { copyValueOutLocked } from "./value-lock.js";
 import { readStalled } from "./waits.js";
 import { deleteRaw, updateRaw } from "./write.js";
 
-/**
- * Copy the key after `key` into `nextKey`: the rest of `key`'s chain, then
- * the following buckets in order. A null or absent `key` gives the first key.
- * @returns 0, -ENOENT (no more keys), -EPERM
- * @remarks Kernel: htab_map_get_next_key(). Each bucket is read consistently;
- * a walk over a map that changes meanwhile may miss or repeat keys, as in the kernel.
- */
+/** Htab.getNextKey()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function getNextKey(v: HtabView, key: Uint8Array | null, nextKey: Uint8Array): number {
   if (key !== null && key !== undefined) checkKey(v, "getNextKey", key);
   if (!(nextKey instanceof Uint8Array) || nextKey.length < v.keySize)

@@ -66,12 +66,29 @@
  *              +------------------------------------------------------+
  * ```
  *
+ * Lock order (written here once; every other mention points here). A
+ * thread takes locks only in this order, and gives each up after
+ * LOCK_TIMEOUT_MS (ETIMEDOUT, nothing changed):
+ *
+ * | rank | lock | note |
+ * |------|------|------|
+ * | 1 | HDR_RECOVERY_LOCK | crash recovery only, taken holding nothing else |
+ * | 2 | LRU local list lock (one) | LRU maps: a CPU's local lists |
+ * | 3 | LRU common list lock (one) | LRU maps; an eviction holds it while it takes the victim's bucket |
+ * | 4 | bucket SEQLOCK (one) | no operation holds two bucket locks |
+ * | 5 | freelist FL_LOCK (one; limbo lists share it) | never held while taking any other lock |
+ *
+ * Exceptions: the LRU rebuild (repair after a crash) takes every LRU lock in
+ * index order, then every freelist lock, then one bucket at a time (on an
+ * LRU map nobody takes a freelist lock while holding a bucket); on LRU maps
+ * nothing pops or pushes an element while a bucket lock is held (elements
+ * wait in the policy until after the unlock), because ranks 2-3 come first.
+ *
  * Memory-ordering table (one row per shared word):
  *
  * | word            | written by                      | read by                  | access / protocol |
  * |-----------------|---------------------------------|--------------------------|-------------------|
  * | header fields   | creator, before the SAB is shared | everyone                | plain; immutable after create (FROZEN: Atomics) |
- * | pcpu OWNER      | attach/detach                   | attach                   | Atomics CAS 0 -> 1, store 0 on detach |
  * | pcpu FL_LOCK    | any worker                      | any worker               | Atomics; owner-tagged lock guarding FL_HEAD and FNEXT of listed elements; a waiter gives up after 250 ms (pop: next list, or ETIMEDOUT; push: next CPU's list) |
  * | pcpu FL_HEAD    | holder of FL_LOCK               | holder of FL_LOCK, fsck  | plain under FL_LOCK |
  * | pcpu EXTRA      | the slot owner only             | slot owner, fsck         | plain; one thread per slot |

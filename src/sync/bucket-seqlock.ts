@@ -9,7 +9,7 @@
  *   a holder that has not begun to write (a compute() callback still running,
  *   a stalled or dead holder) blocks no reader.
  * - WAITERS (bit 1) tells the holder that someone sleeps on the word.
- * - WRITING (bit 2) is set by the holder (beginWrite()) before its first
+ * - WRITING (bit 2) is set by the holder (bucketBeginWrite()) before its first
  *   store a reader could see (a chain link, a value rewritten in place), or
  *   by the locking CAS itself where the write follows at once (the wasm
  *   write path), and cleared by the unlock. Readers retry while it is set: "the word has bit 2

@@ -41,11 +41,7 @@ export interface FsckReport {
   extra: number;
 }
 
-/**
- * Check the whole structure: every element is on exactly one chain, freelist
- * or extra slot; chains hold only keys of their bucket with no duplicates;
- * the element count matches. Requires: no concurrent writers.
- */
+/** Htab.fsck()'s body; the contract is its TSDoc. Requires: no concurrent writers. */
 export function fsck(v: HtabView): FsckReport {
   const i32 = v.i32;
   const errors: string[] = [];

@@ -76,14 +76,7 @@ export function recoverDeadSlots(v: HtabView): number {
   return n;
 }
 
-/**
- * Declare that the thread holding CPU slot `cpu` is gone (its worker exited
- * or was terminated without close()) and recover the slot now: locks it
- * held are released, a half-done change is finished or undone, elements it
- * owned go back to a freelist, its count is corrected, and the slot is free
- * again. Call it from the worker's 'exit' event (see watchWorker()).
- * Waiters stuck behind a dead slot's lock also run recovery by themselves.
- */
+/** Htab.reap()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function reap(v: HtabView, cpu: number, generation?: number): void {
   if (!Number.isInteger(cpu) || cpu < 0 || cpu >= v.nrCpus) invalid("reap", `no CPU slot ${cpu}`);
   if (cpu === v.cpu) invalid("reap", "a thread cannot reap its own slot");

@@ -32,8 +32,8 @@ import { bucketAt, type HtabView, nodeOf } from "../htab-view.js";
  * popped by a live slot for an update and not yet linked (its LRU_SPARE:
  * pending on it); else free. `dead` is the slot being recovered (ignored), or -1.
  * Requires: this thread holds no LRU, freelist or bucket lock.
- * Lock order: all LRU locks -> all freelist locks -> one bucket at a time
- * (on an LRU map nobody takes a freelist lock while holding a bucket).
+ * Its lock order is the exception layout.ts names (every LRU lock, every
+ * freelist lock, then one bucket at a time).
  */
 export function lruRepair(v: HtabView, dead: number): void {
   const i32 = v.i32;

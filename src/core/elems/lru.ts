@@ -6,9 +6,8 @@
  * bucket lock, evicting the least recently used key when none is free, so
  * an LRU map never answers E2BIG.
  *
- * Lock order: LRU lists -> bucket (an eviction takes the victim's bucket
- * lock while it holds an LRU lock), so nothing here pops or pushes while a
- * bucket lock is held: popped elements wait in `spare`, replaced ones in
+ * The LRU lists rank above bucket locks (lock order: layout.ts), so nothing
+ * here pops or pushes while a bucket lock is held: popped elements wait in `spare`, replaced ones in
  * `lruOld`, until settle().
  */
 import { BpfLru } from "../../alloc/bpf-lru.js";
