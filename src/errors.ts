@@ -31,6 +31,7 @@ export const Errno = {
   EBADFD: 77,
   EOPNOTSUPP: 95,
   ETIMEDOUT: 110,
+  EUCLEAN: 117,
   ENOTSUPP: 524,
 } as const;
 /** The errno names htab knows (`'ENOENT'`, `'E2BIG'`, …). */
@@ -91,6 +92,8 @@ function defaultDetail(errno: number): string {
       return "buffer too small";
     case Errno.ETIMEDOUT:
       return "timed out waiting for a lock";
+    case Errno.EUCLEAN:
+      return "corrupt map";
     case Errno.EOPNOTSUPP:
     case Errno.ENOTSUPP:
       return "operation not supported";

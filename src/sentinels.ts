@@ -55,5 +55,9 @@ export const READ_TIMEDOUT = SENTINEL_BASE - 16;
 export const ALLOC_TIMEDOUT = SENTINEL_BASE - 17;
 /** pcpuFreelistPop(): the only lists with elements stayed locked past LOCK_TIMEOUT_MS. */
 export const FREELIST_TIMEDOUT = SENTINEL_BASE - 18;
+/** pcpuFreelistPop(): the only lists with elements are damaged (a link outside the map). */
+export const FREELIST_CORRUPT = SENTINEL_BASE - 20;
+/** An element allocation: the only lists with elements are damaged (lastError says which). */
+export const ALLOC_CORRUPT = SENTINEL_BASE - 21;
 /** BpfLru.popFree(): back out, repair, call again. */
 export const LRU_RETRY = SENTINEL_BASE - 19;

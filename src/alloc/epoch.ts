@@ -21,6 +21,7 @@ import {
   ELEM_FNEXT_I32,
   ELEM_TAG_I32,
   HDR_ACTIVE_I32,
+  HDR_BUCKETS_I32,
   HDR_EPOCH_I32,
   HDR_LIMBO_COUNT_I32,
   headerNrCpus,
@@ -87,6 +88,9 @@ function oldestSection(i32: Int32Array, nrCpus: number): number {
   return min;
 }
 
+/** Words of an element header the limbo walk reads and writes (NEXT, HASH, FNEXT, TAG). */
+const ELEM_HEADER_WORDS = 4;
+
 /**
  * Move every element of `victim`'s limbo whose grace period has passed onto
  * its freelist, or (with `sink`, for LRU maps) hand each to `sink` after the
@@ -112,7 +116,12 @@ export function limboReclaim(
   let prev = 0;
   let out = 0;
   let e = i32[p + PCPU_LIMBO_HEAD_I32];
-  while (e !== 0) {
+  // Damaged memory: the walk stops at a link outside the map's elements, and
+  // after as many steps as the map has element headers (a cycle); the rest
+  // of the list stays where it is, for fsck to report.
+  const lo = i32[HDR_BUCKETS_I32];
+  const hi = i32.length - ELEM_HEADER_WORDS;
+  for (let steps = 0; e !== 0 && e >= lo && e <= hi && steps <= hi >> 2; steps++) {
     const next = i32[e + ELEM_FNEXT_I32];
     if (i32[e + ELEM_TAG_I32] <= oldest) {
       i32[mine + PCPU_INFLIGHT_I32] = e; // between the two lists: ours if we die here

@@ -20,6 +20,13 @@
  * delays it by one timeout, not for ever. A claim never waits: a held lock
  * sends it to the pop.
  *
+ * Damaged memory: every link a list operation follows is checked first
+ * (listLinkOk(): an element header wholly inside the map, at or past `lo`,
+ * the map's first bucket record). A pop skips a list whose head or links
+ * fail it and reports FREELIST_CORRUPT when that left it with nothing; a
+ * push gives up after every list was tried once (the element stays this
+ * slot's INFLIGHT, where fsck and recovery see it).
+ *
  * Crash safety: an element between a list and a chain is recorded in its
  * owner's INFLIGHT word: set under the lock before a pop or claim unlinks
  * it, cleared under the lock after a push links it. A half-done push, pop
@@ -40,9 +47,30 @@ import {
   PCPU_INFLIGHT_I32,
   pcpuBase,
 } from "../layout/layout.js";
-import { FREELIST_TIMEDOUT } from "../sentinels.js";
+import { FREELIST_CORRUPT, FREELIST_TIMEDOUT } from "../sentinels.js";
 import { lockAcquire, lockRelease, lockTry } from "../sync/owner-lock.js";
 import { stalled } from "../sync/spin.js";
+
+/** Words of an element header every list operation reads or writes (NEXT, HASH, FNEXT, FPREV). */
+const ELEM_HEADER_WORDS = 4;
+
+/**
+ * Whether list link `e` may be followed: 0 (the end) or an element header
+ * wholly inside the map at or past `lo` (its first bucket record).
+ */
+export function listLinkOk(i32: Int32Array, lo: number, e: number): boolean {
+  return e === 0 || (e >= lo && e <= i32.length - ELEM_HEADER_WORDS);
+}
+
+/** Whether `e` can be taken off its list: it and both its list neighbours are links to follow. */
+function unlinkable(i32: Int32Array, lo: number, e: number): boolean {
+  return (
+    e !== 0 &&
+    listLinkOk(i32, lo, e) &&
+    listLinkOk(i32, lo, i32[e + ELEM_FNEXT_I32]) &&
+    listLinkOk(i32, lo, i32[e + ELEM_FPREV_I32])
+  );
+}
 
 /**
  * Link `e` at the head of list `c` (record word index `p`). Requires: that
@@ -74,19 +102,26 @@ function listUnlinkLocked(i32: Int32Array, p: number, e: number): void {
  * whose lock can be had. Kernel: __pcpu_freelist_push() (which, since the
  * rqspinlock conversion, also moves on to another CPU's list).
  */
-export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number): void {
+export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number, lo: number): boolean {
   const mine = pcpuBase(cpu);
-  for (let c = cpu; ; c = c + 1 >= headerNrCpus(i32) ? 0 : c + 1) {
+  const nrCpus = headerNrCpus(i32);
+  for (let n = 0, c = cpu; n < nrCpus; n++, c = c + 1 >= nrCpus ? 0 : c + 1) {
     const p = pcpuBase(c);
     if (!lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu)) {
       stalled(i32);
       continue;
     }
+    if (!listLinkOk(i32, lo, i32[p + PCPU_FL_HEAD_I32])) {
+      lockRelease(i32, p + PCPU_FL_LOCK_I32);
+      continue;
+    }
     listLinkLocked(i32, p, c, e);
     if (i32[mine + PCPU_INFLIGHT_I32] === e) i32[mine + PCPU_INFLIGHT_I32] = 0;
     lockRelease(i32, p + PCPU_FL_LOCK_I32);
-    return;
+    return true;
   }
+  // Every list stayed locked or is damaged: `e` stays our INFLIGHT (fsck and recovery see it there).
+  return false;
 }
 
 /**
@@ -94,9 +129,10 @@ export function pcpuFreelistPush(i32: Int32Array, cpu: number, e: number): void 
  * FREELIST_TIMEDOUT when the only lists with elements stayed locked.
  * Kernel: __pcpu_freelist_pop().
  */
-export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): number {
+export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number, lo: number): number {
   let c = cpu;
   let timedOut = false;
+  let corrupt = false;
   for (let n = 0; n < nrCpus; n++) {
     const p = pcpuBase(c);
     // Unlocked peek, as the kernel's READ_ONCE(head->first): skip empty lists cheaply.
@@ -107,7 +143,9 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): n
         continue;
       }
       const e = i32[p + PCPU_FL_HEAD_I32];
-      if (e !== 0) {
+      if (e !== 0 && !unlinkable(i32, lo, e))
+        corrupt = true; // damaged: this list is skipped
+      else if (e !== 0) {
         i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = e; // ours from here, even if we die mid-pop
         listUnlinkLocked(i32, p, e);
         lockRelease(i32, p + PCPU_FL_LOCK_I32);
@@ -117,7 +155,7 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): n
     }
     c = c + 1 === nrCpus ? 0 : c + 1;
   }
-  return timedOut ? FREELIST_TIMEDOUT : 0;
+  return timedOut ? FREELIST_TIMEDOUT : corrupt ? FREELIST_CORRUPT : 0;
 }
 
 /**
@@ -126,13 +164,13 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number): n
  * is not on a list or its list's lock is held, and the caller pops instead.
  * Requires: the lock of h's home bucket held (so no one else claims it).
  */
-export function pcpuFreelistClaim(i32: Int32Array, cpu: number, h: number): number {
+export function pcpuFreelistClaim(i32: Int32Array, cpu: number, h: number, lo: number): number {
   const st = Atomics.load(i32, h + ELEM_HOME_STATE_I32);
-  if (st <= 0) return 0;
+  if (st <= 0 || st > headerNrCpus(i32)) return 0; // not listed (or a damaged state: not claimed)
   const p = pcpuBase(st - 1);
   if (!lockTry(i32, p + PCPU_FL_LOCK_I32, cpu)) return 0;
   // Recheck under the lock: a pop may have taken it, and a push filed it elsewhere.
-  const ok = Atomics.load(i32, h + ELEM_HOME_STATE_I32) === st;
+  const ok = Atomics.load(i32, h + ELEM_HOME_STATE_I32) === st && unlinkable(i32, lo, h);
   if (ok) {
     i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = h;
     listUnlinkLocked(i32, p, h);

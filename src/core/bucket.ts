@@ -15,6 +15,8 @@
  * Every mutation of a chain records its intent first (PCPU_INTENT_*), so
  * that crash/recovery.ts can finish or undo it if this thread dies mid-way.
  */
+
+import { BpfError, Errno } from "../errors.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -41,7 +43,7 @@ import {
 } from "../layout/layout.js";
 import { bucketBeginWrite, bucketLock, SEQ_WAITERS, unlockedWord } from "../sync/bucket-seqlock.js";
 import { fillElem, keyEquals } from "./elem.js";
-import type { HtabView } from "./htab-view.js";
+import { bucketNumber, type HtabView } from "./htab-view.js";
 import { bucketTimedOut } from "./waits.js";
 
 export function bucketOf(v: HtabView, hash: number): number {
@@ -107,7 +109,9 @@ export function lookupElemLocked(v: HtabView, b: number, hash: number): number {
   const i32 = v.i32;
   let prev = 0;
   let e = i32[b + BUCKET_HEAD_I32];
-  while (e !== 0) {
+  for (let steps = 0; e !== 0; steps++) {
+    // Bounded by the element count, each link inside the map: a damaged chain never holds the lock for ever.
+    if (steps >= v.numElems || !linkInMap(v, e)) corruptChain(v, b, prev, e, steps);
     if (i32[e + ELEM_HASH_I32] === hash && keyEquals(v, e)) {
       v.foundPrev = prev;
       return e;
@@ -119,12 +123,17 @@ export function lookupElemLocked(v: HtabView, b: number, hash: number): number {
   return 0;
 }
 
-/** Predecessor of `x` in bucket `b`'s chain (0 = head), or -1 if absent. Requires: bucket lock held. */
+/**
+ * Predecessor of `x` in bucket `b`'s chain (0 = head), or -1 if absent or
+ * the chain is damaged (an eviction then leaves `x` alone, and fsck reports
+ * the chain). Requires: bucket lock held.
+ */
 export function chainPrev(v: HtabView, b: number, x: number): number {
   const i32 = v.i32;
   let prev = 0;
   let e = i32[b + BUCKET_HEAD_I32];
-  for (let n = 0; e !== 0 && n < v.walkBound; n++) {
+  for (let n = 0; e !== 0; n++) {
+    if (n >= v.numElems || !linkInMap(v, e)) return -1;
     if (e === x) return prev;
     prev = e;
     e = i32[e + ELEM_NEXT_I32];
@@ -226,4 +235,49 @@ export function replaceLinkLocked(
   i32[v.myPcpu + PCPU_INFLIGHT_I32] = old;
   i32[(prevOld === 0 ? e : prevOld) + ELEM_NEXT_I32] = i32[old + ELEM_NEXT_I32];
   homeLinked(i32, b, old, false);
+}
+
+/**
+ * Whether link `e` may be followed: an element that lies wholly inside this
+ * map, at or past its first bucket record (containment: a link into another
+ * map of a domain, or past the end, is refused; fsck checks alignment).
+ */
+export function linkInMap(v: HtabView, e: number): boolean {
+  return e >= v.bucketsBase && e <= v.i32.length - v.elemStrideI32;
+}
+
+/**
+ * A chain under this thread's lock is damaged (a cycle, or a link outside
+ * the map): release the lock without a seq step (nothing was written), give
+ * back what the operation took, and answer EUCLEAN. The map is as it was;
+ * the rest of it keeps serving, and fsck() describes the damage.
+ * Requires: bucket lock held.
+ */
+export function corruptChain(v: HtabView, b: number, prev: number, e: number, steps: number): never {
+  const what =
+    steps >= v.numElems
+      ? `its chain is longer than the map's ${v.numElems} elements (a cycle)`
+      : `${prev === 0 ? "its head" : `element ${prev}'s next link`} is ${e}, outside the map`;
+  const n = bucketNumber(v, b);
+  if (v.lockedB === b) unlockBucket(v, b);
+  v.elems.settle(v);
+  throw new BpfError(
+    "map",
+    Errno.EUCLEAN,
+    `corrupt map: bucket ${n}: ${what}; nothing changed (fsck() describes the damage)`,
+  );
+}
+
+/**
+ * The number of elements on bucket `b`'s chain, or -1 when it is damaged (a
+ * cycle, or a link outside the map). Requires: bucket lock held.
+ */
+export function chainLength(v: HtabView, b: number): number {
+  const i32 = v.i32;
+  let n = 0;
+  for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) {
+    if (n >= v.numElems || !linkInMap(v, e)) return -1;
+    n++;
+  }
+  return n;
 }

@@ -177,7 +177,7 @@ export function computeRaw(v: HtabView, hash: number, fn: ComputeFn): number {
       return insertNewLocked(v, b, hash, next, 0);
     }
   } finally {
-    if (locked) unlockBucket(v, b);
+    if (locked && v.lockedB === b) unlockBucket(v, b);
     v.elems.settle(v);
   }
 }

@@ -40,6 +40,8 @@ export class FastPlan {
   /** Bytes of this slot's many area (Geometry.manyBytes): lookupMany() batches keys through wasm. */
   readonly manyBytes: number;
   private readonly pcpu0: number;
+  private readonly linkLo: number;
+  private readonly linkSpan: number;
 
   constructor(
     /** This thread's instance over the map's memory. */
@@ -50,6 +52,8 @@ export class FastPlan {
     readonly base: number,
     /** Byte address (wasm) of this slot's descriptor (layout.ts SCRATCH_*). */
     readonly desc: number,
+    /** The links the map may hold (layout.ts SCRATCH_LINK_LO, LINK_SPAN): kept here, out of shared memory. */
+    links: { lo: number; span: number },
     inPlace: boolean,
     spinLockOff: number,
   ) {
@@ -64,6 +68,8 @@ export class FastPlan {
     this.wholeWrites = this.writes && this.wordKeys && (mapFlags & MapFlags.Rdonly) === 0;
     this.manyBytes = g.manyBytes;
     this.pcpu0 = base + PCPU_BASE_BYTES;
+    this.linkLo = links.lo;
+    this.linkSpan = links.span;
   }
 
   // ---- lookups: the element, 0 when absent, -1 when a writer holds the bucket
@@ -103,15 +109,39 @@ export class FastPlan {
   // ---- the per-CPU freelists, never waiting (see FastPath)
 
   freelistPop(cpu: number, nrCpus: number): number {
-    return this.wasm.freelistPop(this.base, this.pcpu0, PCPU_RECORD_BYTES, cpu, nrCpus);
+    return this.wasm.freelistPop(
+      this.base,
+      this.pcpu0,
+      PCPU_RECORD_BYTES,
+      cpu,
+      nrCpus,
+      this.linkLo,
+      this.linkSpan,
+    );
   }
 
   freelistClaim(cpu: number, h: number): number {
-    return this.wasm.freelistClaim(this.base, this.pcpu0, PCPU_RECORD_BYTES, cpu, h);
+    return this.wasm.freelistClaim(
+      this.base,
+      this.pcpu0,
+      PCPU_RECORD_BYTES,
+      cpu,
+      h,
+      this.linkLo,
+      this.linkSpan,
+    );
   }
 
   freelistPush(cpu: number, e: number): number {
-    return this.wasm.freelistPush(this.base, this.pcpu0, PCPU_RECORD_BYTES, cpu, e);
+    return this.wasm.freelistPush(
+      this.base,
+      this.pcpu0,
+      PCPU_RECORD_BYTES,
+      cpu,
+      e,
+      this.linkLo,
+      this.linkSpan,
+    );
   }
 }
 
@@ -125,8 +155,9 @@ export function fastPlan(
   mapFlags: number,
   base: number,
   desc: number,
+  links: { lo: number; span: number },
   inPlace: boolean,
   spinLockOff: number,
 ): FastPlan | null {
-  return wasm === null ? null : new FastPlan(wasm, g, mapFlags, base, desc, inPlace, spinLockOff);
+  return wasm === null ? null : new FastPlan(wasm, g, mapFlags, base, desc, links, inPlace, spinLockOff);
 }

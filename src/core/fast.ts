@@ -41,20 +41,24 @@ export function freelistPop(v: HtabView): number {
     const e = f.freelistPop(v.cpu, v.nrCpus);
     if (e >= 0) return e;
   }
-  return pcpuFreelistPop(v.i32, v.cpu, v.nrCpus);
+  return pcpuFreelistPop(v.i32, v.cpu, v.nrCpus, v.bucketsBase);
 }
 
 /** pcpuFreelistClaim() of home element `h` for this slot (0: not free, or its list is busy). */
 export function freelistClaim(v: HtabView, h: number): number {
   const f = v.fast;
   if (f !== null) return f.freelistClaim(v.cpu, h);
-  return pcpuFreelistClaim(v.i32, v.cpu, h);
+  return pcpuFreelistClaim(v.i32, v.cpu, h, v.bucketsBase);
 }
 
-/** pcpuFreelistPush() onto this slot's list, in wasm unless its lock is contended. */
+/**
+ * pcpuFreelistPush() onto this slot's list, in wasm unless its lock is
+ * contended. When every list stayed locked or is damaged, `e` stays this
+ * slot's INFLIGHT (fsck and recovery find it there) and is lost to the map.
+ */
 export function freelistPush(v: HtabView, e: number): void {
   const f = v.fast;
-  if (f === null || f.freelistPush(v.cpu, e) === 0) pcpuFreelistPush(v.i32, v.cpu, e);
+  if (f === null || f.freelistPush(v.cpu, e) === 0) pcpuFreelistPush(v.i32, v.cpu, e, v.bucketsBase);
 }
 
 /** noActiveSections(): no thread is inside a program section (frees may reuse at once). */

@@ -37,6 +37,8 @@ import {
   SCRATCH_HASHRND_I32,
   SCRATCH_KEY_I32,
   SCRATCH_KEY_WORDS_I32,
+  SCRATCH_LINK_LO_I32,
+  SCRATCH_LINK_SPAN_I32,
   SCRATCH_LRU_LIST_I32,
   SCRATCH_LRU_LOCALS_I32,
   SCRATCH_LRU_NODES_I32,
@@ -70,6 +72,7 @@ export const EPERM = -Errno.EPERM;
 export const EBUSY = -Errno.EBUSY;
 export const ETIMEDOUT = -Errno.ETIMEDOUT;
 export const ENOSPC = -Errno.ENOSPC;
+export const EUCLEAN = -Errno.EUCLEAN;
 /** LastError kinds formatted when read: the map is full; unknown flags (arg: the flags). */
 export const ERR_MAP_FULL = 1;
 export const ERR_FLAGS = 2;
@@ -324,7 +327,8 @@ export class HtabView {
         : new Uint8Array(g.valueBytes);
     const base = offset ?? 0;
     const wasm = fastPathFor(handle.memory, FAST_WAITS);
-    this.fast = fastPlan(wasm, g, mapFlags, base, base + scratch, this.inPlace, this.spinLockOff);
+    const links = { lo: this.bucketsBase, span: this.i32.length - this.elemStrideI32 - this.bucketsBase };
+    this.fast = fastPlan(wasm, g, mapFlags, base, base + scratch, links, this.inPlace, this.spinLockOff);
     this.words = wasm !== null ? new WasmWords(wasm, base) : new JsWords(this.i32);
     this.writeDescriptor(scratch >> 2, base, base + key, g, this.fast?.lru === true);
   }
@@ -355,6 +359,8 @@ export class HtabView {
     i32[d + SCRATCH_STRIDE_I32] = this.bucketStrideI32;
     i32[d + SCRATCH_ELEMS_I32] = this.elemsBase;
     i32[d + SCRATCH_ELEM_STRIDE_I32] = this.elemStrideI32;
+    i32[d + SCRATCH_LINK_LO_I32] = this.bucketsBase;
+    i32[d + SCRATCH_LINK_SPAN_I32] = this.i32.length - this.elemStrideI32 - this.bucketsBase;
     // LRU_NODES 0: wasm takes the map for a HASH map (and only those, and common-LRU maps, get there).
     i32[d + SCRATCH_LRU_NODES_I32] = 0;
     if (!lru) return;

@@ -111,7 +111,7 @@ export function initMap(i32: Int32Array, g: Geometry, spec: MapSpec): number {
   else if (g.prealloc) pcpuFreelistPopulate(i32, (n) => elemIndexToWord(g, n), g.num_elems, nrCpus);
   // ... then alloc_extra_elems(): one element per CPU for replacing existing keys.
   for (let cpu = 0; cpu < g.extra_elems; cpu++) {
-    const e = pcpuFreelistPop(i32, cpu, nrCpus);
+    const e = pcpuFreelistPop(i32, cpu, nrCpus, g.bucketsBytes >> 2);
     i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = 0;
     i32[pcpuBase(cpu) + PCPU_EXTRA_I32] = e;
   }

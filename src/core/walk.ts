@@ -16,7 +16,7 @@ import {
 import type { BatchArgs, BatchResult } from "../map/raw-map.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
-import { bucketOf, lockBucket, unlinkLocked, unlockBucket } from "./bucket.js";
+import { bucketOf, chainLength, lockBucket, unlinkLocked, unlockBucket } from "./bucket.js";
 import {
   batchBuffers,
   batchErr,
@@ -29,7 +29,7 @@ import {
   permError,
 } from "./checks.js";
 import { copyKeyOut, copyValueOut, hashKey, hashKeyAt, keyEquals } from "./elem.js";
-import { bucketAt, EINVAL, ENOENT, ENOSPC, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { bucketAt, EINVAL, ENOENT, ENOSPC, ETIMEDOUT, EUCLEAN, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked } from "./value-lock.js";
 import { readStalled } from "./waits.js";
 import { deleteRaw, updateRaw } from "./write.js";
@@ -124,7 +124,17 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
         err = ETIMEDOUT;
         break;
       }
-      for (let e = i32[b + BUCKET_HEAD_I32]; e !== 0; e = i32[e + ELEM_NEXT_I32]) cnt++;
+      cnt = chainLength(v, b);
+      if (cnt < 0) {
+        // A damaged chain: what earlier buckets gave stands, as for ETIMEDOUT; this one is untouched.
+        unlockBucket(v, b);
+        err = v.err.fail(
+          EUCLEAN,
+          `corrupt map: bucket ${batch}'s chain has a cycle or a link outside the map`,
+        );
+        cnt = 0;
+        break;
+      }
       if (cnt > count - total) {
         unlockBucket(v, b);
         if (total === 0)

@@ -323,6 +323,14 @@ export const SCRATCH_ELEMS_I32 = 22;
 export const SCRATCH_ELEM_STRIDE_I32 = 23;
 /** Written by the wasm LRU update: the bucket whose lock an eviction gave up on (LOCK_TIMEOUT_MS), else 0. */
 export const SCRATCH_EVICT_TIMEDOUT_I32 = 24;
+/**
+ * The links a chain or list of this map may hold: a link `e` is followed only
+ * when `(e - LINK_LO) >>> 0 <= LINK_SPAN` (an element wholly inside the map,
+ * at or past its first bucket record), so that damaged memory never makes
+ * the wasm path read or write outside its own map (a domain's other maps).
+ */
+export const SCRATCH_LINK_LO_I32 = 25;
+export const SCRATCH_LINK_SPAN_I32 = 26;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;

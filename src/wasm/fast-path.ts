@@ -38,16 +38,42 @@ export interface FastPath {
   /**
    * pcpuFreelistPop() for `cpu` when no list lock is contended. `pcpu`: byte
    * address of CPU 0's per-CPU record; `stride`: record bytes.
+   * `linkLo`, `linkSpan`: the links the map may hold (layout.ts SCRATCH_LINK_*).
    * @returns the element, 0 when every list is empty, -1 - c when list c's lock is held
+   * or its head or the head's next link lies outside the map
    */
-  freelistPop(base: number, pcpu: number, stride: number, cpu: number, nrCpus: number): number;
+  freelistPop(
+    base: number,
+    pcpu: number,
+    stride: number,
+    cpu: number,
+    nrCpus: number,
+    linkLo: number,
+    linkSpan: number,
+  ): number;
   /**
    * pcpuFreelistClaim() of home element `h` for `cpu`, never waiting.
    * @returns h, or 0 when it is not on a list or its list's lock is held
    */
-  freelistClaim(base: number, pcpu: number, stride: number, cpu: number, h: number): number;
+  freelistClaim(
+    base: number,
+    pcpu: number,
+    stride: number,
+    cpu: number,
+    h: number,
+    linkLo: number,
+    linkSpan: number,
+  ): number;
   /** pcpuFreelistPush() onto `cpu`'s own list. @returns 1, or 0 when its lock is held */
-  freelistPush(base: number, pcpu: number, stride: number, cpu: number, e: number): number;
+  freelistPush(
+    base: number,
+    pcpu: number,
+    stride: number,
+    cpu: number,
+    e: number,
+    linkLo: number,
+    linkSpan: number,
+  ): number;
   /**
    * htab_map_update_elem() of the slot's scratch key and value (a
    * preallocated HASH map without a spin lock). `mode`: LOOKUP_HASH as for lookup().

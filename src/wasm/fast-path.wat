@@ -70,7 +70,10 @@
     (local $base i32) (local $kw i32) (local $bound i32)
     (local $ba i32) (local $s i32) (local $s2 i32) (local $e i32) (local $a i32)
     (local $j i32) (local $found i32) (local $steps i32) (local $head i32) (local $homeFirst i32)
+    (local $lo i32) (local $span i32)
     (local.set $base (i32.load (local.get $d)))
+    (local.set $lo (i32.load offset=100 (local.get $d)))
+    (local.set $span (i32.load offset=104 (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
     (local.set $bound (i32.load offset=36 (local.get $d)))
     (local.set $ba (call $bucketAddr (local.get $d) (local.get $hash)))
@@ -95,6 +98,8 @@
         (loop $walk
           (br_if $done (i32.eqz (local.get $e)))
           (br_if $done (i32.ge_u (local.get $steps) (local.get $bound)))
+          ;; A link outside the map (LINK_LO/LINK_SPAN): never followed; the JS twin answers it.
+          (if (i32.gt_u (i32.sub (local.get $e) (local.get $lo)) (local.get $span)) (then (return (i32.const -1))))
           (local.set $a (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
           (if (i32.eq (i32.load offset=4 (local.get $a)) (local.get $hash))
             (then
@@ -262,11 +267,15 @@
   ;; element is recorded in our INFLIGHT before it leaves the list.
   ;; $pcpu: byte address of CPU 0's record; $stride: record bytes.
   ;; Returns the element, 0 when every list is empty, or -1 - c when list
-  ;; c's lock is held (the caller takes the JS path, which can wait).
+  ;; c's lock is held or its head or the head's next link lies outside the
+  ;; map (the caller takes the JS path, which can wait and stays inside the
+  ;; map). $lo, $span: the links the map's elements may have (descriptor
+  ;; LINK_LO, LINK_SPAN: link - lo <= span, unsigned).
   (func $freelistPop (export "freelistPop")
     (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $nr i32)
+    (param $lo i32) (param $span i32)
     (result i32)
-    (local $c i32) (local $n i32) (local $rec i32) (local $e i32) (local $me i32) (local $mine i32)
+    (local $c i32) (local $n i32) (local $rec i32) (local $e i32) (local $me i32) (local $mine i32) (local $next i32)
     (local.set $me (i32.shl (i32.add (local.get $cpu) (i32.const 1)) (i32.const 1)))
     (local.set $mine (i32.add (local.get $pcpu) (i32.mul (local.get $cpu) (local.get $stride))))
     (local.set $c (local.get $cpu))
@@ -282,6 +291,16 @@
             (local.set $e (i32.load offset=8 (local.get $rec)))
             (if (local.get $e)
               (then
+                (if (i32.gt_u (i32.sub (local.get $e) (local.get $lo)) (local.get $span))
+                  (then (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
+                    (return (i32.sub (i32.const -1) (local.get $c)))))
+                (local.set $next (i32.load offset=8 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2)))))
+                ;; FPREV too: a head's is 0, anything else would be written through.
+                (if (i32.load offset=12 (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
+                  (then (local.set $next (i32.const -1))))
+                (if (i32.and (i32.ne (local.get $next) (i32.const 0)) (i32.gt_u (i32.sub (local.get $next) (local.get $lo)) (local.get $span)))
+                  (then (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
+                    (return (i32.sub (i32.const -1) (local.get $c)))))
                 (i32.store offset=48 (local.get $mine) (local.get $e))
                 (call $listUnlink (local.get $base) (local.get $rec) (local.get $e))))
             (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4)))
@@ -293,9 +312,10 @@
     (i32.const 0))
 
   ;; pcpuFreelistPush() onto $cpu's own list. Returns 1, or 0 when its lock is
-  ;; held (the caller takes the JS path).
+  ;; held or its head lies outside the map (the caller takes the JS path).
   (func $freelistPush (export "freelistPush")
     (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $e i32)
+    (param $lo i32) (param $span i32)
     (result i32)
     (local $rec i32) (local $ea i32)
     (local $head i32)
@@ -305,6 +325,8 @@
       (then (return (i32.const 0))))
     (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
     (local.set $head (i32.load offset=8 (local.get $rec)))
+    (if (i32.and (i32.ne (local.get $head) (i32.const 0)) (i32.gt_u (i32.sub (local.get $head) (local.get $lo)) (local.get $span)))
+      (then (call $ownerUnlock (i32.add (local.get $rec) (i32.const 4))) (return (i32.const 0))))
     (i32.store offset=8 (local.get $ea) (local.get $head))
     (i32.store offset=12 (local.get $ea) (i32.const 0))
     (if (local.get $head)
@@ -339,8 +361,9 @@
   ;; list or that list's lock is held (the caller pops instead).
   (func $freelistClaim (export "freelistClaim")
     (param $base i32) (param $pcpu i32) (param $stride i32) (param $cpu i32) (param $h i32)
+    (param $lo i32) (param $span i32)
     (result i32)
-    (local $st i32) (local $rec i32) (local $sa i32) (local $ok i32)
+    (local $st i32) (local $rec i32) (local $sa i32) (local $ok i32) (local $ha i32) (local $l i32)
     (local.set $sa (i32.add (local.get $base) (i32.sub (i32.shl (local.get $h) (i32.const 2)) (i32.const 4))))
     (local.set $st (i32.atomic.load (local.get $sa)))
     (if (i32.le_s (local.get $st) (i32.const 0)) (then (return (i32.const 0))))
@@ -349,6 +372,12 @@
           (i32.shl (i32.add (local.get $cpu) (i32.const 1)) (i32.const 1)))
       (then (return (i32.const 0))))
     (local.set $ok (i32.eq (i32.atomic.load (local.get $sa)) (local.get $st)))
+    ;; Its list links (FNEXT, FPREV) outside the map: not claimed (the caller pops instead).
+    (local.set $ha (i32.add (local.get $base) (i32.shl (local.get $h) (i32.const 2))))
+    (local.set $l (i32.load offset=8 (local.get $ha)))
+    (if (i32.and (i32.ne (local.get $l) (i32.const 0)) (i32.gt_u (i32.sub (local.get $l) (local.get $lo)) (local.get $span))) (then (local.set $ok (i32.const 0))))
+    (local.set $l (i32.load offset=12 (local.get $ha)))
+    (if (i32.and (i32.ne (local.get $l) (i32.const 0)) (i32.gt_u (i32.sub (local.get $l) (local.get $lo)) (local.get $span))) (then (local.set $ok (i32.const 0))))
     (if (local.get $ok)
       (then
         (i32.store offset=48 (i32.add (local.get $pcpu) (i32.mul (local.get $cpu) (local.get $stride))) (local.get $h))
@@ -461,10 +490,12 @@
 
   ;; lockBucket() of the bucket `hash` falls in, then lookup_elem_raw() of the
   ;; slot's scratch key there. Returns the element or 0 (bucket locked, $ba
-  ;; and $prev set), or -1 when another holds the bucket (nothing changed).
+  ;; and $prev set), or -1 when another holds the bucket or the chain is
+  ;; damaged (longer than BOUND, or a link outside the map): nothing changed,
+  ;; the bucket unlocked, and the JS path redoes it (and answers EUCLEAN).
   (func $lockAndFind (param $d i32) (param $hash i32) (result i32)
     (local $base i32) (local $b i32) (local $ba i32) (local $key i32) (local $kw i32)
-    (local $e i32) (local $ea i32) (local $prev i32)
+    (local $e i32) (local $ea i32) (local $prev i32) (local $steps i32)
     (local.set $base (i32.load (local.get $d)))
     (local.set $b (i32.add (i32.load offset=4 (local.get $d))
       (i32.mul (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
@@ -477,6 +508,10 @@
     (block $found
       (loop $walk
         (br_if $found (i32.eqz (local.get $e)))
+        (if (i32.or (i32.ge_u (local.get $steps) (i32.load offset=36 (local.get $d)))
+              (i32.gt_u (i32.sub (local.get $e) (i32.load offset=100 (local.get $d))) (i32.load offset=104 (local.get $d))))
+          (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1))))
+        (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
         (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
         (if (i32.eq (i32.load offset=4 (local.get $ea)) (local.get $hash))
           (then (br_if $found (call $keyEq (local.get $ea) (local.get $key) (local.get $kw)))))
@@ -522,7 +557,9 @@
         ;; replace puts the key back in it, so that updates keep keys at home.
         (loop $again
         (local.set $e (i32.load offset=12 (local.get $rec)))
-        (if (i32.eqz (local.get $e))
+        ;; No extra element, or one outside the map: the JS path (which stays inside it).
+        (if (i32.or (i32.eqz (local.get $e))
+              (i32.gt_u (i32.sub (local.get $e) (i32.load offset=100 (local.get $d))) (i32.load offset=104 (local.get $d))))
           (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -65536))))
         (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
         (local.set $oa (i32.add (local.get $base) (i32.shl (local.get $old) (i32.const 2))))
@@ -549,10 +586,10 @@
     ;; from the per-CPU freelists (lock order bucket -> freelist).
     (if (i32.lt_u (local.get $home) (i32.load offset=124 (local.get $base)))
       (then (local.set $e (call $freelistClaim (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
-        (i32.load offset=44 (local.get $d)) (local.get $home)))))
+        (i32.load offset=44 (local.get $d)) (local.get $home) (i32.load offset=100 (local.get $d)) (i32.load offset=104 (local.get $d))))))
     (if (i32.eqz (local.get $e))
       (then (local.set $e (call $freelistPop (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
-        (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d))))))
+        (i32.load offset=44 (local.get $d)) (i32.load offset=48 (local.get $d)) (i32.load offset=100 (local.get $d)) (i32.load offset=104 (local.get $d))))))
     (if (i32.le_s (local.get $e) (i32.const 0))
       (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -65536))))
     (call $linkNew (local.get $d) (local.get $rec) (local.get $ba) (local.get $e) (local.get $hash) (local.get $home))
@@ -607,7 +644,7 @@
     (if (i32.load offset=68 (local.get $d))
       (then (return (select (i32.const 0) (local.get $e) (call $lruPushFree (local.get $d) (local.get $e))))))
     (if (i32.eqz (call $freelistPush (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
-          (i32.load offset=44 (local.get $d)) (local.get $e)))
+          (i32.load offset=44 (local.get $d)) (local.get $e) (i32.load offset=100 (local.get $d)) (i32.load offset=104 (local.get $d))))
       (then (return (local.get $e))))
     (i32.const 0))
 

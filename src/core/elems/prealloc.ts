@@ -17,10 +17,10 @@ import {
   PCPU_EXTRA_I32,
   PCPU_INFLIGHT_I32,
 } from "../../layout/layout.js";
-import { FREELIST_TIMEDOUT } from "../../sentinels.js";
+import { ALLOC_CORRUPT, FREELIST_CORRUPT, FREELIST_TIMEDOUT } from "../../sentinels.js";
 import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast.js";
-import type { ElemPolicy, HtabView } from "../htab-view.js";
+import { type ElemPolicy, EUCLEAN, type HtabView } from "../htab-view.js";
 import { allocFailed, listTimedOut } from "../waits.js";
 
 /**
@@ -36,6 +36,10 @@ export function allocElem(v: HtabView): number {
     if (r > 0) return r;
   }
   if (e === FREELIST_TIMEDOUT) return listTimedOut(v, "a freelist");
+  if (e === FREELIST_CORRUPT) {
+    v.err.fail(EUCLEAN, "corrupt map: every freelist with elements has a link outside the map");
+    return ALLOC_CORRUPT;
+  }
   return 0;
 }
 
