@@ -91,6 +91,11 @@ function oldestSection(i32: Int32Array, nrCpus: number): number {
 /** Words of an element header the limbo walk reads and writes (NEXT, HASH, FNEXT, TAG). */
 const ELEM_HEADER_WORDS = 4;
 
+/** A limbo link to follow: not the end, and an element header inside the map's elements. */
+function limboLinkOk(i32: Int32Array, e: number): boolean {
+  return e !== 0 && e >= i32[HDR_BUCKETS_I32] && e <= i32.length - ELEM_HEADER_WORDS;
+}
+
 /**
  * Move every element of `victim`'s limbo whose grace period has passed onto
  * its freelist, or (with `sink`, for LRU maps) hand each to `sink` after the
@@ -119,36 +124,56 @@ export function limboReclaim(
   // Damaged memory: the walk stops at a link outside the map's elements, and
   // after as many steps as the map has element headers (a cycle); the rest
   // of the list stays where it is, for fsck to report.
-  const lo = i32[HDR_BUCKETS_I32];
-  const hi = i32.length - ELEM_HEADER_WORDS;
-  for (let steps = 0; e !== 0 && e >= lo && e <= hi && steps <= hi >> 2; steps++) {
+  const bound = i32.length >> 2;
+  for (let steps = 0; limboLinkOk(i32, e) && steps <= bound; steps++) {
     const next = i32[e + ELEM_FNEXT_I32];
     if (i32[e + ELEM_TAG_I32] <= oldest) {
       i32[mine + PCPU_INFLIGHT_I32] = e; // between the two lists: ours if we die here
       if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
       else i32[prev + ELEM_FNEXT_I32] = next;
-      i32[e + ELEM_TAG_I32] = 0;
-      if (sink === null) {
-        listLinkLocked(i32, p, victim, e);
-        i32[mine + PCPU_INFLIGHT_I32] = 0;
-      } else {
-        // INFLIGHT heads the chain of reclaimed elements until the sink has filed them all.
-        i32[e + ELEM_FNEXT_I32] = out;
-        out = e;
-        i32[mine + PCPU_INFLIGHT_I32] = e;
-      }
+      out = fileOrChain(i32, p, victim, mine, e, sink === null ? -1 : out);
       moved++;
     } else prev = e;
     e = next;
   }
   if (moved > 0) Atomics.sub(i32, HDR_LIMBO_COUNT_I32, moved);
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
+  if (sink !== null) fileReclaimed(i32, out, sink);
+  return moved;
+}
+
+/**
+ * A reclaimed element `e`, off its limbo list: onto the freelist at once
+ * (`out` -1), or chained ahead of `out` for a sink after the unlock.
+ * Requires: the list's lock held. @returns the chain's new head (or -1)
+ */
+function fileOrChain(
+  i32: Int32Array,
+  p: number,
+  victim: number,
+  mine: number,
+  e: number,
+  out: number,
+): number {
+  i32[e + ELEM_TAG_I32] = 0;
+  if (out < 0) {
+    listLinkLocked(i32, p, victim, e);
+    i32[mine + PCPU_INFLIGHT_I32] = 0;
+    return -1;
+  }
+  // INFLIGHT heads the chain of reclaimed elements until the sink has filed them all.
+  i32[e + ELEM_FNEXT_I32] = out;
+  i32[mine + PCPU_INFLIGHT_I32] = e;
+  return e;
+}
+
+/** Hand each element of the reclaimed chain `out` (linked by FNEXT) to `sink`, after the list lock is dropped. */
+function fileReclaimed(i32: Int32Array, out: number, sink: (e: number) => void): void {
   while (out !== 0) {
     const next = i32[out + ELEM_FNEXT_I32];
-    sink?.(out); // filing it moves INFLIGHT on to `next`
+    sink(out); // filing it moves INFLIGHT on to `next`
     out = next;
   }
-  return moved;
 }
 
 /**

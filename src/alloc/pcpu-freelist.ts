@@ -133,29 +133,34 @@ export function pcpuFreelistPop(i32: Int32Array, cpu: number, nrCpus: number, lo
   let c = cpu;
   let timedOut = false;
   let corrupt = false;
-  for (let n = 0; n < nrCpus; n++) {
+  for (let n = 0; n < nrCpus; n++, c = c + 1 === nrCpus ? 0 : c + 1) {
     const p = pcpuBase(c);
     // Unlocked peek, as the kernel's READ_ONCE(head->first): skip empty lists cheaply.
-    if (Atomics.load(i32, p + PCPU_FL_HEAD_I32) !== 0) {
-      if (!lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu)) {
-        timedOut = true;
-        c = c + 1 === nrCpus ? 0 : c + 1;
-        continue;
-      }
-      const e = i32[p + PCPU_FL_HEAD_I32];
-      if (e !== 0 && !unlinkable(i32, lo, e))
-        corrupt = true; // damaged: this list is skipped
-      else if (e !== 0) {
-        i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = e; // ours from here, even if we die mid-pop
-        listUnlinkLocked(i32, p, e);
-        lockRelease(i32, p + PCPU_FL_LOCK_I32);
-        return e;
-      }
-      lockRelease(i32, p + PCPU_FL_LOCK_I32);
+    if (Atomics.load(i32, p + PCPU_FL_HEAD_I32) === 0) continue;
+    if (!lockAcquire(i32, p + PCPU_FL_LOCK_I32, cpu)) {
+      timedOut = true;
+      continue;
     }
-    c = c + 1 === nrCpus ? 0 : c + 1;
+    const e = popHeadLocked(i32, p, cpu, lo);
+    lockRelease(i32, p + PCPU_FL_LOCK_I32);
+    if (e > 0) return e;
+    if (e < 0) corrupt = true; // damaged: this list is skipped
   }
   return timedOut ? FREELIST_TIMEDOUT : corrupt ? FREELIST_CORRUPT : 0;
+}
+
+/**
+ * Take list `p`'s head for slot `cpu` (its INFLIGHT first: ours even if we
+ * die mid-pop). Requires: that list's lock held. @returns the element, 0 when
+ * the list is empty, -1 when its head or links are damaged (nothing taken)
+ */
+function popHeadLocked(i32: Int32Array, p: number, cpu: number, lo: number): number {
+  const e = i32[p + PCPU_FL_HEAD_I32];
+  if (e === 0) return 0;
+  if (!unlinkable(i32, lo, e)) return -1;
+  i32[pcpuBase(cpu) + PCPU_INFLIGHT_I32] = e;
+  listUnlinkLocked(i32, p, e);
+  return e;
 }
 
 /**

@@ -13,7 +13,6 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import {
-  FREELIST_TIMEDOUT,
   pcpuFreelistClaim,
   pcpuFreelistPop,
   pcpuFreelistPopulate,
@@ -34,11 +33,14 @@ import {
   PCPU_INFLIGHT_I32,
   pcpuBase,
 } from "../../src/layout/layout.js";
+import { FREELIST_TIMEDOUT } from "../../src/sentinels.js";
 import { LOCK_WAITERS } from "../../src/sync/owner-lock.js";
 import { setStallHandler } from "../../src/sync/spin.js";
 import { MapType } from "../../src/uapi.js";
 
 const NR_CPUS = 3;
+/** The lowest link a list may hold: the geometry below puts its first bucket record at the same word. */
+const LO = computeGeometry(4, 8, 8, NR_CPUS, false, true, LRU_NONE, true).bucketsBytes >> 2;
 const head = (c: number) => pcpuBase(c) + PCPU_FL_HEAD_I32;
 const lock = (c: number) => pcpuBase(c) + PCPU_FL_LOCK_I32;
 const inflight = (c: number) => pcpuBase(c) + PCPU_INFLIGHT_I32;
@@ -128,20 +130,20 @@ test("populate spreads elements as pcpu_freelist_populate(): nr / nr_cpus + 1 pe
 test("push links at the head: FNEXT = old head, FPREV = 0, the old head's FPREV = e, HOME_STATE = c + 1", () => {
   const l = freelists(false);
   const { i32, e } = l;
-  pcpuFreelistPush(i32, 1, e[5]);
+  pcpuFreelistPush(i32, 1, e[5], LO);
   assert.deepEqual([i32[head(1)], i32[e[5] + ELEM_FNEXT_I32], i32[e[5] + ELEM_FPREV_I32]], [e[5], 0, 0]);
   assert.equal(i32[e[5] + ELEM_HOME_STATE_I32], 2);
-  pcpuFreelistPush(i32, 1, e[9]); // a plain element: no HOME_STATE word to write
+  pcpuFreelistPush(i32, 1, e[9], LO); // a plain element: no HOME_STATE word to write
   assert.deepEqual(
     [i32[head(1)], i32[e[9] + ELEM_FNEXT_I32], i32[e[9] + ELEM_FPREV_I32], i32[e[5] + ELEM_FPREV_I32]],
     [e[9], e[5], 0, e[9]],
   );
   // INFLIGHT: cleared when it names the pushed element, kept when it names another.
   i32[inflight(1)] = e[2];
-  pcpuFreelistPush(i32, 1, e[2]);
+  pcpuFreelistPush(i32, 1, e[2], LO);
   assert.equal(i32[inflight(1)], 0);
   i32[inflight(1)] = e[0];
-  pcpuFreelistPush(i32, 1, e[3]);
+  pcpuFreelistPush(i32, 1, e[3], LO);
   assert.equal(i32[inflight(1)], e[0], "another element's INFLIGHT stays");
   i32[inflight(1)] = 0;
   check(l, [[], [3, 2, 9, 5], []]);
@@ -151,7 +153,7 @@ test("pop takes its own list's head first, then steals from CPU + 1, CPU + 2, ..
   const l = freelists(true);
   const { i32, e } = l;
   const order: number[] = [];
-  for (let k = 0; k < 4; k++) order.push(pcpuFreelistPop(i32, 1, NR_CPUS));
+  for (let k = 0; k < 4; k++) order.push(pcpuFreelistPop(i32, 1, NR_CPUS, LO));
   assert.deepEqual(
     order,
     [7, 6, 5, 4].map((n) => e[n]),
@@ -159,17 +161,17 @@ test("pop takes its own list's head first, then steals from CPU + 1, CPU + 2, ..
   );
   assert.equal(i32[inflight(1)], e[4], "the popped element is the popper's INFLIGHT");
   check(l, [[3, 2, 1, 0], [], [10, 9, 8]]);
-  assert.equal(pcpuFreelistPop(i32, 1, NR_CPUS), e[10], "then CPU 2's, not CPU 0's");
+  assert.equal(pcpuFreelistPop(i32, 1, NR_CPUS, LO), e[10], "then CPU 2's, not CPU 0's");
   check(l, [[3, 2, 1, 0], [], [9, 8]]);
-  for (let k = 0; k < 2; k++) pcpuFreelistPop(i32, 1, NR_CPUS);
-  assert.equal(pcpuFreelistPop(i32, 1, NR_CPUS), e[3], "CPU 2's drained: wrap to CPU 0");
+  for (let k = 0; k < 2; k++) pcpuFreelistPop(i32, 1, NR_CPUS, LO);
+  assert.equal(pcpuFreelistPop(i32, 1, NR_CPUS, LO), e[3], "CPU 2's drained: wrap to CPU 0");
   assert.equal(i32[e[3] + ELEM_FNEXT_I32], 0, "a popped element keeps no links");
   assert.equal(i32[e[3] + ELEM_FPREV_I32], 0);
   assert.equal(i32[e[3] + ELEM_HOME_STATE_I32], HOME_TAKEN);
   assert.equal(i32[e[2] + ELEM_FPREV_I32], 0, "the new head has no FPREV");
-  for (let k = 0; k < 3; k++) pcpuFreelistPop(i32, 1, NR_CPUS);
+  for (let k = 0; k < 3; k++) pcpuFreelistPop(i32, 1, NR_CPUS, LO);
   const last = i32[inflight(1)];
-  assert.equal(pcpuFreelistPop(i32, 1, NR_CPUS), 0, "all empty: 0");
+  assert.equal(pcpuFreelistPop(i32, 1, NR_CPUS, LO), 0, "all empty: 0");
   assert.equal(i32[inflight(1)], last, "an empty pop leaves INFLIGHT alone");
   check(l, [[], [], []]);
 });
@@ -177,7 +179,7 @@ test("pop takes its own list's head first, then steals from CPU + 1, CPU + 2, ..
 test("claim takes a home out of the middle, head or tail of whichever list holds it, in O(1)", () => {
   const l = freelists(true);
   const { i32, e } = l;
-  assert.equal(pcpuFreelistClaim(i32, 2, e[5]), e[5], "middle of list 1");
+  assert.equal(pcpuFreelistClaim(i32, 2, e[5], LO), e[5], "middle of list 1");
   assert.equal(i32[inflight(2)], e[5]);
   assert.deepEqual([i32[e[5] + ELEM_FNEXT_I32], i32[e[5] + ELEM_FPREV_I32]], [0, 0]);
   check(l, [
@@ -185,13 +187,13 @@ test("claim takes a home out of the middle, head or tail of whichever list holds
     [7, 6, 4],
     [10, 9, 8],
   ]);
-  assert.equal(pcpuFreelistClaim(i32, 0, e[3]), e[3], "head of list 0");
+  assert.equal(pcpuFreelistClaim(i32, 0, e[3], LO), e[3], "head of list 0");
   check(l, [
     [2, 1, 0],
     [7, 6, 4],
     [10, 9, 8],
   ]);
-  assert.equal(pcpuFreelistClaim(i32, 0, e[4]), e[4], "tail of list 1");
+  assert.equal(pcpuFreelistClaim(i32, 0, e[4], LO), e[4], "tail of list 1");
   assert.equal(i32[inflight(0)], e[4]);
   check(l, [
     [2, 1, 0],
@@ -200,7 +202,7 @@ test("claim takes a home out of the middle, head or tail of whichever list holds
   ]);
   // An element already off every list: nothing to claim, nothing changes.
   const before = Array.from(i32);
-  assert.equal(pcpuFreelistClaim(i32, 1, e[5]), 0);
+  assert.equal(pcpuFreelistClaim(i32, 1, e[5], LO), 0);
   assert.deepEqual(Array.from(i32), before);
 });
 
@@ -211,11 +213,11 @@ test("claim never waits: a held list lock sends it back with 0, the word untouch
   const before = Array.from(i32);
   let stalls = 0;
   setStallHandler(i32, () => stalls++);
-  assert.equal(pcpuFreelistClaim(i32, 1, e[1]), 0);
+  assert.equal(pcpuFreelistClaim(i32, 1, e[1], LO), 0);
   assert.deepEqual(Array.from(i32), before);
   assert.equal(stalls, 0, "it did not wait");
   i32[lock(0)] = 0;
-  assert.equal(pcpuFreelistClaim(i32, 1, e[1]), e[1]);
+  assert.equal(pcpuFreelistClaim(i32, 1, e[1], LO), e[1]);
   check(l, [
     [3, 2, 0],
     [7, 6, 5, 4],
@@ -226,21 +228,21 @@ test("claim never waits: a held list lock sends it back with 0, the word untouch
 test("pop: an empty list whose lock is held is skipped without waiting (the unlocked peek)", () => {
   const l = freelists(false);
   const { i32, e } = l;
-  pcpuFreelistPush(i32, 2, e[6]);
+  pcpuFreelistPush(i32, 2, e[6], LO);
   i32[lock(0)] = held(1);
-  assert.equal(pcpuFreelistPop(i32, 0, NR_CPUS), e[6], "CPU 0's list is empty: straight to CPU 2's");
+  assert.equal(pcpuFreelistPop(i32, 0, NR_CPUS, LO), e[6], "CPU 0's list is empty: straight to CPU 2's");
   assert.equal(i32[lock(0)], held(1), "never contended: no waiters bit");
 });
 
 test("pop: the only list with elements stays locked past LOCK_TIMEOUT_MS: FREELIST_TIMEDOUT, and nothing is taken", () => {
   const l = freelists(false);
   const { i32, e } = l;
-  pcpuFreelistPush(i32, 1, e[0]);
-  pcpuFreelistPush(i32, 1, e[1]);
+  pcpuFreelistPush(i32, 1, e[0], LO);
+  pcpuFreelistPush(i32, 1, e[1], LO);
   i32[lock(1)] = held(2); // CPU 2 holds list 1 and never lets go
   const before = Array.from(i32);
   assert.equal(FREELIST_TIMEDOUT < 0, true, "no element's word index");
-  assert.equal(pcpuFreelistPop(i32, 0, NR_CPUS), FREELIST_TIMEDOUT);
+  assert.equal(pcpuFreelistPop(i32, 0, NR_CPUS, LO), FREELIST_TIMEDOUT);
   assert.equal(i32[lock(1)], held(2) | LOCK_WAITERS, "only the waiters bit was added");
   i32[lock(1)] = held(2);
   assert.deepEqual(Array.from(i32), before, "nothing taken, INFLIGHT untouched");
@@ -251,10 +253,10 @@ test("pop: the only list with elements stays locked past LOCK_TIMEOUT_MS: FREELI
 test("pop: a locked list is skipped after the timeout for the next list that has elements", () => {
   const l = freelists(false);
   const { i32, e } = l;
-  pcpuFreelistPush(i32, 0, e[2]);
-  pcpuFreelistPush(i32, 1, e[3]);
+  pcpuFreelistPush(i32, 0, e[2], LO);
+  pcpuFreelistPush(i32, 1, e[3], LO);
   i32[lock(0)] = held(2);
-  assert.equal(pcpuFreelistPop(i32, 0, NR_CPUS), e[3], "list 0 timed out, list 1 gave one");
+  assert.equal(pcpuFreelistPop(i32, 0, NR_CPUS, LO), e[3], "list 0 timed out, list 1 gave one");
   assert.equal(i32[inflight(0)], e[3]);
   i32[lock(0)] = 0;
   check(l, [[2], [], []]);
@@ -265,13 +267,13 @@ test("push: a list locked past the timeout is skipped for the next CPU's, wrappi
   const { i32, e } = l;
   i32[lock(1)] = held(0);
   i32[inflight(1)] = e[4];
-  pcpuFreelistPush(i32, 1, e[4]);
+  pcpuFreelistPush(i32, 1, e[4], LO);
   assert.equal(i32[e[4] + ELEM_HOME_STATE_I32], 3, "filed on list 2: HOME_STATE 2 + 1");
   assert.equal(i32[inflight(1)], 0, "filed, so no longer the pusher's INFLIGHT");
   assert.equal(i32[lock(1)], held(0) | LOCK_WAITERS);
   i32[lock(1)] = 0;
   i32[lock(2)] = held(0);
-  pcpuFreelistPush(i32, 2, e[9]);
+  pcpuFreelistPush(i32, 2, e[9], LO);
   i32[lock(2)] = 0;
   check(l, [[9], [], [4]]);
 });
@@ -281,7 +283,7 @@ test("relink after a crash mid-push: the old head's stale FPREV is rebuilt from 
   const { i32, e } = l;
   // A push of e[5] onto list 0 died after its first three stores (FNEXT, FPREV, the old head's FPREV)
   // and before the head store: e[5] is its INFLIGHT, list 0 is whole but for FPREV of its head.
-  pcpuFreelistClaim(i32, 1, e[5]);
+  pcpuFreelistClaim(i32, 1, e[5], LO);
   i32[e[5] + ELEM_FNEXT_I32] = e[3];
   i32[e[5] + ELEM_FPREV_I32] = 0;
   i32[e[3] + ELEM_FPREV_I32] = e[5];
@@ -367,14 +369,16 @@ function apply(l: Lists, m: Model, op: Op): void {
   if (op.kind === "push") {
     if (m.taken.length === 0) return;
     const n = m.taken.splice(op.pick % m.taken.length, 1)[0];
-    pcpuFreelistPush(i32, op.cpu, e[n]);
+    pcpuFreelistPush(i32, op.cpu, e[n], LO);
     m.lists[op.cpu].unshift(n);
     if (m.inflight[op.cpu] === e[n]) m.inflight[op.cpu] = 0;
     return;
   }
   const n = op.kind === "pop" ? modelPop(m, op.cpu) : modelClaim(m, op.home);
   const got =
-    op.kind === "pop" ? pcpuFreelistPop(i32, op.cpu, NR_CPUS) : pcpuFreelistClaim(i32, op.cpu, e[op.home]);
+    op.kind === "pop"
+      ? pcpuFreelistPop(i32, op.cpu, NR_CPUS, LO)
+      : pcpuFreelistClaim(i32, op.cpu, e[op.home], LO);
   assert.equal(got, n < 0 ? 0 : e[n], `${op.kind} by CPU ${op.cpu}`);
   if (n >= 0) {
     m.taken.push(n);

@@ -12,9 +12,12 @@ import { test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { MapType } from "../../src/uapi.js";
 
-const ROUNDS = Number(process.env.HTAB_CORRUPT_ROUNDS ?? 150);
-/** A worker that has not answered by then is stuck: a wait or walk without a bound. */
-const WATCHDOG_MS = 20_000 + ROUNDS * 200;
+const ROUNDS = Number(process.env.HTAB_CORRUPT_ROUNDS ?? 30);
+/**
+ * A call that has not returned by then is stuck (a wait or walk without a
+ * bound): every lock wait gives up after 250 ms, and a call makes a few.
+ */
+const STUCK_MS = 5_000;
 
 interface Summary {
   rounds: number;
@@ -44,23 +47,32 @@ const KINDS = [
 const CALLS = ["lookup", "update", "insert", "delete", "getNextKey", "compute", "lookupBatch"];
 
 function fuzz(type: number, fastPath: boolean, seed: number): Promise<Summary | string> {
-  const progress = new SharedArrayBuffer(12);
+  const progress = new SharedArrayBuffer(16);
   const w = new Worker(new URL("../fixtures/corrupt-worker.js", import.meta.url), {
     workerData: { rounds: ROUNDS, seed, fastPath, type, progress },
   });
   const where = new Int32Array(progress);
   return new Promise((resolve, reject) => {
-    const dog = setTimeout(() => {
-      void w.terminate();
-      resolve(`hang: round ${where[0]}, damage ${KINDS[where[1]]}, call ${CALLS[where[2]]}`);
-    }, WATCHDOG_MS);
+    let seen = -1;
+    let since = Date.now();
+    const dog = setInterval(() => {
+      const calls = Atomics.load(where, 3);
+      if (calls !== seen) {
+        seen = calls;
+        since = Date.now();
+      } else if (Date.now() - since > STUCK_MS) {
+        clearInterval(dog);
+        void w.terminate();
+        resolve(`hang: round ${where[0]}, damage ${KINDS[where[1]]}, call ${CALLS[where[2]]}`);
+      }
+    }, 250);
     w.once("message", (m: Summary) => {
-      clearTimeout(dog);
+      clearInterval(dog);
       void w.terminate();
       resolve(m);
     });
     w.once("error", (e) => {
-      clearTimeout(dog);
+      clearInterval(dog);
       reject(e);
     });
   });
