@@ -4,7 +4,7 @@
  * The bpf() kernel backend is in `htab/kernel`.
  */
 
-export { BpfMap } from "./api/bpf-map.js";
+export { BpfMap, type BpfMapOptions } from "./api/bpf-map.js";
 export {
   announceSlot,
   attach,
@@ -15,7 +15,7 @@ export {
   type SlotPort,
   watchWorker,
 } from "./api/create.js";
-export { TypedMap } from "./api/typed-map.js";
+export { TypedMap, type TypedMapOptions } from "./api/typed-map.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export type { SabCreateOptions } from "./core/spec.js";
 export { ValueRef } from "./core/value-ref.js";

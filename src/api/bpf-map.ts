@@ -9,6 +9,18 @@ import { BpfError, Errno } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
 import { walkKeys } from "../map/key-walk.js";
 import { type BatchArgs, type BatchResult, lookupManyOf, type MapInfo, type RawMap } from "../map/raw-map.js";
+import { type ProgramLookups, programLookupsOf, touchKey } from "./touch.js";
+
+/** Options of a BpfMap. */
+export interface BpfMapOptions {
+  /**
+   * `lookup` and `lookupPerCpu` mark a key they find as recently used on an
+   * LRU map, as a BPF program's bpf_map_lookup_elem() does (docs/lru.md).
+   * Default false: the kernel's control-plane lookup, which never marks.
+   * Needs a map with program lookups (createMap()); a kernel map is EOPNOTSUPP.
+   */
+  touch?: boolean;
+}
 
 /** A per-CPU map's flat value (info.valueBytes) as one value_size-byte copy per CPU. */
 export function splitPerCpu(flat: Uint8Array, info: MapInfo): Uint8Array[] {
@@ -41,8 +53,21 @@ export function joinPerCpu(op: string, values: readonly Uint8Array[], info: MapI
   return flat;
 }
 
+/**
+ * Throwing calls over any backend's RawMap (a map of createMap(), a
+ * KernelMap): `BpfError` with the kernel's errno instead of a negative
+ * return; a missing key is `undefined` or `false`.
+ */
 export class BpfMap<R extends RawMap = RawMap> {
-  constructor(readonly raw: R) {}
+  private readonly touch: ProgramLookups | null;
+
+  /** @throws BpfError EOPNOTSUPP for `touch` on a map without program lookups (a kernel map) */
+  constructor(
+    readonly raw: R,
+    opts: BpfMapOptions = {},
+  ) {
+    this.touch = opts.touch === true ? programLookupsOf("BpfMap", raw) : null;
+  }
 
   get info(): MapInfo {
     return this.raw.info;
@@ -55,11 +80,13 @@ export class BpfMap<R extends RawMap = RawMap> {
   /**
    * Copy `key`'s value into `out` (allocated when absent) and return it, or undefined.
    * On a per-CPU map it is the kernel's flat layout, `info.valueBytes` bytes
-   * (see lookupPerCpu() for one value per CPU).
-   * @throws BpfError EINVAL, EPERM
-   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM.
+   * (see lookupPerCpu() for one value per CPU). With `touch`, a key found is
+   * marked recently used on an LRU map.
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM (with `touch`: bpf_map_lookup_elem() from a program).
    */
   lookup(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
+    if (this.touch !== null && !touchKey(this.touch, key, "lookup")) return undefined;
     const v = out ?? new Uint8Array(this.raw.info.valueBytes);
     const err = this.raw.lookupElem(key, v, flags);
     if (err === -Errno.ENOENT) return undefined;

@@ -11,12 +11,36 @@ import { isPercpuType } from "../layout/layout.js";
 import { type Codec, perCpu, u32, u64 } from "../map/codecs.js";
 import { walkKeys } from "../map/key-walk.js";
 import { lookupManyOf, type RawMap, type ScratchMap, scratchOf } from "../map/raw-map.js";
+import { type ProgramLookups, programLookupsOf, touchKey } from "./touch.js";
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+/**
+ * An error a layer under the user's call threw, restated as that call's
+ * (`get: map is closed ...`, not `keyScratchWords: map is closed ...`).
+ */
+function asCall(op: string, e: unknown): unknown {
+  return e instanceof BpfError && e.op !== op ? new BpfError(op, e.errno, e.detail) : e;
+}
 
 /** A codec's EINVAL restated for the map operation: "set: value: packets: got "16" (string), expected u64 bigint". */
 function codecError(op: string, what: "key" | "value", e: unknown): unknown {
   return e instanceof BpfError ? new BpfError(op, e.errno, `${what}: ${e.detail}`) : e;
+}
+
+/** Options of a TypedMap. */
+export interface TypedMapOptions {
+  /**
+   * `get` and `getMany` mark a key they find as recently used on an LRU map,
+   * as a BPF program's bpf_map_lookup_elem() does: the view then behaves as
+   * a cache whose hits survive eviction (docs/lru.md). Default false: a read
+   * is a control-plane lookup, which in the kernel never marks recency.
+   * `has`, `entries()` and the other walks never mark. A hit costs a second
+   * lookup (the program lookup that marks, then the copy); a miss costs one.
+   * Needs a map with program lookups (createMap()); a kernel map is
+   * EOPNOTSUPP, since bpf() has no lookup that marks.
+   */
+  touch?: boolean;
 }
 
 export class TypedMap<K, V> implements Iterable<[K, V]> {
@@ -26,16 +50,25 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
   private readonly scratch: ScratchMap | null;
   /** 1: u32 keys, 2: u64 keys (written as words), 0: encoded by the codec. */
   private readonly keyWords: number;
+  /** The codecs do not promise to write all their bytes: zero-fill before encoding (Codec.writesAll). */
+  private readonly fillKey: boolean;
+  private readonly fillValue: boolean;
+  /** `touch`: the map's program lookups, or null. */
+  private readonly touch: ProgramLookups | null;
 
   /**
    * A typed view of `raw`. On a per-CPU map the value codec must describe
    * every CPU's value (codecs.perCpu()); TypedMap.perCpu() builds that view.
-   * @throws BpfError EINVAL when a codec's size does not match the map
+   * A codec that does not declare `writesAll` has its bytes zero-filled
+   * before each encode (see Codec).
+   * @throws BpfError EINVAL when a codec's size does not match the map;
+   * EOPNOTSUPP for `touch` on a map without program lookups (a kernel map)
    */
   constructor(
     readonly raw: RawMap,
     readonly keyCodec: Codec<K>,
     readonly valueCodec: Codec<V>,
+    opts: TypedMapOptions = {},
   ) {
     const { keySize, valueSize, valueBytes, type, nrCpus } = raw.info;
     if (keyCodec.size !== keySize)
@@ -57,6 +90,9 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     this.vbuf = new Uint8Array(valueBytes);
     this.scratch = scratchOf(raw);
     this.keyWords = keyCodec === u32 ? 1 : keyCodec === (u64 as Codec<unknown>) ? 2 : 0;
+    this.fillKey = keyCodec.writesAll !== true;
+    this.fillValue = valueCodec.writesAll !== true;
+    this.touch = opts.touch === true ? programLookupsOf("TypedMap", raw) : null;
   }
 
   /**
@@ -65,7 +101,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
    * exactly `info.nrCpus` values, `entries()` yields `[key, perCpuValues]`.
    * @throws BpfError EINVAL when the map is not per-CPU or a codec's size does not match
    */
-  static perCpu<K, V>(raw: RawMap, keyCodec: Codec<K>, valueCodec: Codec<V>): TypedMap<K, V[]> {
+  static perCpu<K, V>(
+    raw: RawMap,
+    keyCodec: Codec<K>,
+    valueCodec: Codec<V>,
+    opts: TypedMapOptions = {},
+  ): TypedMap<K, V[]> {
     if (!isPercpuType(raw.info.type))
       throw new BpfError(
         "TypedMap",
@@ -78,11 +119,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
         Errno.EINVAL,
         `value codec is ${valueCodec.size} bytes, map value_size (one CPU's value) is ${raw.info.valueSize}`,
       );
-    return new TypedMap(raw, keyCodec, perCpu(valueCodec, raw.info.nrCpus));
+    return new TypedMap(raw, keyCodec, perCpu(valueCodec, raw.info.nrCpus), opts);
   }
 
   private key(op: string, k: K): Uint8Array {
     try {
+      if (this.fillKey) this.kbuf.fill(0);
       this.keyCodec.encode(k, this.kbuf, 0);
     } catch (e) {
       throw codecError(op, "key", e);
@@ -107,17 +149,33 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
       w[1] = Number(k >> 32n);
     } else
       try {
-        this.keyCodec.encode(k, s.keyScratch, 0);
+        const buf = s.keyScratch;
+        if (this.fillKey) buf.fill(0, 0, this.kbuf.length);
+        this.keyCodec.encode(k, buf, 0);
       } catch (e) {
         throw codecError(op, "key", e);
       }
   }
 
-  /** The value for `key`, or undefined. */
+  /**
+   * The value for `key`, or undefined. With `touch`, a key found is marked
+   * recently used on an LRU map (as a program's lookup marks it).
+   * @throws BpfError EINVAL for a key the codec cannot encode, EPERM (BPF_F_WRONLY), ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM (with `touch`: bpf_map_lookup_elem() from a program).
+   */
   get(key: K): V | undefined {
+    try {
+      return this.getIn(key);
+    } catch (e) {
+      throw asCall("get", e);
+    }
+  }
+
+  private getIn(key: K): V | undefined {
     const s = this.scratch;
     if (s !== null) {
       this.keyToScratch(s, "get", key);
+      if (this.touch !== null && !touchKey(this.touch, s.keyScratch, "get")) return undefined;
       const err = s.lookupScratch();
       if (err === 0) return this.valueCodec.decode(s.valueScratch, 0);
       if (err === -Errno.ENOENT) return undefined;
@@ -132,9 +190,19 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
   /**
    * The values of many keys at once (undefined for an absent key), in their
    * order. On the SAB map their lookups overlap their cache misses
-   * (Htab.lookupMany()); other backends look them up one by one.
+   * (Htab.lookupMany()); other backends look them up one by one. With
+   * `touch`, every key found is marked recently used on an LRU map.
+   * @throws BpfError EINVAL for a key the codec cannot encode, EPERM, ETIMEDOUT
    */
   getMany(keys: readonly K[]): (V | undefined)[] {
+    try {
+      return this.getManyIn(keys);
+    } catch (e) {
+      throw asCall("getMany", e);
+    }
+  }
+
+  private getManyIn(keys: readonly K[]): (V | undefined)[] {
     const { keySize, valueBytes } = this.raw.info;
     const n = keys.length;
     const kb = new Uint8Array(n * keySize);
@@ -147,6 +215,10 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     const vb = new Uint8Array(n * valueBytes);
     const res = new Int32Array(n);
     lookupManyOf(this.raw, kb, vb, res);
+    const t = this.touch;
+    if (t !== null)
+      for (let i = 0; i < n; i++)
+        if (res[i] === 0) touchKey(t, kb.subarray(i * keySize, (i + 1) * keySize), "getMany");
     const out: (V | undefined)[] = new Array(n);
     for (let i = 0; i < n; i++) {
       if (res[i] === 0) out[i] = this.valueCodec.decode(vb, i * valueBytes);
@@ -157,6 +229,14 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
   }
 
   has(key: K): boolean {
+    try {
+      return this.hasIn(key);
+    } catch (e) {
+      throw asCall("has", e);
+    }
+  }
+
+  private hasIn(key: K): boolean {
     const s = this.scratch;
     let err: number;
     if (s !== null) {
@@ -173,11 +253,21 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
    * @throws BpfError E2BIG when the map is full, EEXIST/ENOENT with NOEXIST/EXIST
    */
   set(key: K, value: V, flags = 0): this {
+    try {
+      return this.setIn(key, value, flags);
+    } catch (e) {
+      throw asCall("set", e);
+    }
+  }
+
+  private setIn(key: K, value: V, flags: number): this {
     const s = this.scratch;
     if (s !== null) {
       this.keyToScratch(s, "set", key);
       try {
-        this.valueCodec.encode(value, s.valueScratch, 0);
+        const buf = s.valueScratch;
+        if (this.fillValue) buf.fill(0, 0, this.vbuf.length);
+        this.valueCodec.encode(value, buf, 0);
       } catch (e) {
         throw codecError("set", "value", e);
       }
@@ -187,6 +277,7 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     }
     const k = this.key("set", key);
     try {
+      if (this.fillValue) this.vbuf.fill(0);
       this.valueCodec.encode(value, this.vbuf, 0);
     } catch (e) {
       throw codecError("set", "value", e);
@@ -198,6 +289,14 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
 
   /** @returns false when the key was absent */
   delete(key: K): boolean {
+    try {
+      return this.deleteIn(key);
+    } catch (e) {
+      throw asCall("delete", e);
+    }
+  }
+
+  private deleteIn(key: K): boolean {
     const s = this.scratch;
     let err: number;
     if (s !== null) {
