@@ -99,6 +99,37 @@ function defaultDetail(errno: number): string {
   }
 }
 
+/**
+ * An argument shown with its type, for error messages: `"1024" (string)`,
+ * `NaN (number)`, `{"a":1} (object)`, `16 bytes (Uint8Array)`. Never throws.
+ */
+export function showInput(v: unknown): string {
+  const type =
+    v === null ? "null" : Array.isArray(v) ? "array" : v instanceof Uint8Array ? "Uint8Array" : typeof v;
+  let text: string;
+  if (typeof v === "string") text = JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  else if (typeof v === "bigint") text = `${v}n`;
+  else if (v instanceof Uint8Array) text = `${v.length} bytes`;
+  else if (typeof v === "function") text = v.name === "" ? "function" : `function ${v.name}`;
+  else if (typeof v === "object" && v !== null) {
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(v);
+    } catch {
+      json = undefined; // a cycle or a bigint inside
+    }
+    text =
+      json === undefined
+        ? Array.isArray(v)
+          ? `length ${v.length}`
+          : "{…}"
+        : json.length > 40
+          ? `${json.slice(0, 40)}…`
+          : json;
+  } else text = String(v);
+  return `${text} (${type})`;
+}
+
 /** Throw EINVAL for a JavaScript-level misuse (wrong buffer type or length). */
 export function invalid(op: string, detail: string): never {
   throw new BpfError(op, Errno.EINVAL, detail);

@@ -5,10 +5,11 @@
  * else throws BpfError with the kernel's errno.
  */
 
-import { BpfError, Errno } from "../errors.js";
+import { BpfError, Errno, showInput } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
 import { walkKeys } from "../map/key-walk.js";
 import { type BatchArgs, type BatchResult, lookupManyOf, type MapInfo, type RawMap } from "../map/raw-map.js";
+import { checkRaw } from "./args.js";
 import { type ProgramLookups, programLookupsOf, touchKey } from "./touch.js";
 
 /** Options of a BpfMap. */
@@ -36,7 +37,7 @@ export function joinPerCpu(op: string, values: readonly Uint8Array[], info: MapI
     throw new BpfError(
       op,
       Errno.EINVAL,
-      `a per-CPU value is ${info.nrCpus} arrays (one per possible CPU), got ${Array.isArray(values) ? values.length : typeof values}`,
+      `a per-CPU value is ${info.nrCpus} arrays (one per possible CPU), got ${Array.isArray(values) ? `${values.length} arrays` : showInput(values)}`,
     );
   const slot = Math.ceil(info.valueSize / 8) * 8;
   const flat = new Uint8Array(info.valueBytes);
@@ -46,7 +47,7 @@ export function joinPerCpu(op: string, values: readonly Uint8Array[], info: MapI
       throw new BpfError(
         op,
         Errno.EINVAL,
-        `CPU ${c}'s value must be a Uint8Array of value_size ${info.valueSize} bytes`,
+        `CPU ${c}'s value must be a Uint8Array of value_size ${info.valueSize} bytes, got ${showInput(v)}`,
       );
     flat.set(v, c * slot);
   }
@@ -66,6 +67,7 @@ export class BpfMap<R extends RawMap = RawMap> {
     readonly raw: R,
     opts: BpfMapOptions = {},
   ) {
+    checkRaw("BpfMap", raw);
     this.touch = opts.touch === true ? programLookupsOf("BpfMap", raw) : null;
   }
 
@@ -202,7 +204,11 @@ export class BpfMap<R extends RawMap = RawMap> {
    */
   *keys(limit = this.raw.info.maxEntries * 2): Generator<Uint8Array> {
     if (!Number.isInteger(limit) || limit < 0)
-      throw new BpfError("keys", Errno.EINVAL, `limit must be a non-negative integer, got ${String(limit)}`);
+      throw new BpfError(
+        "keys",
+        Errno.EINVAL,
+        `limit must be a non-negative integer, got ${showInput(limit)}`,
+      );
     yield* walkKeys(this.raw, { limit });
   }
 

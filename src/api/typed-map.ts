@@ -7,10 +7,12 @@
  */
 
 import { BpfError, Errno } from "../errors.js";
+
 import { isPercpuType } from "../layout/layout.js";
 import { type Codec, perCpu, u32, u64 } from "../map/codecs.js";
 import { walkKeys } from "../map/key-walk.js";
 import { lookupManyOf, type RawMap, type ScratchMap, scratchOf } from "../map/raw-map.js";
+import { checkCodec, checkRaw } from "./args.js";
 import { type ProgramLookups, programLookupsOf, touchKey } from "./touch.js";
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -70,6 +72,9 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     readonly valueCodec: Codec<V>,
     opts: TypedMapOptions = {},
   ) {
+    checkRaw("TypedMap", raw);
+    checkCodec("TypedMap", "key", keyCodec);
+    checkCodec("TypedMap", "value", valueCodec);
     const { keySize, valueSize, valueBytes, type, nrCpus } = raw.info;
     if (keyCodec.size !== keySize)
       throw new BpfError(
@@ -107,15 +112,18 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     valueCodec: Codec<V>,
     opts: TypedMapOptions = {},
   ): TypedMap<K, V[]> {
+    checkRaw("TypedMap.perCpu", raw);
+    checkCodec("TypedMap.perCpu", "key", keyCodec);
+    checkCodec("TypedMap.perCpu", "value", valueCodec);
     if (!isPercpuType(raw.info.type))
       throw new BpfError(
-        "TypedMap",
+        "TypedMap.perCpu",
         Errno.EINVAL,
         "TypedMap.perCpu() needs a PERCPU_HASH or LRU_PERCPU_HASH map",
       );
     if (valueCodec.size !== raw.info.valueSize)
       throw new BpfError(
-        "TypedMap",
+        "TypedMap.perCpu",
         Errno.EINVAL,
         `value codec is ${valueCodec.size} bytes, map value_size (one CPU's value) is ${raw.info.valueSize}`,
       );

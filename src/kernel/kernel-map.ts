@@ -588,7 +588,7 @@ export class KernelMap implements RawMap {
     if (this.closed) return;
     this.closed = true;
     // Before the fd is closed: a later open may reuse its number for another object.
-    poisonClosed(this);
+    poisonClosed(this, "map", "close() closed this object's file descriptor");
     if (this.owned) this.ffi.close(this.fd);
     this.arena.free();
     this.batchBuf?.free();

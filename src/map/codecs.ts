@@ -3,7 +3,9 @@
  * bytes a BPF map stores (the layout a C struct has on x86-64).
  */
 
-import { BpfError, invalid } from "../errors.js";
+import { BpfError, invalid, showInput } from "../errors.js";
+
+export { showInput };
 
 /**
  * Converts a JavaScript value to and from exactly `size` bytes at an offset:
@@ -60,19 +62,6 @@ export interface Codec<T> {
 
 /** The value type a codec converts. */
 export type CodecValue<C> = C extends Codec<infer T> ? T : never;
-
-/** `"16" (string)`, `1.5 (number)`: an input shown with its type, for codec errors. */
-export function showInput(v: unknown): string {
-  const type =
-    v === null ? "null" : Array.isArray(v) ? "array" : v instanceof Uint8Array ? "Uint8Array" : typeof v;
-  let text: string;
-  if (typeof v === "string") text = JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  else if (typeof v === "bigint") text = `${v}n`;
-  else if (v instanceof Uint8Array) text = `${v.length} bytes`;
-  else if (typeof v === "object" && v !== null) text = Array.isArray(v) ? `length ${v.length}` : "{…}";
-  else text = String(v);
-  return `${text} (${type})`;
-}
 
 /** EINVAL for a value a codec cannot encode: what came, and what was expected. */
 function badInput(v: unknown, expected: string): never {
@@ -160,7 +149,7 @@ export const s64: Codec<bigint> = {
 /** Fixed-size raw bytes. Decoding copies. */
 export function bytes(size: number): Codec<Uint8Array> & { readonly raw: true } {
   if (!Number.isInteger(size) || size <= 0)
-    invalid("codec", `bytes size must be a positive integer, got ${size}`);
+    invalid("codecs.bytes", `size must be a positive integer, got ${showInput(size)}`);
   return {
     size,
     raw: true,
@@ -256,7 +245,7 @@ export function struct<const F extends readonly Field<string, unknown>[]>(
     off = Math.max(off, at + f.codec.size);
   }
   const size = opts.size ?? Math.ceil(off / align) * align;
-  if (size < off) invalid("codec", `struct size ${size} is smaller than its fields (${off} bytes)`);
+  if (size < off) invalid("codecs.struct", `struct size ${size} is smaller than its fields (${off} bytes)`);
   return {
     size,
     writesAll: true,
@@ -303,7 +292,10 @@ export function struct<const F extends readonly Field<string, unknown>[]>(
  */
 export function perCpu<T>(codec: Codec<T>, nrCpus: number): Codec<T[]> {
   if (!Number.isInteger(nrCpus) || nrCpus <= 0)
-    invalid("codec", `perCpu needs the number of possible CPUs, got ${String(nrCpus)}`);
+    invalid(
+      "codecs.perCpu",
+      `nrCpus must be the number of possible CPUs (a positive integer), got ${showInput(nrCpus)}`,
+    );
   const slot = Math.ceil(codec.size / 8) * 8;
   const size = slot * nrCpus;
   return {
@@ -313,7 +305,7 @@ export function perCpu<T>(codec: Codec<T>, nrCpus: number): Codec<T[]> {
       if (!Array.isArray(v))
         invalid(
           "encode",
-          `a per-CPU value is an array of ${nrCpus} values (one per possible CPU), got ${typeof v}`,
+          `a per-CPU value is an array of ${nrCpus} values (one per possible CPU), got ${showInput(v)}`,
         );
       if (v.length !== nrCpus)
         invalid("encode", `a per-CPU value needs ${nrCpus} values (one per possible CPU), got ${v.length}`);
