@@ -13,7 +13,8 @@
  *   `htab replay` on each backend and its outputs must be the ones written.
  * - `sh`: the set-up commands. Running them here would run `npm test` inside
  *   itself, so they are checked instead: each names a script of package.json,
- *   or a package htab is or declares.
+ *   `npm pack`, or installs a package htab is or declares, or the path of
+ *   this version's tarball (`…/htab-<version>.tgz`, what `npm pack` writes).
  * - `text`: output shown, not code. Any other info string fails.
  */
 import assert from "node:assert/strict";
@@ -39,6 +40,7 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 const cli = join(root, "dist", "src", "cli", "main.js");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
   name: string;
+  version: string;
   scripts: Record<string, string>;
   peerDependencies?: Record<string, string>;
 };
@@ -194,10 +196,14 @@ for (const [i, b] of all.entries()) {
             if (cmd[1] === "install" || cmd[1] === "i") {
               for (const p of cmd.slice(2))
                 assert.ok(
-                  p === pkg.name || pkg.peerDependencies?.[p] !== undefined,
-                  `${where}: ${p} is neither htab nor one of its peer dependencies`,
+                  p === pkg.name ||
+                    pkg.peerDependencies?.[p] !== undefined ||
+                    p.endsWith(`/${pkg.name}-${pkg.version}.tgz`),
+                  `${where}: ${p} is neither htab, one of its peer dependencies, nor the path of this version's tarball`,
                 );
-            } else if (cmd[1] === "test" || cmd[1] === "start" || cmd[1] === "run")
+            } else if (cmd[1] === "pack")
+              assert.equal(cmd.length, 2, `${where}: npm pack takes no arguments here`);
+            else if (cmd[1] === "test" || cmd[1] === "start" || cmd[1] === "run")
               assert.ok(
                 pkg.scripts[cmd[1] === "run" ? cmd[2] : cmd[1]],
                 `${where}: no script ${cmd.join(" ")}`,

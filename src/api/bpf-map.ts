@@ -71,6 +71,7 @@ export class BpfMap<R extends RawMap = RawMap> {
     this.touch = opts.touch === true ? programLookupsOf("BpfMap", raw) : null;
   }
 
+  /** What the map is: type, sizes, max_entries, flags, nrCpus, valueBytes. */
   get info(): MapInfo {
     return this.raw.info;
   }
@@ -138,7 +139,8 @@ export class BpfMap<R extends RawMap = RawMap> {
   }
 
   /**
-   * @throws BpfError EEXIST (BPF_NOEXIST), ENOENT (BPF_EXIST), E2BIG (map full), EINVAL, EPERM
+   * Insert or replace `key`'s value (`flags`: UpdateFlags.Any, NoExist, Exist, Lock).
+   * @throws BpfError EEXIST (BPF_NOEXIST), ENOENT (BPF_EXIST), E2BIG (map full), EINVAL, EPERM, ETIMEDOUT
    * @remarks Kernel: BPF_MAP_UPDATE_ELEM.
    */
   update(key: Uint8Array, value: Uint8Array, flags = 0): void {
@@ -170,7 +172,12 @@ export class BpfMap<R extends RawMap = RawMap> {
       throw new BpfError(op, Errno.EINVAL, "the map is not per-CPU (PERCPU_HASH, LRU_PERCPU_HASH)");
   }
 
-  /** @returns false when the key was absent. @throws BpfError EPERM */
+  /**
+   * Delete `key`.
+   * @returns false when the key was absent
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_DELETE_ELEM.
+   */
   delete(key: Uint8Array): boolean {
     const err = this.raw.deleteElem(key);
     if (err === -Errno.ENOENT) return false;
@@ -178,7 +185,12 @@ export class BpfMap<R extends RawMap = RawMap> {
     return true;
   }
 
-  /** @returns the deleted value, or undefined when absent. @throws BpfError EINVAL, EPERM */
+  /**
+   * Look `key` up and delete it in one step.
+   * @returns the deleted value, or undefined when absent
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_LOOKUP_AND_DELETE_ELEM.
+   */
   lookupAndDelete(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
     const v = out ?? new Uint8Array(this.raw.info.valueBytes);
     const err = this.raw.lookupAndDeleteElem(key, v, flags);
@@ -187,7 +199,11 @@ export class BpfMap<R extends RawMap = RawMap> {
     return v;
   }
 
-  /** The key after `key` (the first for null), or undefined at the end. @remarks Kernel: BPF_MAP_GET_NEXT_KEY. */
+  /**
+   * The key after `key` (the first for null, or for a key no longer in the map), or undefined at the end.
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_GET_NEXT_KEY.
+   */
   nextKey(key: Uint8Array | null, out?: Uint8Array): Uint8Array | undefined {
     const k = out ?? new Uint8Array(this.raw.info.keySize);
     const err = this.raw.getNextKey(key, k);
@@ -271,15 +287,21 @@ export class BpfMap<R extends RawMap = RawMap> {
     }
   }
 
-  /** Kernel: BPF_MAP_FREEZE. */
+  /**
+   * Freeze the map: control-plane writes fail with EPERM from now on; programs still write.
+   * @throws BpfError EBUSY, EPERM
+   * @remarks Kernel: BPF_MAP_FREEZE.
+   */
   freeze(): void {
     this.check("freeze", this.raw.freeze());
   }
 
+  /** Bytes the map occupies (SAB), or the kernel's memlock figure for the map. */
   memoryUsage(): number {
     return this.raw.memoryUsage();
   }
 
+  /** Close the map object (SAB: give its CPU slot back; kernel: close the fd). Later calls throw EINVAL. */
   close(): void {
     this.raw.close();
   }

@@ -236,6 +236,11 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     return out;
   }
 
+  /**
+   * Whether `key` is in the map. Never marks LRU recency (not even with `touch`).
+   * @throws BpfError EINVAL for a key the codec cannot encode, EPERM (BPF_F_WRONLY), ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM.
+   */
   has(key: K): boolean {
     try {
       return this.hasIn(key);
@@ -257,8 +262,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
   }
 
   /**
-   * Insert or replace (BPF_ANY by default).
-   * @throws BpfError E2BIG when the map is full, EEXIST/ENOENT with NOEXIST/EXIST
+   * Insert or replace (BPF_ANY by default; UpdateFlags.NoExist, Exist, Lock).
+   * An LRU map evicts instead of failing when full.
+   * @returns this map, for chaining
+   * @throws BpfError E2BIG when the map is full, EEXIST (NoExist) / ENOENT (Exist),
+   * EINVAL for a key or value the codec cannot encode or bad flags, EPERM (BPF_F_RDONLY or frozen), ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_UPDATE_ELEM.
    */
   set(key: K, value: V, flags = 0): this {
     try {
@@ -295,7 +304,12 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     return this;
   }
 
-  /** @returns false when the key was absent */
+  /**
+   * Delete `key`.
+   * @returns false when the key was absent
+   * @throws BpfError EINVAL for a key the codec cannot encode, EPERM (BPF_F_RDONLY or frozen), ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_DELETE_ELEM.
+   */
   delete(key: K): boolean {
     try {
       return this.deleteIn(key);
@@ -333,10 +347,16 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     return walkKeys(this.raw);
   }
 
+  /** Every key, decoded, in get_next_key order. @remarks Kernel: BPF_MAP_GET_NEXT_KEY. */
   *keys(): Generator<K> {
     for (const k of this.rawKeys()) yield this.keyCodec.decode(k, 0);
   }
 
+  /**
+   * Every `[key, value]`, decoded, in get_next_key order; a key deleted
+   * during the walk is skipped. Never marks LRU recency.
+   * @remarks Kernel: BPF_MAP_GET_NEXT_KEY, then BPF_MAP_LOOKUP_ELEM per key.
+   */
   *entries(): Generator<[K, V]> {
     const v = new Uint8Array(this.raw.info.valueBytes);
     for (const k of this.rawKeys()) {
@@ -345,14 +365,17 @@ export class TypedMap<K, V> implements Iterable<[K, V]> {
     }
   }
 
+  /** Every value, decoded, in get_next_key order. */
   *values(): Generator<V> {
     for (const [, v] of this.entries()) yield v;
   }
 
+  /** Call `fn(value, key, map)` for every entry, as Map.prototype.forEach. */
   forEach(fn: (value: V, key: K, map: this) => void): void {
     for (const [k, v] of this.entries()) fn(v, k, this);
   }
 
+  /** The same as entries(): `new Map(typedMap)` copies the map. */
   [Symbol.iterator](): Iterator<[K, V]> {
     return this.entries();
   }

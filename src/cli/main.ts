@@ -175,7 +175,8 @@ examples(
         if (!existsSync(fileURLToPath(runUrl))) {
           process.stderr.write(
             "htab bench: the benchmarks are not part of the installed package. Clone the repository to run them:\n" +
-              "  git clone <htab repository> && cd htab && npm ci && npm run bench\n",
+              "in a clone of this package's source repository, run `npm install && npm run bench`\n" +
+              "(its README's Set-up section; `npm run bench -- --quick` takes under a minute).\n",
           );
           process.exitCode = 1;
           return;

@@ -49,10 +49,12 @@ import { ArrayOfMaps } from "./array-of-maps.js";
 import { HashOfMaps } from "./hash-of-maps.js";
 import { type InnerMeta, type InnerResolver, type OuterMap, writeInnerMeta } from "./inner.js";
 
-type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
+/** The outer map types a MapDomain creates. */
+export type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
 /** What a domain map is in this thread: each kind can reap a dead slot. */
 type DomainMap = Htab | HashOfMaps | ArrayOfMaps;
-type HashType =
+/** The hash map types a MapDomain creates (as inner maps or on their own). */
+export type HashType =
   | typeof MapType.Hash
   | typeof MapType.PercpuHash
   | typeof MapType.LruHash

@@ -1,6 +1,9 @@
 /**
  * Typed codecs between JavaScript values and the fixed-size little-endian
- * bytes a BPF map stores (the layout a C struct has on x86-64).
+ * bytes a BPF map stores (the layout a C struct has on x86-64): integers,
+ * bytes, strings, structs, per-CPU values. Use them with TypedMap; see
+ * {@link Codec} for the contract a codec of your own keeps.
+ * @module
  */
 
 import { BpfError, invalid, showInput } from "../errors.js";
