@@ -24,7 +24,7 @@ export interface SabCreateOptions {
   /**
    * Number of possible CPUs: the worker slots that per-CPU freelists, extra
    * elements and per-CPU values are indexed by. Each attached thread takes one.
-   * @default navigator.hardwareConcurrency, or 4 where that is unknown
+   * @default os.availableParallelism() in Node, else navigator.hardwareConcurrency, else 4
    */
   nrCpus?: number;
   /** Model CAP_SYS_ADMIN: required for `MapFlags.ZeroSeed`, as in the kernel. @default false */
