@@ -11,6 +11,7 @@
  *   PATH, when bpf() works here; `/sys/fs/bpf/` is a private bpffs mount.
  * - `replay`: each line is `input  ->  output`; the inputs go through
  *   `htab replay` on each backend and its outputs must be the ones written.
+ *   `replay sab`: the same on the SAB backend only (calls the kernel lacks).
  * - `sh`: the set-up commands. Running them here would run `npm test` inside
  *   itself, so they are checked instead: each names a script of package.json,
  *   `npm pack`, or installs a package htab is or declares, or the path of
@@ -159,7 +160,8 @@ for (const [i, b] of all.entries()) {
         assert.equal(r.status, 0, `${where} failed:\n${r.stdout}\n${r.stderr}`);
         break;
       }
-      case "replay": {
+      case "replay":
+      case "replay sab": {
         const lines = b.code
           .trimEnd()
           .split("\n")
@@ -167,7 +169,7 @@ for (const [i, b] of all.entries()) {
         for (const l of lines)
           assert.equal(l.length, 2, `${where}: "${l.join(" -> ")}" is not input -> output`);
         const input = `${lines.map((l) => l[0]).join("\n")}\n`;
-        const backends = kernelSkip === undefined ? ["sab", "kernel"] : ["sab"];
+        const backends = kernelSkip === undefined && b.info === "replay" ? ["sab", "kernel"] : ["sab"];
         for (const backend of backends) {
           const r = spawnSync(process.execPath, [cli, "replay", "--backend", backend], {
             input,
@@ -217,7 +219,7 @@ for (const [i, b] of all.entries()) {
         break;
       default:
         assert.fail(
-          `${where}: a code block must say how it is run (js, js kernel, sh, sh kernel, replay, text), got "${b.info}"`,
+          `${where}: a code block must say how it is run (js, js kernel, sh, sh kernel, replay, replay sab, text), got "${b.info}"`,
         );
     }
   });
@@ -228,5 +230,40 @@ test("the docs have code to run, and README's example is two files run as printe
   assert.deepEqual(
     all.filter((b) => b.file === "README.md" && b.name !== undefined).map((b) => b.name),
     ["main.mjs", "worker.mjs"],
+  );
+});
+
+test("docs/cli.md's conntrack sample has the columns the command prints, and its legend is --help's", async () => {
+  const { conntrackTable } = await import("../src/cli/conntrack.js");
+  const { CONNTRACK_LEGEND } = await import("../src/cli/conntrack-legend.js");
+  const texts = all.filter((b) => b.file === "docs/cli.md" && b.info === "text").map((b) => b.code);
+  const sample = texts.find((t) => t.includes("GC mode") && t.includes("────"));
+  assert.ok(sample !== undefined, "docs/cli.md shows a conntrack table");
+  const result = {
+    mode: "delete" as const,
+    backend: "sab" as const,
+    seconds: 1,
+    packets: 1,
+    newFlows: 1,
+    refreshes: 0,
+    mapFull: 0,
+    sweeps: 1,
+    expiredDeleted: 1,
+    liveDeleted: 0,
+    brokenSeen: 0,
+    racesAvoided: 0,
+    memoryBytes: 1 << 20,
+    timeline: [],
+  };
+  // The header: its two lines, split into column titles (the widths follow the numbers).
+  const headers = (table: string) =>
+    table
+      .split("\n")
+      .slice(0, 2)
+      .map((l) => l.trim().split(/\s{2,}/));
+  assert.deepEqual(headers(sample), headers(conntrackTable([result])));
+  assert.ok(
+    texts.some((t) => t.trimEnd() === CONNTRACK_LEGEND),
+    "docs/cli.md shows the legend exactly as htab conntrack --help prints it",
   );
 });
