@@ -16,7 +16,11 @@
  *   itself, so they are checked instead: each names a script of package.json,
  *   `npm pack`, or installs a package htab is or declares, or the path of
  *   this version's tarball (`…/htab-<version>.tgz`, what `npm pack` writes).
- * - `text`: output shown, not code. Any other info string fails.
+ * - `js browser`: code for a page, a Web Worker or a bundler's config, which
+ *   needs a browser to run (test/browser runs the same pattern in Chromium):
+ *   here it must parse as an ES module (`node --check`).
+ * - `text`: output shown, not code; `mermaid`: a diagram (GitHub draws it).
+ *   Any other info string fails.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -130,7 +134,7 @@ for (const [i, b] of all.entries()) {
   const where = `${b.file}:${b.line}`;
   const kernel = b.info.endsWith(" kernel");
   const skip = kernel && kernelSkip !== undefined ? kernelSkip : false;
-  test(`${where}: the \`${b.info || "(none)"}\` block ${b.info === "text" ? "is output" : "runs"}`, {
+  test(`${where}: the \`${b.info || "(none)"}\` block ${b.info === "text" ? "is output" : b.info === "mermaid" ? "is a diagram" : "runs"}`, {
     skip,
   }, () => {
     if (kernel && BPFTOOL === undefined && /bpftool/.test(b.code)) return; // HTAB_REQUIRE_BPFTOOL fails above
@@ -149,6 +153,13 @@ for (const [i, b] of all.entries()) {
           for (const o of all)
             if (o.file === b.file && o.name !== undefined) writeFileSync(join(project, o.name), o.code);
         runJs(b, b.name ?? `block-${i}.mjs`, kernel ? inPrivateFs(b.code) : b.code);
+        break;
+      }
+      case "js browser": {
+        const file = join(project, `browser-${i}.mjs`);
+        writeFileSync(file, b.code);
+        const r = spawnSync(process.execPath, ["--check", file], { encoding: "utf8" });
+        assert.equal(r.status, 0, `${where} does not parse:\n${r.stderr}`);
         break;
       }
       case "sh kernel": {
@@ -217,9 +228,12 @@ for (const [i, b] of all.entries()) {
       }
       case "text":
         break;
+      case "mermaid":
+        assert.match(b.code, /^(flowchart|graph|sequenceDiagram) /, `${where}: not a mermaid diagram`);
+        break;
       default:
         assert.fail(
-          `${where}: a code block must say how it is run (js, js kernel, sh, sh kernel, replay, replay sab, text), got "${b.info}"`,
+          `${where}: a code block must say how it is run (js, js kernel, js browser, sh, sh kernel, replay, replay sab, text, mermaid), got "${b.info}"`,
         );
     }
   });
