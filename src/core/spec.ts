@@ -93,7 +93,7 @@ export function cpuOption(op: string, cpu: unknown, nrCpus: number): number {
     throw new BpfError(
       op,
       Errno.EINVAL,
-      `cpu must be a CPU slot of this map, an integer in [0, ${nrCpus}), got ${showInput(cpu)}`,
+      `cpu must be one of the ${nrCpus} CPU slots, an integer in [0, ${nrCpus}), got ${showInput(cpu)}`,
     );
   return cpu;
 }

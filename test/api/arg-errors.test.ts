@@ -10,6 +10,7 @@ import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { attach, createMap } from "../../src/api/create.js";
 import { TypedMap } from "../../src/api/typed-map.js";
+import { MapDomain } from "../../src/domain/map-domain.js";
 import { BpfError } from "../../src/errors.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import * as codecs from "../../src/map/codecs.js";
@@ -61,6 +62,19 @@ const CALLS: [string, (v: never) => unknown][] = [
   ["TypedMap", (v) => withMap((m) => new TypedMap(m, codecs.u32, v))],
   ["TypedMap", (v) => new TypedMap(v, codecs.u32, codecs.u64)],
   ["BpfMap", (v) => new BpfMap(v)],
+  ["create", (v) => MapDomain.create({ nrCpus: v })],
+  ["create", (v) => MapDomain.create({ nrCpus: 2, cpu: v })],
+  [
+    "attach",
+    (v) => {
+      const d = MapDomain.create({ nrCpus: 2, cpu: 0 });
+      try {
+        return MapDomain.attach(d.handle, { cpu: v });
+      } finally {
+        d.close();
+      }
+    },
+  ],
   ["set", (v) => withMap((m) => new TypedMap(m, codecs.u32, codecs.u64).set(v, 1n))],
   ["set", (v) => withMap((m) => new TypedMap(m, codecs.u32, codecs.u64).set(1, v))],
   ["get", (v) => withMap((m) => new TypedMap(m, codecs.u32, codecs.u64).get(v))],
@@ -103,7 +117,7 @@ test("every wrong-typed argument is EINVAL naming the user's call and showing th
 test("the cpu option of createMap is refused as createMap's own error, not attach's", () => {
   assert.throws(() => createMap(spec, { nrCpus: 2, cpu: 2 }), {
     code: "EINVAL",
-    message: /^create: cpu must be a CPU slot of this map, an integer in \[0, 2\), got 2 \(number\)/,
+    message: /^create: cpu must be one of the 2 CPU slots, an integer in \[0, 2\), got 2 \(number\)/,
   });
 });
 
@@ -124,6 +138,34 @@ test("passing a map's handle where a map is wanted says so", () => {
 });
 
 const kernelSkip = kernelSkipReason();
+test("a kernel map refuses wrong-typed spec fields and arguments the same way", {
+  skip: kernelSkip ?? false,
+}, () => {
+  for (const [v, shown] of BAD) {
+    if (typeof v === "number" && Number.isInteger(v) && v >= 0) continue;
+    assert.throws(
+      () => KernelMap.create({ ...spec, maxEntries: v as number }),
+      (e: BpfError) => {
+        assert.equal(e.code, "EINVAL");
+        assert.ok(e.message.startsWith("create: maxEntries must be an integer"), e.message);
+        assert.ok(e.message.includes(shown), `${e.message} does not show ${shown}`);
+        return true;
+      },
+    );
+  }
+  const k = KernelMap.create(spec);
+  try {
+    assert.throws(() => k.updateElem(key, value, "1" as unknown as number), {
+      message: /got "1" \(string\)/,
+    });
+    assert.throws(() => k.updateElem("abcd" as unknown as Uint8Array, value), {
+      message: /got "abcd" \(string\)/,
+    });
+  } finally {
+    k.close();
+  }
+});
+
 test("a closed kernel map says its file descriptor is closed, not a CPU slot", {
   skip: kernelSkip ?? false,
 }, () => {
