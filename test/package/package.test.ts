@@ -4,7 +4,9 @@
  * script, under 3 MB; import and require() must both work; the types must
  * resolve under every common TypeScript mode; `htab/kernel` without koffi
  * must say what to install; `htab bench` must say the benchmarks live in
- * the repository.
+ * the repository (with no placeholder); the docs must be in the package with
+ * every relative link resolving there, and the recipes of the installed
+ * docs/recipes.md must run in the consumer project as printed.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -269,4 +271,26 @@ void spec; void code; void k;
       `import { createMap } from "htab";\ncreateMap({ type: 99, keySize: 4, valueSize: 4, maxEntries: 1 });\n`,
     ),
   );
+});
+
+test("the recipes run from the installed docs alone, in the consumer project", () => {
+  // docs/recipes.md as installed: every `js` block, as a user would copy it.
+  const text = readFileSync(join(project, "node_modules", "htab", "docs", "recipes.md"), "utf8");
+  const blocks: { name?: string; code: string }[] = [];
+  for (const m of text.matchAll(/(?:`([\w.-]+\.mjs)`:\n\n)?```js\n([\s\S]*?)^```$/gm))
+    blocks.push({ name: m[1], code: m[2] });
+  assert.ok(blocks.length >= 7, `${blocks.length} js blocks in the installed recipes`);
+  for (const b of blocks) if (b.name !== undefined) writeFileSync(join(project, b.name), b.code);
+  const runs = blocks.filter((b) => b.name === undefined || b.name === "main.mjs");
+  for (const [i, b] of runs.entries()) {
+    const file = b.name ?? `recipe-${i}.mjs`;
+    if (b.name === undefined) writeFileSync(join(project, file), b.code);
+    const r = spawnSync(process.execPath, [file], { cwd: project, encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, `${file}:\n${r.stderr}`);
+    const want = [...b.code.matchAll(/\/\/ prints "((?:[^"\\]|\\.)*)"/g)].map((m) =>
+      m[1].replace(/\\"/g, '"'),
+    );
+    assert.ok(want.length > 0, `${file} says what it prints`);
+    assert.deepEqual(r.stdout.trimEnd().split("\n"), want, `${file} printed`);
+  }
 });
