@@ -45,6 +45,20 @@ export interface TypedMapOptions {
   touch?: boolean;
 }
 
+/**
+ * A Map-like view of a BPF map with typed keys and values (codecs): `get`,
+ * `set`, `has`, `delete`, `size`, iteration. Works over any backend (a map of
+ * createMap() or attach(), a KernelMap). Expected outcomes (a missing key)
+ * are `undefined`/`false`; everything else throws BpfError with the kernel's
+ * errno. On an htab map `get` allocates nothing but the decoded value.
+ *
+ * @example
+ * ```ts
+ * const counts = new TypedMap(map, codecs.u32, codecs.u64);
+ * counts.set(80, 0n);
+ * counts.get(80); // 0n
+ * ```
+ */
 export class TypedMap<K, V> implements Iterable<[K, V]> {
   private readonly kbuf: Uint8Array;
   private readonly vbuf: Uint8Array;
