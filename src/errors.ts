@@ -102,6 +102,34 @@ function defaultDetail(errno: number): string {
   }
 }
 
+/**
+ * An argument shown with its type, for error messages: `"1024" (string)`,
+ * `NaN (number)`, `{"a":1} (object)`, `16 bytes (Uint8Array)`. Never throws.
+ */
+export function showInput(v: unknown): string {
+  const type =
+    v === null ? "null" : Array.isArray(v) ? "array" : v instanceof Uint8Array ? "Uint8Array" : typeof v;
+  return `${showValue(v)} (${type})`;
+}
+
+/** At most `n` characters of `text`, an ellipsis marking a cut. */
+function clip(text: string, n = 40): string {
+  return text.length > n ? `${text.slice(0, n)}…` : text;
+}
+
+function showValue(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(clip(v));
+  if (typeof v === "bigint") return `${v}n`;
+  if (v instanceof Uint8Array) return `${v.length} bytes`;
+  if (typeof v === "function") return v.name === "" ? "function" : `function ${v.name}`;
+  if (typeof v !== "object" || v === null) return String(v);
+  try {
+    return clip(JSON.stringify(v));
+  } catch {
+    return Array.isArray(v) ? `length ${v.length}` : "{…}"; // a cycle or a bigint inside
+  }
+}
+
 /** Throw EINVAL for a JavaScript-level misuse (wrong buffer type or length). */
 export function invalid(op: string, detail: string): never {
   throw new BpfError(op, Errno.EINVAL, detail);

@@ -2,9 +2,10 @@
  * htab: the Linux kernel's BPF hash maps in a SharedArrayBuffer.
  * This entry point has no runtime dependency and runs in Node, Bun, Deno and browsers.
  * The bpf() kernel backend is in `htab/kernel`.
+ * @module htab
  */
 
-export { BpfMap } from "./api/bpf-map.js";
+export { BpfMap, type BpfMapOptions } from "./api/bpf-map.js";
 export {
   announceSlot,
   attach,
@@ -15,14 +16,22 @@ export {
   type SlotPort,
   watchWorker,
 } from "./api/create.js";
-export { TypedMap } from "./api/typed-map.js";
+export { TypedMap, type TypedMapOptions } from "./api/typed-map.js";
+export type { ComputeFn } from "./core/compare.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export type { SabCreateOptions } from "./core/spec.js";
 export { ValueRef } from "./core/value-ref.js";
 export { ArrayOfMaps } from "./domain/array-of-maps.js";
 export { HashOfMaps } from "./domain/hash-of-maps.js";
-export type { OuterMap } from "./domain/inner.js";
-export { type DomainHandle, type DomainMapSpec, type DomainOptions, MapDomain } from "./domain/map-domain.js";
+export type { InnerMeta, InnerResolver, OuterMap } from "./domain/inner.js";
+export {
+  type DomainHandle,
+  type DomainMapSpec,
+  type DomainOptions,
+  type HashType as DomainHashType,
+  MapDomain,
+  type OuterType as DomainOuterType,
+} from "./domain/map-domain.js";
 export { BpfError, Errno, type ErrnoCode, type ErrnoName, errnoName } from "./errors.js";
 export { htabMapHash } from "./hash/htab-hash.js";
 export { jhash, jhash2 } from "./hash/jhash.js";
@@ -32,3 +41,4 @@ export * as codecs from "./map/codecs.js";
 export type { BatchArgs, BatchResult, MapInfo, RawMap, ScratchMap } from "./map/raw-map.js";
 export type { MapSpec } from "./map/spec.js";
 export { MAP_TYPE_NAMES, MapFlags, MapType, UpdateFlags } from "./uapi.js";
+export type { WasmMemory } from "./wasm/fast-path.js";

@@ -11,10 +11,16 @@
  *   PATH, when bpf() works here; `/sys/fs/bpf/` is a private bpffs mount.
  * - `replay`: each line is `input  ->  output`; the inputs go through
  *   `htab replay` on each backend and its outputs must be the ones written.
+ *   `replay sab`: the same on the SAB backend only (calls the kernel lacks).
  * - `sh`: the set-up commands. Running them here would run `npm test` inside
  *   itself, so they are checked instead: each names a script of package.json,
- *   or a package htab is or declares.
- * - `text`: output shown, not code. Any other info string fails.
+ *   `npm pack`, or installs a package htab is or declares, or the path of
+ *   this version's tarball (`…/htab-<version>.tgz`, what `npm pack` writes).
+ * - `js browser`: code for a page, a Web Worker or a bundler's config, which
+ *   needs a browser to run (test/browser runs the same pattern in Chromium):
+ *   here it must parse as an ES module (`node --check`).
+ * - `text`: output shown, not code; `mermaid`: a diagram (GitHub draws it).
+ *   Any other info string fails.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -39,6 +45,7 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 const cli = join(root, "dist", "src", "cli", "main.js");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
   name: string;
+  version: string;
   scripts: Record<string, string>;
   peerDependencies?: Record<string, string>;
 };
@@ -127,7 +134,7 @@ for (const [i, b] of all.entries()) {
   const where = `${b.file}:${b.line}`;
   const kernel = b.info.endsWith(" kernel");
   const skip = kernel && kernelSkip !== undefined ? kernelSkip : false;
-  test(`${where}: the \`${b.info || "(none)"}\` block ${b.info === "text" ? "is output" : "runs"}`, {
+  test(`${where}: the \`${b.info || "(none)"}\` block ${b.info === "text" ? "is output" : b.info === "mermaid" ? "is a diagram" : "runs"}`, {
     skip,
   }, () => {
     if (kernel && BPFTOOL === undefined && /bpftool/.test(b.code)) return; // HTAB_REQUIRE_BPFTOOL fails above
@@ -148,6 +155,13 @@ for (const [i, b] of all.entries()) {
         runJs(b, b.name ?? `block-${i}.mjs`, kernel ? inPrivateFs(b.code) : b.code);
         break;
       }
+      case "js browser": {
+        const file = join(project, `browser-${i}.mjs`);
+        writeFileSync(file, b.code);
+        const r = spawnSync(process.execPath, ["--check", file], { encoding: "utf8" });
+        assert.equal(r.status, 0, `${where} does not parse:\n${r.stderr}`);
+        break;
+      }
       case "sh kernel": {
         const r = spawnSync("bash", ["-e", "-o", "pipefail", "-c", inPrivateFs(b.code)], {
           cwd: project,
@@ -157,7 +171,8 @@ for (const [i, b] of all.entries()) {
         assert.equal(r.status, 0, `${where} failed:\n${r.stdout}\n${r.stderr}`);
         break;
       }
-      case "replay": {
+      case "replay":
+      case "replay sab": {
         const lines = b.code
           .trimEnd()
           .split("\n")
@@ -165,7 +180,7 @@ for (const [i, b] of all.entries()) {
         for (const l of lines)
           assert.equal(l.length, 2, `${where}: "${l.join(" -> ")}" is not input -> output`);
         const input = `${lines.map((l) => l[0]).join("\n")}\n`;
-        const backends = kernelSkip === undefined ? ["sab", "kernel"] : ["sab"];
+        const backends = kernelSkip === undefined && b.info === "replay" ? ["sab", "kernel"] : ["sab"];
         for (const backend of backends) {
           const r = spawnSync(process.execPath, [cli, "replay", "--backend", backend], {
             input,
@@ -194,10 +209,14 @@ for (const [i, b] of all.entries()) {
             if (cmd[1] === "install" || cmd[1] === "i") {
               for (const p of cmd.slice(2))
                 assert.ok(
-                  p === pkg.name || pkg.peerDependencies?.[p] !== undefined,
-                  `${where}: ${p} is neither htab nor one of its peer dependencies`,
+                  p === pkg.name ||
+                    pkg.peerDependencies?.[p] !== undefined ||
+                    p.endsWith(`/${pkg.name}-${pkg.version}.tgz`),
+                  `${where}: ${p} is neither htab, one of its peer dependencies, nor the path of this version's tarball`,
                 );
-            } else if (cmd[1] === "test" || cmd[1] === "start" || cmd[1] === "run")
+            } else if (cmd[1] === "pack")
+              assert.equal(cmd.length, 2, `${where}: npm pack takes no arguments here`);
+            else if (cmd[1] === "test" || cmd[1] === "start" || cmd[1] === "run")
               assert.ok(
                 pkg.scripts[cmd[1] === "run" ? cmd[2] : cmd[1]],
                 `${where}: no script ${cmd.join(" ")}`,
@@ -209,9 +228,12 @@ for (const [i, b] of all.entries()) {
       }
       case "text":
         break;
+      case "mermaid":
+        assert.match(b.code, /^(flowchart|graph|sequenceDiagram) /, `${where}: not a mermaid diagram`);
+        break;
       default:
         assert.fail(
-          `${where}: a code block must say how it is run (js, js kernel, sh, sh kernel, replay, text), got "${b.info}"`,
+          `${where}: a code block must say how it is run (js, js kernel, js browser, sh, sh kernel, replay, replay sab, text, mermaid), got "${b.info}"`,
         );
     }
   });
@@ -222,5 +244,40 @@ test("the docs have code to run, and README's example is two files run as printe
   assert.deepEqual(
     all.filter((b) => b.file === "README.md" && b.name !== undefined).map((b) => b.name),
     ["main.mjs", "worker.mjs"],
+  );
+});
+
+test("docs/cli.md's conntrack sample has the columns the command prints, and its legend is --help's", async () => {
+  const { conntrackTable } = await import("../src/cli/conntrack.js");
+  const { CONNTRACK_LEGEND } = await import("../src/cli/conntrack-legend.js");
+  const texts = all.filter((b) => b.file === "docs/cli.md" && b.info === "text").map((b) => b.code);
+  const sample = texts.find((t) => t.includes("GC mode") && t.includes("────"));
+  assert.ok(sample !== undefined, "docs/cli.md shows a conntrack table");
+  const result = {
+    mode: "delete" as const,
+    backend: "sab" as const,
+    seconds: 1,
+    packets: 1,
+    newFlows: 1,
+    refreshes: 0,
+    mapFull: 0,
+    sweeps: 1,
+    expiredDeleted: 1,
+    liveDeleted: 0,
+    brokenSeen: 0,
+    racesAvoided: 0,
+    memoryBytes: 1 << 20,
+    timeline: [],
+  };
+  // The header: its two lines, split into column titles (the widths follow the numbers).
+  const headers = (table: string) =>
+    table
+      .split("\n")
+      .slice(0, 2)
+      .map((l) => l.trim().split(/\s{2,}/));
+  assert.deepEqual(headers(sample), headers(conntrackTable([result])));
+  assert.ok(
+    texts.some((t) => t.trimEnd() === CONNTRACK_LEGEND),
+    "docs/cli.md shows the legend exactly as htab conntrack --help prints it",
   );
 });

@@ -5,10 +5,23 @@
  * else throws BpfError with the kernel's errno.
  */
 
-import { BpfError, Errno } from "../errors.js";
+import { BpfError, Errno, showInput } from "../errors.js";
 import { isPercpuType } from "../layout/layout.js";
 import { walkKeys } from "../map/key-walk.js";
 import { type BatchArgs, type BatchResult, lookupManyOf, type MapInfo, type RawMap } from "../map/raw-map.js";
+import { checkRaw } from "./args.js";
+import { type ProgramLookups, programLookupsOf, touchKey } from "./touch.js";
+
+/** Options of a BpfMap. */
+export interface BpfMapOptions {
+  /**
+   * `lookup` and `lookupPerCpu` mark a key they find as recently used on an
+   * LRU map, as a BPF program's bpf_map_lookup_elem() does (docs/lru.md).
+   * Default false: the kernel's control-plane lookup, which never marks.
+   * Needs a map with program lookups (createMap()); a kernel map is EOPNOTSUPP.
+   */
+  touch?: boolean;
+}
 
 /** A per-CPU map's flat value (info.valueBytes) as one value_size-byte copy per CPU. */
 export function splitPerCpu(flat: Uint8Array, info: MapInfo): Uint8Array[] {
@@ -24,7 +37,7 @@ export function joinPerCpu(op: string, values: readonly Uint8Array[], info: MapI
     throw new BpfError(
       op,
       Errno.EINVAL,
-      `a per-CPU value is ${info.nrCpus} arrays (one per possible CPU), got ${Array.isArray(values) ? values.length : typeof values}`,
+      `a per-CPU value is ${info.nrCpus} arrays (one per possible CPU), got ${Array.isArray(values) ? `${values.length} arrays` : showInput(values)}`,
     );
   const slot = Math.ceil(info.valueSize / 8) * 8;
   const flat = new Uint8Array(info.valueBytes);
@@ -34,16 +47,31 @@ export function joinPerCpu(op: string, values: readonly Uint8Array[], info: MapI
       throw new BpfError(
         op,
         Errno.EINVAL,
-        `CPU ${c}'s value must be a Uint8Array of value_size ${info.valueSize} bytes`,
+        `CPU ${c}'s value must be a Uint8Array of value_size ${info.valueSize} bytes, got ${showInput(v)}`,
       );
     flat.set(v, c * slot);
   }
   return flat;
 }
 
+/**
+ * Throwing calls over any backend's RawMap (a map of createMap(), a
+ * KernelMap): `BpfError` with the kernel's errno instead of a negative
+ * return; a missing key is `undefined` or `false`.
+ */
 export class BpfMap<R extends RawMap = RawMap> {
-  constructor(readonly raw: R) {}
+  private readonly touch: ProgramLookups | null;
 
+  /** @throws BpfError EOPNOTSUPP for `touch` on a map without program lookups (a kernel map) */
+  constructor(
+    readonly raw: R,
+    opts: BpfMapOptions = {},
+  ) {
+    checkRaw("BpfMap", raw);
+    this.touch = opts.touch === true ? programLookupsOf("BpfMap", raw) : null;
+  }
+
+  /** What the map is: type, sizes, max_entries, flags, nrCpus, valueBytes. */
   get info(): MapInfo {
     return this.raw.info;
   }
@@ -55,11 +83,13 @@ export class BpfMap<R extends RawMap = RawMap> {
   /**
    * Copy `key`'s value into `out` (allocated when absent) and return it, or undefined.
    * On a per-CPU map it is the kernel's flat layout, `info.valueBytes` bytes
-   * (see lookupPerCpu() for one value per CPU).
-   * @throws BpfError EINVAL, EPERM
-   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM.
+   * (see lookupPerCpu() for one value per CPU). With `touch`, a key found is
+   * marked recently used on an LRU map.
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_LOOKUP_ELEM (with `touch`: bpf_map_lookup_elem() from a program).
    */
   lookup(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
+    if (this.touch !== null && !touchKey(this.touch, key, "lookup")) return undefined;
     const v = out ?? new Uint8Array(this.raw.info.valueBytes);
     const err = this.raw.lookupElem(key, v, flags);
     if (err === -Errno.ENOENT) return undefined;
@@ -109,7 +139,8 @@ export class BpfMap<R extends RawMap = RawMap> {
   }
 
   /**
-   * @throws BpfError EEXIST (BPF_NOEXIST), ENOENT (BPF_EXIST), E2BIG (map full), EINVAL, EPERM
+   * Insert or replace `key`'s value (`flags`: UpdateFlags.Any, NoExist, Exist, Lock).
+   * @throws BpfError EEXIST (BPF_NOEXIST), ENOENT (BPF_EXIST), E2BIG (map full), EINVAL, EPERM, ETIMEDOUT
    * @remarks Kernel: BPF_MAP_UPDATE_ELEM.
    */
   update(key: Uint8Array, value: Uint8Array, flags = 0): void {
@@ -141,7 +172,12 @@ export class BpfMap<R extends RawMap = RawMap> {
       throw new BpfError(op, Errno.EINVAL, "the map is not per-CPU (PERCPU_HASH, LRU_PERCPU_HASH)");
   }
 
-  /** @returns false when the key was absent. @throws BpfError EPERM */
+  /**
+   * Delete `key`.
+   * @returns false when the key was absent
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_DELETE_ELEM.
+   */
   delete(key: Uint8Array): boolean {
     const err = this.raw.deleteElem(key);
     if (err === -Errno.ENOENT) return false;
@@ -149,7 +185,12 @@ export class BpfMap<R extends RawMap = RawMap> {
     return true;
   }
 
-  /** @returns the deleted value, or undefined when absent. @throws BpfError EINVAL, EPERM */
+  /**
+   * Look `key` up and delete it in one step.
+   * @returns the deleted value, or undefined when absent
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_LOOKUP_AND_DELETE_ELEM.
+   */
   lookupAndDelete(key: Uint8Array, out?: Uint8Array, flags = 0): Uint8Array | undefined {
     const v = out ?? new Uint8Array(this.raw.info.valueBytes);
     const err = this.raw.lookupAndDeleteElem(key, v, flags);
@@ -158,7 +199,11 @@ export class BpfMap<R extends RawMap = RawMap> {
     return v;
   }
 
-  /** The key after `key` (the first for null), or undefined at the end. @remarks Kernel: BPF_MAP_GET_NEXT_KEY. */
+  /**
+   * The key after `key` (the first for null, or for a key no longer in the map), or undefined at the end.
+   * @throws BpfError EINVAL, EPERM, ETIMEDOUT
+   * @remarks Kernel: BPF_MAP_GET_NEXT_KEY.
+   */
   nextKey(key: Uint8Array | null, out?: Uint8Array): Uint8Array | undefined {
     const k = out ?? new Uint8Array(this.raw.info.keySize);
     const err = this.raw.getNextKey(key, k);
@@ -175,7 +220,11 @@ export class BpfMap<R extends RawMap = RawMap> {
    */
   *keys(limit = this.raw.info.maxEntries * 2): Generator<Uint8Array> {
     if (!Number.isInteger(limit) || limit < 0)
-      throw new BpfError("keys", Errno.EINVAL, `limit must be a non-negative integer, got ${String(limit)}`);
+      throw new BpfError(
+        "keys",
+        Errno.EINVAL,
+        `limit must be a non-negative integer, got ${showInput(limit)}`,
+      );
     yield* walkKeys(this.raw, { limit });
   }
 
@@ -238,15 +287,21 @@ export class BpfMap<R extends RawMap = RawMap> {
     }
   }
 
-  /** Kernel: BPF_MAP_FREEZE. */
+  /**
+   * Freeze the map: control-plane writes fail with EPERM from now on; programs still write.
+   * @throws BpfError EBUSY, EPERM
+   * @remarks Kernel: BPF_MAP_FREEZE.
+   */
   freeze(): void {
     this.check("freeze", this.raw.freeze());
   }
 
+  /** Bytes the map occupies (SAB), or the kernel's memlock figure for the map. */
   memoryUsage(): number {
     return this.raw.memoryUsage();
   }
 
+  /** Close the map object (SAB: give its CPU slot back; kernel: close the fd). Later calls throw EINVAL. */
   close(): void {
     this.raw.close();
   }

@@ -256,6 +256,7 @@ export async function runConntrack(o: ConntrackOptions): Promise<ModeResult[]> {
           ? "."
           : `, ${fmtNumber(b.liveDeleted)} with compareAndDelete (${fmtNumber(b.racesAvoided)} races caught).`),
     );
+    console.log("Each column is explained by htab conntrack --help.");
     for (const r of results)
       if (r.skipped) console.log(`Note: ${r.backend} ${MODE_NAME[r.mode]} skipped: ${r.skipped}.`);
     if (o.lru)

@@ -6,6 +6,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { type BackendName, factoryFor } from "./backends.js";
+import { CONNTRACK_LEGEND } from "./conntrack-legend.js";
 import { Replayer } from "./replay.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
@@ -158,6 +159,7 @@ examples(
   "htab conntrack --seconds 3 --workers 2          # table, plus htab-conntrack.svg/.png",
   "htab conntrack --kernel --json > ct.json       # the same race on a real kernel map (root)",
 );
+conntrack.addHelpText("after", `\n${CONNTRACK_LEGEND}`);
 
 examples(
   program
@@ -175,7 +177,8 @@ examples(
         if (!existsSync(fileURLToPath(runUrl))) {
           process.stderr.write(
             "htab bench: the benchmarks are not part of the installed package. Clone the repository to run them:\n" +
-              "  git clone <htab repository> && cd htab && npm ci && npm run bench\n",
+              "in a clone of this package's source repository, run `npm install && npm run bench`\n" +
+              "(its README's Set-up section; `npm run bench -- --quick` takes under a minute).\n",
           );
           process.exitCode = 1;
           return;

@@ -119,7 +119,8 @@ export class Progress {
       this.drawn = true;
     } else {
       if (this.plainEveryMs === 0 || (this.lastDraw !== 0 && now - this.lastDraw < this.plainEveryMs)) return;
-      this.out.write(`${Progress.layout(this.title, fraction, fields, 100)}\n`);
+      // A file or a pipe has no width: every field keeps its label.
+      this.out.write(`${Progress.layout(this.title, fraction, fields, Number.POSITIVE_INFINITY)}\n`);
     }
     this.lastDraw = now;
   }

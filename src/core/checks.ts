@@ -4,7 +4,7 @@
  * A check either throws BpfError EINVAL (a malformed argument: a programming
  * error) or returns the kernel's errno with lastError set.
  */
-import { BpfError, Errno, invalid } from "../errors.js";
+import { BpfError, Errno, invalid, showInput } from "../errors.js";
 import { HDR_FROZEN_I32 } from "../layout/layout.js";
 import type { BatchArgs, BatchResult } from "../map/raw-map.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
@@ -15,7 +15,7 @@ export function checkKey(v: HtabView, op: string, key: unknown): asserts key is 
 }
 
 export function badKey(v: HtabView, op: string, key: unknown): never {
-  if (!(key instanceof Uint8Array)) invalid(op, "key must be a Uint8Array");
+  if (!(key instanceof Uint8Array)) invalid(op, `key must be a Uint8Array, got ${showInput(key)}`);
   invalid(op, `key is ${key.length} bytes, map key_size is ${v.keySize}`);
 }
 
@@ -29,14 +29,14 @@ export function checkValueOut(v: HtabView, op: string, value: unknown): asserts 
 
 export function badValue(v: HtabView, op: string, value: unknown, input: boolean): never {
   if (!(value instanceof Uint8Array))
-    invalid(op, input ? "value must be a Uint8Array" : "value buffer must be a Uint8Array");
+    invalid(op, `${input ? "value" : "value buffer"} must be a Uint8Array, got ${showInput(value)}`);
   if (input) invalid(op, `value is ${value.length} bytes, the map takes ${v.valueBytes} per value`);
   invalid(op, `value buffer is ${value.length} bytes, the map moves ${v.valueBytes} per value`);
 }
 
 export function checkFlagsArg(_v: HtabView, op: string, flags: unknown): asserts flags is number {
   if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0 || flags > Number.MAX_SAFE_INTEGER)
-    invalid(op, `flags must be a non-negative integer, got ${String(flags)}`);
+    invalid(op, `flags must be a non-negative integer, got ${showInput(flags)}`);
 }
 
 export function canRead(v: HtabView): boolean {
@@ -76,7 +76,7 @@ export function regionFits(v: HtabView, offset: number, size: number): boolean {
 /** Why a compared region was refused (any argument types: the message must not throw). */
 export function regionText(v: HtabView, offset: unknown, size: unknown): string {
   if (typeof offset !== "number" || typeof size !== "number")
-    return `offset and size must be integers, got ${typeof offset} ${String(offset)} and ${typeof size} ${String(size)}`;
+    return `offset and size must be integers, got ${showInput(offset)} and ${showInput(size)}`;
   return `region [${offset}, ${offset + size}) is not inside the ${v.valueBytes}-byte value`;
 }
 
@@ -104,7 +104,7 @@ export function batchBuffers(
   if (args === null || typeof args !== "object") invalid(op, "batch arguments must be an object");
   const { count } = args;
   if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
-    invalid(op, `count must be a u32, got ${String(count)}`);
+    invalid(op, `count must be a u32, got ${showInput(count)}`);
   const kb = count * v.keySize;
   const vb = count * v.valueBytes;
   const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(kb) : undefined);

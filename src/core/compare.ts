@@ -5,7 +5,7 @@
  * the compare fails) or after. Conntrack GC needs the first: delete an
  * entry only if it is still the one that was judged stale.
  */
-import { invalid } from "../errors.js";
+import { invalid, showInput } from "../errors.js";
 import { BUCKET_SEQLOCK_I32 } from "../layout/layout.js";
 import { seqUnchanged, unlockedWord } from "../sync/bucket-seqlock.js";
 import { bucketOf, lockBucket, lookupElemLocked, unlinkLocked, unlockBucket } from "./bucket.js";
@@ -81,7 +81,7 @@ export function compareAndDeleteBatch(
   results?: Int32Array,
 ): number {
   if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
-    invalid("compareAndDeleteBatch", `count must be a u32, got ${String(count)}`);
+    invalid("compareAndDeleteBatch", `count must be a u32, got ${showInput(count)}`);
   if (!regionFits(v, offset, size)) invalid("compareAndDeleteBatch", regionText(v, offset, size));
   results ??= new Int32Array(count);
   if (!(keys instanceof Uint8Array) || keys.length < count * v.keySize)

@@ -1,4 +1,4 @@
-import { Errno, invalid } from "../errors.js";
+import { Errno, invalid, showInput } from "../errors.js";
 import { type Geometry, mapStateBytes, readGeometry } from "../layout/geometry.js";
 import {
   HDR_FROZEN_I32,
@@ -46,7 +46,7 @@ import type { AttachOptions, MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
 import { ProgramFace } from "./program-face.js";
 import { exit } from "./section.js";
-import { defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
+import { cpuOption, defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
 import { deleteBatch, getNextKey, lookupBatchRaw, updateBatch } from "./walk.js";
 import {
   deleteFast,
@@ -106,12 +106,13 @@ export class Htab extends ProgramFace implements RawMap {
   static create(spec: MapSpec, opts: SabCreateOptions = {}): Htab {
     const nrCpus = opts.nrCpus ?? defaultNrCpus();
     const g = validateSpec(spec, nrCpus, opts.privileged === true, opts.homeElements);
+    const cpu = cpuOption("create", opts.cpu, nrCpus);
     if (spec.type === MapType.HashOfMaps)
       invalid("create", "HASH_OF_MAPS lives in a MapDomain: create it with domain.createMap()");
     const { sab, memory } = allocMapMemory(g, opts.fastPath !== false, opts.memory);
     const hashrnd = initMap(new Int32Array(sab), g, spec);
     const handle = memory !== null ? { sab, memory } : { sab };
-    return new Htab(handle, g, spec.type, spec.flags ?? 0, hashrnd, opts.cpu ?? -1);
+    return new Htab(handle, g, spec.type, spec.flags ?? 0, hashrnd, cpu);
   }
 
   /**
@@ -144,7 +145,7 @@ export class Htab extends ProgramFace implements RawMap {
       )
         invalid("attach", "handle.memory is not the memory of handle.sab");
     }
-    return new Htab(h, g, mapType, mapFlags, hashrnd, opts.cpu ?? -1);
+    return new Htab(h, g, mapType, mapFlags, hashrnd, cpuOption("attach", opts.cpu, g.nrCpus));
   }
 
   // ------------------------------------------------------- crash recovery
@@ -167,13 +168,14 @@ export class Htab extends ProgramFace implements RawMap {
    */
   slotGeneration(cpu: number): number {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus)
-      invalid("slotGeneration", `no CPU slot ${cpu}`);
+      invalid("slotGeneration", `no CPU slot ${showInput(cpu)}`);
     return slotGenerationOf(Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32));
   }
 
   /** Whether CPU slot `cpu` is taken by a live thread, being recovered, or free. Can be late. */
   slotState(cpu: number): "alive" | "dead" | "free" {
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus) invalid("slotState", `no CPU slot ${cpu}`);
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus)
+      invalid("slotState", `no CPU slot ${showInput(cpu)}`);
     const s = slotStateOf(Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32));
     return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
   }

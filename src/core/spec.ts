@@ -4,7 +4,7 @@
  * so that the first failing check gives the same errno the kernel gives.
  */
 
-import { BpfError, Errno } from "../errors.js";
+import { BpfError, Errno, showInput } from "../errors.js";
 import { computeGeometry, type Geometry } from "../layout/geometry.js";
 import { lruKind, MAX_TOTAL_BYTES } from "../layout/layout.js";
 import type { MapSpec } from "../map/spec.js";
@@ -24,7 +24,7 @@ export interface SabCreateOptions {
   /**
    * Number of possible CPUs: the worker slots that per-CPU freelists, extra
    * elements and per-CPU values are indexed by. Each attached thread takes one.
-   * @default navigator.hardwareConcurrency, or 4 where that is unknown
+   * @default os.availableParallelism() in Node, else navigator.hardwareConcurrency, else 4
    */
   nrCpus?: number;
   /** Model CAP_SYS_ADMIN: required for `MapFlags.ZeroSeed`, as in the kernel. @default false */
@@ -82,6 +82,22 @@ export function defaultNrCpus(): number {
   return typeof n === "number" && n > 0 ? n : 4;
 }
 
+/**
+ * The `cpu` option of create and attach: -1 (the first free slot) when
+ * absent, else a slot in [0, nrCpus).
+ * @throws BpfError EINVAL naming `op` (the user's call) for anything else
+ */
+export function cpuOption(op: string, cpu: unknown, nrCpus: number): number {
+  if (cpu === undefined) return -1;
+  if (typeof cpu !== "number" || !Number.isInteger(cpu) || cpu < 0 || cpu >= nrCpus)
+    throw new BpfError(
+      op,
+      Errno.EINVAL,
+      `cpu must be one of the ${nrCpus} CPU slots, an integer in [0, ${nrCpus}), got ${showInput(cpu)}`,
+    );
+  return cpu;
+}
+
 function isU32(n: unknown): n is number {
   return typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 }
@@ -113,7 +129,7 @@ function validateMapCreate(spec: MapSpec): number {
     ["maxEntries", spec.maxEntries],
     ["flags", flags],
   ] as const) {
-    if (!isU32(v)) fail(Errno.EINVAL, `${name} must be an integer in [0, 2^32), got ${String(v)}`);
+    if (!isU32(v)) fail(Errno.EINVAL, `${name} must be an integer in [0, 2^32), got ${showInput(v)}`);
   }
   if ((flags & MapFlags.Rdonly) !== 0 && (flags & MapFlags.Wronly) !== 0)
     fail(Errno.EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY are mutually exclusive");
@@ -142,7 +158,7 @@ export function validateSpec(
   const numaNode = validateMapCreate(spec);
   const flags = spec.flags ?? 0;
   if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
-    fail(Errno.EINVAL, `nrCpus must be an integer in [1, 1024], got ${nrCpus}`);
+    fail(Errno.EINVAL, `nrCpus must be an integer in [1, 1024], got ${showInput(nrCpus)}`);
 
   const t = spec.type;
   const known =

@@ -5,7 +5,7 @@
  * iteration order is the kernel's. get_next_key reads each bucket under its
  * seq; the batches hold one bucket lock at a time.
  */
-import { invalid } from "../errors.js";
+import { invalid, showInput } from "../errors.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_SEQLOCK_I32,
@@ -108,7 +108,7 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
   res.count = 0;
   const inBatch = args.inBatch ?? 0;
   if (!Number.isInteger(inBatch) || inBatch < 0 || inBatch > 0xffffffff)
-    invalid("lookupBatch", `inBatch must be a u32 bucket cursor, got ${String(inBatch)}`);
+    invalid("lookupBatch", `inBatch must be a u32 bucket cursor, got ${showInput(inBatch)}`);
   if (inBatch > v.mask) return batchErr(res, v.err.fail(ENOENT, "cursor is past the last bucket"));
   const i32 = v.i32;
   let batch = inBatch;

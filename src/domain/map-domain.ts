@@ -11,8 +11,14 @@
  */
 
 import { Htab, type MapHandle } from "../core/htab.js";
-import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "../core/spec.js";
-import { BpfError, Errno, invalid } from "../errors.js";
+import {
+  cpuOption,
+  defaultNrCpus,
+  type MapSpec,
+  validateArrayOfMapsSpec,
+  validateSpec,
+} from "../core/spec.js";
+import { BpfError, Errno, invalid, showInput } from "../errors.js";
 import {
   aomBytes,
   CACHE_LINE_BYTES,
@@ -49,10 +55,12 @@ import { ArrayOfMaps } from "./array-of-maps.js";
 import { HashOfMaps } from "./hash-of-maps.js";
 import { type InnerMeta, type InnerResolver, type OuterMap, writeInnerMeta } from "./inner.js";
 
-type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
+/** The outer map types a MapDomain creates. */
+export type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
 /** What a domain map is in this thread: each kind can reap a dead slot. */
 type DomainMap = Htab | HashOfMaps | ArrayOfMaps;
-type HashType =
+/** The hash map types a MapDomain creates (as inner maps or on their own). */
+export type HashType =
   | typeof MapType.Hash
   | typeof MapType.PercpuHash
   | typeof MapType.LruHash
@@ -133,9 +141,9 @@ export class MapDomain implements InnerResolver {
     const maxMaps = opts.maxMaps ?? 64;
     const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
     if (!Number.isInteger(nrCpus) || nrCpus < 1 || nrCpus > 1024)
-      invalid("create", `nrCpus ${nrCpus} is not in [1, 1024]`);
+      invalid("create", `nrCpus must be an integer in [1, 1024], got ${showInput(nrCpus)}`);
     if (!Number.isInteger(maxMaps) || maxMaps < 1 || maxMaps > 1 << 20)
-      invalid("create", `maxMaps ${maxMaps} is not in [1, 2^20]`);
+      invalid("create", `maxMaps must be an integer in [1, 2^20], got ${showInput(maxMaps)}`);
     const base = domDataBytes(nrCpus, maxMaps);
     if (!Number.isInteger(maxBytes) || maxBytes < base)
       invalid("create", `maxBytes must be at least ${base}`);
@@ -160,13 +168,18 @@ export class MapDomain implements InnerResolver {
       (memory !== null ? roundUp(maxBytes, WASM_PAGE_BYTES) : roundUp(maxBytes, 8)) / 8,
     );
     const handle = memory !== null ? { sab, memory } : { sab };
-    return new MapDomain(handle, opts.cpu ?? -1, opts.privileged === true);
+    return new MapDomain(handle, cpuOption("create", opts.cpu, nrCpus), opts.privileged === true);
   }
 
   /** Attach to a domain made elsewhere (typically in another worker). */
   static attach(handle: DomainHandle, opts: { cpu?: number; privileged?: boolean } = {}): MapDomain {
     if (!(handle?.sab instanceof SharedArrayBuffer)) invalid("attach", "handle is not a MapDomain handle");
-    return new MapDomain(handle, opts.cpu ?? -1, opts.privileged === true);
+    const cpu = cpuOption(
+      "attach",
+      opts.cpu,
+      new Int32Array(handle.sab, 0, DOM_NR_CPUS_I32 + 1)[DOM_NR_CPUS_I32],
+    );
+    return new MapDomain(handle, cpu, opts.privileged === true);
   }
 
   private claim(want: number): number {

@@ -1,6 +1,7 @@
 /**
  * htab/kernel: drive genuine kernel BPF maps through bpf() with the same
  * RawMap interface as the SharedArrayBuffer maps. Node on Linux only.
+ * @module htab/kernel
  */
 
 export { type Btf, BtfKind, type BtfMember, type BtfType, parseBtf, resolveType } from "../btf/btf.js";

@@ -10,7 +10,7 @@ import { unlinkSync } from "node:fs";
 import { type Btf, parseBtf } from "../btf/btf.js";
 import { mapCodecs } from "../btf/codec.js";
 import type { BtfDecl } from "../btf/write.js";
-import { BpfError, Errno, invalid } from "../errors.js";
+import { BpfError, Errno, invalid, showInput } from "../errors.js";
 import { syscallValueBytes } from "../layout/layout.js";
 import { poisonClosed } from "../map/closed.js";
 import type { Codec } from "../map/codecs.js";
@@ -123,6 +123,11 @@ export class KernelMap implements RawMap {
    * @throws BpfError with the kernel's errno; EPERM says which capability is missing
    */
   static create(spec: MapSpec, opts: KernelCreateOptions = {}): KernelMap {
+    // The attr fields are u32: a string or a fraction would be coerced silently ("16" >>> 0).
+    for (const [name, v] of Object.entries({ ...spec, flags: spec.flags ?? 0 }))
+      if (["type", "keySize", "valueSize", "maxEntries", "flags"].includes(name))
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xffffffff)
+          invalid("create", `${name} must be an integer in [0, 2^32), got ${showInput(v)}`);
     const ffi = bpfFfi();
     const attr = ffi.alloc(ATTR_BYTES);
     try {
@@ -405,7 +410,7 @@ export class KernelMap implements RawMap {
   }
 
   private putKey(op: string, key: Uint8Array, off: number): void {
-    if (!(key instanceof Uint8Array)) invalid(op, "key must be a Uint8Array");
+    if (!(key instanceof Uint8Array)) invalid(op, `key must be a Uint8Array, got ${showInput(key)}`);
     if (key.length !== this.info.keySize)
       invalid(op, `key is ${key.length} bytes, map key_size is ${this.info.keySize}`);
     this.arena.u8.set(key, off);
@@ -423,11 +428,11 @@ export class KernelMap implements RawMap {
 
   private checkFlags(op: string, flags: unknown): asserts flags is number {
     if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0 || flags > Number.MAX_SAFE_INTEGER)
-      invalid(op, `flags must be a non-negative integer, got ${String(flags)}`);
+      invalid(op, `flags must be a non-negative integer, got ${showInput(flags)}`);
   }
 
   private checkValue(op: string, value: unknown, exact: boolean): asserts value is Uint8Array {
-    if (!(value instanceof Uint8Array)) invalid(op, "value must be a Uint8Array");
+    if (!(value instanceof Uint8Array)) invalid(op, `value must be a Uint8Array, got ${showInput(value)}`);
     if (exact ? value.length !== this.valueBytes : value.length < this.valueBytes)
       invalid(op, `value is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
   }
@@ -588,7 +593,7 @@ export class KernelMap implements RawMap {
     if (this.closed) return;
     this.closed = true;
     // Before the fd is closed: a later open may reuse its number for another object.
-    poisonClosed(this);
+    poisonClosed(this, "map", "close() closed this object's file descriptor");
     if (this.owned) this.ffi.close(this.fd);
     this.arena.free();
     this.batchBuf?.free();

@@ -17,9 +17,9 @@ const KEEP = new Set(["constructor", "close"]);
 /**
  * Make every method and accessor of `obj` (its prototype chain up to
  * Object.prototype) throw BpfError EINVAL. `what` names the object in the
- * message ("map", "domain").
+ * message ("map", "domain"), `why` says what close() gave up.
  */
-export function poisonClosed(obj: object, what = "map"): void {
+export function poisonClosed(obj: object, what = "map", why = "this object gave its CPU slot back"): void {
   const shadowed = new Set<string>();
   for (
     let p = Object.getPrototypeOf(obj);
@@ -31,7 +31,7 @@ export function poisonClosed(obj: object, what = "map"): void {
       const d = Object.getOwnPropertyDescriptor(p, name);
       if (d === undefined) continue;
       const fail = (): never => {
-        throw new BpfError(name, Errno.EINVAL, `${what} is closed: this object gave its CPU slot back`);
+        throw new BpfError(name, Errno.EINVAL, `${what} is closed: ${why}`);
       };
       if (typeof d.value === "function")
         Object.defineProperty(obj, name, { value: fail, configurable: true });

@@ -1,32 +1,70 @@
 /**
  * Typed codecs between JavaScript values and the fixed-size little-endian
- * bytes a BPF map stores (the layout a C struct has on x86-64).
+ * bytes a BPF map stores (the layout a C struct has on x86-64): integers,
+ * bytes, strings, structs, per-CPU values. Use them with TypedMap; see
+ * {@link Codec} for the contract a codec of your own keeps.
+ * @module
  */
 
-import { BpfError, invalid } from "../errors.js";
+import { BpfError, invalid, showInput } from "../errors.js";
 
-/** Converts a JavaScript value to and from `size` bytes at an offset. */
+export { showInput };
+
+/**
+ * Converts a JavaScript value to and from exactly `size` bytes at an offset:
+ * a key or a value as the map stores it (a C struct's bytes on x86-64).
+ *
+ * The contract, which every built-in codec keeps and a codec of your own
+ * must keep too:
+ *
+ * - `encode(value, buf, off)` writes only `buf[off .. off + size)`. It must
+ *   not depend on what those bytes held before, unless it declares
+ *   `writesAll: false` (or leaves `writesAll` out): then TypedMap zero-fills
+ *   the `size` bytes before each encode, because its key and value buffers
+ *   are reused, and bytes a codec leaves alone would keep the previous key's
+ *   tail (two keys that differ only there would be one key to the map).
+ *   Declare `writesAll: true` only when every one of the `size` bytes is
+ *   written on every call (padding included): the built-ins do, so their hot
+ *   path pays nothing.
+ * - A value that cannot be encoded throws `BpfError` EINVAL (see
+ *   `showInput()` for how the built-ins show the input), preferably before
+ *   writing anything.
+ * - `decode(buf, off)` reads only `buf[off .. off + size)` and returns a new
+ *   value (it must not keep a view of `buf`: TypedMap reuses it).
+ * - Equal values must encode to equal bytes: the map hashes and compares keys
+ *   as bytes.
+ *
+ * @example A 4-byte IPv4 address as a dotted string:
+ * ```ts
+ * const ipv4: Codec<string> = {
+ *   size: 4,
+ *   writesAll: true,
+ *   encode(v, buf, off) { buf.set(v.split(".").map(Number), off); },
+ *   decode(buf, off) { return [...buf.subarray(off, off + 4)].join("."); },
+ * };
+ * ```
+ */
 export interface Codec<T> {
+  /** Bytes of one encoded value (the map's key_size or value bytes). */
   readonly size: number;
+  /**
+   * True when encode() writes every one of the `size` bytes on every call.
+   * When false or absent, TypedMap zero-fills the bytes before each encode.
+   */
+  readonly writesAll?: boolean;
+  /**
+   * Alignment in a codecs.struct (C's `_Alignof`). Default: the largest power
+   * of two dividing `size`, at most 8 (right for integers and structs of them).
+   */
+  readonly align?: number;
+  /** Write `value` as `size` bytes at `buf[off]`. @throws BpfError EINVAL for a value it cannot encode */
   encode(value: T, buf: Uint8Array, off: number): void;
+  /** Read the value at `buf[off]` (a new value, not a view of `buf`). */
   decode(buf: Uint8Array, off: number): T;
 }
 
 /** The value type a codec converts. */
 export type CodecValue<C> = C extends Codec<infer T> ? T : never;
-
-/** `"16" (string)`, `1.5 (number)`: an input shown with its type, for codec errors. */
-export function showInput(v: unknown): string {
-  const type =
-    v === null ? "null" : Array.isArray(v) ? "array" : v instanceof Uint8Array ? "Uint8Array" : typeof v;
-  let text: string;
-  if (typeof v === "string") text = JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  else if (typeof v === "bigint") text = `${v}n`;
-  else if (v instanceof Uint8Array) text = `${v.length} bytes`;
-  else if (typeof v === "object" && v !== null) text = Array.isArray(v) ? `length ${v.length}` : "{…}";
-  else text = String(v);
-  return `${text} (${type})`;
-}
 
 /** EINVAL for a value a codec cannot encode: what came, and what was expected. */
 function badInput(v: unknown, expected: string): never {
@@ -38,6 +76,7 @@ function intCodec(size: 1 | 2 | 4, signed: boolean): Codec<number> {
   const max = signed ? 2 ** (size * 8 - 1) - 1 : 2 ** (size * 8) - 1;
   return {
     size,
+    writesAll: true,
     encode(v, buf, off) {
       if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
         badInput(v, `${signed ? "s" : "u"}${size * 8} number in [${min}, ${max}]`);
@@ -81,6 +120,7 @@ function fromScratch(buf: Uint8Array, off: number): void {
 /** u64 as bigint. */
 export const u64: Codec<bigint> = {
   size: 8,
+  writesAll: true,
   encode(v, buf, off) {
     if (typeof v !== "bigint") badInput(v, "u64 bigint");
     scratchU64[0] = v; // wraps modulo 2^64: a value out of range reads back different
@@ -96,6 +136,7 @@ export const u64: Codec<bigint> = {
 /** s64 as bigint. */
 export const s64: Codec<bigint> = {
   size: 8,
+  writesAll: true,
   encode(v, buf, off) {
     if (typeof v !== "bigint") badInput(v, "s64 bigint");
     scratchS64[0] = v;
@@ -111,10 +152,11 @@ export const s64: Codec<bigint> = {
 /** Fixed-size raw bytes. Decoding copies. */
 export function bytes(size: number): Codec<Uint8Array> & { readonly raw: true } {
   if (!Number.isInteger(size) || size <= 0)
-    invalid("codec", `bytes size must be a positive integer, got ${size}`);
+    invalid("codecs.bytes", `size must be a positive integer, got ${showInput(size)}`);
   return {
     size,
     raw: true,
+    writesAll: true,
     encode(v, buf, off) {
       if (!(v instanceof Uint8Array) || v.length !== size) badInput(v, `a Uint8Array of ${size} bytes`);
       buf.set(v, off);
@@ -125,11 +167,57 @@ export function bytes(size: number): Codec<Uint8Array> & { readonly raw: true } 
   };
 }
 
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * A string in `size` bytes, as a BPF program's `char name[size]` holds it:
+ * UTF-8, padded with NUL bytes. A string of exactly `size` bytes is stored
+ * with no NUL at all (a C reader must bound it by the array size, as
+ * `bpf_probe_read_str` users do); decoding reads up to the first NUL (or all
+ * `size` bytes). A string longer than `size` bytes of UTF-8 is EINVAL (it is
+ * never cut: two long keys would become one), as is a string with a NUL in
+ * it (it would not read back). In a struct, the error names the field.
+ *
+ * Encoding a string allocates its UTF-8 bytes (TextEncoder); decoding
+ * allocates the string.
+ * @throws BpfError EINVAL for a size that is not a positive integer
+ */
+export function string(size: number): Codec<string> {
+  if (!Number.isInteger(size) || size <= 0)
+    invalid("codecs.string", `size must be a positive integer, got ${showInput(size)}`);
+  return {
+    size,
+    writesAll: true,
+    align: 1, // a char array
+    encode(v, buf, off) {
+      if (typeof v !== "string") badInput(v, `a string of at most ${size} bytes of UTF-8`);
+      const b = utf8Encoder.encode(v);
+      if (b.length > size)
+        invalid(
+          "encode",
+          `got ${showInput(v)}, ${b.length} bytes of UTF-8: longer than the field's ${size} bytes`,
+        );
+      if (b.indexOf(0) >= 0)
+        invalid("encode", `got ${showInput(v)}: a NUL character would end the string early`);
+      buf.set(b, off);
+      buf.fill(0, off + b.length, off + size);
+    },
+    decode(buf, off) {
+      let end = off;
+      const stop = off + size;
+      while (end < stop && buf[end] !== 0) end++;
+      // TextDecoder cannot read a view of shared memory: copy first.
+      return utf8Decoder.decode(buf.slice(off, end));
+    },
+  };
+}
+
 /** A struct field: its name, codec, and optional explicit offset. */
 export interface Field<N extends string = string, T = unknown> {
   name: N;
   codec: Codec<T>;
-  /** Byte offset; default: next offset aligned to min(field size, 8), as C lays it out. */
+  /** Byte offset; default: the next offset aligned to the codec's `align`, as C lays it out. */
   offset?: number;
 }
 
@@ -139,8 +227,8 @@ export type StructValue<F extends readonly Field<string, unknown>[]> = {
 };
 
 /**
- * A C-like struct from a field list. Fields are aligned as on x86-64 unless
- * an offset is given; the size is padded to the largest alignment. Padding
+ * A C-like struct from a field list. Fields are aligned as on x86-64 (each
+ * codec's `align`) unless an offset is given; the size is padded to the largest alignment. Padding
  * bytes are written as zero, so equal structs hash equally. The value type
  * is inferred from the fields; an encode error names the field
  * (`packets: got "16" (string), expected u64 bigint`).
@@ -153,16 +241,18 @@ export function struct<const F extends readonly Field<string, unknown>[]>(
   let off = 0;
   let align = 1;
   for (const f of fields) {
-    const a = Math.min(f.codec.size & -f.codec.size, 8);
+    const a = f.codec.align ?? Math.min(f.codec.size & -f.codec.size, 8);
     align = Math.max(align, a);
     const at = f.offset ?? Math.ceil(off / a) * a;
     offsets[f.name] = at;
     off = Math.max(off, at + f.codec.size);
   }
   const size = opts.size ?? Math.ceil(off / align) * align;
-  if (size < off) invalid("codec", `struct size ${size} is smaller than its fields (${off} bytes)`);
+  if (size < off) invalid("codecs.struct", `struct size ${size} is smaller than its fields (${off} bytes)`);
   return {
     size,
+    writesAll: true,
+    align,
     fields,
     offsets: offsets as Record<F[number]["name"], number>,
     encode(v, buf, o) {
@@ -205,16 +295,20 @@ export function struct<const F extends readonly Field<string, unknown>[]>(
  */
 export function perCpu<T>(codec: Codec<T>, nrCpus: number): Codec<T[]> {
   if (!Number.isInteger(nrCpus) || nrCpus <= 0)
-    invalid("codec", `perCpu needs the number of possible CPUs, got ${String(nrCpus)}`);
+    invalid(
+      "codecs.perCpu",
+      `nrCpus must be the number of possible CPUs (a positive integer), got ${showInput(nrCpus)}`,
+    );
   const slot = Math.ceil(codec.size / 8) * 8;
   const size = slot * nrCpus;
   return {
     size,
+    writesAll: true,
     encode(v, buf, off) {
       if (!Array.isArray(v))
         invalid(
           "encode",
-          `a per-CPU value is an array of ${nrCpus} values (one per possible CPU), got ${typeof v}`,
+          `a per-CPU value is an array of ${nrCpus} values (one per possible CPU), got ${showInput(v)}`,
         );
       if (v.length !== nrCpus)
         invalid("encode", `a per-CPU value needs ${nrCpus} values (one per possible CPU), got ${v.length}`);
@@ -236,6 +330,7 @@ export function perCpu<T>(codec: Codec<T>, nrCpus: number): Codec<T[]> {
  */
 export const bpfSpinLock: Codec<number> = {
   size: 4,
+  writesAll: true,
   encode(_v, buf, off) {
     buf.fill(0, off, off + 4);
   },

@@ -3,7 +3,9 @@ import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { Htab } from "../../src/core/htab.js";
+import type { BpfError } from "../../src/errors.js";
 import * as codecs from "../../src/map/codecs.js";
+import type { RawMap } from "../../src/map/raw-map.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 test("TypedMap behaves like a Map over u32 -> u64", () => {
@@ -206,4 +208,120 @@ test("TypedMap's scratch path (keys written as words, values decoded in place) e
       { numRuns: 200 },
     );
   }
+});
+
+/** A codec of your own that writes only the string's bytes and does not declare writesAll (issue 25). */
+const shortWriter: codecs.Codec<string> = {
+  size: 16,
+  encode(v, buf, off) {
+    buf.set(new TextEncoder().encode(v), off);
+  },
+  decode(buf, off) {
+    const b = buf.slice(off, off + 16);
+    const end = b.indexOf(0);
+    return new TextDecoder().decode(end < 0 ? b : b.subarray(0, end));
+  },
+};
+
+test("a codec that writes fewer than its bytes leaks no stale bytes: 'short' is not 'shortg-key-name'", () => {
+  for (const [name, raw] of [
+    [
+      "htab (scratch path)",
+      Htab.create({ type: MapType.Hash, keySize: 16, valueSize: 16, maxEntries: 8 }, { nrCpus: 1 }),
+    ],
+    [
+      "another backend (key and value buffers)",
+      (() => {
+        const h = Htab.create(
+          { type: MapType.Hash, keySize: 16, valueSize: 16, maxEntries: 8 },
+          { nrCpus: 1 },
+        );
+        // Only the RawMap calls: no scratch path.
+        return {
+          info: h.info,
+          get lastError() {
+            return h.lastError;
+          },
+          lookupElem: h.lookupElem.bind(h),
+          updateElem: h.updateElem.bind(h),
+          deleteElem: h.deleteElem.bind(h),
+          getNextKey: h.getNextKey.bind(h),
+        } as unknown as RawMap;
+      })(),
+    ],
+  ] as const) {
+    const t = new TypedMap(raw, shortWriter, shortWriter);
+    t.set("strong-key-name", "a-long-value-xyz");
+    t.set("short", "v");
+    assert.deepEqual([...t.keys()].sort(), ["short", "strong-key-name"], name);
+    assert.equal(t.get("short"), "v", name);
+    assert.equal(t.get("s"), undefined, name);
+    assert.equal(t.has("strong"), false, name);
+  }
+});
+
+test("touch: reads through the view mark LRU recency as a program lookup does, and plain reads do not", () => {
+  const survivors = (touch: boolean): number => {
+    const map = Htab.create(
+      { type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: 64 },
+      { nrCpus: 1 },
+    );
+    const t = new TypedMap(map, codecs.u32, codecs.u64, { touch });
+    for (let k = 0; k < 64; k++) t.set(k, BigInt(k));
+    let kept = 0;
+    // A hot set of 8 keys read between every insert of 192 new keys: a cache keeps it.
+    for (let k = 64; k < 256; k++) {
+      for (let h = 0; h < 8; h++) t.get(h);
+      t.set(k, BigInt(k));
+    }
+    for (let h = 0; h < 8; h++)
+      if (map.lookupElem(new Uint8Array(new Uint32Array([h]).buffer), new Uint8Array(8)) === 0) kept++;
+    map.close();
+    return kept;
+  };
+  assert.equal(survivors(true), 8, "every hot key survives when reads touch");
+  assert.equal(
+    survivors(false),
+    0,
+    "control-plane reads do not keep a key (kernel: bpf() lookups never mark)",
+  );
+});
+
+test("touch: getMany and BpfMap.lookup mark too; a miss is undefined; a kernel-like map without program lookups is EOPNOTSUPP", () => {
+  const map = Htab.create({ type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: 32 }, { nrCpus: 1 });
+  const t = new TypedMap(map, codecs.u32, codecs.u64, { touch: true });
+  const b = new BpfMap(map, { touch: true });
+  for (let k = 0; k < 32; k++) t.set(k, BigInt(k));
+  for (let k = 32; k < 128; k++) {
+    assert.deepEqual(t.getMany([0, 1, 1000]), [0n, 1n, undefined]);
+    assert.notEqual(b.lookup(new Uint8Array([2, 0, 0, 0])), undefined);
+    t.set(k, BigInt(k));
+  }
+  assert.deepEqual(t.getMany([0, 1, 2]), [0n, 1n, 2n]);
+  assert.equal(t.get(5000), undefined);
+  assert.equal(b.lookup(new Uint8Array([0x88, 0x13, 0, 0])), undefined);
+  assert.throws(() => b.lookup(new Uint8Array(3)), { code: "EINVAL", message: /^lookup: / });
+  const bare = { info: map.info, lastError: "", lookupElem: () => 0 } as unknown as RawMap;
+  assert.throws(() => new TypedMap(bare, codecs.u32, codecs.u64, { touch: true }), {
+    code: "EOPNOTSUPP",
+    message: /^TypedMap: \{ touch: true \} needs a map with program lookups/,
+  });
+  assert.throws(() => new BpfMap(bare, { touch: true }), { code: "EOPNOTSUPP" });
+  map.close();
+});
+
+test("a closed map's error names the user's call, not an internal one", () => {
+  const map = Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 4 }, { nrCpus: 1 });
+  const t = new TypedMap(map, codecs.u32, codecs.u64);
+  map.close();
+  for (const [op, call] of [
+    ["get", () => t.get(1)],
+    ["has", () => t.has(1)],
+    ["set", () => t.set(1, 1n)],
+    ["delete", () => t.delete(1)],
+  ] as const)
+    assert.throws(
+      call,
+      (e: BpfError) => e.code === "EINVAL" && e.op === op && /map is closed/.test(e.message),
+    );
 });

@@ -105,3 +105,40 @@ test("htab --version, and --json results on stdout with nothing else there", { t
     assert.match(h.stdout, /Examples:\n {2}\S/, `${cmd} --help has an example`);
   }
 });
+
+test("piped (not a terminal), a progress line keeps every label, however long it is", () => {
+  const written: string[] = [];
+  const out = { isTTY: false, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+  const p = new Progress("sab/compareAndDelete", out, 1);
+  const fields = [
+    { label: "pkts/s", value: "1,234,567" },
+    { label: "map", value: "32768/32768" },
+    { label: "live deleted", value: "123,456" },
+    { label: "broken", value: "98,765" },
+    { label: "sweeps", value: "4,321" },
+    { label: "races caught", value: "12,345" },
+  ];
+  p.update(0.5, fields);
+  assert.equal(written.length, 1);
+  const line = written[0];
+  assert.ok(line.length > 100, "the line is longer than a terminal row");
+  for (const f of fields) assert.ok(line.includes(`${f.label} ${f.value}`), `${f.label} lost in: ${line}`);
+});
+
+test("conntrack's --help explains every column of its table", () => {
+  const r = spawnSync(process.execPath, [bin, "conntrack", "--help"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  for (const col of [
+    "GC mode",
+    "pkts/s",
+    "new flows",
+    "GC sweeps",
+    "expired deleted",
+    "LIVE flows deleted (GC)",
+    "broken (datapath)",
+    "races caught",
+    "map MiB",
+    "sab/",
+  ])
+    assert.ok(r.stdout.includes(col), `--help does not explain "${col}"`);
+});

@@ -4,13 +4,24 @@
  * script, under 3 MB; import and require() must both work; the types must
  * resolve under every common TypeScript mode; `htab/kernel` without koffi
  * must say what to install; `htab bench` must say the benchmarks live in
- * the repository.
+ * the repository (with no placeholder); the docs must be in the package with
+ * every relative link resolving there, and the recipes of the installed
+ * docs/recipes.md must run in the consumer project as printed.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -18,6 +29,8 @@ const root = fileURLToPath(new URL("../../..", import.meta.url));
 const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
 let dir = "";
 let project = "";
+/** What `npm install <tarball>` wrote on stderr (warnings). */
+let installStderr = "";
 
 function walk(d: string, out: { files: string[]; bytes: number }): void {
   for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -45,11 +58,12 @@ before(() => {
     join(project, "package.json"),
     JSON.stringify({ name: "consumer", private: true, type: "module" }),
   );
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, tgz)], {
+  const r = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", join(dir, tgz)], {
     cwd: project,
     encoding: "utf8",
-    stdio: "pipe",
   });
+  assert.equal(r.status, 0, r.stderr);
+  installStderr = r.stderr;
 });
 
 after(() => {
@@ -61,11 +75,24 @@ test("an installed htab: no native code, no install script, under 3 MB", () => {
   walk(join(project, "node_modules"), nm);
   const native = nm.files.filter((f) => f.endsWith(".node"));
   assert.deepEqual(native, [], "native binaries in node_modules");
-  console.log(`# installed: ${nm.files.length} files, ${(nm.bytes / 1024).toFixed(0)} KiB in node_modules`);
+  const kib = Math.round(nm.bytes / 1024);
+  console.log(`# installed: ${nm.files.length} files, ${kib} KiB in node_modules`);
+  // docs/install.md states this figure: it must be the one measured here (within 5%).
+  const stated = /An install is ([\d,]+) KiB/.exec(readFileSync(join(root, "docs", "install.md"), "utf8"));
+  assert.ok(stated !== null, "docs/install.md states the install size");
+  const figure = Number(stated[1].replaceAll(",", ""));
+  assert.ok(Math.abs(figure - kib) <= kib * 0.05, `docs/install.md says ${figure} KiB, measured ${kib} KiB`);
   assert.ok(nm.bytes < 3 * 1024 * 1024, `node_modules holds ${nm.bytes} bytes`);
   const ours = nm.files.filter((f) => f.includes(`${join("node_modules", "htab")}/`));
   assert.ok(!ours.some((f) => f.endsWith(".map")), "no source maps without sources");
-  assert.ok(!ours.some((f) => f.includes("/bench/")), "the bench is not in the package");
+  // The bench is not in the package; only the latest results that docs/performance.md links to are.
+  assert.deepEqual(
+    ours
+      .filter((f) => f.includes("/bench/"))
+      .map((f) => f.slice(f.indexOf("/bench/") + 1))
+      .sort(),
+    ["bench/results/latest.json", "bench/results/latest.md", "bench/results/latest.png"],
+  );
   const lock = JSON.parse(
     execFileSync("cat", [join(project, "package-lock.json")], { encoding: "utf8" }),
   ) as {
@@ -78,6 +105,37 @@ test("an installed htab: no native code, no install script, under 3 MB", () => {
     [],
     "packages with install scripts",
   );
+});
+
+test("npm install of the tarball prints no warning about htab's scripts", () => {
+  const warnings = installStderr.split("\n").filter((l) => /warn/i.test(l));
+  assert.deepEqual(
+    warnings.filter((l) => /htab|install-scripts|prepare/.test(l)),
+    [],
+    installStderr,
+  );
+});
+
+test("the docs are in the package, and every relative link of its README and docs resolves there", () => {
+  const pkgDir = join(project, "node_modules", "htab");
+  const docs = readdirSync(join(pkgDir, "docs")).filter((f) => f.endsWith(".md"));
+  assert.ok(docs.length >= 10, `${docs.length} docs in the package`);
+  assert.ok(existsSync(join(pkgDir, "docs", "api", "README.md")), "the API reference is in the package");
+  const pages = ["README.md", ...docs.map((f) => `docs/${f}`)];
+  const dead: string[] = [];
+  let links = 0;
+  for (const page of pages) {
+    const text = readFileSync(join(pkgDir, page), "utf8");
+    for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      const target = m[1].split("#")[0];
+      if (target === "" || /^[a-z]+:/.test(target)) continue; // an anchor or a URL
+      links++;
+      const at = join(dirname(join(pkgDir, page)), target);
+      if (!existsSync(at)) dead.push(`${page} -> ${relative(pkgDir, at)}`);
+    }
+  }
+  assert.ok(links >= 17, `${links} links checked`);
+  assert.deepEqual(dead, [], "links that do not resolve in node_modules/htab");
 });
 
 test("the installed core runs a map from ESM and from require()", () => {
@@ -123,6 +181,8 @@ test("the installed CLI: --version, and bench says to clone the repository and e
   const b = spawnSync(bin, ["bench"], { encoding: "utf8", timeout: 20_000 });
   assert.equal(b.status, 1);
   assert.match(b.stderr, /Clone the repository/);
+  assert.match(b.stderr, /npm run bench/);
+  assert.doesNotMatch(b.stderr, /<[^>]*>/, "no placeholder left in the instruction");
   const r = spawnSync(bin, ["replay"], {
     input: '{"op":"create","type":"hash","key_size":4,"value_size":4,"max_entries":4}\n',
     encoding: "utf8",
@@ -211,4 +271,26 @@ void spec; void code; void k;
       `import { createMap } from "htab";\ncreateMap({ type: 99, keySize: 4, valueSize: 4, maxEntries: 1 });\n`,
     ),
   );
+});
+
+test("the recipes run from the installed docs alone, in the consumer project", () => {
+  // docs/recipes.md as installed: every `js` block, as a user would copy it.
+  const text = readFileSync(join(project, "node_modules", "htab", "docs", "recipes.md"), "utf8");
+  const blocks: { name?: string; code: string }[] = [];
+  for (const m of text.matchAll(/(?:`([\w.-]+\.mjs)`:\n\n)?```js\n([\s\S]*?)^```$/gm))
+    blocks.push({ name: m[1], code: m[2] });
+  assert.ok(blocks.length >= 7, `${blocks.length} js blocks in the installed recipes`);
+  for (const b of blocks) if (b.name !== undefined) writeFileSync(join(project, b.name), b.code);
+  const runs = blocks.filter((b) => b.name === undefined || b.name === "main.mjs");
+  for (const [i, b] of runs.entries()) {
+    const file = b.name ?? `recipe-${i}.mjs`;
+    if (b.name === undefined) writeFileSync(join(project, file), b.code);
+    const r = spawnSync(process.execPath, [file], { cwd: project, encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, `${file}:\n${r.stderr}`);
+    const want = [...b.code.matchAll(/\/\/ prints "((?:[^"\\]|\\.)*)"/g)].map((m) =>
+      m[1].replace(/\\"/g, '"'),
+    );
+    assert.ok(want.length > 0, `${file} says what it prints`);
+    assert.deepEqual(r.stdout.trimEnd().split("\n"), want, `${file} printed`);
+  }
 });

@@ -9,7 +9,7 @@
  * The kernel has nothing like it: a BPF program cannot die mid-operation.
  */
 import { pcpuFreelistRelink } from "../../alloc/pcpu-freelist.js";
-import { invalid } from "../../errors.js";
+import { invalid, showInput } from "../../errors.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -78,7 +78,7 @@ export function recoverDeadSlots(v: HtabView): number {
 
 /** Htab.reap()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function reap(v: HtabView, cpu: number, generation?: number): void {
-  if (!Number.isInteger(cpu) || cpu < 0 || cpu >= v.nrCpus) invalid("reap", `no CPU slot ${cpu}`);
+  if (!Number.isInteger(cpu) || cpu < 0 || cpu >= v.nrCpus) invalid("reap", `no CPU slot ${showInput(cpu)}`);
   if (cpu === v.cpu) invalid("reap", "a thread cannot reap its own slot");
   const idx = pcpuBase(cpu) + PCPU_OWNER_I32;
   // A later claim of the slot (another thread's) is not the one meant: leave it alone.
