@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { MapType } from "../../src/uapi.js";
+import { CALLS, KINDS } from "../helpers/corrupt-kinds.js";
 
 const ROUNDS = Number(process.env.HTAB_CORRUPT_ROUNDS ?? 30);
 /**
@@ -30,21 +31,6 @@ interface Summary {
   fsckSilent: number;
   kinds: Record<string, number>;
 }
-
-const KINDS = [
-  "chain-next",
-  "bucket-head",
-  "freelist-head",
-  "freelist-next",
-  "freelist-prev",
-  "extra",
-  "inflight",
-  "bucket-lock",
-  "freelist-lock",
-  "count",
-  "home-state",
-];
-const CALLS = ["lookup", "update", "insert", "delete", "getNextKey", "compute", "lookupBatch"];
 
 function fuzz(type: number, fastPath: boolean, seed: number): Promise<Summary | string> {
   const progress = new SharedArrayBuffer(16);
