@@ -194,6 +194,28 @@ examples(
   "npm run bench -- --quick --out /tmp/bench      # from a clone of the repository",
 );
 
+const prog = program.command("prog").description("BPF programs on htab (the userspace BPF runtime)");
+examples(
+  prog
+    .command("exec")
+    .description(
+      "the BPF conformance suite's plugin: program as base16 bytes on stdin, MEMORY at r1 (length in r2); prints r0 in hex",
+    )
+    .argument("[memory]", "base16 bytes, whitespace-separated, copied into the region r1 points to")
+    .option("--elf", "standard input is an ELF object, not raw instructions", false)
+    .action(async (memory: string | undefined, opts: { elf: boolean }) => {
+      const { progExec } = await import("./prog-cmd.js");
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      const r = progExec(memory, opts, Buffer.concat(chunks).toString("utf8"));
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.code;
+    }),
+  "echo 'b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00' | htab prog exec         # prints 2a",
+  "bpf_conformance_runner --test_file_directory tests --cpu_version v4 --plugin_path htab --plugin_options 'prog exec'",
+);
+
 examples(
   program
     .command("map")
