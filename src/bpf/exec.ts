@@ -8,7 +8,8 @@
 import { BpfError, Errno } from "../errors.js";
 import { baseHelpers } from "./helpers.js";
 import { DEFAULT_BUDGET, Vm } from "./interp.js";
-import { decodeInsns, decodeProgram } from "./isa.js";
+import { decodeInsns, decodeProgram, type Insn } from "./isa.js";
+import { openObject } from "./loader.js";
 import { INPUT_SLOT, Region } from "./memory.js";
 
 /**
@@ -44,8 +45,38 @@ export interface ExecOptions {
  * range), BpfRunError when the run faults (EFAULT), overruns its budget or call depth (E2BIG)
  */
 export function execRaw(code: Uint8Array, memory: Uint8Array, opts: ExecOptions = {}): bigint {
+  return execInsns(decodeInsns(code, "exec"), memory, opts);
+}
+
+/**
+ * As execRaw, for an ELF object (`htab prog exec --elf`): the program is the
+ * function `main` (what the suite's ELF writer names it, in `.text` or
+ * `xdp`), else the object's only program, linked by the loader. Objects
+ * with maps or globals are refused (EOPNOTSUPP): this mode has none.
+ */
+export function execElf(object: Uint8Array, memory: Uint8Array, opts: ExecOptions = {}): bigint {
+  const spec = openObject(object, { name: "exec", textPrograms: true });
+  if (spec.maps.length > 0)
+    throw new BpfError(
+      "exec",
+      Errno.EOPNOTSUPP,
+      `the object has maps or globals (${spec.maps.map((m) => m.name).join(", ")}); exec runs programs without them`,
+    );
+  const prog =
+    spec.programs.find((p) => p.name === "main") ??
+    (spec.programs.length === 1 ? spec.programs[0] : undefined);
+  if (prog === undefined)
+    throw new BpfError(
+      "exec",
+      Errno.EINVAL,
+      `no program 'main' among ${spec.programs.length} programs (${spec.programs.map((p) => p.name).join(", ")})`,
+    );
+  return execInsns(prog.insns, memory, opts);
+}
+
+function execInsns(insns: Insn[], memory: Uint8Array, opts: ExecOptions): bigint {
   const helpers = baseHelpers();
-  const prog = decodeProgram(decodeInsns(code, "exec"), { op: "exec", helpers: (id) => helpers.has(id) });
+  const prog = decodeProgram(insns, { op: "exec", helpers: (id) => helpers.has(id) });
   const vm = new Vm(prog, { helpers, budget: opts.budget ?? DEFAULT_BUDGET, cpu: opts.cpu ?? 0 });
   let r1 = 0n;
   if (memory.length > 0) r1 = vm.mem.mapFixed(INPUT_SLOT, new Region("input memory", memory, true));

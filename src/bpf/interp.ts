@@ -274,7 +274,8 @@ export class Vm {
           const size = sizeBytes(code);
           const reg = mem.resolve(BigInt.asUintN(64, r[x.src] + offB[pc]), size, false);
           if (reg === undefined) throw this.error(mem.fault.errno, pc, mem.fault.what);
-          r[x.dst] = load(reg, mem.off, size, (code & 0xe0) === Mode.MEMSX);
+          const field = reg.fields === undefined || size !== 4 ? undefined : reg.fields.get(mem.off);
+          r[x.dst] = field ?? load(reg, mem.off, size, (code & 0xe0) === Mode.MEMSX);
           pc++;
           break;
         }

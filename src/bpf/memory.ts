@@ -54,12 +54,16 @@ export class Region {
    * @param origin where the region starts inside its slot: 0, except for
    * stack frames, which sit in the middle of theirs so that an access just
    * below or above a frame is reported as out of that frame's bounds
+   * @param fields 32-bit loads at these offsets give these 64-bit values
+   * instead of the bytes: a context's pointer fields (xdp_md's data and
+   * data_end), which the kernel's verifier rewrites into pointer loads
    */
   constructor(
     readonly name: string,
     readonly bytes: Uint8Array,
     readonly writable: boolean,
     readonly origin = 0,
+    readonly fields?: ReadonlyMap<number, bigint>,
   ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }

@@ -12,7 +12,7 @@
  * under the interpreter's run-time checks alone.
  */
 
-import { execRaw, parseBase16 } from "../bpf/exec.js";
+import { execElf, execRaw, parseBase16 } from "../bpf/exec.js";
 import { BpfError } from "../errors.js";
 
 /** What a command printed and how it ended, for the CLI and the tests. */
@@ -27,9 +27,7 @@ export function progExec(memory: string | undefined, opts: { elf?: boolean }, st
   try {
     const mem = memory === undefined ? new Uint8Array(0) : parseBase16(memory, "MEMORY");
     const code = parseBase16(stdin, "program");
-    if (opts.elf)
-      return { stdout: "", stderr: "htab prog exec: --elf: the ELF loader is not built yet\n", code: 1 };
-    const r0 = execRaw(code, mem);
+    const r0 = opts.elf ? execElf(code, mem) : execRaw(code, mem);
     return { stdout: `${r0.toString(16)}\n`, stderr: "", code: 0 };
   } catch (e) {
     if (e instanceof BpfError) return { stdout: "", stderr: `${e.message}\n`, code: 1 };

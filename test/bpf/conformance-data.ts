@@ -344,3 +344,75 @@ export function inDefaultGroups(t: ConformanceTest): boolean {
 export function base16(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => `${b.toString(16).padStart(2, "0")}  `).join("");
 }
+
+/**
+ * The ELF object the suite's runner sends with `--elf` (its
+ * bpf_writer_classic): a relocatable EM_BPF file whose `.text` holds the
+ * program as one global function `main`, the symbol names in the section
+ * name table. Written here from the ELF64 layout, for the test.
+ */
+export function elfOf(code: Uint8Array, section = ".text"): Uint8Array {
+  const shstr = ["", ".shstrtab", ".symtab", section, "main"];
+  const strOff: number[] = [];
+  let strBytes = "";
+  for (const n of shstr) {
+    strOff.push(strBytes.length);
+    strBytes += `${n}\0`;
+  }
+  const strtab = new TextEncoder().encode(strBytes);
+  const sym = new Uint8Array(48);
+  const sdv = new DataView(sym.buffer);
+  sdv.setUint32(24, strOff[4], true); // main
+  sym[24 + 4] = (1 << 4) | 2; // STB_GLOBAL, STT_FUNC
+  sdv.setUint16(24 + 6, 3, true); // in section 3
+  sdv.setBigUint64(24 + 16, BigInt(code.length), true);
+  const parts = [strtab, sym, code];
+  let off = 64;
+  const offsets: number[] = [];
+  for (const p of parts) {
+    off = Math.ceil(off / 8) * 8;
+    offsets.push(off);
+    off += p.length;
+  }
+  const shoff = Math.ceil(off / 8) * 8;
+  const out = new Uint8Array(shoff + 4 * 64);
+  const dv = new DataView(out.buffer);
+  out.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+  dv.setUint16(16, 1, true); // ET_REL
+  dv.setUint16(18, 247, true); // EM_BPF
+  dv.setUint32(20, 1, true);
+  dv.setBigUint64(40, BigInt(shoff), true);
+  dv.setUint16(52, 64, true);
+  dv.setUint16(58, 64, true);
+  dv.setUint16(60, 4, true);
+  dv.setUint16(62, 1, true);
+  parts.forEach((p, i) => {
+    out.set(p, offsets[i]);
+  });
+  const sh = (
+    i: number,
+    name: number,
+    type: number,
+    flags: number,
+    o: number,
+    size: number,
+    link: number,
+    info: number,
+    entsize: number,
+  ) => {
+    const h = shoff + i * 64;
+    dv.setUint32(h, name, true);
+    dv.setUint32(h + 4, type, true);
+    dv.setBigUint64(h + 8, BigInt(flags), true);
+    dv.setBigUint64(h + 24, BigInt(o), true);
+    dv.setBigUint64(h + 32, BigInt(size), true);
+    dv.setUint32(h + 40, link, true);
+    dv.setUint32(h + 44, info, true);
+    dv.setBigUint64(h + 48, 8n, true);
+    dv.setBigUint64(h + 56, BigInt(entsize), true);
+  };
+  sh(1, strOff[1], 3, 0, offsets[0], strtab.length, 0, 0, 0);
+  sh(2, strOff[2], 2, 0, offsets[1], sym.length, 1, 1, 24);
+  sh(3, strOff[3], 1, 0x6, offsets[2], code.length, 0, 0, 0);
+  return out;
+}

@@ -12,7 +12,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { progExec } from "../../src/cli/prog-cmd.js";
-import { base16, inDefaultGroups, parseDataFile } from "./conformance-data.js";
+import { base16, elfOf, inDefaultGroups, parseDataFile } from "./conformance-data.js";
 
 const dir = fileURLToPath(new URL("../../../test/fixtures/bpf/conformance/", import.meta.url));
 const cli = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -36,28 +36,30 @@ function verdict(
   return r0 === t.result ? undefined : `r0 0x${r0.toString(16)}, expected 0x${t.result.toString(16)}`;
 }
 
-test("the conformance suite at --cpu_version v4, default groups: every test passes", () => {
-  let run = 0;
-  let skipped = 0;
-  const failed: string[] = [];
-  for (const f of files) {
-    const t = parseDataFile(readFileSync(dir + f, "utf8"));
-    if (t === undefined || !inDefaultGroups(t)) {
-      skipped++;
-      continue;
+for (const elf of [false, true])
+  test(`the conformance suite at --cpu_version v4, default groups${elf ? ", --elf" : ""}: every test passes`, () => {
+    let run = 0;
+    let skipped = 0;
+    const failed: string[] = [];
+    for (const f of files) {
+      const t = parseDataFile(readFileSync(dir + f, "utf8"));
+      if (t === undefined || !inDefaultGroups(t)) {
+        skipped++;
+        continue;
+      }
+      run++;
+      const mem = t.memory.length > 0 ? base16(t.memory) : undefined;
+      const out = progExec(mem, { elf }, base16(elf ? elfOf(t.code) : t.code));
+      const why = verdict(t, out);
+      if (why !== undefined) failed.push(`${f}: ${why}`);
     }
-    run++;
-    const out = progExec(t.memory.length > 0 ? base16(t.memory) : undefined, {}, base16(t.code));
-    const why = verdict(t, out);
-    if (why !== undefined) failed.push(`${f}: ${why}`);
-  }
-  process.stdout.write(
-    `# conformance: ${run - failed.length} of ${run} passed (${files.length} files, ${skipped} skipped by the default groups)\n`,
-  );
-  assert.equal(files.length, 313);
-  assert.equal(run, 312);
-  assert.deepEqual(failed, []);
-});
+    process.stdout.write(
+      `# conformance${elf ? " --elf" : ""}: ${run - failed.length} of ${run} passed (${files.length} files, ${skipped} skipped by the default groups)\n`,
+    );
+    assert.equal(files.length, 313);
+    assert.equal(run, 312);
+    assert.deepEqual(failed, []);
+  });
 
 test("the real htab binary speaks the plugin protocol (stdin, MEMORY argument, exit code)", () => {
   for (const f of ["mem-len.data", "subnet.data", "lock_cmpxchg.data", "rfc9669_call_local.data"]) {
