@@ -28,8 +28,9 @@
  * - XDP: `struct xdp_md` (read-only): data, data_end and data_meta load as
  *   pointers into the packet (a copy of `data`, at least 14 bytes, else
  *   EINVAL), ingress_ifindex 1 (the loopback device test_run uses),
- *   rx_queue_index 0, egress_ifindex 0. The packet after the run comes back
- *   as `data`.
+ *   rx_queue_index 0 (checked against the kernel in test/bpf/object.test.ts);
+ *   egress_ifindex, for devmap programs only, faults. The packet after the
+ *   run comes back as `data`.
  * - syscall: the caller's `ctx` bytes, writable, returned as `ctx`.
  * Other program types (socket filter, tc, tracepoint) are refused with
  * EOPNOTSUPP for now.
@@ -115,7 +116,8 @@ export interface RunResult {
   duration: number;
 }
 
-const XDP_MD_BYTES = 24;
+/** struct xdp_md up to rx_queue_index: egress_ifindex (offset 20) is for devmap programs, which the verifier checks. */
+const XDP_MD_BYTES = 20;
 const HASH_TYPES = new Set<number>([
   MapType.Hash,
   MapType.PercpuHash,

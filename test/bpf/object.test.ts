@@ -224,6 +224,24 @@ test("a full map too (E2BIG): identical on htab and in the kernel", {
   assert.ok(seen.includes(-7n), "E2BIG occurred");
 });
 
+test("XDP context: the xdp_md fields BPF_PROG_TEST_RUN fills, identical on htab and in the kernel", {
+  skip: noKernel,
+}, () => {
+  const bytes = compileFixture("xdp_ctx");
+  const spec = openObject(bytes, { name: "xdp_ctx" });
+  const obj = LoadedObject.load(bytes, { name: "xdp_ctx" });
+  const k = new KernelObject(spec, "xdp_ctx");
+  try {
+    for (const n of [14, 64, 1500]) {
+      const mine = obj.program("xdp_ctx").run(packet(n, n));
+      assert.equal(mine.retval, k.prog.testRun(packet(n, n)).retval);
+      assert.equal(mine.retval, 1_000_000 + n + 500);
+    }
+  } finally {
+    k.close();
+  }
+});
+
 test("bpf_loop with a callback in a syscall program: the context comes back written", {
   skip: noClang,
 }, () => {
