@@ -255,6 +255,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
       "section 'maps': legacy map definitions (struct bpf_map_def) are not supported; use BTF-defined maps in '.maps'",
     );
   const btfSec = byName.get(".BTF");
+  if (btfSec) parseBtf(btfSec.data); // refuses a malformed blob before the fixup walks it
   const btfBytes = btfSec ? fixupDatasecs(btfSec.data, elf) : undefined;
   const btf = btfBytes ? parseBtf(btfBytes) : undefined;
 
@@ -428,6 +429,7 @@ function fixupDatasecs(blob: Uint8Array, elf: ElfFile): Uint8Array {
     if (kind === BtfKind.Datasec) datasecs.push(p);
     nameOfVar.push(kind === BtfKind.Var ? str(dv.getUint32(p, true)) : "");
     p += 12 + btfRecordBytes(kind, info & 0xffff);
+    if (p > tEnd) malformed(".BTF: a type runs past the type section");
   }
   for (const p of datasecs) {
     const name = str(dv.getUint32(p, true));
