@@ -40,7 +40,7 @@
  * through `global()`; an ARRAY (or any non-hash) map in `.maps` is refused.
  */
 
-import { Htab } from "../core/htab.js";
+import { Htab, type MapHandle } from "../core/htab.js";
 import type { ValueRef } from "../core/value-ref.js";
 import { BpfError, Errno } from "../errors.js";
 import { MapType } from "../uapi.js";
@@ -92,6 +92,18 @@ export interface LoadOptions extends OpenOptions {
   budget?: number;
   /** Number of CPU slots of the object's maps (default: htab's default). */
   nrCpus?: number;
+  /** This thread's CPU slot in the object's maps. @default the first free slot (0) */
+  cpu?: number;
+}
+
+/**
+ * What a worker needs to run a loaded object's programs on the same maps and
+ * globals (structured-cloneable: post it). `LoadedObject.attach(handle, { cpu })`.
+ */
+export interface ObjectHandle {
+  readonly spec: BpfObjectSpec;
+  /** Per map of `spec.maps`: the htab map's handle, or a global's shared buffer. */
+  readonly maps: readonly (MapHandle | { global: SharedArrayBuffer })[];
 }
 
 export interface RunOptions {
@@ -99,7 +111,11 @@ export interface RunOptions {
   ctx?: Uint8Array;
   /** Runs (the result is the last one's; duration is averaged). @default 1 */
   repeat?: number;
-  /** The CPU reported by bpf_get_smp_processor_id() for this run. @default 0 */
+  /**
+   * Run on this CPU slot: bpf_get_smp_processor_id() answers it and per-CPU
+   * maps use its slot (the object's maps are attached for it once, on first
+   * use). @default the object's own slot
+   */
   cpu?: number;
 }
 
@@ -179,6 +195,11 @@ export class LoadedProgram {
     const repeat = opts.repeat ?? 1;
     if (!Number.isInteger(repeat) || repeat < 1 || repeat > 0xffffffff)
       throw new BpfError("run", Errno.EINVAL, `repeat must be a u32 >= 1, got ${repeat}`);
+    if (opts.cpu !== undefined && opts.cpu !== this.obj.cpu)
+      return this.obj
+        .atCpu(opts.cpu)
+        .program(this.name)
+        .run(data, { ...opts, cpu: undefined });
     const type = this.def.type;
     if (type !== ProgType.Xdp && type !== ProgType.Syscall)
       throw new BpfError(
@@ -192,7 +213,7 @@ export class LoadedProgram {
         Errno.EINVAL,
         `an XDP packet needs at least 14 bytes (an Ethernet header), got ${data.length}`,
       );
-    this.vm.cpu = opts.cpu ?? 0;
+    this.vm.cpu = this.obj.cpu;
     const mem = this.vm.mem;
     let packet = new Uint8Array(0);
     let ctx = new Uint8Array(0);
@@ -333,24 +354,38 @@ export class LoadedObject {
   readonly mapList: (Htab | GlobalSection)[] = [];
   readonly htabs: Htab[] = [];
   readonly globals: GlobalSection[] = [];
+  /** This object's CPU slot in its maps (bpf_get_smp_processor_id). */
+  readonly cpu: number;
   private readonly programs = new Map<string, LoadedProgram>();
   private readonly defs = new Map<Htab, MapDef>();
+  private readonly opts: LoadOptions;
+  /** The same object attached on other CPU slots in this thread, shared by all of them. */
+  private others = new Map<number, LoadedObject>();
 
-  private constructor(spec: BpfObjectSpec, opts: LoadOptions) {
+  private constructor(spec: BpfObjectSpec, opts: LoadOptions, shared?: ObjectHandle) {
     this.spec = spec;
-    for (const def of spec.maps) {
+    this.opts = opts;
+    spec.maps.forEach((def, i) => {
+      const from = shared?.maps[i];
       if (def.global) {
         const g = def.global;
-        const bytes = new Uint8Array(
-          new SharedArrayBuffer(Math.max(8, Math.ceil(g.data.length / 8) * 8)),
-          0,
-          g.data.length,
-        );
-        bytes.set(g.data);
+        let bytes: Uint8Array;
+        if (from !== undefined) {
+          if (!("global" in from))
+            throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a global`);
+          bytes = new Uint8Array(from.global, 0, g.data.length);
+        } else {
+          bytes = new Uint8Array(
+            new SharedArrayBuffer(Math.max(8, Math.ceil(g.data.length / 8) * 8)),
+            0,
+            g.data.length,
+          );
+          bytes.set(g.data);
+        }
         const s = new GlobalSection(def.name, g.section, bytes, g.readonly, g.vars);
         this.globals.push(s);
         this.mapList.push(s);
-        continue;
+        return;
       }
       if (def.pinning !== 0)
         throw new BpfError(
@@ -364,22 +399,26 @@ export class LoadedObject {
           Errno.EOPNOTSUPP,
           `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash)`,
         );
-      const m = Htab.create(
-        {
-          type: def.type as MapType,
-          keySize: def.keySize,
-          valueSize: def.valueSize,
-          maxEntries: def.maxEntries,
-          flags: def.flags,
-          name: def.name.slice(0, 15),
-          spinLockOffset: def.spinLockOffset,
-        },
-        { nrCpus: opts.nrCpus },
-      );
+      const m =
+        from !== undefined
+          ? Htab.attach(from as MapHandle, { cpu: opts.cpu })
+          : Htab.create(
+              {
+                type: def.type as MapType,
+                keySize: def.keySize,
+                valueSize: def.valueSize,
+                maxEntries: def.maxEntries,
+                flags: def.flags,
+                name: def.name.slice(0, 15),
+                spinLockOffset: def.spinLockOffset,
+              },
+              { nrCpus: opts.nrCpus, cpu: opts.cpu },
+            );
       this.htabs.push(m);
       this.mapList.push(m);
       this.defs.set(m, def);
-    }
+    });
+    this.cpu = this.htabs.length > 0 ? this.htabs[0].cpu : (opts.cpu ?? 0);
     if (this.globals.length > FUNC_SLOT - GLOBAL_SLOT)
       throw new BpfError(
         "load",
@@ -396,6 +435,42 @@ export class LoadedObject {
    */
   static load(bytes: Uint8Array, opts: LoadOptions = {}): LoadedObject {
     return new LoadedObject(openObject(bytes, opts), opts);
+  }
+
+  /** What a worker posts to `LoadedObject.attach()` to run these programs on these maps. */
+  handle(): ObjectHandle {
+    return {
+      spec: this.spec,
+      maps: this.mapList.map((m) =>
+        m instanceof Htab ? m.handle : { global: m.bytes.buffer as SharedArrayBuffer },
+      ),
+    };
+  }
+
+  /**
+   * The same object's maps and globals, attached in this thread on CPU slot `opts.cpu`.
+   * @throws BpfError EINVAL for a handle that does not match its spec
+   */
+  static attach(handle: ObjectHandle, opts: { cpu?: number; budget?: number } = {}): LoadedObject {
+    if (handle.maps.length !== handle.spec.maps.length)
+      throw new BpfError(
+        "attach",
+        Errno.EINVAL,
+        `the handle has ${handle.maps.length} maps for ${handle.spec.maps.length} definitions`,
+      );
+    return new LoadedObject(handle.spec, { name: handle.spec.name, ...opts }, handle);
+  }
+
+  /** @internal This object attached on CPU slot `cpu` in this thread (made once). */
+  atCpu(cpu: number): LoadedObject {
+    let o = this.others.get(cpu);
+    if (o === undefined) {
+      o = LoadedObject.attach(this.handle(), { cpu, budget: this.opts.budget });
+      this.others.set(this.cpu, this);
+      this.others.set(cpu, o);
+      o.others = this.others;
+    }
+    return o;
   }
 
   /** The program named after its C function. */

@@ -11,11 +11,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { Worker } from "node:worker_threads";
 import { execElf } from "../../src/bpf/exec.js";
 import { BpfRunError } from "../../src/bpf/interp.js";
 import { openObject, ProgType } from "../../src/bpf/loader.js";
 import { LoadedObject } from "../../src/bpf/object.js";
 import { BpfError } from "../../src/errors.js";
+import { possibleCpus } from "../../src/kernel/bpf-syscall.js";
 import { walkKeys } from "../../src/map/key-walk.js";
 import type { RawMap } from "../../src/map/raw-map.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
@@ -240,6 +242,74 @@ test("XDP context: the xdp_md fields BPF_PROG_TEST_RUN fills, identical on htab 
   } finally {
     k.close();
   }
+});
+
+test("per-CPU runs: run({ cpu }) uses that CPU's slot of a PERCPU_HASH and answers get_smp_processor_id; identical in the kernel", {
+  skip: noKernel,
+}, () => {
+  const nrCpus = possibleCpus();
+  if (nrCpus < 2) return;
+  const bytes = compileFixture("percpu");
+  const spec = openObject(bytes, { name: "percpu" });
+  const obj = LoadedObject.load(bytes, { name: "percpu", nrCpus });
+  const k = new KernelObject(spec, "percpu");
+  try {
+    for (const [cpu, repeat] of [
+      [0, 3],
+      [1, 2],
+      [0, 1],
+    ]) {
+      const mine = obj.program("percpu").run(packet(cpu), { cpu, repeat });
+      const theirs = k.prog.testRun(packet(cpu), { cpu, repeat });
+      assert.equal(mine.retval, theirs.retval);
+      assert.equal(hex(obj.global(".data").bytes), hex(k.global(spec, ".data")), `after cpu ${cpu}`);
+      assert.equal(obj.global(".data").bytes[0], cpu);
+    }
+    // A per-CPU value as the syscall interface moves it: nrCpus slots of round_up(8, 8) bytes.
+    const mineV = new Uint8Array(8 * nrCpus);
+    const theirsV = new Uint8Array(8 * nrCpus);
+    assert.equal(obj.map("hits").lookupElem(new Uint8Array(4), mineV), 0);
+    assert.equal(k.maps[0].lookupElem(new Uint8Array(4), theirsV), 0);
+    assert.equal(hex(mineV), hex(theirsV));
+    assert.equal(new DataView(mineV.buffer).getBigUint64(0, true), 4n);
+    assert.equal(new DataView(mineV.buffer).getBigUint64(8, true), 2n);
+  } finally {
+    k.close();
+  }
+});
+
+test("two workers run seed 003 at once on CPU slots 0 and 1 of the same maps: the counter and the locked count are both 2R", {
+  skip: noClang,
+}, async () => {
+  const R = 400;
+  const obj = LoadedObject.load(compileFixture("seed003"), { name: "seed003", nrCpus: 4 });
+  const worker = new URL("../fixtures/bpf/object-worker.js", import.meta.url);
+  const runs = [1, 2].map(
+    (cpu) =>
+      new Promise<{ retval: number; cpu: number }>((resolve, reject) => {
+        const w = new Worker(worker, {
+          workerData: { handle: obj.handle(), cpu, program: "sys_enter_count", repeat: R },
+        });
+        w.once("message", resolve);
+        w.once("error", reject);
+      }),
+  );
+  const done = await Promise.all(runs);
+  assert.deepEqual(
+    done.map((d) => [d.retval, d.cpu]),
+    [
+      [2, 1],
+      [2, 2],
+    ],
+  );
+  assert.equal(
+    new DataView(obj.global(".bss").variable("counter").slice().buffer).getBigUint64(0, true),
+    BigInt(2 * R),
+  );
+  const count = new Uint8Array(4);
+  new DataView(count.buffer).setInt32(0, 2 * R, true);
+  assert.deepEqual(dump(obj.map("concurrent_map")), [`00000000=00000000${hex(count)}`]);
+  assert.equal(obj.map("concurrent_map").fsck().ok, true);
 });
 
 test("bpf_loop with a callback in a syscall program: the context comes back written", {
