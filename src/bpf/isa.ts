@@ -139,7 +139,9 @@ export const Helper = {
   getSmpProcessorId: 8,
   spinLock: 93,
   spinUnlock: 94,
+  forEachMapElem: 164,
   loop: 181,
+  mapLookupPercpuElem: 195,
 } as const;
 
 /** BPF's per-frame stack (MAX_BPF_STACK). */

@@ -18,6 +18,12 @@
  *   a lock not held, or an exit still holding one stops the run (EINVAL),
  *   where the kernel's verifier would have refused the program; a lock held
  *   when a run stops is released.
+ * - 164 `bpf_for_each_map_elem(map, callback, ctx, flags)`: htab's walk
+ *   (forEachElem); the callback gets the map, the key (read-only) and the
+ *   value, returns 0 to go on or 1 to stop (anything else stops the run,
+ *   EINVAL); returns the elements visited; flags must be 0 (-EINVAL).
+ * - 195 `bpf_map_lookup_percpu_elem(map, key, cpu)`: CPU `cpu`'s value of a
+ *   per-CPU map, or NULL (a CPU out of range included).
  * - and the map-free helpers of helpers.ts (5, 6, 7, 8, 181).
  *
  * Every run is one program section on every map of the object (enter()
@@ -337,8 +343,54 @@ export class LoadedProgram {
       r.ref.unlock();
       return 0n;
     };
+    const percpuLookup: HelperFn = (vm, mp, kp, cpu) => {
+      const m = this.mapArg(vm, mp, "map_lookup_percpu_elem");
+      if (m instanceof GlobalSection)
+        throw new BpfError("map_lookup_percpu_elem", Errno.EINVAL, "a global is not a per-CPU map");
+      const key = vm.mem.bytes("map_lookup_percpu_elem", kp, m.info.keySize, false);
+      const ref = m.lookupPercpuRef(key.slice(), Number(BigInt.asUintN(32, cpu)));
+      if (ref === null) return 0n;
+      const def = this.obj.defOf(m);
+      return vm.mem.mapDynamic(
+        new ValueRegion(`a value of map '${def.name}'`, ref, def.spinLockOffset ?? -1),
+      );
+    };
+    const forEach: HelperFn = (vm, mp, fn, ctx, flags) => {
+      const m = this.mapArg(vm, mp, "for_each_map_elem");
+      if (m instanceof GlobalSection) return errnoRet(Errno.EOPNOTSUPP);
+      if (flags !== 0n) return errnoRet(Errno.EINVAL);
+      const pc = vm.functionAt(fn);
+      if (pc < 0)
+        throw new BpfError(
+          "for_each_map_elem",
+          Errno.EFAULT,
+          `callback 0x${fn.toString(16)} is not a function of this program`,
+        );
+      const def = this.obj.defOf(m);
+      return BigInt(
+        m.forEachElem((_m, key, ref) => {
+          // The walk reuses `ref` for the next element: a value the callback may lock gets its own reference.
+          const own = m.lookupRef(key.slice());
+          const value = own ?? ref;
+          const k = vm.mem.mapDynamic(new Region(`a key of map '${def.name}'`, key.slice(), false));
+          const v = vm.mem.mapDynamic(
+            new ValueRegion(`a value of map '${def.name}'`, value, own ? (def.spinLockOffset ?? -1) : -1),
+          );
+          const r = vm.callback(pc, [mp, k, v, ctx]);
+          if (r !== 0n && r !== 1n)
+            throw new BpfError(
+              "for_each_map_elem",
+              Errno.EINVAL,
+              `the callback returned ${r}, not 0 (go on) or 1 (stop)`,
+            );
+          return Number(r);
+        }, undefined),
+      );
+    };
     return [
       [Helper.mapLookupElem, lookup],
+      [Helper.mapLookupPercpuElem, percpuLookup],
+      [Helper.forEachMapElem, forEach],
       [Helper.mapUpdateElem, update],
       [Helper.mapDeleteElem, del],
       [Helper.spinLock, lock],

@@ -312,6 +312,51 @@ test("two workers run seed 003 at once on CPU slots 0 and 1 of the same maps: th
   assert.equal(obj.map("concurrent_map").fsck().ok, true);
 });
 
+test("for_each_map_elem walks a HASH map with a callback (stop included), map_lookup_percpu_elem reads another CPU's slot", {
+  skip: noClang,
+}, () => {
+  const obj = LoadedObject.load(compileFixture("foreach"), { name: "foreach", nrCpus: 4 });
+  const table = obj.map("table");
+  const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
+  const u64 = (n: bigint) => new Uint8Array(new BigUint64Array([n]).buffer);
+  for (let k = 1; k <= 10; k++) assert.equal(table.updateElem(u32(k), u64(BigInt(k * 100)), 0), 0);
+  // CPU 2's slot of pcpu[0] = 77, the others 0.
+  const pv = new Uint8Array(8 * 4);
+  new DataView(pv.buffer).setBigUint64(16, 77n, true);
+  assert.equal(obj.map("pcpu").updateElem(u32(0), pv, 0), 0);
+  const args = (stop: number, cpu: number) => {
+    const b = new Uint8Array(40);
+    new DataView(b.buffer).setUint32(0, stop, true);
+    new DataView(b.buffer).setUint32(4, cpu, true);
+    return b;
+  };
+  const read = (ctx: Uint8Array) => {
+    const dv = new DataView(ctx.buffer);
+    return {
+      keys: dv.getBigUint64(8, true),
+      values: dv.getBigUint64(16, true),
+      visited: dv.getBigInt64(24, true),
+      other: dv.getBigUint64(32, true),
+    };
+  };
+  const r = read(obj.program("walk").run(new Uint8Array(0), { ctx: args(1000, 2) }).ctx);
+  assert.deepEqual(r, { keys: 55n, values: 5500n, visited: 10n, other: 77n });
+  // The callback wrote through the value pointers: every value is one more.
+  const v = new Uint8Array(8);
+  for (let k = 1; k <= 10; k++) {
+    assert.equal(table.lookupElem(u32(k), v), 0);
+    assert.equal(new DataView(v.buffer).getBigUint64(0, true), BigInt(k * 100 + 1));
+  }
+  // Stop at one key: the visit count includes it; a CPU out of range gives NULL.
+  const s = read(obj.program("walk").run(new Uint8Array(0), { ctx: args(4, 9) }).ctx);
+  const order = [...walkKeys(table)].map((k) => new DataView(k.buffer, k.byteOffset).getUint32(0, true));
+  const upTo = order.slice(0, order.indexOf(4) + 1);
+  assert.equal(s.visited, BigInt(upTo.length), `walk order ${order}`);
+  assert.equal(s.keys, BigInt(upTo.reduce((a, b) => a + b, 0)));
+  assert.equal(s.other, 12345n);
+  assert.equal(table.fsck().ok, true);
+});
+
 test("bpf_loop with a callback in a syscall program: the context comes back written", {
   skip: noClang,
 }, () => {
