@@ -238,7 +238,19 @@ examples(
   "htab map update pinned /sys/fs/bpf/test_map key 1 0 0 0 value hex 2a 00 00 00 00 00 00 00 noexist",
 );
 
-program.parseAsync(process.argv).catch((e: Error) => {
+/**
+ * The conformance suite's runner puts MEMORY before its plugin options:
+ * `--plugin_options "prog exec"` calls `htab MEMORY prog exec [--elf]`.
+ * Move MEMORY after `prog exec`, where the command takes it.
+ */
+function conformanceArgv(argv: string[]): string[] {
+  const [node, script, first, a, b, ...rest] = argv;
+  if (first !== undefined && !first.startsWith("-") && a === "prog" && b === "exec")
+    return [node, script, a, b, first, ...rest];
+  return argv;
+}
+
+program.parseAsync(conformanceArgv(process.argv)).catch((e: Error) => {
   process.stderr.write(`htab: ${e.message}\n`);
   process.exitCode = 2;
 });

@@ -69,6 +69,17 @@ test("the real htab binary speaks the plugin protocol (stdin, MEMORY argument, e
     const stdout = execFileSync(process.execPath, args, { input: base16(t.code), encoding: "utf8" });
     assert.equal(BigInt(`0x${stdout.trim()}`), t.result, f);
   }
+  // The suite's runner puts MEMORY before its plugin options ("prog exec"), and --elf after them.
+  const subnet = parseDataFile(readFileSync(`${dir}subnet.data`, "utf8"));
+  assert.ok(subnet);
+  for (const elf of [false, true]) {
+    const argv: string[] = [cli, base16(subnet.memory), "prog", "exec", ...(elf ? ["--elf"] : [])];
+    const printed: string = execFileSync(process.execPath, argv, {
+      input: base16(elf ? elfOf(subnet.code) : subnet.code),
+      encoding: "utf8",
+    });
+    assert.equal(printed, "1\n");
+  }
   // A faulting program: non-zero exit, the error on stderr, nothing on stdout.
   const bad = spawnSync(process.execPath, [cli, "prog", "exec", "01 02"], {
     input: "61 10 08 00 00 00 00 00 95 00 00 00 00 00 00 00",
