@@ -47,15 +47,20 @@ import {
 import { addressOf, FUNC_SLOT, MAP_SLOT, Memory, SLOT_BYTES, STACK_ORIGIN, STACK_SLOT } from "./memory.js";
 import { alu32, alu64, atomic, bswap16, bswap32, bswap64, cond32, cond64, load, store } from "./ops.js";
 
-/** A run stopped: `insn` is the instruction index (in the linked program) where it stopped. */
+/**
+ * A run stopped: `insn` is the instruction index (in the linked program)
+ * where it stopped, `text` its disassembly, `reason` what was wrong, and
+ * `source` the C source line when the object carried line info.
+ */
 export class BpfRunError extends BpfError {
   constructor(
     errno: number,
     readonly insn: number,
     readonly text: string,
-    detail: string,
+    readonly reason: string,
+    readonly source?: string,
   ) {
-    super("run", errno, `insn ${insn} (${text}): ${detail}`);
+    super("run", errno, `insn ${insn} (${text})${source ? ` at ${source}` : ""}: ${reason}`);
   }
 }
 

@@ -28,6 +28,7 @@
 
 import { type Btf, BtfKind, parseBtf, resolveType, typeSize } from "../btf/btf.js";
 import { BpfError, Errno } from "../errors.js";
+import { lineInfo, lineOf, type SourceLine } from "./btf-ext.js";
 import {
   type ElfFile,
   type ElfSection,
@@ -98,6 +99,8 @@ export interface ProgramDef {
   section: string;
   type: number;
   insns: Insn[];
+  /** Per linked instruction, its C source line (from .BTF.ext line info), where the object has it. */
+  lines: (SourceLine | undefined)[];
 }
 
 /** An opened object: maps, programs, license, the raw BTF for a kernel load. */
@@ -360,13 +363,18 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
     }
   }
   const secName = (i: number) => elf.sections[i]?.name ?? `#${i}`;
-  const programs = entries.map((e) => ({
-    name: e.name,
-    section: secName(e.sec),
-    type: e.type,
-    insns: link(e, elf, code, fns, mapAt),
-  }));
   const ext = byName.get(".BTF.ext");
+  const lines = ext && btfBytes ? lineInfo(ext.data, btfBytes) : new Map();
+  const programs = entries.map((e) => {
+    const { insns, origin } = link(e, elf, code, fns, mapAt);
+    return {
+      name: e.name,
+      section: secName(e.sec),
+      type: e.type,
+      insns,
+      lines: origin.map((o) => lineOf(lines.get(secName(o.sec)), o.idx)),
+    };
+  });
   return {
     name: objName,
     license,
@@ -456,7 +464,7 @@ function link(
   code: Map<number, Insn[]>,
   fns: Fn[],
   mapAt: Map<string, number>,
-): Insn[] {
+): { insns: Insn[]; origin: { sec: number; idx: number }[] } {
   const out: Insn[] = [];
   const origin: { sec: number; idx: number }[] = [];
   const placed = new Map<Fn, number>();
@@ -548,5 +556,5 @@ function link(
     } else if (isCall && x.src === PseudoCall.kfunc) unsupported(`${where}: kfunc calls are not supported`);
   }
   if (out.length === 0) malformed(`program '${entry.name}' has no instructions`);
-  return out;
+  return { insns: out, origin };
 }

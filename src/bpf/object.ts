@@ -274,6 +274,17 @@ export class LoadedProgram {
           "the program exited holding a bpf_spin_lock",
         );
       return r0;
+    } catch (e) {
+      // Name the C source line of the instruction, when the object carried line info.
+      const src = e instanceof BpfRunError && e.source === undefined ? this.def.lines[e.insn] : undefined;
+      if (src === undefined || !(e instanceof BpfRunError)) throw e;
+      throw new BpfRunError(
+        e.errno,
+        e.insn,
+        e.text,
+        e.reason,
+        `${src.file.split("/").pop()}:${src.line}: ${src.text}`,
+      );
     } finally {
       if (this.held !== null) {
         const h = this.held;

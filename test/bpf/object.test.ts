@@ -416,7 +416,11 @@ char LICENSE[] SEC("license") = "GPL";`,
   assert.throws(
     () => obj.program("past_end").run(packet(1)),
     (e: unknown) =>
-      e instanceof BpfRunError && e.code === "EFAULT" && /packet \(64 bytes\): out of bounds/.test(e.message),
+      e instanceof BpfRunError &&
+      e.code === "EFAULT" &&
+      /packet \(64 bytes\): out of bounds/.test(e.message) &&
+      e.source ===
+        'bad.c:5: SEC("xdp") int past_end(struct xdp_md *ctx) { unsigned char *d = (void *)(long)ctx->data; return d[200]; }',
   );
   assert.throws(
     () => obj.program("keeps_lock").run(packet(1)),
