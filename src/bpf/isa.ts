@@ -137,6 +137,8 @@ export const Helper = {
   tracePrintk: 6,
   getPrandomU32: 7,
   getSmpProcessorId: 8,
+  xdpAdjustHead: 44,
+  xdpAdjustTail: 65,
   spinLock: 93,
   spinUnlock: 94,
   forEachMapElem: 164,

@@ -118,6 +118,30 @@ export class KernelObject {
     }
   }
 
+  /** BPF_PROG_TEST_RUN with data_out: the return value and the packet after the run. */
+  runWithOut(data: Uint8Array): { retval: number; out: Uint8Array } {
+    const ffi = bpfFfi();
+    const attr = ffi.alloc(ATTR);
+    const inBuf = ffi.alloc(data.length);
+    const outBuf = ffi.alloc(8192);
+    try {
+      inBuf.u8.set(data);
+      attr.dv.setUint32(0, this.prog.fd, true);
+      attr.dv.setUint32(8, data.length, true);
+      attr.dv.setUint32(12, 8192, true);
+      attr.dv.setBigUint64(16, ffi.addressOf(inBuf.u8), true);
+      attr.dv.setBigUint64(24, ffi.addressOf(outBuf.u8), true);
+      attr.dv.setUint32(32, 1, true);
+      if (ffi.call(BpfCmd.ProgTestRun, attr.ptr, ATTR) < 0) throw new Error(`test run: errno ${ffi.errno()}`);
+      const n = attr.dv.getUint32(12, true);
+      return { retval: attr.dv.getUint32(4, true), out: outBuf.u8.slice(0, n) };
+    } finally {
+      outBuf.free();
+      inBuf.free();
+      attr.free();
+    }
+  }
+
   /** A global section's bytes now, read back from its ARRAY map. */
   global(spec: BpfObjectSpec, section: string): Uint8Array {
     const i = spec.maps.findIndex((d) => d.global?.section === section);
