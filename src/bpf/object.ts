@@ -24,13 +24,7 @@
  *   EINVAL); returns the elements visited; flags must be 0 (-EINVAL).
  * - 195 `bpf_map_lookup_percpu_elem(map, key, cpu)`: CPU `cpu`'s value of a
  *   per-CPU map, or NULL (a CPU out of range included).
- * - 44/65 `bpf_xdp_adjust_head`/`bpf_xdp_adjust_tail(ctx, delta)`: move data
- *   or data_end within the frame BPF_PROG_TEST_RUN builds (limits measured on
- *   the kernel: 216 bytes to push, data_end - 14 to pull, data_end up to
- *   3520 bytes past the headroom, a packet of at least 14 bytes); -EINVAL
- *   outside; grown tail bytes are zero. The packet is remapped: pointers
- *   taken before are not reloaded for the program (the verifier would have
- *   made it reload them).
+ * - 44/65 `bpf_xdp_adjust_head`/`bpf_xdp_adjust_tail(ctx, delta)`: xdp.ts.
  * - and the map-free helpers of helpers.ts (5, 6, 7, 8, 181).
  *
  * Every run is one program section on every map of the object (enter()
@@ -38,12 +32,10 @@
  * the program while it runs, even if another worker deletes it.
  *
  * Contexts, as BPF_PROG_TEST_RUN builds them:
- * - XDP: `struct xdp_md` (read-only): data, data_end and data_meta load as
- *   pointers into the packet (a copy of `data`, at least 14 bytes, else
- *   EINVAL), ingress_ifindex 1 (the loopback device test_run uses),
- *   rx_queue_index 0 (checked against the kernel in test/bpf/object.test.ts);
- *   egress_ifindex, for devmap programs only, faults. The packet after the
- *   run comes back as `data`.
+ * - XDP: `struct xdp_md` and the packet (a copy of `data`, at least 14
+ *   bytes, else EINVAL) in test_run's frame: xdp.ts (checked against the
+ *   kernel in test/bpf/object.test.ts). The packet after the run comes back
+ *   as `data`.
  * - syscall: the caller's `ctx` bytes, writable, returned as `ctx`.
  * Other program types (socket filter, tc, tracepoint) are refused with
  * EOPNOTSUPP for now.
@@ -69,7 +61,8 @@ import {
   type ProgramDef,
   ProgType,
 } from "./loader.js";
-import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, PACKET_SLOT, Region } from "./memory.js";
+import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, Region } from "./memory.js";
+import { XdpPacket, xdpHelpers } from "./xdp.js";
 
 /** A value a helper returned: the region and the element reference behind it. */
 class ValueRegion extends Region {
@@ -145,32 +138,6 @@ export interface RunResult {
   duration: number;
 }
 
-/**
- * BPF_PROG_TEST_RUN's XDP frame, as measured on the kernel (6.18): one page
- * with 256 bytes of headroom (XDP_PACKET_HEADROOM), of which
- * bpf_xdp_adjust_head may use all but struct xdp_frame's 40; at most 3520
- * bytes of packet in it (the rest of a larger packet goes to fragments, not
- * directly addressable), and data_end may grow to that same end.
- */
-const XDP_HEADROOM = 256;
-const XDP_FRAME_RESERVED = 40;
-const XDP_MAX_LINEAR = 3520;
-const XDP_FRAME_BYTES = XDP_HEADROOM + XDP_MAX_LINEAR;
-const ETH_HLEN = 14;
-
-interface XdpFrame {
-  frame: Uint8Array;
-  /** Offsets of data and data_end in `frame`. */
-  data: number;
-  end: number;
-  /** Bytes past the linear part (fragments): returned unchanged in data_out. */
-  frags: Uint8Array;
-  /** xdp_md's pointer fields, updated when the packet moves. */
-  fields: Map<number, bigint>;
-}
-
-/** struct xdp_md up to rx_queue_index: egress_ifindex (offset 20) is for devmap programs, which the verifier checks. */
-const XDP_MD_BYTES = 20;
 const HASH_TYPES = new Set<number>([
   MapType.Hash,
   MapType.PercpuHash,
@@ -181,8 +148,8 @@ const HASH_TYPES = new Set<number>([
 /** One program of a loaded object. */
 export class LoadedProgram {
   private readonly vm: Vm;
-  /** This run's XDP frame, while an XDP run is on. */
-  private xdp: XdpFrame | null = null;
+  /** This run's XDP packet, while an XDP run is on. */
+  private xdp: XdpPacket | null = null;
   /** Spin locks this run holds. */
   private held: ValueRegion | null = null;
 
@@ -254,55 +221,27 @@ export class LoadedProgram {
       );
     this.vm.cpu = this.obj.cpu;
     const mem = this.vm.mem;
-    let packet = new Uint8Array(0);
-    let ctx = new Uint8Array(0);
+    let packet: Uint8Array = new Uint8Array(0);
+    let ctx: Uint8Array = new Uint8Array(0);
     let r0 = 0n;
     const t0 = performance.now();
     for (let i = 0; i < repeat; i++) {
       let r1 = 0n;
       if (type === ProgType.Xdp) {
-        const linear = Math.min(data.length, XDP_MAX_LINEAR);
-        const frame = new Uint8Array(XDP_FRAME_BYTES);
-        frame.set(data.subarray(0, linear), XDP_HEADROOM);
-        const md = new Uint8Array(XDP_MD_BYTES);
-        new DataView(md.buffer).setUint32(12, 1, true); // ingress_ifindex: lo
-        this.xdp = {
-          frame,
-          data: XDP_HEADROOM,
-          end: XDP_HEADROOM + linear,
-          frags: data.subarray(linear),
-          fields: new Map(),
-        };
-        this.mapPacket();
-        r1 = mem.mapFixed(CTX_SLOT, new Region("xdp_md", md, false, 0, this.xdp.fields));
+        this.xdp = new XdpPacket(mem, data);
+        r1 = this.xdp.ctx;
       } else if (opts.ctx !== undefined && opts.ctx.length > 0) {
         ctx = opts.ctx.slice();
         r1 = mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, true));
       }
       r0 = this.runOnce(r1);
       if (this.xdp !== null) {
-        const x = this.xdp;
-        packet = new Uint8Array(x.end - x.data + x.frags.length);
-        packet.set(x.frame.subarray(x.data, x.end));
-        packet.set(x.frags, x.end - x.data);
+        packet = this.xdp.output();
         this.xdp = null;
       }
     }
     const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
     return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
-  }
-
-  /** (Re)map the packet [data, data_end) of this run's XDP frame and point xdp_md's fields at it. */
-  private mapPacket(): void {
-    const x = this.xdp as XdpFrame;
-    const base = this.vm.mem.mapFixed(
-      PACKET_SLOT,
-      new Region("packet", x.frame.subarray(x.data, x.end), true, x.data),
-    );
-    const at = (off: number) => base + BigInt(off);
-    x.fields.set(0, at(x.data)); // data
-    x.fields.set(4, at(x.end)); // data_end
-    x.fields.set(8, at(x.data)); // data_meta: no metadata
   }
 
   private runOnce(r1: bigint): bigint {
@@ -446,38 +385,8 @@ export class LoadedProgram {
         }, undefined),
       );
     };
-    const frameOf = (ctx: bigint, op: string): XdpFrame => {
-      if (this.xdp === null || ctx !== addressOf(CTX_SLOT))
-        throw new BpfError(op, Errno.EFAULT, "r1 is not this XDP program's context");
-      return this.xdp;
-    };
-    const adjustHead: HelperFn = (_vm, ctx, delta) => {
-      const x = frameOf(ctx, "xdp_adjust_head");
-      const data = x.data + Number(BigInt.asIntN(32, delta));
-      if (data < XDP_FRAME_RESERVED || data > x.end - ETH_HLEN) return errnoRet(Errno.EINVAL);
-      x.data = data;
-      this.mapPacket();
-      return 0n;
-    };
-    const adjustTail: HelperFn = (_vm, ctx, delta) => {
-      const x = frameOf(ctx, "xdp_adjust_tail");
-      if (BigInt.asIntN(32, delta) === 0n) return 0n;
-      if (x.frags.length > 0)
-        throw new BpfError(
-          "xdp_adjust_tail",
-          Errno.EOPNOTSUPP,
-          "multi-buffer packets (over 3520 bytes) are not supported here",
-        );
-      const end = x.end + Number(BigInt.asIntN(32, delta));
-      if (end > XDP_FRAME_BYTES || end < x.data + ETH_HLEN) return errnoRet(Errno.EINVAL);
-      if (end > x.end) x.frame.fill(0, x.end, end);
-      x.end = end;
-      this.mapPacket();
-      return 0n;
-    };
     return [
-      [Helper.xdpAdjustHead, adjustHead],
-      [Helper.xdpAdjustTail, adjustTail],
+      ...xdpHelpers(() => this.xdp),
       [Helper.mapLookupElem, lookup],
       [Helper.mapLookupPercpuElem, percpuLookup],
       [Helper.forEachMapElem, forEach],
