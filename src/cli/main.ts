@@ -197,6 +197,28 @@ examples(
   "npm run bench -- --quick --out /tmp/bench      # from a clone of the repository",
 );
 
+const prog = program.command("prog").description("BPF programs on htab (the userspace BPF runtime)");
+examples(
+  prog
+    .command("exec")
+    .description(
+      "the BPF conformance suite's plugin: program as base16 bytes on stdin, MEMORY at r1 (length in r2); prints r0 in hex",
+    )
+    .argument("[memory]", "base16 bytes, whitespace-separated, copied into the region r1 points to")
+    .option("--elf", "standard input is an ELF object, not raw instructions", false)
+    .action(async (memory: string | undefined, opts: { elf: boolean }) => {
+      const { progExec } = await import("./prog-cmd.js");
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      const r = progExec(memory, opts, Buffer.concat(chunks).toString("utf8"));
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.code;
+    }),
+  "echo 'b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00' | htab prog exec         # prints 2a",
+  "bpf_conformance_runner --test_file_directory tests --cpu_version v4 --plugin_path htab --plugin_options 'prog exec'",
+);
+
 examples(
   program
     .command("map")
@@ -219,7 +241,19 @@ examples(
   "htab map update pinned /sys/fs/bpf/test_map key 1 0 0 0 value hex 2a 00 00 00 00 00 00 00 noexist",
 );
 
-program.parseAsync(process.argv).catch((e: Error) => {
+/**
+ * The conformance suite's runner puts MEMORY before its plugin options:
+ * `--plugin_options "prog exec"` calls `htab MEMORY prog exec [--elf]`.
+ * Move MEMORY after `prog exec`, where the command takes it.
+ */
+function conformanceArgv(argv: string[]): string[] {
+  const [node, script, first, a, b, ...rest] = argv;
+  if (first !== undefined && !first.startsWith("-") && a === "prog" && b === "exec")
+    return [node, script, a, b, first, ...rest];
+  return argv;
+}
+
+program.parseAsync(conformanceArgv(process.argv)).catch((e: Error) => {
   process.stderr.write(`htab: ${e.message}\n`);
   process.exitCode = 2;
 });

@@ -44,6 +44,19 @@ export class ValueRef {
     return this;
   }
 
+  /**
+   * @internal The value's bytes in shared memory, for the BPF runtime to map
+   * into a running program's address space (bpf/); valid while `valid` is.
+   */
+  _bytes(): Uint8Array {
+    return this.u8.subarray(this.off, this.off + this.size);
+  }
+
+  /** @internal Whether programs may write the value (not BPF_F_RDONLY_PROG). */
+  get _progWritable(): boolean {
+    return this.canWrite;
+  }
+
   /** False once the section it was made in has ended. */
   get valid(): boolean {
     return this.gen === this.liveGen[0];

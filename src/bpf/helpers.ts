@@ -1,0 +1,140 @@
+/**
+ * Helpers that need no map, with the kernel's ids and return conventions
+ * (a negative errno in r0 for a refused call):
+ * - 5 `bpf_ktime_get_ns`: nanoseconds from `performance.now()` (monotonic,
+ *   but counted from this process's start, not from boot as CLOCK_MONOTONIC);
+ * - 6 `bpf_trace_printk(fmt, fmt_size, a1, a2, a3)`: %d %i %u %x with l/ll,
+ *   %s, %c, %%, at most three arguments, to `vm.log` (its last 10,000 lines);
+ *   returns the bytes written, -EINVAL for a format the kernel refuses;
+ * - 7 `bpf_get_prandom_u32`: a per-VM xorshift32 stream;
+ * - 8 `bpf_get_smp_processor_id`: the VM's CPU slot;
+ * - 181 `bpf_loop(nr, callback, ctx, flags)`: at most 2^23 iterations
+ *   (-E2BIG above, as the kernel), flags must be 0 (-EINVAL); the callback
+ *   returns 0 to continue, 1 to stop; returns the iterations run.
+ */
+
+import { BpfError, Errno } from "../errors.js";
+import type { HelperFn, Vm } from "./interp.js";
+import { Helper } from "./isa.js";
+
+/** The kernel's BPF_MAX_LOOPS. */
+export const MAX_LOOPS = 1 << 23;
+const LOG_LINES = 10_000;
+
+/** A negative errno as r0 holds it. */
+export function errnoRet(errno: number): bigint {
+  return BigInt.asUintN(64, BigInt(-errno));
+}
+
+let seedCounter = 0x9e3779b9;
+const prandom = new WeakMap<Vm, { s: number }>();
+
+function nextRandom(vm: Vm): number {
+  let st = prandom.get(vm);
+  if (st === undefined) {
+    seedCounter = (seedCounter + 0x6d2b79f5) >>> 0;
+    st = { s: ((Math.random() * 0x100000000) ^ seedCounter) >>> 0 || 1 };
+    prandom.set(vm, st);
+  }
+  let x = st.s;
+  x ^= x << 13;
+  x ^= x >>> 17;
+  x ^= x << 5;
+  st.s = x >>> 0;
+  return st.s;
+}
+
+/** The C string at `addr` (checked, at most `max` bytes, NUL not included). */
+function cString(vm: Vm, addr: bigint, max: number): string {
+  let s = "";
+  for (let i = 0; i < max; i++) {
+    const b = vm.mem.bytes("trace_printk", addr + BigInt(i), 1, false)[0];
+    if (b === 0) return s;
+    s += String.fromCharCode(b);
+  }
+  return s;
+}
+
+function tracePrintk(vm: Vm, fmtPtr: bigint, size: bigint, a1: bigint, a2: bigint, a3: bigint): bigint {
+  const n = Number(size & 0xffffffffn);
+  if (n === 0) return errnoRet(Errno.EINVAL);
+  const fmt = vm.mem.bytes("trace_printk", fmtPtr, n, false);
+  const end = fmt.indexOf(0);
+  if (end < 0) return errnoRet(Errno.EINVAL);
+  const text = new TextDecoder().decode(fmt.subarray(0, end));
+  const args = [a1, a2, a3];
+  let used = 0;
+  let out = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== "%") {
+      out += c;
+      continue;
+    }
+    if (text[i + 1] === "%") {
+      out += "%";
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    let longs = 0;
+    while (text[j] === "l" && longs < 2) {
+      longs++;
+      j++;
+    }
+    const conv = text[j];
+    if (used >= 3 || conv === undefined || !"diuxsc".includes(conv)) return errnoRet(Errno.EINVAL);
+    const v = args[used++];
+    const bits = longs === 0 ? 32 : 64;
+    switch (conv) {
+      case "d":
+      case "i":
+        out += BigInt.asIntN(bits, v).toString();
+        break;
+      case "u":
+        out += BigInt.asUintN(bits, v).toString();
+        break;
+      case "x":
+        out += BigInt.asUintN(bits, v).toString(16);
+        break;
+      case "c":
+        out += String.fromCharCode(Number(v & 0xffn));
+        break;
+      default:
+        out += cString(vm, v, 256);
+    }
+    i = j;
+  }
+  vm.log.push(out);
+  if (vm.log.length > LOG_LINES) vm.log.splice(0, vm.log.length - LOG_LINES);
+  return BigInt(new TextEncoder().encode(out).length);
+}
+
+function loop(vm: Vm, nr: bigint, fn: bigint, ctx: bigint, flags: bigint): bigint {
+  if (flags !== 0n) return errnoRet(Errno.EINVAL);
+  const count = Number(nr & 0xffffffffn);
+  if (count > MAX_LOOPS) return errnoRet(Errno.E2BIG);
+  const pc = vm.functionAt(fn);
+  if (pc < 0)
+    throw new BpfError(
+      "loop",
+      Errno.EFAULT,
+      `callback 0x${fn.toString(16)} is not a function of this program`,
+    );
+  for (let i = 0; i < count; i++) {
+    const ret = vm.callback(pc, [BigInt(i), ctx]);
+    if (ret !== 0n) return BigInt(i + 1);
+  }
+  return BigInt(count);
+}
+
+/** The helpers every program gets, whatever its maps. */
+export function baseHelpers(): Map<number, HelperFn> {
+  return new Map<number, HelperFn>([
+    [Helper.ktimeGetNs, () => BigInt(Math.floor(performance.now() * 1e6))],
+    [Helper.tracePrintk, tracePrintk],
+    [Helper.getPrandomU32, (vm) => BigInt(nextRandom(vm))],
+    [Helper.getSmpProcessorId, (vm) => BigInt(vm.cpu)],
+    [Helper.loop, loop],
+  ]);
+}

@@ -1,0 +1,114 @@
+/**
+ * Bad programs and bad objects: mutated instruction streams (the
+ * conformance suite's programs with random bytes changed) through
+ * `htab prog exec`, and mutated clang-built objects through the loader and
+ * a run. Every outcome is a result or a typed BpfError (a load error or a
+ * run error with an errno); nothing else is thrown, nothing hangs (the
+ * instruction budget bounds every run), and the maps stay fsck-clean.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { execRaw } from "../../src/bpf/exec.js";
+import { LoadedObject } from "../../src/bpf/object.js";
+import { xorshift32 } from "../../src/check/xorshift.js";
+import { BpfError } from "../../src/errors.js";
+import { parseDataFile } from "./conformance-data.js";
+import { clangSkipReason, compileFixture } from "./kernel-object.js";
+
+const ROUNDS = Number(process.env.HTAB_BPF_FUZZ ?? 4000);
+const dir = fileURLToPath(new URL("../../../test/fixtures/bpf/conformance/", import.meta.url));
+
+function mutate(rnd: () => number, src: Uint8Array, edits: number): Uint8Array {
+  const b = src.slice();
+  for (let i = 0; i < edits; i++) {
+    const at = rnd() % b.length;
+    switch (rnd() % 4) {
+      case 0:
+        b[at] = rnd() & 0xff;
+        break;
+      case 1:
+        b[at] ^= 1 << (rnd() % 8);
+        break;
+      case 2:
+        b[at] = [0, 0xff, 0x7f, 0x80, 0x95, 0x85, 0x18][rnd() % 7];
+        break;
+      default:
+        b[at] = b[rnd() % b.length];
+    }
+  }
+  return b;
+}
+
+test("mutated programs through prog exec: a result or a typed error, never anything else", () => {
+  const programs = readdirSync(dir)
+    .filter((f) => f.endsWith(".data"))
+    .map((f) => parseDataFile(readFileSync(dir + f, "utf8")))
+    .filter((t) => t !== undefined);
+  const rnd = xorshift32(0xb9f);
+  const outcomes = new Map<string, number>();
+  for (let i = 0; i < ROUNDS; i++) {
+    const t = programs[rnd() % programs.length];
+    const code = mutate(rnd, t.code, 1 + (rnd() % 4));
+    const mem = t.memory.length > 0 && rnd() % 2 === 0 ? mutate(rnd, t.memory, 1) : t.memory;
+    let key: string;
+    try {
+      execRaw(code, mem, { budget: 100_000 });
+      key = "ok";
+    } catch (e) {
+      if (!(e instanceof BpfError))
+        throw new Error(`round ${i}: ${e} is not a BpfError (program ${Buffer.from(code).toString("hex")})`);
+      assert.match(e.message, /^(exec|run): /);
+      key = `${e.op} ${e.code}`;
+    }
+    outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+  }
+  process.stdout.write(
+    `# ${ROUNDS} mutated programs: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(", ")}\n`,
+  );
+  assert.ok(
+    (outcomes.get("ok") ?? 0) > 0 &&
+      (outcomes.get("exec EINVAL") ?? 0) > 0 &&
+      (outcomes.get("run EFAULT") ?? 0) > 0,
+  );
+});
+
+const noClang = clangSkipReason();
+
+test("mutated objects through the loader and a run: a result or a typed error, maps fsck-clean", {
+  skip: noClang,
+}, () => {
+  const objects = ["seed003", "globals_calls", "map_flags", "xdp_ctx"].map((n) => compileFixture(n));
+  const rnd = xorshift32(0x0e1f);
+  const outcomes = new Map<string, number>();
+  const rounds = Math.ceil(ROUNDS / 8);
+  const pkt = new Uint8Array(64).fill(7);
+  for (let i = 0; i < rounds; i++) {
+    const src = objects[rnd() % objects.length];
+    const bytes = mutate(rnd, src, 1 + (rnd() % 8));
+    let key: string;
+    try {
+      const obj = LoadedObject.load(bytes, { name: "fuzz", budget: 100_000 });
+      key = "loaded";
+      for (const p of obj.spec.programs) {
+        try {
+          obj.program(p.name).run(pkt);
+          key = "ran";
+        } catch (e) {
+          if (!(e instanceof BpfError)) throw e;
+          key = `run ${e.code}`;
+        }
+      }
+      for (const m of obj.htabs) assert.equal(m.fsck().ok, true, `round ${i}: fsck`);
+    } catch (e) {
+      if (!(e instanceof BpfError)) throw new Error(`round ${i}: ${(e as Error).stack} is not a BpfError`);
+      key = `${e.op} ${e.code}`;
+    }
+    outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+  }
+  process.stdout.write(
+    `# ${rounds} mutated objects: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(", ")}\n`,
+  );
+  assert.ok((outcomes.get("ran") ?? 0) > 0, "some mutants still load and run");
+});
