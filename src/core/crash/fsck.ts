@@ -82,7 +82,7 @@ export function fsck(v: HtabView): FsckReport {
       if ((i32[e + ELEM_HASH_I32] & v.mask) !== bi)
         errors.push(`bucket ${bi}: element hash belongs elsewhere`);
       const k = Array.from(
-        v.u8.subarray((e << 2) + ELEM_HEADER_BYTES, (e << 2) + ELEM_HEADER_BYTES + v.keySize),
+        v.u8.subarray(e * 4 + ELEM_HEADER_BYTES, e * 4 + ELEM_HEADER_BYTES + v.keySize),
       ).join(",");
       if (seen.has(k)) errors.push(`bucket ${bi}: duplicate key ${k}`);
       seen.add(k);

@@ -180,7 +180,7 @@ export class LruElems implements ElemPolicy {
       v.spare = v.i32[v.myPcpu + PCPU_LRU_SPARE_I32];
       return 0;
     }
-    const b = v.i32[((v.desc - v.baseAddr) >> 2) + SCRATCH_EVICT_TIMEDOUT_I32];
+    const b = v.i32[(v.desc - v.baseAddr) / 4 + SCRATCH_EVICT_TIMEDOUT_I32];
     v.evictTimedOut = b !== 0;
     if (b !== 0) bucketTimedOut(v, b, "the lock of");
     return lruTaken(v, (v.lru as BpfLru).steal());

@@ -20,7 +20,8 @@ import {
 } from "../../layout/layout.js";
 import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast-glue.js";
-import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
+import { Errno } from "../../errors.js";
+import { ALLOC_NOMEM, E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
 
 /**
@@ -39,9 +40,9 @@ export function allocElem(v: HtabView): number {
   return 0;
 }
 
-/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
+/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT or ENOMEM as recorded. */
 export function allocFailed(v: HtabView, e: number): number {
-  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : ETIMEDOUT;
+  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : e === ALLOC_NOMEM ? -Errno.ENOMEM : ETIMEDOUT;
 }
 
 /**
