@@ -8,7 +8,7 @@ import { BpfError, Errno, invalid } from "../errors.js";
 import { HDR_FROZEN_I32 } from "../layout/layout.js";
 import type { BatchArgs, BatchResult } from "../map/raw-map.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
-import { count as mapCount, EEXIST, EINVAL, ENOENT, EPERM, type HtabView } from "./htab-view.js";
+import { EEXIST, EINVAL, ENOENT, EPERM, type HtabView, count as mapCount } from "./htab-view.js";
 
 export function checkKey(v: HtabView, op: string, key: unknown): asserts key is Uint8Array {
   if (!(key instanceof Uint8Array) || key.length !== v.keySize) badKey(v, op, key);
@@ -119,7 +119,10 @@ export function batchBuffers(
   const lookup = mode === "lookup";
   if (!(keys instanceof Uint8Array) || ((args.keys !== undefined || !lookup) && keys.length < kb))
     invalid(op, `keys must be a Uint8Array of at least count * key_size = ${kb} bytes`);
-  if (!(values instanceof Uint8Array) || (mode !== "delete" && (args.values !== undefined || !lookup) && values.length < vb))
+  if (
+    !(values instanceof Uint8Array) ||
+    (mode !== "delete" && (args.values !== undefined || !lookup) && values.length < vb)
+  )
     invalid(op, `values must be a Uint8Array of at least count * value_size = ${vb} bytes`);
   return { keys, values };
 }

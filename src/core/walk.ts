@@ -139,7 +139,10 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
           err = v.err.fail(ENOSPC, `bucket ${batch} holds ${cnt} elements but count is ${count}`);
         break;
       }
-      if (grows && (keys.length < (total + cnt) * v.keySize || values.length < (total + cnt) * v.valueBytes)) {
+      if (
+        grows &&
+        (keys.length < (total + cnt) * v.keySize || values.length < (total + cnt) * v.valueBytes)
+      ) {
         // Allocate with no lock held, then take this bucket again.
         unlockBucket(v, b);
         const room = Math.min(count, Math.max(2 * (total + cnt), 64));
@@ -147,7 +150,10 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
           if (args.keys === undefined) keys = grown(keys, room * v.keySize);
           if (args.values === undefined) values = grown(values, room * v.valueBytes);
         } catch (e) {
-          err = v.err.fail(-Errno.ENOMEM, `cannot allocate a batch of ${room} entries: ${(e as Error)?.message}`);
+          err = v.err.fail(
+            -Errno.ENOMEM,
+            `cannot allocate a batch of ${room} entries: ${(e as Error)?.message}`,
+          );
           break;
         }
         res.keys = keys;

@@ -57,7 +57,10 @@ for (const fastPath of [false, true]) {
   test(`a preallocated HASH map past 2 GiB is created, filled, read and checked (${fastPath ? "wasm memory" : "SharedArrayBuffer"})`, {
     skip,
   }, () => {
-    const m = Htab.create({ type: MapType.Hash, keySize: 4, valueSize, maxEntries: n }, { nrCpus: 2, fastPath });
+    const m = Htab.create(
+      { type: MapType.Hash, keySize: 4, valueSize, maxEntries: n },
+      { nrCpus: 2, fastPath },
+    );
     try {
       assert.ok(m.memoryUsage() > 2 * GiB, `${m.memoryUsage()} bytes`);
       assert.equal(m.handle.memory !== undefined && m.handle.memory !== null, fastPath);
@@ -143,7 +146,10 @@ test("NO_PREALLOC: a buffer that cannot grow gives ENOMEM under the bucket lock,
 
 test("lookupBatch({ count: 2**30 }) without buffers returns what the map holds, allocating no 2^30 entries", () => {
   for (const flags of [0, MapFlags.NoPrealloc]) {
-    const m = Htab.create({ type: MapType.Hash, keySize: 4, valueSize: 64, maxEntries: 100, flags }, { nrCpus: 2 });
+    const m = Htab.create(
+      { type: MapType.Hash, keySize: 4, valueSize: 64, maxEntries: 100, flags },
+      { nrCpus: 2 },
+    );
     const key = new Uint8Array(4);
     const value = new Uint8Array(64);
     for (let i = 0; i < 70; i++) {

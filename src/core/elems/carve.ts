@@ -6,10 +6,10 @@
  * replace allocates and frees.
  */
 import { limboPush } from "../../alloc/epoch.js";
+import { Errno } from "../../errors.js";
 import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../../layout/layout.js";
 import { lockAcquire, lockRelease } from "../../sync/owner-lock.js";
 import { freelistPush, noSections } from "../fast-glue.js";
-import { Errno } from "../../errors.js";
 import { ALLOC_NOMEM, count, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
 import { allocElem, PreallocElems } from "./prealloc.js";
@@ -32,7 +32,10 @@ export function carveElem(v: HtabView): number {
     const sab = v.handle.sab;
     if (!v.inDomain && sab.byteLength < end) {
       // Grow by at least an eighth of what is there, so growth is amortised.
-      const want = Math.min(sab.maxByteLength, Math.max(end, sab.byteLength + Math.floor(sab.byteLength / 8)));
+      const want = Math.min(
+        sab.maxByteLength,
+        Math.max(end, sab.byteLength + Math.floor(sab.byteLength / 8)),
+      );
       try {
         sab.grow(Math.ceil(want / 8) * 8);
       } catch (e) {

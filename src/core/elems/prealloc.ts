@@ -10,6 +10,7 @@
  */
 import { limboPush, limboReclaimAll } from "../../alloc/epoch.js";
 import { FREELIST_TIMEDOUT } from "../../alloc/pcpu-freelist.js";
+import { Errno } from "../../errors.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_HOME_I32,
@@ -20,7 +21,6 @@ import {
 } from "../../layout/layout.js";
 import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast-glue.js";
-import { Errno } from "../../errors.js";
 import { ALLOC_NOMEM, E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
 
