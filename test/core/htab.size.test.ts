@@ -175,3 +175,30 @@ test("lookupBatch({ count: 2**30 }) without buffers returns what the map holds, 
     m.close();
   }
 });
+
+test("a map past what the engine's typed arrays hold (4 GiB in Node 20) is refused at create with ENOMEM, or works", () => {
+  // 4400 values of 1 MiB: about 4.3 GiB, past a wasm memory (the JS path) and past V8 11's 2^32-element typed arrays.
+  const spec = { type: MapType.Hash, keySize: 4, valueSize: 2 ** 20, maxEntries: 4400 };
+  let m: Htab;
+  try {
+    m = Htab.create(spec, { nrCpus: 2 });
+  } catch (e) {
+    assert.equal((e as { code?: string }).code, "ENOMEM", String(e));
+    assert.match((e as Error).message, /^create: cannot allocate \d+ bytes/);
+    return;
+  }
+  // An engine with larger typed arrays: the map works on the JS path (no wasm memory holds it).
+  try {
+    assert.ok(m.memoryUsage() > 4 * GiB);
+    assert.equal(m.handle.memory ?? null, null);
+    const key = new Uint8Array(4);
+    const value = new Uint8Array(spec.valueSize).fill(7);
+    for (let i = 0; i < 8; i++) {
+      keyOf(key, i);
+      assert.equal(m.updateElem(key, value, 0), 0);
+    }
+    assert.ok(m.fsck().ok);
+  } finally {
+    m.close();
+  }
+});
