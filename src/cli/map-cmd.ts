@@ -236,6 +236,16 @@ export function strtoul(s: string, base: 0 | 16): bigint | null {
  * bpftool does) and returns the rest of argv. `argv` holds at least 2 words.
  */
 function openMap(argv: string[]): [KernelMap, string[]] {
+  const [maps, rest] = openMaps(argv);
+  if (maps.length > 1) {
+    for (const m of maps) m.close();
+    throw new CmdError("several maps match this handle");
+  }
+  return [maps[0], rest];
+}
+
+/** openMap() for show and dump, which take every map a `name` matches (bpftool's map_parse_fds()). */
+function openMaps(argv: string[]): [KernelMap[], string[]] {
   const [how, what, ...rest] = argv;
   if (isPrefix(how, "id")) {
     const n = strtoul(what, 0);
@@ -243,7 +253,7 @@ function openMap(argv: string[]): [KernelMap, string[]] {
     const id = Number(n & 0xffffffffn);
     try {
       if (id === 0) throw Object.assign(new Error("no map 0"), { errno: 2 });
-      return [KernelMap.fromAnyType(() => KernelMap.fromId(id)), rest];
+      return [[KernelMap.fromAnyType(() => KernelMap.fromId(id))], rest];
     } catch (e) {
       throw new CmdError(`get map by id (${id}): ${strerror((e as { errno?: number }).errno ?? 22)}`);
     }
@@ -254,18 +264,20 @@ function openMap(argv: string[]): [KernelMap, string[]] {
       .filter((l) => l.name === what)
       .map((l) => l.id);
     if (ids.length === 0) throw new SilentError();
-    if (ids.length > 1) throw new CmdError("several maps match this handle");
-    try {
-      return [KernelMap.fromAnyType(() => KernelMap.fromId(ids[0])), rest];
-    } catch (e) {
-      throw new CmdError(
-        `can't get map by id (${ids[0]}): ${strerror((e as { errno?: number }).errno ?? 22)}`,
-      );
+    const maps: KernelMap[] = [];
+    for (const id of ids) {
+      try {
+        maps.push(KernelMap.fromAnyType(() => KernelMap.fromId(id)));
+      } catch (e) {
+        for (const m of maps) m.close();
+        throw new CmdError(`can't get map by id (${id}): ${strerror((e as { errno?: number }).errno ?? 22)}`);
+      }
     }
+    return [maps, rest];
   }
   if (isPrefix(how, "pinned")) {
     try {
-      return [KernelMap.fromAnyType(() => KernelMap.fromPinned(what)), rest];
+      return [[KernelMap.fromAnyType(() => KernelMap.fromPinned(what))], rest];
     } catch (e) {
       const errno = (e as { errno?: number }).errno ?? 22;
       // bpftool's open_obj_pinned(): EACCES outside bpffs names the directory.
@@ -425,6 +437,16 @@ function withMap<T>(argv: string[], fn: (m: KernelMap, rest: string[]) => T): T 
   }
 }
 
+/** withMap() over every map MAP names (show and dump). */
+function withMaps<T>(argv: string[], fn: (maps: KernelMap[]) => T): T {
+  const [maps] = openMaps(argv);
+  try {
+    return fn(maps);
+  } finally {
+    for (const m of maps) m.close();
+  }
+}
+
 /** bpftool's exit code for a failed element call: -errno as a byte. */
 function exitCode(r: number): number {
   return (256 + r) & 0xff;
@@ -433,6 +455,38 @@ function exitCode(r: number): number {
 /** A write's result: nothing on success, else bpftool's "update failed: File exists" with -errno. */
 function checked(what: string, r: number): void {
   if (r !== 0) throw new CmdError(`${what} failed: ${strerror(-r)}`, exitCode(r));
+}
+
+/**
+ * bpftool's do_dump() of several maps (a `name` several maps have): each
+ * map's header line then its entries, a blank line between maps; JSON, an
+ * array of {id, type, name, flags, elements}. bpftool formats maps with BTF
+ * here too; htab refuses those rather than print something else.
+ */
+function dumpSeveral(maps: KernelMap[], json: boolean, out: string[]): void {
+  if (maps.some((m) => formatBtf(m) !== null))
+    throw new CmdError("htab map dumps several maps of one name only when none has BTF");
+  const parts: string[] = [];
+  const objs: Record<string, unknown>[] = [];
+  for (const m of maps) {
+    const d = m.describe();
+    if (json) {
+      const o: Record<string, unknown> = { id: d.id, type: d.typeName };
+      if (d.name) o.name = d.name;
+      o.flags = d.flags;
+      o.elements = [...entries(m)].map(([k, v]) => entryJson(m, k, v));
+      objs.push(o);
+      continue;
+    }
+    let s = `${d.id}: ${d.typeName}  ${d.name ? `name ${d.name}  ` : ""}flags 0x${d.flags.toString(16)}\n`;
+    let n = 0;
+    for (const [k, v] of entries(m)) {
+      s += entryPlain(m, k, v);
+      n++;
+    }
+    parts.push(`${s}Found ${n} element${n === 1 ? "" : "s"}\n`);
+  }
+  out.push(json ? `${JSON.stringify(objs)}\n` : parts.join("\n"));
 }
 
 /** bpftool's map commands in its order: a prefix selects the first it starts. */
@@ -501,15 +555,22 @@ function run(argv: string[], json: boolean): CmdOutput {
         return done();
       }
       if (rest.length !== 2) throw new CmdError(`what is '${rest[0]}'?`);
-      withMap(rest, (m) => {
-        const s = showOne(m, json);
-        out.push(json ? `${JSON.stringify(s)}\n` : (s as string));
+      withMaps(rest, (maps) => {
+        const all = maps.map((m) => showOne(m, json));
+        // Several maps of one name: plain, one after the other; JSON, an array.
+        if (!json) out.push(...(all as string[]));
+        else out.push(`${JSON.stringify(all.length === 1 ? all[0] : all)}\n`);
       });
       return done();
     }
     case "dump": {
       if (rest.length !== 2) throw new UsageError();
-      withMap(rest, (m) => {
+      withMaps(rest, (maps) => {
+        if (maps.length > 1) {
+          dumpSeveral(maps, json, out);
+          return;
+        }
+        const m = maps[0];
         const btf = formatBtf(m);
         if (btf !== null) {
           // With BTF, bpftool prints the formatted entries (pretty json_writer), or with -j

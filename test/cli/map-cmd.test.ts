@@ -556,6 +556,18 @@ test("htab map parses like bpftool: prefixes, name, trailing words, exact byte c
   const named = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8, name });
   named.pin(join(fs, "named"));
   maps.push(named);
+  // Two maps of one name: show and dump take both, the element commands refuse them.
+  for (const k of [1, 2]) {
+    const twin = KernelMap.create({
+      type: MapType.Hash,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 4,
+      name: `${name}d`,
+    });
+    if (k === 1) twin.updateElem(u32(1), u32(2), 0);
+    maps.push(twin);
+  }
   const scratch = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 });
   scratch.pin(join(fs, "scratch"));
   maps.push(scratch);
@@ -673,6 +685,9 @@ test("htab map parses like bpftool: prefixes, name, trailing words, exact byte c
     ["dump", "name", name],
     ["show", "name", name],
     ["getnext", "pinned", H],
+    ["dump", "name", `${name}d`],
+    ["show", "name", `${name}d`],
+    ["lookup", "name", `${name}d`, "key", "1", "0", "0", "0"],
     ["del", "pinned", H, "k", "8", "0", "0", "0"],
     ["del", "pinned", H, "k", "7", "0", "0", "0"],
   ];
