@@ -191,7 +191,6 @@ export function parseBtf(blob: Uint8Array): Btf {
         t.bits = e & 0xff;
         // btf_int_check_meta().
         if ((e & 0xf0000000) !== 0) fail(`type ${id}: int has unknown bits in 0x${(e >>> 0).toString(16)}`);
-        if (t.size < 1 || t.size > 16) fail(`type ${id}: int size ${t.size} is not in [1, 16]`);
         if (t.bits > 128 || t.intOffset + t.bits > t.size * 8)
           fail(`type ${id}: int of ${t.bits} bits at bit ${t.intOffset} does not fit its ${t.size} bytes`);
         if (t.encoding !== 0 && (t.encoding & (t.encoding - 1)) !== 0)
@@ -464,14 +463,18 @@ function resolveAll(btf: Btf): void {
           if (m.bitSize > 0) {
             if (base.kind !== BtfKind.Int && base.kind !== BtfKind.Enum && base.kind !== BtfKind.Enum64)
               fail(`type ${id}: bitfield ${m.name} is not an int or enum`);
-            if (m.bitSize > 128 || m.bitSize > msize * 8)
-              fail(`type ${id}: bitfield ${m.name} of ${m.bitSize} bits is wider than its type`);
+            if (m.bitSize > 128)
+              fail(`type ${id}: bitfield ${m.name} of ${m.bitSize} bits is wider than 128 bits`);
             if (m.bitOffset + m.bitSize > t.size * 8)
               fail(`type ${id}: bitfield ${m.name} exceeds struct_size`);
           } else {
             if (m.bitOffset % 8 !== 0 && base.kind !== BtfKind.Int)
               fail(`type ${id}: member ${m.name} is not byte aligned`);
-            if (Math.floor(m.bitOffset / 8) + msize > t.size)
+            // btf_int_check_member(): an int member needs the bytes its bits touch; others their size.
+            const need = base.kind === BtfKind.Int ? Math.ceil((base.bits + (m.bitOffset % 8)) / 8) : msize;
+            if (base.kind === BtfKind.Int && base.bits + (m.bitOffset % 8) > 128)
+              fail(`type ${id}: member ${m.name} spans more than 128 bits`);
+            if (Math.floor(m.bitOffset / 8) + need > t.size)
               fail(`type ${id}: member ${m.name} exceeds struct_size`);
           }
         }

@@ -14,7 +14,10 @@ import { btfCodec } from "../../src/btf/codec.js";
 import { btfFormat } from "../../src/btf/format.js";
 import { btfDeclOf, writeBtf } from "../../src/btf/write.js";
 import { BpfError } from "../../src/errors.js";
+import { bpfFfi } from "../../src/kernel/bpf-syscall.js";
+import { loadBtf } from "../../src/kernel/btf-load.js";
 import * as codecs from "../../src/map/codecs.js";
+import { kernelSkipReason } from "../helpers/kernel.js";
 
 /** A BTF blob from type words and a string section (header fields overridable). */
 function blob(
@@ -304,61 +307,62 @@ function exercise(b: Uint8Array): "parsed" | "refused" {
   return "parsed";
 }
 
-test("fuzz: mutated valid BTF blobs and random bytes give a result or EINVAL, never another exception", () => {
-  const base = seeds();
-  for (const b of base) assert.equal(exercise(b), "parsed");
-  const counts = { parsed: 0, refused: 0 };
-  // Mutations of a valid blob: overwrite words (counts, ids, offsets, sizes) with edge values, flip bytes, cut.
-  const edge = fc.constantFrom(
-    0,
-    1,
-    2,
-    3,
-    4,
-    7,
-    8,
-    31,
-    32,
-    64,
-    127,
-    128,
-    0xff,
-    0xffff,
-    0x7fff_ffff,
-    0xffff_ffff,
-    0x8000_0000,
-    0x0100_0000,
-    0x0400_0001,
-    0x8400_0002,
-  );
-  fc.assert(
-    fc.property(
+/** Edge values for overwritten words: counts, ids, offsets, sizes, info words. */
+const edge = fc.constantFrom(
+  0,
+  1,
+  2,
+  3,
+  4,
+  7,
+  8,
+  31,
+  32,
+  64,
+  127,
+  128,
+  0xff,
+  0xffff,
+  0x7fff_ffff,
+  0xffff_ffff,
+  0x8000_0000,
+  0x0100_0000,
+  0x0400_0001,
+  0x8400_0002,
+);
+
+/** Mutations of valid blobs: words of the type section (now and then the header) overwritten, bytes flipped, one in eight cut short. */
+function mutatedBlobs(base: Uint8Array[]): fc.Arbitrary<Uint8Array> {
+  return fc
+    .tuple(
       fc.nat(base.length - 1),
       fc.array(fc.tuple(fc.nat(), fc.oneof(edge, fc.nat({ max: 0xffff_ffff })), fc.boolean()), {
         minLength: 1,
         maxLength: 6,
       }),
       fc.nat(),
-      (which, writes, cutAt) => {
-        const src = base[which];
-        // One input in eight is cut short somewhere past the header.
-        const cut = cutAt % 8 === 0 ? 24 + (cutAt % Math.max(1, src.length - 24)) : src.length;
-        const b = src.slice(0, cut);
-        const dv = new DataView(b.buffer);
-        for (const [at, value, word] of writes) {
-          // Words of the type section mostly (counts, ids, offsets, sizes), the header now and then.
-          const words = (b.length - 24) >> 2;
-          if (word && words > 0)
-            dv.setUint32(at % 16 === 0 ? (at % 6) * 4 : 24 + (at % words) * 4, value >>> 0, true);
-          else b[at % b.length] = value & 0xff;
-        }
-        counts[exercise(b)]++;
-      },
-    ),
-    { numRuns: 3000, seed: 24 },
-  );
-  // Type sections made of plausible types (ints, pointers, arrays, structs with bitfields, typedefs,
-  // enums) with random sizes, ids, counts and offsets: most parse, and their codecs and formats run.
+    )
+    .map(([which, writes, cutAt]) => {
+      const src = base[which];
+      const cut = cutAt % 8 === 0 ? 24 + (cutAt % Math.max(1, src.length - 24)) : src.length;
+      const b = src.slice(0, cut);
+      const dv = new DataView(b.buffer);
+      for (const [at, value, word] of writes) {
+        const words = (b.length - 24) >> 2;
+        if (word && words > 0)
+          dv.setUint32(at % 16 === 0 ? (at % 6) * 4 : 24 + (at % words) * 4, value >>> 0, true);
+        else b[at % b.length] = value & 0xff;
+      }
+      return b;
+    });
+}
+
+/**
+ * Type sections made of plausible types (ints, pointers, arrays, structs
+ * with bitfields, typedefs, enums) with random sizes, ids, counts and
+ * offsets: many parse, so their codecs and formats run.
+ */
+function structuredBlobs(): fc.Arbitrary<Uint8Array> {
   const word = fc.oneof(
     fc.constantFrom(0, 1, 2, 3, 4, 5, 8, 16, 31, 32, 33, 64, 0xffff_ffff),
     fc.nat({ max: 0xffff_ffff }),
@@ -398,24 +402,68 @@ test("fuzz: mutated valid BTF blobs and random bytes give a result or EINVAL, ne
         ...ms.flatMap(([t, off, bits]) => [7, t, kflag ? ((bits & 0xff) << 24) | off : off]),
       ]),
   );
-  fc.assert(
-    fc.property(fc.array(typeWords, { minLength: 1, maxLength: 6 }), (ts) => {
-      counts[exercise(blob(ts.flat()))]++;
-    }),
-    { numRuns: 3000, seed: 12 },
-  );
-  // Random bytes, with and without a valid header in front.
-  fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 512 }), fc.boolean(), (bytes, header) => {
-      const b = header
-        ? blob([...bytes].length >= 4 ? Array.from(new Uint32Array(bytes.buffer, 0, bytes.length >> 2)) : [])
-        : bytes;
-      counts[exercise(b)]++;
-    }),
-    { numRuns: 2000, seed: 9 },
-  );
+  return fc.array(typeWords, { minLength: 1, maxLength: 6 }).map((ts) => blob(ts.flat()));
+}
+
+/** Random bytes, with and without a valid header and string section around them. */
+function randomBlobs(): fc.Arbitrary<Uint8Array> {
+  return fc
+    .tuple(fc.uint8Array({ maxLength: 512 }), fc.boolean())
+    .map(([bytes, header]) =>
+      header ? blob(Array.from(new Uint32Array(bytes.slice(0, bytes.length & ~3).buffer))) : bytes,
+    );
+}
+
+test("fuzz: mutated valid BTF blobs and random bytes give a result or EINVAL, never another exception", () => {
+  const base = seeds();
+  for (const b of base) assert.equal(exercise(b), "parsed");
+  const counts = { parsed: 0, refused: 0 };
+  for (const [arb, numRuns, seed] of [
+    [mutatedBlobs(base), 3000, 24],
+    [structuredBlobs(), 3000, 12],
+    [randomBlobs(), 2000, 9],
+  ] as const)
+    fc.assert(
+      fc.property(arb, (b) => {
+        counts[exercise(b)]++;
+      }),
+      { numRuns, seed },
+    );
   console.log(
     `# BTF fuzz: ${counts.parsed} inputs parsed, ${counts.refused} refused with EINVAL, no other exception`,
   );
   assert.ok(counts.parsed > 100 && counts.refused > 100, JSON.stringify(counts));
+});
+
+test("every blob the kernel's BPF_BTF_LOAD accepts, parseBtf accepts too (the fuzz corpus, on this kernel)", {
+  skip: kernelSkipReason(),
+}, () => {
+  let kernelOk = 0;
+  let tried = 0;
+  let onlyHtab = 0;
+  for (const [arb, numRuns, seed] of [
+    [mutatedBlobs(seeds()), 4000, 31],
+    [structuredBlobs(), 6000, 32],
+  ] as const)
+    for (const b of fc.sample(arb, { numRuns, seed })) {
+      tried++;
+      let fd: number;
+      try {
+        fd = loadBtf(b);
+      } catch {
+        // The kernel refuses it: parseBtf may accept it (it checks what htab reads, not names or functions).
+        try {
+          parseBtf(b);
+          onlyHtab++;
+        } catch {}
+        continue;
+      }
+      bpfFfi().close(fd);
+      kernelOk++;
+      assert.doesNotThrow(() => parseBtf(b), `the kernel loads this blob: ${Buffer.from(b).toString("hex")}`);
+    }
+  console.log(
+    `# BTF vs kernel: ${kernelOk} of ${tried} fuzzed blobs loaded by the kernel, all parsed by parseBtf; ${onlyHtab} more parsed by parseBtf only`,
+  );
+  assert.ok(kernelOk > 50, `only ${kernelOk} blobs loaded`);
 });
