@@ -202,3 +202,48 @@ test("a map past what the engine's typed arrays hold (4 GiB in Node 20) is refus
     m.close();
   }
 });
+
+for (const [type, valueSize, n, fastPath] of [
+  [MapType.LruHash, 2 ** 20, 2200, false],
+  [MapType.PercpuHash, 2 ** 15, 40_000, true],
+] as const) {
+  // LRU_HASH: 2.15 GiB of 1 MiB values; PERCPU_HASH: 40,000 x 2 CPUs x 32 KiB (the per-CPU limit), 2.44 GiB.
+  test(`a ${type === MapType.LruHash ? "LRU_HASH" : "PERCPU_HASH"} map past 2 GiB is filled and read back (${fastPath ? "wasm memory" : "SharedArrayBuffer"})`, {
+    skip: lacksMemory(2.5 * GiB),
+  }, () => {
+    const m = Htab.create({ type, keySize: 4, valueSize, maxEntries: n }, { nrCpus: 2, fastPath });
+    try {
+      assert.ok(m.memoryUsage() > 2 * GiB, `${m.memoryUsage()} bytes`);
+      const vb = m.info.valueBytes;
+      const key = new Uint8Array(4);
+      const value = new Uint8Array(vb);
+      const out = new Uint8Array(vb);
+      for (let i = 0; i < n; i++) {
+        keyOf(key, i);
+        value[0] = i & 255;
+        value[vb - 1] = (i >> 8) & 255;
+        assert.equal(m.updateElem(key, value, 0), 0, `update ${i}: ${m.lastError}`);
+      }
+      let found = 0;
+      for (let i = 0; i < n; i++) {
+        keyOf(key, i);
+        const r = m.lookupElem(key, out);
+        if (r !== 0) {
+          // An LRU map evicts before it is full (per-CPU free lists), as the kernel's does: gone, never wrong.
+          assert.equal(r, -2);
+          assert.equal(type, MapType.LruHash);
+          continue;
+        }
+        found++;
+        assert.equal(out[0], i & 255);
+        assert.equal(out[vb - 1], (i >> 8) & 255);
+      }
+      assert.ok(found > n * 0.9, `${found} of ${n} keys found`);
+      const report = m.fsck();
+      assert.ok(report.ok, report.errors.join("; "));
+      assert.equal(report.elements, found);
+    } finally {
+      m.close();
+    }
+  });
+}
