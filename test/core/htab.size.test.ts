@@ -247,3 +247,18 @@ for (const [type, valueSize, n, fastPath] of [
     }
   });
 }
+
+test("a MapDomain holds a map past 2 GiB and a map placed after it, on the wasm fast path", {
+  skip: lacksMemory(2.3 * GiB),
+}, async () => {
+  const { MapDomain } = await import("../../src/domain/map-domain.js");
+  const d = MapDomain.create({ nrCpus: 2, cpu: 0, maxBytes: 4 * GiB - 4 * 65536 });
+  const big = d.createMap({ type: MapType.Hash, keySize: 4, valueSize: 2 ** 20, maxEntries: 2100 });
+  const small = d.createMap({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 1000 });
+  assert.ok((small.handle.offset ?? 0) > 2 * GiB, `small map at byte ${small.handle.offset}`);
+  assert.equal(small.fastPath, true);
+  fillAndCheck(big, 2100, 2 ** 20);
+  fillAndCheck(small, 1000, 8);
+  assert.ok(big.fsck().ok);
+  d.close();
+});
