@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { freemem } from "node:os";
 import { test } from "node:test";
 import { Htab } from "../../src/core/htab.js";
+import { Errno } from "../../src/errors.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
 const GiB = 2 ** 30;
@@ -248,7 +249,7 @@ for (const [type, valueSize, n, fastPath] of [
   });
 }
 
-test("a MapDomain holds a map past 2 GiB and a map placed after it, on the wasm fast path", {
+test("a MapDomain holds a map past 2 GiB and maps placed after it, on the wasm fast path (LRU eviction in a section included)", {
   skip: lacksMemory(2.3 * GiB),
 }, async () => {
   const { MapDomain } = await import("../../src/domain/map-domain.js");
@@ -260,5 +261,27 @@ test("a MapDomain holds a map past 2 GiB and a map placed after it, on the wasm 
   fillAndCheck(big, 2100, 2 ** 20);
   fillAndCheck(small, 1000, 8);
   assert.ok(big.fsck().ok);
+  // An LRU map past 2 GiB, full, updated inside a program section: the wasm LRU update evicts and
+  // calls back into JS to put the victim in limbo (limboPush, with the map's base past 2^31).
+  const lru = d.createMap({ type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: 64 });
+  assert.ok((lru.handle.offset ?? 0) > 2 * GiB && lru.fastPath);
+  const key = new Uint8Array(4);
+  const value = new Uint8Array(8);
+  for (let i = 0; i < 64; i++) {
+    keyOf(key, i);
+    assert.equal(lru.updateElem(key, value, 0), 0);
+  }
+  const inSection: number[] = [];
+  lru.run(() => {
+    for (let i = 64; i < 72; i++) {
+      keyOf(key, i);
+      inSection.push(lru.updateElem(key, value, 0));
+    }
+  });
+  // Evicted elements wait for the section to end; with none free the map answers ENOMEM, as on the JS path.
+  for (const r of inSection) assert.ok(r === 0 || r === -Errno.ENOMEM, `update in a section: ${r}`);
+  keyOf(key, 100);
+  assert.equal(lru.updateElem(key, value, 0), 0, lru.lastError);
+  assert.ok(lru.fsck().ok, lru.fsck().errors.join("; "));
   d.close();
 });
