@@ -59,5 +59,7 @@ export const FREELIST_TIMEDOUT = SENTINEL_BASE - 18;
 export const FREELIST_CORRUPT = SENTINEL_BASE - 20;
 /** An element allocation: the only lists with elements are damaged (lastError says which). */
 export const ALLOC_CORRUPT = SENTINEL_BASE - 21;
+/** An element allocation: a NO_PREALLOC buffer could not grow (lastError says why). */
+export const ALLOC_NOMEM = SENTINEL_BASE - 22;
 /** BpfLru.popFree(): back out, repair, call again. */
 export const LRU_RETRY = SENTINEL_BASE - 19;

@@ -6,7 +6,15 @@
 
 import { BpfError, Errno, invalid } from "../errors.js";
 import * as codecs from "../map/codecs.js";
-import { BTF_INT_SIGNED, type Btf, BtfKind, type BtfType, resolveType, typeSize } from "./btf.js";
+import {
+  BTF_INT_SIGNED,
+  type Btf,
+  BtfKind,
+  type BtfType,
+  checkLayout,
+  resolveType,
+  typeSize,
+} from "./btf.js";
 
 /** A bitfield of `bits` bits at bit `bitOffset` (little-endian), as a number (or bigint over 32 bits). */
 function bitfieldCodec(bitOffset: number, bits: number, signed: boolean): codecs.Codec<number | bigint> {
@@ -63,6 +71,33 @@ function intCodec(t: BtfType): codecs.Codec<unknown> {
  * bytes for what has no JS shape.
  */
 export function btfCodec(btf: Btf, id: number): codecs.Codec<unknown> {
+  // Every type is checked first (nesting, members inside their struct, sizes, values): the
+  // codec then decodes and encodes any buffer of its size, and refuses others with EINVAL.
+  checkLayout(btf, id, "btfCodec");
+  return bounded(codecOf(btf, id));
+}
+
+/** `c`, refusing buffers and offsets it does not fit in (EINVAL) instead of reading past them. */
+function bounded(c: codecs.Codec<unknown>): codecs.Codec<unknown> {
+  const check = (op: string, buf: Uint8Array, off: number) => {
+    if (!(buf instanceof Uint8Array)) invalid(op, "buffer must be a Uint8Array");
+    if (!Number.isInteger(off) || off < 0 || off + c.size > buf.length)
+      invalid(op, `${c.size} bytes at offset ${off} do not fit the ${buf.length}-byte buffer`);
+  };
+  return {
+    size: c.size,
+    encode(v, buf, off) {
+      check("encode", buf, off);
+      c.encode(v, buf, off);
+    },
+    decode(buf, off) {
+      check("decode", buf, off);
+      return c.decode(buf, off);
+    },
+  };
+}
+
+function codecOf(btf: Btf, id: number): codecs.Codec<unknown> {
   const t = resolveType(btf, id);
   switch (t.kind) {
     case BtfKind.Int:
@@ -70,13 +105,13 @@ export function btfCodec(btf: Btf, id: number): codecs.Codec<unknown> {
     case BtfKind.Ptr:
       return codecs.u64 as codecs.Codec<unknown>;
     case BtfKind.Enum:
-      return intCodec({ ...t, encoding: t.kindFlag ? BTF_INT_SIGNED : 0, bits: t.size * 8 });
     case BtfKind.Enum64:
-      return (t.kindFlag ? codecs.s64 : codecs.u64) as codecs.Codec<unknown>;
+      // An ENUM64 of size 4 (libbpf makes them) reads 4 bytes, as its size says.
+      return intCodec({ ...t, encoding: t.kindFlag ? BTF_INT_SIGNED : 0, bits: t.size * 8, intOffset: 0 });
     case BtfKind.Float:
       return floatCodec(t.size);
     case BtfKind.Array: {
-      const elem = btfCodec(btf, t.elemType);
+      const elem = codecOf(btf, t.elemType);
       const step = typeSize(btf, t.elemType);
       return arrayCodec(elem, step, t.nelems);
     }
@@ -129,7 +164,7 @@ function structCodec(btf: Btf, t: BtfType): codecs.Codec<unknown> {
       const signed = base.kind === BtfKind.Int ? (base.encoding & BTF_INT_SIGNED) !== 0 : base.kindFlag;
       return { name, at: 0, codec: bitfieldCodec(m.bitOffset, m.bitSize, signed) as codecs.Codec<unknown> };
     }
-    return { name, at: m.bitOffset >>> 3, codec: btfCodec(btf, m.type) };
+    return { name, at: Math.floor(m.bitOffset / 8), codec: codecOf(btf, m.type) };
   });
   const size = t.size;
   const union = t.kind === BtfKind.Union;

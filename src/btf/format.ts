@@ -3,7 +3,16 @@
  * `key:`/`value:` tree and the JSON of `-j`, byte for byte.
  */
 
-import { BTF_INT_BOOL, BTF_INT_SIGNED, type Btf, BtfKind, resolveType, typeSize } from "./btf.js";
+import { invalid } from "../errors.js";
+import {
+  BTF_INT_BOOL,
+  BTF_INT_SIGNED,
+  type Btf,
+  BtfKind,
+  checkLayout,
+  resolveType,
+  typeSize,
+} from "./btf.js";
 
 /** A scalar as bpftool prints it: its JSON text (numbers in decimal, u64 exact). */
 export class BtfLeaf {
@@ -34,6 +43,33 @@ export function btfFormat(
   bitSize = 0,
   plain = true,
 ): BtfFormatted {
+  // The type is checked (nesting, members inside their struct, values) and the bytes must hold it.
+  checkLayout(btf, id, "btfFormat");
+  if (!(b instanceof Uint8Array)) invalid("btfFormat", "bytes must be a Uint8Array");
+  if (
+    !Number.isInteger(bitOffset) ||
+    bitOffset < 0 ||
+    !Number.isInteger(bitSize) ||
+    bitSize < 0 ||
+    bitSize > 128
+  )
+    invalid("btfFormat", `bit offset ${bitOffset} and size ${bitSize} are not a bitfield`);
+  const bytes =
+    bitSize > 0 ? Math.ceil((bitOffset + bitSize) / 8) : typeSize(btf, id) + Math.ceil(bitOffset / 8);
+  if (!Number.isInteger(off) || off < 0 || off + bytes > b.length)
+    invalid("btfFormat", `${bytes} bytes at offset ${off} do not fit the ${b.length}-byte value`);
+  return fmt(btf, id, b, off, bitOffset, bitSize, plain);
+}
+
+function fmt(
+  btf: Btf,
+  id: number,
+  b: Uint8Array,
+  off: number,
+  bitOffset: number,
+  bitSize: number,
+  plain: boolean,
+): BtfFormatted {
   const t = resolveType(btf, id);
   switch (t.kind) {
     case BtfKind.Int: {
@@ -61,9 +97,7 @@ export function btfFormat(
       return new BtfLeaf(readUint(b, off, 8).toString());
     case BtfKind.Array: {
       const step = typeSize(btf, t.elemType);
-      return Array.from({ length: t.nelems }, (_, i) =>
-        btfFormat(btf, t.elemType, b, off + i * step, 0, 0, plain),
-      );
+      return Array.from({ length: t.nelems }, (_, i) => fmt(btf, t.elemType, b, off + i * step, 0, 0, plain));
     }
     case BtfKind.Struct:
     case BtfKind.Union: {
@@ -71,8 +105,8 @@ export function btfFormat(
       for (const m of t.members)
         o[m.name] =
           m.bitSize > 0
-            ? btfFormat(btf, m.type, b, off, m.bitOffset, m.bitSize, plain)
-            : btfFormat(btf, m.type, b, off + (m.bitOffset >>> 3), 0, 0, plain);
+            ? fmt(btf, m.type, b, off, m.bitOffset, m.bitSize, plain)
+            : fmt(btf, m.type, b, off + Math.floor(m.bitOffset / 8), 0, 0, plain);
       return o;
     }
     default: {

@@ -19,6 +19,7 @@ program
   .description("BPF hash maps in a SharedArrayBuffer, with a real-kernel backend")
   .version(pkg.version, "-V, --version", "print the htab version")
   .option("-j, --json", "JSON output for `htab map` (as bpftool -j, before the command)")
+  .option("-p, --pretty", "pretty JSON output for `htab map` (as bpftool -p; implies -j)")
   // Options before a subcommand are the program's (htab -j map ...), after it the subcommand's.
   .enablePositionalOptions();
 
@@ -224,13 +225,16 @@ examples(
     .command("map")
     .description("bpftool's map commands on kernel maps, with bpftool's output (plain or -j JSON)")
     .argument(
-      "<args...>",
-      "show [MAP] | dump MAP | lookup MAP key BYTES | getnext MAP [key BYTES] | update MAP key BYTES value BYTES [any|exist|noexist] | delete MAP key BYTES | pin MAP PATH | freeze MAP; MAP := id N | pinned PATH",
+      "[args...]",
+      "show [MAP] | dump MAP | lookup MAP key BYTES | getnext MAP [key BYTES] | update MAP key BYTES value BYTES [any|exist|noexist] | delete MAP key BYTES | pin MAP PATH | freeze MAP; MAP := id N | pinned PATH | name NAME; keywords by any prefix, as bpftool",
     )
     .option("-j, --json", "JSON output, as bpftool -j", false)
-    .action(async (args: string[], opts: { json: boolean }) => {
+    .option("-p, --pretty", "pretty JSON output, as bpftool -p (implies -j)", false)
+    .action(async (args: string[] | undefined, opts: { json: boolean; pretty: boolean }) => {
       const { mapCommand } = await import("./map-cmd.js");
-      const r = mapCommand(args, opts.json || program.opts().json === true);
+      const top = program.opts();
+      const pretty = opts.pretty || top.pretty === true;
+      const r = mapCommand(args ?? [], opts.json || top.json === true || pretty, pretty);
       process.stdout.write(r.stdout);
       process.stderr.write(r.stderr);
       process.exitCode = r.code;

@@ -30,10 +30,11 @@ export function toHex(b: Uint8Array, off = 0, len = b.length - off): string {
 export function fromHex(s: unknown, what: string, size?: number): Uint8Array {
   if (typeof s !== "string" || s.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(s))
     throw new LineError(`${what} must be a hex string of whole bytes`);
+  // The size first: a string of the wrong length is refused before anything is decoded.
+  if (size !== undefined && s.length !== size * 2)
+    throw new LineError(`${what} is ${s.length / 2} bytes, expected ${size}`);
   const out = new Uint8Array(s.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(s.slice(2 * i, 2 * i + 2), 16);
-  if (size !== undefined && out.length !== size)
-    throw new LineError(`${what} is ${out.length} bytes, expected ${size}`);
   return out;
 }
 
@@ -60,15 +61,26 @@ const BIG_INT = "\u0000int:";
 const U64_MAX = (1n << 64n) - 1n;
 const SAFE_BITS = 0x1f_ffff; // bits 32..52 of a safe integer
 
+/** Deepest nesting a replay line has: an object holding arrays ("keys", "values"). */
+const MAX_DEPTH = 4;
+/** Digits of the longest integer literal kept exactly: u64's 20, and room for leading signs and zeros. */
+const MAX_BIG_DIGITS = 24;
+
 /**
  * JSON.parse(), except that integer literals of 16 digits or more arrive
  * exactly (as BIG_INT strings): a u64 field such as flags 2^64 - 1 (the
  * kernel's own selftests pass it) must not be rounded into another number.
+ * Bounded: one linear scan refuses lines nested deeper than MAX_DEPTH before
+ * JSON.parse() sees them, and a literal too long for any u64 arrives as
+ * BIG_INT with its first digits only (every field then refuses it), so no
+ * line costs more than linear time, whatever its size.
+ * @throws SyntaxError on a malformed or too deeply nested line
  */
 export function parseLine(line: string): unknown {
   let out = "";
   let last = 0;
   let inString = false;
+  let depth = 0;
   for (let i = 0; i < line.length; i++) {
     const c = line.charCodeAt(i);
     if (inString) {
@@ -81,13 +93,22 @@ export function parseLine(line: string): unknown {
       inString = true;
       continue;
     }
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) throw new SyntaxError(`line nests deeper than ${MAX_DEPTH} levels`);
+      continue;
+    }
+    if (c === 0x5d || c === 0x7d) {
+      depth--;
+      continue;
+    }
     if ((c >= 0x30 && c <= 0x39) || c === 0x2d) {
       let j = i + 1;
       while (j < line.length && line.charCodeAt(j) >= 0x30 && line.charCodeAt(j) <= 0x39) j++;
       const next = line[j];
       const digits = j - i - (c === 0x2d ? 1 : 0);
       if (digits >= 16 && next !== "." && next !== "e" && next !== "E") {
-        out += `${line.slice(last, i)}"\\u0000int:${line.slice(i, j)}"`; // parses to BIG_INT + digits
+        // Parses to BIG_INT + the digits (cut past MAX_BIG_DIGITS: out of every range anyway).
+        out += `${line.slice(last, i)}"\\u0000int:${line.slice(i, Math.min(j, i + MAX_BIG_DIGITS + 1))}"`;
         last = j;
       }
       i = j - 1;
@@ -108,7 +129,8 @@ function flagsField(o: Json, name: string): number {
   if (v === undefined) return 0;
   if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return v;
   let big: bigint | null = null;
-  if (typeof v === "string" && v.startsWith(BIG_INT)) big = BigInt(v.slice(BIG_INT.length));
+  if (typeof v === "string" && v.startsWith(BIG_INT) && v.length <= BIG_INT.length + MAX_BIG_DIGITS)
+    big = BigInt(v.slice(BIG_INT.length));
   else if (typeof v === "number" && Number.isInteger(v)) big = BigInt(v); // a long literal with an exponent
   if (big === null || big < 0n || big > U64_MAX)
     throw new LineError(`"${name}" must be an integer in [0, 2^64)`);

@@ -8,7 +8,7 @@ import { BpfError, Errno, invalid, showInput } from "../errors.js";
 import { HDR_FROZEN_I32 } from "../layout/layout.js";
 import type { BatchArgs, BatchResult } from "../map/raw-map.js";
 import { MapFlags, UpdateFlags } from "../uapi.js";
-import { EEXIST, EINVAL, ENOENT, EPERM, type HtabView } from "./htab-view.js";
+import { EEXIST, EINVAL, ENOENT, EPERM, type HtabView, count as mapCount } from "./htab-view.js";
 
 export function checkKey(v: HtabView, op: string, key: unknown): asserts key is Uint8Array {
   if (!(key instanceof Uint8Array) || key.length !== v.keySize) badKey(v, op, key);
@@ -107,13 +107,25 @@ export function batchBuffers(
     invalid(op, `count must be a u32, got ${showInput(count)}`);
   const kb = count * v.keySize;
   const vb = count * v.valueBytes;
-  const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(kb) : undefined);
-  const values = args.values ?? (mode === "lookup" ? new Uint8Array(vb) : new Uint8Array(0));
-  if (!(keys instanceof Uint8Array) || keys.length < kb)
+  // Buffers htab makes are sized by what the map holds, not by count (a count of 2^30
+  // must not allocate 2^30 entries): lookupBatchRaw() grows them when a batch needs more.
+  const made = Math.min(count, batchStartEntries(v));
+  const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(made * v.keySize) : undefined);
+  const values = args.values ?? (mode === "lookup" ? new Uint8Array(made * v.valueBytes) : new Uint8Array(0));
+  const lookup = mode === "lookup";
+  if (!(keys instanceof Uint8Array) || ((args.keys !== undefined || !lookup) && keys.length < kb))
     invalid(op, `keys must be a Uint8Array of at least count * key_size = ${kb} bytes`);
-  if (!(values instanceof Uint8Array) || (mode !== "delete" && values.length < vb))
+  if (
+    !(values instanceof Uint8Array) ||
+    (mode !== "delete" && (args.values !== undefined || !lookup) && values.length < vb)
+  )
     invalid(op, `values must be a Uint8Array of at least count * value_size = ${vb} bytes`);
   return { keys, values };
+}
+
+/** Entries of a batch buffer htab makes at first: the elements in the map now, and some room. */
+function batchStartEntries(v: HtabView): number {
+  return Math.min(v.geometry.num_elems, mapCount(v) + 64);
 }
 
 export function batchErr(res: BatchResult, err: number): BatchResult {

@@ -62,7 +62,7 @@ export function keyEquals(v: HtabView, e: number): boolean {
 }
 
 export function copyValueOut(v: HtabView, e: number, out: Uint8Array, outOff: number): void {
-  copyBytesOut(v, (e << 2) + v.valueOffBytes, out, outOff);
+  copyBytesOut(v, e * 4 + v.valueOffBytes, out, outOff);
 }
 
 /** Copy one value's bytes from `u8[src]` to `out`, its bpf_spin_lock reading as zero. */
@@ -71,7 +71,7 @@ export function copyBytesOut(v: HtabView, src: number, out: Uint8Array, outOff: 
   if (n <= 64 && (n & 3) === 0) {
     // Word loads: a quarter of the reads of the byte loop (`src` is 8-byte aligned).
     const i32 = v.i32;
-    let w = src >> 2;
+    let w = src / 4;
     for (let i = outOff; i < outOff + n; i += 4) {
       const x = i32[w++];
       out[i] = x;
@@ -89,7 +89,7 @@ export function copyBytesOut(v: HtabView, src: number, out: Uint8Array, outOff: 
 
 export function copyKeyOut(v: HtabView, e: number, out: Uint8Array, outOff: number): void {
   const u8 = v.u8;
-  const src = (e << 2) + ELEM_HEADER_BYTES;
+  const src = e * 4 + ELEM_HEADER_BYTES;
   for (let i = 0; i < v.keySize; i++) out[outOff + i] = u8[src + i];
 }
 
@@ -99,14 +99,14 @@ export function fillElem(v: HtabView, e: number, hash: number, value: Uint8Array
   i32[e + ELEM_HASH_I32] = hash;
   const k = e + ELEM_KEY_I32;
   for (let j = 0; j < v.keyWords; j++) i32[k + j] = v.kw[j];
-  const dst = (e << 2) + v.valueOffBytes;
+  const dst = e * 4 + v.valueOffBytes;
   const n = v.valueBytes;
   if (n <= 64) {
     const u8 = v.u8;
     for (let i = 0; i < n; i++) u8[dst + i] = value[valueOff + i];
   } else v.u8.set(valueOff === 0 && value.length === n ? value : value.subarray(valueOff, valueOff + n), dst);
   // A private element's spin lock is free: the caller's bytes never land on it.
-  if (v.spinLockOff >= 0) i32[(dst + v.spinLockOff) >> 2] = 0;
+  if (v.spinLockOff >= 0) i32[(dst + v.spinLockOff) / 4] = 0;
 }
 
 /** Copy a value into this slot's scratch value, where the wasm fast path reads it. */
@@ -114,7 +114,7 @@ export function valueToScratch(v: HtabView, value: Uint8Array): void {
   const n = v.valueBytes;
   if ((n & 3) === 0) {
     const i32 = v.i32;
-    let w = v.outOff >> 2;
+    let w = v.outOff / 4;
     for (let i = 0; i < n; i += 4)
       i32[w++] = value[i] | (value[i + 1] << 8) | (value[i + 2] << 16) | (value[i + 3] << 24);
   } else v.u8.set(value, v.outOff);
@@ -122,7 +122,7 @@ export function valueToScratch(v: HtabView, value: Uint8Array): void {
 
 /** Byte offset of `cpu`'s value in element `e` (the only value for non-per-CPU maps). */
 export function valueAt(v: HtabView, e: number, cpu: number): number {
-  return (e << 2) + v.valueOffBytes + (v.percpu ? cpu * v.slotBytes : 0);
+  return e * 4 + v.valueOffBytes + (v.percpu ? cpu * v.slotBytes : 0);
 }
 
 /** Element value bytes [offset, offset+size) equal `expected` from `expOff`. Requires: bucket lock held. */
@@ -135,7 +135,7 @@ export function regionEquals(
   size: number,
 ): boolean {
   const u8 = v.u8;
-  const src = (e << 2) + v.valueOffBytes + offset;
+  const src = e * 4 + v.valueOffBytes + offset;
   for (let i = 0; i < size; i++) if (u8[src + i] !== expected[expOff + i]) return false;
   return true;
 }

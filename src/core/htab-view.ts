@@ -73,6 +73,7 @@ export const EBUSY = -Errno.EBUSY;
 export const ETIMEDOUT = -Errno.ETIMEDOUT;
 export const ENOSPC = -Errno.ENOSPC;
 export const EUCLEAN = -Errno.EUCLEAN;
+export const ENOMEM = -Errno.ENOMEM;
 /** LastError kinds formatted when read: the map is full; unknown flags (arg: the flags). */
 export const ERR_MAP_FULL = 1;
 export const ERR_FLAGS = 2;
@@ -267,9 +268,9 @@ export class HtabView {
     } else {
       // A map inside a MapDomain: fixed views, so word indices stay relative to the map.
       const len = length ?? g.totalBytes;
-      this.i32 = new Int32Array(sab, offset, len >> 2);
+      this.i32 = new Int32Array(sab, offset, Math.floor(len / 4));
       this.u8 = new Uint8Array(sab, offset, len);
-      this.i64 = new BigInt64Array(sab, offset, len >> 3);
+      this.i64 = new BigInt64Array(sab, offset, Math.floor(len / 8));
     }
     this.err = new LastError((kind, arg) =>
       kind === ERR_MAP_FULL
@@ -286,11 +287,11 @@ export class HtabView {
     this.slotBytes = roundUp(g.valueSize, 8);
     this.keyWords = (g.keySize + 3) >>> 2;
     this.mask = g.n_buckets - 1;
-    this.bucketsBase = g.bucketsBytes >> 2;
+    this.bucketsBase = g.bucketsBytes / 4;
     this.bucketStrideI32 = g.bucketStride >> 2;
     this.homes = g.homes;
     this.homeEnd = this.i32[HDR_HOME_END_I32];
-    this.elemsBase = g.elemsBytes >> 2;
+    this.elemsBase = g.elemsBytes / 4; // past 2^29 words in a map over 2 GiB: no `>> 2`
     this.elemStrideI32 = g.elem_size >> 2;
     this.valueOffBytes = ELEM_HEADER_BYTES + roundUp(g.keySize, 8);
     this.hashrnd = hashrnd;
@@ -366,10 +367,10 @@ export class HtabView {
     if (!lru) return;
     const at = lruPlace(g);
     i32[d + SCRATCH_LRU_NUM_I32] = g.num_elems;
-    i32[d + SCRATCH_LRU_LIST_I32] = base + (at.lists << 2);
-    i32[d + SCRATCH_LRU_LOCALS_I32] = base + (at.locals << 2);
+    i32[d + SCRATCH_LRU_LIST_I32] = base + at.lists * 4;
+    i32[d + SCRATCH_LRU_LOCALS_I32] = base + at.locals * 4;
     i32[d + SCRATCH_LRU_TARGET_I32] = at.targetFree;
-    i32[d + SCRATCH_LRU_NODES_I32] = base + (at.nodes << 2);
+    i32[d + SCRATCH_LRU_NODES_I32] = base + at.nodes * 4;
   }
 }
 

@@ -121,7 +121,7 @@ export class Htab extends ProgramFace implements RawMap {
    */
   static createIn(handle: MapHandle, spec: MapSpec, g: Geometry, cpu: number): Htab {
     const off = handle.offset ?? 0;
-    const hashrnd = initMap(new Int32Array(handle.sab, off, g.totalBytes >> 2), g, spec);
+    const hashrnd = initMap(new Int32Array(handle.sab, off, g.totalBytes / 4), g, spec);
     return new Htab({ ...handle, length: g.totalBytes }, g, spec.type, spec.flags ?? 0, hashrnd, cpu);
   }
 

@@ -51,6 +51,9 @@ export function allocMapMemory(
         : g.prealloc
           ? new SharedArrayBuffer(g.totalBytes)
           : new SharedArrayBuffer(g.elemsBytes, { maxByteLength: g.totalBytes });
+    // The map's byte view must cover it: an engine's typed arrays may hold less than
+    // htab's MAX_TOTAL_BYTES (V8 11, Node 20: 2^32 elements, so 4 GiB of bytes).
+    void new Uint8Array(sab);
   } catch (e) {
     throw new BpfError(
       "create",

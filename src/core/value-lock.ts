@@ -36,7 +36,7 @@ export function writeValueLocked(v: HtabView, e: number, value: Uint8Array, valu
   }
   markDirty(v); // copying readers must not accept a half-written value
   const u8 = v.u8;
-  const dst = (e << 2) + v.valueOffBytes;
+  const dst = e * 4 + v.valueOffBytes;
   const lo = v.spinLockOff;
   for (let i = 0; i < v.valueSize; i++) if (i < lo || i >= lo + 4) u8[dst + i] = value[valueOff + i];
   lockRelease(v.i32, lockIdx);

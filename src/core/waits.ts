@@ -4,11 +4,11 @@
  * All cold: nothing here runs unless a wait passed LOCK_TIMEOUT_MS.
  */
 import { BUCKET_OWNER_I32, PCPU_OWNER_I32, pcpuBase, SLOT_ALIVE, SLOT_DEAD } from "../layout/layout.js";
-import { ALLOC_CORRUPT, ALLOC_TIMEDOUT } from "../sentinels.js";
+import { ALLOC_CORRUPT, ALLOC_NOMEM, ALLOC_TIMEDOUT } from "../sentinels.js";
 import { lastTimeoutOwner } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT } from "../sync/spin.js";
-import { bucketNumber, E2BIG, ERR_MAP_FULL, ETIMEDOUT, EUCLEAN, type HtabView } from "./htab-view.js";
+import { bucketNumber, E2BIG, ENOMEM, ERR_MAP_FULL, ETIMEDOUT, EUCLEAN, type HtabView } from "./htab-view.js";
 
 /** "held by CPU slot 3 (its thread is alive)" and the like, for ETIMEDOUT messages. */
 export function holderText(v: HtabView, owner: number): string {
@@ -50,7 +50,8 @@ export function readStalled(v: HtabView, b: number, spins: number): boolean {
   return true;
 }
 
-/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
+/** The errno for an alloc() result <= 0: E2BIG (map full), or EUCLEAN, ENOMEM or ETIMEDOUT as recorded. */
 export function allocFailed(v: HtabView, e: number): number {
-  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : e === ALLOC_CORRUPT ? EUCLEAN : ETIMEDOUT;
+  if (e === 0) return v.err.failWith(E2BIG, ERR_MAP_FULL, 0);
+  return e === ALLOC_CORRUPT ? EUCLEAN : e === ALLOC_NOMEM ? ENOMEM : ETIMEDOUT;
 }

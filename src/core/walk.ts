@@ -5,7 +5,7 @@
  * iteration order is the kernel's. get_next_key reads each bucket under its
  * seq; the batches hold one bucket lock at a time.
  */
-import { invalid, showInput } from "../errors.js";
+import { Errno, invalid, showInput } from "../errors.js";
 import {
   BUCKET_HEAD_I32,
   BUCKET_SEQLOCK_I32,
@@ -91,7 +91,9 @@ export function getNextKey(v: HtabView, key: Uint8Array | null, nextKey: Uint8Ar
 
 export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean): BatchResult {
   checkNotComputing(v, doDelete ? "lookupAndDeleteBatch" : "lookupBatch");
-  const { keys, values } = batchBuffers(v, args, "lookup");
+  let { keys, values } = batchBuffers(v, args, "lookup");
+  // Buffers htab made (none given) hold what the map held at the start; they grow when a batch needs more.
+  const grows = args.keys === undefined || args.values === undefined;
   const count = args.count;
   const res: BatchResult = { err: 0, count, outBatch: null, keys, values };
   const elemFlags = args.elemFlags ?? 0;
@@ -140,6 +142,27 @@ export function lookupBatchRaw(v: HtabView, args: BatchArgs, doDelete: boolean):
         if (total === 0)
           err = v.err.fail(ENOSPC, `bucket ${batch} holds ${cnt} elements but count is ${count}`);
         break;
+      }
+      if (
+        grows &&
+        (keys.length < (total + cnt) * v.keySize || values.length < (total + cnt) * v.valueBytes)
+      ) {
+        // Allocate with no lock held, then take this bucket again.
+        unlockBucket(v, b);
+        const room = Math.min(count, Math.max(2 * (total + cnt), 64));
+        try {
+          if (args.keys === undefined) keys = grown(keys, room * v.keySize);
+          if (args.values === undefined) values = grown(values, room * v.valueBytes);
+        } catch (e) {
+          err = v.err.fail(
+            -Errno.ENOMEM,
+            `cannot allocate a batch of ${room} entries: ${(e as Error)?.message}`,
+          );
+          break;
+        }
+        res.keys = keys;
+        res.values = values;
+        continue;
       }
       // Copy the whole bucket first, so a spin lock that times out leaves it untouched.
       let e = i32[b + BUCKET_HEAD_I32];
@@ -232,4 +255,12 @@ function eachPair(
   }
   res.count = cp;
   return res;
+}
+
+/** A copy of `buf` in a buffer of `bytes` (at least as long). */
+function grown(buf: Uint8Array, bytes: number): Uint8Array {
+  if (buf.length >= bytes) return buf;
+  const out = new Uint8Array(bytes);
+  out.set(buf);
+  return out;
 }

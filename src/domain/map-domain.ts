@@ -229,7 +229,7 @@ export class MapDomain implements InnerResolver {
       let made: Htab | undefined;
       if (g === null)
         ArrayOfMaps.init(
-          new Int32Array(sab, offset, bytes >> 2),
+          new Int32Array(sab, offset, bytes / 4),
           spec.maxEntries,
           spec.flags ?? 0,
           this.nrCpus,
@@ -343,7 +343,7 @@ export class MapDomain implements InnerResolver {
   private view(type: number, offset: number, length: number, id: number, made?: Htab): DomainMap {
     const sab = this.buffer();
     if (type === MapType.ArrayOfMaps)
-      return new ArrayOfMaps(new Int32Array(sab, offset, length >> 2), this, id, this.cpu);
+      return new ArrayOfMaps(new Int32Array(sab, offset, length / 4), this, id, this.cpu);
     const h = made ?? Htab.attach(this.mapHandle(sab, offset, length, id), { cpu: this.cpu });
     return type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
   }

@@ -241,16 +241,16 @@ function homeStride(
 /** Word index of element `n` (0 <= n < num_elems): its home record, or the element array. */
 export function elemIndexToWord(g: Geometry, n: number): number {
   return n < g.homes
-    ? ((g.bucketsBytes + n * g.bucketStride) >> 2) + BUCKET_HOME_I32
-    : (g.elemsBytes + (n - g.homes) * g.elem_size) >> 2;
+    ? (g.bucketsBytes + n * g.bucketStride) / 4 + BUCKET_HOME_I32
+    : (g.elemsBytes + (n - g.homes) * g.elem_size) / 4;
 }
 
 /** Element number of word index `e`, or -1 if `e` is not where an element starts (fsck). */
 export function elemWordToIndex(g: Geometry, e: number, num: number): number {
-  const rec = (e << 2) - g.bucketsBytes;
+  const rec = e * 4 - g.bucketsBytes;
   if (g.homes > 0 && rec >= 0 && rec < g.homes * g.bucketStride)
     return rec % g.bucketStride === BUCKET_BYTES ? (rec - BUCKET_BYTES) / g.bucketStride : -1;
-  const off = (e << 2) - g.elemsBytes;
+  const off = e * 4 - g.elemsBytes;
   if (off < 0 || off % g.elem_size !== 0) return -1;
   const n = g.homes + off / g.elem_size;
   return n < num ? n : -1;
@@ -289,11 +289,12 @@ export function writeHeader(
   i32[HDR_ELEM_SIZE_I32] = g.elem_size;
   i32[HDR_NUM_ELEMS_I32] = g.num_elems;
   i32[HDR_NR_CPUS_I32] = g.nrCpus;
-  i32[HDR_BUCKETS_I32] = g.bucketsBytes >> 2;
-  i32[HDR_ELEMS_I32] = g.elemsBytes >> 2;
+  i32[HDR_BUCKETS_I32] = g.bucketsBytes / 4;
+  i32[HDR_ELEMS_I32] = g.elemsBytes / 4;
+  // Maps past 2 GiB: the low 32 bits (readGeometry() recomputes the size from the parameters).
   i32[HDR_TOTAL_BYTES_I32] = g.totalBytes | 0;
   i32[HDR_SPIN_LOCK_OFF_I32] = -1;
-  i32[HDR_HOME_END_I32] = g.homes === 0 ? 0 : (g.bucketsBytes + g.homes * g.bucketStride) >> 2;
+  i32[HDR_HOME_END_I32] = g.homes === 0 ? 0 : (g.bucketsBytes + g.homes * g.bucketStride) / 4;
 }
 
 /** Read and check the header of a buffer someone handed to `attach()`. */
@@ -351,9 +352,9 @@ export interface LruPlace {
 }
 
 export function lruPlace(g: Geometry): LruPlace {
-  const lists = g.lruBytes >> 2;
-  const locals = lists + ((g.lruLists * LRU_LIST_BYTES) >> 2);
-  const nodes = locals + ((g.lru === LRU_COMMON ? g.nrCpus * LRU_LOCAL_BYTES : 0) >> 2);
+  const lists = g.lruBytes / 4;
+  const locals = lists + (g.lruLists * LRU_LIST_BYTES) / 4;
+  const nodes = locals + (g.lru === LRU_COMMON ? g.nrCpus * LRU_LOCAL_BYTES : 0) / 4;
   // Kernel: clamp((nr_elems / num_possible_cpus()) / 2, 1, LOCAL_FREE_TARGET).
   const targetFree = Math.min(
     LRU_LOCAL_FREE_TARGET,

@@ -176,7 +176,8 @@ export function fastPathFor(
   const mod = fastPathModule();
   if (mod === null) return null;
   // The map at byte address `base`, as the JS path views it (cold: only evictions that must wait).
-  const mapAt = (base: number) => new Int32Array(memory.buffer, base);
+  // `base` arrives as a wasm i32: a map placed past 2 GiB of the memory has it negative.
+  const mapAt = (base: number) => new Int32Array(memory.buffer, base >>> 0);
   const env = {
     memory,
     bucketWait: (base: number, idx: number) => (waits.bucketWait(mapAt(base), idx) ? 1 : 0),

@@ -537,3 +537,182 @@ test("replay opens maps other tools made: {op:open, pinned} and {op:open, id}", 
     ],
   );
 });
+
+/**
+ * The same tool output with bpftool's usage text reduced to its first line
+ * and its name (htab prints its own usage in bpftool's form).
+ */
+function usageNormalized(r: { stdout: string; stderr: string; code: number }) {
+  return r.stderr.startsWith("Usage: ")
+    ? { ...r, stderr: `${r.stderr.split("\n")[0].replace(/^Usage: \S+/, "Usage: NAME")}\n` }
+    : r;
+}
+
+test("htab map parses like bpftool: prefixes, name, trailing words, exact byte counts, -p (compared with bpftool)", {
+  skip: skip ?? (BPFTOOL ? undefined : "bpftool not installed"),
+}, () => {
+  // A map with a name no other map on the machine has, for `name NAME`.
+  const name = `htab_g${process.pid % 100_000}`;
+  const named = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8, name });
+  named.pin(join(fs, "named"));
+  maps.push(named);
+  // Two maps of one name: show and dump take both, the element commands refuse them.
+  for (const k of [1, 2]) {
+    const twin = KernelMap.create({
+      type: MapType.Hash,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 4,
+      name: `${name}d`,
+    });
+    if (k === 1) twin.updateElem(u32(1), u32(2), 0);
+    maps.push(twin);
+  }
+  const scratch = KernelMap.create({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 });
+  scratch.pin(join(fs, "scratch"));
+  maps.push(scratch);
+  const H = join(fs, "scratch");
+  const C = join(fs, "percpu");
+  const lines: string[][] = [
+    // Trailing words and wrong byte counts: refused before anything is written or read.
+    [
+      "update",
+      "pinned",
+      H,
+      "key",
+      "7",
+      "0",
+      "0",
+      "0",
+      "value",
+      "1",
+      "0",
+      "0",
+      "0",
+      "0",
+      "0",
+      "0",
+      "0",
+      "any",
+      "junk",
+    ],
+    ["update", "pinned", H, "key", "7", "0", "0", "0", "value", "1", "0", "0", "0", "0", "0", "0", "0", "0"],
+    ["update", "pinned", H, "key", "1", "0", "0", "0", "value", "1", "2", "3", "4", "5", "6", "7"],
+    [
+      "update",
+      "pinned",
+      H,
+      "any",
+      "key",
+      "1",
+      "0",
+      "0",
+      "0",
+      "value",
+      "1",
+      "0",
+      "0",
+      "0",
+      "0",
+      "0",
+      "0",
+      "0",
+      "any",
+    ],
+    ["update", "pinned", H, "key", "1", "0", "0", "0", "key", "1", "0", "0", "0"],
+    ["update", "pinned", H, "key", "1", "0", "0", "0"],
+    ["update", "pinned", C, "key", "2", "0", "0", "0", "value", ...Array(16).fill("0")],
+    ["dump", "pinned", H, "extra"],
+    ["lookup", "pinned", H, "key", "1", "2", "3", "4", "5"],
+    ["lookup", "pinned", H, "value", "1"],
+    ["lookup", "pinned", H],
+    ["lookup", "pinned", H, "key"],
+    ["lookup", "pinned"],
+    ["lookup", "pinned", H, "key", "1", "0", "0", "0x"],
+    ["lookup", "pinned", H, "key", "08", "0", "0", "0"],
+    ["lookup", "pinned", H, "h", "1", "0", "0", "0"],
+    ["getnext", "pinned", H, "key", "1", "0", "0", "0", "junk"],
+    ["getnext", "pinned", H, "value", "1"],
+    ["delete", "pinned", H, "key", "1", "0", "0", "0", "junk"],
+    ["delete", "pinned", H],
+    ["show", "pinned", H, "extra"],
+    ["show", "pinned"],
+    ["pi", "pinned", H],
+    ["fr", "pinned"],
+    ["freeze", "pinned", H, "x"],
+    ["x", "pinned", H],
+    ["lookup", "foo", "x", "key", "1"],
+    ["lookup", "name", "0123456789abcdefg", "key", "1", "0", "0", "0"],
+    ["lookup", "name", "htab_no_such_m", "key", "1", "0", "0", "0"],
+    ["lookup", "id", "0x0", "key", "1", "0", "0", "0"],
+    ["lookup", "i", "4000000000", "key", "1", "0", "0", "0"],
+    ["he"],
+    // Keyword prefixes, `name`, strtoul's byte syntax; writes in any order, flags by prefix.
+    ["up", "p", H, "k", "8", "0", "0", "0", "v", "2", "0", "0", "0", "0", "0", "0", "0", "noe"],
+    ["update", "pinned", H, "k", "7", "0", "0", "0", "v", "2", "0", "0", "0", "0", "0", "0", "0"],
+    ["up", "p", H, "v", "3", "0", "0", "0", "0", "0", "0", "0", "k", "7", "0", "0", "0", "e"],
+    [
+      "update",
+      "pinned",
+      H,
+      "key",
+      "hex",
+      "0x1f",
+      "0",
+      "0",
+      "ffff",
+      "value",
+      "",
+      "1",
+      "2",
+      "3",
+      "4",
+      "5",
+      "6",
+      "7",
+      "8",
+    ],
+    ["update", "pinned", C, "key", "2", "0", "0", "0", "value", ...Array(12).fill("5")],
+    ["sh", "pinned", H],
+    ["d", "pin", H],
+    ["d", "pinned", C],
+    ["lookup", "pinned", H, "ke", "7", "0", "0", "0"],
+    ["lookup", "pinned", H, "key", " 7", "0", "0", "+0"],
+    ["lookup", "pinned", H, "key", "99999999999999999999999", "0", "0", "0"],
+    ["lookup", "pinned", H, "key", "", "0x1f", "0", "0", "ff"],
+    ["lookup", "name", name, "key", "7", "0", "0", "0"],
+    ["lookup", "n", name, "key", "9", "0", "0", "0"],
+    ["dump", "name", name],
+    ["show", "name", name],
+    ["getnext", "pinned", H],
+    ["dump", "name", `${name}d`],
+    ["show", "name", `${name}d`],
+    ["lookup", "name", `${name}d`, "key", "1", "0", "0", "0"],
+    ["del", "pinned", H, "k", "8", "0", "0", "0"],
+    ["del", "pinned", H, "k", "7", "0", "0", "0"],
+  ];
+  let compared = 0;
+  for (const [i, line] of lines.entries())
+    for (const opt of i % 3 === 0 ? [[], ["-j"], i % 2 === 0 ? ["-p"] : ["--pretty"]] : [[], ["-j"]]) {
+      const args = [...opt, "map", ...line];
+      // Both tools run the same line on the same map state: bpftool's first, then htab's. Writes are
+      // idempotent but BPF_NOEXIST's (key 8 is taken out before each run) and deletes' (the key is put back).
+      const reset = () =>
+        line.includes("noe")
+          ? scratch.deleteElem(u32(8))
+          : line[0] === "del" && scratch.updateElem(u32(Number(line[4])), new Uint8Array(8), 0);
+      reset();
+      const want = usageNormalized(run(BPFTOOL as string, args));
+      reset();
+      const got = usageNormalized(htab(args));
+      assert.deepEqual(got, want, `htab ${args.join(" ")}`);
+      compared++;
+    }
+  // A refused line changed nothing: the scratch map holds what the accepted lines wrote.
+  assert.deepEqual(htab(["map", "dump", "pinned", H]), run(BPFTOOL as string, ["map", "dump", "pinned", H]));
+  assert.match(
+    htab(["map", "dump", "pinned", H]).stdout,
+    /^key: 1f 00 00 ff {2}value: 01 02 03 04 05 06 07 08\nFound 1 element\n$/,
+  );
+  console.log(`# htab map grammar: ${compared} outputs compared with bpftool, all identical`);
+});

@@ -146,3 +146,53 @@ test("replay u64 fields take the whole u64 range (2^64 - 1 as the kernel's selft
     );
   }
 });
+
+test("replay refuses malformed lines of 100 MB (numbers, hex, nesting) in linear time and changes nothing", {
+  // A watchdog, not a measurement: the 100 MB number took about 50 s before parsing was bounded.
+  timeout: 60_000,
+}, async () => {
+  const { Replayer } = await import("../../src/cli/replay.js");
+  const { factoryFor } = await import("../../src/cli/backends.js");
+  const r = new Replayer(factoryFor("sab"));
+  assert.deepEqual(r.run('{"op":"create","type":"hash","key_size":4,"value_size":8,"max_entries":4}'), {
+    ok: true,
+    map: 0,
+  });
+  assert.deepEqual(r.run('{"op":"update","map":0,"key":"01000000","value":"0a00000000000000"}'), {
+    ok: true,
+  });
+  const MB100 = 100_000_000;
+  const digits = "9".repeat(MB100);
+  const update = (rest: string) =>
+    `{"op":"update","map":0,"key":"01000000","value":"0000000000000000",${rest}}`;
+  const flagsError = { ok: false, error: '"flags" must be an integer in [0, 2^64)' };
+  const cases: [string, unknown][] = [
+    [update(`"flags":${digits}`), flagsError],
+    [update(`"flags":-${digits}`), flagsError],
+    [update(`"flags":1${digits}e5`), flagsError],
+    [
+      `{"op":"lookup_batch","map":0,"count":${digits}}`,
+      { ok: false, error: '"count" must be an integer in [0, 2^32)' },
+    ],
+    [
+      `{"op":"update","map":0,"key":"${"0".repeat(MB100)}","value":"0000000000000000"}`,
+      {
+        ok: false,
+        error: "key is 50000000 bytes, expected 4",
+      },
+    ],
+    ["[".repeat(MB100), { ok: false, error: "line is not valid JSON" }],
+    [
+      `{"op":"update_batch","map":0,"keys":[[[[["01000000"]]]]]}`,
+      { ok: false, error: "line is not valid JSON" },
+    ],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(r.run(line), want, line.slice(0, 60));
+  // The map is as it was, and the 2^64 - 1 literal of the kernel's selftests is still read exactly.
+  assert.deepEqual(r.run('{"op":"lookup","map":0,"key":"01000000"}'), {
+    ok: true,
+    value: "0a00000000000000",
+  });
+  assert.deepEqual(r.run(update('"flags":18446744073709551615')), { ok: false, errno: "EINVAL" });
+  r.close();
+});

@@ -2,7 +2,9 @@
  * fsck(): check a quiet map's whole structure, for tests and for `htab`
  * users who suspect a bug: every element is on exactly one chain, freelist,
  * extra slot or limbo list (LRU maps: on the list its state says), chains
- * hold only keys of their bucket with no duplicates, no lock is held, and
+ * hold only keys of their bucket with no duplicates, no lock is held (bucket,
+ * freelist, NO_PREALLOC grow, LRU and recovery locks: on a quiet map a held
+ * one is stuck, and fsck names its owner slot and that slot's state), and
  * the element count matches. Freelists are doubly linked, and every home
  * element's HOME_STATE says where it is (layout.ts).
  */
@@ -21,15 +23,22 @@ import {
   ELEM_HOME_STATE_I32,
   ELEM_NEXT_I32,
   HDR_CARVED_I32,
+  HDR_GROW_LOCK_I32,
   HDR_LRU_REPAIR_I32,
+  HDR_RECOVERY_LOCK_I32,
   HOME_LINKED,
   PCPU_EXTRA_I32,
   PCPU_FL_HEAD_I32,
+  PCPU_FL_LOCK_I32,
   PCPU_LIMBO_HEAD_I32,
+  PCPU_OWNER_I32,
   pcpuBase,
+  SLOT_ALIVE,
+  SLOT_DEAD,
 } from "../../layout/layout.js";
 import { SEQ_LOCKED } from "../../sync/bucket-seqlock.js";
 import { lockOwner } from "../../sync/owner-lock.js";
+import { slotStateOf } from "../../sync/slot-claim.js";
 import { bucketAt, count, elemOf, type HtabView } from "../htab-view.js";
 
 /** Result of fsck(). */
@@ -78,12 +87,13 @@ export function fsck(v: HtabView): FsckReport {
       if ((i32[e + ELEM_HASH_I32] & v.mask) !== bi)
         errors.push(`bucket ${bi}: element hash belongs elsewhere`);
       const k = Array.from(
-        v.u8.subarray((e << 2) + ELEM_HEADER_BYTES, (e << 2) + ELEM_HEADER_BYTES + v.keySize),
+        v.u8.subarray(e * 4 + ELEM_HEADER_BYTES, e * 4 + ELEM_HEADER_BYTES + v.keySize),
       ).join(",");
       if (seen.has(k)) errors.push(`bucket ${bi}: duplicate key ${k}`);
       seen.add(k);
     }
   }
+  stuckLocks(v, errors);
   let free = 0;
   let extra = 0;
   if (v.lru !== null) free += fsckLru(v, where, mark, errors);
@@ -111,6 +121,34 @@ export function fsck(v: HtabView): FsckReport {
   if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
   if (count(v) !== elements) errors.push(`count() is ${count(v)} but chains hold ${elements}`);
   return { ok: errors.length === 0, errors, elements, free, extra };
+}
+
+/**
+ * The owner-tagged locks outside buckets and LRU lists: every CPU's
+ * freelist lock (guarding its freelist and limbo list), the NO_PREALLOC
+ * grow lock and the recovery lock. None is held on a quiet map.
+ */
+function stuckLocks(v: HtabView, errors: string[]): void {
+  const i32 = v.i32;
+  // Owner-lock words are (cpu + 1) << 1 | waiters; the recovery lock is cpu + 1.
+  const held = (idx: number, what: string, owner: (w: number) => number) => {
+    const w = Atomics.load(i32, idx);
+    if (w === 0) return;
+    errors.push(`${what} held by slot ${owner(w)} (${slotText(v, owner(w))})`);
+  };
+  for (let c = 0; c < v.nrCpus; c++)
+    held(pcpuBase(c) + PCPU_FL_LOCK_I32, `freelist lock of CPU ${c}`, lockOwner);
+  if (!v.prealloc) held(HDR_GROW_LOCK_I32, "the NO_PREALLOC grow lock", lockOwner);
+  held(HDR_RECOVERY_LOCK_I32, "the recovery lock", (w) => w - 1);
+}
+
+/** What a lock's owner slot is: alive, dead (waiting for reap()), free, or no slot of this map. */
+function slotText(v: HtabView, slot: number): string {
+  if (slot < 0 || slot >= v.nrCpus) return "no slot of this map";
+  const st = slotStateOf(Atomics.load(v.i32, pcpuBase(slot) + PCPU_OWNER_I32));
+  if (st === SLOT_DEAD) return "a dead slot: reap() it";
+  if (st === SLOT_ALIVE) return slot === v.cpu ? "this thread's slot" : "a live slot";
+  return "a free slot: its thread is gone";
 }
 
 /** fsck() for LRU maps: the lists are sound, linked elements are on in-use lists, the rest free or in limbo. */

@@ -6,7 +6,9 @@
  * replace allocates and frees.
  */
 import { limboPush } from "../../alloc/epoch.js";
+import { Errno } from "../../errors.js";
 import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../../layout/layout.js";
+import { ALLOC_NOMEM } from "../../sentinels.js";
 import { lockAcquire, lockRelease } from "../../sync/owner-lock.js";
 import { freelistPush, noSections } from "../fast.js";
 import { count, type HtabView } from "../htab-view.js";
@@ -16,8 +18,9 @@ import { allocElem, PreallocElems } from "./prealloc.js";
 /**
  * Take a never-used element from the end of the buffer, growing the
  * (growable) SharedArrayBuffer first. Every view over it tracks its length,
- * so all attached threads see the new memory. @returns the element, 0 when
- * all are carved, ALLOC_TIMEDOUT
+ * so all attached threads see the new memory. Runs under a bucket lock: a
+ * buffer that cannot grow is ALLOC_NOMEM (nothing taken, nothing thrown).
+ * @returns the element, 0 when all are carved, ALLOC_TIMEDOUT, ALLOC_NOMEM
  */
 export function carveElem(v: HtabView): number {
   const i32 = v.i32;
@@ -25,12 +28,24 @@ export function carveElem(v: HtabView): number {
   try {
     const n = Atomics.load(i32, HDR_CARVED_I32);
     if (n >= v.numElems) return 0;
+    // Byte offsets pass 2^31 in maps over 2 GiB: multiply, never shift.
     const end = v.elemsBase * 4 + (n + 1) * v.elemStrideI32 * 4;
     const sab = v.handle.sab;
     if (!v.inDomain && sab.byteLength < end) {
       // Grow by at least an eighth of what is there, so growth is amortised.
-      const want = Math.min(sab.maxByteLength, Math.max(end, sab.byteLength + (sab.byteLength >>> 3)));
-      sab.grow(Math.ceil(want / 8) * 8);
+      const want = Math.min(
+        sab.maxByteLength,
+        Math.max(end, sab.byteLength + Math.floor(sab.byteLength / 8)),
+      );
+      try {
+        sab.grow(Math.ceil(want / 8) * 8);
+      } catch (e) {
+        v.err.fail(
+          -Errno.ENOMEM,
+          `cannot grow the map's buffer from ${sab.byteLength} to ${want} bytes: ${(e as Error)?.message ?? String(e)}`,
+        );
+        return ALLOC_NOMEM;
+      }
     }
     const e = v.elemsBase + n * v.elemStrideI32;
     i32[v.myPcpu + PCPU_INFLIGHT_I32] = e;
