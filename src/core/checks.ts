@@ -95,6 +95,18 @@ export function checkRegion(
   return 0;
 }
 
+function checkBatchBuffer(
+  op: string,
+  name: string,
+  size: string,
+  buf: Uint8Array | undefined,
+  sized: boolean,
+  bytes: number,
+): asserts buf is Uint8Array {
+  if (!(buf instanceof Uint8Array) || (sized && buf.length < bytes))
+    invalid(op, `${name} must be a Uint8Array of at least count * ${size} = ${bytes} bytes`);
+}
+
 export function batchBuffers(
   v: HtabView,
   args: BatchArgs,
@@ -105,21 +117,16 @@ export function batchBuffers(
   const { count } = args;
   if (!Number.isInteger(count) || count < 0 || count > 0xffffffff)
     invalid(op, `count must be a u32, got ${showInput(count)}`);
-  const kb = count * v.keySize;
-  const vb = count * v.valueBytes;
+  const lookup = mode === "lookup";
   // Buffers htab makes are sized by what the map holds, not by count (a count of 2^30
   // must not allocate 2^30 entries): lookupBatchRaw() grows them when a batch needs more.
   const made = Math.min(count, batchStartEntries(v));
-  const keys = args.keys ?? (mode === "lookup" ? new Uint8Array(made * v.keySize) : undefined);
-  const values = args.values ?? (mode === "lookup" ? new Uint8Array(made * v.valueBytes) : new Uint8Array(0));
-  const lookup = mode === "lookup";
-  if (!(keys instanceof Uint8Array) || ((args.keys !== undefined || !lookup) && keys.length < kb))
-    invalid(op, `keys must be a Uint8Array of at least count * key_size = ${kb} bytes`);
-  if (
-    !(values instanceof Uint8Array) ||
-    (mode !== "delete" && (args.values !== undefined || !lookup) && values.length < vb)
-  )
-    invalid(op, `values must be a Uint8Array of at least count * value_size = ${vb} bytes`);
+  const keys = args.keys ?? (lookup ? new Uint8Array(made * v.keySize) : undefined);
+  const values = args.values ?? (lookup ? new Uint8Array(made * v.valueBytes) : new Uint8Array(0));
+  // A caller's buffer (and every update or delete buffer) must hold count entries.
+  checkBatchBuffer(op, "keys", "key_size", keys, args.keys !== undefined || !lookup, count * v.keySize);
+  const valuesGiven = mode !== "delete" && (args.values !== undefined || !lookup);
+  checkBatchBuffer(op, "values", "value_size", values, valuesGiven, count * v.valueBytes);
   return { keys, values };
 }
 
