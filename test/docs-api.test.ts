@@ -75,7 +75,7 @@ function typedocCli(): string | undefined {
   try {
     const req = createRequire(join(root, "package.json"));
     const dir = join(req.resolve("typedoc/package.json"), "..");
-    req.resolve("typedoc-plugin-markdown/package.json");
+    req.resolve("typedoc-plugin-markdown"); // its package.json is not exported
     return join(dir, "bin", "typedoc");
   } catch {
     return undefined;

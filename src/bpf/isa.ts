@@ -159,7 +159,7 @@ export function sizeBytes(code: number): number {
   return SIZE_BYTES[code & 0x18];
 }
 
-type SizeName = "w" | "h" | "b" | "dw";
+export type SizeName = "w" | "h" | "b" | "dw";
 const SIZE_OF: Record<SizeName, number> = { w: Size.W, h: Size.H, b: Size.B, dw: Size.DW };
 
 function reg(r: number): number {

@@ -4,6 +4,8 @@
  * @module htab/kernel
  */
 
+/** The operand names asm.alu(), asm.jmp() and asm.load()/store() take. */
+export type { BinAlu, CondJmp, SizeName } from "../bpf/isa.js";
 export { type Btf, BtfKind, type BtfMember, type BtfType, parseBtf, resolveType } from "../btf/btf.js";
 export { btfCodec } from "../btf/codec.js";
 export { type BtfDecl, btfDeclOf, writeBtf } from "../btf/write.js";
