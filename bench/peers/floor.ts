@@ -42,16 +42,16 @@ import type { PointPeer } from "../peer.js";
 /** Record (bucket) fields, in words from the record's start. */
 const REC_WORDS = 16;
 const REC_SHIFT = 4;
-const HEAD = 0;
-const SEQ = 1;
+export const HEAD = 0;
+export const SEQ = 1;
 /** The bucket's home element, in the bucket's own cache line. */
-const HOME = 4;
+export const HOME = 4;
 /** Element fields, in words from the element's start. */
 const ELEM_WORDS = 8;
-const NEXT = 0;
-const HASH = 1;
-const KEY = 4;
-const VALUE = 6;
+export const NEXT = 0;
+export const HASH = 1;
+export const KEY = 4;
+export const VALUE = 6;
 /** The hash seed (htab draws one per map; a fixed one keeps runs comparable). */
 const SEED = 0x2545f491;
 /** Seq samples before a lookup gives up (no writer exists, so never reached). */
@@ -92,6 +92,11 @@ export class FloorTable {
   get bytes(): number {
     return this.i32.byteLength;
   }
+}
+
+/** The word index of the record (bucket) `key` hashes to. */
+export function floorRecordOf(t: FloorTable, key: number): number {
+  return (jhash2OneWord(key | 0, SEED) & t.mask) << REC_SHIFT;
 }
 
 /**
