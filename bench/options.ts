@@ -12,7 +12,17 @@ export interface BenchOptions {
   chart: boolean;
   /** The report as JSON on stdout; everything else goes to stderr. */
   json: boolean;
+  /**
+   * A subset of the bench (`--only lookup`: the point lookup rows; `--only lru`:
+   * the LRU rows), at the usual sizes, for a short measurement; null: everything.
+   * Such a run never writes latest.*.
+   */
+  only: BenchSubset | null;
 }
+
+/** The subsets `--only` accepts. */
+export const BENCH_SUBSETS = ["lookup", "lru"] as const;
+export type BenchSubset = (typeof BENCH_SUBSETS)[number];
 
 export function defaultOptions(): BenchOptions {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -22,6 +32,7 @@ export function defaultOptions(): BenchOptions {
     out: join(here, "..", "..", "bench", "results"),
     chart: true,
     json: false,
+    only: null,
   };
 }
 
@@ -33,10 +44,18 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     else if (argv[i] === "--out") o.out = argv[++i];
     else if (argv[i] === "--no-chart") o.chart = false;
     else if (argv[i] === "--json") o.json = true;
+    else if (argv[i] === "--only") o.only = parseSubset(argv[++i]);
     else
       throw new Error(
-        `bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart, --json)`,
+        `bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart, --json, --only lookup|lru)`,
       );
   }
   return o;
+}
+
+/** The word after `--only`. */
+function parseSubset(w: string | undefined): BenchSubset {
+  if (w === undefined || !(BENCH_SUBSETS as readonly string[]).includes(w))
+    throw new Error(`bench: --only ${w ?? "(nothing)"}: use one of ${BENCH_SUBSETS.join(", ")}`);
+  return w as BenchSubset;
 }

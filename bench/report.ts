@@ -2,6 +2,10 @@
 /** Suffix of a row measured in one plain loop, without the harness. */
 export const TIGHT = " (tight loop)";
 
+/** The floor peers (bench/peers/floor.ts): htab's layout with nothing around it, ordered and unordered. */
+export const FLOOR_ORDERED = "floor-ordered";
+export const FLOOR_PLAIN = "floor-plain";
+
 /** The point and LRU workloads: the report lists their htab / peer ratios, the chart draws them. */
 export const RATIO_WORKLOADS = [
   "lookup hit",
@@ -116,6 +120,8 @@ export function computeRatios(rep: BenchReport): Record<string, number> {
       if (h === undefined) continue;
       for (const peer of [
         "V8 Map",
+        FLOOR_ORDERED,
+        FLOOR_PLAIN,
         "kernel bpf()",
         "kernel BPF program",
         "lmdb-js",
@@ -177,11 +183,38 @@ export function table(rep: BenchReport): string {
     lines.push(
       `| ${m.type} | ${m.entries} | ${m.htabBytesPerEntry.toFixed(1)} | ${m.kernelBytesPerEntry?.toFixed(1) ?? "n/a"} | ${m.ratio?.toFixed(3) ?? "n/a"} |`,
     );
+  const floor = floorTable(rep);
+  if (floor !== "") lines.push("", floor);
   if (rep.targets?.length) lines.push("", targetTable(rep.targets));
   lines.push("", "| ratio | value |", "|---|---|");
   for (const [k, v] of Object.entries(rep.ratios))
     lines.push(`| ${k} | ${v < 0.01 ? v.toExponential(2) : v.toFixed(3)} |`);
   return lines.join("\n");
+}
+
+/**
+ * htab's lookup against V8 Map and against the floor of its own layout, side
+ * by side (tight-loop rows where measured, else the harnessed ones); "" when
+ * the run has no floor rows.
+ */
+export function floorTable(rep: BenchReport): string {
+  const lines = [
+    "| workload | entries | htab / V8 Map | htab / floor-ordered | htab / floor-plain | floor-ordered / floor-plain |",
+    "|---|---|---|---|---|---|",
+  ];
+  const fmt = (a: number | undefined, b: number | undefined) =>
+    a !== undefined && b !== undefined ? (a / b).toFixed(3) : "n/a";
+  for (const p of rep.points) {
+    if (p.peer !== "htab" || !p.workload.startsWith("lookup")) continue;
+    const ordered = median(rep.points, p.workload, p.entries, FLOOR_ORDERED);
+    const plain = median(rep.points, p.workload, p.entries, FLOOR_PLAIN);
+    if (ordered === undefined && plain === undefined) continue;
+    const h = p.stat.median;
+    lines.push(
+      `| ${p.workload} | ${p.entries} | ${fmt(h, median(rep.points, p.workload, p.entries, "V8 Map"))} | ${fmt(h, ordered)} | ${fmt(h, plain)} | ${fmt(ordered, plain)} |`,
+    );
+  }
+  return lines.length > 2 ? lines.join("\n") : "";
 }
 
 /** The performance targets from this run's rows; a target whose rows are missing is left out. */
@@ -211,6 +244,12 @@ export function computeTargets(rep: BenchReport): Target[] {
       at(t("lookup hit"), n, "htab"),
       map,
       n >= 1e6 ? 1 : 1.5,
+    );
+    add(
+      `lookup hit @${tag}: htab / the ordered floor of its layout (tight loop)`,
+      at(t("lookup hit"), n, "htab"),
+      at(t("lookup hit"), n, FLOOR_ORDERED),
+      1.2,
     );
     if (n >= 1e6)
       add(

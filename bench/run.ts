@@ -62,63 +62,12 @@ async function measure(t: Task, o: BenchOptions, rep: BenchReport): Promise<void
   }
 }
 
-/** Run the bench with options `o` (see options.ts); returns the report it wrote. */
-export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
-  const sizes = o.quick ? [1000] : [1000, 1_000_000];
-  const rep: BenchReport = {
-    date: new Date().toISOString(),
-    quick: o.quick,
-    fastPath: !o.jsPath,
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model ?? "unknown",
-      memoryBytes: totalmem(),
-      os: `${platform()} ${release()}`,
-      arch: arch(),
-    },
-    node: process.version,
-    points: [],
-    throughput: [],
-    memory: [],
-    ratios: {},
-    skipped: [],
-  };
-  const cleanup: (() => unknown)[] = [];
-  const tasks: Task[] = [];
-  for (const n of sizes) {
-    tasks.push(...(await pointTasks(n, o, rep.skipped, cleanup)));
-    if (n <= 1000) tasks.push(...wideTasks(n, o, cleanup));
-    tasks.push(...(await walkTasks(n, o, cleanup)));
-    tasks.push(...(await lruTasks(n, o, cleanup)));
-  }
-  const total = tasks.length + sizes.length * 2 + 2;
-  // One progress line on stderr: the bench's own output (the report) stays clean.
-  let doneTasks = 0;
-  const progress = new Progress("bench", process.stderr, 10_000);
-  const step = (n: number, task: string) => {
-    doneTasks += n;
-    progress.update(doneTasks / total, [
-      { label: "", value: `${doneTasks}/${total}` },
-      { label: "", value: task },
-    ]);
-  };
-  for (const t of tasks) {
-    step(0, `${t.workload} @${t.entries} ${t.peer}`);
-    await measure(t, o, rep);
-    step(1, "");
-  }
-  for (const n of sizes) {
-    step(0, `kernel BPF program @${n}`);
-    const kp = await kernelProgramPoint(n, o);
-    if (kp) rep.points.push(kp);
-    else rep.skipped.push("kernel BPF program: bpf() is not usable here");
-    step(0, `postMessage @${n}`);
-    rep.points.push(await postMessagePoint(n, o));
-    step(1, `read-heavy mix @${n}`);
-    rep.throughput.push(...(await mixThroughput(n, o)));
-    step(1, "");
-    rep.memory.push(...(await memory(n, o)));
-  }
+/** The conntrack pattern (htab, and the kernel's map where bpf() works) as throughput rows. */
+async function conntrackRows(
+  o: BenchOptions,
+  rep: BenchReport,
+  step: (n: number, task: string) => void,
+): Promise<void> {
   step(0, "conntrack pattern");
   const ct = await runConntrack({
     seconds: o.quick ? 0.8 : 2,
@@ -143,7 +92,6 @@ export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
       })
     : null;
   step(1, "");
-  progress.stop();
   for (const r of [...ct, ...(ctk ?? [])].filter((x) => !x.skipped))
     rep.throughput.push({
       workload: `conntrack pattern (GC: ${r.mode === "delete" ? "delete by key" : "compareAndDelete"})`,
@@ -156,19 +104,95 @@ export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
       max: r.packets / r.seconds,
       reps: 1,
     });
+}
+
+/** The measured tasks at `n` entries: every workload's, or those of the `--only` subset. */
+async function tasksAt(
+  n: number,
+  o: BenchOptions,
+  skipped: string[],
+  cleanup: (() => unknown)[],
+): Promise<Task[]> {
+  const all = o.only === null;
+  const tasks: Task[] = [];
+  if (all || o.only === "lookup") tasks.push(...(await pointTasks(n, o, skipped, cleanup)));
+  if (all && n <= 1000) tasks.push(...wideTasks(n, o, cleanup));
+  if (all) tasks.push(...(await walkTasks(n, o, cleanup)));
+  if (all || o.only === "lru") tasks.push(...(await lruTasks(n, o, cleanup)));
+  return tasks;
+}
+
+/** Run the bench with options `o` (see options.ts); returns the report it wrote. */
+export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
+  const sizes = o.quick ? [1000] : [1000, 1_000_000];
+  const rep: BenchReport = {
+    date: new Date().toISOString(),
+    quick: o.quick,
+    fastPath: !o.jsPath,
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model ?? "unknown",
+      memoryBytes: totalmem(),
+      os: `${platform()} ${release()}`,
+      arch: arch(),
+    },
+    node: process.version,
+    points: [],
+    throughput: [],
+    memory: [],
+    ratios: {},
+    skipped: [],
+  };
+  const cleanup: (() => unknown)[] = [];
+  const tasks: Task[] = [];
+  const all = o.only === null;
+  for (const n of sizes) tasks.push(...(await tasksAt(n, o, rep.skipped, cleanup)));
+  const total = tasks.length + (all ? sizes.length * 2 + 2 : 0);
+  // One progress line on stderr: the bench's own output (the report) stays clean.
+  let doneTasks = 0;
+  const progress = new Progress("bench", process.stderr, 10_000);
+  const step = (n: number, task: string) => {
+    doneTasks += n;
+    progress.update(doneTasks / total, [
+      { label: "", value: `${doneTasks}/${total}` },
+      { label: "", value: task },
+    ]);
+  };
+  for (const t of tasks) {
+    step(0, `${t.workload} @${t.entries} ${t.peer}`);
+    await measure(t, o, rep);
+    step(1, "");
+  }
+  for (const n of all ? sizes : []) {
+    step(0, `kernel BPF program @${n}`);
+    const kp = await kernelProgramPoint(n, o);
+    if (kp) rep.points.push(kp);
+    else rep.skipped.push("kernel BPF program: bpf() is not usable here");
+    step(0, `postMessage @${n}`);
+    rep.points.push(await postMessagePoint(n, o));
+    step(1, `read-heavy mix @${n}`);
+    rep.throughput.push(...(await mixThroughput(n, o)));
+    step(1, "");
+    rep.memory.push(...(await memory(n, o)));
+  }
+  if (all) await conntrackRows(o, rep, step);
+  progress.stop();
   for (const c of cleanup.reverse()) await c();
   rep.ratios = computeRatios(rep);
   rep.targets = computeTargets(rep);
   mkdirSync(o.out, { recursive: true });
   const stamp = rep.date.replace(/[:]/g, "-").replace(/\..+/, "");
-  const base = join(o.out, `${stamp}${o.quick ? "-quick" : ""}${o.jsPath ? "-js-path" : ""}`);
+  const base = join(
+    o.out,
+    `${stamp}${o.quick ? "-quick" : ""}${o.jsPath ? "-js-path" : ""}${all ? "" : `-only-${o.only}`}`,
+  );
   writeFileSync(`${base}.json`, `${JSON.stringify(rep, null, 2)}\n`);
   const md = table(rep);
   const log = o.json ? (s: string) => process.stderr.write(`${s}\n`) : (s: string) => console.log(s);
   log(`\n${md}\n`);
   const images = o.chart ? await chart(rep, base) : [];
-  // latest.* is the fast-path run the docs cite; a JS-path run keeps its own file only.
-  if (!o.quick && !o.jsPath) {
+  // latest.* is the full fast-path run the docs cite; a JS-path or subset run keeps its own file only.
+  if (!o.quick && !o.jsPath && all) {
     writeFileSync(join(o.out, "latest.json"), `${JSON.stringify(rep, null, 2)}\n`);
     writeFileSync(join(o.out, "latest.md"), `${md}\n`);
     if (images.length) await chart(rep, join(o.out, "latest"));

@@ -11,6 +11,7 @@ import { MapType } from "../../src/uapi.js";
 import { ORDER_LEN, ORDER_MASK, order, randomKeys } from "../keys.js";
 import type { BenchOptions } from "../options.js";
 import type { PointPeer } from "../peer.js";
+import { floorOrderedPeer, floorPlainPeer, floorTable } from "../peers/floor.js";
 import { htabManyPeer, htabMap, htabPeer, htabRefPeer, typedMapPeer } from "../peers/htab.js";
 import { kernelMap, kernelPeer } from "../peers/kernel-syscall.js";
 import { lmdbPeer } from "../peers/lmdb.js";
@@ -39,6 +40,11 @@ const WORKLOADS: { name: string; absent: boolean; run: Run; has: (p: PointPeer) 
   },
 ];
 
+/** The workloads this run measures: all of them, or (`--only lookup`) the lookups. */
+function workloadsOf(o: BenchOptions): typeof WORKLOADS {
+  return o.only === "lookup" ? WORKLOADS.filter((w) => w.name.startsWith("lookup")) : WORKLOADS;
+}
+
 /** Peers measured on lookup hit only (they add nothing on the other workloads). */
 const HIT_ONLY = new Set([
   "htab lookupRef (program face)",
@@ -50,6 +56,8 @@ const HIT_ONLY = new Set([
 const TIGHT = new Set([
   "V8 Map",
   "htab",
+  "floor-ordered",
+  "floor-plain",
   "htab, huge pages",
   "htab lookupMany",
   "htab TypedMap",
@@ -97,9 +105,13 @@ export async function pointTasks(
   const ord = order(entries, ORDER_LEN, 7);
   const spec = { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: entries + 16 };
   const h = htabMap(spec, present, !o.jsPath);
+  // The floor of htab's own layout, filled with the same keys at the same max_entries.
+  const floor = floorTable(present, spec.maxEntries);
   const peers: PointPeer[] = [
     v8MapPeer(present),
     htabPeer(h),
+    floorOrderedPeer(floor),
+    floorPlainPeer(floor),
     htabRefPeer(h),
     typedMapPeer(h),
     htabManyPeer(h),
@@ -117,7 +129,7 @@ export async function pointTasks(
   for (const p of peers) cleanup.push(() => p.close());
   const tasks: Task[] = [];
   let sink = 0;
-  for (const w of WORKLOADS)
+  for (const w of workloadsOf(o))
     for (const p of peers) {
       if (!w.has(p) || (HIT_ONLY.has(p.name) && w.name !== "lookup hit")) continue;
       const ks = w.absent ? absent : present;

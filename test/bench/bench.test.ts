@@ -11,6 +11,27 @@ import { kernelSkipReason } from "../helpers/kernel.js";
 
 const run = fileURLToPath(new URL("../../bench/run.js", import.meta.url));
 
+/** The floor of htab's own layout beside htab: both variants, both lookups, harnessed and tight. */
+function assertFloorRows(rep: BenchReport, stdout: string): void {
+  for (const w of ["lookup hit", "lookup miss"])
+    for (const p of ["floor-ordered", "floor-plain"]) {
+      for (const x of [w, `${w} (tight loop)`])
+        assert.ok(
+          rep.points.some((y) => y.workload === x && y.peer === p && y.entries === 1000 && y.stat.median > 0),
+          `missing ${x} / ${p}`,
+        );
+      assert.ok(rep.ratios[`${w} (tight loop) @1k: htab / ${p}`] > 0, `ratio ${w} htab / ${p}`);
+      assert.ok(
+        !rep.points.some((y) => y.peer === p && !y.workload.startsWith("lookup")),
+        `${p} has lookups only`,
+      );
+    }
+  assert.ok(rep.targets?.some((x) => x.target.includes("ordered floor") && x.figure > 0));
+  // The Markdown (on stdout) lists htab / floor beside htab / Map.
+  assert.match(stdout, /\| htab \/ V8 Map \| htab \/ floor-ordered \| htab \/ floor-plain \|/);
+  assert.match(stdout, /\| lookup hit \(tight loop\) \| 1000 \| \d+\.\d{3} \| \d+\.\d{3} \| \d+\.\d{3} \|/);
+}
+
 test("bench --quick: the JSON report is well formed and complete", { timeout: 180_000 }, () => {
   const out = mkdtempSync(join(tmpdir(), "htab-bench-"));
   const r = spawnSync(process.execPath, [run, "--quick", "--out", out], { encoding: "utf8" });
@@ -42,6 +63,7 @@ test("bench --quick: the JSON report is well formed and complete", { timeout: 18
         `missing tight loop ${w} / ${p}`,
       );
   assert.ok(rep.ratios["lookup hit (tight loop) @1k: htab / V8 Map"] > 0);
+  assertFloorRows(rep, r.stdout);
   for (const w of ["LRU insert, evicting", "LRU lookup hit"])
     for (const p of ["htab", "lru-cache"])
       assert.ok(
@@ -79,4 +101,41 @@ test("bench --quick: the JSON report is well formed and complete", { timeout: 18
     assert.ok(rep.ratios["lookup hit @1k: htab / kernel BPF program"] > 0);
   }
   assert.ok(rep.ratios["lookup hit @1k: htab / V8 Map"] > 0);
+});
+
+test("bench --only lookup: the point lookup rows and nothing else; --only checks its word", {
+  timeout: 60_000,
+}, () => {
+  const out = mkdtempSync(join(tmpdir(), "htab-bench-"));
+  const r = spawnSync(process.execPath, [run, "--quick", "--only", "lookup", "--no-chart", "--out", out], {
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const files = readdirSync(out);
+  assert.deepEqual(
+    files.filter((f) => f.startsWith("latest")),
+    [],
+    "a subset run never writes latest.*",
+  );
+  const json = files.find((f) => f.endsWith("-only-lookup.json"));
+  assert.ok(json, `the report is named for its subset: ${files.join(", ")}`);
+  const rep = JSON.parse(readFileSync(join(out, json), "utf8")) as BenchReport;
+  const workloads = new Set(rep.points.map((x) => x.workload));
+  assert.deepEqual([...workloads].sort(), [
+    "lookup hit",
+    "lookup hit (tight loop)",
+    "lookup miss",
+    "lookup miss (tight loop)",
+  ]);
+  for (const p of ["htab", "V8 Map", "floor-ordered", "floor-plain"])
+    assert.ok(
+      rep.points.some((x) => x.workload === "lookup hit (tight loop)" && x.peer === p),
+      `missing ${p}`,
+    );
+  assert.equal(rep.throughput.length, 0);
+  assert.equal(rep.memory.length, 0);
+  assert.ok(rep.ratios["lookup hit (tight loop) @1k: htab / floor-ordered"] > 0);
+  const bad = spawnSync(process.execPath, [run, "--only", "everything"], { encoding: "utf8" });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--only everything: use one of lookup, lru/);
 });
