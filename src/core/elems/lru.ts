@@ -87,7 +87,8 @@ function lruTaken(v: HtabView, n: number): number {
       listTimedOut(v, "an LRU list");
       return ETIMEDOUT;
     }
-    lruRepair(v, -1);
+    // A repair that timed out leaves its flag raised for a later attempt: back out.
+    if (!lruRepair(v, -1)) return ETIMEDOUT;
     n = lru.popFree();
   }
   // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all.
@@ -100,17 +101,43 @@ function lruNoMem(v: HtabView): number {
   return v.err.fail(-Errno.ENOMEM, "no element could be evicted (all are held by program sections)");
 }
 
-/** File unlinked element `e` as free, repairing first if a repair is pending. */
+/**
+ * File unlinked element `e` as free, repairing first if a repair is pending.
+ * Bounded: when its list stays locked past the timeout, or a pending repair
+ * times out, `e` is left to the repair instead: the repair flag is raised,
+ * and `e` leaves this slot's INFLIGHT chain, so that the repair (which files
+ * every element linked nowhere and owned by nobody as free) files it.
+ */
 export function lruPush(v: HtabView, e: number): void {
   // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
-  // The element is already unlinked and must be filed: a timed-out list lock is waited for again.
   const lru = v.lru as BpfLru;
   while (!lru.pushFree(nodeOf(v, e))) {
     if (lru.timedOut) {
       lru.timedOut = false;
-      v.recover();
-    } else lruRepair(v, -1);
+      v.recover(); // a dead holder's lock is released by its recovery
+      if (lru.pushFree(nodeOf(v, e))) return;
+      if (lru.timedOut) lru.timedOut = false;
+    } else if (lruRepair(v, -1)) continue;
+    leaveToRepair(v, e);
+    return;
   }
+}
+
+/** lruPush() gave up on `e`: raise the repair flag and disown `e` (the repair files it as free). */
+function leaveToRepair(v: HtabView, e: number): void {
+  const i32 = v.i32;
+  Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
+  const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
+  if (i32[inflight] === e) {
+    i32[inflight] = i32[e + ELEM_FNEXT_I32];
+    return;
+  }
+  // Further down the chain (bounded by the element count): unlink it from there.
+  for (let p = i32[inflight], k = 0; p !== 0 && k < v.walkBound; p = i32[p + ELEM_FNEXT_I32], k++)
+    if (i32[p + ELEM_FNEXT_I32] === e) {
+      i32[p + ELEM_FNEXT_I32] = i32[e + ELEM_FNEXT_I32];
+      return;
+    }
 }
 
 /** After the bucket lock is dropped: return an unused element, free a replaced one. */
@@ -224,7 +251,9 @@ export class LruElems implements ElemPolicy {
     const i32 = v.i32;
     const lru = v.lru as BpfLru;
     const p = pcpuBase(d);
-    if (!lru.holdsAny(d) && lost === 0 && i32[p + PCPU_LRU_SPARE_I32] === 0) return;
+    // A repair an earlier recovery backed out of (a lock another dead slot held) is retried too.
+    const pending = Atomics.load(i32, HDR_LRU_REPAIR_I32) !== 0;
+    if (!pending && !lru.holdsAny(d) && lost === 0 && i32[p + PCPU_LRU_SPARE_I32] === 0) return;
     // Raised before `d`'s LRU locks are freed: whoever takes one next backs out and repairs.
     Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
     i32[p + PCPU_LRU_SPARE_I32] = 0;
