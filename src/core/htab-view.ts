@@ -11,7 +11,7 @@
 
 import type { BpfLru } from "../alloc/bpf-lru.js";
 import { limboPush } from "../alloc/epoch.js";
-import { Errno } from "../errors.js";
+import { Errno, invalid } from "../errors.js";
 import { type Geometry, lruPlace } from "../layout/geometry.js";
 import {
   BUCKET_HOME_I32,
@@ -57,7 +57,7 @@ import { LastError } from "../map/last-error.js";
 import type { MapInfo } from "../map/raw-map.js";
 import { valuesInPlace } from "../map/traits.js";
 import { bucketLock } from "../sync/bucket-seqlock.js";
-import { claimSlot } from "../sync/slot-claim.js";
+import { claimSlot, releaseSlot } from "../sync/slot-claim.js";
 import { MapFlags } from "../uapi.js";
 import { type FastPath, type FastPathWaits, fastPathFor, LOOKUP_HASH } from "../wasm/fast-path.js";
 import type { MapHandle } from "./map-handle.js";
@@ -332,7 +332,12 @@ export class HtabView {
       g.scratchValueBytes > 0
         ? this.u8.subarray(this.outOff, this.outOff + g.valueBytes)
         : new Uint8Array(g.valueBytes);
-    this.fast = fastPathFor(handle.memory, FAST_WAITS);
+    try {
+      this.fast = fastPathFor(handle.memory, FAST_WAITS);
+    } catch (e) {
+      releaseSlot(this.i32, this.myPcpu + PCPU_OWNER_I32); // a failed attach keeps no slot
+      invalid("attach", `handle.memory cannot back the fast path: ${(e as Error).message}`);
+    }
     this.wordKeys = this.fast !== null && (g.keySize & 3) === 0;
     this.hashMode = this.wordKeys ? LOOKUP_HASH : 0;
     this.fastValues = this.fast !== null && g.scratchValueBytes > 0;

@@ -12,7 +12,7 @@ import {
 } from "../layout/layout.js";
 import { poisonClosed } from "../map/closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
-import { releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
+import { releaseSlot, slotGenerationOf, slotOption, slotStateOf } from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
 import { type FastPath, LOOKUP_COPY, LOOKUP_HASH, WASM_RETRY } from "../wasm/fast-path.js";
@@ -42,7 +42,7 @@ import { LruElems } from "./elems/lru.js";
 import { HomedElems, PreallocElems } from "./elems/prealloc.js";
 import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
 import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch } from "./lookup.js";
-import type { AttachOptions, MapHandle } from "./map-handle.js";
+import { type AttachOptions, checkMemory, type MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
 import { ProgramFace } from "./program-face.js";
 import { exit } from "./section.js";
@@ -60,6 +60,7 @@ import {
 } from "./write.js";
 
 export type { AttachOptions, FsckReport, MapHandle };
+export { checkMemory };
 
 /**
  * A BPF hash map living in a SharedArrayBuffer. Every thread that attaches
@@ -105,13 +106,14 @@ export class Htab extends ProgramFace implements RawMap {
    */
   static create(spec: MapSpec, opts: SabCreateOptions = {}): Htab {
     const nrCpus = opts.nrCpus ?? defaultNrCpus();
+    const cpu = slotOption("create", opts.cpu);
     const g = validateSpec(spec, nrCpus, opts.privileged === true, opts.homeElements);
     if (spec.type === MapType.HashOfMaps)
       invalid("create", "HASH_OF_MAPS lives in a MapDomain: create it with domain.createMap()");
     const { sab, memory } = allocMapMemory(g, opts.fastPath !== false, opts.memory);
     const hashrnd = initMap(new Int32Array(sab), g, spec);
     const handle = memory !== null ? { sab, memory } : { sab };
-    return new Htab(handle, g, spec.type, spec.flags ?? 0, hashrnd, opts.cpu ?? -1);
+    return new Htab(handle, g, spec.type, spec.flags ?? 0, hashrnd, cpu);
   }
 
   /**
@@ -131,9 +133,11 @@ export class Htab extends ProgramFace implements RawMap {
   static attach(handle: MapHandle | SharedArrayBuffer, opts: AttachOptions = {}): Htab {
     const h: MapHandle =
       handle instanceof SharedArrayBuffer ? { sab: handle } : ((handle ?? {}) as MapHandle);
+    const cpu = slotOption("attach", opts?.cpu);
     const { g, mapType, mapFlags, hashrnd } = readGeometry(h.sab, h.offset, h.length);
     // The fast path addresses the memory, the JS path the buffer: they must be one map.
     // (A buffer object posted to another thread need not be identical to memory.buffer there.)
+    if (h.memory !== undefined) checkMemory(h.memory);
     if (h.memory !== undefined && h.offset === undefined) {
       const mine = h.memory.buffer;
       if (
@@ -144,7 +148,7 @@ export class Htab extends ProgramFace implements RawMap {
       )
         invalid("attach", "handle.memory is not the memory of handle.sab");
     }
-    return new Htab(h, g, mapType, mapFlags, hashrnd, opts.cpu ?? -1);
+    return new Htab(h, g, mapType, mapFlags, hashrnd, cpu);
   }
 
   // ------------------------------------------------------- crash recovery

@@ -10,7 +10,7 @@
  * in every map of it (claimed in a map when the thread first touches it).
  */
 
-import { Htab, type MapHandle } from "../core/htab.js";
+import { checkMemory, Htab, type MapHandle } from "../core/htab.js";
 import { defaultNrCpus, type MapSpec, validateArrayOfMapsSpec, validateSpec } from "../core/spec.js";
 import { BpfError, Errno, invalid } from "../errors.js";
 import {
@@ -41,7 +41,14 @@ import {
 import { poisonClosed } from "../map/closed.js";
 import type { RawMap } from "../map/raw-map.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { claimSlot, markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
+import {
+  claimSlot,
+  markSlotDead,
+  releaseSlot,
+  slotGenerationOf,
+  slotOption,
+  slotStateOf,
+} from "../sync/slot-claim.js";
 import { lockTimeoutText } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
@@ -160,13 +167,15 @@ export class MapDomain implements InnerResolver {
       (memory !== null ? roundUp(maxBytes, WASM_PAGE_BYTES) : roundUp(maxBytes, 8)) / 8,
     );
     const handle = memory !== null ? { sab, memory } : { sab };
-    return new MapDomain(handle, opts.cpu ?? -1, opts.privileged === true);
+    return new MapDomain(handle, slotOption("create", opts.cpu), opts.privileged === true);
   }
 
   /** Attach to a domain made elsewhere (typically in another worker). */
   static attach(handle: DomainHandle, opts: { cpu?: number; privileged?: boolean } = {}): MapDomain {
     if (!(handle?.sab instanceof SharedArrayBuffer)) invalid("attach", "handle is not a MapDomain handle");
-    return new MapDomain(handle, opts.cpu ?? -1, opts.privileged === true);
+    const cpu = slotOption("attach", opts?.cpu);
+    if (handle.memory !== undefined) checkMemory(handle.memory);
+    return new MapDomain(handle, cpu, opts.privileged === true);
   }
 
   private claim(want: number): number {

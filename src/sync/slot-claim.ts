@@ -47,6 +47,29 @@ export function markSlotDead(i32: Int32Array, idx: number, generation?: number):
   return Atomics.compareExchange(i32, idx, w, (w & ~SLOT_STATE_MASK) | SLOT_DEAD) === w;
 }
 
+/** A value as a message shows it: `"1" (string)`, `NaN (number)`, `null`. */
+function shown(x: unknown): string {
+  if (x === null) return "null";
+  if (typeof x === "string") return `${JSON.stringify(x)} (string)`;
+  if (typeof x === "object") return `a ${(x as object).constructor?.name ?? "null-prototype"} object`;
+  return `${String(x)} (${typeof x})`;
+}
+
+/**
+ * The slot an options object asks for (`{ cpu }` of attach() and create()):
+ * -1 (the first free one) when `cpu` is undefined, else `cpu` itself.
+ * @throws BpfError EINVAL for anything but a non-negative integer (NaN, -5, "1", 1.5, null)
+ */
+export function slotOption(op: string, cpu: unknown): number {
+  if (cpu === undefined) return -1;
+  if (typeof cpu !== "number" || !Number.isInteger(cpu) || cpu < 0)
+    invalid(
+      op,
+      `cpu ${shown(cpu)} is not a CPU slot: pass an integer from 0 to nrCpus - 1, or omit cpu for the first free slot`,
+    );
+  return cpu;
+}
+
 /**
  * Claim slot `want`, or (want < 0) the first free one. `ownerIdx(c)` is the
  * word index of slot c's owner word; `where` names the owner in messages
