@@ -23,6 +23,7 @@ import {
   LRU_COMMON,
   LRU_NONE,
   PCPU_BASE_BYTES,
+  PCPU_CLAIM_I32,
   PCPU_COUNT_I32,
   PCPU_OWNER_I32,
   pcpuBase,
@@ -319,7 +320,8 @@ export class HtabView {
       valueBytes: g.valueBytes,
       id: handle.id ?? 0,
     });
-    this.cpu = claimSlot(this.i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, cpu, "this map");
+    const owner = (c: number) => pcpuBase(c) + PCPU_OWNER_I32;
+    this.cpu = claimSlot(this.i32, this.nrCpus, owner, (c) => pcpuBase(c) + PCPU_CLAIM_I32, cpu, "this map");
     this.myPcpu = pcpuBase(this.cpu);
     // The scratch key lives in this slot's scratch buffer, where wasm reads it too.
     const scratch = g.scratchBytes + this.cpu * g.scratchStride;

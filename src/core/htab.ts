@@ -5,6 +5,7 @@ import {
   HDR_NONCE_I32,
   HDR_RECOVERED_I32,
   LRU_NONE,
+  PCPU_CLAIM_I32,
   PCPU_OWNER_I32,
   pcpuBase,
   SLOT_ALIVE,
@@ -12,7 +13,15 @@ import {
 } from "../layout/layout.js";
 import { poisonClosed } from "../map/closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
-import { releaseSlot, slotGenerationOf, slotOption, slotStateOf } from "../sync/slot-claim.js";
+import {
+  type Reservation,
+  releaseSlot,
+  reserveSlot as reserve,
+  slotGenerationOf,
+  slotOption,
+  slotStateOf,
+  unreserveSlot as unreserve,
+} from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
 import { type FastPath, LOOKUP_COPY, LOOKUP_HASH, WASM_RETRY } from "../wasm/fast-path.js";
@@ -59,7 +68,7 @@ import {
   updateScratch,
 } from "./write.js";
 
-export type { AttachOptions, FsckReport, MapHandle };
+export type { AttachOptions, FsckReport, MapHandle, Reservation };
 export { checkMemory };
 
 /**
@@ -161,8 +170,35 @@ export class Htab extends ProgramFace implements RawMap {
    * again. Call it from the worker's 'exit' event (see watchWorker()).
    * Waiters stuck behind a dead slot's lock also run recovery by themselves.
    */
-  reap(cpu: number, generation?: number): void {
-    reap(this.v, cpu, generation);
+  reap(cpu: number, generation?: number, token?: number): void {
+    reap(this.v, cpu, generation, token);
+  }
+
+  /**
+   * Reserve free CPU slot `cpu` for a worker that will attach with `{ cpu }`
+   * (watchWorker() does it): until then an attach without a cpu skips it.
+   * A slot already taken is reported as it is, with its generation and the
+   * token of the thread that claimed it.
+   */
+  reserveSlot(cpu: number): Reservation {
+    this.slotArg("reserveSlot", cpu);
+    return reserve(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32, pcpuBase(cpu) + PCPU_CLAIM_I32);
+  }
+
+  /** Drop this thread's reservation of slot `cpu`, if the slot is still free and reserved. */
+  unreserveSlot(cpu: number): void {
+    this.slotArg("unreserveSlot", cpu);
+    unreserve(this.v.i32, pcpuBase(cpu) + PCPU_CLAIM_I32);
+  }
+
+  /** Who claimed slot `cpu` last: that thread's token (announceSlot() sends it); 0 never; negative: reserved. */
+  slotClaim(cpu: number): number {
+    this.slotArg("slotClaim", cpu);
+    return Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_CLAIM_I32);
+  }
+
+  private slotArg(op: string, cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus) invalid(op, `no CPU slot ${cpu}`);
   }
 
   /**

@@ -34,6 +34,7 @@ import {
   HDR_VALUE_SIZE_I32,
   HDR_VERSION_I32,
   LAYOUT_VERSION,
+  PCPU_CLAIM_I32,
   PCPU_OWNER_I32,
   PCPU_SECTION_I32,
   pcpuBase,
@@ -104,7 +105,8 @@ export class ArrayOfMaps implements OuterMap {
     });
     // The domain gives every map its thread's slot; a negative one is a caller bug, not "any".
     if (cpu < 0) invalid("attach", `cpu ${cpu} is not a slot of this map`);
-    this.cpu = claimSlot(i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, cpu, "this map");
+    const owner = (c: number) => pcpuBase(c) + PCPU_OWNER_I32;
+    this.cpu = claimSlot(i32, this.nrCpus, owner, (c) => pcpuBase(c) + PCPU_CLAIM_I32, cpu, "this map");
   }
 
   /** Lay out a fresh ARRAY_OF_MAPS in zeroed `i32`. */
