@@ -4,7 +4,14 @@
  * wait in limbo instead of going back to a freelist, so a reference taken
  * inside a section (program.ts) never sees its element reused.
  */
-import { limboReclaim, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import {
+  limboReclaim,
+  type SyncOptions,
+  type SyncReport,
+  sectionEnter,
+  sectionExit,
+  synchronizeBounded,
+} from "../alloc/epoch.js";
 import { invalid } from "../errors.js";
 import { noSections } from "./fast-glue.js";
 import type { HtabView } from "./htab-view.js";
@@ -33,10 +40,14 @@ export function exit(v: HtabView): void {
 
 /**
  * Wait until every program section that began before this call has ended
- * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is quiet.
- * @throws BpfError EINVAL inside a section (it would wait for itself)
+ * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is
+ * quiet. Bounded (alloc/epoch.ts synchronizeBounded()): dead slots are
+ * recovered while it waits; a section still open after the bound gives
+ * ETIMEDOUT naming its slot, or (with opts.timeoutMs) a report.
+ * @throws BpfError EINVAL inside a section (it would wait for itself), ETIMEDOUT
  */
-export function synchronize(v: HtabView): void {
+export function synchronize(v: HtabView, opts?: SyncOptions): SyncReport | undefined {
   if (v.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
-  if (!noSections(v)) synchronizeSections(v.i32, v.nrCpus);
+  if (noSections(v) && opts?.timeoutMs === undefined) return undefined;
+  return synchronizeBounded(v.i32, v.nrCpus, opts);
 }

@@ -17,7 +17,13 @@
  * consistent snapshot (the map-in-map swap pattern of docs/map-in-map.md).
  */
 
-import { noActiveSections, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import {
+  type SyncOptions,
+  type SyncReport,
+  sectionEnter,
+  sectionExit,
+  synchronizeBounded,
+} from "../alloc/epoch.js";
 import type { Htab } from "../core/htab.js";
 import { Errno, invalid } from "../errors.js";
 import {
@@ -272,9 +278,11 @@ export class ArrayOfMaps implements OuterMap {
     return runIn(this, fn);
   }
 
-  synchronize(): void {
+  synchronize(): void;
+  synchronize(opts: SyncOptions & { timeoutMs: number }): SyncReport;
+  synchronize(opts?: SyncOptions): SyncReport | undefined {
     if (this.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
-    if (!noActiveSections(this.i32)) synchronizeSections(this.i32, this.nrCpus);
+    return synchronizeBounded(this.i32, this.nrCpus, opts);
   }
 
   close(): void {

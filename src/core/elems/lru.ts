@@ -30,6 +30,7 @@ import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unloc
 import { noSections } from "../fast-glue.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
+import { awaitGrace, heldText } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
 
 /**
@@ -78,8 +79,11 @@ function lruTake(v: HtabView): number {
   return lruTaken(v, (v.lru as BpfLru).popFree());
 }
 
-/** lruTake() from its first popFree() result `n` on. */
-function lruTaken(v: HtabView, n: number): number {
+/**
+ * lruTake() from its first popFree() result `n` on. `open`: undefined until
+ * a grace period was waited for, then awaitGrace()'s result.
+ */
+function lruTaken(v: HtabView, n: number, open?: number): number {
   const lru = v.lru as BpfLru;
   while (n === RETRY) {
     if (lru.timedOut) {
@@ -91,14 +95,15 @@ function lruTaken(v: HtabView, n: number): number {
     if (!lruRepair(v, -1)) return ETIMEDOUT;
     n = lru.popFree();
   }
-  // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all.
-  if (n < 0) return v.evictTimedOut ? ETIMEDOUT : lruNoMem(v);
+  // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all:
+  // then wait (bounded) for those sections to end and try once more (grace.ts).
+  if (n < 0 && !v.evictTimedOut && open === undefined) {
+    const o = awaitGrace(v);
+    if (o !== -2) return lruTaken(v, (v.lru as BpfLru).popFree(), o);
+  }
+  if (n < 0) return v.evictTimedOut ? ETIMEDOUT : v.err.fail(-Errno.ENOMEM, heldText(v, open ?? -1));
   v.spare = elemOf(v, n);
   return 0;
-}
-
-function lruNoMem(v: HtabView): number {
-  return v.err.fail(-Errno.ENOMEM, "no element could be evicted (all are held by program sections)");
 }
 
 /**

@@ -22,13 +22,14 @@ import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast-glue.js";
 import { E2BIG, type ElemPolicy, ERR_MAP_FULL, ETIMEDOUT, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
+import { ALLOC_HELD, allocAfterGrace } from "./grace.js";
 
 /**
  * A free element: this CPU's list, then the others', then whatever grace
  * periods released. 0 if none; ALLOC_TIMEDOUT when the lists that had
  * elements stayed locked (lastError says whose).
  */
-export function allocElem(v: HtabView): number {
+export function allocElem(v: HtabView, grace = true): number {
   const e = freelistPop(v);
   if (e > 0) return e;
   if (limboReclaimAll(v.i32, v.cpu, v.nrCpus) > 0) {
@@ -36,12 +37,12 @@ export function allocElem(v: HtabView): number {
     if (r > 0) return r;
   }
   if (e === FREELIST_TIMEDOUT) return listTimedOut(v, "a freelist");
-  return 0;
+  return grace ? allocAfterGrace(v) : 0; // only limbo left: wait for a grace period (grace.ts)
 }
 
-/** The errno for an alloc() result <= 0: E2BIG (map full), or ETIMEDOUT as recorded. */
+/** The errno for an alloc() result <= 0: E2BIG (map full; or held by a section, as recorded), or ETIMEDOUT. */
 export function allocFailed(v: HtabView, e: number): number {
-  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : ETIMEDOUT;
+  return e === 0 ? v.err.failWith(E2BIG, ERR_MAP_FULL, 0) : e === ALLOC_HELD ? E2BIG : ETIMEDOUT;
 }
 
 /**

@@ -1,0 +1,77 @@
+/**
+ * Allocations that find only elements waiting for a grace period. While
+ * program sections run, freed and replaced elements wait in limbo
+ * (alloc/epoch.ts); a burst of short overlapping sections can hold every
+ * free element there at once, and the map would answer "full" below
+ * max_entries (the kernel's E2BIG point). Before it answers E2BIG (or
+ * ENOMEM, LRU), an allocation waits, bounded, for the sections open now to
+ * end and reclaims what they held. A section that stays open past the bound
+ * (a long one, or a worker that died inside one and was never reaped) makes
+ * the answer name its slot and how to recover it (reap(cpu)). Cold.
+ */
+import {
+  limboReclaimAll,
+  oldestSectionSlot,
+  openSectionText,
+  synchronizeSections,
+} from "../../alloc/epoch.js";
+import { HDR_LIMBO_COUNT_I32 } from "../../layout/layout.js";
+import { freelistPop } from "../fast-glue.js";
+import { count, E2BIG, type HtabView } from "../htab-view.js";
+
+/**
+ * How long an allocation waits for a grace period. Short sections end in
+ * microseconds, but a thread preempted inside one holds it for a scheduler
+ * slice or more (8 workers on 2 cores: 50 ms was not always enough). The
+ * caller may hold a bucket lock, whose waiters give up at LOCK_TIMEOUT_MS
+ * (250 ms): the wait stays below it.
+ */
+export const GRACE_WAIT_MS = 200;
+
+/** alloc(): the map is full of elements a section still holds; lastError names the section's slot. */
+export const ALLOC_HELD = -3;
+
+/**
+ * Wait (GRACE_WAIT_MS at most) until every section open now has ended,
+ * then reclaim every limbo list. Nothing is waited for when no element is
+ * in limbo, or when this thread is itself in a section (it would wait for
+ * itself).
+ * @returns -1 when the grace period passed (reclaimed elements are on the lists), else the slot
+ *   holding the oldest section still open (or -2 when nothing waits in limbo)
+ */
+export function awaitGrace(v: HtabView): number {
+  const i32 = v.i32;
+  if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return -2;
+  const open =
+    v.sectionDepth > 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, GRACE_WAIT_MS);
+  limboReclaimAll(i32, v.cpu, v.nrCpus, v.elems.sink);
+  return open;
+}
+
+/**
+ * A preallocated map's allocation after the freelists came up empty:
+ * wait for a grace period and pop again. Requires: bucket lock held (the
+ * wait is bounded by GRACE_WAIT_MS).
+ * @returns an element; 0 when the map is full; ALLOC_HELD when the elements
+ *   that would make room are held by an open section (lastError says whose)
+ */
+export function allocAfterGrace(v: HtabView): number {
+  const open = awaitGrace(v);
+  if (open === -2) return 0;
+  const e = freelistPop(v);
+  if (e > 0) return e;
+  if (open < 0) return 0;
+  v.err.fail(
+    E2BIG,
+    `map full (${count(v)} of ${v.maxEntries} entries in use; ${Atomics.load(v.i32, HDR_LIMBO_COUNT_I32)} freed ` +
+      `elements wait for program sections to end, and ${openSectionText(v.i32, open)})`,
+  );
+  return ALLOC_HELD;
+}
+
+/** The LRU's ENOMEM text when sections hold every evictable element (`open`: from awaitGrace()). */
+export function heldText(v: HtabView, open: number): string {
+  return open >= 0
+    ? `no element could be evicted: freed elements wait for program sections to end, and ${openSectionText(v.i32, open)}`
+    : "no element could be evicted (all are held by program sections)";
+}
