@@ -8,7 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Htab } from "../../src/core/htab.js";
+import { Worker } from "node:worker_threads";
+import type { SyncReport } from "../../src/alloc/epoch.js";
+import { type FsckReport, Htab } from "../../src/core/htab.js";
 import { MapType } from "../../src/uapi.js";
 import { runWorkers, startBarrier } from "../helpers/workers.js";
 
@@ -78,4 +80,76 @@ test(`an LRU cache (1000 entries, 4 workers) refreshed through lookupRef at 80% 
   const f = map.fsck();
   assert.ok(f.ok, f.errors.join("; "));
   map.close();
+});
+
+const deadDriver = new URL("../fixtures/dead-section-driver.js", import.meta.url);
+
+/** One call the driver timed: its value or its error's code and message. */
+interface Timed<T> {
+  value?: T;
+  code?: string;
+  message?: string;
+  ms: number;
+}
+interface DeadResult {
+  insert: Timed<{ r: number; lastError: string; count: number }>;
+  sync: Timed<undefined>;
+  report: Timed<SyncReport>;
+  fsck: FsckReport;
+  syncAfter: Timed<undefined>;
+  insertAfter: Timed<number>;
+  fsckAfter: FsckReport;
+}
+
+/** Run the dead-section driver; a hang (no answer in 20 s) fails the test. */
+function runDead(data: Record<string, unknown>): Promise<DeadResult> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(deadDriver, { workerData: data });
+    const timer = setTimeout(() => {
+      void w.terminate();
+      reject(new Error("hung: synchronize() or an insert never returned"));
+    }, 20_000);
+    w.once("message", (m) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+    w.once("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+for (const mode of ["terminated", "ended"] as const)
+  test(`a worker ${mode === "terminated" ? "terminated inside run() after lookupRef()" : "that ended inside enter()"}, never reaped: bounded answers naming slot 1; reaped, reclamation resumes`, {
+    timeout: 60_000,
+  }, async () => {
+    const r = await runDead({ mode, outer: false });
+    // An insert into a map whose free elements all wait for the dead section: E2BIG naming the slot.
+    const ins = r.insert.value;
+    assert.ok(ins !== undefined, r.insert.message);
+    assert.equal(ins.r, -7);
+    assert.equal(ins.count, 0);
+    assert.match(ins.lastError, /CPU slot 1's program section is still open/);
+    assert.match(ins.lastError, /reap\(1\)/);
+    // synchronize(): ETIMEDOUT naming the slot, within its bound.
+    assert.equal(r.sync.code, "ETIMEDOUT");
+    assert.match(r.sync.message ?? "", /CPU slot 1's program section is still open/);
+    assert.deepEqual(r.report.value, { ok: false, open: [{ slot: 1, state: "alive" }] });
+    assert.deepEqual(r.fsck.openSections, [{ slot: 1, state: "alive" }]);
+    // Reaped: synchronize() returns, the limbo is reclaimed, inserts work.
+    assert.equal(r.syncAfter.code, undefined);
+    assert.equal(r.insertAfter.value, 0);
+    assert.ok(r.fsckAfter.ok, r.fsckAfter.errors.join("; "));
+    assert.deepEqual(r.fsckAfter.openSections, []);
+  });
+
+test("ARRAY_OF_MAPS: a worker terminated inside a section, never reaped: synchronize() gives up naming slot 1; reaped, it returns", {
+  timeout: 60_000,
+}, async () => {
+  const r = await runDead({ mode: "terminated", outer: true });
+  assert.equal(r.sync.code, "ETIMEDOUT");
+  assert.match(r.sync.message ?? "", /CPU slot 1's program section is still open/);
+  assert.deepEqual(r.report.value, { ok: false, open: [{ slot: 1, state: "alive" }] });
+  assert.equal(r.syncAfter.code, undefined);
 });

@@ -16,6 +16,7 @@ import {
   synchronizeSections,
 } from "../../alloc/epoch.js";
 import { HDR_LIMBO_COUNT_I32 } from "../../layout/layout.js";
+import { threadCanBlock } from "../../sync/spin.js";
 import { freelistPop } from "../fast-glue.js";
 import { count, E2BIG, type HtabView } from "../htab-view.js";
 
@@ -74,4 +75,9 @@ export function heldText(v: HtabView, open: number): string {
   return open >= 0
     ? `no element could be evicted: freed elements wait for program sections to end, and ${openSectionText(v.i32, open)}`
     : "no element could be evicted (all are held by program sections)";
+}
+
+/** A short pause between retries (1 ms where this thread may block). */
+export function pause(i32: Int32Array): void {
+  if (threadCanBlock()) Atomics.wait(i32, HDR_LIMBO_COUNT_I32, Atomics.load(i32, HDR_LIMBO_COUNT_I32), 1);
 }

@@ -26,11 +26,12 @@ import {
   pcpuBase,
   SCRATCH_EVICT_TIMEDOUT_I32,
 } from "../../layout/layout.js";
+import { nowMs } from "../../sync/spin.js";
 import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
 import { noSections } from "../fast-glue.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
-import { awaitGrace, heldText } from "./grace.js";
+import { awaitGrace, GRACE_WAIT_MS, heldText, pause } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
 
 /**
@@ -97,9 +98,17 @@ function lruTaken(v: HtabView, n: number, open?: number): number {
   }
   // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all:
   // then wait (bounded) for those sections to end and try once more (grace.ts).
+  // (Elements another thread unlinked and is about to file are not in limbo yet: retry for the same bound.)
   if (n < 0 && !v.evictTimedOut && open === undefined) {
-    const o = awaitGrace(v);
-    if (o !== -2) return lruTaken(v, (v.lru as BpfLru).popFree(), o);
+    const until = nowMs() + GRACE_WAIT_MS;
+    let o = -2;
+    do {
+      o = awaitGrace(v);
+      n = (v.lru as BpfLru).popFree();
+      if (n !== -1) return lruTaken(v, n, o);
+      pause(v.i32);
+    } while (nowMs() < until);
+    return lruTaken(v, n, o);
   }
   if (n < 0) return v.evictTimedOut ? ETIMEDOUT : v.err.fail(-Errno.ENOMEM, heldText(v, open ?? -1));
   v.spare = elemOf(v, n);
