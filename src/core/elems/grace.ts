@@ -16,7 +16,7 @@ import {
   synchronizeSections,
 } from "../../alloc/epoch.js";
 import { HDR_LIMBO_COUNT_I32 } from "../../layout/layout.js";
-import { threadCanBlock } from "../../sync/spin.js";
+import { nowMs, threadCanBlock } from "../../sync/spin.js";
 import { freelistPop } from "../fast-glue.js";
 import { count, E2BIG, type HtabView } from "../htab-view.js";
 
@@ -33,18 +33,17 @@ export const GRACE_WAIT_MS = 200;
 export const ALLOC_HELD = -3;
 
 /**
- * Wait (GRACE_WAIT_MS at most) until every section open now has ended,
+ * Wait (`ms` at most) until every section open now has ended,
  * then reclaim every limbo list. Nothing is waited for when no element is
  * in limbo, or when this thread is itself in a section (it would wait for
  * itself).
  * @returns -1 when the grace period passed (reclaimed elements are on the lists), else the slot
  *   holding the oldest section still open (or -2 when nothing waits in limbo)
  */
-export function awaitGrace(v: HtabView): number {
+export function awaitGrace(v: HtabView, ms = GRACE_WAIT_MS): number {
   const i32 = v.i32;
   if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return -2;
-  const open =
-    v.sectionDepth > 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, GRACE_WAIT_MS);
+  const open = v.sectionDepth > 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, ms);
   limboReclaimAll(i32, v.cpu, v.nrCpus, v.elems.sink);
   return open;
 }
@@ -57,10 +56,17 @@ export function awaitGrace(v: HtabView): number {
  *   that would make room are held by an open section (lastError says whose)
  */
 export function allocAfterGrace(v: HtabView): number {
-  const open = awaitGrace(v);
-  if (open === -2) return 0;
-  const e = freelistPop(v);
-  if (e > 0) return e;
+  // Other threads pop what a reclaim freed, and free more meanwhile: retry within the same bound.
+  const until = nowMs() + GRACE_WAIT_MS;
+  let open = -2;
+  for (;;) {
+    open = awaitGrace(v, Math.max(0, until - nowMs()));
+    if (open === -2) return 0; // nothing waits in limbo: the map is full
+    const e = freelistPop(v);
+    if (e > 0) return e;
+    if (nowMs() >= until) break;
+    pause(v.i32);
+  }
   if (open < 0) return 0;
   v.err.fail(
     E2BIG,

@@ -103,7 +103,7 @@ function lruTaken(v: HtabView, n: number, open?: number): number {
     const until = nowMs() + GRACE_WAIT_MS;
     let o = -2;
     do {
-      o = awaitGrace(v);
+      o = awaitGrace(v, Math.max(0, until - nowMs()));
       n = (v.lru as BpfLru).popFree();
       if (n !== -1) return lruTaken(v, n, o);
       pause(v.i32);
