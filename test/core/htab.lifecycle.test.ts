@@ -48,19 +48,21 @@ function runDriver(
   });
 }
 
-for (const [name, type, domain] of [
-  ["LRU_HASH", MapType.LruHash, false],
-  ["LRU_PERCPU_HASH", MapType.LruPercpuHash, false],
-  ["HASH", MapType.Hash, false],
-  ["PERCPU_HASH", MapType.PercpuHash, false],
-  ["LRU_HASH in a MapDomain", MapType.LruHash, true],
+// The LRU maps hung within 5-18 rounds before the repair was bounded (issue 24): 30 rounds each;
+// HASH maps never hung, a third of that.
+for (const [name, type, domain, rounds] of [
+  ["LRU_HASH", MapType.LruHash, false, ROUNDS],
+  ["LRU_PERCPU_HASH", MapType.LruPercpuHash, false, ROUNDS],
+  ["HASH", MapType.Hash, false, Math.ceil(ROUNDS / 3)],
+  ["PERCPU_HASH", MapType.PercpuHash, false, Math.ceil(ROUNDS / 3)],
+  ["LRU_HASH in a MapDomain", MapType.LruHash, true, ROUNDS],
 ] as const)
-  test(`${name}: two watched workers terminated at once, ${ROUNDS} rounds: every reap returns, slots free, fsck clean`, {
+  test(`${name}: two watched workers terminated at once, ${rounds} rounds: every reap returns, slots free, fsck clean`, {
     timeout: 600_000,
   }, async () => {
-    const r = await runDriver({ type, domain, rounds: ROUNDS, workers: 2, maxEntries: 256 }, 20_000);
+    const r = await runDriver({ type, domain, rounds, workers: 2, maxEntries: 256 }, 20_000);
     assert.deepEqual(r.fsckErrors, []);
-    assert.equal(r.rounds, ROUNDS);
+    assert.equal(r.rounds, rounds);
     console.log(`# ${name}: ${r.rounds} rounds, ${r.recovered} locks/operations recovered`);
   });
 
