@@ -15,7 +15,8 @@ import {
   openSectionText,
   synchronizeSections,
 } from "../../alloc/epoch.js";
-import { HDR_LIMBO_COUNT_I32 } from "../../layout/layout.js";
+import { HDR_LIMBO_COUNT_I32, PCPU_CLAIM_I32, PCPU_SECTION_I32, pcpuBase } from "../../layout/layout.js";
+import { claimToken } from "../../sync/slot-claim.js";
 import { nowMs, threadCanBlock } from "../../sync/spin.js";
 import { freelistPop } from "../fast-glue.js";
 import { count, E2BIG, type HtabView } from "../htab-view.js";
@@ -35,37 +36,55 @@ export const ALLOC_HELD = -3;
 /**
  * Wait (`ms` at most) until every section open now has ended,
  * then reclaim every limbo list. Nothing is waited for when no element is
- * in limbo, or when this thread is itself in a section (it would wait for
- * itself).
+ * in limbo, or when this thread is itself in a section on this map (in any
+ * of its objects: it would wait for itself).
  * @returns -1 when the grace period passed (reclaimed elements are on the lists), else the slot
  *   holding the oldest section still open (or -2 when nothing waits in limbo)
  */
 export function awaitGrace(v: HtabView, ms = GRACE_WAIT_MS): number {
   const i32 = v.i32;
   if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return -2;
-  const open = v.sectionDepth > 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, ms);
+  // A section of this thread (this view's, or another object's of this thread) cannot end while it waits.
+  const own = ownSection(v);
+  const open = own >= 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, ms);
   limboReclaimAll(i32, v.cpu, v.nrCpus, v.elems.sink);
   return open;
+}
+
+/** A slot of this thread (its claim word holds this thread's token) whose section is open, or -1. */
+export function ownSection(v: HtabView): number {
+  if (v.sectionDepth > 0) return v.cpu;
+  const me = claimToken();
+  for (let c = 0; c < v.nrCpus; c++) {
+    const p = pcpuBase(c);
+    if (Atomics.load(v.i32, p + PCPU_SECTION_I32) !== 0 && Atomics.load(v.i32, p + PCPU_CLAIM_I32) === me)
+      return c;
+  }
+  return -1;
 }
 
 /**
  * A preallocated map's allocation after the freelists came up empty:
  * wait for a grace period and pop again. Requires: bucket lock held (the
  * wait is bounded by GRACE_WAIT_MS).
- * @returns an element; 0 when the map is full; ALLOC_HELD when the elements
+ * @returns an element; 0 when the map is full (max_entries keys, or nothing
+ *   turned up within the bound); ALLOC_HELD when the elements
  *   that would make room are held by an open section (lastError says whose)
  */
 export function allocAfterGrace(v: HtabView): number {
-  // Other threads pop what a reclaim freed, and free more meanwhile: retry within the same bound.
+  // Full as the kernel counts (max_entries keys): nothing to wait for.
+  if (count(v) >= v.maxEntries) return 0;
+  // Below it, an element is free, in flight or in limbo somewhere: other threads pop what a reclaim
+  // freed, and a pop's scan of the lists can miss one moving between them. Retry within one bound.
   const until = nowMs() + GRACE_WAIT_MS;
   let open = -2;
-  for (;;) {
+  for (let tries = 0; ; tries++) {
     open = awaitGrace(v, Math.max(0, until - nowMs()));
-    if (open === -2) return 0; // nothing waits in limbo: the map is full
     const e = freelistPop(v);
     if (e > 0) return e;
-    if (nowMs() >= until) break;
-    pause(v.i32);
+    // (This thread's own section: no wait helps.)
+    if (nowMs() >= until || ownSection(v) >= 0 || count(v) >= v.maxEntries) break;
+    if (tries >= 3) pause(v.i32);
   }
   if (open < 0) return 0;
   v.err.fail(

@@ -31,7 +31,7 @@ import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unloc
 import { noSections } from "../fast-glue.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
-import { awaitGrace, GRACE_WAIT_MS, heldText, pause } from "./grace.js";
+import { awaitGrace, GRACE_WAIT_MS, heldText, ownSection, pause } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
 
 /**
@@ -106,6 +106,7 @@ function lruTaken(v: HtabView, n: number, open?: number): number {
       o = awaitGrace(v, Math.max(0, until - nowMs()));
       n = (v.lru as BpfLru).popFree();
       if (n !== -1) return lruTaken(v, n, o);
+      if (ownSection(v) >= 0) break; // this thread's own section: no wait helps
       pause(v.i32);
     } while (nowMs() < until);
     return lruTaken(v, n, o);
