@@ -11,6 +11,7 @@ import { test } from "node:test";
 import { Worker } from "node:worker_threads";
 import type { SyncReport } from "../../src/alloc/epoch.js";
 import { type FsckReport, Htab } from "../../src/core/htab.js";
+import { PCPU_OWNER_I32, pcpuBase, SLOT_DEAD, SLOT_STATE_MASK } from "../../src/layout/layout.js";
 import { MapType } from "../../src/uapi.js";
 import { runWorkers, startBarrier } from "../helpers/workers.js";
 
@@ -152,4 +153,30 @@ test("ARRAY_OF_MAPS: a worker terminated inside a section, never reaped: synchro
   assert.match(r.sync.message ?? "", /CPU slot 1's program section is still open/);
   assert.deepEqual(r.report.value, { ok: false, open: [{ slot: 1, state: "alive" }] });
   assert.equal(r.syncAfter.code, undefined);
+});
+
+test("fsck reports the open section of a dead slot (marked dead, not yet recovered), and reap() ends it", () => {
+  const m = Htab.create(
+    { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8 },
+    { nrCpus: 2, cpu: 0 },
+  );
+  const w = Htab.attach(m.handle, { cpu: 1 });
+  w.enter();
+  assert.deepEqual(m.fsck().openSections, [{ slot: 1, state: "alive" }]);
+  assert.ok(m.fsck().ok, "a live slot's section is no error");
+  // As a reaper leaves it between marking the slot dead and recovering it (sync/slot-claim.ts markSlotDead()).
+  const i32 = new Int32Array(m.handle.sab);
+  const owner = pcpuBase(1) + PCPU_OWNER_I32;
+  i32[owner] = (i32[owner] & ~SLOT_STATE_MASK) | SLOT_DEAD;
+  const f = m.fsck();
+  assert.deepEqual(f.openSections, [{ slot: 1, state: "dead" }]);
+  assert.ok(
+    f.errors.some((e) => /CPU slot 1: its program section is open but the slot is dead/.test(e)),
+    f.errors.join("; "),
+  );
+  m.reap(1);
+  const g = m.fsck();
+  assert.ok(g.ok, g.errors.join("; "));
+  assert.deepEqual(g.openSections, []);
+  m.close();
 });
