@@ -61,5 +61,7 @@ export const FREELIST_CORRUPT = SENTINEL_BASE - 20;
 export const ALLOC_CORRUPT = SENTINEL_BASE - 21;
 /** An element allocation: a NO_PREALLOC buffer could not grow (lastError says why). */
 export const ALLOC_NOMEM = SENTINEL_BASE - 22;
+/** An element allocation: only elements held by open program sections are left, past the grace bound (lastError names the slot). */
+export const ALLOC_HELD = SENTINEL_BASE - 23;
 /** BpfLru.popFree(): back out, repair, call again. */
 export const LRU_RETRY = SENTINEL_BASE - 19;

@@ -17,6 +17,7 @@
  * Lock order: layout.ts (limbo lists share the freelist lock).
  */
 
+import { BpfError, Errno, invalid } from "../errors.js";
 import {
   ELEM_FNEXT_I32,
   ELEM_TAG_I32,
@@ -28,11 +29,15 @@ import {
   PCPU_FL_LOCK_I32,
   PCPU_INFLIGHT_I32,
   PCPU_LIMBO_HEAD_I32,
+  PCPU_OWNER_I32,
   PCPU_SECTION_I32,
   pcpuBase,
+  SLOT_ALIVE,
+  SLOT_DEAD,
 } from "../layout/layout.js";
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { stalled, threadCanBlock } from "../sync/spin.js";
+import { slotStateOf } from "../sync/slot-claim.js";
+import { cpuRelax, nowMs, SPIN_LIMIT, STALL_WAITS, stalled, threadCanBlock } from "../sync/spin.js";
 import { listLinkLocked } from "./pcpu-freelist.js";
 
 /** Enter a section on `cpu`'s slot. */
@@ -176,16 +181,80 @@ function fileReclaimed(i32: Int32Array, out: number, sink: (e: number) => void):
   }
 }
 
+/** How long synchronize() waits by default before it gives up: sections are meant to be short. */
+export const SYNC_TIMEOUT_MS = 1000;
+
+/** The slot whose open section entered first, among those that entered before epoch `target`; -1 when none. */
+export function oldestSectionSlot(
+  i32: Int32Array,
+  nrCpus: number,
+  target = Number.POSITIVE_INFINITY,
+): number {
+  let min = Number.POSITIVE_INFINITY;
+  let slot = -1;
+  for (let c = 0; c < nrCpus; c++) {
+    const s = Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
+    if (s !== 0 && s - 1 < target && s - 1 < min) {
+      min = s - 1;
+      slot = c;
+    }
+  }
+  return slot;
+}
+
 /**
  * Wait until every section that began before this call has ended (kernel:
- * synchronize_rcu()). Sections entering later do not hold it up. Requires:
- * the caller is not in a section on this map.
+ * synchronize_rcu()), at most `timeoutMs`. Sections entering later do not
+ * hold it up. The stall hook runs between waits (a map recovers its dead
+ * slots there: a reaped slot's section ends at once); a section is never
+ * assumed over while its thread may live. Requires: the caller is not in a
+ * section on this map.
+ * @returns -1 when every such section ended; else the slot holding the oldest one still open
+ *   (and `open`, if given, gets every slot whose section began before the call and is still open)
  */
-export function synchronizeSections(i32: Int32Array, nrCpus: number): void {
+export function synchronizeSections(
+  i32: Int32Array,
+  nrCpus: number,
+  timeoutMs = SYNC_TIMEOUT_MS,
+  open: number[] | null = null,
+): number {
   const target = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
+  if (spinUntilEpoch(i32, nrCpus, target)) return -1;
   const block = threadCanBlock();
-  while (oldestSection(i32, nrCpus) < target) {
-    if (block) Atomics.wait(i32, HDR_ACTIVE_I32, Atomics.load(i32, HDR_ACTIVE_I32), 1);
+  const deadline = nowMs() + timeoutMs;
+  for (let waits = 1; ; waits++) {
+    if (oldestSection(i32, nrCpus) >= target) return -1;
+    if (waits % STALL_WAITS === 0) {
+      stalled(i32);
+      if (nowMs() > deadline) {
+        if (open !== null) openBefore(i32, nrCpus, target, open);
+        return oldestSectionSlot(i32, nrCpus, target);
+      }
+    }
+    pause(i32, block);
+  }
+}
+
+/** One short wait for ACTIVE to change: 1 ms asleep where the thread may block, else a relax. */
+function pause(i32: Int32Array, block: boolean): void {
+  if (block) Atomics.wait(i32, HDR_ACTIVE_I32, Atomics.load(i32, HDR_ACTIVE_I32), 1);
+  else cpuRelax(i32, HDR_ACTIVE_I32);
+}
+
+/** Spin a little for short sections: true when every section open before epoch `target` has ended. */
+function spinUntilEpoch(i32: Int32Array, nrCpus: number, target: number): boolean {
+  for (let i = 0; i < SPIN_LIMIT; i++) {
+    if (oldestSection(i32, nrCpus) >= target) return true;
+    cpuRelax(i32, HDR_ACTIVE_I32);
+  }
+  return false;
+}
+
+/** Push onto `open` every slot whose section began before epoch `target` and is still open. */
+function openBefore(i32: Int32Array, nrCpus: number, target: number, open: number[]): void {
+  for (let c = 0; c < nrCpus; c++) {
+    const s = Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
+    if (s !== 0 && s - 1 < target) open.push(c);
   }
 }
 
@@ -203,4 +272,71 @@ export function limboReclaimAll(
   let moved = 0;
   for (let c = 0; c < nrCpus; c++) moved += limboReclaim(i32, c, self, nrCpus, sink);
   return moved;
+}
+
+/** What synchronize({ timeoutMs }) returns. */
+export interface SyncReport {
+  /** Every section that began before the call ended within the bound. */
+  ok: boolean;
+  /** Slots whose section began before the call and was still open at the bound, oldest first; its slot's state. */
+  open: { slot: number; state: "alive" | "dead" | "free" }[];
+}
+
+/** Options of synchronize(). */
+export interface SyncOptions {
+  /** Wait at most this long (ms), and return a SyncReport instead of throwing ETIMEDOUT. */
+  timeoutMs?: number;
+}
+
+function slotStateName(i32: Int32Array, c: number): "alive" | "dead" | "free" {
+  const s = slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32));
+  return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
+}
+
+/** What a message says about slot `c`'s open section: whose, and how to recover it. */
+export function openSectionText(i32: Int32Array, c: number): string {
+  const st = slotStateName(i32, c);
+  return (
+    `CPU slot ${c}'s program section is still open (its slot is ${st === "alive" ? "attached" : st}: ` +
+    `a long section, or a worker that ended inside run() or enter() without exit()/close() and was never reaped; ` +
+    `if that worker is gone, reap(${c}) recovers the slot, and watchWorker() does it at the worker's exit)`
+  );
+}
+
+/**
+ * synchronize() for a map or an ARRAY_OF_MAPS (`i32`: its header and per-CPU
+ * records): bounded by SYNC_TIMEOUT_MS, or by opts.timeoutMs with a report.
+ * @throws BpfError ETIMEDOUT naming the open section's slot (without opts.timeoutMs), EINVAL for a bad timeout
+ */
+export function synchronizeBounded(
+  i32: Int32Array,
+  nrCpus: number,
+  opts?: SyncOptions,
+): SyncReport | undefined {
+  const t = opts?.timeoutMs;
+  if (t !== undefined && (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t)))
+    invalid(
+      "synchronize",
+      `timeoutMs ${String(t)} (${typeof t}) is not a finite number of milliseconds >= 0`,
+    );
+  const open: number[] = [];
+  const slot =
+    Atomics.load(i32, HDR_ACTIVE_I32) === 0
+      ? -1
+      : synchronizeSections(i32, nrCpus, t ?? SYNC_TIMEOUT_MS, open);
+  if (t !== undefined) {
+    open.sort(
+      (a, b) =>
+        Atomics.load(i32, pcpuBase(a) + PCPU_SECTION_I32) - Atomics.load(i32, pcpuBase(b) + PCPU_SECTION_I32),
+    );
+    return { ok: slot < 0, open: open.map((c) => ({ slot: c, state: slotStateName(i32, c) })) };
+  }
+  if (slot >= 0)
+    throw new BpfError(
+      "synchronize",
+      Errno.ETIMEDOUT,
+      `gave up after ${SYNC_TIMEOUT_MS} ms: ${openSectionText(i32, slot)}. ` +
+        "Pass { timeoutMs } for a report instead of this error",
+    );
+  return undefined;
 }

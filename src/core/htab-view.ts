@@ -11,7 +11,7 @@
 
 import type { BpfLru } from "../alloc/bpf-lru.js";
 import { limboPush } from "../alloc/epoch.js";
-import { Errno } from "../errors.js";
+import { Errno, invalid } from "../errors.js";
 import { type Geometry, lruPlace } from "../layout/geometry.js";
 import {
   BUCKET_HOME_I32,
@@ -21,6 +21,7 @@ import {
   HDR_HOME_END_I32,
   HDR_SPIN_LOCK_OFF_I32,
   PCPU_BASE_BYTES,
+  PCPU_CLAIM_I32,
   PCPU_COUNT_I32,
   PCPU_OWNER_I32,
   pcpuBase,
@@ -57,8 +58,8 @@ import { LastError } from "../map/last-error.js";
 import type { MapInfo } from "../map/raw-map.js";
 import { valuesInPlace } from "../map/traits.js";
 import { bucketLock } from "../sync/bucket-seqlock.js";
-import { claimSlot } from "../sync/slot-claim.js";
-import { type FastPathWaits, fastPathFor } from "../wasm/fast-path.js";
+import { claimSlot, releaseSlot } from "../sync/slot-claim.js";
+import { type FastPath, type FastPathWaits, fastPathFor } from "../wasm/fast-path.js";
 import { JsWords, WasmWords, type Words } from "../wasm/words.js";
 import { type FastPlan, fastPlan } from "./fast-plan.js";
 import type { MapHandle } from "./map-handle.js";
@@ -312,7 +313,8 @@ export class HtabView {
       valueBytes: g.valueBytes,
       id: handle.id ?? 0,
     });
-    this.cpu = claimSlot(this.i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, cpu, "this map");
+    const owner = (c: number) => pcpuBase(c) + PCPU_OWNER_I32;
+    this.cpu = claimSlot(this.i32, this.nrCpus, owner, (c) => pcpuBase(c) + PCPU_CLAIM_I32, cpu, "this map");
     this.myPcpu = pcpuBase(this.cpu);
     // The scratch key lives in this slot's scratch buffer, where wasm reads it too.
     const scratch = g.scratchBytes + this.cpu * g.scratchStride;
@@ -327,7 +329,13 @@ export class HtabView {
         ? this.u8.subarray(this.outOff, this.outOff + g.valueBytes)
         : new Uint8Array(g.valueBytes);
     const base = offset ?? 0;
-    const wasm = fastPathFor(handle.memory, FAST_WAITS);
+    let wasm: FastPath | null;
+    try {
+      wasm = fastPathFor(handle.memory, FAST_WAITS);
+    } catch (e) {
+      releaseSlot(this.i32, this.myPcpu + PCPU_OWNER_I32); // a failed attach keeps no slot
+      invalid("attach", `handle.memory cannot back the fast path: ${(e as Error).message}`);
+    }
     const links = { lo: this.bucketsBase, span: this.i32.length - this.elemStrideI32 - this.bucketsBase };
     this.fast = fastPlan(wasm, g, mapFlags, base, base + scratch, links, this.inPlace, this.spinLockOff);
     this.words = wasm !== null ? new WasmWords(wasm, base) : new JsWords(this.i32);

@@ -5,6 +5,7 @@ import {
   HDR_NONCE_I32,
   HDR_RECOVERED_I32,
   LRU_NONE,
+  PCPU_CLAIM_I32,
   PCPU_OWNER_I32,
   pcpuBase,
   SLOT_ALIVE,
@@ -13,7 +14,14 @@ import {
 import { poisonClosed } from "../map/closed.js";
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
 import { WASM_RETRY } from "../sentinels.js";
-import { releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
+import {
+  type Reservation,
+  releaseSlot,
+  reserveSlot as reserve,
+  slotGenerationOf,
+  slotStateOf,
+  unreserveSlot as unreserve,
+} from "../sync/slot-claim.js";
 import { setStallHandler } from "../sync/spin.js";
 import { MapType, UpdateFlags } from "../uapi.js";
 import {
@@ -42,7 +50,7 @@ import { LruElems } from "./elems/lru.js";
 import { HomedElems, PreallocElems } from "./elems/prealloc.js";
 import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
 import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch } from "./lookup.js";
-import type { AttachOptions, MapHandle } from "./map-handle.js";
+import { type AttachOptions, checkMemory, type MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
 import { ProgramFace } from "./program-face.js";
 import { exit } from "./section.js";
@@ -59,7 +67,8 @@ import {
   updateScratch,
 } from "./write.js";
 
-export type { AttachOptions, FsckReport, MapHandle };
+export type { AttachOptions, FsckReport, MapHandle, Reservation };
+export { checkMemory };
 
 /**
  * A BPF hash map living in a SharedArrayBuffer. Every thread that attaches
@@ -133,8 +142,10 @@ export class Htab extends ProgramFace implements RawMap {
     const h: MapHandle =
       handle instanceof SharedArrayBuffer ? { sab: handle } : ((handle ?? {}) as MapHandle);
     const { g, mapType, mapFlags, hashrnd } = readGeometry(h.sab, h.offset, h.length);
+    const cpu = cpuOption("attach", opts?.cpu, g.nrCpus);
     // The fast path addresses the memory, the JS path the buffer: they must be one map.
     // (A buffer object posted to another thread need not be identical to memory.buffer there.)
+    if (h.memory !== undefined) checkMemory(h.memory);
     if (h.memory !== undefined && h.offset === undefined) {
       const mine = h.memory.buffer;
       if (
@@ -145,7 +156,7 @@ export class Htab extends ProgramFace implements RawMap {
       )
         invalid("attach", "handle.memory is not the memory of handle.sab");
     }
-    return new Htab(h, g, mapType, mapFlags, hashrnd, cpuOption("attach", opts.cpu, g.nrCpus));
+    return new Htab(h, g, mapType, mapFlags, hashrnd, cpu);
   }
 
   // ------------------------------------------------------- crash recovery
@@ -158,8 +169,35 @@ export class Htab extends ProgramFace implements RawMap {
    * again. Call it from the worker's 'exit' event (see watchWorker()).
    * Waiters stuck behind a dead slot's lock also run recovery by themselves.
    */
-  reap(cpu: number, generation?: number): void {
-    reap(this.v, cpu, generation);
+  reap(cpu: number, generation?: number, token?: number): void {
+    reap(this.v, cpu, generation, token);
+  }
+
+  /**
+   * Reserve free CPU slot `cpu` for a worker that will attach with `{ cpu }`
+   * (watchWorker() does it): until then an attach without a cpu skips it.
+   * A slot already taken is reported as it is, with its generation and the
+   * token of the thread that claimed it.
+   */
+  reserveSlot(cpu: number): Reservation {
+    this.slotArg("reserveSlot", cpu);
+    return reserve(this.v.i32, pcpuBase(cpu) + PCPU_OWNER_I32, pcpuBase(cpu) + PCPU_CLAIM_I32);
+  }
+
+  /** Drop this thread's reservation of slot `cpu`, if the slot is still free and reserved. */
+  unreserveSlot(cpu: number): void {
+    this.slotArg("unreserveSlot", cpu);
+    unreserve(this.v.i32, pcpuBase(cpu) + PCPU_CLAIM_I32);
+  }
+
+  /** Who claimed slot `cpu` last: that thread's token (announceSlot() sends it); 0 never; negative: reserved. */
+  slotClaim(cpu: number): number {
+    this.slotArg("slotClaim", cpu);
+    return Atomics.load(this.v.i32, pcpuBase(cpu) + PCPU_CLAIM_I32);
+  }
+
+  private slotArg(op: string, cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.v.nrCpus) invalid(op, `no CPU slot ${cpu}`);
   }
 
   /**

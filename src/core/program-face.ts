@@ -3,6 +3,7 @@
  * sees of it, as methods. Htab's base class, so that the facade stays one
  * concept a file: Htab has the control-plane calls, this the program's.
  */
+import type { SyncOptions, SyncReport } from "../alloc/epoch.js";
 import { invalid } from "../errors.js";
 import { canWrite, checkFlagsArg, checkKey } from "./checks.js";
 import { hashKey } from "./elem.js";
@@ -41,10 +42,15 @@ export abstract class ProgramFace {
   /**
    * Wait until every program section that began before this call has ended
    * (kernel: synchronize_rcu()): after a map-in-map swap, the old inner map is quiet.
-   * @throws BpfError EINVAL inside a section (it would wait for itself)
+   * Bounded: a section still open after 1 s (a worker that died inside
+   * run() and was never reaped) gives ETIMEDOUT naming its slot; with
+   * `{ timeoutMs }` it waits that long and returns a report instead.
+   * @throws BpfError EINVAL inside a section (it would wait for itself), ETIMEDOUT
    */
-  synchronize(): void {
-    synchronize(this.v);
+  synchronize(): void;
+  synchronize(opts: SyncOptions & { timeoutMs: number }): SyncReport;
+  synchronize(opts?: SyncOptions): SyncReport | undefined {
+    return synchronize(this.v, opts);
   }
 
   /** The value an outer map stores for this map: its id in its MapDomain (0 outside one). */

@@ -4,7 +4,14 @@
  * wait in limbo instead of going back to a freelist, so a reference taken
  * inside a section (program.ts) never sees its element reused.
  */
-import { limboReclaim, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import {
+  limboReclaim,
+  type SyncOptions,
+  type SyncReport,
+  sectionEnter,
+  sectionExit,
+  synchronizeBounded,
+} from "../alloc/epoch.js";
 import { invalid } from "../errors.js";
 import { noSections } from "./fast.js";
 import type { HtabView } from "./htab-view.js";
@@ -28,7 +35,8 @@ export function exit(v: HtabView): void {
 }
 
 /** Htab.synchronize()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
-export function synchronize(v: HtabView): void {
+export function synchronize(v: HtabView, opts?: SyncOptions): SyncReport | undefined {
   if (v.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
-  if (!noSections(v)) synchronizeSections(v.i32, v.nrCpus);
+  if (noSections(v) && opts?.timeoutMs === undefined) return undefined;
+  return synchronizeBounded(v.i32, v.nrCpus, opts);
 }

@@ -4,7 +4,7 @@
  * All cold: nothing here runs unless a wait passed LOCK_TIMEOUT_MS.
  */
 import { BUCKET_OWNER_I32, PCPU_OWNER_I32, pcpuBase, SLOT_ALIVE, SLOT_DEAD } from "../layout/layout.js";
-import { ALLOC_CORRUPT, ALLOC_NOMEM, ALLOC_TIMEDOUT } from "../sentinels.js";
+import { ALLOC_CORRUPT, ALLOC_HELD, ALLOC_NOMEM, ALLOC_TIMEDOUT } from "../sentinels.js";
 import { lastTimeoutOwner } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { LOCK_TIMEOUT_MS, lockTimeoutText, nowMs, SPIN_LIMIT } from "../sync/spin.js";
@@ -50,8 +50,9 @@ export function readStalled(v: HtabView, b: number, spins: number): boolean {
   return true;
 }
 
-/** The errno for an alloc() result <= 0: E2BIG (map full), or EUCLEAN, ENOMEM or ETIMEDOUT as recorded. */
+/** The errno for an alloc() result <= 0: E2BIG (map full, or held by sections), or EUCLEAN, ENOMEM or ETIMEDOUT as recorded. */
 export function allocFailed(v: HtabView, e: number): number {
   if (e === 0) return v.err.failWith(E2BIG, ERR_MAP_FULL, 0);
+  if (e === ALLOC_HELD) return E2BIG; // held by sections past the grace bound: lastError names the slot
   return e === ALLOC_CORRUPT ? EUCLEAN : e === ALLOC_NOMEM ? ENOMEM : ETIMEDOUT;
 }

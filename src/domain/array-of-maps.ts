@@ -17,7 +17,13 @@
  * consistent snapshot (the map-in-map swap pattern of docs/map-in-map.md).
  */
 
-import { noActiveSections, sectionEnter, sectionExit, synchronizeSections } from "../alloc/epoch.js";
+import {
+  type SyncOptions,
+  type SyncReport,
+  sectionEnter,
+  sectionExit,
+  synchronizeBounded,
+} from "../alloc/epoch.js";
 import type { Htab } from "../core/htab.js";
 import { Errno, invalid } from "../errors.js";
 import {
@@ -34,6 +40,7 @@ import {
   HDR_VALUE_SIZE_I32,
   HDR_VERSION_I32,
   LAYOUT_VERSION,
+  PCPU_CLAIM_I32,
   PCPU_OWNER_I32,
   PCPU_SECTION_I32,
   pcpuBase,
@@ -104,7 +111,8 @@ export class ArrayOfMaps implements OuterMap {
     });
     // The domain gives every map its thread's slot; a negative one is a caller bug, not "any".
     if (cpu < 0) invalid("attach", `cpu ${cpu} is not a slot of this map`);
-    this.cpu = claimSlot(i32, this.nrCpus, (c) => pcpuBase(c) + PCPU_OWNER_I32, cpu, "this map");
+    const owner = (c: number) => pcpuBase(c) + PCPU_OWNER_I32;
+    this.cpu = claimSlot(i32, this.nrCpus, owner, (c) => pcpuBase(c) + PCPU_CLAIM_I32, cpu, "this map");
   }
 
   /** Lay out a fresh ARRAY_OF_MAPS in zeroed `i32`. */
@@ -270,9 +278,11 @@ export class ArrayOfMaps implements OuterMap {
     return runIn(this, fn);
   }
 
-  synchronize(): void {
+  synchronize(): void;
+  synchronize(opts: SyncOptions & { timeoutMs: number }): SyncReport;
+  synchronize(opts?: SyncOptions): SyncReport | undefined {
     if (this.sectionDepth !== 0) invalid("synchronize", "called inside a section: it would wait for itself");
-    if (!noActiveSections(this.i32)) synchronizeSections(this.i32, this.nrCpus);
+    return synchronizeBounded(this.i32, this.nrCpus, opts);
   }
 
   close(): void {

@@ -2,6 +2,7 @@
  * BPF_MAP_TYPE_HASH_OF_MAPS inside a MapDomain (kernel: hashtab.c htab_of_maps); see array-of-maps.ts for the model both outer types share.
  */
 
+import type { SyncOptions, SyncReport } from "../alloc/epoch.js";
 import type { Htab } from "../core/htab.js";
 import { Errno, invalid } from "../errors.js";
 import { poisonClosed } from "../map/closed.js";
@@ -176,8 +177,12 @@ export class HashOfMaps implements OuterMap {
     return runIn(this, fn);
   }
 
-  synchronize(): void {
+  synchronize(): void;
+  synchronize(opts: SyncOptions & { timeoutMs: number }): SyncReport;
+  synchronize(opts?: SyncOptions): SyncReport | undefined {
+    if (opts?.timeoutMs !== undefined) return this.h.synchronize(opts as SyncOptions & { timeoutMs: number });
     this.h.synchronize();
+    return undefined;
   }
 
   close(): void {

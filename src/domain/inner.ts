@@ -4,6 +4,7 @@
  * program face both outer types have.
  */
 
+import type { SyncOptions, SyncReport } from "../alloc/epoch.js";
 import type { Htab } from "../core/htab.js";
 import { Errno } from "../errors.js";
 import {
@@ -146,6 +147,11 @@ export interface OuterMap extends RawMap {
   enter(): void;
   exit(): void;
   run<T>(fn: () => T): T;
-  /** Wait until every program section that began before this call has ended (kernel: synchronize_rcu()). */
+  /**
+   * Wait until every program section that began before this call has ended
+   * (kernel: synchronize_rcu()). Bounded: ETIMEDOUT naming the slot of a
+   * section still open after 1 s; with `{ timeoutMs }`, a report instead.
+   */
   synchronize(): void;
+  synchronize(opts: SyncOptions & { timeoutMs: number }): SyncReport;
 }

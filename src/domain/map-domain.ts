@@ -10,7 +10,7 @@
  * in every map of it (claimed in a map when the thread first touches it).
  */
 
-import { Htab, type MapHandle } from "../core/htab.js";
+import { checkMemory, Htab, type MapHandle } from "../core/htab.js";
 import {
   cpuOption,
   defaultNrCpus,
@@ -36,6 +36,7 @@ import {
   DOM_OWNERS_I32,
   DOM_USED8_I32,
   DOM_VERSION_I32,
+  domClaimI32,
   domDataBytes,
   domDirI32,
   LAYOUT_VERSION,
@@ -47,7 +48,17 @@ import {
 import { poisonClosed } from "../map/closed.js";
 import type { RawMap } from "../map/raw-map.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../sync/owner-lock.js";
-import { claimSlot, markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../sync/slot-claim.js";
+import {
+  checkNotMine,
+  claimSlot,
+  markSlotDead,
+  type Reservation,
+  releaseSlot,
+  reserveSlot as reserve,
+  slotGenerationOf,
+  slotStateOf,
+  unreserveSlot as unreserve,
+} from "../sync/slot-claim.js";
 import { lockTimeoutText } from "../sync/spin.js";
 import { MapType } from "../uapi.js";
 import { allocSharedMemory, type WasmMemory } from "../wasm/fast-path.js";
@@ -179,11 +190,20 @@ export class MapDomain implements InnerResolver {
       opts.cpu,
       new Int32Array(handle.sab, 0, DOM_NR_CPUS_I32 + 1)[DOM_NR_CPUS_I32],
     );
+    if (handle.memory !== undefined) checkMemory(handle.memory);
     return new MapDomain(handle, cpu, opts.privileged === true);
   }
 
   private claim(want: number): number {
-    return claimSlot(this.i32, this.nrCpus, (c) => DOM_OWNERS_I32 + c, want, "the domain");
+    const n = this.nrCpus;
+    return claimSlot(
+      this.i32,
+      n,
+      (c) => DOM_OWNERS_I32 + c,
+      (c) => domClaimI32(n, c),
+      want,
+      "the domain",
+    );
   }
 
   /** Number of maps created so far (ids 1..count). */
@@ -362,6 +382,28 @@ export class MapDomain implements InnerResolver {
     return s === SLOT_ALIVE ? "alive" : s === SLOT_DEAD ? "dead" : "free";
   }
 
+  /** Reserve free domain slot `cpu` for a worker that attaches with `{ cpu }` (see Htab.reserveSlot()). */
+  reserveSlot(cpu: number): Reservation {
+    this.slotArg("reserveSlot", cpu);
+    return reserve(this.i32, DOM_OWNERS_I32 + cpu, domClaimI32(this.nrCpus, cpu));
+  }
+
+  /** Drop this thread's reservation of domain slot `cpu` (see Htab.unreserveSlot()). */
+  unreserveSlot(cpu: number): void {
+    this.slotArg("unreserveSlot", cpu);
+    unreserve(this.i32, domClaimI32(this.nrCpus, cpu));
+  }
+
+  /** Who claimed domain slot `cpu` last (see Htab.slotClaim()). */
+  slotClaim(cpu: number): number {
+    this.slotArg("slotClaim", cpu);
+    return Atomics.load(this.i32, domClaimI32(this.nrCpus, cpu));
+  }
+
+  private slotArg(op: string, cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus) invalid(op, `no CPU slot ${cpu}`);
+  }
+
   /** Domain slot `cpu`'s claim generation (see Htab.slotGeneration()). */
   slotGeneration(cpu: number): number {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus)
@@ -383,10 +425,14 @@ export class MapDomain implements InnerResolver {
    * The thread holding domain slot `cpu` is gone: recover its slot in every
    * hash map of the domain (see Htab.reap()) and free it.
    */
-  reap(cpu: number, generation?: number): void {
+  reap(cpu: number, generation?: number, token?: number): void {
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.nrCpus || cpu === this.cpu)
       invalid("reap", `cannot reap slot ${cpu}`);
     const idx = DOM_OWNERS_I32 + cpu;
+    const claim = domClaimI32(this.nrCpus, cpu);
+    checkNotMine("reap", this.i32, idx, claim, cpu);
+    // With `token`: only a claim by that thread (a slot another thread claimed is left alone).
+    if (token !== undefined && Atomics.load(this.i32, claim) !== token) return;
     // A later claim of the domain slot (another thread's) is not the one meant: leave it, and its maps, alone.
     if (!markSlotDead(this.i32, idx, generation) && generation !== undefined) return;
     for (let id = 1; id <= this.count; id++) this.viewOf(id)?.reap(cpu);

@@ -46,7 +46,9 @@ import {
   MANY_CHUNK,
   MANY_VALUE_MAX_BYTES,
   PCPU_BASE_BYTES,
+  PCPU_CLAIM_I32,
   PCPU_RECORD_BYTES,
+  pcpuBase,
   roundUp,
   roundupPowOfTwo,
   SCRATCH_DESC_BYTES,
@@ -266,6 +268,9 @@ export function mapStateBytes(buf: SharedArrayBuffer, g: Geometry, offset = 0): 
   const copy = new Uint8Array(buf, offset, Math.min(g.totalBytes, buf.byteLength - offset)).slice();
   copy.fill(0, g.scratchBytes, g.scratchBytes + g.nrCpus * g.scratchStride);
   copy.fill(0, HDR_NONCE_I32 * 4, HDR_NONCE_I32 * 4 + 4); // which map, not what it holds
+  // Which threads claimed the slots, not what the map holds.
+  for (let c = 0; c < g.nrCpus; c++)
+    copy.fill(0, (pcpuBase(c) + PCPU_CLAIM_I32) * 4, (pcpuBase(c) + PCPU_CLAIM_I32) * 4 + 4);
   return copy;
 }
 

@@ -220,6 +220,13 @@ export const PCPU_INTENT_COUNT_I32 = 11;
 export const PCPU_INFLIGHT_I32 = 12;
 /** LRU maps: the element this slot popped for its current update and has not linked or given back (0 = none). */
 export const PCPU_LRU_SPARE_I32 = 13;
+/**
+ * Who claimed the slot (sync/slot-claim.ts): the claiming thread's random
+ * token (> 0) while the slot is taken, kept after it is given back; while
+ * the slot is free, a negative value reserves it for a thread that will
+ * claim it by number (watchWorker(map, worker, cpu)).
+ */
+export const PCPU_CLAIM_I32 = 14;
 
 /**
  * A CPU slot's owner word (PCPU_OWNER, a domain's owner words): generation
@@ -251,7 +258,7 @@ export function aomBytes(nrCpus: number, maxEntries: number): number {
 // ---- MapDomain: many maps in one growable SharedArrayBuffer (kernel: the map IDR) ----
 //
 //  byte 0     header: MAGIC VERSION NR_CPUS MAX_MAPS COUNT USED8 ALLOC_LOCK MAX8 (64 B)
-//  byte 64    slot owners: NR_CPUS words (FREE / ALIVE / DEAD), cache-line padded
+//  byte 64    slot owners: NR_CPUS words (FREE / ALIVE / DEAD), then NR_CPUS claim words, cache-line padded
 //  DIR        directory: MAX_MAPS x 16 B: OFFSET8 LENGTH8 TYPE (map id = index + 1)
 //  DATA       maps, each at a 64-byte-aligned offset, laid out as a standalone map
 /** "HDOM". */
@@ -273,8 +280,12 @@ export const DOM_DIR_ENTRY_BYTES = 16;
 export const DOM_DIR_OFFSET8_I32 = 0;
 export const DOM_DIR_LENGTH8_I32 = 1;
 export const DOM_DIR_TYPE_I32 = 2;
+/** Domain slot `cpu`'s claim word (as PCPU_CLAIM: who claimed it), after the NR_CPUS owner words. */
+export function domClaimI32(nrCpus: number, cpu: number): number {
+  return DOM_OWNERS_I32 + nrCpus + cpu;
+}
 export function domDirI32(nrCpus: number): number {
-  return roundUp(DOM_HEADER_BYTES + nrCpus * 4, CACHE_LINE_BYTES) >> 2;
+  return roundUp(DOM_HEADER_BYTES + nrCpus * 8, CACHE_LINE_BYTES) >> 2;
 }
 export function domDataBytes(nrCpus: number, maxMaps: number): number {
   return roundUp(domDirI32(nrCpus) * 4 + maxMaps * DOM_DIR_ENTRY_BYTES, CACHE_LINE_BYTES);
@@ -437,7 +448,7 @@ export function assertLayout(): void {
   };
   if (SCRATCH_EVICT_TIMEDOUT_I32 * 4 >= SCRATCH_DESC_BYTES)
     fail("fast-path descriptor overflows its cache line");
-  if (PCPU_LRU_SPARE_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
+  if (PCPU_CLAIM_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_HOME_END_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");
   if (BUCKET_HOME_STATE_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");
   if (BUCKET_OWNER_I32 * 4 >= BUCKET_BYTES) fail("bucket fields overflow struct bucket");

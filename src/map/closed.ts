@@ -14,12 +14,33 @@ import { BpfError, Errno } from "../errors.js";
 /** Names never shadowed: close() stays a no-op when repeated. */
 const KEEP = new Set(["constructor", "close"]);
 
+/** What runs when an object is closed (watchWorker() stops watching). */
+const closeHooks = new WeakMap<object, Set<() => void>>();
+
+/**
+ * Run `fn` when `obj` is closed (poisonClosed() runs it first). @returns a
+ * function that unregisters it. `fn` must not throw.
+ */
+export function onClose(obj: object, fn: () => void): () => void {
+  let hooks = closeHooks.get(obj);
+  if (hooks === undefined) closeHooks.set(obj, (hooks = new Set()));
+  hooks.add(fn);
+  return () => {
+    hooks.delete(fn);
+  };
+}
+
 /**
  * Make every method and accessor of `obj` (its prototype chain up to
  * Object.prototype) throw BpfError EINVAL. `what` names the object in the
  * message ("map", "domain"), `why` says what close() gave up.
  */
 export function poisonClosed(obj: object, what = "map", why = "this object gave its CPU slot back"): void {
+  const hooks = closeHooks.get(obj);
+  if (hooks !== undefined) {
+    closeHooks.delete(obj);
+    for (const fn of hooks) fn();
+  }
   const shadowed = new Set<string>();
   for (
     let p = Object.getPrototypeOf(obj);

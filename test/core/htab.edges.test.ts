@@ -13,6 +13,7 @@ import { Htab } from "../../src/core/htab.js";
 import { defaultNrCpus } from "../../src/core/spec.js";
 import { MapDomain } from "../../src/domain/map-domain.js";
 import { BpfError } from "../../src/errors.js";
+import { PCPU_CLAIM_I32, pcpuBase } from "../../src/layout/layout.js";
 import * as codecs from "../../src/map/codecs.js";
 import { MapFlags, MapType } from "../../src/uapi.js";
 
@@ -219,9 +220,13 @@ test("watchWorker() warns when given a slot that cannot be the worker's; without
   assert.match(warnings[0], /slot 0 is this thread's own/);
   // A worker attaches without a cpu and announces its slot; it "dies" without close().
   const w = Htab.attach(m.handle);
+  assert.notEqual(w.cpu, 2, "slot 2 is reserved for the worker watched as it");
+  foreignClaim(m, w.cpu);
   const posted: unknown[] = [];
   announceSlot(w, { postMessage: (msg) => posted.push(msg) });
-  assert.deepEqual(posted, [{ htabSlot: w.cpu, htabGeneration: m.slotGeneration(w.cpu) }]);
+  assert.deepEqual(posted, [
+    { htabSlot: w.cpu, htabGeneration: m.slotGeneration(w.cpu), htabToken: m.slotClaim(w.cpu) },
+  ]);
   watchWorker(m, fakeWorker(posted));
   assert.equal(m.slotState(w.cpu), "alive");
   for (const exit of exits) exit(0);
@@ -313,6 +318,17 @@ test("a slot closed normally and taken by another thread before the old worker's
   }
 });
 
+/**
+ * Stand in for another thread: stamp slot `cpu`'s claim word (layout.ts
+ * PCPU_CLAIM) with a token that is not this thread's, as if a worker had
+ * claimed it, so that this thread may reap it (its own slots it may not).
+ */
+function foreignClaim(m: Htab, cpu: number): void {
+  const i32 = new Int32Array(m.handle.sab);
+  const idx = pcpuBase(cpu) + PCPU_CLAIM_I32;
+  i32[idx] = (i32[idx] ^ 0x5a5a5a5) & 0x7fff_ffff || 1;
+}
+
 test("reap(cpu, generation) reaps that claim of the slot only; slotGeneration() grows at every attach", () => {
   const m = Htab.create(
     { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 16 },
@@ -324,6 +340,8 @@ test("reap(cpu, generation) reaps that claim of the slot only; slotGeneration() 
   a.close();
   const b = Htab.attach(m.handle, { cpu: 1 });
   assert.equal(m.slotGeneration(1), g0 + 2);
+  assert.throws(() => m.reap(1), /belongs to this thread/, "a slot of this thread is never reaped");
+  foreignClaim(m, 1);
   m.reap(1, g0 + 1); // the closed claim: b is not touched
   assert.equal(m.slotState(1), "alive");
   assert.equal(b.updateElem(new Uint8Array(4), new Uint8Array(8), 0), 0, "b's slot still works");

@@ -12,6 +12,7 @@ import { BpfError } from "../../src/errors.js";
 import { computeGeometry, writeHeader } from "../../src/layout/geometry.js";
 import {
   LRU_NONE,
+  PCPU_CLAIM_I32,
   PCPU_OWNER_I32,
   pcpuBase,
   SLOT_ALIVE,
@@ -30,6 +31,7 @@ import { MapType } from "../../src/uapi.js";
 
 const NR_CPUS = 3;
 const owner = (c: number) => pcpuBase(c) + PCPU_OWNER_I32;
+const claim = (c: number) => pcpuBase(c) + PCPU_CLAIM_I32;
 const word = (generation: number, state: number) => (generation << 2) | state;
 
 function slots() {
@@ -51,14 +53,14 @@ test("the states fit the low two bits; a word splits into generation and state",
 
 test("claiming any slot takes the first free one, generation 1, ALIVE; when all are taken, EBUSY and nothing changes", () => {
   const i32 = slots();
-  assert.equal(claimSlot(i32, NR_CPUS, owner, -1, "this map"), 0);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"), 0);
   assert.deepEqual(owners(i32), [word(1, SLOT_ALIVE), 0, 0]);
-  assert.equal(claimSlot(i32, NR_CPUS, owner, -1, "this map"), 1);
-  assert.equal(claimSlot(i32, NR_CPUS, owner, -1, "this map"), 2);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"), 1);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"), 2);
   assert.deepEqual(owners(i32), [word(1, SLOT_ALIVE), word(1, SLOT_ALIVE), word(1, SLOT_ALIVE)]);
   const before = Array.from(i32);
   assert.throws(
-    () => claimSlot(i32, NR_CPUS, owner, -1, "this map"),
+    () => claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"),
     (e: unknown) =>
       e instanceof BpfError &&
       e.code === "EBUSY" &&
@@ -70,11 +72,11 @@ test("claiming any slot takes the first free one, generation 1, ALIVE; when all 
 
 test("claiming a given slot: that one only; refused with EBUSY when taken, EINVAL when it does not exist", () => {
   const i32 = slots();
-  assert.equal(claimSlot(i32, NR_CPUS, owner, 2, "this map"), 2);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, 2, "this map"), 2);
   assert.deepEqual(owners(i32), [0, 0, word(1, SLOT_ALIVE)], "slots 0 and 1 stay free");
   const before = Array.from(i32);
   assert.throws(
-    () => claimSlot(i32, NR_CPUS, owner, 2, "the domain"),
+    () => claimSlot(i32, NR_CPUS, owner, claim, 2, "the domain"),
     (e: unknown) =>
       e instanceof BpfError &&
       e.code === "EBUSY" &&
@@ -82,21 +84,21 @@ test("claiming a given slot: that one only; refused with EBUSY when taken, EINVA
   );
   for (const bad of [NR_CPUS, 7, 1.5])
     assert.throws(
-      () => claimSlot(i32, NR_CPUS, owner, bad, "this map"),
+      () => claimSlot(i32, NR_CPUS, owner, claim, bad, "this map"),
       (e: unknown) => e instanceof BpfError && e.code === "EINVAL" && e.message.startsWith("attach: cpu"),
     );
   assert.deepEqual(Array.from(i32), before, "refused claims change nothing");
   // Claiming any slot now skips the taken one.
-  assert.equal(claimSlot(i32, NR_CPUS, owner, -1, "this map"), 0);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"), 0);
 });
 
 test("release keeps the generation; the next claim bumps it; a reap names the generation it means", () => {
   const i32 = slots();
   const w = owner(1);
-  assert.equal(claimSlot(i32, NR_CPUS, owner, 1, "this map"), 1);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, 1, "this map"), 1);
   releaseSlot(i32, w);
   assert.equal(i32[w], word(1, SLOT_FREE), "free, generation kept");
-  assert.equal(claimSlot(i32, NR_CPUS, owner, 1, "this map"), 1);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, 1, "this map"), 1);
   assert.equal(i32[w], word(2, SLOT_ALIVE), "the second claim is generation 2");
   // A reap meant for the first claim must not hit the second.
   assert.equal(markSlotDead(i32, w, 1), false);
@@ -107,15 +109,15 @@ test("release keeps the generation; the next claim bumps it; a reap names the ge
   assert.equal(markSlotDead(i32, w), false);
   // A dead slot is not free: it cannot be claimed until recovered.
   assert.throws(
-    () => claimSlot(i32, NR_CPUS, owner, 1, "this map"),
+    () => claimSlot(i32, NR_CPUS, owner, claim, 1, "this map"),
     (e: unknown) => (e as BpfError).code === "EBUSY",
   );
   assert.equal(i32[w], word(2, SLOT_DEAD));
   // The recoverer frees it (DEAD -> FREE), and the next claim is generation 3.
   releaseSlot(i32, w);
   assert.equal(i32[w], word(2, SLOT_FREE));
-  assert.equal(claimSlot(i32, NR_CPUS, owner, -1, "this map"), 0, "the first free slot is still 0");
-  assert.equal(claimSlot(i32, NR_CPUS, owner, -1, "this map"), 1);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"), 0, "the first free slot is still 0");
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, -1, "this map"), 1);
   assert.equal(i32[w], word(3, SLOT_ALIVE));
   // Without a generation, a reap marks whatever claim is alive.
   assert.equal(markSlotDead(i32, w), true);
@@ -132,7 +134,7 @@ test("a free or dead slot cannot be marked dead", () => {
 test("the generation wraps in 30 bits: the claim after 0x3fffffff is generation 0, ALIVE", () => {
   const i32 = slots();
   i32[owner(0)] = word(0x3fff_ffff, SLOT_FREE);
-  assert.equal(claimSlot(i32, NR_CPUS, owner, 0, "this map"), 0);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, 0, "this map"), 0);
   assert.equal(i32[owner(0)], word(0, SLOT_ALIVE));
   assert.equal(slotGenerationOf(i32[owner(0)]), 0);
 });
@@ -149,12 +151,12 @@ function claimStep(i32: Int32Array, model: SlotModel, want: number): void {
     want >= 0 ? (model[want].state === SLOT_FREE ? want : -1) : model.findIndex((m) => m.state === SLOT_FREE);
   if (free < 0) {
     assert.throws(
-      () => claimSlot(i32, NR_CPUS, owner, want, "m"),
+      () => claimSlot(i32, NR_CPUS, owner, claim, want, "m"),
       (e: unknown) => (e as BpfError).code === "EBUSY",
     );
     return;
   }
-  assert.equal(claimSlot(i32, NR_CPUS, owner, want, "m"), free);
+  assert.equal(claimSlot(i32, NR_CPUS, owner, claim, want, "m"), free);
   model[free] = { gen: model[free].gen + 1, state: SLOT_ALIVE };
 }
 

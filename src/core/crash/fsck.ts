@@ -32,6 +32,7 @@ import {
   PCPU_FL_LOCK_I32,
   PCPU_LIMBO_HEAD_I32,
   PCPU_OWNER_I32,
+  PCPU_SECTION_I32,
   pcpuBase,
   SLOT_ALIVE,
   SLOT_DEAD,
@@ -48,6 +49,13 @@ export interface FsckReport {
   elements: number;
   free: number;
   extra: number;
+  /**
+   * Slots whose program section is open, with their slot's state: a dead or
+   * free slot's open section is an error (it holds back reclamation until
+   * reap(slot)); an alive slot's may be a section running now, or a worker
+   * that died inside one and was never reaped.
+   */
+  openSections: { slot: number; state: "alive" | "dead" | "free" }[];
 }
 
 /** Htab.fsck()'s body; the contract is its TSDoc. Requires: no concurrent writers. */
@@ -120,7 +128,26 @@ export function fsck(v: HtabView): FsckReport {
   }
   if (elements + free + extra !== num) errors.push(`${num - elements - free - extra} elements are lost`);
   if (count(v) !== elements) errors.push(`count() is ${count(v)} but chains hold ${elements}`);
-  return { ok: errors.length === 0, errors, elements, free, extra };
+  const openSections = fsckSections(v, errors);
+  return { ok: errors.length === 0, errors, elements, free, extra, openSections };
+}
+
+/** Open program sections (readers may enter and leave meanwhile): those of dead or free slots are errors. */
+function fsckSections(v: HtabView, errors: string[]): FsckReport["openSections"] {
+  const i32 = v.i32;
+  const out: FsckReport["openSections"] = [];
+  for (let c = 0; c < v.nrCpus; c++) {
+    if (Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32) === 0) continue;
+    const st = slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32));
+    const state = st === SLOT_ALIVE ? "alive" : st === SLOT_DEAD ? "dead" : "free";
+    out.push({ slot: c, state });
+    if (state !== "alive")
+      errors.push(
+        `CPU slot ${c}: its program section is open but the slot is ${state}: elements freed since wait ` +
+          `in limbo for it until reap(${c})`,
+      );
+  }
+  return out;
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   OP_NONE,
   OP_REPLACE,
   OP_UNLINK,
+  PCPU_CLAIM_I32,
   PCPU_COUNT_I32,
   PCPU_EXTRA_I32,
   PCPU_FL_HEAD_I32,
@@ -49,7 +50,13 @@ import {
 } from "../../layout/layout.js";
 import { bucketBeginWrite, bucketUnlock, SEQ_LOCKED } from "../../sync/bucket-seqlock.js";
 import { lockOwner } from "../../sync/owner-lock.js";
-import { markSlotDead, releaseSlot, slotGenerationOf, slotStateOf } from "../../sync/slot-claim.js";
+import {
+  checkNotMine,
+  markSlotDead,
+  releaseSlot,
+  slotGenerationOf,
+  slotStateOf,
+} from "../../sync/slot-claim.js";
 import { chainPrev, homeLinked } from "../bucket.js";
 import { elemOf, type HtabView } from "../htab-view.js";
 
@@ -77,10 +84,13 @@ export function recoverDeadSlots(v: HtabView): number {
 }
 
 /** Htab.reap()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
-export function reap(v: HtabView, cpu: number, generation?: number): void {
+export function reap(v: HtabView, cpu: number, generation?: number, token?: number): void {
   if (!Number.isInteger(cpu) || cpu < 0 || cpu >= v.nrCpus) invalid("reap", `no CPU slot ${showInput(cpu)}`);
   if (cpu === v.cpu) invalid("reap", "a thread cannot reap its own slot");
   const idx = pcpuBase(cpu) + PCPU_OWNER_I32;
+  checkNotMine("reap", v.i32, idx, pcpuBase(cpu) + PCPU_CLAIM_I32, cpu);
+  // With `token`: only a claim by that thread (a slot another thread claimed is left alone).
+  if (token !== undefined && Atomics.load(v.i32, pcpuBase(cpu) + PCPU_CLAIM_I32) !== token) return;
   // A later claim of the slot (another thread's) is not the one meant: leave it alone.
   const marked = markSlotDead(v.i32, idx, generation);
   if (!marked && generation !== undefined && slotGenerationOf(Atomics.load(v.i32, idx)) !== generation)

@@ -64,7 +64,7 @@ export class CarvedElems extends PreallocElems {
   }
 
   protected override fresh(v: HtabView): number {
-    const e = allocElem(v);
+    const e = allocElem(v, false); // no grace wait: carving a new element makes room
     return e === 0 ? carveElem(v) : e;
   }
 

@@ -19,10 +19,11 @@ import {
   pcpuBase,
   SLOT_ALIVE,
 } from "../../layout/layout.js";
-import { lockAcquireMust, lockRelease } from "../../sync/owner-lock.js";
+import { lockAcquire, lockRelease } from "../../sync/owner-lock.js";
 import { slotStateOf } from "../../sync/slot-claim.js";
-import { lockBucketMust, unlockBucket } from "../bucket.js";
+import { lockBucket, unlockBucket } from "../bucket.js";
 import { bucketAt, type HtabView, nodeOf } from "../htab-view.js";
+import { listTimedOut } from "../waits.js";
 
 /**
  * Re-create the LRU lists after a slot died holding an LRU lock or an
@@ -34,16 +35,39 @@ import { bucketAt, type HtabView, nodeOf } from "../htab-view.js";
  * Requires: this thread holds no LRU, freelist or bucket lock.
  * Its lock order is the exception layout.ts names (every LRU lock, every
  * freelist lock, then one bucket at a time).
+ *
+ * Bounded: a lock that stays held past LOCK_TIMEOUT_MS (its holder died and
+ * is not reaped yet, e.g. the next worker of a shutdown whose exit event
+ * runs after this one's) makes the repair back out, releasing what it took,
+ * with the repair flag still raised: a later repair (the next LRU operation,
+ * or the reap of that holder) does it. Nothing is changed until every lock is
+ * held except the classification walk, which only reads.
+ * @returns true when the lists are repaired (or another thread did it); false
+ *   when a lock wait timed out (lastError says whose)
  */
-export function lruRepair(v: HtabView, dead: number): void {
+export function lruRepair(v: HtabView, dead: number): boolean {
   const i32 = v.i32;
   const lru = v.lru as BpfLru;
   const lruLocks = lru.lockWords();
-  // A repair must see every list: each wait is bounded, dead slots are recovered in between.
-  for (const k of lruLocks) lockAcquireMust(i32, k, v.cpu);
-  for (let c = 0; c < v.nrCpus; c++) lockAcquireMust(i32, pcpuBase(c) + PCPU_FL_LOCK_I32, v.cpu);
+  const taken: number[] = [];
   try {
-    if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return; // another thread did it
+    // A repair must see every list: each wait is bounded, dead slots are recovered in between.
+    for (const k of lruLocks) {
+      if (!lockAcquire(i32, k, v.cpu)) {
+        listTimedOut(v, "an LRU list (for a repair)");
+        return false;
+      }
+      taken.push(k);
+    }
+    for (let c = 0; c < v.nrCpus; c++) {
+      const k = pcpuBase(c) + PCPU_FL_LOCK_I32;
+      if (!lockAcquire(i32, k, v.cpu)) {
+        listTimedOut(v, "a freelist (for an LRU repair)");
+        return false;
+      }
+      taken.push(k);
+    }
+    if (Atomics.load(i32, HDR_LRU_REPAIR_I32) === 0) return true; // another thread did it
     const num = v.numElems;
     const cls = new Int32Array(num).fill(CLASS_FREE);
     const live = (c: number) =>
@@ -79,7 +103,7 @@ export function lruRepair(v: HtabView, dead: number): void {
         cls[nodeOf(v, e)] = CLASS_LIMBO;
     for (let bi = 0; bi <= v.mask; bi++) {
       const b = bucketAt(v, bi);
-      lockBucketMust(v, b);
+      if (!lockBucket(v, b)) return false; // lastError names the bucket and its holder
       for (let e = i32[b + BUCKET_HEAD_I32], k = 0; e !== 0 && k < num; e = i32[e + ELEM_NEXT_I32], k++)
         cls[nodeOf(v, e)] = CLASS_HASH;
       unlockBucket(v, b);
@@ -88,8 +112,8 @@ export function lruRepair(v: HtabView, dead: number): void {
     lru.rebuild(cls);
     Atomics.store(i32, HDR_LRU_REPAIR_I32, 0);
     Atomics.add(i32, HDR_RECOVERED_I32, 1);
+    return true;
   } finally {
-    for (let c = v.nrCpus - 1; c >= 0; c--) lockRelease(i32, pcpuBase(c) + PCPU_FL_LOCK_I32);
-    for (let k = lruLocks.length - 1; k >= 0; k--) lockRelease(i32, lruLocks[k]);
+    for (let k = taken.length - 1; k >= 0; k--) lockRelease(i32, taken[k]);
   }
 }

@@ -26,10 +26,12 @@ import {
   SCRATCH_EVICT_TIMEDOUT_I32,
 } from "../../layout/layout.js";
 import { LRU_RETRY } from "../../sentinels.js";
+import { nowMs } from "../../sync/spin.js";
 import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
 import { noSections } from "../fast.js";
 import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
+import { awaitGrace, GRACE_WAIT_MS, heldText, ownSection, pause } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
 
 /**
@@ -78,8 +80,11 @@ function lruTake(v: HtabView): number {
   return lruTaken(v, (v.lru as BpfLru).popFree());
 }
 
-/** lruTake() from its first popFree() result `n` on. */
-function lruTaken(v: HtabView, n: number): number {
+/**
+ * lruTake() from its first popFree() result `n` on. `open`: undefined until
+ * a grace period was waited for, then awaitGrace()'s result.
+ */
+function lruTaken(v: HtabView, n: number, open?: number): number {
   const lru = v.lru as BpfLru;
   while (n === LRU_RETRY) {
     if (lru.timedOut) {
@@ -87,30 +92,67 @@ function lruTaken(v: HtabView, n: number): number {
       listTimedOut(v, "an LRU list");
       return ETIMEDOUT;
     }
-    lruRepair(v, -1);
+    // A repair that timed out leaves its flag raised for a later attempt: back out.
+    if (!lruRepair(v, -1)) return ETIMEDOUT;
     n = lru.popFree();
   }
-  // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all.
-  if (n < 0) return v.evictTimedOut ? ETIMEDOUT : lruNoMem(v);
+  // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all:
+  // then wait (bounded) for those sections to end and try once more (grace.ts).
+  // (Elements another thread unlinked and is about to file are not in limbo yet: retry for the same bound.)
+  if (n < 0 && !v.evictTimedOut && open === undefined) {
+    const until = nowMs() + GRACE_WAIT_MS;
+    let o = -2;
+    do {
+      o = awaitGrace(v, Math.max(0, until - nowMs()));
+      n = (v.lru as BpfLru).popFree();
+      if (n !== -1) return lruTaken(v, n, o);
+      if (ownSection(v) >= 0) break; // this thread's own section: no wait helps
+      pause(v.i32);
+    } while (nowMs() < until);
+    return lruTaken(v, n, o);
+  }
+  if (n < 0) return v.evictTimedOut ? ETIMEDOUT : v.err.fail(-Errno.ENOMEM, heldText(v, open ?? -1));
   v.spare = elemOf(v, n);
   return 0;
 }
 
-function lruNoMem(v: HtabView): number {
-  return v.err.fail(-Errno.ENOMEM, "no element could be evicted (all are held by program sections)");
-}
-
-/** File unlinked element `e` as free, repairing first if a repair is pending. */
+/**
+ * File unlinked element `e` as free, repairing first if a repair is pending.
+ * Bounded: when its list stays locked past the timeout, or a pending repair
+ * times out, `e` is left to the repair instead: the repair flag is raised,
+ * and `e` leaves this slot's INFLIGHT chain, so that the repair (which files
+ * every element linked nowhere and owned by nobody as free) files it.
+ */
 export function lruPush(v: HtabView, e: number): void {
   // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
-  // The element is already unlinked and must be filed: a timed-out list lock is waited for again.
   const lru = v.lru as BpfLru;
   while (!lru.pushFree(nodeOf(v, e))) {
     if (lru.timedOut) {
       lru.timedOut = false;
-      v.recover();
-    } else lruRepair(v, -1);
+      v.recover(); // a dead holder's lock is released by its recovery
+      if (lru.pushFree(nodeOf(v, e))) return;
+      if (lru.timedOut) lru.timedOut = false;
+    } else if (lruRepair(v, -1)) continue;
+    leaveToRepair(v, e);
+    return;
   }
+}
+
+/** lruPush() gave up on `e`: raise the repair flag and disown `e` (the repair files it as free). */
+function leaveToRepair(v: HtabView, e: number): void {
+  const i32 = v.i32;
+  Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
+  const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
+  if (i32[inflight] === e) {
+    i32[inflight] = i32[e + ELEM_FNEXT_I32];
+    return;
+  }
+  // Further down the chain (bounded by the element count): unlink it from there.
+  for (let p = i32[inflight], k = 0; p !== 0 && k < v.walkBound; p = i32[p + ELEM_FNEXT_I32], k++)
+    if (i32[p + ELEM_FNEXT_I32] === e) {
+      i32[p + ELEM_FNEXT_I32] = i32[e + ELEM_FNEXT_I32];
+      return;
+    }
 }
 
 /** After the bucket lock is dropped: return an unused element, free a replaced one. */
@@ -219,7 +261,9 @@ export class LruElems implements ElemPolicy {
     const i32 = v.i32;
     const lru = v.lru as BpfLru;
     const p = pcpuBase(d);
-    if (!lru.holdsAny(d) && lost === 0 && i32[p + PCPU_LRU_SPARE_I32] === 0) return;
+    // A repair an earlier recovery backed out of (a lock another dead slot held) is retried too.
+    const pending = Atomics.load(i32, HDR_LRU_REPAIR_I32) !== 0;
+    if (!pending && !lru.holdsAny(d) && lost === 0 && i32[p + PCPU_LRU_SPARE_I32] === 0) return;
     // Raised before `d`'s LRU locks are freed: whoever takes one next backs out and repairs.
     Atomics.store(i32, HDR_LRU_REPAIR_I32, 1);
     i32[p + PCPU_LRU_SPARE_I32] = 0;

@@ -22,13 +22,14 @@ import { replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast.js";
 import { type ElemPolicy, EUCLEAN, type HtabView } from "../htab-view.js";
 import { allocFailed, listTimedOut } from "../waits.js";
+import { allocAfterGrace } from "./grace.js";
 
 /**
  * A free element: this CPU's list, then the others', then whatever grace
  * periods released. 0 if none; ALLOC_TIMEDOUT when the lists that had
  * elements stayed locked (lastError says whose).
  */
-export function allocElem(v: HtabView): number {
+export function allocElem(v: HtabView, grace = true): number {
   const e = freelistPop(v);
   if (e > 0) return e;
   if (limboReclaimAll(v.i32, v.cpu, v.nrCpus) > 0) {
@@ -40,7 +41,7 @@ export function allocElem(v: HtabView): number {
     v.err.fail(EUCLEAN, "corrupt map: every freelist with elements has a link outside the map");
     return ALLOC_CORRUPT;
   }
-  return 0;
+  return grace ? allocAfterGrace(v) : 0; // only limbo left: wait for a grace period (grace.ts)
 }
 
 /**
