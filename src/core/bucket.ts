@@ -281,3 +281,16 @@ export function chainLength(v: HtabView, b: number): number {
   }
   return n;
 }
+
+/**
+ * Overwrite live element `e`'s value where it is (kernel: the in-place
+ * branch of htab_map_update_elem()). Requires: bucket lock held. Copying
+ * readers retry while it is written (WRITING); references (lookupRef) see
+ * the new bytes, as a BPF program sees an in-place update.
+ */
+export function overwriteValueLocked(v: HtabView, e: number, value: Uint8Array, valueOff: number): void {
+  const dst = e * 4 + v.valueOffBytes;
+  const u8 = v.u8;
+  markDirty(v); // readers must not accept a half-written value
+  for (let i = 0; i < v.valueBytes; i++) u8[dst + i] = value[valueOff + i];
+}

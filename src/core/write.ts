@@ -16,6 +16,7 @@ import {
   lockBucket,
   lookupElemLocked,
   markDirty,
+  overwriteValueLocked,
   unlinkLocked,
   unlockBucket,
 } from "./bucket.js";
@@ -242,10 +243,7 @@ export function insertNewLocked(
  * @returns 0
  */
 export function writeInPlaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
-  const dst = old * 4 + v.valueOffBytes;
-  const u8 = v.u8;
-  markDirty(v); // readers must not accept a half-written value
-  for (let i = 0; i < v.valueBytes; i++) u8[dst + i] = value[valueOff + i];
+  overwriteValueLocked(v, old, value, valueOff);
   v.elems.touch(v, old);
   return 0;
 }

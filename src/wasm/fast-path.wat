@@ -583,7 +583,10 @@
         (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 1))
         (return (i32.const 0))))
     ;; Insert: the bucket's home element when it is free, else a free element
-    ;; from the per-CPU freelists (lock order bucket -> freelist).
+    ;; from the per-CPU freelists (lock order bucket -> freelist). An empty
+    ;; EXTRA (a replace in a section left it so) is refilled first, in JS.
+    (if (i32.eqz (i32.load offset=12 (local.get $rec)))
+      (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -65536))))
     (if (i32.lt_u (local.get $home) (i32.load offset=124 (local.get $base)))
       (then (local.set $e (call $freelistClaim (local.get $base) (i32.load offset=40 (local.get $d)) (i32.const 64)
         (i32.load offset=44 (local.get $d)) (local.get $home) (i32.load offset=100 (local.get $d)) (i32.load offset=104 (local.get $d))))))

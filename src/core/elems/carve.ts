@@ -68,6 +68,11 @@ export class CarvedElems extends PreallocElems {
     return e === 0 ? carveElem(v) : e;
   }
 
+  /** A replace carves its new element too (no extras here). */
+  protected override spare(v: HtabView): number {
+    return this.fresh(v);
+  }
+
   /** No extra elements: the old element is freed (kernel: free_htab_elem() after unlock). */
   protected override fileReplaced(v: HtabView, old: number): void {
     if (noSections(v)) freelistPush(v, old);

@@ -17,8 +17,8 @@ import {
   PCPU_EXTRA_I32,
   PCPU_INFLIGHT_I32,
 } from "../../layout/layout.js";
-import { ALLOC_CORRUPT, FREELIST_CORRUPT, FREELIST_TIMEDOUT } from "../../sentinels.js";
-import { replaceLinkLocked } from "../bucket.js";
+import { ALLOC_CORRUPT, ALLOC_HELD, FREELIST_CORRUPT, FREELIST_TIMEDOUT } from "../../sentinels.js";
+import { overwriteValueLocked, replaceLinkLocked } from "../bucket.js";
 import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast.js";
 import { type ElemPolicy, EUCLEAN, type HtabView } from "../htab-view.js";
 import { allocFailed, listTimedOut } from "../waits.js";
@@ -58,6 +58,14 @@ export function oldToLimbo(v: HtabView, old: number): void {
   i32[p + PCPU_INFLIGHT_I32] = 0;
 }
 
+/** Refill this slot's empty EXTRA from the freelists (nothing when they are empty). Requires: bucket lock held. */
+function refillExtra(v: HtabView): void {
+  const x = freelistPop(v);
+  if (x <= 0) return;
+  v.i32[v.myPcpu + PCPU_EXTRA_I32] = x;
+  v.i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
+}
+
 /** Give element `x`, which nobody owns any more (a dead slot's), back to this slot's freelist (or limbo). */
 function fileLost(v: HtabView, x: number): void {
   const i32 = v.i32;
@@ -78,6 +86,10 @@ export class PreallocElems implements ElemPolicy {
   }
 
   alloc(v: HtabView): number {
+    // A replace inside a section left this slot's EXTRA empty (oldToLimbo()):
+    // the first element free again is the extra's, not a new key's, so that
+    // the map holds at most max_entries keys, as the kernel's.
+    if (v.i32[v.myPcpu + PCPU_EXTRA_I32] === 0 && v.geometry.extra_elems > 0) refillExtra(v);
     return this.fresh(v);
   }
 
@@ -92,11 +104,23 @@ export class PreallocElems implements ElemPolicy {
    */
   replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
     let e = v.i32[v.myPcpu + PCPU_EXTRA_I32];
-    if (e === 0) e = this.fresh(v);
-    if (e <= 0) return allocFailed(v, e);
+    if (e === 0) e = this.spare(v);
+    if (e === 0 || e === ALLOC_HELD) {
+      // No element for a replace: the extras wait in limbo for program sections
+      // (this thread's own, perhaps). The kernel's replace never fails: write
+      // the value in place, as per-CPU and LRU maps do.
+      overwriteValueLocked(v, old, value, valueOff);
+      return 0;
+    }
+    if (e < 0) return allocFailed(v, e);
     replaceLinkLocked(v, e, old, value, valueOff);
     this.fileReplaced(v, old);
     return 0;
+  }
+
+  /** An element for a replace whose EXTRA is empty: a free one now, without a grace wait. */
+  protected spare(v: HtabView): number {
+    return allocElem(v, false);
   }
 
   /** File the element a replace unlinked (this slot's INFLIGHT). Requires: bucket lock held. */
