@@ -5,7 +5,9 @@
  * @module htab
  */
 
+export type { SyncOptions, SyncReport } from "./alloc/epoch.js";
 export { BpfMap, type BpfMapOptions } from "./api/bpf-map.js";
+export type { WatchOptions } from "./api/create.js";
 export {
   announceSlot,
   attach,
@@ -40,5 +42,6 @@ export type { Codec, CodecValue, Field, StructValue } from "./map/codecs.js";
 export * as codecs from "./map/codecs.js";
 export type { BatchArgs, BatchResult, MapInfo, RawMap, ScratchMap } from "./map/raw-map.js";
 export type { MapSpec } from "./map/spec.js";
+export type { Reservation } from "./sync/slot-claim.js";
 export { MAP_TYPE_NAMES, MapFlags, MapType, UpdateFlags } from "./uapi.js";
 export type { WasmMemory } from "./wasm/fast-path.js";

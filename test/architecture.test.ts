@@ -40,7 +40,20 @@ const ALLOWED: Record<string, string[]> = {
   "sentinels.ts": [],
   "uapi.ts": [],
   // wasm: only the WasmMemory type that map handles and options name.
-  "index.ts": ["errors.ts", "uapi.ts", "map", "layout", "hash", "core", "domain", "api", "wasm"],
+  // alloc and sync: types only (SyncOptions, SyncReport, Reservation), for the API reference.
+  "index.ts": [
+    "errors.ts",
+    "uapi.ts",
+    "map",
+    "layout",
+    "hash",
+    "core",
+    "domain",
+    "api",
+    "wasm",
+    "alloc",
+    "sync",
+  ],
   // What both backends share: RawMap, LastError, closed-object poisoning, the key walk, MapSpec, traits, codecs.
   map: ["errors.ts", "uapi.ts"],
   // The BTF parser, writer, codecs and formatter: below the kernel backend and the BPF loader, never koffi.
