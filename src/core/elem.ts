@@ -71,7 +71,9 @@ export function copyBytesOut(v: HtabView, src: number, out: Uint8Array, outOff: 
   if (n <= 64 && (n & 3) === 0) {
     // Word loads: a quarter of the reads of the byte loop (`src` is 8-byte aligned).
     const i32 = v.i32;
-    let w = src / 4;
+    // `>>> 2`, not `/ 4`: byte offsets stay below 2^32 (maps over 4 GiB are refused at create),
+    // and the unsigned shift keeps the index an integer (with `/ 4` a lookup at 1k took 1.3x as long).
+    let w = src >>> 2;
     for (let i = outOff; i < outOff + n; i += 4) {
       const x = i32[w++];
       out[i] = x;
@@ -106,7 +108,7 @@ export function fillElem(v: HtabView, e: number, hash: number, value: Uint8Array
     for (let i = 0; i < n; i++) u8[dst + i] = value[valueOff + i];
   } else v.u8.set(valueOff === 0 && value.length === n ? value : value.subarray(valueOff, valueOff + n), dst);
   // A private element's spin lock is free: the caller's bytes never land on it.
-  if (v.spinLockOff >= 0) i32[(dst + v.spinLockOff) / 4] = 0;
+  if (v.spinLockOff >= 0) i32[(dst + v.spinLockOff) >>> 2] = 0;
 }
 
 /** Copy a value into this slot's scratch value, where the wasm fast path reads it. */
@@ -114,7 +116,7 @@ export function valueToScratch(v: HtabView, value: Uint8Array): void {
   const n = v.valueBytes;
   if ((n & 3) === 0) {
     const i32 = v.i32;
-    let w = v.outOff / 4;
+    let w = v.outOff >>> 2;
     for (let i = 0; i < n; i += 4)
       i32[w++] = value[i] | (value[i + 1] << 8) | (value[i + 2] << 16) | (value[i + 3] << 24);
   } else v.u8.set(value, v.outOff);

@@ -75,11 +75,11 @@ export class ValueRef {
   }
 
   private w32(op: string, at: number, write: boolean): number {
-    return this.check(op, at, 4, write) / 4; // byte offsets pass 2^31 in maps over 2 GiB
+    return this.check(op, at, 4, write) >>> 2; // byte offsets pass 2^31 in maps over 2 GiB (never 2^32)
   }
 
   private w64(op: string, at: number, write: boolean): number {
-    return this.check(op, at, 8, write) / 8;
+    return this.check(op, at, 8, write) >>> 3;
   }
 
   /** Copy the value (or `size` bytes from `at`) into `out`. Not atomic as a whole. */
