@@ -157,7 +157,7 @@ export function computeRaw(v: HtabView, hash: number, fn: ComputeFn): number {
         v.foundPrev = prevOld; // the callback may have looked up other keys
         return swapLocked(v, old, next, 0);
       }
-      if (v.elems.popsBeforeLock && v.spare === 0) {
+      if (v.elems.mustTakeFirst()) {
         const seq = Atomics.load(v.i32, b + BUCKET_SEQLOCK_I32);
         unlockBucket(v, b);
         locked = false;

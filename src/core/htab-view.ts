@@ -91,6 +91,8 @@ export interface ElemPolicy {
    * is taken (lock order LRU -> bucket); take() does it. Others: false.
    */
   readonly popsBeforeLock: boolean;
+  /** LRU policies: the eviction lists (fsck and crash recovery read them); null for the others. */
+  readonly lruLists: BpfLru | null;
   /**
    * Deleting batches file each element after the bucket unlock, last
    * unlinked first (LRU: its lists rank above bucket locks), not at once.
@@ -98,6 +100,11 @@ export interface ElemPolicy {
   readonly freesAfterUnlock: boolean;
   /** Where limbo reclaim files an element whose grace period ended (null: the freelists). */
   readonly sink: ((e: number) => void) | null;
+  /**
+   * Whether an insert must take() its element before the bucket lock and has
+   * not (LRU: no spare popped yet); a caller holding the lock drops it first.
+   */
+  mustTakeFirst(): boolean;
   /** Pop this operation's element before any bucket lock. @returns 0 or a negative errno (lastError set) */
   take(v: HtabView): number;
   /**
@@ -217,8 +224,6 @@ export class HtabView {
   // ---- installed once, by the facade's constructor
   /** Where elements come from (see ElemPolicy). */
   elems!: ElemPolicy;
-  /** LRU_HASH / LRU_PERCPU_HASH: the eviction lists; null for other maps. */
-  lru: BpfLru | null = null;
   /** Recover every dead slot (crash/recovery.ts): waits that stall call it. */
   recover: () => number = () => 0;
 
@@ -235,12 +240,6 @@ export class HtabView {
   lockedB = 0;
   /** When a reader first saw its bucket being written (readStalled()). */
   readSince = 0;
-  /** LRU: the element popped for this operation before its bucket lock (kernel: prealloc_lru_pop()). */
-  spare = 0;
-  /** LRU: the element a replace took out, freed after the bucket lock is dropped. */
-  lruOld = 0;
-  /** LRU: an eviction this operation tried gave up on a bucket lock (take() answers ETIMEDOUT). */
-  evictTimedOut = false;
   /** Inside a compute() callback: writes to this map throw EBUSY. */
   computing = false;
   /** compute()'s copy of the current value, and a program's per-CPU initial value. */

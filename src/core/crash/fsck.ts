@@ -104,7 +104,8 @@ export function fsck(v: HtabView): FsckReport {
   stuckLocks(v, errors);
   let free = 0;
   let extra = 0;
-  if (v.lru !== null) free += fsckLru(v, where, mark, errors);
+  const lists = v.elems.lruLists;
+  if (lists !== null) free += fsckLru(v, lists, where, mark, errors);
   else
     for (let c = 0; c < v.nrCpus; c++) {
       const p = pcpuBase(c);
@@ -181,12 +182,12 @@ function slotText(v: HtabView, slot: number): string {
 /** fsck() for LRU maps: the lists are sound, linked elements are on in-use lists, the rest free or in limbo. */
 function fsckLru(
   v: HtabView,
+  lru: BpfLru,
   where: Int8Array,
   mark: (e: number, kind: number, what: string) => boolean,
   errors: string[],
 ): number {
   const i32 = v.i32;
-  const lru = v.lru as BpfLru;
   for (const k of lru.lockWords())
     if (i32[k] !== 0) errors.push(`LRU lock word ${k} held (owner slot ${lockOwner(i32[k])})`);
   if (Atomics.load(i32, HDR_LRU_REPAIR_I32) !== 0) errors.push("LRU lists are waiting for a repair");

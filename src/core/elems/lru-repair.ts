@@ -45,9 +45,8 @@ import { listTimedOut } from "../waits.js";
  * @returns true when the lists are repaired (or another thread did it); false
  *   when a lock wait timed out (lastError says whose)
  */
-export function lruRepair(v: HtabView, dead: number): boolean {
+export function lruRepair(v: HtabView, lru: BpfLru, dead: number): boolean {
   const i32 = v.i32;
-  const lru = v.lru as BpfLru;
   const lruLocks = lru.lockWords();
   const taken: number[] = [];
   try {

@@ -38,7 +38,7 @@ import { lruRepair } from "./lru-repair.js";
  * Evict node `n`'s element if it is still linked (kernel: htab_lru_map_delete_node()).
  * Called by the LRU with one of its locks held; takes the element's bucket lock.
  */
-function lruDelFromHtab(v: HtabView, n: number): number {
+function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   const i32 = v.i32;
   const e = elemOf(v, n);
   // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
@@ -47,7 +47,7 @@ function lruDelFromHtab(v: HtabView, n: number): number {
   const saved = i32[inflight];
   // A bucket held past the timeout: not evicted, the LRU moves on (kernel: the same).
   if (!lockBucket(v, b)) {
-    v.evictTimedOut = true;
+    p.evictTimedOut = true;
     return DEL_NOT_FOUND;
   }
   const prev = chainPrev(v, b, e);
@@ -72,20 +72,20 @@ function lruDelFromHtab(v: HtabView, n: number): number {
  * the map is full. Elements waiting in limbo are reclaimed if nothing else
  * is free. @returns false when no element could be had (ENOMEM)
  */
-function lruTake(v: HtabView): number {
+function lruTake(v: HtabView, p: LruElems): number {
   // Elements whose grace period has passed go back first: evicting a live key
   // while freed ones wait in limbo would evict more than the kernel does.
   limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void);
-  v.evictTimedOut = false;
-  return lruTaken(v, (v.lru as BpfLru).popFree());
+  p.evictTimedOut = false;
+  return lruTaken(v, p, p.lruLists.popFree());
 }
 
 /**
  * lruTake() from its first popFree() result `n` on. `open`: undefined until
  * a grace period was waited for, then awaitGrace()'s result.
  */
-function lruTaken(v: HtabView, n: number, open?: number): number {
-  const lru = v.lru as BpfLru;
+function lruTaken(v: HtabView, p: LruElems, n: number, open?: number): number {
+  const lru = p.lruLists;
   while (n === LRU_RETRY) {
     if (lru.timedOut) {
       lru.timedOut = false;
@@ -93,26 +93,26 @@ function lruTaken(v: HtabView, n: number, open?: number): number {
       return ETIMEDOUT;
     }
     // A repair that timed out leaves its flag raised for a later attempt: back out.
-    if (!lruRepair(v, -1)) return ETIMEDOUT;
+    if (!lruRepair(v, p.lruLists, -1)) return ETIMEDOUT;
     n = lru.popFree();
   }
   // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all:
   // then wait (bounded) for those sections to end and try once more (grace.ts).
   // (Elements another thread unlinked and is about to file are not in limbo yet: retry for the same bound.)
-  if (n < 0 && !v.evictTimedOut && open === undefined) {
+  if (n < 0 && !p.evictTimedOut && open === undefined) {
     const until = nowMs() + GRACE_WAIT_MS;
     let o = -2;
     do {
       o = awaitGrace(v, Math.max(0, until - nowMs()));
-      n = (v.lru as BpfLru).popFree();
-      if (n !== -1) return lruTaken(v, n, o);
+      n = p.lruLists.popFree();
+      if (n !== -1) return lruTaken(v, p, n, o);
       if (ownSection(v) >= 0) break; // this thread's own section: no wait helps
       pause(v.i32);
     } while (nowMs() < until);
-    return lruTaken(v, n, o);
+    return lruTaken(v, p, n, o);
   }
-  if (n < 0) return v.evictTimedOut ? ETIMEDOUT : v.err.fail(-Errno.ENOMEM, heldText(v, open ?? -1));
-  v.spare = elemOf(v, n);
+  if (n < 0) return p.evictTimedOut ? ETIMEDOUT : v.err.fail(-Errno.ENOMEM, heldText(v, open ?? -1));
+  p.spare = elemOf(v, n);
   return 0;
 }
 
@@ -123,16 +123,16 @@ function lruTaken(v: HtabView, n: number, open?: number): number {
  * and `e` leaves this slot's INFLIGHT chain, so that the repair (which files
  * every element linked nowhere and owned by nobody as free) files it.
  */
-export function lruPush(v: HtabView, e: number): void {
+function lruPush(v: HtabView, p: LruElems, e: number): void {
   // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
-  const lru = v.lru as BpfLru;
+  const lru = p.lruLists;
   while (!lru.pushFree(nodeOf(v, e))) {
     if (lru.timedOut) {
       lru.timedOut = false;
       v.recover(); // a dead holder's lock is released by its recovery
       if (lru.pushFree(nodeOf(v, e))) return;
       if (lru.timedOut) lru.timedOut = false;
-    } else if (lruRepair(v, -1)) continue;
+    } else if (lruRepair(v, p.lruLists, -1)) continue;
     leaveToRepair(v, e);
     return;
   }
@@ -156,35 +156,43 @@ function leaveToRepair(v: HtabView, e: number): void {
 }
 
 /** After the bucket lock is dropped: return an unused element, free a replaced one. */
-function lruSettle(v: HtabView): void {
-  if (v.spare !== 0) {
+function lruSettle(v: HtabView, p: LruElems): void {
+  if (p.spare !== 0) {
     v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // no longer "about to be linked": a repair may file it
-    lruPush(v, v.spare);
-    v.spare = 0;
+    lruPush(v, p, p.spare);
+    p.spare = 0;
   }
-  if (v.lruOld !== 0) {
-    v.elems.free(v, v.lruOld);
-    v.lruOld = 0;
+  if (p.old !== 0) {
+    v.elems.free(v, p.old);
+    p.old = 0;
   }
 }
 
-/** The LRU policy: one per view, with the view's BpfLru. */
+/** The LRU policy: one per view, with the view's BpfLru and this operation's LRU state. */
 export class LruElems implements ElemPolicy {
   readonly popsBeforeLock = true;
   readonly freesAfterUnlock = true;
   readonly sink: (e: number) => void;
+  /** The LRU's lists as this view sees them (alloc/bpf-lru.ts). */
+  readonly lruLists: BpfLru;
+  /** The element popped for this operation before its bucket lock (kernel: prealloc_lru_pop()), or 0. */
+  spare = 0;
+  /** The element a replace took out, freed after the bucket lock is dropped, or 0. */
+  old = 0;
+  /** An eviction this operation tried gave up on a bucket lock (take() answers ETIMEDOUT). */
+  evictTimedOut = false;
 
   constructor(v: HtabView) {
-    this.sink = (e) => lruPush(v, e);
+    this.sink = (e) => lruPush(v, this, e);
     const i32 = v.i32;
     const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
     const spare = v.myPcpu + PCPU_LRU_SPARE_I32;
-    v.lru = new BpfLru(
+    this.lruLists = new BpfLru(
       i32,
       v.geometry,
       HDR_LRU_REPAIR_I32,
       v.cpu,
-      (n) => lruDelFromHtab(v, n),
+      (n) => lruDelFromHtab(v, this, n),
       (n) => {
         // Popped: ours, and about to be linked (a repair leaves it pending on us).
         const e = elemOf(v, n);
@@ -200,14 +208,18 @@ export class LruElems implements ElemPolicy {
     );
   }
 
+  mustTakeFirst(): boolean {
+    return this.spare === 0;
+  }
+
   take(v: HtabView): number {
-    return lruTake(v);
+    return lruTake(v, this);
   }
 
   /** The element take() popped (kernel: prealloc_lru_pop() before the bucket lock). */
-  alloc(v: HtabView): number {
-    const e = v.spare;
-    v.spare = 0;
+  alloc(): number {
+    const e = this.spare;
+    this.spare = 0;
     return e;
   }
 
@@ -218,23 +230,23 @@ export class LruElems implements ElemPolicy {
    */
   takeAfterWasm(v: HtabView, steal: boolean): number {
     if (!steal) {
-      v.spare = v.i32[v.myPcpu + PCPU_LRU_SPARE_I32];
+      this.spare = v.i32[v.myPcpu + PCPU_LRU_SPARE_I32];
       return 0;
     }
     const b = v.i32[v.scratchDesc + SCRATCH_EVICT_TIMEDOUT_I32];
-    v.evictTimedOut = b !== 0;
+    this.evictTimedOut = b !== 0;
     if (b !== 0) bucketTimedOut(v, b, "the lock of");
-    return lruTaken(v, (v.lru as BpfLru).steal());
+    return lruTaken(v, this, this.lruLists.steal());
   }
 
   /** The popped element goes in, referenced (it replaces a live key); `old` is freed after the unlock. */
   replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
-    const e = this.alloc(v);
+    const e = this.alloc();
     v.i32[old + ELEM_FNEXT_I32] = 0; // it will head this slot's INFLIGHT chain
     replaceLinkLocked(v, e, old, value, valueOff);
     v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // linked: a repair finds it in its chain
     this.touch(v, e);
-    v.lruOld = old;
+    this.old = old;
     return 0;
   }
 
@@ -245,21 +257,21 @@ export class LruElems implements ElemPolicy {
   free(v: HtabView, e: number): void {
     // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
     if (!noSections(v)) limboPush(v.i32, v.cpu, e, true);
-    else lruPush(v, e); // kernel: htab_lru_push_free()
+    else lruPush(v, this, e); // kernel: htab_lru_push_free()
   }
 
   settle(v: HtabView): void {
-    lruSettle(v);
+    lruSettle(v, this);
   }
 
   touch(v: HtabView, e: number): void {
-    (v.lru as BpfLru).setRef(nodeOf(v, e));
+    this.lruLists.setRef(nodeOf(v, e));
   }
 
   /** The lists are re-created (which also files what `d` owned), now if this thread holds nothing. */
   recoverOwned(v: HtabView, d: number, lost: number): void {
     const i32 = v.i32;
-    const lru = v.lru as BpfLru;
+    const lru = this.lruLists;
     const p = pcpuBase(d);
     // A repair an earlier recovery backed out of (a lock another dead slot held) is retried too.
     const pending = Atomics.load(i32, HDR_LRU_REPAIR_I32) !== 0;
@@ -269,6 +281,6 @@ export class LruElems implements ElemPolicy {
     i32[p + PCPU_LRU_SPARE_I32] = 0;
     Atomics.add(i32, HDR_RECOVERED_I32, lru.releaseDead(d));
     // Repair now if we hold nothing; otherwise the next thread to take an LRU lock does.
-    if (i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] === 0 && !lru.holdsAny(v.cpu)) lruRepair(v, d);
+    if (i32[v.myPcpu + PCPU_INTENT_BUCKET_I32] === 0 && !lru.holdsAny(v.cpu)) lruRepair(v, lru, d);
   }
 }

@@ -80,6 +80,11 @@ export class PreallocElems implements ElemPolicy {
   readonly popsBeforeLock = false;
   readonly freesAfterUnlock = false;
   readonly sink = null;
+  readonly lruLists = null;
+
+  mustTakeFirst(): boolean {
+    return false;
+  }
 
   take(): number {
     return 0;
