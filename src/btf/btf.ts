@@ -77,7 +77,8 @@ export interface Btf {
   types: BtfType[];
 }
 
-function blank(id: number, kind: number, name: string): BtfType {
+/** A type with every field at the value parseBtf() leaves when the kind has no such field. */
+export function blankType(id: number, kind: number, name: string): BtfType {
   return {
     id,
     kind,
@@ -153,7 +154,7 @@ export function parseBtf(blob: Uint8Array): Btf {
   )
     fail("string section must start with an empty string, end with a NUL and hold at most 16 MiB");
   const strings = new BtfStrings(blob, sStart, strLen);
-  const types: BtfType[] = [blank(0, BtfKind.Unknown, "void")];
+  const types: BtfType[] = [blankType(0, BtfKind.Unknown, "void")];
   let p = tStart;
   const end = tStart + typeLen;
   const u32 = () => {
@@ -175,7 +176,7 @@ export function parseBtf(blob: Uint8Array): Btf {
     if (kind === BtfKind.Unknown || kind > BtfKind.Enum64) fail(`unknown BTF kind ${kind} (type id ${id})`);
     if (vlen !== 0 && !HAS_VLEN.has(kind)) fail(`type ${id}: kind ${kind} takes no vlen, has ${vlen}`);
     if (vlen * VLEN_BYTES[kind] > end - p) fail(`type ${id}: ${vlen} entries run past the type section`);
-    const t = blank(
+    const t = blankType(
       id,
       kind,
       strings.at(nameOff, kind === BtfKind.DeclTag || kind === BtfKind.TypeTag ? 0 : KSYM_NAME_LEN, id),

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { type Btf, BtfKind, type BtfType, parseBtf } from "../../src/btf/btf.js";
+import { type Btf, BtfKind, type BtfType, blankType, parseBtf } from "../../src/btf/btf.js";
 import { btfCodec } from "../../src/btf/codec.js";
 import { btfFormat } from "../../src/btf/format.js";
 import { btfDeclOf, writeBtf } from "../../src/btf/write.js";
@@ -145,27 +145,7 @@ test("parseBtf refuses bad types: kinds, info bits, vlen, ids out of range, loop
 
 /** A hand-built type with the defaults parseBtf() leaves. */
 function ty(id: number, kind: number, over: Partial<BtfType>): BtfType {
-  return {
-    id,
-    kind,
-    name: "",
-    size: 0,
-    type: 0,
-    kindFlag: false,
-    encoding: 0,
-    intOffset: 0,
-    bits: 0,
-    elemType: 0,
-    indexType: 0,
-    nelems: 0,
-    members: [],
-    enumValues: [],
-    params: [],
-    linkage: 0,
-    secinfo: [],
-    componentIdx: -1,
-    ...over,
-  };
+  return { ...blankType(id, kind, ""), ...over };
 }
 
 test("btfCodec, decode and btfFormat on hand-built types: self-references, 2^32-1 voids, members past the struct, short buffers are EINVAL", () => {
