@@ -38,7 +38,7 @@ import {
 import { lockAcquire, lockRelease } from "../sync/owner-lock.js";
 import { slotStateOf } from "../sync/slot-claim.js";
 import { cpuRelax, nowMs, SPIN_LIMIT, STALL_WAITS, stalled, threadCanBlock } from "../sync/spin.js";
-import { listLinkLocked } from "./pcpu-freelist.js";
+import { listLinkLocked, listLinkOk } from "./pcpu-freelist.js";
 
 /** Enter a section on `cpu`'s slot. */
 export function sectionEnter(i32: Int32Array, cpu: number): void {
@@ -93,12 +93,9 @@ function oldestSection(i32: Int32Array, nrCpus: number): number {
   return min;
 }
 
-/** Words of an element header the limbo walk reads and writes (NEXT, HASH, FNEXT, TAG). */
-const ELEM_HEADER_WORDS = 4;
-
-/** A limbo link to follow: not the end, and an element header inside the map's elements. */
+/** A limbo link to follow: not the end, and a link the freelists would follow (listLinkOk()). */
 function limboLinkOk(i32: Int32Array, e: number): boolean {
-  return e !== 0 && e >= i32[HDR_BUCKETS_I32] && e <= i32.length - ELEM_HEADER_WORDS;
+  return e !== 0 && listLinkOk(i32, i32[HDR_BUCKETS_I32], e);
 }
 
 /**

@@ -70,11 +70,6 @@ export function lockBucket(v: HtabView, b: number): boolean {
   return true;
 }
 
-/** lockBucket() for a caller that cannot back out (LRU repair): each wait is bounded, dead slots are recovered between. */
-export function lockBucketMust(v: HtabView, b: number): void {
-  while (!lockBucket(v, b)) v.recover();
-}
-
 /**
  * Mark the bucket this thread holds as being written, before the first
  * store a lock-free reader could see (a chain link, a value in place).
