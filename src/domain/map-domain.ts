@@ -10,6 +10,8 @@
  * in every map of it (claimed in a map when the thread first touches it).
  */
 
+import { ArrayMap, type ArrayType } from "../array/array-map.js";
+import { validateArraySpec } from "../array/spec.js";
 import { checkMemory, Htab, type MapHandle } from "../core/htab.js";
 import {
   cpuOption,
@@ -69,7 +71,7 @@ import { type InnerMeta, type InnerResolver, type OuterMap, writeInnerMeta } fro
 /** The outer map types a MapDomain creates. */
 export type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
 /** What a domain map is in this thread: each kind can reap a dead slot. */
-type DomainMap = Htab | HashOfMaps | ArrayOfMaps;
+type DomainMap = Htab | HashOfMaps | ArrayOfMaps | ArrayMap;
 /** The hash map types a MapDomain creates (as inner maps or on their own). */
 export type HashType =
   | typeof MapType.Hash
@@ -223,6 +225,7 @@ export class MapDomain implements InnerResolver {
    */
   createMap(spec: DomainMapSpec & { type: OuterType }): OuterMap;
   createMap(spec: DomainMapSpec & { type: HashType }): Htab;
+  createMap(spec: DomainMapSpec & { type: ArrayType }): ArrayMap;
   createMap(spec: DomainMapSpec): RawMap;
   createMap(spec: DomainMapSpec): RawMap {
     if (this.closed) invalid("create", "the domain was closed");
@@ -233,7 +236,10 @@ export class MapDomain implements InnerResolver {
       invalid("create", "inner_map is only for ARRAY_OF_MAPS and HASH_OF_MAPS");
     let bytes: number;
     let g = null;
-    if (spec.type === MapType.ArrayOfMaps) {
+    const array = spec.type === MapType.Array || spec.type === MapType.PercpuArray;
+    const ag = array ? validateArraySpec(spec, this.nrCpus) : null;
+    if (ag !== null) bytes = ag.totalBytes;
+    else if (spec.type === MapType.ArrayOfMaps) {
       validateArrayOfMapsSpec(spec);
       bytes = aomBytes(this.nrCpus, spec.maxEntries);
     } else {
@@ -246,8 +252,9 @@ export class MapDomain implements InnerResolver {
     const sab = this.buffer();
     let m: DomainMap;
     try {
-      let made: Htab | undefined;
-      if (g === null)
+      let made: Htab | ArrayMap | undefined;
+      if (ag !== null) made = ArrayMap.createIn(this.mapHandle(sab, offset, bytes, id), spec, ag, this.cpu);
+      else if (g === null)
         ArrayOfMaps.init(
           new Int32Array(sab, offset, bytes / 4),
           spec.maxEntries,
@@ -360,10 +367,13 @@ export class MapDomain implements InnerResolver {
    * the hash map (`made`, or attached in this thread's slot), or the outer
    * map around its region.
    */
-  private view(type: number, offset: number, length: number, id: number, made?: Htab): DomainMap {
+  private view(type: number, offset: number, length: number, id: number, made?: Htab | ArrayMap): DomainMap {
     const sab = this.buffer();
     if (type === MapType.ArrayOfMaps)
       return new ArrayOfMaps(new Int32Array(sab, offset, length / 4), this, id, this.cpu);
+    if (made instanceof ArrayMap) return made;
+    if (type === MapType.Array || type === MapType.PercpuArray)
+      return ArrayMap.attach(this.mapHandle(sab, offset, length, id), { cpu: this.cpu });
     const h = made ?? Htab.attach(this.mapHandle(sab, offset, length, id), { cpu: this.cpu });
     return type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
   }

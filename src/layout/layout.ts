@@ -255,6 +255,101 @@ export function aomBytes(nrCpus: number, maxEntries: number): number {
   return roundUp(aomSlotsI32(nrCpus) * 4 + maxEntries * 4, CACHE_LINE_BYTES);
 }
 
+// ---- ARRAY / PERCPU_ARRAY region (kernel: struct bpf_array) ----
+//
+//  byte 0     header: the hash header's words where they mean the same (MAGIC = ARRAY_MAGIC,
+//             VERSION MAP_TYPE KEY_SIZE(4) VALUE_SIZE MAX_ENTRIES MAP_FLAGS ELEM_SIZE (the
+//             element stride) NR_CPUS ELEMS_I32 TOTAL_BYTES FROZEN SPIN_LOCK_OFF EPOCH ACTIVE
+//             RECOVERED NONCE), 128 B
+//  byte 128   per-CPU records: NR_CPUS x 64 B (OWNER SECTION CLAIM as a hash map's, and
+//             ARR_PCPU_WRITING: index + 1 of the element whose writer lock the slot holds)
+//  ELEMS      max_entries elements, elem stride B each (a multiple of 8), index i at
+//             ELEMS + i x stride, all of them there from create on (never freed):
+//
+//    +0 LOCK  writer lock (sync/owner-lock.ts: (cpu + 1) << 1 | waiters): every control-plane
+//             write of the element holds it
+//    +4 SEQ   even: stable; odd: a writer is copying a value in
+//    +8 value ARRAY: round_up(value_size, 8) bytes (kernel: elem_size)
+//             PERCPU_ARRAY: NR_CPUS x round_up(value_size, 8), CPU c's at +8 + c x
+//             round_up(value_size, 8): the syscall layout, so a lookup is one copy
+//
+// Untorn lookups: the kernel's array lookup is a plain memcpy that a concurrent update can
+// tear; here a control-plane write takes LOCK, makes SEQ odd, copies, makes SEQ even and
+// releases, and a lookup copies between two equal even SEQ reads (retrying, bounded by
+// LOCK_TIMEOUT_MS, then ETIMEDOUT). BPF_F_LOCK copies take the value's bpf_spin_lock as
+// the kernel does (copy_map_value_locked()); a BPF_F_LOCK update takes LOCK first, then the
+// spin lock. Programs write values in place through ValueRef (no SEQ step), as the kernel's
+// programs do: a lookup can see a program's multi-field write half-done, unless both use the
+// value's bpf_spin_lock.
+//
+// Lock order (arrays): element LOCK (one), then the value's bpf_spin_lock (one).
+//
+// | word        | written by                          | read by                  | access / protocol |
+// |-------------|-------------------------------------|--------------------------|-------------------|
+// | elem LOCK   | control-plane writers of the element | writers, recovery, fsck | Atomics; owner-tagged, 250 ms bound (ETIMEDOUT) |
+// | elem SEQ    | the holder of LOCK (odd before its first value store, even after its last) | lookups, fsck | Atomics.add / Atomics.load |
+// | elem value  | the holder of LOCK; programs (ValueRef, in place) | lookups inside an even, unchanged SEQ | plain |
+// | pcpu ARR_PCPU_WRITING | the slot owner, before taking LOCK and after releasing it | a recoverer after the owner died | plain; the reaper makes SEQ even and frees LOCK |
+
+/** "HARR": first word of an ARRAY or PERCPU_ARRAY region. */
+export const ARRAY_MAGIC = 0x48415252;
+/** Per-CPU record word (arrays): index + 1 of the element this slot is writing, 0 when none. */
+export const ARR_PCPU_WRITING_I32 = PCPU_INTENT_ELEM_I32;
+export const ARR_ELEM_LOCK_I32 = 0;
+export const ARR_ELEM_SEQ_I32 = 1;
+export const ARR_ELEM_HEADER_BYTES = 8;
+
+/** An array's sizes (array/array-map.ts), computed once from its parameters. */
+export interface ArrayGeometry {
+  /** PERCPU_ARRAY: one value slot per CPU. */
+  percpu: boolean;
+  nrCpus: number;
+  maxEntries: number;
+  valueSize: number;
+  /** round_up(value_size, 8): one CPU's value slot (kernel: array->elem_size). */
+  slotBytes: number;
+  /** Value bytes stored per element: slotBytes, or nrCpus x slotBytes for PERCPU_ARRAY. */
+  valueBytesStored: number;
+  /** Bytes per element: ARR_ELEM_HEADER_BYTES + valueBytesStored. */
+  stride: number;
+  /** Byte offset of element 0. */
+  elemsBytes: number;
+  totalBytes: number;
+}
+
+export function arrayGeometry(
+  percpu: boolean,
+  valueSize: number,
+  maxEntries: number,
+  nrCpus: number,
+): ArrayGeometry {
+  const slotBytes = roundUp(valueSize, 8);
+  const valueBytesStored = percpu ? slotBytes * nrCpus : slotBytes;
+  const stride = ARR_ELEM_HEADER_BYTES + valueBytesStored;
+  const elemsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
+  return {
+    percpu,
+    nrCpus,
+    maxEntries,
+    valueSize,
+    slotBytes,
+    valueBytesStored,
+    stride,
+    elemsBytes,
+    totalBytes: roundUp(elemsBytes + maxEntries * stride, CACHE_LINE_BYTES),
+  };
+}
+
+/** Word index of array element `index`'s LOCK word. */
+export function arrayElemI32(g: ArrayGeometry, index: number): number {
+  return (g.elemsBytes + index * g.stride) >>> 2;
+}
+
+/** Byte offset of array element `index`'s value (CPU `cpu`'s slot of a per-CPU value). */
+export function arrayValueOff(g: ArrayGeometry, index: number, cpu = 0): number {
+  return g.elemsBytes + index * g.stride + ARR_ELEM_HEADER_BYTES + (g.percpu ? cpu * g.slotBytes : 0);
+}
+
 // ---- MapDomain: many maps in one growable SharedArrayBuffer (kernel: the map IDR) ----
 //
 //  byte 0     header: MAGIC VERSION NR_CPUS MAX_MAPS COUNT USED8 ALLOC_LOCK MAX8 (64 B)
