@@ -74,10 +74,12 @@ export function checkInner(
   if (i.type === MapType.ArrayOfMaps || i.type === MapType.HashOfMaps) {
     return why.fail(EINVAL, "an inner map cannot itself be a map-in-map");
   }
-  // bpf_map_meta_equal(): max_entries is compared only for ARRAY inner maps
-  // (array_map_meta_equal(), unless the template is BPF_F_INNER_MAP).
+  // bpf_map_meta_equal(): max_entries is compared only for ARRAY and PERCPU_ARRAY inner
+  // maps (array_map_meta_equal(), unless the template is BPF_F_INNER_MAP; probed on 6.18).
   const sizeDiffers =
-    meta.type === MapType.Array && (meta.flags & MapFlags.InnerMap) === 0 && i.maxEntries !== meta.maxEntries;
+    (meta.type === MapType.Array || meta.type === MapType.PercpuArray) &&
+    (meta.flags & MapFlags.InnerMap) === 0 &&
+    i.maxEntries !== meta.maxEntries;
   if (
     i.type !== meta.type ||
     i.keySize !== meta.keySize ||
@@ -90,7 +92,7 @@ export function checkInner(
       `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, flags 0x${i.flags.toString(16)}) ` +
         `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})` +
         (sizeDiffers
-          ? `: an ARRAY inner map must have the template's max_entries ${meta.maxEntries}, not ${i.maxEntries}`
+          ? `: an array inner map must have the template's max_entries ${meta.maxEntries}, not ${i.maxEntries}`
           : ""),
     );
   }

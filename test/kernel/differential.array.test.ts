@@ -79,13 +79,19 @@ function opsArb(vb: number, maxEntries: number, map = 0, lockFlags = false): fc.
   const elemFlags = lockFlags ? fc.constantFrom(0, 4, 4, 1, 5) : fc.constantFrom(0, 0, 0, 1, 4);
   const updFlags = lockFlags ? fc.constantFrom(0, 4, 4, 6, 5, 1, 2) : fc.constantFrom(0, 0, 1, 2, 3, 4, 8);
   const lkFlags = lockFlags ? fc.constantFrom(0, 4, 4, 1) : fc.constantFrom(0, 0, 1, 4, 8);
-  const cursor = fc.option(idx.map((c) => hexOf(c, 4)), { nil: null });
+  const cursor = fc.option(
+    idx.map((c) => hexOf(c, 4)),
+    { nil: null },
+  );
   const op: fc.Arbitrary<Line> = fc.oneof(
     { weight: 6, arbitrary: fc.record({ op: fc.constant("update"), key, value, flags: updFlags }) },
     { weight: 4, arbitrary: fc.record({ op: fc.constant("lookup"), key, flags: lkFlags }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("delete"), key }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("lookup_and_delete"), key, flags: lkFlags }) },
-    { weight: 2, arbitrary: fc.record({ op: fc.constant("get_next_key"), key: fc.option(key, { nil: null }) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ op: fc.constant("get_next_key"), key: fc.option(key, { nil: null }) }),
+    },
     {
       weight: 3,
       arbitrary: fc.record({
@@ -187,7 +193,10 @@ const mapInMapArb: fc.Arbitrary<Line[]> = fc
     const key = fc.integer({ min: 0, max: c.max_entries + 2 }).map((k) => hexOf(k, 4));
     const value = fc.constantFrom(1, 2, 3, 4, 5, 0, 9).map((n) => hexOf(n, 4));
     const op: fc.Arbitrary<Line> = fc.oneof(
-      { weight: 5, arbitrary: fc.record({ op: fc.constant("update"), key, value, flags: fc.constantFrom(0, 0, 1, 2) }) },
+      {
+        weight: 5,
+        arbitrary: fc.record({ op: fc.constant("update"), key, value, flags: fc.constantFrom(0, 0, 1, 2) }),
+      },
       { weight: 3, arbitrary: fc.record({ op: fc.constant("lookup"), key }) },
       { weight: 2, arbitrary: fc.record({ op: fc.constant("delete"), key }) },
       { weight: 1, arbitrary: fc.constant({ op: "dump" }) },
@@ -233,7 +242,9 @@ test("differential (arrays): creation errno for random sizes and flags", { skip 
       fc.constantFrom(0, 5),
       (type, ks, vs, me, bits, numa) => {
         const flags = bits.reduce((a, b) => a | b, 0);
-        compare([{ op: "create", type, key_size: ks, value_size: vs, max_entries: me, flags, numa_node: numa }]);
+        compare([
+          { op: "create", type, key_size: ks, value_size: vs, max_entries: me, flags, numa_node: numa },
+        ]);
         n++;
       },
     ),
