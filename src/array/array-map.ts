@@ -928,6 +928,17 @@ export class ArrayMap implements RawMap {
 
   // ------------------------------------------------------------ the program face
 
+  /**
+   * @internal A live view of element `index`'s value (CPU `cpu`'s slot of a
+   * per-CPU value), for the BPF runtime's globals, which programs address
+   * directly. Writes through it take no writer lock, as a program's stores don't.
+   */
+  _valueView(index: number, cpu = 0): Uint8Array {
+    if (!Number.isInteger(index) || index < 0 || index >= this.maxEntries) invalid("_valueView", `no index ${showInput(index)}`);
+    const at = arrayValueOff(this.g, index, cpu);
+    return this.u8.subarray(at, at + this.valueSize);
+  }
+
   /** Enter a program section: references from lookupRef() live until the matching exit(). */
   enter(): void {
     if (this.sectionDepth++ === 0) {

@@ -1,6 +1,7 @@
 /**
  * A loaded BPF object on the shared-memory backend: its `.maps` as htab
- * maps (`Htab`), its globals as byte regions, its programs runnable by name
+ * maps (`Htab`, and `ArrayMap` for ARRAY / PERCPU_ARRAY), its globals as
+ * single-element ARRAY maps, its programs runnable by name
  * in the reference interpreter, with the map helpers on htab's program face.
  *
  * Helpers, with the kernel's ids and return conventions:
@@ -40,11 +41,16 @@
  * Other program types (socket filter, tc, tracepoint) are refused with
  * EOPNOTSUPP for now.
  *
- * ARRAY maps are not yet in htab's core: the globals are plain byte regions
- * here (`.rodata` read-only to programs), read and written from TypeScript
- * through `global()`; an ARRAY (or any non-hash) map in `.maps` is refused.
+ * Globals (`.data`, `.bss`, `.rodata`, `.data.*`, `.rodata.*`) are
+ * single-element ARRAY maps named as libbpf names them (`<obj>.bss`), with
+ * the section's initial bytes; `.rodata*` is BPF_F_RDONLY_PROG and frozen at
+ * load, as libbpf freezes it. From TypeScript, `global(name)` gives the
+ * section (its bytes and variables, live views of the map's element) and
+ * `global(name).map` the ArrayMap; programs reach the bytes by address
+ * (ld_imm64 of the map value) and through the map helpers.
  */
 
+import { type ArrayHandle, ArrayMap } from "../array/array-map.js";
 import { Htab, type MapHandle } from "../core/htab.js";
 import type { ValueRef } from "../core/value-ref.js";
 import { BpfError, Errno } from "../errors.js";
@@ -75,16 +81,20 @@ class ValueRegion extends Region {
   }
 }
 
-/** A global section (`.data`, `.bss`, `.rodata`, …) of a loaded object. */
+/** A global section (`.data`, `.bss`, `.rodata`, …) of a loaded object: a one-element ARRAY map. */
 export class GlobalSection {
+  /** The section's bytes, as programs see them: a live view of the map's only element. */
+  readonly bytes: Uint8Array;
   constructor(
     readonly name: string,
     readonly section: string,
-    /** The section's bytes, as programs see them. */
-    readonly bytes: Uint8Array,
+    /** The single-element ARRAY map holding the section (`.rodata*`: BPF_F_RDONLY_PROG, frozen). */
+    readonly map: ArrayMap,
     readonly readonly: boolean,
     readonly vars: readonly GlobalVar[],
-  ) {}
+  ) {
+    this.bytes = map._valueView(0);
+  }
   /** The bytes of variable `name` (a view: writes show in the next run). */
   variable(name: string): Uint8Array {
     const v = this.vars.find((x) => x.name === name);
@@ -108,8 +118,8 @@ export interface LoadOptions extends OpenOptions {
  */
 export interface ObjectHandle {
   readonly spec: BpfObjectSpec;
-  /** Per map of `spec.maps`: the htab map's handle, or a global's shared buffer. */
-  readonly maps: readonly (MapHandle | { global: SharedArrayBuffer })[];
+  /** Per map of `spec.maps`: the map's handle (a global's is its ARRAY map's). */
+  readonly maps: readonly (MapHandle | ArrayHandle)[];
 }
 
 export interface RunOptions {
@@ -144,6 +154,10 @@ const HASH_TYPES = new Set<number>([
   MapType.LruHash,
   MapType.LruPercpuHash,
 ]);
+const ARRAY_TYPES = new Set<number>([MapType.Array, MapType.PercpuArray]);
+
+/** A `.maps` map of an object on this backend. */
+type ObjMap = Htab | ArrayMap;
 
 /** One program of a loaded object. */
 export class LoadedProgram {
@@ -245,7 +259,7 @@ export class LoadedProgram {
   }
 
   private runOnce(r1: bigint): bigint {
-    const maps = this.obj.htabs;
+    const maps = this.obj.sectioned;
     let entered = 0;
     try {
       for (const m of maps) {
@@ -282,10 +296,16 @@ export class LoadedProgram {
     }
   }
 
-  private mapArg(vm: Vm, ptr: bigint, op: string): Htab | GlobalSection {
+  private mapArg(vm: Vm, ptr: bigint, op: string): ObjMap | GlobalSection {
     const m = vm.mapAt(ptr);
-    if (m instanceof Htab || m instanceof GlobalSection) return m;
+    if (m instanceof Htab || m instanceof ArrayMap || m instanceof GlobalSection) return m;
     throw new BpfError(op, Errno.EFAULT, `r1 0x${ptr.toString(16)} is not a map of this object`);
+  }
+
+  /** A helper's map argument, a global's section as its ARRAY map. */
+  private mapOf(vm: Vm, ptr: bigint, op: string): ObjMap {
+    const m = this.mapArg(vm, ptr, op);
+    return m instanceof GlobalSection ? m.map : m;
   }
 
   private mapHelpers(): [number, HelperFn][] {
@@ -305,15 +325,13 @@ export class LoadedProgram {
       );
     };
     const update: HelperFn = (vm, mp, kp, vp, flags) => {
-      const m = this.mapArg(vm, mp, "map_update_elem");
-      if (m instanceof GlobalSection) return errnoRet(Errno.EOPNOTSUPP);
+      const m = this.mapOf(vm, mp, "map_update_elem");
       const key = vm.mem.bytes("map_update_elem", kp, m.info.keySize, false).slice();
       const value = vm.mem.bytes("map_update_elem", vp, m.info.valueSize, false).slice();
       return errnoRet(-m.updateElemFromProgram(key, value, Number(BigInt.asUintN(32, flags))));
     };
     const del: HelperFn = (vm, mp, kp) => {
-      const m = this.mapArg(vm, mp, "map_delete_elem");
-      if (m instanceof GlobalSection) return errnoRet(Errno.EINVAL);
+      const m = this.mapOf(vm, mp, "map_delete_elem");
       const key = vm.mem.bytes("map_delete_elem", kp, m.info.keySize, false).slice();
       return errnoRet(-m.deleteElem(key));
     };
@@ -342,9 +360,7 @@ export class LoadedProgram {
       return 0n;
     };
     const percpuLookup: HelperFn = (vm, mp, kp, cpu) => {
-      const m = this.mapArg(vm, mp, "map_lookup_percpu_elem");
-      if (m instanceof GlobalSection)
-        throw new BpfError("map_lookup_percpu_elem", Errno.EINVAL, "a global is not a per-CPU map");
+      const m = this.mapOf(vm, mp, "map_lookup_percpu_elem");
       const key = vm.mem.bytes("map_lookup_percpu_elem", kp, m.info.keySize, false);
       const ref = m.lookupPercpuRef(key.slice(), Number(BigInt.asUintN(32, cpu)));
       if (ref === null) return 0n;
@@ -354,8 +370,7 @@ export class LoadedProgram {
       );
     };
     const forEach: HelperFn = (vm, mp, fn, ctx, flags) => {
-      const m = this.mapArg(vm, mp, "for_each_map_elem");
-      if (m instanceof GlobalSection) return errnoRet(Errno.EOPNOTSUPP);
+      const m = this.mapOf(vm, mp, "for_each_map_elem");
       if (flags !== 0n) return errnoRet(Errno.EINVAL);
       const pc = vm.functionAt(fn);
       if (pc < 0)
@@ -401,14 +416,18 @@ export class LoadedProgram {
 /** An object loaded on the shared-memory backend. */
 export class LoadedObject {
   readonly spec: BpfObjectSpec;
-  /** The maps by index (as the linked programs number them): an htab map or a global section. */
-  readonly mapList: (Htab | GlobalSection)[] = [];
+  /** The maps by index (as the linked programs number them): a `.maps` map or a global section. */
+  readonly mapList: (ObjMap | GlobalSection)[] = [];
   readonly htabs: Htab[] = [];
+  /** The ARRAY / PERCPU_ARRAY maps: those of `.maps`, then the globals'. */
+  readonly arrays: ArrayMap[] = [];
   readonly globals: GlobalSection[] = [];
+  /** @internal Every map a run enters a section on. */
+  readonly sectioned: ObjMap[] = [];
   /** This object's CPU slot in its maps (bpf_get_smp_processor_id). */
   readonly cpu: number;
   private readonly programs = new Map<string, LoadedProgram>();
-  private readonly defs = new Map<Htab, MapDef>();
+  private readonly defs = new Map<ObjMap, MapDef>();
   private readonly opts: LoadOptions;
   /** The same object attached on other CPU slots in this thread, shared by all of them. */
   private others = new Map<number, LoadedObject>();
@@ -419,23 +438,12 @@ export class LoadedObject {
     spec.maps.forEach((def, i) => {
       const from = shared?.maps[i];
       if (def.global) {
-        const g = def.global;
-        let bytes: Uint8Array;
-        if (from !== undefined) {
-          if (!("global" in from))
-            throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a global`);
-          bytes = new Uint8Array(from.global, 0, g.data.length);
-        } else {
-          bytes = new Uint8Array(
-            new SharedArrayBuffer(Math.max(8, Math.ceil(g.data.length / 8) * 8)),
-            0,
-            g.data.length,
-          );
-          bytes.set(g.data);
-        }
-        const s = new GlobalSection(def.name, g.section, bytes, g.readonly, g.vars);
+        const s = this.globalMap(def, from, opts);
         this.globals.push(s);
         this.mapList.push(s);
+        this.arrays.push(s.map);
+        this.sectioned.push(s.map);
+        this.defs.set(s.map, def);
         return;
       }
       if (def.pinning !== 0)
@@ -444,11 +452,33 @@ export class LoadedObject {
           Errno.EOPNOTSUPP,
           `map '${def.name}': pinning (LIBBPF_PIN_BY_NAME) needs the kernel backend`,
         );
+      if (ARRAY_TYPES.has(def.type)) {
+        const a =
+          from !== undefined
+            ? ArrayMap.attach(from as MapHandle, { cpu: opts.cpu })
+            : ArrayMap.create(
+                {
+                  type: def.type as MapType,
+                  keySize: def.keySize,
+                  valueSize: def.valueSize,
+                  maxEntries: def.maxEntries,
+                  flags: def.flags,
+                  name: def.name.slice(0, 15),
+                  spinLockOffset: def.spinLockOffset,
+                },
+                { nrCpus: opts.nrCpus, cpu: opts.cpu },
+              );
+        this.arrays.push(a);
+        this.sectioned.push(a);
+        this.mapList.push(a);
+        this.defs.set(a, def);
+        return;
+      }
       if (!HASH_TYPES.has(def.type))
         throw new BpfError(
           "load",
           Errno.EOPNOTSUPP,
-          `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash)`,
+          `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array, percpu_array)`,
         );
       const m =
         from !== undefined
@@ -466,10 +496,11 @@ export class LoadedObject {
               { nrCpus: opts.nrCpus, cpu: opts.cpu },
             );
       this.htabs.push(m);
+      this.sectioned.push(m);
       this.mapList.push(m);
       this.defs.set(m, def);
     });
-    this.cpu = this.htabs.length > 0 ? this.htabs[0].cpu : (opts.cpu ?? 0);
+    this.cpu = this.sectioned.length > 0 ? this.sectioned[0].cpu : (opts.cpu ?? 0);
     if (this.globals.length > FUNC_SLOT - GLOBAL_SLOT)
       throw new BpfError(
         "load",
@@ -478,6 +509,44 @@ export class LoadedObject {
       );
     const budget = opts.budget ?? DEFAULT_BUDGET;
     for (const p of spec.programs) this.programs.set(p.name, new LoadedProgram(this, p, budget));
+  }
+
+  /**
+   * A global section as a single-element ARRAY map (attached from `from`, or
+   * made with the section's initial bytes; `.rodata*` frozen, as libbpf does).
+   */
+  private globalMap(
+    def: MapDef,
+    from: MapHandle | ArrayHandle | undefined,
+    opts: LoadOptions,
+  ): GlobalSection {
+    const g = def.global as NonNullable<MapDef["global"]>;
+    let map: ArrayMap;
+    if (from !== undefined) {
+      if (!ArrayMap.holdsArray(from.sab, from.offset ?? 0))
+        throw new BpfError(
+          "attach",
+          Errno.EINVAL,
+          `map ${def.name} of the handle is not a global's ARRAY map`,
+        );
+      map = ArrayMap.attach(from, { cpu: opts.cpu });
+    } else {
+      map = ArrayMap.create(
+        {
+          type: MapType.Array,
+          keySize: 4,
+          valueSize: def.valueSize,
+          maxEntries: 1,
+          flags: def.flags,
+          name: def.name.slice(0, 15),
+        },
+        { nrCpus: opts.nrCpus, cpu: opts.cpu },
+      );
+      const err = map.updateElem(new Uint8Array(4), g.data, 0);
+      if (err === 0 && g.readonly) map.freeze();
+      if (err !== 0) throw new BpfError("load", -err, `${def.name}: ${map.lastError}`);
+    }
+    return new GlobalSection(def.name, g.section, map, g.readonly, g.vars);
   }
 
   /**
@@ -492,9 +561,7 @@ export class LoadedObject {
   handle(): ObjectHandle {
     return {
       spec: this.spec,
-      maps: this.mapList.map((m) =>
-        m instanceof Htab ? m.handle : { global: m.bytes.buffer as SharedArrayBuffer },
-      ),
+      maps: this.mapList.map((m) => (m instanceof GlobalSection ? m.map.handle : m.handle)),
     };
   }
 
@@ -536,11 +603,15 @@ export class LoadedObject {
     return p;
   }
 
-  /** The `.maps` map named after its C variable. */
-  map(name: string): Htab {
-    const i = this.spec.maps.findIndex((d) => d.name === name && !d.global);
+  /**
+   * The `.maps` map named after its C variable (an ArrayMap for ARRAY and
+   * PERCPU_ARRAY), or a global's ARRAY map by its libbpf name (`obj.bss`).
+   */
+  map(name: string): ObjMap {
+    const i = this.spec.maps.findIndex((d) => d.name === name);
     if (i < 0) throw new BpfError("map", Errno.ENOENT, `no map '${name}'`);
-    return this.mapList[i] as Htab;
+    const m = this.mapList[i];
+    return m instanceof GlobalSection ? m.map : m;
   }
 
   /** A global section by libbpf name (`obj.bss`) or section name (`.bss`). */
@@ -556,7 +627,7 @@ export class LoadedObject {
   }
 
   /** @internal */
-  defOf(m: Htab): MapDef {
+  defOf(m: ObjMap): MapDef {
     return this.defs.get(m) as MapDef;
   }
 }

@@ -102,6 +102,8 @@ export class KernelObject {
         );
         this.maps.push(m);
         if (def.global) rawElem("update", m.fd, new Uint8Array(4), def.global.data);
+        // libbpf freezes .rodata after writing it (bpf_object__populate_internal_map()).
+        if (def.global?.readonly && m.freeze() !== 0) throw new Error(`freeze ${def.name}: ${m.lastError}`);
       }
       const p = spec.programs.find((x) => x.name === program);
       if (!p) throw new Error(`no program ${program}`);

@@ -119,7 +119,8 @@ test("seed 003 (global atomic counter, spin-locked count in a hash value) on hta
   const prog = obj.program("sys_enter_count");
   const r = prog.run(packet(1), { repeat: 25 });
   assert.equal(r.retval, 2); // XDP_PASS
-  assert.equal(new DataView(obj.global(".bss").variable("counter").buffer, 0, 8).getBigUint64(0, true), 25n);
+  const counter = obj.global(".bss").variable("counter");
+  assert.equal(new DataView(counter.buffer, counter.byteOffset, 8).getBigUint64(0, true), 25n);
   assert.deepEqual(dump(obj.map("concurrent_map")), ["00000000=0000000019000000"]);
   assert.equal(obj.map("concurrent_map").fsck().ok, true);
 });
@@ -507,12 +508,87 @@ SEC("xdp") int x(struct xdp_md *c) { return 0; }`,
   );
   const arr = compileSource(
     "arr",
-    `#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nstruct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, int); __type(value, int); __uint(max_entries, 1); } a SEC(".maps");\nSEC("xdp") int x(struct xdp_md *c) { return 0; }\nchar LICENSE[] SEC("license") = "GPL";`,
+    `#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nstruct { __uint(type, BPF_MAP_TYPE_PROG_ARRAY); __type(key, int); __type(value, int); __uint(max_entries, 1); } a SEC(".maps");\nSEC("xdp") int x(struct xdp_md *c) { return 0; }\nchar LICENSE[] SEC("license") = "GPL";`,
   );
   assert.throws(
     () => LoadedObject.load(arr),
-    (e: unknown) => e instanceof BpfError && e.code === "EOPNOTSUPP" && /map 'a': map type 2/.test(e.message),
+    (e: unknown) => e instanceof BpfError && e.code === "EOPNOTSUPP" && /map 'a': map type 3/.test(e.message),
   );
+});
+
+/** Every index of an array map as "index=value" hex (a per-CPU value: its CPUs' u64 slots summed). */
+function dumpArray(m: RawMap): string[] {
+  const out: string[] = [];
+  const v = new Uint8Array(m.info.valueBytes);
+  for (const k of walkKeys(m)) {
+    assert.equal(m.lookupElem(k, v), 0);
+    if (m.info.valueBytes === m.info.valueSize) out.push(`${hex(k)}=${hex(v)}`);
+    else {
+      let sum = 0n;
+      const dv = new DataView(v.buffer);
+      for (let c = 0; c < m.info.nrCpus; c++) sum += dv.getBigUint64(c * 8, true);
+      out.push(`${hex(k)}=${sum}`);
+    }
+  }
+  return out;
+}
+
+test("ARRAY and PERCPU_ARRAY maps in .maps and globals as ARRAY maps: identical return values, maps and globals on htab and in the kernel", {
+  skip: noKernel,
+}, () => {
+  const bytes = compileFixture("array_maps");
+  const spec = openObject(bytes, { name: "array_maps" });
+  const obj = LoadedObject.load(bytes, { name: "array_maps", nrCpus: possibleCpus() });
+  const k = new KernelObject(spec, "array_maps");
+  try {
+    const names = spec.maps.map((d) => d.name);
+    assert.deepEqual(names, [
+      "by_byte",
+      "pcpu",
+      "locked",
+      "array_ma.rodata",
+      "array_ma.data",
+      "array_ma.bss",
+    ]);
+    for (let i = 0; i < 40; i++) {
+      const pkt = packet(i, 20 + (i % 30));
+      const mine = obj.program("array_maps").run(pkt);
+      const theirs = k.prog.testRun(pkt);
+      assert.equal(mine.retval, theirs.retval, `packet ${i}`);
+    }
+    for (const [i, name] of ["by_byte", "pcpu", "locked"].entries())
+      assert.deepEqual(dumpArray(obj.map(name)), dumpArray(k.maps[i]), name);
+    for (const s of [".bss", ".data", ".rodata"])
+      assert.equal(hex(obj.global(s).bytes), hex(k.global(spec, s)), s);
+    const data = obj.global(".data");
+    assert.deepEqual(
+      ["last_any_err", "last_e2big_err", "last_eexist_err"].map((v) =>
+        new DataView(data.variable(v).slice().buffer).getInt32(0, true),
+      ),
+      [0, -7, -17],
+    );
+    assert.notEqual(dumpArray(obj.map("by_byte")).join(), dumpArray(obj.map("locked")).join());
+    // The globals are ARRAY maps: named as libbpf names them, .rodata frozen and read-only to programs.
+    const ro = obj.global(".rodata");
+    assert.equal(obj.map("array_ma.rodata"), ro.map);
+    assert.equal(ro.map.info.type, 2);
+    assert.equal(ro.map.info.maxEntries, 1);
+    assert.equal(ro.map.updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "frozen: EPERM");
+    assert.equal(k.maps[3].updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "the kernel's too");
+    assert.equal(hex(ro.variable("limit")), "0c000000");
+    // .data is writable from TypeScript through the map, and the program sees it.
+    const bss = obj.global(".bss");
+    const before = new DataView(bss.variable("seen").slice().buffer).getBigUint64(0, true);
+    assert.equal(before, 40n);
+    const v = bss.bytes.slice();
+    new DataView(v.buffer).setBigUint64(bss.vars.find((x) => x.name === "seen")?.offset ?? -1, 1000n, true);
+    assert.equal(bss.map.updateElem(new Uint8Array(4), v, 0), 0);
+    obj.program("array_maps").run(packet(99, 40));
+    assert.equal(new DataView(bss.variable("seen").slice().buffer).getBigUint64(0, true), 1001n);
+    for (const m of obj.arrays) assert.ok(m.fsck().ok, m.fsck().errors.join("; "));
+  } finally {
+    k.close();
+  }
 });
 
 test("htab prog exec --elf runs a clang-built object's only program (a .text function with a subprogram), read from a Node Buffer", {
