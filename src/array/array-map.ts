@@ -96,9 +96,7 @@ import {
   lockTimeoutText,
   nowMs,
   SPIN_LIMIT,
-  STALL_WAITS,
   setStallHandler,
-  stalled,
 } from "../sync/spin.js";
 import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
 import { cpuOption, validateArraySpec } from "./spec.js";
@@ -351,30 +349,42 @@ export class ArrayMap implements RawMap {
 
   /**
    * Copy element `i`'s value out (the syscall's bytes: value_size, or every
-   * CPU's round_up(value_size, 8) slot) into `out` at `outOff`, untorn: between
-   * two equal even sequence reads. The spin lock word reads as zero.
+   * CPU's round_up(value_size, 8) slot) into `out` at `outOff`, untorn:
+   * between two equal even sequence reads. Writers that keep the element
+   * busy could starve such a reader, so after SPIN_LIMIT tries it takes the
+   * element's writer lock and copies under it (bounded by LOCK_TIMEOUT_MS).
+   * The spin lock word reads as zero.
    * @returns 0 or -ETIMEDOUT (a writer kept the element past LOCK_TIMEOUT_MS)
    */
   private copyOut(i: number, out: Uint8Array, outOff: number): number {
     const i32 = this.i32;
     const u8 = this.u8;
-    const e = arrayElemI32(this.g, i);
+    const seq = arrayElemI32(this.g, i) + ARR_ELEM_SEQ_I32;
     const src = arrayValueOff(this.g, i);
     const n = this.info.valueBytes;
-    let deadline = 0;
-    for (let tries = 0; ; tries++) {
-      const s = Atomics.load(i32, e + ARR_ELEM_SEQ_I32);
+    for (let tries = 0; tries < SPIN_LIMIT; tries++) {
+      const s = Atomics.load(i32, seq);
       if ((s & 1) === 0) {
         for (let k = 0; k < n; k++) out[outOff + k] = u8[src + k];
-        if (Atomics.load(i32, e + ARR_ELEM_SEQ_I32) === s) break;
+        if (Atomics.load(i32, seq) === s) {
+          this.zeroLock(out, outOff);
+          return 0;
+        }
       }
-      if (tries < SPIN_LIMIT) continue;
-      if (deadline === 0) deadline = nowMs() + LOCK_TIMEOUT_MS;
-      if (tries % STALL_WAITS === 0) stalled(i32);
-      if (nowMs() > deadline)
-        return this.timedOut("a writer of this element", Atomics.load(i32, e + ARR_ELEM_LOCK_I32));
-      cpuRelax(i32, e + ARR_ELEM_SEQ_I32);
+      cpuRelax(i32, seq);
     }
+    return this.copyOutWriterLocked(i, out, outOff);
+  }
+
+  /** copyOut() holding element `i`'s writer lock: no writer can be in it. @returns 0 or -ETIMEDOUT */
+  private copyOutWriterLocked(i: number, out: Uint8Array, outOff: number): number {
+    const e = this.lockElem(i);
+    if (e < 0) return e;
+    const u8 = this.u8;
+    const src = arrayValueOff(this.g, i);
+    const n = this.info.valueBytes;
+    for (let k = 0; k < n; k++) out[outOff + k] = u8[src + k];
+    this.unlockElem(e);
     this.zeroLock(out, outOff);
     return 0;
   }
@@ -385,32 +395,40 @@ export class ArrayMap implements RawMap {
     if (lo >= 0) out.fill(0, outOff + lo, outOff + lo + 4);
   }
 
-  private timedOut(what: string, word: number): number {
-    return this.err.fail(ETIMEDOUT, lockTimeoutText(what, `held by CPU slot ${lockOwner(word)}`));
-  }
-
-  /** Take element `i`'s writer lock and make its sequence odd. @returns the element's word index, or -ETIMEDOUT */
-  private beginWrite(i: number): number {
+  /**
+   * Take element `i`'s writer lock (recording it for a recoverer, should this
+   * thread die holding it). @returns the element's word index, or -ETIMEDOUT
+   */
+  private lockElem(i: number): number {
     const i32 = this.i32;
     const e = arrayElemI32(this.g, i);
     const mine = pcpuBase(this.cpu) + ARR_PCPU_WRITING_I32;
-    i32[mine] = i + 1; // a recoverer finds the element if this thread dies holding it
+    i32[mine] = i + 1;
     if (!lockAcquire(i32, e + ARR_ELEM_LOCK_I32, this.cpu)) {
       i32[mine] = 0;
       return this.err.fail(
         ETIMEDOUT,
-        lockTimeoutText("element's writer lock", `held by CPU slot ${lastTimeoutOwner()}`),
+        lockTimeoutText("the element's writer lock", `held by CPU slot ${lastTimeoutOwner()}`),
       );
     }
-    Atomics.add(i32, e + ARR_ELEM_SEQ_I32, 1);
+    return e;
+  }
+
+  private unlockElem(e: number): void {
+    lockRelease(this.i32, e + ARR_ELEM_LOCK_I32);
+    this.i32[pcpuBase(this.cpu) + ARR_PCPU_WRITING_I32] = 0;
+  }
+
+  /** Take element `i`'s writer lock and make its sequence odd. @returns the element's word index, or -ETIMEDOUT */
+  private beginWrite(i: number): number {
+    const e = this.lockElem(i);
+    if (e >= 0) Atomics.add(this.i32, e + ARR_ELEM_SEQ_I32, 1);
     return e;
   }
 
   private endWrite(e: number): void {
-    const i32 = this.i32;
-    Atomics.add(i32, e + ARR_ELEM_SEQ_I32, 1);
-    lockRelease(i32, e + ARR_ELEM_LOCK_I32);
-    i32[pcpuBase(this.cpu) + ARR_PCPU_WRITING_I32] = 0;
+    Atomics.add(this.i32, e + ARR_ELEM_SEQ_I32, 1);
+    this.unlockElem(e);
   }
 
   /**
@@ -639,7 +657,18 @@ export class ArrayMap implements RawMap {
       );
     if (f.lock && this.spinLockOff < 0) return this.result(this.noSpinLock(), count, null, keys, values);
     if (count === 0) return this.result(0, 0, null, keys, values);
-    let prev = inBatch === null ? 0xffffffff : inBatch;
+    return this.copyBatch(inBatch === null ? 0xffffffff : inBatch, count, f.lock, keys, values);
+  }
+
+  /** generic_map_lookup_batch()'s loop: get_next_key from `prev`, copy, until `count` or the end. */
+  private copyBatch(
+    prev: number,
+    count: number,
+    lock: boolean,
+    keys: Uint8Array,
+    values: Uint8Array,
+  ): BatchResult {
+    const vb = this.info.valueBytes;
     let cp = 0;
     let err = 0;
     while (cp < count) {
@@ -648,7 +677,7 @@ export class ArrayMap implements RawMap {
         err = this.err.fail(ENOENT, "the batch passed the last index");
         break;
       }
-      const r = f.lock ? this.copyOutLocked(i, values, cp * vb) : this.copyOut(i, values, cp * vb);
+      const r = lock ? this.copyOutLocked(i, values, cp * vb) : this.copyOut(i, values, cp * vb);
       // The kernel stops without reporting a count when a copy fails (generic_map_lookup_batch()).
       if (r !== 0) return this.result(r, 0, null, keys, values);
       keys[cp * 4] = i;
@@ -849,33 +878,36 @@ export class ArrayMap implements RawMap {
     let n = 0;
     try {
       for (let c = 0; c < this.g.nrCpus; c++) {
-        const idx = pcpuBase(c) + PCPU_OWNER_I32;
-        if (slotStateOf(Atomics.load(i32, idx)) !== SLOT_DEAD) continue;
-        const p = pcpuBase(c);
-        const w = i32[p + ARR_PCPU_WRITING_I32];
-        if (w !== 0 && w <= this.maxEntries) {
-          const e = arrayElemI32(this.g, w - 1);
-          if (lockOwner(Atomics.load(i32, e + ARR_ELEM_LOCK_I32) & ~1) === c) {
-            if ((Atomics.load(i32, e + ARR_ELEM_SEQ_I32) & 1) !== 0)
-              Atomics.add(i32, e + ARR_ELEM_SEQ_I32, 1);
-            // The value's spin lock, if the dead writer took it under this element's lock.
-            if (this.spinLockOff >= 0) {
-              const li = (arrayValueOff(this.g, w - 1) + this.spinLockOff) >> 2;
-              if (lockOwner(Atomics.load(i32, li) & ~1) === c) lockRelease(i32, li);
-            }
-            lockRelease(i32, e + ARR_ELEM_LOCK_I32);
-            Atomics.add(i32, HDR_RECOVERED_I32, 1);
-          }
-        }
-        i32[p + ARR_PCPU_WRITING_I32] = 0;
-        if (Atomics.exchange(i32, p + PCPU_SECTION_I32, 0) !== 0) Atomics.sub(i32, HDR_ACTIVE_I32, 1);
-        releaseSlot(i32, idx);
+        if (slotStateOf(Atomics.load(i32, pcpuBase(c) + PCPU_OWNER_I32)) !== SLOT_DEAD) continue;
+        this.recoverSlot(c);
         n++;
       }
     } finally {
       lockRelease(i32, HDR_RECOVERY_LOCK_I32);
     }
     return n;
+  }
+
+  /**
+   * Dead slot `c`: the element write it left (its lock, an odd sequence, the
+   * value's spin lock taken under it), its open section, then the slot.
+   * Requires: HDR_RECOVERY_LOCK held.
+   */
+  private recoverSlot(c: number): void {
+    const i32 = this.i32;
+    const p = pcpuBase(c);
+    const w = i32[p + ARR_PCPU_WRITING_I32];
+    const e = w !== 0 && w <= this.maxEntries ? arrayElemI32(this.g, w - 1) : -1;
+    if (e >= 0 && lockOwner(Atomics.load(i32, e + ARR_ELEM_LOCK_I32) & ~1) === c) {
+      if ((Atomics.load(i32, e + ARR_ELEM_SEQ_I32) & 1) !== 0) Atomics.add(i32, e + ARR_ELEM_SEQ_I32, 1);
+      const li = this.spinLockOff >= 0 ? (arrayValueOff(this.g, w - 1) + this.spinLockOff) >> 2 : -1;
+      if (li >= 0 && lockOwner(Atomics.load(i32, li) & ~1) === c) lockRelease(i32, li);
+      lockRelease(i32, e + ARR_ELEM_LOCK_I32);
+      Atomics.add(i32, HDR_RECOVERED_I32, 1);
+    }
+    i32[p + ARR_PCPU_WRITING_I32] = 0;
+    if (Atomics.exchange(i32, p + PCPU_SECTION_I32, 0) !== 0) Atomics.sub(i32, HDR_ACTIVE_I32, 1);
+    releaseSlot(i32, p + PCPU_OWNER_I32);
   }
 
   /** Reserve free CPU slot `cpu` for a worker that attaches with `{ cpu }` (see Htab.reserveSlot()). */
@@ -934,7 +966,8 @@ export class ArrayMap implements RawMap {
    * directly. Writes through it take no writer lock, as a program's stores don't.
    */
   _valueView(index: number, cpu = 0): Uint8Array {
-    if (!Number.isInteger(index) || index < 0 || index >= this.maxEntries) invalid("_valueView", `no index ${showInput(index)}`);
+    if (!Number.isInteger(index) || index < 0 || index >= this.maxEntries)
+      invalid("_valueView", `no index ${showInput(index)}`);
     const at = arrayValueOff(this.g, index, cpu);
     return this.u8.subarray(at, at + this.valueSize);
   }

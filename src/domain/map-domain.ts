@@ -21,7 +21,9 @@ import {
   validateSpec,
 } from "../core/spec.js";
 import { BpfError, Errno, invalid, showInput } from "../errors.js";
+import type { Geometry } from "../layout/geometry.js";
 import {
+  type ArrayGeometry,
   aomBytes,
   CACHE_LINE_BYTES,
   DOM_ALLOC_LOCK_I32,
@@ -234,20 +236,7 @@ export class MapDomain implements InnerResolver {
     if (outer) meta = this.template(spec);
     else if (spec.innerMap !== undefined)
       invalid("create", "inner_map is only for ARRAY_OF_MAPS and HASH_OF_MAPS");
-    let bytes: number;
-    let g = null;
-    const array = spec.type === MapType.Array || spec.type === MapType.PercpuArray;
-    const ag = array ? validateArraySpec(spec, this.nrCpus) : null;
-    if (ag !== null) bytes = ag.totalBytes;
-    else if (spec.type === MapType.ArrayOfMaps) {
-      validateArrayOfMapsSpec(spec);
-      bytes = aomBytes(this.nrCpus, spec.maxEntries);
-    } else {
-      g = validateSpec(spec, this.nrCpus, this.privileged);
-      if (spec.spinLockOffset !== undefined && spec.type === MapType.HashOfMaps)
-        invalid("create", "a hash of maps has no bpf_spin_lock");
-      bytes = g.totalBytes;
-    }
+    const { bytes, g, ag } = this.validate(spec);
     const { id, offset } = this.allocate(bytes, spec.type);
     const sab = this.buffer();
     let m: DomainMap;
@@ -275,6 +264,22 @@ export class MapDomain implements InnerResolver {
     this.publish(id);
     this.views.set(id, m);
     return m;
+  }
+
+  /** Validate `spec` as BPF_MAP_CREATE would, for its kind of map; its geometry and bytes. */
+  private validate(spec: DomainMapSpec): { bytes: number; g: Geometry | null; ag: ArrayGeometry | null } {
+    if (spec.type === MapType.Array || spec.type === MapType.PercpuArray) {
+      const ag = validateArraySpec(spec, this.nrCpus);
+      return { bytes: ag.totalBytes, g: null, ag };
+    }
+    if (spec.type === MapType.ArrayOfMaps) {
+      validateArrayOfMapsSpec(spec);
+      return { bytes: aomBytes(this.nrCpus, spec.maxEntries), g: null, ag: null };
+    }
+    const g = validateSpec(spec, this.nrCpus, this.privileged);
+    if (spec.spinLockOffset !== undefined && spec.type === MapType.HashOfMaps)
+      invalid("create", "a hash of maps has no bpf_spin_lock");
+    return { bytes: g.totalBytes, g, ag: null };
   }
 
   private template(spec: DomainMapSpec): InnerMeta {

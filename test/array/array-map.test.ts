@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Worker } from "node:worker_threads";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { attach, createMap } from "../../src/api/create.js";
 import { TypedMap } from "../../src/api/typed-map.js";
@@ -159,7 +158,8 @@ test("a lookup never returns a torn value while three workers write 256-byte val
     );
     while (!finished) {
       for (let k = 0; k < 200; k++) {
-        assert.equal(m.lookupElem(key(1), out), 0);
+        const r = m.lookupElem(key(1), out);
+        assert.equal(r, 0, `lookup: ${m.lastError}`);
         const first = dv.getBigUint64(0, true);
         for (let o = 8; o < 256; o += 8)
           if (dv.getBigUint64(o, true) !== first)

@@ -79,6 +79,30 @@ export function rawElem(cmd: "update" | "lookup", fd: number, key: Uint8Array, v
   }
 }
 
+/** One map of an object in the kernel: with the object's BTF; a global with its bytes (.rodata frozen, as libbpf does). */
+function kernelMapOf(spec: BpfObjectSpec, def: BpfObjectSpec["maps"][number]): KernelMap {
+  const m = KernelMap.create(
+    {
+      type: def.type as MapType,
+      keySize: def.keySize,
+      valueSize: def.valueSize,
+      maxEntries: def.maxEntries,
+      flags: def.flags,
+      name: def.name.replace(/[^A-Za-z0-9_.]/g, "_").slice(0, 15),
+    },
+    def.global || def.keyType === 0 || spec.btfBytes === undefined
+      ? {}
+      : { btf: { blob: spec.btfBytes, keyTypeId: def.keyType, valueTypeId: def.valueType } },
+  );
+  if (def.global) rawElem("update", m.fd, new Uint8Array(4), def.global.data);
+  // libbpf freezes .rodata after writing it (bpf_object__populate_internal_map()).
+  if (def.global?.readonly && m.freeze() !== 0) {
+    m.close();
+    throw new Error(`freeze ${def.name}: ${m.lastError}`);
+  }
+  return m;
+}
+
 /** One object's maps and one program in the kernel. */
 export class KernelObject {
   readonly maps: KernelMap[] = [];
@@ -86,25 +110,7 @@ export class KernelObject {
 
   constructor(spec: BpfObjectSpec, program: string) {
     try {
-      for (const def of spec.maps) {
-        const m = KernelMap.create(
-          {
-            type: def.type as MapType,
-            keySize: def.keySize,
-            valueSize: def.valueSize,
-            maxEntries: def.maxEntries,
-            flags: def.flags,
-            name: def.name.replace(/[^A-Za-z0-9_.]/g, "_").slice(0, 15),
-          },
-          def.global || def.keyType === 0 || spec.btfBytes === undefined
-            ? {}
-            : { btf: { blob: spec.btfBytes, keyTypeId: def.keyType, valueTypeId: def.valueType } },
-        );
-        this.maps.push(m);
-        if (def.global) rawElem("update", m.fd, new Uint8Array(4), def.global.data);
-        // libbpf freezes .rodata after writing it (bpf_object__populate_internal_map()).
-        if (def.global?.readonly && m.freeze() !== 0) throw new Error(`freeze ${def.name}: ${m.lastError}`);
-      }
+      for (const def of spec.maps) this.maps.push(kernelMapOf(spec, def));
       const p = spec.programs.find((x) => x.name === program);
       if (!p) throw new Error(`no program ${program}`);
       const insns: Insn[] = p.insns.map((x) => ({ ...x }));
