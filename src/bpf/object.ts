@@ -85,6 +85,20 @@ export class GlobalSection {
     readonly readonly: boolean,
     readonly vars: readonly GlobalVar[],
   ) {}
+  /** A copy of the section's bytes now. */
+  read(): Uint8Array {
+    return this.bytes.slice();
+  }
+  /** Write `bytes` at byte `offset` of the section (what the next run sees). */
+  write(bytes: Uint8Array, offset = 0): void {
+    if (offset < 0 || offset + bytes.length > this.bytes.length)
+      throw new BpfError(
+        "global",
+        Errno.EINVAL,
+        `${bytes.length} bytes at ${offset} do not fit ${this.section} (${this.bytes.length} bytes)`,
+      );
+    this.bytes.set(bytes, offset);
+  }
   /** The bytes of variable `name` (a view: writes show in the next run). */
   variable(name: string): Uint8Array {
     const v = this.vars.find((x) => x.name === name);
@@ -534,6 +548,17 @@ export class LoadedObject {
         `no program '${name}' (have: ${[...this.programs.keys()].join(", ")})`,
       );
     return p;
+  }
+
+  /** The programs, in the order of the object's program symbols. */
+  get programList(): LoadedProgram[] {
+    return [...this.programs.values()];
+  }
+
+  /** Close the object's maps (this thread's view of them). */
+  close(): void {
+    for (const o of this.others.values()) if (o !== this) for (const m of o.htabs) m.close();
+    for (const m of this.htabs) m.close();
   }
 
   /** The `.maps` map named after its C variable. */
