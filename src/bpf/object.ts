@@ -227,6 +227,8 @@ export class LoadedProgram {
         Errno.EOPNOTSUPP,
         `program '${this.name}' (type ${type}): only xdp and syscall programs run on this backend yet`,
       );
+    if (type === ProgType.Syscall && data.length > 0)
+      throw new BpfError("run", Errno.EINVAL, "a syscall program takes a context (ctx), no data");
     if (type === ProgType.Xdp && data.length < 14)
       throw new BpfError(
         "run",

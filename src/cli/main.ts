@@ -52,7 +52,8 @@ examples(
       new Option("--backend <name>", "where the maps live").choices(["sab", "kernel"]).default("sab"),
     )
     .action(async (file: string | undefined, opts: { backend: BackendName }) => {
-      const replayer = new Replayer(factoryFor(opts.backend));
+      const { objectLoaderFor } = await import("./objects.js");
+      const replayer = new Replayer(factoryFor(opts.backend), objectLoaderFor(opts.backend));
       const input = file && file !== "-" ? createReadStream(file) : process.stdin;
       const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of rl) {
