@@ -136,7 +136,8 @@ export class BpfProgram {
    * BPF_PROG_TEST_RUN with everything it returns: the packet after the run
    * (data_out) and, for a syscall program, its context after the run. A
    * syscall program takes no data and no repeat in the kernel: `repeat`
-   * runs are made one by one here and timed here. `cpu`: this run only, on
+   * runs are made one by one here, each on the caller's `ctx` (the last
+   * one's comes back), and timed here. `cpu`: this run only, on
    * that CPU (the thread's CPU mask is restored after it).
    * @throws BpfError with the kernel's errno (EINVAL for data the program type refuses)
    */
@@ -210,7 +211,7 @@ export class BpfProgram {
           attr.dv.setBigUint64(RUN_DATA_IN, dataBuf.addr, true);
         }
         if (ctx !== undefined && size > 0) {
-          ctxBuf.u8.set(i === 0 ? ctx : ctxBuf.u8.subarray(0, size));
+          ctxBuf.u8.set(ctx); // each run on the caller's context, as the SAB backend runs it
           attr.dv.setUint32(RUN_CTX_SIZE_IN, size, true);
           attr.dv.setBigUint64(RUN_CTX_IN, ctxBuf.addr, true);
         }
