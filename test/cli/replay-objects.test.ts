@@ -47,6 +47,36 @@ function bytes(next: () => number, n: number, max = 256): Uint8Array {
   return Uint8Array.from({ length: n }, () => next() % max);
 }
 
+/** Run number `r` of program `prog`: a syscall context or a packet (the first one too short), with repeat and cpu now and then. */
+function runLine(
+  name: string,
+  type: number,
+  prog: number,
+  r: number,
+  next: () => number,
+  nrCpus: number,
+): string {
+  const run: Record<string, unknown> = { op: "run", prog };
+  if (type === ProgType.Syscall) {
+    // u32 fields kept small: loop counts and CPU numbers stay in range.
+    const ctx = bytes(next, 64, 1).map((_, i) => (i % 4 === 0 ? next() % 24 : 0));
+    // foreach.c stops its walk at key ctx[0]: a key in the map would make the count depend
+    // on the walk order, which the kernel's random hash seed makes differ from load to load.
+    if (name === "foreach") ctx[0] = 3 + (ctx[0] % 20);
+    run.ctx_in = toHex(ctx);
+  } else {
+    const len = r === 0 ? 13 : [14, 20, 60, 64, 128, 1500][next() % 6];
+    const pkt = bytes(next, len);
+    if (name === "xdp_adjust") pkt.fill(0, 0, 8); // its deltas: 0, the run keeps the packet
+    run.data_in = toHex(pkt);
+  }
+  // In the kernel an XDP run's packet writes and tail adjustments carry over from one
+  // repeat to the next; the SAB backend starts each repeat from data_in (not modelled yet).
+  if (r % 3 === 1 && name !== "xdp_adjust") run.repeat = 1 + (next() % 3);
+  if (r % 4 === 2 && nrCpus > 1) run.cpu = 1;
+  return JSON.stringify(run);
+}
+
 /** The script for one fixture: load, seed its hash maps, run each program, dump every map after each run. */
 function scriptFor(name: string, path: string, objBytes: Uint8Array): string[] {
   const spec = openObject(objBytes, { name });
@@ -66,27 +96,7 @@ function scriptFor(name: string, path: string, objBytes: Uint8Array): string[] {
   });
   lines.push(...dumps);
   spec.programs.forEach((p, prog) => {
-    for (let r = 0; r < 10; r++) {
-      const run: Record<string, unknown> = { op: "run", prog };
-      if (p.type === ProgType.Syscall) {
-        // u32 fields kept small: loop counts and CPU numbers stay in range.
-        const ctx = bytes(next, 64, 1).map((_, i) => (i % 4 === 0 ? next() % 24 : 0));
-        // foreach.c stops its walk at key ctx[0]: a key in the map would make the count depend
-        // on the walk order, which the kernel's random hash seed makes differ from load to load.
-        if (name === "foreach") ctx[0] = 3 + (ctx[0] % 20);
-        run.ctx_in = toHex(ctx);
-      } else {
-        const len = r === 0 ? 13 : [14, 20, 60, 64, 128, 1500][next() % 6];
-        const pkt = bytes(next, len);
-        if (name === "xdp_adjust") pkt.fill(0, 0, 8); // its deltas: 0, the run keeps the packet
-        run.data_in = toHex(pkt);
-      }
-      // In the kernel an XDP run's packet writes and tail adjustments carry over from one
-      // repeat to the next; the SAB backend starts each repeat from data_in (not modelled yet).
-      if (r % 3 === 1 && name !== "xdp_adjust") run.repeat = 1 + (next() % 3);
-      if (r % 4 === 2 && nrCpus > 1) run.cpu = 1;
-      lines.push(JSON.stringify(run), ...dumps);
-    }
+    for (let r = 0; r < 10; r++) lines.push(runLine(name, p.type, prog, r, next, nrCpus), ...dumps);
   });
   return lines;
 }
