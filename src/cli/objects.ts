@@ -8,24 +8,17 @@
 
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
-import type { BpfObject } from "../bpf/index.js";
 import { GlobalSection, LoadedObject } from "../bpf/object.js";
 import { BpfError, Errno } from "../errors.js";
 import { pinThreadToCpu } from "../kernel/bpf-syscall.js";
 import { KernelObject } from "../kernel/object.js";
-import type { RawMap } from "../map/raw-map.js";
 import { MapType } from "../uapi.js";
 import { type BackendName, machineCpus } from "./backends.js";
+import type { LoadedForReplay, ObjectLoader } from "./replay.js";
 import { GlobalMap } from "./replay-global.js";
 
-export interface LoadedForCli {
-  obj: BpfObject;
-  /** Per map of `obj.spec.maps`, in order. */
-  maps: RawMap[];
-}
-
 /** Loads an object's bytes on a backend; `name` is libbpf's object name. */
-export type ObjectLoader = (bytes: Uint8Array, name: string) => LoadedForCli;
+export type BytesLoader = (bytes: Uint8Array, name: string) => LoadedForReplay;
 
 /** libbpf's object name for a file: its base name up to the first '.'. */
 export function objectName(path: string): string {
@@ -43,8 +36,14 @@ export function readObject(op: string, path: string): Uint8Array {
   }
 }
 
-/** An object loader for `backend`, as replay runs it (CPU 0 of the machine's possible CPUs). */
+/** Replay's "load": the file at `path`, named as libbpf names it, on `backend`. */
 export function objectLoaderFor(backend: BackendName): ObjectLoader {
+  const load = bytesLoaderFor(backend);
+  return (path) => load(readObject("load", path), objectName(path));
+}
+
+/** An object loader for `backend`, as replay runs it (CPU 0 of the machine's possible CPUs). */
+export function bytesLoaderFor(backend: BackendName): BytesLoader {
   if (backend === "kernel")
     return (bytes, name) => {
       const obj = KernelObject.load(bytes, { name });

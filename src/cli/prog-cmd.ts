@@ -23,7 +23,7 @@ import { strerror } from "../kernel/errno-text.js";
 import { kernelMapTypeName } from "../kernel/map-types.js";
 import type { BackendName } from "./backends.js";
 import { isPrefix, strtoul } from "./map-cmd.js";
-import { objectLoaderFor, objectName } from "./objects.js";
+import { bytesLoaderFor, objectName } from "./objects.js";
 
 /** What a command printed and how it ended, for the CLI and the tests. */
 export interface ProgOutput {
@@ -147,7 +147,7 @@ function loadFor(op: string, path: string, backend: BackendName, read: FileReade
     throw new ProgCmdError(`failed to open ${path}: ${(e as Error).message}`);
   }
   try {
-    return objectLoaderFor(backend)(bytes, objectName(path)).obj;
+    return bytesLoaderFor(backend)(bytes, objectName(path)).obj;
   } catch (e) {
     throw new ProgCmdError(`${op}: failed to load ${path}: ${(e as Error).message}`);
   }

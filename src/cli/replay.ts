@@ -14,7 +14,15 @@ import type { BatchResult, RawMap } from "../map/raw-map.js";
 import type { MapSpec } from "../map/spec.js";
 import { isOuter as isOuterType } from "../map/traits.js";
 import { MAP_TYPE_NAMES } from "../uapi.js";
-import { type ObjectLoader, objectName, readObject } from "./objects.js";
+
+/** A BPF object loaded for "load": the object, and per map of its spec (`.maps`, then globals) a RawMap. */
+export interface LoadedForReplay {
+  obj: BpfObject;
+  maps: RawMap[];
+}
+
+/** Loads the BPF object file at `path` on the session's backend. @throws BpfError */
+export type ObjectLoader = (path: string) => LoadedForReplay;
 
 /** Makes a map for `create`; `inner` is the template map of a map-in-map. */
 export type MapFactory = (spec: MapSpec, inner: RawMap | undefined) => RawMap;
@@ -320,7 +328,7 @@ export class Replayer {
     if (typeof o.object !== "string" || o.object === "")
       throw new LineError('"object" must be the path of a BPF object file');
     if (this.loader === undefined) return { ok: false, errno: "EOPNOTSUPP" };
-    const { obj, maps } = this.loader(readObject("load", o.object), objectName(o.object));
+    const { obj, maps } = this.loader(o.object);
     this.objects.push(obj);
     const out = obj.spec.maps.map((d, i) => {
       this.maps.push(maps[i]);
