@@ -101,6 +101,8 @@ export interface ProgramDef {
   insns: Insn[];
   /** Per linked instruction, its C source line (from .BTF.ext line info), where the object has it. */
   lines: (SourceLine | undefined)[];
+  /** Per linked instruction, where it came from: its code section and index there (a kernel load maps .BTF.ext's func and line info through it). */
+  origin: { section: string; insn: number }[];
 }
 
 /** An opened object: maps, programs, license, the raw BTF for a kernel load. */
@@ -373,6 +375,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
       type: e.type,
       insns,
       lines: origin.map((o) => lineOf(lines.get(secName(o.sec)), o.idx)),
+      origin: origin.map((o) => ({ section: secName(o.sec), insn: o.idx })),
     };
   });
   return {

@@ -81,6 +81,9 @@ class ValueRegion extends Region {
   }
 }
 
+/** The key of a global section's only element. */
+const GLOBAL_KEY = new Uint8Array(4);
+
 /** A global section (`.data`, `.bss`, `.rodata`, …) of a loaded object: a one-element ARRAY map. */
 export class GlobalSection {
   /** The section's bytes, as programs see them: a live view of the map's only element. */
@@ -94,6 +97,30 @@ export class GlobalSection {
     readonly vars: readonly GlobalVar[],
   ) {
     this.bytes = map._valueView(0);
+  }
+  /** A copy of the section's bytes now (an untorn lookup of the map's element). */
+  read(): Uint8Array {
+    const out = new Uint8Array(this.map.info.valueSize);
+    const r = this.map.lookupElem(GLOBAL_KEY, out);
+    if (r !== 0) throw new BpfError("global", -r, `${this.section}: ${this.map.lastError}`);
+    return out;
+  }
+  /**
+   * Write `bytes` at byte `offset` of the section (what the next run sees), as
+   * one update of the map's element.
+   * @throws BpfError EPERM for a frozen `.rodata` (as the kernel answers)
+   */
+  write(bytes: Uint8Array, offset = 0): void {
+    const cur = this.read();
+    if (offset < 0 || offset + bytes.length > cur.length)
+      throw new BpfError(
+        "global",
+        Errno.EINVAL,
+        `${bytes.length} bytes at ${offset} do not fit ${this.section} (${cur.length} bytes)`,
+      );
+    cur.set(bytes, offset);
+    const r = this.map.updateElem(GLOBAL_KEY, cur, 0);
+    if (r !== 0) throw new BpfError("global", -r, `${this.section}: ${this.map.lastError}`);
   }
   /** The bytes of variable `name` (a view: writes show in the next run). */
   variable(name: string): Uint8Array {
@@ -227,6 +254,8 @@ export class LoadedProgram {
         Errno.EOPNOTSUPP,
         `program '${this.name}' (type ${type}): only xdp and syscall programs run on this backend yet`,
       );
+    if (type === ProgType.Syscall && data.length > 0)
+      throw new BpfError("run", Errno.EINVAL, "a syscall program takes a context (ctx), no data");
     if (type === ProgType.Xdp && data.length < 14)
       throw new BpfError(
         "run",
@@ -601,6 +630,18 @@ export class LoadedObject {
         `no program '${name}' (have: ${[...this.programs.keys()].join(", ")})`,
       );
     return p;
+  }
+
+  /** The programs, in the order of the object's program symbols. */
+  get programList(): LoadedProgram[] {
+    return [...this.programs.values()];
+  }
+
+  /** Close the object's maps (this thread's view of them). */
+  close(): void {
+    for (const o of this.others.values())
+      if (o !== this) for (const m of [...o.htabs, ...o.arrays]) m.close();
+    for (const m of [...this.htabs, ...this.arrays]) m.close();
   }
 
   /**

@@ -18,10 +18,11 @@ import { openObject, ProgType } from "../../src/bpf/loader.js";
 import { LoadedObject } from "../../src/bpf/object.js";
 import { BpfError } from "../../src/errors.js";
 import { possibleCpus } from "../../src/kernel/bpf-syscall.js";
+import { KernelObject } from "../../src/kernel/object.js";
 import { walkKeys } from "../../src/map/key-walk.js";
 import type { RawMap } from "../../src/map/raw-map.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
-import { clangSkipReason, compileFixture, KernelObject } from "./kernel-object.js";
+import { clangSkipReason, compileFixture } from "./kernel-object.js";
 
 const noClang = clangSkipReason();
 const noKernel = noClang ?? kernelSkipReason();
@@ -131,15 +132,16 @@ test("seed 003 on htab and in the kernel: identical return value, counter and ma
   const bytes = compileFixture("seed003");
   const spec = openObject(bytes, { name: "seed003" });
   const obj = LoadedObject.load(bytes, { name: "seed003" });
-  const k = new KernelObject(spec, "sys_enter_count");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     for (let i = 0; i < 3; i++) {
       const mine = obj.program("sys_enter_count").run(packet(i), { repeat: 7 });
-      const theirs = k.prog.testRun(packet(i), { repeat: 7 });
+      const theirs = kprog.run(packet(i), { repeat: 7 });
       assert.equal(mine.retval, theirs.retval);
     }
-    assert.equal(hex(obj.global(".bss").bytes), hex(k.global(spec, ".bss")));
-    assert.deepEqual(dump(obj.map("concurrent_map")), dump(k.maps[0]));
+    assert.equal(hex(obj.global(".bss").bytes), hex(k.global(".bss").read()));
+    assert.deepEqual(dump(obj.map("concurrent_map")), dump(k.mapList[0]));
     assert.deepEqual(dump(obj.map("concurrent_map")), ["00000000=0000000015000000"]);
   } finally {
     k.close();
@@ -152,17 +154,18 @@ test("globals and bpf-to-bpf calls on htab and in the kernel: identical return v
   const bytes = compileFixture("globals_calls");
   const spec = openObject(bytes, { name: "globals_calls" });
   const obj = LoadedObject.load(bytes, { name: "globals_calls" });
-  const k = new KernelObject(spec, "globals_calls");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     const seen = new Set<number>();
     for (let i = 0; i < 40; i++) {
       const pkt = packet(100 + i, 14 + (i % 60));
       const mine = obj.program("globals_calls").run(pkt);
-      const theirs = k.prog.testRun(pkt);
+      const theirs = kprog.run(pkt);
       assert.equal(mine.retval, theirs.retval, `packet ${i}`);
       seen.add(mine.retval);
       for (const s of [".data", ".bss", ".rodata"])
-        assert.equal(hex(obj.global(s).bytes), hex(k.global(spec, s)), `packet ${i}, ${s}`);
+        assert.equal(hex(obj.global(s).bytes), hex(k.global(s).read()), `packet ${i}, ${s}`);
     }
     assert.deepEqual([...seen].sort(), [2, 3], "both return values occur");
     // .rodata is configuration from TypeScript before the run; the program cannot write it.
@@ -177,18 +180,23 @@ function mapFlagsDifferential(keys: number, packets: number): bigint[] {
   const bytes = compileFixture("map_flags");
   const spec = openObject(bytes, { name: "map_flags" });
   const obj = LoadedObject.load(bytes, { name: "map_flags" });
-  const k = new KernelObject(spec, "map_flags");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   const seen: bigint[] = [];
   try {
     for (let i = 0; i < packets; i++) {
       const pkt = packet(7 + i, 20);
       pkt[0] %= keys;
       const mine = obj.program("map_flags").run(pkt);
-      const theirs = k.prog.testRun(pkt);
+      const theirs = kprog.run(pkt);
       assert.equal(mine.retval, theirs.retval, `packet ${i}`);
-      assert.equal(hex(obj.global(".bss").bytes), hex(k.global(spec, ".bss")), `packet ${i}: helper results`);
-      assert.deepEqual(dump(obj.map("small")), dump(k.maps[0]), `packet ${i}: small`);
-      assert.deepEqual(dump(obj.map("lru")), dump(k.maps[1]), `packet ${i}: lru`);
+      assert.equal(
+        hex(obj.global(".bss").bytes),
+        hex(k.global(".bss").read()),
+        `packet ${i}: helper results`,
+      );
+      assert.deepEqual(dump(obj.map("small")), dump(k.mapList[0]), `packet ${i}: small`);
+      assert.deepEqual(dump(obj.map("lru")), dump(k.mapList[1]), `packet ${i}: lru`);
       seen.push(...new BigInt64Array(obj.global(".bss").bytes.slice().buffer));
     }
     assert.equal(obj.map("small").fsck().ok, true);
@@ -221,11 +229,12 @@ test("XDP context: the xdp_md fields BPF_PROG_TEST_RUN fills, identical on htab 
   const bytes = compileFixture("xdp_ctx");
   const spec = openObject(bytes, { name: "xdp_ctx" });
   const obj = LoadedObject.load(bytes, { name: "xdp_ctx" });
-  const k = new KernelObject(spec, "xdp_ctx");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     for (const n of [14, 64, 1500]) {
       const mine = obj.program("xdp_ctx").run(packet(n, n));
-      assert.equal(mine.retval, k.prog.testRun(packet(n, n)).retval);
+      assert.equal(mine.retval, kprog.run(packet(n, n)).retval);
       assert.equal(mine.retval, 1_000_000 + n + 500);
     }
   } finally {
@@ -241,7 +250,8 @@ test("per-CPU runs: run({ cpu }) uses that CPU's slot of a PERCPU_HASH and answe
   const bytes = compileFixture("percpu");
   const spec = openObject(bytes, { name: "percpu" });
   const obj = LoadedObject.load(bytes, { name: "percpu", nrCpus });
-  const k = new KernelObject(spec, "percpu");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     for (const [cpu, repeat] of [
       [0, 3],
@@ -249,16 +259,16 @@ test("per-CPU runs: run({ cpu }) uses that CPU's slot of a PERCPU_HASH and answe
       [0, 1],
     ]) {
       const mine = obj.program("percpu").run(packet(cpu), { cpu, repeat });
-      const theirs = k.prog.testRun(packet(cpu), { cpu, repeat });
+      const theirs = kprog.run(packet(cpu), { cpu, repeat });
       assert.equal(mine.retval, theirs.retval);
-      assert.equal(hex(obj.global(".data").bytes), hex(k.global(spec, ".data")), `after cpu ${cpu}`);
+      assert.equal(hex(obj.global(".data").bytes), hex(k.global(".data").read()), `after cpu ${cpu}`);
       assert.equal(obj.global(".data").bytes[0], cpu);
     }
     // A per-CPU value as the syscall interface moves it: nrCpus slots of round_up(8, 8) bytes.
     const mineV = new Uint8Array(8 * nrCpus);
     const theirsV = new Uint8Array(8 * nrCpus);
     assert.equal(obj.map("hits").lookupElem(new Uint8Array(4), mineV), 0);
-    assert.equal(k.maps[0].lookupElem(new Uint8Array(4), theirsV), 0);
+    assert.equal(k.mapList[0].lookupElem(new Uint8Array(4), theirsV), 0);
     assert.equal(hex(mineV), hex(theirsV));
     assert.equal(new DataView(mineV.buffer).getBigUint64(0, true), 4n);
     assert.equal(new DataView(mineV.buffer).getBigUint64(8, true), 2n);
@@ -352,7 +362,8 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
   const bytes = compileFixture("xdp_adjust");
   const spec = openObject(bytes, { name: "xdp_adjust" });
   const obj = LoadedObject.load(bytes, { name: "xdp_adjust" });
-  const k = new KernelObject(spec, "xdp_adjust");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     const cases: [number, number, number][] = [];
     for (const len of [16, 64, 1500, 3520, 4000])
@@ -365,7 +376,7 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
       const dv = new DataView(pkt.buffer);
       dv.setInt32(0, dh, true);
       dv.setInt32(4, dt, true);
-      const theirs = k.runWithOut(pkt);
+      const theirs = kprog.run(pkt);
       let mine: { retval: number; data: Uint8Array };
       try {
         mine = obj.program("xdp_adjust").run(pkt);
@@ -378,7 +389,7 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
         continue;
       }
       assert.equal(mine.retval, theirs.retval, `len ${len}, head ${dh}, tail ${dt}`);
-      assert.equal(hex(mine.data), hex(theirs.out), `len ${len}, head ${dh}, tail ${dt}: data_out`);
+      assert.equal(hex(mine.data), hex(theirs.data), `len ${len}, head ${dh}, tail ${dt}: data_out`);
       if ((mine.retval & 3) === 3) accepted++;
     }
     assert.ok(accepted > 50, `both adjustments accepted in ${accepted} cases`);
@@ -539,7 +550,7 @@ test("ARRAY and PERCPU_ARRAY maps in .maps and globals as ARRAY maps: identical 
   const bytes = compileFixture("array_maps");
   const spec = openObject(bytes, { name: "array_maps" });
   const obj = LoadedObject.load(bytes, { name: "array_maps", nrCpus: possibleCpus() });
-  const k = new KernelObject(spec, "array_maps");
+  const k = KernelObject.fromSpec(spec);
   try {
     const names = spec.maps.map((d) => d.name);
     assert.deepEqual(names, [
@@ -553,13 +564,13 @@ test("ARRAY and PERCPU_ARRAY maps in .maps and globals as ARRAY maps: identical 
     for (let i = 0; i < 40; i++) {
       const pkt = packet(i, 20 + (i % 30));
       const mine = obj.program("array_maps").run(pkt);
-      const theirs = k.prog.testRun(pkt);
+      const theirs = k.program("array_maps").run(pkt);
       assert.equal(mine.retval, theirs.retval, `packet ${i}`);
     }
     for (const [i, name] of ["by_byte", "pcpu", "locked"].entries())
-      assert.deepEqual(dumpArray(obj.map(name)), dumpArray(k.maps[i]), name);
+      assert.deepEqual(dumpArray(obj.map(name)), dumpArray(k.mapList[i]), name);
     for (const s of [".bss", ".data", ".rodata"])
-      assert.equal(hex(obj.global(s).bytes), hex(k.global(spec, s)), s);
+      assert.equal(hex(obj.global(s).bytes), hex(k.global(s).read()), s);
     const data = obj.global(".data");
     assert.deepEqual(
       ["last_any_err", "last_e2big_err", "last_eexist_err"].map((v) =>
@@ -574,7 +585,7 @@ test("ARRAY and PERCPU_ARRAY maps in .maps and globals as ARRAY maps: identical 
     assert.equal(ro.map.info.type, 2);
     assert.equal(ro.map.info.maxEntries, 1);
     assert.equal(ro.map.updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "frozen: EPERM");
-    assert.equal(k.maps[3].updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "the kernel's too");
+    assert.equal(k.mapList[3].updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "the kernel's too");
     assert.equal(hex(ro.variable("limit")), "0c000000");
     // .data is writable from TypeScript through the map, and the program sees it.
     const bss = obj.global(".bss");
