@@ -137,12 +137,16 @@ export const Helper = {
   tracePrintk: 6,
   getPrandomU32: 7,
   getSmpProcessorId: 8,
+  tailCall: 12,
+  skbLoadBytes: 26,
+  csumDiff: 28,
   xdpAdjustHead: 44,
   xdpAdjustTail: 65,
   spinLock: 93,
   spinUnlock: 94,
   forEachMapElem: 164,
   loop: 181,
+  xdpLoadBytes: 189,
   mapLookupPercpuElem: 195,
 } as const;
 

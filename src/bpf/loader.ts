@@ -22,8 +22,12 @@
  *
  * Refused with a BpfError naming the section, symbol or instruction:
  * malformed objects (EINVAL); externs (ksyms, kconfig), kfuncs, the legacy
- * `maps` section, map-in-map, other program sections, static functions in
- * program sections, relocations of an unknown kind (EOPNOTSUPP).
+ * `maps` section, other program sections, static functions in program
+ * sections, relocations of an unknown kind (EOPNOTSUPP).
+ *
+ * Map-in-map (`__array(values, struct inner)`) and PROG_ARRAY
+ * (`__array(values, int (void *))`) definitions carry their inner template
+ * and their initial slots (`.values = { … }`) for the object to create.
  */
 
 import { type Btf, BtfKind, parseBtf, resolveType, typeSize } from "../btf/btf.js";
@@ -91,6 +95,16 @@ export interface MapDef {
   spinLockOffset?: number;
   /** For a global section: its name, initial bytes, whether programs may write it, its variables. */
   global?: { section: string; data: Uint8Array; readonly: boolean; vars: GlobalVar[] };
+  /** ARRAY_OF_MAPS / HASH_OF_MAPS: the inner map template (`__array(values, struct inner)`). */
+  inner?: MapDef;
+  /**
+   * Initial slots of a map-in-map or a PROG_ARRAY (`.values = { [i] = &x }`,
+   * from the relocations of `.maps`): slot index and the map (its index in
+   * `maps`) or the program (its name) it holds.
+   */
+  slots?: { index: number; map?: number; program?: string }[];
+  /** Byte offset of the `values` member in the definition (where the slot relocations point). */
+  valuesOffset?: number;
 }
 
 /** A linked program: its instructions with calls and callbacks appended and relocations applied. */
@@ -121,7 +135,7 @@ export interface OpenOptions {
   textPrograms?: boolean;
 }
 
-const MapType = { Array: 2 } as const;
+const MapType = { Array: 2, ProgArray: 3, ArrayOfMaps: 12, HashOfMaps: 13 } as const;
 const F_RDONLY_PROG = 1 << 7;
 const F_MMAPABLE = 1 << 10;
 
@@ -224,14 +238,37 @@ function mapDefOf(btf: Btf, varName: string, typeId: number): MapDef {
           }
         break;
       }
-      case "values":
-        unsupported(`${where}: map-in-map (__array(values, …)) is not supported yet`);
+      case "values": {
+        // `__array(values, T)`: an array of pointers to T, a map definition (map-in-map) or a function (PROG_ARRAY).
+        const arr = resolveType(btf, m.type);
+        if (arr.kind !== BtfKind.Array) malformed(`${where}: 'values' is not an __array()`);
+        const p = resolveType(btf, arr.elemType);
+        if (p.kind !== BtfKind.Ptr) malformed(`${where}: 'values' is not an array of pointers`);
+        const t = resolveType(btf, p.type);
+        if (t.kind === BtfKind.Struct) def.inner = mapDefOf(btf, `${varName}.inner`, p.type);
+        else if (t.kind !== BtfKind.FuncProto)
+          malformed(`${where}: 'values' holds neither map definitions nor functions`);
+        if (def.valueSize !== 0 && def.valueSize !== 4)
+          malformed(`${where}: value_size ${def.valueSize} with __array(values, …) (must be 4)`);
+        def.valueSize = 4;
+        def.valuesOffset = m.bitOffset / 8;
         break;
+      }
       default:
         malformed(`${where}: unknown map definition field '${m.name}'`);
     }
   }
   if (def.type === 0) malformed(`${where}: no map type (__uint(type, …))`);
+  if (def.valuesOffset !== undefined) {
+    const outer = def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps;
+    if (outer !== (def.inner !== undefined) || (!outer && def.type !== MapType.ProgArray))
+      malformed(
+        `${where}: __array(values, …) of ${def.inner ? "maps" : "functions"} in a map of type ${def.type}`,
+      );
+    if (def.inner?.inner !== undefined) malformed(`${where}: an inner map cannot itself be a map-in-map`);
+    def.slots = [];
+  } else if (def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps)
+    malformed(`${where}: a map-in-map needs its inner map's definition (__array(values, …))`);
   return def;
 }
 
@@ -264,6 +301,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
 
   // Maps: .maps variables, in the order of their ELF symbols' offsets.
   const maps: MapDef[] = [];
+  const symOf: ElfSymbol[] = [];
   /** Map index by section index and byte offset of its symbol. */
   const mapAt = new Map<string, number>();
   const mapsSec = byName.get(".maps");
@@ -279,7 +317,9 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
       if (!sym) malformed(`map '${v.name}' has no ELF symbol in '.maps'`);
       mapAt.set(`${mapsSec.index}:${sym.value}`, maps.length);
       maps.push(mapDefOf(btf, v.name, v.type));
+      symOf.push(sym);
     }
+    initialSlots(elf, mapsSec, maps, symOf, mapAt);
   }
   // Globals.
   for (const s of elf.sections) {
@@ -384,6 +424,44 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
     btfBytes,
     btfExtBytes: ext ? new Uint8Array(ext.data) : undefined,
   };
+}
+
+/**
+ * The initial slots of map-in-maps and PROG_ARRAYs: `.values = { [i] = &x }`
+ * leaves a relocation against x at the slot's pointer in `.maps`
+ * (libbpf: bpf_object__collect_map_relos).
+ */
+function initialSlots(
+  elf: ElfFile,
+  mapsSec: ElfSection,
+  maps: MapDef[],
+  syms: ElfSymbol[],
+  mapAt: Map<string, number>,
+): void {
+  for (const r of elf.rels.get(mapsSec.index) ?? []) {
+    const i = syms.findIndex((s) => r.offset >= s.value && r.offset < s.value + Math.max(s.size, 1));
+    if (i < 0) malformed(`'.maps': a relocation at byte ${r.offset} is in no map`);
+    const def = maps[i];
+    const sym = elf.symbols[r.sym];
+    if (!sym) malformed(`'.maps': a relocation names symbol ${r.sym}, which does not exist`);
+    const at = r.offset - syms[i].value - (def.valuesOffset ?? 0);
+    if (def.slots === undefined || at < 0 || at % 8 !== 0)
+      malformed(`map '${def.name}': a relocation at byte ${r.offset} is not a slot of __array(values, …)`);
+    const index = at / 8;
+    if (index >= def.maxEntries && def.type !== MapType.HashOfMaps)
+      malformed(`map '${def.name}': initial slot ${index} is past max_entries ${def.maxEntries}`);
+    if (def.inner !== undefined) {
+      const m = sym.shndx === mapsSec.index ? mapAt.get(`${mapsSec.index}:${sym.value}`) : undefined;
+      if (m === undefined)
+        malformed(`map '${def.name}': slot ${index} holds '${sym.name}', which is not a map`);
+      def.slots.push({ index, map: m });
+    } else {
+      const sec = elf.sections[sym.shndx];
+      if (sym.type !== SymType.FUNC || !sec || (sec.flags & ShFlag.EXECINSTR) === 0)
+        malformed(`map '${def.name}': slot ${index} holds '${sym.name}', which is not a program`);
+      def.slots.push({ index, program: sym.name });
+    }
+  }
 }
 
 /** Bytes of each BTF kind's record after the 12-byte common header (vlen: its entry count). */
