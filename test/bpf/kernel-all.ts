@@ -86,6 +86,30 @@ export class KernelObjectAll {
     }
   }
 
+  private load(p: BpfObjectSpec["programs"][number]): void {
+    const insns: Insn[] = p.insns.map((x) => ({ ...x }));
+    for (const x of insns) if (x.code === 0x18 && (x.src === 1 || x.src === 2)) x.imm = this.maps[x.imm].fd;
+    this.progs.set(
+      p.name,
+      loadProgram(insns, {
+        type: p.type === ProgType.Xdp ? 6 : p.type,
+        license: this.spec.license,
+        name: p.name,
+      }),
+    );
+  }
+
+  /** The initial slots of map `i`: inner map fds, or program fds of a PROG_ARRAY. */
+  private fill(def: MapDef, i: number): void {
+    for (const s of def.slots ?? []) {
+      const fd =
+        def.type === PROG_ARRAY
+          ? (this.progs.get(s.program as string) as BpfProgram).fd
+          : this.maps[s.map as number].fd;
+      rawElem("update", this.maps[i].fd, u32(s.index), u32(fd));
+    }
+  }
+
   /** The kernel map of the object's map `name`. */
   map(name: string): KernelMap {
     return this.maps[this.spec.maps.findIndex((d) => d.name === name)];
