@@ -57,28 +57,9 @@ export class KernelObjectAll {
         this.maps.push(m);
         if (def.global) rawElem("update", m.fd, new Uint8Array(4), def.global.data);
       }
-      for (const p of spec.programs) {
-        if (skip.includes(p.name)) continue;
-        const insns: Insn[] = p.insns.map((x) => ({ ...x }));
-        for (const x of insns)
-          if (x.code === 0x18 && (x.src === 1 || x.src === 2)) x.imm = this.maps[x.imm].fd;
-        this.progs.set(
-          p.name,
-          loadProgram(insns, {
-            type: p.type === ProgType.Xdp ? 6 : p.type,
-            license: spec.license,
-            name: p.name,
-          }),
-        );
-      }
+      for (const p of spec.programs) if (!skip.includes(p.name)) this.load(p);
       spec.maps.forEach((def, i) => {
-        for (const s of def.slots ?? []) {
-          const fd =
-            def.type === PROG_ARRAY
-              ? (this.progs.get(s.program as string) as BpfProgram).fd
-              : this.maps[s.map as number].fd;
-          rawElem("update", this.maps[i].fd, u32(s.index), u32(fd));
-        }
+        this.fill(def, i);
       });
     } catch (e) {
       this.close();
