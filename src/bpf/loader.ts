@@ -32,7 +32,7 @@
 
 import { type Btf, BtfKind, parseBtf, resolveType, typeSize } from "../btf/btf.js";
 import { BpfError, Errno } from "../errors.js";
-import { lineInfo, lineOf, type SourceLine } from "./btf-ext.js";
+import { CORE_RELO_KINDS, coreRelos, lineInfo, lineOf, type SourceLine } from "./btf-ext.js";
 import {
   type ElfFile,
   type ElfSection,
@@ -290,10 +290,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
   const byName = new Map(elf.sections.map((s) => [s.name, s]));
   const licSec = byName.get("license");
   const license = licSec ? new TextDecoder().decode(licSec.data).replace(/\0[\s\S]*$/, "") : "";
-  if (byName.has("maps"))
-    unsupported(
-      "section 'maps': legacy map definitions (struct bpf_map_def) are not supported; use BTF-defined maps in '.maps'",
-    );
+  refuseSections(byName);
   const btfSec = byName.get(".BTF");
   if (btfSec) parseBtf(btfSec.data); // refuses a malformed blob before the fixup walks it
   const btfBytes = btfSec ? fixupDatasecs(btfSec.data, elf) : undefined;
@@ -405,6 +402,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
   const secName = (i: number) => elf.sections[i]?.name ?? `#${i}`;
   const ext = byName.get(".BTF.ext");
   const lines = ext && btfBytes ? lineInfo(ext.data, btfBytes) : new Map();
+  checkCoreRelos(ext, btfBytes, btf, code, byName);
   const programs = entries.map((e) => {
     const { insns, origin } = link(e, elf, code, fns, mapAt);
     return {
@@ -461,6 +459,50 @@ function initialSlots(
         malformed(`map '${def.name}': slot ${index} holds '${sym.name}', which is not a program`);
       def.slots.push({ index, program: sym.name });
     }
+  }
+}
+
+/** Sections this loader refuses whole. */
+function refuseSections(byName: Map<string, ElfSection>): void {
+  if (byName.has("maps"))
+    unsupported(
+      "section 'maps': legacy map definitions (struct bpf_map_def) are not supported; use BTF-defined maps in '.maps'",
+    );
+  if (byName.has(".jumptables"))
+    unsupported("section '.jumptables': jump tables (indirect jumps, gotox) are not supported");
+}
+
+/**
+ * CO-RE relocations resolve against the object's own BTF, which is the only
+ * BTF here: the offsets and sizes clang compiled in stand (what libbpf
+ * computes when the target type is the local one). Nothing here reads kernel
+ * memory, and the contexts the kernel rewrites (__sk_buff, xdp_md) are UAPI
+ * with a fixed layout, so that is exact for what runs. A relocation whose
+ * type the object only declares (a forward declaration, a kernel type it
+ * never defines) needs the kernel's BTF: refused, naming it.
+ */
+function checkCoreRelos(
+  ext: ElfSection | undefined,
+  btfBytes: Uint8Array | undefined,
+  btf: Btf | undefined,
+  code: Map<number, Insn[]>,
+  byName: Map<string, ElfSection>,
+): void {
+  if (!ext || !btfBytes || !btf) return;
+  for (const r of coreRelos(ext.data, btfBytes)) {
+    const sec = byName.get(r.section);
+    const kind = CORE_RELO_KINDS[r.kind] ?? `kind ${r.kind}`;
+    const where = `section '${r.section}', insn ${r.insn}: CO-RE relocation (${kind}, access "${r.access}")`;
+    if (!sec || !code.has(sec.index) || r.insn >= (code.get(sec.index) as Insn[]).length)
+      malformed(`${where} is not on an instruction of a code section`);
+    if (r.kind >= CORE_RELO_KINDS.length) malformed(`${where}: unknown relocation kind`);
+    const t = btf.types[r.typeId];
+    if (t === undefined || r.typeId === 0) malformed(`${where}: no BTF type ${r.typeId}`);
+    const root = resolveType(btf, r.typeId);
+    if (root.kind === BtfKind.Fwd)
+      unsupported(
+        `${where} against '${root.name}', which the object only declares: kernel BTF is not resolved here, only the object's own`,
+      );
   }
 }
 

@@ -231,11 +231,17 @@ export class LoadedProgram {
           `program '${def.name}', insn ${i}: program type ${def.type} (section '${def.section}') cannot use helper #${id}, as the kernel's verifier says`,
         );
     }
-    const prog = decodeProgram(def.insns, {
-      op: "load",
-      helpers: (id) => helpers.has(id),
-      pseudo: [PseudoLd.mapFd, PseudoLd.mapValue],
-    });
+    let prog: ReturnType<typeof decodeProgram>;
+    try {
+      prog = decodeProgram(def.insns, {
+        op: "load",
+        helpers: (id) => helpers.has(id),
+        pseudo: [PseudoLd.mapFd, PseudoLd.mapValue],
+      });
+    } catch (e) {
+      if (!(e instanceof BpfError)) throw e;
+      throw new BpfError("load", e.errno, `program '${def.name}' (section '${def.section}'), ${e.detail}`);
+    }
     this.vm = new Vm(prog, {
       helpers,
       budget,
