@@ -322,6 +322,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
   for (const s of elf.sections) {
     if (!isGlobalSection(s)) continue;
     if (s.size === 0) continue;
+    checkGlobalSize(s);
     const readonly = s.name.startsWith(".rodata");
     const data = new Uint8Array(s.size);
     if (s.type === ShType.PROGBITS) data.set(s.data);
@@ -460,6 +461,26 @@ function initialSlots(
       def.slots.push({ index, program: sym.name });
     }
   }
+}
+
+/** A global's bytes are one map value: the kernel refuses a value_size of 2^31 or more (E2BIG). */
+const MAX_VALUE_SIZE = 2 ** 31 - 1;
+/** This backend's bound on one global section (a NOBITS section's size costs no file bytes). */
+export const MAX_GLOBAL_BYTES = 64 * 1024 * 1024;
+
+function checkGlobalSize(s: ElfSection): void {
+  if (s.size > MAX_VALUE_SIZE)
+    throw new BpfError(
+      "load",
+      Errno.E2BIG,
+      `section '${s.name}': ${s.size} bytes, over the kernel's map value limit`,
+    );
+  if (s.size > MAX_GLOBAL_BYTES)
+    throw new BpfError(
+      "load",
+      Errno.ENOMEM,
+      `section '${s.name}': ${s.size} bytes, over this backend's ${MAX_GLOBAL_BYTES}-byte bound for a global section`,
+    );
 }
 
 /** Sections this loader refuses whole. */

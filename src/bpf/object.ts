@@ -783,6 +783,15 @@ export class LoadedObject {
     return o;
   }
 
+  /**
+   * Give back this thread's CPU slot in the object's domain and maps (the
+   * maps live on while other threads are attached). The object is unusable after.
+   */
+  close(): void {
+    for (const o of this.others.values()) if (o !== this) o.domain.close();
+    this.domain.close();
+  }
+
   /** The program named after its C function. */
   program(name: string): LoadedProgram {
     const p = this.programs.get(name);

@@ -133,3 +133,21 @@ SEC("syscall") int x(void *c) { return bpf_core_type_exists(struct kernel_only);
     /section 'syscall', insn \d+: CO-RE relocation \(type_exists, access "0"\) against 'kernel_only', which the object only declares/,
   );
 });
+
+test("a global section too big for a map value (E2BIG, as the kernel) or for this backend (ENOMEM) is refused before any allocation", {
+  skip: noClang,
+}, () => {
+  const bytes = compile(`__u64 counter; SEC("xdp") int x(struct xdp_md *c) { return counter++; }`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const shoff = Number(dv.getBigUint64(0x28, true));
+  const bss = parseElf(bytes).sections.find((s) => s.name === ".bss");
+  assert.ok(bss);
+  const setSize = (n: number) => dv.setBigUint64(shoff + bss.index * 64 + 32, BigInt(n), true);
+  // Found by the fuzzer: a NOBITS size of ~3 GB (no file bytes behind it) was allocated, and the worker hung.
+  setSize(3_060_909_494);
+  refused(bytes, "E2BIG", /section '\.bss': 3060909494 bytes, over the kernel's map value limit/);
+  setSize(80 * 1024 * 1024);
+  refused(bytes, "ENOMEM", /section '\.bss': 83886080 bytes, over this backend's 67108864-byte bound/);
+  setSize(8);
+  assert.equal(LoadedObject.load(bytes).program("x").run(new Uint8Array(14)).retval, 0);
+});
