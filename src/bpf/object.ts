@@ -1,7 +1,6 @@
 /**
  * A loaded BPF object on the shared-memory backend: its `.maps` as htab
- * maps (`Htab`, and `ArrayMap` for ARRAY / PERCPU_ARRAY), its globals as
- * single-element ARRAY maps, its programs runnable by name
+ * maps (`Htab`), its globals as byte regions, its programs runnable by name
  * in the reference interpreter, with the map helpers on htab's program face.
  *
  * Helpers, with the kernel's ids and return conventions:
@@ -25,8 +24,20 @@
  *   EINVAL); returns the elements visited; flags must be 0 (-EINVAL).
  * - 195 `bpf_map_lookup_percpu_elem(map, key, cpu)`: CPU `cpu`'s value of a
  *   per-CPU map, or NULL (a CPU out of range included).
- * - 44/65 `bpf_xdp_adjust_head`/`bpf_xdp_adjust_tail(ctx, delta)`: xdp.ts.
- * - and the map-free helpers of helpers.ts (5, 6, 7, 8, 181).
+ * - 44/65/189 `bpf_xdp_adjust_head`/`bpf_xdp_adjust_tail(ctx, delta)`,
+ *   `bpf_xdp_load_bytes`: xdp.ts; 26 `bpf_skb_load_bytes`: skb.ts.
+ * - 12 `bpf_tail_call(ctx, prog_array, index)`: a PROG_ARRAY of this object
+ *   (prog-array.ts); the target runs in the caller's frame and its r0 is the
+ *   caller's (the rest of the caller never runs). It falls through (r0 = 0;
+ *   the verifier makes r0 unreadable there) for an index at or past
+ *   max_entries, after 33 tail calls in the run (MAX_TAIL_CALL_CNT; the
+ *   count goes up before the slot is read, as in the kernel), or for an
+ *   empty slot.
+ * - A lookup in an ARRAY_OF_MAPS / HASH_OF_MAPS gives the inner map (a map
+ *   pointer for the map helpers; NULL for an empty slot), entered into the
+ *   run's section until it ends; programs cannot update or delete in outer
+ *   maps (the verifier refuses it; here the run stops, EINVAL).
+ * - and the map-free helpers of helpers.ts (5, 6, 7, 8, 28, 181).
  *
  * Every run is one program section on every map of the object (enter()
  * before, exit() after): an element a lookup returned is not reused under
@@ -38,8 +49,15 @@
  *   kernel in test/bpf/object.test.ts). The packet after the run comes back
  *   as `data`.
  * - syscall: the caller's `ctx` bytes, writable, returned as `ctx`.
- * Other program types (socket filter, tc, tracepoint) are refused with
- * EOPNOTSUPP for now.
+ * - socket filter and tc (SCHED_CLS): `struct __sk_buff` and the packet as
+ *   test_run's skb: skb.ts (the fields filled, the verifier's access rules).
+ * - tracepoint (`tracepoint/…`, `tp/…`): the caller's `ctx` bytes, read-only
+ *   (a raw tracepoint record). This backend only: the kernel's
+ *   BPF_PROG_TEST_RUN has no test run for tracepoint programs (ENOTSUPP).
+ *
+ * All of an object's maps live in one MapDomain (`domain`), so inner maps
+ * of a map-in-map are reached by id from any thread; the initial slots of
+ * `.values = { … }` are filled at load.
  *
  * Globals (`.data`, `.bss`, `.rodata`, `.data.*`, `.rodata.*`) are
  * single-element ARRAY maps named as libbpf names them (`<obj>.bss`), with
@@ -50,10 +68,16 @@
  * (ld_imm64 of the map value) and through the map helpers.
  */
 
-import { type ArrayHandle, ArrayMap } from "../array/array-map.js";
-import { Htab, type MapHandle } from "../core/htab.js";
+import { ArrayMap } from "../array/array-map.js";
+import { validateArraySpec } from "../array/spec.js";
+import { Htab } from "../core/htab.js";
+import { defaultNrCpus, validateSpec } from "../core/spec.js";
 import type { ValueRef } from "../core/value-ref.js";
+import type { OuterMap } from "../domain/inner.js";
+import { type DomainHandle, MapDomain } from "../domain/map-domain.js";
 import { BpfError, Errno } from "../errors.js";
+import { aomBytes, domDataBytes, roundUp } from "../layout/layout.js";
+import type { RawMap } from "../map/raw-map.js";
 import { MapType } from "../uapi.js";
 import { baseHelpers, errnoRet } from "./helpers.js";
 import { BpfRunError, DEFAULT_BUDGET, type HelperFn, Vm } from "./interp.js";
@@ -67,7 +91,9 @@ import {
   type ProgramDef,
   ProgType,
 } from "./loader.js";
-import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, Region } from "./memory.js";
+import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, MAP_SLOT, Memory, Region } from "./memory.js";
+import { ProgArray } from "./prog-array.js";
+import { checkSkbInput, SkbPacket, skbHelpers } from "./skb.js";
 import { XdpPacket, xdpHelpers } from "./xdp.js";
 
 /** A value a helper returned: the region and the element reference behind it. */
@@ -137,7 +163,15 @@ export interface LoadOptions extends OpenOptions {
   nrCpus?: number;
   /** This thread's CPU slot in the object's maps. @default the first free slot (0) */
   cpu?: number;
+  /**
+   * The object's MapDomain: room for maps made later (inner maps to swap in)
+   * beyond the object's own. @default 64 more maps, and twice the object's maps' bytes plus 1 MiB
+   */
+  domain?: { maxMaps?: number; maxBytes?: number };
 }
+
+/** The kernel's MAX_TAIL_CALL_CNT. */
+export const MAX_TAIL_CALLS = 33;
 
 /**
  * What a worker needs to run a loaded object's programs on the same maps and
@@ -145,12 +179,26 @@ export interface LoadOptions extends OpenOptions {
  */
 export interface ObjectHandle {
   readonly spec: BpfObjectSpec;
-  /** Per map of `spec.maps`: the map's handle (a global's is its ARRAY map's). */
-  readonly maps: readonly (MapHandle | ArrayHandle)[];
+  /** The MapDomain holding the object's maps. */
+  readonly domain: DomainHandle;
+  /** Per map of `spec.maps`: its id in the domain (a global's is its ARRAY map's), or a PROG_ARRAY's slots. */
+  readonly maps: readonly ({ id: number } | { progArray: SharedArrayBuffer })[];
+}
+
+/** An object's map as programs see it. */
+type ObjMap = Htab | ArrayMap | GlobalSection | OuterMap | ProgArray;
+
+/** What one run (and the programs it tail-calls) shares. */
+interface RunState {
+  xdp: XdpPacket | null;
+  skb: SkbPacket | null;
+  /** The spin lock this run holds. */
+  held: ValueRegion | null;
+  tailCalls: number;
 }
 
 export interface RunOptions {
-  /** The context for a syscall program. */
+  /** The context for a syscall program (writable) or a tracepoint program (read-only). */
   ctx?: Uint8Array;
   /** Runs (the result is the last one's; duration is averaged). @default 1 */
   repeat?: number;
@@ -167,7 +215,7 @@ export interface RunResult {
   retval: number;
   /** r0, all 64 bits. */
   r0: bigint;
-  /** The packet after the run (XDP), or empty. */
+  /** The packet after the run (XDP, socket filter, tc), or empty. */
   data: Uint8Array;
   /** The context after the run (syscall), or empty. */
   ctx: Uint8Array;
@@ -182,17 +230,23 @@ const HASH_TYPES = new Set<number>([
   MapType.LruPercpuHash,
 ]);
 const ARRAY_TYPES = new Set<number>([MapType.Array, MapType.PercpuArray]);
-
-/** A `.maps` map of an object on this backend. */
-type ObjMap = Htab | ArrayMap;
+const OUTER_TYPES = new Set<number>([MapType.ArrayOfMaps, MapType.HashOfMaps]);
+/** Helpers only some program types may call (the kernel's func_proto per type), by id. */
+const TYPED_HELPERS = new Map<number, number[]>([
+  [Helper.xdpAdjustHead, [ProgType.Xdp]],
+  [Helper.xdpAdjustTail, [ProgType.Xdp]],
+  [Helper.xdpLoadBytes, [ProgType.Xdp]],
+  [Helper.skbLoadBytes, [ProgType.SocketFilter, ProgType.SchedCls]],
+  [Helper.csumDiff, [ProgType.Xdp, ProgType.SchedCls]],
+]);
+const PROG_ARRAY = 3;
+const isOuter = (m: unknown): m is OuterMap =>
+  m !== null && typeof m === "object" && typeof (m as OuterMap).lookupInner === "function";
 
 /** One program of a loaded object. */
 export class LoadedProgram {
-  private readonly vm: Vm;
-  /** This run's XDP packet, while an XDP run is on. */
-  private xdp: XdpPacket | null = null;
-  /** Spin locks this run holds. */
-  private held: ValueRegion | null = null;
+  /** @internal */
+  readonly vm: Vm;
 
   constructor(
     private readonly obj: LoadedObject,
@@ -201,14 +255,32 @@ export class LoadedProgram {
   ) {
     const helpers = new Map(baseHelpers());
     for (const [id, fn] of this.mapHelpers()) helpers.set(id, fn);
-    const prog = decodeProgram(def.insns, {
-      op: "load",
-      helpers: (id) => helpers.has(id),
-      pseudo: [PseudoLd.mapFd, PseudoLd.mapValue],
-    });
+    for (const [id, types] of TYPED_HELPERS) if (!types.includes(def.type)) helpers.delete(id);
+    for (let i = 0; i < def.insns.length; i++) {
+      const x = def.insns[i];
+      const id = x.imm >>> 0;
+      if (x.code === 0x85 && x.src === 0 && TYPED_HELPERS.has(id) && !helpers.has(id))
+        throw new BpfError(
+          "load",
+          Errno.EINVAL,
+          `program '${def.name}', insn ${i}: program type ${def.type} (section '${def.section}') cannot use helper #${id}, as the kernel's verifier says`,
+        );
+    }
+    let prog: ReturnType<typeof decodeProgram>;
+    try {
+      prog = decodeProgram(def.insns, {
+        op: "load",
+        helpers: (id) => helpers.has(id),
+        pseudo: [PseudoLd.mapFd, PseudoLd.mapValue],
+      });
+    } catch (e) {
+      if (!(e instanceof BpfError)) throw e;
+      throw new BpfError("load", e.errno, `program '${def.name}' (section '${def.section}'), ${e.detail}`);
+    }
     this.vm = new Vm(prog, {
       helpers,
       budget,
+      mem: obj.mem,
       maps: obj.mapList,
       mapValue: (m, off) => {
         const g = obj.mapList[m];
@@ -218,9 +290,6 @@ export class LoadedProgram {
           throw new BpfError("load", Errno.EINVAL, `offset ${off} is outside ${g.name}`);
         return addressOf(GLOBAL_SLOT + obj.globalSlot(g), off);
       },
-    });
-    obj.globals.forEach((g, i) => {
-      this.vm.mem.mapFixed(GLOBAL_SLOT + i, new Region(g.name, g.bytes, !g.readonly));
     });
   }
 
@@ -248,47 +317,69 @@ export class LoadedProgram {
         .program(this.name)
         .run(data, { ...opts, cpu: undefined });
     const type = this.def.type;
-    if (type !== ProgType.Xdp && type !== ProgType.Syscall)
-      throw new BpfError(
-        "run",
-        Errno.EOPNOTSUPP,
-        `program '${this.name}' (type ${type}): only xdp and syscall programs run on this backend yet`,
-      );
-    if (type === ProgType.Syscall && data.length > 0)
-      throw new BpfError("run", Errno.EINVAL, "a syscall program takes a context (ctx), no data");
+    const skb = type === ProgType.SocketFilter ? "socket" : type === ProgType.SchedCls ? "tc" : null;
+    this.checkInput(data, opts);
+    this.vm.cpu = this.obj.cpu;
+    const mem = this.vm.mem;
+    const state = this.obj.state;
+    let packet: Uint8Array = new Uint8Array(0);
+    let ctx: Uint8Array = new Uint8Array(0);
+    let r0 = 0n;
+    // As bpf_test_run(): an XDP or skb context and its packet are built once and
+    // every repeat runs on what the previous one left (a changed byte, a moved head).
+    const t0 = performance.now();
+    let r1 = 0n;
+    if (type === ProgType.Xdp) {
+      state.xdp = new XdpPacket(mem, data);
+      r1 = state.xdp.ctx;
+    } else if (skb !== null) {
+      state.skb = new SkbPacket(mem, data, skb);
+      r1 = state.skb.ctx;
+    } else if (opts.ctx === undefined || opts.ctx.length === 0) mem.unmapFixed(CTX_SLOT);
+    try {
+      for (let i = 0; i < repeat; i++) {
+        // A caller's context (syscall, tracepoint) starts every repeat from ctx_in, as in the kernel.
+        if (state.xdp === null && state.skb === null && opts.ctx !== undefined && opts.ctx.length > 0) {
+          ctx = opts.ctx.slice();
+          r1 = mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, type !== ProgType.Tracepoint));
+        }
+        r0 = this.runOnce(r1);
+      }
+      if (state.xdp !== null) packet = state.xdp.output();
+      if (state.skb !== null) packet = state.skb.output();
+    } finally {
+      state.xdp = null;
+      state.skb = null;
+    }
+    const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
+    return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
+  }
+
+  /** Refuse the input BPF_PROG_TEST_RUN refuses for this program type (or this backend does not model). */
+  private checkInput(data: Uint8Array, opts: RunOptions): void {
+    const type = this.def.type;
     if (type === ProgType.Xdp && data.length < 14)
       throw new BpfError(
         "run",
         Errno.EINVAL,
         `an XDP packet needs at least 14 bytes (an Ethernet header), got ${data.length}`,
       );
-    this.vm.cpu = this.obj.cpu;
-    const mem = this.vm.mem;
-    let packet: Uint8Array = new Uint8Array(0);
-    let ctx: Uint8Array = new Uint8Array(0);
-    let r0 = 0n;
-    const t0 = performance.now();
-    for (let i = 0; i < repeat; i++) {
-      let r1 = 0n;
-      if (type === ProgType.Xdp) {
-        this.xdp = new XdpPacket(mem, data);
-        r1 = this.xdp.ctx;
-      } else if (opts.ctx !== undefined && opts.ctx.length > 0) {
-        ctx = opts.ctx.slice();
-        r1 = mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, true));
-      }
-      r0 = this.runOnce(r1);
-      if (this.xdp !== null) {
-        packet = this.xdp.output();
-        this.xdp = null;
-      }
-    }
-    const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
-    return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
+    if (type === ProgType.Syscall && data.length > 0)
+      throw new BpfError("run", Errno.EINVAL, "a syscall program takes a context (ctx), no data");
+    if (type !== ProgType.SocketFilter && type !== ProgType.SchedCls) return;
+    checkSkbInput(data);
+    if (opts.ctx !== undefined && opts.ctx.length > 0)
+      throw new BpfError(
+        "run",
+        Errno.EOPNOTSUPP,
+        `program '${this.name}': a caller's __sk_buff (ctx_in) is not supported on this backend`,
+      );
   }
 
   private runOnce(r1: bigint): bigint {
     const maps = this.obj.sectioned;
+    const state = this.obj.state;
+    state.tailCalls = 0;
     let entered = 0;
     try {
       for (const m of maps) {
@@ -296,7 +387,7 @@ export class LoadedProgram {
         entered++;
       }
       const r0 = this.vm.run([r1]);
-      if (this.held !== null)
+      if (state.held !== null)
         throw new BpfRunError(
           Errno.EINVAL,
           this.def.insns.length - 1,
@@ -305,41 +396,92 @@ export class LoadedProgram {
         );
       return r0;
     } catch (e) {
-      // Name the C source line of the instruction, when the object carried line info.
-      const src = e instanceof BpfRunError && e.source === undefined ? this.def.lines[e.insn] : undefined;
-      if (src === undefined || !(e instanceof BpfRunError)) throw e;
-      throw new BpfRunError(
-        e.errno,
-        e.insn,
-        e.text,
-        e.reason,
-        `${src.file.split("/").pop()}:${src.line}: ${src.text}`,
-      );
+      throw this.withSource(e);
     } finally {
-      if (this.held !== null) {
-        const h = this.held;
-        this.held = null;
+      if (state.held !== null) {
+        const h = state.held;
+        state.held = null;
         h.ref.unlock();
       }
       for (let i = entered - 1; i >= 0; i--) maps[i].exit();
     }
   }
 
-  private mapArg(vm: Vm, ptr: bigint, op: string): ObjMap | GlobalSection {
+  /** Name the C source line of the instruction a run stopped at, when the object carried line info. */
+  private withSource(e: unknown): unknown {
+    const src = e instanceof BpfRunError && e.source === undefined ? this.def.lines[e.insn] : undefined;
+    if (src === undefined || !(e instanceof BpfRunError)) return e;
+    return new BpfRunError(
+      e.errno,
+      e.insn,
+      e.text,
+      e.reason,
+      `${src.file.split("/").pop()}:${src.line}: ${src.text}`,
+    );
+  }
+
+  private mapArg(vm: Vm, ptr: bigint, op: string): ObjMap {
     const m = vm.mapAt(ptr);
-    if (m instanceof Htab || m instanceof ArrayMap || m instanceof GlobalSection) return m;
+    if (
+      m instanceof Htab ||
+      m instanceof ArrayMap ||
+      m instanceof GlobalSection ||
+      m instanceof ProgArray ||
+      isOuter(m)
+    )
+      return m;
     throw new BpfError(op, Errno.EFAULT, `r1 0x${ptr.toString(16)} is not a map of this object`);
   }
 
-  /** A helper's map argument, a global's section as its ARRAY map. */
-  private mapOf(vm: Vm, ptr: bigint, op: string): ObjMap {
+  /** A map a helper may use as a data map (a global: its section, for lookups). */
+  private dataMap(vm: Vm, ptr: bigint, op: string): Htab | ArrayMap | GlobalSection | OuterMap {
     const m = this.mapArg(vm, ptr, op);
-    return m instanceof GlobalSection ? m.map : m;
+    if (m instanceof ProgArray)
+      throw new BpfError(op, Errno.EINVAL, `PROG_ARRAY '${m.name}' is for bpf_tail_call only`);
+    return m;
+  }
+
+  /** A map a helper may write or walk: a global as its ARRAY map; a map-in-map is refused. */
+  private noOuter(m: Htab | ArrayMap | GlobalSection | OuterMap, op: string): Htab | ArrayMap {
+    if (m instanceof GlobalSection) return m.map;
+    if (isOuter(m))
+      throw new BpfError(
+        op,
+        Errno.EINVAL,
+        `map '${this.obj.nameOf(m)}' is a map-in-map: programs only look up in it (the verifier refuses ${op})`,
+      );
+    return m;
+  }
+
+  /** bpf_tail_call(ctx, map, index). */
+  private tailCall(vm: Vm, ctx: bigint, mp: bigint, index: bigint): bigint {
+    const m = this.mapArg(vm, mp, "tail_call");
+    if (!(m instanceof ProgArray))
+      throw new BpfError("tail_call", Errno.EINVAL, `r2 is map '${this.obj.nameOf(m)}', not a PROG_ARRAY`);
+    const i = Number(index & 0xffffffffn);
+    const state = this.obj.state;
+    if (i >= m.maxEntries || state.tailCalls >= MAX_TAIL_CALLS) return 0n;
+    state.tailCalls++;
+    const target = m.get(i);
+    if (target < 0) return 0n;
+    const p = this.obj.programAt(target);
+    try {
+      return vm.tailCall(p.vm, ctx);
+    } catch (e) {
+      if (!(e instanceof BpfRunError) || e.text.startsWith("in ")) throw e;
+      const src = p.withSource(e) as BpfRunError;
+      throw new BpfRunError(e.errno, e.insn, `in '${p.name}' (tail call): ${e.text}`, e.reason, src.source);
+    }
   }
 
   private mapHelpers(): [number, HelperFn][] {
     const lookup: HelperFn = (vm, mp, kp) => {
-      const m = this.mapArg(vm, mp, "map_lookup_elem");
+      const m = this.dataMap(vm, mp, "map_lookup_elem");
+      if (isOuter(m)) {
+        const key = vm.mem.bytes("map_lookup_elem", kp, m.info.keySize, false);
+        const inner = m.lookupInner(key.slice());
+        return inner === null ? 0n : addressOf(MAP_SLOT + this.obj.mapIndex(inner));
+      }
       if (m instanceof GlobalSection) {
         const k = vm.mem.bytes("map_lookup_elem", kp, 4, false);
         if (k[0] | k[1] | k[2] | k[3]) return 0n;
@@ -354,13 +496,13 @@ export class LoadedProgram {
       );
     };
     const update: HelperFn = (vm, mp, kp, vp, flags) => {
-      const m = this.mapOf(vm, mp, "map_update_elem");
+      const m = this.noOuter(this.dataMap(vm, mp, "map_update_elem"), "map_update_elem");
       const key = vm.mem.bytes("map_update_elem", kp, m.info.keySize, false).slice();
       const value = vm.mem.bytes("map_update_elem", vp, m.info.valueSize, false).slice();
       return errnoRet(-m.updateElemFromProgram(key, value, Number(BigInt.asUintN(32, flags))));
     };
     const del: HelperFn = (vm, mp, kp) => {
-      const m = this.mapOf(vm, mp, "map_delete_elem");
+      const m = this.noOuter(this.dataMap(vm, mp, "map_delete_elem"), "map_delete_elem");
       const key = vm.mem.bytes("map_delete_elem", kp, m.info.keySize, false).slice();
       return errnoRet(-m.deleteElem(key));
     };
@@ -372,24 +514,25 @@ export class LoadedProgram {
         throw new BpfError(op, Errno.EINVAL, `0x${p.toString(16)} is not the value's struct bpf_spin_lock`);
       return r;
     };
+    const state = this.obj.state;
     const lock: HelperFn = (vm, p) => {
       const r = lockOf(vm, p, "spin_lock");
-      if (this.held !== null)
+      if (state.held !== null)
         throw new BpfError("spin_lock", Errno.EINVAL, "a second bpf_spin_lock while one is held");
       r.ref.lock();
-      this.held = r;
+      state.held = r;
       return 0n;
     };
     const unlock: HelperFn = (vm, p) => {
       const r = lockOf(vm, p, "spin_unlock");
-      if (this.held === null || this.held.ref !== r.ref)
+      if (state.held === null || state.held.ref !== r.ref)
         throw new BpfError("spin_unlock", Errno.EINVAL, "this bpf_spin_lock is not held");
-      this.held = null;
+      state.held = null;
       r.ref.unlock();
       return 0n;
     };
     const percpuLookup: HelperFn = (vm, mp, kp, cpu) => {
-      const m = this.mapOf(vm, mp, "map_lookup_percpu_elem");
+      const m = this.noOuter(this.dataMap(vm, mp, "map_lookup_percpu_elem"), "map_lookup_percpu_elem");
       const key = vm.mem.bytes("map_lookup_percpu_elem", kp, m.info.keySize, false);
       const ref = m.lookupPercpuRef(key.slice(), Number(BigInt.asUintN(32, cpu)));
       if (ref === null) return 0n;
@@ -399,7 +542,7 @@ export class LoadedProgram {
       );
     };
     const forEach: HelperFn = (vm, mp, fn, ctx, flags) => {
-      const m = this.mapOf(vm, mp, "for_each_map_elem");
+      const m = this.noOuter(this.dataMap(vm, mp, "for_each_map_elem"), "for_each_map_elem");
       if (flags !== 0n) return errnoRet(Errno.EINVAL);
       const pc = vm.functionAt(fn);
       if (pc < 0)
@@ -430,7 +573,9 @@ export class LoadedProgram {
       );
     };
     return [
-      ...xdpHelpers(() => this.xdp),
+      ...xdpHelpers(() => state.xdp),
+      ...skbHelpers(() => state.skb),
+      [Helper.tailCall, (vm, ctx, mp, index) => this.tailCall(vm, ctx, mp, index)],
       [Helper.mapLookupElem, lookup],
       [Helper.mapLookupPercpuElem, percpuLookup],
       [Helper.forEachMapElem, forEach],
@@ -442,21 +587,70 @@ export class LoadedProgram {
   }
 }
 
+/** Bytes of the domain maps an object's definitions make (their inner templates included). */
+function domainBytes(spec: BpfObjectSpec, nrCpus: number): { maps: number; bytes: number } {
+  let maps = 0;
+  let bytes = 0;
+  const add = (d: MapDef) => {
+    maps++;
+    const ms = mapSpecOf(d);
+    bytes += roundUp(
+      d.type === MapType.ArrayOfMaps
+        ? aomBytes(nrCpus, d.maxEntries)
+        : ARRAY_TYPES.has(d.type)
+          ? validateArraySpec(ms, nrCpus).totalBytes
+          : validateSpec(ms, nrCpus, false).totalBytes,
+      64,
+    );
+  };
+  for (const d of spec.maps) {
+    if (d.global) {
+      add({ ...d, type: MapType.Array, keySize: 4, maxEntries: 1 });
+      continue;
+    }
+    if (!(HASH_TYPES.has(d.type) || ARRAY_TYPES.has(d.type) || OUTER_TYPES.has(d.type))) continue;
+    if (d.inner) add(d.inner);
+    add(d);
+  }
+  return { maps, bytes };
+}
+
+function mapSpecOf(def: MapDef) {
+  return {
+    type: def.type as MapType,
+    keySize: def.keySize,
+    valueSize: def.valueSize,
+    maxEntries: def.maxEntries,
+    flags: def.flags,
+    name: def.name.slice(0, 15),
+    spinLockOffset: def.spinLockOffset,
+  };
+}
+
 /** An object loaded on the shared-memory backend. */
 export class LoadedObject {
   readonly spec: BpfObjectSpec;
-  /** The maps by index (as the linked programs number them): a `.maps` map or a global section. */
-  readonly mapList: (ObjMap | GlobalSection)[] = [];
+  /** The maps by index (as the linked programs number them), then inner maps programs have looked up. */
+  readonly mapList: ObjMap[] = [];
+  /** The object's hash maps (inner maps looked up at run time not included). */
   readonly htabs: Htab[] = [];
-  /** The ARRAY / PERCPU_ARRAY maps: those of `.maps`, then the globals'. */
+  /** The ARRAY / PERCPU_ARRAY maps: those of `.maps`, and the globals'. */
   readonly arrays: ArrayMap[] = [];
   readonly globals: GlobalSection[] = [];
-  /** @internal Every map a run enters a section on. */
-  readonly sectioned: ObjMap[] = [];
+  /** The MapDomain holding the object's maps (make inner maps to swap in here). */
+  readonly domain: MapDomain;
   /** This object's CPU slot in its maps (bpf_get_smp_processor_id). */
   readonly cpu: number;
+  /** @internal The memory every program of the object runs in, in this thread. */
+  readonly mem = new Memory();
+  /** @internal The run in progress (a tail call continues it). */
+  readonly state: RunState = { xdp: null, skb: null, held: null, tailCalls: 0 };
+  /** @internal The maps each run enters a section of: hash maps and outer maps. */
+  readonly sectioned: { enter(): void; exit(): void }[] = [];
   private readonly programs = new Map<string, LoadedProgram>();
-  private readonly defs = new Map<ObjMap, MapDef>();
+  /** The programs, in the order of the object's program symbols. */
+  readonly programList: LoadedProgram[] = [];
+  private readonly defs = new Map<RawMap, MapDef>();
   private readonly opts: LoadOptions;
   /** The same object attached on other CPU slots in this thread, shared by all of them. */
   private others = new Map<number, LoadedObject>();
@@ -464,118 +658,144 @@ export class LoadedObject {
   private constructor(spec: BpfObjectSpec, opts: LoadOptions, shared?: ObjectHandle) {
     this.spec = spec;
     this.opts = opts;
-    spec.maps.forEach((def, i) => {
-      const from = shared?.maps[i];
-      if (def.global) {
-        const s = this.globalMap(def, from, opts);
-        this.globals.push(s);
-        this.mapList.push(s);
-        this.arrays.push(s.map);
-        this.sectioned.push(s.map);
-        this.defs.set(s.map, def);
-        return;
-      }
-      if (def.pinning !== 0)
-        throw new BpfError(
-          "load",
-          Errno.EOPNOTSUPP,
-          `map '${def.name}': pinning (LIBBPF_PIN_BY_NAME) needs the kernel backend`,
-        );
-      if (ARRAY_TYPES.has(def.type)) {
-        const a =
-          from !== undefined
-            ? ArrayMap.attach(from as MapHandle, { cpu: opts.cpu })
-            : ArrayMap.create(
-                {
-                  type: def.type as MapType,
-                  keySize: def.keySize,
-                  valueSize: def.valueSize,
-                  maxEntries: def.maxEntries,
-                  flags: def.flags,
-                  name: def.name.slice(0, 15),
-                  spinLockOffset: def.spinLockOffset,
-                },
-                { nrCpus: opts.nrCpus, cpu: opts.cpu },
-              );
-        this.arrays.push(a);
-        this.sectioned.push(a);
-        this.mapList.push(a);
-        this.defs.set(a, def);
-        return;
-      }
-      if (!HASH_TYPES.has(def.type))
-        throw new BpfError(
-          "load",
-          Errno.EOPNOTSUPP,
-          `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array, percpu_array)`,
-        );
-      const m =
-        from !== undefined
-          ? Htab.attach(from as MapHandle, { cpu: opts.cpu })
-          : Htab.create(
-              {
-                type: def.type as MapType,
-                keySize: def.keySize,
-                valueSize: def.valueSize,
-                maxEntries: def.maxEntries,
-                flags: def.flags,
-                name: def.name.slice(0, 15),
-                spinLockOffset: def.spinLockOffset,
-              },
-              { nrCpus: opts.nrCpus, cpu: opts.cpu },
-            );
-      this.htabs.push(m);
-      this.sectioned.push(m);
-      this.mapList.push(m);
-      this.defs.set(m, def);
-    });
-    this.cpu = this.sectioned.length > 0 ? this.sectioned[0].cpu : (opts.cpu ?? 0);
+    if (shared !== undefined) this.domain = MapDomain.attach(shared.domain, { cpu: opts.cpu });
+    else {
+      const nrCpus = opts.nrCpus ?? defaultNrCpus();
+      const need = domainBytes(spec, nrCpus);
+      const maxMaps = need.maps + (opts.domain?.maxMaps ?? 64);
+      this.domain = MapDomain.create({
+        nrCpus,
+        cpu: opts.cpu,
+        maxMaps,
+        maxBytes: opts.domain?.maxBytes ?? domDataBytes(nrCpus, maxMaps) + 2 * need.bytes + (1 << 20),
+      });
+    }
+    try {
+      spec.maps.forEach((def, i) => {
+        this.addMap(def, i, shared?.maps[i]);
+      });
+      if (shared === undefined) this.fillSlots();
+    } catch (e) {
+      this.domain.close();
+      throw e;
+    }
+    this.cpu = this.domain.cpu;
     if (this.globals.length > FUNC_SLOT - GLOBAL_SLOT)
       throw new BpfError(
         "load",
         Errno.E2BIG,
         `${this.globals.length} global sections, at most ${FUNC_SLOT - GLOBAL_SLOT}`,
       );
+    this.globals.forEach((g, i) => {
+      this.mem.mapFixed(GLOBAL_SLOT + i, new Region(g.name, g.bytes, !g.readonly));
+    });
     const budget = opts.budget ?? DEFAULT_BUDGET;
-    for (const p of spec.programs) this.programs.set(p.name, new LoadedProgram(this, p, budget));
+    for (const p of spec.programs) {
+      const lp = new LoadedProgram(this, p, budget);
+      this.programs.set(p.name, lp);
+      this.programList.push(lp);
+    }
   }
 
   /**
-   * A global section as a single-element ARRAY map (attached from `from`, or
-   * made with the section's initial bytes; `.rodata*` frozen, as libbpf does).
+   * A global section as a single-element ARRAY map in the domain (attached by
+   * id, or made with the section's initial bytes; `.rodata*` frozen, as
+   * libbpf freezes it).
    */
-  private globalMap(
-    def: MapDef,
-    from: MapHandle | ArrayHandle | undefined,
-    opts: LoadOptions,
-  ): GlobalSection {
+  private addGlobal(def: MapDef, i: number, from: ObjectHandle["maps"][number] | undefined): void {
     const g = def.global as NonNullable<MapDef["global"]>;
     let map: ArrayMap;
     if (from !== undefined) {
-      if (!ArrayMap.holdsArray(from.sab, from.offset ?? 0))
-        throw new BpfError(
-          "attach",
-          Errno.EINVAL,
-          `map ${def.name} of the handle is not a global's ARRAY map`,
-        );
-      map = ArrayMap.attach(from, { cpu: opts.cpu });
+      const m = "id" in from ? this.domain.mapById(from.id) : null;
+      if (!(m instanceof ArrayMap) || m.info.maxEntries !== 1)
+        throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a global's ARRAY map`);
+      map = m;
     } else {
-      map = ArrayMap.create(
-        {
-          type: MapType.Array,
-          keySize: 4,
-          valueSize: def.valueSize,
-          maxEntries: 1,
-          flags: def.flags,
-          name: def.name.slice(0, 15),
-        },
-        { nrCpus: opts.nrCpus, cpu: opts.cpu },
-      );
+      map = this.domain.createMap({ ...mapSpecOf(def), type: MapType.Array, keySize: 4, maxEntries: 1 });
       const err = map.updateElem(new Uint8Array(4), g.data, 0);
       if (err === 0 && g.readonly) map.freeze();
       if (err !== 0) throw new BpfError("load", -err, `${def.name}: ${map.lastError}`);
     }
-    return new GlobalSection(def.name, g.section, map, g.readonly, g.vars);
+    const s = new GlobalSection(def.name, g.section, map, g.readonly, g.vars);
+    this.globals.push(s);
+    this.arrays.push(map);
+    this.sectioned.push(map);
+    this.defs.set(map, def);
+    this.mapList.push(s);
+  }
+
+  private addMap(def: MapDef, i: number, from: ObjectHandle["maps"][number] | undefined): void {
+    if (def.global) {
+      this.addGlobal(def, i, from);
+      return;
+    }
+    if (def.pinning !== 0)
+      throw new BpfError(
+        "load",
+        Errno.EOPNOTSUPP,
+        `map '${def.name}': pinning (LIBBPF_PIN_BY_NAME) needs the kernel backend`,
+      );
+    if (def.type === PROG_ARRAY) {
+      if (def.keySize !== 4 || def.valueSize !== 4)
+        throw new BpfError("load", Errno.EINVAL, `PROG_ARRAY '${def.name}': key and value are 4 bytes`);
+      if (from !== undefined && !("progArray" in from))
+        throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a PROG_ARRAY`);
+      this.mapList.push(new ProgArray(def.name, def.maxEntries, from?.progArray));
+      return;
+    }
+    if (!HASH_TYPES.has(def.type) && !ARRAY_TYPES.has(def.type) && !OUTER_TYPES.has(def.type))
+      throw new BpfError(
+        "load",
+        Errno.EOPNOTSUPP,
+        `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array_of_maps, hash_of_maps, prog_array)`,
+      );
+    let m: RawMap | null;
+    if (from !== undefined) {
+      if (!("id" in from))
+        throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a map id`);
+      m = this.domain.mapById(from.id);
+      if (m === null) throw new BpfError("attach", Errno.EINVAL, `map ${i}: no map ${from.id} in the domain`);
+    } else if (def.inner) {
+      const template = this.domain.createMap(mapSpecOf(def.inner));
+      m = this.domain.createMap({ ...mapSpecOf(def), innerMap: template });
+    } else m = this.domain.createMap(mapSpecOf(def));
+    if (m instanceof Htab) this.htabs.push(m);
+    if (m instanceof ArrayMap) this.arrays.push(m);
+    this.sectioned.push(m as unknown as { enter(): void; exit(): void });
+    this.mapList.push(m as Htab | ArrayMap | OuterMap);
+    this.defs.set(m, def);
+  }
+
+  /** The initial slots of map-in-maps and PROG_ARRAYs (`.values = { … }`). */
+  private fillSlots(): void {
+    this.spec.maps.forEach((def, i) => {
+      for (const s of def.slots ?? []) {
+        const m = this.mapList[i];
+        const key = new Uint8Array(def.keySize);
+        new DataView(key.buffer).setUint32(0, s.index, true);
+        if (m instanceof ProgArray) {
+          const p = this.spec.programs.findIndex((x) => x.name === s.program);
+          if (p < 0)
+            throw new BpfError(
+              "load",
+              Errno.EINVAL,
+              `PROG_ARRAY '${def.name}': slot ${s.index} names no program '${s.program}'`,
+            );
+          m.set(s.index, p);
+        } else if (isOuter(m)) {
+          const inner = this.mapList[s.map as number] as RawMap;
+          const value = new Uint8Array(4);
+          new DataView(value.buffer).setUint32(0, inner.info.id, true);
+          const err = m.updateElem(key, value, 0);
+          if (err !== 0)
+            throw new BpfError(
+              "load",
+              -err,
+              `map '${def.name}': slot ${s.index} (map '${this.spec.maps[s.map as number].name}'): ${m.lastError}`,
+            );
+        }
+      }
+    });
   }
 
   /**
@@ -590,7 +810,13 @@ export class LoadedObject {
   handle(): ObjectHandle {
     return {
       spec: this.spec,
-      maps: this.mapList.map((m) => (m instanceof GlobalSection ? m.map.handle : m.handle)),
+      domain: this.domain.handle,
+      maps: this.spec.maps.map((_d, i) => {
+        const m = this.mapList[i];
+        if (m instanceof GlobalSection) return { id: m.map.info.id };
+        if (m instanceof ProgArray) return { progArray: m.sab };
+        return { id: m.info.id };
+      }),
     };
   }
 
@@ -620,6 +846,15 @@ export class LoadedObject {
     return o;
   }
 
+  /**
+   * Give back this thread's CPU slot in the object's domain and maps (the
+   * maps live on while other threads are attached). The object is unusable after.
+   */
+  close(): void {
+    for (const o of this.others.values()) if (o !== this) o.domain.close();
+    this.domain.close();
+  }
+
   /** The program named after its C function. */
   program(name: string): LoadedProgram {
     const p = this.programs.get(name);
@@ -632,27 +867,53 @@ export class LoadedObject {
     return p;
   }
 
-  /** The programs, in the order of the object's program symbols. */
-  get programList(): LoadedProgram[] {
-    return [...this.programs.values()];
+  /** @internal The program with index `i` in spec.programs. */
+  programAt(i: number): LoadedProgram {
+    return this.programList[i];
   }
 
-  /** Close the object's maps (this thread's view of them). */
-  close(): void {
-    for (const o of this.others.values())
-      if (o !== this) for (const m of [...o.htabs, ...o.arrays]) m.close();
-    for (const m of [...this.htabs, ...this.arrays]) m.close();
+  private mapIndexNamed(name: string): number {
+    const i = this.spec.maps.findIndex((d) => d.name === name);
+    if (i < 0) throw new BpfError("map", Errno.ENOENT, `no map '${name}'`);
+    return i;
   }
 
   /**
    * The `.maps` map named after its C variable (an ArrayMap for ARRAY and
    * PERCPU_ARRAY), or a global's ARRAY map by its libbpf name (`obj.bss`).
+   * @throws BpfError ENOENT for no such map, EINVAL for a map-in-map (`mapInMap()`) or a PROG_ARRAY
    */
-  map(name: string): ObjMap {
-    const i = this.spec.maps.findIndex((d) => d.name === name);
-    if (i < 0) throw new BpfError("map", Errno.ENOENT, `no map '${name}'`);
-    const m = this.mapList[i];
-    return m instanceof GlobalSection ? m.map : m;
+  map(name: string): Htab | ArrayMap {
+    const m = this.mapList[this.mapIndexNamed(name)];
+    if (m instanceof GlobalSection) return m.map;
+    if (!(m instanceof Htab || m instanceof ArrayMap))
+      throw new BpfError(
+        "map",
+        Errno.EINVAL,
+        `map '${name}' is a map-in-map or a PROG_ARRAY, not a data map`,
+      );
+    return m;
+  }
+
+  /** The `.maps` ARRAY_OF_MAPS or HASH_OF_MAPS named after its C variable. */
+  mapInMap(name: string): OuterMap {
+    const m = this.mapList[this.mapIndexNamed(name)];
+    if (!isOuter(m)) throw new BpfError("map", Errno.EINVAL, `map '${name}' is not a map-in-map`);
+    return m;
+  }
+
+  /**
+   * Put program `program` in slot `index` of PROG_ARRAY `map` (null: empty
+   * the slot), as user space updates a prog array with a program fd.
+   * @throws BpfError ENOENT for an unknown map or program, EINVAL for a map that is no PROG_ARRAY, E2BIG for an index past max_entries
+   */
+  setTailCall(map: string, index: number, program: string | null): void {
+    const m = this.mapList[this.mapIndexNamed(map)];
+    if (!(m instanceof ProgArray))
+      throw new BpfError("update", Errno.EINVAL, `map '${map}' is not a PROG_ARRAY`);
+    const p = program === null ? -1 : this.spec.programs.findIndex((x) => x.name === program);
+    if (p < 0 && program !== null) throw new BpfError("update", Errno.ENOENT, `no program '${program}'`);
+    m.set(index, p);
   }
 
   /** A global section by libbpf name (`obj.bss`) or section name (`.bss`). */
@@ -667,8 +928,36 @@ export class LoadedObject {
     return this.globals.indexOf(g);
   }
 
-  /** @internal */
-  defOf(m: ObjMap): MapDef {
+  /** @internal The definition of a map (an inner map looked up at run time: one made from its info). */
+  defOf(m: RawMap): MapDef {
     return this.defs.get(m) as MapDef;
+  }
+
+  /** @internal A map's name, for errors. */
+  nameOf(m: ObjMap): string {
+    if (m instanceof GlobalSection || m instanceof ProgArray) return m.name;
+    return this.defs.get(m)?.name ?? `#${m.info.id}`;
+  }
+
+  /** @internal The index programs know map `m` by (an inner map not seen yet is added). */
+  mapIndex(m: Htab | ArrayMap): number {
+    const i = this.mapList.indexOf(m);
+    if (i >= 0) return i;
+    if (this.mapList.length >= 1024 - MAP_SLOT)
+      throw new BpfError("map_lookup_elem", Errno.E2BIG, "too many inner maps looked up by this object");
+    const info = m.info;
+    this.defs.set(m, {
+      name: info.name || `map#${info.id}`,
+      type: info.type,
+      keySize: info.keySize,
+      valueSize: info.valueSize,
+      maxEntries: info.maxEntries,
+      flags: info.flags,
+      pinning: 0,
+      keyType: 0,
+      valueType: 0,
+    });
+    this.mapList.push(m);
+    return this.mapList.length - 1;
   }
 }

@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { GlobalSection, LoadedObject } from "../bpf/object.js";
+import { ProgArray } from "../bpf/prog-array.js";
 import { BpfError, Errno } from "../errors.js";
 import { pinThreadToCpu } from "../kernel/bpf-syscall.js";
 import { KernelObject } from "../kernel/object.js";
@@ -54,7 +55,15 @@ export function bytesLoaderFor(backend: BackendName): BytesLoader {
   return (bytes, name) => {
     const obj = LoadedObject.load(bytes, { name, nrCpus, cpu: 0 });
     // A global's map is its section's single-element ARRAY map, as in the kernel.
-    const maps = obj.mapList.map((m) => (m instanceof GlobalSection ? m.map : m));
+    const maps = obj.mapList.map((m, i) => {
+      if (m instanceof ProgArray)
+        throw new BpfError(
+          "load",
+          Errno.EOPNOTSUPP,
+          `map '${obj.spec.maps[i].name}' is a PROG_ARRAY: replay's map ops cannot address it on the SAB backend (use the TypeScript API: setTailCall)`,
+        );
+      return m instanceof GlobalSection ? m.map : m;
+    });
     return { obj, maps };
   };
 }

@@ -35,7 +35,7 @@ import {
 import type { RunOptions } from "../bpf/object.js";
 import { BpfError, Errno } from "../errors.js";
 import type { MapInfo } from "../map/raw-map.js";
-import { MapType } from "../uapi.js";
+import type { MapType } from "../uapi.js";
 import { bpfFfi } from "./bpf-syscall.js";
 import { loadBtf } from "./btf-load.js";
 import { KernelMap } from "./kernel-map.js";
@@ -43,6 +43,9 @@ import { type ExtInfo, parseExtInfo, programExtInfo } from "./object-btf.js";
 import { type BpfProgram, loadProgram, openProgramFd, VerifierError } from "./program.js";
 
 const LD_IMM64 = 0x18;
+const BPF_MAP_TYPE_PROG_ARRAY = 3;
+/** A u32 key or value (a slot index, a map or program fd). */
+const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
 const PSEUDO_MAP_FD = 1;
 const PSEUDO_MAP_VALUE = 2;
 const LIBBPF_PIN_BY_NAME = 1;
@@ -52,6 +55,8 @@ const BPF_F_SLEEPABLE = 1 << 4;
 export interface KernelLoadOptions extends OpenOptions {
   /** Where LIBBPF_PIN_BY_NAME maps are pinned (libbpf's pin_root_path). @default "/sys/fs/bpf" */
   pinRoot?: string;
+  /** Load only these programs (libbpf's bpf_program__set_autoload(false) for the others). @default all */
+  programs?: readonly string[];
 }
 
 /** What a worker thread posts to `KernelObject.attach()`: file descriptors are per process, shared by its threads. */
@@ -92,7 +97,7 @@ function reusePinned(def: MapDef, where: string, path: string): KernelMap | unde
   }
 }
 
-function createMap(def: MapDef, where: string, btfFd: number): KernelMap {
+function createMap(def: MapDef, where: string, btfFd: number, innerMap?: KernelMap): KernelMap {
   // libbpf gives a global's ARRAY map no key type and its DATASEC as the value type.
   const typed = btfFd >= 0 && def.valueType !== 0 && (def.keyType !== 0 || def.global !== undefined);
   try {
@@ -100,6 +105,7 @@ function createMap(def: MapDef, where: string, btfFd: number): KernelMap {
       KernelMap.create(specOf(def), {
         name: kernelName(def.name),
         btf: typed ? { fd: btfFd, keyTypeId: def.keyType, valueTypeId: def.valueType } : undefined,
+        innerMap,
       }),
     );
   } catch (e) {
@@ -195,6 +201,8 @@ export class KernelObject implements BpfObject {
   readonly mapList: KernelMap[] = [];
   readonly globals: KernelGlobal[] = [];
   readonly programList: KernelProgram[] = [];
+  /** The inner-map templates of the map-in-maps (inner_map_fd at create). */
+  private readonly templates: KernelMap[] = [];
   /** False for a view made by attach(): closing it closes nothing. */
   private owned = true;
   private closed = false;
@@ -222,7 +230,10 @@ export class KernelObject implements BpfObject {
         spec.btfExtBytes !== undefined && spec.btfBytes !== undefined
           ? parseExtInfo(spec.btfExtBytes, spec.btfBytes)
           : undefined;
-      for (const p of spec.programs) o.programList.push(new KernelProgram(p, o.loadOne(p, btfFd, ext)));
+      for (const p of spec.programs)
+        if (opts.programs === undefined || opts.programs.includes(p.name))
+          o.programList.push(new KernelProgram(p, o.loadOne(p, btfFd, ext)));
+      o.fillSlots();
       return o;
     } catch (e) {
       o.close();
@@ -234,15 +245,18 @@ export class KernelObject implements BpfObject {
 
   private addMap(def: MapDef, btfFd: number, pinRoot: string): void {
     const where = def.global ? `global '${def.name}' (${def.global.section})` : `map '${def.name}'`;
-    if (def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps)
-      throw new BpfError("load", Errno.EOPNOTSUPP, `${where}: map-in-map objects are not loaded yet`);
     const pinPath = def.pinning === LIBBPF_PIN_BY_NAME ? `${pinRoot}/${def.name}` : undefined;
     const reused = pinPath === undefined ? undefined : reusePinned(def, where, pinPath);
     if (reused !== undefined) {
       this.mapList.push(reused);
       return;
     }
-    const m = createMap(def, where, btfFd);
+    let template: KernelMap | undefined;
+    if (def.inner !== undefined) {
+      template = createMap(def.inner, `${where}: its inner map`, btfFd);
+      this.templates.push(template);
+    }
+    const m = createMap(def, where, btfFd, template);
     this.mapList.push(m);
     if (def.global) {
       this.globals.push(new KernelGlobal(def, m));
@@ -339,11 +353,53 @@ export class KernelObject implements BpfObject {
   }
 
   /** Close the programs and maps (pinned maps live on in bpffs). A view from attach() closes nothing. */
+  /** The initial slots of map-in-maps (inner map fds) and PROG_ARRAYs (program fds), as libbpf fills them at load. */
+  private fillSlots(): void {
+    this.spec.maps.forEach((def, i) => {
+      for (const s of def.slots ?? []) {
+        const where = `map '${def.name}': slot ${s.index}`;
+        let fd: number;
+        if (def.type === BPF_MAP_TYPE_PROG_ARRAY) {
+          const p = this.programList.find((x) => x.name === s.program);
+          if (p === undefined)
+            throw new BpfError("load", Errno.EINVAL, `${where} names no program '${s.program}'`);
+          fd = p.prog.fd;
+        } else fd = this.mapList[s.map as number].fd;
+        const r = this.mapList[i].updateElem(u32(s.index), u32(fd), 0);
+        if (r !== 0) throw new BpfError("load", -r, `${where}: ${this.mapList[i].lastError}`);
+      }
+    });
+  }
+
+  /**
+   * Put program `program` in slot `index` of PROG_ARRAY `map` (null: empty
+   * the slot), as on the shared-memory backend's LoadedObject.
+   * @throws BpfError ENOENT for an unknown map or program, EINVAL for a map that is no PROG_ARRAY, the kernel's errno from the update
+   */
+  setTailCall(map: string, index: number, program: string | null): void {
+    const i = this.spec.maps.findIndex((d) => d.name === map);
+    if (i < 0) throw new BpfError("update", Errno.ENOENT, `no map '${map}'`);
+    if (this.spec.maps[i].type !== BPF_MAP_TYPE_PROG_ARRAY)
+      throw new BpfError("update", Errno.EINVAL, `map '${map}' is not a PROG_ARRAY`);
+    const m = this.mapList[i];
+    if (program === null) {
+      const r = m.deleteElem(u32(index));
+      if (r !== 0 && r !== -Errno.ENOENT)
+        throw new BpfError("update", -r, `${map}[${index}]: ${m.lastError}`);
+      return;
+    }
+    const p = this.programList.find((x) => x.name === program);
+    if (p === undefined) throw new BpfError("update", Errno.ENOENT, `no program '${program}'`);
+    const r = m.updateElem(u32(index), u32(p.prog.fd), 0);
+    if (r !== 0) throw new BpfError("update", -r, `${map}[${index}]: ${m.lastError}`);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     if (!this.owned) return;
     for (const p of this.programList) p.prog.close();
     for (const m of this.mapList) m.close();
+    for (const m of this.templates) m.close();
   }
 }
