@@ -20,7 +20,8 @@
  * writers (and program updates through updateElemFromProgram()) change the
  * element. Each element has a writer lock and a sequence word (layout.ts,
  * "ARRAY / PERCPU_ARRAY region"): a writer holds the lock and makes the
- * sequence odd while it copies; a lookup copies between two equal even reads.
+ * sequence odd while it copies; a lookup copies between two equal even reads,
+ * and after SPIN_LIMIT tries (writers keeping the element busy) under the lock.
  * A sequence word was chosen over the value's bpf_spin_lock because most
  * values have none, and a reader that only validates never blocks a writer.
  *
