@@ -20,7 +20,8 @@
  * writers (and program updates through updateElemFromProgram()) change the
  * element. Each element has a writer lock and a sequence word (layout.ts,
  * "ARRAY / PERCPU_ARRAY region"): a writer holds the lock and makes the
- * sequence odd while it copies; a lookup copies between two equal even reads.
+ * sequence odd while it copies; a lookup copies between two equal even reads,
+ * and after SPIN_LIMIT tries (writers keeping the element busy) under the lock.
  * A sequence word was chosen over the value's bpf_spin_lock because most
  * values have none, and a reader that only validates never blocks a writer.
  *
@@ -131,10 +132,14 @@ export interface ArrayHandle extends MapHandle {
   readonly array: true;
 }
 
-/** Whether `flags` (any non-negative integer up to 2^53) has BPF_F_LOCK, and what else it has. */
-function splitLock(flags: number): { lock: boolean; rest: number } {
-  const lock = Math.floor(flags / UpdateFlags.Lock) % 2 === 1;
-  return { lock, rest: lock ? flags - UpdateFlags.Lock : flags };
+/** Whether `flags` (any non-negative integer up to 2^53) has BPF_F_LOCK. */
+function hasLock(flags: number): boolean {
+  return Math.floor(flags / UpdateFlags.Lock) % 2 === 1;
+}
+
+/** `flags` without BPF_F_LOCK. */
+function withoutLock(flags: number): number {
+  return hasLock(flags) ? flags - UpdateFlags.Lock : flags;
 }
 
 /**
@@ -155,6 +160,8 @@ export class ArrayMap implements RawMap {
   private readonly spinLockOff: number;
   private readonly maxEntries: number;
   private readonly valueSize: number;
+  /** Bytes a syscall lookup or update moves (info.valueBytes). */
+  private readonly valueBytes: number;
   private readonly err = new LastError();
   private readonly liveGen = new Int32Array(1);
   private sectionDepth = 0;
@@ -192,6 +199,7 @@ export class ArrayMap implements RawMap {
     this.spinLockOff = head[HDR_SPIN_LOCK_OFF_I32];
     this.maxEntries = g.maxEntries;
     this.valueSize = g.valueSize;
+    this.valueBytes = g.percpu ? g.valueBytesStored : g.valueSize;
     this.info = Object.freeze({
       type,
       keySize: 4,
@@ -199,7 +207,7 @@ export class ArrayMap implements RawMap {
       maxEntries: g.maxEntries,
       flags: this.flags,
       nrCpus: g.nrCpus,
-      valueBytes: g.percpu ? g.valueBytesStored : g.valueSize,
+      valueBytes: this.valueBytes,
       id: handle.id ?? 0,
     });
     this.handle = Object.freeze({ ...handle, array: true as const });
@@ -305,15 +313,15 @@ export class ArrayMap implements RawMap {
 
   private valueIn(op: string, value: unknown): asserts value is Uint8Array {
     if (!(value instanceof Uint8Array)) invalid(op, `value must be a Uint8Array, got ${showInput(value)}`);
-    if (value.length !== this.info.valueBytes)
-      invalid(op, `value is ${value.length} bytes, the map takes ${this.info.valueBytes} per value`);
+    if (value.length !== this.valueBytes)
+      invalid(op, `value is ${value.length} bytes, the map takes ${this.valueBytes} per value`);
   }
 
   private valueOut(op: string, value: unknown): asserts value is Uint8Array {
     if (!(value instanceof Uint8Array))
       invalid(op, `value buffer must be a Uint8Array, got ${showInput(value)}`);
-    if (value.length < this.info.valueBytes)
-      invalid(op, `value buffer is ${value.length} bytes, the map moves ${this.info.valueBytes} per value`);
+    if (value.length < this.valueBytes)
+      invalid(op, `value buffer is ${value.length} bytes, the map moves ${this.valueBytes} per value`);
   }
 
   private flagsArg(op: string, flags: unknown): asserts flags is number {
@@ -361,7 +369,7 @@ export class ArrayMap implements RawMap {
     const u8 = this.u8;
     const seq = arrayElemI32(this.g, i) + ARR_ELEM_SEQ_I32;
     const src = arrayValueOff(this.g, i);
-    const n = this.info.valueBytes;
+    const n = this.valueBytes;
     for (let tries = 0; tries < SPIN_LIMIT; tries++) {
       const s = Atomics.load(i32, seq);
       if ((s & 1) === 0) {
@@ -382,7 +390,7 @@ export class ArrayMap implements RawMap {
     if (e < 0) return e;
     const u8 = this.u8;
     const src = arrayValueOff(this.g, i);
-    const n = this.info.valueBytes;
+    const n = this.valueBytes;
     for (let k = 0; k < n; k++) out[outOff + k] = u8[src + k];
     this.unlockElem(e);
     this.zeroLock(out, outOff);
@@ -492,8 +500,8 @@ export class ArrayMap implements RawMap {
     this.valueOut("lookup", value);
     if (flags !== 0) {
       this.flagsArg("lookup", flags);
-      const f = splitLock(flags);
-      if (f.rest !== 0) return this.err.fail(EINVAL, `unknown lookup flags 0x${flags.toString(16)}`);
+      if (withoutLock(flags) !== 0)
+        return this.err.fail(EINVAL, `unknown lookup flags 0x${flags.toString(16)}`);
       if (!this.canRead) return this.readDenied();
       if (this.spinLockOff < 0) return this.noSpinLock();
       if (i >= this.maxEntries) return this.outOfRange(i);
@@ -519,9 +527,10 @@ export class ArrayMap implements RawMap {
     this.valueIn("update", value);
     this.flagsArg("update", flags);
     if (!this.writable) return this.writeDenied();
-    const f = splitLock(flags);
-    if (f.lock && this.spinLockOff < 0) return this.noSpinLock();
-    return this.update(i, value, 0, f.rest, f.lock, this.info.valueBytes);
+    const fLock = hasLock(flags);
+    const fRest = withoutLock(flags);
+    if (fLock && this.spinLockOff < 0) return this.noSpinLock();
+    return this.update(i, value, 0, fRest, fLock, this.valueBytes);
   }
 
   /** array_map_update_elem()'s checks, then the write of `n` bytes from `value[valOff]`. */
@@ -561,11 +570,12 @@ export class ArrayMap implements RawMap {
     this.index("lookupAndDelete", key);
     this.valueOut("lookupAndDelete", value);
     this.flagsArg("lookupAndDelete", flags);
-    const f = splitLock(flags);
-    if (f.rest !== 0) return this.err.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
+    const fLock = hasLock(flags);
+    const fRest = withoutLock(flags);
+    if (fRest !== 0) return this.err.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
     if (!this.canRead) return this.readDenied();
     if (!this.writable) return this.writeDenied();
-    if (f.lock && this.spinLockOff < 0) return this.noSpinLock();
+    if (fLock && this.spinLockOff < 0) return this.noSpinLock();
     return this.err.fail(
       ENOTSUPP,
       "lookup_and_delete is not supported on an array (its elements are never deleted)",
@@ -636,7 +646,7 @@ export class ArrayMap implements RawMap {
   lookupBatch(args: BatchArgs): BatchResult {
     const op = "lookupBatch";
     const { count, elemFlags } = this.batchArgs(op, args);
-    const vb = this.info.valueBytes;
+    const vb = this.valueBytes;
     const made = Math.min(count, this.maxEntries);
     const keys = args.keys ?? new Uint8Array(made * 4);
     const values = args.values ?? new Uint8Array(made * vb);
@@ -646,8 +656,9 @@ export class ArrayMap implements RawMap {
     if (inBatch !== null && (!Number.isInteger(inBatch) || inBatch < 0 || inBatch > 0xffffffff))
       invalid(op, `inBatch must be a u32 index or null, got ${showInput(inBatch)}`);
     if (!this.canRead) return this.result(this.readDenied(), count, null, keys, values);
-    const f = splitLock(elemFlags);
-    if (f.rest !== 0)
+    const fLock = hasLock(elemFlags);
+    const fRest = withoutLock(elemFlags);
+    if (fRest !== 0)
       return this.result(
         this.err.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`),
         count,
@@ -655,9 +666,9 @@ export class ArrayMap implements RawMap {
         keys,
         values,
       );
-    if (f.lock && this.spinLockOff < 0) return this.result(this.noSpinLock(), count, null, keys, values);
+    if (fLock && this.spinLockOff < 0) return this.result(this.noSpinLock(), count, null, keys, values);
     if (count === 0) return this.result(0, 0, null, keys, values);
-    return this.copyBatch(inBatch === null ? 0xffffffff : inBatch, count, f.lock, keys, values);
+    return this.copyBatch(inBatch === null ? 0xffffffff : inBatch, count, fLock, keys, values);
   }
 
   /** generic_map_lookup_batch()'s loop: get_next_key from `prev`, copy, until `count` or the end. */
@@ -668,7 +679,7 @@ export class ArrayMap implements RawMap {
     keys: Uint8Array,
     values: Uint8Array,
   ): BatchResult {
-    const vb = this.info.valueBytes;
+    const vb = this.valueBytes;
     let cp = 0;
     let err = 0;
     while (cp < count) {
@@ -715,14 +726,15 @@ export class ArrayMap implements RawMap {
   updateBatch(args: BatchArgs): BatchResult {
     const op = "updateBatch";
     const { count, elemFlags } = this.batchArgs(op, args);
-    const vb = this.info.valueBytes;
+    const vb = this.valueBytes;
     this.batchBuf(op, "keys", args.keys, count * 4);
     this.batchBuf(op, "values", args.values, count * vb);
     const keys = args.keys;
     const values = args.values;
     if (!this.writable) return this.result(this.writeDenied(), count, null, keys, values);
-    const f = splitLock(elemFlags);
-    if (f.rest !== 0)
+    const fLock = hasLock(elemFlags);
+    const fRest = withoutLock(elemFlags);
+    if (fRest !== 0)
       return this.result(
         this.err.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`),
         count,
@@ -730,12 +742,12 @@ export class ArrayMap implements RawMap {
         keys,
         values,
       );
-    if (f.lock && this.spinLockOff < 0) return this.result(this.noSpinLock(), count, null, keys, values);
+    if (fLock && this.spinLockOff < 0) return this.result(this.noSpinLock(), count, null, keys, values);
     let cp = 0;
     for (; cp < count; cp++) {
       const o = cp * 4;
       const i = (keys[o] | (keys[o + 1] << 8) | (keys[o + 2] << 16) | (keys[o + 3] << 24)) >>> 0;
-      const r = this.update(i, values, cp * vb, 0, f.lock, vb);
+      const r = this.update(i, values, cp * vb, 0, fLock, vb);
       if (r !== 0) return this.result(r, cp, null, keys, values);
     }
     return this.result(0, cp, null, keys, values);
@@ -1077,16 +1089,17 @@ export class ArrayMap implements RawMap {
         `a program writes value_size = ${this.valueSize} bytes, got ${showInput(value)}`,
       );
     if ((this.flags & MapFlags.RdonlyProg) !== 0) return this.err.fail(EACCES, "map is BPF_F_RDONLY_PROG");
-    const f = splitLock(flags);
-    if (f.rest > UpdateFlags.Exist)
+    const fLock = hasLock(flags);
+    const fRest = withoutLock(flags);
+    if (fRest > UpdateFlags.Exist)
       return this.err.fail(EINVAL, `unknown update flags 0x${flags.toString(16)}`);
     if (i >= this.maxEntries)
       return this.err.fail(E2BIG, `index ${i} is past max_entries ${this.maxEntries}`);
-    if (f.rest === UpdateFlags.NoExist)
+    if (fRest === UpdateFlags.NoExist)
       return this.err.fail(EEXIST, "every element of an array exists (BPF_NOEXIST)");
-    if (f.lock && this.spinLockOff < 0) return this.noSpinLock();
+    if (fLock && this.spinLockOff < 0) return this.noSpinLock();
     const at = this.g.percpu ? this.cpu * this.g.slotBytes : 0;
-    return this.writeIn(i, at, value, 0, this.valueSize, f.lock);
+    return this.writeIn(i, at, value, 0, this.valueSize, fLock);
   }
 
   /**

@@ -275,8 +275,9 @@ export function aomBytes(nrCpus: number, maxEntries: number): number {
 //
 // Untorn lookups: the kernel's array lookup is a plain memcpy that a concurrent update can
 // tear; here a control-plane write takes LOCK, makes SEQ odd, copies, makes SEQ even and
-// releases, and a lookup copies between two equal even SEQ reads (retrying, bounded by
-// LOCK_TIMEOUT_MS, then ETIMEDOUT). BPF_F_LOCK copies take the value's bpf_spin_lock as
+// releases, and a lookup copies between two equal even SEQ reads; after SPIN_LIMIT tries
+// (writers that keep the element busy would starve it) it copies holding LOCK instead,
+// which waits at most LOCK_TIMEOUT_MS (then ETIMEDOUT). BPF_F_LOCK copies take the value's bpf_spin_lock as
 // the kernel does (copy_map_value_locked()); a BPF_F_LOCK update takes LOCK first, then the
 // spin lock. Programs write values in place through ValueRef (no SEQ step), as the kernel's
 // programs do: a lookup can see a program's multi-field write half-done, unless both use the
@@ -286,10 +287,10 @@ export function aomBytes(nrCpus: number, maxEntries: number): number {
 //
 // | word        | written by                          | read by                  | access / protocol |
 // |-------------|-------------------------------------|--------------------------|-------------------|
-// | elem LOCK   | control-plane writers of the element | writers, recovery, fsck | Atomics; owner-tagged, 250 ms bound (ETIMEDOUT) |
+// | elem LOCK   | control-plane writers of the element, and a lookup after SPIN_LIMIT failed tries | writers, recovery, fsck | Atomics; owner-tagged, 250 ms bound (ETIMEDOUT) |
 // | elem SEQ    | the holder of LOCK (odd before its first value store, even after its last) | lookups, fsck | Atomics.add / Atomics.load |
 // | elem value  | the holder of LOCK; programs (ValueRef, in place) | lookups inside an even, unchanged SEQ | plain |
-// | pcpu ARR_PCPU_WRITING | the slot owner, before taking LOCK and after releasing it | a recoverer after the owner died | plain; the reaper makes SEQ even and frees LOCK |
+// | pcpu ARR_PCPU_WRITING | the slot owner, before taking an element's LOCK and after releasing it | a recoverer after the owner died | plain; the reaper makes SEQ even and frees LOCK |
 
 /** "HARR": first word of an ARRAY or PERCPU_ARRAY region. */
 export const ARRAY_MAGIC = 0x48415252;

@@ -6,8 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Worker } from "node:worker_threads";
 import { BpfMap } from "../../src/api/bpf-map.js";
-import { attach, createMap } from "../../src/api/create.js";
+import { attach, createMap, watchWorker } from "../../src/api/create.js";
 import { TypedMap } from "../../src/api/typed-map.js";
 import { ArrayMap } from "../../src/array/array-map.js";
 import { MapDomain } from "../../src/domain/map-domain.js";
@@ -339,5 +340,28 @@ test("MapDomain: arrays by id, and an ARRAY_OF_MAPS of arrays whose inner map a 
     });
   } finally {
     d.close();
+  }
+});
+
+test("watchWorker reaps an array slot whose worker exited without close(); another worker can take it", async () => {
+  const m = createMap(
+    { type: MapType.PercpuArray, keySize: 4, valueSize: 8, maxEntries: 2 },
+    { nrCpus: 2, cpu: 0 },
+  );
+  try {
+    const w = new Worker(WORKER, { workerData: { handle: m.handle, cpu: 1, mode: "stay" } });
+    const warnings: string[] = [];
+    watchWorker(m, w, 1, { onWarning: (t) => warnings.push(t) });
+    await new Promise((r) => w.once("exit", r));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(m.slotState(1), "free", warnings.join("; "));
+    await runWorkers(WORKER, 1, () => ({ handle: m.handle, cpu: 1, mode: "percpu" }));
+    assert.deepEqual(
+      new BpfMap(m).lookupPerCpu(key(1))?.map((x) => x[0]),
+      [0, 2],
+    );
+    assert.deepEqual(warnings, []);
+  } finally {
+    m.close();
   }
 });

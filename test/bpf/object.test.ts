@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Worker } from "node:worker_threads";
+import { BpfMap } from "../../src/api/bpf-map.js";
 import { execElf } from "../../src/bpf/exec.js";
 import { BpfRunError } from "../../src/bpf/interp.js";
 import { openObject, ProgType } from "../../src/bpf/loader.js";
@@ -596,6 +597,17 @@ test("ARRAY and PERCPU_ARRAY maps in .maps and globals as ARRAY maps: identical 
     assert.equal(bss.map.updateElem(new Uint8Array(4), v, 0), 0);
     obj.program("array_maps").run(packet(99, 40));
     assert.equal(new DataView(bss.variable("seen").slice().buffer).getBigUint64(0, true), 1001n);
+    // run({ cpu }): a PERCPU_ARRAY lookup gives that CPU's slot.
+    if (obj.map("pcpu").info.nrCpus > 1) {
+      const pkt = packet(123, 32);
+      const key = new Uint8Array([pkt[2] & 3, 0, 0, 0]);
+      const pc = new BpfMap(obj.map("pcpu"));
+      const slot = (c: number) =>
+        new DataView((pc.lookupPerCpu(key) as Uint8Array[])[c].slice().buffer).getBigUint64(0, true);
+      const [c0, c1] = [slot(0), slot(1)];
+      obj.program("array_maps").run(pkt, { cpu: 1 });
+      assert.deepEqual([slot(0), slot(1)], [c0, c1 + BigInt(pkt[3])]);
+    }
     for (const m of obj.arrays) assert.ok(m.fsck().ok, m.fsck().errors.join("; "));
   } finally {
     k.close();
