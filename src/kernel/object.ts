@@ -92,18 +92,41 @@ function reusePinned(def: MapDef, where: string, path: string): KernelMap | unde
   }
 }
 
+/**
+ * What the loader records of a map-in-map or PROG_ARRAY definition
+ * (`__array(values, …)`): the inner map's template and the initial slots
+ * (`.values = { [i] = &x }`: a map index of the spec or a program name).
+ */
+type SlotDef = MapDef & {
+  inner?: MapDef;
+  slots?: { index: number; map?: number; program?: string }[];
+};
+
 function createMap(def: MapDef, where: string, btfFd: number): KernelMap {
   // libbpf gives a global's ARRAY map no key type and its DATASEC as the value type.
   const typed = btfFd >= 0 && def.valueType !== 0 && (def.keyType !== 0 || def.global !== undefined);
+  const innerDef = (def as SlotDef).inner;
+  const outer = def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps;
+  if (outer && innerDef === undefined)
+    throw new BpfError(
+      "load",
+      Errno.EINVAL,
+      `${where}: a map-in-map needs its inner map (__array(values, …))`,
+    );
+  // The inner map's template: the kernel keeps its shape (inner_map_meta), so it is closed once the outer map exists.
+  const inner = outer ? createMap(innerDef as MapDef, `${where}: its inner map`, btfFd) : undefined;
   try {
     return KernelMap.fromAnyType(() =>
       KernelMap.create(specOf(def), {
         name: kernelName(def.name),
-        btf: typed ? { fd: btfFd, keyTypeId: def.keyType, valueTypeId: def.valueType } : undefined,
+        innerMap: inner,
+        btf: typed && !outer ? { fd: btfFd, keyTypeId: def.keyType, valueTypeId: def.valueType } : undefined,
       }),
     );
   } catch (e) {
-    named("load", where, e);
+    return named("load", where, e);
+  } finally {
+    inner?.close();
   }
 }
 
@@ -223,6 +246,7 @@ export class KernelObject implements BpfObject {
           ? parseExtInfo(spec.btfExtBytes, spec.btfBytes)
           : undefined;
       for (const p of spec.programs) o.programList.push(new KernelProgram(p, o.loadOne(p, btfFd, ext)));
+      spec.maps.forEach((def, i) => o.fillSlots(def as SlotDef, o.mapList[i]));
       return o;
     } catch (e) {
       o.close();
@@ -234,8 +258,6 @@ export class KernelObject implements BpfObject {
 
   private addMap(def: MapDef, btfFd: number, pinRoot: string): void {
     const where = def.global ? `global '${def.name}' (${def.global.section})` : `map '${def.name}'`;
-    if (def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps)
-      throw new BpfError("load", Errno.EOPNOTSUPP, `${where}: map-in-map objects are not loaded yet`);
     const pinPath = def.pinning === LIBBPF_PIN_BY_NAME ? `${pinRoot}/${def.name}` : undefined;
     const reused = pinPath === undefined ? undefined : reusePinned(def, where, pinPath);
     if (reused !== undefined) {
@@ -254,6 +276,25 @@ export class KernelObject implements BpfObject {
       } catch (e) {
         named("load", `${where}: pinning at ${pinPath}`, e);
       }
+  }
+
+  /** A map-in-map's or PROG_ARRAY's initial slots: the fd of the map or program each one names. */
+  private fillSlots(def: SlotDef, m: KernelMap): void {
+    for (const slot of def.slots ?? []) {
+      const what = `map '${def.name}' slot ${slot.index}`;
+      let fd: number | undefined;
+      if (slot.map !== undefined) fd = this.mapList[slot.map]?.fd;
+      else if (slot.program !== undefined)
+        fd = this.programList.find((p) => p.name === slot.program)?.prog.fd;
+      if (fd === undefined)
+        throw new BpfError("load", Errno.EINVAL, `${what}: names no map or program of the object`);
+      const key = new Uint8Array(4);
+      new DataView(key.buffer).setUint32(0, slot.index, true);
+      const value = new Uint8Array(4);
+      new DataView(value.buffer).setUint32(0, fd, true);
+      const r = m.updateElem(key, value, 0);
+      if (r !== 0) throw new BpfError("load", -r, `${what}: ${m.lastError}`);
+    }
   }
 
   private loadOne(p: ProgramDef, btfFd: number, ext: ExtInfo | undefined): BpfProgram {
