@@ -12,11 +12,10 @@ import { GlobalSection, LoadedObject } from "../bpf/object.js";
 import { BpfError, Errno } from "../errors.js";
 import { pinThreadToCpu } from "../kernel/bpf-syscall.js";
 import { KernelObject } from "../kernel/object.js";
-import type { RawMap } from "../map/raw-map.js";
 import { MapType } from "../uapi.js";
 import { type BackendName, machineCpus } from "./backends.js";
 import type { LoadedForReplay, ObjectLoader } from "./replay.js";
-import { GlobalMap, OpaqueMap } from "./replay-global.js";
+import { GlobalMap } from "./replay-global.js";
 
 /** Loads an object's bytes on a backend; `name` is libbpf's object name. */
 export type BytesLoader = (bytes: Uint8Array, name: string) => LoadedForReplay;
@@ -56,22 +55,9 @@ export function bytesLoaderFor(backend: BackendName): BytesLoader {
   const nrCpus = machineCpus();
   return (bytes, name) => {
     const obj = LoadedObject.load(bytes, { name, nrCpus, cpu: 0 });
-    const maps = obj.mapList.map((m, i): RawMap => {
-      if (m instanceof GlobalSection) return new GlobalMap(m, obj.spec.maps[i].flags, nrCpus);
-      if (typeof (m as Partial<RawMap>).lookupElem === "function") return m as RawMap;
-      const d = obj.spec.maps[i];
-      return new OpaqueMap({
-        type: d.type,
-        keySize: d.keySize,
-        valueSize: d.valueSize,
-        maxEntries: d.maxEntries,
-        flags: d.flags,
-        nrCpus,
-        valueBytes: d.valueSize,
-        id: 0,
-        name: d.name,
-      });
-    });
+    const maps = obj.mapList.map((m, i) =>
+      m instanceof GlobalSection ? new GlobalMap(m, obj.spec.maps[i].flags, nrCpus) : m,
+    );
     return { obj, maps };
   };
 }

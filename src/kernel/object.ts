@@ -246,7 +246,7 @@ export class KernelObject implements BpfObject {
           ? parseExtInfo(spec.btfExtBytes, spec.btfBytes)
           : undefined;
       for (const p of spec.programs) o.programList.push(new KernelProgram(p, o.loadOne(p, btfFd, ext)));
-      spec.maps.forEach((def, i) => o.fillSlots(def as SlotDef, o.mapList[i]));
+      for (const [i, def] of spec.maps.entries()) o.fillSlots(def as SlotDef, o.mapList[i]);
       return o;
     } catch (e) {
       o.close();
