@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BpfObjectSpec } from "../../src/bpf/loader.js";
+import { BpfError } from "../../src/errors.js";
 import { bpfFfi } from "../../src/kernel/bpf-syscall.js";
 import type { KernelMap } from "../../src/kernel/kernel-map.js";
 import { KernelObject as RealKernelObject } from "../../src/kernel/object.js";
@@ -96,10 +97,15 @@ export class KernelObject {
     }
   }
 
-  /** BPF_PROG_TEST_RUN with data_out: the return value and the packet after the run. */
+  /** BPF_PROG_TEST_RUN with data_out: the return value and the packet after the run. @throws Error "test run: errno N", as before */
   runWithOut(data: Uint8Array): { retval: number; out: Uint8Array } {
-    const r = this.prog.run(data);
-    return { retval: r.retval, out: r.data };
+    try {
+      const r = this.prog.run(data);
+      return { retval: r.retval, out: r.data };
+    } catch (e) {
+      if (e instanceof BpfError) throw new Error(`test run: errno ${e.errno}`);
+      throw e;
+    }
   }
 
   /** A global section's bytes now, read back from its ARRAY map. */
