@@ -66,6 +66,7 @@ examples(
   `htab replay script.jsonl --backend kernel     # the same lines on real kernel maps (root)`,
   `input line:  {"op":"update","map":0,"key":"01000000","value":"0a00000000000000","flags":0}`,
   `output line: {"ok":true}   or   {"ok":false,"errno":"EEXIST"}`,
+  `BPF objects: {"op":"load","object":"prog.o"} then {"op":"run","prog":0,"data_in":"HEX","repeat":1}`,
 );
 
 examples(

@@ -15,6 +15,7 @@ import { pinThreadToCpu } from "../kernel/bpf-syscall.js";
 import { KernelObject } from "../kernel/object.js";
 import { type BackendName, machineCpus } from "./backends.js";
 import type { LoadedForReplay, ObjectLoader } from "./replay.js";
+import { opaqueMapOf } from "./replay-opaque.js";
 
 /** Loads an object's bytes on a backend; `name` is libbpf's object name. */
 export type BytesLoader = (bytes: Uint8Array, name: string) => LoadedForReplay;
@@ -55,15 +56,10 @@ export function bytesLoaderFor(backend: BackendName): BytesLoader {
   return (bytes, name) => {
     const obj = LoadedObject.load(bytes, { name, nrCpus, cpu: 0 });
     // A global's map is its section's single-element ARRAY map, as in the kernel.
-    const maps = obj.mapList.map((m, i) => {
-      if (m instanceof ProgArray)
-        throw new BpfError(
-          "load",
-          Errno.EOPNOTSUPP,
-          `map '${obj.spec.maps[i].name}' is a PROG_ARRAY: replay's map ops cannot address it on the SAB backend (use the TypeScript API: setTailCall)`,
-        );
-      return m instanceof GlobalSection ? m.map : m;
-    });
+    // A PROG_ARRAY has no RawMap calls on this backend: listed, every map op on it EOPNOTSUPP.
+    const maps = obj.mapList.map((m, i) =>
+      m instanceof ProgArray ? opaqueMapOf(obj.spec.maps[i], nrCpus) : m instanceof GlobalSection ? m.map : m,
+    );
     return { obj, maps };
   };
 }

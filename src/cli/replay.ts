@@ -349,7 +349,11 @@ export class Replayer {
   private runProgram(o: Json): Json {
     const n = o.prog;
     if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n >= this.programs.length)
-      throw new LineError(`"prog" must name a loaded program (0..${this.programs.length - 1})`);
+      throw new LineError(
+        this.programs.length === 0
+          ? `"prog" must name a loaded program (none is loaded)`
+          : `"prog" must name a loaded program (0..${this.programs.length - 1})`,
+      );
     const data = o.data_in === undefined ? new Uint8Array(0) : fromHex(o.data_in, "data_in");
     const ctx = o.ctx_in === undefined ? undefined : fromHex(o.ctx_in, "ctx_in");
     const repeat = o.repeat === undefined ? 1 : u32Field(o, "repeat");

@@ -35,7 +35,7 @@ import {
 import type { RunOptions } from "../bpf/object.js";
 import { BpfError, Errno } from "../errors.js";
 import type { MapInfo } from "../map/raw-map.js";
-import type { MapType } from "../uapi.js";
+import { MapType } from "../uapi.js";
 import { bpfFfi } from "./bpf-syscall.js";
 import { loadBtf } from "./btf-load.js";
 import { KernelMap } from "./kernel-map.js";
@@ -44,8 +44,6 @@ import { type BpfProgram, loadProgram, openProgramFd, VerifierError } from "./pr
 
 const LD_IMM64 = 0x18;
 const BPF_MAP_TYPE_PROG_ARRAY = 3;
-/** A u32 key or value (a slot index, a map or program fd). */
-const u32 = (n: number) => new Uint8Array(new Uint32Array([n]).buffer);
 const PSEUDO_MAP_FD = 1;
 const PSEUDO_MAP_VALUE = 2;
 const LIBBPF_PIN_BY_NAME = 1;
@@ -97,19 +95,41 @@ function reusePinned(def: MapDef, where: string, path: string): KernelMap | unde
   }
 }
 
-function createMap(def: MapDef, where: string, btfFd: number, innerMap?: KernelMap): KernelMap {
+/**
+ * What the loader records of a map-in-map or PROG_ARRAY definition
+ * (`__array(values, …)`): the inner map's template and the initial slots
+ * (`.values = { [i] = &x }`: a map index of the spec or a program name).
+ */
+type SlotDef = MapDef & {
+  inner?: MapDef;
+  slots?: { index: number; map?: number; program?: string }[];
+};
+
+function createMap(def: MapDef, where: string, btfFd: number): KernelMap {
   // libbpf gives a global's ARRAY map no key type and its DATASEC as the value type.
   const typed = btfFd >= 0 && def.valueType !== 0 && (def.keyType !== 0 || def.global !== undefined);
+  const innerDef = (def as SlotDef).inner;
+  const outer = def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps;
+  if (outer && innerDef === undefined)
+    throw new BpfError(
+      "load",
+      Errno.EINVAL,
+      `${where}: a map-in-map needs its inner map (__array(values, …))`,
+    );
+  // The inner map's template: the kernel keeps its shape (inner_map_meta), so it is closed once the outer map exists.
+  const inner = outer ? createMap(innerDef as MapDef, `${where}: its inner map`, btfFd) : undefined;
   try {
     return KernelMap.fromAnyType(() =>
       KernelMap.create(specOf(def), {
         name: kernelName(def.name),
-        btf: typed ? { fd: btfFd, keyTypeId: def.keyType, valueTypeId: def.valueType } : undefined,
-        innerMap,
+        innerMap: inner,
+        btf: typed && !outer ? { fd: btfFd, keyTypeId: def.keyType, valueTypeId: def.valueType } : undefined,
       }),
     );
   } catch (e) {
-    named("load", where, e);
+    return named("load", where, e);
+  } finally {
+    inner?.close();
   }
 }
 
@@ -201,8 +221,6 @@ export class KernelObject implements BpfObject {
   readonly mapList: KernelMap[] = [];
   readonly globals: KernelGlobal[] = [];
   readonly programList: KernelProgram[] = [];
-  /** The inner-map templates of the map-in-maps (inner_map_fd at create). */
-  private readonly templates: KernelMap[] = [];
   /** False for a view made by attach(): closing it closes nothing. */
   private owned = true;
   private closed = false;
@@ -233,7 +251,7 @@ export class KernelObject implements BpfObject {
       for (const p of spec.programs)
         if (opts.programs === undefined || opts.programs.includes(p.name))
           o.programList.push(new KernelProgram(p, o.loadOne(p, btfFd, ext)));
-      o.fillSlots();
+      for (const [i, def] of spec.maps.entries()) o.fillSlots(def as SlotDef, o.mapList[i]);
       return o;
     } catch (e) {
       o.close();
@@ -251,12 +269,7 @@ export class KernelObject implements BpfObject {
       this.mapList.push(reused);
       return;
     }
-    let template: KernelMap | undefined;
-    if (def.inner !== undefined) {
-      template = createMap(def.inner, `${where}: its inner map`, btfFd);
-      this.templates.push(template);
-    }
-    const m = createMap(def, where, btfFd, template);
+    const m = createMap(def, where, btfFd);
     this.mapList.push(m);
     if (def.global) {
       this.globals.push(new KernelGlobal(def, m));
@@ -268,6 +281,49 @@ export class KernelObject implements BpfObject {
       } catch (e) {
         named("load", `${where}: pinning at ${pinPath}`, e);
       }
+  }
+
+  /** A map-in-map's or PROG_ARRAY's initial slots: the fd of the map or program each one names. */
+  /**
+   * Put program `program` in slot `index` of PROG_ARRAY `map` (null: empty
+   * the slot), as on the shared-memory backend's LoadedObject.
+   * @throws BpfError ENOENT for an unknown map or program, EINVAL for a map that is no PROG_ARRAY, the kernel's errno from the update
+   */
+  setTailCall(map: string, index: number, program: string | null): void {
+    const i = this.spec.maps.findIndex((d) => d.name === map);
+    if (i < 0) throw new BpfError("update", Errno.ENOENT, `no map '${map}'`);
+    if (this.spec.maps[i].type !== BPF_MAP_TYPE_PROG_ARRAY)
+      throw new BpfError("update", Errno.EINVAL, `map '${map}' is not a PROG_ARRAY`);
+    const m = this.mapList[i];
+    const key = new Uint8Array(new Uint32Array([index]).buffer);
+    let r: number;
+    if (program === null) {
+      r = m.deleteElem(key);
+      if (r === -Errno.ENOENT) r = 0;
+    } else {
+      const p = this.programList.find((x) => x.name === program);
+      if (p === undefined) throw new BpfError("update", Errno.ENOENT, `no program '${program}'`);
+      r = m.updateElem(key, new Uint8Array(new Uint32Array([p.prog.fd]).buffer), 0);
+    }
+    if (r !== 0) throw new BpfError("update", -r, `${map}[${index}]: ${m.lastError}`);
+  }
+
+  private fillSlots(def: SlotDef, m: KernelMap): void {
+    for (const slot of def.slots ?? []) {
+      const what = `map '${def.name}' slot ${slot.index}`;
+      let fd: number | undefined;
+      if (slot.map !== undefined) fd = this.mapList[slot.map]?.fd;
+      else if (slot.program !== undefined)
+        fd = this.programList.find((p) => p.name === slot.program)?.prog.fd;
+      if (fd === undefined)
+        throw new BpfError("load", Errno.EINVAL, `${what}: names no map or program of the object`);
+      const key = new Uint8Array(4);
+      new DataView(key.buffer).setUint32(0, slot.index, true);
+      const value = new Uint8Array(4);
+      new DataView(value.buffer).setUint32(0, fd, true);
+      const r = m.updateElem(key, value, 0);
+      if (r !== 0) throw new BpfError("load", -r, `${what}: ${m.lastError}`);
+    }
   }
 
   private loadOne(p: ProgramDef, btfFd: number, ext: ExtInfo | undefined): BpfProgram {
@@ -353,53 +409,11 @@ export class KernelObject implements BpfObject {
   }
 
   /** Close the programs and maps (pinned maps live on in bpffs). A view from attach() closes nothing. */
-  /** The initial slots of map-in-maps (inner map fds) and PROG_ARRAYs (program fds), as libbpf fills them at load. */
-  private fillSlots(): void {
-    this.spec.maps.forEach((def, i) => {
-      for (const s of def.slots ?? []) {
-        const where = `map '${def.name}': slot ${s.index}`;
-        let fd: number;
-        if (def.type === BPF_MAP_TYPE_PROG_ARRAY) {
-          const p = this.programList.find((x) => x.name === s.program);
-          if (p === undefined)
-            throw new BpfError("load", Errno.EINVAL, `${where} names no program '${s.program}'`);
-          fd = p.prog.fd;
-        } else fd = this.mapList[s.map as number].fd;
-        const r = this.mapList[i].updateElem(u32(s.index), u32(fd), 0);
-        if (r !== 0) throw new BpfError("load", -r, `${where}: ${this.mapList[i].lastError}`);
-      }
-    });
-  }
-
-  /**
-   * Put program `program` in slot `index` of PROG_ARRAY `map` (null: empty
-   * the slot), as on the shared-memory backend's LoadedObject.
-   * @throws BpfError ENOENT for an unknown map or program, EINVAL for a map that is no PROG_ARRAY, the kernel's errno from the update
-   */
-  setTailCall(map: string, index: number, program: string | null): void {
-    const i = this.spec.maps.findIndex((d) => d.name === map);
-    if (i < 0) throw new BpfError("update", Errno.ENOENT, `no map '${map}'`);
-    if (this.spec.maps[i].type !== BPF_MAP_TYPE_PROG_ARRAY)
-      throw new BpfError("update", Errno.EINVAL, `map '${map}' is not a PROG_ARRAY`);
-    const m = this.mapList[i];
-    if (program === null) {
-      const r = m.deleteElem(u32(index));
-      if (r !== 0 && r !== -Errno.ENOENT)
-        throw new BpfError("update", -r, `${map}[${index}]: ${m.lastError}`);
-      return;
-    }
-    const p = this.programList.find((x) => x.name === program);
-    if (p === undefined) throw new BpfError("update", Errno.ENOENT, `no program '${program}'`);
-    const r = m.updateElem(u32(index), u32(p.prog.fd), 0);
-    if (r !== 0) throw new BpfError("update", -r, `${map}[${index}]: ${m.lastError}`);
-  }
-
   close(): void {
     if (this.closed) return;
     this.closed = true;
     if (!this.owned) return;
     for (const p of this.programList) p.prog.close();
     for (const m of this.mapList) m.close();
-    for (const m of this.templates) m.close();
   }
 }
