@@ -86,6 +86,7 @@ import {
 } from "./loader.js";
 import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, MAP_SLOT, Memory, Region } from "./memory.js";
 import { ProgArray } from "./prog-array.js";
+import { RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingBuf } from "./ringbuf.js";
 import { checkSkbInput, SkbPacket, skbHelpers } from "./skb.js";
 import { XdpPacket, xdpHelpers } from "./xdp.js";
 
@@ -143,16 +144,17 @@ export interface ObjectHandle {
   readonly spec: BpfObjectSpec;
   /** The MapDomain holding the object's maps. */
   readonly domain: DomainHandle;
-  /** Per map of `spec.maps`: its id in the domain, a global's shared buffer, or a PROG_ARRAY's slots. */
+  /** Per map of `spec.maps`: its id in the domain, a global's shared buffer, a PROG_ARRAY's slots or a RINGBUF's ring. */
   readonly maps: readonly (
     | { id: number }
     | { global: SharedArrayBuffer }
     | { progArray: SharedArrayBuffer }
+    | { ringbuf: SharedArrayBuffer }
   )[];
 }
 
 /** An object's map as programs see it. */
-type ObjMap = Htab | GlobalSection | OuterMap | ProgArray;
+type ObjMap = Htab | GlobalSection | OuterMap | ProgArray | RingBuf;
 
 /** What one run (and the programs it tail-calls) shares. */
 interface RunState {
@@ -161,6 +163,8 @@ interface RunState {
   /** The spin lock this run holds. */
   held: ValueRegion | null;
   tailCalls: number;
+  /** Ringbuf records reserved and not yet submitted or discarded, by the address the program got. */
+  records: Map<bigint, { rb: RingBuf; at: number }>;
 }
 
 export interface RunOptions {
@@ -205,6 +209,7 @@ const TYPED_HELPERS = new Map<number, number[]>([
   [Helper.csumDiff, [ProgType.Xdp, ProgType.SchedCls]],
 ]);
 const PROG_ARRAY = 3;
+const RINGBUF = 27;
 const isOuter = (m: unknown): m is OuterMap =>
   m !== null && typeof m === "object" && typeof (m as OuterMap).lookupInner === "function";
 
@@ -346,6 +351,13 @@ export class LoadedProgram {
         entered++;
       }
       const r0 = this.vm.run([r1]);
+      if (state.records.size > 0)
+        throw new BpfRunError(
+          Errno.EINVAL,
+          this.def.insns.length - 1,
+          "exit",
+          `the program exited with ${state.records.size} ringbuf record(s) neither submitted nor discarded`,
+        );
       if (state.held !== null)
         throw new BpfRunError(
           Errno.EINVAL,
@@ -357,6 +369,8 @@ export class LoadedProgram {
     } catch (e) {
       throw this.withSource(e);
     } finally {
+      for (const r of state.records.values()) r.rb.commit(r.at, true, RB_NO_WAKEUP);
+      state.records.clear();
       if (state.held !== null) {
         const h = state.held;
         state.held = null;
@@ -381,7 +395,14 @@ export class LoadedProgram {
 
   private mapArg(vm: Vm, ptr: bigint, op: string): ObjMap {
     const m = vm.mapAt(ptr);
-    if (m instanceof Htab || m instanceof GlobalSection || m instanceof ProgArray || isOuter(m)) return m;
+    if (
+      m instanceof Htab ||
+      m instanceof GlobalSection ||
+      m instanceof ProgArray ||
+      m instanceof RingBuf ||
+      isOuter(m)
+    )
+      return m;
     throw new BpfError(op, Errno.EFAULT, `r1 0x${ptr.toString(16)} is not a map of this object`);
   }
 
@@ -390,6 +411,8 @@ export class LoadedProgram {
     const m = this.mapArg(vm, ptr, op);
     if (m instanceof ProgArray)
       throw new BpfError(op, Errno.EINVAL, `PROG_ARRAY '${m.name}' is for bpf_tail_call only`);
+    if (m instanceof RingBuf)
+      throw new BpfError(op, Errno.EINVAL, `RINGBUF '${m.name}' is for the bpf_ringbuf_* helpers only`);
     return m;
   }
 
@@ -401,6 +424,63 @@ export class LoadedProgram {
         `map '${this.obj.nameOf(m)}' is a map-in-map: programs only look up in it (the verifier refuses ${op})`,
       );
     return m;
+  }
+
+  private ringOf(vm: Vm, ptr: bigint, op: string): RingBuf {
+    const m = this.mapArg(vm, ptr, op);
+    if (!(m instanceof RingBuf))
+      throw new BpfError(op, Errno.EINVAL, `r1 is map '${this.obj.nameOf(m)}', not a RINGBUF`);
+    return m;
+  }
+
+  /** bpf_ringbuf_output/reserve/submit/discard/query (ringbuf.ts). */
+  private ringbufHelpers(): [number, HelperFn][] {
+    const state = this.obj.state;
+    const reserve = (rb: RingBuf, size: bigint): bigint => {
+      const at = size > 0x3fff_ffffn ? -1 : rb.reserve(Number(size), this.obj.cpu);
+      if (at < 0) return 0n;
+      const addr = this.vm.mem.mapDynamic(
+        new Region(`a record of ringbuf '${rb.name}'`, rb.data.subarray(at, at + Number(size)), true),
+      );
+      state.records.set(addr, { rb, at });
+      return addr;
+    };
+    const commit = (op: string, p: bigint, flags: bigint, discard: boolean): bigint => {
+      const r = state.records.get(p);
+      if (r === undefined)
+        throw new BpfError(op, Errno.EINVAL, `0x${p.toString(16)} is not a ringbuf record this run reserved`);
+      state.records.delete(p);
+      r.rb.commit(r.at, discard, Number(flags & 3n));
+      return 0n;
+    };
+    return [
+      [
+        Helper.ringbufOutput,
+        (vm, mp, dp, size, flags) => {
+          const rb = this.ringOf(vm, mp, "ringbuf_output");
+          if ((flags & ~BigInt(RB_NO_WAKEUP | RB_FORCE_WAKEUP)) !== 0n) return errnoRet(Errno.EINVAL);
+          const src = vm.mem.bytes("ringbuf_output", dp, Number(size & 0xffffffffn), false);
+          const at = size > 0x3fff_ffffn ? -1 : rb.reserve(src.length, this.obj.cpu);
+          if (at < 0) return errnoRet(Errno.EAGAIN);
+          rb.data.set(src, at);
+          rb.commit(at, false, Number(flags));
+          return 0n;
+        },
+      ],
+      [
+        Helper.ringbufReserve,
+        (vm, mp, size, flags) => {
+          const rb = this.ringOf(vm, mp, "ringbuf_reserve");
+          return flags !== 0n ? 0n : reserve(rb, size);
+        },
+      ],
+      [Helper.ringbufSubmit, (_vm, p, flags) => commit("ringbuf_submit", p, flags, false)],
+      [Helper.ringbufDiscard, (_vm, p, flags) => commit("ringbuf_discard", p, flags, true)],
+      [
+        Helper.ringbufQuery,
+        (vm, mp, flags) => (flags > 3n ? 0n : this.ringOf(vm, mp, "ringbuf_query").query(Number(flags))),
+      ],
+    ];
   }
 
   /** bpf_tail_call(ctx, map, index). */
@@ -528,6 +608,7 @@ export class LoadedProgram {
       );
     };
     return [
+      ...this.ringbufHelpers(),
       ...xdpHelpers(() => state.xdp),
       ...skbHelpers(() => state.skb),
       [Helper.tailCall, (vm, ctx, mp, index) => this.tailCall(vm, ctx, mp, index)],
@@ -575,6 +656,26 @@ function mapSpecOf(def: MapDef) {
   };
 }
 
+/** A map outside the domain (a RINGBUF or a PROG_ARRAY), made or attached; null for the domain's maps. */
+function otherMap(
+  def: MapDef,
+  i: number,
+  from: ObjectHandle["maps"][number] | undefined,
+): RingBuf | ProgArray | null {
+  if (def.type === RINGBUF) {
+    if (from === undefined) return RingBuf.create(def.name, def.maxEntries, def.keySize, def.valueSize);
+    if (!("ringbuf" in from))
+      throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a RINGBUF`);
+    return RingBuf.attach({ name: def.name, sab: from.ringbuf });
+  }
+  if (def.type !== PROG_ARRAY) return null;
+  if (def.keySize !== 4 || def.valueSize !== 4)
+    throw new BpfError("load", Errno.EINVAL, `PROG_ARRAY '${def.name}': key and value are 4 bytes`);
+  if (from !== undefined && !("progArray" in from))
+    throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a PROG_ARRAY`);
+  return new ProgArray(def.name, def.maxEntries, from?.progArray);
+}
+
 /** An object loaded on the shared-memory backend. */
 export class LoadedObject {
   readonly spec: BpfObjectSpec;
@@ -590,7 +691,7 @@ export class LoadedObject {
   /** @internal The memory every program of the object runs in, in this thread. */
   readonly mem = new Memory();
   /** @internal The run in progress (a tail call continues it). */
-  readonly state: RunState = { xdp: null, skb: null, held: null, tailCalls: 0 };
+  readonly state: RunState = { xdp: null, skb: null, held: null, tailCalls: 0, records: new Map() };
   /** @internal The maps each run enters a section of: hash maps and outer maps. */
   readonly sectioned: { enter(): void; exit(): void }[] = [];
   private readonly programs = new Map<string, LoadedProgram>();
@@ -673,19 +774,16 @@ export class LoadedObject {
         Errno.EOPNOTSUPP,
         `map '${def.name}': pinning (LIBBPF_PIN_BY_NAME) needs the kernel backend`,
       );
-    if (def.type === PROG_ARRAY) {
-      if (def.keySize !== 4 || def.valueSize !== 4)
-        throw new BpfError("load", Errno.EINVAL, `PROG_ARRAY '${def.name}': key and value are 4 bytes`);
-      if (from !== undefined && !("progArray" in from))
-        throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a PROG_ARRAY`);
-      this.mapList.push(new ProgArray(def.name, def.maxEntries, from?.progArray));
+    const other = otherMap(def, i, from);
+    if (other !== null) {
+      this.mapList.push(other);
       return;
     }
     if (!HASH_TYPES.has(def.type) && !OUTER_TYPES.has(def.type))
       throw new BpfError(
         "load",
         Errno.EOPNOTSUPP,
-        `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array_of_maps, hash_of_maps, prog_array)`,
+        `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array_of_maps, hash_of_maps, prog_array, ringbuf)`,
       );
     let m: RawMap | null;
     if (from !== undefined) {
@@ -752,6 +850,7 @@ export class LoadedObject {
         const m = this.mapList[i];
         if (m instanceof GlobalSection) return { global: m.bytes.buffer as SharedArrayBuffer };
         if (m instanceof ProgArray) return { progArray: m.sab };
+        if (m instanceof RingBuf) return { ringbuf: m.sab };
         return { id: m.info.id };
       }),
     };
@@ -843,6 +942,13 @@ export class LoadedObject {
     m.set(index, p);
   }
 
+  /** The `.maps` RINGBUF named after its C variable: consume its records from TypeScript (`consume()`, `poll()`). */
+  ringbuf(name: string): RingBuf {
+    const m = this.mapList[this.mapIndexNamed(name)];
+    if (!(m instanceof RingBuf)) throw new BpfError("map", Errno.EINVAL, `map '${name}' is not a RINGBUF`);
+    return m;
+  }
+
   /** A global section by libbpf name (`obj.bss`) or section name (`.bss`). */
   global(name: string): GlobalSection {
     const g = this.globals.find((x) => x.name === name || x.section === name);
@@ -862,7 +968,7 @@ export class LoadedObject {
 
   /** @internal A map's name, for errors. */
   nameOf(m: ObjMap): string {
-    if (m instanceof GlobalSection || m instanceof ProgArray) return m.name;
+    if (m instanceof GlobalSection || m instanceof ProgArray || m instanceof RingBuf) return m.name;
     return this.defs.get(m)?.name ?? `#${m.info.id}`;
   }
 

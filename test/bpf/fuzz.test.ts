@@ -132,6 +132,8 @@ const FIXTURES = [
   "foreach",
   "loop",
   "percpu",
+  "ringbuf",
+  "lru",
 ];
 /** A round that reports no progress for this long is stuck. */
 const WATCHDOG_MS = 30_000;
