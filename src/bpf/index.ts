@@ -45,7 +45,11 @@ export {
   LoadedObject,
   LoadedProgram,
   type LoadOptions,
+  MAX_TAIL_CALLS,
   type ObjectHandle,
   type RunOptions,
   type RunResult,
 } from "./object.js";
+export { ProgArray } from "./prog-array.js";
+export { RbQuery, RingBuf, type RingBufHandle } from "./ringbuf.js";
+export { SK_BUFF_BYTES, SkBuff, skbAccess, type SkbKind } from "./skb.js";
