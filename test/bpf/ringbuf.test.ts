@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Worker } from "node:worker_threads";
 import { openObject } from "../../src/bpf/loader.js";
 import { LoadedObject } from "../../src/bpf/object.js";
 import { RB_BUSY, RB_DISCARD, RingBuf } from "../../src/bpf/ringbuf.js";
@@ -124,4 +125,43 @@ test("RingBuf: the kernel's size rules, record headers, wrap-around, a full ring
   let filled = 0;
   while (rb.reserve(100, 0) >= 0) filled++;
   assert.equal(filled, Math.floor(4095 / 112));
+});
+
+test("a worker's program produces into a RINGBUF while this thread polls it: every committed record consumed once, in order of position", {
+  skip: noClang,
+}, async () => {
+  const obj = LoadedObject.load(compileFixture("ringbuf"), { name: "ringbuf", nrCpus: 4 });
+  const rb = obj.ringbuf("rb");
+  const R = 500; // 8 one-byte outputs per run: 4000 records of 16 bytes through a 4096-byte ring
+  const w = new Worker(new URL("../fixtures/bpf/object-worker.js", import.meta.url), {
+    workerData: { handle: obj.handle(), cpu: 1, program: "ringbuf", repeat: R },
+  });
+  let done = false;
+  const finished = new Promise<void>((resolve, reject) => {
+    w.once("message", () => {
+      done = true;
+      resolve();
+    });
+    w.once("error", reject);
+  });
+  let consumed = 0;
+  let bad = 0;
+  const take = (d: Uint8Array) => {
+    consumed++;
+    if (d.length !== 1 || d[0] !== 0) bad++;
+  };
+  while (!done) {
+    rb.poll(take, 2);
+    await new Promise((r) => setImmediate(r));
+  }
+  await finished;
+  rb.consume(take);
+  assert.equal(bad, 0);
+  process.stdout.write(`# ${consumed} of ${8 * R} outputs fit and were consumed\n`);
+  assert.ok(consumed > 255, `more than one ring's worth consumed while producing: ${consumed}`);
+  // Every successful output is one 16-byte record, and each was consumed once.
+  assert.equal(rb.query(3), BigInt(consumed * 16));
+  assert.equal(rb.query(2), rb.query(3));
+  assert.equal(rb.query(0), 0n);
+  obj.close();
 });
