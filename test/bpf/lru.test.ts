@@ -7,11 +7,13 @@
  * A todo: htab keeps fewer keys than the kernel here. With 2 possible CPUs,
  * after the second packet the kernel's NO_COMMON_LRU map holds 4,7,28,29,54
  * and htab's none; after the third the kernel's common map holds 13 keys and
- * htab's none. The same shrinking shows without the BPF runtime (a map of
- * 16 entries, lookupRef then updateElemFromProgram inside run(), one
- * section per insert: 1 key left after 60 random keys of 64), so it is the
- * core's LRU under program sections (evicted elements waiting in limbo are
- * not reused, so each insert evicts again), not this runtime's.
+ * htab's none. The cause is in the core, not this runtime, and shows on a
+ * bare Htab: an LRU_HASH of 16 entries (nrCpus 2) full of 16 keys, a 17th
+ * key inserted by updateElemFromProgram() inside run() returns -ENOMEM and
+ * leaves the map EMPTY (all 16 keys evicted, their elements waiting in limbo
+ * for the section, so none is reused), where the kernel evicts a batch and
+ * inserts (its LRU nodes are reused at once). With updateElem() outside a
+ * section the same keys keep 13-14 entries.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
