@@ -52,4 +52,4 @@ export {
 } from "./object.js";
 export { ProgArray } from "./prog-array.js";
 export { RbQuery, RingBuf, type RingBufHandle } from "./ringbuf.js";
-export { SK_BUFF_BYTES, SkBuff, skbAccess, type SkbKind } from "./skb.js";
+export { SK_BUFF_BYTES, SkBuff, type SkbKind, skbAccess } from "./skb.js";

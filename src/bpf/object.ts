@@ -816,6 +816,7 @@ export class LoadedObject {
               Errno.EINVAL,
               `PROG_ARRAY '${def.name}': slot ${s.index} names no program '${s.program}'`,
             );
+          this.checkOwner(def.name, p);
           m.set(s.index, p);
         } else if (isOuter(m)) {
           const inner = this.mapList[s.map as number] as RawMap;
@@ -939,7 +940,28 @@ export class LoadedObject {
       throw new BpfError("update", Errno.EINVAL, `map '${map}' is not a PROG_ARRAY`);
     const p = program === null ? -1 : this.spec.programs.findIndex((x) => x.name === program);
     if (p < 0 && program !== null) throw new BpfError("update", Errno.ENOENT, `no program '${program}'`);
+    if (p >= 0) this.checkOwner(map, p);
     m.set(index, p);
+  }
+
+  /**
+   * bpf_prog_map_compatible(): a PROG_ARRAY holds programs of one type, the
+   * type of the programs that use it (the kernel's map owner).
+   * @throws BpfError EINVAL for a program of another type
+   */
+  private checkOwner(map: string, p: number): void {
+    const i = this.mapIndexNamed(map);
+    const users = this.spec.programs.filter((x) =>
+      x.insns.some((n) => n.code === 0x18 && n.src === PseudoLd.mapFd && n.imm === i),
+    );
+    const owner = users[0]?.type;
+    const type = this.spec.programs[p].type;
+    if (owner !== undefined && type !== owner)
+      throw new BpfError(
+        "update",
+        Errno.EINVAL,
+        `PROG_ARRAY '${map}': program '${this.spec.programs[p].name}' is of type ${type}, the programs using the map of type ${owner}`,
+      );
   }
 
   /** The `.maps` RINGBUF named after its C variable: consume its records from TypeScript (`consume()`, `poll()`). */
