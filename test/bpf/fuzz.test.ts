@@ -134,6 +134,7 @@ const FIXTURES = [
   "percpu",
   "ringbuf",
   "lru",
+  "xdp_load",
 ];
 /** A round that reports no progress for this long is stuck. */
 const WATCHDOG_MS = 30_000;
