@@ -84,7 +84,16 @@ import {
   type ProgramDef,
   ProgType,
 } from "./loader.js";
-import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, MAP_SLOT, Memory, Region } from "./memory.js";
+import {
+  addressOf,
+  CTX_SLOT,
+  FUNC_SLOT,
+  GLOBAL_SLOT,
+  MAP_SLOT,
+  Memory,
+  PACKET_SLOT,
+  Region,
+} from "./memory.js";
 import { ProgArray } from "./prog-array.js";
 import { RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingBuf } from "./ringbuf.js";
 import { checkSkbInput, SkbPacket, skbHelpers } from "./skb.js";
@@ -286,30 +295,18 @@ export class LoadedProgram {
         .atCpu(opts.cpu)
         .program(this.name)
         .run(data, { ...opts, cpu: undefined });
-    const type = this.def.type;
-    const skb = type === ProgType.SocketFilter ? "socket" : type === ProgType.SchedCls ? "tc" : null;
     this.checkInput(data, opts);
     this.vm.cpu = this.obj.cpu;
-    const mem = this.vm.mem;
     const state = this.obj.state;
     let packet: Uint8Array = new Uint8Array(0);
     let ctx: Uint8Array = new Uint8Array(0);
     let r0 = 0n;
     const t0 = performance.now();
     for (let i = 0; i < repeat; i++) {
-      let r1 = 0n;
-      if (type === ProgType.Xdp) {
-        state.xdp = new XdpPacket(mem, data);
-        r1 = state.xdp.ctx;
-      } else if (skb !== null) {
-        state.skb = new SkbPacket(mem, data, skb);
-        r1 = state.skb.ctx;
-      } else if (opts.ctx !== undefined && opts.ctx.length > 0) {
-        ctx = opts.ctx.slice();
-        r1 = mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, type !== ProgType.Tracepoint));
-      } else mem.unmapFixed(CTX_SLOT);
+      const c = this.enterContext(data, opts);
+      ctx = c.ctx;
       try {
-        r0 = this.runOnce(r1);
+        r0 = this.runOnce(c.r1);
         if (state.xdp !== null) packet = state.xdp.output();
         if (state.skb !== null) packet = state.skb.output();
       } finally {
@@ -319,6 +316,29 @@ export class LoadedProgram {
     }
     const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
     return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
+  }
+
+  /** Map this run's context (and packet) as test_run builds it for the program's type: r1, and a caller's ctx copy. */
+  private enterContext(data: Uint8Array, opts: RunOptions): { r1: bigint; ctx: Uint8Array } {
+    const type = this.def.type;
+    const mem = this.vm.mem;
+    const state = this.obj.state;
+    if (type === ProgType.Xdp) {
+      state.xdp = new XdpPacket(mem, data);
+      return { r1: state.xdp.ctx, ctx: new Uint8Array(0) };
+    }
+    if (type === ProgType.SocketFilter || type === ProgType.SchedCls) {
+      state.skb = new SkbPacket(mem, data, type === ProgType.SocketFilter ? "socket" : "tc");
+      return { r1: state.skb.ctx, ctx: new Uint8Array(0) };
+    }
+    // No packet in this run: an earlier run's is no longer reachable.
+    mem.unmapFixed(PACKET_SLOT);
+    if (opts.ctx === undefined || opts.ctx.length === 0) {
+      mem.unmapFixed(CTX_SLOT);
+      return { r1: 0n, ctx: new Uint8Array(0) };
+    }
+    const ctx = opts.ctx.slice();
+    return { r1: mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, type !== ProgType.Tracepoint)), ctx };
   }
 
   /** Refuse the input BPF_PROG_TEST_RUN refuses for this program type (or this backend does not model). */
