@@ -45,10 +45,14 @@ export {
   LoadedObject,
   LoadedProgram,
   type LoadOptions,
+  MAX_TAIL_CALLS,
   type ObjectHandle,
   type RunOptions,
   type RunResult,
 } from "./object.js";
+export { ProgArray } from "./prog-array.js";
+export { RbQuery, RingBuf, type RingBufHandle } from "./ringbuf.js";
+export { SK_BUFF_BYTES, SkBuff, type SkbKind, skbAccess } from "./skb.js";
 
 import type { RawMap } from "../map/raw-map.js";
 import type { BpfObjectSpec, GlobalVar, ProgramDef } from "./loader.js";

@@ -91,8 +91,18 @@ import {
   type ProgramDef,
   ProgType,
 } from "./loader.js";
-import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, MAP_SLOT, Memory, Region } from "./memory.js";
+import {
+  addressOf,
+  CTX_SLOT,
+  FUNC_SLOT,
+  GLOBAL_SLOT,
+  MAP_SLOT,
+  Memory,
+  PACKET_SLOT,
+  Region,
+} from "./memory.js";
 import { ProgArray } from "./prog-array.js";
+import { RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingBuf } from "./ringbuf.js";
 import { checkSkbInput, SkbPacket, skbHelpers } from "./skb.js";
 import { XdpPacket, xdpHelpers } from "./xdp.js";
 
@@ -181,12 +191,16 @@ export interface ObjectHandle {
   readonly spec: BpfObjectSpec;
   /** The MapDomain holding the object's maps. */
   readonly domain: DomainHandle;
-  /** Per map of `spec.maps`: its id in the domain (a global's is its ARRAY map's), or a PROG_ARRAY's slots. */
-  readonly maps: readonly ({ id: number } | { progArray: SharedArrayBuffer })[];
+  /** Per map of `spec.maps`: its id in the domain (a global's is its ARRAY map's), a PROG_ARRAY's slots or a RINGBUF's ring. */
+  readonly maps: readonly (
+    | { id: number }
+    | { progArray: SharedArrayBuffer }
+    | { ringbuf: SharedArrayBuffer }
+  )[];
 }
 
 /** An object's map as programs see it. */
-type ObjMap = Htab | ArrayMap | GlobalSection | OuterMap | ProgArray;
+type ObjMap = Htab | ArrayMap | GlobalSection | OuterMap | ProgArray | RingBuf;
 
 /** What one run (and the programs it tail-calls) shares. */
 interface RunState {
@@ -195,6 +209,8 @@ interface RunState {
   /** The spin lock this run holds. */
   held: ValueRegion | null;
   tailCalls: number;
+  /** Ringbuf records reserved and not yet submitted or discarded, by the address the program got. */
+  records: Map<bigint, { rb: RingBuf; at: number }>;
 }
 
 export interface RunOptions {
@@ -240,6 +256,7 @@ const TYPED_HELPERS = new Map<number, number[]>([
   [Helper.csumDiff, [ProgType.Xdp, ProgType.SchedCls]],
 ]);
 const PROG_ARRAY = 3;
+const RINGBUF = 27;
 const isOuter = (m: unknown): m is OuterMap =>
   m !== null && typeof m === "object" && typeof (m as OuterMap).lookupInner === "function";
 
@@ -316,11 +333,8 @@ export class LoadedProgram {
         .atCpu(opts.cpu)
         .program(this.name)
         .run(data, { ...opts, cpu: undefined });
-    const type = this.def.type;
-    const skb = type === ProgType.SocketFilter ? "socket" : type === ProgType.SchedCls ? "tc" : null;
     this.checkInput(data, opts);
     this.vm.cpu = this.obj.cpu;
-    const mem = this.vm.mem;
     const state = this.obj.state;
     let packet: Uint8Array = new Uint8Array(0);
     let ctx: Uint8Array = new Uint8Array(0);
@@ -328,23 +342,16 @@ export class LoadedProgram {
     // As bpf_test_run(): an XDP or skb context and its packet are built once and
     // every repeat runs on what the previous one left (a changed byte, a moved head).
     const t0 = performance.now();
-    let r1 = 0n;
-    if (type === ProgType.Xdp) {
-      state.xdp = new XdpPacket(mem, data);
-      r1 = state.xdp.ctx;
-    } else if (skb !== null) {
-      state.skb = new SkbPacket(mem, data, skb);
-      r1 = state.skb.ctx;
-    } else if (opts.ctx === undefined || opts.ctx.length === 0) mem.unmapFixed(CTX_SLOT);
+    const type = this.def.type;
+    const persistent = type === ProgType.Xdp || type === ProgType.SocketFilter || type === ProgType.SchedCls;
+    let c = this.enterContext(data, opts);
     try {
       for (let i = 0; i < repeat; i++) {
         // A caller's context (syscall, tracepoint) starts every repeat from ctx_in, as in the kernel.
-        if (state.xdp === null && state.skb === null && opts.ctx !== undefined && opts.ctx.length > 0) {
-          ctx = opts.ctx.slice();
-          r1 = mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, type !== ProgType.Tracepoint));
-        }
-        r0 = this.runOnce(r1);
+        if (i > 0 && !persistent) c = this.enterContext(data, opts);
+        r0 = this.runOnce(c.r1);
       }
+      ctx = c.ctx;
       if (state.xdp !== null) packet = state.xdp.output();
       if (state.skb !== null) packet = state.skb.output();
     } finally {
@@ -353,6 +360,29 @@ export class LoadedProgram {
     }
     const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
     return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
+  }
+
+  /** Map this run's context (and packet) as test_run builds it for the program's type: r1, and a caller's ctx copy. */
+  private enterContext(data: Uint8Array, opts: RunOptions): { r1: bigint; ctx: Uint8Array } {
+    const type = this.def.type;
+    const mem = this.vm.mem;
+    const state = this.obj.state;
+    if (type === ProgType.Xdp) {
+      state.xdp = new XdpPacket(mem, data);
+      return { r1: state.xdp.ctx, ctx: new Uint8Array(0) };
+    }
+    if (type === ProgType.SocketFilter || type === ProgType.SchedCls) {
+      state.skb = new SkbPacket(mem, data, type === ProgType.SocketFilter ? "socket" : "tc");
+      return { r1: state.skb.ctx, ctx: new Uint8Array(0) };
+    }
+    // No packet in this run: an earlier run's is no longer reachable.
+    mem.unmapFixed(PACKET_SLOT);
+    if (opts.ctx === undefined || opts.ctx.length === 0) {
+      mem.unmapFixed(CTX_SLOT);
+      return { r1: 0n, ctx: new Uint8Array(0) };
+    }
+    const ctx = opts.ctx.slice();
+    return { r1: mem.mapFixed(CTX_SLOT, new Region("ctx", ctx, type !== ProgType.Tracepoint)), ctx };
   }
 
   /** Refuse the input BPF_PROG_TEST_RUN refuses for this program type (or this backend does not model). */
@@ -387,6 +417,13 @@ export class LoadedProgram {
         entered++;
       }
       const r0 = this.vm.run([r1]);
+      if (state.records.size > 0)
+        throw new BpfRunError(
+          Errno.EINVAL,
+          this.def.insns.length - 1,
+          "exit",
+          `the program exited with ${state.records.size} ringbuf record(s) neither submitted nor discarded`,
+        );
       if (state.held !== null)
         throw new BpfRunError(
           Errno.EINVAL,
@@ -398,6 +435,8 @@ export class LoadedProgram {
     } catch (e) {
       throw this.withSource(e);
     } finally {
+      for (const r of state.records.values()) r.rb.commit(r.at, true, RB_NO_WAKEUP);
+      state.records.clear();
       if (state.held !== null) {
         const h = state.held;
         state.held = null;
@@ -427,6 +466,7 @@ export class LoadedProgram {
       m instanceof ArrayMap ||
       m instanceof GlobalSection ||
       m instanceof ProgArray ||
+      m instanceof RingBuf ||
       isOuter(m)
     )
       return m;
@@ -438,6 +478,8 @@ export class LoadedProgram {
     const m = this.mapArg(vm, ptr, op);
     if (m instanceof ProgArray)
       throw new BpfError(op, Errno.EINVAL, `PROG_ARRAY '${m.name}' is for bpf_tail_call only`);
+    if (m instanceof RingBuf)
+      throw new BpfError(op, Errno.EINVAL, `RINGBUF '${m.name}' is for the bpf_ringbuf_* helpers only`);
     return m;
   }
 
@@ -451,6 +493,63 @@ export class LoadedProgram {
         `map '${this.obj.nameOf(m)}' is a map-in-map: programs only look up in it (the verifier refuses ${op})`,
       );
     return m;
+  }
+
+  private ringOf(vm: Vm, ptr: bigint, op: string): RingBuf {
+    const m = this.mapArg(vm, ptr, op);
+    if (!(m instanceof RingBuf))
+      throw new BpfError(op, Errno.EINVAL, `r1 is map '${this.obj.nameOf(m)}', not a RINGBUF`);
+    return m;
+  }
+
+  /** bpf_ringbuf_output/reserve/submit/discard/query (ringbuf.ts). */
+  private ringbufHelpers(): [number, HelperFn][] {
+    const state = this.obj.state;
+    const reserve = (rb: RingBuf, size: bigint): bigint => {
+      const at = size > 0x3fff_ffffn ? -1 : rb.reserve(Number(size), this.obj.cpu);
+      if (at < 0) return 0n;
+      const addr = this.vm.mem.mapDynamic(
+        new Region(`a record of ringbuf '${rb.name}'`, rb.data.subarray(at, at + Number(size)), true),
+      );
+      state.records.set(addr, { rb, at });
+      return addr;
+    };
+    const commit = (op: string, p: bigint, flags: bigint, discard: boolean): bigint => {
+      const r = state.records.get(p);
+      if (r === undefined)
+        throw new BpfError(op, Errno.EINVAL, `0x${p.toString(16)} is not a ringbuf record this run reserved`);
+      state.records.delete(p);
+      r.rb.commit(r.at, discard, Number(flags & 3n));
+      return 0n;
+    };
+    return [
+      [
+        Helper.ringbufOutput,
+        (vm, mp, dp, size, flags) => {
+          const rb = this.ringOf(vm, mp, "ringbuf_output");
+          if ((flags & ~BigInt(RB_NO_WAKEUP | RB_FORCE_WAKEUP)) !== 0n) return errnoRet(Errno.EINVAL);
+          const src = vm.mem.bytes("ringbuf_output", dp, Number(size & 0xffffffffn), false);
+          const at = size > 0x3fff_ffffn ? -1 : rb.reserve(src.length, this.obj.cpu);
+          if (at < 0) return errnoRet(Errno.EAGAIN);
+          rb.data.set(src, at);
+          rb.commit(at, false, Number(flags));
+          return 0n;
+        },
+      ],
+      [
+        Helper.ringbufReserve,
+        (vm, mp, size, flags) => {
+          const rb = this.ringOf(vm, mp, "ringbuf_reserve");
+          return flags !== 0n ? 0n : reserve(rb, size);
+        },
+      ],
+      [Helper.ringbufSubmit, (_vm, p, flags) => commit("ringbuf_submit", p, flags, false)],
+      [Helper.ringbufDiscard, (_vm, p, flags) => commit("ringbuf_discard", p, flags, true)],
+      [
+        Helper.ringbufQuery,
+        (vm, mp, flags) => (flags > 3n ? 0n : this.ringOf(vm, mp, "ringbuf_query").query(Number(flags))),
+      ],
+    ];
   }
 
   /** bpf_tail_call(ctx, map, index). */
@@ -573,6 +672,7 @@ export class LoadedProgram {
       );
     };
     return [
+      ...this.ringbufHelpers(),
       ...xdpHelpers(() => state.xdp),
       ...skbHelpers(() => state.skb),
       [Helper.tailCall, (vm, ctx, mp, index) => this.tailCall(vm, ctx, mp, index)],
@@ -627,6 +727,26 @@ function mapSpecOf(def: MapDef) {
   };
 }
 
+/** A map outside the domain (a RINGBUF or a PROG_ARRAY), made or attached; null for the domain's maps. */
+function otherMap(
+  def: MapDef,
+  i: number,
+  from: ObjectHandle["maps"][number] | undefined,
+): RingBuf | ProgArray | null {
+  if (def.type === RINGBUF) {
+    if (from === undefined) return RingBuf.create(def.name, def.maxEntries, def.keySize, def.valueSize);
+    if (!("ringbuf" in from))
+      throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a RINGBUF`);
+    return RingBuf.attach({ name: def.name, sab: from.ringbuf });
+  }
+  if (def.type !== PROG_ARRAY) return null;
+  if (def.keySize !== 4 || def.valueSize !== 4)
+    throw new BpfError("load", Errno.EINVAL, `PROG_ARRAY '${def.name}': key and value are 4 bytes`);
+  if (from !== undefined && !("progArray" in from))
+    throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a PROG_ARRAY`);
+  return new ProgArray(def.name, def.maxEntries, from?.progArray);
+}
+
 /** An object loaded on the shared-memory backend. */
 export class LoadedObject {
   readonly spec: BpfObjectSpec;
@@ -644,7 +764,7 @@ export class LoadedObject {
   /** @internal The memory every program of the object runs in, in this thread. */
   readonly mem = new Memory();
   /** @internal The run in progress (a tail call continues it). */
-  readonly state: RunState = { xdp: null, skb: null, held: null, tailCalls: 0 };
+  readonly state: RunState = { xdp: null, skb: null, held: null, tailCalls: 0, records: new Map() };
   /** @internal The maps each run enters a section of: hash maps and outer maps. */
   readonly sectioned: { enter(): void; exit(): void }[] = [];
   private readonly programs = new Map<string, LoadedProgram>();
@@ -735,19 +855,16 @@ export class LoadedObject {
         Errno.EOPNOTSUPP,
         `map '${def.name}': pinning (LIBBPF_PIN_BY_NAME) needs the kernel backend`,
       );
-    if (def.type === PROG_ARRAY) {
-      if (def.keySize !== 4 || def.valueSize !== 4)
-        throw new BpfError("load", Errno.EINVAL, `PROG_ARRAY '${def.name}': key and value are 4 bytes`);
-      if (from !== undefined && !("progArray" in from))
-        throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a PROG_ARRAY`);
-      this.mapList.push(new ProgArray(def.name, def.maxEntries, from?.progArray));
+    const other = otherMap(def, i, from);
+    if (other !== null) {
+      this.mapList.push(other);
       return;
     }
     if (!HASH_TYPES.has(def.type) && !ARRAY_TYPES.has(def.type) && !OUTER_TYPES.has(def.type))
       throw new BpfError(
         "load",
         Errno.EOPNOTSUPP,
-        `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array_of_maps, hash_of_maps, prog_array)`,
+        `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash, array_of_maps, hash_of_maps, prog_array, ringbuf)`,
       );
     let m: RawMap | null;
     if (from !== undefined) {
@@ -781,6 +898,7 @@ export class LoadedObject {
               Errno.EINVAL,
               `PROG_ARRAY '${def.name}': slot ${s.index} names no program '${s.program}'`,
             );
+          this.checkOwner(def.name, p);
           m.set(s.index, p);
         } else if (isOuter(m)) {
           const inner = this.mapList[s.map as number] as RawMap;
@@ -815,6 +933,7 @@ export class LoadedObject {
         const m = this.mapList[i];
         if (m instanceof GlobalSection) return { id: m.map.info.id };
         if (m instanceof ProgArray) return { progArray: m.sab };
+        if (m instanceof RingBuf) return { ringbuf: m.sab };
         return { id: m.info.id };
       }),
     };
@@ -913,7 +1032,35 @@ export class LoadedObject {
       throw new BpfError("update", Errno.EINVAL, `map '${map}' is not a PROG_ARRAY`);
     const p = program === null ? -1 : this.spec.programs.findIndex((x) => x.name === program);
     if (p < 0 && program !== null) throw new BpfError("update", Errno.ENOENT, `no program '${program}'`);
+    if (p >= 0) this.checkOwner(map, p);
     m.set(index, p);
+  }
+
+  /**
+   * bpf_prog_map_compatible(): a PROG_ARRAY holds programs of one type, the
+   * type of the programs that use it (the kernel's map owner).
+   * @throws BpfError EINVAL for a program of another type
+   */
+  private checkOwner(map: string, p: number): void {
+    const i = this.mapIndexNamed(map);
+    const users = this.spec.programs.filter((x) =>
+      x.insns.some((n) => n.code === 0x18 && n.src === PseudoLd.mapFd && n.imm === i),
+    );
+    const owner = users[0]?.type;
+    const type = this.spec.programs[p].type;
+    if (owner !== undefined && type !== owner)
+      throw new BpfError(
+        "update",
+        Errno.EINVAL,
+        `PROG_ARRAY '${map}': program '${this.spec.programs[p].name}' is of type ${type}, the programs using the map of type ${owner}`,
+      );
+  }
+
+  /** The `.maps` RINGBUF named after its C variable: consume its records from TypeScript (`consume()`, `poll()`). */
+  ringbuf(name: string): RingBuf {
+    const m = this.mapList[this.mapIndexNamed(name)];
+    if (!(m instanceof RingBuf)) throw new BpfError("map", Errno.EINVAL, `map '${name}' is not a RINGBUF`);
+    return m;
   }
 
   /** A global section by libbpf name (`obj.bss`) or section name (`.bss`). */
@@ -935,7 +1082,7 @@ export class LoadedObject {
 
   /** @internal A map's name, for errors. */
   nameOf(m: ObjMap): string {
-    if (m instanceof GlobalSection || m instanceof ProgArray) return m.name;
+    if (m instanceof GlobalSection || m instanceof ProgArray || m instanceof RingBuf) return m.name;
     return this.defs.get(m)?.name ?? `#${m.info.id}`;
   }
 

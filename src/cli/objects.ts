@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { GlobalSection, LoadedObject } from "../bpf/object.js";
 import { ProgArray } from "../bpf/prog-array.js";
+import { RingBuf } from "../bpf/ringbuf.js";
 import { BpfError, Errno } from "../errors.js";
 import { pinThreadToCpu } from "../kernel/bpf-syscall.js";
 import { KernelObject } from "../kernel/object.js";
@@ -56,9 +57,13 @@ export function bytesLoaderFor(backend: BackendName): BytesLoader {
   return (bytes, name) => {
     const obj = LoadedObject.load(bytes, { name, nrCpus, cpu: 0 });
     // A global's map is its section's single-element ARRAY map, as in the kernel.
-    // A PROG_ARRAY has no RawMap calls on this backend: listed, every map op on it EOPNOTSUPP.
+    // A PROG_ARRAY or RINGBUF has no RawMap calls on this backend: listed, every map op on it EOPNOTSUPP.
     const maps = obj.mapList.map((m, i) =>
-      m instanceof ProgArray ? opaqueMapOf(obj.spec.maps[i], nrCpus) : m instanceof GlobalSection ? m.map : m,
+      m instanceof ProgArray || m instanceof RingBuf
+        ? opaqueMapOf(obj.spec.maps[i], nrCpus)
+        : m instanceof GlobalSection
+          ? m.map
+          : m,
     );
     return { obj, maps };
   };

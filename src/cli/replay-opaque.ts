@@ -5,6 +5,9 @@
  */
 
 import { Errno } from "../errors.js";
+
+const BPF_MAP_TYPE_RINGBUF = 27;
+
 import type { BatchArgs, BatchResult, MapInfo, RawMap } from "../map/raw-map.js";
 
 /** An OpaqueMap for a map definition of a loaded object. */
@@ -12,7 +15,9 @@ export function opaqueMapOf(
   d: { name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number },
   nrCpus: number,
 ): OpaqueMap {
-  return new OpaqueMap({
+  // The kernel's element calls on a RINGBUF answer ENOTSUPP (ringbuf_map_*_elem); others EOPNOTSUPP.
+  const errno = d.type === BPF_MAP_TYPE_RINGBUF ? Errno.ENOTSUPP : Errno.EOPNOTSUPP;
+  return new OpaqueMap(errno, {
     type: d.type,
     keySize: d.keySize,
     valueSize: d.valueSize,
@@ -32,25 +37,28 @@ export function opaqueMapOf(
  */
 export class OpaqueMap implements RawMap {
   readonly lastError = "this map has no map calls on the SAB backend";
-  constructor(readonly info: MapInfo) {}
+  constructor(
+    private readonly errno: number,
+    readonly info: MapInfo,
+  ) {}
   lookupElem(): number {
-    return -Errno.EOPNOTSUPP;
+    return -this.errno;
   }
   updateElem(): number {
-    return -Errno.EOPNOTSUPP;
+    return -this.errno;
   }
   deleteElem(): number {
-    return -Errno.EOPNOTSUPP;
+    return -this.errno;
   }
   lookupAndDeleteElem(): number {
-    return -Errno.EOPNOTSUPP;
+    return -this.errno;
   }
   getNextKey(): number {
-    return -Errno.EOPNOTSUPP;
+    return -this.errno;
   }
   private none(args: BatchArgs): BatchResult {
     return {
-      err: -Errno.EOPNOTSUPP,
+      err: -this.errno,
       count: 0,
       outBatch: null,
       keys: args.keys ?? new Uint8Array(0),
@@ -70,7 +78,7 @@ export class OpaqueMap implements RawMap {
     return this.none(args);
   }
   freeze(): number {
-    return -Errno.EOPNOTSUPP;
+    return -this.errno;
   }
   memoryUsage(): number {
     return 0;

@@ -132,6 +132,9 @@ const FIXTURES = [
   "foreach",
   "loop",
   "percpu",
+  "ringbuf",
+  "lru",
+  "xdp_load",
 ];
 /** A round that reports no progress for this long is stuck. */
 const WATCHDOG_MS = 30_000;

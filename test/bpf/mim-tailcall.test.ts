@@ -5,9 +5,14 @@
  * rewrites PROG_ARRAY slots.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { openObject } from "../../src/bpf/loader.js";
 import { LoadedObject, MAX_TAIL_CALLS } from "../../src/bpf/object.js";
+import { BpfError } from "../../src/errors.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
 import { KernelObject } from "../../src/kernel/object.js";
 import { walkKeys } from "../../src/map/key-walk.js";
@@ -159,4 +164,53 @@ test("a tail call from a subprogram returns the callee's r0 to the subprogram's 
   assert.equal(run(2), 140);
   assert.throws(() => obj.setTailCall("jumps", 4, "leaf"), /E2BIG|max_entries/);
   assert.throws(() => obj.setTailCall("jumps", 0, "nope"), /no program 'nope'/);
+});
+
+test("a PROG_ARRAY holds programs of the type of its users: another type is refused (EINVAL), as bpf_prog_map_compatible() does", {
+  skip: noClang,
+}, () => {
+  const src = `#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_PROG_ARRAY); __uint(max_entries, 2); __type(key, __u32); __type(value, __u32); } jt SEC(".maps");
+SEC("xdp") int x(struct xdp_md *c) { bpf_tail_call(c, &jt, 0); return 1; }
+SEC("socket") int s(struct __sk_buff *k) { return 0; }
+SEC("xdp") int y(struct xdp_md *c) { return 7; }
+char LICENSE[] SEC("license") = "GPL";`;
+  const dir = mkdtempSync(join(tmpdir(), "htab-owner-"));
+  writeFileSync(join(dir, "o.c"), src);
+  execFileSync("clang-19", [
+    "-O2",
+    "-g",
+    "-target",
+    "bpf",
+    "-mcpu=v4",
+    "-I/usr/include/x86_64-linux-gnu",
+    "-c",
+    join(dir, "o.c"),
+    "-o",
+    join(dir, "o.o"),
+  ]);
+  const bytes = new Uint8Array(readFileSync(join(dir, "o.o")));
+  const obj = LoadedObject.load(bytes, { name: "o" });
+  if (noKernel === undefined) {
+    const k = KernelObject.fromSpec(openObject(bytes, { name: "o" }));
+    try {
+      assert.throws(
+        () => k.setTailCall("jt", 0, "s"),
+        (e: unknown) => e instanceof BpfError && e.code === "EINVAL",
+        "the kernel refuses it too",
+      );
+      k.setTailCall("jt", 0, "y");
+      assert.equal(k.program("x").prog.testRun(new Uint8Array(14)).retval, 7);
+    } finally {
+      k.close();
+    }
+  }
+  assert.throws(
+    () => obj.setTailCall("jt", 0, "s"),
+    (e: unknown) =>
+      e instanceof BpfError && e.code === "EINVAL" && /program 's' is of type 1/.test(e.message),
+  );
+  obj.setTailCall("jt", 0, "y");
+  assert.equal(obj.program("x").run(new Uint8Array(14)).retval, 7);
 });

@@ -399,6 +399,39 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
   }
 });
 
+test("bpf_xdp_load_bytes (linear part, across into the fragments, past the end, over 0xffff): identical results and bytes on htab and in the kernel", {
+  skip: noKernel,
+}, () => {
+  const bytes = compileFixture("xdp_load");
+  const spec = openObject(bytes, { name: "xdp_load" });
+  const obj = LoadedObject.load(bytes, { name: "xdp_load" });
+  const k = KernelObject.fromSpec(spec);
+  const seen = new Set<string>();
+  try {
+    for (const len of [14, 64, 1500, 3520, 4000, 7000])
+      for (const off of [0, 1, 7, len - 8, len - 1, len, 3500, 3519, 3520, 6900, 0xffff, 0x10000])
+        for (const sel of [0, 1, 2, 3]) {
+          if (len < 8) continue;
+          const pkt = packet(len + off + sel, len);
+          const dv = new DataView(pkt.buffer);
+          dv.setUint32(0, off >>> 0, true);
+          dv.setUint32(4, sel, true);
+          const theirs = k.program("xdp_load").run(pkt);
+          const mine = obj.program("xdp_load").run(pkt);
+          assert.equal(mine.retval, theirs.retval, `len ${len}, off ${off}, sel ${sel}`);
+          assert.equal(
+            hex(obj.global(".bss").bytes),
+            hex(k.global(".bss").read()),
+            `len ${len}, off ${off}, sel ${sel}`,
+          );
+          seen.add(String(new BigInt64Array(obj.global(".bss").bytes.slice(0, 8).buffer)[0]));
+        }
+  } finally {
+    k.close();
+  }
+  assert.deepEqual([...seen].sort(), ["-14", "-22", "0"]);
+});
+
 test("bpf_loop with a callback in a syscall program: the context comes back written", {
   skip: noClang,
 }, () => {

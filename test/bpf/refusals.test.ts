@@ -4,7 +4,7 @@
  * calls and ksyms, arena casts, may_goto, load-acquire/store-release, indirect
  * jumps and jump tables, CO-RE relocations against types the object only
  * declares, the legacy `maps` section, unknown helper ids and helpers the
- * program type may not call, map types not here yet. CO-RE relocations
+ * program type may not call, map types not here yet (QUEUE here). CO-RE relocations
  * against the object's own types resolve (the compiled offsets stand).
  */
 import assert from "node:assert/strict";
@@ -100,10 +100,10 @@ SEC("xdp") int x(struct xdp_md *c) { return 2; }`),
     /section '\.jumptables': jump tables/,
   );
   refused(
-    compile(`struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } rb SEC(".maps");
+    compile(`struct { __uint(type, BPF_MAP_TYPE_QUEUE); __type(value, int); __uint(max_entries, 4); } q SEC(".maps");
 SEC("xdp") int x(struct xdp_md *c) { return 2; }`),
     "EOPNOTSUPP",
-    /map 'rb': map type 27 is not on the shared-memory backend/,
+    /map 'q': map type 22 is not on the shared-memory backend/,
   );
   refused(
     compile(
