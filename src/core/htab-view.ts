@@ -62,6 +62,7 @@ import { claimSlot, releaseSlot } from "../sync/slot-claim.js";
 import { type FastPath, type FastPathWaits, fastPathFor } from "../wasm/fast-path.js";
 import { JsWords, WasmWords, type Words } from "../wasm/words.js";
 import { type FastPlan, fastPlan } from "./fast-plan.js";
+import type { InlineReader } from "./lookup.js";
 import type { MapHandle } from "./map-handle.js";
 
 // Negative errno returns of the element functions.
@@ -222,6 +223,8 @@ export class HtabView {
   readonly words: Words;
 
   // ---- installed once, by the facade's constructor
+  /** The lookup specialised for this map's shape (lookup.ts readerFor()), or null where none applies. */
+  reader: InlineReader | null = null;
   /** Where elements come from (see ElemPolicy). */
   elems!: ElemPolicy;
   /** Recover every dead slot (crash/recovery.ts): waits that stall call it. */

@@ -6,14 +6,20 @@
  * meanwhile (into this or another bucket) cannot give a false-positive key
  * match or a torn value.
  */
+import { JHASH_INITVAL, jhash2OneWord, jhashFinal } from "../hash/jhash.js";
 import {
   BUCKET_HEAD_I32,
+  BUCKET_HOME_I32,
+  BUCKET_HOME_STATE_I32,
   BUCKET_SEQLOCK_I32,
   ELEM_HASH_I32,
+  ELEM_KEY_I32,
   ELEM_NEXT_I32,
+  HOME_LINKED,
   MANY_CHUNK,
 } from "../layout/layout.js";
 import { READ_TIMEDOUT } from "../sentinels.js";
+import { MapFlags } from "../uapi.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
 import { bucketOf } from "./bucket.js";
@@ -169,6 +175,12 @@ function lookupOne(v: HtabView, keys: Uint8Array, i: number, values: Uint8Array)
 /** lookupElem() of the key in this slot's scratch into its scratch value (Htab.keyScratch, valueScratch). */
 export function lookupScratch(v: HtabView): number {
   const out = v.valueScratch;
+  const r = v.reader;
+  if (r !== null) {
+    const e = r.lookupWords(v.kw, out, 0);
+    if (e > 0) return 0;
+    if (e === 0) return v.err.fail(ENOENT, "key not found");
+  }
   const f = v.fast;
   if (f?.wordKeys && f.values) {
     // wasm copies the value straight into the scratch value: no copy out.
@@ -180,4 +192,333 @@ export function lookupScratch(v: HtabView): number {
     if (e === 0) return v.err.fail(ENOENT, "key not found");
   }
   return lookupErrno(v, lookupCopy(v, scratchHash(v), out, 0));
+}
+
+// ---------------------------------------------------------------- the inline reader
+
+/**
+ * The lock-free read of one key, in JavaScript that V8 inlines into the
+ * caller's loop (no wasm boundary, no scratch round trip), specialised per
+ * map shape once at construction (readerFor()): one class per key width
+ * (u32, u64, 16-byte keys; the key's words hashed by the kernel's jhash2
+ * written out for that width) over values of 4, 8, 12 or 16 bytes.
+ * Each lookup makes two Atomics calls, the bucket word before and after;
+ * everything between is plain loads into locals (the home element's state,
+ * hash, key and value; a chain walk bounded by the element count with every
+ * link checked against the map's bounds), and the value reaches the
+ * caller's buffer only after the second sample showed the bucket unchanged
+ * (layout.ts, "Why a reader's plain loads are not torn").
+ *
+ * The lookups return the element, 0 when absent, or -1 when this path
+ * cannot answer (the bucket was being written or changed meanwhile, a link
+ * is outside the map, the walk reached its bound): the caller then runs
+ * lookupCopy(), which spins (bounded) and reports. The hot function stays
+ * under V8's inlining budget (the walk and the copy out are small calls of
+ * their own), so that a caller's loop holds the whole read.
+ */
+export abstract class InlineReader {
+  protected readonly i32: Int32Array;
+  protected readonly mask: number;
+  protected readonly buckets: number;
+  protected readonly stride: number;
+  protected readonly rnd: number;
+  /** Whether bucket records hold home elements (checked first, in the bucket's line). */
+  protected readonly homed: boolean;
+  protected readonly bound: number;
+  /** Lowest word a link may name (linkInMap()); the highest is i32.length - elemStride, read per walk (NO_PREALLOC grows). */
+  protected readonly lo: number;
+  protected readonly elemStride: number;
+  /** Word offset of the value in an element. */
+  protected readonly voff: number;
+  /** Value words: 1..4 (an element's value area holds at least 2, and 4 when there are more than 2). */
+  protected readonly vw: number;
+
+  constructor(v: HtabView) {
+    this.i32 = v.i32;
+    this.mask = v.mask;
+    this.buckets = v.bucketsBase;
+    this.stride = v.bucketStrideI32;
+    this.rnd = v.hashrnd;
+    this.homed = v.homes > 0;
+    this.bound = v.walkBound;
+    this.lo = v.bucketsBase;
+    this.elemStride = v.elemStrideI32;
+    this.voff = v.valueOffBytes >> 2;
+    this.vw = v.valueBytes >> 2;
+  }
+
+  /** Look `key` (key_size bytes) up; the value goes to `out` at `off` once validated. */
+  abstract lookup(key: Uint8Array, out: Uint8Array, off: number): number;
+
+  /** The same, of the scratch key's words (`kw`: this slot's scratch, Htab.keyScratchWords). */
+  abstract lookupWords(kw: Int32Array, out: Uint8Array, off: number): number;
+
+  /**
+   * The end of a find for values of 12 or 16 bytes: words 2 and 3 of element
+   * `e` read, the bucket word sampled again, and when it equals `s` all the
+   * words (`x`, `y`: 0 and 1, read by the caller) go to `out` at `off`.
+   */
+  protected high(e: number, out: Uint8Array, off: number, s: number, b: number, x: number, y: number): number {
+    const i32 = this.i32;
+    const p = e + this.voff;
+    const z = i32[p + 2];
+    const w = i32[p + 3];
+    if (((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK) !== 0) return -1;
+    putWord(out, off, x);
+    putWord(out, off + 4, y);
+    putWord(out, off + 8, z);
+    if (this.vw > 3) putWord(out, off + 12, w);
+    return e;
+  }
+}
+
+/** Bits of the bucket word two samples must agree on: the seq and WRITING (not LOCKED, WAITERS). */
+const SEQ_VALID_MASK = ~3;
+/** The bucket word's WRITING bit (sync/bucket-seqlock.ts SEQ_WRITING). */
+const WRITING = 4;
+/** A record's home element, and its state word, from the bucket's word index. */
+const HOME = BUCKET_HOME_I32;
+const HOME_STATE = BUCKET_HOME_STATE_I32;
+
+/** Word `x` as 4 little-endian bytes at `out[off]`. */
+function putWord(out: Uint8Array, off: number, x: number): void {
+  out[off] = x;
+  out[off + 1] = x >> 8;
+  out[off + 2] = x >> 16;
+  out[off + 3] = x >> 24;
+}
+
+/** u32 keys. */
+class Reader1 extends InlineReader {
+  lookup(key: Uint8Array, out: Uint8Array, off: number): number {
+    return this.find(u32At(key, 0), out, off);
+  }
+
+  lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
+    return this.find(kw[0], out, off);
+  }
+
+  find(k0: number, out: Uint8Array, off: number): number {
+    const i32 = this.i32;
+    const hash = jhash2OneWord(k0, this.rnd);
+    const b = this.buckets + (hash & this.mask) * this.stride;
+    const s = Atomics.load(i32, b + BUCKET_SEQLOCK_I32);
+    const h = b + HOME;
+    // The home element first (HOME_LINKED: it is on this chain), else the walk from the head.
+    const e =
+      this.homed &&
+      i32[b + HOME_STATE] === HOME_LINKED &&
+      i32[h + ELEM_HASH_I32] === hash &&
+      i32[h + ELEM_KEY_I32] === k0
+        ? h
+        : this.walk(b, hash, k0);
+    const p = e + this.voff;
+    const x = e > 0 ? i32[p] : 0;
+    const y = e > 0 ? i32[p + 1] : 0;
+    if (e > 0 && this.vw > 2) return (s & WRITING) !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
+    // Validate: WRITING clear in the first sample, the second equal to it (seqUnchanged()).
+    if (((s & WRITING) | ((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK)) !== 0) return -1;
+    if (e <= 0) return e;
+    putWord(out, off, x);
+    if (this.vw > 1) putWord(out, off + 4, y);
+    return e;
+  }
+
+  /**
+   * The chain of bucket `b` from its head: the element holding the key, 0 at
+   * the end, -1 at a link outside the map or past the walk bound.
+   */
+  private walk(b: number, hash: number, k0: number): number {
+    const i32 = this.i32;
+    const hi = i32.length - this.elemStride;
+    let e = i32[b + BUCKET_HEAD_I32];
+    for (let steps = 0; e !== 0; steps++) {
+      if (steps >= this.bound || e < this.lo || e > hi) return -1;
+      if (
+        i32[e + ELEM_HASH_I32] === hash &&
+        i32[e + ELEM_KEY_I32] === k0
+      )
+        return e;
+      e = i32[e + ELEM_NEXT_I32];
+    }
+    return 0;
+  }
+}
+
+/** u64 (8-byte) keys. */
+class Reader2 extends InlineReader {
+  lookup(key: Uint8Array, out: Uint8Array, off: number): number {
+    return this.find(u32At(key, 0), u32At(key, 4), out, off);
+  }
+
+  lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
+    return this.find(kw[0], kw[1], out, off);
+  }
+
+  find(k0: number, k1: number, out: Uint8Array, off: number): number {
+    const i32 = this.i32;
+    const hash = jhash2Two(k0, k1, this.rnd);
+    const b = this.buckets + (hash & this.mask) * this.stride;
+    const s = Atomics.load(i32, b + BUCKET_SEQLOCK_I32);
+    const h = b + HOME;
+    // The home element first (HOME_LINKED: it is on this chain), else the walk from the head.
+    const e =
+      this.homed &&
+      i32[b + HOME_STATE] === HOME_LINKED &&
+      i32[h + ELEM_HASH_I32] === hash &&
+      i32[h + ELEM_KEY_I32] === k0 &&
+        i32[h + ELEM_KEY_I32 + 1] === k1
+        ? h
+        : this.walk(b, hash, k0, k1);
+    const p = e + this.voff;
+    const x = e > 0 ? i32[p] : 0;
+    const y = e > 0 ? i32[p + 1] : 0;
+    if (e > 0 && this.vw > 2) return (s & WRITING) !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
+    // Validate: WRITING clear in the first sample, the second equal to it (seqUnchanged()).
+    if (((s & WRITING) | ((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK)) !== 0) return -1;
+    if (e <= 0) return e;
+    putWord(out, off, x);
+    if (this.vw > 1) putWord(out, off + 4, y);
+    return e;
+  }
+
+  /**
+   * The chain of bucket `b` from its head: the element holding the key, 0 at
+   * the end, -1 at a link outside the map or past the walk bound.
+   */
+  private walk(b: number, hash: number, k0: number, k1: number): number {
+    const i32 = this.i32;
+    const hi = i32.length - this.elemStride;
+    let e = i32[b + BUCKET_HEAD_I32];
+    for (let steps = 0; e !== 0; steps++) {
+      if (steps >= this.bound || e < this.lo || e > hi) return -1;
+      if (
+        i32[e + ELEM_HASH_I32] === hash &&
+        i32[e + ELEM_KEY_I32] === k0 &&
+        i32[e + ELEM_KEY_I32 + 1] === k1
+      )
+        return e;
+      e = i32[e + ELEM_NEXT_I32];
+    }
+    return 0;
+  }
+}
+
+/** 16-byte keys. */
+class Reader4 extends InlineReader {
+  lookup(key: Uint8Array, out: Uint8Array, off: number): number {
+    return this.find(u32At(key, 0), u32At(key, 4), u32At(key, 8), u32At(key, 12), out, off);
+  }
+
+  lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
+    return this.find(kw[0], kw[1], kw[2], kw[3], out, off);
+  }
+
+  find(k0: number, k1: number, k2: number, k3: number, out: Uint8Array, off: number): number {
+    const i32 = this.i32;
+    const hash = jhash2Four(k0, k1, k2, k3, this.rnd);
+    const b = this.buckets + (hash & this.mask) * this.stride;
+    const s = Atomics.load(i32, b + BUCKET_SEQLOCK_I32);
+    const h = b + HOME;
+    // The home element first (HOME_LINKED: it is on this chain), else the walk from the head.
+    const e =
+      this.homed &&
+      i32[b + HOME_STATE] === HOME_LINKED &&
+      i32[h + ELEM_HASH_I32] === hash &&
+      i32[h + ELEM_KEY_I32] === k0 &&
+        i32[h + ELEM_KEY_I32 + 1] === k1 &&
+        i32[h + ELEM_KEY_I32 + 2] === k2 &&
+        i32[h + ELEM_KEY_I32 + 3] === k3
+        ? h
+        : this.walk(b, hash, k0, k1, k2, k3);
+    const p = e + this.voff;
+    const x = e > 0 ? i32[p] : 0;
+    const y = e > 0 ? i32[p + 1] : 0;
+    if (e > 0 && this.vw > 2) return (s & WRITING) !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
+    // Validate: WRITING clear in the first sample, the second equal to it (seqUnchanged()).
+    if (((s & WRITING) | ((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK)) !== 0) return -1;
+    if (e <= 0) return e;
+    putWord(out, off, x);
+    if (this.vw > 1) putWord(out, off + 4, y);
+    return e;
+  }
+
+  /**
+   * The chain of bucket `b` from its head: the element holding the key, 0 at
+   * the end, -1 at a link outside the map or past the walk bound.
+   */
+  private walk(b: number, hash: number, k0: number, k1: number, k2: number, k3: number): number {
+    const i32 = this.i32;
+    const hi = i32.length - this.elemStride;
+    let e = i32[b + BUCKET_HEAD_I32];
+    for (let steps = 0; e !== 0; steps++) {
+      if (steps >= this.bound || e < this.lo || e > hi) return -1;
+      if (
+        i32[e + ELEM_HASH_I32] === hash &&
+        i32[e + ELEM_KEY_I32] === k0 &&
+        i32[e + ELEM_KEY_I32 + 1] === k1 &&
+        i32[e + ELEM_KEY_I32 + 2] === k2 &&
+        i32[e + ELEM_KEY_I32 + 3] === k3
+      )
+        return e;
+      e = i32[e + ELEM_NEXT_I32];
+    }
+    return 0;
+  }
+}
+
+/** The little-endian u32 at byte `i` of `b`. */
+function u32At(b: Uint8Array, i: number): number {
+  return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
+}
+
+/** jhash2() of two words (8-byte keys), as a signed int32; the same as jhash2Int(k, 0, 2, initval). */
+export function jhash2Two(k0: number, k1: number, initval: number): number {
+  const x = (JHASH_INITVAL + 8 + initval) | 0;
+  return jhashFinal((x + k0) | 0, (x + k1) | 0, x);
+}
+
+/** jhash2() of four words (16-byte keys), as a signed int32: one __jhash_mix of the first three, then the fourth. */
+export function jhash2Four(k0: number, k1: number, k2: number, k3: number, initval: number): number {
+  const i = (JHASH_INITVAL + 16 + initval) | 0;
+  let x = (i + k0) | 0;
+  let y = (i + k1) | 0;
+  let z = (i + k2) | 0;
+  x = (x - z) | 0;
+  x ^= (z << 4) | (z >>> 28);
+  z = (z + y) | 0;
+  y = (y - x) | 0;
+  y ^= (x << 6) | (x >>> 26);
+  x = (x + z) | 0;
+  z = (z - y) | 0;
+  z ^= (y << 8) | (y >>> 24);
+  y = (y + x) | 0;
+  x = (x - z) | 0;
+  x ^= (z << 16) | (z >>> 16);
+  z = (z + y) | 0;
+  y = (y - x) | 0;
+  y ^= (x << 19) | (x >>> 13);
+  x = (x + z) | 0;
+  z = (z - y) | 0;
+  z ^= (y << 4) | (y >>> 28);
+  y = (y + x) | 0;
+  return jhashFinal((x + k3) | 0, y, z);
+}
+
+/**
+ * The inline reader for view `v`, or null where it does not apply: keys of
+ * 4, 8 or 16 bytes, values (value bytes) of 4 to 16 bytes in whole words,
+ * no bpf_spin_lock in the value (a copy must read it as zero), not per-CPU,
+ * not values replaced in place (hash of maps), and a map the control plane
+ * may read (not BPF_F_WRONLY). HASH (homed or not), LRU_HASH (a
+ * control-plane lookup marks nothing) and NO_PREALLOC maps qualify.
+ */
+export function readerFor(v: HtabView): InlineReader | null {
+  const vb = v.valueBytes;
+  if (v.percpu || v.inPlace || v.spinLockOff >= 0 || (v.mapFlags & MapFlags.Wronly) !== 0) return null;
+  if ((vb & 3) !== 0 || vb < 4 || vb > 16) return null;
+  if (v.keySize === 4) return new Reader1(v);
+  if (v.keySize === 8) return new Reader2(v);
+  if (v.keySize === 16) return new Reader4(v);
+  return null;
 }
