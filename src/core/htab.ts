@@ -292,7 +292,7 @@ export class Htab implements RawMap {
       value instanceof Uint8Array &&
       value.length >= v.valueBytes
     ) {
-      const e = r.lookup(key, value, 0);
+      const e = r.lookup(key, 0, value, 0);
       if (e > 0) return 0;
       if (e === 0) return v.err.fail(ENOENT, "key not found");
     }

@@ -159,8 +159,11 @@ export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, re
     }
     return found;
   }
+  const rd = v.reader;
   for (; i < count; i++) {
-    const r = lookupOne(v, keys, i, values);
+    // The inline reader where the map's shape has one; a bucket being written goes the long way.
+    const e = rd !== null ? rd.lookup(keys, i * ks, values, i * vb) : -1;
+    const r = e > 0 ? 0 : e === 0 ? ENOENT : lookupOne(v, keys, i, values);
     results[i] = r;
     if (r === 0) found++;
   }
@@ -247,8 +250,8 @@ export abstract class InlineReader {
     this.vw = v.valueBytes >> 2;
   }
 
-  /** Look `key` (key_size bytes) up; the value goes to `out` at `off` once validated. */
-  abstract lookup(key: Uint8Array, out: Uint8Array, off: number): number;
+  /** Look up the key at byte `at` of `keys` (key_size bytes); the value goes to `out` at `off` once validated. */
+  abstract lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number;
 
   /** The same, of the scratch key's words (`kw`: this slot's scratch, Htab.keyScratchWords). */
   abstract lookupWords(kw: Int32Array, out: Uint8Array, off: number): number;
@@ -290,8 +293,8 @@ function putWord(out: Uint8Array, off: number, x: number): void {
 
 /** u32 keys. */
 class Reader1 extends InlineReader {
-  lookup(key: Uint8Array, out: Uint8Array, off: number): number {
-    return this.find(u32At(key, 0), out, off);
+  lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number {
+    return this.find(u32At(keys, at), out, off);
   }
 
   lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
@@ -347,8 +350,8 @@ class Reader1 extends InlineReader {
 
 /** u64 (8-byte) keys. */
 class Reader2 extends InlineReader {
-  lookup(key: Uint8Array, out: Uint8Array, off: number): number {
-    return this.find(u32At(key, 0), u32At(key, 4), out, off);
+  lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number {
+    return this.find(u32At(keys, at), u32At(keys, at + 4), out, off);
   }
 
   lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
@@ -406,8 +409,8 @@ class Reader2 extends InlineReader {
 
 /** 16-byte keys. */
 class Reader4 extends InlineReader {
-  lookup(key: Uint8Array, out: Uint8Array, off: number): number {
-    return this.find(u32At(key, 0), u32At(key, 4), u32At(key, 8), u32At(key, 12), out, off);
+  lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number {
+    return this.find(u32At(keys, at), u32At(keys, at + 4), u32At(keys, at + 8), u32At(keys, at + 12), out, off);
   }
 
   lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
