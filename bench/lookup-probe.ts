@@ -77,14 +77,16 @@ async function rowsAt(entries: number): Promise<{ rows: Row[]; close: () => void
   for (let i = 0; i < keys.length; i++) lc.set(keys[i], 1n);
   const k = new Uint8Array(4);
   const v = new Uint8Array(8);
-  const elem = (map: Htab): Row["run"] => (pos, n) => {
-    let hits = 0;
-    for (let i = 0; i < n; i++) {
-      putU32(k, keys[ord[(pos + i) & ORDER_MASK]]);
-      if (map.lookupElem(k, v, 0) === 0) hits++;
-    }
-    return hits;
-  };
+  const elem =
+    (map: Htab): Row["run"] =>
+    (pos, n) => {
+      let hits = 0;
+      for (let i = 0; i < n; i++) {
+        putU32(k, keys[ord[(pos + i) & ORDER_MASK]]);
+        if (map.lookupElem(k, v, 0) === 0) hits++;
+      }
+      return hits;
+    };
   const CH = 256;
   const mk = new Uint8Array(CH * 4);
   const mv = new Uint8Array(CH * 8);
@@ -173,16 +175,20 @@ async function rowsAt(entries: number): Promise<{ rows: Row[]; close: () => void
   // The closing sample as an RMW that leaves the word unchanged (layout.ts: what the JS memory
   // model needs for the second half of the argument), the rest as InlineReader on this map.
   const ri = wv.i32;
+  const rmwWalk = (b: number, hash: number, k0: number): number => {
+    let e = ri[b];
+    for (let steps = 0; e !== 0; steps++) {
+      if (steps >= wv.walkBound || e < wv.bucketsBase || e > ri.length - wv.elemStrideI32) return -1;
+      if (ri[e + 1] === hash && ri[e + 4] === k0) return e;
+      e = ri[e];
+    }
+    return 0;
+  };
   const rmwFind = (k0: number, out: Uint8Array): number => {
     const hash = jhash2OneWord(k0, wv.hashrnd);
     const b = wv.bucketsBase + (hash & wv.mask) * wv.bucketStrideI32;
     const s = Atomics.load(ri, b + 1);
-    let e = ri[b];
-    for (let steps = 0; e !== 0; steps++) {
-      if (steps >= wv.walkBound || e < wv.bucketsBase || e > ri.length - wv.elemStrideI32) return -1;
-      if (ri[e + 1] === hash && ri[e + 4] === k0) break;
-      e = ri[e];
-    }
+    const e = rmwWalk(b, hash, k0);
     const x = e > 0 ? ri[e + 6] : 0;
     const y = e > 0 ? ri[e + 7] : 0;
     if (((s & 4) | ((s ^ Atomics.or(ri, b + 1, 0)) & ~3)) !== 0) return -1;
@@ -264,15 +270,20 @@ async function main(): Promise<void> {
     const all = await rowsAt(entries);
     // PROBE_ROWS=regex keeps Map.get, floor-ordered and the rows it matches (a shorter run).
     const only = process.env.PROBE_ROWS ? new RegExp(process.env.PROBE_ROWS) : null;
-    const keep = (n: string) => only === null || n === "Map.get" || n === "floor-ordered" || n === "lru-cache get" || only.test(n);
+    const keep = (n: string) =>
+      only === null || n === "Map.get" || n === "floor-ordered" || n === "lru-cache get" || only.test(n);
     const rows = all.rows.filter((r) => keep(r.name));
     const close = all.close;
     const ns: number[][] = rows.map(() => []);
-    for (let r = 0; r < rounds; r++) rows.forEach((row, i) => ns[i].push(time(row.run, 21)));
+    for (let r = 0; r < rounds; r++) for (let i = 0; i < rows.length; i++) ns[i].push(time(rows[i].run, 21));
     const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
     const fmt = (x: number) => x.toFixed(2);
-    console.log(`\n## ${entries} entries, ${rounds} interleaved rounds (per round: the fastest of 21 loops of ${LOOP} lookups)`);
-    console.log("| row | ns/op (median) | / Map.get (median [min-max]) | / floor-ordered (median [min-max]) |");
+    console.log(
+      `\n## ${entries} entries, ${rounds} interleaved rounds (per round: the fastest of 21 loops of ${LOOP} lookups)`,
+    );
+    console.log(
+      "| row | ns/op (median) | / Map.get (median [min-max]) | / floor-ordered (median [min-max]) |",
+    );
     console.log("|---|---|---|---|");
     const ratio = (i: number, j: number) => ns[i].map((x, r) => x / ns[j][r]);
     const floorI = rows.findIndex((x) => x.name === "floor-ordered");

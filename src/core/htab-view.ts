@@ -62,7 +62,6 @@ import { claimSlot, releaseSlot } from "../sync/slot-claim.js";
 import { type FastPath, type FastPathWaits, fastPathFor } from "../wasm/fast-path.js";
 import { JsWords, WasmWords, type Words } from "../wasm/words.js";
 import { type FastPlan, fastPlan } from "./fast-plan.js";
-import type { InlineReader } from "./lookup.js";
 import type { MapHandle } from "./map-handle.js";
 
 // Negative errno returns of the element functions.
@@ -142,6 +141,19 @@ export interface ElemPolicy {
    * chain; `lost` is its unfiled element (or 0). Requires: HDR_RECOVERY_LOCK held.
    */
   recoverOwned(v: HtabView, d: number, lost: number): void;
+}
+
+/**
+ * A lock-free lookup specialised for one map shape, chosen once per view
+ * (lookup.ts InlineReader, readerFor()). Each returns the element found
+ * (its value copied to `out` at `off` once validated), 0 when absent, or -1
+ * when it cannot answer (the caller falls back to lookupCopy()).
+ */
+export interface ShapeReader {
+  /** The key at byte `at` of `keys`. */
+  lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number;
+  /** The key in this slot's scratch words (`kw`). */
+  lookupWords(kw: Int32Array, out: Uint8Array, off: number): number;
 }
 
 /** What the wasm LRU eviction calls back for (fast-path.ts FastPathWaits): the JS bucket wait and limbo. */
@@ -224,7 +236,7 @@ export class HtabView {
 
   // ---- installed once, by the facade's constructor
   /** The lookup specialised for this map's shape (lookup.ts readerFor()), or null where none applies. */
-  reader: InlineReader | null = null;
+  reader: ShapeReader | null = null;
   /** Where elements come from (see ElemPolicy). */
   elems!: ElemPolicy;
   /** Recover every dead slot (crash/recovery.ts): waits that stall call it. */

@@ -19,13 +19,13 @@ import {
   MANY_CHUNK,
 } from "../layout/layout.js";
 import { READ_TIMEDOUT } from "../sentinels.js";
-import { MapFlags } from "../uapi.js";
 import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
+import { MapFlags } from "../uapi.js";
 import { bucketOf } from "./bucket.js";
 import { copyBytesOut, copyValueOut, hashKey, hashKeyAt, keyEquals, scratchHash } from "./elem.js";
 import { hasWhole, lookupHashed } from "./fast.js";
-import { ENOENT, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { ENOENT, ETIMEDOUT, type HtabView, type ShapeReader } from "./htab-view.js";
 import { enter, exit } from "./section.js";
 import { copyValueOutLocked } from "./value-lock.js";
 import { readStalled } from "./waits.js";
@@ -127,13 +127,13 @@ export function hasElem(v: HtabView, key: Uint8Array): boolean {
  * Requires: arguments checked. @returns the number found
  */
 export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, results: Int32Array): number {
-  const count = results.length;
-  const ks = v.keySize;
-  const vb = v.valueBytes;
-  let found = 0;
-  let i = 0;
   const f = v.fast;
   if (f !== null && f.manyBytes !== 0) {
+    const count = results.length;
+    const ks = v.keySize;
+    const vb = v.valueBytes;
+    let found = 0;
+    let i = 0;
     const i32 = v.i32;
     const kw = ks >> 2;
     const keysW = (v.outOff + v.geometry.scratchValueBytes) >> 2;
@@ -159,9 +159,17 @@ export function lookupMany(v: HtabView, keys: Uint8Array, values: Uint8Array, re
     }
     return found;
   }
+  return lookupEach(v, keys, values, results);
+}
+
+/** lookupMany() one key at a time: the inline reader where the map's shape has one, else lookupCopy(). */
+function lookupEach(v: HtabView, keys: Uint8Array, values: Uint8Array, results: Int32Array): number {
   const rd = v.reader;
-  for (; i < count; i++) {
-    // The inline reader where the map's shape has one; a bucket being written goes the long way.
+  const ks = v.keySize;
+  const vb = v.valueBytes;
+  let found = 0;
+  for (let i = 0; i < results.length; i++) {
+    // A bucket being written (-1) goes the long way.
     const e = rd !== null ? rd.lookup(keys, i * ks, values, i * vb) : -1;
     const r = e > 0 ? 0 : e === 0 ? ENOENT : lookupOne(v, keys, i, values);
     results[i] = r;
@@ -219,7 +227,7 @@ export function lookupScratch(v: HtabView): number {
  * under V8's inlining budget (the walk and the copy out are small calls of
  * their own), so that a caller's loop holds the whole read.
  */
-export abstract class InlineReader {
+export abstract class InlineReader implements ShapeReader {
   protected readonly i32: Int32Array;
   protected readonly mask: number;
   protected readonly buckets: number;
@@ -261,7 +269,15 @@ export abstract class InlineReader {
    * `e` read, the bucket word sampled again, and when it equals `s` all the
    * words (`x`, `y`: 0 and 1, read by the caller) go to `out` at `off`.
    */
-  protected high(e: number, out: Uint8Array, off: number, s: number, b: number, x: number, y: number): number {
+  protected high(
+    e: number,
+    out: Uint8Array,
+    off: number,
+    s: number,
+    b: number,
+    x: number,
+    y: number,
+  ): number {
     const i32 = this.i32;
     const p = e + this.voff;
     const z = i32[p + 2];
@@ -337,11 +353,7 @@ class Reader1 extends InlineReader {
     let e = i32[b + BUCKET_HEAD_I32];
     for (let steps = 0; e !== 0; steps++) {
       if (steps >= this.bound || e < this.lo || e > hi) return -1;
-      if (
-        i32[e + ELEM_HASH_I32] === hash &&
-        i32[e + ELEM_KEY_I32] === k0
-      )
-        return e;
+      if (i32[e + ELEM_HASH_I32] === hash && i32[e + ELEM_KEY_I32] === k0) return e;
       e = i32[e + ELEM_NEXT_I32];
     }
     return 0;
@@ -370,7 +382,7 @@ class Reader2 extends InlineReader {
       i32[b + HOME_STATE] === HOME_LINKED &&
       i32[h + ELEM_HASH_I32] === hash &&
       i32[h + ELEM_KEY_I32] === k0 &&
-        i32[h + ELEM_KEY_I32 + 1] === k1
+      i32[h + ELEM_KEY_I32 + 1] === k1
         ? h
         : this.walk(b, hash, k0, k1);
     const p = e + this.voff;
@@ -395,11 +407,7 @@ class Reader2 extends InlineReader {
     let e = i32[b + BUCKET_HEAD_I32];
     for (let steps = 0; e !== 0; steps++) {
       if (steps >= this.bound || e < this.lo || e > hi) return -1;
-      if (
-        i32[e + ELEM_HASH_I32] === hash &&
-        i32[e + ELEM_KEY_I32] === k0 &&
-        i32[e + ELEM_KEY_I32 + 1] === k1
-      )
+      if (i32[e + ELEM_HASH_I32] === hash && i32[e + ELEM_KEY_I32] === k0 && i32[e + ELEM_KEY_I32 + 1] === k1)
         return e;
       e = i32[e + ELEM_NEXT_I32];
     }
@@ -410,7 +418,14 @@ class Reader2 extends InlineReader {
 /** 16-byte keys. */
 class Reader4 extends InlineReader {
   lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number {
-    return this.find(u32At(keys, at), u32At(keys, at + 4), u32At(keys, at + 8), u32At(keys, at + 12), out, off);
+    return this.find(
+      u32At(keys, at),
+      u32At(keys, at + 4),
+      u32At(keys, at + 8),
+      u32At(keys, at + 12),
+      out,
+      off,
+    );
   }
 
   lookupWords(kw: Int32Array, out: Uint8Array, off: number): number {
@@ -429,9 +444,9 @@ class Reader4 extends InlineReader {
       i32[b + HOME_STATE] === HOME_LINKED &&
       i32[h + ELEM_HASH_I32] === hash &&
       i32[h + ELEM_KEY_I32] === k0 &&
-        i32[h + ELEM_KEY_I32 + 1] === k1 &&
-        i32[h + ELEM_KEY_I32 + 2] === k2 &&
-        i32[h + ELEM_KEY_I32 + 3] === k3
+      i32[h + ELEM_KEY_I32 + 1] === k1 &&
+      i32[h + ELEM_KEY_I32 + 2] === k2 &&
+      i32[h + ELEM_KEY_I32 + 3] === k3
         ? h
         : this.walk(b, hash, k0, k1, k2, k3);
     const p = e + this.voff;

@@ -76,13 +76,41 @@ const INLINE_LOOKUPS = Number(process.env.HTAB_REUSE_INLINE_LOOKUPS ?? 400_000);
  * the same JavaScript on both), under writers on both paths.
  */
 const SHAPES = [
-  { name: "u32 -> 8 B, HASH with homes", type: MapType.Hash, keyWords: 1, valueWords: 2, homes: true, flags: 0 },
-  { name: "u64 -> 4 B, HASH without homes", type: MapType.Hash, keyWords: 2, valueWords: 1, homes: false, flags: 0 },
-  { name: "16 B -> 16 B, LRU_HASH", type: MapType.LruHash, keyWords: 4, valueWords: 4, homes: false, flags: 0 },
-  { name: "u32 -> 12 B, NO_PREALLOC", type: MapType.Hash, keyWords: 1, valueWords: 3, homes: false, flags: MapFlags.NoPrealloc },
+  {
+    name: "u32 -> 8 B, HASH with homes",
+    type: MapType.Hash,
+    keyWords: 1,
+    valueWords: 2,
+    homes: true,
+    flags: 0,
+  },
+  {
+    name: "u64 -> 4 B, HASH without homes",
+    type: MapType.Hash,
+    keyWords: 2,
+    valueWords: 1,
+    homes: false,
+    flags: 0,
+  },
+  {
+    name: "16 B -> 16 B, LRU_HASH",
+    type: MapType.LruHash,
+    keyWords: 4,
+    valueWords: 4,
+    homes: false,
+    flags: 0,
+  },
+  {
+    name: "u32 -> 12 B, NO_PREALLOC",
+    type: MapType.Hash,
+    keyWords: 1,
+    valueWords: 3,
+    homes: false,
+    flags: MapFlags.NoPrealloc,
+  },
 ];
+// A NO_PREALLOC map grows its buffer, so it has no wasm memory: one view.
 for (const shape of SHAPES)
-  // A NO_PREALLOC map grows its buffer, so it has no wasm memory: one view.
   for (const path of shape.flags === 0 ? ["wasm-memory view", "JS-only view"] : ["JS-only view"])
     test(`reuse, inline reader (${shape.name}, ${path}): ${INLINE_LOOKUPS} lookups see no false match and no torn value`, async () => {
       const map = Htab.create(
