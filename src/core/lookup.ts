@@ -25,6 +25,7 @@ import { MapFlags } from "../uapi.js";
 import { bucketOf } from "./bucket.js";
 import { copyBytesOut, copyValueOut, hashKey, hashKeyAt, keyEquals, scratchHash } from "./elem.js";
 import { hasWhole, lookupHashed } from "./fast.js";
+import type { FastPlan } from "./fast-plan.js";
 import { ENOENT, ETIMEDOUT, type HtabView, type ShapeReader } from "./htab-view.js";
 import { enter, exit } from "./section.js";
 import { copyValueOutLocked } from "./value-lock.js";
@@ -524,19 +525,96 @@ export function jhash2Four(k0: number, k1: number, k2: number, k3: number, initv
 }
 
 /**
- * The inline reader for view `v`, or null where it does not apply: keys of
- * 4, 8 or 16 bytes, values (value bytes) of 4 to 16 bytes in whole words,
- * no bpf_spin_lock in the value (a copy must read it as zero), not per-CPU,
- * not values replaced in place (hash of maps), and a map the control plane
- * may read (not BPF_F_WRONLY). HASH (homed or not), LRU_HASH (a
- * control-plane lookup marks nothing) and NO_PREALLOC maps qualify.
+ * The same lookups for a view with the wasm fast path: the key's words go
+ * to the scratch key, one call of the wasm `lookup` export hashes, walks,
+ * validates with the bucket seq and copies the value to the scratch value,
+ * and the value's words come back to `out` (plain loads of this slot's own
+ * scratch). No JS Atomics call: in V8 11 each is a builtin call of ~9 ns
+ * and, at 1M entries, keeps lookups' cache misses from overlapping, where
+ * the wasm atomics are plain instructions (docs/performance.md). Chosen over
+ * InlineReader wherever the view has the wasm memory.
  */
-export function readerFor(v: HtabView): InlineReader | null {
+class WasmReader implements ShapeReader {
+  private readonly i32: Int32Array;
+  /** Word index of the scratch key and of the scratch value. */
+  private readonly key: number;
+  private readonly val: number;
+  private readonly keyWords: number;
+  private readonly vw: number;
+
+  constructor(
+    v: HtabView,
+    private readonly plan: FastPlan,
+  ) {
+    this.i32 = v.i32;
+    this.key = (v.kw.byteOffset - v.i32.byteOffset) >> 2;
+    this.val = v.outOff >> 2;
+    this.keyWords = v.keyWords;
+    this.vw = v.valueBytes >> 2;
+  }
+
+  lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number {
+    const i32 = this.i32;
+    const k = this.key;
+    i32[k] = u32At(keys, at);
+    if (this.keyWords > 1) {
+      i32[k + 1] = u32At(keys, at + 4);
+      if (this.keyWords > 2) {
+        i32[k + 2] = u32At(keys, at + 8);
+        i32[k + 3] = u32At(keys, at + 12);
+      }
+    }
+    return this.copy(this.plan.lookupWhole(), out, off);
+  }
+
+  /** `kw` must be this slot's scratch key (lookupScratch()), where wasm reads it. */
+  lookupWords(_kw: Int32Array, out: Uint8Array, off: number): number {
+    return this.copy(this.plan.lookupWhole(), out, off);
+  }
+
+  private copy(e: number, out: Uint8Array, off: number): number {
+    if (e <= 0) return e;
+    const i32 = this.i32;
+    const p = this.val;
+    putWord(out, off, i32[p]);
+    const vw = this.vw;
+    if (vw > 1) putWord(out, off + 4, i32[p + 1]);
+    if (vw > 2) putWord(out, off + 8, i32[p + 2]);
+    if (vw > 3) putWord(out, off + 12, i32[p + 3]);
+    return e;
+  }
+}
+
+/**
+ * Whether view `v`'s shape has a ShapeReader: keys of 4, 8 or 16 bytes,
+ * values (value bytes) of 4 to 16 bytes in whole words, no bpf_spin_lock in
+ * the value (a copy must read it as zero), not per-CPU, not values replaced
+ * in place (hash of maps), and a map the control plane may read (not
+ * BPF_F_WRONLY). HASH (homed or not), LRU_HASH (a control-plane lookup marks
+ * nothing) and NO_PREALLOC maps qualify.
+ */
+function hasReader(v: HtabView): boolean {
   const vb = v.valueBytes;
-  if (v.percpu || v.inPlace || v.spinLockOff >= 0 || (v.mapFlags & MapFlags.Wronly) !== 0) return null;
-  if ((vb & 3) !== 0 || vb < 4 || vb > 16) return null;
+  const ks = v.keySize;
+  if (v.percpu || v.inPlace || v.spinLockOff >= 0 || (v.mapFlags & MapFlags.Wronly) !== 0) return false;
+  return (vb & 3) === 0 && vb >= 4 && vb <= 16 && (ks === 4 || ks === 8 || ks === 16);
+}
+
+/** The JS reader of view `v`'s shape (InlineReader), or null (hasReader()). */
+export function inlineReaderFor(v: HtabView): InlineReader | null {
+  if (!hasReader(v)) return null;
   if (v.keySize === 4) return new Reader1(v);
   if (v.keySize === 8) return new Reader2(v);
-  if (v.keySize === 16) return new Reader4(v);
-  return null;
+  return new Reader4(v);
+}
+
+/**
+ * The reader of view `v`, chosen once at construction: one wasm call where
+ * the view has the wasm fast path (WasmReader), else the JS InlineReader;
+ * null where the shape has none (hasReader()).
+ */
+export function readerFor(v: HtabView): ShapeReader | null {
+  if (!hasReader(v)) return null;
+  const f = v.fast;
+  return f !== null && f.wholeLookup ? new WasmReader(v, f) : inlineReaderFor(v);
 }
