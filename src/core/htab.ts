@@ -306,7 +306,7 @@ export class Htab implements RawMap {
     checkValueOut(v, "lookup", value);
     // Key to scratch, one wasm call, one copy out.
     const f = v.fast;
-    if (flags === 0 && v.reader === null && f !== null && f.wholeLookup) {
+    if (flags === 0 && v.reader === null && f?.wholeLookup) {
       keyToScratch(v, key);
       const e = f.lookupWhole();
       if (e > 0) {

@@ -616,5 +616,5 @@ export function inlineReaderFor(v: HtabView): InlineReader | null {
 export function readerFor(v: HtabView): ShapeReader | null {
   if (!hasReader(v)) return null;
   const f = v.fast;
-  return f !== null && f.wholeLookup ? new WasmReader(v, f) : inlineReaderFor(v);
+  return f?.wholeLookup ? new WasmReader(v, f) : inlineReaderFor(v);
 }
