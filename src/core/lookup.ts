@@ -187,12 +187,6 @@ function lookupOne(v: HtabView, keys: Uint8Array, i: number, values: Uint8Array)
 /** lookupElem() of the key in this slot's scratch into its scratch value (Htab.keyScratch, valueScratch). */
 export function lookupScratch(v: HtabView): number {
   const out = v.valueScratch;
-  const r = v.reader;
-  if (r !== null) {
-    const e = r.lookupWords(v.kw, out, 0);
-    if (e > 0) return 0;
-    if (e === 0) return v.err.fail(ENOENT, "key not found");
-  }
   const f = v.fast;
   if (f?.wordKeys && f.values) {
     // wasm copies the value straight into the scratch value: no copy out.
@@ -201,6 +195,11 @@ export function lookupScratch(v: HtabView): number {
       if (v.spinLockOff >= 0) out.fill(0, v.spinLockOff, v.spinLockOff + 4); // reads as zero
       return 0;
     }
+    if (e === 0) return v.err.fail(ENOENT, "key not found");
+  } else if (v.reader !== null) {
+    // A JS-only view: the inline reader of the map's shape, from the scratch key's words.
+    const e = v.reader.lookupWords(v.kw, out, 0);
+    if (e > 0) return 0;
     if (e === 0) return v.err.fail(ENOENT, "key not found");
   }
   return lookupErrno(v, lookupCopy(v, scratchHash(v), out, 0));
