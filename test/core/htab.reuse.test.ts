@@ -69,11 +69,12 @@ for (const path of ["wasm fast path", "JS path"])
 const INLINE_LOOKUPS = Number(process.env.HTAB_REUSE_INLINE_LOOKUPS ?? 400_000);
 
 /**
- * The inline reader (lookup.ts InlineReader) on every shape and map type it
- * serves: each key width (u32, u64, 16 bytes), each value width (4, 8, 12,
- * 16 bytes), HASH with and without home elements, LRU_HASH and NO_PREALLOC,
- * read from a view with the wasm memory and from one without (the reader is
- * the same JavaScript on both), under writers on both paths.
+ * The shape readers (lookup.ts readerFor()) on every shape and map type they
+ * serve: each key width (u32, u64, 16 bytes), each value width (4, 8, 12,
+ * 16 bytes), HASH with and without home elements, LRU_HASH and NO_PREALLOC;
+ * read from a view with the wasm memory (WasmReader: one wasm call) and from
+ * one without (the JS InlineReader of the key width), under writers on both
+ * paths.
  */
 const SHAPES = [
   {
@@ -112,7 +113,7 @@ const SHAPES = [
 // A NO_PREALLOC map grows its buffer, so it has no wasm memory: one view.
 for (const shape of SHAPES)
   for (const path of shape.flags === 0 ? ["wasm-memory view", "JS-only view"] : ["JS-only view"])
-    test(`reuse, inline reader (${shape.name}, ${path}): ${INLINE_LOOKUPS} lookups see no false match and no torn value`, async () => {
+    test(`reuse, shape reader (${shape.name}, ${path}): ${INLINE_LOOKUPS} lookups see no false match and no torn value`, async () => {
       const map = Htab.create(
         {
           type: shape.type,
@@ -140,14 +141,18 @@ for (const shape of SHAPES)
           valueWords: shape.valueWords,
         }),
       );
-      const r = results[0] as ReaderResult & { inline: boolean };
+      const r = results[0] as ReaderResult & { inline: string };
       const writes = results.slice(1).reduce((a, w) => a + (w as { writes: number }).writes, 0);
       console.log(
-        `# reuse, inline reader (${shape.name}, ${path}): ${r.lookups} lookups (${r.htab.found} hits) during ${writes} writes: ` +
+        `# reuse, ${r.inline} (${shape.name}, ${path}): ${r.lookups} lookups (${r.htab.found} hits) during ${writes} writes: ` +
           `${r.htab.falsePos} false matches, ${r.htab.torn} torn; unvalidated walk ${r.control.falsePos} false matches, ` +
           `${r.control.torn} torn (of ${r.control.found}); lookupMany ${r.many.found} hits, ${r.many.falsePos} false, ${r.many.torn} torn`,
       );
-      assert.ok(r.inline, "the reader's view runs the inline reader");
+      assert.equal(
+        r.inline,
+        path === "wasm-memory view" ? "WasmReader" : `Reader${shape.keyWords}`,
+        "the reader's view runs the shape reader under test",
+      );
       assert.equal(r.fastPath, path === "wasm-memory view", "the reader ran the view under test");
       assert.ok(r.htab.found > 0 && writes > 0, "the race was exercised");
       assert.equal(r.htab.falsePos, 0, "false-positive key matches");
