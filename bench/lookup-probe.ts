@@ -24,6 +24,7 @@ import { TypedMap } from "../src/api/typed-map.js";
 import { Htab } from "../src/core/htab.js";
 import type { HtabView } from "../src/core/htab-view.js";
 import { jhash2OneWord } from "../src/hash/jhash.js";
+import { LRU_LOCAL_FREE_TARGET } from "../src/layout/layout.js";
 import * as codecs from "../src/map/codecs.js";
 import { MapType } from "../src/uapi.js";
 import { ORDER_LEN, ORDER_MASK, order, putU32, randomKeys } from "./keys.js";
@@ -71,9 +72,11 @@ async function rowsAt(entries: number): Promise<{ rows: Row[]; close: () => void
   const h4 = htabMap({ ...spec, valueSize: 4 }, keys, true);
   const tm64 = new TypedMap(h, codecs.u32, codecs.u64);
   const tm32 = new TypedMap(h4, codecs.u32, codecs.u32);
-  const lru = htabMap({ type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: entries }, keys, true);
+  // Sized as the bench's LRU hit row (workloads/lru.ts): nothing evicted, every lookup a hit.
+  const lruMax = entries + 4 * LRU_LOCAL_FREE_TARGET;
+  const lru = htabMap({ type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: lruMax }, keys, true);
   const { LRUCache } = await import("lru-cache");
-  const lc = new LRUCache<number, bigint>({ max: entries });
+  const lc = new LRUCache<number, bigint>({ max: lruMax });
   for (let i = 0; i < keys.length; i++) lc.set(keys[i], 1n);
   const k = new Uint8Array(4);
   const v = new Uint8Array(8);
