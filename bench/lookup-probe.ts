@@ -240,6 +240,37 @@ async function rowsAt(entries: number): Promise<{ rows: Row[]; close: () => void
     out[7] = y >> 24;
     return e;
   };
+  const loadFind = (k0: number, out: Uint8Array): number => {
+    const hash = jhash2OneWord(k0, wv.hashrnd);
+    const b = wv.bucketsBase + (hash & wv.mask) * wv.bucketStrideI32;
+    const s = Atomics.load(ri, b + 1);
+    const e = rmwWalk(b, hash, k0);
+    const x = e > 0 ? ri[e + 6] : 0;
+    const y = e > 0 ? ri[e + 7] : 0;
+    if (((s & 4) | ((s ^ Atomics.load(ri, b + 1)) & ~3)) !== 0) return -1;
+    if (e <= 0) return e;
+    out[0] = x;
+    out[1] = x >> 8;
+    out[2] = x >> 16;
+    out[3] = x >> 24;
+    out[4] = y;
+    out[5] = y >> 8;
+    out[6] = y >> 16;
+    out[7] = y >> 24;
+    return e;
+  };
+  if (wv.homes === 0 && wv.valueOffBytes === 24)
+    rows.push({
+      name: "part: the same closure with Atomics.load as the closing sample",
+      run: (pos, n) => {
+        let hits = 0;
+        for (let i = 0; i < n; i++) {
+          putU32(k, keys[ord[(pos + i) & ORDER_MASK]]);
+          if (loadFind(k[0] | (k[1] << 8) | (k[2] << 16) | (k[3] << 24), v) > 0) hits++;
+        }
+        return hits;
+      },
+    });
   if (wv.homes === 0 && wv.valueOffBytes === 24)
     rows.push({
       name: "part: the reader with an RMW as the closing sample (Atomics.or(seq, 0))",
@@ -248,6 +279,19 @@ async function rowsAt(entries: number): Promise<{ rows: Row[]; close: () => void
         for (let i = 0; i < n; i++) {
           putU32(k, keys[ord[(pos + i) & ORDER_MASK]]);
           if (rmwFind(k[0] | (k[1] << 8) | (k[2] << 16) | (k[3] << 24), v) > 0) hits++;
+        }
+        return hits;
+      },
+    });
+  const jsReader = viewOf(jsNow).reader;
+  if (jsReader !== null)
+    rows.push({
+      name: `part: the JS-only view's reader alone (${jsReader.constructor.name}, no facade checks)`,
+      run: (pos, n) => {
+        let hits = 0;
+        for (let i = 0; i < n; i++) {
+          putU32(k, keys[ord[(pos + i) & ORDER_MASK]]);
+          if (jsReader.lookup(k, 0, v, 0) > 0) hits++;
         }
         return hits;
       },
