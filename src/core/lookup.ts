@@ -19,7 +19,7 @@ import {
   MANY_CHUNK,
 } from "../layout/layout.js";
 import { READ_TIMEDOUT } from "../sentinels.js";
-import { seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
+import { SEQ_LOCKED, SEQ_WAITERS, SEQ_WRITING, seqReadable, seqUnchanged } from "../sync/bucket-seqlock.js";
 import { SPIN_LIMIT } from "../sync/spin.js";
 import { MapFlags } from "../uapi.js";
 import { bucketOf } from "./bucket.js";
@@ -228,21 +228,25 @@ export function lookupScratch(v: HtabView): number {
  * their own), so that a caller's loop holds the whole read.
  */
 export abstract class InlineReader implements ShapeReader {
-  protected readonly i32: Int32Array;
-  protected readonly mask: number;
-  protected readonly buckets: number;
-  protected readonly stride: number;
-  protected readonly rnd: number;
+  // Fields are `declare`d and set in the constructor only: an ES2022 class
+  // field would first define each as undefined, and V8 then keeps a field's
+  // representation general (a tagged load and check per use; measured 5 ns a
+  // lookup at 1k).
+  declare protected readonly i32: Int32Array;
+  declare protected readonly mask: number;
+  declare protected readonly buckets: number;
+  declare protected readonly stride: number;
+  declare protected readonly rnd: number;
   /** Whether bucket records hold home elements (checked first, in the bucket's line). */
-  protected readonly homed: boolean;
-  protected readonly bound: number;
+  declare protected readonly homed: boolean;
+  declare protected readonly bound: number;
   /** Lowest word a link may name (linkInMap()); the highest is i32.length - elemStride, read per walk (NO_PREALLOC grows). */
-  protected readonly lo: number;
-  protected readonly elemStride: number;
+  declare protected readonly lo: number;
+  declare protected readonly elemStride: number;
   /** Word offset of the value in an element. */
-  protected readonly voff: number;
+  declare protected readonly voff: number;
   /** Value words: 1..4 (an element's value area holds at least 2, and 4 when there are more than 2). */
-  protected readonly vw: number;
+  declare protected readonly vw: number;
 
   constructor(v: HtabView) {
     this.i32 = v.i32;
@@ -282,7 +286,7 @@ export abstract class InlineReader implements ShapeReader {
     const p = e + this.voff;
     const z = i32[p + 2];
     const w = i32[p + 3];
-    if (((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK) !== 0) return -1;
+    if (((s ^ Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */)) & -4) !== 0) return -1;
     putWord(out, off, x);
     putWord(out, off + 4, y);
     putWord(out, off + 8, z);
@@ -291,13 +295,25 @@ export abstract class InlineReader implements ShapeReader {
   }
 }
 
-/** Bits of the bucket word two samples must agree on: the seq and WRITING (not LOCKED, WAITERS). */
-const SEQ_VALID_MASK = ~3;
-/** The bucket word's WRITING bit (sync/bucket-seqlock.ts SEQ_WRITING). */
-const WRITING = 4;
-/** A record's home element, and its state word, from the bucket's word index. */
-const HOME = BUCKET_HOME_I32;
-const HOME_STATE = BUCKET_HOME_STATE_I32;
+/**
+ * The readers write the layout's offsets as literals: V8 loads an imported
+ * binding from its module cell, with a TDZ check, at every use (about 2.5 ns
+ * a lookup at 1k, measured). They are the layout's, checked here at load.
+ */
+if (
+  BUCKET_HEAD_I32 !== 0 ||
+  BUCKET_SEQLOCK_I32 !== 1 ||
+  BUCKET_HOME_STATE_I32 !== 3 ||
+  BUCKET_HOME_I32 !== 4 ||
+  ELEM_NEXT_I32 !== 0 ||
+  ELEM_HASH_I32 !== 1 ||
+  ELEM_KEY_I32 !== 4 ||
+  HOME_LINKED !== -1 ||
+  SEQ_WRITING !== 4 ||
+  SEQ_LOCKED !== 1 ||
+  SEQ_WAITERS !== 2
+)
+  throw new Error("lookup.ts: the readers' literal offsets no longer match layout.ts");
 
 /** Word `x` as 4 little-endian bytes at `out[off]`. */
 function putWord(out: Uint8Array, off: number, x: number): void {
@@ -321,22 +337,27 @@ class Reader1 extends InlineReader {
     const i32 = this.i32;
     const hash = jhash2OneWord(k0, this.rnd);
     const b = this.buckets + (hash & this.mask) * this.stride;
-    const s = Atomics.load(i32, b + BUCKET_SEQLOCK_I32);
-    const h = b + HOME;
+    const s = Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */);
+    const h = b + 4; // BUCKET_HOME_I32
     // The home element first (HOME_LINKED: it is on this chain), else the walk from the head.
     const e =
       this.homed &&
-      i32[b + HOME_STATE] === HOME_LINKED &&
-      i32[h + ELEM_HASH_I32] === hash &&
-      i32[h + ELEM_KEY_I32] === k0
+      i32[b + 3 /* BUCKET_HOME_STATE_I32 */] === -1 /* HOME_LINKED */ &&
+      i32[h + 1 /* ELEM_HASH_I32 */] === hash &&
+      i32[h + 4 /* ELEM_KEY_I32 */] === k0
         ? h
         : this.walk(b, hash, k0);
     const p = e + this.voff;
     const x = e > 0 ? i32[p] : 0;
     const y = e > 0 ? i32[p + 1] : 0;
-    if (e > 0 && this.vw > 2) return (s & WRITING) !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
+    if (e > 0 && this.vw > 2) return (s & 4) /* WRITING */ !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
     // Validate: WRITING clear in the first sample, the second equal to it (seqUnchanged()).
-    if (((s & WRITING) | ((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK)) !== 0) return -1;
+    if (
+      ((s & 4) /* WRITING */ |
+        ((s ^ Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */)) & -4)) /* the seq and WRITING */ !==
+      0
+    )
+      return -1;
     if (e <= 0) return e;
     putWord(out, off, x);
     if (this.vw > 1) putWord(out, off + 4, y);
@@ -350,11 +371,11 @@ class Reader1 extends InlineReader {
   private walk(b: number, hash: number, k0: number): number {
     const i32 = this.i32;
     const hi = i32.length - this.elemStride;
-    let e = i32[b + BUCKET_HEAD_I32];
+    let e = i32[b /* + BUCKET_HEAD_I32 */];
     for (let steps = 0; e !== 0; steps++) {
       if (steps >= this.bound || e < this.lo || e > hi) return -1;
-      if (i32[e + ELEM_HASH_I32] === hash && i32[e + ELEM_KEY_I32] === k0) return e;
-      e = i32[e + ELEM_NEXT_I32];
+      if (i32[e + 1 /* ELEM_HASH_I32 */] === hash && i32[e + 4 /* ELEM_KEY_I32 */] === k0) return e;
+      e = i32[e /* + ELEM_NEXT_I32 */];
     }
     return 0;
   }
@@ -374,23 +395,28 @@ class Reader2 extends InlineReader {
     const i32 = this.i32;
     const hash = jhash2Two(k0, k1, this.rnd);
     const b = this.buckets + (hash & this.mask) * this.stride;
-    const s = Atomics.load(i32, b + BUCKET_SEQLOCK_I32);
-    const h = b + HOME;
+    const s = Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */);
+    const h = b + 4; // BUCKET_HOME_I32
     // The home element first (HOME_LINKED: it is on this chain), else the walk from the head.
     const e =
       this.homed &&
-      i32[b + HOME_STATE] === HOME_LINKED &&
-      i32[h + ELEM_HASH_I32] === hash &&
-      i32[h + ELEM_KEY_I32] === k0 &&
-      i32[h + ELEM_KEY_I32 + 1] === k1
+      i32[b + 3 /* BUCKET_HOME_STATE_I32 */] === -1 /* HOME_LINKED */ &&
+      i32[h + 1 /* ELEM_HASH_I32 */] === hash &&
+      i32[h + 4 /* ELEM_KEY_I32 */] === k0 &&
+      i32[h + 4 /* ELEM_KEY_I32 */ + 1] === k1
         ? h
         : this.walk(b, hash, k0, k1);
     const p = e + this.voff;
     const x = e > 0 ? i32[p] : 0;
     const y = e > 0 ? i32[p + 1] : 0;
-    if (e > 0 && this.vw > 2) return (s & WRITING) !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
+    if (e > 0 && this.vw > 2) return (s & 4) /* WRITING */ !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
     // Validate: WRITING clear in the first sample, the second equal to it (seqUnchanged()).
-    if (((s & WRITING) | ((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK)) !== 0) return -1;
+    if (
+      ((s & 4) /* WRITING */ |
+        ((s ^ Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */)) & -4)) /* the seq and WRITING */ !==
+      0
+    )
+      return -1;
     if (e <= 0) return e;
     putWord(out, off, x);
     if (this.vw > 1) putWord(out, off + 4, y);
@@ -404,12 +430,16 @@ class Reader2 extends InlineReader {
   private walk(b: number, hash: number, k0: number, k1: number): number {
     const i32 = this.i32;
     const hi = i32.length - this.elemStride;
-    let e = i32[b + BUCKET_HEAD_I32];
+    let e = i32[b /* + BUCKET_HEAD_I32 */];
     for (let steps = 0; e !== 0; steps++) {
       if (steps >= this.bound || e < this.lo || e > hi) return -1;
-      if (i32[e + ELEM_HASH_I32] === hash && i32[e + ELEM_KEY_I32] === k0 && i32[e + ELEM_KEY_I32 + 1] === k1)
+      if (
+        i32[e + 1 /* ELEM_HASH_I32 */] === hash &&
+        i32[e + 4 /* ELEM_KEY_I32 */] === k0 &&
+        i32[e + 4 /* ELEM_KEY_I32 */ + 1] === k1
+      )
         return e;
-      e = i32[e + ELEM_NEXT_I32];
+      e = i32[e /* + ELEM_NEXT_I32 */];
     }
     return 0;
   }
@@ -436,25 +466,30 @@ class Reader4 extends InlineReader {
     const i32 = this.i32;
     const hash = jhash2Four(k0, k1, k2, k3, this.rnd);
     const b = this.buckets + (hash & this.mask) * this.stride;
-    const s = Atomics.load(i32, b + BUCKET_SEQLOCK_I32);
-    const h = b + HOME;
+    const s = Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */);
+    const h = b + 4; // BUCKET_HOME_I32
     // The home element first (HOME_LINKED: it is on this chain), else the walk from the head.
     const e =
       this.homed &&
-      i32[b + HOME_STATE] === HOME_LINKED &&
-      i32[h + ELEM_HASH_I32] === hash &&
-      i32[h + ELEM_KEY_I32] === k0 &&
-      i32[h + ELEM_KEY_I32 + 1] === k1 &&
-      i32[h + ELEM_KEY_I32 + 2] === k2 &&
-      i32[h + ELEM_KEY_I32 + 3] === k3
+      i32[b + 3 /* BUCKET_HOME_STATE_I32 */] === -1 /* HOME_LINKED */ &&
+      i32[h + 1 /* ELEM_HASH_I32 */] === hash &&
+      i32[h + 4 /* ELEM_KEY_I32 */] === k0 &&
+      i32[h + 4 /* ELEM_KEY_I32 */ + 1] === k1 &&
+      i32[h + 4 /* ELEM_KEY_I32 */ + 2] === k2 &&
+      i32[h + 4 /* ELEM_KEY_I32 */ + 3] === k3
         ? h
         : this.walk(b, hash, k0, k1, k2, k3);
     const p = e + this.voff;
     const x = e > 0 ? i32[p] : 0;
     const y = e > 0 ? i32[p + 1] : 0;
-    if (e > 0 && this.vw > 2) return (s & WRITING) !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
+    if (e > 0 && this.vw > 2) return (s & 4) /* WRITING */ !== 0 ? -1 : this.high(e, out, off, s, b, x, y);
     // Validate: WRITING clear in the first sample, the second equal to it (seqUnchanged()).
-    if (((s & WRITING) | ((s ^ Atomics.load(i32, b + BUCKET_SEQLOCK_I32)) & SEQ_VALID_MASK)) !== 0) return -1;
+    if (
+      ((s & 4) /* WRITING */ |
+        ((s ^ Atomics.load(i32, b + 1 /* BUCKET_SEQLOCK_I32 */)) & -4)) /* the seq and WRITING */ !==
+      0
+    )
+      return -1;
     if (e <= 0) return e;
     putWord(out, off, x);
     if (this.vw > 1) putWord(out, off + 4, y);
@@ -468,18 +503,18 @@ class Reader4 extends InlineReader {
   private walk(b: number, hash: number, k0: number, k1: number, k2: number, k3: number): number {
     const i32 = this.i32;
     const hi = i32.length - this.elemStride;
-    let e = i32[b + BUCKET_HEAD_I32];
+    let e = i32[b /* + BUCKET_HEAD_I32 */];
     for (let steps = 0; e !== 0; steps++) {
       if (steps >= this.bound || e < this.lo || e > hi) return -1;
       if (
-        i32[e + ELEM_HASH_I32] === hash &&
-        i32[e + ELEM_KEY_I32] === k0 &&
-        i32[e + ELEM_KEY_I32 + 1] === k1 &&
-        i32[e + ELEM_KEY_I32 + 2] === k2 &&
-        i32[e + ELEM_KEY_I32 + 3] === k3
+        i32[e + 1 /* ELEM_HASH_I32 */] === hash &&
+        i32[e + 4 /* ELEM_KEY_I32 */] === k0 &&
+        i32[e + 4 /* ELEM_KEY_I32 */ + 1] === k1 &&
+        i32[e + 4 /* ELEM_KEY_I32 */ + 2] === k2 &&
+        i32[e + 4 /* ELEM_KEY_I32 */ + 3] === k3
       )
         return e;
-      e = i32[e + ELEM_NEXT_I32];
+      e = i32[e /* + ELEM_NEXT_I32 */];
     }
     return 0;
   }
@@ -534,12 +569,12 @@ export function jhash2Four(k0: number, k1: number, k2: number, k3: number, initv
  * InlineReader wherever the view has the wasm memory.
  */
 class WasmReader implements ShapeReader {
-  private readonly i32: Int32Array;
+  declare private readonly i32: Int32Array;
   /** Word index of the scratch key and of the scratch value. */
-  private readonly key: number;
-  private readonly val: number;
-  private readonly keyWords: number;
-  private readonly vw: number;
+  declare private readonly key: number;
+  declare private readonly val: number;
+  declare private readonly keyWords: number;
+  declare private readonly vw: number;
 
   constructor(
     v: HtabView,
