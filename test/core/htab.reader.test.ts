@@ -28,10 +28,11 @@ test("jhash2Two and jhash2Four equal jhash2 over 2 and 4 words", () => {
   }
 });
 
-test("readerFor: WasmReader with the wasm memory, Reader1/2/4 without, none for other shapes", () => {
+test("readerFor: WasmReader with the wasm memory, Reader1/2/4 (Flat: no homes, values <= 8 B) without, none for other shapes", () => {
   const cases: [object, string, string][] = [
-    [{ type: MapType.Hash, keySize: 4, valueSize: 8 }, "WasmReader", "Reader1"],
-    [{ type: MapType.Hash, keySize: 8, valueSize: 4 }, "WasmReader", "Reader2"],
+    [{ type: MapType.Hash, keySize: 4, valueSize: 8 }, "WasmReader", "Reader1Flat"],
+    [{ type: MapType.Hash, keySize: 8, valueSize: 4 }, "WasmReader", "Reader2Flat"],
+    [{ type: MapType.Hash, keySize: 16, valueSize: 8 }, "WasmReader", "Reader4Flat"],
     [{ type: MapType.LruHash, keySize: 16, valueSize: 16 }, "WasmReader", "Reader4"],
     [{ type: MapType.Hash, keySize: 4, valueSize: 12, flags: MapFlags.NoPrealloc }, "Reader1", "Reader1"],
     [{ type: MapType.Hash, keySize: 4, valueSize: 20 }, "", ""], // value over 16 bytes

@@ -109,6 +109,15 @@ const SHAPES = [
     homes: false,
     flags: MapFlags.NoPrealloc,
   },
+  {
+    name: "16 B -> 8 B, HASH without homes",
+    type: MapType.Hash,
+    keyWords: 4,
+    valueWords: 2,
+    homes: false,
+    flags: 0,
+  },
+  { name: "u32 -> 8 B, LRU_HASH", type: MapType.LruHash, keyWords: 1, valueWords: 2, homes: false, flags: 0 },
 ];
 // A NO_PREALLOC map grows its buffer, so it has no wasm memory: one view.
 for (const shape of SHAPES)
@@ -148,11 +157,12 @@ for (const shape of SHAPES)
           `${r.htab.falsePos} false matches, ${r.htab.torn} torn; unvalidated walk ${r.control.falsePos} false matches, ` +
           `${r.control.torn} torn (of ${r.control.found}); lookupMany ${r.many.found} hits, ${r.many.falsePos} false, ${r.many.torn} torn`,
       );
-      assert.equal(
-        r.inline,
-        path === "wasm-memory view" ? "WasmReader" : `Reader${shape.keyWords}`,
-        "the reader's view runs the shape reader under test",
-      );
+      // JS-only views: Reader1/2/4, or its Flat variant on maps without homes and values of at most 8 bytes.
+      const want =
+        path === "wasm-memory view"
+          ? "WasmReader"
+          : `Reader${shape.keyWords}${!shape.homes && shape.valueWords <= 2 ? "Flat" : ""}`;
+      assert.equal(r.inline, want, "the reader's view runs the shape reader under test");
       assert.equal(r.fastPath, path === "wasm-memory view", "the reader ran the view under test");
       assert.ok(r.htab.found > 0 && writes > 0, "the race was exercised");
       assert.equal(r.htab.falsePos, 0, "false-positive key matches");
