@@ -116,6 +116,59 @@
  * | hdr INNER_*     | the creator of a map-in-map      | outer-map updates        | plain; immutable after create |
  * | domain COUNT    | the creator of a map, holding ALLOC_LOCK, after the map's region and directory entry are written | mapById() in any thread | Atomics: publishes the entry |
  * | domain owners   | attach (CAS free -> alive), reap, close | attach | Atomics |
+ *
+ * Why a reader's plain loads are not torn (the lock-free lookups: core/lookup.ts
+ * lookupJs() and InlineReader, fast-path.wat $find). In the JS memory model's
+ * terms (ECMA-262 "Memory Model"; wasm's threads model is the same): the bucket
+ * word is only ever accessed with SeqCst events, and every write to it is a
+ * read-modify-write (the locking CAS, the WRITING OR, the unlocking exchange;
+ * crash recovery's too), so its writes form one chain in which each reads the
+ * one before. A writer sets WRITING (RMW `L`) before its first plain store `w`
+ * a reader could see and clears it with the unlocking exchange `U` after its
+ * last. A reader makes SeqCst load `s1`, plain (Unordered) loads `d` of HEAD,
+ * HOME_STATE, links, hashes, keys and the value, then SeqCst load `s2`, and
+ * keeps what it read only if both samples have WRITING clear and the same seq.
+ * - No stale read. `s1` reads from `U` of the last section that wrote (or a
+ *   non-writing lock/unlock RMW chained after it), so `U` synchronizes-with
+ *   `s1`: that section's stores happen-before every `d`, and coherent reads
+ *   forbid a `d` from returning a value they overwrote. This holds in the
+ *   model, for plain and atomic loads alike.
+ * - No read of a section that began after `s1`. `s2` saw the word without that
+ *   section's WRITING, so `s2` precedes its `L` in memory-order; `L` precedes
+ *   `w` and `d` precedes `s2` (agent-order). But the model only keeps a plain
+ *   `d` from reading `w` when `d` happens-before `w`, and nothing synchronizes
+ *   from the reader to the writer: `s2` is a load, which no RMW reads from. So
+ *   the model does NOT guarantee this half with a SeqCst load as the closing
+ *   sample. It would with a SeqCst RMW there that leaves the word as it is
+ *   (`Atomics.or(i32, seq, 0)`, wasm `i32.atomic.rmw.or`): `L` then reads from
+ *   it (directly or through the chain), so `s2` synchronizes-with `L`, `d`
+ *   happens-before `w`, and `d` cannot read `w`. Not taken: every lookup
+ *   would write its bucket's line, which two readers of the same buckets then
+ *   pass back and forth (the lookups' 2-worker scaling), and it is a locked
+ *   instruction per lookup (not measured here yet).
+ * - What holds on hardware, under the mappings the engines use. x86-64 (V8,
+ *   SpiderMonkey, JSC; the machines this project is tested on): SeqCst and
+ *   plain loads are both MOV, RMWs are LOCK-prefixed (full fences); TSO keeps
+ *   loads in order with loads and stores with stores, so each `d` is performed
+ *   before `s2` and no `w` becomes visible before `L`: the torn outcome needs
+ *   one of the two. The compiler must keep the order too: V8 treats an
+ *   `Atomics` call (a builtin call in V8 11) and a wasm atomic as touching
+ *   any memory, so it neither moves nor merges a typed-array load across
+ *   one. ARMv8 (V8's mapping: SeqCst load LDAR,
+ *   plain LDR, RMW LDAXR/STLXR or CASAL): LDAR `s1` orders the later `d`
+ *   after it, so the first half holds; but an earlier LDR may be satisfied
+ *   after a later LDAR, so a `d` may read `w` after `s2` read the old word,
+ *   and a plain store after a store-release RMW may become visible before it
+ *   (Linux puts smp_wmb() after write_seqcount_begin() for this). So on ARM
+ *   the lookups are correct only with the closing RMW above; in wasm the
+ *   data loads as atomic loads (LDAR, in order with `s2`; on x86 a plain MOV)
+ *   cover the reader's side, and the writer's side needs a fence after the
+ *   WRITING mark, which only another SeqCst RMW expresses. The reuse and
+ *   stress tests (test/core/htab.reuse.test.ts, htab.stress.test.ts) check
+ *   x86 only.
+ * HOME_STATE is written with Atomics.store; a reader may load it plainly inside
+ *   its window (InlineReader does): its changes to or from HOME_LINKED happen
+ *   only inside the home bucket's WRITING window, which the samples check.
  */
 
 import { isLru, isPercpu } from "../map/traits.js";
