@@ -9,7 +9,8 @@
  * - 7 `bpf_get_prandom_u32`: a per-VM xorshift32 stream;
  * - 8 `bpf_get_smp_processor_id`: the VM's CPU slot;
  * - 181 `bpf_loop(nr, callback, ctx, flags)`: at most 2^23 iterations
- *   (-E2BIG above, as the kernel), flags must be 0 (-EINVAL); the callback
+ *   (above: -E2BIG as the kernel's inlined loop answers it, all 64 bits of
+ *   `nr` compared, r0 zero-extended), flags must be 0 (-EINVAL); the callback
  *   returns 0 to continue, 1 to stop; returns the iterations run.
  * - 28 `bpf_csum_diff(from, from_size, to, to_size, seed)`: net/core/filter.c
  *   as of 6.18 (checked against it): any sizes (no multiple-of-4 rule any
@@ -120,8 +121,11 @@ function tracePrintk(vm: Vm, fmtPtr: bigint, size: bigint, a1: bigint, a2: bigin
 
 function loop(vm: Vm, nr: bigint, fn: bigint, ctx: bigint, flags: bigint): bigint {
   if (flags !== 0n) return errnoRet(Errno.EINVAL);
-  const count = Number(nr & 0xffffffffn);
-  if (count > MAX_LOOPS) return errnoRet(Errno.E2BIG);
+  // With flags 0 the verifier inlines the call (inline_bpf_loop): it compares
+  // all 64 bits of `nr` with BPF_MAX_LOOPS and sets r0 with a 32-bit move, so
+  // -E2BIG comes back zero-extended.
+  if (nr > BigInt(MAX_LOOPS)) return BigInt(-Errno.E2BIG >>> 0);
+  const count = Number(nr);
   const pc = vm.functionAt(fn);
   if (pc < 0)
     throw new BpfError(

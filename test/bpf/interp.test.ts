@@ -425,6 +425,22 @@ test("bpf_loop: the callback runs nr times with its index and ctx, 1 stops it, o
   assert.equal(run(loop(10, 3)), (4n << 32n) | 6n);
   assert.equal(run(loop(MAX_LOOPS + 1, -1)) >> 32n, U64(-7n) & 0xffffffffn); // -E2BIG, truncated by the shift
   assert.equal(run(loop(1, -1, 1)) >> 32n, U64(-22n) & 0xffffffffn);
+  // As the kernel's inlined bpf_loop (flags 0): all 64 bits of nr are compared
+  // (2^32 + 5 is not 5 loops), and -E2BIG comes back zero-extended.
+  const wide = program(
+    asm.movImm(R1, 1),
+    asm.aluImm("lsh", R1, 32),
+    asm.aluImm("add", R1, 5),
+    insn(Class.LD | Size.DW | Mode.IMM, R2, PseudoLd.func, 0, 5), // -> insn 9
+    insn(0, 0, 0, 0, 0),
+    asm.movImm(R3, 0),
+    asm.movImm(4, 0),
+    asm.call(Helper.loop),
+    asm.exit(),
+    asm.movImm(R0, 0),
+    asm.exit(),
+  );
+  assert.equal(run(wide), 0xfffffff9n);
 });
 
 test("trace_printk formats into the VM's log and returns the length", () => {
