@@ -858,6 +858,11 @@
       (i32.mul (i32.and (i32.load offset=4 (local.get $ea)) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
     (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
     (local.set $saved (i32.load offset=48 (local.get $rec)))
+    ;; Sections active and one of them this thread's own: evicted now, the
+    ;; element would wait in limbo for a section that cannot end before this
+    ;; allocation does (the key would only be lost). Left linked (elems/lru.ts).
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
+      (then (if (call $ownSection (local.get $d)) (then (return (i32.const 0))))))
     ;; lockBucket(): a held lock is waited for in JS (which takes it with LOCKED only).
     (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
       (then
@@ -898,6 +903,23 @@
     (call $limboPush (local.get $base) (i32.load offset=44 (local.get $d)) (local.get $e))
     (i32.store offset=48 (local.get $rec) (local.get $saved))
     (i32.const 2))
+
+  ;; grace.ts ownSection() >= 0: a slot whose claim word is this slot's (this
+  ;; thread's token: PCPU CLAIM +56) has its section open (PCPU SECTION +20).
+  (func $ownSection (param $d i32) (result i32)
+    (local $rec i32) (local $end i32) (local $me i32)
+    (local.set $me (i32.atomic.load offset=56 (i32.load offset=56 (local.get $d))))
+    (local.set $rec (i32.load offset=40 (local.get $d)))
+    (local.set $end (i32.add (local.get $rec) (i32.shl (i32.load offset=48 (local.get $d)) (i32.const 6))))
+    (block $none
+      (loop $slots
+        (br_if $none (i32.ge_u (local.get $rec) (local.get $end)))
+        (if (i32.and (i32.ne (i32.atomic.load offset=20 (local.get $rec)) (i32.const 0))
+              (i32.eq (i32.atomic.load offset=56 (local.get $rec)) (local.get $me)))
+          (then (return (i32.const 1))))
+        (local.set $rec (i32.add (local.get $rec) (i32.const 64)))
+        (br $slots)))
+    (i32.const 0))
 
   ;; BpfLru.evict(): true when freed; an element left in limbo leaves the lists.
   (func $evict (param $d i32) (param $n i32) (result i32)

@@ -41,6 +41,9 @@ import { lruRepair } from "./lru-repair.js";
  */
 function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   const i32 = v.i32;
+  // Evicted now, the element would wait in limbo for this thread's own open section, which cannot
+  // end before this allocation does: the eviction would only lose the key. Leave it linked.
+  if (!noSections(v) && ownSection(v) >= 0) return DEL_NOT_FOUND;
   const e = elemOf(v, n);
   // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
   const b = bucketOf(v, i32[e + ELEM_HASH_I32]);
