@@ -498,6 +498,7 @@
   (func $lockAndFind (param $d i32) (param $hash i32) (result i32)
     (local $base i32) (local $b i32) (local $ba i32) (local $key i32) (local $kw i32)
     (local $e i32) (local $ea i32) (local $prev i32) (local $steps i32)
+    (local $lo i32) (local $span i32) (local $bound i32)
     (local.set $base (i32.load (local.get $d)))
     (local.set $b (i32.add (i32.load offset=4 (local.get $d))
       (i32.mul (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
@@ -506,12 +507,16 @@
       (then (return (i32.const -1))))
     (local.set $key (i32.load offset=16 (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
+    ;; The walk's bounds, in locals: one compare each per step.
+    (local.set $lo (i32.load offset=100 (local.get $d)))
+    (local.set $span (i32.load offset=104 (local.get $d)))
+    (local.set $bound (i32.load offset=36 (local.get $d)))
     (local.set $e (i32.load (local.get $ba)))
     (block $found
       (loop $walk
         (br_if $found (i32.eqz (local.get $e)))
-        (if (i32.or (i32.ge_u (local.get $steps) (i32.load offset=36 (local.get $d)))
-              (i32.gt_u (i32.sub (local.get $e) (i32.load offset=100 (local.get $d))) (i32.load offset=104 (local.get $d))))
+        (if (i32.or (i32.ge_u (local.get $steps) (local.get $bound))
+              (i32.gt_u (i32.sub (local.get $e) (local.get $lo)) (local.get $span)))
           (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1))))
         (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
         (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
