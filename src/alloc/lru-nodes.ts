@@ -225,11 +225,24 @@ export class LruNodes {
     i32[this.w(x) + LRU_NODE_PREV_I32] = n;
     i32[this.w(h) + LRU_NODE_NEXT_I32] = n;
   }
-  /** del() then add(), every link checked before the first write (a damaged head leaves `n` where it was). */
+  /**
+   * del() then add(), each link read checked once, before the first write (a
+   * damaged head leaves `n` where it was). After the del, h's next is either
+   * the one checked here or n's old next (checked too): read unchecked.
+   */
   protected move(n: number, h: number): void {
+    const i32 = this.i32;
     this.next(h);
-    this.del(n);
-    this.add(n, h);
+    const p = this.prev(n);
+    const x = this.next(n);
+    const wn = this.w(n);
+    i32[this.w(p) + LRU_NODE_NEXT_I32] = x;
+    i32[this.w(x) + LRU_NODE_PREV_I32] = p;
+    const hx = this.rawNext(h);
+    i32[wn + LRU_NODE_PREV_I32] = h;
+    i32[wn + LRU_NODE_NEXT_I32] = hx;
+    i32[this.w(hx) + LRU_NODE_PREV_I32] = n;
+    i32[this.w(h) + LRU_NODE_NEXT_I32] = n;
   }
   /** Check the links a move of `n` after sentinel `h` follows, before a caller writes anything about `n`. */
   protected movable(n: number, h: number): void {
@@ -259,37 +272,36 @@ export class LruNodes {
    * the refill buffer. Kernel: __bpf_lru_node_move_to_free().
    */
   protected moveToFree(l: number, n: number, dest: number, tgtType: number): void {
-    this.movable(n, dest >= 0 ? dest : n);
+    const t = this.type(n);
     this.skipCursor(l, n);
-    this.countAdd(l, this.type(n), -1);
-    this.setType(n, tgtType);
+    // The move first: it checks its links before writing, so damage leaves counts and type as they were.
     if (dest >= 0) this.move(n, dest);
     else {
       this.del(n);
       this.tmp[this.tmpLen++] = n;
     }
+    this.countAdd(l, t, -1);
+    this.setType(n, tgtType);
   }
 
   /** A pending node joins the common lists. Kernel: __bpf_lru_node_move_in(). */
   protected moveIn(l: number, n: number, tgtType: number): void {
-    this.movable(n, this.head(l, tgtType));
+    this.move(n, this.head(l, tgtType));
     this.countAdd(l, tgtType, 1);
     this.setType(n, tgtType);
     this.clearRef(n);
-    this.move(n, this.head(l, tgtType));
   }
 
   /** Kernel: __bpf_lru_node_move(). */
   protected moveTo(l: number, n: number, tgtType: number): void {
-    this.movable(n, this.head(l, tgtType));
     const t = this.type(n);
+    this.skipCursor(l, n);
+    this.move(n, this.head(l, tgtType));
     if (t !== tgtType) {
       this.countAdd(l, t, -1);
       this.countAdd(l, tgtType, 1);
       this.setType(n, tgtType);
     }
     this.clearRef(n);
-    this.skipCursor(l, n);
-    this.move(n, this.head(l, tgtType));
   }
 }
