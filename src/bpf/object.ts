@@ -120,6 +120,34 @@ class ValueRegion extends Region {
 /** The key of a global section's only element. */
 const GLOBAL_KEY = new Uint8Array(4);
 
+/**
+ * A global section's bytes now, from its single-element ARRAY map (either
+ * backend's). @throws BpfError with the map's errno
+ */
+export function readGlobal(map: RawMap, section: string): Uint8Array {
+  const out = new Uint8Array(map.info.valueSize);
+  const r = map.lookupElem(GLOBAL_KEY, out);
+  if (r !== 0) throw new BpfError("global", -r, `${section}: ${map.lastError}`);
+  return out;
+}
+
+/**
+ * Write `bytes` at byte `offset` of a global section, as one update of its
+ * map's element. @throws BpfError EINVAL for bytes past the section, the map's errno (EPERM: a frozen `.rodata`)
+ */
+export function writeGlobal(map: RawMap, section: string, bytes: Uint8Array, offset: number): void {
+  const cur = readGlobal(map, section);
+  if (!Number.isInteger(offset) || offset < 0 || offset + bytes.length > cur.length)
+    throw new BpfError(
+      "global",
+      Errno.EINVAL,
+      `${bytes.length} bytes at ${offset} do not fit ${section} (${cur.length} bytes)`,
+    );
+  cur.set(bytes, offset);
+  const r = map.updateElem(GLOBAL_KEY, cur, 0);
+  if (r !== 0) throw new BpfError("global", -r, `${section}: ${map.lastError}`);
+}
+
 /** A global section (`.data`, `.bss`, `.rodata`, …) of a loaded object: a one-element ARRAY map. */
 export class GlobalSection {
   /** The section's bytes, as programs see them: a live view of the map's only element. */
@@ -136,10 +164,7 @@ export class GlobalSection {
   }
   /** A copy of the section's bytes now (an untorn lookup of the map's element). */
   read(): Uint8Array {
-    const out = new Uint8Array(this.map.info.valueSize);
-    const r = this.map.lookupElem(GLOBAL_KEY, out);
-    if (r !== 0) throw new BpfError("global", -r, `${this.section}: ${this.map.lastError}`);
-    return out;
+    return readGlobal(this.map, this.section);
   }
   /**
    * Write `bytes` at byte `offset` of the section (what the next run sees), as
@@ -147,16 +172,7 @@ export class GlobalSection {
    * @throws BpfError EPERM for a frozen `.rodata` (as the kernel answers)
    */
   write(bytes: Uint8Array, offset = 0): void {
-    const cur = this.read();
-    if (offset < 0 || offset + bytes.length > cur.length)
-      throw new BpfError(
-        "global",
-        Errno.EINVAL,
-        `${bytes.length} bytes at ${offset} do not fit ${this.section} (${cur.length} bytes)`,
-      );
-    cur.set(bytes, offset);
-    const r = this.map.updateElem(GLOBAL_KEY, cur, 0);
-    if (r !== 0) throw new BpfError("global", -r, `${this.section}: ${this.map.lastError}`);
+    writeGlobal(this.map, this.section, bytes, offset);
   }
   /** The bytes of variable `name` (a view: writes show in the next run). */
   variable(name: string): Uint8Array {

@@ -32,7 +32,7 @@ import {
   openObject,
   type ProgramDef,
 } from "../bpf/loader.js";
-import type { RunOptions } from "../bpf/object.js";
+import { type RunOptions, readGlobal, writeGlobal } from "../bpf/object.js";
 import { BpfError, Errno } from "../errors.js";
 import type { MapInfo } from "../map/raw-map.js";
 import { MapType } from "../uapi.js";
@@ -149,8 +149,6 @@ export class KernelGlobal implements ObjectGlobal {
   readonly section: string;
   readonly readonly: boolean;
   readonly vars: readonly GlobalVar[];
-  private readonly key = new Uint8Array(4);
-
   constructor(
     def: MapDef,
     /** The ARRAY map holding the section. */
@@ -164,24 +162,12 @@ export class KernelGlobal implements ObjectGlobal {
   }
 
   read(): Uint8Array {
-    const out = new Uint8Array(this.map.info.valueSize);
-    const r = this.map.lookupElem(this.key, out, 0);
-    if (r !== 0) throw new BpfError("global", -r, `${this.section}: ${this.map.lastError}`);
-    return out;
+    return readGlobal(this.map, this.section);
   }
 
   /** @throws BpfError EPERM for a frozen `.rodata` (as the kernel answers) */
   write(bytes: Uint8Array, offset = 0): void {
-    const cur = this.read();
-    if (offset < 0 || offset + bytes.length > cur.length)
-      throw new BpfError(
-        "global",
-        Errno.EINVAL,
-        `${bytes.length} bytes at ${offset} do not fit ${this.section} (${cur.length} bytes)`,
-      );
-    cur.set(bytes, offset);
-    const r = this.map.updateElem(this.key, cur, 0);
-    if (r !== 0) throw new BpfError("global", -r, `${this.section}: ${this.map.lastError}`);
+    writeGlobal(this.map, this.section, bytes, offset);
   }
 
   /** A copy of variable `name`'s bytes now. */

@@ -455,8 +455,10 @@ test("bpf_loop with a callback in a syscall program: the context comes back writ
   r = prog.run(new Uint8Array(0), { ctx: args(100, 10, 2n) });
   assert.deepEqual(out(r.ctx), { sum: 2n * 45n, iterations: 11n });
   r = prog.run(new Uint8Array(0), { ctx: args((1 << 23) + 1, 0, 1n) });
-  assert.deepEqual(out(r.ctx), { sum: 0n, iterations: -7n }); // -E2BIG
-  assert.equal(r.retval, 1);
+  // -E2BIG as the kernel's inlined bpf_loop leaves it in r0: zero-extended from 32 bits,
+  // so the program's `< 0` test does not see it (the 6.18 kernel gives the same ctx and retval).
+  assert.deepEqual(out(r.ctx), { sum: 0n, iterations: 0xfffffff9n });
+  assert.equal(r.retval, 0);
 });
 
 test("runs that break the rules stop with a typed error naming the instruction; locks are released, maps stay fsck-clean", {
