@@ -65,3 +65,9 @@ export const ALLOC_NOMEM = SENTINEL_BASE - 22;
 export const ALLOC_HELD = SENTINEL_BASE - 23;
 /** BpfLru.popFree(): back out, repair, call again. */
 export const LRU_RETRY = SENTINEL_BASE - 19;
+/**
+ * BpfLru.popFree() / steal(): an LRU list, list head or node is damaged (a
+ * link outside the map's LRU, a cycle): every LRU lock this slot held is
+ * released, nothing was claimed, and BpfLru.damage says where.
+ */
+export const LRU_CORRUPT = SENTINEL_BASE - 24;

@@ -25,6 +25,16 @@
  * rebuild(), which takes all of them in index order while nothing else holds two).
  * Every node field and list head is written only under the lock of the list
  * the node is on; REF is the exception (see the layout's ordering table).
+ *
+ * Damaged memory: every link a list operation follows is checked first
+ * (LruNodes.next()/prev(): a node of this map's LRU; walked(): an element's
+ * node of the walked list's type; nodeCpu(): a CPU of the map), every walk
+ * is bounded by the node count, and each list primitive checks all it reads
+ * before its first write. Damage throws LruDamage, which popFree(),
+ * pushFree() and steal() catch: they release every LRU lock this slot holds
+ * and answer LRU_CORRUPT (pushFree(): false), with `damage` saying where.
+ * Moves a walk made before it met the damage are recency moves between
+ * well-formed lists; nothing is claimed or filed.
  */
 import {
   LRU_LIST_COUNT_ACTIVE_I32,
@@ -34,11 +44,12 @@ import {
   LRU_LOCAL_FREE_HEAD_I32,
   LRU_LOCAL_LOCK_I32,
   LRU_LOCAL_NEXT_STEAL_I32,
+  LRU_NODE_META_I32,
   LRU_NODE_NEXT_I32,
   LRU_NODE_PREV_I32,
   LRU_SENTINELS_PER_LIST,
 } from "../layout/layout.js";
-import { LRU_RETRY } from "../sentinels.js";
+import { LRU_CORRUPT, LRU_RETRY } from "../sentinels.js";
 import { LOCK_WAITERS, lockAcquire, lockOwner } from "../sync/owner-lock.js";
 import {
   CLASS_FREE,
@@ -51,6 +62,7 @@ import {
   LRU_T_LIMBO,
   LRU_T_LOCAL_FREE,
   LRU_T_LOCAL_PENDING,
+  LruDamage,
   LruNodes,
   PERCPU_FREE_TARGET,
 } from "./lru-nodes.js";
@@ -70,6 +82,7 @@ export class BpfLru extends LruNodes {
     const first = this.next(h);
     let i = 0;
     for (let n = this.prev(h); n !== h; ) {
+      this.walked(n, LRU_T_ACTIVE);
       const p = this.prev(n);
       this.moveTo(l, n, this.isRef(n) ? LRU_T_ACTIVE : LRU_T_INACTIVE);
       if (++i === this.nrScans || n === first) break;
@@ -82,16 +95,21 @@ export class BpfLru extends LruNodes {
     const h = this.head(l, LRU_T_INACTIVE);
     if (this.empty(h)) return;
     const cursor = this.listAt(l) + LRU_LIST_NEXT_INACTIVE_ROT_I32;
-    let last = this.next(this.i32[cursor]);
+    const at = this.i32[cursor];
+    if (at >>> 0 >= this.nodeCount) this.damaged(`list ${l}'s rotation cursor is ${at}`);
+    let last = this.next(at);
     if (last === h) last = this.next(last);
-    let cur = this.i32[cursor];
+    let cur = at;
     let next = h;
     let i = 0;
-    while (i < this.nrScans) {
+    // Every step moves to the previous node, at most once round the list: more is a cycle.
+    for (let steps = 0; i < this.nrScans; steps++) {
+      if (steps > this.nodeCount) this.damaged(`list ${l} INACTIVE does not come back to its head`);
       if (cur === h) {
         cur = this.prev(cur);
         continue;
       }
+      this.walked(cur, LRU_T_INACTIVE);
       next = this.prev(cur);
       if (this.isRef(cur)) this.moveTo(l, cur, LRU_T_ACTIVE);
       if (cur === last) break;
@@ -109,7 +127,8 @@ export class BpfLru extends LruNodes {
   }
 
   /** Evict via the map; false if the element was not linked. Deferred nodes leave the lists. */
-  private evict(l: number, n: number): boolean {
+  private evict(l: number, n: number, dest: number): boolean {
+    this.movable(n, dest >= 0 ? dest : n); // checked before the element leaves its bucket
     const r = this.delFromHtab(n);
     if (r === DEL_DEFERRED) this.toLimbo(l, n);
     return r === DEL_FREED;
@@ -121,9 +140,10 @@ export class BpfLru extends LruNodes {
     let got = 0;
     let i = 0;
     for (let n = this.prev(h); n !== h; ) {
+      this.walked(n, LRU_T_INACTIVE);
       const p = this.prev(n);
       if (this.isRef(n)) this.moveTo(l, n, LRU_T_ACTIVE);
-      else if (this.evict(l, n)) {
+      else if (this.evict(l, n, dest)) {
         this.moveToFree(l, n, dest, tgtType);
         if (++got === want) break;
       }
@@ -139,9 +159,12 @@ export class BpfLru extends LruNodes {
     if (got !== 0) return got;
     const inactive = this.head(l, LRU_T_INACTIVE);
     const h = this.empty(inactive) ? this.head(l, LRU_T_ACTIVE) : inactive;
-    for (let n = this.prev(h); n !== h; ) {
+    const type = h === inactive ? LRU_T_INACTIVE : LRU_T_ACTIVE;
+    for (let n = this.prev(h), steps = 0; n !== h; steps++) {
+      if (steps >= this.numElems) this.damaged(`list ${l} type ${type} does not come back to its head`);
+      this.walked(n, type);
       const p = this.prev(n);
-      if (this.evict(l, n)) {
+      if (this.evict(l, n, dest)) {
         this.moveToFree(l, n, dest, tgtType);
         return 1;
       }
@@ -155,7 +178,9 @@ export class BpfLru extends LruNodes {
   /** Kernel: __local_list_flush(). Requires: list 0 and local `c` locks held. */
   private flushPending(c: number): void {
     const h = this.pendingHead(c);
-    for (let n = this.prev(h); n !== h; ) {
+    for (let n = this.prev(h), steps = 0; n !== h; steps++) {
+      if (steps >= this.numElems) this.damaged(`CPU ${c}'s PENDING list does not come back to its head`);
+      this.walked(n, LRU_T_LOCAL_PENDING);
       const p = this.prev(n);
       this.moveIn(0, n, this.isRef(n) ? LRU_T_ACTIVE : LRU_T_INACTIVE);
       n = p;
@@ -170,12 +195,18 @@ export class BpfLru extends LruNodes {
     this.i32[i] = n;
   }
 
-  /** Requires: local `c` lock held. */
+  /** Requires: local `c` lock held. The stack's head and its next are checked before anything moves. */
   private localPop(c: number): number {
     const i = this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32;
     const n = this.i32[i];
-    if (n < 0) return -1;
-    this.i32[i] = this.next(n);
+    if (n === -1) return -1;
+    const x = n >>> 0 < this.numElems ? this.rawNext(n) : n;
+    if (n >>> 0 >= this.numElems || (x !== -1 && x >>> 0 >= this.numElems))
+      this.damaged(`CPU ${c}'s local FREE stack links to node ${x}, not an element's`);
+    if (this.type(n) !== LRU_T_LOCAL_FREE)
+      this.damaged(`node ${n} on CPU ${c}'s local FREE stack has type ${this.type(n)}`);
+    this.next(this.pendingHead(c)); // where the caller puts it next: checked before it leaves the stack
+    this.i32[i] = x;
     this.initHead(n);
     return n;
   }
@@ -238,9 +269,12 @@ export class BpfLru extends LruNodes {
   private popPending(c: number): number {
     const h = this.pendingHead(c);
     for (let force = 0; force < 2; force++) {
-      for (let n = this.prev(h); n !== h; ) {
+      for (let n = this.prev(h), steps = 0; n !== h; steps++) {
+        if (steps >= this.numElems) this.damaged(`CPU ${c}'s PENDING list does not come back to its head`);
+        this.walked(n, LRU_T_LOCAL_PENDING);
         const p = this.prev(n);
         if (force === 1 || !this.isRef(n)) {
+          this.next(n); // checked before the element leaves its bucket
           const r = this.delFromHtab(n);
           if (r === DEL_FREED) {
             this.del(n);
@@ -298,9 +332,18 @@ export class BpfLru extends LruNodes {
    * over (fast-path.wat lruPop()). -1 when nothing could be had, LRU_RETRY as popFree().
    */
   steal(): number {
+    try {
+      return this.stealFrom();
+    } catch (e) {
+      return this.backOut(e);
+    }
+  }
+
+  private stealFrom(): number {
     const i32 = this.i32;
     const loc = this.localAt(this.cpu);
-    const first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
+    let first = i32[loc + LRU_LOCAL_NEXT_STEAL_I32];
+    if (first >>> 0 >= this.nrCpus) first = 0; // only a cursor: a damaged one starts the round at CPU 0
     let n = -1;
     let steal = first;
     do {
@@ -356,7 +399,30 @@ export class BpfLru extends LruNodes {
    * (then call again). Requires: no bucket lock held.
    */
   popFree(): number {
-    return this.percpu ? this.percpuPopFree() : this.commonPopFree();
+    try {
+      return this.percpu ? this.percpuPopFree() : this.commonPopFree();
+    } catch (e) {
+      return this.backOut(e);
+    }
+  }
+
+  /**
+   * Where `LRU_CORRUPT` (or a false pushFree()) found the damage: "LRU list
+   * …" or "CPU c's …" naming the node and link. Cleared by the caller.
+   */
+  damage = "";
+
+  /**
+   * An operation threw under an LRU lock: release every LRU lock this slot
+   * holds (nothing may throw past a lock), then answer LRU_CORRUPT for
+   * damage, or rethrow anything else.
+   */
+  private backOut(e: unknown): number {
+    this.releaseDead(this.cpu);
+    this.tmpLen = 0;
+    if (!(e instanceof LruDamage)) throw e;
+    this.damage = e.message;
+    return LRU_CORRUPT;
   }
 
   /**
@@ -365,6 +431,15 @@ export class BpfLru extends LruNodes {
    * linked nowhere and nobody's spare). Requires: no bucket lock held; `n` is unlinked.
    */
   pushFree(n: number): boolean {
+    try {
+      return this.pushFreeLocked(n);
+    } catch (e) {
+      this.backOut(e);
+      return false;
+    }
+  }
+
+  private pushFreeLocked(n: number): boolean {
     if (this.percpu) {
       const L = this.listAt(this.nodeCpu(n));
       if (!this.lock(L + LRU_LIST_LOCK_I32)) return false;
@@ -380,6 +455,8 @@ export class BpfLru extends LruNodes {
       if (!this.lock(loc + LRU_LOCAL_LOCK_I32)) return false;
       // Re-checked under the lock: a refill may have flushed it meanwhile.
       if (this.type(n) === LRU_T_LOCAL_PENDING) {
+        this.prev(n);
+        this.next(n);
         this.setType(n, LRU_T_LOCAL_FREE);
         this.clearRef(n);
         this.del(n);
@@ -425,6 +502,14 @@ export class BpfLru extends LruNodes {
       this.setMeta(n, LRU_T_FREE, c);
       this.add(n, this.head(c, LRU_T_FREE));
     }
+  }
+
+  /** NO_COMMON_LRU: node `n`'s list set, from its META, or where populate() put it when META is damaged. */
+  private homeCpu(n: number): number {
+    const c = this.i32[this.w(n) + LRU_NODE_META_I32] >>> 8;
+    return c < this.nrCpus
+      ? c
+      : Math.min(this.nrCpus - 1, Math.floor(n / Math.floor(this.numElems / this.nrCpus)));
   }
 
   /** Every LRU lock word, in acquisition order: locals, then lists. */
@@ -479,7 +564,7 @@ export class BpfLru extends LruNodes {
       const k = cls[n];
       this.clearRef(n);
       this.initHead(n);
-      const l = this.percpu ? this.nodeCpu(n) : 0;
+      const l = this.percpu ? this.homeCpu(n) : 0;
       if (k === CLASS_LIMBO) this.setType(n, LRU_T_LIMBO);
       else if (k === CLASS_FREE) {
         this.setType(n, LRU_T_FREE);
@@ -504,18 +589,20 @@ export class BpfLru extends LruNodes {
     const walk = (h: number, type: number, l: number, what: string) => {
       let count = 0;
       let p = h;
-      for (let n = this.next(h), k = 0; n !== h; p = n, n = this.next(n), k++) {
+      for (let n = this.rawNext(h), k = 0; n !== h; p = n, n = this.rawNext(n), k++) {
         if (k > this.numElems || n < 0 || n >= this.numElems) {
-          bad.push(`${what}: broken link`);
+          bad.push(`${what}: broken link (${k > this.numElems ? "a cycle" : `to node ${n}`})`);
           return count;
         }
-        if (this.prev(n) !== p) bad.push(`${what}: node ${n} prev link wrong`);
+        if (this.rawPrev(n) !== p) bad.push(`${what}: node ${n} prev link wrong`);
         if (seen[n]++) bad.push(`node ${n} on two lists`);
         if (this.type(n) !== type) bad.push(`${what}: node ${n} has type ${this.type(n)}`);
-        if (this.percpu && this.nodeCpu(n) !== l)
-          bad.push(`${what}: node ${n} belongs to CPU ${this.nodeCpu(n)}`);
+        if ((this.percpu || type === LRU_T_LOCAL_PENDING) && this.homeCpu(n) !== l)
+          bad.push(`${what}: node ${n} belongs to CPU ${this.homeCpu(n)}`);
         count++;
       }
+      if (this.rawPrev(h) !== p)
+        bad.push(`${what}: its head's prev link is ${this.rawPrev(h)}, not node ${p}`);
       return count;
     };
     for (let l = 0; l < this.lists; l++) {
@@ -525,23 +612,33 @@ export class BpfLru extends LruNodes {
       walk(this.head(l, LRU_T_FREE), LRU_T_FREE, l, `list ${l} FREE`);
       if (a !== this.i32[L + LRU_LIST_COUNT_ACTIVE_I32]) bad.push(`list ${l}: active count wrong`);
       if (i !== this.i32[L + LRU_LIST_COUNT_INACTIVE_I32]) bad.push(`list ${l}: inactive count wrong`);
+      const cur = this.i32[L + LRU_LIST_NEXT_INACTIVE_ROT_I32];
+      const h = this.head(l, LRU_T_INACTIVE);
+      if (cur !== h && (cur >>> 0 >= this.numElems || this.type(cur) !== LRU_T_INACTIVE))
+        bad.push(`list ${l}: its rotation cursor is ${cur}, not a node of INACTIVE`);
     }
     if (!this.percpu)
       for (let c = 0; c < this.nrCpus; c++) {
-        walk(this.pendingHead(c), LRU_T_LOCAL_PENDING, 0, `CPU ${c} PENDING`);
-        let k = 0;
-        for (let n = this.i32[this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32]; n >= 0; n = this.next(n)) {
-          if (k++ > this.numElems || n >= this.numElems) {
-            bad.push(`CPU ${c} local FREE: broken link`);
-            break;
-          }
-          if (seen[n]++) bad.push(`node ${n} on two lists`);
-          if (this.type(n) !== LRU_T_LOCAL_FREE)
-            bad.push(`CPU ${c} local FREE: node ${n} has type ${this.type(n)}`);
-        }
+        walk(this.pendingHead(c), LRU_T_LOCAL_PENDING, c, `CPU ${c} PENDING`);
+        this.checkLocalFree(c, seen, bad);
       }
     for (let n = 0; n < this.numElems; n++)
       if (seen[n] === 0 && this.type(n) !== LRU_T_LIMBO) bad.push(`node ${n} is on no list`);
     return bad;
+  }
+
+  /** check() of CPU `c`'s local FREE stack (linked by NEXT, -1 ends it). */
+  private checkLocalFree(c: number, seen: Uint8Array, bad: string[]): void {
+    let k = 0;
+    for (let n = this.i32[this.localAt(c) + LRU_LOCAL_FREE_HEAD_I32]; n !== -1; n = this.rawNext(n)) {
+      if (k++ > this.numElems || n >>> 0 >= this.numElems) {
+        bad.push(`CPU ${c} local FREE: broken link (to node ${n})`);
+        return;
+      }
+      if (seen[n]++) bad.push(`node ${n} on two lists`);
+      if (this.type(n) !== LRU_T_LOCAL_FREE)
+        bad.push(`CPU ${c} local FREE: node ${n} has type ${this.type(n)}`);
+      if (this.homeCpu(n) !== c) bad.push(`CPU ${c} local FREE: node ${n} belongs to CPU ${this.homeCpu(n)}`);
+    }
   }
 }

@@ -52,6 +52,13 @@ export const CLASS_LIMBO = -3;
 // >= 0: popped by that CPU and not yet linked or freed (pending on it).
 
 /**
+ * A link, a list head or a node's CPU that lies outside the map's LRU (thrown
+ * under an LRU lock and caught by BpfLru's entry points, which release every
+ * LRU lock this slot holds and answer LRU_CORRUPT). Never leaves alloc/.
+ */
+export class LruDamage extends Error {}
+
+/**
  * Unlink element node `n` from its bucket if it is still linked there.
  * Kernel: htab_lru_map_delete_node(). Called with an LRU lock held.
  */
@@ -75,6 +82,12 @@ export class LruNodes {
   protected readonly numElems: number;
   protected readonly nrCpus: number;
   protected readonly lists: number;
+  /**
+   * Nodes in the LRU: the elements' nodes, then every sentinel. A link a
+   * list operation follows must be below it (containment: node n is at
+   * NODES + 16 n, so a larger link would reach past the map's LRU).
+   */
+  protected readonly nodeCount: number;
   /** Nodes moved off the common lists by a refill, before they reach the local FREE stack. */
   protected readonly tmp: Int32Array;
   protected tmpLen = 0;
@@ -98,6 +111,7 @@ export class LruNodes {
     this.nrCpus = g.nrCpus;
     this.numElems = g.num_elems;
     this.lists = g.lruLists;
+    this.nodeCount = g.num_elems + this.lists * LRU_SENTINELS_PER_LIST + (this.percpu ? 0 : g.nrCpus);
     const at = lruPlace(g);
     this.listsBase = at.lists;
     this.localsBase = at.locals;
@@ -129,8 +143,11 @@ export class LruNodes {
   type(n: number): number {
     return this.i32[this.w(n) + LRU_NODE_META_I32] & 0xff;
   }
+  /** Node `n`'s CPU (its local lists, or with NO_COMMON_LRU its list set), checked. */
   protected nodeCpu(n: number): number {
-    return this.i32[this.w(n) + LRU_NODE_META_I32] >>> 8;
+    const c = this.i32[this.w(n) + LRU_NODE_META_I32] >>> 8;
+    if (c >= this.nrCpus) this.damaged(`node ${n} names CPU ${c} of ${this.nrCpus}`);
+    return c;
   }
   protected setMeta(n: number, type: number, cpu: number): void {
     this.i32[this.w(n) + LRU_NODE_META_I32] = type | (cpu << 8);
@@ -139,11 +156,36 @@ export class LruNodes {
     const i = this.w(n) + LRU_NODE_META_I32;
     this.i32[i] = (this.i32[i] & ~0xff) | type;
   }
+  /** Node `n`'s NEXT link, checked before anyone follows it (every list walk reads links through here). */
   protected next(n: number): number {
-    return this.i32[this.w(n) + LRU_NODE_NEXT_I32];
+    const x = this.i32[this.w(n) + LRU_NODE_NEXT_I32];
+    if (x >>> 0 >= this.nodeCount) this.damaged(`node ${n}'s next link is ${x}`);
+    return x;
   }
   protected prev(n: number): number {
+    const x = this.i32[this.w(n) + LRU_NODE_PREV_I32];
+    if (x >>> 0 >= this.nodeCount) this.damaged(`node ${n}'s prev link is ${x}`);
+    return x;
+  }
+  /** Links as stored, unchecked (fsck's check(), the local FREE stack's -1 end). */
+  protected rawNext(n: number): number {
+    return this.i32[this.w(n) + LRU_NODE_NEXT_I32];
+  }
+  protected rawPrev(n: number): number {
     return this.i32[this.w(n) + LRU_NODE_PREV_I32];
+  }
+  /**
+   * A node a walk of list `type` reached, other than its sentinel: an
+   * element's node of that type (a link into another list, or onto another
+   * sentinel, is damage; following it would walk, move or evict the wrong nodes).
+   */
+  protected walked(n: number, type: number): void {
+    if (n >>> 0 >= this.numElems) this.damaged(`a list of type ${type} links to node ${n}, not an element's`);
+    if (this.type(n) !== type) this.damaged(`node ${n} has type ${this.type(n)} on a list of type ${type}`);
+  }
+  /** Answer damage: the entry points catch this, release this slot's LRU locks and answer LRU_CORRUPT. */
+  protected damaged(what: string): never {
+    throw new LruDamage(what);
   }
   protected isRef(n: number): boolean {
     return this.i32[this.w(n) + LRU_NODE_REF_I32] !== 0;
@@ -183,9 +225,30 @@ export class LruNodes {
     i32[this.w(x) + LRU_NODE_PREV_I32] = n;
     i32[this.w(h) + LRU_NODE_NEXT_I32] = n;
   }
+  /**
+   * del() then add(), each link read checked once, before the first write (a
+   * damaged head leaves `n` where it was). After the del, h's next is either
+   * the one checked here or n's old next (checked too): read unchecked.
+   */
   protected move(n: number, h: number): void {
-    this.del(n);
-    this.add(n, h);
+    const i32 = this.i32;
+    this.next(h);
+    const p = this.prev(n);
+    const x = this.next(n);
+    const wn = this.w(n);
+    i32[this.w(p) + LRU_NODE_NEXT_I32] = x;
+    i32[this.w(x) + LRU_NODE_PREV_I32] = p;
+    const hx = this.rawNext(h);
+    i32[wn + LRU_NODE_PREV_I32] = h;
+    i32[wn + LRU_NODE_NEXT_I32] = hx;
+    i32[this.w(hx) + LRU_NODE_PREV_I32] = n;
+    i32[this.w(h) + LRU_NODE_NEXT_I32] = n;
+  }
+  /** Check the links a move of `n` after sentinel `h` follows, before a caller writes anything about `n`. */
+  protected movable(n: number, h: number): void {
+    this.prev(n);
+    this.next(n);
+    this.next(h);
   }
   protected empty(h: number): boolean {
     return this.next(h) === h;
@@ -209,34 +272,36 @@ export class LruNodes {
    * the refill buffer. Kernel: __bpf_lru_node_move_to_free().
    */
   protected moveToFree(l: number, n: number, dest: number, tgtType: number): void {
+    const t = this.type(n);
     this.skipCursor(l, n);
-    this.countAdd(l, this.type(n), -1);
-    this.setType(n, tgtType);
+    // The move first: it checks its links before writing, so damage leaves counts and type as they were.
     if (dest >= 0) this.move(n, dest);
     else {
       this.del(n);
       this.tmp[this.tmpLen++] = n;
     }
+    this.countAdd(l, t, -1);
+    this.setType(n, tgtType);
   }
 
   /** A pending node joins the common lists. Kernel: __bpf_lru_node_move_in(). */
   protected moveIn(l: number, n: number, tgtType: number): void {
+    this.move(n, this.head(l, tgtType));
     this.countAdd(l, tgtType, 1);
     this.setType(n, tgtType);
     this.clearRef(n);
-    this.move(n, this.head(l, tgtType));
   }
 
   /** Kernel: __bpf_lru_node_move(). */
   protected moveTo(l: number, n: number, tgtType: number): void {
     const t = this.type(n);
+    this.skipCursor(l, n);
+    this.move(n, this.head(l, tgtType));
     if (t !== tgtType) {
       this.countAdd(l, t, -1);
       this.countAdd(l, tgtType, 1);
       this.setType(n, tgtType);
     }
     this.clearRef(n);
-    this.skipCursor(l, n);
-    this.move(n, this.head(l, tgtType));
   }
 }

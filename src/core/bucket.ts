@@ -102,11 +102,15 @@ export function unlockBucket(v: HtabView, b: number): void {
  */
 export function lookupElemLocked(v: HtabView, b: number, hash: number): number {
   const i32 = v.i32;
+  // linkInMap()'s bounds and the walk bound, hoisted: one unsigned compare per link.
+  const lo = v.bucketsBase;
+  const span = i32.length - v.elemStrideI32 - lo;
+  const bound = v.numElems;
   let prev = 0;
   let e = i32[b + BUCKET_HEAD_I32];
   for (let steps = 0; e !== 0; steps++) {
     // Bounded by the element count, each link inside the map: a damaged chain never holds the lock for ever.
-    if (steps >= v.numElems || !linkInMap(v, e)) corruptChain(v, b, prev, e, steps);
+    if (steps >= bound || (e - lo) >>> 0 > span) corruptChain(v, b, prev, e, steps);
     if (i32[e + ELEM_HASH_I32] === hash && keyEquals(v, e)) {
       v.foundPrev = prev;
       return e;

@@ -11,6 +11,7 @@
  */
 import type { Geometry } from "../layout/geometry.js";
 import { LRU_COMMON, LRU_NONE, PCPU_BASE_BYTES, PCPU_RECORD_BYTES } from "../layout/layout.js";
+import { WASM_RETRY } from "../sentinels.js";
 import { MapFlags } from "../uapi.js";
 import { type FastPath, LOOKUP_COPY, LOOKUP_HASH } from "../wasm/fast-path.js";
 
@@ -39,6 +40,12 @@ export class FastPlan {
   readonly lru: boolean;
   /** Bytes of this slot's many area (Geometry.manyBytes): lookupMany() batches keys through wasm. */
   readonly manyBytes: number;
+  /**
+   * Runs when a wasm write trapped (fast-path.wat traps on a damaged LRU
+   * link, holding no bucket lock): releases the locks this slot holds, so
+   * that the call is redone in JS (which answers EUCLEAN). Null: rethrow.
+   */
+  onTrap: (() => void) | null = null;
   private readonly pcpu0: number;
   private readonly linkLo: number;
   private readonly linkSpan: number;
@@ -98,12 +105,27 @@ export class FastPlan {
 
   /** htab_map_update_elem(); `hash` as hashMode wants it (0 when wasm hashes). */
   update(hash: number, flags: number): number {
-    return this.wasm.update(this.desc, hash, this.hashMode, flags);
+    try {
+      return this.wasm.update(this.desc, hash, this.hashMode, flags);
+    } catch (e) {
+      return this.trapped(e);
+    }
+  }
+
+  /** A wasm write trapped: release what this slot holds and answer WASM_RETRY (the JS path redoes it). */
+  private trapped(e: unknown): number {
+    if (!(e instanceof Error && e.name === "RuntimeError") || this.onTrap === null) throw e;
+    this.onTrap();
+    return WASM_RETRY;
   }
 
   /** htab_map_delete_elem(); `hash` as hashMode wants it (0 when wasm hashes). */
   delete(hash: number): number {
-    return this.wasm.delete(this.desc, hash, this.hashMode);
+    try {
+      return this.wasm.delete(this.desc, hash, this.hashMode);
+    } catch (e) {
+      return this.trapped(e);
+    }
   }
 
   // ---- the per-CPU freelists, never waiting (see FastPath)

@@ -20,6 +20,7 @@ import {
   HDR_FROZEN_I32,
   HDR_HOME_END_I32,
   HDR_SPIN_LOCK_OFF_I32,
+  LRU_SENTINELS_PER_LIST,
   PCPU_BASE_BYTES,
   PCPU_CLAIM_I32,
   PCPU_COUNT_I32,
@@ -42,6 +43,7 @@ import {
   SCRATCH_LINK_SPAN_I32,
   SCRATCH_LRU_LIST_I32,
   SCRATCH_LRU_LOCALS_I32,
+  SCRATCH_LRU_NODE_COUNT_I32,
   SCRATCH_LRU_NODES_I32,
   SCRATCH_LRU_NUM_I32,
   SCRATCH_LRU_TARGET_I32,
@@ -392,6 +394,7 @@ export class HtabView {
     i32[d + SCRATCH_LRU_LIST_I32] = base + at.lists * 4;
     i32[d + SCRATCH_LRU_LOCALS_I32] = base + at.locals * 4;
     i32[d + SCRATCH_LRU_TARGET_I32] = at.targetFree;
+    i32[d + SCRATCH_LRU_NODE_COUNT_I32] = g.num_elems + LRU_SENTINELS_PER_LIST + g.nrCpus;
     i32[d + SCRATCH_LRU_NODES_I32] = base + at.nodes * 4;
   }
 }

@@ -22,8 +22,9 @@ import {
 } from "./bucket.js";
 import { canWrite, checkFlags, checkNotComputing, noSpinLock, permError } from "./checks.js";
 import { copyValueOut, fastKey, scratchHash, valueAt, valueToScratch } from "./elem.js";
+import { ownSection } from "./elems/grace.js";
 import type { FastPlan } from "./fast-plan.js";
-import { EEXIST, EINVAL, ENOENT, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
+import { EEXIST, EINVAL, ENOENT, ENOMEM, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-view.js";
 import { copyValueOutLocked, writeValueLocked } from "./value-lock.js";
 import { allocFailed } from "./waits.js";
 
@@ -62,6 +63,7 @@ export function updateFastResult(v: HtabView, r: number, flags: number): number 
   if (r === WASM_LRU_STEAL || r === WASM_LRU_POPPED) {
     // The wasm LRU popped (or refilled and found nothing): the rest as in updateLru().
     const t = v.elems.takeAfterWasm(v, r === WASM_LRU_STEAL);
+    if (t === ENOMEM) return lruHeldByOwnSection(v, v.valueScratch, 0, flags, scratchHash(v), false);
     if (t !== 0) return t;
     return updateLruLocked(v, v.valueScratch, 0, flags, scratchHash(v), false);
   }
@@ -159,9 +161,38 @@ export function updateLru(
       : v.err.failWith(EINVAL, ERR_FLAGS, flags);
   if (!(v.percpu && flags === UpdateFlags.Exist)) {
     const t = v.elems.take(v);
-    if (t !== 0) return t;
+    if (t !== 0) return t === ENOMEM ? lruHeldByOwnSection(v, value, valueOff, flags, hash, oneCpu) : t;
   }
   return updateLruLocked(v, value, valueOff, flags, hash, oneCpu);
+}
+
+/**
+ * An LRU update found no element because every one it could evict would
+ * wait for this thread's own open section (which cannot end meanwhile): a
+ * present key's value is written in place, as the kernel's update would
+ * succeed; a new key keeps ENOMEM (lastError names the section). Any other
+ * ENOMEM is returned as it is. @returns 0 or a negative errno
+ */
+function lruHeldByOwnSection(
+  v: HtabView,
+  value: Uint8Array,
+  valueOff: number,
+  flags: number,
+  hash: number,
+  oneCpu: boolean,
+): number {
+  if (ownSection(v) < 0 || flags === UpdateFlags.NoExist) return ENOMEM;
+  const b = bucketOf(v, hash);
+  if (!lockBucket(v, b)) return ETIMEDOUT;
+  const old = lookupElemLocked(v, b, hash);
+  if (old !== 0) {
+    v.elems.touch(v, old);
+    if (oneCpu) writeSlot(v, old, value);
+    else if (v.inPlace) writeInPlaceLocked(v, old, value, valueOff);
+    else overwriteValueLocked(v, old, value, valueOff);
+  }
+  unlockBucket(v, b);
+  return old !== 0 ? 0 : ENOMEM;
 }
 
 /** updateLru() after the pop (kernel: the part of htab_lru_map_update_elem() under the bucket lock). */

@@ -491,6 +491,13 @@ export const SCRATCH_EVICT_TIMEDOUT_I32 = 24;
  */
 export const SCRATCH_LINK_LO_I32 = 25;
 export const SCRATCH_LINK_SPAN_I32 = 26;
+/**
+ * LRU_HASH maps on the common LRU: nodes in the LRU (num_elems, then every
+ * list's sentinels and each CPU's PENDING sentinel). An LRU link is followed
+ * only when below it, so that a damaged node link never sends the wasm LRU
+ * outside its map's nodes (alloc/lru-nodes.ts nodeCount on the JS path).
+ */
+export const SCRATCH_LRU_NODE_COUNT_I32 = 27;
 
 // ---- struct bucket (word offsets within one bucket) ----
 export const BUCKET_BYTES = 16;
@@ -595,7 +602,7 @@ export function assertLayout(): void {
   const fail = (what: string) => {
     throw new Error(`htab layout assertion failed: ${what}`);
   };
-  if (SCRATCH_EVICT_TIMEDOUT_I32 * 4 >= SCRATCH_DESC_BYTES)
+  if (SCRATCH_LRU_NODE_COUNT_I32 * 4 >= SCRATCH_DESC_BYTES)
     fail("fast-path descriptor overflows its cache line");
   if (PCPU_CLAIM_I32 * 4 >= PCPU_RECORD_BYTES) fail("per-CPU record overflows its cache line");
   if (HDR_HOME_END_I32 * 4 >= HEADER_BYTES) fail("header fields overflow the header");

@@ -38,7 +38,9 @@
   ;;   of list 0's record) +80 LRU_LOCALS (byte address of CPU 0's local
   ;;   record) +84 LRU_TARGET (target_free) +88 ELEMS (word index of element 0)
   ;;   +92 ELEM_STRIDE (words per element) +96 EVICT_TIMEDOUT (written here:
-  ;;   the bucket whose lock an eviction gave up on, else 0). A bucket record is HEAD SEQLOCK OWNER
+  ;;   the bucket whose lock an eviction gave up on, else 0) +100 LINK_LO +104
+;;   LINK_SPAN (see lockAndFind) +108 LRU_NODE_COUNT (nodes in the LRU: every
+;;   LRU link followed must be below it). A bucket record is HEAD SEQLOCK OWNER
   ;;   HOME_STATE, then (homed maps) its home element at +16; the header's
   ;;   word 31 (HOME_END) is the word index where home elements end.
 
@@ -496,6 +498,7 @@
   (func $lockAndFind (param $d i32) (param $hash i32) (result i32)
     (local $base i32) (local $b i32) (local $ba i32) (local $key i32) (local $kw i32)
     (local $e i32) (local $ea i32) (local $prev i32) (local $steps i32)
+    (local $lo i32) (local $span i32) (local $bound i32)
     (local.set $base (i32.load (local.get $d)))
     (local.set $b (i32.add (i32.load offset=4 (local.get $d))
       (i32.mul (i32.and (local.get $hash) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
@@ -504,12 +507,16 @@
       (then (return (i32.const -1))))
     (local.set $key (i32.load offset=16 (local.get $d)))
     (local.set $kw (i32.load offset=20 (local.get $d)))
+    ;; The walk's bounds, in locals: one compare each per step.
+    (local.set $lo (i32.load offset=100 (local.get $d)))
+    (local.set $span (i32.load offset=104 (local.get $d)))
+    (local.set $bound (i32.load offset=36 (local.get $d)))
     (local.set $e (i32.load (local.get $ba)))
     (block $found
       (loop $walk
         (br_if $found (i32.eqz (local.get $e)))
-        (if (i32.or (i32.ge_u (local.get $steps) (i32.load offset=36 (local.get $d)))
-              (i32.gt_u (i32.sub (local.get $e) (i32.load offset=100 (local.get $d))) (i32.load offset=104 (local.get $d))))
+        (if (i32.or (i32.ge_u (local.get $steps) (local.get $bound))
+              (i32.gt_u (i32.sub (local.get $e) (local.get $lo)) (local.get $span)))
           (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const -1))))
         (local.set $steps (i32.add (local.get $steps) (i32.const 1)))
         (local.set $ea (i32.add (local.get $base) (i32.shl (local.get $e) (i32.const 2))))
@@ -663,6 +670,14 @@
   ;; ends it). Types 3 LOCAL_FREE, 4 LOCAL_PENDING, 5 LIMBO. A lock the
   ;; fast path cannot take at once, or a pending repair (header word 23),
   ;; sends the operation back to JS before it changes anything.
+  ;;
+  ;; Damaged memory: every LRU link is checked before it is followed ($lk: a
+  ;; node below LRU_NODE_COUNT; $walked: a node a walk reached is an element's
+  ;; node of the walked list's type), each list primitive checks all it reads
+  ;; before its first write, and every walk is bounded. Damage traps
+  ;; (unreachable) with no bucket lock held; the caller (core/fast-plan.ts)
+  ;; releases this slot's LRU locks and redoes the call in JS, which answers
+  ;; EUCLEAN. The push ($lruPushFree) checks first and answers 0 instead.
 
   ;; What a refill harvested so far: the last node on the local FREE stack, and how many.
   (global $lruTail (mut i32) (i32.const -1))
@@ -672,6 +687,25 @@
   ;; descriptor, and node accesses are written out inline (V8 does not
   ;; inline small wasm calls).
   (global $lruN (mut i32) (i32.const 0))
+  ;; LRU_NODE_COUNT of the map $lruN is in (set with it).
+  (global $lruCnt (mut i32) (i32.const 0))
+
+  ;; A link about to be followed: a node of this map's LRU, else damage (trap).
+  (func $lk (param $x i32) (result i32)
+    (if (i32.ge_u (local.get $x) (global.get $lruCnt)) (then (unreachable)))
+    (local.get $x))
+  ;; A node a walk of a list of type $t reached (not its sentinel): an element's node of that type.
+  (func $walked (param $d i32) (param $n i32) (param $t i32)
+    (if (i32.ge_u (local.get $n) (i32.load offset=72 (local.get $d))) (then (unreachable)))
+    (if (i32.ne (i32.and (i32.load offset=8 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))) (i32.const 255)) (local.get $t))
+      (then (unreachable))))
+  ;; The links a move of $n after sentinel $h follows, checked before anything about $n is written.
+  (func $movable (param $n i32) (param $h i32)
+    (local $a i32)
+    (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
+    (drop (call $lk (i32.load (local.get $a))))
+    (drop (call $lk (i32.load offset=4 (local.get $a))))
+    (drop (call $lk (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))))
 
   (func $setType (param $d i32) (param $n i32) (param $t i32)
     (local $a i32)
@@ -692,8 +726,8 @@
   (func $lDel (param $d i32) (param $n i32)
     (local $a i32) (local $p i32) (local $x i32)
     (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
-    (local.set $p (i32.load (local.get $a)))
-    (local.set $x (i32.load offset=4 (local.get $a)))
+    (local.set $p (call $lk (i32.load (local.get $a))))
+    (local.set $x (call $lk (i32.load offset=4 (local.get $a))))
     (i32.store offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $p) (i32.const 4))) (local.get $x))
     (i32.store (i32.add (global.get $lruN) (i32.shl (local.get $x) (i32.const 4))) (local.get $p))
     (i32.store (local.get $a) (local.get $n))
@@ -701,10 +735,16 @@
   ;; list_move(): list_del() of $n, then list_add() of it after sentinel $h,
   ;; written out in one function (the refill's hottest call)
   (func $lMove (param $d i32) (param $n i32) (param $h i32)
-    (local $a i32) (local $p i32) (local $x i32) (local $ha i32)
+    (local $a i32) (local $p i32) (local $x i32) (local $ha i32) (local $cnt i32)
     (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
+    (local.set $ha (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))))
+    ;; $lk() of the three links, written out (the pop's hottest call)
+    (local.set $cnt (global.get $lruCnt))
     (local.set $p (i32.load (local.get $a)))
     (local.set $x (i32.load offset=4 (local.get $a)))
+    (if (i32.or (i32.ge_u (i32.load offset=4 (local.get $ha)) (local.get $cnt))
+          (i32.or (i32.ge_u (local.get $p) (local.get $cnt)) (i32.ge_u (local.get $x) (local.get $cnt))))
+      (then (unreachable)))
     (i32.store offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $p) (i32.const 4))) (local.get $x))
     (i32.store (i32.add (global.get $lruN) (i32.shl (local.get $x) (i32.const 4))) (local.get $p))
     (local.set $ha (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))))
@@ -727,6 +767,7 @@
       (then (i32.store offset=12 (local.get $l) (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))))
   (func $moveTo (param $d i32) (param $n i32) (param $tgt i32)
     (local $t i32)
+    (call $movable (local.get $n) (call $lHead (local.get $d) (local.get $tgt)))
     (local.set $t (i32.and (i32.load offset=8 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))) (i32.const 255)))
     (if (i32.ne (local.get $t) (local.get $tgt))
       (then
@@ -737,6 +778,7 @@
     (call $skipCursor (local.get $d) (local.get $n))
     (call $lMove (local.get $d) (local.get $n) (call $lHead (local.get $d) (local.get $tgt))))
   (func $moveIn (param $d i32) (param $n i32) (param $tgt i32)
+    (call $movable (local.get $n) (call $lHead (local.get $d) (local.get $tgt)))
     (call $countAdd (local.get $d) (local.get $tgt) (i32.const 1))
     (call $setType (local.get $d) (local.get $n) (local.get $tgt))
     (i32.store offset=12 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))) (i32.const 0))
@@ -747,6 +789,7 @@
   ;; each at the tail of the (empty) local FREE stack leaves the same words.
   (func $harvest (param $d i32) (param $n i32)
     (local $a i32)
+    (call $movable (local.get $n) (local.get $n))
     (call $skipCursor (local.get $d) (local.get $n))
     (call $countAdd (local.get $d) (i32.and (i32.load offset=8 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))) (i32.const 255)) (i32.const -1))
     (call $lDel (local.get $d) (local.get $n))
@@ -764,11 +807,12 @@
     (local $h i32) (local $first i32) (local $n i32) (local $p i32) (local $i i32)
     (local.set $h (call $lHead (local.get $d) (i32.const 0)))
     (local.set $first (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))
-    (local.set $n (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))
+    (local.set $n (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))))))
     (block $out
       (loop $scan
         (br_if $out (i32.eq (local.get $n) (local.get $h)))
-        (local.set $p (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
+        (call $walked (local.get $d) (local.get $n) (i32.const 0))
+        (local.set $p (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (call $moveTo (local.get $d) (local.get $n)
           (select (i32.const 0) (i32.const 1) (i32.load offset=12 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -777,20 +821,24 @@
         (local.set $n (local.get $p))
         (br $scan))))
   (func $rotateInactive (param $d i32)
-    (local $h i32) (local $l i32) (local $last i32) (local $cur i32) (local $next i32) (local $i i32)
+    (local $h i32) (local $l i32) (local $last i32) (local $cur i32) (local $next i32) (local $i i32) (local $k i32)
     (local.set $h (call $lHead (local.get $d) (i32.const 1)))
     (if (i32.eq (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))) (local.get $h)) (then (return)))
     (local.set $l (i32.load offset=76 (local.get $d)))
-    (local.set $last (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (i32.load offset=12 (local.get $l)) (i32.const 4)))))
+    (local.set $last (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (call $lk (i32.load offset=12 (local.get $l))) (i32.const 4)))))
     (if (i32.eq (local.get $last) (local.get $h)) (then (local.set $last (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $last) (i32.const 4)))))))
     (local.set $cur (i32.load offset=12 (local.get $l)))
     (local.set $next (local.get $h))
     (block $out
       (loop $scan
         (br_if $out (i32.ge_u (local.get $i) (i32.const 128)))
+        ;; at most once round the list: more is a cycle
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (if (i32.gt_u (local.get $k) (global.get $lruCnt)) (then (unreachable)))
         (if (i32.eq (local.get $cur) (local.get $h))
-          (then (local.set $cur (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $cur) (i32.const 4))))) (br $scan)))
-        (local.set $next (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $cur) (i32.const 4)))))
+          (then (local.set $cur (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $cur) (i32.const 4)))))) (br $scan)))
+        (call $walked (local.get $d) (local.get $cur) (i32.const 1))
+        (local.set $next (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $cur) (i32.const 4))))))
         (if (i32.load offset=12 (i32.add (global.get $lruN) (i32.shl (local.get $cur) (i32.const 4)))) (then (call $moveTo (local.get $d) (local.get $cur) (i32.const 0))))
         (br_if $out (i32.eq (local.get $cur) (local.get $last)))
         (local.set $cur (local.get $next))
@@ -819,6 +867,11 @@
       (i32.mul (i32.and (i32.load offset=4 (local.get $ea)) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
     (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
     (local.set $saved (i32.load offset=48 (local.get $rec)))
+    ;; Sections active and one of them this thread's own: evicted now, the
+    ;; element would wait in limbo for a section that cannot end before this
+    ;; allocation does (the key would only be lost). Left linked (elems/lru.ts).
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
+      (then (if (call $ownSection (local.get $d)) (then (return (i32.const 0))))))
     ;; lockBucket(): a held lock is waited for in JS (which takes it with LOCKED only).
     (if (i32.eqz (call $tryLockBucket (local.get $d) (local.get $b) (local.get $ba)))
       (then
@@ -833,7 +886,9 @@
     (local.set $x (i32.load (local.get $ba)))
     (block $found
       (loop $walk
-        (if (i32.or (i32.eqz (local.get $x)) (i32.ge_u (local.get $k) (local.get $bound)))
+        ;; the end, a cycle, or a link outside the map (LINK_LO, LINK_SPAN): not found, nothing changed
+        (if (i32.or (i32.or (i32.eqz (local.get $x)) (i32.ge_u (local.get $k) (local.get $bound)))
+              (i32.gt_u (i32.sub (local.get $x) (i32.load offset=100 (local.get $d))) (i32.load offset=104 (local.get $d))))
           (then (call $unlockBucket (local.get $d) (local.get $ba) (i32.const 0)) (return (i32.const 0))))
         (br_if $found (i32.eq (local.get $x) (local.get $e)))
         (local.set $prev (local.get $x))
@@ -858,9 +913,27 @@
     (i32.store offset=48 (local.get $rec) (local.get $saved))
     (i32.const 2))
 
+  ;; grace.ts ownSection() >= 0: a slot whose claim word is this slot's (this
+  ;; thread's token: PCPU CLAIM +56) has its section open (PCPU SECTION +20).
+  (func $ownSection (param $d i32) (result i32)
+    (local $rec i32) (local $end i32) (local $me i32)
+    (local.set $me (i32.atomic.load offset=56 (i32.load offset=56 (local.get $d))))
+    (local.set $rec (i32.load offset=40 (local.get $d)))
+    (local.set $end (i32.add (local.get $rec) (i32.shl (i32.load offset=48 (local.get $d)) (i32.const 6))))
+    (block $none
+      (loop $slots
+        (br_if $none (i32.ge_u (local.get $rec) (local.get $end)))
+        (if (i32.and (i32.ne (i32.atomic.load offset=20 (local.get $rec)) (i32.const 0))
+              (i32.eq (i32.atomic.load offset=56 (local.get $rec)) (local.get $me)))
+          (then (return (i32.const 1))))
+        (local.set $rec (i32.add (local.get $rec) (i32.const 64)))
+        (br $slots)))
+    (i32.const 0))
+
   ;; BpfLru.evict(): true when freed; an element left in limbo leaves the lists.
   (func $evict (param $d i32) (param $n i32) (result i32)
     (local $r i32)
+    (call $movable (local.get $n) (local.get $n)) ;; checked before the element leaves its bucket
     (local.set $r (call $lruDelNode (local.get $d) (local.get $n)))
     (if (i32.eq (local.get $r) (i32.const 2))
       (then
@@ -874,11 +947,12 @@
   (func $shrinkInactive (param $d i32) (param $want i32) (result i32)
     (local $h i32) (local $n i32) (local $p i32) (local $got i32) (local $i i32)
     (local.set $h (call $lHead (local.get $d) (i32.const 1)))
-    (local.set $n (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))
+    (local.set $n (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))))))
     (block $out
       (loop $scan
         (br_if $out (i32.eq (local.get $n) (local.get $h)))
-        (local.set $p (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
+        (call $walked (local.get $d) (local.get $n) (i32.const 1))
+        (local.set $p (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (if (i32.load offset=12 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
           (then (call $moveTo (local.get $d) (local.get $n) (i32.const 0)))
           (else
@@ -893,16 +967,20 @@
         (br $scan)))
     (local.get $got))
   (func $shrink (param $d i32) (param $want i32)
-    (local $h i32) (local $n i32) (local $p i32)
+    (local $h i32) (local $n i32) (local $p i32) (local $t i32) (local $k i32)
     (if (call $shrinkInactive (local.get $d) (local.get $want)) (then (return)))
+    (local.set $t (i32.const 1))
     (local.set $h (call $lHead (local.get $d) (i32.const 1)))
     (if (i32.eq (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))) (local.get $h))
-      (then (local.set $h (call $lHead (local.get $d) (i32.const 0)))))
-    (local.set $n (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))
+      (then (local.set $t (i32.const 0)) (local.set $h (call $lHead (local.get $d) (i32.const 0)))))
+    (local.set $n (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))))))
     (block $out
       (loop $scan
         (br_if $out (i32.eq (local.get $n) (local.get $h)))
-        (local.set $p (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (if (i32.gt_u (local.get $k) (i32.load offset=72 (local.get $d))) (then (unreachable)))
+        (call $walked (local.get $d) (local.get $n) (local.get $t))
+        (local.set $p (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (if (call $evict (local.get $d) (local.get $n))
           (then (call $harvest (local.get $d) (local.get $n)) (return)))
         (local.set $n (local.get $p))
@@ -922,16 +1000,19 @@
   ;; move to our local FREE stack, evicting if the FREE list runs short.
   ;; Requires: our local lock held, our FREE stack empty. 0: list 0 busy (nothing changed).
   (func $refill (param $d i32) (result i32)
-    (local $l i32) (local $h i32) (local $n i32) (local $p i32) (local $free i32) (local $target i32)
+    (local $l i32) (local $h i32) (local $n i32) (local $p i32) (local $free i32) (local $target i32) (local $k i32)
     (local.set $l (i32.load offset=76 (local.get $d)))
     (if (i32.eqz (call $lruLock (local.get $d) (local.get $l))) (then (return (i32.const 0))))
     ;; __local_list_flush()
     (local.set $h (call $pendHead (local.get $d) (i32.load offset=44 (local.get $d))))
-    (local.set $n (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))))
+    (local.set $n (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4))))))
     (block $flushed
       (loop $flush
         (br_if $flushed (i32.eq (local.get $n) (local.get $h)))
-        (local.set $p (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (if (i32.gt_u (local.get $k) (i32.load offset=72 (local.get $d))) (then (unreachable)))
+        (call $walked (local.get $d) (local.get $n) (i32.const 4))
+        (local.set $p (call $lk (i32.load (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (call $moveIn (local.get $d) (local.get $n)
           (select (i32.const 0) (i32.const 1) (i32.load offset=12 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (local.set $n (local.get $p))
@@ -941,12 +1022,13 @@
     (global.set $lruGot (i32.const 0))
     (local.set $target (i32.load offset=84 (local.get $d)))
     (local.set $free (call $lHead (local.get $d) (i32.const 2)))
-    (local.set $n (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $free) (i32.const 4)))))
+    (local.set $n (call $lk (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $free) (i32.const 4))))))
     (block $took
       (loop $take
         (br_if $took (i32.eq (local.get $n) (local.get $free)))
         (br_if $took (i32.ge_u (global.get $lruGot) (local.get $target)))
-        (local.set $p (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
+        (call $walked (local.get $d) (local.get $n) (i32.const 2))
+        (local.set $p (call $lk (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))))
         (call $harvest (local.get $d) (local.get $n))
         (local.set $n (local.get $p))
         (br $take)))
@@ -961,19 +1043,31 @@
   ;; changed) or -65539 (WASM_LRU_STEAL: the refill found nothing; the JS path steals
   ;; from the other CPUs).
   (func $lruPop (param $d i32) (result i32)
-    (local $cpu i32) (local $loc i32) (local $n i32) (local $e i32) (local $rec i32)
+    (local $cpu i32) (local $loc i32) (local $n i32) (local $e i32) (local $rec i32) (local $a i32)
     (local.set $cpu (i32.load offset=44 (local.get $d)))
     (local.set $loc (call $localRec (local.get $d) (local.get $cpu)))
     (i32.store offset=96 (local.get $d) (i32.const 0))
     (if (i32.eqz (call $lruLock (local.get $d) (local.get $loc))) (then (return (i32.const -65536))))
-    (if (i32.lt_s (i32.load offset=4 (local.get $loc)) (i32.const 0))
+    (if (i32.eq (i32.load offset=4 (local.get $loc)) (i32.const -1))
       (then
         (if (i32.eqz (call $refill (local.get $d)))
           (then (call $ownerUnlock (local.get $loc)) (return (i32.const -65536))))))
     (local.set $n (i32.load offset=4 (local.get $loc)))
-    (if (i32.lt_s (local.get $n) (i32.const 0))
+    (if (i32.eq (local.get $n) (i32.const -1))
       (then (call $ownerUnlock (local.get $loc)) (return (i32.const -65539))))
-    ;; localPop(), then __local_list_add_pending()
+    ;; localPop(), then __local_list_add_pending(): the stack's head, its next
+    ;; and our PENDING head checked before anything moves
+    ;; (written out: $walked() of type 3, the next link, $lk() of the PENDING head's next)
+    (if (i32.ge_u (local.get $n) (i32.load offset=72 (local.get $d))) (then (unreachable)))
+    (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
+    (if (i32.or
+          (i32.ne (i32.and (i32.load offset=8 (local.get $a)) (i32.const 255)) (i32.const 3))
+          (i32.or
+            (i32.and (i32.ne (i32.load offset=4 (local.get $a)) (i32.const -1))
+                     (i32.ge_u (i32.load offset=4 (local.get $a)) (i32.load offset=72 (local.get $d))))
+            (i32.ge_u (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (call $pendHead (local.get $d) (local.get $cpu)) (i32.const 4))))
+                      (global.get $lruCnt))))
+      (then (unreachable)))
     (i32.store offset=4 (local.get $loc) (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))))
     (i32.store (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))) (local.get $n))
     (i32.store offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))) (local.get $n))
@@ -1001,6 +1095,7 @@
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (global.set $lruN (i32.load offset=68 (local.get $d)))
+    (global.set $lruCnt (i32.load offset=108 (local.get $d)))
     ;; Elements waiting in limbo go back first (limboReclaimAll()), and a node
     ;; held over from a backed-out pop is used first: both in JS.
     (if (i32.atomic.load offset=116 (local.get $base)) (then (return (i32.const -65536))))
@@ -1050,17 +1145,22 @@
   (func $lruPushFree (param $d i32) (param $e i32) (result i32)
     (local $n i32) (local $a i32) (local $c i32) (local $loc i32) (local $l i32) (local $rec i32)
     (global.set $lruN (i32.load offset=68 (local.get $d)))
+    (global.set $lruCnt (i32.load offset=108 (local.get $d)))
     (local.set $n (call $nodeOfElem (local.get $d) (local.get $e)))
     (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (block $common
       (br_if $common (i32.ne (i32.and (i32.load offset=8 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))) (i32.const 255)) (i32.const 4)))
       (local.set $c (i32.shr_u (i32.load offset=8 (local.get $a)) (i32.const 8)))
+      ;; a damaged CPU: the JS push finds it
+      (if (i32.ge_u (local.get $c) (i32.load offset=48 (local.get $d))) (then (return (i32.const 0))))
       (local.set $loc (call $localRec (local.get $d) (local.get $c)))
       (if (i32.eqz (call $lruLock (local.get $d) (local.get $loc))) (then (return (i32.const 0))))
       ;; Re-checked under the lock: a refill may have flushed it meanwhile.
       (if (i32.ne (i32.and (i32.load offset=8 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))) (i32.const 255)) (i32.const 4))
         (then (call $ownerUnlock (local.get $loc)) (br $common)))
+      (if (call $damagedAt (local.get $n) (local.get $n))
+        (then (call $ownerUnlock (local.get $loc)) (return (i32.const 0))))
       (i32.store offset=12 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))) (i32.const 0))
       (call $lDel (local.get $d) (local.get $n))
       ;; localPush()
@@ -1073,12 +1173,23 @@
       (return (i32.const 1)))
     (local.set $l (i32.load offset=76 (local.get $d)))
     (if (i32.eqz (call $lruLock (local.get $d) (local.get $l))) (then (return (i32.const 0))))
+    (if (call $damagedAt (local.get $n) (call $lHead (local.get $d) (i32.const 2)))
+      (then (call $ownerUnlock (local.get $l)) (return (i32.const 0))))
     (if (i32.eq (i32.and (i32.load offset=8 (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4)))) (i32.const 255)) (i32.const 5))
       (then (call $setType (local.get $d) (local.get $n) (i32.const 2))))
     (call $moveTo (local.get $d) (local.get $n) (i32.const 2))
     (call $onFiled (local.get $d) (local.get $rec) (local.get $e))
     (call $ownerUnlock (local.get $l))
     (i32.const 1))
+
+  ;; $movable() as a test: 1 when a link a move of $n after $h follows is damaged (the push answers 0).
+  (func $damagedAt (param $n i32) (param $h i32) (result i32)
+    (local $a i32)
+    (local.set $a (i32.add (global.get $lruN) (i32.shl (local.get $n) (i32.const 4))))
+    (i32.or
+      (i32.or (i32.ge_u (i32.load (local.get $a)) (global.get $lruCnt))
+              (i32.ge_u (i32.load offset=4 (local.get $a)) (global.get $lruCnt)))
+      (i32.ge_u (i32.load offset=4 (i32.add (global.get $lruN) (i32.shl (local.get $h) (i32.const 4)))) (global.get $lruCnt))))
 
   ;; onFiled(): filed, so no longer this slot's INFLIGHT (the next of its chain, or 0).
   (func $onFiled (param $d i32) (param $rec i32) (param $e i32)

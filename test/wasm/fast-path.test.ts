@@ -82,8 +82,14 @@ test("the byte offsets fast-path.wat is written with are the layout's (BUILD_BUG
       L.SCRATCH_ELEMS_I32,
       L.SCRATCH_ELEM_STRIDE_I32,
       L.SCRATCH_EVICT_TIMEDOUT_I32,
+      L.SCRATCH_LINK_LO_I32,
+      L.SCRATCH_LINK_SPAN_I32,
+      L.SCRATCH_LRU_NODE_COUNT_I32,
     ].map(off),
-    [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80, 84, 88, 92, 96],
+    [
+      0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80, 84, 88, 92, 96, 100,
+      104, 108,
+    ],
     "descriptor",
   );
   // The wasm LRU's node, list and local-record words, and its header words (REPAIR +92, LIMBO_COUNT +116).

@@ -15,6 +15,7 @@ import { limboPush, limboReclaimAll } from "../../alloc/epoch.js";
 import { DEL_DEFERRED, DEL_FREED, DEL_NOT_FOUND } from "../../alloc/lru-nodes.js";
 import { Errno } from "../../errors.js";
 import {
+  BUCKET_OWNER_I32,
   ELEM_FNEXT_I32,
   ELEM_HASH_I32,
   HDR_LRU_REPAIR_I32,
@@ -25,11 +26,11 @@ import {
   pcpuBase,
   SCRATCH_EVICT_TIMEDOUT_I32,
 } from "../../layout/layout.js";
-import { LRU_RETRY } from "../../sentinels.js";
+import { LRU_CORRUPT, LRU_RETRY } from "../../sentinels.js";
 import { nowMs } from "../../sync/spin.js";
 import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
 import { noSections } from "../fast.js";
-import { type ElemPolicy, ETIMEDOUT, elemOf, type HtabView, nodeOf } from "../htab-view.js";
+import { type ElemPolicy, ETIMEDOUT, EUCLEAN, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
 import { awaitGrace, GRACE_WAIT_MS, heldText, ownSection, pause } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
@@ -40,6 +41,9 @@ import { lruRepair } from "./lru-repair.js";
  */
 function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   const i32 = v.i32;
+  // Evicted now, the element would wait in limbo for this thread's own open section, which cannot
+  // end before this allocation does: the eviction would only lose the key. Leave it linked.
+  if (!noSections(v) && ownSection(v) >= 0) return DEL_NOT_FOUND;
   const e = elemOf(v, n);
   // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
   const b = bucketOf(v, i32[e + ELEM_HASH_I32]);
@@ -96,6 +100,7 @@ function lruTaken(v: HtabView, p: LruElems, n: number, open?: number): number {
     if (!lruRepair(v, p.lruLists, -1)) return ETIMEDOUT;
     n = lru.popFree();
   }
+  if (n === LRU_CORRUPT) return lruCorrupt(v, lru);
   // Nothing evictable: a candidate's bucket stayed locked (lastError says whose), or sections hold them all:
   // then wait (bounded) for those sections to end and try once more (grace.ts).
   // (Elements another thread unlinked and is about to file are not in limbo yet: retry for the same bound.)
@@ -116,6 +121,13 @@ function lruTaken(v: HtabView, p: LruElems, n: number, open?: number): number {
   return 0;
 }
 
+/** The LRU's lists are damaged (BpfLru.damage says where): EUCLEAN, every LRU lock released, nothing taken. */
+function lruCorrupt(v: HtabView, lru: BpfLru): number {
+  const what = lru.damage;
+  lru.damage = "";
+  return v.err.fail(EUCLEAN, `corrupt map: LRU: ${what}; nothing changed (fsck() describes the damage)`);
+}
+
 /**
  * File unlinked element `e` as free, repairing first if a repair is pending.
  * Bounded: when its list stays locked past the timeout, or a pending repair
@@ -127,6 +139,11 @@ function lruPush(v: HtabView, p: LruElems, e: number): void {
   // A repair leaves our INFLIGHT chain off every list, so pushing again is safe.
   const lru = p.lruLists;
   while (!lru.pushFree(nodeOf(v, e))) {
+    if (lru.damage !== "") {
+      // Damaged lists: `e` stays this slot's INFLIGHT, lost to the map (fsck reports the lists and it).
+      lru.damage = "";
+      return;
+    }
     if (lru.timedOut) {
       lru.timedOut = false;
       v.recover(); // a dead holder's lock is released by its recovery
@@ -153,6 +170,21 @@ function leaveToRepair(v: HtabView, e: number): void {
       i32[p + ELEM_FNEXT_I32] = i32[e + ELEM_FNEXT_I32];
       return;
     }
+}
+
+/**
+ * The wasm LRU trapped on damage: release every LRU lock this slot holds
+ * and, should it hold a bucket (the wasm path traps holding none), that
+ * too, with a seq step (readers retry), so the JS path can redo the call.
+ */
+function lruTrapped(v: HtabView, lru: BpfLru): void {
+  lru.releaseDead(v.cpu);
+  const b = v.i32[v.myPcpu + PCPU_INTENT_BUCKET_I32];
+  if (b !== 0 && v.i32[b + BUCKET_OWNER_I32] === v.cpu + 1) {
+    v.lockedB = b;
+    v.dirty = true;
+    unlockBucket(v, b);
+  }
 }
 
 /** After the bucket lock is dropped: return an unused element, free a replaced one. */
@@ -206,6 +238,8 @@ export class LruElems implements ElemPolicy {
       },
       v.words,
     );
+    // A damaged LRU link traps the wasm LRU update (no bucket lock held): free our LRU locks, JS redoes it.
+    if (v.fast !== null) v.fast.onTrap = () => lruTrapped(v, this.lruLists);
   }
 
   mustTakeFirst(): boolean {
