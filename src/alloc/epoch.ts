@@ -83,11 +83,11 @@ export function limboPush(i32: Int32Array, cpu: number, e: number, chain = false
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
 }
 
-/** The oldest epoch an active section entered at, or +Infinity when none is active. */
-function oldestSection(i32: Int32Array, nrCpus: number): number {
+/** The oldest epoch an active section entered at (slot `skip`'s aside), or +Infinity when none is active. */
+function oldestSection(i32: Int32Array, nrCpus: number, skip = -1): number {
   let min = Number.POSITIVE_INFINITY;
   for (let c = 0; c < nrCpus; c++) {
-    const s = Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
+    const s = c === skip ? 0 : Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
     if (s !== 0 && s - 1 < min) min = s - 1;
   }
   return min;
@@ -103,6 +103,12 @@ function limboLinkOk(i32: Int32Array, e: number): boolean {
  * its freelist, or (with `sink`, for LRU maps) hand each to `sink` after the
  * lock is dropped: LRU lists rank above freelist locks (lock order), so they
  * cannot be taken under it. Returns how many. `self` is the caller's slot (for the lock word).
+ *
+ * `held`, given only by a caller inside its own section on slot `self`
+ * (core/held-refs.ts): whether that section may hold a reference to an
+ * element. An element whose grace period only `self`'s section holds up
+ * (every other open section entered after its unlink) and that `held`
+ * disowns is reclaimed too: no open section can reach it.
  */
 export function limboReclaim(
   i32: Int32Array,
@@ -110,6 +116,7 @@ export function limboReclaim(
   self: number,
   nrCpus: number,
   sink: ((e: number) => void) | null = null,
+  held: ((e: number) => boolean) | null = null,
 ): number {
   const p = pcpuBase(victim);
   const mine = pcpuBase(self);
@@ -119,6 +126,7 @@ export function limboReclaim(
   // Under the lock: every listed element got its tag before this point, and a
   // section entering later enters at an epoch no smaller than any of those tags.
   const oldest = oldestSection(i32, nrCpus);
+  const others = held === null ? oldest : oldestSection(i32, nrCpus, self);
   let moved = 0;
   let prev = 0;
   let out = 0;
@@ -129,7 +137,8 @@ export function limboReclaim(
   const bound = i32.length >> 2;
   for (let steps = 0; limboLinkOk(i32, e) && steps <= bound; steps++) {
     const next = i32[e + ELEM_FNEXT_I32];
-    if (i32[e + ELEM_TAG_I32] <= oldest) {
+    const tag = i32[e + ELEM_TAG_I32];
+    if (tag <= oldest || (tag <= others && held !== null && !held(e))) {
       i32[mine + PCPU_INFLIGHT_I32] = e; // between the two lists: ours if we die here
       if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
       else i32[prev + ELEM_FNEXT_I32] = next;
@@ -264,10 +273,11 @@ export function limboReclaimAll(
   self: number,
   nrCpus: number,
   sink: ((e: number) => void) | null = null,
+  held: ((e: number) => boolean) | null = null,
 ): number {
   if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return 0;
   let moved = 0;
-  for (let c = 0; c < nrCpus; c++) moved += limboReclaim(i32, c, self, nrCpus, sink);
+  for (let c = 0; c < nrCpus; c++) moved += limboReclaim(i32, c, self, nrCpus, sink, held);
   return moved;
 }
 

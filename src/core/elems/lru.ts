@@ -32,7 +32,7 @@ import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unloc
 import { noSections } from "../fast.js";
 import { type ElemPolicy, ETIMEDOUT, EUCLEAN, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
-import { awaitGrace, GRACE_WAIT_MS, heldText, ownSection, pause } from "./grace.js";
+import { awaitGrace, GRACE_WAIT_MS, heldText, ownHeld, ownSection, pause, reusableNow } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
 
 /**
@@ -41,10 +41,11 @@ import { lruRepair } from "./lru-repair.js";
  */
 function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   const i32 = v.i32;
-  // Evicted now, the element would wait in limbo for this thread's own open section, which cannot
-  // end before this allocation does: the eviction would only lose the key. Leave it linked.
-  if (!noSections(v) && ownSection(v) >= 0) return DEL_NOT_FOUND;
   const e = elemOf(v, n);
+  // Evicted now, the element would wait in limbo for this thread's own open section, which cannot
+  // end before this allocation does: the eviction would only lose the key. Leave it linked, unless
+  // that section is the only one open and never referenced it (then it is reused at once, below).
+  if (!noSections(v) && ownSection(v) >= 0 && !reusableNow(v, e)) return DEL_NOT_FOUND;
   // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
   const b = bucketOf(v, i32[e + ELEM_HASH_I32]);
   const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
@@ -62,7 +63,8 @@ function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   unlinkLocked(v, b, e, prev);
   unlockBucket(v, b);
   // The LRU files e under the lock it holds, so e is never ours alone: restore INFLIGHT.
-  if (noSections(v)) {
+  // (Read after the unlink: no section, or only this view's own, which never referenced e.)
+  if (reusableNow(v, e)) {
     i32[inflight] = saved;
     return DEL_FREED;
   }
@@ -79,7 +81,7 @@ function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
 function lruTake(v: HtabView, p: LruElems): number {
   // Elements whose grace period has passed go back first: evicting a live key
   // while freed ones wait in limbo would evict more than the kernel does.
-  limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void);
+  limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void, ownHeld(v));
   p.evictTimedOut = false;
   return lruTaken(v, p, p.lruLists.popFree());
 }
@@ -289,8 +291,9 @@ export class LruElems implements ElemPolicy {
   }
 
   free(v: HtabView, e: number): void {
-    // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
-    if (!noSections(v)) limboPush(v.i32, v.cpu, e, true);
+    // Read after the unlink: a section that could hold `e` is counted in ACTIVE
+    // (this view's own section, when it never referenced `e`, cannot: grace.ts reusableNow()).
+    if (!reusableNow(v, e)) limboPush(v.i32, v.cpu, e, true);
     else lruPush(v, this, e); // kernel: htab_lru_push_free()
   }
 
