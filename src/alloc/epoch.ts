@@ -126,7 +126,7 @@ export function limboReclaim(
   // Under the lock: every listed element got its tag before this point, and a
   // section entering later enters at an epoch no smaller than any of those tags.
   const oldest = oldestSection(i32, nrCpus);
-  const others = held === null ? oldest : oldestSection(i32, nrCpus, self);
+  const others = oldestOther(i32, nrCpus, self, held, oldest);
   let moved = 0;
   let prev = 0;
   let out = 0;
@@ -137,8 +137,7 @@ export function limboReclaim(
   const bound = i32.length >> 2;
   for (let steps = 0; limboLinkOk(i32, e) && steps <= bound; steps++) {
     const next = i32[e + ELEM_FNEXT_I32];
-    const tag = i32[e + ELEM_TAG_I32];
-    if (tag <= oldest || (tag <= others && held !== null && !held(e))) {
+    if (graceOver(i32[e + ELEM_TAG_I32], e, oldest, others, held)) {
       i32[mine + PCPU_INFLIGHT_I32] = e; // between the two lists: ours if we die here
       if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
       else i32[prev + ELEM_FNEXT_I32] = next;
@@ -151,6 +150,32 @@ export function limboReclaim(
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
   if (sink !== null) fileReclaimed(i32, out, sink);
   return moved;
+}
+
+/** oldestSection() but for slot `self`'s section, when `held` says what that one can reach (else `oldest`). */
+function oldestOther(
+  i32: Int32Array,
+  nrCpus: number,
+  self: number,
+  held: ((e: number) => boolean) | null,
+  oldest: number,
+): number {
+  return held === null ? oldest : oldestSection(i32, nrCpus, self);
+}
+
+/**
+ * Whether limbo element `e` (tagged `tag`) may be reused: every open section
+ * entered after its unlink (`oldest`), or every one but the caller's own
+ * (`others`) and that one never referenced it (`held`: limboReclaim()).
+ */
+function graceOver(
+  tag: number,
+  e: number,
+  oldest: number,
+  others: number,
+  held: ((e: number) => boolean) | null,
+): boolean {
+  return tag <= oldest || (held !== null && tag <= others && !held(e));
 }
 
 /**

@@ -126,14 +126,12 @@ const dir = mkdtempSync(join(tmpdir(), "htab-replay-obj-"));
 
 /**
  * Known divergences, each a finding for the SAB core, not a test to weaken:
- * the test runs and reports them as TODO until fixed.
+ * the test runs and reports them as TODO until fixed. (None now: lru.c and
+ * lru_pcpu.c, a full LRU map written from a program, match since an element
+ * that only the run's own section holds up is reused at once when the run
+ * never referenced it, and a replaced one it referenced keeps the key.)
  */
-const KNOWN: Record<string, string> = {
-  lru:
-    "a full LRU map written from a program that looked the key up first: the kernel frees the replaced " +
-    "node at once; the SAB map keeps an element the run's section holds a reference to in limbo until " +
-    "the section ends, so the run evicts more keys than the kernel",
-};
+const KNOWN: Record<string, string> = {};
 
 for (const name of fixtures)
   test(`${name}.c through replay: identical results, data_out and map dumps on sab and kernel`, {

@@ -113,8 +113,9 @@ for (const fastPath of [true, false]) {
     try {
       const refs = new Map<number, ValueRef>();
       for (const k of [0, 1, 2, 3]) refs.set(k, m.lookupRef(u32(k)) as ValueRef);
-      // Replacing a referenced key unlinks its element: it must wait, not take another key.
-      assert.equal(m.updateElemFromProgram(u32(1), new Uint8Array(8).fill(99), 0), 0);
+      // Replacing a referenced key: its element keeps the key, the value written in place (this thread's
+      // reference reads its own write; the element is not freed under it).
+      assert.equal(m.updateElemFromProgram(u32(1), new Uint8Array(8).fill(1), 0), 0);
       for (let k = 100; k < 140; k++) {
         assert.equal(
           m.updateElemFromProgram(u32(k), new Uint8Array(8).fill(k), 0),

@@ -18,6 +18,7 @@ import {
   BUCKET_OWNER_I32,
   ELEM_FNEXT_I32,
   ELEM_HASH_I32,
+  HDR_ACTIVE_I32,
   HDR_LRU_REPAIR_I32,
   HDR_RECOVERED_I32,
   PCPU_INFLIGHT_I32,
@@ -28,7 +29,15 @@ import {
 } from "../../layout/layout.js";
 import { LRU_CORRUPT, LRU_RETRY } from "../../sentinels.js";
 import { nowMs } from "../../sync/spin.js";
-import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
+import {
+  bucketOf,
+  chainPrev,
+  lockBucket,
+  overwriteValueLocked,
+  replaceLinkLocked,
+  unlinkLocked,
+  unlockBucket,
+} from "../bucket.js";
 import { noSections } from "../fast.js";
 import { type ElemPolicy, ETIMEDOUT, EUCLEAN, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
@@ -71,6 +80,14 @@ function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   limboPush(i32, v.cpu, e);
   i32[inflight] = saved;
   return DEL_DEFERRED;
+}
+
+/**
+ * Whether this view's section is the only one open and holds a reference to
+ * element `e` (held-refs.ts). Read under `e`'s bucket lock.
+ */
+function heldByOwnSectionOnly(v: HtabView, e: number): boolean {
+  return v.sectionDepth > 0 && v.held.has(e) && v.words.load(HDR_ACTIVE_I32) === 1;
 }
 
 /**
@@ -191,6 +208,13 @@ function lruTrapped(v: HtabView, lru: BpfLru): void {
 
 /** After the bucket lock is dropped: return an unused element, free a replaced one. */
 function lruSettle(v: HtabView, p: LruElems): void {
+  if (p.swapOld !== 0) {
+    // The popped element leaves from the replaced one's place (see replaceLocked()); on a busy lock or a
+    // repair it leaves from its own (only the LRU order differs from the kernel's).
+    if (p.spare !== 0 && !p.lruLists.swapPlaces(nodeOf(v, p.swapOld), nodeOf(v, p.spare)))
+      p.lruLists.damage = "";
+    p.swapOld = 0;
+  }
   if (p.spare !== 0) {
     v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // no longer "about to be linked": a repair may file it
     lruPush(v, p, p.spare);
@@ -215,6 +239,8 @@ export class LruElems implements ElemPolicy {
   old = 0;
   /** An eviction this operation tried gave up on a bucket lock (take() answers ETIMEDOUT). */
   evictTimedOut = false;
+  /** A replace wrote in place into this element (a reference of this view's section holds it), or 0: settle() swaps it with `spare`. */
+  swapOld = 0;
 
   constructor(v: HtabView) {
     this.sink = (e) => lruPush(v, this, e);
@@ -277,6 +303,17 @@ export class LruElems implements ElemPolicy {
 
   /** The popped element goes in, referenced (it replaces a live key); `old` is freed after the unlock. */
   replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
+    if (this.spare !== 0 && heldByOwnSectionOnly(v, old)) {
+      // This view's section, the only one open, holds a reference into `old`: freed, it would wait in limbo
+      // until the section ends and the run would evict one key more than the kernel. `old` keeps the key
+      // (the value written in place: only this thread can read it through a reference, between its own
+      // calls) and takes the popped node's place in the LRU after the unlock (settle()), and the popped
+      // element is freed from `old`'s place: the lists end as the kernel's.
+      overwriteValueLocked(v, old, value, valueOff);
+      this.lruLists.setRef(nodeOf(v, this.spare)); // kernel: bpf_lru_node_set_ref() of the new node
+      this.swapOld = old;
+      return 0;
+    }
     const e = this.alloc();
     v.i32[old + ELEM_FNEXT_I32] = 0; // it will head this slot's INFLIGHT chain
     replaceLinkLocked(v, e, old, value, valueOff);
