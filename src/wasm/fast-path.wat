@@ -543,6 +543,11 @@
     (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -65538))))
     (if (i32.load offset=68 (local.get $d))
       (then (return (call $lruUpdate (local.get $d) (local.get $hash) (local.get $mode) (local.get $flags)))))
+    ;; This thread's own program section open: whether a replaced element may
+    ;; be reused at once depends on the references it took (core/held-refs.ts,
+    ;; JS state), and with it where the key ends (home element or not): in JS.
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
+      (then (if (call $ownSection (local.get $d)) (then (return (i32.const -65536))))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
