@@ -13,6 +13,12 @@
  * - An element in limbo carries TAG = the epoch after its unlink. A section
  *   that entered at epoch >= TAG started after the unlink and cannot hold it,
  *   so the element may be reused once every active section entered at >= TAG.
+ * - Except for what no open section can reach (the caller knows its own
+ *   section's references: core/held-refs.ts): limboReclaim()'s `held` lets a
+ *   view inside its own section reclaim an element only that section holds
+ *   up and never referenced; core/elems/grace.ts reusableNow() frees an
+ *   element at once when the only open section (ACTIVE 1) is the freeing
+ *   view's own and it never referenced the element.
  *
  * Lock order: layout.ts (limbo lists share the freelist lock).
  */
