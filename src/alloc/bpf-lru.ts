@@ -47,6 +47,7 @@ import {
   LRU_NODE_META_I32,
   LRU_NODE_NEXT_I32,
   LRU_NODE_PREV_I32,
+  LRU_NODE_REF_I32,
   LRU_SENTINELS_PER_LIST,
 } from "../layout/layout.js";
 import { LRU_CORRUPT, LRU_RETRY } from "../sentinels.js";
@@ -501,6 +502,102 @@ export class BpfLru extends LruNodes {
       const c = Math.min(this.nrCpus - 1, Math.floor(n / per));
       this.setMeta(n, LRU_T_FREE, c);
       this.add(n, this.head(c, LRU_T_FREE));
+    }
+  }
+
+  /**
+   * Node `a` takes node `b`'s place and `b` takes `a`'s: their links, types
+   * and CPUs (META), reference bits and the rotation cursor, each under the
+   * lock of the list it is on (locals, then lists, in index order). Both must
+   * be on an ACTIVE, INACTIVE or PENDING list. An LRU replace whose old
+   * element must stay intact under a reference (core/elems/lru.ts) writes the
+   * value in place in it and swaps it with the popped node, which is then
+   * freed: the lists end as the kernel's, whose replace frees the old node.
+   * Requires: no bucket lock held. @returns false when a lock could not be
+   * had, a repair is pending, a node is on no such list or the lists are
+   * damaged (nothing changed; `damage` says where)
+   */
+  swapPlaces(a: number, b: number): boolean {
+    try {
+      return this.swapTry(a, b);
+    } catch (e) {
+      this.backOut(e); // every LRU lock this slot holds is released
+      return false;
+    }
+  }
+
+  private swapTry(a: number, b: number): boolean {
+    const la = this.placeLock(a);
+    const lb = this.placeLock(b);
+    if (la < 0 || lb < 0) return false;
+    const first = this.placeRank(a) <= this.placeRank(b) ? la : lb;
+    const second = first === la ? lb : la;
+    if (!this.lock(first)) return this.swapGaveUp();
+    if (second !== first && !this.lock(second)) {
+      this.unlock(first);
+      return this.swapGaveUp();
+    }
+    // Re-checked under the locks: a refill may have flushed a PENDING node meanwhile.
+    const ok = this.placeLock(a) === la && this.placeLock(b) === lb;
+    if (ok) this.swapLocked(a, b);
+    if (second !== first) this.unlock(second);
+    this.unlock(first);
+    return ok;
+  }
+
+  private swapGaveUp(): boolean {
+    this.timedOut = false;
+    return false;
+  }
+
+  /** The lock word of the list node `n` is on (ACTIVE, INACTIVE, PENDING), else -1. */
+  private placeLock(n: number): number {
+    const t = this.type(n);
+    if (t === LRU_T_LOCAL_PENDING && !this.percpu) return this.localAt(this.nodeCpu(n)) + LRU_LOCAL_LOCK_I32;
+    if (t === LRU_T_ACTIVE || t === LRU_T_INACTIVE)
+      return this.listAt(this.percpu ? this.nodeCpu(n) : 0) + LRU_LIST_LOCK_I32;
+    return -1;
+  }
+
+  /** Where placeLock(n) comes in the acquisition order (lockWords(): locals by CPU, then lists). */
+  private placeRank(n: number): number {
+    if (this.type(n) === LRU_T_LOCAL_PENDING && !this.percpu) return this.nodeCpu(n);
+    return this.nrCpus + (this.percpu ? this.nodeCpu(n) : 0);
+  }
+
+  /** swapPlaces() under the locks: every link it follows is checked before the first write. */
+  private swapLocked(a: number, b: number): void {
+    const i32 = this.i32;
+    const pa = this.prev(a);
+    const xa = this.next(a);
+    const pb = this.prev(b);
+    this.next(b);
+    if (xa === b) {
+      this.del(a);
+      this.add(a, b);
+    } else if (pa === b) {
+      this.del(b);
+      this.add(b, a);
+    } else {
+      this.del(a);
+      this.del(b);
+      this.add(a, pb);
+      this.add(b, pa);
+    }
+    const ma = this.w(a) + LRU_NODE_META_I32;
+    const mb = this.w(b) + LRU_NODE_META_I32;
+    const meta = i32[ma];
+    i32[ma] = i32[mb];
+    i32[mb] = meta;
+    const ra = this.w(a) + LRU_NODE_REF_I32;
+    const rb = this.w(b) + LRU_NODE_REF_I32;
+    const ref = i32[ra];
+    i32[ra] = i32[rb];
+    i32[rb] = ref;
+    for (let l = 0; l < this.lists; l++) {
+      const c = this.listAt(l) + LRU_LIST_NEXT_INACTIVE_ROT_I32;
+      if (i32[c] === a) i32[c] = b;
+      else if (i32[c] === b) i32[c] = a;
     }
   }
 

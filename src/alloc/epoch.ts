@@ -13,6 +13,12 @@
  * - An element in limbo carries TAG = the epoch after its unlink. A section
  *   that entered at epoch >= TAG started after the unlink and cannot hold it,
  *   so the element may be reused once every active section entered at >= TAG.
+ * - Except for what no open section can reach (the caller knows its own
+ *   section's references: core/held-refs.ts): limboReclaim()'s `held` lets a
+ *   view inside its own section reclaim an element only that section holds
+ *   up and never referenced; core/elems/grace.ts reusableNow() frees an
+ *   element at once when the only open section (ACTIVE 1) is the freeing
+ *   view's own and it never referenced the element.
  *
  * Lock order: layout.ts (limbo lists share the freelist lock).
  */
@@ -83,11 +89,11 @@ export function limboPush(i32: Int32Array, cpu: number, e: number, chain = false
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
 }
 
-/** The oldest epoch an active section entered at, or +Infinity when none is active. */
-function oldestSection(i32: Int32Array, nrCpus: number): number {
+/** The oldest epoch an active section entered at (slot `skip`'s aside), or +Infinity when none is active. */
+function oldestSection(i32: Int32Array, nrCpus: number, skip = -1): number {
   let min = Number.POSITIVE_INFINITY;
   for (let c = 0; c < nrCpus; c++) {
-    const s = Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
+    const s = c === skip ? 0 : Atomics.load(i32, pcpuBase(c) + PCPU_SECTION_I32);
     if (s !== 0 && s - 1 < min) min = s - 1;
   }
   return min;
@@ -103,6 +109,12 @@ function limboLinkOk(i32: Int32Array, e: number): boolean {
  * its freelist, or (with `sink`, for LRU maps) hand each to `sink` after the
  * lock is dropped: LRU lists rank above freelist locks (lock order), so they
  * cannot be taken under it. Returns how many. `self` is the caller's slot (for the lock word).
+ *
+ * `held`, given only by a caller inside its own section on slot `self`
+ * (core/held-refs.ts): whether that section may hold a reference to an
+ * element. An element whose grace period only `self`'s section holds up
+ * (every other open section entered after its unlink) and that `held`
+ * disowns is reclaimed too: no open section can reach it.
  */
 export function limboReclaim(
   i32: Int32Array,
@@ -110,6 +122,7 @@ export function limboReclaim(
   self: number,
   nrCpus: number,
   sink: ((e: number) => void) | null = null,
+  held: ((e: number) => boolean) | null = null,
 ): number {
   const p = pcpuBase(victim);
   const mine = pcpuBase(self);
@@ -119,6 +132,7 @@ export function limboReclaim(
   // Under the lock: every listed element got its tag before this point, and a
   // section entering later enters at an epoch no smaller than any of those tags.
   const oldest = oldestSection(i32, nrCpus);
+  const others = oldestOther(i32, nrCpus, self, held, oldest);
   let moved = 0;
   let prev = 0;
   let out = 0;
@@ -129,7 +143,7 @@ export function limboReclaim(
   const bound = i32.length >> 2;
   for (let steps = 0; limboLinkOk(i32, e) && steps <= bound; steps++) {
     const next = i32[e + ELEM_FNEXT_I32];
-    if (i32[e + ELEM_TAG_I32] <= oldest) {
+    if (graceOver(i32[e + ELEM_TAG_I32], e, oldest, others, held)) {
       i32[mine + PCPU_INFLIGHT_I32] = e; // between the two lists: ours if we die here
       if (prev === 0) i32[p + PCPU_LIMBO_HEAD_I32] = next;
       else i32[prev + ELEM_FNEXT_I32] = next;
@@ -142,6 +156,32 @@ export function limboReclaim(
   lockRelease(i32, p + PCPU_FL_LOCK_I32);
   if (sink !== null) fileReclaimed(i32, out, sink);
   return moved;
+}
+
+/** oldestSection() but for slot `self`'s section, when `held` says what that one can reach (else `oldest`). */
+function oldestOther(
+  i32: Int32Array,
+  nrCpus: number,
+  self: number,
+  held: ((e: number) => boolean) | null,
+  oldest: number,
+): number {
+  return held === null ? oldest : oldestSection(i32, nrCpus, self);
+}
+
+/**
+ * Whether limbo element `e` (tagged `tag`) may be reused: every open section
+ * entered after its unlink (`oldest`), or every one but the caller's own
+ * (`others`) and that one never referenced it (`held`: limboReclaim()).
+ */
+function graceOver(
+  tag: number,
+  e: number,
+  oldest: number,
+  others: number,
+  held: ((e: number) => boolean) | null,
+): boolean {
+  return tag <= oldest || (held !== null && tag <= others && !held(e));
 }
 
 /**
@@ -264,10 +304,11 @@ export function limboReclaimAll(
   self: number,
   nrCpus: number,
   sink: ((e: number) => void) | null = null,
+  held: ((e: number) => boolean) | null = null,
 ): number {
   if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return 0;
   let moved = 0;
-  for (let c = 0; c < nrCpus; c++) moved += limboReclaim(i32, c, self, nrCpus, sink);
+  for (let c = 0; c < nrCpus; c++) moved += limboReclaim(i32, c, self, nrCpus, sink, held);
   return moved;
 }
 

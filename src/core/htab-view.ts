@@ -64,6 +64,7 @@ import { claimSlot, releaseSlot } from "../sync/slot-claim.js";
 import { type FastPath, type FastPathWaits, fastPathFor } from "../wasm/fast-path.js";
 import { JsWords, WasmWords, type Words } from "../wasm/words.js";
 import { type FastPlan, fastPlan } from "./fast-plan.js";
+import { HeldRefs } from "./held-refs.js";
 import type { MapHandle } from "./map-handle.js";
 
 // Negative errno returns of the element functions.
@@ -266,6 +267,10 @@ export class HtabView {
   /** Section generation: bumped when a section ends, which kills its references. */
   readonly liveGen = new Int32Array(1);
   sectionDepth = 0;
+  /** Elements this view handed out references to in its current section (held-refs.ts). */
+  readonly held = new HeldRefs();
+  /** held.has() as a function, for limboReclaim() (made once: reclaims do not allocate). */
+  readonly heldFn = (e: number): boolean => this.held.has(e);
   closed = false;
 
   constructor(

@@ -41,6 +41,8 @@ export function refOf(v: HtabView, hash: number, cpu: number, into: ValueRef | u
   const e = findElem(v, hash);
   if (e === READ_TIMEDOUT) throw new BpfError("lookupRef", Errno.ETIMEDOUT, v.err.message);
   if (e === 0) return null;
+  // The reference lives until the section ends: `e` is not reused under it (held-refs.ts).
+  if (v.sectionDepth > 0) v.held.add(e);
   v.elems.touch(v, e);
   return (into ?? makeRef(v))._bind(valueAt(v, e, cpu), v.liveGen[0]);
 }
@@ -68,6 +70,7 @@ export function forEachElem<M, C>(
         // Read the link first: the callback may delete e (the section keeps e's memory intact).
         const next = i32[e + ELEM_NEXT_I32];
         copyKeyOut(v, e, key, 0);
+        v.held.add(e); // the callback's reference lives until the section ends
         visited++;
         const r = cb(map, key, ref._bind(valueAt(v, e, v.cpu), v.liveGen[0]), ctx);
         if (r === 1) return visited;

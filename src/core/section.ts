@@ -29,6 +29,7 @@ export function exit(v: HtabView): void {
   if (v.sectionDepth === 0) invalid("exit", "exit() without enter()");
   if (--v.sectionDepth === 0) {
     v.liveGen[0]++;
+    v.held.clear(); // its references are dead
     sectionExit(v.i32, v.cpu);
     limboReclaim(v.i32, v.cpu, v.cpu, v.nrCpus, v.elems.sink);
   }

@@ -83,6 +83,23 @@
  * LRU map nobody takes a freelist lock while holding a bucket); on LRU maps
  * nothing pops or pushes an element while a bucket lock is held (elements
  * wait in the policy until after the unlock), because ranks 2-3 come first.
+ * An LRU swap of two nodes' places (alloc/bpf-lru.ts swapPlaces(), after a
+ * replace whose old element this thread's own section references) holds two
+ * LRU locks at once, in lockWords() order (locals by CPU, then lists), and
+ * no bucket lock.
+ *
+ * Reuse while sections are open (alloc/epoch.ts, core/elems/grace.ts,
+ * core/held-refs.ts): an element unlinked while ACTIVE > 0 waits in limbo
+ * until every section that began before its unlink has ended, except what
+ * no open section can reach: when the only open section is the unlinking
+ * view's own (ACTIVE, read after the unlink, is 1 and that view is inside a
+ * section) and that section never got a reference to the element (lookupRef,
+ * lookupPercpuRef, a program's map_lookup_elem, forEachElem: recorded,
+ * bounded, in the view's JS state), it is freed at once; and a limbo element
+ * whose grace only the reclaiming view's own section holds up (every other
+ * open section entered after its TAG) and that the section never referenced
+ * is reclaimed. Elements another thread's open section may reach are never
+ * reused under it; lock-free readers need no limbo (bucket seqlock).
  *
  * Memory-ordering table (one row per shared word):
  *
@@ -101,7 +118,7 @@
  * | record HOME_STATE | the holder of the lock that owns the home element's state: FL_LOCK of list c for HOME_LISTED(c) <-> HOME_TAKEN (push, pop, claim), the home bucket's lock for HOME_TAKEN <-> HOME_LINKED (link into, unlink from its home chain, inside the WRITING window) | claimers (unlocked peek, then rechecked under FL_LOCK); lock-free readers of the home bucket; fsck, recovery | Atomics.store / Atomics.load. States: HOME_LISTED(c) = c + 1 (on freelist c), HOME_TAKEN = 0 (off every freelist: popped, claimed, EXTRA, limbo, in limbo-to-list, or linked in another bucket), HOME_LINKED = -1 (linked in its home bucket's chain). A reader of bucket b that sees HOME_LINKED and the key in the home element under an unchanged seq has found it |
  * | hdr CARVED      | holder of GROW_LOCK (NO_PREALLOC) | allocators, fsck       | Atomics; elements below it exist, the buffer has grown past them first |
  * | hdr EPOCH       | any thread that frees while sections are active | section entry, reclaim | Atomics.add / Atomics.load |
- * | hdr ACTIVE      | section entry and exit           | writers freeing elements | Atomics; read after the unlink, so a section either sees the unlink or is counted |
+ * | hdr ACTIVE      | section entry and exit           | writers freeing elements | Atomics; read after the unlink, so a section either sees the unlink or is counted. 1 with the writer's own view in a section: no other section can hold the element (a section entering later cannot find it), so an element that section never referenced is freed at once |
  * | pcpu SECTION    | the slot owner                  | reclaimers                | Atomics.store / Atomics.load |
  * | pcpu OWNER      | attach (CAS free -> alive), reap (alive -> dead), recovery (dead -> free) | everyone | Atomics |
  * | pcpu INTENT_*, INFLIGHT | the slot owner, before the stores they describe | a recoverer, after the owner died | plain writes; read after the owner is marked dead (the exit event orders them) |

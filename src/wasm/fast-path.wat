@@ -543,6 +543,11 @@
     (if (i32.atomic.load (i32.load offset=60 (local.get $d))) (then (return (i32.const -65538))))
     (if (i32.load offset=68 (local.get $d))
       (then (return (call $lruUpdate (local.get $d) (local.get $hash) (local.get $mode) (local.get $flags)))))
+    ;; This thread's own program section open: whether a replaced element may
+    ;; be reused at once depends on the references it took (core/held-refs.ts,
+    ;; JS state), and with it where the key ends (home element or not): in JS.
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
+      (then (if (call $ownSection (local.get $d)) (then (return (i32.const -65536))))))
     (local.set $base (i32.load (local.get $d)))
     (local.set $rec (i32.load offset=56 (local.get $d)))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
@@ -867,9 +872,10 @@
       (i32.mul (i32.and (i32.load offset=4 (local.get $ea)) (i32.load offset=8 (local.get $d))) (i32.load offset=64 (local.get $d)))))
     (local.set $ba (i32.add (local.get $base) (i32.shl (local.get $b) (i32.const 2))))
     (local.set $saved (i32.load offset=48 (local.get $rec)))
-    ;; Sections active and one of them this thread's own: evicted now, the
-    ;; element would wait in limbo for a section that cannot end before this
-    ;; allocation does (the key would only be lost). Left linked (elems/lru.ts).
+    ;; Sections active and one of them this thread's own: $lruUpdate leaves
+    ;; such an update to JS (elems/lru.ts decides per element from the
+    ;; section's references); should one get here, the element stays linked
+    ;; (in limbo it would wait for a section that cannot end meanwhile).
     (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
       (then (if (call $ownSection (local.get $d)) (then (return (i32.const 0))))))
     ;; lockBucket(): a held lock is waited for in JS (which takes it with LOCKED only).
@@ -1100,6 +1106,11 @@
     ;; held over from a backed-out pop is used first: both in JS.
     (if (i32.atomic.load offset=116 (local.get $base)) (then (return (i32.const -65536))))
     (if (i32.load offset=52 (local.get $rec)) (then (return (i32.const -65536))))
+    ;; This thread's own program section open: what an eviction may reuse at
+    ;; once depends on the references that section took (core/held-refs.ts,
+    ;; JS state): the whole update in JS, before anything moved.
+    (if (i32.atomic.load (i32.load offset=52 (local.get $d)))
+      (then (if (call $ownSection (local.get $d)) (then (return (i32.const -65536))))))
     (local.set $hash (call $hashOf (local.get $d) (local.get $hash) (local.get $mode)))
     (local.set $n (call $lruPop (local.get $d)))
     (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (local.get $n))))

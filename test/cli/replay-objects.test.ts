@@ -126,16 +126,12 @@ const dir = mkdtempSync(join(tmpdir(), "htab-replay-obj-"));
 
 /**
  * Known divergences, each a finding for the SAB core, not a test to weaken:
- * the test runs and reports them as TODO until fixed.
+ * the test runs and reports them as TODO until fixed. (None now: lru.c and
+ * lru_pcpu.c, a full LRU map written from a program, match since an element
+ * that only the run's own section holds up is reused at once when the run
+ * never referenced it, and a replaced one it referenced keeps the key.)
  */
-const LRU_IN_SECTION =
-  "a full LRU map written from a program: the kernel reuses an evicted node at once; the SAB map " +
-  "parks evicted elements in limbo until the program's section ends, so inserts in the same run " +
-  "answer ENOMEM and the map ends up empty";
-const KNOWN: Record<string, string> = {
-  lru_pcpu: LRU_IN_SECTION,
-  lru: LRU_IN_SECTION,
-};
+const KNOWN: Record<string, string> = {};
 
 for (const name of fixtures)
   test(`${name}.c through replay: identical results, data_out and map dumps on sab and kernel`, {

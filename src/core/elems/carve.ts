@@ -10,9 +10,10 @@ import { Errno } from "../../errors.js";
 import { HDR_CARVED_I32, HDR_GROW_LOCK_I32, PCPU_INFLIGHT_I32 } from "../../layout/layout.js";
 import { ALLOC_NOMEM } from "../../sentinels.js";
 import { lockAcquire, lockRelease } from "../../sync/owner-lock.js";
-import { freelistPush, noSections } from "../fast.js";
+import { freelistPush } from "../fast.js";
 import { count, type HtabView } from "../htab-view.js";
 import { listTimedOut } from "../waits.js";
+import { reusableNow } from "./grace.js";
 import { allocElem, PreallocElems } from "./prealloc.js";
 
 /**
@@ -75,7 +76,7 @@ export class CarvedElems extends PreallocElems {
 
   /** No extra elements: the old element is freed (kernel: free_htab_elem() after unlock). */
   protected override fileReplaced(v: HtabView, old: number): void {
-    if (noSections(v)) freelistPush(v, old);
+    if (reusableNow(v, old)) freelistPush(v, old);
     else limboPush(v.i32, v.cpu, old);
   }
 

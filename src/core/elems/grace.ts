@@ -15,7 +15,13 @@ import {
   openSectionText,
   synchronizeSections,
 } from "../../alloc/epoch.js";
-import { HDR_LIMBO_COUNT_I32, PCPU_CLAIM_I32, PCPU_SECTION_I32, pcpuBase } from "../../layout/layout.js";
+import {
+  HDR_ACTIVE_I32,
+  HDR_LIMBO_COUNT_I32,
+  PCPU_CLAIM_I32,
+  PCPU_SECTION_I32,
+  pcpuBase,
+} from "../../layout/layout.js";
 import { ALLOC_HELD } from "../../sentinels.js";
 import { claimToken } from "../../sync/slot-claim.js";
 import { nowMs, threadCanBlock } from "../../sync/spin.js";
@@ -45,8 +51,29 @@ export function awaitGrace(v: HtabView, ms = GRACE_WAIT_MS): number {
   // A section of this thread (this view's, or another object's of this thread) cannot end while it waits.
   const own = ownSection(v);
   const open = own >= 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, ms);
-  limboReclaimAll(i32, v.cpu, v.nrCpus, v.elems.sink);
+  limboReclaimAll(i32, v.cpu, v.nrCpus, v.elems.sink, ownHeld(v));
   return open;
+}
+
+/**
+ * For limboReclaim(): inside this view's own section, the elements it may
+ * hold references to (held-refs.ts), so that limbo elements only its
+ * section holds up and it never referenced are reclaimed; else null.
+ */
+export function ownHeld(v: HtabView): ((e: number) => boolean) | null {
+  return v.sectionDepth > 0 ? v.heldFn : null;
+}
+
+/**
+ * Whether element `e`, just unlinked, may be reused at once: no section is
+ * open, or the only one is this view's own (ACTIVE counts it: 1) and it got
+ * no reference to `e` (held-refs.ts). Read after the unlink (SeqCst): a
+ * section entering later cannot find `e` (epoch.ts invariants). Hot: one
+ * atomic load when no section is open.
+ */
+export function reusableNow(v: HtabView, e: number): boolean {
+  const active = v.words.load(HDR_ACTIVE_I32);
+  return active === 0 || (active === 1 && v.sectionDepth > 0 && !v.held.has(e));
 }
 
 /** A slot of this thread (its claim word holds this thread's token) whose section is open, or -1. */

@@ -18,6 +18,7 @@ import {
   BUCKET_OWNER_I32,
   ELEM_FNEXT_I32,
   ELEM_HASH_I32,
+  HDR_ACTIVE_I32,
   HDR_LRU_REPAIR_I32,
   HDR_RECOVERED_I32,
   PCPU_INFLIGHT_I32,
@@ -28,11 +29,19 @@ import {
 } from "../../layout/layout.js";
 import { LRU_CORRUPT, LRU_RETRY } from "../../sentinels.js";
 import { nowMs } from "../../sync/spin.js";
-import { bucketOf, chainPrev, lockBucket, replaceLinkLocked, unlinkLocked, unlockBucket } from "../bucket.js";
+import {
+  bucketOf,
+  chainPrev,
+  lockBucket,
+  overwriteValueLocked,
+  replaceLinkLocked,
+  unlinkLocked,
+  unlockBucket,
+} from "../bucket.js";
 import { noSections } from "../fast.js";
 import { type ElemPolicy, ETIMEDOUT, EUCLEAN, elemOf, type HtabView, nodeOf } from "../htab-view.js";
 import { bucketTimedOut, listTimedOut } from "../waits.js";
-import { awaitGrace, GRACE_WAIT_MS, heldText, ownSection, pause } from "./grace.js";
+import { awaitGrace, GRACE_WAIT_MS, heldText, ownHeld, ownSection, pause, reusableNow } from "./grace.js";
 import { lruRepair } from "./lru-repair.js";
 
 /**
@@ -41,10 +50,11 @@ import { lruRepair } from "./lru-repair.js";
  */
 function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   const i32 = v.i32;
-  // Evicted now, the element would wait in limbo for this thread's own open section, which cannot
-  // end before this allocation does: the eviction would only lose the key. Leave it linked.
-  if (!noSections(v) && ownSection(v) >= 0) return DEL_NOT_FOUND;
   const e = elemOf(v, n);
+  // Evicted now, the element would wait in limbo for this thread's own open section, which cannot
+  // end before this allocation does: the eviction would only lose the key. Leave it linked, unless
+  // that section is the only one open and never referenced it (then it is reused at once, below).
+  if (!noSections(v) && ownSection(v) >= 0 && !reusableNow(v, e)) return DEL_NOT_FOUND;
   // HASH may be stale for a node popped but not yet linked: then the walk misses it, as it should.
   const b = bucketOf(v, i32[e + ELEM_HASH_I32]);
   const inflight = v.myPcpu + PCPU_INFLIGHT_I32;
@@ -62,13 +72,22 @@ function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
   unlinkLocked(v, b, e, prev);
   unlockBucket(v, b);
   // The LRU files e under the lock it holds, so e is never ours alone: restore INFLIGHT.
-  if (noSections(v)) {
+  // (Read after the unlink: no section, or only this view's own, which never referenced e.)
+  if (reusableNow(v, e)) {
     i32[inflight] = saved;
     return DEL_FREED;
   }
   limboPush(i32, v.cpu, e);
   i32[inflight] = saved;
   return DEL_DEFERRED;
+}
+
+/**
+ * Whether this view's section is the only one open and holds a reference to
+ * element `e` (held-refs.ts). Read under `e`'s bucket lock.
+ */
+function heldByOwnSectionOnly(v: HtabView, e: number): boolean {
+  return v.sectionDepth > 0 && v.held.has(e) && v.words.load(HDR_ACTIVE_I32) === 1;
 }
 
 /**
@@ -79,7 +98,7 @@ function lruDelFromHtab(v: HtabView, p: LruElems, n: number): number {
 function lruTake(v: HtabView, p: LruElems): number {
   // Elements whose grace period has passed go back first: evicting a live key
   // while freed ones wait in limbo would evict more than the kernel does.
-  limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void);
+  limboReclaimAll(v.i32, v.cpu, v.nrCpus, v.elems.sink as (e: number) => void, ownHeld(v));
   p.evictTimedOut = false;
   return lruTaken(v, p, p.lruLists.popFree());
 }
@@ -189,6 +208,13 @@ function lruTrapped(v: HtabView, lru: BpfLru): void {
 
 /** After the bucket lock is dropped: return an unused element, free a replaced one. */
 function lruSettle(v: HtabView, p: LruElems): void {
+  if (p.swapOld !== 0) {
+    // The popped element leaves from the replaced one's place (see replaceLocked()); on a busy lock or a
+    // repair it leaves from its own (only the LRU order differs from the kernel's).
+    if (p.spare !== 0 && !p.lruLists.swapPlaces(nodeOf(v, p.swapOld), nodeOf(v, p.spare)))
+      p.lruLists.damage = "";
+    p.swapOld = 0;
+  }
   if (p.spare !== 0) {
     v.i32[v.myPcpu + PCPU_LRU_SPARE_I32] = 0; // no longer "about to be linked": a repair may file it
     lruPush(v, p, p.spare);
@@ -213,6 +239,8 @@ export class LruElems implements ElemPolicy {
   old = 0;
   /** An eviction this operation tried gave up on a bucket lock (take() answers ETIMEDOUT). */
   evictTimedOut = false;
+  /** A replace wrote in place into this element (a reference of this view's section holds it), or 0: settle() swaps it with `spare`. */
+  swapOld = 0;
 
   constructor(v: HtabView) {
     this.sink = (e) => lruPush(v, this, e);
@@ -275,6 +303,17 @@ export class LruElems implements ElemPolicy {
 
   /** The popped element goes in, referenced (it replaces a live key); `old` is freed after the unlock. */
   replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
+    if (this.spare !== 0 && heldByOwnSectionOnly(v, old)) {
+      // This view's section, the only one open, holds a reference into `old`: freed, it would wait in limbo
+      // until the section ends and the run would evict one key more than the kernel. `old` keeps the key
+      // (the value written in place: only this thread can read it through a reference, between its own
+      // calls) and takes the popped node's place in the LRU after the unlock (settle()), and the popped
+      // element is freed from `old`'s place: the lists end as the kernel's.
+      overwriteValueLocked(v, old, value, valueOff);
+      this.lruLists.setRef(nodeOf(v, this.spare)); // kernel: bpf_lru_node_set_ref() of the new node
+      this.swapOld = old;
+      return 0;
+    }
     const e = this.alloc();
     v.i32[old + ELEM_FNEXT_I32] = 0; // it will head this slot's INFLIGHT chain
     replaceLinkLocked(v, e, old, value, valueOff);
@@ -289,8 +328,9 @@ export class LruElems implements ElemPolicy {
   }
 
   free(v: HtabView, e: number): void {
-    // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
-    if (!noSections(v)) limboPush(v.i32, v.cpu, e, true);
+    // Read after the unlink: a section that could hold `e` is counted in ACTIVE
+    // (this view's own section, when it never referenced `e`, cannot: grace.ts reusableNow()).
+    if (!reusableNow(v, e)) limboPush(v.i32, v.cpu, e, true);
     else lruPush(v, this, e); // kernel: htab_lru_push_free()
   }
 

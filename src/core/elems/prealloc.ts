@@ -19,10 +19,10 @@ import {
 } from "../../layout/layout.js";
 import { ALLOC_CORRUPT, ALLOC_HELD, FREELIST_CORRUPT, FREELIST_TIMEDOUT } from "../../sentinels.js";
 import { overwriteValueLocked, replaceLinkLocked } from "../bucket.js";
-import { freelistClaim, freelistPop, freelistPush, noSections } from "../fast.js";
+import { freelistClaim, freelistPop, freelistPush } from "../fast.js";
 import { type ElemPolicy, EUCLEAN, type HtabView } from "../htab-view.js";
 import { allocFailed, listTimedOut } from "../waits.js";
-import { allocAfterGrace } from "./grace.js";
+import { allocAfterGrace, ownHeld, reusableNow } from "./grace.js";
 
 /**
  * A free element: this CPU's list, then the others', then whatever grace
@@ -32,7 +32,7 @@ import { allocAfterGrace } from "./grace.js";
 export function allocElem(v: HtabView, grace = true): number {
   const e = freelistPop(v);
   if (e > 0) return e;
-  if (limboReclaimAll(v.i32, v.cpu, v.nrCpus) > 0) {
+  if (limboReclaimAll(v.i32, v.cpu, v.nrCpus, null, ownHeld(v)) > 0) {
     const r = freelistPop(v);
     if (r > 0) return r;
   }
@@ -130,14 +130,18 @@ export class PreallocElems implements ElemPolicy {
 
   /** File the element a replace unlinked (this slot's INFLIGHT). Requires: bucket lock held. */
   protected fileReplaced(v: HtabView, old: number): void {
-    if (noSections(v)) {
+    if (reusableNow(v, old)) {
       v.i32[v.myPcpu + PCPU_EXTRA_I32] = old;
       v.i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
     } else oldToLimbo(v, old);
   }
 
   replacedInWasm(v: HtabView, old: number): void {
-    oldToLimbo(v, old);
+    // The wasm saw ACTIVE > 0 after the unlink; this view's own section alone, without a reference to `old`, lets it be the extra.
+    if (reusableNow(v, old)) {
+      v.i32[v.myPcpu + PCPU_EXTRA_I32] = old;
+      v.i32[v.myPcpu + PCPU_INFLIGHT_I32] = 0;
+    } else oldToLimbo(v, old);
   }
 
   takeAfterWasm(): number {
@@ -145,8 +149,9 @@ export class PreallocElems implements ElemPolicy {
   }
 
   free(v: HtabView, e: number): void {
-    // Read after the unlink: a section that could hold `e` is counted in ACTIVE.
-    if (!noSections(v)) limboPush(v.i32, v.cpu, e);
+    // Read after the unlink: a section that could hold `e` is counted in ACTIVE
+    // (this view's own section, when it never referenced `e`, cannot: grace.ts reusableNow()).
+    if (!reusableNow(v, e)) limboPush(v.i32, v.cpu, e);
     else freelistPush(v, e);
   }
 
