@@ -158,7 +158,7 @@ export class LoadedProgram {
     readonly def: ProgramDef,
     budget: number,
   ) {
-    const helpers = new Map(baseHelpers());
+    const helpers = new Map<number, HelperFn>(baseHelpers());
     for (const [id, fn] of this.mapHelpers()) helpers.set(id, fn);
     const prog = decodeProgram(def.insns, {
       op: "load",

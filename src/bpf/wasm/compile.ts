@@ -1,0 +1,824 @@
+/**
+ * The BPF-to-WebAssembly compiler: one wasm function per BPF function of a
+ * decoded program, over one memory where BPF pointers are 32-bit offsets.
+ *
+ * Registers are i64 locals (r1-r5 the parameters, r0 the result); 32-bit
+ * ALU results are zero-extended; division and modulo follow the kernel
+ * (x/0 = 0, x%0 = x, INT_MIN/-1 = INT_MIN, INT_MIN%-1 = 0: wasm would trap,
+ * so the divisor is tested first); shift counts are masked, as wasm's are.
+ *
+ * Control flow: the function's basic blocks are nested wasm blocks, block j
+ * ending where block j's code starts, so a forward jump is one `br` out to
+ * its target. Backward jumps (loops) set the target block's index and branch
+ * to an outer `loop`, whose `br_table` dispatches into the nest; each one
+ * also takes the span it jumps back from the run's budget (a wasm global),
+ * so every run ends: straight-line code is bounded by the program's length.
+ *
+ * Memory: every load, store and atomic goes through `chk` (a wasm function
+ * of the module: the live stack frames, then the run's region table in
+ * memory) unless a light pass proves it safe: an access through r10, or a
+ * register the basic block derived from r10 or from a fixed region's
+ * address by constant moves and additions, inside the frame or region. A
+ * failed check calls the `fault` import, which throws the interpreter's
+ * BpfRunError (EFAULT naming the instruction).
+ *
+ * Calls: helpers through the `helper` import (id, pc, r1-r5) → r0, or a
+ * dedicated import for ids the environment names; bpf-to-bpf calls are
+ * wasm calls, the callee zeroing its own 512-byte frame at
+ * stackTop - 512 * (depth + 1) (the depth a wasm global; 8 frames at most,
+ * else E2BIG), r6-r9 and r10 being the caller's own locals.
+ */
+
+import { BpfError, Errno } from "../../errors.js";
+import {
+  AluOp,
+  AtomicOp,
+  Class,
+  type DecodedProgram,
+  type Insn,
+  JmpOp,
+  Kind,
+  MAX_CALL_FRAMES,
+  Mode,
+  Source,
+  STACK_BYTES,
+  sizeBytes,
+} from "../isa.js";
+import { FuncBody, I32, I64, ModuleBuilder, Op, OpFE, type ValType } from "./encoder.js";
+
+/** Why `fault` was called (its first argument). */
+export const Fault = {
+  read: 1,
+  write: 2,
+  misaligned: 3,
+  budget: 4,
+  depth: 5,
+  /** The last block of the program fell off its end. */
+  pastEnd: 6,
+  /** A function's last block fell into the next function's code. */
+  intoNext: 7,
+} as const;
+
+/** A range of memory a program may touch, known when it is compiled. */
+export interface FixedRegion {
+  lo: number;
+  hi: number;
+  writable: boolean;
+}
+
+export interface CompileEnv {
+  /** r10 of frame 0; frame k is the 512 bytes below stackTop - 512k. A multiple of 512. */
+  stackTop: number;
+  /** Address of the region table: u32 count, then 16-byte entries (u32 lo, u32 hi, u32 writable). */
+  table: number;
+  /** Regions that stay put for the module's life: accesses proven inside one are not checked. */
+  fixed: readonly FixedRegion[];
+  /** The value of the LD_IMM64 at `i` whose src is a pseudo source (a map, a global, a function). */
+  pseudo(i: number, x: Insn): bigint;
+  /** Whether the memory the module imports is shared. */
+  shared: boolean;
+  /** Helper ids that get an import of their own (`h<id>`: (pc, r1-r5) → r0) instead of `helper`. */
+  ownImports?: readonly number[];
+}
+
+/** Imports: `env.memory`, `env.helper`, `env.fault`, `env.h<id>`. Exports: `f<pc>` per function, globals `depth`, `budget`. */
+export interface CompiledModule {
+  bytes: Uint8Array;
+  /** The first instruction of each function, as exported. */
+  functions: readonly number[];
+}
+
+// Locals: parameters r1..r5 are 0..4.
+const R0 = 5;
+const T0 = 11;
+const FB = 13; // i32: this frame's lowest byte
+const A = 14; // i32 scratch
+const PC = 15; // i32: the block a backward jump dispatches to
+const LOCALS: [number, ValType][] = [
+  [8, I64],
+  [3, I32],
+];
+const local = (r: number) => (r === 0 ? R0 : r <= 5 ? r - 1 : r);
+
+const G_DEPTH = 0;
+const G_BUDGET = 1;
+
+const BPF_FN = { params: [I64, I64, I64, I64, I64] as ValType[], results: [I64] as ValType[] };
+
+const JMP64: Record<number, number> = {
+  [JmpOp.jeq]: Op.i64Eq,
+  [JmpOp.jne]: Op.i64Ne,
+  [JmpOp.jgt]: Op.i64GtU,
+  [JmpOp.jge]: Op.i64GeU,
+  [JmpOp.jlt]: Op.i64LtU,
+  [JmpOp.jle]: Op.i64LeU,
+  [JmpOp.jsgt]: Op.i64GtS,
+  [JmpOp.jsge]: Op.i64GeS,
+  [JmpOp.jslt]: Op.i64LtS,
+  [JmpOp.jsle]: Op.i64LeS,
+};
+const JMP32: Record<number, number> = {
+  [JmpOp.jeq]: Op.i32Eq,
+  [JmpOp.jne]: Op.i32Ne,
+  [JmpOp.jgt]: Op.i32GtU,
+  [JmpOp.jge]: Op.i32GeU,
+  [JmpOp.jlt]: Op.i32LtU,
+  [JmpOp.jle]: Op.i32LeU,
+  [JmpOp.jsgt]: Op.i32GtS,
+  [JmpOp.jsge]: Op.i32GeS,
+  [JmpOp.jslt]: Op.i32LtS,
+  [JmpOp.jsle]: Op.i32LeS,
+};
+const SIMPLE64: Record<number, number> = {
+  [AluOp.add]: Op.i64Add,
+  [AluOp.sub]: Op.i64Sub,
+  [AluOp.mul]: Op.i64Mul,
+  [AluOp.or]: Op.i64Or,
+  [AluOp.and]: Op.i64And,
+  [AluOp.xor]: Op.i64Xor,
+  [AluOp.lsh]: Op.i64Shl,
+  [AluOp.rsh]: Op.i64ShrU,
+  [AluOp.arsh]: Op.i64ShrS,
+};
+const SIMPLE32: Record<number, number> = {
+  [AluOp.add]: Op.i32Add,
+  [AluOp.sub]: Op.i32Sub,
+  [AluOp.mul]: Op.i32Mul,
+  [AluOp.or]: Op.i32Or,
+  [AluOp.and]: Op.i32And,
+  [AluOp.xor]: Op.i32Xor,
+  [AluOp.lsh]: Op.i32Shl,
+  [AluOp.rsh]: Op.i32ShrU,
+  [AluOp.arsh]: Op.i32ShrS,
+};
+const LOAD: Record<number, number> = { 1: Op.i64Load8U, 2: Op.i64Load16U, 4: Op.i64Load32U, 8: Op.i64Load };
+const LOAD_SX: Record<number, number> = { 1: Op.i64Load8S, 2: Op.i64Load16S, 4: Op.i64Load32S };
+const STORE: Record<number, number> = { 1: Op.i64Store8, 2: Op.i64Store16, 4: Op.i64Store32, 8: Op.i64Store };
+const LOG2: Record<number, number> = { 1: 0, 2: 1, 4: 2, 8: 3 };
+const RMW32: Record<number, number> = {
+  [AtomicOp.add]: OpFE.i32RmwAdd,
+  [AtomicOp.or]: OpFE.i32RmwOr,
+  [AtomicOp.and]: OpFE.i32RmwAnd,
+  [AtomicOp.xor]: OpFE.i32RmwXor,
+  [AtomicOp.xchg]: OpFE.i32RmwXchg,
+};
+const RMW64: Record<number, number> = {
+  [AtomicOp.add]: OpFE.i64RmwAdd,
+  [AtomicOp.or]: OpFE.i64RmwOr,
+  [AtomicOp.and]: OpFE.i64RmwAnd,
+  [AtomicOp.xor]: OpFE.i64RmwXor,
+  [AtomicOp.xchg]: OpFE.i64RmwXchg,
+};
+
+/** What the light pass knows of a register inside a basic block. */
+const UNKNOWN = 0;
+const STACK = 1; // r10 + value
+const ABS = 2; // the address `value`
+
+/**
+ * Compile a decoded program.
+ * @throws BpfError EINVAL when a jump leaves its function (the verifier refuses that too)
+ */
+export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledModule {
+  const m = new ModuleBuilder();
+  const fHelper = m.importFunc("env", "helper", {
+    params: [I32, I32, I64, I64, I64, I64, I64],
+    results: [I64],
+  });
+  const fFault = m.importFunc("env", "fault", { params: [I32, I32, I64, I32], results: [] });
+  const own = new Map<number, number>();
+  for (const id of env.ownImports ?? [])
+    own.set(id, m.importFunc("env", `h${id}`, { params: [I32, I64, I64, I64, I64, I64], results: [I64] }));
+  m.importMemory("env", "memory", 1, 65536, env.shared);
+  m.global(I32, 0n, "depth");
+  m.global(I64, 0n, "budget");
+  const fChk = m.func(
+    { params: [I64, I32, I32, I32], results: [I32] },
+    checkBody(env.stackTop, env.table, fFault),
+  );
+  const starts = prog.functions;
+  const index = new Map<number, number>();
+  starts.forEach((s, k) => {
+    index.set(s, fChk + 1 + k);
+  });
+  starts.forEach((s, k) => {
+    const end = k + 1 < starts.length ? starts[k + 1] : prog.insns.length;
+    const body = new FunctionCompiler(prog, env, s, end, {
+      helper: fHelper,
+      fault: fFault,
+      chk: fChk,
+      own,
+      funcs: index,
+    }).compile();
+    m.func(BPF_FN, body, `f${s}`);
+  });
+  return { bytes: m.encode(), functions: starts };
+}
+
+/** chk(addr i64, size i32, write i32, pc i32) → the i32 address, or a call to fault. */
+function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
+  // params: 0 addr, 1 size, 2 write, 3 pc; locals: 4 n, 5 e
+  const b = new FuncBody([[2, I32]]);
+  // An address of 2^32 or more is nothing.
+  b.get(0).i64(32).op(Op.i64ShrU).op(Op.i64Eqz).if();
+  // The live frames: [stackTop - 512 * (depth + 1), stackTop), an access inside one frame.
+  b.get(0).i64(stackTop).op(Op.i64LtU);
+  b.get(0)
+    .i32(stackTop - STACK_BYTES)
+    .gget(G_DEPTH)
+    .i32(9)
+    .op(Op.i32Shl)
+    .op(Op.i32Sub)
+    .op(Op.i64ExtendI32U)
+    .op(Op.i64GeU)
+    .op(Op.i32And);
+  b.get(0)
+    .op(Op.i32WrapI64)
+    .i32(STACK_BYTES - 1)
+    .op(Op.i32And)
+    .get(1)
+    .op(Op.i32Add)
+    .i32(STACK_BYTES)
+    .op(Op.i32LeU)
+    .op(Op.i32And);
+  b.if().get(0).op(Op.i32WrapI64).op(Op.return).end();
+  // The region table.
+  b.i32(table).mem(Op.i32Load, 2).set(4);
+  b.i32(table + 16).set(5);
+  b.block().loop();
+  b.get(4).op(Op.i32Eqz).brIf(1);
+  b.get(0).get(5).mem(Op.i32Load, 2, 0).op(Op.i64ExtendI32U).op(Op.i64GeU);
+  b.get(0)
+    .get(1)
+    .op(Op.i64ExtendI32U)
+    .op(Op.i64Add)
+    .get(5)
+    .mem(Op.i32Load, 2, 4)
+    .op(Op.i64ExtendI32U)
+    .op(Op.i64LeU)
+    .op(Op.i32And);
+  b.get(2).op(Op.i32Eqz).get(5).mem(Op.i32Load, 2, 8).op(Op.i32Or).op(Op.i32And);
+  b.if().get(0).op(Op.i32WrapI64).op(Op.return).end();
+  b.get(5).i32(16).op(Op.i32Add).set(5);
+  b.get(4).i32(1).op(Op.i32Sub).set(4);
+  b.br(0).end().end();
+  b.end();
+  b.i32(Fault.read).get(2).op(Op.i32Add).get(3).get(0).get(1).call(fFault);
+  b.op(Op.unreachable);
+  return b;
+}
+
+interface Funcs {
+  helper: number;
+  fault: number;
+  chk: number;
+  own: Map<number, number>;
+  funcs: Map<number, number>;
+}
+
+class FunctionCompiler {
+  private readonly b = new FuncBody(LOCALS);
+  private readonly insns: readonly Insn[];
+  /** Block index of each leader instruction. */
+  private readonly blockOf = new Map<number, number>();
+  private readonly leaders: number[];
+  /** Block being compiled, and how many structured constructs are open inside its code. */
+  private cur = 0;
+  private extra = 0;
+  private readonly kk = new Uint8Array(11);
+  private readonly kv = new Float64Array(11);
+  private readonly hasBack: boolean;
+
+  constructor(
+    private readonly prog: DecodedProgram,
+    private readonly env: CompileEnv,
+    start: number,
+    private readonly end: number,
+    private readonly f: Funcs,
+  ) {
+    this.insns = prog.insns;
+    const { kind, target } = prog;
+    const lead = new Set<number>([start]);
+    let back = false;
+    for (let i = start; i < end; i++) {
+      const k = kind[i];
+      if (k === Kind.ja || k === Kind.jcond) {
+        const t = target[i];
+        if (t < start || t >= end)
+          throw new BpfError(
+            "load",
+            Errno.EINVAL,
+            `insn ${i}: jump to insn ${t}, outside its function [${start}, ${end})`,
+          );
+        lead.add(t);
+        if (t <= i) back = true;
+        if (i + 1 < end) lead.add(i + 1);
+      } else if (k === Kind.exit && i + 1 < end) lead.add(i + 1);
+    }
+    this.leaders = [...lead].sort((a, b) => a - b);
+    this.leaders.forEach((l, j) => {
+      this.blockOf.set(l, j);
+    });
+    this.hasBack = back;
+  }
+
+  compile(): FuncBody {
+    const b = this.b;
+    const top = this.env.stackTop;
+    // Prologue: this frame (depth from the caller), zeroed; r10 at its top.
+    b.i32(top - STACK_BYTES)
+      .gget(G_DEPTH)
+      .i32(9)
+      .op(Op.i32Shl)
+      .op(Op.i32Sub)
+      .tee(FB)
+      .i32(0)
+      .i32(STACK_BYTES)
+      .fill();
+    b.get(FB).op(Op.i64ExtendI32U).i64(STACK_BYTES).op(Op.i64Add).set(10);
+    const m = this.leaders.length;
+    if (this.hasBack) b.loop();
+    for (let j = m - 1; j >= 0; j--) b.block();
+    if (this.hasBack) {
+      b.get(PC).brTable(
+        Array.from({ length: m }, (_, j) => j),
+        0,
+      );
+    }
+    for (let j = 0; j < m; j++) {
+      b.end();
+      this.cur = j;
+      this.extra = 0;
+      this.block(this.leaders[j], j + 1 < m ? this.leaders[j + 1] : this.end);
+    }
+    if (this.hasBack) b.end();
+    const last = this.end - 1;
+    this.fault(this.end === this.insns.length ? Fault.pastEnd : Fault.intoNext, last);
+    b.op(Op.unreachable);
+    return b;
+  }
+
+  /** Depth of the br that reaches block j's code from the current block (j > cur). */
+  private fwd(j: number): number {
+    return j - this.cur - 1 + this.extra;
+  }
+  private loopDepth(): number {
+    return this.leaders.length - 1 - this.cur + this.extra;
+  }
+
+  private fault(kind: number, pc: number, addr?: () => void, size = 0): void {
+    const b = this.b;
+    b.i32(kind).i32(pc);
+    if (addr) addr();
+    else b.i64(0);
+    b.i32(size).call(this.f.fault);
+  }
+
+  private block(from: number, to: number): void {
+    this.kk.fill(UNKNOWN);
+    this.kk[10] = STACK;
+    this.kv[10] = 0;
+    const { kind } = this.prog;
+    for (let i = from; i < to; i++) {
+      const x = this.insns[i];
+      switch (kind[i]) {
+        case Kind.alu:
+          this.alu(x);
+          break;
+        case Kind.ldImm64:
+          this.ldImm64(i, x);
+          i++;
+          break;
+        case Kind.ldx:
+          this.ldx(i, x);
+          break;
+        case Kind.st:
+        case Kind.stx:
+          this.store(i, x, kind[i] === Kind.st);
+          break;
+        case Kind.atomic:
+          this.atomic(i, x);
+          break;
+        case Kind.ja:
+          this.jump(i, this.prog.target[i], null);
+          break;
+        case Kind.jcond:
+          this.jump(i, this.prog.target[i], x);
+          break;
+        case Kind.callHelper:
+          this.callHelper(i, x);
+          break;
+        case Kind.callLocal:
+          this.callLocal(i);
+          break;
+        case Kind.exit:
+          this.b.get(R0).op(Op.return);
+          break;
+        default:
+          this.fault(Fault.pastEnd, i);
+          this.b.op(Op.unreachable);
+      }
+    }
+  }
+
+  private forget(r: number): void {
+    this.kk[r] = UNKNOWN;
+  }
+
+  // ---- ALU
+
+  private alu(x: Insn): void {
+    const b = this.b;
+    const o = x.code & 0xf0;
+    const isX = (x.code & Source.X) !== 0;
+    const d = local(x.dst);
+    const s = local(x.src);
+    if ((x.code & 0x07) === Class.ALU64) {
+      this.track64(x, o, isX);
+      if (o === AluOp.end) {
+        b.get(d);
+        if (x.imm === 16) this.bswap16();
+        else if (x.imm === 32) this.bswap32of64();
+        else this.bswap64();
+        b.set(d);
+        return;
+      }
+      const src = () => (isX ? b.get(s) : b.i64(x.imm));
+      const simple = SIMPLE64[o];
+      if (simple !== undefined) {
+        b.get(d);
+        src();
+        b.op(simple).set(d);
+        return;
+      }
+      switch (o) {
+        case AluOp.neg:
+          b.i64(0).get(d).op(Op.i64Sub).set(d);
+          return;
+        case AluOp.mov:
+          if (!isX) b.i64(x.imm);
+          else {
+            b.get(s);
+            if (x.off === 8) b.op(Op.i64Extend8S);
+            else if (x.off === 16) b.op(Op.i64Extend16S);
+            else if (x.off === 32) b.op(Op.i64Extend32S);
+          }
+          b.set(d);
+          return;
+        case AluOp.div:
+        case AluOp.mod:
+          this.divmod(x, o === AluOp.div, false, d, s, isX);
+          return;
+      }
+      throw new Error(`compile: ALU64 op 0x${o.toString(16)}`);
+    }
+    this.forget(x.dst);
+    if (o === AluOp.end) {
+      b.get(d);
+      if (!isX) {
+        if (x.imm === 16) b.i64(0xffff).op(Op.i64And);
+        else if (x.imm === 32) b.i64(0xffffffffn).op(Op.i64And);
+      } else if (x.imm === 16) this.bswap16();
+      else if (x.imm === 32) this.bswap32of64();
+      else this.bswap64();
+      b.set(d);
+      return;
+    }
+    const src32 = () => (isX ? b.get(s).op(Op.i32WrapI64) : b.i32(x.imm));
+    const simple = SIMPLE32[o];
+    if (simple !== undefined) {
+      b.get(d).op(Op.i32WrapI64);
+      src32();
+      b.op(simple).op(Op.i64ExtendI32U).set(d);
+      return;
+    }
+    switch (o) {
+      case AluOp.neg:
+        b.i32(0).get(d).op(Op.i32WrapI64).op(Op.i32Sub).op(Op.i64ExtendI32U).set(d);
+        return;
+      case AluOp.mov:
+        src32();
+        if (isX && x.off === 8) b.op(Op.i32Extend8S);
+        else if (isX && x.off === 16) b.op(Op.i32Extend16S);
+        b.op(Op.i64ExtendI32U).set(d);
+        return;
+      case AluOp.div:
+      case AluOp.mod:
+        this.divmod(x, o === AluOp.div, true, d, s, isX);
+        return;
+    }
+    throw new Error(`compile: ALU op 0x${o.toString(16)}`);
+  }
+
+  /** The light pass: what a 64-bit ALU op does to a register's known address. */
+  private track64(x: Insn, o: number, isX: boolean): void {
+    const d = x.dst;
+    if (o === AluOp.mov && isX && x.off === 0) {
+      this.kk[d] = this.kk[x.src];
+      this.kv[d] = this.kv[x.src];
+    } else if ((o === AluOp.add || o === AluOp.sub) && !isX && this.kk[d] !== UNKNOWN) {
+      this.kv[d] += o === AluOp.add ? x.imm : -x.imm;
+    } else this.forget(d);
+  }
+
+  /** Division or modulo with the kernel's answers for 0 and -1 divisors. */
+  private divmod(x: Insn, div: boolean, w32: boolean, d: number, s: number, isX: boolean): void {
+    const b = this.b;
+    const signed = x.off === 1;
+    const T = w32 ? I32 : I64;
+    const dv = () => (w32 ? b.get(d).op(Op.i32WrapI64) : b.get(d));
+    const sv = () =>
+      isX ? (w32 ? b.get(s).op(Op.i32WrapI64) : b.get(s)) : w32 ? b.i32(x.imm) : b.i64(x.imm);
+    const zero = () => (w32 ? b.i32(0) : b.i64(0));
+    const op = div
+      ? signed
+        ? w32
+          ? Op.i32DivS
+          : Op.i64DivS
+        : w32
+          ? Op.i32DivU
+          : Op.i64DivU
+      : signed
+        ? w32
+          ? Op.i32RemS
+          : Op.i64RemS
+        : w32
+          ? Op.i32RemU
+          : Op.i64RemU;
+    const done = () => {
+      if (w32) b.op(Op.i64ExtendI32U);
+      b.set(d);
+    };
+    // A constant divisor: decided here.
+    if (!isX && x.imm === 0) {
+      if (div) zero();
+      else dv();
+      done();
+      return;
+    }
+    if (!isX && signed && x.imm === -1) {
+      if (div) {
+        zero();
+        dv();
+        b.op(w32 ? Op.i32Sub : Op.i64Sub);
+      } else zero();
+      done();
+      return;
+    }
+    if (!isX) {
+      dv();
+      sv();
+      b.op(op);
+      done();
+      return;
+    }
+    // A register divisor: zero, then (signed) -1, then the wasm operation.
+    sv();
+    b.op(w32 ? Op.i32Eqz : Op.i64Eqz).if(T);
+    this.extra++;
+    if (div) zero();
+    else dv();
+    b.else();
+    if (signed) {
+      sv();
+      if (w32) b.i32(-1).op(Op.i32Eq);
+      else b.i64(-1).op(Op.i64Eq);
+      b.if(T);
+      this.extra++;
+      if (div) {
+        zero();
+        dv();
+        b.op(w32 ? Op.i32Sub : Op.i64Sub);
+      } else zero();
+      b.else();
+      dv();
+      sv();
+      b.op(op);
+      b.end();
+      this.extra--;
+    } else {
+      dv();
+      sv();
+      b.op(op);
+    }
+    b.end();
+    this.extra--;
+    done();
+  }
+
+  /** i64 on the stack → its low 16 bits byte-swapped, zero-extended. */
+  private bswap16(): void {
+    const b = this.b;
+    b.op(Op.i32WrapI64).tee(A).i32(0xff).op(Op.i32And).i32(8).op(Op.i32Shl);
+    b.get(A).i32(8).op(Op.i32ShrU).i32(0xff).op(Op.i32And).op(Op.i32Or).op(Op.i64ExtendI32U);
+  }
+  /** i32 on the stack → byte-swapped. */
+  private bswap32(): void {
+    const b = this.b;
+    b.tee(A)
+      .i32(8)
+      .op(Op.i32Rotr)
+      .i32(0xff00ff00 | 0)
+      .op(Op.i32And);
+    b.get(A).i32(8).op(Op.i32Rotl).i32(0x00ff00ff).op(Op.i32And).op(Op.i32Or);
+  }
+  private bswap32of64(): void {
+    this.b.op(Op.i32WrapI64);
+    this.bswap32();
+    this.b.op(Op.i64ExtendI32U);
+  }
+  private bswap64(): void {
+    const b = this.b;
+    b.tee(T0).op(Op.i32WrapI64);
+    this.bswap32();
+    b.op(Op.i64ExtendI32U).i64(32).op(Op.i64Shl);
+    b.get(T0).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64);
+    this.bswap32();
+    b.op(Op.i64ExtendI32U).op(Op.i64Or);
+  }
+
+  // ---- memory
+
+  private ldImm64(i: number, x: Insn): void {
+    const b = this.b;
+    let v: bigint;
+    if (x.src === 0) v = (BigInt(this.insns[i + 1].imm >>> 0) << 32n) | BigInt(x.imm >>> 0);
+    else v = this.env.pseudo(i, x);
+    b.i64(v).set(local(x.dst));
+    if (v < 0x1_0000_0000n && this.env.fixed.some((r) => v >= r.lo && v <= r.hi)) {
+      this.kk[x.dst] = ABS;
+      this.kv[x.dst] = Number(v);
+    } else this.forget(x.dst);
+  }
+
+  /**
+   * Push the i32 address of [base + off, + size) and return the memarg
+   * offset to add: unchecked where the light pass proves the access inside
+   * this frame or a fixed region, else through chk. Atomics also check alignment.
+   */
+  private address(
+    pc: number,
+    base: number,
+    off: number,
+    size: number,
+    write: boolean,
+    atomic: boolean,
+  ): number {
+    const b = this.b;
+    const k = this.kk[base];
+    if (k === STACK) {
+      const o = this.kv[base] + off;
+      if (o >= -STACK_BYTES && o + size <= 0 && (!atomic || o % size === 0)) {
+        b.get(FB);
+        return STACK_BYTES + o;
+      }
+    } else if (k === ABS) {
+      const a = this.kv[base] + off;
+      const r = this.env.fixed.find((x) => a >= x.lo && a + size <= x.hi);
+      if (r !== undefined && (r.writable || !write) && (!atomic || a % size === 0)) {
+        b.i32(0);
+        return a;
+      }
+    }
+    b.get(local(base))
+      .i64(off)
+      .op(Op.i64Add)
+      .i32(size)
+      .i32(write ? 1 : 0)
+      .i32(pc)
+      .call(this.f.chk);
+    if (atomic) {
+      b.tee(A)
+        .i32(size - 1)
+        .op(Op.i32And)
+        .if();
+      this.fault(Fault.misaligned, pc, () => b.get(A).op(Op.i64ExtendI32U), size);
+      b.op(Op.unreachable).end();
+      b.get(A);
+    }
+    return 0;
+  }
+
+  private ldx(pc: number, x: Insn): void {
+    const size = sizeBytes(x.code);
+    const off = this.address(pc, x.src, x.off, size, false, false);
+    const op = (x.code & 0xe0) === Mode.MEMSX ? LOAD_SX[size] : LOAD[size];
+    this.b.mem(op, 0, off).set(local(x.dst));
+    this.forget(x.dst);
+  }
+
+  private store(pc: number, x: Insn, imm: boolean): void {
+    const size = sizeBytes(x.code);
+    const off = this.address(pc, x.dst, x.off, size, true, false);
+    if (imm) this.b.i64(x.imm);
+    else this.b.get(local(x.src));
+    this.b.mem(STORE[size], 0, off);
+  }
+
+  private atomic(pc: number, x: Insn): void {
+    const b = this.b;
+    const size = sizeBytes(x.code);
+    const w32 = size === 4;
+    const off = this.address(pc, x.dst, x.off, size, true, true);
+    const align = LOG2[size];
+    const src = local(x.src);
+    const val = (r: number) => (w32 ? b.get(r).op(Op.i32WrapI64) : b.get(r));
+    const widen = () => {
+      if (w32) b.op(Op.i64ExtendI32U);
+    };
+    if (x.imm === AtomicOp.cmpxchg) {
+      val(R0);
+      val(src);
+      b.atomic(w32 ? OpFE.i32RmwCmpxchg : OpFE.i64RmwCmpxchg, align, off);
+      widen();
+      b.set(R0);
+      this.forget(0);
+      return;
+    }
+    const base = x.imm === AtomicOp.xchg ? x.imm : x.imm & ~AtomicOp.fetch;
+    val(src);
+    b.atomic((w32 ? RMW32 : RMW64)[base], align, off);
+    if (x.imm === AtomicOp.xchg || (x.imm & AtomicOp.fetch) !== 0) {
+      widen();
+      b.set(src);
+      this.forget(x.src);
+    } else b.op(Op.drop);
+  }
+
+  // ---- jumps and calls
+
+  private condition(x: Insn): void {
+    const b = this.b;
+    const o = x.code & 0xf0;
+    const isX = (x.code & Source.X) !== 0;
+    const d = local(x.dst);
+    if ((x.code & 0x07) === Class.JMP) {
+      b.get(d);
+      if (isX) b.get(local(x.src));
+      else b.i64(x.imm);
+      if (o === JmpOp.jset) b.op(Op.i64And).op(Op.i64Eqz).op(Op.i32Eqz);
+      else b.op(JMP64[o]);
+    } else {
+      b.get(d).op(Op.i32WrapI64);
+      if (isX) b.get(local(x.src)).op(Op.i32WrapI64);
+      else b.i32(x.imm);
+      b.op(o === JmpOp.jset ? Op.i32And : JMP32[o]);
+    }
+  }
+
+  /** A jump to `t` (always when `cond` is null). */
+  private jump(pc: number, t: number, cond: Insn | null): void {
+    const b = this.b;
+    const j = this.blockOf.get(t) as number;
+    if (j > this.cur) {
+      if (cond === null) b.br(this.fwd(j));
+      else {
+        this.condition(cond);
+        b.brIf(this.fwd(j));
+      }
+      return;
+    }
+    if (cond !== null) {
+      this.condition(cond);
+      b.if();
+      this.extra++;
+    }
+    // Backward: charge the budget, then dispatch.
+    b.gget(G_BUDGET)
+      .i64(pc - t + 1)
+      .op(Op.i64Sub)
+      .gset(G_BUDGET);
+    b.gget(G_BUDGET).i64(0).op(Op.i64LtS).if();
+    this.fault(Fault.budget, pc);
+    b.op(Op.unreachable).end();
+    b.i32(j).set(PC).br(this.loopDepth());
+    if (cond !== null) {
+      b.end();
+      this.extra--;
+    }
+  }
+
+  private callHelper(pc: number, x: Insn): void {
+    const b = this.b;
+    const id = x.imm >>> 0;
+    const own = this.f.own.get(id);
+    if (own === undefined) b.i32(id);
+    b.i32(pc);
+    for (let r = 1; r <= 5; r++) b.get(local(r));
+    b.call(own ?? this.f.helper).set(R0);
+    this.forget(0);
+  }
+
+  private callLocal(pc: number): void {
+    const b = this.b;
+    const callee = this.f.funcs.get(this.prog.target[pc]) as number;
+    b.gget(G_DEPTH).i32(1).op(Op.i32Add).tee(A).i32(MAX_CALL_FRAMES).op(Op.i32GeU).if();
+    this.fault(Fault.depth, pc, undefined, 0);
+    b.op(Op.unreachable).end();
+    b.get(A).gset(G_DEPTH);
+    for (let r = 1; r <= 5; r++) b.get(local(r));
+    b.call(callee).set(R0);
+    b.gget(G_DEPTH).i32(1).op(Op.i32Sub).gset(G_DEPTH);
+    this.forget(0);
+  }
+}

@@ -1,0 +1,397 @@
+/**
+ * A compiled program on one CPU slot: its wasm instance over the shared
+ * memory, its run area (stack frames and region table), its helpers, and
+ * runs. The machine the compiled code runs on, as the interpreter's Vm is
+ * for interpreted code; helpers see both through HelperVm.
+ *
+ * The run area of a CPU slot (`areaBytes()`, 512-aligned):
+ *
+ * | offset | what                                                          |
+ * |--------|---------------------------------------------------------------|
+ * | 0      | 8 stack frames of 512 bytes: frame k ends at 4096 - 512k (r10) |
+ * | 4096   | region table: u32 count, 12 bytes unused, then 16-byte entries (u32 lo, u32 hi, u32 writable, unused) |
+ *
+ * The table holds, in order: the regions fixed for the program's life (its
+ * globals, the conformance input), the run's own (context, packet) and what
+ * helpers returned during the run (map values: `addRegion`), dropped when
+ * the run ends. An access outside the live frames and the table faults.
+ *
+ * Pointers a program holds that are not memory keep the interpreter's
+ * values, above 2^32 so they never address the memory: map handles
+ * (slot 256 + index) and function addresses (slot 128, offset = pc).
+ */
+
+import { BpfError, Errno } from "../../errors.js";
+import type { WasmMemory } from "../../wasm/fast-path.js";
+import { disasm } from "../disasm.js";
+import type { BaseHelperFn, HelperVm } from "../helpers.js";
+import { BpfRunError, DEFAULT_BUDGET } from "../interp.js";
+import { type DecodedProgram, type Insn, MAX_CALL_FRAMES, PseudoLd, STACK_BYTES } from "../isa.js";
+import { addressOf, FUNC_SLOT, MAP_SLOT, SLOT_BYTES } from "../memory.js";
+import { compileProgram, Fault, type FixedRegion } from "./compile.js";
+
+interface WasmGlobal {
+  value: number | bigint;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+  Memory: new (desc: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+}
+const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** Whether this engine runs compiled programs (wasm with shared memory). */
+export function compiledAvailable(): boolean {
+  if (wasm === undefined) return false;
+  try {
+    return new wasm.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}
+
+/** Bytes of the stack frames at the start of a run area. */
+export const AREA_STACK_BYTES = MAX_CALL_FRAMES * STACK_BYTES;
+/** Regions a run's table holds at most (fixed, per-run and helper results together). */
+export const TABLE_ENTRIES = 1024;
+const TABLE_HEADER = 16;
+const ENTRY = 16;
+
+/** Bytes of one CPU slot's run area. */
+export function areaBytes(): number {
+  return AREA_STACK_BYTES + TABLE_HEADER + TABLE_ENTRIES * ENTRY;
+}
+
+/** A named region of the memory. */
+export interface Region32 {
+  name: string;
+  lo: number;
+  size: number;
+  writable: boolean;
+}
+
+/** A helper of a compiled program: base helpers, and those that need the run (map values). */
+export type CompiledHelperFn = (
+  vm: CompiledVm,
+  r1: bigint,
+  r2: bigint,
+  r3: bigint,
+  r4: bigint,
+  r5: bigint,
+) => bigint;
+
+export interface CompiledOptions {
+  memory: WasmMemory;
+  /** Byte address of this CPU slot's run area (areaBytes(), a multiple of 512). */
+  area: number;
+  /** Regions fixed for the program's life (globals, an exec's input). */
+  fixed?: readonly Region32[];
+  helpers?: ReadonlyMap<number, BaseHelperFn | CompiledHelperFn>;
+  /** Maps by index, for BPF_PSEUDO_MAP_FD immediates; helpers read them back with mapAt(). */
+  maps?: readonly unknown[];
+  /** The address of BPF_PSEUDO_MAP_VALUE (map index, offset): a global. */
+  mapValue?: (map: number, off: number) => bigint;
+  budget?: number;
+  cpu?: number;
+}
+
+const hex = (a: bigint) => `0x${BigInt.asUintN(64, a).toString(16)}`;
+
+/** One compiled program on one CPU slot. */
+export class CompiledVm implements HelperVm {
+  readonly mem: { bytes(op: string, addr: bigint, size: number, write: boolean): Uint8Array };
+  readonly log: string[] = [];
+  readonly budget: number;
+  cpu: number;
+  /** The instruction index of the helper call being run. */
+  callPc = -1;
+  private readonly memory: WasmMemory;
+  private readonly stackTop: number;
+  private readonly table: number;
+  private readonly fixedCount: number;
+  private runCount = 0;
+  private readonly helpers: ReadonlyMap<number, BaseHelperFn | CompiledHelperFn>;
+  private readonly maps: readonly unknown[];
+  private readonly exports: Record<string, unknown>;
+  private readonly depth: WasmGlobal;
+  private readonly budgetG: WasmGlobal;
+  private readonly entry: (...a: bigint[]) => bigint;
+  private u32: Uint32Array;
+
+  constructor(
+    readonly prog: DecodedProgram,
+    opts: CompiledOptions,
+  ) {
+    if (wasm === undefined) throw new BpfError("load", Errno.EOPNOTSUPP, "no WebAssembly here");
+    this.memory = opts.memory;
+    this.budget = opts.budget ?? DEFAULT_BUDGET;
+    if (!Number.isInteger(this.budget) || this.budget < 1)
+      throw new BpfError("run", Errno.EINVAL, `budget must be a positive integer, got ${this.budget}`);
+    this.cpu = opts.cpu ?? 0;
+    this.helpers = opts.helpers ?? new Map();
+    this.maps = opts.maps ?? [];
+    if (opts.area % STACK_BYTES !== 0) throw new RangeError("the run area must be 512-aligned");
+    this.stackTop = opts.area + AREA_STACK_BYTES;
+    this.table = opts.area + AREA_STACK_BYTES;
+    this.u32 = new Uint32Array(this.memory.buffer);
+    const fixed = opts.fixed ?? [];
+    if (fixed.length > TABLE_ENTRIES / 2)
+      throw new BpfError("load", Errno.E2BIG, `${fixed.length} fixed regions, at most ${TABLE_ENTRIES / 2}`);
+    this.fixedCount = fixed.length;
+    fixed.forEach((r, i) => {
+      this.writeEntry(i, r.lo, r.size, r.writable);
+    });
+    this.setCount(fixed.length);
+    const mapValue = opts.mapValue;
+    const nMaps = this.maps.length;
+    const mod = compileProgram(prog, {
+      stackTop: this.stackTop,
+      table: this.table,
+      fixed: fixed.map((r): FixedRegion => ({ lo: r.lo, hi: r.lo + r.size, writable: r.writable })),
+      shared: this.memory.buffer instanceof SharedArrayBuffer,
+      pseudo: (i: number, x: Insn) => {
+        switch (x.src) {
+          case PseudoLd.mapFd:
+          case PseudoLd.mapIdx:
+            if (x.imm < 0 || x.imm >= nMaps)
+              throw new BpfError("load", Errno.EINVAL, `insn ${i}: no map with index ${x.imm}`);
+            return addressOf(MAP_SLOT + x.imm);
+          case PseudoLd.mapValue:
+          case PseudoLd.mapIdxValue:
+            if (!mapValue)
+              throw new BpfError(
+                "load",
+                Errno.EINVAL,
+                `insn ${i}: no globals to resolve a map value against`,
+              );
+            return mapValue(x.imm, prog.insns[i + 1].imm);
+          case PseudoLd.func:
+            return addressOf(FUNC_SLOT, prog.target[i]);
+          default:
+            throw new BpfError("load", Errno.EINVAL, `insn ${i}: ld_imm64 src ${x.src} is not supported`);
+        }
+      },
+    });
+    const inst = new wasm.Instance(new wasm.Module(mod.bytes), {
+      env: {
+        memory: this.memory,
+        helper: (id: number, pc: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) =>
+          this.callHelper(id >>> 0, pc, a, b, c, d, e),
+        fault: (kind: number, pc: number, addr: bigint, size: number) => {
+          throw this.fault(kind, pc, addr, size);
+        },
+      },
+    });
+    this.exports = inst.exports;
+    this.depth = inst.exports.depth as WasmGlobal;
+    this.budgetG = inst.exports.budget as WasmGlobal;
+    this.entry = inst.exports.f0 as (...a: bigint[]) => bigint;
+    const self = this;
+    this.mem = {
+      bytes(op, addr, size, write) {
+        return self.bytes(op, addr, size, write);
+      },
+    };
+  }
+
+  private view(): Uint32Array {
+    if (this.u32.buffer.byteLength !== this.memory.buffer.byteLength)
+      this.u32 = new Uint32Array(this.memory.buffer);
+    return this.u32;
+  }
+  private setCount(n: number): void {
+    this.view()[this.table >>> 2] = n;
+  }
+  private count(): number {
+    return this.view()[this.table >>> 2];
+  }
+  private writeEntry(i: number, lo: number, size: number, writable: boolean): void {
+    const u = this.view();
+    const w = (this.table + TABLE_HEADER + i * ENTRY) >>> 2;
+    u[w] = lo;
+    u[w + 1] = lo + size;
+    u[w + 2] = writable ? 1 : 0;
+  }
+
+  /** The regions of this run (a context, a packet): replace the previous run's. */
+  setRunRegions(regions: readonly Region32[]): void {
+    regions.forEach((r, i) => {
+      this.writeEntry(this.fixedCount + i, r.lo, r.size, r.writable);
+    });
+    this.runCount = regions.length;
+    this.setCount(this.fixedCount + regions.length);
+  }
+
+  /**
+   * Make [lo, lo + size) reachable for the rest of the run (a map value a
+   * helper returned); the same region twice is one entry.
+   * @returns lo, as the pointer the program gets
+   */
+  addRegion(lo: number, size: number, writable: boolean): bigint {
+    const u = this.view();
+    const n = this.count();
+    const first = this.fixedCount + this.runCount;
+    for (let i = first; i < n; i++) {
+      const w = (this.table + TABLE_HEADER + i * ENTRY) >>> 2;
+      if (u[w] === lo && u[w + 1] === lo + size && u[w + 2] === (writable ? 1 : 0)) return BigInt(lo);
+    }
+    if (n >= TABLE_ENTRIES)
+      throw new BpfError("run", Errno.E2BIG, `more than ${TABLE_ENTRIES} regions mapped in one run`);
+    this.writeEntry(n, lo, size, writable);
+    this.setCount(n + 1);
+    return BigInt(lo);
+  }
+
+  /** The map a BPF_PSEUDO_MAP_FD pointer names, or undefined. */
+  mapAt(ptr: bigint): unknown {
+    const a = Number(BigInt.asUintN(64, ptr));
+    const slot = Math.floor(a / SLOT_BYTES);
+    if (a !== slot * SLOT_BYTES || slot < MAP_SLOT || slot - MAP_SLOT >= this.maps.length) return undefined;
+    return this.maps[slot - MAP_SLOT];
+  }
+
+  functionAt(ptr: bigint): number {
+    const a = Number(BigInt.asUintN(64, ptr));
+    if (Math.floor(a / SLOT_BYTES) !== FUNC_SLOT) return -1;
+    const pc = a - FUNC_SLOT * SLOT_BYTES;
+    return this.prog.functions.includes(pc) ? pc : -1;
+  }
+
+  /**
+   * Where [addr, addr + size) lies, as chk() decides: the byte offset, or -1.
+   * `region` gets the table entry's index (-1 for a stack frame).
+   */
+  resolve(addr: bigint, size: number, write: boolean): { at: number; entry: number } | null {
+    const a = BigInt.asUintN(64, addr);
+    if (a >= 0x1_0000_0000n) return null;
+    const n = Number(a);
+    const depth = Number(this.depth.value);
+    const low = this.stackTop - STACK_BYTES * (depth + 1);
+    if (n >= low && n < this.stackTop && (n & (STACK_BYTES - 1)) + size <= STACK_BYTES)
+      return { at: n, entry: -1 };
+    const u = this.view();
+    const count = this.count();
+    for (let i = 0; i < count; i++) {
+      const w = (this.table + TABLE_HEADER + i * ENTRY) >>> 2;
+      if (n >= u[w] && n + size <= u[w + 1] && (!write || u[w + 2] !== 0)) return { at: n, entry: i };
+    }
+    return null;
+  }
+
+  /**
+   * Checked bytes for a helper's pointer argument (a view of the memory).
+   * @throws BpfError EFAULT when [addr, addr + size) is not inside one region (or not writable when `write`)
+   */
+  bytes(op: string, addr: bigint, size: number, write: boolean): Uint8Array {
+    if (size === 0) return new Uint8Array(0);
+    const r = this.resolve(addr, size, write);
+    if (r === null)
+      throw new BpfError(
+        op,
+        Errno.EFAULT,
+        `${write ? "write" : "read"} of ${size} bytes at ${hex(addr)}: not in any region the program may touch`,
+      );
+    return new Uint8Array(this.memory.buffer, r.at, size);
+  }
+
+  private error(errno: number, pc: number, detail: string): BpfRunError {
+    return new BpfRunError(errno, pc, disasm(this.prog.insns, pc), detail);
+  }
+
+  private fault(kind: number, pc: number, addr: bigint, size: number): BpfRunError {
+    switch (kind) {
+      case Fault.read:
+      case Fault.write:
+        return this.error(
+          Errno.EFAULT,
+          pc,
+          `${kind === Fault.write ? "write" : "read"} of ${size} bytes at ${hex(addr)}: not in any region the program may touch${kind === Fault.write && this.resolve(addr, size, false) ? " (read-only)" : ""}`,
+        );
+      case Fault.misaligned:
+        return this.error(Errno.EFAULT, pc, `misaligned ${size * 8}-bit atomic at ${hex(addr)}`);
+      case Fault.budget:
+        return this.error(
+          Errno.E2BIG,
+          pc,
+          `instruction budget of ${this.budget} exhausted (a loop that does not end?)`,
+        );
+      case Fault.depth:
+        return this.error(
+          Errno.E2BIG,
+          pc,
+          `the call stack of ${MAX_CALL_FRAMES + 1} frames is too deep (at most ${MAX_CALL_FRAMES})`,
+        );
+      case Fault.pastEnd:
+        return this.error(Errno.EINVAL, pc, "the program ran past its last instruction");
+      default:
+        return this.error(Errno.EINVAL, pc, "the function ran into the next function's code");
+    }
+  }
+
+  private callHelper(id: number, pc: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint): bigint {
+    const fn = this.helpers.get(id);
+    if (fn === undefined) throw this.error(Errno.EINVAL, pc, `helper #${id} does not exist here`);
+    const saved = this.callPc;
+    this.callPc = pc;
+    try {
+      return (fn as CompiledHelperFn)(
+        this,
+        BigInt.asUintN(64, a),
+        BigInt.asUintN(64, b),
+        BigInt.asUintN(64, c),
+        BigInt.asUintN(64, d),
+        BigInt.asUintN(64, e),
+      );
+    } catch (err) {
+      if (err instanceof BpfRunError) throw err;
+      if (err instanceof BpfError) throw this.error(err.errno, pc, `helper #${id}: ${err.detail}`);
+      throw err;
+    } finally {
+      this.callPc = saved;
+    }
+  }
+
+  /**
+   * Call a function of the program from a helper (bpf_loop's and for_each's
+   * callbacks): a new frame below the caller's, r1-r5 = args, within the same budget.
+   */
+  callback(pc: number, args: readonly bigint[]): bigint {
+    const depth = Number(this.depth.value) + 1;
+    const callPc = this.callPc;
+    if (depth >= MAX_CALL_FRAMES)
+      throw this.error(
+        Errno.E2BIG,
+        callPc,
+        `the call stack of ${depth + 1} frames is too deep (at most ${MAX_CALL_FRAMES})`,
+      );
+    const f = this.exports[`f${pc}`] as ((...a: bigint[]) => bigint) | undefined;
+    if (f === undefined) throw this.error(Errno.EFAULT, callPc, `insn ${pc} is not a function`);
+    const saved = this.depth.value;
+    this.depth.value = depth;
+    try {
+      return BigInt.asUintN(64, f(args[0] ?? 0n, args[1] ?? 0n, args[2] ?? 0n, args[3] ?? 0n, args[4] ?? 0n));
+    } finally {
+      this.depth.value = saved;
+      this.callPc = callPc;
+    }
+  }
+
+  /**
+   * One run from the program's first instruction with r1-r5 = `args`.
+   * @returns r0 as an unsigned 64-bit number
+   * @throws BpfRunError when the run faults or overruns its budget
+   */
+  run(args: readonly bigint[] = []): bigint {
+    this.depth.value = 0;
+    this.budgetG.value = BigInt(this.budget);
+    this.setCount(this.fixedCount + this.runCount);
+    try {
+      return BigInt.asUintN(
+        64,
+        this.entry(args[0] ?? 0n, args[1] ?? 0n, args[2] ?? 0n, args[3] ?? 0n, args[4] ?? 0n),
+      );
+    } finally {
+      this.setCount(this.fixedCount + this.runCount);
+    }
+  }
+}
