@@ -15,6 +15,19 @@ import { inDefaultGroups, parseDataFile } from "../conformance-data.js";
 
 const dir = fileURLToPath(new URL("../../../../test/fixtures/bpf/conformance/", import.meta.url));
 
+/** Why the compiled run of `t` fails the suite's verdict, or undefined. */
+function judge(t: NonNullable<ReturnType<typeof parseDataFile>>): string | undefined {
+  let r0: bigint | undefined;
+  try {
+    r0 = execRawCompiled(encodeInsns(t.insns), Uint8Array.from(t.memory));
+  } catch (e) {
+    if (t.error !== "" && e instanceof BpfError) return undefined;
+    return (e as Error).message;
+  }
+  if (t.error !== "") return `expected an error, got r0 0x${r0.toString(16)}`;
+  return r0 === t.result ? undefined : `r0 0x${r0.toString(16)}, expected 0x${t.result.toString(16)}`;
+}
+
 test("the conformance suite, compiled to wasm: every test of the default groups passes", () => {
   const failed: string[] = [];
   let run = 0;
@@ -26,18 +39,8 @@ test("the conformance suite, compiled to wasm: every test of the default groups 
     if (t === undefined || !inDefaultGroups(t)) continue;
     run++;
     if (t.memory.length > 0) withMemory++;
-    let r0: bigint | undefined;
-    let err: unknown;
-    try {
-      r0 = execRawCompiled(encodeInsns(t.insns), Uint8Array.from(t.memory));
-    } catch (e) {
-      err = e;
-    }
-    if (t.error !== "") {
-      if (!(err instanceof BpfError)) failed.push(`${f}: expected an error, got r0 ${r0}`);
-    } else if (err !== undefined) failed.push(`${f}: ${(err as Error).message}`);
-    else if (r0 !== t.result)
-      failed.push(`${f}: r0 0x${r0?.toString(16)}, expected 0x${t.result.toString(16)}`);
+    const why = judge(t);
+    if (why !== undefined) failed.push(`${f}: ${why}`);
   }
   process.stdout.write(
     `# conformance compiled: ${run - failed.length} of ${run} passed (${withMemory} with input memory)\n`,
