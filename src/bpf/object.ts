@@ -47,7 +47,9 @@
 
 import { Htab, type MapHandle } from "../core/htab.js";
 import type { ValueRef } from "../core/value-ref.js";
+import { type DomainHandle, MapDomain } from "../domain/map-domain.js";
 import { BpfError, Errno } from "../errors.js";
+import { roundUp, WASM_PAGE_BYTES } from "../layout/layout.js";
 import { MapType } from "../uapi.js";
 import { baseHelpers, errnoRet } from "./helpers.js";
 import { BpfRunError, DEFAULT_BUDGET, type HelperFn, Vm } from "./interp.js";
@@ -62,6 +64,8 @@ import {
   ProgType,
 } from "./loader.js";
 import { addressOf, CTX_SLOT, FUNC_SLOT, GLOBAL_SLOT, Region } from "./memory.js";
+import { type CompiledObject, CompiledProgram, CPU_AREA_BYTES } from "./wasm/program.js";
+import { compiledAvailable } from "./wasm/runtime.js";
 import { XdpPacket, xdpHelpers } from "./xdp.js";
 
 /** A value a helper returned: the region and the element reference behind it. */
@@ -100,6 +104,12 @@ export interface LoadOptions extends OpenOptions {
   nrCpus?: number;
   /** This thread's CPU slot in the object's maps. @default the first free slot (0) */
   cpu?: number;
+  /**
+   * How programs run: "compiled" to WebAssembly over one shared memory
+   * holding every map, global and run area of the object (a MapDomain; needs
+   * wasm threads), or in the reference "interpreter". @default "interpreter"
+   */
+  engine?: "compiled" | "interpreter";
 }
 
 /**
@@ -110,6 +120,12 @@ export interface ObjectHandle {
   readonly spec: BpfObjectSpec;
   /** Per map of `spec.maps`: the htab map's handle, or a global's shared buffer. */
   readonly maps: readonly (MapHandle | { global: SharedArrayBuffer })[];
+  /** A compiled object's memory instead (`maps` is then empty): its domain, map ids and raw region id. */
+  readonly compiled?: {
+    readonly domain: DomainHandle;
+    readonly ids: readonly number[];
+    readonly raw: number;
+  };
 }
 
 export interface RunOptions {
@@ -138,12 +154,13 @@ export interface RunResult {
   duration: number;
 }
 
-const HASH_TYPES = new Set<number>([
-  MapType.Hash,
-  MapType.PercpuHash,
-  MapType.LruHash,
-  MapType.LruPercpuHash,
-]);
+const HASH_LIST = [MapType.Hash, MapType.PercpuHash, MapType.LruHash, MapType.LruPercpuHash] as const;
+const HASH_TYPES = new Set<number>(HASH_LIST);
+/**
+ * A compiled object's memory may grow to this (wasm32 addresses 4 GiB; an
+ * object whose maps do not fit is refused at load, ENOMEM).
+ */
+const COMPILED_MAX_BYTES = 4 * 1024 * 1024 * 1024 - WASM_PAGE_BYTES;
 
 /** One program of a loaded object. */
 export class LoadedProgram {
@@ -152,6 +169,8 @@ export class LoadedProgram {
   private xdp: XdpPacket | null = null;
   /** Spin locks this run holds. */
   private held: ValueRegion | null = null;
+  /** The compiled program, when the object runs compiled. */
+  private readonly compiled: CompiledProgram | null;
 
   constructor(
     private readonly obj: LoadedObject,
@@ -181,6 +200,12 @@ export class LoadedProgram {
     obj.globals.forEach((g, i) => {
       this.vm.mem.mapFixed(GLOBAL_SLOT + i, new Region(g.name, g.bytes, !g.readonly));
     });
+    this.compiled = obj.compiledView === null ? null : new CompiledProgram(obj.compiledView, def, budget);
+  }
+
+  /** "compiled" (WebAssembly) or "interpreter". */
+  get engine(): "compiled" | "interpreter" {
+    return this.compiled === null ? "interpreter" : "compiled";
   }
 
   get name(): string {
@@ -189,7 +214,7 @@ export class LoadedProgram {
 
   /** Lines bpf_trace_printk wrote. */
   get log(): readonly string[] {
-    return this.vm.log;
+    return this.compiled?.log ?? this.vm.log;
   }
 
   /**
@@ -219,6 +244,10 @@ export class LoadedProgram {
         Errno.EINVAL,
         `an XDP packet needs at least 14 bytes (an Ethernet header), got ${data.length}`,
       );
+    if (this.compiled !== null) {
+      const c = this.withSource(() => (this.compiled as CompiledProgram).run(data, opts.ctx, repeat));
+      return { retval: Number(c.r0 & 0xffffffffn), ...c };
+    }
     this.vm.cpu = this.obj.cpu;
     const mem = this.vm.mem;
     let packet: Uint8Array = new Uint8Array(0);
@@ -244,7 +273,29 @@ export class LoadedProgram {
     return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
   }
 
+  /** Run `fn`; a BpfRunError it throws gets the C source line of its instruction, when the object carried line info. */
+  private withSource<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      // Name the C source line of the instruction, when the object carried line info.
+      const src = e instanceof BpfRunError && e.source === undefined ? this.def.lines[e.insn] : undefined;
+      if (src === undefined || !(e instanceof BpfRunError)) throw e;
+      throw new BpfRunError(
+        e.errno,
+        e.insn,
+        e.text,
+        e.reason,
+        `${src.file.split("/").pop()}:${src.line}: ${src.text}`,
+      );
+    }
+  }
+
   private runOnce(r1: bigint): bigint {
+    return this.withSource(() => this.runLocked(r1));
+  }
+
+  private runLocked(r1: bigint): bigint {
     const maps = this.obj.htabs;
     let entered = 0;
     try {
@@ -261,17 +312,6 @@ export class LoadedProgram {
           "the program exited holding a bpf_spin_lock",
         );
       return r0;
-    } catch (e) {
-      // Name the C source line of the instruction, when the object carried line info.
-      const src = e instanceof BpfRunError && e.source === undefined ? this.def.lines[e.insn] : undefined;
-      if (src === undefined || !(e instanceof BpfRunError)) throw e;
-      throw new BpfRunError(
-        e.errno,
-        e.insn,
-        e.text,
-        e.reason,
-        `${src.file.split("/").pop()}:${src.line}: ${src.text}`,
-      );
     } finally {
       if (this.held !== null) {
         const h = this.held;
@@ -413,9 +453,22 @@ export class LoadedObject {
   /** The same object attached on other CPU slots in this thread, shared by all of them. */
   private others = new Map<number, LoadedObject>();
 
+  /** @internal What compiled programs see of this object, or null when it runs interpreted. */
+  readonly compiledView: CompiledObject | null = null;
+  /** The domain holding a compiled object's maps, globals and run areas. */
+  private domain: MapDomain | null = null;
+  private rawId = 0;
+
   private constructor(spec: BpfObjectSpec, opts: LoadOptions, shared?: ObjectHandle) {
     this.spec = spec;
     this.opts = opts;
+    if (shared?.compiled !== undefined || opts.engine === "compiled") {
+      this.compiledView = this.loadCompiled(spec, opts, shared?.compiled);
+      this.cpu = (this.domain as MapDomain).cpu;
+      const budget = opts.budget ?? DEFAULT_BUDGET;
+      for (const p of spec.programs) this.programs.set(p.name, new LoadedProgram(this, p, budget));
+      return;
+    }
     spec.maps.forEach((def, i) => {
       const from = shared?.maps[i];
       if (def.global) {
@@ -481,6 +534,116 @@ export class LoadedObject {
   }
 
   /**
+   * Compiled mode: every map in one MapDomain (a shared wasm memory), the
+   * globals and each CPU slot's run area in one raw region of it.
+   */
+  private loadCompiled(
+    spec: BpfObjectSpec,
+    opts: LoadOptions,
+    from?: ObjectHandle["compiled"],
+  ): CompiledObject {
+    if (!compiledAvailable())
+      throw new BpfError(
+        "load",
+        Errno.EOPNOTSUPP,
+        "compiled programs need WebAssembly threads (a shared memory)",
+      );
+    const domain =
+      from !== undefined
+        ? MapDomain.attach(from.domain, { cpu: opts.cpu })
+        : MapDomain.create({
+            nrCpus: opts.nrCpus,
+            cpu: opts.cpu,
+            maxMaps: spec.maps.length + 1,
+            maxBytes: COMPILED_MAX_BYTES,
+          });
+    this.domain = domain;
+    const memory = domain.handle.memory;
+    if (memory === undefined)
+      throw new BpfError("load", Errno.EOPNOTSUPP, "compiled programs need the domain in a wasm memory");
+    // The raw region: the globals (8-aligned), then one area per CPU slot (512-aligned).
+    const at: number[] = [];
+    let used = 0;
+    for (const def of spec.maps)
+      if (def.global) {
+        at.push(used);
+        used = roundUp(used + Math.max(def.global.data.length, 1), 8);
+      }
+    const areas = roundUp(used, 512);
+    let raw: number;
+    if (from !== undefined) {
+      this.rawId = from.raw;
+      raw = domain.rawOffset(from.raw);
+      if (raw < 0) throw new BpfError("attach", Errno.EINVAL, `domain region ${from.raw} is not an object's`);
+    } else {
+      const r = domain.allocRaw(areas + domain.nrCpus * CPU_AREA_BYTES + 512);
+      this.rawId = r.id;
+      raw = roundUp(r.offset, 512);
+    }
+    let g = 0;
+    spec.maps.forEach((def, i) => {
+      if (def.global) {
+        const bytes = new Uint8Array(memory.buffer, raw + at[g++], def.global.data.length);
+        if (from === undefined) bytes.set(def.global.data);
+        const s = new GlobalSection(
+          def.name,
+          def.global.section,
+          bytes,
+          def.global.readonly,
+          def.global.vars,
+        );
+        this.globals.push(s);
+        this.mapList.push(s);
+        return;
+      }
+      this.checkMapDef(def);
+      const m =
+        from !== undefined
+          ? (domain.mapById(from.ids[i]) as Htab)
+          : domain.createMap({
+              type: def.type as (typeof HASH_LIST)[number],
+              keySize: def.keySize,
+              valueSize: def.valueSize,
+              maxEntries: def.maxEntries,
+              flags: def.flags,
+              name: def.name.slice(0, 15),
+              spinLockOffset: def.spinLockOffset,
+            });
+      if (!(m instanceof Htab))
+        throw new BpfError("attach", Errno.EINVAL, `map ${i} of the handle is not a hash map`);
+      this.htabs.push(m);
+      this.mapList.push(m);
+      this.defs.set(m, def);
+    });
+    const defs = this.defs;
+    return {
+      mapList: this.mapList,
+      htabs: this.htabs,
+      cpu: domain.cpu,
+      memory,
+      areaOf: (cpu) => raw + areas + cpu * CPU_AREA_BYTES,
+      isHtab: (m): m is Htab => m instanceof Htab,
+      spinLockOffset: (m) => defs.get(m)?.spinLockOffset ?? -1,
+      mapName: (m) => defs.get(m)?.name ?? "",
+    };
+  }
+
+  private checkMapDef(def: MapDef): void {
+    if (def.pinning !== 0)
+      throw new BpfError(
+        "load",
+        Errno.EOPNOTSUPP,
+        `map '${def.name}': pinning (LIBBPF_PIN_BY_NAME) needs the kernel backend`,
+      );
+    if (!HASH_TYPES.has(def.type))
+      throw new BpfError(
+        "load",
+        Errno.EOPNOTSUPP,
+        `map '${def.name}': map type ${def.type} is not on the shared-memory backend yet (hash, percpu_hash, lru_hash, lru_percpu_hash)`,
+      );
+  }
+
+  /**
    * Open and load an object's bytes: maps created, programs linked and decoded.
    * @throws BpfError EINVAL for a malformed object or program, EOPNOTSUPP for what is not supported (named)
    */
@@ -490,6 +653,16 @@ export class LoadedObject {
 
   /** What a worker posts to `LoadedObject.attach()` to run these programs on these maps. */
   handle(): ObjectHandle {
+    if (this.domain !== null)
+      return {
+        spec: this.spec,
+        maps: [],
+        compiled: {
+          domain: this.domain.handle,
+          ids: this.mapList.map((m) => (m instanceof Htab ? m.info.id : 0)),
+          raw: this.rawId,
+        },
+      };
     return {
       spec: this.spec,
       maps: this.mapList.map((m) =>
@@ -503,7 +676,7 @@ export class LoadedObject {
    * @throws BpfError EINVAL for a handle that does not match its spec
    */
   static attach(handle: ObjectHandle, opts: { cpu?: number; budget?: number } = {}): LoadedObject {
-    if (handle.maps.length !== handle.spec.maps.length)
+    if (handle.compiled === undefined && handle.maps.length !== handle.spec.maps.length)
       throw new BpfError(
         "attach",
         Errno.EINVAL,
