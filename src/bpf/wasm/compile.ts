@@ -77,8 +77,15 @@ export interface CompileEnv {
   pseudo(i: number, x: Insn): bigint;
   /** Whether the memory the module imports is shared. */
   shared: boolean;
-  /** Helper ids that get an import of their own (`h<id>`: (pc, r1-r5) → r0) instead of `helper`. */
-  ownImports?: readonly number[];
+  /**
+   * Map helpers called with numbers instead of 64-bit registers: with
+   * `maps` the object's map count, helpers 1, 2, 3 (lookup, update, delete:
+   * r1 a map handle, pointers below 2^32) and 93, 94 (spin lock, unlock: r1
+   * below 2^32) call `m<id>(pc, map index or r1, r2, r3, r4)` (all i32; r0 =
+   * the i32 result, an address zero-extended, an errno sign-extended); any
+   * other argument goes to `helper`, which answers it as the interpreter does.
+   */
+  mapShims?: { maps: number };
 }
 
 /** Imports: `env.memory`, `env.helper`, `env.fault`, `env.h<id>`. Exports: `f<pc>` per function, globals `depth`, `budget`. */
@@ -99,6 +106,9 @@ const LOCALS: [number, ValType][] = [
   [3, I32],
 ];
 const local = (r: number) => (r === 0 ? R0 : r <= 5 ? r - 1 : r);
+
+/** Helpers with a numeric shim (CompileEnv.mapShims): lookup, update, delete, spin lock, unlock. */
+export const SHIM_IDS = [1, 2, 3, 93, 94] as const;
 
 const G_DEPTH = 0;
 const G_BUDGET = 1;
@@ -187,8 +197,9 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
   });
   const fFault = m.importFunc("env", "fault", { params: [I32, I32, I64, I32], results: [] });
   const own = new Map<number, number>();
-  for (const id of env.ownImports ?? [])
-    own.set(id, m.importFunc("env", `h${id}`, { params: [I32, I64, I64, I64, I64, I64], results: [I64] }));
+  if (env.mapShims !== undefined)
+    for (const id of SHIM_IDS)
+      own.set(id, m.importFunc("env", `m${id}`, { params: [I32, I32, I32, I32, I32], results: [I32] }));
   m.importMemory("env", "memory", 1, 65536, env.shared);
   m.global(I32, 0n, "depth");
   m.global(I64, 0n, "budget");
@@ -801,12 +812,44 @@ class FunctionCompiler {
   private callHelper(pc: number, x: Insn): void {
     const b = this.b;
     const id = x.imm >>> 0;
-    const own = this.f.own.get(id);
-    if (own === undefined) b.i32(id);
-    b.i32(pc);
-    for (let r = 1; r <= 5; r++) b.get(local(r));
-    b.call(own ?? this.f.helper).set(R0);
+    const shim = this.f.own.get(id);
+    const generic = () => {
+      b.i32(id).i32(pc);
+      for (let r = 1; r <= 5; r++) b.get(local(r));
+      b.call(this.f.helper);
+    };
     this.forget(0);
+    if (shim === undefined) {
+      generic();
+      b.set(R0);
+      return;
+    }
+    const below32 = (r: number) => b.get(local(r)).i64(32).op(Op.i64ShrU).op(Op.i64Eqz);
+    const isLock = id === 93 || id === 94;
+    if (isLock) below32(1);
+    else {
+      // r1 is one of the object's map handles (slot 256 + index, offset 0); the pointers fit in 32 bits.
+      b.get(local(1)).i64(0xffffffffn).op(Op.i64And).op(Op.i64Eqz);
+      b.get(local(1))
+        .i64(32)
+        .op(Op.i64ShrU)
+        .i64(256)
+        .op(Op.i64Sub)
+        .i64((this.env.mapShims as { maps: number }).maps)
+        .op(Op.i64LtU)
+        .op(Op.i32And);
+      below32(2).op(Op.i32And);
+      if (id === 2) below32(3).op(Op.i32And);
+    }
+    b.if(I64);
+    b.i32(pc);
+    if (isLock) b.get(local(1)).op(Op.i32WrapI64);
+    else b.get(local(1)).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).i32(256).op(Op.i32Sub);
+    for (let r = 2; r <= 4; r++) b.get(local(r)).op(Op.i32WrapI64);
+    b.call(shim).op(id === 1 ? Op.i64ExtendI32U : Op.i64ExtendI32S);
+    b.else();
+    generic();
+    b.end().set(R0);
   }
 
   private callLocal(pc: number): void {

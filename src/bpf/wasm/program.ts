@@ -28,7 +28,7 @@ import { BpfRunError } from "../interp.js";
 import { decodeProgram, Helper, PseudoLd } from "../isa.js";
 import { type ProgramDef, ProgType } from "../loader.js";
 import { ETH_HLEN, FRAME_BYTES, FRAME_RESERVED, HEADROOM, MAX_LINEAR, XDP_MD_BYTES } from "../xdp.js";
-import { areaBytes, type CompiledHelperFn, CompiledVm } from "./runtime.js";
+import { areaBytes, type CompiledHelperFn, CompiledVm, type MapShim } from "./runtime.js";
 
 export const CPU_CTX = roundUp(areaBytes(), 64);
 /** The largest syscall context a compiled program takes. */
@@ -59,6 +59,8 @@ export interface CompiledObject {
   mapName(m: Htab): string;
 }
 
+const NO_BYTES = new Uint8Array(0);
+
 /** A value a helper returned in this run. */
 interface Held {
   lo: number;
@@ -81,6 +83,10 @@ export class CompiledProgram {
   private held: Held | null = null;
   private readonly values: Held[] = [];
   private keyTop = 0;
+  /** struct xdp_md's words, in this slot's context (little-endian, as the host). */
+  private readonly md: Uint32Array;
+  /** The XDP frame's bytes, in this slot's area. */
+  private readonly frame: Uint8Array;
   /** This run's XDP packet: offsets of data and data_end in the frame, the fragments. */
   private xdp: { data: number; end: number; frags: Uint8Array } | null = null;
 
@@ -97,6 +103,8 @@ export class CompiledProgram {
       pseudo: [PseudoLd.mapFd, PseudoLd.mapValue],
     });
     this.area = obj.areaOf(obj.cpu);
+    this.md = new Uint32Array(obj.memory.buffer, this.area + CPU_CTX, XDP_MD_BYTES / 4);
+    this.frame = new Uint8Array(obj.memory.buffer, this.area + CPU_FRAME, FRAME_BYTES);
     const globals = obj.mapList.filter((m): m is GlobalLike => !obj.isHtab(m));
     this.vm = new CompiledVm(prog, {
       memory: obj.memory,
@@ -111,6 +119,7 @@ export class CompiledProgram {
       budget,
       cpu: obj.cpu,
       maps: obj.mapList,
+      shims: this.shims(),
       mapValue: (m, off) => {
         const g = obj.mapList[m];
         if (g === undefined || obj.isHtab(g))
@@ -128,7 +137,7 @@ export class CompiledProgram {
   }
 
   private u8(at: number, n: number): Uint8Array {
-    return new Uint8Array(this.obj.memory.buffer, at, n);
+    return this.vm.u8(at, n);
   }
 
   /** Runs as BPF_PROG_TEST_RUN: `repeat` times on fresh copies of `data` / `ctx`; the last run's results. */
@@ -147,13 +156,14 @@ export class CompiledProgram {
       if (xdp) r1 = this.xdpStart(data);
       else if (ctxIn !== undefined && ctxLen > 0) {
         this.u8(ctxAt, ctxLen).set(ctxIn);
-        this.vm.setRunRegions([{ name: "ctx", lo: ctxAt, size: ctxLen, writable: true }]);
+        this.vm.setRunRegion(0, ctxAt, ctxLen, true);
+        this.vm.setRunCount(1);
         r1 = BigInt(ctxAt);
-      } else this.vm.setRunRegions([]);
+      } else this.vm.setRunCount(0);
       r0 = this.runOnce(r1);
-      if (xdp) packet = this.xdpOutput();
-      else if (ctxLen > 0) ctx = this.u8(ctxAt, ctxLen).slice();
     }
+    if (xdp) packet = this.xdpOutput();
+    else if (ctxLen > 0) ctx = this.u8(ctxAt, ctxLen).slice();
     const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
     this.xdp = null;
     return { r0, data: packet, ctx, duration };
@@ -169,7 +179,7 @@ export class CompiledProgram {
         m.enter();
         entered++;
       }
-      const r0 = this.vm.run([r1]);
+      const r0 = this.vm.run1(r1);
       if (this.held !== null)
         throw new BpfRunError(
           Errno.EINVAL,
@@ -192,11 +202,18 @@ export class CompiledProgram {
   // ---- XDP: the frame in this slot's area, xdp_md's pointers as 32-bit addresses
 
   private xdpStart(input: Uint8Array): bigint {
-    const frame = this.area + CPU_FRAME;
     const linear = Math.min(input.length, MAX_LINEAR);
-    this.u8(frame, FRAME_BYTES).fill(0);
-    this.u8(frame + HEADROOM, linear).set(input.subarray(0, linear));
-    this.xdp = { data: HEADROOM, end: HEADROOM + linear, frags: input.subarray(linear) };
+    // Only the headroom can show old bytes (adjust_head); adjust_tail zeroes what it grows.
+    const all = this.frame;
+    all.fill(0, 0, HEADROOM);
+    all.set(linear === input.length ? input : input.subarray(0, linear), HEADROOM);
+    const x = this.xdp;
+    if (x === null) this.xdp = { data: HEADROOM, end: HEADROOM + linear, frags: input.subarray(linear) };
+    else {
+      x.data = HEADROOM;
+      x.end = HEADROOM + linear;
+      x.frags = linear < input.length ? input.subarray(linear) : NO_BYTES;
+    }
     this.xdpMap();
     return BigInt(this.area + CPU_CTX);
   }
@@ -206,16 +223,15 @@ export class CompiledProgram {
     const x = this.xdp as { data: number; end: number };
     const frame = this.area + CPU_FRAME;
     const md = this.area + CPU_CTX;
-    const dv = new DataView(this.obj.memory.buffer, md, XDP_MD_BYTES);
-    dv.setUint32(0, frame + x.data, true);
-    dv.setUint32(4, frame + x.end, true);
-    dv.setUint32(8, frame + x.data, true);
-    dv.setUint32(12, 1, true); // ingress_ifindex: lo
-    dv.setUint32(16, 0, true);
-    this.vm.setRunRegions([
-      { name: "xdp_md", lo: md, size: XDP_MD_BYTES, writable: false },
-      { name: "packet", lo: frame + x.data, size: x.end - x.data, writable: true },
-    ]);
+    const w = this.md;
+    w[0] = frame + x.data;
+    w[1] = frame + x.end;
+    w[2] = frame + x.data;
+    w[3] = 1; // ingress_ifindex: lo
+    w[4] = 0;
+    this.vm.setRunRegion(0, md, XDP_MD_BYTES, false);
+    this.vm.setRunRegion(1, frame + x.data, x.end - x.data, true);
+    this.vm.setRunCount(2);
   }
 
   private xdpOutput(): Uint8Array {
@@ -261,84 +277,100 @@ export class CompiledProgram {
 
   // ---- map helpers
 
-  private mapArg(vm: CompiledVm, ptr: bigint, op: string): Htab | GlobalLike {
-    const m = vm.mapAt(ptr) as Htab | GlobalLike | undefined;
+  private mapArg(vm: CompiledVm, ptr: bigint, op: string): number {
+    const m = vm.mapAt(ptr);
     if (m === undefined)
       throw new BpfError(op, Errno.EFAULT, `r1 0x${ptr.toString(16)} is not a map of this object`);
-    return m;
+    return this.obj.mapList.indexOf(m as Htab | GlobalLike);
   }
 
   /** Map a value a helper found for the rest of the run; its address. */
-  private give(vm: CompiledVm, m: Htab, ref: ValueRef): bigint {
+  private give(vm: CompiledVm, m: Htab, ref: ValueRef): number {
     const bytes = ref._bytes();
     const lo = bytes.byteOffset;
     const lock = this.obj.spinLockOffset(m);
     if (!this.values.some((v) => v.lo === lo)) this.values.push({ lo, size: bytes.length, ref, lock });
-    return vm.addRegion(lo, bytes.length, ref._progWritable);
+    vm.addRegion(lo, bytes.length, ref._progWritable);
+    return lo;
   }
 
-  private lockOf(p: bigint, op: string): Held {
-    const a = Number(BigInt.asUintN(64, p));
+  private lockOf(a: number, op: string): Held {
     const v = this.values.find((x) => a >= x.lo && a + 4 <= x.lo + x.size);
-    if (v === undefined) throw new BpfError(op, Errno.EFAULT, `0x${p.toString(16)} is not in a map value`);
+    if (v === undefined) throw new BpfError(op, Errno.EFAULT, `0x${a.toString(16)} is not in a map value`);
     if (v.lock < 0 || a !== v.lo + v.lock)
-      throw new BpfError(op, Errno.EINVAL, `0x${p.toString(16)} is not the value's struct bpf_spin_lock`);
+      throw new BpfError(op, Errno.EINVAL, `0x${a.toString(16)} is not the value's struct bpf_spin_lock`);
     return v;
   }
 
-  private mapHelpers(): [number, CompiledHelperFn][] {
+  /** The helpers compiled code calls with numbers (compile.ts mapShims): map index, 32-bit addresses. */
+  shims(): Record<number, MapShim> {
     const obj = this.obj;
-    const lookup: CompiledHelperFn = (vm, mp, kp) => {
-      const m = this.mapArg(vm, mp, "map_lookup_elem");
+    const lookup: MapShim = (vm, i, kp) => {
+      const m = obj.mapList[i];
       if (!obj.isHtab(m)) {
-        const k = vm.bytes("map_lookup_elem", kp, 4, false);
-        if (k[0] | k[1] | k[2] | k[3]) return 0n;
-        return BigInt(m.bytes.byteOffset);
+        const k = vm.bytesAt("map_lookup_elem", kp, 4, false);
+        if (k[0] | k[1] | k[2] | k[3]) return 0;
+        return m.bytes.byteOffset;
       }
-      const key = vm.bytes("map_lookup_elem", kp, m.info.keySize, false);
-      const ref = m.lookupRef(key.slice());
-      return ref === null ? 0n : this.give(vm, m, ref);
+      const ref = m.lookupRef(vm.bytesAt("map_lookup_elem", kp, m.info.keySize, false));
+      return ref === null ? 0 : this.give(vm, m, ref);
     };
-    const update: CompiledHelperFn = (vm, mp, kp, vp, flags) => {
-      const m = this.mapArg(vm, mp, "map_update_elem");
-      if (!obj.isHtab(m)) return errnoRet(Errno.EOPNOTSUPP);
-      const key = vm.bytes("map_update_elem", kp, m.info.keySize, false).slice();
-      const value = vm.bytes("map_update_elem", vp, m.info.valueSize, false).slice();
-      return errnoRet(-m.updateElemFromProgram(key, value, Number(BigInt.asUintN(32, flags))));
+    const update: MapShim = (vm, i, kp, vp, flags) => {
+      const m = obj.mapList[i];
+      if (!obj.isHtab(m)) return -Errno.EOPNOTSUPP;
+      const key = vm.bytesAt("map_update_elem", kp, m.info.keySize, false);
+      const value = vm.bytesAt("map_update_elem", vp, m.info.valueSize, false);
+      return m.updateElemFromProgram(key, value, flags >>> 0);
     };
-    const del: CompiledHelperFn = (vm, mp, kp) => {
-      const m = this.mapArg(vm, mp, "map_delete_elem");
-      if (!obj.isHtab(m)) return errnoRet(Errno.EINVAL);
-      const key = vm.bytes("map_delete_elem", kp, m.info.keySize, false).slice();
-      return errnoRet(-m.deleteElem(key));
+    const del: MapShim = (vm, i, kp) => {
+      const m = obj.mapList[i];
+      if (!obj.isHtab(m)) return -Errno.EINVAL;
+      return m.deleteElem(vm.bytesAt("map_delete_elem", kp, m.info.keySize, false));
     };
-    const lock: CompiledHelperFn = (_vm, p) => {
-      const v = this.lockOf(p, "spin_lock");
+    const lock: MapShim = (_vm, p) => {
+      const v = this.lockOf(p >>> 0, "spin_lock");
       if (this.held !== null)
         throw new BpfError("spin_lock", Errno.EINVAL, "a second bpf_spin_lock while one is held");
       v.ref.lock();
       this.held = v;
-      return 0n;
+      return 0;
     };
-    const unlock: CompiledHelperFn = (_vm, p) => {
-      const v = this.lockOf(p, "spin_unlock");
+    const unlock: MapShim = (_vm, p) => {
+      const v = this.lockOf(p >>> 0, "spin_unlock");
       if (this.held === null || this.held.lo !== v.lo)
         throw new BpfError("spin_unlock", Errno.EINVAL, "this bpf_spin_lock is not held");
       const h = this.held;
       this.held = null;
       h.ref.unlock();
-      return 0n;
+      return 0;
     };
+    return { 1: lookup, 2: update, 3: del, 93: lock, 94: unlock };
+  }
+
+  private mapHelpers(): [number, CompiledHelperFn][] {
+    const obj = this.obj;
+    const sh = this.shims();
+    /** A pointer as the shims take it: one at or above 2^32 becomes NULL (it faults all the same). */
+    const p32 = (p: bigint) => (p < 0x1_0000_0000n ? Number(p) : 0);
+    const errno = (r: number) => BigInt.asUintN(64, BigInt(r));
+    const lookup: CompiledHelperFn = (vm, mp, kp) =>
+      BigInt(sh[1](vm, this.mapArg(vm, mp, "map_lookup_elem"), p32(kp), 0, 0) >>> 0);
+    const update: CompiledHelperFn = (vm, mp, kp, vp, flags) =>
+      errno(sh[2](vm, this.mapArg(vm, mp, "map_update_elem"), p32(kp), p32(vp), Number(flags & 0xffffffffn)));
+    const del: CompiledHelperFn = (vm, mp, kp) =>
+      errno(sh[3](vm, this.mapArg(vm, mp, "map_delete_elem"), p32(kp), 0, 0));
+    const lock: CompiledHelperFn = (vm, p) => BigInt(sh[93](vm, p32(p), 0, 0, 0));
+    const unlock: CompiledHelperFn = (vm, p) => BigInt(sh[94](vm, p32(p), 0, 0, 0));
     const percpuLookup: CompiledHelperFn = (vm, mp, kp, cpu) => {
-      const m = this.mapArg(vm, mp, "map_lookup_percpu_elem");
+      const m = obj.mapList[this.mapArg(vm, mp, "map_lookup_percpu_elem")];
       if (!obj.isHtab(m))
         throw new BpfError("map_lookup_percpu_elem", Errno.EINVAL, "a global is not a per-CPU map");
       const key = vm.bytes("map_lookup_percpu_elem", kp, m.info.keySize, false);
       const ref = m.lookupPercpuRef(key.slice(), Number(BigInt.asUintN(32, cpu)));
-      return ref === null ? 0n : this.give(vm, m, ref);
+      return ref === null ? 0n : BigInt(this.give(vm, m, ref));
     };
     const forEach: CompiledHelperFn = (vm, mp, fn, ctx, flags) => {
-      const m = this.mapArg(vm, mp, "for_each_map_elem");
+      const m = obj.mapList[this.mapArg(vm, mp, "for_each_map_elem")];
       if (!obj.isHtab(m)) return errnoRet(Errno.EOPNOTSUPP);
       if (flags !== 0n) return errnoRet(Errno.EINVAL);
       const pc = vm.functionAt(fn);
@@ -363,7 +395,7 @@ export class CompiledProgram {
             const k = vm.addRegion(keyAt, ks, false);
             const v =
               own !== null
-                ? this.give(vm, m, own)
+                ? BigInt(this.give(vm, m, own))
                 : vm.addRegion(ref._bytes().byteOffset, ref.size, ref._progWritable);
             const r = vm.callback(pc, [mp, k, v, ctx]);
             if (r !== 0n && r !== 1n)

@@ -80,6 +80,9 @@ export type CompiledHelperFn = (
   r5: bigint,
 ) => bigint;
 
+/** A map helper called with numbers (compile.ts mapShims): (map index or address, then 32-bit arguments) → i32. */
+export type MapShim = (vm: CompiledVm, a: number, b: number, c: number, d: number) => number;
+
 export interface CompiledOptions {
   memory: WasmMemory;
   /** Byte address of this CPU slot's run area (areaBytes(), a multiple of 512). */
@@ -93,6 +96,8 @@ export interface CompiledOptions {
   mapValue?: (map: number, off: number) => bigint;
   budget?: number;
   cpu?: number;
+  /** Numeric map helpers by id (1, 2, 3, 93, 94): every one, or none. */
+  shims?: Readonly<Record<number, MapShim>>;
 }
 
 const hex = (a: bigint) => `0x${BigInt.asUintN(64, a).toString(16)}`;
@@ -102,6 +107,7 @@ export class CompiledVm implements HelperVm {
   readonly mem: { bytes(op: string, addr: bigint, size: number, write: boolean): Uint8Array };
   readonly log: string[] = [];
   readonly budget: number;
+  private readonly budgetBig: bigint;
   cpu: number;
   /** The instruction index of the helper call being run. */
   callPc = -1;
@@ -117,6 +123,7 @@ export class CompiledVm implements HelperVm {
   private readonly budgetG: WasmGlobal;
   private readonly entry: (...a: bigint[]) => bigint;
   private u32: Uint32Array;
+  private u8all: Uint8Array;
 
   constructor(
     readonly prog: DecodedProgram,
@@ -127,13 +134,15 @@ export class CompiledVm implements HelperVm {
     this.budget = opts.budget ?? DEFAULT_BUDGET;
     if (!Number.isInteger(this.budget) || this.budget < 1)
       throw new BpfError("run", Errno.EINVAL, `budget must be a positive integer, got ${this.budget}`);
+    this.budgetBig = BigInt(this.budget);
     this.cpu = opts.cpu ?? 0;
     this.helpers = opts.helpers ?? new Map();
     this.maps = opts.maps ?? [];
     if (opts.area % STACK_BYTES !== 0) throw new RangeError("the run area must be 512-aligned");
     this.stackTop = opts.area + AREA_STACK_BYTES;
     this.table = opts.area + AREA_STACK_BYTES;
-    this.u32 = new Uint32Array(this.memory.buffer);
+    this.u8all = new Uint8Array(this.memory.buffer);
+    this.u32 = new Uint32Array(this.u8all.buffer);
     const fixed = opts.fixed ?? [];
     if (fixed.length > TABLE_ENTRIES / 2)
       throw new BpfError("load", Errno.E2BIG, `${fixed.length} fixed regions, at most ${TABLE_ENTRIES / 2}`);
@@ -149,6 +158,7 @@ export class CompiledVm implements HelperVm {
       table: this.table,
       fixed: fixed.map((r): FixedRegion => ({ lo: r.lo, hi: r.lo + r.size, writable: r.writable })),
       shared: this.memory.buffer instanceof SharedArrayBuffer,
+      mapShims: opts.shims !== undefined ? { maps: nMaps } : undefined,
       pseudo: (i: number, x: Insn) => {
         switch (x.src) {
           case PseudoLd.mapFd:
@@ -172,8 +182,13 @@ export class CompiledVm implements HelperVm {
         }
       },
     });
+    const shimImports: Record<string, (pc: number, a: number, b: number, c: number, d: number) => number> =
+      {};
+    for (const [id, fn] of Object.entries(opts.shims ?? {}))
+      shimImports[`m${id}`] = (pc, a, b, c, d) => this.callShim(Number(id), fn, pc, a, b, c, d);
     const inst = new wasm.Instance(new wasm.Module(mod.bytes), {
       env: {
+        ...shimImports,
         memory: this.memory,
         helper: (id: number, pc: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) =>
           this.callHelper(id >>> 0, pc, a, b, c, d, e),
@@ -194,10 +209,22 @@ export class CompiledVm implements HelperVm {
     };
   }
 
+  /**
+   * The memory's words. Everything a program touches (its object's maps,
+   * globals and run areas) was allocated before it was compiled, so the view
+   * taken then covers it; `memory.buffer` (costly on a shared memory) is
+   * read again only for an address past it.
+   */
   private view(): Uint32Array {
-    if (this.u32.buffer.byteLength !== this.memory.buffer.byteLength)
-      this.u32 = new Uint32Array(this.memory.buffer);
     return this.u32;
+  }
+  /** The memory's bytes, covering [at, at + n) (a fresh view only if the memory grew past the cached one). */
+  u8(at: number, n: number): Uint8Array {
+    if (at + n > this.u8all.length) {
+      this.u8all = new Uint8Array(this.memory.buffer);
+      this.u32 = new Uint32Array(this.u8all.buffer);
+    }
+    return this.u8all.subarray(at, at + n);
   }
   private setCount(n: number): void {
     this.view()[this.table >>> 2] = n;
@@ -216,10 +243,17 @@ export class CompiledVm implements HelperVm {
   /** The regions of this run (a context, a packet): replace the previous run's. */
   setRunRegions(regions: readonly Region32[]): void {
     regions.forEach((r, i) => {
-      this.writeEntry(this.fixedCount + i, r.lo, r.size, r.writable);
+      this.setRunRegion(i, r.lo, r.size, r.writable);
     });
-    this.runCount = regions.length;
-    this.setCount(this.fixedCount + regions.length);
+    this.setRunCount(regions.length);
+  }
+  /** Run region `i` (set the count with setRunCount()). */
+  setRunRegion(i: number, lo: number, size: number, writable: boolean): void {
+    this.writeEntry(this.fixedCount + i, lo, size, writable);
+  }
+  setRunCount(n: number): void {
+    this.runCount = n;
+    this.setCount(this.fixedCount + n);
   }
 
   /**
@@ -291,7 +325,12 @@ export class CompiledVm implements HelperVm {
         Errno.EFAULT,
         `${write ? "write" : "read"} of ${size} bytes at ${hex(addr)}: not in any region the program may touch`,
       );
-    return new Uint8Array(this.memory.buffer, r.at, size);
+    return this.u8(r.at, size);
+  }
+
+  /** bytes() for a 32-bit address (the numeric helpers'). */
+  bytesAt(op: string, addr: number, size: number, write: boolean): Uint8Array {
+    return this.bytes(op, BigInt(addr >>> 0), size, write);
   }
 
   private error(errno: number, pc: number, detail: string): BpfRunError {
@@ -351,6 +390,20 @@ export class CompiledVm implements HelperVm {
     }
   }
 
+  private callShim(id: number, fn: MapShim, pc: number, a: number, b: number, c: number, d: number): number {
+    const saved = this.callPc;
+    this.callPc = pc;
+    try {
+      return fn(this, a, b, c, d);
+    } catch (err) {
+      if (err instanceof BpfRunError) throw err;
+      if (err instanceof BpfError) throw this.error(err.errno, pc, `helper #${id}: ${err.detail}`);
+      throw err;
+    } finally {
+      this.callPc = saved;
+    }
+  }
+
   /**
    * Call a function of the program from a helper (bpf_loop's and for_each's
    * callbacks): a new frame below the caller's, r1-r5 = args, within the same budget.
@@ -376,6 +429,18 @@ export class CompiledVm implements HelperVm {
     }
   }
 
+  /** run([r1]) without the array. */
+  run1(r1: bigint): bigint {
+    this.depth.value = 0;
+    this.budgetG.value = this.budgetBig;
+    this.setCount(this.fixedCount + this.runCount);
+    try {
+      return BigInt.asUintN(64, this.entry(r1, 0n, 0n, 0n, 0n));
+    } finally {
+      this.setCount(this.fixedCount + this.runCount);
+    }
+  }
+
   /**
    * One run from the program's first instruction with r1-r5 = `args`.
    * @returns r0 as an unsigned 64-bit number
@@ -383,7 +448,7 @@ export class CompiledVm implements HelperVm {
    */
   run(args: readonly bigint[] = []): bigint {
     this.depth.value = 0;
-    this.budgetG.value = BigInt(this.budget);
+    this.budgetG.value = this.budgetBig;
     this.setCount(this.fixedCount + this.runCount);
     try {
       return BigInt.asUintN(
