@@ -53,6 +53,8 @@ export const Fault = {
   misaligned: 3,
   budget: 4,
   depth: 5,
+  /** More helper results than the region table holds. */
+  regions: 8,
   /** The last block of the program fell off its end. */
   pastEnd: 6,
   /** A function's last block fell into the next function's code. */
@@ -86,6 +88,31 @@ export interface CompileEnv {
    * other argument goes to `helper`, which answers it as the interpreter does.
    */
   mapShims?: { maps: number };
+  /**
+   * Maps whose lookups run in wasm (by map index): plain HASH maps with
+   * word keys on the fast path; their lookup calls fast-path.wat's
+   * `lookup` export (imported as `env.fpLookup`, a wasm-to-wasm call) and
+   * maps the value in the region table itself. Needs mapShims.
+   */
+  fastMaps?: ReadonlyMap<number, FastMap>;
+  /** This CPU slot's owner word for bpf_spin_lock (sync/owner-lock.ts: (cpu + 1) << 1). */
+  lockOwner?: number;
+}
+
+/** A map whose lookups run in wasm: this slot's fast-path descriptor and the value's shape. */
+export interface FastMap {
+  /** Byte address of this slot's descriptor (layout.ts SCRATCH_*). */
+  desc: number;
+  /** Byte address of the scratch key, and its u32 words. */
+  key: number;
+  keyWords: number;
+  /** Byte address of the map (element links are word indices from it) and the value's offset in an element. */
+  base: number;
+  valueOff: number;
+  valueSize: number;
+  writable: boolean;
+  /** The value's bpf_spin_lock offset, or -1. */
+  lock: number;
 }
 
 /** Imports: `env.memory`, `env.helper`, `env.fault`, `env.h<id>`. Exports: `f<pc>` per function, globals `depth`, `budget`. */
@@ -184,6 +211,7 @@ const RMW64: Record<number, number> = {
 const UNKNOWN = 0;
 const STACK = 1; // r10 + value
 const ABS = 2; // the address `value`
+const MAP = 3; // the handle of map `value`
 
 /**
  * Compile a decoded program.
@@ -200,17 +228,34 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
   if (env.mapShims !== undefined)
     for (const id of SHIM_IDS)
       own.set(id, m.importFunc("env", `m${id}`, { params: [I32, I32, I32, I32, I32], results: [I32] }));
+  const fast = env.fastMaps !== undefined && env.fastMaps.size > 0 && env.mapShims !== undefined;
+  const fLookup = fast ? m.importFunc("env", "fpLookup", { params: [I32, I32, I32], results: [I32] }) : -1;
   m.importMemory("env", "memory", 1, 65536, env.shared);
   m.global(I32, 0n, "depth");
   m.global(I64, 0n, "budget");
+  m.global(I32, 0n, "held");
   const fChk = m.func(
     { params: [I64, I32, I32, I32], results: [I32] },
     checkBody(env.stackTop, env.table, fFault),
   );
+  const extra: ExtraFuncs = { give: -1, lock: -1, unlock: -1, lookup: fLookup };
+  if (env.mapShims !== undefined) {
+    extra.give = m.func({ params: [I32, I32, I32, I32, I32], results: [I32] }, giveBody(env.table, fFault));
+    const owner = env.lockOwner ?? 2;
+    extra.lock = m.func(
+      { params: [I64, I32], results: [I64] },
+      lockBody(env.table, owner, own.get(93) as number, true),
+    );
+    extra.unlock = m.func(
+      { params: [I64, I32], results: [I64] },
+      lockBody(env.table, owner, own.get(94) as number, false),
+    );
+  }
   const starts = prog.functions;
   const index = new Map<number, number>();
+  const first = m.nextFunc();
   starts.forEach((s, k) => {
-    index.set(s, fChk + 1 + k);
+    index.set(s, first + k);
   });
   starts.forEach((s, k) => {
     const end = k + 1 < starts.length ? starts[k + 1] : prog.insns.length;
@@ -220,6 +265,7 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
       chk: fChk,
       own,
       funcs: index,
+      extra,
     }).compile();
     m.func(BPF_FN, body, `f${s}`);
   });
@@ -279,7 +325,132 @@ function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
   return b;
 }
 
+interface ExtraFuncs {
+  give: number;
+  lock: number;
+  unlock: number;
+  lookup: number;
+}
+
+const G_HELD = 2;
+/** Region table: header words (count, first helper-result entry), then 16-byte entries. */
+const TAB_COUNT = 0;
+const TAB_FIRST = 4;
+
+/**
+ * give(lo, size, writable, lock + 1, pc) → lo: map [lo, lo + size) for the
+ * rest of the run (runtime.ts addRegion(), in wasm): an entry already there
+ * for the same region is kept; a full table faults (E2BIG).
+ */
+function giveBody(table: number, fFault: number): FuncBody {
+  // params 0 lo, 1 size, 2 writable, 3 lock+1, 4 pc; locals 5 i, 6 n, 7 e
+  const b = new FuncBody([[3, I32]]);
+  b.i32(table).mem(Op.i32Load, 2, TAB_COUNT).set(6);
+  b.i32(table).mem(Op.i32Load, 2, TAB_FIRST).set(5);
+  b.block().loop();
+  b.get(5).get(6).op(Op.i32GeU).brIf(1);
+  b.get(5)
+    .i32(4)
+    .op(Op.i32Shl)
+    .i32(table + 16)
+    .op(Op.i32Add)
+    .tee(7);
+  b.mem(Op.i32Load, 2, 0).get(0).op(Op.i32Eq);
+  b.get(7).mem(Op.i32Load, 2, 4).get(0).get(1).op(Op.i32Add).op(Op.i32Eq).op(Op.i32And);
+  b.get(7).mem(Op.i32Load, 2, 8).get(2).op(Op.i32Eq).op(Op.i32And);
+  b.if().get(0).op(Op.return).end();
+  b.get(5).i32(1).op(Op.i32Add).set(5);
+  b.br(0).end().end();
+  b.get(6).i32(TABLE_CAP).op(Op.i32GeU).if();
+  b.i32(Fault.regions).get(4).i64(0).get(6).call(fFault).op(Op.unreachable);
+  b.end();
+  b.get(6)
+    .i32(4)
+    .op(Op.i32Shl)
+    .i32(table + 16)
+    .op(Op.i32Add)
+    .tee(7)
+    .get(0)
+    .mem(Op.i32Store, 2, 0);
+  b.get(7).get(0).get(1).op(Op.i32Add).mem(Op.i32Store, 2, 4);
+  b.get(7).get(2).mem(Op.i32Store, 2, 8);
+  b.get(7).get(3).mem(Op.i32Store, 2, 12);
+  b.i32(table).get(6).i32(1).op(Op.i32Add).mem(Op.i32Store, 2, TAB_COUNT);
+  b.get(0);
+  return b;
+}
+
+/**
+ * lock(p, pc) / unlock(p, pc) → r0: bpf_spin_lock / unlock on the common
+ * path in wasm (p the lock word of a value this run was given, a free lock
+ * taken at once, the held lock released), else the JS shim (a wait, an error).
+ */
+function lockBody(table: number, owner: number, shim: number, lock: boolean): FuncBody {
+  // params 0 p (i64), 1 pc; locals 2 i, 3 n, 4 e, 5 a
+  const b = new FuncBody([[4, I32]]);
+  b.block();
+  b.get(0).i64(32).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.i32Eqz).brIf(0);
+  b.get(0).op(Op.i32WrapI64).set(5);
+  if (lock) {
+    b.gget(G_HELD).brIf(0);
+    // The entry of a helper result whose lock word is at p.
+    b.i32(table).mem(Op.i32Load, 2, TAB_COUNT).set(3);
+    b.i32(table).mem(Op.i32Load, 2, TAB_FIRST).set(2);
+    b.block().loop();
+    b.get(2).get(3).op(Op.i32GeU).brIf(2);
+    b.get(2)
+      .i32(4)
+      .op(Op.i32Shl)
+      .i32(table + 16)
+      .op(Op.i32Add)
+      .tee(4)
+      .mem(Op.i32Load, 2, 12);
+    b.op(Op.i32Eqz).op(Op.i32Eqz).get(4).mem(Op.i32Load, 2, 8).op(Op.i32And);
+    b.if();
+    b.get(4)
+      .mem(Op.i32Load, 2, 0)
+      .get(4)
+      .mem(Op.i32Load, 2, 12)
+      .op(Op.i32Add)
+      .i32(1)
+      .op(Op.i32Sub)
+      .get(5)
+      .op(Op.i32Eq)
+      .brIf(2);
+    b.end();
+    b.get(2).i32(1).op(Op.i32Add).set(2);
+    b.br(0).end().end();
+    // Found: take a free lock at once.
+    b.get(5).i32(0).i32(owner).atomic(OpFE.i32RmwCmpxchg, 2).brIf(0);
+    b.get(5).gset(G_HELD);
+    b.i64(0).op(Op.return);
+  } else {
+    b.gget(G_HELD).get(5).op(Op.i32Ne).brIf(0);
+    b.i32(0).gset(G_HELD);
+    b.get(5).i32(0).atomic(OpFE.i32RmwXchg, 2).i32(1).op(Op.i32And).if();
+    b.get(5).i32(1).atomic(OpFE.notify, 2).op(Op.drop);
+    b.end();
+    b.i64(0).op(Op.return);
+  }
+  b.end();
+  // The shim answers the rest; an address of 2^32 or more goes as NULL (it faults all the same).
+  b.get(1).get(0).op(Op.i32WrapI64).i32(0).get(0).i64(32).op(Op.i64ShrU).op(Op.i64Eqz).op(Op.select);
+  b.i32(0).i32(0).i32(0).call(shim).op(Op.i64ExtendI32S);
+  return b;
+}
+
+/** A table entry's fourth word for a map value without a bpf_spin_lock (with one: its offset + 1; not a value: 0). */
+export const VALUE_NO_LOCK = 0x80000000 | 0;
+/** The fourth word of a map value's table entry. */
+export function valueTag(lockOff: number): number {
+  return lockOff >= 0 ? lockOff + 1 : VALUE_NO_LOCK;
+}
+
+/** Entries the region table holds (runtime.ts TABLE_ENTRIES). */
+export const TABLE_CAP = 1024;
+
 interface Funcs {
+  extra: ExtraFuncs;
   helper: number;
   fault: number;
   chk: number;
@@ -527,7 +698,7 @@ class FunctionCompiler {
     if (o === AluOp.mov && isX && x.off === 0) {
       this.kk[d] = this.kk[x.src];
       this.kv[d] = this.kv[x.src];
-    } else if ((o === AluOp.add || o === AluOp.sub) && !isX && this.kk[d] !== UNKNOWN) {
+    } else if ((o === AluOp.add || o === AluOp.sub) && !isX && (this.kk[d] === STACK || this.kk[d] === ABS)) {
       this.kv[d] += o === AluOp.add ? x.imm : -x.imm;
     } else this.forget(d);
   }
@@ -656,7 +827,10 @@ class FunctionCompiler {
     if (x.src === 0) v = (BigInt(this.insns[i + 1].imm >>> 0) << 32n) | BigInt(x.imm >>> 0);
     else v = this.env.pseudo(i, x);
     b.i64(v).set(local(x.dst));
-    if (v < 0x1_0000_0000n && this.env.fixed.some((r) => v >= r.lo && v <= r.hi)) {
+    if ((x.src === 1 || x.src === 5) && this.env.mapShims !== undefined) {
+      this.kk[x.dst] = MAP;
+      this.kv[x.dst] = x.imm;
+    } else if (v < 0x1_0000_0000n && this.env.fixed.some((r) => v >= r.lo && v <= r.hi)) {
       this.kk[x.dst] = ABS;
       this.kv[x.dst] = Number(v);
     } else this.forget(x.dst);
@@ -824,6 +998,24 @@ class FunctionCompiler {
       b.set(R0);
       return;
     }
+    if (id === 93 || id === 94) {
+      b.get(local(1))
+        .i32(pc)
+        .call(id === 93 ? this.f.extra.lock : this.f.extra.unlock)
+        .set(R0);
+      return;
+    }
+    const fm = this.kk[1] === MAP ? this.env.fastMaps?.get(this.kv[1]) : undefined;
+    if (fm !== undefined && this.f.extra.lookup >= 0 && (id === 1 || (id === 2 && fm.writable))) {
+      this.fastCall(pc, id, fm, shim, generic);
+      return;
+    }
+    this.shimCall(pc, id, shim, generic);
+  }
+
+  /** The shim call, when r1 is a map handle and the pointers fit in 32 bits; else the generic helper. */
+  private shimCall(pc: number, id: number, shim: number, generic: () => void): void {
+    const b = this.b;
     const below32 = (r: number) => b.get(local(r)).i64(32).op(Op.i64ShrU).op(Op.i64Eqz);
     const isLock = id === 93 || id === 94;
     if (isLock) below32(1);
@@ -850,6 +1042,66 @@ class FunctionCompiler {
     b.else();
     generic();
     b.end().set(R0);
+  }
+
+  /** Push the i32 address of [reg, reg + size), checked as a load or store there would be. */
+  private pointer(pc: number, reg: number, size: number): void {
+    const o = this.address(pc, reg, 0, size, false, false);
+    if (o !== 0) this.b.i32(o).op(Op.i32Add);
+  }
+
+  /**
+   * Lookup (1) on a fast map in wasm: the key (checked) into the slot's
+   * scratch key, fast-path.wat's lookup, the value given to the run; a
+   * bucket being written goes to the JS shim. Update (2) with BPF_NOEXIST
+   * of a key that is there answers -EEXIST here (after the key and value
+   * checks the helper makes); every other update goes to the shim.
+   */
+  private fastCall(pc: number, id: number, fm: FastMap, shim: number, generic: () => void): void {
+    const b = this.b;
+    const shimCall = () => {
+      b.i32(pc).i32(this.kv[1]);
+      for (let r = 2; r <= 4; r++) b.get(local(r)).op(Op.i32WrapI64);
+      b.call(shim).op(id === 1 ? Op.i64ExtendI32U : Op.i64ExtendI32S);
+    };
+    const findKey = () => {
+      this.pointer(pc, 2, fm.keyWords * 4);
+      b.set(A);
+      for (let j = 0; j < fm.keyWords; j++)
+        b.i32(fm.key)
+          .get(A)
+          .mem(Op.i32Load, 0, 4 * j)
+          .mem(Op.i32Store, 2, 4 * j);
+      b.i32(fm.desc).i32(0).i32(2).call(this.f.extra.lookup).tee(A);
+    };
+    if (id === 1) {
+      findKey();
+      b.i32(-1).op(Op.i32Eq).if(I64);
+      shimCall();
+      b.else().get(A).op(Op.i32Eqz).if(I64).i64(0).else();
+      b.get(A)
+        .i32(2)
+        .op(Op.i32Shl)
+        .i32(fm.base + fm.valueOff)
+        .op(Op.i32Add);
+      b.i32(fm.valueSize)
+        .i32(fm.writable ? 1 : 0)
+        .i32(valueTag(fm.lock))
+        .i32(pc)
+        .call(this.f.extra.give);
+      b.op(Op.i64ExtendI32U).end().end().set(R0);
+      return;
+    }
+    // Update: BPF_NOEXIST (1) of a present key.
+    b.get(local(4)).op(Op.i32WrapI64).i32(1).op(Op.i32Eq).if(I32);
+    this.pointer(pc, 3, fm.valueSize);
+    b.op(Op.drop);
+    findKey();
+    b.i32(0).op(Op.i32GtS).if(I32).i64(-Errno.EEXIST).set(R0).i32(1).else().i32(0).end();
+    b.else().i32(0).end();
+    b.op(Op.i32Eqz).if();
+    this.shimCall(pc, id, shim, generic);
+    b.end();
   }
 
   private callLocal(pc: number): void {

@@ -199,6 +199,7 @@ export const OpFC = { memoryFill: 0x0b } as const;
 
 /** Second bytes after 0xFE (threads proposal). */
 export const OpFE = {
+  notify: 0x00,
   i32AtomicLoad: 0x10,
   i64AtomicLoad: 0x11,
   i32AtomicStore: 0x17,

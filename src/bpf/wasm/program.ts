@@ -21,13 +21,24 @@
 import type { Htab } from "../../core/htab.js";
 import type { ValueRef } from "../../core/value-ref.js";
 import { BpfError, Errno } from "../../errors.js";
-import { roundUp } from "../../layout/layout.js";
+import {
+  roundUp,
+  SCRATCH_BASE_I32,
+  SCRATCH_DESC_BYTES,
+  SCRATCH_KEY_I32,
+  SCRATCH_VALUE_OFF_I32,
+} from "../../layout/layout.js";
+import { lastTimeoutOwner, lockAcquire, lockRelease } from "../../sync/owner-lock.js";
+import { lockTimeoutText } from "../../sync/spin.js";
+import { MapFlags, MapType } from "../../uapi.js";
 import type { WasmMemory } from "../../wasm/fast-path.js";
+import { fastPathFor } from "../../wasm/fast-path.js";
 import { baseHelpers, errnoRet } from "../helpers.js";
 import { BpfRunError } from "../interp.js";
 import { decodeProgram, Helper, PseudoLd } from "../isa.js";
 import { type ProgramDef, ProgType } from "../loader.js";
 import { ETH_HLEN, FRAME_BYTES, FRAME_RESERVED, HEADROOM, MAX_LINEAR, XDP_MD_BYTES } from "../xdp.js";
+import { type FastMap, VALUE_NO_LOCK, valueTag } from "./compile.js";
 import { areaBytes, type CompiledHelperFn, CompiledVm, type MapShim } from "./runtime.js";
 
 export const CPU_CTX = roundUp(areaBytes(), 64);
@@ -61,14 +72,6 @@ export interface CompiledObject {
 
 const NO_BYTES = new Uint8Array(0);
 
-/** A value a helper returned in this run. */
-interface Held {
-  lo: number;
-  size: number;
-  ref: ValueRef;
-  lock: number;
-}
-
 export interface CompiledRunResult {
   r0: bigint;
   data: Uint8Array;
@@ -80,8 +83,6 @@ export interface CompiledRunResult {
 export class CompiledProgram {
   private readonly vm: CompiledVm;
   private readonly area: number;
-  private held: Held | null = null;
-  private readonly values: Held[] = [];
   private keyTop = 0;
   /** struct xdp_md's words, in this slot's context (little-endian, as the host). */
   private readonly md: Uint32Array;
@@ -120,6 +121,7 @@ export class CompiledProgram {
       cpu: obj.cpu,
       maps: obj.mapList,
       shims: this.shims(),
+      ...this.fastOptions(),
       mapValue: (m, off) => {
         const g = obj.mapList[m];
         if (g === undefined || obj.isHtab(g))
@@ -129,6 +131,42 @@ export class CompiledProgram {
         return BigInt(g.bytes.byteOffset + off);
       },
     });
+  }
+
+  /**
+   * The maps whose lookups run in wasm (plain HASH maps with word keys on
+   * the fast path: no LRU list to touch, one value per element), with this
+   * slot's descriptor read back from the memory, and fast-path.wat's lookup.
+   */
+  private fastOptions(): {
+    fastMaps?: Map<number, FastMap>;
+    fpLookup?: (d: number, h: number, m: number) => number;
+    lockOwner: number;
+  } {
+    const obj = this.obj;
+    const lockOwner = (obj.cpu + 1) << 1;
+    const fp = fastPathFor(obj.memory);
+    if (fp === null) return { lockOwner };
+    const u32 = new Uint32Array(obj.memory.buffer);
+    const fastMaps = new Map<number, FastMap>();
+    obj.mapList.forEach((m, i) => {
+      if (!obj.isHtab(m) || m.info.type !== MapType.Hash || m.info.keySize % 4 !== 0) return;
+      const key = m.keyScratchWords.byteOffset;
+      const desc = key - SCRATCH_DESC_BYTES;
+      // The descriptor names this scratch key: the layout is the one read here.
+      if (u32[(desc >>> 2) + SCRATCH_KEY_I32] !== key) return;
+      fastMaps.set(i, {
+        desc,
+        key,
+        keyWords: m.info.keySize / 4,
+        base: u32[(desc >>> 2) + SCRATCH_BASE_I32],
+        valueOff: u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32],
+        valueSize: m.info.valueSize,
+        writable: (m.info.flags & MapFlags.RdonlyProg) === 0,
+        lock: obj.spinLockOffset(m),
+      });
+    });
+    return { fastMaps, fpLookup: fp.lookup, lockOwner };
   }
 
   /** Lines bpf_trace_printk wrote. */
@@ -172,7 +210,6 @@ export class CompiledProgram {
   private runOnce(r1: bigint): bigint {
     const maps = this.obj.htabs;
     let entered = 0;
-    this.values.length = 0;
     this.keyTop = 0;
     try {
       for (const m of maps) {
@@ -180,7 +217,7 @@ export class CompiledProgram {
         entered++;
       }
       const r0 = this.vm.run1(r1);
-      if (this.held !== null)
+      if (this.vm.held !== 0)
         throw new BpfRunError(
           Errno.EINVAL,
           this.def.insns.length - 1,
@@ -189,12 +226,11 @@ export class CompiledProgram {
         );
       return r0;
     } finally {
-      if (this.held !== null) {
-        const h = this.held;
-        this.held = null;
-        h.ref.unlock();
+      const h = this.vm.held;
+      if (h !== 0) {
+        this.vm.held = 0;
+        lockRelease(this.vm.i32, h >>> 2);
       }
-      this.values.length = 0;
       for (let i = entered - 1; i >= 0; i--) maps[i].exit();
     }
   }
@@ -287,19 +323,19 @@ export class CompiledProgram {
   /** Map a value a helper found for the rest of the run; its address. */
   private give(vm: CompiledVm, m: Htab, ref: ValueRef): number {
     const bytes = ref._bytes();
-    const lo = bytes.byteOffset;
-    const lock = this.obj.spinLockOffset(m);
-    if (!this.values.some((v) => v.lo === lo)) this.values.push({ lo, size: bytes.length, ref, lock });
-    vm.addRegion(lo, bytes.length, ref._progWritable);
-    return lo;
+    vm.addRegion(bytes.byteOffset, bytes.length, ref._progWritable, valueTag(this.obj.spinLockOffset(m)));
+    return bytes.byteOffset;
   }
 
-  private lockOf(a: number, op: string): Held {
-    const v = this.values.find((x) => a >= x.lo && a + 4 <= x.lo + x.size);
-    if (v === undefined) throw new BpfError(op, Errno.EFAULT, `0x${a.toString(16)} is not in a map value`);
-    if (v.lock < 0 || a !== v.lo + v.lock)
+  /** The lock word at `a`: the bpf_spin_lock of a writable map value this run was given. */
+  private lockAt(vm: CompiledVm, a: number, op: string): number {
+    const r = vm.resolve(BigInt(a), 4, true);
+    const e = r === null || r.entry < 0 ? null : vm.tableEntry(r.entry);
+    if (e === null || e.tag === 0)
+      throw new BpfError(op, Errno.EFAULT, `0x${a.toString(16)} is not in a map value`);
+    if (e.tag === VALUE_NO_LOCK || a !== e.lo + e.tag - 1)
       throw new BpfError(op, Errno.EINVAL, `0x${a.toString(16)} is not the value's struct bpf_spin_lock`);
-    return v;
+    return a;
   }
 
   /** The helpers compiled code calls with numbers (compile.ts mapShims): map index, 32-bit addresses. */
@@ -327,21 +363,25 @@ export class CompiledProgram {
       if (!obj.isHtab(m)) return -Errno.EINVAL;
       return m.deleteElem(vm.bytesAt("map_delete_elem", kp, m.info.keySize, false));
     };
-    const lock: MapShim = (_vm, p) => {
-      const v = this.lockOf(p >>> 0, "spin_lock");
-      if (this.held !== null)
+    const owner = this.obj.cpu;
+    const lock: MapShim = (vm, p) => {
+      const a = this.lockAt(vm, p >>> 0, "spin_lock");
+      if (vm.held !== 0)
         throw new BpfError("spin_lock", Errno.EINVAL, "a second bpf_spin_lock while one is held");
-      v.ref.lock();
-      this.held = v;
+      if (!lockAcquire(vm.i32, a >>> 2, owner))
+        throw new BpfError(
+          "spin_lock",
+          Errno.ETIMEDOUT,
+          lockTimeoutText("the value's bpf_spin_lock", `held by CPU slot ${lastTimeoutOwner()}`),
+        );
+      vm.held = a;
       return 0;
     };
-    const unlock: MapShim = (_vm, p) => {
-      const v = this.lockOf(p >>> 0, "spin_unlock");
-      if (this.held === null || this.held.lo !== v.lo)
-        throw new BpfError("spin_unlock", Errno.EINVAL, "this bpf_spin_lock is not held");
-      const h = this.held;
-      this.held = null;
-      h.ref.unlock();
+    const unlock: MapShim = (vm, p) => {
+      const a = this.lockAt(vm, p >>> 0, "spin_unlock");
+      if (vm.held !== a) throw new BpfError("spin_unlock", Errno.EINVAL, "this bpf_spin_lock is not held");
+      vm.held = 0;
+      lockRelease(vm.i32, a >>> 2);
       return 0;
     };
     return { 1: lookup, 2: update, 3: del, 93: lock, 94: unlock };

@@ -9,7 +9,7 @@
  * | offset | what                                                          |
  * |--------|---------------------------------------------------------------|
  * | 0      | 8 stack frames of 512 bytes: frame k ends at 4096 - 512k (r10) |
- * | 4096   | region table: u32 count, 12 bytes unused, then 16-byte entries (u32 lo, u32 hi, u32 writable, unused) |
+ * | 4096   | region table: u32 count, u32 first helper-result entry, 8 bytes unused, then 16-byte entries (u32 lo, u32 hi, u32 writable, u32 spin lock offset + 1 or 0) |
  *
  * The table holds, in order: the regions fixed for the program's life (its
  * globals, the conformance input), the run's own (context, packet) and what
@@ -28,7 +28,7 @@ import type { BaseHelperFn, HelperVm } from "../helpers.js";
 import { BpfRunError, DEFAULT_BUDGET } from "../interp.js";
 import { type DecodedProgram, type Insn, MAX_CALL_FRAMES, PseudoLd, STACK_BYTES } from "../isa.js";
 import { addressOf, FUNC_SLOT, MAP_SLOT, SLOT_BYTES } from "../memory.js";
-import { compileProgram, Fault, type FixedRegion } from "./compile.js";
+import { compileProgram, type FastMap, Fault, type FixedRegion, TABLE_CAP } from "./compile.js";
 
 interface WasmGlobal {
   value: number | bigint;
@@ -53,7 +53,7 @@ export function compiledAvailable(): boolean {
 /** Bytes of the stack frames at the start of a run area. */
 export const AREA_STACK_BYTES = MAX_CALL_FRAMES * STACK_BYTES;
 /** Regions a run's table holds at most (fixed, per-run and helper results together). */
-export const TABLE_ENTRIES = 1024;
+export const TABLE_ENTRIES = TABLE_CAP;
 const TABLE_HEADER = 16;
 const ENTRY = 16;
 
@@ -98,6 +98,11 @@ export interface CompiledOptions {
   cpu?: number;
   /** Numeric map helpers by id (1, 2, 3, 93, 94): every one, or none. */
   shims?: Readonly<Record<number, MapShim>>;
+  /** Maps whose lookups run in wasm (compile.ts FastMap), with fast-path.wat's lookup export. */
+  fastMaps?: ReadonlyMap<number, FastMap>;
+  fpLookup?: (desc: number, hash: number, mode: number) => number;
+  /** This slot's bpf_spin_lock owner word. */
+  lockOwner?: number;
 }
 
 const hex = (a: bigint) => `0x${BigInt.asUintN(64, a).toString(16)}`;
@@ -121,9 +126,11 @@ export class CompiledVm implements HelperVm {
   private readonly exports: Record<string, unknown>;
   private readonly depth: WasmGlobal;
   private readonly budgetG: WasmGlobal;
+  private readonly heldG: WasmGlobal;
   private readonly entry: (...a: bigint[]) => bigint;
   private u32: Uint32Array;
   private u8all: Uint8Array;
+  private i32all: Int32Array;
 
   constructor(
     readonly prog: DecodedProgram,
@@ -143,6 +150,7 @@ export class CompiledVm implements HelperVm {
     this.table = opts.area + AREA_STACK_BYTES;
     this.u8all = new Uint8Array(this.memory.buffer);
     this.u32 = new Uint32Array(this.u8all.buffer);
+    this.i32all = new Int32Array(this.u8all.buffer);
     const fixed = opts.fixed ?? [];
     if (fixed.length > TABLE_ENTRIES / 2)
       throw new BpfError("load", Errno.E2BIG, `${fixed.length} fixed regions, at most ${TABLE_ENTRIES / 2}`);
@@ -150,7 +158,7 @@ export class CompiledVm implements HelperVm {
     fixed.forEach((r, i) => {
       this.writeEntry(i, r.lo, r.size, r.writable);
     });
-    this.setCount(fixed.length);
+    this.setRunCount(0);
     const mapValue = opts.mapValue;
     const nMaps = this.maps.length;
     const mod = compileProgram(prog, {
@@ -159,6 +167,8 @@ export class CompiledVm implements HelperVm {
       fixed: fixed.map((r): FixedRegion => ({ lo: r.lo, hi: r.lo + r.size, writable: r.writable })),
       shared: this.memory.buffer instanceof SharedArrayBuffer,
       mapShims: opts.shims !== undefined ? { maps: nMaps } : undefined,
+      fastMaps: opts.fpLookup !== undefined ? opts.fastMaps : undefined,
+      lockOwner: opts.lockOwner,
       pseudo: (i: number, x: Insn) => {
         switch (x.src) {
           case PseudoLd.mapFd:
@@ -189,6 +199,7 @@ export class CompiledVm implements HelperVm {
     const inst = new wasm.Instance(new wasm.Module(mod.bytes), {
       env: {
         ...shimImports,
+        ...(opts.fpLookup !== undefined ? { fpLookup: opts.fpLookup } : {}),
         memory: this.memory,
         helper: (id: number, pc: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) =>
           this.callHelper(id >>> 0, pc, a, b, c, d, e),
@@ -200,6 +211,7 @@ export class CompiledVm implements HelperVm {
     this.exports = inst.exports;
     this.depth = inst.exports.depth as WasmGlobal;
     this.budgetG = inst.exports.budget as WasmGlobal;
+    this.heldG = inst.exports.held as WasmGlobal;
     this.entry = inst.exports.f0 as (...a: bigint[]) => bigint;
     const self = this;
     this.mem = {
@@ -223,6 +235,7 @@ export class CompiledVm implements HelperVm {
     if (at + n > this.u8all.length) {
       this.u8all = new Uint8Array(this.memory.buffer);
       this.u32 = new Uint32Array(this.u8all.buffer);
+      this.i32all = new Int32Array(this.u8all.buffer);
     }
     return this.u8all.subarray(at, at + n);
   }
@@ -232,12 +245,32 @@ export class CompiledVm implements HelperVm {
   private count(): number {
     return this.view()[this.table >>> 2];
   }
-  private writeEntry(i: number, lo: number, size: number, writable: boolean): void {
+  private writeEntry(i: number, lo: number, size: number, writable: boolean, tag = 0): void {
     const u = this.view();
     const w = (this.table + TABLE_HEADER + i * ENTRY) >>> 2;
     u[w] = lo;
     u[w + 1] = lo + size;
     u[w + 2] = writable ? 1 : 0;
+    u[w + 3] = tag;
+  }
+
+  /** The address of the bpf_spin_lock held in this run, or 0 (a wasm global, set by either side). */
+  get held(): number {
+    return Number(this.heldG.value);
+  }
+  set held(addr: number) {
+    this.heldG.value = addr;
+  }
+
+  /** Table entry `i`'s region start and tag (compile.ts valueTag(): 0 for what is no map value). */
+  tableEntry(i: number): { lo: number; tag: number } {
+    const w = (this.table + TABLE_HEADER + i * ENTRY) >>> 2;
+    return { lo: this.u32[w], tag: this.u32[w + 3] | 0 };
+  }
+
+  /** The memory as i32 words, for the lock protocol's Atomics. */
+  get i32(): Int32Array {
+    return this.i32all;
   }
 
   /** The regions of this run (a context, a packet): replace the previous run's. */
@@ -254,6 +287,7 @@ export class CompiledVm implements HelperVm {
   setRunCount(n: number): void {
     this.runCount = n;
     this.setCount(this.fixedCount + n);
+    this.u32[(this.table >>> 2) + 1] = this.fixedCount + n;
   }
 
   /**
@@ -261,7 +295,7 @@ export class CompiledVm implements HelperVm {
    * helper returned); the same region twice is one entry.
    * @returns lo, as the pointer the program gets
    */
-  addRegion(lo: number, size: number, writable: boolean): bigint {
+  addRegion(lo: number, size: number, writable: boolean, tag = 0): bigint {
     const u = this.view();
     const n = this.count();
     const first = this.fixedCount + this.runCount;
@@ -271,7 +305,7 @@ export class CompiledVm implements HelperVm {
     }
     if (n >= TABLE_ENTRIES)
       throw new BpfError("run", Errno.E2BIG, `more than ${TABLE_ENTRIES} regions mapped in one run`);
-    this.writeEntry(n, lo, size, writable);
+    this.writeEntry(n, lo, size, writable, tag);
     this.setCount(n + 1);
     return BigInt(lo);
   }
@@ -360,6 +394,8 @@ export class CompiledVm implements HelperVm {
           pc,
           `the call stack of ${MAX_CALL_FRAMES + 1} frames is too deep (at most ${MAX_CALL_FRAMES})`,
         );
+      case Fault.regions:
+        return this.error(Errno.E2BIG, pc, `more than ${TABLE_ENTRIES} regions mapped in one run`);
       case Fault.pastEnd:
         return this.error(Errno.EINVAL, pc, "the program ran past its last instruction");
       default:
@@ -432,6 +468,7 @@ export class CompiledVm implements HelperVm {
   /** run([r1]) without the array. */
   run1(r1: bigint): bigint {
     this.depth.value = 0;
+    this.heldG.value = 0;
     this.budgetG.value = this.budgetBig;
     this.setCount(this.fixedCount + this.runCount);
     try {
@@ -448,6 +485,7 @@ export class CompiledVm implements HelperVm {
    */
   run(args: readonly bigint[] = []): bigint {
     this.depth.value = 0;
+    this.heldG.value = 0;
     this.budgetG.value = this.budgetBig;
     this.setCount(this.fixedCount + this.runCount);
     try {
