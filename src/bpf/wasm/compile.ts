@@ -97,6 +97,30 @@ export interface CompileEnv {
   fastMaps?: ReadonlyMap<number, FastMap>;
   /** This CPU slot's owner word for bpf_spin_lock (sync/owner-lock.ts: (cpu + 1) << 1). */
   lockOwner?: number;
+  /** Export `loop` (runs repeated in wasm, as BPF_PROG_TEST_RUN repeats them): its addresses. */
+  loop?: RunLoop;
+}
+
+/**
+ * What `loop(r1, n, len) → runs` redoes before each of its `n` runs, from
+ * saved input bytes (`len` of them at `input`): for XDP the frame's
+ * headroom zeroed, the packet copied in, struct xdp_md's data, data_end and
+ * data_meta words and the packet's region reset; for a syscall program its
+ * context copied in. Each run starts at depth 0 with the full budget, no
+ * lock held and the table's run entries only. It stops early after a run
+ * that exits holding a lock (the `held` global says so); r0 of the last run
+ * is the `r0` global.
+ */
+export interface RunLoop {
+  kind: "xdp" | "ctx";
+  input: number;
+  /** XDP: the frame (headroom, then the packet) and struct xdp_md. Syscall: the context. */
+  frame: number;
+  md: number;
+  headroom: number;
+  /** The table entry of the packet region (fixed count + 1). */
+  packetEntry: number;
+  budget: number;
 }
 
 /** A map whose lookups run in wasm: this slot's fast-path descriptor and the value's shape. */
@@ -234,6 +258,7 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
   m.global(I32, 0n, "depth");
   m.global(I64, 0n, "budget");
   m.global(I32, 0n, "held");
+  m.global(I64, 0n, "r0");
   const fChk = m.func(
     { params: [I64, I32, I32, I32], results: [I32] },
     checkBody(env.stackTop, env.table, fFault),
@@ -269,6 +294,7 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
     }).compile();
     m.func(BPF_FN, body, `f${s}`);
   });
+  if (env.loop !== undefined) m.func({ params: [I64, I32, I32], results: [I32] }, loopBody(env, index.get(0) as number), "loop");
   return { bytes: m.encode(), functions: starts };
 }
 
@@ -333,6 +359,36 @@ interface ExtraFuncs {
 }
 
 const G_HELD = 2;
+const G_R0 = 3;
+
+/** loop(r1, n, len) → runs completed: see RunLoop. */
+function loopBody(env: CompileEnv, f0: number): FuncBody {
+  const L = env.loop as RunLoop;
+  // params 0 r1, 1 n, 2 len; locals 3 i
+  const b = new FuncBody([[1, I32]]);
+  b.block().loop();
+  b.get(3).get(1).op(Op.i32GeU).brIf(1);
+  if (L.kind === "xdp") {
+    const data = L.frame + L.headroom;
+    b.i32(L.frame).i32(0).i32(L.headroom).fill();
+    b.i32(data).i32(L.input).get(2).copy();
+    b.i32(L.md).i32(data).mem(Op.i32Store, 2, 0);
+    b.i32(L.md).i32(data).get(2).op(Op.i32Add).mem(Op.i32Store, 2, 4);
+    b.i32(L.md).i32(data).mem(Op.i32Store, 2, 8);
+    const e = env.table + 16 + 16 * L.packetEntry;
+    b.i32(e).i32(data).mem(Op.i32Store, 2, 0);
+    b.i32(e).i32(data).get(2).op(Op.i32Add).mem(Op.i32Store, 2, 4);
+  } else b.i32(L.frame).i32(L.input).get(2).copy();
+  b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
+  b.i32(0).gset(G_DEPTH).i32(0).gset(G_HELD).i64(L.budget).gset(G_BUDGET);
+  b.get(0).i64(0).i64(0).i64(0).i64(0).call(f0).gset(G_R0);
+  b.get(3).i32(1).op(Op.i32Add).set(3);
+  b.gget(G_HELD).brIf(1);
+  b.br(0).end().end();
+  b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
+  b.get(3);
+  return b;
+}
 /** Region table: header words (count, first helper-result entry), then 16-byte entries. */
 const TAB_COUNT = 0;
 const TAB_FIRST = 4;

@@ -195,7 +195,7 @@ export const Op = {
 } as const;
 
 /** Second bytes after 0xFC. */
-export const OpFC = { memoryFill: 0x0b } as const;
+export const OpFC = { memoryCopy: 0x0a, memoryFill: 0x0b } as const;
 
 /** Second bytes after 0xFE (threads proposal). */
 export const OpFE = {
@@ -272,6 +272,11 @@ export class FuncBody {
   /** memory.fill (dest, value, length on the stack). */
   fill(): this {
     this.code.u8(Op.prefixFC).uleb(OpFC.memoryFill).u8(0);
+    return this;
+  }
+  /** memory.copy (dest, src, length on the stack). */
+  copy(): this {
+    this.code.u8(Op.prefixFC).uleb(OpFC.memoryCopy).u8(0).u8(0);
     return this;
   }
   block(type: number = VOID): this {

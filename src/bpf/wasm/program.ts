@@ -11,6 +11,7 @@
  * |-------------|--------------------------------------------------------|
  * | CPU_CTX     | the context: a syscall program's bytes (at most CTX_BYTES) or struct xdp_md (data, data_end, data_meta as the packet's 32-bit addresses) |
  * | CPU_FRAME   | the XDP frame: 256 bytes of headroom, then the packet (xdp.ts) |
+ * | CPU_INPUT   | the run's input (packet or context), copied in before each repeat |
  * | CPU_KEYS    | keys bpf_for_each_map_elem passes to its callback       |
  *
  * Helpers and their errors are the interpreter's (object.ts), the map ones
@@ -45,7 +46,8 @@ export const CPU_CTX = roundUp(areaBytes(), 64);
 /** The largest syscall context a compiled program takes. */
 export const CTX_BYTES = 4096;
 export const CPU_FRAME = CPU_CTX + CTX_BYTES;
-export const CPU_KEYS = CPU_FRAME + roundUp(FRAME_BYTES, 64);
+export const CPU_INPUT = CPU_FRAME + roundUp(FRAME_BYTES, 64);
+export const CPU_KEYS = CPU_INPUT + roundUp(Math.max(FRAME_BYTES, CTX_BYTES), 64);
 export const KEYS_BYTES = 4096;
 /** Bytes of one CPU slot's area. */
 export const CPU_AREA_BYTES = roundUp(CPU_KEYS + KEYS_BYTES, 512);
@@ -71,6 +73,8 @@ export interface CompiledObject {
 }
 
 const NO_BYTES = new Uint8Array(0);
+/** Runs per program section when a run repeats (the section is left and entered again between batches). */
+const SECTION_RUNS = 64;
 
 export interface CompiledRunResult {
   r0: bigint;
@@ -88,8 +92,9 @@ export class CompiledProgram {
   private readonly md: Uint32Array;
   /** The XDP frame's bytes, in this slot's area. */
   private readonly frame: Uint8Array;
-  /** This run's XDP packet: offsets of data and data_end in the frame, the fragments. */
-  private xdp: { data: number; end: number; frags: Uint8Array } | null = null;
+  /** An XDP run is on (the adjust helpers may act), and the packet's bytes past the linear part. */
+  private xdpOn = false;
+  private frags: Uint8Array = NO_BYTES;
 
   constructor(
     private readonly obj: CompiledObject,
@@ -121,6 +126,13 @@ export class CompiledProgram {
       cpu: obj.cpu,
       maps: obj.mapList,
       shims: this.shims(),
+      loop: {
+        kind: def.type === ProgType.Xdp ? "xdp" : "ctx",
+        input: this.area + CPU_INPUT,
+        frame: def.type === ProgType.Xdp ? this.area + CPU_FRAME : this.area + CPU_CTX,
+        md: this.area + CPU_CTX,
+        headroom: HEADROOM,
+      },
       ...this.fastOptions(),
       mapValue: (m, off) => {
         const g = obj.mapList[m];
@@ -185,29 +197,51 @@ export class CompiledProgram {
     const ctxLen = ctxIn?.length ?? 0;
     if (!xdp && ctxLen > CTX_BYTES)
       throw new BpfError("run", Errno.E2BIG, `a context of ${ctxLen} bytes, at most ${CTX_BYTES} here`);
-    let r0 = 0n;
     let packet: Uint8Array = new Uint8Array(0);
     let ctx: Uint8Array = new Uint8Array(0);
+    // The input once; the loop copies it in before every run.
+    let r1 = 0n;
+    let len = 0;
+    if (xdp) {
+      len = Math.min(data.length, MAX_LINEAR);
+      this.vm.u8(this.area + CPU_INPUT, len).set(data.subarray(0, len));
+      this.frags = len < data.length ? data.subarray(len) : NO_BYTES;
+      this.xdpOn = true;
+      this.md[3] = 1; // ingress_ifindex: lo
+      this.md[4] = 0;
+      this.vm.setRunRegion(0, ctxAt, XDP_MD_BYTES, false);
+      this.vm.setRunRegion(1, this.area + CPU_FRAME + HEADROOM, len, true);
+      this.vm.setRunCount(2);
+      r1 = BigInt(ctxAt);
+    } else if (ctxIn !== undefined && ctxLen > 0) {
+      len = ctxLen;
+      this.vm.u8(this.area + CPU_INPUT, len).set(ctxIn);
+      this.vm.setRunRegion(0, ctxAt, ctxLen, true);
+      this.vm.setRunCount(1);
+      r1 = BigInt(ctxAt);
+    } else this.vm.setRunCount(0);
     const t0 = performance.now();
-    for (let i = 0; i < repeat; i++) {
-      let r1 = 0n;
-      if (xdp) r1 = this.xdpStart(data);
-      else if (ctxIn !== undefined && ctxLen > 0) {
-        this.u8(ctxAt, ctxLen).set(ctxIn);
-        this.vm.setRunRegion(0, ctxAt, ctxLen, true);
-        this.vm.setRunCount(1);
-        r1 = BigInt(ctxAt);
-      } else this.vm.setRunCount(0);
-      r0 = this.runOnce(r1);
+    try {
+      for (let done = 0; done < repeat; ) {
+        const n = Math.min(SECTION_RUNS, repeat - done);
+        this.batch(r1, n, len);
+        done += n;
+      }
+      if (xdp) packet = this.xdpOutput();
+      else if (ctxLen > 0) ctx = this.u8(ctxAt, ctxLen).slice();
+    } finally {
+      this.xdpOn = false;
     }
-    if (xdp) packet = this.xdpOutput();
-    else if (ctxLen > 0) ctx = this.u8(ctxAt, ctxLen).slice();
     const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
-    this.xdp = null;
-    return { r0, data: packet, ctx, duration };
+    return { r0: this.vm.lastR0, data: packet, ctx, duration };
   }
 
-  private runOnce(r1: bigint): bigint {
+  /**
+   * `n` runs inside one program section on every map (as BPF_PROG_TEST_RUN
+   * repeats inside one RCU read-side section): values a run was given stay
+   * put until the section ends.
+   */
+  private batch(r1: bigint, n: number, len: number): void {
     const maps = this.obj.htabs;
     let entered = 0;
     this.keyTop = 0;
@@ -216,7 +250,7 @@ export class CompiledProgram {
         m.enter();
         entered++;
       }
-      const r0 = this.vm.run1(r1);
+      this.vm.runLoop(r1, n, len);
       if (this.vm.held !== 0)
         throw new BpfRunError(
           Errno.EINVAL,
@@ -224,7 +258,6 @@ export class CompiledProgram {
           "exit",
           "the program exited holding a bpf_spin_lock",
         );
-      return r0;
     } finally {
       const h = this.vm.held;
       if (h !== 0) {
@@ -235,79 +268,64 @@ export class CompiledProgram {
     }
   }
 
-  // ---- XDP: the frame in this slot's area, xdp_md's pointers as 32-bit addresses
+  // ---- XDP: the frame in this slot's area; xdp_md's data and data_end words (32-bit addresses) say where the packet is
 
-  private xdpStart(input: Uint8Array): bigint {
-    const linear = Math.min(input.length, MAX_LINEAR);
-    // Only the headroom can show old bytes (adjust_head); adjust_tail zeroes what it grows.
-    const all = this.frame;
-    all.fill(0, 0, HEADROOM);
-    all.set(linear === input.length ? input : input.subarray(0, linear), HEADROOM);
-    const x = this.xdp;
-    if (x === null) this.xdp = { data: HEADROOM, end: HEADROOM + linear, frags: input.subarray(linear) };
-    else {
-      x.data = HEADROOM;
-      x.end = HEADROOM + linear;
-      x.frags = linear < input.length ? input.subarray(linear) : NO_BYTES;
-    }
-    this.xdpMap();
-    return BigInt(this.area + CPU_CTX);
+  private get xdpData(): number {
+    return this.md[0] - (this.area + CPU_FRAME);
+  }
+  private get xdpEnd(): number {
+    return this.md[1] - (this.area + CPU_FRAME);
   }
 
-  /** Point xdp_md at [data, data_end) and make that the packet region. */
-  private xdpMap(): void {
-    const x = this.xdp as { data: number; end: number };
+  /** Point xdp_md at [data, end) of the frame and make that the packet region. */
+  private xdpMap(data: number, end: number): void {
     const frame = this.area + CPU_FRAME;
-    const md = this.area + CPU_CTX;
     const w = this.md;
-    w[0] = frame + x.data;
-    w[1] = frame + x.end;
-    w[2] = frame + x.data;
-    w[3] = 1; // ingress_ifindex: lo
-    w[4] = 0;
-    this.vm.setRunRegion(0, md, XDP_MD_BYTES, false);
-    this.vm.setRunRegion(1, frame + x.data, x.end - x.data, true);
-    this.vm.setRunCount(2);
+    w[0] = frame + data;
+    w[1] = frame + end;
+    w[2] = frame + data;
+    this.vm.setRunRegion(1, frame + data, end - data, true);
   }
 
   private xdpOutput(): Uint8Array {
-    const x = this.xdp as { data: number; end: number; frags: Uint8Array };
-    const out = new Uint8Array(x.end - x.data + x.frags.length);
-    out.set(this.u8(this.area + CPU_FRAME + x.data, x.end - x.data));
-    out.set(x.frags, x.end - x.data);
+    const data = this.xdpData;
+    const end = this.xdpEnd;
+    const out = new Uint8Array(end - data + this.frags.length);
+    out.set(this.u8(this.area + CPU_FRAME + data, end - data));
+    out.set(this.frags, end - data);
     return out;
   }
 
-  private xdpOf(ctx: bigint, op: string): { data: number; end: number; frags: Uint8Array } {
-    if (this.xdp === null || ctx !== BigInt(this.area + CPU_CTX))
+  private xdpCheck(ctx: bigint, op: string): void {
+    if (!this.xdpOn || ctx !== BigInt(this.area + CPU_CTX))
       throw new BpfError(op, Errno.EFAULT, "r1 is not this XDP program's context");
-    return this.xdp;
   }
 
   private adjustHead: CompiledHelperFn = (_vm, ctx, delta) => {
-    const x = this.xdpOf(ctx, "xdp_adjust_head");
-    const data = x.data + Number(BigInt.asIntN(32, delta));
-    if (data < FRAME_RESERVED || data > x.end - ETH_HLEN) return errnoRet(Errno.EINVAL);
-    x.data = data;
-    this.xdpMap();
+    this.xdpCheck(ctx, "xdp_adjust_head");
+    const end = this.xdpEnd;
+    const data = this.xdpData + Number(BigInt.asIntN(32, delta));
+    if (data < FRAME_RESERVED || data > end - ETH_HLEN) return errnoRet(Errno.EINVAL);
+    this.xdpMap(data, end);
     return 0n;
   };
 
   private adjustTail: CompiledHelperFn = (_vm, ctx, d) => {
-    const x = this.xdpOf(ctx, "xdp_adjust_tail");
+    this.xdpCheck(ctx, "xdp_adjust_tail");
     const delta = Number(BigInt.asIntN(32, d));
     if (delta === 0) return 0n;
-    if (x.frags.length > 0)
+    if (this.frags.length > 0)
       throw new BpfError(
         "xdp_adjust_tail",
         Errno.EOPNOTSUPP,
         "multi-buffer packets (over 3520 bytes) are not supported here",
       );
-    const end = x.end + delta;
-    if (end > FRAME_BYTES || end < x.data + ETH_HLEN) return errnoRet(Errno.EINVAL);
-    if (end > x.end) this.u8(this.area + CPU_FRAME + x.end, end - x.end).fill(0);
-    x.end = end;
-    this.xdpMap();
+    const data = this.xdpData;
+    const old = this.xdpEnd;
+    const end = old + delta;
+    if (end > FRAME_BYTES || end < data + ETH_HLEN) return errnoRet(Errno.EINVAL);
+    if (end > old) this.u8(this.area + CPU_FRAME + old, end - old).fill(0);
+    this.xdpMap(data, end);
     return 0n;
   };
 

@@ -28,7 +28,7 @@ import type { BaseHelperFn, HelperVm } from "../helpers.js";
 import { BpfRunError, DEFAULT_BUDGET } from "../interp.js";
 import { type DecodedProgram, type Insn, MAX_CALL_FRAMES, PseudoLd, STACK_BYTES } from "../isa.js";
 import { addressOf, FUNC_SLOT, MAP_SLOT, SLOT_BYTES } from "../memory.js";
-import { compileProgram, type FastMap, Fault, type FixedRegion, TABLE_CAP } from "./compile.js";
+import { compileProgram, type FastMap, Fault, type FixedRegion, type RunLoop, TABLE_CAP } from "./compile.js";
 
 interface WasmGlobal {
   value: number | bigint;
@@ -103,6 +103,8 @@ export interface CompiledOptions {
   fpLookup?: (desc: number, hash: number, mode: number) => number;
   /** This slot's bpf_spin_lock owner word. */
   lockOwner?: number;
+  /** Export the run loop (compile.ts RunLoop; its budget is this VM's). */
+  loop?: Omit<RunLoop, "budget" | "packetEntry">;
 }
 
 const hex = (a: bigint) => `0x${BigInt.asUintN(64, a).toString(16)}`;
@@ -127,6 +129,8 @@ export class CompiledVm implements HelperVm {
   private readonly depth: WasmGlobal;
   private readonly budgetG: WasmGlobal;
   private readonly heldG: WasmGlobal;
+  private readonly r0G: WasmGlobal;
+  private readonly loopFn: ((r1: bigint, n: number, len: number) => number) | null;
   private readonly entry: (...a: bigint[]) => bigint;
   private u32: Uint32Array;
   private u8all: Uint8Array;
@@ -169,6 +173,10 @@ export class CompiledVm implements HelperVm {
       mapShims: opts.shims !== undefined ? { maps: nMaps } : undefined,
       fastMaps: opts.fpLookup !== undefined ? opts.fastMaps : undefined,
       lockOwner: opts.lockOwner,
+      loop:
+        opts.loop !== undefined
+          ? { ...opts.loop, budget: this.budget, packetEntry: (opts.fixed?.length ?? 0) + 1 }
+          : undefined,
       pseudo: (i: number, x: Insn) => {
         switch (x.src) {
           case PseudoLd.mapFd:
@@ -212,6 +220,8 @@ export class CompiledVm implements HelperVm {
     this.depth = inst.exports.depth as WasmGlobal;
     this.budgetG = inst.exports.budget as WasmGlobal;
     this.heldG = inst.exports.held as WasmGlobal;
+    this.r0G = inst.exports.r0 as WasmGlobal;
+    this.loopFn = (inst.exports.loop as ((r1: bigint, n: number, len: number) => number) | undefined) ?? null;
     this.entry = inst.exports.f0 as (...a: bigint[]) => bigint;
     const self = this;
     this.mem = {
@@ -463,6 +473,21 @@ export class CompiledVm implements HelperVm {
       this.depth.value = saved;
       this.callPc = callPc;
     }
+  }
+
+  /**
+   * `n` runs in wasm (compile.ts RunLoop), each from the saved input of
+   * `len` bytes; stops after a run that exits holding a lock.
+   * @returns the runs made; r0 of the last is `lastR0`
+   */
+  runLoop(r1: bigint, n: number, len: number): number {
+    if (this.loopFn === null) throw new Error("compiled without a run loop");
+    return this.loopFn(r1, n, len);
+  }
+
+  /** r0 of runLoop()'s last run, unsigned. */
+  get lastR0(): bigint {
+    return BigInt.asUintN(64, this.r0G.value as bigint);
   }
 
   /** run([r1]) without the array. */

@@ -88,6 +88,8 @@ const BYTES: Record<number, number> = { [Size.B]: 1, [Size.H]: 2, [Size.W]: 4, [
 export interface GenOptions {
   /** Probability that the program makes one bad access. */
   faultRate?: number;
+  /** Steps of the main body (default 20 to 80). */
+  length?: number;
 }
 
 export class ProgramGen {
@@ -311,7 +313,7 @@ export class ProgramGen {
   /** One program: r1 = input (64 bytes), r2 = its length. */
   program(): Insn[] {
     const main: Unit[] = [{ insn: asm.mov(9, 1) }, { insn: asm.movImm(1, 7) }];
-    main.push(...this.body(20 + this.int(60), 0));
+    main.push(...this.body(this.opts.length ?? 20 + this.int(60), 0));
     if (this.r() < (this.opts.faultRate ?? 0.05)) {
       this.faults++;
       const bad = this.int(3);
