@@ -9,11 +9,20 @@
 import { ProgType } from "../src/bpf/loader.js";
 import { LoadedObject } from "../src/bpf/object.js";
 import { compileExec } from "../src/bpf/wasm/exec.js";
-import { KernelObject, compileFixture } from "../test/bpf/kernel-object.js";
+import { compileFixture, KernelObject } from "../test/bpf/kernel-object.js";
 import { ProgramGen } from "../test/bpf/wasm/gen.js";
 
 const REPEAT = Number(process.argv[2] ?? 200_000);
-const FIXTURES = ["seed003", "globals_calls", "map_flags", "percpu", "xdp_adjust", "xdp_ctx", "foreach", "loop"];
+const FIXTURES = [
+  "seed003",
+  "globals_calls",
+  "map_flags",
+  "percpu",
+  "xdp_adjust",
+  "xdp_ctx",
+  "foreach",
+  "loop",
+];
 
 function input(type: number): { data: Uint8Array; ctx?: Uint8Array } {
   if (type === ProgType.Xdp) return { data: Uint8Array.from({ length: 64 }, (_, i) => i) };
@@ -35,8 +44,14 @@ for (const name of FIXTURES) {
   const compiled = LoadedObject.load(bytes, { name, nrCpus: 2, engine: "compiled" });
   for (const p of interp.spec.programs) {
     const inp = input(p.type);
-    const ti = best((r) => interp.program(p.name).run(inp.data, { ctx: inp.ctx, repeat: r }).duration, REPEAT >> 6);
-    const tc = best((r) => compiled.program(p.name).run(inp.data, { ctx: inp.ctx, repeat: r }).duration, REPEAT);
+    const ti = best(
+      (r) => interp.program(p.name).run(inp.data, { ctx: inp.ctx, repeat: r }).duration,
+      REPEAT >> 6,
+    );
+    const tc = best(
+      (r) => compiled.program(p.name).run(inp.data, { ctx: inp.ctx, repeat: r }).duration,
+      REPEAT,
+    );
     let tk = Number.NaN;
     if (p.type === ProgType.Xdp && process.getuid?.() === 0)
       try {
@@ -49,7 +64,13 @@ for (const name of FIXTURES) {
       } catch {
         // programs with callbacks need func info: not loaded by the test's minimal kernel side
       }
-    rows.push([`${name}/${p.name}`, ti.toFixed(0), tc.toFixed(0), Number.isNaN(tk) ? "-" : tk.toFixed(0), Number.isNaN(tk) ? "-" : (tc / tk).toFixed(2)]);
+    rows.push([
+      `${name}/${p.name}`,
+      ti.toFixed(0),
+      tc.toFixed(0),
+      Number.isNaN(tk) ? "-" : tk.toFixed(0),
+      Number.isNaN(tk) ? "-" : (tc / tk).toFixed(2),
+    ]);
   }
 }
 for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(34) : c.padStart(16))).join(""));

@@ -294,7 +294,8 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
     }).compile();
     m.func(BPF_FN, body, `f${s}`);
   });
-  if (env.loop !== undefined) m.func({ params: [I64, I32, I32], results: [I32] }, loopBody(env, index.get(0) as number), "loop");
+  if (env.loop !== undefined)
+    m.func({ params: [I64, I32, I32], results: [I32] }, loopBody(env, index.get(0) as number), "loop");
   return { bytes: m.encode(), functions: starts };
 }
 

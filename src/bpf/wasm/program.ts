@@ -90,8 +90,6 @@ export class CompiledProgram {
   private keyTop = 0;
   /** struct xdp_md's words, in this slot's context (little-endian, as the host). */
   private readonly md: Uint32Array;
-  /** The XDP frame's bytes, in this slot's area. */
-  private readonly frame: Uint8Array;
   /** An XDP run is on (the adjust helpers may act), and the packet's bytes past the linear part. */
   private xdpOn = false;
   private frags: Uint8Array = NO_BYTES;
@@ -110,7 +108,6 @@ export class CompiledProgram {
     });
     this.area = obj.areaOf(obj.cpu);
     this.md = new Uint32Array(obj.memory.buffer, this.area + CPU_CTX, XDP_MD_BYTES / 4);
-    this.frame = new Uint8Array(obj.memory.buffer, this.area + CPU_FRAME, FRAME_BYTES);
     const globals = obj.mapList.filter((m): m is GlobalLike => !obj.isHtab(m));
     this.vm = new CompiledVm(prog, {
       memory: obj.memory,

@@ -177,45 +177,9 @@ export class CompiledVm implements HelperVm {
         opts.loop !== undefined
           ? { ...opts.loop, budget: this.budget, packetEntry: (opts.fixed?.length ?? 0) + 1 }
           : undefined,
-      pseudo: (i: number, x: Insn) => {
-        switch (x.src) {
-          case PseudoLd.mapFd:
-          case PseudoLd.mapIdx:
-            if (x.imm < 0 || x.imm >= nMaps)
-              throw new BpfError("load", Errno.EINVAL, `insn ${i}: no map with index ${x.imm}`);
-            return addressOf(MAP_SLOT + x.imm);
-          case PseudoLd.mapValue:
-          case PseudoLd.mapIdxValue:
-            if (!mapValue)
-              throw new BpfError(
-                "load",
-                Errno.EINVAL,
-                `insn ${i}: no globals to resolve a map value against`,
-              );
-            return mapValue(x.imm, prog.insns[i + 1].imm);
-          case PseudoLd.func:
-            return addressOf(FUNC_SLOT, prog.target[i]);
-          default:
-            throw new BpfError("load", Errno.EINVAL, `insn ${i}: ld_imm64 src ${x.src} is not supported`);
-        }
-      },
+      pseudo: pseudoResolver(prog, nMaps, mapValue),
     });
-    const shimImports: Record<string, (pc: number, a: number, b: number, c: number, d: number) => number> =
-      {};
-    for (const [id, fn] of Object.entries(opts.shims ?? {}))
-      shimImports[`m${id}`] = (pc, a, b, c, d) => this.callShim(Number(id), fn, pc, a, b, c, d);
-    const inst = new wasm.Instance(new wasm.Module(mod.bytes), {
-      env: {
-        ...shimImports,
-        ...(opts.fpLookup !== undefined ? { fpLookup: opts.fpLookup } : {}),
-        memory: this.memory,
-        helper: (id: number, pc: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) =>
-          this.callHelper(id >>> 0, pc, a, b, c, d, e),
-        fault: (kind: number, pc: number, addr: bigint, size: number) => {
-          throw this.fault(kind, pc, addr, size);
-        },
-      },
-    });
+    const inst = new wasm.Instance(new wasm.Module(mod.bytes), { env: this.imports(opts) });
     this.exports = inst.exports;
     this.depth = inst.exports.depth as WasmGlobal;
     this.budgetG = inst.exports.budget as WasmGlobal;
@@ -436,6 +400,23 @@ export class CompiledVm implements HelperVm {
     }
   }
 
+  /** The module's imports: memory, the generic helper, fault, the map shims, fast-path.wat's lookup. */
+  private imports(opts: CompiledOptions): Record<string, unknown> {
+    const env: Record<string, unknown> = {
+      memory: this.memory,
+      helper: (id: number, pc: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) =>
+        this.callHelper(id >>> 0, pc, a, b, c, d, e),
+      fault: (kind: number, pc: number, addr: bigint, size: number) => {
+        throw this.fault(kind, pc, addr, size);
+      },
+    };
+    for (const [id, fn] of Object.entries(opts.shims ?? {}))
+      env[`m${id}`] = (pc: number, a: number, b: number, c: number, d: number) =>
+        this.callShim(Number(id), fn, pc, a, b, c, d);
+    if (opts.fpLookup !== undefined) env.fpLookup = opts.fpLookup;
+    return env;
+  }
+
   private callShim(id: number, fn: MapShim, pc: number, a: number, b: number, c: number, d: number): number {
     const saved = this.callPc;
     this.callPc = pc;
@@ -522,4 +503,30 @@ export class CompiledVm implements HelperVm {
       this.setCount(this.fixedCount + this.runCount);
     }
   }
+}
+
+/** The value of a pseudo LD_IMM64 (compile.ts CompileEnv.pseudo), as the interpreter resolves it. */
+function pseudoResolver(
+  prog: DecodedProgram,
+  nMaps: number,
+  mapValue: ((map: number, off: number) => bigint) | undefined,
+): (i: number, x: Insn) => bigint {
+  return (i, x) => {
+    switch (x.src) {
+      case PseudoLd.mapFd:
+      case PseudoLd.mapIdx:
+        if (x.imm < 0 || x.imm >= nMaps)
+          throw new BpfError("load", Errno.EINVAL, `insn ${i}: no map with index ${x.imm}`);
+        return addressOf(MAP_SLOT + x.imm);
+      case PseudoLd.mapValue:
+      case PseudoLd.mapIdxValue:
+        if (!mapValue)
+          throw new BpfError("load", Errno.EINVAL, `insn ${i}: no globals to resolve a map value against`);
+        return mapValue(x.imm, prog.insns[i + 1].imm);
+      case PseudoLd.func:
+        return addressOf(FUNC_SLOT, prog.target[i]);
+      default:
+        throw new BpfError("load", Errno.EINVAL, `insn ${i}: ld_imm64 src ${x.src} is not supported`);
+    }
+  };
 }
