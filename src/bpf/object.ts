@@ -573,8 +573,9 @@ export class LoadedObject {
     let raw: number;
     if (from !== undefined) {
       this.rawId = from.raw;
-      raw = domain.rawOffset(from.raw);
-      if (raw < 0) throw new BpfError("attach", Errno.EINVAL, `domain region ${from.raw} is not an object's`);
+      const at0 = domain.rawOffset(from.raw);
+      if (at0 < 0) throw new BpfError("attach", Errno.EINVAL, `domain region ${from.raw} is not an object's`);
+      raw = roundUp(at0, 512);
     } else {
       const r = domain.allocRaw(areas + domain.nrCpus * CPU_AREA_BYTES + 512);
       this.rawId = r.id;
