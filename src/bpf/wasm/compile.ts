@@ -97,6 +97,8 @@ export interface CompileEnv {
   fastMaps?: ReadonlyMap<number, FastMap>;
   /** This CPU slot's owner word for bpf_spin_lock (sync/owner-lock.ts: (cpu + 1) << 1). */
   lockOwner?: number;
+  /** The CPU slot the module runs on: bpf_get_smp_processor_id() (8) compiles to it. */
+  cpu?: number;
   /** Export `loop` (runs repeated in wasm, as BPF_PROG_TEST_RUN repeats them): its addresses. */
   loop?: RunLoop;
 }
@@ -527,6 +529,9 @@ class FunctionCompiler {
   private readonly kk = new Uint8Array(11);
   private readonly kv = new Float64Array(11);
   private readonly hasBack: boolean;
+  /** Known registers at each block's entry (dataflow()). */
+  private inK: Uint8Array[] = [];
+  private inV: Float64Array[] = [];
 
   constructor(
     private readonly prog: DecodedProgram,
@@ -562,6 +567,7 @@ class FunctionCompiler {
   }
 
   compile(): FuncBody {
+    this.dataflow();
     const b = this.b;
     const top = this.env.stackTop;
     // Prologue: this frame (depth from the caller), zeroed; r10 at its top.
@@ -614,54 +620,149 @@ class FunctionCompiler {
   }
 
   private block(from: number, to: number): void {
-    this.kk.fill(UNKNOWN);
-    this.kk[10] = STACK;
-    this.kv[10] = 0;
+    const j = this.blockOf.get(from) as number;
+    this.kk.set(this.inK[j]);
+    this.kv.set(this.inV[j]);
     const { kind } = this.prog;
     for (let i = from; i < to; i++) {
       const x = this.insns[i];
-      switch (kind[i]) {
-        case Kind.alu:
-          this.alu(x);
-          break;
-        case Kind.ldImm64:
-          this.ldImm64(i, x);
-          i++;
-          break;
-        case Kind.ldx:
-          this.ldx(i, x);
-          break;
-        case Kind.st:
-        case Kind.stx:
-          this.store(i, x, kind[i] === Kind.st);
-          break;
-        case Kind.atomic:
-          this.atomic(i, x);
-          break;
-        case Kind.ja:
-          this.jump(i, this.prog.target[i], null);
-          break;
-        case Kind.jcond:
-          this.jump(i, this.prog.target[i], x);
-          break;
-        case Kind.callHelper:
-          this.callHelper(i, x);
-          break;
-        case Kind.callLocal:
-          this.callLocal(i);
-          break;
-        case Kind.exit:
-          this.b.get(R0).op(Op.return);
-          break;
-        default:
-          this.fault(Fault.pastEnd, i);
-          this.b.op(Op.unreachable);
-      }
+      this.emit(i, x, kind[i]);
+      this.transfer(i, x);
+      if (kind[i] === Kind.ldImm64) i++;
+    }
+  }
+
+  private emit(i: number, x: Insn, k: number): void {
+    switch (k) {
+      case Kind.alu:
+        this.alu(x);
+        break;
+      case Kind.ldImm64:
+        this.ldImm64(i, x);
+        break;
+      case Kind.ldx:
+        this.ldx(i, x);
+        break;
+      case Kind.st:
+      case Kind.stx:
+        this.store(i, x, k === Kind.st);
+        break;
+      case Kind.atomic:
+        this.atomic(i, x);
+        break;
+      case Kind.ja:
+        this.jump(i, this.prog.target[i], null);
+        break;
+      case Kind.jcond:
+        this.jump(i, this.prog.target[i], x);
+        break;
+      case Kind.callHelper:
+        this.callHelper(i, x);
+        break;
+      case Kind.callLocal:
+        this.callLocal(i);
+        break;
+      case Kind.exit:
+        this.b.get(R0).op(Op.return);
+        break;
+      default:
+        this.fault(Fault.pastEnd, i);
+        this.b.op(Op.unreachable);
     }
   }
 
   private forget(r: number): void {
     this.kk[r] = UNKNOWN;
+  }
+
+  /**
+   * The light pass's transfer: what instruction `i` does to the known
+   * registers (r10 + c, a fixed region's address + c, a map handle). Helpers
+   * and calls change r0 only (the callee's registers are its own locals).
+   */
+  private transfer(i: number, x: Insn): void {
+    switch (this.prog.kind[i]) {
+      case Kind.alu: {
+        const o = x.code & 0xf0;
+        if ((x.code & 0x07) === Class.ALU64 && o !== AluOp.end) this.track64(x, o, (x.code & Source.X) !== 0);
+        else this.forget(x.dst);
+        break;
+      }
+      case Kind.ldImm64: {
+        const v = x.src === 0 ? 0n : this.env.pseudo(i, x);
+        if ((x.src === 1 || x.src === 5) && this.env.mapShims !== undefined) {
+          this.kk[x.dst] = MAP;
+          this.kv[x.dst] = x.imm;
+        } else if (x.src !== 0 && v < 0x1_0000_0000n && this.env.fixed.some((r) => v >= r.lo && v <= r.hi)) {
+          this.kk[x.dst] = ABS;
+          this.kv[x.dst] = Number(v);
+        } else this.forget(x.dst);
+        break;
+      }
+      case Kind.ldx:
+        this.forget(x.dst);
+        break;
+      case Kind.atomic:
+        if (x.imm === AtomicOp.cmpxchg) this.forget(0);
+        else if (x.imm === AtomicOp.xchg || (x.imm & AtomicOp.fetch) !== 0) this.forget(x.src);
+        break;
+      case Kind.callHelper:
+      case Kind.callLocal:
+        this.forget(0);
+        break;
+    }
+  }
+
+  /**
+   * The known registers at each block's entry: a forward pass to a fixed
+   * point, a register known only where every path into the block agrees
+   * (r10 at the function's entry; nothing else).
+   */
+  private dataflow(): void {
+    const m = this.leaders.length;
+    const { kind, target } = this.prog;
+    const seen = new Uint8Array(m);
+    this.inK = Array.from({ length: m }, () => new Uint8Array(11));
+    this.inV = Array.from({ length: m }, () => new Float64Array(11));
+    this.inK[0][10] = STACK;
+    seen[0] = 1;
+    const merge = (j: number): boolean => {
+      if (j >= m) return false;
+      if (!seen[j]) {
+        seen[j] = 1;
+        this.inK[j].set(this.kk);
+        this.inV[j].set(this.kv);
+        return true;
+      }
+      let changed = false;
+      for (let r = 0; r <= 10; r++)
+        if (this.inK[j][r] !== UNKNOWN && (this.inK[j][r] !== this.kk[r] || this.inV[j][r] !== this.kv[r])) {
+          this.inK[j][r] = UNKNOWN;
+          changed = true;
+        }
+      return changed;
+    };
+    for (let changed = true, rounds = 0; changed && rounds < 2 * m + 2; rounds++) {
+      changed = false;
+      for (let j = 0; j < m; j++) {
+        if (!seen[j]) continue;
+        this.kk.set(this.inK[j]);
+        this.kv.set(this.inV[j]);
+        const to = j + 1 < m ? this.leaders[j + 1] : this.end;
+        let falls = true;
+        for (let i = this.leaders[j]; i < to; i++) {
+          const k = kind[i];
+          this.transfer(i, this.insns[i]);
+          if (k === Kind.ja || k === Kind.jcond)
+            changed = merge(this.blockOf.get(target[i]) as number) || changed;
+          if (k === Kind.ja || k === Kind.exit) falls = false;
+          if (k === Kind.ldImm64) i++;
+        }
+        if (falls) changed = merge(j + 1) || changed;
+      }
+    }
+    // Blocks no path reaches keep nothing known.
+    for (let j = 0; j < m; j++) if (!seen[j]) this.inK[j].fill(UNKNOWN);
   }
 
   // ---- ALU
@@ -673,7 +774,6 @@ class FunctionCompiler {
     const d = local(x.dst);
     const s = local(x.src);
     if ((x.code & 0x07) === Class.ALU64) {
-      this.track64(x, o, isX);
       if (o === AluOp.end) {
         b.get(d);
         if (x.imm === 16) this.bswap16();
@@ -711,7 +811,6 @@ class FunctionCompiler {
       }
       throw new Error(`compile: ALU64 op 0x${o.toString(16)}`);
     }
-    this.forget(x.dst);
     if (o === AluOp.end) {
       b.get(d);
       if (!isX) {
@@ -884,13 +983,6 @@ class FunctionCompiler {
     if (x.src === 0) v = (BigInt(this.insns[i + 1].imm >>> 0) << 32n) | BigInt(x.imm >>> 0);
     else v = this.env.pseudo(i, x);
     b.i64(v).set(local(x.dst));
-    if ((x.src === 1 || x.src === 5) && this.env.mapShims !== undefined) {
-      this.kk[x.dst] = MAP;
-      this.kv[x.dst] = x.imm;
-    } else if (v < 0x1_0000_0000n && this.env.fixed.some((r) => v >= r.lo && v <= r.hi)) {
-      this.kk[x.dst] = ABS;
-      this.kv[x.dst] = Number(v);
-    } else this.forget(x.dst);
   }
 
   /**
@@ -946,7 +1038,6 @@ class FunctionCompiler {
     const off = this.address(pc, x.src, x.off, size, false, false);
     const op = (x.code & 0xe0) === Mode.MEMSX ? LOAD_SX[size] : LOAD[size];
     this.b.mem(op, 0, off).set(local(x.dst));
-    this.forget(x.dst);
   }
 
   private store(pc: number, x: Insn, imm: boolean): void {
@@ -974,7 +1065,6 @@ class FunctionCompiler {
       b.atomic(w32 ? OpFE.i32RmwCmpxchg : OpFE.i64RmwCmpxchg, align, off);
       widen();
       b.set(R0);
-      this.forget(0);
       return;
     }
     const base = x.imm === AtomicOp.xchg ? x.imm : x.imm & ~AtomicOp.fetch;
@@ -983,7 +1073,6 @@ class FunctionCompiler {
     if (x.imm === AtomicOp.xchg || (x.imm & AtomicOp.fetch) !== 0) {
       widen();
       b.set(src);
-      this.forget(x.src);
     } else b.op(Op.drop);
   }
 
@@ -1049,7 +1138,10 @@ class FunctionCompiler {
       for (let r = 1; r <= 5; r++) b.get(local(r));
       b.call(this.f.helper);
     };
-    this.forget(0);
+    if (id === 8 && this.env.cpu !== undefined) {
+      b.i64(this.env.cpu).set(R0);
+      return;
+    }
     if (shim === undefined) {
       generic();
       b.set(R0);
@@ -1171,6 +1263,5 @@ class FunctionCompiler {
     for (let r = 1; r <= 5; r++) b.get(local(r));
     b.call(callee).set(R0);
     b.gget(G_DEPTH).i32(1).op(Op.i32Sub).gset(G_DEPTH);
-    this.forget(0);
   }
 }

@@ -28,7 +28,15 @@ import type { BaseHelperFn, HelperVm } from "../helpers.js";
 import { BpfRunError, DEFAULT_BUDGET } from "../interp.js";
 import { type DecodedProgram, type Insn, MAX_CALL_FRAMES, PseudoLd, STACK_BYTES } from "../isa.js";
 import { addressOf, FUNC_SLOT, MAP_SLOT, SLOT_BYTES } from "../memory.js";
-import { compileProgram, type FastMap, Fault, type FixedRegion, type RunLoop, TABLE_CAP } from "./compile.js";
+import {
+  type CompileEnv,
+  compileProgram,
+  type FastMap,
+  Fault,
+  type FixedRegion,
+  type RunLoop,
+  TABLE_CAP,
+} from "./compile.js";
 
 interface WasmGlobal {
   value: number | bigint;
@@ -115,7 +123,7 @@ export class CompiledVm implements HelperVm {
   readonly log: string[] = [];
   readonly budget: number;
   private readonly budgetBig: bigint;
-  cpu: number;
+  readonly cpu: number;
   /** The instruction index of the helper call being run. */
   callPc = -1;
   private readonly memory: WasmMemory;
@@ -163,22 +171,7 @@ export class CompiledVm implements HelperVm {
       this.writeEntry(i, r.lo, r.size, r.writable);
     });
     this.setRunCount(0);
-    const mapValue = opts.mapValue;
-    const nMaps = this.maps.length;
-    const mod = compileProgram(prog, {
-      stackTop: this.stackTop,
-      table: this.table,
-      fixed: fixed.map((r): FixedRegion => ({ lo: r.lo, hi: r.lo + r.size, writable: r.writable })),
-      shared: this.memory.buffer instanceof SharedArrayBuffer,
-      mapShims: opts.shims !== undefined ? { maps: nMaps } : undefined,
-      fastMaps: opts.fpLookup !== undefined ? opts.fastMaps : undefined,
-      lockOwner: opts.lockOwner,
-      loop:
-        opts.loop !== undefined
-          ? { ...opts.loop, budget: this.budget, packetEntry: (opts.fixed?.length ?? 0) + 1 }
-          : undefined,
-      pseudo: pseudoResolver(prog, nMaps, mapValue),
-    });
+    const mod = compileProgram(prog, this.compileEnv(prog, opts, fixed));
     const inst = new wasm.Instance(new wasm.Module(mod.bytes), { env: this.imports(opts) });
     this.exports = inst.exports;
     this.depth = inst.exports.depth as WasmGlobal;
@@ -398,6 +391,26 @@ export class CompiledVm implements HelperVm {
     } finally {
       this.callPc = saved;
     }
+  }
+
+  /** What the compiler needs to know of this VM's memory, maps and helpers. */
+  private compileEnv(prog: DecodedProgram, opts: CompiledOptions, fixed: readonly Region32[]): CompileEnv {
+    const nMaps = this.maps.length;
+    return {
+      stackTop: this.stackTop,
+      table: this.table,
+      fixed: fixed.map((r): FixedRegion => ({ lo: r.lo, hi: r.lo + r.size, writable: r.writable })),
+      shared: this.memory.buffer instanceof SharedArrayBuffer,
+      mapShims: opts.shims !== undefined ? { maps: nMaps } : undefined,
+      fastMaps: opts.fpLookup !== undefined ? opts.fastMaps : undefined,
+      lockOwner: opts.lockOwner,
+      cpu: this.helpers.has(8) ? this.cpu : undefined,
+      loop:
+        opts.loop !== undefined
+          ? { ...opts.loop, budget: this.budget, packetEntry: fixed.length + 1 }
+          : undefined,
+      pseudo: pseudoResolver(prog, nMaps, opts.mapValue),
+    };
   }
 
   /** The module's imports: memory, the generic helper, fault, the map shims, fast-path.wat's lookup. */

@@ -160,7 +160,10 @@ export class ProgramGen {
 
   /** A base register and an in-bounds offset for `size` bytes (aligned when `align`). */
   private place(size: number, align: boolean): { pre: Unit[]; base: number; off: number } {
-    const k = this.int(this.inMain ? 4 : 2);
+    const k = this.int(this.inMain ? 5 : 3);
+    // r6 as it stands: always a pointer with 16 bytes after it, set on some paths and not others.
+    if (k === 4 || (k === 2 && !this.inMain))
+      return { pre: [], base: 6, off: align ? size * this.int(16 / size) : this.int(16 - size + 1) };
     if (k === 0)
       return {
         pre: [],
@@ -248,7 +251,15 @@ export class ProgramGen {
     if (k < 0.91 && this.inMain) return this.bpfLoop();
     if (k < 0.93)
       return [{ pair: asm.ldImm64(this.reg(), BigInt.asUintN(64, BigInt(this.imm()) * 0x1_0000_0001n)) }];
+    if (k < 0.96) return this.pointer6();
     return this.alu();
+  }
+
+  /** r6 = another pointer: into this frame, or (main) into the input. */
+  private pointer6(): Unit[] {
+    if (!this.inMain || this.r() < 0.5)
+      return [{ insn: asm.mov(6, 10) }, { insn: asm.aluImm("add", 6, -16 * (1 + this.int(31))) }];
+    return [{ insn: asm.mov(6, 9) }, { insn: asm.aluImm("add", 6, 16 * this.int(4)) }];
   }
 
   private loop(depth: number): Unit[] {
@@ -274,7 +285,7 @@ export class ProgramGen {
     const savedMain = this.inMain;
     this.inMain = false;
     this.data = [0, 1, 2, 3, 4, 5].filter((r) => r === 0 || r <= args || !callback);
-    const units: Unit[] = [{ insn: asm.movImm(0, this.imm()) }];
+    const units: Unit[] = [{ insn: asm.movImm(0, this.imm()) }, ...this.pointer6()];
     // Registers beyond the arguments are set before use.
     for (let r = args + 1; r <= 5; r++) units.push({ insn: asm.movImm(r, this.imm()) });
     if (callback) {
@@ -312,7 +323,7 @@ export class ProgramGen {
 
   /** One program: r1 = input (64 bytes), r2 = its length. */
   program(): Insn[] {
-    const main: Unit[] = [{ insn: asm.mov(9, 1) }, { insn: asm.movImm(1, 7) }];
+    const main: Unit[] = [{ insn: asm.mov(9, 1) }, { insn: asm.movImm(1, 7) }, ...this.pointer6()];
     main.push(...this.body(this.opts.length ?? 20 + this.int(60), 0));
     if (this.r() < (this.opts.faultRate ?? 0.05)) {
       this.faults++;
