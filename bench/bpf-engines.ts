@@ -37,6 +37,7 @@ function best(run: (repeat: number) => number, repeat: number): number {
   return Math.min(run(repeat), run(repeat), run(repeat));
 }
 
+console.log(`# repeat ${REPEAT}, best of 3 batches`);
 const rows: string[][] = [["program", "interpreter ns", "compiled ns", "kernel ns", "compiled/kernel"]];
 for (const name of FIXTURES) {
   const bytes = compileFixture(name);

@@ -3,7 +3,8 @@
  * (`clang -O2 -g -target bpf -c`) loads onto the shared-memory backend
  * (`LoadedObject.load`), its `.maps` become htab maps and its globals byte
  * regions, and its programs run by name in the reference interpreter with
- * run-time memory checks; `execRaw`/`execElf` are the conformance suite's
+ * run-time memory checks, or compiled to WebAssembly (`engine: "compiled"`,
+ * src/bpf/wasm) over one shared memory holding the object's maps; `execRaw`/`execElf` are the conformance suite's
  * plugin contract. Runs in browsers: nothing here needs Node.
  */
 
@@ -49,3 +50,5 @@ export {
   type RunOptions,
   type RunResult,
 } from "./object.js";
+export { execRawCompiled } from "./wasm/exec.js";
+export { compiledAvailable } from "./wasm/runtime.js";

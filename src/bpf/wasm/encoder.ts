@@ -14,6 +14,8 @@ export type ValType = typeof I32 | typeof I64;
 /** The empty block type. */
 export const VOID = 0x40;
 
+const UTF8 = new TextEncoder();
+
 /** A growable byte buffer with the encodings the binary format uses. */
 export class Writer {
   private buf = new Uint8Array(256);
@@ -80,7 +82,7 @@ export class Writer {
     }
   }
   name(s: string): this {
-    const b = new TextEncoder().encode(s);
+    const b = UTF8.encode(s);
     return this.uleb(b.length).bytes(b);
   }
   /** A vector of bytes already encoded elsewhere, prefixed by its length. */
