@@ -4,8 +4,8 @@
  * (`LoadedObject.load`), its `.maps` become htab maps and its globals byte
  * regions, and its programs run by name in the reference interpreter with
  * run-time memory checks, or compiled to WebAssembly (`engine: "compiled"`,
- * src/bpf/wasm) over one shared memory holding the object's maps; `execRaw`/`execElf` are the conformance suite's
- * plugin contract. Runs in browsers: nothing here needs Node.
+ * src/bpf/wasm) over one shared memory holding the object's maps;
+ * `execRaw`/`execElf` are the conformance suite's plugin contract. Runs in browsers: nothing here needs Node.
  */
 
 export { disasm } from "./disasm.js";

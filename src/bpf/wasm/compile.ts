@@ -261,6 +261,7 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
   m.global(I64, 0n, "budget");
   m.global(I32, 0n, "held");
   m.global(I64, 0n, "r0");
+  m.global(I32, 0n);
   const fChk = m.func(
     { params: [I64, I32, I32, I32], results: [I32] },
     checkBody(env.stackTop, env.table, fFault),
@@ -328,23 +329,37 @@ function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
     .op(Op.i32LeU)
     .op(Op.i32And);
   b.if().get(0).op(Op.i32WrapI64).op(Op.return).end();
-  // The region table.
+  // The region table: the entry found last, if it is still below the count and holds the access.
+  const holds = () => {
+    b.get(0).get(5).mem(Op.i32Load, 2, 0).op(Op.i64ExtendI32U).op(Op.i64GeU);
+    b.get(0)
+      .get(1)
+      .op(Op.i64ExtendI32U)
+      .op(Op.i64Add)
+      .get(5)
+      .mem(Op.i32Load, 2, 4)
+      .op(Op.i64ExtendI32U)
+      .op(Op.i64LeU)
+      .op(Op.i32And);
+    b.get(2).op(Op.i32Eqz).get(5).mem(Op.i32Load, 2, 8).op(Op.i32Or).op(Op.i32And);
+  };
   b.i32(table).mem(Op.i32Load, 2).set(4);
+  b.gget(G_HINT).tee(5).if();
+  b.get(5)
+    .i32(table + 16)
+    .op(Op.i32Sub)
+    .i32(4)
+    .op(Op.i32ShrU)
+    .get(4)
+    .op(Op.i32LtU);
+  holds();
+  b.op(Op.i32And).if().get(0).op(Op.i32WrapI64).op(Op.return).end();
+  b.end();
   b.i32(table + 16).set(5);
   b.block().loop();
   b.get(4).op(Op.i32Eqz).brIf(1);
-  b.get(0).get(5).mem(Op.i32Load, 2, 0).op(Op.i64ExtendI32U).op(Op.i64GeU);
-  b.get(0)
-    .get(1)
-    .op(Op.i64ExtendI32U)
-    .op(Op.i64Add)
-    .get(5)
-    .mem(Op.i32Load, 2, 4)
-    .op(Op.i64ExtendI32U)
-    .op(Op.i64LeU)
-    .op(Op.i32And);
-  b.get(2).op(Op.i32Eqz).get(5).mem(Op.i32Load, 2, 8).op(Op.i32Or).op(Op.i32And);
-  b.if().get(0).op(Op.i32WrapI64).op(Op.return).end();
+  holds();
+  b.if().get(5).gset(G_HINT).get(0).op(Op.i32WrapI64).op(Op.return).end();
   b.get(5).i32(16).op(Op.i32Add).set(5);
   b.get(4).i32(1).op(Op.i32Sub).set(4);
   b.br(0).end().end();
@@ -363,6 +378,8 @@ interface ExtraFuncs {
 
 const G_HELD = 2;
 const G_R0 = 3;
+/** The table entry chk() found last (its address; 0: none): tried first, as a loop reads one region over and over. */
+const G_HINT = 4;
 
 /** loop(r1, n, len) → runs completed: see RunLoop. */
 function loopBody(env: CompileEnv, f0: number): FuncBody {
