@@ -561,7 +561,7 @@ export class LoadedObject {
     const memory = domain.handle.memory;
     if (memory === undefined)
       throw new BpfError("load", Errno.EOPNOTSUPP, "compiled programs need the domain in a wasm memory");
-    // The raw region: the globals (8-aligned), then one area per CPU slot (512-aligned).
+    // The raw region: the globals (8-aligned), then one area per CPU slot (1024-aligned: wasm/runtime.ts).
     const at: number[] = [];
     let used = 0;
     for (const def of spec.maps)
@@ -569,17 +569,17 @@ export class LoadedObject {
         at.push(used);
         used = roundUp(used + Math.max(def.global.data.length, 1), 8);
       }
-    const areas = roundUp(used, 512);
+    const areas = roundUp(used, 1024);
     let raw: number;
     if (from !== undefined) {
       this.rawId = from.raw;
       const at0 = domain.rawOffset(from.raw);
       if (at0 < 0) throw new BpfError("attach", Errno.EINVAL, `domain region ${from.raw} is not an object's`);
-      raw = roundUp(at0, 512);
+      raw = roundUp(at0, 1024);
     } else {
-      const r = domain.allocRaw(areas + domain.nrCpus * CPU_AREA_BYTES + 512);
+      const r = domain.allocRaw(areas + domain.nrCpus * CPU_AREA_BYTES + 1024);
       this.rawId = r.id;
-      raw = roundUp(r.offset, 512);
+      raw = roundUp(r.offset, 1024);
     }
     let g = 0;
     spec.maps.forEach((def, i) => {

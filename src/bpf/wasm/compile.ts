@@ -163,6 +163,14 @@ const local = (r: number) => (r === 0 ? R0 : r <= 5 ? r - 1 : r);
 /** Helpers with a numeric shim (CompileEnv.mapShims): lookup, update, delete, spin lock, unlock. */
 export const SHIM_IDS = [1, 2, 3, 93, 94] as const;
 
+/**
+ * Frame k's bytes are [stackTop - 1024k - 512, stackTop - 1024k): 512
+ * unmapped bytes above each frame, so an access past a callee's frame top
+ * faults (as in the interpreter, whose frames are apart) instead of
+ * reaching its caller's frame. stackTop is a multiple of 1024.
+ */
+export const FRAME_STRIDE = 2 * STACK_BYTES;
+
 const G_DEPTH = 0;
 const G_BUDGET = 1;
 
@@ -308,17 +316,18 @@ function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
   const b = new FuncBody([[2, I32]]);
   // An address of 2^32 or more is nothing.
   b.get(0).i64(32).op(Op.i64ShrU).op(Op.i64Eqz).if();
-  // The live frames: [stackTop - 512 * (depth + 1), stackTop), an access inside one frame.
+  // The live frames: [stackTop - 1024 * depth - 512, stackTop), inside one frame (not its gap: bit 9 set).
   b.get(0).i64(stackTop).op(Op.i64LtU);
   b.get(0)
     .i32(stackTop - STACK_BYTES)
     .gget(G_DEPTH)
-    .i32(9)
+    .i32(10)
     .op(Op.i32Shl)
     .op(Op.i32Sub)
     .op(Op.i64ExtendI32U)
     .op(Op.i64GeU)
     .op(Op.i32And);
+  b.get(0).op(Op.i32WrapI64).i32(STACK_BYTES).op(Op.i32And).op(Op.i32Eqz).op(Op.i32Eqz).op(Op.i32And);
   b.get(0)
     .op(Op.i32WrapI64)
     .i32(STACK_BYTES - 1)
@@ -590,7 +599,7 @@ class FunctionCompiler {
     // Prologue: this frame (depth from the caller), zeroed; r10 at its top.
     b.i32(top - STACK_BYTES)
       .gget(G_DEPTH)
-      .i32(9)
+      .i32(10)
       .op(Op.i32Shl)
       .op(Op.i32Sub)
       .tee(FB)

@@ -4,7 +4,7 @@
  * globals and each CPU slot's run area live, so a pointer a helper returns
  * is the value's own address and programs pass stack pointers as keys.
  *
- * A CPU slot's area (CPU_AREA_BYTES, 512-aligned), after the run area of
+ * A CPU slot's area (CPU_AREA_BYTES, 1024-aligned), after the run area of
  * runtime.ts (frames, region table):
  *
  * | offset      | what                                                   |
@@ -50,7 +50,7 @@ export const CPU_INPUT = CPU_FRAME + roundUp(FRAME_BYTES, 64);
 export const CPU_KEYS = CPU_INPUT + roundUp(Math.max(FRAME_BYTES, CTX_BYTES), 64);
 export const KEYS_BYTES = 4096;
 /** Bytes of one CPU slot's area. */
-export const CPU_AREA_BYTES = roundUp(CPU_KEYS + KEYS_BYTES, 512);
+export const CPU_AREA_BYTES = roundUp(CPU_KEYS + KEYS_BYTES, 1024);
 
 /** A global section as the compiled program sees it. */
 export interface GlobalLike {

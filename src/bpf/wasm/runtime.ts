@@ -4,12 +4,12 @@
  * runs. The machine the compiled code runs on, as the interpreter's Vm is
  * for interpreted code; helpers see both through HelperVm.
  *
- * The run area of a CPU slot (`areaBytes()`, 512-aligned):
+ * The run area of a CPU slot (`areaBytes()`, 1024-aligned):
  *
  * | offset | what                                                          |
  * |--------|---------------------------------------------------------------|
- * | 0      | 8 stack frames of 512 bytes: frame k ends at 4096 - 512k (r10) |
- * | 4096   | region table: u32 count, u32 first helper-result entry, 8 bytes unused, then 16-byte entries (u32 lo, u32 hi, u32 writable, u32 spin lock offset + 1 or 0) |
+ * | 0      | 8 stack frames of 512 bytes, 1024 apart: frame k ends at 8192 - 1024k (r10), an unmapped gap above each |
+ * | 8192   | region table: u32 count, u32 first helper-result entry, 8 bytes unused, then 16-byte entries (u32 lo, u32 hi, u32 writable, u32 spin lock offset + 1 or 0) |
  *
  * The table holds, in order: the regions fixed for the program's life (its
  * globals, the conformance input), the run's own (context, packet) and what
@@ -34,6 +34,7 @@ import {
   type FastMap,
   Fault,
   type FixedRegion,
+  FRAME_STRIDE,
   type RunLoop,
   TABLE_CAP,
 } from "./compile.js";
@@ -59,7 +60,7 @@ export function compiledAvailable(): boolean {
 }
 
 /** Bytes of the stack frames at the start of a run area. */
-export const AREA_STACK_BYTES = MAX_CALL_FRAMES * STACK_BYTES;
+export const AREA_STACK_BYTES = MAX_CALL_FRAMES * FRAME_STRIDE;
 /** Regions a run's table holds at most (fixed, per-run and helper results together). */
 export const TABLE_ENTRIES = TABLE_CAP;
 const TABLE_HEADER = 16;
@@ -93,7 +94,7 @@ export type MapShim = (vm: CompiledVm, a: number, b: number, c: number, d: numbe
 
 export interface CompiledOptions {
   memory: WasmMemory;
-  /** Byte address of this CPU slot's run area (areaBytes(), a multiple of 512). */
+  /** Byte address of this CPU slot's run area (areaBytes(), a multiple of 1024). */
   area: number;
   /** Regions fixed for the program's life (globals, an exec's input). */
   fixed?: readonly Region32[];
@@ -157,7 +158,7 @@ export class CompiledVm implements HelperVm {
     this.cpu = opts.cpu ?? 0;
     this.helpers = opts.helpers ?? new Map();
     this.maps = opts.maps ?? [];
-    if (opts.area % STACK_BYTES !== 0) throw new RangeError("the run area must be 512-aligned");
+    if (opts.area % FRAME_STRIDE !== 0) throw new RangeError("the run area must be 1024-aligned");
     this.stackTop = opts.area + AREA_STACK_BYTES;
     this.table = opts.area + AREA_STACK_BYTES;
     this.u8all = new Uint8Array(this.memory.buffer);
@@ -301,8 +302,13 @@ export class CompiledVm implements HelperVm {
     if (a >= 0x1_0000_0000n) return null;
     const n = Number(a);
     const depth = Number(this.depth.value);
-    const low = this.stackTop - STACK_BYTES * (depth + 1);
-    if (n >= low && n < this.stackTop && (n & (STACK_BYTES - 1)) + size <= STACK_BYTES)
+    const low = this.stackTop - FRAME_STRIDE * depth - STACK_BYTES;
+    if (
+      n >= low &&
+      n < this.stackTop &&
+      (n & STACK_BYTES) !== 0 &&
+      (n & (STACK_BYTES - 1)) + size <= STACK_BYTES
+    )
       return { at: n, entry: -1 };
     const u = this.view();
     const count = this.count();
