@@ -15,18 +15,29 @@
  * so every run ends: straight-line code is bounded by the program's length.
  *
  * Memory: every load, store and atomic goes through `chk` (a wasm function
- * of the module: the live stack frames, then the run's region table in
- * memory) unless a light pass proves it safe: an access through r10, or a
- * register the basic block derived from r10 or from a fixed region's
- * address by constant moves and additions, inside the frame or region. A
- * failed check calls the `fault` import, which throws the interpreter's
- * BpfRunError (EFAULT naming the instruction).
+ * of the module: the live stack frames, the table entry that answered
+ * last, then the run's region table in memory) unless a light pass proves
+ * it safe: a forward dataflow over the function's blocks knows registers
+ * that hold r10 + c or a fixed region's address + c (moves and constant
+ * additions) on every path, and an access through one inside its frame or
+ * region is a plain load or store. A failed check calls the `fault` import,
+ * which throws the interpreter's BpfRunError (EFAULT naming the instruction).
  *
- * Calls: helpers through the `helper` import (id, pc, r1-r5) → r0, or a
- * dedicated import for ids the environment names; bpf-to-bpf calls are
- * wasm calls, the callee zeroing its own 512-byte frame at
- * stackTop - 512 * (depth + 1) (the depth a wasm global; 8 frames at most,
- * else E2BIG), r6-r9 and r10 being the caller's own locals.
+ * Calls: helpers through the `helper` import (id, pc, r1-r5) → r0; with
+ * `mapShims`, the map helpers take numbers (`m<id>`), lookups on fast maps
+ * run in wasm over fast-path.wat's lookup (a wasm-to-wasm call) and spin
+ * locks are taken and released in wasm, the JS shims answering waits and
+ * errors. bpf-to-bpf calls are wasm calls, the callee zeroing its own
+ * 512-byte frame at stackTop - 1024 * depth - 512 (the depth a wasm global;
+ * 8 frames at most, else E2BIG; a gap above each frame), r6-r9 and r10
+ * being the caller's own locals. Repeated runs loop in wasm (`loop`).
+ *
+ * What differs from the interpreter, all in programs the verifier refuses:
+ * pointers are addresses, not slot numbers (arithmetic on a pointer's bits
+ * other than adding offsets gives other numbers); a callee that reads r0 or
+ * r6-r9 before writing them reads zero, not its caller's values; a jump
+ * between functions is refused at load (EINVAL); the budget charges each
+ * backward jump the span it jumps over, not each instruction run.
  */
 
 import { BpfError, Errno } from "../../errors.js";
