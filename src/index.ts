@@ -7,7 +7,7 @@
 
 export type { SyncOptions, SyncReport } from "./alloc/epoch.js";
 export { BpfMap, type BpfMapOptions } from "./api/bpf-map.js";
-export type { WatchOptions } from "./api/create.js";
+export type { ArrayType, HashMapType, WatchOptions } from "./api/create.js";
 export {
   announceSlot,
   attach,
@@ -19,6 +19,7 @@ export {
   watchWorker,
 } from "./api/create.js";
 export { TypedMap, type TypedMapOptions } from "./api/typed-map.js";
+export { type ArrayFsckReport, type ArrayHandle, ArrayMap } from "./array/array-map.js";
 export type { ComputeFn } from "./core/compare.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export type { SabCreateOptions } from "./core/spec.js";

@@ -8,6 +8,7 @@ export const MapType = {
   Hash: 1,
   Array: 2,
   PercpuHash: 5,
+  PercpuArray: 6,
   LruHash: 9,
   LruPercpuHash: 10,
   ArrayOfMaps: 12,
@@ -81,9 +82,26 @@ export const HTAB_CREATE_FLAG_MASK =
   MapFlags.RdonlyProg |
   MapFlags.WronlyProg;
 
+/**
+ * Flags valid at map creation for ARRAY and PERCPU_ARRAY (kernel:
+ * ARRAY_CREATE_FLAG_MASK; array_map_alloc_check() then refuses BPF_F_MMAPABLE
+ * and BPF_F_INNER_MAP on PERCPU_ARRAY, and BPF_F_PRESERVE_ELEMS on both).
+ */
+export const ARRAY_CREATE_FLAG_MASK =
+  MapFlags.NumaNode |
+  MapFlags.Mmapable |
+  MapFlags.Rdonly |
+  MapFlags.Wronly |
+  MapFlags.RdonlyProg |
+  MapFlags.WronlyProg |
+  MapFlags.PreserveElems |
+  MapFlags.InnerMap;
+
 /** Lower-case kernel type names without the BPF_MAP_TYPE_ prefix (the `htab replay` names). */
 export const MAP_TYPE_NAMES: Record<string, MapType> = {
   hash: MapType.Hash,
+  array: MapType.Array,
+  percpu_array: MapType.PercpuArray,
   percpu_hash: MapType.PercpuHash,
   lru_hash: MapType.LruHash,
   lru_percpu_hash: MapType.LruPercpuHash,

@@ -50,6 +50,7 @@ const ALLOWED: Record<string, string[]> = {
     "core",
     "domain",
     "api",
+    "array",
     "wasm",
     "alloc",
     "sync",
@@ -93,14 +94,54 @@ const ALLOWED: Record<string, string[]> = {
     "core:fast-plan.ts",
     "core:elem.ts",
   ],
+  // ARRAY and PERCPU_ARRAY (arraymap.c): its own layout section and element protocol; from core only
+  // what every SAB map shares (the handle and create options, the ValueRef programs get, cpuOption()).
+  array: [
+    "errors.ts",
+    "uapi.ts",
+    "map",
+    "layout",
+    "sync",
+    "alloc",
+    "core:map-handle.ts",
+    "core:spec.ts",
+    "core:value-ref.ts",
+  ],
   // Crash recovery and fsck.
   "core/crash": ["errors.ts", "layout", "sync", "alloc", "core:htab-view.ts", "core:bucket.ts"],
   // MapDomain, ARRAY_OF_MAPS, HASH_OF_MAPS: built on the facade.
-  domain: ["errors.ts", "uapi.ts", "map", "layout", "sync", "alloc", "wasm", "core:htab.ts", "core:spec.ts"],
-  api: ["errors.ts", "uapi.ts", "map", "layout", "core:htab.ts", "core:spec.ts"],
+  // array: a domain holds arrays too (and arrays as inner maps).
+  domain: [
+    "errors.ts",
+    "uapi.ts",
+    "map",
+    "layout",
+    "sync",
+    "alloc",
+    "wasm",
+    "array",
+    "core:htab.ts",
+    "core:spec.ts",
+  ],
+  // array: createMap() and attach() make an ArrayMap for ARRAY / PERCPU_ARRAY.
+  api: ["errors.ts", "uapi.ts", "map", "layout", "array", "core:htab.ts", "core:spec.ts"],
   check: ["layout", "map"],
   // The userspace BPF runtime: runs in a browser, so never kernel/ (whose FFI needs koffi).
-  bpf: ["errors.ts", "uapi.ts", "map", "btf", "layout", "hash", "sync", "alloc", "wasm", "core", "domain"],
+  // array: `.maps` arrays and the globals (.data, .bss, .rodata) are ArrayMaps.
+  bpf: [
+    "errors.ts",
+    "uapi.ts",
+    "map",
+    "btf",
+    "layout",
+    "hash",
+    "sync",
+    "alloc",
+    "wasm",
+    "core",
+    "domain",
+    "array",
+  ],
   // The bpf() backend: the contracts and BTF, never the shared-memory map; it may load bpf/'s linked objects.
   kernel: ["errors.ts", "uapi.ts", "map", "btf", "layout", "wasm", "bpf"],
   cli: [
@@ -112,6 +153,7 @@ const ALLOWED: Record<string, string[]> = {
     "core",
     "domain",
     "api",
+    "array",
     "check",
     "kernel",
     "bpf",

@@ -19,6 +19,10 @@
  * - `js browser`: code for a page, a Web Worker or a bundler's config, which
  *   needs a browser to run (test/browser runs the same pattern in Chromium):
  *   here it must parse as an ES module (`node --check`).
+ * - `c`: a BPF program, after "`name.c`:": written into the project and
+ *   compiled there with clang-19 (-O2 -g -target bpf) into `name.o`, which
+ *   the blocks after it load (skipped, with them, where clang-19 is missing).
+ *   `replay` blocks run in the project too, so their "load" lines find it.
  * - `text`: output shown, not code; `mermaid`: a diagram (GitHub draws it).
  *   Any other info string fails.
  */
@@ -39,6 +43,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { clangSkipReason } from "./bpf/kernel-object.js";
 import { kernelSkipReason } from "./helpers/kernel.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -57,6 +62,8 @@ interface Block {
   code: string;
   /** The "`name.mjs`:" label right before the block, if any. */
   name?: string;
+  /** The "`name.c`:" label right before a `c` block. */
+  cFile?: string;
 }
 
 function blocks(file: string): Block[] {
@@ -66,12 +73,14 @@ function blocks(file: string): Block[] {
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
     const before = text.slice(0, m.index).trimEnd();
     const label = /`([\w.-]+\.mjs)`:$/.exec(before);
+    const cLabel = /`([\w.-]+\.c)`:$/.exec(before);
     out.push({
       file,
       line: before.split("\n").length + 1,
       info: m[1].trim(),
       code: m[2],
       name: label?.[1],
+      cFile: cLabel?.[1],
     });
   }
   return out;
@@ -88,6 +97,9 @@ const all = files.flatMap(blocks);
 let project = "";
 let bpffs = "";
 const kernelSkip = kernelSkipReason();
+const clangSkip = clangSkipReason();
+/** A block that loads an object a `c` block compiles. */
+const usesObject = (code: string) => /"[\w.-]+\.o"|\b[\w-]+\.o\b/.test(code);
 const BPFTOOL = ["/usr/sbin/bpftool", "/usr/bin/bpftool"].find((p) => existsSync(p));
 if (BPFTOOL === undefined && process.env.HTAB_REQUIRE_BPFTOOL === "1")
   throw new Error("HTAB_REQUIRE_BPFTOOL=1 but bpftool is not installed");
@@ -133,7 +145,13 @@ const inPrivateFs = (code: string) => code.replaceAll("/sys/fs/bpf/", `${bpffs}/
 for (const [i, b] of all.entries()) {
   const where = `${b.file}:${b.line}`;
   const kernel = b.info.endsWith(" kernel");
-  const skip = kernel && kernelSkip !== undefined ? kernelSkip : false;
+  const needsClang = b.info === "c" || (b.info !== "text" && usesObject(b.code));
+  const skip =
+    kernel && kernelSkip !== undefined
+      ? kernelSkip
+      : needsClang && clangSkip !== undefined
+        ? clangSkip
+        : false;
   test(`${where}: the \`${b.info || "(none)"}\` block ${b.info === "text" ? "is output" : b.info === "mermaid" ? "is a diagram" : "runs"}`, {
     skip,
   }, () => {
@@ -153,6 +171,20 @@ for (const [i, b] of all.entries()) {
           for (const o of all)
             if (o.file === b.file && o.name !== undefined) writeFileSync(join(project, o.name), o.code);
         runJs(b, b.name ?? `block-${i}.mjs`, kernel ? inPrivateFs(b.code) : b.code);
+        break;
+      }
+      case "c": {
+        assert.ok(b.cFile !== undefined, `${where}: a c block follows its "\`name.c\`:" label`);
+        writeFileSync(join(project, b.cFile), b.code);
+        const multiarch =
+          spawnSync("gcc", ["-print-multiarch"], { encoding: "utf8" }).stdout?.trim() || "x86_64-linux-gnu";
+        const out = b.cFile.replace(/\.c$/, ".o");
+        const r = spawnSync(
+          "clang-19",
+          ["-O2", "-g", "-target", "bpf", `-I/usr/include/${multiarch}`, "-c", b.cFile, "-o", out],
+          { cwd: project, encoding: "utf8" },
+        );
+        assert.equal(r.status, 0, `${where} does not compile:\n${r.stderr}`);
         break;
       }
       case "js browser": {
@@ -184,6 +216,7 @@ for (const [i, b] of all.entries()) {
         for (const backend of backends) {
           const r = spawnSync(process.execPath, [cli, "replay", "--backend", backend], {
             input,
+            cwd: project,
             encoding: "utf8",
           });
           assert.equal(r.status, 0, r.stderr);
@@ -233,7 +266,7 @@ for (const [i, b] of all.entries()) {
         break;
       default:
         assert.fail(
-          `${where}: a code block must say how it is run (js, js kernel, js browser, sh, sh kernel, replay, replay sab, text, mermaid), got "${b.info}"`,
+          `${where}: a code block must say how it is run (js, js kernel, js browser, sh, sh kernel, replay, replay sab, c, text, mermaid), got "${b.info}"`,
         );
     }
   });

@@ -1,19 +1,48 @@
+import { type ArrayHandle, ArrayMap, type ArrayType } from "../array/array-map.js";
 import { type AttachOptions, Htab, type MapHandle } from "../core/htab.js";
 import type { MapSpec, SabCreateOptions } from "../core/spec.js";
 import { invalid } from "../errors.js";
 import { onClose } from "../map/closed.js";
+import { isArray } from "../map/traits.js";
+import type { MapType } from "../uapi.js";
+
+export type { ArrayType };
+/** The map types createMap() makes as an Htab. */
+export type HashMapType =
+  | typeof MapType.Hash
+  | typeof MapType.PercpuHash
+  | typeof MapType.LruHash
+  | typeof MapType.LruPercpuHash;
 
 /**
- * Create a BPF hash map in a new SharedArrayBuffer. Post `map.handle` to
- * workers and call `attach()` there.
+ * Create a BPF map in a new SharedArrayBuffer: a hash map (Htab) or an
+ * ARRAY / PERCPU_ARRAY (ArrayMap). Post `map.handle` to workers and call
+ * `attach()` there.
  * @throws BpfError with the kernel's errno for an invalid spec
  */
-export function createMap(spec: MapSpec, opts?: SabCreateOptions): Htab {
+export function createMap(spec: MapSpec & { type: ArrayType }, opts?: SabCreateOptions): ArrayMap;
+export function createMap(spec: MapSpec & { type: HashMapType }, opts?: SabCreateOptions): Htab;
+export function createMap(spec: MapSpec, opts?: SabCreateOptions): Htab | ArrayMap;
+export function createMap(spec: MapSpec, opts?: SabCreateOptions): Htab | ArrayMap {
+  if (spec !== null && typeof spec === "object" && isArray(spec.type)) return ArrayMap.create(spec, opts);
   return Htab.create(spec, opts);
 }
 
-/** Attach this thread to a map created elsewhere; takes a CPU slot. */
-export function attach(handle: MapHandle | SharedArrayBuffer, opts?: AttachOptions): Htab {
+/**
+ * Attach this thread to a map created elsewhere; takes a CPU slot. An
+ * array's handle (or its SharedArrayBuffer) gives an ArrayMap.
+ */
+export function attach(
+  handle: (MapHandle & { readonly array?: undefined }) | SharedArrayBuffer,
+  opts?: AttachOptions,
+): Htab;
+export function attach(handle: ArrayHandle, opts?: AttachOptions): ArrayMap;
+export function attach(handle: MapHandle | SharedArrayBuffer, opts?: AttachOptions): Htab | ArrayMap;
+export function attach(handle: MapHandle | SharedArrayBuffer, opts?: AttachOptions): Htab | ArrayMap {
+  const sab = handle instanceof SharedArrayBuffer ? handle : handle?.sab;
+  const offset = handle instanceof SharedArrayBuffer ? 0 : (handle?.offset ?? 0);
+  if (sab instanceof SharedArrayBuffer && ArrayMap.holdsArray(sab, offset))
+    return ArrayMap.attach(handle, opts);
   return Htab.attach(handle, opts);
 }
 

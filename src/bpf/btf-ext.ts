@@ -91,3 +91,80 @@ export function lineOf(
   }
   return found;
 }
+
+/** One CO-RE relocation record of `.BTF.ext` (struct bpf_core_relo). */
+export interface CoreRelo {
+  /** The code section's name. */
+  section: string;
+  /** Instruction index in the section. */
+  insn: number;
+  /** The local BTF type id the access starts from. */
+  typeId: number;
+  /** The access string ("0:1:2"). */
+  access: string;
+  /** enum bpf_core_relo_kind. */
+  kind: number;
+}
+
+/** The names of enum bpf_core_relo_kind, for errors. */
+export const CORE_RELO_KINDS = [
+  "field_byte_offset",
+  "field_byte_size",
+  "field_exists",
+  "field_signed",
+  "field_lshift_u64",
+  "field_rshift_u64",
+  "type_id_local",
+  "type_id_target",
+  "type_exists",
+  "type_size",
+  "enumval_exists",
+  "enumval_value",
+  "type_matches",
+];
+
+/**
+ * The CO-RE relocations of `.BTF.ext` (after func and line info, when its
+ * header is long enough to have them).
+ * @throws BpfError EINVAL for a malformed section
+ */
+export function coreRelos(ext: Uint8Array, btf: Uint8Array): CoreRelo[] {
+  const e = new DataView(ext.buffer, ext.byteOffset, ext.byteLength);
+  const b = new DataView(btf.buffer, btf.byteOffset, btf.byteLength);
+  if (ext.length < 8 || e.getUint16(0, true) !== 0xeb9f) bad("no 0xeb9f magic");
+  const hdr = e.getUint32(4, true);
+  if (hdr < 32 || ext.length < 32) return [];
+  const start = hdr + e.getUint32(24, true);
+  const len = e.getUint32(28, true);
+  if (len === 0) return [];
+  if (start + len > ext.length || len < 4) bad("CO-RE relocations run past the section");
+  if (btf.length < 24) bad("the .BTF it refers to is too short");
+  const strStart = b.getUint32(4, true) + b.getUint32(16, true);
+  const strLen = b.getUint32(20, true);
+  if (strStart + strLen > btf.length) bad("the .BTF string section runs past its blob");
+  const str = (off: number): string => {
+    if (off >= strLen) bad(`string offset ${off} is past the .BTF strings`);
+    let end = strStart + off;
+    while (end < strStart + strLen && btf[end] !== 0) end++;
+    return new TextDecoder().decode(btf.subarray(strStart + off, end));
+  };
+  const rec = e.getUint32(start, true);
+  if (rec < 16) bad(`CO-RE relocation record size ${rec}, less than 16`);
+  const out: CoreRelo[] = [];
+  for (let p = start + 4; p < start + len; ) {
+    if (p + 8 > start + len) bad("a section header runs past the CO-RE relocations");
+    const section = str(e.getUint32(p, true));
+    const n = e.getUint32(p + 4, true);
+    p += 8;
+    if (p + n * rec > start + len) bad(`section '${section}': ${n} CO-RE records run past the section`);
+    for (let i = 0; i < n; i++, p += rec)
+      out.push({
+        section,
+        insn: Math.floor(e.getUint32(p, true) / 8),
+        typeId: e.getUint32(p + 4, true),
+        access: str(e.getUint32(p + 8, true)),
+        kind: e.getUint32(p + 12, true),
+      });
+  }
+  return out;
+}

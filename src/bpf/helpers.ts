@@ -11,6 +11,14 @@
  * - 181 `bpf_loop(nr, callback, ctx, flags)`: at most 2^23 iterations
  *   (-E2BIG above, as the kernel), flags must be 0 (-EINVAL); the callback
  *   returns 0 to continue, 1 to stop; returns the iterations run.
+ * - 28 `bpf_csum_diff(from, from_size, to, to_size, seed)`: net/core/filter.c
+ *   as of 6.18 (checked against it): any sizes (no multiple-of-4 rule any
+ *   more); the ones' complement sum of `to` (with `seed`) minus that of
+ *   `from`, folded to 16 bits (csum_from32to16, not complemented); `seed`
+ *   alone when both are empty. The 32-bit partial sums are x86-64's
+ *   csum_partial (little-endian words, a short tail zero-padded, end-around
+ *   carry: zero only for all-zero input); after the fold only their value
+ *   modulo 0xffff and whether they are zero matter.
  */
 
 import { BpfError, Errno } from "../errors.js";
@@ -151,6 +159,54 @@ function loop(vm: HelperVm, nr: bigint, fn: bigint, ctx: bigint, flags: bigint):
   return BigInt(count);
 }
 
+const M32 = 0xffff_ffff;
+
+/** A sum of 32-bit words with end-around carry, as csum_partial/csum_add leave it: zero only when `s` is. */
+function endAround32(s: number): number {
+  return s === 0 ? 0 : ((s - 1) % M32) + 1;
+}
+
+/** x86-64 csum_partial(buf, len, seed): little-endian 32-bit words (the tail zero-padded) and the seed, end-around. */
+export function csumPartial(buf: Uint8Array, seed: number): number {
+  let s = seed >>> 0;
+  for (let i = 0; i < buf.length; i += 4) {
+    const w =
+      (buf[i] | ((buf[i + 1] ?? 0) << 8) | ((buf[i + 2] ?? 0) << 16) | ((buf[i + 3] ?? 0) << 24)) >>> 0;
+    s = endAround32(s + w);
+  }
+  return s;
+}
+
+/** csum_from32to16: fold a 32-bit partial sum to 16 bits (not complemented). */
+function from32to16(x: number): number {
+  let s = (x & 0xffff) + (x >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+function csumDiff(
+  vm: HelperVm,
+  from: bigint,
+  fromSize: bigint,
+  to: bigint,
+  toSize: bigint,
+  seed: bigint,
+): bigint {
+  const fs = Number(fromSize & 0xffffffffn);
+  const ts = Number(toSize & 0xffffffffn);
+  const sd = Number(seed & 0xffffffffn);
+  const f = vm.mem.bytes("csum_diff", from, fs, false);
+  const t = vm.mem.bytes("csum_diff", to, ts, false);
+  if (fs !== 0 && ts !== 0) {
+    const a = csumPartial(t, sd);
+    const b = ~csumPartial(f, 0) >>> 0;
+    return BigInt(from32to16(endAround32(a + b)));
+  }
+  if (ts !== 0) return BigInt(from32to16(csumPartial(t, sd)));
+  if (fs !== 0) return BigInt(from32to16(~csumPartial(f, ~sd >>> 0) >>> 0));
+  return BigInt(sd);
+}
+
 /** The helpers every program gets, whatever its maps. */
 export function baseHelpers(): Map<number, BaseHelperFn> {
   return new Map<number, BaseHelperFn>([
@@ -159,5 +215,6 @@ export function baseHelpers(): Map<number, BaseHelperFn> {
     [Helper.getPrandomU32, (vm) => BigInt(nextRandom(vm))],
     [Helper.getSmpProcessorId, (vm) => BigInt(vm.cpu)],
     [Helper.loop, loop],
+    [Helper.csumDiff, csumDiff],
   ]);
 }

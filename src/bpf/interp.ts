@@ -81,6 +81,8 @@ export interface VmOptions {
   maps?: readonly unknown[];
   /** Resolve BPF_PSEUDO_MAP_VALUE (imm = map index, second imm = offset) to an address. */
   mapValue?: (map: number, off: number) => bigint;
+  /** The memory to run in (shared by the programs of one object, so that a tail call sees the same context). */
+  mem?: Memory;
 }
 
 const M32 = 0xffffffffn;
@@ -96,7 +98,7 @@ interface CallFrame {
 
 /** One program on one CPU slot: its memory, its helpers, and runs. */
 export class Vm {
-  readonly mem = new Memory();
+  readonly mem: Memory;
   readonly helpers: ReadonlyMap<number, HelperFn>;
   readonly budget: number;
   cpu: number;
@@ -105,6 +107,8 @@ export class Vm {
   /** Lines written by bpf_trace_printk, oldest first (bounded by the caller). */
   readonly log: string[] = [];
   private left = 0;
+  /** Set by tailCall(): the helper call that made it ends the current frame with the callee's r0. */
+  private tailDone = false;
   /** 64-bit immediates of each instruction: imm sign-extended (LD_IMM64: the whole value). */
   private readonly imm64: BigUint64Array;
   private readonly offB: BigInt64Array;
@@ -114,6 +118,7 @@ export class Vm {
     readonly prog: DecodedProgram,
     opts: VmOptions = {},
   ) {
+    this.mem = opts.mem ?? new Memory();
     this.helpers = opts.helpers ?? new Map();
     this.budget = opts.budget ?? DEFAULT_BUDGET;
     if (!Number.isInteger(this.budget) || this.budget < 1)
@@ -210,6 +215,30 @@ export class Vm {
     }
   }
 
+  /**
+   * bpf_tail_call's jump, from a helper: run `target` (a program sharing this
+   * memory) from its first instruction in the current frame, which it
+   * replaces (the kernel reuses the frame), with r1 = `ctx`, within this
+   * run's budget. When the helper returns, the current frame exits with the
+   * callee's r0, as if the callee's exit were its own.
+   */
+  tailCall(target: Vm, ctx: bigint): bigint {
+    if (target.mem !== this.mem)
+      throw new BpfError("tail_call", Errno.EINVAL, "the target program does not share this memory");
+    const depth = this.mem.depth;
+    const callPc = this.callPc;
+    target.left = this.left;
+    target.cpu = this.cpu;
+    try {
+      return target.exec(0, depth, [ctx]);
+    } finally {
+      this.left = target.left;
+      this.mem.depth = depth;
+      this.callPc = callPc;
+      this.tailDone = true;
+    }
+  }
+
   private error(errno: number, pc: number, detail: string): BpfRunError {
     return new BpfRunError(errno, pc, disasm(this.prog.insns, pc), detail);
   }
@@ -218,6 +247,19 @@ export class Vm {
     this.mem.depth = depth;
     this.mem.frame(depth).bytes.fill(0);
     return addressOf(STACK_SLOT + depth, STACK_ORIGIN + STACK_BYTES);
+  }
+
+  /** A function's exit: the caller's registers back and its return address, or -1 at the outermost frame. */
+  private leave(frames: CallFrame[], r: BigUint64Array): number {
+    const f = frames.pop();
+    if (f === undefined) return -1;
+    r[6] = f.r6;
+    r[7] = f.r7;
+    r[8] = f.r8;
+    r[9] = f.r9;
+    r[10] = f.r10;
+    this.mem.depth--;
+    return f.ret;
   }
 
   private exec(entry: number, base: number, args: readonly bigint[]): bigint {
@@ -331,9 +373,17 @@ export class Vm {
           try {
             r[0] = fn(this, r[1], r[2], r[3], r[4], r[5]);
           } catch (e) {
+            this.tailDone = false;
             if (e instanceof BpfRunError) throw e;
             if (e instanceof BpfError) throw this.error(e.errno, pc, `helper #${id}: ${e.detail}`);
             throw e;
+          }
+          if (this.tailDone) {
+            // A tail call ran: this frame ends with its r0.
+            this.tailDone = false;
+            pc = this.leave(frames, r);
+            if (pc < 0) return r[0];
+            break;
           }
           pc++;
           break;
@@ -351,18 +401,10 @@ export class Vm {
           pc = target[pc];
           break;
         }
-        case Kind.exit: {
-          const f = frames.pop();
-          if (f === undefined) return r[0];
-          r[6] = f.r6;
-          r[7] = f.r7;
-          r[8] = f.r8;
-          r[9] = f.r9;
-          r[10] = f.r10;
-          mem.depth--;
-          pc = f.ret;
+        case Kind.exit:
+          pc = this.leave(frames, r);
+          if (pc < 0) return r[0];
           break;
-        }
         default:
           // The second slot of an LD_IMM64 is reached only by falling into it, which decode refuses.
           throw this.error(Errno.EINVAL, pc, "not an instruction");

@@ -137,12 +137,21 @@ export const Helper = {
   tracePrintk: 6,
   getPrandomU32: 7,
   getSmpProcessorId: 8,
+  tailCall: 12,
+  skbLoadBytes: 26,
+  csumDiff: 28,
   xdpAdjustHead: 44,
   xdpAdjustTail: 65,
   spinLock: 93,
   spinUnlock: 94,
+  ringbufOutput: 130,
+  ringbufReserve: 131,
+  ringbufSubmit: 132,
+  ringbufDiscard: 133,
+  ringbufQuery: 134,
   forEachMapElem: 164,
   loop: 181,
+  xdpLoadBytes: 189,
   mapLookupPercpuElem: 195,
 } as const;
 
@@ -480,7 +489,8 @@ export function decodeProgram(insns: readonly Insn[], opts: DecodeOptions = {}):
         const o = code & 0xf0;
         const isX = (code & Source.X) !== 0;
         if (o === JmpOp.ja) {
-          if (isX || x.src !== 0 || x.dst !== 0 || (cls === Class.JMP ? x.imm !== 0 : x.off !== 0))
+          if (isX) fail(op, Errno.EINVAL, i, "indirect jump (gotox, jump tables) is not supported");
+          if (x.src !== 0 || x.dst !== 0 || (cls === Class.JMP ? x.imm !== 0 : x.off !== 0))
             reserved(i, "BPF_JA");
           jumpTo(i, i + 1 + (cls === Class.JMP ? x.off : x.imm));
           kind[i] = Kind.ja;

@@ -22,13 +22,17 @@
  *
  * Refused with a BpfError naming the section, symbol or instruction:
  * malformed objects (EINVAL); externs (ksyms, kconfig), kfuncs, the legacy
- * `maps` section, map-in-map, other program sections, static functions in
- * program sections, relocations of an unknown kind (EOPNOTSUPP).
+ * `maps` section, other program sections, static functions in program
+ * sections, relocations of an unknown kind (EOPNOTSUPP).
+ *
+ * Map-in-map (`__array(values, struct inner)`) and PROG_ARRAY
+ * (`__array(values, int (void *))`) definitions carry their inner template
+ * and their initial slots (`.values = { … }`) for the object to create.
  */
 
 import { type Btf, BtfKind, parseBtf, resolveType, typeSize } from "../btf/btf.js";
 import { BpfError, Errno } from "../errors.js";
-import { lineInfo, lineOf, type SourceLine } from "./btf-ext.js";
+import { CORE_RELO_KINDS, coreRelos, lineInfo, lineOf, type SourceLine } from "./btf-ext.js";
 import {
   type ElfFile,
   type ElfSection,
@@ -91,6 +95,16 @@ export interface MapDef {
   spinLockOffset?: number;
   /** For a global section: its name, initial bytes, whether programs may write it, its variables. */
   global?: { section: string; data: Uint8Array; readonly: boolean; vars: GlobalVar[] };
+  /** ARRAY_OF_MAPS / HASH_OF_MAPS: the inner map template (`__array(values, struct inner)`). */
+  inner?: MapDef;
+  /**
+   * Initial slots of a map-in-map or a PROG_ARRAY (`.values = { [i] = &x }`,
+   * from the relocations of `.maps`): slot index and the map (its index in
+   * `maps`) or the program (its name) it holds.
+   */
+  slots?: { index: number; map?: number; program?: string }[];
+  /** Byte offset of the `values` member in the definition (where the slot relocations point). */
+  valuesOffset?: number;
 }
 
 /** A linked program: its instructions with calls and callbacks appended and relocations applied. */
@@ -101,6 +115,8 @@ export interface ProgramDef {
   insns: Insn[];
   /** Per linked instruction, its C source line (from .BTF.ext line info), where the object has it. */
   lines: (SourceLine | undefined)[];
+  /** Per linked instruction, where it came from: its code section and index there (a kernel load maps .BTF.ext's func and line info through it). */
+  origin: { section: string; insn: number }[];
 }
 
 /** An opened object: maps, programs, license, the raw BTF for a kernel load. */
@@ -121,7 +137,7 @@ export interface OpenOptions {
   textPrograms?: boolean;
 }
 
-const MapType = { Array: 2 } as const;
+const MapType = { Array: 2, ProgArray: 3, ArrayOfMaps: 12, HashOfMaps: 13 } as const;
 const F_RDONLY_PROG = 1 << 7;
 const F_MMAPABLE = 1 << 10;
 
@@ -224,14 +240,37 @@ function mapDefOf(btf: Btf, varName: string, typeId: number): MapDef {
           }
         break;
       }
-      case "values":
-        unsupported(`${where}: map-in-map (__array(values, …)) is not supported yet`);
+      case "values": {
+        // `__array(values, T)`: an array of pointers to T, a map definition (map-in-map) or a function (PROG_ARRAY).
+        const arr = resolveType(btf, m.type);
+        if (arr.kind !== BtfKind.Array) malformed(`${where}: 'values' is not an __array()`);
+        const p = resolveType(btf, arr.elemType);
+        if (p.kind !== BtfKind.Ptr) malformed(`${where}: 'values' is not an array of pointers`);
+        const t = resolveType(btf, p.type);
+        if (t.kind === BtfKind.Struct) def.inner = mapDefOf(btf, `${varName}.inner`, p.type);
+        else if (t.kind !== BtfKind.FuncProto)
+          malformed(`${where}: 'values' holds neither map definitions nor functions`);
+        if (def.valueSize !== 0 && def.valueSize !== 4)
+          malformed(`${where}: value_size ${def.valueSize} with __array(values, …) (must be 4)`);
+        def.valueSize = 4;
+        def.valuesOffset = m.bitOffset / 8;
         break;
+      }
       default:
         malformed(`${where}: unknown map definition field '${m.name}'`);
     }
   }
   if (def.type === 0) malformed(`${where}: no map type (__uint(type, …))`);
+  if (def.valuesOffset !== undefined) {
+    const outer = def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps;
+    if (outer !== (def.inner !== undefined) || (!outer && def.type !== MapType.ProgArray))
+      malformed(
+        `${where}: __array(values, …) of ${def.inner ? "maps" : "functions"} in a map of type ${def.type}`,
+      );
+    if (def.inner?.inner !== undefined) malformed(`${where}: an inner map cannot itself be a map-in-map`);
+    def.slots = [];
+  } else if (def.type === MapType.ArrayOfMaps || def.type === MapType.HashOfMaps)
+    malformed(`${where}: a map-in-map needs its inner map's definition (__array(values, …))`);
   return def;
 }
 
@@ -253,10 +292,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
   const byName = new Map(elf.sections.map((s) => [s.name, s]));
   const licSec = byName.get("license");
   const license = licSec ? new TextDecoder().decode(licSec.data).replace(/\0[\s\S]*$/, "") : "";
-  if (byName.has("maps"))
-    unsupported(
-      "section 'maps': legacy map definitions (struct bpf_map_def) are not supported; use BTF-defined maps in '.maps'",
-    );
+  refuseSections(byName);
   const btfSec = byName.get(".BTF");
   if (btfSec) parseBtf(btfSec.data); // refuses a malformed blob before the fixup walks it
   const btfBytes = btfSec ? fixupDatasecs(btfSec.data, elf) : undefined;
@@ -264,6 +300,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
 
   // Maps: .maps variables, in the order of their ELF symbols' offsets.
   const maps: MapDef[] = [];
+  const symOf: ElfSymbol[] = [];
   /** Map index by section index and byte offset of its symbol. */
   const mapAt = new Map<string, number>();
   const mapsSec = byName.get(".maps");
@@ -279,12 +316,15 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
       if (!sym) malformed(`map '${v.name}' has no ELF symbol in '.maps'`);
       mapAt.set(`${mapsSec.index}:${sym.value}`, maps.length);
       maps.push(mapDefOf(btf, v.name, v.type));
+      symOf.push(sym);
     }
+    initialSlots(elf, mapsSec, maps, symOf, mapAt);
   }
   // Globals.
   for (const s of elf.sections) {
     if (!isGlobalSection(s)) continue;
     if (s.size === 0) continue;
+    checkGlobalSize(s);
     const readonly = s.name.startsWith(".rodata");
     const data = new Uint8Array(s.size);
     if (s.type === ShType.PROGBITS) data.set(s.data);
@@ -365,6 +405,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
   const secName = (i: number) => elf.sections[i]?.name ?? `#${i}`;
   const ext = byName.get(".BTF.ext");
   const lines = ext && btfBytes ? lineInfo(ext.data, btfBytes) : new Map();
+  checkCoreRelos(ext, btfBytes, btf, code, byName);
   const programs = entries.map((e) => {
     const { insns, origin } = link(e, elf, code, fns, mapAt);
     return {
@@ -373,6 +414,7 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
       type: e.type,
       insns,
       lines: origin.map((o) => lineOf(lines.get(secName(o.sec)), o.idx)),
+      origin: origin.map((o) => ({ section: secName(o.sec), insn: o.idx })),
     };
   });
   return {
@@ -384,6 +426,108 @@ export function openObject(bytes: Uint8Array, opts: OpenOptions = {}): BpfObject
     btfBytes,
     btfExtBytes: ext ? new Uint8Array(ext.data) : undefined,
   };
+}
+
+/**
+ * The initial slots of map-in-maps and PROG_ARRAYs: `.values = { [i] = &x }`
+ * leaves a relocation against x at the slot's pointer in `.maps`
+ * (libbpf: bpf_object__collect_map_relos).
+ */
+function initialSlots(
+  elf: ElfFile,
+  mapsSec: ElfSection,
+  maps: MapDef[],
+  syms: ElfSymbol[],
+  mapAt: Map<string, number>,
+): void {
+  for (const r of elf.rels.get(mapsSec.index) ?? []) {
+    const i = syms.findIndex((s) => r.offset >= s.value && r.offset < s.value + Math.max(s.size, 1));
+    if (i < 0) malformed(`'.maps': a relocation at byte ${r.offset} is in no map`);
+    const def = maps[i];
+    const sym = elf.symbols[r.sym];
+    if (!sym) malformed(`'.maps': a relocation names symbol ${r.sym}, which does not exist`);
+    const at = r.offset - syms[i].value - (def.valuesOffset ?? 0);
+    if (def.slots === undefined || at < 0 || at % 8 !== 0)
+      malformed(`map '${def.name}': a relocation at byte ${r.offset} is not a slot of __array(values, …)`);
+    const index = at / 8;
+    if (index >= def.maxEntries && def.type !== MapType.HashOfMaps)
+      malformed(`map '${def.name}': initial slot ${index} is past max_entries ${def.maxEntries}`);
+    if (def.inner !== undefined) {
+      const m = sym.shndx === mapsSec.index ? mapAt.get(`${mapsSec.index}:${sym.value}`) : undefined;
+      if (m === undefined)
+        malformed(`map '${def.name}': slot ${index} holds '${sym.name}', which is not a map`);
+      def.slots.push({ index, map: m });
+    } else {
+      const sec = elf.sections[sym.shndx];
+      if (sym.type !== SymType.FUNC || !sec || (sec.flags & ShFlag.EXECINSTR) === 0)
+        malformed(`map '${def.name}': slot ${index} holds '${sym.name}', which is not a program`);
+      def.slots.push({ index, program: sym.name });
+    }
+  }
+}
+
+/** A global's bytes are one map value: the kernel refuses a value_size of 2^31 or more (E2BIG). */
+const MAX_VALUE_SIZE = 2 ** 31 - 1;
+/** This backend's bound on one global section (a NOBITS section's size costs no file bytes). */
+export const MAX_GLOBAL_BYTES = 64 * 1024 * 1024;
+
+function checkGlobalSize(s: ElfSection): void {
+  if (s.size > MAX_VALUE_SIZE)
+    throw new BpfError(
+      "load",
+      Errno.E2BIG,
+      `section '${s.name}': ${s.size} bytes, over the kernel's map value limit`,
+    );
+  if (s.size > MAX_GLOBAL_BYTES)
+    throw new BpfError(
+      "load",
+      Errno.ENOMEM,
+      `section '${s.name}': ${s.size} bytes, over this backend's ${MAX_GLOBAL_BYTES}-byte bound for a global section`,
+    );
+}
+
+/** Sections this loader refuses whole. */
+function refuseSections(byName: Map<string, ElfSection>): void {
+  if (byName.has("maps"))
+    unsupported(
+      "section 'maps': legacy map definitions (struct bpf_map_def) are not supported; use BTF-defined maps in '.maps'",
+    );
+  if (byName.has(".jumptables"))
+    unsupported("section '.jumptables': jump tables (indirect jumps, gotox) are not supported");
+}
+
+/**
+ * CO-RE relocations resolve against the object's own BTF, which is the only
+ * BTF here: the offsets and sizes clang compiled in stand (what libbpf
+ * computes when the target type is the local one). Nothing here reads kernel
+ * memory, and the contexts the kernel rewrites (__sk_buff, xdp_md) are UAPI
+ * with a fixed layout, so that is exact for what runs. A relocation whose
+ * type the object only declares (a forward declaration, a kernel type it
+ * never defines) needs the kernel's BTF: refused, naming it.
+ */
+function checkCoreRelos(
+  ext: ElfSection | undefined,
+  btfBytes: Uint8Array | undefined,
+  btf: Btf | undefined,
+  code: Map<number, Insn[]>,
+  byName: Map<string, ElfSection>,
+): void {
+  if (!ext || !btfBytes || !btf) return;
+  for (const r of coreRelos(ext.data, btfBytes)) {
+    const sec = byName.get(r.section);
+    const kind = CORE_RELO_KINDS[r.kind] ?? `kind ${r.kind}`;
+    const where = `section '${r.section}', insn ${r.insn}: CO-RE relocation (${kind}, access "${r.access}")`;
+    if (!sec || !code.has(sec.index) || r.insn >= (code.get(sec.index) as Insn[]).length)
+      malformed(`${where} is not on an instruction of a code section`);
+    if (r.kind >= CORE_RELO_KINDS.length) malformed(`${where}: unknown relocation kind`);
+    const t = btf.types[r.typeId];
+    if (t === undefined || r.typeId === 0) malformed(`${where}: no BTF type ${r.typeId}`);
+    const root = resolveType(btf, r.typeId);
+    if (root.kind === BtfKind.Fwd)
+      unsupported(
+        `${where} against '${root.name}', which the object only declares: kernel BTF is not resolved here, only the object's own`,
+      );
+  }
 }
 
 /** Bytes of each BTF kind's record after the 12-byte common header (vlen: its entry count). */

@@ -57,6 +57,8 @@ export class Region {
    * @param fields 32-bit loads at these offsets give these 64-bit values
    * instead of the bytes: a context's pointer fields (xdp_md's data and
    * data_end), which the kernel's verifier rewrites into pointer loads
+   * @param check a context's access rules (the verifier's is_valid_access):
+   * the reason an access at `off` of `size` bytes is refused, or undefined
    */
   constructor(
     readonly name: string,
@@ -64,6 +66,7 @@ export class Region {
     readonly writable: boolean,
     readonly origin = 0,
     readonly fields?: ReadonlyMap<number, bigint>,
+    readonly check?: (off: number, size: number, write: boolean) => string | undefined,
   ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
@@ -208,12 +211,27 @@ export class Memory {
       };
       return undefined;
     }
-    if (write && !r.writable) {
-      this.fault = { errno: Errno.EFAULT, what: `write of ${size} bytes into ${r.name}, which is read-only` };
-      return undefined;
-    }
+    if (!this.allowed(r, off, size, write)) return undefined;
     this.off = off;
     return r;
+  }
+
+  /**
+   * A write to a read-only region (EFAULT) or an access a context's rules
+   * refuse (EACCES): false, with `this.fault` set.
+   */
+  private allowed(r: Region, off: number, size: number, write: boolean): boolean {
+    if (write && !r.writable) {
+      this.fault = { errno: Errno.EFAULT, what: `write of ${size} bytes into ${r.name}, which is read-only` };
+      return false;
+    }
+    const why = r.check?.(off, size, write);
+    if (why === undefined) return true;
+    this.fault = {
+      errno: Errno.EACCES,
+      what: `${write ? "write" : "read"} of ${size} bytes at offset ${off} of ${r.name}: ${why}`,
+    };
+    return false;
   }
 
   /**

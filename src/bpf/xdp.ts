@@ -95,6 +95,23 @@ export class XdpPacket {
     return 0n;
   }
 
+  /**
+   * bpf_xdp_load_bytes(): `len` bytes at `offset` of the packet (the linear
+   * part, then the fragments), or the negative errno as r0 holds it: EFAULT
+   * for an offset or length over 0xffff, EINVAL past the packet's end
+   * (bpf_xdp_pointer). `out` is left as it was on an error.
+   */
+  loadBytes(offset: number, len: number, out: Uint8Array): bigint {
+    if (offset > 0xffff || len > 0xffff) return errnoRet(Errno.EFAULT);
+    const linear = this.end - this.data;
+    if (offset + len > linear + this.frags.length) return errnoRet(Errno.EINVAL);
+    for (let i = 0; i < len; i++) {
+      const at = offset + i;
+      out[i] = at < linear ? this.frame[this.data + at] : this.frags[at - linear];
+    }
+    return 0n;
+  }
+
   /** The packet after the run (data_out): [data, data_end) and the fragments. */
   output(): Uint8Array {
     const out = new Uint8Array(this.end - this.data + this.frags.length);
@@ -105,7 +122,7 @@ export class XdpPacket {
 }
 
 /**
- * bpf_xdp_adjust_head (44) and bpf_xdp_adjust_tail (65) on the run's packet
+ * bpf_xdp_adjust_head (44), bpf_xdp_adjust_tail (65) and bpf_xdp_load_bytes (189) on the run's packet
  * (`current()`, null outside an XDP run: the helpers then fault).
  */
 export function xdpHelpers(current: () => XdpPacket | null): [number, HelperFn][] {
@@ -123,6 +140,16 @@ export function xdpHelpers(current: () => XdpPacket | null): [number, HelperFn][
     [
       Helper.xdpAdjustTail,
       (_vm, ctx, delta) => packetOf(ctx, "xdp_adjust_tail").adjustTail(Number(BigInt.asIntN(32, delta))),
+    ],
+    [
+      Helper.xdpLoadBytes,
+      (vm, ctx, off, buf, len) => {
+        const p = packetOf(ctx, "xdp_load_bytes");
+        const n = Number(len & 0xffffffffn);
+        const o = Number(off & 0xffffffffn);
+        if (o > 0xffff || n > 0xffff) return errnoRet(Errno.EFAULT);
+        return p.loadBytes(o, n, vm.mem.bytes("xdp_load_bytes", buf, n, true));
+      },
     ],
   ];
 }

@@ -1,6 +1,7 @@
 /** Map factories for the CLI: the SAB backend as root sees it, or the real kernel. */
 
 import { availableParallelism } from "node:os";
+import { ArrayMap } from "../array/array-map.js";
 import { type BtfDecl, btfDeclOf } from "../btf/write.js";
 import { Htab } from "../core/htab.js";
 import { MapDomain } from "../domain/map-domain.js";
@@ -9,6 +10,7 @@ import { KernelMap } from "../kernel/kernel-map.js";
 import * as codecs from "../map/codecs.js";
 import type { RawMap } from "../map/raw-map.js";
 import type { MapSpec } from "../map/spec.js";
+import { isArray } from "../map/traits.js";
 import { MapType } from "../uapi.js";
 import type { MapFactory } from "./replay.js";
 
@@ -27,7 +29,8 @@ function spinLockBtf(spec: MapSpec): { key: BtfDecl; value: BtfDecl } {
   if (spec.valueSize > off + 4)
     members.push({ name: "pad1", type: bytes(spec.valueSize - off - 4), offset: off + 4 });
   return {
-    key: bytes(spec.keySize),
+    // An array's key must be a 4-byte int in BTF (array_map_check_btf()).
+    key: isArray(spec.type) ? btfDeclOf(codecs.u32) : bytes(spec.keySize),
     value: { kind: "struct", name: "htab_value", size: spec.valueSize, members },
   };
 }
@@ -67,6 +70,8 @@ export function factoryFor(
   const nrCpus = machineCpus();
   let domain: MapDomain | null = null;
   return (spec: MapSpec, inner: RawMap | undefined) => {
+    if (opts.standalone && isArray(spec.type))
+      return ArrayMap.create(spec, { nrCpus, privileged: true, cpu: 0 });
     if (opts.standalone && spec.type !== MapType.ArrayOfMaps && spec.type !== MapType.HashOfMaps)
       return Htab.create(spec, { nrCpus, privileged: true, cpu: 0, fastPath: opts.fastPath });
     domain ??= MapDomain.create({

@@ -52,7 +52,8 @@ examples(
       new Option("--backend <name>", "where the maps live").choices(["sab", "kernel"]).default("sab"),
     )
     .action(async (file: string | undefined, opts: { backend: BackendName }) => {
-      const replayer = new Replayer(factoryFor(opts.backend));
+      const { objectLoaderFor } = await import("./objects.js");
+      const replayer = new Replayer(factoryFor(opts.backend), objectLoaderFor(opts.backend));
       const input = file && file !== "-" ? createReadStream(file) : process.stdin;
       const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of rl) {
@@ -65,6 +66,7 @@ examples(
   `htab replay script.jsonl --backend kernel     # the same lines on real kernel maps (root)`,
   `input line:  {"op":"update","map":0,"key":"01000000","value":"0a00000000000000","flags":0}`,
   `output line: {"ok":true}   or   {"ok":false,"errno":"EEXIST"}`,
+  `BPF objects: {"op":"load","object":"prog.o"} then {"op":"run","prog":0,"data_in":"HEX","repeat":1}`,
 );
 
 examples(
@@ -218,6 +220,68 @@ examples(
     }),
   "echo 'b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00' | htab prog exec         # prints 2a",
   "bpf_conformance_runner --test_file_directory tests --cpu_version v4 --plugin_path htab --plugin_options 'prog exec'",
+);
+
+/** -j/-p given before the command (`htab -j prog run …`) or after it. */
+function jsonWanted(opts: { json?: boolean; pretty?: boolean }): { json: boolean; pretty: boolean } {
+  const top = program.opts();
+  const pretty = opts.pretty === true || top.pretty === true;
+  return { json: opts.json === true || top.json === true || pretty, pretty };
+}
+
+const readArgFile = (path: string) => new Uint8Array(readFileSync(path === "-" ? 0 : path));
+
+examples(
+  prog
+    .command("run")
+    .description(
+      "bpftool prog run on a clang-built BPF object, loaded on htab's maps (sab) or in the kernel; bpftool's output (plain or -j)",
+    )
+    .argument(
+      "<args...>",
+      "OBJECT [program NAME] data_in FILE [data_out FILE] [ctx_in FILE] [ctx_out FILE] [repeat N]; FILE - is stdin/stdout; keywords by any prefix, as bpftool",
+    )
+    .addOption(
+      new Option("--backend <name>", "where the object runs").choices(["sab", "kernel"]).default("sab"),
+    )
+    .option("-j, --json", "JSON output, as bpftool -j", false)
+    .option("-p, --pretty", "pretty JSON output, as bpftool -p (implies -j)", false)
+    .action(async (args: string[], opts: { backend: BackendName; json: boolean; pretty: boolean }) => {
+      const { progRun } = await import("./prog-cmd.js");
+      const { writeFileSync } = await import("node:fs");
+      const { prettyJson } = await import("./map-cmd.js");
+      const j = jsonWanted(opts);
+      const r = progRun(
+        args,
+        { json: j.json, backend: opts.backend },
+        { read: readArgFile, write: (path, bytes) => writeFileSync(path, bytes) },
+      );
+      process.stdout.write(j.pretty ? `${prettyJson(r.stdout.trimEnd())}\n` : r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.code;
+    }),
+  "htab prog run xdp_prog.o data_in packet.bin repeat 1000                # Return value: 2, duration (average): 148ns",
+  "htab -j prog run xdp_prog.o program ct data_in packet.bin --backend kernel",
+);
+
+examples(
+  prog
+    .command("show")
+    .description("the programs and maps of a clang-built BPF object, numbered as `htab replay` loads them")
+    .argument("<object>", "the object file (clang -O2 -g -target bpf -c)")
+    .option("-j, --json", "JSON output", false)
+    .option("-p, --pretty", "pretty JSON output (implies -j)", false)
+    .action(async (object: string, opts: { json: boolean; pretty: boolean }) => {
+      const { progShow } = await import("./prog-cmd.js");
+      const { prettyJson } = await import("./map-cmd.js");
+      const j = jsonWanted(opts);
+      const r = progShow([object], { json: j.json }, readArgFile);
+      process.stdout.write(j.pretty && r.stdout !== "" ? `${prettyJson(r.stdout.trimEnd())}\n` : r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.code;
+    }),
+  "htab prog show xdp_prog.o",
+  "htab prog show xdp_prog.o -j",
 );
 
 examples(

@@ -6,6 +6,7 @@
  * changes nothing.
  */
 
+import type { BpfObject, ObjectProgram } from "../bpf/index.js";
 import { Errno, errnoName } from "../errors.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import { walkKeys } from "../map/key-walk.js";
@@ -13,6 +14,15 @@ import type { BatchResult, RawMap } from "../map/raw-map.js";
 import type { MapSpec } from "../map/spec.js";
 import { isOuter as isOuterType } from "../map/traits.js";
 import { MAP_TYPE_NAMES } from "../uapi.js";
+
+/** A BPF object loaded for "load": the object, and per map of its spec (`.maps`, then globals) a RawMap. */
+export interface LoadedForReplay {
+  obj: BpfObject;
+  maps: RawMap[];
+}
+
+/** Loads the BPF object file at `path` on the session's backend. @throws BpfError */
+export type ObjectLoader = (path: string) => LoadedForReplay;
 
 /** Makes a map for `create`; `inner` is the template map of a map-in-map. */
 export type MapFactory = (spec: MapSpec, inner: RawMap | undefined) => RawMap;
@@ -151,8 +161,14 @@ function valueBytes(m: RawMap): number {
 /** Runs replay lines against maps made by `factory`. */
 export class Replayer {
   private readonly maps: RawMap[] = [];
+  private readonly programs: ObjectProgram[] = [];
+  private readonly objects: BpfObject[] = [];
 
-  constructor(private readonly factory: MapFactory) {}
+  /** `loader`: how "load" puts a BPF object on this backend (without it, "load" is EOPNOTSUPP). */
+  constructor(
+    private readonly factory: MapFactory,
+    private readonly loader?: ObjectLoader,
+  ) {}
 
   /** Run one line; never throws. */
   run(line: string): Json {
@@ -177,6 +193,9 @@ export class Replayer {
   close(): void {
     for (const m of this.maps) m.close();
     this.maps.length = 0;
+    for (const o of this.objects) o.close();
+    this.objects.length = 0;
+    this.programs.length = 0;
   }
 
   private map(o: Json): RawMap {
@@ -217,6 +236,10 @@ export class Replayer {
         return this.create(o);
       case "open":
         return this.open(o);
+      case "load":
+        return this.load(o);
+      case "run":
+        return this.runProgram(o);
       case "update": {
         const m = this.map(o);
         const r = m.updateElem(this.key(m, o.key), this.valueIn(m, o.value), flagsField(o, "flags"));
@@ -294,6 +317,51 @@ export class Replayer {
     else throw new LineError('"open" needs "pinned": a bpffs path, or "id": a kernel map id');
     this.maps.push(m);
     return { ok: true, map: this.maps.length - 1 };
+  }
+
+  /**
+   * {"op":"load","object":PATH}: a clang-built BPF object, its maps (`.maps`,
+   * then globals as ARRAY maps) numbered on from the session's maps, its
+   * programs from the session's programs. A failed load takes no numbers.
+   */
+  private load(o: Json): Json {
+    if (typeof o.object !== "string" || o.object === "")
+      throw new LineError('"object" must be the path of a BPF object file');
+    if (this.loader === undefined) return { ok: false, errno: "EOPNOTSUPP" };
+    const { obj, maps } = this.loader(o.object);
+    this.objects.push(obj);
+    const out = obj.spec.maps.map((d, i) => {
+      this.maps.push(maps[i]);
+      return { map: this.maps.length - 1, name: d.name };
+    });
+    const progs = obj.programList.map((p) => {
+      this.programs.push(p);
+      return { prog: this.programs.length - 1, name: p.name, section: p.def.section };
+    });
+    return { ok: true, maps: out, programs: progs };
+  }
+
+  /**
+   * {"op":"run","prog":P,"data_in":HEX,"repeat":R,"cpu":C,"ctx_in":HEX}: one
+   * BPF_PROG_TEST_RUN. `retval` is r0's low 32 bits; `data_out` the packet
+   * after the run; `ctx_out` the context after it, when `ctx_in` was given.
+   */
+  private runProgram(o: Json): Json {
+    const n = o.prog;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n >= this.programs.length)
+      throw new LineError(
+        this.programs.length === 0
+          ? `"prog" must name a loaded program (none is loaded)`
+          : `"prog" must name a loaded program (0..${this.programs.length - 1})`,
+      );
+    const data = o.data_in === undefined ? new Uint8Array(0) : fromHex(o.data_in, "data_in");
+    const ctx = o.ctx_in === undefined ? undefined : fromHex(o.ctx_in, "ctx_in");
+    const repeat = o.repeat === undefined ? 1 : u32Field(o, "repeat");
+    const cpu = o.cpu === undefined ? undefined : u32Field(o, "cpu");
+    const r = this.programs[n].run(data, { repeat: Math.max(1, repeat), cpu, ctx });
+    const out: Json = { ok: true, retval: r.retval, data_out: toHex(r.data) };
+    if (ctx !== undefined) out.ctx_out = toHex(r.ctx);
+    return out;
   }
 
   private create(o: Json): Json {

@@ -143,6 +143,19 @@ export interface ElemPolicy {
   recoverOwned(v: HtabView, d: number, lost: number): void;
 }
 
+/**
+ * A lock-free lookup specialised for one map shape, chosen once per view
+ * (lookup.ts InlineReader, readerFor()). Each returns the element found
+ * (its value copied to `out` at `off` once validated), 0 when absent, or -1
+ * when it cannot answer (the caller falls back to lookupCopy()).
+ */
+export interface ShapeReader {
+  /** The key at byte `at` of `keys`. */
+  lookup(keys: Uint8Array, at: number, out: Uint8Array, off: number): number;
+  /** The key in this slot's scratch words (`kw`). */
+  lookupWords(kw: Int32Array, out: Uint8Array, off: number): number;
+}
+
 /** What the wasm LRU eviction calls back for (fast-path.ts FastPathWaits): the JS bucket wait and limbo. */
 const FAST_WAITS: FastPathWaits = { bucketWait: bucketLock, limboPush };
 
@@ -222,6 +235,8 @@ export class HtabView {
   readonly words: Words;
 
   // ---- installed once, by the facade's constructor
+  /** The lookup specialised for this map's shape (lookup.ts readerFor()), or null where none applies. */
+  reader: ShapeReader | null = null;
   /** Where elements come from (see ElemPolicy). */
   elems!: ElemPolicy;
   /** Recover every dead slot (crash/recovery.ts): waits that stall call it. */

@@ -50,7 +50,7 @@ import { CarvedElems } from "./elems/carve.js";
 import { LruElems } from "./elems/lru.js";
 import { HomedElems, PreallocElems } from "./elems/prealloc.js";
 import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
-import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch } from "./lookup.js";
+import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch, readerFor } from "./lookup.js";
 import { type AttachOptions, checkMemory, type MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
 import { forEachElem, refOf, updateElemFromProgram } from "./program.js";
@@ -108,6 +108,7 @@ export class Htab implements RawMap {
             : new PreallocElems()
           : new CarvedElems();
     v.recover = () => recoverDeadSlots(v);
+    v.reader = readerFor(v);
     // A waiter stuck behind a thread that was terminated recovers its slot.
     setStallHandler(v.i32, v.recover);
   }
@@ -280,11 +281,32 @@ export class Htab implements RawMap {
    */
   lookupElem(key: Uint8Array, value: Uint8Array, flags = 0): number {
     const v = this.v;
+    const r = v.reader;
+    // The hot path, small enough for V8 to inline into the caller's loop with
+    // the reader of this map's shape (lookup.ts InlineReader: two Atomics.load).
+    if (
+      r !== null &&
+      flags === 0 &&
+      key instanceof Uint8Array &&
+      key.length === v.keySize &&
+      value instanceof Uint8Array &&
+      value.length >= v.valueBytes
+    ) {
+      const e = r.lookup(key, 0, value, 0);
+      if (e > 0) return 0;
+      if (e === 0) return v.err.fail(ENOENT, "key not found");
+    }
+    return this.lookupChecked(key, value, flags);
+  }
+
+  /** lookupElem() with its checks: bad arguments, other shapes (one wasm call), a bucket being written. */
+  private lookupChecked(key: Uint8Array, value: Uint8Array, flags: number): number {
+    const v = this.v;
     checkKey(v, "lookup", key);
     checkValueOut(v, "lookup", value);
-    // The hot path, kept in one frame: key to scratch, one wasm call, one copy out.
+    // Key to scratch, one wasm call, one copy out.
     const f = v.fast;
-    if (flags === 0 && f !== null && f.wholeLookup) {
+    if (flags === 0 && v.reader === null && f?.wholeLookup) {
       keyToScratch(v, key);
       const e = f.lookupWhole();
       if (e > 0) {

@@ -226,10 +226,14 @@ export function validateSpec(
         Errno.EINVAL,
         `bpf_spin_lock at offset ${off} must be 4-byte aligned and inside the ${spec.valueSize}-byte value`,
       );
+    // map_check_btf(): program access (EACCES) before the map types that allow a lock.
+    if ((flags & (MapFlags.RdonlyProg | MapFlags.WronlyProg)) !== 0)
+      fail(
+        Errno.EACCES,
+        "a value with bpf_spin_lock needs program read and write access (BPF_F_RDONLY_PROG / BPF_F_WRONLY_PROG)",
+      );
     if (t !== MapType.Hash)
       fail(Errno.EOPNOTSUPP, "bpf_spin_lock is only allowed in BPF_MAP_TYPE_HASH values");
-    if ((flags & MapFlags.RdonlyProg) !== 0)
-      fail(Errno.EACCES, "a value with bpf_spin_lock needs program write access (BPF_F_RDONLY_PROG)");
   }
   return g;
 }

@@ -24,6 +24,7 @@ import {
   sectionExit,
   synchronizeBounded,
 } from "../alloc/epoch.js";
+import type { ArrayMap } from "../array/array-map.js";
 import type { Htab } from "../core/htab.js";
 import { Errno, invalid } from "../errors.js";
 import {
@@ -254,12 +255,12 @@ export class ArrayOfMaps implements OuterMap {
     return this.i32.byteLength;
   }
 
-  lookupInner(key: Uint8Array): Htab | null {
+  lookupInner(key: Uint8Array): Htab | ArrayMap | null {
     if (this.sectionDepth === 0) invalid("lookupInner", "needs a program section: call it inside run()");
     const i = this.index(key);
     if (i >= this.info.maxEntries) return null;
     const id = Atomics.load(this.i32, this.slots + i);
-    return id === 0 ? null : (this.inner.enterInner(this.resolver.mapById(id)) as Htab | null);
+    return id === 0 ? null : (this.inner.enterInner(this.resolver.mapById(id)) as Htab | ArrayMap | null);
   }
 
   enter(): void {

@@ -3,6 +3,7 @@
  */
 
 import type { SyncOptions, SyncReport } from "../alloc/epoch.js";
+import type { ArrayMap } from "../array/array-map.js";
 import type { Htab } from "../core/htab.js";
 import { Errno, invalid } from "../errors.js";
 import { poisonClosed } from "../map/closed.js";
@@ -154,11 +155,11 @@ export class HashOfMaps implements OuterMap {
     return this.info.id;
   }
 
-  lookupInner(key: Uint8Array): Htab | null {
+  lookupInner(key: Uint8Array): Htab | ArrayMap | null {
     if (!this.h.inSection) invalid("lookupInner", "needs a program section: call it inside run()");
     const e = this.h.lookupElem(key, this.scratch, 0);
     return e === 0
-      ? (this.inner.enterInner(this.resolver.mapById(u32At(this.scratch))) as Htab | null)
+      ? (this.inner.enterInner(this.resolver.mapById(u32At(this.scratch))) as Htab | ArrayMap | null)
       : null;
   }
 

@@ -5,6 +5,7 @@
  */
 
 import type { SyncOptions, SyncReport } from "../alloc/epoch.js";
+import type { ArrayMap } from "../array/array-map.js";
 import type { Htab } from "../core/htab.js";
 import { Errno } from "../errors.js";
 import {
@@ -16,7 +17,7 @@ import {
 } from "../layout/layout.js";
 import type { LastError } from "../map/last-error.js";
 import type { RawMap } from "../map/raw-map.js";
-import { MapType } from "../uapi.js";
+import { MapFlags, MapType } from "../uapi.js";
 
 const EINVAL = -Errno.EINVAL;
 const EBADF = -Errno.EBADF;
@@ -73,18 +74,26 @@ export function checkInner(
   if (i.type === MapType.ArrayOfMaps || i.type === MapType.HashOfMaps) {
     return why.fail(EINVAL, "an inner map cannot itself be a map-in-map");
   }
-  // bpf_map_meta_equal(): max_entries is compared only for array inner maps
-  // (array_map_meta_equal(), unless BPF_F_INNER_MAP); htab's inner maps are hash maps.
+  // bpf_map_meta_equal(): max_entries is compared only for ARRAY and PERCPU_ARRAY inner
+  // maps (array_map_meta_equal(), unless the template is BPF_F_INNER_MAP; probed on 6.18).
+  const sizeDiffers =
+    (meta.type === MapType.Array || meta.type === MapType.PercpuArray) &&
+    (meta.flags & MapFlags.InnerMap) === 0 &&
+    i.maxEntries !== meta.maxEntries;
   if (
     i.type !== meta.type ||
     i.keySize !== meta.keySize ||
     i.valueSize !== meta.valueSize ||
-    i.flags !== meta.flags
+    i.flags !== meta.flags ||
+    sizeDiffers
   ) {
     return why.fail(
       EINVAL,
       `map ${id} (type ${i.type}, key ${i.keySize}, value ${i.valueSize}, flags 0x${i.flags.toString(16)}) ` +
-        `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})`,
+        `does not match the template (type ${meta.type}, key ${meta.keySize}, value ${meta.valueSize}, flags 0x${meta.flags.toString(16)})` +
+        (sizeDiffers
+          ? `: an array inner map must have the template's max_entries ${meta.maxEntries}, not ${i.maxEntries}`
+          : ""),
     );
   }
   return id;
@@ -143,7 +152,7 @@ export interface OuterMap extends RawMap {
    * bpf_map_lookup_elem() on the outer map from a program: the inner map (a
    * hash map of the domain, entered into this section), or null. Inside a section only.
    */
-  lookupInner(key: Uint8Array): Htab | null;
+  lookupInner(key: Uint8Array): Htab | ArrayMap | null;
   enter(): void;
   exit(): void;
   run<T>(fn: () => T): T;

@@ -10,6 +10,8 @@
  * in every map of it (claimed in a map when the thread first touches it).
  */
 
+import { ArrayMap, type ArrayType } from "../array/array-map.js";
+import { validateArraySpec } from "../array/spec.js";
 import { checkMemory, Htab, type MapHandle } from "../core/htab.js";
 import {
   cpuOption,
@@ -19,7 +21,9 @@ import {
   validateSpec,
 } from "../core/spec.js";
 import { BpfError, Errno, invalid, showInput } from "../errors.js";
+import type { Geometry } from "../layout/geometry.js";
 import {
+  type ArrayGeometry,
   aomBytes,
   CACHE_LINE_BYTES,
   DOM_ALLOC_LOCK_I32,
@@ -70,7 +74,7 @@ import { type InnerMeta, type InnerResolver, type OuterMap, writeInnerMeta } fro
 /** The outer map types a MapDomain creates. */
 export type OuterType = typeof MapType.ArrayOfMaps | typeof MapType.HashOfMaps;
 /** What a domain map is in this thread: each kind can reap a dead slot. */
-type DomainMap = Htab | HashOfMaps | ArrayOfMaps;
+type DomainMap = Htab | HashOfMaps | ArrayOfMaps | ArrayMap;
 /** The hash map types a MapDomain creates (as inner maps or on their own). */
 export type HashType =
   | typeof MapType.Hash
@@ -224,6 +228,7 @@ export class MapDomain implements InnerResolver {
    */
   createMap(spec: DomainMapSpec & { type: OuterType }): OuterMap;
   createMap(spec: DomainMapSpec & { type: HashType }): Htab;
+  createMap(spec: DomainMapSpec & { type: ArrayType }): ArrayMap;
   createMap(spec: DomainMapSpec): RawMap;
   createMap(spec: DomainMapSpec): RawMap {
     if (this.closed) invalid("create", "the domain was closed");
@@ -232,23 +237,14 @@ export class MapDomain implements InnerResolver {
     if (outer) meta = this.template(spec);
     else if (spec.innerMap !== undefined)
       invalid("create", "inner_map is only for ARRAY_OF_MAPS and HASH_OF_MAPS");
-    let bytes: number;
-    let g = null;
-    if (spec.type === MapType.ArrayOfMaps) {
-      validateArrayOfMapsSpec(spec);
-      bytes = aomBytes(this.nrCpus, spec.maxEntries);
-    } else {
-      g = validateSpec(spec, this.nrCpus, this.privileged);
-      if (spec.spinLockOffset !== undefined && spec.type === MapType.HashOfMaps)
-        invalid("create", "a hash of maps has no bpf_spin_lock");
-      bytes = g.totalBytes;
-    }
+    const { bytes, g, ag } = this.validate(spec);
     const { id, offset } = this.allocate(bytes, spec.type);
     const sab = this.buffer();
     let m: DomainMap;
     try {
-      let made: Htab | undefined;
-      if (g === null)
+      let made: Htab | ArrayMap | undefined;
+      if (ag !== null) made = ArrayMap.createIn(this.mapHandle(sab, offset, bytes, id), spec, ag, this.cpu);
+      else if (g === null)
         ArrayOfMaps.init(
           new Int32Array(sab, offset, bytes / 4),
           spec.maxEntries,
@@ -292,6 +288,22 @@ export class MapDomain implements InnerResolver {
     if (!Number.isInteger(id) || id < 1 || id > Atomics.load(this.i32, DOM_COUNT_I32)) return -1;
     const e = this.dir + (id - 1) * (DOM_DIR_ENTRY_BYTES >> 2);
     return this.i32[e + DOM_DIR_TYPE_I32] === DOM_RAW_TYPE ? this.i32[e + DOM_DIR_OFFSET8_I32] * 8 : -1;
+  }
+
+  /** Validate `spec` as BPF_MAP_CREATE would, for its kind of map; its geometry and bytes. */
+  private validate(spec: DomainMapSpec): { bytes: number; g: Geometry | null; ag: ArrayGeometry | null } {
+    if (spec.type === MapType.Array || spec.type === MapType.PercpuArray) {
+      const ag = validateArraySpec(spec, this.nrCpus);
+      return { bytes: ag.totalBytes, g: null, ag };
+    }
+    if (spec.type === MapType.ArrayOfMaps) {
+      validateArrayOfMapsSpec(spec);
+      return { bytes: aomBytes(this.nrCpus, spec.maxEntries), g: null, ag: null };
+    }
+    const g = validateSpec(spec, this.nrCpus, this.privileged);
+    if (spec.spinLockOffset !== undefined && spec.type === MapType.HashOfMaps)
+      invalid("create", "a hash of maps has no bpf_spin_lock");
+    return { bytes: g.totalBytes, g, ag: null };
   }
 
   private template(spec: DomainMapSpec): InnerMeta {
@@ -385,10 +397,13 @@ export class MapDomain implements InnerResolver {
    * the hash map (`made`, or attached in this thread's slot), or the outer
    * map around its region.
    */
-  private view(type: number, offset: number, length: number, id: number, made?: Htab): DomainMap {
+  private view(type: number, offset: number, length: number, id: number, made?: Htab | ArrayMap): DomainMap {
     const sab = this.buffer();
     if (type === MapType.ArrayOfMaps)
       return new ArrayOfMaps(new Int32Array(sab, offset, length / 4), this, id, this.cpu);
+    if (made instanceof ArrayMap) return made;
+    if (type === MapType.Array || type === MapType.PercpuArray)
+      return ArrayMap.attach(this.mapHandle(sab, offset, length, id), { cpu: this.cpu });
     const h = made ?? Htab.attach(this.mapHandle(sab, offset, length, id), { cpu: this.cpu });
     return type === MapType.HashOfMaps ? new HashOfMaps(h, new Int32Array(sab, offset, 64), this) : h;
   }

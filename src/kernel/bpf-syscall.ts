@@ -30,6 +30,8 @@ interface Ffi {
   dup(fd: number): number;
   /** sched_setaffinity(0, …): pins the calling thread only. */
   setAffinity(mask: NativeBuf, bytes: number): number;
+  /** sched_getaffinity(0, …): the calling thread's CPU mask. */
+  getAffinity(mask: NativeBuf, bytes: number): number;
   errno(): number;
   alloc(bytes: number): NativeBuf;
   /** The address of a view's first byte (its backing store, shared or not). */
@@ -68,6 +70,7 @@ export function bpfFfi(): Ffi {
   const close = libc.func("int close(int fd)");
   const fcntl = libc.func("int fcntl(int fd, int cmd, int arg)");
   const setaffinity = libc.func("int sched_setaffinity(int pid, size_t size, void *mask)");
+  const getaffinity = libc.func("int sched_getaffinity(int pid, size_t size, void *mask)");
   // memmove(p, p, 0) returns p: the one portable way to ask koffi where a view's bytes are.
   const memmove = libc.func("void *memmove(void *dst, const void *src, size_t n)");
   const madvise = libc.func("int madvise(void *addr, size_t len, int advice)");
@@ -76,6 +79,7 @@ export function bpfFfi(): Ffi {
     close: (fd) => void close(fd),
     dup: (fd) => Number(fcntl(fd, F_DUPFD_CLOEXEC, 0)),
     setAffinity: (mask, bytes) => Number(setaffinity(0, bytes, mask.ptr)),
+    getAffinity: (mask, bytes) => Number(getaffinity(0, bytes, mask.ptr)),
     errno: () => koffi.errno(),
     addressOf: (view) => BigInt(koffi.address(memmove(view, view, 0))),
     madvise: (view, len, advice) => Number(madvise(view, len, advice)),
@@ -131,6 +135,38 @@ export function pinThreadToCpu(cpu: number): boolean {
     return ok;
   } finally {
     mask.free();
+  }
+}
+
+/**
+ * Run `fn` with the calling thread pinned to `cpu`, then give the thread
+ * back the CPU mask it had (a pin made before, as replay's for LRU maps,
+ * included). A run's `cpu` applies to that run only.
+ * @throws BpfError EINVAL when the kernel refuses the CPU
+ */
+export function onCpu<T>(op: string, cpu: number, fn: () => T): T {
+  if (pinnedTo === cpu) return fn();
+  const f = bpfFfi();
+  const bytes = 128; // cpu_set_t
+  const saved = f.alloc(bytes);
+  try {
+    if (f.getAffinity(saved, bytes) !== 0)
+      throw new BpfError(op, f.errno(), "sched_getaffinity failed for this thread");
+    const before = pinnedTo;
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= bytes * 8 || !pinThreadToCpu(cpu))
+      throw new BpfError(
+        op,
+        Errno.EINVAL,
+        `cannot run on CPU ${cpu}: the kernel refused to pin this thread there`,
+      );
+    try {
+      return fn();
+    } finally {
+      f.setAffinity(saved, bytes);
+      pinnedTo = before;
+    }
+  } finally {
+    saved.free();
   }
 }
 

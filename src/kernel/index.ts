@@ -17,6 +17,13 @@ export { type KernelCreateOptions, KernelMap, kernelAvailable } from "./kernel-m
 export type { KernelMapListing } from "./map-objects.js";
 export { KERNEL_MAP_TYPE_NAMES, kernelMapTypeName } from "./map-types.js";
 export {
+  KernelGlobal,
+  type KernelLoadOptions,
+  KernelObject,
+  type KernelObjectHandle,
+  KernelProgram,
+} from "./object.js";
+export {
   AluOp,
   asm,
   BpfProgram,
@@ -37,4 +44,6 @@ export {
   R8,
   R9,
   R10,
+  type TestRunResult,
+  VerifierError,
 } from "./program.js";

@@ -72,7 +72,11 @@ export interface KernelCreateOptions {
    * (btfDeclOf(codec) turns htab's codecs into them). A value struct with a
    * `bpf_spin_lock` member makes a spin-lock map.
    */
-  btf?: { blob: Uint8Array; keyTypeId: number; valueTypeId: number } | { key: BtfDecl; value: BtfDecl };
+  btf?:
+    | { blob: Uint8Array; keyTypeId: number; valueTypeId: number }
+    | { key: BtfDecl; value: BtfDecl }
+    /** A BTF object this process loaded (BPF_BTF_LOAD's fd, left open: the caller closes it). */
+    | { fd: number; keyTypeId: number; valueTypeId: number };
 }
 
 /** A real kernel map driven through bpf(). Same RawMap interface as the SAB `Htab`. */
@@ -142,7 +146,11 @@ export class KernelMap implements RawMap {
       const name = (opts.name ?? spec.name ?? "htab").slice(0, 15);
       for (let i = 0; i < name.length; i++) attr.u8[CREATE_MAP_NAME + i] = name.charCodeAt(i) & 0x7f;
       let btfFd = -1;
-      if (opts.btf !== undefined) {
+      if (opts.btf !== undefined && "fd" in opts.btf) {
+        dv.setUint32(CREATE_BTF_FD, opts.btf.fd, true);
+        dv.setUint32(CREATE_BTF_KEY_TYPE_ID, opts.btf.keyTypeId, true);
+        dv.setUint32(CREATE_BTF_VALUE_TYPE_ID, opts.btf.valueTypeId, true);
+      } else if (opts.btf !== undefined) {
         const b = "blob" in opts.btf ? opts.btf : declBlob(opts.btf.key, opts.btf.value);
         btfFd = loadBtf(b.blob);
         dv.setUint32(CREATE_BTF_FD, btfFd, true);

@@ -53,9 +53,9 @@ export function kernelTypeIsPercpu(t: number): boolean {
   return t === 5 || t === 6 || t === 10 || t === 21;
 }
 
-/** The types KernelMap drives element calls on: the hash family htab implements, and its outer maps. */
+/** The types KernelMap drives element calls on: the hash family and arrays htab implements, and the outer maps. */
 export function kernelTypeSupported(t: number): boolean {
-  return t === 1 || t === 5 || t === 9 || t === 10 || t === 12 || t === 13;
+  return t === 1 || t === 2 || t === 5 || t === 6 || t === 9 || t === 10 || t === 12 || t === 13;
 }
 
 /** The element and batch commands, which KernelMap refuses on types it has no backend for. */

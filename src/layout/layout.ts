@@ -116,6 +116,59 @@
  * | hdr INNER_*     | the creator of a map-in-map      | outer-map updates        | plain; immutable after create |
  * | domain COUNT    | the creator of a map, holding ALLOC_LOCK, after the map's region and directory entry are written | mapById() in any thread | Atomics: publishes the entry |
  * | domain owners   | attach (CAS free -> alive), reap, close | attach | Atomics |
+ *
+ * Why a reader's plain loads are not torn (the lock-free lookups: core/lookup.ts
+ * lookupJs() and InlineReader, fast-path.wat $find). In the JS memory model's
+ * terms (ECMA-262 "Memory Model"; wasm's threads model is the same): the bucket
+ * word is only ever accessed with SeqCst events, and every write to it is a
+ * read-modify-write (the locking CAS, the WRITING OR, the unlocking exchange;
+ * crash recovery's too), so its writes form one chain in which each reads the
+ * one before. A writer sets WRITING (RMW `L`) before its first plain store `w`
+ * a reader could see and clears it with the unlocking exchange `U` after its
+ * last. A reader makes SeqCst load `s1`, plain (Unordered) loads `d` of HEAD,
+ * HOME_STATE, links, hashes, keys and the value, then SeqCst load `s2`, and
+ * keeps what it read only if both samples have WRITING clear and the same seq.
+ * - No stale read. `s1` reads from `U` of the last section that wrote (or a
+ *   non-writing lock/unlock RMW chained after it), so `U` synchronizes-with
+ *   `s1`: that section's stores happen-before every `d`, and coherent reads
+ *   forbid a `d` from returning a value they overwrote. This holds in the
+ *   model, for plain and atomic loads alike.
+ * - No read of a section that began after `s1`. `s2` saw the word without that
+ *   section's WRITING, so `s2` precedes its `L` in memory-order; `L` precedes
+ *   `w` and `d` precedes `s2` (agent-order). But the model only keeps a plain
+ *   `d` from reading `w` when `d` happens-before `w`, and nothing synchronizes
+ *   from the reader to the writer: `s2` is a load, which no RMW reads from. So
+ *   the model does NOT guarantee this half with a SeqCst load as the closing
+ *   sample. It would with a SeqCst RMW there that leaves the word as it is
+ *   (`Atomics.or(i32, seq, 0)`, wasm `i32.atomic.rmw.or`): `L` then reads from
+ *   it (directly or through the chain), so `s2` synchronizes-with `L`, `d`
+ *   happens-before `w`, and `d` cannot read `w`. Not taken: every lookup
+ *   would write its bucket's line, which two readers of the same buckets then
+ *   pass back and forth (the lookups' 2-worker scaling), and it is a locked
+ *   instruction per lookup (not measured here yet).
+ * - What holds on hardware, under the mappings the engines use. x86-64 (V8,
+ *   SpiderMonkey, JSC; the machines this project is tested on): SeqCst and
+ *   plain loads are both MOV, RMWs are LOCK-prefixed (full fences); TSO keeps
+ *   loads in order with loads and stores with stores, so each `d` is performed
+ *   before `s2` and no `w` becomes visible before `L`: the torn outcome needs
+ *   one of the two. The compiler must keep the order too: V8 treats an
+ *   `Atomics` call (a builtin call in V8 11) and a wasm atomic as touching
+ *   any memory, so it neither moves nor merges a typed-array load across
+ *   one. ARMv8 (V8's mapping: SeqCst load LDAR,
+ *   plain LDR, RMW LDAXR/STLXR or CASAL): LDAR `s1` orders the later `d`
+ *   after it, so the first half holds; but an earlier LDR may be satisfied
+ *   after a later LDAR, so a `d` may read `w` after `s2` read the old word,
+ *   and a plain store after a store-release RMW may become visible before it
+ *   (Linux puts smp_wmb() after write_seqcount_begin() for this). So on ARM
+ *   the lookups are correct only with the closing RMW above; in wasm the
+ *   data loads as atomic loads (LDAR, in order with `s2`; on x86 a plain MOV)
+ *   cover the reader's side, and the writer's side needs a fence after the
+ *   WRITING mark, which only another SeqCst RMW expresses. The reuse and
+ *   stress tests (test/core/htab.reuse.test.ts, htab.stress.test.ts) check
+ *   x86 only.
+ * HOME_STATE is written with Atomics.store; a reader may load it plainly inside
+ *   its window (InlineReader does): its changes to or from HOME_LINKED happen
+ *   only inside the home bucket's WRITING window, which the samples check.
  */
 
 import { isLru, isPercpu } from "../map/traits.js";
@@ -253,6 +306,102 @@ export function aomSlotsI32(nrCpus: number): number {
 }
 export function aomBytes(nrCpus: number, maxEntries: number): number {
   return roundUp(aomSlotsI32(nrCpus) * 4 + maxEntries * 4, CACHE_LINE_BYTES);
+}
+
+// ---- ARRAY / PERCPU_ARRAY region (kernel: struct bpf_array) ----
+//
+//  byte 0     header: the hash header's words where they mean the same (MAGIC = ARRAY_MAGIC,
+//             VERSION MAP_TYPE KEY_SIZE(4) VALUE_SIZE MAX_ENTRIES MAP_FLAGS ELEM_SIZE (the
+//             element stride) NR_CPUS ELEMS_I32 TOTAL_BYTES FROZEN SPIN_LOCK_OFF EPOCH ACTIVE
+//             RECOVERED NONCE), 128 B
+//  byte 128   per-CPU records: NR_CPUS x 64 B (OWNER SECTION CLAIM as a hash map's, and
+//             ARR_PCPU_WRITING: index + 1 of the element whose writer lock the slot holds)
+//  ELEMS      max_entries elements, elem stride B each (a multiple of 8), index i at
+//             ELEMS + i x stride, all of them there from create on (never freed):
+//
+//    +0 LOCK  writer lock (sync/owner-lock.ts: (cpu + 1) << 1 | waiters): every control-plane
+//             write of the element holds it
+//    +4 SEQ   even: stable; odd: a writer is copying a value in
+//    +8 value ARRAY: round_up(value_size, 8) bytes (kernel: elem_size)
+//             PERCPU_ARRAY: NR_CPUS x round_up(value_size, 8), CPU c's at +8 + c x
+//             round_up(value_size, 8): the syscall layout, so a lookup is one copy
+//
+// Untorn lookups: the kernel's array lookup is a plain memcpy that a concurrent update can
+// tear; here a control-plane write takes LOCK, makes SEQ odd, copies, makes SEQ even and
+// releases, and a lookup copies between two equal even SEQ reads; after SPIN_LIMIT tries
+// (writers that keep the element busy would starve it) it copies holding LOCK instead,
+// which waits at most LOCK_TIMEOUT_MS (then ETIMEDOUT). BPF_F_LOCK copies take the value's bpf_spin_lock as
+// the kernel does (copy_map_value_locked()); a BPF_F_LOCK update takes LOCK first, then the
+// spin lock. Programs write values in place through ValueRef (no SEQ step), as the kernel's
+// programs do: a lookup can see a program's multi-field write half-done, unless both use the
+// value's bpf_spin_lock.
+//
+// Lock order (arrays): element LOCK (one), then the value's bpf_spin_lock (one).
+//
+// | word        | written by                          | read by                  | access / protocol |
+// |-------------|-------------------------------------|--------------------------|-------------------|
+// | elem LOCK   | control-plane writers of the element, and a lookup after SPIN_LIMIT failed tries | writers, recovery, fsck | Atomics; owner-tagged, 250 ms bound (ETIMEDOUT) |
+// | elem SEQ    | the holder of LOCK (odd before its first value store, even after its last) | lookups, fsck | Atomics.add / Atomics.load |
+// | elem value  | the holder of LOCK; programs (ValueRef, in place) | lookups inside an even, unchanged SEQ | plain |
+// | pcpu ARR_PCPU_WRITING | the slot owner, before taking an element's LOCK and after releasing it | a recoverer after the owner died | plain; the reaper makes SEQ even and frees LOCK |
+
+/** "HARR": first word of an ARRAY or PERCPU_ARRAY region. */
+export const ARRAY_MAGIC = 0x48415252;
+/** Per-CPU record word (arrays): index + 1 of the element this slot is writing, 0 when none. */
+export const ARR_PCPU_WRITING_I32 = PCPU_INTENT_ELEM_I32;
+export const ARR_ELEM_LOCK_I32 = 0;
+export const ARR_ELEM_SEQ_I32 = 1;
+export const ARR_ELEM_HEADER_BYTES = 8;
+
+/** An array's sizes (array/array-map.ts), computed once from its parameters. */
+export interface ArrayGeometry {
+  /** PERCPU_ARRAY: one value slot per CPU. */
+  percpu: boolean;
+  nrCpus: number;
+  maxEntries: number;
+  valueSize: number;
+  /** round_up(value_size, 8): one CPU's value slot (kernel: array->elem_size). */
+  slotBytes: number;
+  /** Value bytes stored per element: slotBytes, or nrCpus x slotBytes for PERCPU_ARRAY. */
+  valueBytesStored: number;
+  /** Bytes per element: ARR_ELEM_HEADER_BYTES + valueBytesStored. */
+  stride: number;
+  /** Byte offset of element 0. */
+  elemsBytes: number;
+  totalBytes: number;
+}
+
+export function arrayGeometry(
+  percpu: boolean,
+  valueSize: number,
+  maxEntries: number,
+  nrCpus: number,
+): ArrayGeometry {
+  const slotBytes = roundUp(valueSize, 8);
+  const valueBytesStored = percpu ? slotBytes * nrCpus : slotBytes;
+  const stride = ARR_ELEM_HEADER_BYTES + valueBytesStored;
+  const elemsBytes = roundUp(PCPU_BASE_BYTES + nrCpus * PCPU_RECORD_BYTES, CACHE_LINE_BYTES);
+  return {
+    percpu,
+    nrCpus,
+    maxEntries,
+    valueSize,
+    slotBytes,
+    valueBytesStored,
+    stride,
+    elemsBytes,
+    totalBytes: roundUp(elemsBytes + maxEntries * stride, CACHE_LINE_BYTES),
+  };
+}
+
+/** Word index of array element `index`'s LOCK word. */
+export function arrayElemI32(g: ArrayGeometry, index: number): number {
+  return (g.elemsBytes + index * g.stride) >>> 2;
+}
+
+/** Byte offset of array element `index`'s value (CPU `cpu`'s slot of a per-CPU value). */
+export function arrayValueOff(g: ArrayGeometry, index: number, cpu = 0): number {
+  return g.elemsBytes + index * g.stride + ARR_ELEM_HEADER_BYTES + (g.percpu ? cpu * g.slotBytes : 0);
 }
 
 // ---- MapDomain: many maps in one growable SharedArrayBuffer (kernel: the map IDR) ----

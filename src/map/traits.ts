@@ -6,9 +6,17 @@
 
 import { MapFlags, MapType } from "../uapi.js";
 
-/** PERCPU_HASH and LRU_PERCPU_HASH keep one value per possible CPU (kernel: htab_is_percpu()). */
+/**
+ * PERCPU_HASH, LRU_PERCPU_HASH and PERCPU_ARRAY keep one value per possible
+ * CPU (kernel: htab_is_percpu(), and bpftool's map_is_per_cpu()).
+ */
 export function isPercpu(type: number): boolean {
-  return type === MapType.PercpuHash || type === MapType.LruPercpuHash;
+  return type === MapType.PercpuHash || type === MapType.LruPercpuHash || type === MapType.PercpuArray;
+}
+
+/** ARRAY and PERCPU_ARRAY: u32 index keys, every element preallocated and never deleted (kernel: arraymap.c). */
+export function isArray(type: number): boolean {
+  return type === MapType.Array || type === MapType.PercpuArray;
 }
 
 /** LRU_HASH and LRU_PERCPU_HASH evict instead of answering E2BIG (kernel: htab_is_lru()). */

@@ -10,6 +10,7 @@ import { test } from "node:test";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { attach, createMap } from "../../src/api/create.js";
 import { TypedMap } from "../../src/api/typed-map.js";
+import type { Htab } from "../../src/core/htab.js";
 import { MapDomain } from "../../src/domain/map-domain.js";
 import { BpfError } from "../../src/errors.js";
 import { KernelMap } from "../../src/kernel/kernel-map.js";
@@ -80,7 +81,7 @@ const CALLS: [string, (v: never) => unknown][] = [
   ["get", (v) => withMap((m) => new TypedMap(m, codecs.u32, codecs.u64).get(v))],
 ];
 
-function withMap<T>(fn: (m: ReturnType<typeof createMap>) => T): T {
+function withMap<T>(fn: (m: Htab) => T): T {
   const m = createMap(spec, { nrCpus: 3, cpu: 0 });
   try {
     return fn(m);

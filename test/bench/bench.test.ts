@@ -139,3 +139,24 @@ test("bench --only lookup: the point lookup rows and nothing else; --only checks
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--only everything: use one of lookup, lru/);
 });
+
+test("bench --only lru: the LRU lookup-hit row runs htab and lru-cache on maps holding every key, tight loops paired", {
+  timeout: 60_000,
+}, () => {
+  const out = mkdtempSync(join(tmpdir(), "htab-bench-"));
+  const r = spawnSync(process.execPath, [run, "--quick", "--only", "lru", "--no-chart", "--out", out], {
+    encoding: "utf8",
+  });
+  // The row's maps are checked before timing: a miss stops the run (status != 0).
+  assert.equal(r.status, 0, r.stderr);
+  const json = readdirSync(out).find((f) => f.endsWith("-only-lru.json"));
+  assert.ok(json);
+  const rep = JSON.parse(readFileSync(join(out, json), "utf8")) as BenchReport;
+  for (const p of ["htab", "lru-cache"])
+    for (const w of ["LRU lookup hit", "LRU lookup hit (tight loop)", "LRU insert, evicting (tight loop)"])
+      assert.ok(
+        rep.points.some((x) => x.workload === w && x.peer === p && x.entries === 1000 && x.stat.median > 0),
+        `missing ${w} / ${p}`,
+      );
+  assert.ok(rep.ratios["LRU lookup hit (tight loop) @1k: htab / lru-cache"] > 0);
+});

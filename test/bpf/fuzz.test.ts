@@ -2,14 +2,22 @@
  * Bad programs and bad objects: mutated instruction streams (the
  * conformance suite's programs with random bytes changed) through
  * `htab prog exec`, and mutated clang-built objects through the loader and
- * a run. Every outcome is a result or a typed BpfError (a load error or a
- * run error with an errno); nothing else is thrown, nothing hangs (the
- * instruction budget bounds every run), and the maps stay fsck-clean.
+ * a run: random bytes; structured mutations of the ELF (section headers,
+ * symbols, relocations, .BTF, .BTF.ext, .maps); and mutated instructions
+ * (opcodes, registers, offsets, immediates, jumps) of valid programs of
+ * every type (xdp, socket, tc, syscall; maps, map-in-map, tail calls,
+ * callbacks). Every outcome is a result or a typed BpfError (a load error
+ * or a run error with an errno); nothing else is thrown, the maps stay
+ * fsck-clean, and nothing hangs: the instruction budget bounds every run,
+ * and a watchdog fails the test naming the round a worker is stuck in.
+ * HTAB_BPF_FUZZ sets the rounds (default 4000 programs; objects: an eighth
+ * of it for random bytes, a sixteenth per structured kind); `npm run soak` runs more.
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { execRaw } from "../../src/bpf/exec.js";
 import { LoadedObject } from "../../src/bpf/object.js";
 import { xorshift32 } from "../../src/check/xorshift.js";
@@ -112,3 +120,94 @@ test("mutated objects through the loader and a run: a result or a typed error, m
   );
   assert.ok((outcomes.get("ran") ?? 0) > 0, "some mutants still load and run");
 });
+
+const FIXTURES = [
+  "seed003",
+  "globals_calls",
+  "map_flags",
+  "xdp_ctx",
+  "skb",
+  "mim",
+  "tailcall",
+  "foreach",
+  "loop",
+  "percpu",
+  "ringbuf",
+  "lru",
+  "xdp_load",
+];
+/** A round that reports no progress for this long is stuck. */
+const WATCHDOG_MS = 30_000;
+
+/** Run the fuzz worker in `mode`; resolve with its outcome counts, or fail naming the crash or the stuck round. */
+function fuzzInWorker(mode: "elf" | "insn", rounds: number, seed: number): Promise<Record<string, number>> {
+  const objects = FIXTURES.map((name) => ({ name, bytes: compileFixture(name) }));
+  const w = new Worker(new URL("../fixtures/bpf/fuzz-worker.js", import.meta.url), {
+    workerData: { mode, objects, rounds, seed },
+  });
+  return new Promise((resolve, reject) => {
+    let last = "before the first round";
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        void w.terminate();
+        reject(new Error(`watchdog: no progress for ${WATCHDOG_MS} ms, stuck in ${last}`));
+      }, WATCHDOG_MS);
+    };
+    arm();
+    w.on(
+      "message",
+      (m: {
+        progress?: number;
+        object?: string;
+        crash?: string;
+        bytes?: string;
+        done?: Record<string, number>;
+      }) => {
+        if (m.progress !== undefined) {
+          last = `round ${m.progress} (${m.object})`;
+          arm();
+        } else if (m.crash !== undefined) {
+          clearTimeout(timer);
+          void w.terminate();
+          reject(new Error(`${m.crash}\nobject (base64): ${m.bytes}`));
+        } else if (m.done !== undefined) {
+          clearTimeout(timer);
+          resolve(m.done);
+        }
+      },
+    );
+    w.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    w.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`the fuzz worker exited with ${code} in ${last}`));
+    });
+  });
+}
+
+for (const [mode, what, seed] of [
+  ["elf", "structured ELF mutations (section headers, symbols, relocations, .BTF, .BTF.ext, .maps)", 0x5e1f],
+  [
+    "insn",
+    "mutated instructions (opcodes, registers, offsets, immediates, jumps) of valid programs of every type",
+    0x1a5,
+  ],
+] as const)
+  test(`${what}: a result or a typed error, maps fsck-clean, no hang`, { skip: noClang }, async () => {
+    const rounds = Math.ceil(ROUNDS / 16);
+    const outcomes = await fuzzInWorker(mode, rounds, seed);
+    process.stdout.write(
+      `# ${rounds} ${mode} mutants: ${Object.entries(outcomes)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(", ")}\n`,
+    );
+    assert.ok((outcomes.ran ?? 0) > 0, "some mutants still load and run");
+    assert.ok(
+      Object.keys(outcomes).some((k) => k.startsWith("load ")),
+      "some mutants are refused at load",
+    );
+  });

@@ -1,24 +1,21 @@
 /**
  * Test helpers for the BPF object tests: compile the C fixtures with
- * clang-19, and load an opened object's program into the kernel (maps
- * created with the object's BTF for their key and value, globals as
- * single-element ARRAY maps holding their initial bytes, map fds patched
- * into the linked instructions), so one object runs on both backends.
- * This is the test's own minimal kernel side, not the kernel backend's
- * object loader (no func/line info: programs with callbacks are not
- * loaded here).
+ * clang-19. The kernel side of an object is the kernel backend's own
+ * loader (src/kernel/object.ts: KernelObject); the class of the same name
+ * here keeps the earlier test loader's shape over it.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Insn } from "../../src/bpf/isa.js";
-import { type BpfObjectSpec, ProgType } from "../../src/bpf/loader.js";
+import type { BpfObjectSpec } from "../../src/bpf/loader.js";
+import { BpfError } from "../../src/errors.js";
 import { bpfFfi } from "../../src/kernel/bpf-syscall.js";
-import { KernelMap } from "../../src/kernel/kernel-map.js";
-import { type BpfProgram, loadProgram } from "../../src/kernel/program.js";
-import { BpfCmd, type MapType } from "../../src/uapi.js";
+import type { KernelMap } from "../../src/kernel/kernel-map.js";
+import { KernelObject as RealKernelObject } from "../../src/kernel/object.js";
+import type { BpfProgram } from "../../src/kernel/program.js";
+import { BpfCmd } from "../../src/uapi.js";
 
 const fixtures = fileURLToPath(new URL("../../../test/fixtures/bpf/", import.meta.url));
 
@@ -57,7 +54,7 @@ export function compileFixture(name: string): Uint8Array {
 
 const ATTR = 128;
 
-/** BPF_MAP_UPDATE_ELEM / LOOKUP_ELEM on any map fd (KernelMap drives element calls on the hash family only). */
+/** BPF_MAP_UPDATE_ELEM / LOOKUP_ELEM on any map fd, raw (for tests that poke a map the way a loader does). */
 export function rawElem(cmd: "update" | "lookup", fd: number, key: Uint8Array, value: Uint8Array): void {
   const ffi = bpfFfi();
   const attr = ffi.alloc(ATTR);
@@ -79,66 +76,35 @@ export function rawElem(cmd: "update" | "lookup", fd: number, key: Uint8Array, v
   }
 }
 
-/** One object's maps and one program in the kernel. */
+/**
+ * The shape of the earlier test-only kernel loader (one program, `maps` by
+ * index, `global(spec, section)`), now over the kernel backend's own loader
+ * (src/kernel/object.ts), for tests written against that shape.
+ */
 export class KernelObject {
-  readonly maps: KernelMap[] = [];
+  readonly obj: RealKernelObject;
+  readonly maps: KernelMap[];
   readonly prog: BpfProgram;
 
   constructor(spec: BpfObjectSpec, program: string) {
+    this.obj = RealKernelObject.fromSpec(spec);
+    this.maps = this.obj.mapList;
     try {
-      for (const def of spec.maps) {
-        const m = KernelMap.create(
-          {
-            type: def.type as MapType,
-            keySize: def.keySize,
-            valueSize: def.valueSize,
-            maxEntries: def.maxEntries,
-            flags: def.flags,
-            name: def.name.replace(/[^A-Za-z0-9_.]/g, "_").slice(0, 15),
-          },
-          def.global || def.keyType === 0 || spec.btfBytes === undefined
-            ? {}
-            : { btf: { blob: spec.btfBytes, keyTypeId: def.keyType, valueTypeId: def.valueType } },
-        );
-        this.maps.push(m);
-        if (def.global) rawElem("update", m.fd, new Uint8Array(4), def.global.data);
-      }
-      const p = spec.programs.find((x) => x.name === program);
-      if (!p) throw new Error(`no program ${program}`);
-      const insns: Insn[] = p.insns.map((x) => ({ ...x }));
-      for (const x of insns) if (x.code === 0x18 && (x.src === 1 || x.src === 2)) x.imm = this.maps[x.imm].fd;
-      this.prog = loadProgram(insns, {
-        type: p.type === ProgType.Xdp ? 6 : p.type,
-        license: spec.license,
-        name: program,
-      });
+      this.prog = this.obj.program(program).prog;
     } catch (e) {
-      this.close();
+      this.obj.close();
       throw e;
     }
   }
 
-  /** BPF_PROG_TEST_RUN with data_out: the return value and the packet after the run. */
+  /** BPF_PROG_TEST_RUN with data_out: the return value and the packet after the run. @throws Error "test run: errno N", as before */
   runWithOut(data: Uint8Array): { retval: number; out: Uint8Array } {
-    const ffi = bpfFfi();
-    const attr = ffi.alloc(ATTR);
-    const inBuf = ffi.alloc(data.length);
-    const outBuf = ffi.alloc(8192);
     try {
-      inBuf.u8.set(data);
-      attr.dv.setUint32(0, this.prog.fd, true);
-      attr.dv.setUint32(8, data.length, true);
-      attr.dv.setUint32(12, 8192, true);
-      attr.dv.setBigUint64(16, ffi.addressOf(inBuf.u8), true);
-      attr.dv.setBigUint64(24, ffi.addressOf(outBuf.u8), true);
-      attr.dv.setUint32(32, 1, true);
-      if (ffi.call(BpfCmd.ProgTestRun, attr.ptr, ATTR) < 0) throw new Error(`test run: errno ${ffi.errno()}`);
-      const n = attr.dv.getUint32(12, true);
-      return { retval: attr.dv.getUint32(4, true), out: outBuf.u8.slice(0, n) };
-    } finally {
-      outBuf.free();
-      inBuf.free();
-      attr.free();
+      const r = this.prog.run(data);
+      return { retval: r.retval, out: r.data };
+    } catch (e) {
+      if (e instanceof BpfError) throw new Error(`test run: errno ${e.errno}`);
+      throw e;
     }
   }
 
@@ -151,7 +117,6 @@ export class KernelObject {
   }
 
   close(): void {
-    this.prog?.close();
-    for (const m of this.maps) m.close();
+    this.obj.close();
   }
 }

@@ -12,16 +12,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Worker } from "node:worker_threads";
+import { BpfMap } from "../../src/api/bpf-map.js";
 import { execElf } from "../../src/bpf/exec.js";
 import { BpfRunError } from "../../src/bpf/interp.js";
 import { openObject, ProgType } from "../../src/bpf/loader.js";
 import { LoadedObject } from "../../src/bpf/object.js";
 import { BpfError } from "../../src/errors.js";
 import { possibleCpus } from "../../src/kernel/bpf-syscall.js";
+import { KernelObject } from "../../src/kernel/object.js";
 import { walkKeys } from "../../src/map/key-walk.js";
 import type { RawMap } from "../../src/map/raw-map.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
-import { clangSkipReason, compileFixture, KernelObject } from "./kernel-object.js";
+import { clangSkipReason, compileFixture } from "./kernel-object.js";
 
 const noClang = clangSkipReason();
 const noKernel = noClang ?? kernelSkipReason();
@@ -119,7 +121,8 @@ test("seed 003 (global atomic counter, spin-locked count in a hash value) on hta
   const prog = obj.program("sys_enter_count");
   const r = prog.run(packet(1), { repeat: 25 });
   assert.equal(r.retval, 2); // XDP_PASS
-  assert.equal(new DataView(obj.global(".bss").variable("counter").buffer, 0, 8).getBigUint64(0, true), 25n);
+  const counter = obj.global(".bss").variable("counter");
+  assert.equal(new DataView(counter.buffer, counter.byteOffset, 8).getBigUint64(0, true), 25n);
   assert.deepEqual(dump(obj.map("concurrent_map")), ["00000000=0000000019000000"]);
   assert.equal(obj.map("concurrent_map").fsck().ok, true);
 });
@@ -130,15 +133,16 @@ test("seed 003 on htab and in the kernel: identical return value, counter and ma
   const bytes = compileFixture("seed003");
   const spec = openObject(bytes, { name: "seed003" });
   const obj = LoadedObject.load(bytes, { name: "seed003" });
-  const k = new KernelObject(spec, "sys_enter_count");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     for (let i = 0; i < 3; i++) {
       const mine = obj.program("sys_enter_count").run(packet(i), { repeat: 7 });
-      const theirs = k.prog.testRun(packet(i), { repeat: 7 });
+      const theirs = kprog.run(packet(i), { repeat: 7 });
       assert.equal(mine.retval, theirs.retval);
     }
-    assert.equal(hex(obj.global(".bss").bytes), hex(k.global(spec, ".bss")));
-    assert.deepEqual(dump(obj.map("concurrent_map")), dump(k.maps[0]));
+    assert.equal(hex(obj.global(".bss").bytes), hex(k.global(".bss").read()));
+    assert.deepEqual(dump(obj.map("concurrent_map")), dump(k.mapList[0]));
     assert.deepEqual(dump(obj.map("concurrent_map")), ["00000000=0000000015000000"]);
   } finally {
     k.close();
@@ -151,17 +155,18 @@ test("globals and bpf-to-bpf calls on htab and in the kernel: identical return v
   const bytes = compileFixture("globals_calls");
   const spec = openObject(bytes, { name: "globals_calls" });
   const obj = LoadedObject.load(bytes, { name: "globals_calls" });
-  const k = new KernelObject(spec, "globals_calls");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     const seen = new Set<number>();
     for (let i = 0; i < 40; i++) {
       const pkt = packet(100 + i, 14 + (i % 60));
       const mine = obj.program("globals_calls").run(pkt);
-      const theirs = k.prog.testRun(pkt);
+      const theirs = kprog.run(pkt);
       assert.equal(mine.retval, theirs.retval, `packet ${i}`);
       seen.add(mine.retval);
       for (const s of [".data", ".bss", ".rodata"])
-        assert.equal(hex(obj.global(s).bytes), hex(k.global(spec, s)), `packet ${i}, ${s}`);
+        assert.equal(hex(obj.global(s).bytes), hex(k.global(s).read()), `packet ${i}, ${s}`);
     }
     assert.deepEqual([...seen].sort(), [2, 3], "both return values occur");
     // .rodata is configuration from TypeScript before the run; the program cannot write it.
@@ -176,18 +181,23 @@ function mapFlagsDifferential(keys: number, packets: number): bigint[] {
   const bytes = compileFixture("map_flags");
   const spec = openObject(bytes, { name: "map_flags" });
   const obj = LoadedObject.load(bytes, { name: "map_flags" });
-  const k = new KernelObject(spec, "map_flags");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   const seen: bigint[] = [];
   try {
     for (let i = 0; i < packets; i++) {
       const pkt = packet(7 + i, 20);
       pkt[0] %= keys;
       const mine = obj.program("map_flags").run(pkt);
-      const theirs = k.prog.testRun(pkt);
+      const theirs = kprog.run(pkt);
       assert.equal(mine.retval, theirs.retval, `packet ${i}`);
-      assert.equal(hex(obj.global(".bss").bytes), hex(k.global(spec, ".bss")), `packet ${i}: helper results`);
-      assert.deepEqual(dump(obj.map("small")), dump(k.maps[0]), `packet ${i}: small`);
-      assert.deepEqual(dump(obj.map("lru")), dump(k.maps[1]), `packet ${i}: lru`);
+      assert.equal(
+        hex(obj.global(".bss").bytes),
+        hex(k.global(".bss").read()),
+        `packet ${i}: helper results`,
+      );
+      assert.deepEqual(dump(obj.map("small")), dump(k.mapList[0]), `packet ${i}: small`);
+      assert.deepEqual(dump(obj.map("lru")), dump(k.mapList[1]), `packet ${i}: lru`);
       seen.push(...new BigInt64Array(obj.global(".bss").bytes.slice().buffer));
     }
     assert.equal(obj.map("small").fsck().ok, true);
@@ -220,11 +230,12 @@ test("XDP context: the xdp_md fields BPF_PROG_TEST_RUN fills, identical on htab 
   const bytes = compileFixture("xdp_ctx");
   const spec = openObject(bytes, { name: "xdp_ctx" });
   const obj = LoadedObject.load(bytes, { name: "xdp_ctx" });
-  const k = new KernelObject(spec, "xdp_ctx");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     for (const n of [14, 64, 1500]) {
       const mine = obj.program("xdp_ctx").run(packet(n, n));
-      assert.equal(mine.retval, k.prog.testRun(packet(n, n)).retval);
+      assert.equal(mine.retval, kprog.run(packet(n, n)).retval);
       assert.equal(mine.retval, 1_000_000 + n + 500);
     }
   } finally {
@@ -240,7 +251,8 @@ test("per-CPU runs: run({ cpu }) uses that CPU's slot of a PERCPU_HASH and answe
   const bytes = compileFixture("percpu");
   const spec = openObject(bytes, { name: "percpu" });
   const obj = LoadedObject.load(bytes, { name: "percpu", nrCpus });
-  const k = new KernelObject(spec, "percpu");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     for (const [cpu, repeat] of [
       [0, 3],
@@ -248,16 +260,16 @@ test("per-CPU runs: run({ cpu }) uses that CPU's slot of a PERCPU_HASH and answe
       [0, 1],
     ]) {
       const mine = obj.program("percpu").run(packet(cpu), { cpu, repeat });
-      const theirs = k.prog.testRun(packet(cpu), { cpu, repeat });
+      const theirs = kprog.run(packet(cpu), { cpu, repeat });
       assert.equal(mine.retval, theirs.retval);
-      assert.equal(hex(obj.global(".data").bytes), hex(k.global(spec, ".data")), `after cpu ${cpu}`);
+      assert.equal(hex(obj.global(".data").bytes), hex(k.global(".data").read()), `after cpu ${cpu}`);
       assert.equal(obj.global(".data").bytes[0], cpu);
     }
     // A per-CPU value as the syscall interface moves it: nrCpus slots of round_up(8, 8) bytes.
     const mineV = new Uint8Array(8 * nrCpus);
     const theirsV = new Uint8Array(8 * nrCpus);
     assert.equal(obj.map("hits").lookupElem(new Uint8Array(4), mineV), 0);
-    assert.equal(k.maps[0].lookupElem(new Uint8Array(4), theirsV), 0);
+    assert.equal(k.mapList[0].lookupElem(new Uint8Array(4), theirsV), 0);
     assert.equal(hex(mineV), hex(theirsV));
     assert.equal(new DataView(mineV.buffer).getBigUint64(0, true), 4n);
     assert.equal(new DataView(mineV.buffer).getBigUint64(8, true), 2n);
@@ -351,7 +363,8 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
   const bytes = compileFixture("xdp_adjust");
   const spec = openObject(bytes, { name: "xdp_adjust" });
   const obj = LoadedObject.load(bytes, { name: "xdp_adjust" });
-  const k = new KernelObject(spec, "xdp_adjust");
+  const k = KernelObject.fromSpec(spec);
+  const kprog = k.programList[0];
   try {
     const cases: [number, number, number][] = [];
     for (const len of [16, 64, 1500, 3520, 4000])
@@ -364,7 +377,7 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
       const dv = new DataView(pkt.buffer);
       dv.setInt32(0, dh, true);
       dv.setInt32(4, dt, true);
-      const theirs = k.runWithOut(pkt);
+      const theirs = kprog.run(pkt);
       let mine: { retval: number; data: Uint8Array };
       try {
         mine = obj.program("xdp_adjust").run(pkt);
@@ -377,13 +390,46 @@ test("bpf_xdp_adjust_head/tail: identical return values and data_out on htab and
         continue;
       }
       assert.equal(mine.retval, theirs.retval, `len ${len}, head ${dh}, tail ${dt}`);
-      assert.equal(hex(mine.data), hex(theirs.out), `len ${len}, head ${dh}, tail ${dt}: data_out`);
+      assert.equal(hex(mine.data), hex(theirs.data), `len ${len}, head ${dh}, tail ${dt}: data_out`);
       if ((mine.retval & 3) === 3) accepted++;
     }
     assert.ok(accepted > 50, `both adjustments accepted in ${accepted} cases`);
   } finally {
     k.close();
   }
+});
+
+test("bpf_xdp_load_bytes (linear part, across into the fragments, past the end, over 0xffff): identical results and bytes on htab and in the kernel", {
+  skip: noKernel,
+}, () => {
+  const bytes = compileFixture("xdp_load");
+  const spec = openObject(bytes, { name: "xdp_load" });
+  const obj = LoadedObject.load(bytes, { name: "xdp_load" });
+  const k = KernelObject.fromSpec(spec);
+  const seen = new Set<string>();
+  try {
+    for (const len of [14, 64, 1500, 3520, 4000, 7000])
+      for (const off of [0, 1, 7, len - 8, len - 1, len, 3500, 3519, 3520, 6900, 0xffff, 0x10000])
+        for (const sel of [0, 1, 2, 3]) {
+          if (len < 8) continue;
+          const pkt = packet(len + off + sel, len);
+          const dv = new DataView(pkt.buffer);
+          dv.setUint32(0, off >>> 0, true);
+          dv.setUint32(4, sel, true);
+          const theirs = k.program("xdp_load").run(pkt);
+          const mine = obj.program("xdp_load").run(pkt);
+          assert.equal(mine.retval, theirs.retval, `len ${len}, off ${off}, sel ${sel}`);
+          assert.equal(
+            hex(obj.global(".bss").bytes),
+            hex(k.global(".bss").read()),
+            `len ${len}, off ${off}, sel ${sel}`,
+          );
+          seen.add(String(new BigInt64Array(obj.global(".bss").bytes.slice(0, 8).buffer)[0]));
+        }
+  } finally {
+    k.close();
+  }
+  assert.deepEqual([...seen].sort(), ["-14", "-22", "0"]);
 });
 
 test("bpf_loop with a callback in a syscall program: the context comes back written", {
@@ -495,11 +541,10 @@ test("the loader refuses what it does not support, naming it", { skip: noClang }
     /extern 'bpf_prog_active'/,
   );
   refuse(
-    `struct inner { __uint(type, BPF_MAP_TYPE_HASH); __type(key, int); __type(value, int); __uint(max_entries, 1); } in SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS); __type(key, int); __uint(max_entries, 1); __array(values, struct inner); } out SEC(".maps");
+    `struct { __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS); __type(key, int); __type(value, int); __uint(max_entries, 1); } out SEC(".maps");
 SEC("xdp") int x(struct xdp_md *c) { return 0; }`,
-    "EOPNOTSUPP",
-    /map 'out': map-in-map/,
+    "EINVAL",
+    /map 'out': a map-in-map needs its inner map's definition/,
   );
   assert.throws(
     () => openObject(new Uint8Array(64)),
@@ -507,12 +552,99 @@ SEC("xdp") int x(struct xdp_md *c) { return 0; }`,
   );
   const arr = compileSource(
     "arr",
-    `#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nstruct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, int); __type(value, int); __uint(max_entries, 1); } a SEC(".maps");\nSEC("xdp") int x(struct xdp_md *c) { return 0; }\nchar LICENSE[] SEC("license") = "GPL";`,
+    `#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\nstruct { __uint(type, BPF_MAP_TYPE_DEVMAP); __type(key, int); __type(value, int); __uint(max_entries, 1); } a SEC(".maps");\nSEC("xdp") int x(struct xdp_md *c) { return 0; }\nchar LICENSE[] SEC("license") = "GPL";`,
   );
   assert.throws(
     () => LoadedObject.load(arr),
-    (e: unknown) => e instanceof BpfError && e.code === "EOPNOTSUPP" && /map 'a': map type 2/.test(e.message),
+    (e: unknown) =>
+      e instanceof BpfError && e.code === "EOPNOTSUPP" && /map 'a': map type 14/.test(e.message),
   );
+});
+
+/** Every index of an array map as "index=value" hex (a per-CPU value: its CPUs' u64 slots summed). */
+function dumpArray(m: RawMap): string[] {
+  const out: string[] = [];
+  const v = new Uint8Array(m.info.valueBytes);
+  for (const k of walkKeys(m)) {
+    assert.equal(m.lookupElem(k, v), 0);
+    if (m.info.valueBytes === m.info.valueSize) out.push(`${hex(k)}=${hex(v)}`);
+    else {
+      let sum = 0n;
+      const dv = new DataView(v.buffer);
+      for (let c = 0; c < m.info.nrCpus; c++) sum += dv.getBigUint64(c * 8, true);
+      out.push(`${hex(k)}=${sum}`);
+    }
+  }
+  return out;
+}
+
+test("ARRAY and PERCPU_ARRAY maps in .maps and globals as ARRAY maps: identical return values, maps and globals on htab and in the kernel", {
+  skip: noKernel,
+}, () => {
+  const bytes = compileFixture("array_maps");
+  const spec = openObject(bytes, { name: "array_maps" });
+  const obj = LoadedObject.load(bytes, { name: "array_maps", nrCpus: possibleCpus() });
+  const k = KernelObject.fromSpec(spec);
+  try {
+    const names = spec.maps.map((d) => d.name);
+    assert.deepEqual(names, [
+      "by_byte",
+      "pcpu",
+      "locked",
+      "array_ma.rodata",
+      "array_ma.data",
+      "array_ma.bss",
+    ]);
+    for (let i = 0; i < 40; i++) {
+      const pkt = packet(i, 20 + (i % 30));
+      const mine = obj.program("array_maps").run(pkt);
+      const theirs = k.program("array_maps").run(pkt);
+      assert.equal(mine.retval, theirs.retval, `packet ${i}`);
+    }
+    for (const [i, name] of ["by_byte", "pcpu", "locked"].entries())
+      assert.deepEqual(dumpArray(obj.map(name)), dumpArray(k.mapList[i]), name);
+    for (const s of [".bss", ".data", ".rodata"])
+      assert.equal(hex(obj.global(s).bytes), hex(k.global(s).read()), s);
+    const data = obj.global(".data");
+    assert.deepEqual(
+      ["last_any_err", "last_e2big_err", "last_eexist_err"].map((v) =>
+        new DataView(data.variable(v).slice().buffer).getInt32(0, true),
+      ),
+      [0, -7, -17],
+    );
+    assert.notEqual(dumpArray(obj.map("by_byte")).join(), dumpArray(obj.map("locked")).join());
+    // The globals are ARRAY maps: named as libbpf names them, .rodata frozen and read-only to programs.
+    const ro = obj.global(".rodata");
+    assert.equal(obj.map("array_ma.rodata"), ro.map);
+    assert.equal(ro.map.info.type, 2);
+    assert.equal(ro.map.info.maxEntries, 1);
+    assert.equal(ro.map.updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "frozen: EPERM");
+    assert.equal(k.mapList[3].updateElem(new Uint8Array(4), new Uint8Array(4), 0), -1, "the kernel's too");
+    assert.equal(hex(ro.variable("limit")), "0c000000");
+    // .data is writable from TypeScript through the map, and the program sees it.
+    const bss = obj.global(".bss");
+    const before = new DataView(bss.variable("seen").slice().buffer).getBigUint64(0, true);
+    assert.equal(before, 40n);
+    const v = bss.bytes.slice();
+    new DataView(v.buffer).setBigUint64(bss.vars.find((x) => x.name === "seen")?.offset ?? -1, 1000n, true);
+    assert.equal(bss.map.updateElem(new Uint8Array(4), v, 0), 0);
+    obj.program("array_maps").run(packet(99, 40));
+    assert.equal(new DataView(bss.variable("seen").slice().buffer).getBigUint64(0, true), 1001n);
+    // run({ cpu }): a PERCPU_ARRAY lookup gives that CPU's slot.
+    if (obj.map("pcpu").info.nrCpus > 1) {
+      const pkt = packet(123, 32);
+      const key = new Uint8Array([pkt[2] & 3, 0, 0, 0]);
+      const pc = new BpfMap(obj.map("pcpu"));
+      const slot = (c: number) =>
+        new DataView((pc.lookupPerCpu(key) as Uint8Array[])[c].slice().buffer).getBigUint64(0, true);
+      const [c0, c1] = [slot(0), slot(1)];
+      obj.program("array_maps").run(pkt, { cpu: 1 });
+      assert.deepEqual([slot(0), slot(1)], [c0, c1 + BigInt(pkt[3])]);
+    }
+    for (const m of obj.arrays) assert.ok(m.fsck().ok, m.fsck().errors.join("; "));
+  } finally {
+    k.close();
+  }
 });
 
 test("htab prog exec --elf runs a clang-built object's only program (a .text function with a subprogram), read from a Node Buffer", {

@@ -126,3 +126,22 @@ for (const [type, name, col] of [
     });
   }
 }
+
+/**
+ * A bpf_spin_lock in the value with BPF_F_RDONLY_PROG or BPF_F_WRONLY_PROG is
+ * EACCES whatever the map type: map_check_btf() checks program access before
+ * the map types that allow a lock (6.18, probed with `htab replay --backend
+ * kernel`; the differential's spin-lock scripts now include both flags).
+ */
+test("a bpf_spin_lock with RDONLY_PROG or WRONLY_PROG is EACCES before the type's EOPNOTSUPP", () => {
+  for (const type of [MapType.Hash, MapType.PercpuHash, MapType.LruHash, MapType.LruPercpuHash])
+    for (const flags of [F.RdonlyProg, F.WronlyProg])
+      assert.throws(
+        () => Htab.create({ ...base, type, valueSize: 12, spinLockOffset: 4, flags }, { nrCpus: 2 }),
+        { code: "EACCES" },
+        `type ${type} flags 0x${flags.toString(16)}`,
+      );
+  assert.throws(() => Htab.create({ ...base, type: MapType.PercpuHash, valueSize: 12, spinLockOffset: 4 }), {
+    code: "EOPNOTSUPP",
+  });
+});

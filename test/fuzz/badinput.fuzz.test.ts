@@ -20,7 +20,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { BpfMap } from "../../src/api/bpf-map.js";
+import { createMap } from "../../src/api/create.js";
 import { TypedMap } from "../../src/api/typed-map.js";
+import { ArrayMap } from "../../src/array/array-map.js";
 import { Replayer } from "../../src/cli/replay.js";
 import { Htab } from "../../src/core/htab.js";
 import { BpfError } from "../../src/errors.js";
@@ -564,14 +566,86 @@ test(`bad-input fuzzer: ${TOTAL_CALLS} random calls over every hash map type, fl
   assert.equal(stats.violations.length, 0);
 });
 
+/** ARRAY and PERCPU_ARRAY shapes: flags x spin lock. */
+const ARRAY_SHAPES: MapSpec[] = [];
+for (const type of [MapType.Array, MapType.PercpuArray]) {
+  const base = { type, keySize: 4, valueSize: 8, maxEntries: 8 };
+  for (const flags of [0, MapFlags.Rdonly, MapFlags.Wronly, MapFlags.RdonlyProg, MapFlags.WronlyProg])
+    ARRAY_SHAPES.push({ ...base, flags });
+  ARRAY_SHAPES.push({ ...base, valueSize: 12 });
+}
+ARRAY_SHAPES.push({ type: MapType.Array, keySize: 4, valueSize: 8, maxEntries: 8, spinLockOffset: 0 });
+ARRAY_SHAPES.push({ type: MapType.Array, keySize: 4, valueSize: 8, maxEntries: 8, flags: MapFlags.Mmapable });
+
+/** The raw calls an ArrayMap has (the rest of RAW_CALLS are hash-only: compare, compute, scratch). */
+const ARRAY_CALLS = RAW_CALLS.filter(
+  ([n]) => typeof (ArrayMap.prototype as never)[n.split("/")[0]] === "function",
+);
+
+function fuzzArrayRun(shapeIdx: number, layer: number, calls: number[][]): void {
+  const spec = ARRAY_SHAPES[shapeIdx % ARRAY_SHAPES.length];
+  const map = ArrayMap.create(spec, { nrCpus: 2 });
+  const percpu = spec.type === MapType.PercpuArray;
+  try {
+    for (let k = 0; k < 5; k++)
+      map.updateElem(new Uint8Array([k, 0, 0, 0]), new Uint8Array(map.info.valueBytes).fill(k + 1));
+    const raw = ARRAY_CALLS.map(([n, f]) => [n, (p: number[]) => f(map as never, p)] as [string, Call]);
+    let table: Array<[string, Call]> = raw;
+    if (layer % 3 === 1) table = bpfCalls(new BpfMap(map));
+    else if (layer % 3 === 2 && spec.valueSize === 8) {
+      const t = percpu
+        ? TypedMap.perCpu(map, codecs.u32, codecs.u64)
+        : new TypedMap(map, codecs.u32, codecs.u64);
+      table = typedCalls(t as TypedMap<number, unknown>, percpu, map.info.nrCpus);
+    }
+    for (const p of calls) {
+      const [name, f] = table[p[0] % table.length];
+      const before = map.stateBytes();
+      const o = outcome(name, false, () => f(p.slice(1)));
+      stats.calls++;
+      if (!o.failed || o.partial) continue;
+      stats.failed++;
+      if (Buffer.compare(before, map.stateBytes()) === 0) continue;
+      const msg = `${name}(${JSON.stringify(p.slice(1))}) on ${JSON.stringify(spec)} failed (${lastThrown}) but changed the map`;
+      stats.violations.push(msg);
+      throw new assert.AssertionError({ message: msg });
+    }
+    const f = map.fsck();
+    assert.ok(f.ok, f.errors.join("; "));
+  } finally {
+    while (map.inSection) map.exit();
+    map.close();
+  }
+}
+
+test(`bad-input fuzzer: ${Math.ceil(TOTAL_CALLS / 4)} random calls over ARRAY and PERCPU_ARRAY (flags, spin lock) and every layer; nothing but BpfError, no failed call changes the map`, {
+  timeout: 600_000,
+}, () => {
+  const before = { calls: stats.calls, failed: stats.failed };
+  const args = fc.array(fc.nat({ max: 1 << 20 }), { minLength: 12, maxLength: 12 });
+  fc.assert(
+    fc.property(
+      fc.nat(),
+      fc.nat(),
+      fc.array(args, { minLength: CALLS_PER_RUN, maxLength: CALLS_PER_RUN }),
+      (s, l, calls) => fuzzArrayRun(s, l, calls),
+    ),
+    { numRuns: Math.ceil(TOTAL_CALLS / 4 / CALLS_PER_RUN), seed: Number(process.env.HTAB_FUZZ_SEED ?? 17) },
+  );
+  console.log(
+    `# fuzz arrays: ${stats.calls - before.calls} calls over ${ARRAY_SHAPES.length} array shapes x 3 layers, ${stats.failed - before.failed} failed calls checked byte-identical, ${stats.violations.length} violations`,
+  );
+  assert.equal(stats.violations.length, 0);
+});
+
 test(`bad-input fuzzer: htab replay lines, valid and junk, never throw and a refused line changes nothing`, () => {
-  const maps: Htab[] = [];
+  const maps: (Htab | ArrayMap)[] = [];
   const r = new Replayer((spec) => {
-    const m = Htab.create(spec, { nrCpus: 2, privileged: true });
+    const m = createMap(spec, { nrCpus: 2, privileged: true });
     maps.push(m);
     return m;
   });
-  const types = ["hash", "percpu_hash", "lru_hash", "lru_percpu_hash", "array", "nope"];
+  const types = ["hash", "percpu_hash", "lru_hash", "lru_percpu_hash", "array", "percpu_array", "nope"];
   const ops = [
     "create",
     "update",
@@ -730,6 +804,8 @@ test("bad-input fuzzer on the kernel backend: junk through KernelMap and BpfMap 
     { type: MapType.LruHash, keySize: 4, valueSize: 8, maxEntries: 8 },
     { type: MapType.LruPercpuHash, keySize: 4, valueSize: 8, maxEntries: 8 },
     { type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 8, flags: MapFlags.NoPrealloc },
+    { type: MapType.Array, keySize: 4, valueSize: 8, maxEntries: 8 },
+    { type: MapType.PercpuArray, keySize: 4, valueSize: 8, maxEntries: 8 },
   ];
   fc.assert(
     fc.property(

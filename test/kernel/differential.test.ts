@@ -195,7 +195,14 @@ const spinLockArb: fc.Arbitrary<Line[]> = fc
     value_size: fc.constantFrom(8, 12, 16, 40),
     spin_lock_offset: fc.constantFrom(0, 0, 4, 8),
     max_entries: fc.integer({ min: 1, max: 10 }),
-    flags: fc.constantFrom(F.ZeroSeed, F.ZeroSeed, F.ZeroSeed | F.NoPrealloc),
+    flags: fc.constantFrom(
+      F.ZeroSeed,
+      F.ZeroSeed,
+      F.ZeroSeed,
+      F.ZeroSeed | F.NoPrealloc,
+      F.ZeroSeed | F.RdonlyProg,
+      F.ZeroSeed | F.WronlyProg,
+    ),
   })
   .chain((c) =>
     opsArb(c.key_size, valueHexBytes(c.type, c.value_size), c.max_entries).map((ops) => [

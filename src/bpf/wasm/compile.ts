@@ -115,11 +115,11 @@ export interface CompileEnv {
 }
 
 /**
- * What `loop(r1, n, len) → runs` redoes before each of its `n` runs, from
- * saved input bytes (`len` of them at `input`): for XDP the frame's
- * headroom zeroed, the packet copied in, struct xdp_md's data, data_end and
- * data_meta words and the packet's region reset; for a syscall program its
- * context copied in. Each run starts at depth 0 with the full budget, no
+ * What `loop(r1, n, len) → runs` redoes before each of its `n` runs: for a
+ * syscall program its context copied in from saved input bytes (`len` of
+ * them at `input`); for XDP nothing: as bpf_test_run() repeats, every run
+ * works on the frame, packet and struct xdp_md the previous run left (the
+ * caller sets them up once). Each run starts at depth 0 with the full budget, no
  * lock held and the table's run entries only. It stops early after a run
  * that exits holding a lock (the `held` global says so); r0 of the last run
  * is the `r0` global.
@@ -408,17 +408,8 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   const b = new FuncBody([[1, I32]]);
   b.block().loop();
   b.get(3).get(1).op(Op.i32GeU).brIf(1);
-  if (L.kind === "xdp") {
-    const data = L.frame + L.headroom;
-    b.i32(L.frame).i32(0).i32(L.headroom).fill();
-    b.i32(data).i32(L.input).get(2).copy();
-    b.i32(L.md).i32(data).mem(Op.i32Store, 2, 0);
-    b.i32(L.md).i32(data).get(2).op(Op.i32Add).mem(Op.i32Store, 2, 4);
-    b.i32(L.md).i32(data).mem(Op.i32Store, 2, 8);
-    const e = env.table + 16 + 16 * L.packetEntry;
-    b.i32(e).i32(data).mem(Op.i32Store, 2, 0);
-    b.i32(e).i32(data).get(2).op(Op.i32Add).mem(Op.i32Store, 2, 4);
-  } else b.i32(L.frame).i32(L.input).get(2).copy();
+  // XDP: every run on the frame the previous one left (the caller set it up once).
+  if (L.kind === "ctx") b.i32(L.frame).i32(L.input).get(2).copy();
   b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
   b.i32(0).gset(G_DEPTH).i32(0).gset(G_HELD).i64(L.budget).gset(G_BUDGET);
   b.get(0).i64(0).i64(0).i64(0).i64(0).call(f0).gset(G_R0);

@@ -11,7 +11,7 @@
  * |-------------|--------------------------------------------------------|
  * | CPU_CTX     | the context: a syscall program's bytes (at most CTX_BYTES) or struct xdp_md (data, data_end, data_meta as the packet's 32-bit addresses) |
  * | CPU_FRAME   | the XDP frame: 256 bytes of headroom, then the packet (xdp.ts) |
- * | CPU_INPUT   | the run's input (packet or context), copied in before each repeat |
+ * | CPU_INPUT   | a syscall run's context, copied in before each repeat      |
  * | CPU_KEYS    | keys bpf_for_each_map_elem passes to its callback       |
  *
  * Helpers and their errors are the interpreter's (object.ts), the map ones
@@ -61,8 +61,10 @@ export interface GlobalLike {
 
 /** What a compiled program needs of its loaded object. */
 export interface CompiledObject {
+  /** The object's maps by index (programs compiled reference only hash maps and globals). */
   readonly mapList: readonly (Htab | GlobalLike)[];
-  readonly htabs: readonly Htab[];
+  /** The maps each run enters a program section of (object.ts `sectioned`). */
+  readonly sectioned: readonly { enter(): void; exit(): void }[];
   readonly cpu: number;
   readonly memory: WasmMemory;
   /** Byte address of CPU slot `cpu`'s area. */
@@ -187,7 +189,10 @@ export class CompiledProgram {
     return this.vm.u8(at, n);
   }
 
-  /** Runs as BPF_PROG_TEST_RUN: `repeat` times on fresh copies of `data` / `ctx`; the last run's results. */
+  /**
+   * Runs as BPF_PROG_TEST_RUN: `repeat` times, XDP on the packet the
+   * previous repeat left, syscall on a fresh copy of `ctx`; the last run's results.
+   */
   run(data: Uint8Array, ctxIn: Uint8Array | undefined, repeat: number): CompiledRunResult {
     const xdp = this.def.type === ProgType.Xdp;
     const ctxAt = this.area + CPU_CTX;
@@ -200,14 +205,16 @@ export class CompiledProgram {
     let r1 = 0n;
     let len = 0;
     if (xdp) {
+      // The frame once: every repeat runs on what the previous one left (bpf_test_run()).
       len = Math.min(data.length, MAX_LINEAR);
-      this.vm.u8(this.area + CPU_INPUT, len).set(data.subarray(0, len));
+      this.u8(this.area + CPU_FRAME, HEADROOM).fill(0);
+      this.u8(this.area + CPU_FRAME + HEADROOM, len).set(data.subarray(0, len));
       this.frags = len < data.length ? data.subarray(len) : NO_BYTES;
       this.xdpOn = true;
       this.md[3] = 1; // ingress_ifindex: lo
       this.md[4] = 0;
       this.vm.setRunRegion(0, ctxAt, XDP_MD_BYTES, false);
-      this.vm.setRunRegion(1, this.area + CPU_FRAME + HEADROOM, len, true);
+      this.xdpMap(HEADROOM, HEADROOM + len);
       this.vm.setRunCount(2);
       r1 = BigInt(ctxAt);
     } else if (ctxIn !== undefined && ctxLen > 0) {
@@ -239,7 +246,7 @@ export class CompiledProgram {
    * put until the section ends.
    */
   private batch(r1: bigint, n: number, len: number): void {
-    const maps = this.obj.htabs;
+    const maps = this.obj.sectioned;
     let entered = 0;
     this.keyTop = 0;
     try {

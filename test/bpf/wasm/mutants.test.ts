@@ -40,35 +40,42 @@ function outcome(run: () => bigint): { text: string; e?: BpfError } {
   }
 }
 
+/** Seed `seed`'s mutant through both machines: its kind, and a difference or undefined. */
+function mutant(seed: number): { kind: string; diff?: string } {
+  const rand = rng(seed * 7 + 3);
+  const code = encodeInsns(new ProgramGen(seed, { faultRate: 0 }).program());
+  for (let k = 1 + Math.floor(rand() * 4); k > 0; k--) {
+    const at = Math.floor(rand() * code.length);
+    code[at] = rand() < 0.5 ? Math.floor(rand() * 256) : code[at] ^ (1 << Math.floor(rand() * 8));
+  }
+  const input = Uint8Array.from({ length: INPUT_BYTES }, () => Math.floor(rand() * 256));
+  const mine = input.slice();
+  let theirs: Uint8Array = input;
+  const a = outcome(() => execRaw(code, mine, { budget: BUDGET }));
+  const b = outcome(() => {
+    const c = compileExec(decodeInsns(code), input, { budget: BUDGET });
+    theirs = c.input;
+    return c.vm.run(c.args);
+  });
+  const kind =
+    a.e === undefined ? "ran" : a.e instanceof BpfRunError ? `run ${a.e.code}` : `decode ${a.e.code}`;
+  if (b.e !== undefined && !(b.e instanceof BpfRunError) && /outside its function/.test(b.e.message))
+    return { kind: "refused by the compiler" };
+  if (b.e instanceof BpfRunError && /into the next function/.test(b.e.message))
+    return { kind: "fell into the next function" };
+  if (a.text !== b.text)
+    return { kind, diff: `seed ${seed}: interpreter ${a.text}, compiled ${b.text} (${b.e?.message})` };
+  if (a.e === undefined && Buffer.compare(mine, theirs) !== 0)
+    return { kind, diff: `seed ${seed}: memory differs` };
+  return { kind };
+}
+
 test(`${MUTANTS} mutated programs: the compiler agrees with the interpreter or refuses a cross-function jump`, () => {
   const diffs: string[] = [];
   const kinds = new Map<string, number>();
   for (let seed = 1; seed <= MUTANTS; seed++) {
-    const rand = rng(seed * 7 + 3);
-    const code = encodeInsns(new ProgramGen(seed, { faultRate: 0 }).program());
-    for (let k = 1 + Math.floor(rand() * 4); k > 0; k--) {
-      const at = Math.floor(rand() * code.length);
-      code[at] = rand() < 0.5 ? Math.floor(rand() * 256) : code[at] ^ (1 << Math.floor(rand() * 8));
-    }
-    const input = Uint8Array.from({ length: INPUT_BYTES }, () => Math.floor(rand() * 256));
-    const mine = input.slice();
-    let theirs: Uint8Array = input;
-    const a = outcome(() => execRaw(code, mine, { budget: BUDGET }));
-    const b = outcome(() => {
-      const c = compileExec(decodeInsns(code), input, { budget: BUDGET });
-      theirs = c.input;
-      return c.vm.run(c.args);
-    });
-    let kind =
-      a.e === undefined ? "ran" : a.e instanceof BpfRunError ? `run ${a.e.code}` : `decode ${a.e.code}`;
-    if (b.e !== undefined && !(b.e instanceof BpfRunError) && /outside its function/.test(b.e.message))
-      kind = "refused by the compiler";
-    else if (b.e instanceof BpfRunError && /into the next function/.test(b.e.message))
-      kind = "fell into the next function";
-    else if (a.text !== b.text)
-      diffs.push(`seed ${seed}: interpreter ${a.text}, compiled ${b.text} (${b.e?.message})`);
-    else if (a.e === undefined && Buffer.compare(mine, theirs) !== 0)
-      diffs.push(`seed ${seed}: memory differs`);
+    const { kind, diff } = mutant(seed);
+    if (diff !== undefined) diffs.push(diff);
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
   }
   process.stdout.write(

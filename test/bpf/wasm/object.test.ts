@@ -118,7 +118,8 @@ test("compiled mode: maps, globals and run areas share one memory; a lookup retu
   const obj = LoadedObject.load(compileFixture("seed003"), { name: "seed003", engine: "compiled" });
   const m = obj.map("concurrent_map");
   const bss = obj.global(".bss");
-  const memory = obj.handle().compiled?.domain.memory;
+  assert.ok(obj.handle().raw !== undefined, "the handle names the run areas' raw region");
+  const memory = obj.handle().domain.memory;
   assert.ok(memory !== undefined && m.handle.memory === memory, "the map is in the object's memory");
   assert.ok(
     bss.bytes.buffer.byteLength <= memory.buffer.byteLength && bss.bytes.buffer instanceof SharedArrayBuffer,
@@ -126,6 +127,9 @@ test("compiled mode: maps, globals and run areas share one memory; a lookup retu
   const r = obj.program("sys_enter_count").run(new Uint8Array(64), { repeat: 5 });
   assert.equal(r.retval, 2);
   assert.equal(new DataView(bss.bytes.buffer, bss.bytes.byteOffset, 8).getBigUint64(0, true), 5n);
+  // .bss is its ArrayMap's element, in the object's memory: the program wrote the map's value.
+  assert.equal(new DataView(memory.buffer, bss.bytes.byteOffset, 8).getBigUint64(0, true), 5n);
+  assert.equal(new DataView(bss.read().buffer).getBigUint64(0, true), 5n);
   const v = new Uint8Array(8);
   assert.equal(m.lookupElem(new Uint8Array(4), v), 0);
   assert.equal(new DataView(v.buffer).getInt32(4, true), 5);
