@@ -846,7 +846,7 @@ function wantsCompiled(opts: LoadOptions, shared: ObjectHandle | undefined): boo
   const compiled =
     shared !== undefined
       ? shared.raw !== undefined
-      : (opts.engine ?? "interpreter") === "compiled";
+      : (opts.engine ?? (compiledAvailable() ? "compiled" : "interpreter")) === "compiled";
   if (compiled && !compiledAvailable())
     throw new BpfError(
       "load",
@@ -969,6 +969,7 @@ export class LoadedObject {
       memory,
       areaOf: (cpu) => base + cpu * CPU_AREA_BYTES,
       isHtab: (m): m is Htab => m instanceof Htab,
+      isGlobal: (m) => m instanceof GlobalSection,
       spinLockOffset: (m) => defs.get(m)?.spinLockOffset ?? -1,
       mapName: (m) => defs.get(m)?.name ?? "",
     };

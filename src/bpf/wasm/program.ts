@@ -70,13 +70,21 @@ export interface CompiledObject {
   /** Byte address of CPU slot `cpu`'s area. */
   areaOf(cpu: number): number;
   isHtab(m: Htab | GlobalLike): m is Htab;
+  /** A global section (not a hash map, nor a map compiled programs do not reference). */
+  isGlobal(m: Htab | GlobalLike): boolean;
   spinLockOffset(m: Htab): number;
   mapName(m: Htab): string;
 }
 
 const NO_BYTES = new Uint8Array(0);
-/** Runs per program section when a run repeats (the section is left and entered again between batches). */
-const SECTION_RUNS = 64;
+/**
+ * Runs per program section when a run repeats: one, as the interpreter
+ * (object.ts runOnce) enters and leaves the maps' sections around every
+ * run, so what a run deletes is reusable by the next (with 64 runs per
+ * section a full map answered E2BIG where the interpreter inserted:
+ * map_flags.c with repeat 3).
+ */
+const SECTION_RUNS = 1;
 
 export interface CompiledRunResult {
   r0: bigint;
@@ -110,7 +118,8 @@ export class CompiledProgram {
     });
     this.area = obj.areaOf(obj.cpu);
     this.md = new Uint32Array(obj.memory.buffer, this.area + CPU_CTX, XDP_MD_BYTES / 4);
-    const globals = obj.mapList.filter((m): m is GlobalLike => !obj.isHtab(m));
+    // The object's other maps (PROG_ARRAY, RINGBUF, ARRAY…) are only referenced by programs that run interpreted.
+    const globals = obj.mapList.filter((m): m is GlobalLike => !obj.isHtab(m) && obj.isGlobal(m));
     this.vm = new CompiledVm(prog, {
       memory: obj.memory,
       area: this.area,
@@ -133,6 +142,7 @@ export class CompiledProgram {
         headroom: HEADROOM,
       },
       ...this.fastOptions(),
+      regionName: (lo, entry) => this.regionName(globals, lo, entry),
       mapValue: (m, off) => {
         const g = obj.mapList[m];
         if (g === undefined || obj.isHtab(g))
@@ -178,6 +188,25 @@ export class CompiledProgram {
       });
     });
     return { fastMaps, fpLookup: fp.lookup, lockOwner };
+  }
+
+  /**
+   * A region's name as the interpreter gives it (object.ts, xdp.ts): a
+   * global's, the context's, the packet's, or a value of the map whose
+   * bytes hold `lo`.
+   */
+  private regionName(globals: readonly GlobalLike[], lo: number, entry: number): string | undefined {
+    if (entry < globals.length) return globals[entry].name;
+    if (entry === globals.length) return this.def.type === ProgType.Xdp ? "xdp_md" : "ctx";
+    if (entry === globals.length + 1 && this.def.type === ProgType.Xdp) return "packet";
+    for (const m of this.obj.mapList) {
+      if (!this.obj.isHtab(m)) continue;
+      const at = m.handle.offset;
+      const len = m.handle.length;
+      if (at !== undefined && len !== undefined && lo >= at && lo < at + len)
+        return `a value of map '${this.obj.mapName(m)}'`;
+    }
+    return undefined;
   }
 
   /** Lines bpf_trace_printk wrote. */

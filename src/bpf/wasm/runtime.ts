@@ -98,6 +98,12 @@ export interface CompiledOptions {
   area: number;
   /** Regions fixed for the program's life (globals, an exec's input). */
   fixed?: readonly Region32[];
+  /**
+   * The name of the region at table entry `entry` starting at `lo`, for a
+   * fault's message (the interpreter's wording: `… at offset k of NAME (n
+   * bytes): out of bounds`), or undefined (the message names no region).
+   */
+  regionName?: (lo: number, entry: number) => string | undefined;
   helpers?: ReadonlyMap<number, BaseHelperFn | CompiledHelperFn>;
   /** Maps by index, for BPF_PSEUDO_MAP_FD immediates; helpers read them back with mapAt(). */
   maps?: readonly unknown[];
@@ -131,6 +137,7 @@ export class CompiledVm implements HelperVm {
   private readonly stackTop: number;
   private readonly table: number;
   private readonly fixedCount: number;
+  private readonly regionName: CompiledOptions["regionName"];
   private runCount = 0;
   private readonly helpers: ReadonlyMap<number, BaseHelperFn | CompiledHelperFn>;
   private readonly maps: readonly unknown[];
@@ -168,6 +175,7 @@ export class CompiledVm implements HelperVm {
     if (fixed.length > TABLE_ENTRIES / 2)
       throw new BpfError("load", Errno.E2BIG, `${fixed.length} fixed regions, at most ${TABLE_ENTRIES / 2}`);
     this.fixedCount = fixed.length;
+    this.regionName = opts.regionName;
     fixed.forEach((r, i) => {
       this.writeEntry(i, r.lo, r.size, r.writable);
     });
@@ -344,7 +352,42 @@ export class CompiledVm implements HelperVm {
     return new BpfRunError(errno, pc, disasm(this.prog.insns, pc), detail);
   }
 
+  /**
+   * An access past a region's end, named as the interpreter names it (its
+   * regions sit in address slots of their own): the region starting
+   * nearest below `addr` (within 64 KiB) that has a name; or undefined.
+   */
+  private outOfBounds(addr: bigint, size: number, write: boolean): string | undefined {
+    const name = this.regionName;
+    const a = BigInt.asUintN(64, addr);
+    if (name === undefined || a >= 0x1_0000_0000n) return undefined;
+    const n = Number(a);
+    const u = this.view();
+    let best = -1;
+    for (let i = 0, count = this.count(); i < count; i++) {
+      const w = (this.table + TABLE_HEADER + i * ENTRY) >>> 2;
+      if (
+        u[w] <= n &&
+        n - u[w] < 0x10000 &&
+        (best < 0 || u[w] > u[(this.table + TABLE_HEADER + best * ENTRY) >>> 2])
+      )
+        best = i;
+    }
+    if (best < 0) return undefined;
+    const w = (this.table + TABLE_HEADER + best * ENTRY) >>> 2;
+    // Inside it: a write to a read-only region, not an overrun.
+    if (n + size <= u[w + 1]) return undefined;
+    const what = name(u[w], best);
+    if (what === undefined) return undefined;
+    return `${write ? "write" : "read"} of ${size} bytes at offset ${n - u[w]} of ${what} (${u[w + 1] - u[w]} bytes): out of bounds`;
+  }
+
   private fault(kind: number, pc: number, addr: bigint, size: number): BpfRunError {
+    const oob =
+      kind === Fault.read || kind === Fault.write
+        ? this.outOfBounds(addr, size, kind === Fault.write)
+        : undefined;
+    if (oob !== undefined) return this.error(Errno.EFAULT, pc, oob);
     switch (kind) {
       case Fault.read:
       case Fault.write:
