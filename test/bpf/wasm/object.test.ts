@@ -265,3 +265,43 @@ test("compiled runs that break the rules stop as interpreted ones do (errno, ins
   assert.equal(seen[10], "good: r0 4");
   assert.equal(b.map("m").fsck().ok, true);
 });
+
+test("XDP repeats run on the packet and head the previous repeat left, compiled as interpreted (bpf_test_run)", {
+  skip,
+}, () => {
+  const bytes = compileSource(
+    "repeats",
+    `#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp") int bump(struct xdp_md *ctx) {
+  unsigned char *d = (void *)(long)ctx->data, *e = (void *)(long)ctx->data_end;
+  if (d + 15 > e) return 0;
+  d[14] += 1;
+  return d[14];
+}
+SEC("xdp") int shrink(struct xdp_md *ctx) {
+  if (bpf_xdp_adjust_head(ctx, 1)) return 0;
+  return (int)(ctx->data_end - ctx->data);
+}
+char LICENSE[] SEC("license") = "GPL";`,
+  );
+  const packet = new Uint8Array(64);
+  packet[14] = 10;
+  for (const engine of ["interpreter", "compiled"] as const) {
+    const obj = LoadedObject.load(bytes, { name: "repeats", engine });
+    const bump = obj.program("bump");
+    const shrink = obj.program("shrink");
+    assert.equal(bump.engine, engine);
+    assert.equal(shrink.engine, engine);
+    const b = bump.run(packet, { repeat: 5 });
+    assert.equal(b.retval, 15, `${engine}: the byte went up once per repeat`);
+    assert.equal(b.data[14], 15);
+    assert.equal(packet[14], 10, "the caller's packet is not touched");
+    const s = shrink.run(packet, { repeat: 3 });
+    assert.equal(s.retval, 61, `${engine}: the head moved once per repeat`);
+    assert.equal(s.data.length, 61);
+    // The next run starts from the caller's packet again.
+    assert.equal(bump.run(packet).retval, 11);
+    obj.close();
+  }
+});
