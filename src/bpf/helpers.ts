@@ -23,8 +23,31 @@
  */
 
 import { BpfError, Errno } from "../errors.js";
-import type { HelperFn, Vm } from "./interp.js";
 import { Helper } from "./isa.js";
+
+/**
+ * What the map-free helpers need of the machine running them: the
+ * interpreter's Vm, or a compiled program's run (wasm/runtime.ts).
+ */
+export interface HelperVm {
+  readonly mem: { bytes(op: string, addr: bigint, size: number, write: boolean): Uint8Array };
+  readonly cpu: number;
+  readonly log: string[];
+  /** The instruction index a BPF_PSEUDO_FUNC pointer names, or -1. */
+  functionAt(ptr: bigint): number;
+  /** Call a function of the program from a helper (a callback), in a new frame. */
+  callback(pc: number, args: readonly bigint[]): bigint;
+}
+
+/** A helper that needs no map: r1-r5 in, r0 out, on either machine. */
+export type BaseHelperFn = (
+  vm: HelperVm,
+  r1: bigint,
+  r2: bigint,
+  r3: bigint,
+  r4: bigint,
+  r5: bigint,
+) => bigint;
 
 /** The kernel's BPF_MAX_LOOPS. */
 export const MAX_LOOPS = 1 << 23;
@@ -36,9 +59,9 @@ export function errnoRet(errno: number): bigint {
 }
 
 let seedCounter = 0x9e3779b9;
-const prandom = new WeakMap<Vm, { s: number }>();
+const prandom = new WeakMap<HelperVm, { s: number }>();
 
-function nextRandom(vm: Vm): number {
+function nextRandom(vm: HelperVm): number {
   let st = prandom.get(vm);
   if (st === undefined) {
     seedCounter = (seedCounter + 0x6d2b79f5) >>> 0;
@@ -54,7 +77,7 @@ function nextRandom(vm: Vm): number {
 }
 
 /** The C string at `addr` (checked, at most `max` bytes, NUL not included). */
-function cString(vm: Vm, addr: bigint, max: number): string {
+function cString(vm: HelperVm, addr: bigint, max: number): string {
   let s = "";
   for (let i = 0; i < max; i++) {
     const b = vm.mem.bytes("trace_printk", addr + BigInt(i), 1, false)[0];
@@ -64,7 +87,7 @@ function cString(vm: Vm, addr: bigint, max: number): string {
   return s;
 }
 
-function tracePrintk(vm: Vm, fmtPtr: bigint, size: bigint, a1: bigint, a2: bigint, a3: bigint): bigint {
+function tracePrintk(vm: HelperVm, fmtPtr: bigint, size: bigint, a1: bigint, a2: bigint, a3: bigint): bigint {
   const n = Number(size & 0xffffffffn);
   if (n === 0) return errnoRet(Errno.EINVAL);
   const fmt = vm.mem.bytes("trace_printk", fmtPtr, n, false);
@@ -119,7 +142,7 @@ function tracePrintk(vm: Vm, fmtPtr: bigint, size: bigint, a1: bigint, a2: bigin
   return BigInt(new TextEncoder().encode(out).length);
 }
 
-function loop(vm: Vm, nr: bigint, fn: bigint, ctx: bigint, flags: bigint): bigint {
+function loop(vm: HelperVm, nr: bigint, fn: bigint, ctx: bigint, flags: bigint): bigint {
   if (flags !== 0n) return errnoRet(Errno.EINVAL);
   // With flags 0 the verifier inlines the call (inline_bpf_loop): it compares
   // all 64 bits of `nr` with BPF_MAX_LOOPS and sets r0 with a 32-bit move, so
@@ -165,7 +188,14 @@ function from32to16(x: number): number {
   return s;
 }
 
-function csumDiff(vm: Vm, from: bigint, fromSize: bigint, to: bigint, toSize: bigint, seed: bigint): bigint {
+function csumDiff(
+  vm: HelperVm,
+  from: bigint,
+  fromSize: bigint,
+  to: bigint,
+  toSize: bigint,
+  seed: bigint,
+): bigint {
   const fs = Number(fromSize & 0xffffffffn);
   const ts = Number(toSize & 0xffffffffn);
   const sd = Number(seed & 0xffffffffn);
@@ -182,8 +212,8 @@ function csumDiff(vm: Vm, from: bigint, fromSize: bigint, to: bigint, toSize: bi
 }
 
 /** The helpers every program gets, whatever its maps. */
-export function baseHelpers(): Map<number, HelperFn> {
-  return new Map<number, HelperFn>([
+export function baseHelpers(): Map<number, BaseHelperFn> {
+  return new Map<number, BaseHelperFn>([
     [Helper.ktimeGetNs, () => BigInt(Math.floor(performance.now() * 1e6))],
     [Helper.tracePrintk, tracePrintk],
     [Helper.getPrandomU32, (vm) => BigInt(nextRandom(vm))],

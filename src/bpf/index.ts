@@ -3,8 +3,9 @@
  * (`clang -O2 -g -target bpf -c`) loads onto the shared-memory backend
  * (`LoadedObject.load`), its `.maps` become htab maps and its globals byte
  * regions, and its programs run by name in the reference interpreter with
- * run-time memory checks; `execRaw`/`execElf` are the conformance suite's
- * plugin contract. Runs in browsers: nothing here needs Node.
+ * run-time memory checks, or compiled to WebAssembly (`engine: "compiled"`,
+ * src/bpf/wasm) over one shared memory holding the object's maps;
+ * `execRaw`/`execElf` are the conformance suite's plugin contract. Runs in browsers: nothing here needs Node.
  */
 
 export { disasm } from "./disasm.js";
@@ -53,6 +54,8 @@ export {
 export { ProgArray } from "./prog-array.js";
 export { RbQuery, RingBuf, type RingBufHandle } from "./ringbuf.js";
 export { SK_BUFF_BYTES, SkBuff, type SkbKind, skbAccess } from "./skb.js";
+export { execRawCompiled } from "./wasm/exec.js";
+export { compiledAvailable } from "./wasm/runtime.js";
 
 import type { RawMap } from "../map/raw-map.js";
 import type { BpfObjectSpec, GlobalVar, ProgramDef } from "./loader.js";

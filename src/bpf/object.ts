@@ -66,6 +66,25 @@
  * section (its bytes and variables, live views of the map's element) and
  * `global(name).map` the ArrayMap; programs reach the bytes by address
  * (ld_imm64 of the map value) and through the map helpers.
+ *
+ * Engines (`engine`, LoadOptions): "compiled" runs programs as WebAssembly
+ * (wasm/program.ts) over the domain's shared wasm memory, where the maps and
+ * the globals' ArrayMap elements already live (a global's address is its
+ * element's byte offset), plus one raw region of the domain (DOM_RAW_TYPE)
+ * holding each CPU slot's run area (stack, region table, context, XDP
+ * frame). "interpreter" runs them in the reference interpreter (interp.ts).
+ * The interpreter always decodes and checks each program at load (its
+ * refusals are the load's); the compiler then takes the programs it handles:
+ * XDP and syscall programs whose maps are hash maps or globals (by address),
+ * calling only the map-free helpers, the hash-map helpers, the spin locks
+ * and the XDP adjust helpers. Any other program (socket filter, tc,
+ * tracepoint, a tail call, a ringbuf helper, an ARRAY, PROG_ARRAY, RINGBUF
+ * or map-in-map reference, a global passed as a map, bpf_xdp_load_bytes,
+ * or one the compiler refuses) runs in the interpreter: chosen once per
+ * program at load (`LoadedProgram.engine` says which), on the same maps, with
+ * the same results. A compiled syscall program given a context over
+ * CTX_BYTES (4 KiB) runs that call in the interpreter. @default "compiled"
+ * where shared WebAssembly memories exist, else "interpreter"
  */
 
 import { ArrayMap } from "../array/array-map.js";
@@ -104,6 +123,8 @@ import {
 import { ProgArray } from "./prog-array.js";
 import { RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingBuf } from "./ringbuf.js";
 import { checkSkbInput, SkbPacket, skbHelpers } from "./skb.js";
+import { type CompiledObject, CompiledProgram, CPU_AREA_BYTES, CTX_BYTES } from "./wasm/program.js";
+import { compiledAvailable } from "./wasm/runtime.js";
 import { XdpPacket, xdpHelpers } from "./xdp.js";
 
 /** A value a helper returned: the region and the element reference behind it. */
@@ -194,6 +215,13 @@ export interface LoadOptions extends OpenOptions {
    * beyond the object's own. @default 64 more maps, and twice the object's maps' bytes plus 1 MiB
    */
   domain?: { maxMaps?: number; maxBytes?: number };
+  /**
+   * How programs run: "compiled" to WebAssembly over the domain's shared
+   * memory (needs wasm threads; programs the compiler does not handle run
+   * interpreted, see the module doc), or all in the reference "interpreter".
+   * @default "compiled" where shared WebAssembly memories exist, else "interpreter"
+   */
+  engine?: "compiled" | "interpreter";
 }
 
 /** The kernel's MAX_TAIL_CALL_CNT. */
@@ -213,6 +241,8 @@ export interface ObjectHandle {
     | { progArray: SharedArrayBuffer }
     | { ringbuf: SharedArrayBuffer }
   )[];
+  /** A compiled object's raw region of per-CPU run areas (absent: the object runs interpreted). */
+  readonly raw?: number;
 }
 
 /** An object's map as programs see it. */
@@ -275,18 +305,53 @@ const PROG_ARRAY = 3;
 const RINGBUF = 27;
 const isOuter = (m: unknown): m is OuterMap =>
   m !== null && typeof m === "object" && typeof (m as OuterMap).lookupInner === "function";
+/** The helpers compiled programs call (wasm/program.ts): the map-free ones, hash maps, spin locks, XDP adjust. */
+const COMPILED_HELPERS = new Set<number>([
+  ...baseHelpers().keys(),
+  Helper.mapLookupElem,
+  Helper.mapUpdateElem,
+  Helper.mapDeleteElem,
+  Helper.mapLookupPercpuElem,
+  Helper.forEachMapElem,
+  Helper.spinLock,
+  Helper.spinUnlock,
+  Helper.xdpAdjustHead,
+  Helper.xdpAdjustTail,
+]);
+const LD_IMM64 = 0x18;
+const CALL = 0x85;
+
+/**
+ * Whether the compiler handles `def` (module doc, Engines): an XDP or
+ * syscall program calling only COMPILED_HELPERS, whose map references are
+ * hash maps, and globals only by address (a global's map pointer, which
+ * the map helpers would take as an ARRAY map, stays interpreted).
+ */
+function compilable(def: ProgramDef, maps: readonly ObjMap[]): boolean {
+  if (def.type !== ProgType.Xdp && def.type !== ProgType.Syscall) return false;
+  for (const x of def.insns) {
+    if (x.code === CALL && x.src === 0 && !COMPILED_HELPERS.has(x.imm >>> 0)) return false;
+    if (x.code !== LD_IMM64) continue;
+    const m = x.src === PseudoLd.mapFd || x.src === PseudoLd.mapValue ? maps[x.imm] : undefined;
+    if (m === undefined) continue;
+    if (m instanceof GlobalSection ? x.src !== PseudoLd.mapValue : !(m instanceof Htab)) return false;
+  }
+  return true;
+}
 
 /** One program of a loaded object. */
 export class LoadedProgram {
   /** @internal */
   readonly vm: Vm;
+  /** The compiled program, when this program runs compiled. */
+  private readonly compiled: CompiledProgram | null = null;
 
   constructor(
     private readonly obj: LoadedObject,
     readonly def: ProgramDef,
     budget: number,
   ) {
-    const helpers = new Map(baseHelpers());
+    const helpers = new Map<number, HelperFn>(baseHelpers());
     for (const [id, fn] of this.mapHelpers()) helpers.set(id, fn);
     for (const [id, types] of TYPED_HELPERS) if (!types.includes(def.type)) helpers.delete(id);
     for (let i = 0; i < def.insns.length; i++) {
@@ -324,15 +389,28 @@ export class LoadedProgram {
         return addressOf(GLOBAL_SLOT + obj.globalSlot(g), off);
       },
     });
+    const view = obj.compiledView;
+    if (view !== null && compilable(def, obj.mapList))
+      try {
+        this.compiled = new CompiledProgram(view, def, budget);
+      } catch (e) {
+        // A program the compiler refuses (the interpreter took it): it runs interpreted.
+        if (!(e instanceof BpfError)) throw e;
+      }
   }
 
   get name(): string {
     return this.def.name;
   }
 
+  /** How this program runs: "compiled" (WebAssembly) or "interpreter" (chosen at load). */
+  get engine(): "compiled" | "interpreter" {
+    return this.compiled === null ? "interpreter" : "compiled";
+  }
+
   /** Lines bpf_trace_printk wrote. */
   get log(): readonly string[] {
-    return this.vm.log;
+    return this.compiled?.log ?? this.vm.log;
   }
 
   /**
@@ -350,6 +428,10 @@ export class LoadedProgram {
         .program(this.name)
         .run(data, { ...opts, cpu: undefined });
     this.checkInput(data, opts);
+    if (this.compiled !== null && (opts.ctx?.length ?? 0) <= CTX_BYTES) {
+      const c = this.runCompiled(this.compiled, data, opts.ctx, repeat);
+      return { retval: Number(c.r0 & 0xffffffffn), ...c };
+    }
     this.vm.cpu = this.obj.cpu;
     const state = this.obj.state;
     let packet: Uint8Array = new Uint8Array(0);
@@ -376,6 +458,14 @@ export class LoadedProgram {
     }
     const duration = Math.round(((performance.now() - t0) * 1e6) / repeat);
     return { retval: Number(r0 & 0xffffffffn), r0, data: packet, ctx, duration };
+  }
+
+  private runCompiled(c: CompiledProgram, data: Uint8Array, ctx: Uint8Array | undefined, repeat: number) {
+    try {
+      return c.run(data, ctx, repeat);
+    } catch (e) {
+      throw this.withSource(e);
+    }
   }
 
   /** Map this run's context (and packet) as test_run builds it for the program's type: r1, and a caller's ctx copy. */
@@ -763,6 +853,39 @@ function otherMap(
   return new ProgArray(def.name, def.maxEntries, from?.progArray);
 }
 
+/**
+ * Whether an object runs compiled (module doc, Engines): as its handle says
+ * when attached, else as asked, by default where wasm threads exist.
+ * @throws BpfError EOPNOTSUPP when asked for "compiled" without wasm threads
+ */
+function wantsCompiled(opts: LoadOptions, shared: ObjectHandle | undefined): boolean {
+  const compiled =
+    shared !== undefined
+      ? shared.raw !== undefined
+      : (opts.engine ?? (compiledAvailable() ? "compiled" : "interpreter")) === "compiled";
+  if (compiled && !compiledAvailable())
+    throw new BpfError(
+      "load",
+      Errno.EOPNOTSUPP,
+      "compiled programs need WebAssembly threads (a shared memory)",
+    );
+  return compiled;
+}
+
+/** A new object's MapDomain: room for its maps, `opts.domain`'s extra, and (compiled) its run areas. */
+function newDomain(spec: BpfObjectSpec, opts: LoadOptions, compiled: boolean): MapDomain {
+  const nrCpus = opts.nrCpus ?? defaultNrCpus();
+  const need = domainBytes(spec, nrCpus);
+  const areas = compiled ? nrCpus * CPU_AREA_BYTES + 1024 : 0;
+  const maxMaps = need.maps + (compiled ? 1 : 0) + (opts.domain?.maxMaps ?? 64);
+  return MapDomain.create({
+    nrCpus,
+    cpu: opts.cpu,
+    maxMaps,
+    maxBytes: opts.domain?.maxBytes ?? domDataBytes(nrCpus, maxMaps) + 2 * need.bytes + areas + (1 << 20),
+  });
+}
+
 /** An object loaded on the shared-memory backend. */
 export class LoadedObject {
   readonly spec: BpfObjectSpec;
@@ -790,27 +913,25 @@ export class LoadedObject {
   private readonly opts: LoadOptions;
   /** The same object attached on other CPU slots in this thread, shared by all of them. */
   private others = new Map<number, LoadedObject>();
+  /** @internal What compiled programs see of this object, or null when it runs interpreted. */
+  readonly compiledView: CompiledObject | null = null;
+  /** The raw region of the per-CPU run areas (compiled), or 0. */
+  private rawId = 0;
 
   private constructor(spec: BpfObjectSpec, opts: LoadOptions, shared?: ObjectHandle) {
     this.spec = spec;
     this.opts = opts;
-    if (shared !== undefined) this.domain = MapDomain.attach(shared.domain, { cpu: opts.cpu });
-    else {
-      const nrCpus = opts.nrCpus ?? defaultNrCpus();
-      const need = domainBytes(spec, nrCpus);
-      const maxMaps = need.maps + (opts.domain?.maxMaps ?? 64);
-      this.domain = MapDomain.create({
-        nrCpus,
-        cpu: opts.cpu,
-        maxMaps,
-        maxBytes: opts.domain?.maxBytes ?? domDataBytes(nrCpus, maxMaps) + 2 * need.bytes + (1 << 20),
-      });
-    }
+    const compiled = wantsCompiled(opts, shared);
+    this.domain =
+      shared !== undefined
+        ? MapDomain.attach(shared.domain, { cpu: opts.cpu })
+        : newDomain(spec, opts, compiled);
     try {
       spec.maps.forEach((def, i) => {
         this.addMap(def, i, shared?.maps[i]);
       });
       if (shared === undefined) this.fillSlots();
+      if (compiled) this.compiledView = this.compiledMemory(shared?.raw, opts.engine === "compiled");
     } catch (e) {
       this.domain.close();
       throw e;
@@ -831,6 +952,43 @@ export class LoadedObject {
       this.programs.set(p.name, lp);
       this.programList.push(lp);
     }
+  }
+
+  /**
+   * Compiled mode: the per-CPU run areas in one raw region of the domain
+   * (made, or attached by id), 1024-aligned (wasm/runtime.ts), and what
+   * compiled programs see of the object.
+   */
+  private compiledMemory(rawId: number | undefined, asked: boolean): CompiledObject | null {
+    const domain = this.domain;
+    const memory = domain.handle.memory;
+    if (memory === undefined && !asked) return null;
+    if (memory === undefined)
+      throw new BpfError("load", Errno.EOPNOTSUPP, "compiled programs need the domain in a wasm memory");
+    let at: number;
+    if (rawId !== undefined) {
+      at = domain.rawOffset(rawId);
+      if (at < 0)
+        throw new BpfError("attach", Errno.EINVAL, `domain region ${rawId} is not an object's run areas`);
+      this.rawId = rawId;
+    } else {
+      const r = domain.allocRaw(domain.nrCpus * CPU_AREA_BYTES + 1024);
+      at = r.offset;
+      this.rawId = r.id;
+    }
+    const base = roundUp(at, 1024);
+    const defs = this.defs;
+    return {
+      mapList: this.mapList as (Htab | GlobalSection)[],
+      sectioned: this.sectioned,
+      cpu: domain.cpu,
+      memory,
+      areaOf: (cpu) => base + cpu * CPU_AREA_BYTES,
+      isHtab: (m): m is Htab => m instanceof Htab,
+      isGlobal: (m) => m instanceof GlobalSection,
+      spinLockOffset: (m) => defs.get(m)?.spinLockOffset ?? -1,
+      mapName: (m) => defs.get(m)?.name ?? "",
+    };
   }
 
   /**
@@ -952,6 +1110,7 @@ export class LoadedObject {
         if (m instanceof RingBuf) return { ringbuf: m.sab };
         return { id: m.info.id };
       }),
+      ...(this.compiledView !== null ? { raw: this.rawId } : {}),
     };
   }
 

@@ -17,13 +17,13 @@ import type { HelperFn } from "./interp.js";
 import { Helper } from "./isa.js";
 import { addressOf, CTX_SLOT, type Memory, PACKET_SLOT, Region } from "./memory.js";
 
-const HEADROOM = 256;
-const FRAME_RESERVED = 40;
-const MAX_LINEAR = 3520;
-const FRAME_BYTES = HEADROOM + MAX_LINEAR;
-const ETH_HLEN = 14;
+export const HEADROOM = 256;
+export const FRAME_RESERVED = 40;
+export const MAX_LINEAR = 3520;
+export const FRAME_BYTES = HEADROOM + MAX_LINEAR;
+export const ETH_HLEN = 14;
 /** struct xdp_md up to rx_queue_index. */
-const XDP_MD_BYTES = 20;
+export const XDP_MD_BYTES = 20;
 
 /** One XDP run's frame, mapped into a program's memory. */
 export class XdpPacket {

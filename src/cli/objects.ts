@@ -43,8 +43,11 @@ export function objectLoaderFor(backend: BackendName): ObjectLoader {
   return (path) => load(readObject("load", path), objectName(path));
 }
 
-/** An object loader for `backend`, as replay runs it (CPU 0 of the machine's possible CPUs). */
-export function bytesLoaderFor(backend: BackendName): BytesLoader {
+/**
+ * An object loader for `backend`, as replay runs it (CPU 0 of the machine's
+ * possible CPUs; on SAB, `nrCpus` CPU slots: the machine's by default).
+ */
+export function bytesLoaderFor(backend: BackendName, nrCpus = machineCpus()): BytesLoader {
   if (backend === "kernel")
     return (bytes, name) => {
       const obj = KernelObject.load(bytes, { name });
@@ -53,7 +56,6 @@ export function bytesLoaderFor(backend: BackendName): BytesLoader {
       pinThreadToCpu(0);
       return { obj, maps: obj.mapList };
     };
-  const nrCpus = machineCpus();
   return (bytes, name) => {
     const obj = LoadedObject.load(bytes, { name, nrCpus, cpu: 0 });
     // A global's map is its section's single-element ARRAY map, as in the kernel.

@@ -14,6 +14,7 @@ import type { BatchResult, RawMap } from "../map/raw-map.js";
 import type { MapSpec } from "../map/spec.js";
 import { isOuter as isOuterType } from "../map/traits.js";
 import { MAP_TYPE_NAMES } from "../uapi.js";
+import { runInWorkers } from "./replay-workers.js";
 
 /** A BPF object loaded for "load": the object, and per map of its spec (`.maps`, then globals) a RawMap. */
 export interface LoadedForReplay {
@@ -162,6 +163,8 @@ function valueBytes(m: RawMap): number {
 export class Replayer {
   private readonly maps: RawMap[] = [];
   private readonly programs: ObjectProgram[] = [];
+  /** The object of each program of `programs`. */
+  private readonly owners: BpfObject[] = [];
   private readonly objects: BpfObject[] = [];
 
   /** `loader`: how "load" puts a BPF object on this backend (without it, "load" is EOPNOTSUPP). */
@@ -336,6 +339,7 @@ export class Replayer {
     });
     const progs = obj.programList.map((p) => {
       this.programs.push(p);
+      this.owners.push(obj);
       return { prog: this.programs.length - 1, name: p.name, section: p.def.section };
     });
     return { ok: true, maps: out, programs: progs };
@@ -345,6 +349,9 @@ export class Replayer {
    * {"op":"run","prog":P,"data_in":HEX,"repeat":R,"cpu":C,"ctx_in":HEX}: one
    * BPF_PROG_TEST_RUN. `retval` is r0's low 32 bits; `data_out` the packet
    * after the run; `ctx_out` the context after it, when `ctx_in` was given.
+   * With `"workers":N` (SAB backend): N worker threads at once, each on a CPU
+   * slot of its own running the program once with `repeat`; `retvals` in
+   * worker order (replay-workers.ts).
    */
   private runProgram(o: Json): Json {
     const n = o.prog;
@@ -358,6 +365,16 @@ export class Replayer {
     const ctx = o.ctx_in === undefined ? undefined : fromHex(o.ctx_in, "ctx_in");
     const repeat = o.repeat === undefined ? 1 : u32Field(o, "repeat");
     const cpu = o.cpu === undefined ? undefined : u32Field(o, "cpu");
+    if (o.workers !== undefined) {
+      if (cpu !== undefined)
+        throw new LineError(`"cpu" and "workers" do not go together (each worker has its own)`);
+      const retvals = runInWorkers(this.owners[n], this.programs[n].name, u32Field(o, "workers"), {
+        data,
+        ctx,
+        repeat: Math.max(1, repeat),
+      });
+      return { ok: true, retvals };
+    }
     const r = this.programs[n].run(data, { repeat: Math.max(1, repeat), cpu, ctx });
     const out: Json = { ok: true, retval: r.retval, data_out: toHex(r.data) };
     if (ctx !== undefined) out.ctx_out = toHex(r.ctx);

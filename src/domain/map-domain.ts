@@ -38,6 +38,7 @@ import {
   DOM_MAX8_I32,
   DOM_NR_CPUS_I32,
   DOM_OWNERS_I32,
+  DOM_RAW_TYPE,
   DOM_USED8_I32,
   DOM_VERSION_I32,
   domClaimI32,
@@ -266,6 +267,29 @@ export class MapDomain implements InnerResolver {
     return m;
   }
 
+  /**
+   * Carve `bytes` of zeroed memory that is no map (layout.ts DOM_RAW_TYPE):
+   * a loaded BPF object's globals and its programs' run areas, which must
+   * live in the same memory as its maps. Lives as long as the domain.
+   * @returns the region's id (which names no map) and its byte offset, 64-byte aligned
+   * @throws BpfError ENOSPC when the directory is full, ENOMEM when the memory is
+   */
+  allocRaw(bytes: number): { id: number; offset: number } {
+    if (this.closed) invalid("allocRaw", "the domain was closed");
+    if (!Number.isInteger(bytes) || bytes < 1)
+      invalid("allocRaw", `bytes must be a positive integer, got ${showInput(bytes)}`);
+    const r = this.allocate(roundUp(bytes, 8), DOM_RAW_TYPE);
+    this.publish(r.id);
+    return r;
+  }
+
+  /** The byte offset of raw region `id` (allocRaw() in any thread), or -1 when `id` is not one. */
+  rawOffset(id: number): number {
+    if (!Number.isInteger(id) || id < 1 || id > Atomics.load(this.i32, DOM_COUNT_I32)) return -1;
+    const e = this.dir + (id - 1) * (DOM_DIR_ENTRY_BYTES >> 2);
+    return this.i32[e + DOM_DIR_TYPE_I32] === DOM_RAW_TYPE ? this.i32[e + DOM_DIR_OFFSET8_I32] * 8 : -1;
+  }
+
   /** Validate `spec` as BPF_MAP_CREATE would, for its kind of map; its geometry and bytes. */
   private validate(spec: DomainMapSpec): { bytes: number; g: Geometry | null; ag: ArrayGeometry | null } {
     if (spec.type === MapType.Array || spec.type === MapType.PercpuArray) {
@@ -357,6 +381,7 @@ export class MapDomain implements InnerResolver {
     if (seen !== undefined) return seen;
     if (!Number.isInteger(id) || id < 1 || id > Atomics.load(this.i32, DOM_COUNT_I32)) return null;
     const e = this.dir + (id - 1) * (DOM_DIR_ENTRY_BYTES >> 2);
+    if (this.i32[e + DOM_DIR_TYPE_I32] === DOM_RAW_TYPE) return null;
     const m = this.view(
       this.i32[e + DOM_DIR_TYPE_I32],
       this.i32[e + DOM_DIR_OFFSET8_I32] * 8,

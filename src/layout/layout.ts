@@ -446,6 +446,12 @@ export const DOM_DIR_ENTRY_BYTES = 16;
 export const DOM_DIR_OFFSET8_I32 = 0;
 export const DOM_DIR_LENGTH8_I32 = 1;
 export const DOM_DIR_TYPE_I32 = 2;
+/**
+ * Directory TYPE of a raw region (MapDomain.allocRaw): bytes that are no
+ * map (a loaded BPF object's globals, its programs' stacks, contexts and
+ * packets); its id names no map.
+ */
+export const DOM_RAW_TYPE = -1;
 /** Domain slot `cpu`'s claim word (as PCPU_CLAIM: who claimed it), after the NR_CPUS owner words. */
 export function domClaimI32(nrCpus: number, cpu: number): number {
   return DOM_OWNERS_I32 + nrCpus + cpu;

@@ -229,3 +229,23 @@ test("a domain in a wasm memory grows while another thread creates maps; every t
   plain.close();
   domain.close();
 });
+
+test("allocRaw: a zeroed region that is no map, found again by id from another attachment", () => {
+  const d = MapDomain.create({ nrCpus: 2, maxMaps: 4 });
+  const m = d.createMap({ type: MapType.Hash, keySize: 4, valueSize: 8, maxEntries: 4 });
+  const r = d.allocRaw(1000);
+  assert.equal(r.offset % 64, 0);
+  assert.equal(d.rawOffset(r.id), r.offset);
+  assert.equal(d.rawOffset(m.info.id), -1, "a map's id is no raw region");
+  assert.equal(d.mapById(r.id), null, "a raw region's id is no map");
+  const bytes = new Uint8Array(d.handle.sab, r.offset, 1000);
+  assert.ok(bytes.every((b) => b === 0));
+  bytes.fill(7);
+  const other = MapDomain.attach(d.handle, { cpu: 1 });
+  assert.equal(other.rawOffset(r.id), r.offset);
+  assert.equal(other.mapById(r.id), null);
+  assert.equal(new Uint8Array(other.handle.sab, r.offset, 1)[0], 7);
+  assert.throws(() => d.allocRaw(0), { code: "EINVAL" });
+  other.close();
+  d.close();
+});
