@@ -30,6 +30,11 @@ export class HeldRefs {
   private n = 0;
   /** More than HELD_MAX distinct elements were recorded: has() answers true for all. */
   overflow = false;
+  /**
+   * References handed out where this record cannot see them (a compiled program's lookups run in
+   * wasm and leave the value in its region table): asked by has() too, until clear().
+   */
+  external: ((e: number) => boolean) | null = null;
 
   /** Record element `e` (a word index > 0). */
   add(e: number): void {
@@ -52,6 +57,7 @@ export class HeldRefs {
   /** Whether a reference to `e` may have been handed out in this section. */
   has(e: number): boolean {
     if (this.overflow) return true;
+    if (this.external?.(e) === true) return true;
     if (this.n === 0) return false;
     let i = Math.imul(e, 0x9e3779b1) >>> 25;
     for (let k = 0; k < TABLE; k++) {
@@ -74,6 +80,7 @@ export class HeldRefs {
     else for (let k = 0; k < this.n; k++) this.unset(this.list[k]);
     this.n = 0;
     this.overflow = false;
+    this.external = null;
   }
 
   private unset(e: number): void {

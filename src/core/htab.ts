@@ -430,6 +430,17 @@ export class Htab implements RawMap {
     return this.v.kw;
   }
 
+  /**
+   * Until this view's open section ends, also count element `e` as referenced where `held(e)` says so
+   * (held-refs.ts `external`): for a caller that hands out references this view does not see (a
+   * compiled program's lookups run in wasm), so nothing it unlinks is reused under them.
+   * Requires: inside a section. @internal
+   */
+  alsoHeldInSection(held: (e: number) => boolean): void {
+    if (this.v.sectionDepth === 0) invalid("alsoHeldInSection", "called outside a section");
+    this.v.held.external = held;
+  }
+
   /** lookupElem() of keyScratch into valueScratch. @returns 0, -ENOENT, -EPERM, -ETIMEDOUT */
   lookupScratch(): number {
     const v = this.v;

@@ -103,6 +103,11 @@ export class CompiledProgram {
   /** An XDP run is on (the adjust helpers may act), and the packet's bytes past the linear part. */
   private xdpOn = false;
   private frags: Uint8Array = NO_BYTES;
+  /**
+   * The maps whose lookups run in wasm, each with a test of whether this run was given element e's
+   * value (its region table holds it): the view's reference record (held-refs.ts) cannot see them.
+   */
+  private readonly wasmLookups: { m: Htab; given: (e: number) => boolean }[] = [];
 
   constructor(
     private readonly obj: CompiledObject,
@@ -176,6 +181,8 @@ export class CompiledProgram {
       const desc = key - SCRATCH_DESC_BYTES;
       // The descriptor names this scratch key: the layout is the one read here.
       if (u32[(desc >>> 2) + SCRATCH_KEY_I32] !== key) return;
+      const values = u32[(desc >>> 2) + SCRATCH_BASE_I32] + u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32];
+      this.wasmLookups.push({ m, given: (e) => this.vm.gaveValueAt(values + e * 4) });
       fastMaps.set(i, {
         desc,
         key,
@@ -283,6 +290,9 @@ export class CompiledProgram {
         m.enter();
         entered++;
       }
+      // A lookup in wasm hands out a reference core/held-refs.ts never sees: an element whose value
+      // a run was given is not reused under it (it waits for the section's end, as in limbo).
+      for (const w of this.wasmLookups) w.m.alsoHeldInSection(w.given);
       this.vm.runLoop(r1, n, len);
       if (this.vm.held !== 0)
         throw new BpfRunError(

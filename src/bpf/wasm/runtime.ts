@@ -230,6 +230,15 @@ export class CompiledVm implements HelperVm {
     u[w + 3] = tag;
   }
 
+  /** Whether this run was given the region that starts at `lo` (a map value, say): its region table holds it. */
+  gaveValueAt(lo: number): boolean {
+    const u = this.view();
+    const n = Math.min(this.count(), TABLE_ENTRIES);
+    for (let i = 0, w = (this.table + TABLE_HEADER) >>> 2; i < n; i++, w += ENTRY >>> 2)
+      if (u[w] === lo) return true;
+    return false;
+  }
+
   /** The address of the bpf_spin_lock held in this run, or 0 (a wasm global, set by either side). */
   get held(): number {
     return Number(this.heldG.value);
