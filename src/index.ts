@@ -20,6 +20,7 @@ export {
 } from "./api/create.js";
 export { TypedMap, type TypedMapOptions } from "./api/typed-map.js";
 export { type ArrayFsckReport, type ArrayHandle, ArrayMap } from "./array/array-map.js";
+export type { ArrayGeometry } from "./layout/layout.js";
 export type { ComputeFn } from "./core/compare.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export type { SabCreateOptions } from "./core/spec.js";

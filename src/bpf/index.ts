@@ -6,17 +6,21 @@
  * run-time memory checks, or compiled to WebAssembly (`engine: "compiled"`,
  * src/bpf/wasm) over one shared memory holding the object's maps;
  * `execRaw`/`execElf` are the conformance suite's plugin contract. Runs in browsers: nothing here needs Node.
+ * @module htab/bpf
  */
 
+export type { SourceLine } from "./btf-ext.js";
 export { disasm } from "./disasm.js";
-export { execElf, execRaw, parseBase16 } from "./exec.js";
-export { baseHelpers, MAX_LOOPS } from "./helpers.js";
+export { type ExecOptions, execElf, execRaw, parseBase16 } from "./exec.js";
+export { type BaseHelperFn, baseHelpers, type HelperVm, MAX_LOOPS } from "./helpers.js";
 export { BpfRunError, DEFAULT_BUDGET, type HelperFn, Vm, type VmOptions } from "./interp.js";
 export {
   AluOp,
   AtomicOp,
   asm,
   Class,
+  type DecodedProgram,
+  type DecodeOptions,
   decodeInsns,
   decodeProgram,
   encodeInsns,
@@ -41,6 +45,7 @@ export {
   type ProgramDef,
   ProgType,
 } from "./loader.js";
+export { type Fault, Memory, Region } from "./memory.js";
 export {
   GlobalSection,
   LoadedObject,
@@ -48,6 +53,7 @@ export {
   type LoadOptions,
   MAX_TAIL_CALLS,
   type ObjectHandle,
+  type ObjMap,
   type RunOptions,
   type RunResult,
 } from "./object.js";

@@ -246,7 +246,7 @@ export interface ObjectHandle {
 }
 
 /** An object's map as programs see it. */
-type ObjMap = Htab | ArrayMap | GlobalSection | OuterMap | ProgArray | RingBuf;
+export type ObjMap = Htab | ArrayMap | GlobalSection | OuterMap | ProgArray | RingBuf;
 
 /** What one run (and the programs it tail-calls) shares. */
 interface RunState {
