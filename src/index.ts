@@ -20,7 +20,6 @@ export {
 } from "./api/create.js";
 export { TypedMap, type TypedMapOptions } from "./api/typed-map.js";
 export { type ArrayFsckReport, type ArrayHandle, ArrayMap } from "./array/array-map.js";
-export type { ArrayGeometry } from "./layout/layout.js";
 export type { ComputeFn } from "./core/compare.js";
 export { type AttachOptions, type FsckReport, Htab, type MapHandle } from "./core/htab.js";
 export type { SabCreateOptions } from "./core/spec.js";
@@ -40,6 +39,7 @@ export { BpfError, Errno, type ErrnoCode, type ErrnoName, errnoName } from "./er
 export { htabMapHash } from "./hash/htab-hash.js";
 export { jhash, jhash2 } from "./hash/jhash.js";
 export type { Geometry } from "./layout/geometry.js";
+export type { ArrayGeometry } from "./layout/layout.js";
 export type { Codec, CodecValue, Field, StructValue } from "./map/codecs.js";
 export * as codecs from "./map/codecs.js";
 export type { BatchArgs, BatchResult, MapInfo, RawMap, ScratchMap } from "./map/raw-map.js";
