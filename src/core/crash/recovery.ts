@@ -58,6 +58,7 @@ import {
   slotStateOf,
 } from "../../sync/slot-claim.js";
 import { chainPrev, homeLinked } from "../bucket.js";
+import { carvedElem } from "../elems/carve.js";
 import { elemOf, type HtabView } from "../htab-view.js";
 
 /** How long an unowned locked bucket must stay unowned before recovery takes it from a dead slot. */
@@ -139,10 +140,14 @@ function recoverSlot(v: HtabView, d: number): void {
   // A lost home element is off every list now (a list it was on kept it: lost = 0),
   // whatever its HOME_STATE said mid-way; step 2 marks it linked if its chain has it.
   if (lost !== 0 && lost < v.homeEnd) Atomics.store(i32, lost + ELEM_HOME_STATE_I32, HOME_TAKEN);
-  // 1b. The NO_PREALLOC grow lock: `d` was carving. CARVED is published last, so an
-  //     element it counted is its INFLIGHT (filed below as lost); a grown buffer is harmless.
+  // 1b. The NO_PREALLOC grow lock: `d` was carving. Its INFLIGHT names the element it
+  //     carved (filed below as lost) only if it published CARVED (last, before the
+  //     release); else nobody carved it. Decided before the release: from then on a live
+  //     carver (one waits for this lock) carves that same element and links it, and CARVED
+  //     counts it. A grown buffer is harmless.
   const g = Atomics.load(i32, HDR_GROW_LOCK_I32);
   if (g !== 0 && lockOwner(g) === d) {
+    if (lost !== 0 && !carvedElem(v, lost)) lost = 0;
     Atomics.store(i32, HDR_GROW_LOCK_I32, 0);
     Atomics.notify(i32, HDR_GROW_LOCK_I32);
     Atomics.add(i32, HDR_RECOVERED_I32, 1);

@@ -57,6 +57,17 @@ export function carveElem(v: HtabView): number {
   }
 }
 
+/**
+ * Whether element `e` was carved: CARVED counts it. A carver records the
+ * element in its INFLIGHT before it publishes CARVED, so a carver that died
+ * in between names an element nobody has carved. Decide it while that dead
+ * carver's grow lock is still held (crash/recovery.ts step 1b): once it is
+ * free, a live carver takes that same element, and CARVED counts it as its own.
+ */
+export function carvedElem(v: HtabView, e: number): boolean {
+  return (e - v.elemsBase) / v.elemStrideI32 < Atomics.load(v.i32, HDR_CARVED_I32);
+}
+
 /** NO_PREALLOC elements: the freelists first, then a carved one; bounded by max_entries. */
 export class CarvedElems extends PreallocElems {
   override alloc(v: HtabView): number {
@@ -78,13 +89,5 @@ export class CarvedElems extends PreallocElems {
   protected override fileReplaced(v: HtabView, old: number): void {
     if (reusableNow(v, old)) freelistPush(v, old);
     else limboPush(v.i32, v.cpu, old);
-  }
-
-  /**
-   * Only below CARVED: a carver that died between recording INFLIGHT and
-   * publishing CARVED named an element nobody has carved.
-   */
-  protected override exists(v: HtabView, e: number): boolean {
-    return (e - v.elemsBase) / v.elemStrideI32 < Atomics.load(v.i32, HDR_CARVED_I32);
   }
 }

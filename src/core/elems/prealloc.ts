@@ -159,13 +159,9 @@ export class PreallocElems implements ElemPolicy {
 
   touch(): void {}
 
+  /** `lost` exists: recovery cleared an element a dead NO_PREALLOC carver never carved (step 1b). */
   recoverOwned(v: HtabView, _d: number, lost: number): void {
-    if (lost !== 0 && this.exists(v, lost)) fileLost(v, lost);
-  }
-
-  /** Whether element `e` exists (always, when preallocated). */
-  protected exists(_v: HtabView, _e: number): boolean {
-    return true;
+    if (lost !== 0) fileLost(v, lost);
   }
 }
 
