@@ -17,6 +17,7 @@ import {
   BUCKET_HOME_I32,
   ELEM_HEADER_BYTES,
   HDR_ACTIVE_I32,
+  HDR_CARVED_I32,
   HDR_FROZEN_I32,
   HDR_HOME_END_I32,
   HDR_SPIN_LOCK_OFF_I32,
@@ -409,6 +410,17 @@ export function count(v: HtabView): number {
   let n = 0;
   for (let c = 0; c < v.nrCpus; c++) n += Atomics.load(v.i32, pcpuBase(c) + PCPU_COUNT_I32);
   return n;
+}
+
+/**
+ * Whether element `e` was carved: CARVED counts it. A carver records the
+ * element in its INFLIGHT before it publishes CARVED, so a carver that died
+ * in between names an element nobody has carved. Decide it while that dead
+ * carver's grow lock is still held (crash/recovery.ts step 1b; elems/carve.ts carves): once it is
+ * free, a live carver takes that same element, and CARVED counts it as its own.
+ */
+export function carvedElem(v: HtabView, e: number): boolean {
+  return (e - v.elemsBase) / v.elemStrideI32 < Atomics.load(v.i32, HDR_CARVED_I32);
 }
 
 /** Element number `n` (an LRU node) to its word index, and back (nodeOf: LRU maps, which have no homes). */

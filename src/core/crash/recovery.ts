@@ -58,8 +58,7 @@ import {
   slotStateOf,
 } from "../../sync/slot-claim.js";
 import { chainPrev, homeLinked } from "../bucket.js";
-import { carvedElem } from "../elems/carve.js";
-import { elemOf, type HtabView } from "../htab-view.js";
+import { carvedElem, elemOf, type HtabView } from "../htab-view.js";
 
 /** How long an unowned locked bucket must stay unowned before recovery takes it from a dead slot. */
 const RECOVERY_WAIT_MS = 100;

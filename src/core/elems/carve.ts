@@ -57,17 +57,6 @@ export function carveElem(v: HtabView): number {
   }
 }
 
-/**
- * Whether element `e` was carved: CARVED counts it. A carver records the
- * element in its INFLIGHT before it publishes CARVED, so a carver that died
- * in between names an element nobody has carved. Decide it while that dead
- * carver's grow lock is still held (crash/recovery.ts step 1b): once it is
- * free, a live carver takes that same element, and CARVED counts it as its own.
- */
-export function carvedElem(v: HtabView, e: number): boolean {
-  return (e - v.elemsBase) / v.elemStrideI32 < Atomics.load(v.i32, HDR_CARVED_I32);
-}
-
 /** NO_PREALLOC elements: the freelists first, then a carved one; bounded by max_entries. */
 export class CarvedElems extends PreallocElems {
   override alloc(v: HtabView): number {
