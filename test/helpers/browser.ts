@@ -53,6 +53,31 @@ export interface PageOptions {
   timeoutMs?: number;
 }
 
+/** GET `url`: the page at `/`, one of `opts.files`, or a file of dist/. */
+function serveFile(
+  url: string,
+  opts: PageOptions,
+  headers: Record<string, string>,
+  res: ServerResponse,
+): void {
+  if (url === "/" || url === "/index.html") {
+    res.writeHead(200, { ...headers, "Content-Type": "text/html" }).end(opts.html);
+    return;
+  }
+  const extra = opts.files?.[url];
+  if (extra !== undefined) {
+    res.writeHead(200, { ...headers, "Content-Type": "application/octet-stream" }).end(extra);
+    return;
+  }
+  const file = normalize(join(root, url));
+  if (!file.startsWith(root) || !existsSync(file)) {
+    res.writeHead(404, headers).end();
+    return;
+  }
+  res.writeHead(200, { ...headers, "Content-Type": TYPES[extname(file)] ?? "application/octet-stream" });
+  res.end(readFileSync(file));
+}
+
 /** Open the page in headless Chromium and resolve with what it POSTs to /result (parsed JSON). */
 export async function runPage<T>(opts: PageOptions): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
@@ -90,22 +115,7 @@ export async function runPage<T>(opts: PageOptions): Promise<T> {
       if (arrived) release();
       return;
     }
-    if (url === "/" || url === "/index.html") {
-      res.writeHead(200, { ...headers, "Content-Type": "text/html" }).end(opts.html);
-      return;
-    }
-    const extra = opts.files?.[url];
-    if (extra !== undefined) {
-      res.writeHead(200, { ...headers, "Content-Type": "application/octet-stream" }).end(extra);
-      return;
-    }
-    const file = normalize(join(root, url));
-    if (!file.startsWith(root) || !existsSync(file)) {
-      res.writeHead(404, headers).end();
-      return;
-    }
-    res.writeHead(200, { ...headers, "Content-Type": TYPES[extname(file)] ?? "application/octet-stream" });
-    res.end(readFileSync(file));
+    serveFile(url, opts, headers, res);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;
