@@ -334,7 +334,8 @@ char LICENSE[] SEC("license") = "GPL";`,
     const obj = LoadedObject.load(bytes, { name: "reuse", engine });
     const prog = obj.program("reuse");
     assert.equal(prog.engine, engine);
-    for (let i = 0; i < 4; i++) assert.equal(prog.run(new Uint8Array(0), { ctx: new Uint8Array(8) }).retval, 1, engine);
+    for (let i = 0; i < 4; i++)
+      assert.equal(prog.run(new Uint8Array(0), { ctx: new Uint8Array(8) }).retval, 1, engine);
     assert.equal(obj.map("m").fsck().ok, true);
   }
 });
