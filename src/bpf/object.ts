@@ -1098,6 +1098,18 @@ export class LoadedObject {
     return new LoadedObject(openObject(bytes, opts), opts);
   }
 
+  /**
+   * Load an object built in code rather than read from an ELF file: maps
+   * as `spec.maps`, programs as linked instructions whose map loads
+   * (BPF_LD_MAP_FD) name a map by its index in `spec.maps`, as an opened
+   * object's do. One instruction list can then be loaded here and, with
+   * the maps' fds in place of the indices, in the kernel.
+   * @throws BpfError as load() does after the ELF stage
+   */
+  static fromSpec(spec: BpfObjectSpec, opts: LoadOptions = {}): LoadedObject {
+    return new LoadedObject(spec, opts);
+  }
+
   /** What a worker posts to `LoadedObject.attach()` to run these programs on these maps. */
   handle(): ObjectHandle {
     return {

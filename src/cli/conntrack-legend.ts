@@ -5,8 +5,9 @@ export const CONNTRACK_LEGEND = `Columns of the table:
   GC mode                  how the GC worker deletes an expired flow: "delete by key" (read a batch,
                            then delete each old key, as Cilium does) or "compareAndDelete" (delete
                            only if the flow's last-seen time is still the one the GC read)
-  pkts/s                   packets the datapath workers processed per second (each one compute() on
-                           htab's map, one BPF program run through BPF_PROG_TEST_RUN on a kernel map)
+  pkts/s                   packets the datapath workers processed per second (each one run of the
+                           datapath BPF program: compiled on htab's map, through BPF_PROG_TEST_RUN
+                           on a kernel map)
   new flows                flows the datapath inserted (first packet, or again after a deletion)
   GC sweeps                full passes of the GC over the map
   expired deleted          flows the GC deleted

@@ -1,11 +1,15 @@
 /**
  * `htab conntrack` worker: a datapath that inserts and refreshes flows, or
  * the garbage collector that sweeps expired ones in batches, on a SAB map
- * or (control plane only) a real kernel map.
+ * or a real kernel map. The datapath is one BPF program on both
+ * (conntrack-prog.ts): compiled on the SAB map, in a loaded object this
+ * worker attaches on its own CPU slot; run with BPF_PROG_TEST_RUN on the
+ * kernel map.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { LoadedObject, type ObjectHandle } from "../bpf/object.js";
 import { xorshift32 } from "../check/xorshift.js";
-import { Htab, type MapHandle } from "../core/htab.js";
+import type { Htab } from "../core/htab.js";
 import { KernelMap } from "../kernel/kernel-map.js";
 import type { MapInfo, RawMap } from "../map/raw-map.js";
 import {
@@ -28,19 +32,23 @@ import {
 import {
   CT_PACKET_BYTES,
   CT_PROG_CREATED,
+  CT_PROG_NAME,
   CT_PROG_REFRESHED,
   loadConntrackProgram,
 } from "./conntrack-prog.js";
 
 interface Data {
   role: "datapath" | "gc";
-  handle?: MapHandle;
+  /** The SAB backend: the loaded object holding the map and the program. */
+  object?: ObjectHandle;
   kernel?: { fd: number; info: MapInfo };
   stats: SharedArrayBuffer;
   /** Per-flow time of the last successful refresh, ms since `epoch` (datapath writes, datapath reads). */
   lastRefresh: SharedArrayBuffer;
   stop: SharedArrayBuffer;
   slot: number;
+  /** Datapath workers: worker `slot` sends the packets of flows slot, slot + workers, … */
+  workers: number;
   flows: number;
   timeoutMs: number;
   epoch: number;
@@ -50,8 +58,9 @@ interface Data {
 }
 
 const d = workerData as Data;
-const map: RawMap = d.handle ? Htab.attach(d.handle) : KernelMap.fromHandle(d.kernel!);
-const htab = map instanceof Htab ? map : null;
+// Slot 0 is the main thread's; datapaths 1..workers, the GC the next.
+const obj = d.object ? LoadedObject.attach(d.object, { cpu: d.slot + 1 }) : null;
+const map: RawMap = obj ? (obj.map("ct") as Htab) : KernelMap.fromHandle(d.kernel!);
 const stats = new Int32Array(d.stats, d.slot * CT_WORDS * 4, CT_WORDS);
 const stop = new Int32Array(d.stop);
 const lastRefresh = new Int32Array(d.lastRefresh);
@@ -70,64 +79,29 @@ function setKey(key: Uint8Array, dv: DataView, f: number): void {
 if (d.role === "datapath") {
   const key = new Uint8Array(CT_KEY_SIZE);
   const kv = new DataView(key.buffer);
-  const val = new Uint8Array(CT_VALUE_SIZE);
-  const vv = new DataView(val.buffer);
-  const cur = new Uint8Array(CT_VALUE_SIZE);
-  const cv = new DataView(cur.buffer);
   const next = xorshift32(d.seed);
-  let existed = false;
+  // Each flow's packets come to one worker (one CPU, as RSS steers a flow's packets to one
+  // queue): its refreshes never race each other, so last_seen never goes backwards, and
+  // the only race left is the GC's.
+  const mine = Math.ceil((d.flows - d.slot) / d.workers);
   let now = 0n;
-  let flow = 0;
-  let lastBefore = 0;
-  // A packet: refresh the flow if it is tracked, start tracking it otherwise.
-  let seen: Uint8Array | undefined;
-  let w: DataView<ArrayBufferLike> = cv;
-  const onPacket = (c: Uint8Array | undefined): Uint8Array => {
-    existed = c !== undefined;
-    // The packet time is read under the bucket lock, so last_seen never goes backwards.
-    now = nowUs();
-    // So is the previous incarnation's last packet time: no refresh of the flow we are
-    // about to create can be recorded before we read it.
-    if (!existed) lastBefore = Atomics.load(lastRefresh, flow);
-    if (c) {
-      if (c !== seen) {
-        // compute() hands the same buffer every time: make its view once.
-        seen = c;
-        w = new DataView(c.buffer, c.byteOffset, c.byteLength);
-      }
-      vv.setBigUint64(0, now, true);
-      vv.setBigUint64(8, w.getBigUint64(8, true) + 1n, true);
-      vv.setBigUint64(16, w.getBigUint64(16, true) + 1500n, true);
-      vv.setBigUint64(24, w.getBigUint64(24, true), true);
-    } else {
-      vv.setBigUint64(0, now, true);
-      vv.setBigUint64(8, 1n, true);
-      vv.setBigUint64(16, 64n, true);
-      vv.setBigUint64(24, now, true);
-    }
-    return val;
-  };
-  // On a kernel map the datapath is a real BPF program (conntrack-prog.ts), run on
-  // each packet through BPF_PROG_TEST_RUN: it refreshes a flow in place, as Cilium's does.
-  const prog = htab ? null : loadConntrackProgram(map as KernelMap);
-  const run = prog?.runner(CT_PACKET_BYTES) ?? null;
-  const packet = run ? new DataView(run.data.buffer, run.data.byteOffset, CT_PACKET_BYTES) : null;
+  // The datapath program on each packet: compiled on the SAB map, BPF_PROG_TEST_RUN on the kernel's.
+  const prog = obj ? null : loadConntrackProgram(map as KernelMap);
+  const compiled = obj?.program(CT_PROG_NAME) ?? null;
+  const testRun = prog?.runner(CT_PACKET_BYTES) ?? null;
+  const data = testRun?.data ?? new Uint8Array(CT_PACKET_BYTES);
+  const packet = new DataView(data.buffer, data.byteOffset, CT_PACKET_BYTES);
+  const run = (): number => (compiled ? compiled.run(data).retval : (testRun as { run(): number }).run());
   while (Atomics.load(stop, 0) === 0) {
     for (let burst = 0; burst < 128; burst++) {
-      const f = next() % d.flows;
-      flow = f;
+      const f = d.slot + d.workers * (next() % mine);
       setKey(key, kv, f);
-      let r: number;
-      if (htab) r = htab.compute(key, onPacket);
-      else {
-        const pkt = run as { data: Uint8Array; run(): number };
-        pkt.data.set(key, 0);
-        now = nowUs();
-        (packet as DataView).setBigUint64(16, now, true);
-        const ret = pkt.run();
-        existed = ret === CT_PROG_REFRESHED;
-        r = ret === CT_PROG_REFRESHED || ret === CT_PROG_CREATED ? 0 : -7;
-      }
+      data.set(key, 0);
+      now = nowUs();
+      packet.setBigUint64(16, now, true);
+      const ret = run();
+      const existed = ret === CT_PROG_REFRESHED;
+      const r = ret === CT_PROG_REFRESHED || ret === CT_PROG_CREATED ? 0 : -7;
       Atomics.add(stats, CT_PACKETS, 1);
       if (r !== 0) {
         Atomics.add(stats, CT_FULL, 1);
@@ -139,7 +113,7 @@ if (d.role === "datapath") {
         // Read the clock after the update: the GC's delete came before it, so a flow
         // deleted legitimately (idle > timeout at the GC's clock) always shows a gap > timeout.
         const after = nowMs();
-        const last = htab ? lastBefore : Atomics.load(lastRefresh, f);
+        const last = Atomics.load(lastRefresh, f);
         if (last > 0 && after - last < d.timeoutMs - 1) Atomics.add(stats, CT_BROKEN, 1);
       }
       // Record the packet time written into last_seen; keep the latest (workers race here).
@@ -148,7 +122,7 @@ if (d.role === "datapath") {
         if (Atomics.compareExchange(lastRefresh, f, old, ms) === old) break;
     }
   }
-  run?.free();
+  testRun?.free();
   prog?.close();
 } else {
   const cap = d.batch;
@@ -194,5 +168,6 @@ if (d.role === "datapath") {
     Atomics.add(stats, CT_SWEEPS, 1);
   }
 }
-map.close();
+if (obj) obj.close();
+else map.close();
 parentPort?.postMessage("done");

@@ -24,6 +24,7 @@ import {
   CT_WORDS,
   type GcMode,
 } from "./conntrack-layout.js";
+import { loadConntrackObject } from "./conntrack-prog.js";
 import { type Column, fmtNumber, Progress, renderTable } from "./term.js";
 
 export interface ConntrackOptions {
@@ -75,6 +76,31 @@ function runWorker(data: Record<string, unknown>): Promise<void> {
   });
 }
 
+/**
+ * The CT map and what the workers attach: on SAB, a loaded object holding
+ * the map and the datapath program (compiled where wasm threads exist),
+ * whose handle each worker attaches on its own CPU slot (the main thread
+ * holds slot 0); in the kernel, the map's fd.
+ */
+function openCtMap(o: ConntrackOptions): {
+  map: RawMap & { memoryUsage(): number; count?(): number };
+  where: Record<string, unknown>;
+  close(): void;
+} {
+  if (!o.kernel) {
+    const obj = loadConntrackObject({ maxEntries: o.mapSize, lru: o.lru ?? false, nrCpus: o.workers + 2 });
+    return { map: obj.map("ct") as Htab, where: { object: obj.handle() }, close: () => obj.close() };
+  }
+  const spec = {
+    type: o.lru ? MapType.LruHash : MapType.Hash,
+    keySize: CT_KEY_SIZE,
+    valueSize: CT_VALUE_SIZE,
+    maxEntries: o.mapSize,
+  };
+  const map = KernelMap.create(spec, { name: "htab_ct" });
+  return { map, where: { kernel: map.handle }, close: () => map.close() };
+}
+
 async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
   const backend = o.kernel ? "kernel" : "sab";
   const base: ModeResult = {
@@ -95,17 +121,7 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
   };
   if (o.kernel && mode === "compare")
     return { ...base, skipped: "the kernel has no atomic compare-and-delete (BPF_F_COMPARE was rejected)" };
-  const spec = {
-    type: o.lru ? MapType.LruHash : MapType.Hash,
-    keySize: CT_KEY_SIZE,
-    valueSize: CT_VALUE_SIZE,
-    maxEntries: o.mapSize,
-  };
-  const map: RawMap & { memoryUsage(): number } = o.kernel
-    ? KernelMap.create(spec, { name: "htab_ct" })
-    : Htab.create(spec, { nrCpus: o.workers + 2 });
-  // The whole handle: workers run the wasm fast path.
-  const where = map instanceof Htab ? { handle: map.handle } : { kernel: (map as KernelMap).handle };
+  const { map, where, close } = openCtMap(o);
   const n = o.workers + 1;
   const stats = new SharedArrayBuffer(n * CT_WORDS * 4);
   const s32 = new Int32Array(stats);
@@ -117,6 +133,7 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
     stats,
     stop,
     lastRefresh,
+    workers: o.workers,
     flows: o.flows,
     timeoutMs: o.timeoutMs,
     epoch,
@@ -169,7 +186,7 @@ async function runMode(o: ConntrackOptions, mode: GcMode): Promise<ModeResult> {
   progress?.update(1, [{ label: "", value: "done" }]);
   progress?.stop();
   const memoryBytes = map.memoryUsage();
-  map.close();
+  close();
   return {
     ...base,
     seconds,
