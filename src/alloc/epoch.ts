@@ -245,7 +245,9 @@ export function oldestSectionSlot(
  * hold it up. The stall hook runs between waits (a map recovers its dead
  * slots there: a reaped slot's section ends at once); a section is never
  * assumed over while its thread may live. Requires: the caller is not in a
- * section on this map.
+ * section on this map, or `skip` is the slot of the one it is in (that
+ * section is not waited for: the caller's reclaim then filters what its own
+ * section references, limboReclaim()'s `held`).
  * @returns -1 when every such section ended; else the slot holding the oldest one still open
  *   (and `open`, if given, gets every slot whose section began before the call and is still open)
  */
@@ -254,13 +256,14 @@ export function synchronizeSections(
   nrCpus: number,
   timeoutMs = SYNC_TIMEOUT_MS,
   open: number[] | null = null,
+  skip = -1,
 ): number {
   const target = Atomics.add(i32, HDR_EPOCH_I32, 1) + 1;
-  if (spinUntilEpoch(i32, nrCpus, target)) return -1;
+  if (spinUntilEpoch(i32, nrCpus, target, skip)) return -1;
   const block = threadCanBlock();
   const deadline = nowMs() + timeoutMs;
   for (let waits = 1; ; waits++) {
-    if (oldestSection(i32, nrCpus) >= target) return -1;
+    if (oldestSection(i32, nrCpus, skip) >= target) return -1;
     if (waits % STALL_WAITS === 0) {
       stalled(i32);
       if (nowMs() > deadline) {
@@ -279,9 +282,9 @@ function pause(i32: Int32Array, block: boolean): void {
 }
 
 /** Spin a little for short sections: true when every section open before epoch `target` has ended. */
-function spinUntilEpoch(i32: Int32Array, nrCpus: number, target: number): boolean {
+function spinUntilEpoch(i32: Int32Array, nrCpus: number, target: number, skip: number): boolean {
   for (let i = 0; i < SPIN_LIMIT; i++) {
-    if (oldestSection(i32, nrCpus) >= target) return true;
+    if (oldestSection(i32, nrCpus, skip) >= target) return true;
     cpuRelax(i32, HDR_ACTIVE_I32);
   }
   return false;

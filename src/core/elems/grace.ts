@@ -40,17 +40,26 @@ export const GRACE_WAIT_MS = 200;
 /**
  * Wait (`ms` at most) until every section open now has ended,
  * then reclaim every limbo list. Nothing is waited for when no element is
- * in limbo, or when this thread is itself in a section on this map (in any
- * of its objects: it would wait for itself).
+ * in limbo, or when this thread is in a section on this map through another
+ * object (it would wait for itself); inside this view's own section, only
+ * the other slots' sections are waited for, and the reclaim passes over what
+ * this section referenced (held-refs.ts).
  * @returns -1 when the grace period passed (reclaimed elements are on the lists), else the slot
  *   holding the oldest section still open (or -2 when nothing waits in limbo)
  */
 export function awaitGrace(v: HtabView, ms = GRACE_WAIT_MS): number {
   const i32 = v.i32;
   if (Atomics.load(i32, HDR_LIMBO_COUNT_I32) === 0) return -2;
-  // A section of this thread (this view's, or another object's of this thread) cannot end while it waits.
+  // A section of this thread cannot end while it waits. This view's own: wait for the other
+  // slots' sections, then reclaim what only it holds up and never referenced (ownHeld()).
+  // Another object's section of this thread: no wait helps.
   const own = ownSection(v);
-  const open = own >= 0 ? oldestSectionSlot(i32, v.nrCpus) : synchronizeSections(i32, v.nrCpus, ms);
+  const open =
+    own < 0
+      ? synchronizeSections(i32, v.nrCpus, ms)
+      : v.sectionDepth > 0
+        ? synchronizeSections(i32, v.nrCpus, ms, null, v.cpu)
+        : oldestSectionSlot(i32, v.nrCpus);
   limboReclaimAll(i32, v.cpu, v.nrCpus, v.elems.sink, ownHeld(v));
   return open;
 }
@@ -92,13 +101,15 @@ export function ownSection(v: HtabView): number {
  * A preallocated map's allocation after the freelists came up empty:
  * wait for a grace period and pop again. Requires: bucket lock held (the
  * wait is bounded by GRACE_WAIT_MS).
+ * `replace`: for a replace's element (the kernel's extra_elems), which may be
+ * taken in a full map; it answers an element or 0, never ALLOC_HELD.
  * @returns an element; 0 when the map is full (max_entries keys, or nothing
  *   turned up within the bound); ALLOC_HELD when the elements
  *   that would make room are held by an open section (lastError says whose)
  */
-export function allocAfterGrace(v: HtabView): number {
-  // Full as the kernel counts (max_entries keys): nothing to wait for.
-  if (count(v) >= v.maxEntries) return 0;
+export function allocAfterGrace(v: HtabView, replace = false): number {
+  // Full as the kernel counts (max_entries keys): nothing to wait for, unless a replace needs its extra element.
+  if (!replace && count(v) >= v.maxEntries) return 0;
   // Below it, an element is free, in flight or in limbo somewhere: other threads pop what a reclaim
   // freed, and a pop's scan of the lists can miss one moving between them. Retry within one bound.
   const until = nowMs() + GRACE_WAIT_MS;
@@ -107,11 +118,21 @@ export function allocAfterGrace(v: HtabView): number {
     open = awaitGrace(v, Math.max(0, until - nowMs()));
     const e = freelistPop(v);
     if (e > 0) return e;
-    // (This thread's own section: no wait helps.)
-    if (nowMs() >= until || ownSection(v) >= 0 || count(v) >= v.maxEntries) break;
+    // The other slots' sections have passed: what is left in limbo this view's own section holds.
+    if (open === -1 && v.sectionDepth > 0) {
+      open = v.cpu;
+      break;
+    }
+    // (Another object's section of this thread: no wait helps.)
+    if (
+      nowMs() >= until ||
+      (v.sectionDepth === 0 && ownSection(v) >= 0) ||
+      (!replace && count(v) >= v.maxEntries)
+    )
+      break;
     if (tries >= 3) pause(v.i32);
   }
-  if (open < 0) return 0;
+  if (open < 0 || replace) return 0;
   v.err.fail(
     E2BIG,
     `map full (${count(v)} of ${v.maxEntries} entries in use; ${Atomics.load(v.i32, HDR_LIMBO_COUNT_I32)} freed ` +

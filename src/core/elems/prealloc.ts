@@ -110,10 +110,13 @@ export class PreallocElems implements ElemPolicy {
   replaceLocked(v: HtabView, old: number, value: Uint8Array, valueOff: number): number {
     let e = v.i32[v.myPcpu + PCPU_EXTRA_I32];
     if (e === 0) e = this.spare(v);
+    // Freed elements wait in limbo for other threads' sections, which may be reading `old`
+    // through a reference: wait for a grace period (bounded, GRACE_WAIT_MS) rather than
+    // write in place under them (seed 000's torn read, test/bpf/wasm/seed000.test.ts).
+    if (e === 0) e = allocAfterGrace(v, true);
     if (e === 0 || e === ALLOC_HELD) {
-      // No element for a replace: the extras wait in limbo for program sections
-      // (this thread's own, perhaps). The kernel's replace never fails: write
-      // the value in place, as per-CPU and LRU maps do.
+      // Still none: this thread's own section holds them up, or sections never let up
+      // within the bound. The kernel's replace never fails: write the value in place.
       overwriteValueLocked(v, old, value, valueOff);
       return 0;
     }
