@@ -1,15 +1,18 @@
 /**
  * One worker of replay's `{"op":"run",…,"workers":N}` (replay-workers.ts):
- * attaches the loaded object on the first free CPU slot, runs the program
- * once with `repeat`, gives the slot back, then writes its outcome into the
- * shared result words and counts itself done.
+ * on the SAB backend it attaches the loaded object on the first free CPU
+ * slot, runs the program once with `repeat` and gives the slot back; on the
+ * kernel backend it runs it on the loader's fds pinned to CPU `index`. Then
+ * it writes its outcome into the shared result words and counts itself done.
  */
 import { type MessagePort, workerData } from "node:worker_threads";
 import { LoadedObject, type ObjectHandle } from "../bpf/object.js";
 import { BpfError } from "../errors.js";
+import { KernelObject, type KernelObjectHandle } from "../kernel/object.js";
 
 const w = workerData as {
-  handle: ObjectHandle;
+  kernel: boolean;
+  handle: ObjectHandle | KernelObjectHandle;
   prog: string;
   data: Uint8Array;
   ctx?: Uint8Array;
@@ -22,11 +25,20 @@ const i32 = new Int32Array(w.words);
 let status = 0;
 let retval = 0;
 try {
-  const obj = LoadedObject.attach(w.handle);
-  try {
-    retval = obj.program(w.prog).run(w.data, { repeat: w.repeat, ctx: w.ctx }).retval;
-  } finally {
-    obj.close();
+  if (w.kernel) {
+    const obj = KernelObject.attach(w.handle as KernelObjectHandle);
+    try {
+      retval = obj.program(w.prog).run(w.data, { repeat: w.repeat, ctx: w.ctx, cpu: w.index }).retval;
+    } finally {
+      obj.close();
+    }
+  } else {
+    const obj = LoadedObject.attach(w.handle as ObjectHandle);
+    try {
+      retval = obj.program(w.prog).run(w.data, { repeat: w.repeat, ctx: w.ctx }).retval;
+    } finally {
+      obj.close();
+    }
   }
 } catch (e) {
   status = e instanceof BpfError ? e.errno : -1;

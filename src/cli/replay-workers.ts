@@ -1,14 +1,19 @@
 /**
- * Replay's `{"op":"run","prog":P,"data_in":HEX,"repeat":R,"workers":N}` on
- * the SAB backend: N worker_threads, each attached to the loaded object on
- * a CPU slot of its own (the first free ones), each running the program
- * once with `repeat` R, all at the same time over the same maps. Replay is
- * synchronous: the caller's thread waits on a shared done-counter (bounded:
- * WORKERS_TIMEOUT_MS) and reads the workers' return values in worker order.
+ * Replay's `{"op":"run","prog":P,"data_in":HEX,"repeat":R,"workers":N}`: N
+ * worker_threads, each running the program once with `repeat` R, all at the
+ * same time over the same maps. On the SAB backend each attaches to the
+ * loaded object on a CPU slot of its own (the first free ones: replay's own
+ * is slot 0, so slots 1..N); on the kernel backend worker i runs
+ * BPF_PROG_TEST_RUN on the loader's fds with its thread pinned to CPU i
+ * (N at most the machine's online CPUs). Replay is synchronous: the caller's
+ * thread waits on a shared done-counter (bounded: WORKERS_TIMEOUT_MS) and
+ * reads the workers' return values in worker order.
  */
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { LoadedObject } from "../bpf/object.js";
 import { BpfError, Errno, errnoName } from "../errors.js";
+import { KernelObject } from "../kernel/object.js";
+import { machineCpus } from "./backends.js";
 
 /** How long replay waits for its workers, all of them together. */
 export const WORKERS_TIMEOUT_MS = 120_000;
@@ -24,18 +29,26 @@ export function runInWorkers(
   n: number,
   input: { data: Uint8Array; ctx?: Uint8Array; repeat: number },
 ): number[] {
-  if (!(obj instanceof LoadedObject))
-    throw new BpfError("run", Errno.EOPNOTSUPP, "workers run on the SAB backend only");
-  const slots = obj.domain.nrCpus - 1;
-  if (!Number.isInteger(n) || n < 1 || n > slots)
-    throw new BpfError(
-      "run",
-      Errno.EINVAL,
-      `"workers" must be 1..${slots} (one CPU slot each besides replay's own, of ${obj.domain.nrCpus}), got ${n}`,
-    );
+  let handle: unknown;
+  let kernel = false;
+  if (obj instanceof LoadedObject) {
+    const slots = obj.domain.nrCpus - 1;
+    if (!Number.isInteger(n) || n < 1 || n > slots)
+      throw new BpfError(
+        "run",
+        Errno.EINVAL,
+        `"workers" must be 1..${slots} (one CPU slot each besides replay's own, of ${obj.domain.nrCpus}), got ${n}`,
+      );
+    handle = obj.handle();
+  } else if (obj instanceof KernelObject) {
+    const cpus = machineCpus();
+    if (!Number.isInteger(n) || n < 1 || n > cpus)
+      throw new BpfError("run", Errno.EINVAL, `"workers" must be 1..${cpus} (one online CPU each), got ${n}`);
+    handle = obj.handle();
+    kernel = true;
+  } else throw new BpfError("run", Errno.EOPNOTSUPP, "workers run objects loaded by replay's load op");
   const words = new SharedArrayBuffer(4 * (1 + 2 * n));
   const i32 = new Int32Array(words);
-  const handle = obj.handle();
   const url = new URL("./replay-worker.js", import.meta.url);
   const workers: Worker[] = [];
   const messages = new Map<number, string>();
@@ -45,7 +58,7 @@ export function runInWorkers(
       const { port1, port2 } = new MessageChannel();
       ports.push(port1);
       const w = new Worker(url, {
-        workerData: { handle, prog, ...input, index, words, port: port2 },
+        workerData: { kernel, handle, prog, ...input, index, words, port: port2 },
         transferList: [port2],
       });
       w.unref();

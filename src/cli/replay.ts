@@ -349,9 +349,9 @@ export class Replayer {
    * {"op":"run","prog":P,"data_in":HEX,"repeat":R,"cpu":C,"ctx_in":HEX}: one
    * BPF_PROG_TEST_RUN. `retval` is r0's low 32 bits; `data_out` the packet
    * after the run; `ctx_out` the context after it, when `ctx_in` was given.
-   * With `"workers":N` (SAB backend): N worker threads at once, each on a CPU
-   * slot of its own running the program once with `repeat`; `retvals` in
-   * worker order (replay-workers.ts).
+   * With `"workers":N`: N worker threads at once, each on a CPU slot (SAB) or
+   * a CPU (kernel) of its own running the program once with `repeat`;
+   * `retvals` in worker order (replay-workers.ts).
    */
   private runProgram(o: Json): Json {
     const n = o.prog;

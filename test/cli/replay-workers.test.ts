@@ -3,17 +3,19 @@
  * global counter bumped with an atomic add, and a map value's count under
  * its bpf_spin_lock) run by N worker threads at once, each on its own CPU
  * slot with `repeat` R: every worker answers XDP_PASS and both counters end
- * at exactly N x R. Also the op's refusals.
+ * at exactly N x R. The same on the kernel backend (2 workers pinned to
+ * CPUs 0 and 1). Also the op's refusals.
  */
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { factoryFor } from "../../src/cli/backends.js";
+import { factoryFor, machineCpus } from "../../src/cli/backends.js";
 import { bytesLoaderFor, objectName, readObject } from "../../src/cli/objects.js";
 import { Replayer } from "../../src/cli/replay.js";
 import { clangSkipReason, compileFixture } from "../bpf/kernel-object.js";
+import { kernelSkipReason } from "../helpers/kernel.js";
 
 const skip = clangSkipReason() ?? false;
 const XDP_PASS = 2;
@@ -82,6 +84,43 @@ test("seed003 in 3 workers x 200 repeats through replay: retvals in worker order
       value: string;
     };
     assert.equal(u64(bss3.value, 0), BigInt(2 * N * R), "the refused runs ran nothing");
+  } finally {
+    r.close();
+  }
+});
+
+test("seed003 in 2 workers x 500 repeats through replay on the kernel backend (CPUs 0 and 1): counters 1000 exactly, as on sab", {
+  skip: skip || kernelSkipReason() || (machineCpus() < 2 ? "needs 2 online CPUs" : false),
+}, () => {
+  const path = join(tmpdir(), `htab-replay-workers-k-${process.pid}.o`);
+  writeFileSync(path, compileFixture("seed003"));
+  const load = bytesLoaderFor("kernel", machineCpus());
+  const r = new Replayer(factoryFor("kernel"), (p) => load(readObject("load", p), objectName(p)));
+  try {
+    const loaded = r.run(JSON.stringify({ op: "load", object: path })) as {
+      ok: boolean;
+      maps: { map: number; name: string }[];
+    };
+    assert.equal(loaded.ok, true);
+    const mapOf = (name: string) => loaded.maps.find((m) => m.name.endsWith(name))?.map;
+    const packet = "00".repeat(64);
+    const out = r.run(JSON.stringify({ op: "run", prog: 0, data_in: packet, repeat: 500, workers: 2 }));
+    assert.deepEqual(out, { ok: true, retvals: [XDP_PASS, XDP_PASS] });
+    const bss = r.run(JSON.stringify({ op: "lookup", map: mapOf(".bss"), key: "00000000" })) as {
+      value: string;
+    };
+    assert.equal(u64(bss.value, 0), 1000n, "the global counter");
+    const v = r.run(JSON.stringify({ op: "lookup", map: mapOf("concurrent_map"), key: "00000000" })) as {
+      value: string;
+    };
+    assert.equal(Buffer.from(v.value, "hex").readInt32LE(4), 1000, "the locked count");
+    const tooMany = r.run(
+      JSON.stringify({ op: "run", prog: 0, data_in: packet, workers: machineCpus() + 1 }),
+    ) as {
+      ok: boolean;
+      errno?: string;
+    };
+    assert.deepEqual([tooMany.ok, tooMany.errno], [false, "EINVAL"]);
   } finally {
     r.close();
   }

@@ -123,13 +123,7 @@ export function allocAfterGrace(v: HtabView, replace = false): number {
       open = v.cpu;
       break;
     }
-    // (Another object's section of this thread: no wait helps.)
-    if (
-      nowMs() >= until ||
-      (v.sectionDepth === 0 && ownSection(v) >= 0) ||
-      (!replace && count(v) >= v.maxEntries)
-    )
-      break;
+    if (giveUp(v, until, replace)) break;
     if (tries >= 3) pause(v.i32);
   }
   if (open < 0 || replace) return 0;
@@ -139,6 +133,14 @@ export function allocAfterGrace(v: HtabView, replace = false): number {
       `elements wait for program sections to end, and ${openSectionText(v.i32, open)})`,
   );
   return ALLOC_HELD;
+}
+
+/** allocAfterGrace() stops retrying: the bound passed, no wait helps, or the map filled up. */
+function giveUp(v: HtabView, until: number, replace: boolean): boolean {
+  // (Another object's section of this thread: no wait helps.)
+  return (
+    nowMs() >= until || (v.sectionDepth === 0 && ownSection(v) >= 0) || (!replace && count(v) >= v.maxEntries)
+  );
 }
 
 /** The LRU's ENOMEM text when sections hold every evictable element (`open`: from awaitGrace()). */
