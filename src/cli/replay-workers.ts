@@ -5,15 +5,15 @@
  * loaded object on a CPU slot of its own (the first free ones: replay's own
  * is slot 0, so slots 1..N); on the kernel backend worker i runs
  * BPF_PROG_TEST_RUN on the loader's fds with its thread pinned to CPU i
- * (N at most the machine's online CPUs). Replay is synchronous: the caller's
+ * (N at most the kernel's possible CPUs). Replay is synchronous: the caller's
  * thread waits on a shared done-counter (bounded: WORKERS_TIMEOUT_MS) and
  * reads the workers' return values in worker order.
  */
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { LoadedObject } from "../bpf/object.js";
 import { BpfError, Errno, errnoName } from "../errors.js";
+import { possibleCpus } from "../kernel/bpf-syscall.js";
 import { KernelObject } from "../kernel/object.js";
-import { machineCpus } from "./backends.js";
 
 /** How long replay waits for its workers, all of them together. */
 export const WORKERS_TIMEOUT_MS = 120_000;
@@ -41,9 +41,9 @@ export function runInWorkers(
       );
     handle = obj.handle();
   } else if (obj instanceof KernelObject) {
-    const cpus = machineCpus();
+    const cpus = possibleCpus(); // the kernel backend runs here, where bpf() answers
     if (!Number.isInteger(n) || n < 1 || n > cpus)
-      throw new BpfError("run", Errno.EINVAL, `"workers" must be 1..${cpus} (one online CPU each), got ${n}`);
+      throw new BpfError("run", Errno.EINVAL, `"workers" must be 1..${cpus} (one CPU each), got ${n}`);
     handle = obj.handle();
     kernel = true;
   } else throw new BpfError("run", Errno.EOPNOTSUPP, "workers run objects loaded by replay's load op");
