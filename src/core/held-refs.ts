@@ -35,9 +35,35 @@ export class HeldRefs {
    * wasm and leave the value in its region table): asked by has() too, until clear().
    */
   external: ((e: number) => boolean) | null = null;
+  /**
+   * A section that spans several program runs (a compiled batch: references die when their run
+   * ends): `clock[clockAt]` names the current run, and what an earlier run recorded is forgotten
+   * when it moves on. Null: the section's references live until it ends. Set with runs().
+   */
+  private clock: Int32Array | null = null;
+  private clockAt = 0;
+  private stamp = 0;
+
+  /** References live for one run, the run `clock[at]` names (see `clock`), until clear(). */
+  runs(clock: Int32Array, at: number): void {
+    this.clock = clock;
+    this.clockAt = at;
+    this.stamp = Atomics.load(clock, at);
+  }
+
+  /** Forget what an earlier run recorded (its references are dead). */
+  private fresh(): void {
+    const clock = this.clock;
+    if (clock === null) return;
+    const now = Atomics.load(clock, this.clockAt);
+    if (now === this.stamp) return;
+    this.stamp = now;
+    this.forget();
+  }
 
   /** Record element `e` (a word index > 0). */
   add(e: number): void {
+    this.fresh();
     if (this.overflow) return;
     let i = Math.imul(e, 0x9e3779b1) >>> 25; // 7 bits: TABLE 128
     for (;;) {
@@ -56,6 +82,7 @@ export class HeldRefs {
 
   /** Whether a reference to `e` may have been handed out in this section. */
   has(e: number): boolean {
+    this.fresh();
     if (this.overflow) return true;
     if (this.external?.(e) === true) return true;
     if (this.n === 0) return false;
@@ -71,16 +98,22 @@ export class HeldRefs {
 
   /** How many distinct elements are recorded (HELD_MAX when overflowed). */
   get size(): number {
+    this.fresh();
     return this.overflow ? HELD_MAX : this.n;
   }
 
-  /** Forget every element (the section ended: its references are dead). */
+  /** Forget every element (the section ended: its references are dead), and the section's run clock and external test. */
   clear(): void {
+    this.forget();
+    this.external = null;
+    this.clock = null;
+  }
+
+  private forget(): void {
     if (this.n === HELD_MAX) this.table.fill(0);
     else for (let k = 0; k < this.n; k++) this.unset(this.list[k]);
     this.n = 0;
     this.overflow = false;
-    this.external = null;
   }
 
   private unset(e: number): void {

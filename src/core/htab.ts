@@ -431,13 +431,15 @@ export class Htab implements RawMap {
   }
 
   /**
-   * Until this view's open section ends, also count element `e` as referenced where `held(e)` says so
-   * (held-refs.ts `external`): for a caller that hands out references this view does not see (a
-   * compiled program's lookups run in wasm), so nothing it unlinks is reused under them.
+   * This view's open section runs programs one after another (a compiled batch), until it ends:
+   * references die when their run ends, `clock[at]` naming the current run, and element `e` also
+   * counts as referenced where `held(e)` says so (held-refs.ts `runs`, `external`): a compiled
+   * program's lookups run in wasm, unseen by the view, so nothing it unlinks is reused under them.
    * Requires: inside a section. @internal
    */
-  alsoHeldInSection(held: (e: number) => boolean): void {
-    if (this.v.sectionDepth === 0) invalid("alsoHeldInSection", "called outside a section");
+  programRuns(clock: Int32Array, at: number, held: ((e: number) => boolean) | null): void {
+    if (this.v.sectionDepth === 0) invalid("programRuns", "called outside a section");
+    this.v.held.runs(clock, at);
     this.v.held.external = held;
   }
 

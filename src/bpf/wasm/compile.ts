@@ -411,6 +411,12 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   // XDP: every run on the frame the previous one left (the caller set it up once).
   if (L.kind === "ctx") b.i32(L.frame).i32(L.input).get(2).copy();
   b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
+  b.i32(env.table)
+    .i32(env.table)
+    .mem(Op.i32Load, 2, TAB_RUN)
+    .i32(1)
+    .op(Op.i32Add)
+    .mem(Op.i32Store, 2, TAB_RUN);
   b.i32(0).gset(G_DEPTH).i32(0).gset(G_HELD).i64(L.budget).gset(G_BUDGET);
   b.get(0).i64(0).i64(0).i64(0).i64(0).call(f0).gset(G_R0);
   b.get(3).i32(1).op(Op.i32Add).set(3);
@@ -420,9 +426,14 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   b.get(3);
   return b;
 }
-/** Region table: header words (count, first helper-result entry), then 16-byte entries. */
+/** Region table: header words (count, first helper-result entry, run clock), then 16-byte entries. */
 const TAB_COUNT = 0;
 const TAB_FIRST = 4;
+/**
+ * The run clock: `loop` adds one before each run (it wraps), so JS knows
+ * when a run's references died (core/held-refs.ts `runs`).
+ */
+export const TAB_RUN = 8;
 
 /**
  * give(lo, size, writable, lock + 1, pc) → lo: map [lo, lo + size) for the

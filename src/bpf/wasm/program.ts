@@ -79,10 +79,15 @@ export interface CompiledObject {
 const NO_BYTES = new Uint8Array(0);
 /**
  * Runs per program section when a run repeats: one, as the interpreter
- * (object.ts runOnce) enters and leaves the maps' sections around every
- * run, so what a run deletes is reusable by the next (with 64 runs per
- * section a full map answered E2BIG where the interpreter inserted:
- * map_flags.c with repeat 3).
+ * (object.ts runOnce) enters and leaves the maps' sections around every run.
+ * More would be faster (seed 003: about 220 ns a run with 1, 80-100 ns with
+ * 16, 70-110 with 256; the kernel 138) and stays correct, since the maps'
+ * reference records follow the loop's run clock (programRuns()): what a run
+ * deleted is reusable by the next. But a run that waits for a grace period
+ * (an insert or replace that found only elements in limbo) then holds its
+ * section open through the wait, and every thread that waits for a grace
+ * period waits for it in turn: test/bpf/wasm/seed000.test.ts, whose writers
+ * wait so, took 36 s with 16 runs per section instead of 5.
  */
 const SECTION_RUNS = 1;
 
@@ -108,6 +113,10 @@ export class CompiledProgram {
    * value (its region table holds it): the view's reference record (held-refs.ts) cannot see them.
    */
   private readonly wasmLookups: { m: Htab; given: (e: number) => boolean }[] = [];
+  /** The object's hash maps, each with its wasm-lookup test or null: told of each batch (batch()). */
+  private readonly runMaps: { m: Htab; given: ((e: number) => boolean) | null }[] = [];
+  /** The memory's words, for the run clock (CompiledVm runClockWord). */
+  private readonly clock: Int32Array;
 
   constructor(
     private readonly obj: CompiledObject,
@@ -157,6 +166,10 @@ export class CompiledProgram {
         return BigInt(g.bytes.byteOffset + off);
       },
     });
+    this.clock = new Int32Array(obj.memory.buffer);
+    for (const m of obj.mapList)
+      if (obj.isHtab(m))
+        this.runMaps.push({ m, given: this.wasmLookups.find((w) => w.m === m)?.given ?? null });
   }
 
   /**
@@ -290,9 +303,10 @@ export class CompiledProgram {
         m.enter();
         entered++;
       }
-      // A lookup in wasm hands out a reference core/held-refs.ts never sees: an element whose value
-      // a run was given is not reused under it (it waits for the section's end, as in limbo).
-      for (const w of this.wasmLookups) w.m.alsoHeldInSection(w.given);
+      // References die with their run (the loop's clock), and a lookup in wasm hands out one
+      // core/held-refs.ts never sees: an element whose value a run was given is not reused under it.
+      const at = this.vm.runClockWord;
+      for (const r of this.runMaps) r.m.programRuns(this.clock, at, r.given);
       this.vm.runLoop(r1, n, len);
       if (this.vm.held !== 0)
         throw new BpfRunError(

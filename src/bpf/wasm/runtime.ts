@@ -36,6 +36,7 @@ import {
   type FixedRegion,
   FRAME_STRIDE,
   type RunLoop,
+  TAB_RUN,
   TABLE_CAP,
 } from "./compile.js";
 
@@ -228,6 +229,11 @@ export class CompiledVm implements HelperVm {
     u[w + 1] = lo + size;
     u[w + 2] = writable ? 1 : 0;
     u[w + 3] = tag;
+  }
+
+  /** The word index (in the memory's words) of the run clock `loop` advances before each run (compile.ts TAB_RUN). */
+  get runClockWord(): number {
+    return (this.table + TAB_RUN) >>> 2;
   }
 
   /** Whether this run was given the region that starts at `lo` (a map value, say): its region table holds it. */
