@@ -268,6 +268,8 @@ export class HtabView {
   /** Section generation: bumped when a section ends, which kills its references. */
   readonly liveGen = new Int32Array(1);
   sectionDepth = 0;
+  /** Grace periods this view waited for inside its own section (awaitGrace()): a compiled batch reads it. */
+  sectionGraceWaits = 0;
   /** Elements this view handed out references to in its current section (held-refs.ts). */
   readonly held = new HeldRefs();
   /** held.has() as a function, for limboReclaim() (made once: reclaims do not allocate). */

@@ -430,6 +430,11 @@ export class Htab implements RawMap {
     return this.v.kw;
   }
 
+  /** How many grace periods this view has waited for inside its own sections (a count that only grows). @internal */
+  get sectionGraceWaits(): number {
+    return this.v.sectionGraceWaits;
+  }
+
   /**
    * This view's open section runs programs one after another (a compiled batch), until it ends:
    * references die when their run ends, `clock[at]` naming the current run, and element `e` also

@@ -78,18 +78,21 @@ export interface CompiledObject {
 
 const NO_BYTES = new Uint8Array(0);
 /**
- * Runs per program section when a run repeats: one, as the interpreter
- * (object.ts runOnce) enters and leaves the maps' sections around every run.
- * More would be faster (seed 003: about 220 ns a run with 1, 80-100 ns with
- * 16, 70-110 with 256; the kernel 138) and stays correct, since the maps'
- * reference records follow the loop's run clock (programRuns()): what a run
- * deleted is reusable by the next. But a run that waits for a grace period
- * (an insert or replace that found only elements in limbo) then holds its
- * section open through the wait, and every thread that waits for a grace
- * period waits for it in turn: test/bpf/wasm/seed000.test.ts, whose writers
- * wait so, took 36 s with 16 runs per section instead of 5.
+ * Runs per program section when a run repeats, as bpf_test_run() repeats
+ * inside one RCU read-side section: the maps' reference records follow the
+ * loop's run clock (programRuns()), so what a run deleted is reusable by the
+ * next, as when the interpreter enters and leaves the sections around every
+ * run (object.ts runOnce). Entering them around every run cost seed 003
+ * about 100 ns a run (220 ns a run with 1, 80-100 with 16; the kernel 138).
+ *
+ * A program whose run once waited for a grace period inside its section
+ * (an insert or replace that found only elements in limbo) gets one run per
+ * section from then on: it holds its section open through such a wait, and
+ * every thread that waits for a grace period waits for it in turn
+ * (test/bpf/wasm/seed000.test.ts, whose writers wait so, took 36 s with 16
+ * runs per section for every program, 5 s with 1).
  */
-const SECTION_RUNS = 1;
+const SECTION_RUNS = 16;
 
 export interface CompiledRunResult {
   r0: bigint;
@@ -117,6 +120,8 @@ export class CompiledProgram {
   private readonly runMaps: { m: Htab; given: ((e: number) => boolean) | null }[] = [];
   /** The memory's words, for the run clock (CompiledVm runClockWord). */
   private readonly clock: Int32Array;
+  /** Runs per section: SECTION_RUNS until a run waited for a grace period in its section, then 1. */
+  private sectionRuns = SECTION_RUNS;
 
   constructor(
     private readonly obj: CompiledObject,
@@ -170,6 +175,27 @@ export class CompiledProgram {
     for (const m of obj.mapList)
       if (obj.isHtab(m))
         this.runMaps.push({ m, given: this.wasmLookups.find((w) => w.m === m)?.given ?? null });
+  }
+
+  /** `repeat` runs, `sectionRuns` per section (SECTION_RUNS: 1 from the first batch that waited for a grace period). */
+  private repeatRuns(r1: bigint, repeat: number, len: number): void {
+    for (let done = 0; done < repeat; ) {
+      const n = Math.min(this.sectionRuns, repeat - done);
+      const waits = this.graceWaits();
+      try {
+        this.batch(r1, n, len);
+      } finally {
+        if (this.sectionRuns > 1 && this.graceWaits() !== waits) this.sectionRuns = 1;
+      }
+      done += n;
+    }
+  }
+
+  /** Grace periods the object's hash maps have waited for inside this thread's sections, so far. */
+  private graceWaits(): number {
+    let n = 0;
+    for (const r of this.runMaps) n += r.m.sectionGraceWaits;
+    return n;
   }
 
   /**
@@ -275,11 +301,7 @@ export class CompiledProgram {
     } else this.vm.setRunCount(0);
     const t0 = performance.now();
     try {
-      for (let done = 0; done < repeat; ) {
-        const n = Math.min(SECTION_RUNS, repeat - done);
-        this.batch(r1, n, len);
-        done += n;
-      }
+      this.repeatRuns(r1, repeat, len);
       if (xdp) packet = this.xdpOutput();
       else if (ctxLen > 0) ctx = this.u8(ctxAt, ctxLen).slice();
     } finally {

@@ -54,6 +54,7 @@ export function awaitGrace(v: HtabView, ms = GRACE_WAIT_MS): number {
   // slots' sections, then reclaim what only it holds up and never referenced (ownHeld()).
   // Another object's section of this thread: no wait helps.
   const own = ownSection(v);
+  if (v.sectionDepth > 0) v.sectionGraceWaits++;
   const open =
     own < 0
       ? synchronizeSections(i32, v.nrCpus, ms)
