@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { MapType } from "../../src/uapi.js";
+import type { Summary } from "../fixtures/corrupt-worker.js";
 import { CALLS, KINDS } from "../helpers/corrupt-kinds.js";
 
 const ROUNDS = Number(process.env.HTAB_CORRUPT_ROUNDS ?? 10);
@@ -24,21 +25,6 @@ const LIVE_ROUNDS = Math.max(2, Math.ceil(ROUNDS / 10));
  * bound): every lock wait gives up after 250 ms, and a call makes a few.
  */
 const STUCK_MS = 5_000;
-
-interface Summary {
-  rounds: number;
-  calls: number;
-  outcomes: Record<string, number>;
-  foreign: number;
-  untyped: number;
-  untypedSamples: string[];
-  slowest: number;
-  fsckSilent: number;
-  fsckSaw: number;
-  silentKinds: string[];
-  kinds: Record<string, number>;
-  hangs: number;
-}
 
 const total = { calls: 0, rounds: 0, kinds: new Set<string>(), hangs: 0, foreign: 0, untyped: 0, slowest: 0 };
 
