@@ -112,10 +112,10 @@ export class CompiledProgram {
   private xdpOn = false;
   private frags: Uint8Array = NO_BYTES;
   /**
-   * The maps whose lookups run in wasm, each with a test of whether this run was given element e's
+   * The maps whose lookups run in wasm, with a test of whether this run was given element e's
    * value (its region table holds it): the view's reference record (held-refs.ts) cannot see them.
    */
-  private readonly wasmLookups: { m: Htab; given: (e: number) => boolean }[] = [];
+  private readonly wasmGiven = new Map<Htab, (e: number) => boolean>();
   /** The object's hash maps, each with its wasm-lookup test or null: told of each batch (batch()). */
   private readonly runMaps: { m: Htab; given: ((e: number) => boolean) | null }[] = [];
   /** The memory's words, for the run clock (CompiledVm runClockWord). */
@@ -173,8 +173,7 @@ export class CompiledProgram {
     });
     this.clock = new Int32Array(obj.memory.buffer);
     for (const m of obj.mapList)
-      if (obj.isHtab(m))
-        this.runMaps.push({ m, given: this.wasmLookups.find((w) => w.m === m)?.given ?? null });
+      if (obj.isHtab(m)) this.runMaps.push({ m, given: this.wasmGiven.get(m) ?? null });
   }
 
   /** `repeat` runs, `sectionRuns` per section (SECTION_RUNS: 1 from the first batch that waited for a grace period). */
@@ -221,7 +220,7 @@ export class CompiledProgram {
       // The descriptor names this scratch key: the layout is the one read here.
       if (u32[(desc >>> 2) + SCRATCH_KEY_I32] !== key) return;
       const values = u32[(desc >>> 2) + SCRATCH_BASE_I32] + u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32];
-      this.wasmLookups.push({ m, given: (e) => this.vm.gaveValueAt(values + e * 4) });
+      this.wasmGiven.set(m, (e) => this.vm.gaveValueAt(values + e * 4));
       fastMaps.set(i, {
         desc,
         key,
