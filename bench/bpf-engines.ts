@@ -41,7 +41,7 @@ console.log(`# repeat ${REPEAT}, best of 3 batches`);
 const rows: string[][] = [["program", "interpreter ns", "compiled ns", "kernel ns", "compiled/kernel"]];
 for (const name of FIXTURES) {
   const bytes = compileFixture(name);
-  const interp = LoadedObject.load(bytes, { name, nrCpus: 2 });
+  const interp = LoadedObject.load(bytes, { name, nrCpus: 2, engine: "interpreter" });
   const compiled = LoadedObject.load(bytes, { name, nrCpus: 2, engine: "compiled" });
   for (const p of interp.spec.programs) {
     const inp = input(p.type);

@@ -165,9 +165,11 @@ const T0 = 11;
 const FB = 13; // i32: this frame's lowest byte
 const A = 14; // i32 scratch
 const PC = 15; // i32: the block a backward jump dispatches to
+const AT = 16; // i64: an address being checked
 const LOCALS: [number, ValType][] = [
   [8, I64],
   [3, I32],
+  [1, I64],
 ];
 const local = (r: number) => (r === 0 ? R0 : r <= 5 ? r - 1 : r);
 
@@ -281,6 +283,9 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
   m.global(I32, 0n, "held");
   m.global(I64, 0n, "r0");
   m.global(I32, 0n);
+  m.global(I64, 0n);
+  m.global(I64, 0n, "hintSpan");
+  m.global(I64, 0n, "hintWSpan");
   const fChk = m.func(
     { params: [I64, I32, I32, I32], results: [I32] },
     checkBody(env.stackTop, env.table, fFault),
@@ -327,28 +332,6 @@ function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
   const b = new FuncBody([[2, I32]]);
   // An address of 2^32 or more is nothing.
   b.get(0).i64(32).op(Op.i64ShrU).op(Op.i64Eqz).if();
-  // The live frames: [stackTop - 1024 * depth - 512, stackTop), inside one frame (not its gap: bit 9 set).
-  b.get(0).i64(stackTop).op(Op.i64LtU);
-  b.get(0)
-    .i32(stackTop - STACK_BYTES)
-    .gget(G_DEPTH)
-    .i32(10)
-    .op(Op.i32Shl)
-    .op(Op.i32Sub)
-    .op(Op.i64ExtendI32U)
-    .op(Op.i64GeU)
-    .op(Op.i32And);
-  b.get(0).op(Op.i32WrapI64).i32(STACK_BYTES).op(Op.i32And).op(Op.i32Eqz).op(Op.i32Eqz).op(Op.i32And);
-  b.get(0)
-    .op(Op.i32WrapI64)
-    .i32(STACK_BYTES - 1)
-    .op(Op.i32And)
-    .get(1)
-    .op(Op.i32Add)
-    .i32(STACK_BYTES)
-    .op(Op.i32LeU)
-    .op(Op.i32And);
-  b.if().get(0).op(Op.i32WrapI64).op(Op.return).end();
   // The region table: the entry found last, if it is still below the count and holds the access.
   const holds = () => {
     b.get(0).get(5).mem(Op.i32Load, 2, 0).op(Op.i64ExtendI32U).op(Op.i64GeU);
@@ -373,13 +356,39 @@ function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
     .get(4)
     .op(Op.i32LtU);
   holds();
-  b.op(Op.i32And).if().get(0).op(Op.i32WrapI64).op(Op.return).end();
+  b.op(Op.i32And).if();
+  cacheHint(b);
+  b.get(0).op(Op.i32WrapI64).op(Op.return).end();
   b.end();
+  // The live frames: [stackTop - 1024 * depth - 512, stackTop), inside one frame (not its gap: bit 9 set).
+  b.get(0).i64(stackTop).op(Op.i64LtU);
+  b.get(0)
+    .i32(stackTop - STACK_BYTES)
+    .gget(G_DEPTH)
+    .i32(10)
+    .op(Op.i32Shl)
+    .op(Op.i32Sub)
+    .op(Op.i64ExtendI32U)
+    .op(Op.i64GeU)
+    .op(Op.i32And);
+  b.get(0).op(Op.i32WrapI64).i32(STACK_BYTES).op(Op.i32And).op(Op.i32Eqz).op(Op.i32Eqz).op(Op.i32And);
+  b.get(0)
+    .op(Op.i32WrapI64)
+    .i32(STACK_BYTES - 1)
+    .op(Op.i32And)
+    .get(1)
+    .op(Op.i32Add)
+    .i32(STACK_BYTES)
+    .op(Op.i32LeU)
+    .op(Op.i32And);
+  b.if().get(0).op(Op.i32WrapI64).op(Op.return).end();
   b.i32(table + 16).set(5);
   b.block().loop();
   b.get(4).op(Op.i32Eqz).brIf(1);
   holds();
-  b.if().get(5).gset(G_HINT).get(0).op(Op.i32WrapI64).op(Op.return).end();
+  b.if().get(5).gset(G_HINT);
+  cacheHint(b);
+  b.get(0).op(Op.i32WrapI64).op(Op.return).end();
   b.get(5).i32(16).op(Op.i32Add).set(5);
   b.get(4).i32(1).op(Op.i32Sub).set(4);
   b.br(0).end().end();
@@ -387,6 +396,16 @@ function checkBody(stackTop: number, table: number, fFault: number): FuncBody {
   b.i32(Fault.read).get(2).op(Op.i32Add).get(3).get(0).get(1).call(fFault);
   b.op(Op.unreachable);
   return b;
+}
+
+/** chk(): entry `e` (local 5) into G_LO, G_SPAN, G_WSPAN (local 4 is free by then). */
+function cacheHint(b: FuncBody): void {
+  b.get(5).mem(Op.i32Load, 2, 0).op(Op.i64ExtendI32U).gset(G_LO);
+  // span = hi - lo - 7 when hi - lo >= 8, else 0 (u32 arithmetic: hi >= lo in every entry)
+  b.get(5).mem(Op.i32Load, 2, 4).get(5).mem(Op.i32Load, 2, 0).op(Op.i32Sub).tee(4);
+  b.i32(7).op(Op.i32Sub).i32(0).get(4).i32(8).op(Op.i32GeU).op(Op.select);
+  b.op(Op.i64ExtendI32U).gset(G_SPAN);
+  b.gget(G_SPAN).i64(0).get(5).mem(Op.i32Load, 2, 8).op(Op.select).gset(G_WSPAN);
 }
 
 interface ExtraFuncs {
@@ -400,6 +419,19 @@ const G_HELD = 2;
 const G_R0 = 3;
 /** The table entry chk() found last (its address; 0: none): tried first, as a loop reads one region over and over. */
 const G_HINT = 4;
+/**
+ * The entry chk() found last, for the check the compiler inlines before
+ * calling chk: an access of at most 8 bytes at `a` is inside it when
+ * a - G_LO <u G_SPAN (its size less 7, or 0 when smaller than 8), and
+ * writable when a - G_LO <u G_WSPAN (0 for a read-only entry). One
+ * subtraction and one compare: an address below G_LO wraps far above any
+ * span. Whoever changes the table clears both spans (loop() when a run
+ * ends; runtime.ts for the entries JS writes); give() only appends, which
+ * leaves them true.
+ */
+const G_LO = 5;
+const G_SPAN = 6;
+const G_WSPAN = 7;
 
 /** loop(r1, n, len) → runs completed: see RunLoop. */
 function loopBody(env: CompileEnv, f0: number): FuncBody {
@@ -411,6 +443,7 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   // XDP: every run on the frame the previous one left (the caller set it up once).
   if (L.kind === "ctx") b.i32(L.frame).i32(L.input).get(2).copy();
   b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
+  b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN);
   b.i32(env.table)
     .i32(env.table)
     .mem(Op.i32Load, 2, TAB_RUN)
@@ -423,6 +456,7 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   b.gget(G_HELD).brIf(1);
   b.br(0).end().end();
   b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
+  b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN);
   b.get(3);
   return b;
 }
@@ -556,6 +590,44 @@ interface Funcs {
   funcs: Map<number, number>;
 }
 
+/**
+ * How many bytes below r10 the function at [start, end) can reach: the
+ * prologue zeroes only those (the interpreter zeroes the whole frame, and
+ * a program reads what it did not write as zero). When r10 is only ever
+ * the base of loads and stores at constant offsets inside the frame, the
+ * deepest of them; when its value goes anywhere else (a move, an ALU
+ * operand, a stored value: a pointer that a helper, a callee or a later
+ * access could use), the whole frame.
+ */
+export function frameReach(prog: DecodedProgram, start: number, end: number): number {
+  let reach = 0;
+  for (let i = start; i < end; i++) {
+    const x = prog.insns[i];
+    const k = prog.kind[i];
+    if (k === Kind.ldImm64) {
+      i++;
+      continue;
+    }
+    let base = -1;
+    let size = 0;
+    if (k === Kind.ldx) {
+      base = x.src;
+      size = sizeBytes(x.code);
+    } else if (k === Kind.st || k === Kind.stx || k === Kind.atomic) {
+      if (k !== Kind.st && x.src === 10) return STACK_BYTES;
+      base = x.dst;
+      size = sizeBytes(x.code);
+    } else if (k === Kind.alu) {
+      if (x.dst === 10 || ((x.code & Source.X) !== 0 && x.src === 10)) return STACK_BYTES;
+      continue;
+    } else continue;
+    if (base !== 10) continue;
+    if (x.off >= 0 || x.off + size > 0 || x.off < -STACK_BYTES) return STACK_BYTES;
+    reach = Math.max(reach, (-x.off + 7) & ~7);
+  }
+  return Math.min(reach, STACK_BYTES);
+}
+
 class FunctionCompiler {
   private readonly b = new FuncBody(LOCALS);
   private readonly insns: readonly Insn[];
@@ -575,7 +647,7 @@ class FunctionCompiler {
   constructor(
     private readonly prog: DecodedProgram,
     private readonly env: CompileEnv,
-    start: number,
+    private readonly start: number,
     private readonly end: number,
     private readonly f: Funcs,
   ) {
@@ -609,16 +681,22 @@ class FunctionCompiler {
     this.dataflow();
     const b = this.b;
     const top = this.env.stackTop;
-    // Prologue: this frame (depth from the caller), zeroed; r10 at its top.
+    // Prologue: this frame (depth from the caller), its reachable bytes zeroed; r10 at its top.
     b.i32(top - STACK_BYTES)
       .gget(G_DEPTH)
       .i32(10)
       .op(Op.i32Shl)
       .op(Op.i32Sub)
-      .tee(FB)
-      .i32(0)
-      .i32(STACK_BYTES)
-      .fill();
+      .set(FB);
+    const reach = frameReach(this.prog, this.start, this.end);
+    if (reach > 64)
+      b.get(FB)
+        .i32(STACK_BYTES - reach)
+        .op(Op.i32Add)
+        .i32(0)
+        .i32(reach)
+        .fill();
+    else for (let o = STACK_BYTES - reach; o < STACK_BYTES; o += 8) b.get(FB).i64(0).mem(Op.i64Store, 3, o);
     b.get(FB).op(Op.i64ExtendI32U).i64(STACK_BYTES).op(Op.i64Add).set(10);
     const m = this.leaders.length;
     if (this.hasBack) b.loop();
@@ -1053,13 +1131,22 @@ class FunctionCompiler {
         return a;
       }
     }
+    // The entry chk() found last, inline; else chk().
     b.get(local(base))
       .i64(off)
       .op(Op.i64Add)
+      .tee(AT)
+      .gget(G_LO)
+      .op(Op.i64Sub)
+      .gget(write ? G_WSPAN : G_SPAN)
+      .op(Op.i64LtU);
+    b.if(I32).get(AT).op(Op.i32WrapI64).else();
+    b.get(AT)
       .i32(size)
       .i32(write ? 1 : 0)
       .i32(pc)
-      .call(this.f.chk);
+      .call(this.f.chk)
+      .end();
     if (atomic) {
       b.tee(A)
         .i32(size - 1)

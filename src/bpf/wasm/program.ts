@@ -25,6 +25,7 @@ import { BpfError, Errno } from "../../errors.js";
 import {
   roundUp,
   SCRATCH_BASE_I32,
+  SCRATCH_CPU_I32,
   SCRATCH_DESC_BYTES,
   SCRATCH_KEY_I32,
   SCRATCH_VALUE_OFF_I32,
@@ -198,9 +199,11 @@ export class CompiledProgram {
   }
 
   /**
-   * The maps whose lookups run in wasm (plain HASH maps with word keys on
-   * the fast path: no LRU list to touch, one value per element), with this
-   * slot's descriptor read back from the memory, and fast-path.wat's lookup.
+   * The maps whose lookups run in wasm (HASH and PERCPU_HASH maps with
+   * word keys on the fast path: no LRU list to touch), with this slot's
+   * descriptor read back from the memory, and fast-path.wat's lookup. A
+   * PERCPU_HASH lookup gives the value of the CPU slot the map's view holds
+   * (elem.ts valueAt(): CPU c's value c * roundUp(value_size, 8) bytes in).
    */
   private fastOptions(): {
     fastMaps?: Map<number, FastMap>;
@@ -214,19 +217,24 @@ export class CompiledProgram {
     const u32 = new Uint32Array(obj.memory.buffer);
     const fastMaps = new Map<number, FastMap>();
     obj.mapList.forEach((m, i) => {
-      if (!obj.isHtab(m) || m.info.type !== MapType.Hash || m.info.keySize % 4 !== 0) return;
+      if (!obj.isHtab(m) || m.info.keySize % 4 !== 0) return;
+      const percpu = m.info.type === MapType.PercpuHash;
+      if (m.info.type !== MapType.Hash && !percpu) return;
       const key = m.keyScratchWords.byteOffset;
       const desc = key - SCRATCH_DESC_BYTES;
       // The descriptor names this scratch key: the layout is the one read here.
       if (u32[(desc >>> 2) + SCRATCH_KEY_I32] !== key) return;
-      const values = u32[(desc >>> 2) + SCRATCH_BASE_I32] + u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32];
+      const valueOff =
+        u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32] +
+        (percpu ? u32[(desc >>> 2) + SCRATCH_CPU_I32] * roundUp(m.info.valueSize, 8) : 0);
+      const values = u32[(desc >>> 2) + SCRATCH_BASE_I32] + valueOff;
       this.wasmGiven.set(m, (e) => this.vm.gaveValueAt(values + e * 4));
       fastMaps.set(i, {
         desc,
         key,
         keyWords: m.info.keySize / 4,
         base: u32[(desc >>> 2) + SCRATCH_BASE_I32],
-        valueOff: u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32],
+        valueOff,
         valueSize: m.info.valueSize,
         writable: (m.info.flags & MapFlags.RdonlyProg) === 0,
         lock: obj.spinLockOffset(m),

@@ -147,6 +147,9 @@ export class CompiledVm implements HelperVm {
   private readonly budgetG: WasmGlobal;
   private readonly heldG: WasmGlobal;
   private readonly r0G: WasmGlobal;
+  /** compile.ts G_SPAN, G_WSPAN (undefined until the instance exists). */
+  private hintSpan: WasmGlobal | undefined = undefined;
+  private hintWSpan: WasmGlobal | undefined = undefined;
   private readonly loopFn: ((r1: bigint, n: number, len: number) => number) | null;
   private readonly entry: (...a: bigint[]) => bigint;
   private u32: Uint32Array;
@@ -188,6 +191,8 @@ export class CompiledVm implements HelperVm {
     this.budgetG = inst.exports.budget as WasmGlobal;
     this.heldG = inst.exports.held as WasmGlobal;
     this.r0G = inst.exports.r0 as WasmGlobal;
+    this.hintSpan = inst.exports.hintSpan as WasmGlobal;
+    this.hintWSpan = inst.exports.hintWSpan as WasmGlobal;
     this.loopFn = (inst.exports.loop as ((r1: bigint, n: number, len: number) => number) | undefined) ?? null;
     this.entry = inst.exports.f0 as (...a: bigint[]) => bigint;
     const self = this;
@@ -218,6 +223,13 @@ export class CompiledVm implements HelperVm {
   }
   private setCount(n: number): void {
     this.view()[this.table >>> 2] = n;
+    this.forgetHint();
+  }
+  /** The table changed: the entry the compiled code checks inline (compile.ts G_SPAN) is no longer known. */
+  private forgetHint(): void {
+    if (this.hintSpan === undefined || this.hintWSpan === undefined) return;
+    this.hintSpan.value = 0n;
+    this.hintWSpan.value = 0n;
   }
   private count(): number {
     return this.view()[this.table >>> 2];
@@ -229,6 +241,7 @@ export class CompiledVm implements HelperVm {
     u[w + 1] = lo + size;
     u[w + 2] = writable ? 1 : 0;
     u[w + 3] = tag;
+    this.forgetHint();
   }
 
   /** The word index (in the memory's words) of the run clock `loop` advances before each run (compile.ts TAB_RUN). */

@@ -1,0 +1,124 @@
+/**
+ * What the compiler leaves out of the checks and the zeroing it emits, held
+ * against the interpreter: a frame is zeroed only as deep as its function
+ * can reach (frameReach()), and the inline check of the region chk() found
+ * last forgets that region when the table changes under it.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { execRaw } from "../../../src/bpf/exec.js";
+import { BpfRunError } from "../../../src/bpf/interp.js";
+import {
+  asm,
+  decodeProgram,
+  encodeInsns,
+  Helper,
+  type Insn,
+  program,
+  STACK_BYTES,
+} from "../../../src/bpf/isa.js";
+import { ProgType } from "../../../src/bpf/loader.js";
+import { LoadedObject } from "../../../src/bpf/object.js";
+import { frameReach } from "../../../src/bpf/wasm/compile.js";
+import { compileExec } from "../../../src/bpf/wasm/exec.js";
+
+const { callLocal, exit, load, mov, movImm, storeImm, alu, call, aluImm } = asm;
+
+/** r0, or the run's errno and instruction, through `run`. */
+function outcome(run: () => bigint): string {
+  try {
+    return `r0=0x${run().toString(16)}`;
+  } catch (e) {
+    if (e instanceof BpfRunError) return `${e.code} at insn ${e.insn}`;
+    throw e;
+  }
+}
+
+function both(insns: Insn[], input = new Uint8Array(0)): { interp: string; compiled: string } {
+  const interp = outcome(() => execRaw(encodeInsns(insns), input.slice()));
+  const { vm, args } = compileExec(insns, input);
+  return { interp, compiled: outcome(() => vm.run(args)) };
+}
+
+// Sibling calls at one depth share one frame's memory: what f1 wrote must not show through in f2 or f3.
+const siblings = program(
+  callLocal(7), // 0: f1 at 8
+  callLocal(10), // 1: f2 at 12
+  mov(6, 0), // 2
+  callLocal(4), // 3: f1
+  callLocal(9), // 4: f3 at 14
+  alu("add", 0, 6), // 5
+  exit(), // 6
+  exit(), // 7 (unreached)
+  storeImm("dw", 10, -8, 0x1234), // 8 f1: writes two slots
+  storeImm("dw", 10, -16, 0x99), // 9
+  movImm(0, 0), // 10
+  exit(), // 11
+  load("dw", 0, 10, -8), // 12 f2: reads -8 straight through r10, writes nothing
+  exit(), // 13
+  mov(1, 10), // 14 f3: reads -16 through a copy of r10
+  load("dw", 0, 1, -16), // 15
+  exit(), // 16
+);
+
+test("a frame is zeroed as deep as its function reaches: unwritten stack reads 0 after a sibling call wrote it", () => {
+  const prog = decodeProgram(siblings, { op: "exec", helpers: () => false });
+  assert.deepEqual(prog.functions, [0, 8, 12, 14]);
+  assert.equal(frameReach(prog, 0, 8), 0, "main touches no stack");
+  assert.equal(frameReach(prog, 8, 12), 16, "f1 writes down to r10 - 16");
+  assert.equal(frameReach(prog, 12, 14), 8, "f2 reads r10 - 8");
+  assert.equal(frameReach(prog, 14, 17), STACK_BYTES, "f3 copies r10: its whole frame");
+  assert.deepEqual(both(siblings), { interp: "r0=0x0", compiled: "r0=0x0" });
+});
+
+test("frameReach: a stored r10, an ALU on it or an access outside the frame means the whole frame", () => {
+  const reach = (insns: Insn[]) =>
+    frameReach(decodeProgram(insns, { op: "exec", helpers: () => false }), 0, insns.length);
+  assert.equal(reach([asm.store("dw", 10, -8, 10), exit()]), STACK_BYTES);
+  assert.equal(reach([aluImm("add", 1, 0), alu("add", 1, 10), exit()]), STACK_BYTES);
+  assert.equal(reach([load("dw", 0, 10, 0), exit()]), STACK_BYTES);
+  assert.equal(reach([load("b", 0, 10, -3), exit()]), 8);
+  assert.equal(reach([load("w", 0, 10, -512), exit()]), STACK_BYTES - 0);
+});
+
+test("the inline region check forgets the packet when bpf_xdp_adjust_tail shrinks it: the old pointer faults in both engines", () => {
+  // r7 = data; read data[40] (the packet becomes the region chk() found last); shrink the
+  // tail by 30 (60 bytes left: 34); read data[40] again: outside the packet now.
+  const insns = program(
+    mov(6, 1),
+    load("w", 7, 6, 0),
+    load("b", 8, 7, 40),
+    mov(1, 6),
+    movImm(2, -30),
+    call(Helper.xdpAdjustTail),
+    load("b", 0, 7, 40),
+    exit(),
+  );
+  const spec = {
+    name: "hint",
+    license: "GPL",
+    maps: [],
+    programs: [
+      {
+        name: "shrink",
+        section: "xdp",
+        type: ProgType.Xdp,
+        insns,
+        lines: [],
+        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
+      },
+    ],
+  };
+  const packet = Uint8Array.from({ length: 64 }, (_, i) => i);
+  const results = (["interpreter", "compiled"] as const).map((engine) => {
+    const o = LoadedObject.fromSpec(spec, { engine });
+    try {
+      assert.equal(o.program("shrink").engine, engine);
+      return outcome(() => BigInt(o.program("shrink").run(packet, { repeat: 3 }).retval));
+    } finally {
+      o.close();
+    }
+  });
+  assert.match(results[0], /^EFAULT at insn 6$/);
+  assert.equal(results[1], results[0]);
+});
