@@ -18,6 +18,8 @@ const FIXTURES = [
   "globals_calls",
   "map_flags",
   "percpu",
+  "pcpu_count",
+  "ct_lru",
   "xdp_adjust",
   "xdp_ctx",
   "foreach",

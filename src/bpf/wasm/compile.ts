@@ -51,6 +51,7 @@ import {
   Kind,
   MAX_CALL_FRAMES,
   Mode,
+  PseudoLd,
   Source,
   STACK_BYTES,
   sizeBytes,
@@ -112,6 +113,13 @@ export interface CompileEnv {
   cpu?: number;
   /** Export `loop` (runs repeated in wasm, as BPF_PROG_TEST_RUN repeats them): its addresses. */
   loop?: RunLoop;
+  /**
+   * The region whose address r1 holds when the program starts (an XDP
+   * program's struct xdp_md, which `loop` passes): accesses through r1 at
+   * the entry are proven, unless the program calls or takes the address of
+   * its first instruction (then r1 there may be anything).
+   */
+  entryContext?: FixedRegion;
 }
 
 /**
@@ -150,6 +158,13 @@ export interface FastMap {
   writable: boolean;
   /** The value's bpf_spin_lock offset, or -1. */
   lock: number;
+  /**
+   * LRU_HASH on the common LRU: a hit sets its node's REF word as the JS
+   * lookup does (bpf_lru_node_set_ref(): a plain store, only when clear).
+   * Node n's REF word is at `ref + 16 n`, n = (e - elems) / elemStride for
+   * element word index e, and n below `nodes` (else nothing is touched).
+   */
+  lru?: { ref: number; elems: number; elemStride: number; nodes: number };
 }
 
 /** Imports: `env.memory`, `env.helper`, `env.fault`, `env.h<id>`. Exports: `f<pc>` per function, globals `depth`, `budget`. */
@@ -259,6 +274,10 @@ const UNKNOWN = 0;
 const STACK = 1; // r10 + value
 const ABS = 2; // the address `value`
 const MAP = 3; // the handle of map `value`
+/** What a wasm lookup of fast map `value` returned: its value's address, or 0. */
+const VALUE_OR_NULL = 4;
+/** The same after a test against 0 proved it not 0: the address of a whole value of fast map `value`. */
+const VALUE = 5;
 
 /**
  * Compile a decoded program.
@@ -426,8 +445,8 @@ const G_HINT = 4;
  * writable when a - G_LO <u G_WSPAN (0 for a read-only entry). One
  * subtraction and one compare: an address below G_LO wraps far above any
  * span. Whoever changes the table clears both spans (loop() when a run
- * ends; runtime.ts for the entries JS writes); give() only appends, which
- * leaves them true.
+ * drops the entry; runtime.ts for the entries JS writes); give() only
+ * appends, which leaves them true.
  */
 const G_LO = 5;
 const G_SPAN = 6;
@@ -442,8 +461,7 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   b.get(3).get(1).op(Op.i32GeU).brIf(1);
   // XDP: every run on the frame the previous one left (the caller set it up once).
   if (L.kind === "ctx") b.i32(L.frame).i32(L.input).get(2).copy();
-  b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
-  b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN);
+  dropResults(b, env.table);
   b.i32(env.table)
     .i32(env.table)
     .mem(Op.i32Load, 2, TAB_RUN)
@@ -455,11 +473,29 @@ function loopBody(env: CompileEnv, f0: number): FuncBody {
   b.get(3).i32(1).op(Op.i32Add).set(3);
   b.gget(G_HELD).brIf(1);
   b.br(0).end().end();
-  b.i32(env.table).i32(env.table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
-  b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN);
+  dropResults(b, env.table);
   b.get(3);
   return b;
 }
+/**
+ * loop(): the entries helpers added during a run are dropped (the count
+ * back to the first of them); the inline check forgets its entry if it was
+ * one of them (the context, packet and fixed entries stay, and stay true).
+ */
+function dropResults(b: FuncBody, table: number): void {
+  b.i32(table).i32(table).mem(Op.i32Load, 2, TAB_FIRST).mem(Op.i32Store, 2, TAB_COUNT);
+  b.gget(G_HINT)
+    .i32(table)
+    .mem(Op.i32Load, 2, TAB_FIRST)
+    .i32(4)
+    .op(Op.i32Shl)
+    .i32(table + 16)
+    .op(Op.i32Add)
+    .op(Op.i32GeU)
+    .if();
+  b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN).end();
+}
+
 /** Region table: header words (count, first helper-result entry, run clock), then 16-byte entries. */
 const TAB_COUNT = 0;
 const TAB_FIRST = 4;
@@ -588,6 +624,18 @@ interface Funcs {
   chk: number;
   own: Map<number, number>;
   funcs: Map<number, number>;
+}
+
+/** Whether a call or a function address (bpf_loop's callbacks) names instruction 0: r1 there is not only the context. */
+function entryReentered(prog: DecodedProgram): boolean {
+  for (let i = 0; i < prog.insns.length; i++)
+    if (
+      prog.target[i] === 0 &&
+      (prog.kind[i] === Kind.callLocal ||
+        (prog.kind[i] === Kind.ldImm64 && prog.insns[i].src === PseudoLd.func))
+    )
+      return true;
+  return false;
 }
 
 /**
@@ -811,6 +859,7 @@ class FunctionCompiler {
           this.kk[x.dst] = MAP;
           this.kv[x.dst] = x.imm;
         } else if (x.src !== 0 && v < 0x1_0000_0000n && this.env.fixed.some((r) => v >= r.lo && v <= r.hi)) {
+          // (entryContext is not here: an LD_IMM64 never names the context)
           this.kk[x.dst] = ABS;
           this.kv[x.dst] = Number(v);
         } else this.forget(x.dst);
@@ -823,11 +872,37 @@ class FunctionCompiler {
         if (x.imm === AtomicOp.cmpxchg) this.forget(0);
         else if (x.imm === AtomicOp.xchg || (x.imm & AtomicOp.fetch) !== 0) this.forget(x.src);
         break;
-      case Kind.callHelper:
+      case Kind.callHelper: {
+        const m = this.fastLookup(x);
+        this.forget(0);
+        if (m >= 0) {
+          this.kk[0] = VALUE_OR_NULL;
+          this.kv[0] = m;
+        }
+        break;
+      }
       case Kind.callLocal:
         this.forget(0);
         break;
     }
+  }
+
+  /** The fast map whose lookup (helper 1 on a known map handle, in wasm: callHelper()) call `x` makes, or -1. */
+  private fastLookup(x: Insn): number {
+    if (x.imm !== 1 || this.kk[1] !== MAP || this.f.extra.lookup < 0 || !this.f.own.has(1)) return -1;
+    return this.env.fastMaps?.has(this.kv[1]) ? this.kv[1] : -1;
+  }
+
+  /**
+   * `if r == 0` / `if r != 0` (64-bit, against the immediate 0) on a lookup's
+   * result: the register on the edge where it is not 0, VALUE; where it is, nothing known.
+   * @returns the register, or -1 when `x` is no such test
+   */
+  private nullTest(x: Insn): { r: number; takenIsNull: boolean } | null {
+    if ((x.code & 0x07) !== Class.JMP || (x.code & Source.X) !== 0 || x.imm !== 0) return null;
+    const o = x.code & 0xf0;
+    if ((o !== JmpOp.jeq && o !== JmpOp.jne) || this.kk[x.dst] !== VALUE_OR_NULL) return null;
+    return { r: x.dst, takenIsNull: o === JmpOp.jeq };
   }
 
   /**
@@ -837,11 +912,15 @@ class FunctionCompiler {
    */
   private dataflow(): void {
     const m = this.leaders.length;
-    const { kind, target } = this.prog;
     const seen = new Uint8Array(m);
     this.inK = Array.from({ length: m }, () => new Uint8Array(11));
     this.inV = Array.from({ length: m }, () => new Float64Array(11));
     this.inK[0][10] = STACK;
+    const ctx = this.env.entryContext;
+    if (this.start === 0 && ctx !== undefined && !entryReentered(this.prog)) {
+      this.inK[0][1] = ABS;
+      this.inV[0][1] = ctx.lo;
+    }
     seen[0] = 1;
     const merge = (j: number): boolean => {
       if (j >= m) return false;
@@ -861,25 +940,35 @@ class FunctionCompiler {
     };
     for (let changed = true, rounds = 0; changed && rounds < 2 * m + 2; rounds++) {
       changed = false;
-      for (let j = 0; j < m; j++) {
-        if (!seen[j]) continue;
-        this.kk.set(this.inK[j]);
-        this.kv.set(this.inV[j]);
-        const to = j + 1 < m ? this.leaders[j + 1] : this.end;
-        let falls = true;
-        for (let i = this.leaders[j]; i < to; i++) {
-          const k = kind[i];
-          this.transfer(i, this.insns[i]);
-          if (k === Kind.ja || k === Kind.jcond)
-            changed = merge(this.blockOf.get(target[i]) as number) || changed;
-          if (k === Kind.ja || k === Kind.exit) falls = false;
-          if (k === Kind.ldImm64) i++;
-        }
-        if (falls) changed = merge(j + 1) || changed;
-      }
+      for (let j = 0; j < m; j++) if (seen[j]) changed = this.walk(j, merge) || changed;
     }
     // Blocks no path reaches keep nothing known.
     for (let j = 0; j < m; j++) if (!seen[j]) this.inK[j].fill(UNKNOWN);
+  }
+
+  /** dataflow(): block j from its entry state, merging into its successors; whether any entry state changed. */
+  private walk(j: number, merge: (j: number) => boolean): boolean {
+    const { kind, target } = this.prog;
+    this.kk.set(this.inK[j]);
+    this.kv.set(this.inV[j]);
+    const to = j + 1 < this.leaders.length ? this.leaders[j + 1] : this.end;
+    let changed = false;
+    let falls = true;
+    for (let i = this.leaders[j]; i < to; i++) {
+      const k = kind[i];
+      this.transfer(i, this.insns[i]);
+      const t = k === Kind.jcond ? this.nullTest(this.insns[i]) : null;
+      if (t !== null) {
+        // Each edge with what the test proved (the next instruction starts the fall-through block).
+        this.kk[t.r] = t.takenIsNull ? UNKNOWN : VALUE;
+        changed = merge(this.blockOf.get(target[i]) as number) || changed;
+        this.kk[t.r] = t.takenIsNull ? VALUE : UNKNOWN;
+      } else if (k === Kind.ja || k === Kind.jcond)
+        changed = merge(this.blockOf.get(target[i]) as number) || changed;
+      if (k === Kind.ja || k === Kind.exit) falls = false;
+      if (k === Kind.ldImm64) i++;
+    }
+    return falls ? merge(j + 1) || changed : changed;
   }
 
   // ---- ALU
@@ -1123,9 +1212,21 @@ class FunctionCompiler {
         b.get(FB);
         return STACK_BYTES + o;
       }
+    } else if (k === VALUE) {
+      // A whole value a lookup in this run gave (not 0): it stays put, mapped, for the run.
+      const fm = this.env.fastMaps?.get(this.kv[base]) as FastMap;
+      if (off >= 0 && off + size <= fm.valueSize && fm.lock < 0 && (fm.writable || !write)) {
+        b.get(local(base)).op(Op.i32WrapI64);
+        if (!atomic) return off;
+        b.i32(off).op(Op.i32Add);
+        this.aligned(pc, size);
+        return 0;
+      }
     } else if (k === ABS) {
       const a = this.kv[base] + off;
-      const r = this.env.fixed.find((x) => a >= x.lo && a + size <= x.hi);
+      const ctx = this.env.entryContext;
+      const inside = (x: FixedRegion) => a >= x.lo && a + size <= x.hi;
+      const r = this.env.fixed.find(inside) ?? (ctx !== undefined && inside(ctx) ? ctx : undefined);
       if (r !== undefined && (r.writable || !write) && (!atomic || a % size === 0)) {
         b.i32(0);
         return a;
@@ -1147,16 +1248,20 @@ class FunctionCompiler {
       .i32(pc)
       .call(this.f.chk)
       .end();
-    if (atomic) {
-      b.tee(A)
-        .i32(size - 1)
-        .op(Op.i32And)
-        .if();
-      this.fault(Fault.misaligned, pc, () => b.get(A).op(Op.i64ExtendI32U), size);
-      b.op(Op.unreachable).end();
-      b.get(A);
-    }
+    if (atomic) this.aligned(pc, size);
     return 0;
+  }
+
+  /** The i32 address on the stack is `size`-aligned, else a fault (wasm's atomics would trap). */
+  private aligned(pc: number, size: number): void {
+    const b = this.b;
+    b.tee(A)
+      .i32(size - 1)
+      .op(Op.i32And)
+      .if();
+    this.fault(Fault.misaligned, pc, () => b.get(A).op(Op.i64ExtendI32U), size);
+    b.op(Op.unreachable).end();
+    b.get(A);
   }
 
   private ldx(pc: number, x: Insn): void {
@@ -1354,6 +1459,7 @@ class FunctionCompiler {
       b.i32(-1).op(Op.i32Eq).if(I64);
       shimCall();
       b.else().get(A).op(Op.i32Eqz).if(I64).i64(0).else();
+      if (fm.lru !== undefined) this.touchRef(fm.lru);
       b.get(A)
         .i32(2)
         .op(Op.i32Shl)
@@ -1377,6 +1483,23 @@ class FunctionCompiler {
     b.op(Op.i32Eqz).if();
     this.shimCall(pc, id, shim, generic);
     b.end();
+  }
+
+  /** LRU: set the REF word of element A's node when it is clear (FastMap.lru). PC is scratch here: it only carries a backward jump's target to the dispatch. */
+  private touchRef(l: NonNullable<FastMap["lru"]>): void {
+    const b = this.b;
+    b.get(A)
+      .i32(l.elems)
+      .op(Op.i32Sub)
+      .i32(l.elemStride)
+      .op(Op.i32DivU)
+      .tee(PC)
+      .i32(l.nodes)
+      .op(Op.i32LtU)
+      .if();
+    b.get(PC).i32(4).op(Op.i32Shl).i32(l.ref).op(Op.i32Add).tee(PC).mem(Op.i32Load, 2, 0).op(Op.i32Eqz).if();
+    b.get(PC).i32(1).mem(Op.i32Store, 2, 0);
+    b.end().end();
   }
 
   private callLocal(pc: number): void {

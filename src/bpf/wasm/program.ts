@@ -23,11 +23,16 @@ import type { Htab } from "../../core/htab.js";
 import type { ValueRef } from "../../core/value-ref.js";
 import { BpfError, Errno } from "../../errors.js";
 import {
+  LRU_NODE_REF_I32,
   roundUp,
   SCRATCH_BASE_I32,
   SCRATCH_CPU_I32,
   SCRATCH_DESC_BYTES,
+  SCRATCH_ELEM_STRIDE_I32,
+  SCRATCH_ELEMS_I32,
   SCRATCH_KEY_I32,
+  SCRATCH_LRU_NODES_I32,
+  SCRATCH_LRU_NUM_I32,
   SCRATCH_VALUE_OFF_I32,
 } from "../../layout/layout.js";
 import { lastTimeoutOwner, lockAcquire, lockRelease } from "../../sync/owner-lock.js";
@@ -199,11 +204,12 @@ export class CompiledProgram {
   }
 
   /**
-   * The maps whose lookups run in wasm (HASH and PERCPU_HASH maps with
-   * word keys on the fast path: no LRU list to touch), with this slot's
+   * The maps whose lookups run in wasm (HASH, PERCPU_HASH and LRU_HASH on
+   * the common LRU, with word keys, on the fast path), with this slot's
    * descriptor read back from the memory, and fast-path.wat's lookup. A
    * PERCPU_HASH lookup gives the value of the CPU slot the map's view holds
-   * (elem.ts valueAt(): CPU c's value c * roundUp(value_size, 8) bytes in).
+   * (elem.ts valueAt(): CPU c's value c * roundUp(value_size, 8) bytes in);
+   * an LRU_HASH hit sets its node's REF word, as ElemPolicy.touch() does.
    */
   private fastOptions(): {
     fastMaps?: Map<number, FastMap>;
@@ -219,11 +225,15 @@ export class CompiledProgram {
     obj.mapList.forEach((m, i) => {
       if (!obj.isHtab(m) || m.info.keySize % 4 !== 0) return;
       const percpu = m.info.type === MapType.PercpuHash;
-      if (m.info.type !== MapType.Hash && !percpu) return;
+      const lru = m.info.type === MapType.LruHash;
+      if (m.info.type !== MapType.Hash && !percpu && !lru) return;
       const key = m.keyScratchWords.byteOffset;
       const desc = key - SCRATCH_DESC_BYTES;
+      const d = desc >>> 2;
       // The descriptor names this scratch key: the layout is the one read here.
-      if (u32[(desc >>> 2) + SCRATCH_KEY_I32] !== key) return;
+      if (u32[d + SCRATCH_KEY_I32] !== key) return;
+      // LRU_NODES is set for the common LRU only (BPF_F_NO_COMMON_LRU maps look up in JS).
+      if (lru && u32[d + SCRATCH_LRU_NODES_I32] === 0) return;
       const valueOff =
         u32[(desc >>> 2) + SCRATCH_VALUE_OFF_I32] +
         (percpu ? u32[(desc >>> 2) + SCRATCH_CPU_I32] * roundUp(m.info.valueSize, 8) : 0);
@@ -238,6 +248,14 @@ export class CompiledProgram {
         valueSize: m.info.valueSize,
         writable: (m.info.flags & MapFlags.RdonlyProg) === 0,
         lock: obj.spinLockOffset(m),
+        lru: lru
+          ? {
+              ref: u32[d + SCRATCH_LRU_NODES_I32] + LRU_NODE_REF_I32 * 4,
+              elems: u32[d + SCRATCH_ELEMS_I32],
+              elemStride: u32[d + SCRATCH_ELEM_STRIDE_I32],
+              nodes: u32[d + SCRATCH_LRU_NUM_I32],
+            }
+          : undefined,
       });
     });
     return { fastMaps, fpLookup: fp.lookup, lockOwner };

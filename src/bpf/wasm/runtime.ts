@@ -28,6 +28,7 @@ import type { BaseHelperFn, HelperVm } from "../helpers.js";
 import { BpfRunError, DEFAULT_BUDGET } from "../interp.js";
 import { type DecodedProgram, type Insn, MAX_CALL_FRAMES, PseudoLd, STACK_BYTES } from "../isa.js";
 import { addressOf, FUNC_SLOT, MAP_SLOT, SLOT_BYTES } from "../memory.js";
+import { XDP_MD_BYTES } from "../xdp.js";
 import {
   type CompileEnv,
   compileProgram,
@@ -486,6 +487,10 @@ export class CompiledVm implements HelperVm {
         opts.loop !== undefined
           ? { ...opts.loop, budget: this.budget, packetEntry: fixed.length + 1 }
           : undefined,
+      entryContext:
+        opts.loop?.kind === "xdp"
+          ? { lo: opts.loop.md, hi: opts.loop.md + XDP_MD_BYTES, writable: false }
+          : undefined,
       pseudo: pseudoResolver(prog, nMaps, opts.mapValue),
     };
   }
@@ -559,19 +564,6 @@ export class CompiledVm implements HelperVm {
   /** r0 of runLoop()'s last run, unsigned. */
   get lastR0(): bigint {
     return BigInt.asUintN(64, this.r0G.value as bigint);
-  }
-
-  /** run([r1]) without the array. */
-  run1(r1: bigint): bigint {
-    this.depth.value = 0;
-    this.heldG.value = 0;
-    this.budgetG.value = this.budgetBig;
-    this.setCount(this.fixedCount + this.runCount);
-    try {
-      return BigInt.asUintN(64, this.entry(r1, 0n, 0n, 0n, 0n));
-    } finally {
-      this.setCount(this.fixedCount + this.runCount);
-    }
   }
 
   /**
