@@ -21,6 +21,7 @@ import { ProgType } from "../../../src/bpf/loader.js";
 import { LoadedObject } from "../../../src/bpf/object.js";
 import { frameReach } from "../../../src/bpf/wasm/compile.js";
 import { compileExec } from "../../../src/bpf/wasm/exec.js";
+import { MapType } from "../../../src/uapi.js";
 
 const { callLocal, exit, load, mov, movImm, storeImm, alu, call, aluImm } = asm;
 
@@ -121,4 +122,93 @@ test("the inline region check forgets the packet when bpf_xdp_adjust_tail shrink
   });
   assert.match(results[0], /^EFAULT at insn 6$/);
   assert.equal(results[1], results[0]);
+});
+
+/** A one-program XDP object over one HASH map (u32 -> u64, keys 7 -> 1000 present). */
+function hashObject(insns: Insn[], engine: "compiled" | "interpreter"): LoadedObject {
+  const spec = {
+    name: "valuekind",
+    license: "GPL",
+    maps: [
+      {
+        name: "h",
+        type: MapType.Hash,
+        keySize: 4,
+        valueSize: 8,
+        maxEntries: 16,
+        flags: 0,
+        pinning: 0,
+        keyType: 0,
+        valueType: 0,
+      },
+    ],
+    programs: [
+      {
+        name: "p",
+        section: "xdp",
+        type: ProgType.Xdp,
+        insns,
+        lines: [],
+        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
+      },
+    ],
+  };
+  const o = LoadedObject.fromSpec(spec, { engine });
+  const v = new Uint8Array(8);
+  new DataView(v.buffer).setBigUint64(0, 1000n, true);
+  assert.equal(o.map("h").updateElem(Uint8Array.of(7, 0, 0, 0), v, 0), 0);
+  return o;
+}
+
+/** key on the stack, bpf_map_lookup_elem(h, &key), `checked`: a null result returns 99; then `use`. */
+function lookupThen(key: number, checked: boolean, use: Insn[]): Insn[] {
+  return program(
+    storeImm("w", 10, -4, key),
+    mov(2, 10),
+    aluImm("add", 2, -4),
+    { code: 0x18, dst: 1, src: 1, off: 0, imm: 0 },
+    { code: 0, dst: 0, src: 0, off: 0, imm: 0 },
+    call(Helper.mapLookupElem),
+    checked ? [asm.jmpImm("jne", 0, 0, 2), movImm(0, 99), exit()] : [],
+    use,
+    exit(),
+  );
+}
+
+test("a lookup's value after its null test: inside value_size plain, past it or unchecked-null a fault, in both engines", () => {
+  const cases: [string, Insn[], RegExp][] = [
+    ["present, unchecked, read", lookupThen(7, false, [load("dw", 0, 0, 0)]), /^r0=0x3e8 value 1000$/],
+    ["absent, unchecked, read", lookupThen(8, false, [load("dw", 0, 0, 0)]), /^EFAULT at insn 6 value 1000$/],
+    ["absent, checked", lookupThen(8, true, [load("dw", 0, 0, 0)]), /^r0=0x63 value 1000$/],
+    [
+      "present, checked, read past value_size",
+      lookupThen(7, true, [load("w", 0, 0, 6)]),
+      /^EFAULT at insn 9 value 1000$/,
+    ],
+    [
+      "present, checked, fetch-add then read",
+      lookupThen(7, true, [movImm(1, 5), asm.atomic("dw", 0, 0, 1, 0x01), load("dw", 0, 0, 0)]),
+      /^r0=0x3ed value 1005$/,
+    ],
+    [
+      "present, checked, misaligned atomic",
+      lookupThen(7, true, [movImm(1, 5), asm.atomic("w", 0, 2, 1, 0)]),
+      /^EFAULT at insn 10 value 1000$/,
+    ],
+  ];
+  for (const [what, insns, want] of cases) {
+    const got = (["interpreter", "compiled"] as const).map((engine) => {
+      const o = hashObject(insns, engine);
+      try {
+        const r = outcome(() => o.program("p").run(new Uint8Array(64)).r0);
+        const v = new Uint8Array(8);
+        o.map("h").lookupElem(Uint8Array.of(7, 0, 0, 0), v);
+        return `${r} value ${new DataView(v.buffer).getBigUint64(0, true)}`;
+      } finally {
+        o.close();
+      }
+    });
+    assert.match(got[0], want, `${what}: interpreter`);
+    assert.equal(got[1], got[0], `${what}: compiled`);
+  }
 });
