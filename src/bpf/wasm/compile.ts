@@ -46,6 +46,7 @@ import {
   AtomicOp,
   Class,
   type DecodedProgram,
+  Helper,
   type Insn,
   JmpOp,
   Kind,
@@ -56,6 +57,7 @@ import {
   STACK_BYTES,
   sizeBytes,
 } from "../isa.js";
+import { ETH_HLEN, FRAME_BYTES, FRAME_RESERVED } from "../xdp.js";
 import { FuncBody, I32, I64, ModuleBuilder, Op, OpFE, type ValType } from "./encoder.js";
 
 /** Why `fault` was called (its first argument). */
@@ -142,6 +144,8 @@ export interface RunLoop {
   /** The table entry of the packet region (fixed count + 1). */
   packetEntry: number;
   budget: number;
+  /** XDP: a u32 that is not 0 while the packet has fragments past its linear part (adjust_tail refuses those, in JS). */
+  frags: number;
 }
 
 /** A map whose lookups run in wasm: this slot's fast-path descriptor and the value's shape. */
@@ -309,7 +313,19 @@ export function compileProgram(prog: DecodedProgram, env: CompileEnv): CompiledM
     { params: [I64, I32, I32, I32], results: [I32] },
     checkBody(env.stackTop, env.table, fFault),
   );
-  const extra: ExtraFuncs = { give: -1, lock: -1, unlock: -1, lookup: fLookup };
+  const extra: ExtraFuncs = {
+    give: -1,
+    lock: -1,
+    unlock: -1,
+    lookup: fLookup,
+    adjustHead: -1,
+    adjustTail: -1,
+  };
+  if (env.loop?.kind === "xdp") {
+    const sig = { params: [I64, I64, I32] as ValType[], results: [I64] as ValType[] };
+    extra.adjustHead = m.func(sig, adjustBody(env, fHelper, false));
+    extra.adjustTail = m.func(sig, adjustBody(env, fHelper, true));
+  }
   if (env.mapShims !== undefined) {
     extra.give = m.func({ params: [I32, I32, I32, I32, I32], results: [I32] }, giveBody(env.table, fFault));
     const owner = env.lockOwner ?? 2;
@@ -432,6 +448,9 @@ interface ExtraFuncs {
   lock: number;
   unlock: number;
   lookup: number;
+  /** bpf_xdp_adjust_head / _tail in wasm (adjustBody()), or -1. */
+  adjustHead: number;
+  adjustTail: number;
 }
 
 const G_HELD = 2;
@@ -494,6 +513,79 @@ function dropResults(b: FuncBody, table: number): void {
     .op(Op.i32GeU)
     .if();
   b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN).end();
+}
+
+/**
+ * adjust(r1, r2, pc) → r0: bpf_xdp_adjust_head (or _tail) as program.ts
+ * answers it, in wasm: the new data (or data_end) checked against the
+ * frame (-EINVAL), bytes a tail grows into zeroed, xdp_md's data, data_end
+ * and data_meta and the packet's table entry moved, the inline check's
+ * entry forgotten. r1 that is not the context, or a tail change of a
+ * packet with fragments, goes to the generic helper (whose errors are the
+ * interpreter's).
+ */
+function adjustBody(env: CompileEnv, fHelper: number, tail: boolean): FuncBody {
+  const L = env.loop as RunLoop;
+  // params 0 r1, 1 r2, 2 pc; locals 3 data, 4 end, 5 moved (i64: data or end + delta)
+  const b = new FuncBody([
+    [2, I32],
+    [1, I64],
+  ]);
+  b.get(0).i64(L.md).op(Op.i64Ne);
+  if (tail) {
+    b.i32(L.frags).mem(Op.i32Load, 2, 0).op(Op.i32Eqz).op(Op.i32Eqz);
+    b.get(1).op(Op.i32WrapI64).op(Op.i32Eqz).op(Op.i32Eqz).op(Op.i32And).op(Op.i32Or);
+  }
+  b.if();
+  b.i32(tail ? Helper.xdpAdjustTail : Helper.xdpAdjustHead)
+    .get(2)
+    .get(0)
+    .get(1)
+    .i64(0)
+    .i64(0)
+    .i64(0)
+    .call(fHelper)
+    .op(Op.return);
+  b.end();
+  b.i32(L.md).mem(Op.i32Load, 2, 0).i32(L.frame).op(Op.i32Sub).set(3);
+  b.i32(L.md).mem(Op.i32Load, 2, 4).i32(L.frame).op(Op.i32Sub).set(4);
+  // The moved edge, in i64 so that no s32 delta wraps.
+  b.get(tail ? 4 : 3)
+    .op(Op.i64ExtendI32S)
+    .get(1)
+    .op(Op.i32WrapI64)
+    .op(Op.i64ExtendI32S)
+    .op(Op.i64Add)
+    .set(5);
+  if (tail) {
+    b.get(1).op(Op.i32WrapI64).op(Op.i32Eqz).if().i64(0).op(Op.return).end();
+    // end > FRAME_BYTES or end < data + ETH_HLEN
+    b.get(5).i64(FRAME_BYTES).op(Op.i64GtS);
+    b.get(5).get(3).op(Op.i64ExtendI32S).i64(ETH_HLEN).op(Op.i64Add).op(Op.i64LtS).op(Op.i32Or);
+  } else {
+    // data < FRAME_RESERVED or data > end - ETH_HLEN
+    b.get(5).i64(FRAME_RESERVED).op(Op.i64LtS);
+    b.get(5).get(4).op(Op.i64ExtendI32S).i64(ETH_HLEN).op(Op.i64Sub).op(Op.i64GtS).op(Op.i32Or);
+  }
+  b.if().i64(-Errno.EINVAL).op(Op.return).end();
+  if (tail) {
+    // Bytes the tail grows into read as zero.
+    b.get(5).op(Op.i32WrapI64).get(4).op(Op.i32GtS).if();
+    b.i32(L.frame).get(4).op(Op.i32Add).i32(0).get(5).op(Op.i32WrapI64).get(4).op(Op.i32Sub).fill();
+    b.end();
+    b.get(5).op(Op.i32WrapI64).set(4);
+  } else b.get(5).op(Op.i32WrapI64).set(3);
+  b.i32(L.md).i32(L.frame).get(3).op(Op.i32Add).mem(Op.i32Store, 2, 0);
+  b.i32(L.md).i32(L.frame).get(4).op(Op.i32Add).mem(Op.i32Store, 2, 4);
+  b.i32(L.md).i32(L.frame).get(3).op(Op.i32Add).mem(Op.i32Store, 2, 8);
+  const e = env.table + 16 + 16 * L.packetEntry;
+  b.i32(e).i32(L.frame).get(3).op(Op.i32Add).mem(Op.i32Store, 2, 0);
+  b.i32(e).i32(L.frame).get(4).op(Op.i32Add).mem(Op.i32Store, 2, 4);
+  b.i32(e).i32(1).mem(Op.i32Store, 2, 8);
+  b.i32(e).i32(0).mem(Op.i32Store, 2, 12);
+  b.i64(0).gset(G_SPAN).i64(0).gset(G_WSPAN);
+  b.i64(0);
+  return b;
 }
 
 /** Region table: header words (count, first helper-result entry, run clock), then 16-byte entries. */
@@ -1371,6 +1463,16 @@ class FunctionCompiler {
     };
     if (id === 8 && this.env.cpu !== undefined) {
       b.i64(this.env.cpu).set(R0);
+      return;
+    }
+    const adjust =
+      id === Helper.xdpAdjustHead
+        ? this.f.extra.adjustHead
+        : id === Helper.xdpAdjustTail
+          ? this.f.extra.adjustTail
+          : -1;
+    if (adjust >= 0) {
+      b.get(local(1)).get(local(2)).i32(pc).call(adjust).set(R0);
       return;
     }
     if (shim === undefined) {

@@ -10,6 +10,7 @@
  * | offset      | what                                                   |
  * |-------------|--------------------------------------------------------|
  * | CPU_CTX     | the context: a syscall program's bytes (at most CTX_BYTES) or struct xdp_md (data, data_end, data_meta as the packet's 32-bit addresses) |
+ * | CPU_XDP_FRAGS | XDP: a u32, not 0 while the packet has fragments past its linear part (read by the compiled bpf_xdp_adjust_tail) |
  * | CPU_FRAME   | the XDP frame: 256 bytes of headroom, then the packet (xdp.ts) |
  * | CPU_INPUT   | a syscall run's context, copied in before each repeat      |
  * | CPU_KEYS    | keys bpf_for_each_map_elem passes to its callback       |
@@ -51,6 +52,8 @@ import { areaBytes, type CompiledHelperFn, CompiledVm, type MapShim } from "./ru
 export const CPU_CTX = roundUp(areaBytes(), 64);
 /** The largest syscall context a compiled program takes. */
 export const CTX_BYTES = 4096;
+/** XDP: not 0 while the packet has fragments (compile.ts RunLoop.frags), in the context's area after xdp_md. */
+export const CPU_XDP_FRAGS = CPU_CTX + roundUp(XDP_MD_BYTES, 8);
 export const CPU_FRAME = CPU_CTX + CTX_BYTES;
 export const CPU_INPUT = CPU_FRAME + roundUp(FRAME_BYTES, 64);
 export const CPU_KEYS = CPU_INPUT + roundUp(Math.max(FRAME_BYTES, CTX_BYTES), 64);
@@ -165,6 +168,7 @@ export class CompiledProgram {
         frame: def.type === ProgType.Xdp ? this.area + CPU_FRAME : this.area + CPU_CTX,
         md: this.area + CPU_CTX,
         headroom: HEADROOM,
+        frags: this.area + CPU_XDP_FRAGS,
       },
       ...this.fastOptions(),
       regionName: (lo, entry) => this.regionName(globals, lo, entry),
@@ -310,6 +314,7 @@ export class CompiledProgram {
       this.u8(this.area + CPU_FRAME, HEADROOM).fill(0);
       this.u8(this.area + CPU_FRAME + HEADROOM, len).set(data.subarray(0, len));
       this.frags = len < data.length ? data.subarray(len) : NO_BYTES;
+      this.vm.i32[(this.area + CPU_XDP_FRAGS) >>> 2] = this.frags.length > 0 ? 1 : 0;
       this.xdpOn = true;
       this.md[3] = 1; // ingress_ifindex: lo
       this.md[4] = 0;
