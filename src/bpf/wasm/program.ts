@@ -468,27 +468,30 @@ export class CompiledProgram {
   /** The helpers compiled code calls with numbers (compile.ts mapShims): map index, 32-bit addresses. */
   shims(): Record<number, MapShim> {
     const obj = this.obj;
+    // Keys and values copied out of the program's memory, one pair per map (the map copies them again).
+    const keys = obj.mapList.map((m) => new Uint8Array(obj.isHtab(m) ? m.info.keySize : 4));
+    const values = obj.mapList.map((m) => new Uint8Array(obj.isHtab(m) ? m.info.valueSize : 0));
     const lookup: MapShim = (vm, i, kp) => {
       const m = obj.mapList[i];
       if (!obj.isHtab(m)) {
-        const k = vm.bytesAt("map_lookup_elem", kp, 4, false);
+        const k = vm.bytesAt("map_lookup_elem", kp, 4, false, keys[i]);
         if (k[0] | k[1] | k[2] | k[3]) return 0;
         return m.bytes.byteOffset;
       }
-      const ref = m.lookupRef(vm.bytesAt("map_lookup_elem", kp, m.info.keySize, false));
+      const ref = m.lookupRef(vm.bytesAt("map_lookup_elem", kp, m.info.keySize, false, keys[i]));
       return ref === null ? 0 : this.give(vm, m, ref);
     };
     const update: MapShim = (vm, i, kp, vp, flags) => {
       const m = obj.mapList[i];
       if (!obj.isHtab(m)) return -Errno.EOPNOTSUPP;
-      const key = vm.bytesAt("map_update_elem", kp, m.info.keySize, false);
-      const value = vm.bytesAt("map_update_elem", vp, m.info.valueSize, false);
+      const key = vm.bytesAt("map_update_elem", kp, m.info.keySize, false, keys[i]);
+      const value = vm.bytesAt("map_update_elem", vp, m.info.valueSize, false, values[i]);
       return m.updateElemFromProgram(key, value, flags >>> 0);
     };
     const del: MapShim = (vm, i, kp) => {
       const m = obj.mapList[i];
       if (!obj.isHtab(m)) return -Errno.EINVAL;
-      return m.deleteElem(vm.bytesAt("map_delete_elem", kp, m.info.keySize, false));
+      return m.deleteElem(vm.bytesAt("map_delete_elem", kp, m.info.keySize, false, keys[i]));
     };
     const owner = this.obj.cpu;
     const lock: MapShim = (vm, p) => {
