@@ -14,14 +14,14 @@ export interface BenchOptions {
   json: boolean;
   /**
    * A subset of the bench (`--only lookup`: the point lookup rows; `--only lru`:
-   * the LRU rows), at the usual sizes, for a short measurement; null: everything.
+   * the LRU rows; `--only mix`: the 1- and 2-worker read-heavy mix), at the usual sizes, for a short measurement; null: everything.
    * Such a run never writes latest.*.
    */
   only: BenchSubset | null;
 }
 
 /** The subsets `--only` accepts. */
-export const BENCH_SUBSETS = ["lookup", "lru"] as const;
+export const BENCH_SUBSETS = ["lookup", "lru", "mix"] as const;
 export type BenchSubset = (typeof BENCH_SUBSETS)[number];
 
 export function defaultOptions(): BenchOptions {
@@ -47,7 +47,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     else if (argv[i] === "--only") o.only = parseSubset(argv[++i]);
     else
       throw new Error(
-        `bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart, --json, --only lookup|lru)`,
+        `bench: unknown argument ${argv[i]} (use --quick, --js-path, --out DIR, --no-chart, --json, --only lookup|lru|mix)`,
       );
   }
   return o;

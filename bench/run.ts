@@ -163,6 +163,11 @@ export async function runBenchWith(o: BenchOptions): Promise<BenchReport> {
     await measure(t, o, rep);
     step(1, "");
   }
+  if (o.only === "mix")
+    for (const n of sizes) {
+      step(0, `read-heavy mix @${n}`);
+      rep.throughput.push(...(await mixThroughput(n, o)));
+    }
   for (const n of all ? sizes : []) {
     step(0, `kernel BPF program @${n}`);
     const kp = await kernelProgramPoint(n, o);

@@ -93,6 +93,10 @@ const NO_BYTES = new Uint8Array(0);
  * next, as when the interpreter enters and leaves the sections around every
  * run (object.ts runOnce). Entering them around every run cost seed 003
  * about 100 ns a run (220 ns a run with 1, 80-100 with 16; the kernel 138).
+ * 64, as a user measures it (`htab -j prog run … repeat 1000000`, fresh
+ * process, three runs each): ct_lru 70-98 ns against 100-110 with 16,
+ * seed 003 88-119 against 108-128 (the JS around each batch runs
+ * unoptimized for the first ~150,000 runs, so fewer batches cost less).
  *
  * A program whose run once waited for a grace period inside its section
  * (an insert or replace that found only elements in limbo) gets one run per
@@ -101,7 +105,7 @@ const NO_BYTES = new Uint8Array(0);
  * (test/bpf/wasm/seed000.test.ts, whose writers wait so, took 36 s with 16
  * runs per section for every program, 5 s with 1).
  */
-const SECTION_RUNS = 16;
+const SECTION_RUNS = 64;
 
 export interface CompiledRunResult {
   r0: bigint;
