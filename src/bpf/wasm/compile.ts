@@ -185,10 +185,12 @@ const FB = 13; // i32: this frame's lowest byte
 const A = 14; // i32 scratch
 const PC = 15; // i32: the block a backward jump dispatches to
 const AT = 16; // i64: an address being checked
+/** i64: the run's budget while a function with backward jumps runs (budgetOut(), budgetIn()). */
+const BUD = 17;
 const LOCALS: [number, ValType][] = [
   [8, I64],
   [3, I32],
-  [1, I64],
+  [2, I64],
 ];
 const local = (r: number) => (r === 0 ? R0 : r <= 5 ? r - 1 : r);
 
@@ -839,7 +841,8 @@ class FunctionCompiler {
     else for (let o = STACK_BYTES - reach; o < STACK_BYTES; o += 8) b.get(FB).i64(0).mem(Op.i64Store, 3, o);
     b.get(FB).op(Op.i64ExtendI32U).i64(STACK_BYTES).op(Op.i64Add).set(10);
     const m = this.leaders.length;
-    if (this.hasBack) b.loop();
+    // With loops: an outer block that a spent budget leaves (the fault is out of the loop's code).
+    if (this.hasBack) b.gget(G_BUDGET).set(BUD).block().loop();
     for (let j = m - 1; j >= 0; j--) b.block();
     if (this.hasBack) {
       b.get(PC).brTable(
@@ -857,7 +860,21 @@ class FunctionCompiler {
     const last = this.end - 1;
     this.fault(this.end === this.insns.length ? Fault.pastEnd : Fault.intoNext, last);
     b.op(Op.unreachable);
+    if (this.hasBack) {
+      // The budget ran out at the backward jump at A.
+      b.end();
+      b.i32(Fault.budget).get(A).i64(0).i32(0).call(this.f.fault).op(Op.unreachable);
+    }
     return b;
+  }
+
+  /** The budget local back to the global (before a call, which may charge it, and at exit). */
+  private budgetOut(): void {
+    if (this.hasBack) this.b.get(BUD).gset(G_BUDGET);
+  }
+  /** What a call left of the budget. */
+  private budgetIn(): void {
+    if (this.hasBack) this.b.gget(G_BUDGET).set(BUD);
   }
 
   /** Depth of the br that reaches block j's code from the current block (j > cur). */
@@ -914,12 +931,17 @@ class FunctionCompiler {
         this.jump(i, this.prog.target[i], x);
         break;
       case Kind.callHelper:
+        this.budgetOut();
         this.callHelper(i, x);
+        this.budgetIn();
         break;
       case Kind.callLocal:
+        this.budgetOut();
         this.callLocal(i);
+        this.budgetIn();
         break;
       case Kind.exit:
+        this.budgetOut();
         this.b.get(R0).op(Op.return);
         break;
       default:
@@ -1438,13 +1460,17 @@ class FunctionCompiler {
       this.extra++;
     }
     // Backward: charge the budget, then dispatch.
-    b.gget(G_BUDGET)
+    b.get(BUD)
       .i64(pc - t + 1)
       .op(Op.i64Sub)
-      .gset(G_BUDGET);
-    b.gget(G_BUDGET).i64(0).op(Op.i64LtS).if();
-    this.fault(Fault.budget, pc);
-    b.op(Op.unreachable).end();
+      .tee(BUD)
+      .i64(0)
+      .op(Op.i64LtS)
+      .if();
+    b.i32(pc)
+      .set(A)
+      .br(this.loopDepth() + 2);
+    b.end();
     b.i32(j).set(PC).br(this.loopDepth());
     if (cond !== null) {
       b.end();

@@ -212,3 +212,30 @@ test("a lookup's value after its null test: inside value_size plain, past it or 
     assert.equal(got[1], got[0], `${what}: compiled`);
   }
 });
+
+test("the run's budget is one across calls: loops in a callee charge it as the caller's do", () => {
+  // main calls f 100 times; f loops 100 times: ~20,000 charged in f, ~400 in main.
+  const prog = program(
+    movImm(6, 0), // 0
+    callLocal(4), // 1: f at 6
+    aluImm("add", 6, 1), // 2
+    asm.jmpImm("jlt", 6, 100, -3), // 3: back to 1
+    mov(0, 6), // 4
+    exit(), // 5
+    movImm(1, 0), // 6: f
+    aluImm("add", 1, 1), // 7
+    asm.jmpImm("jlt", 1, 100, -2), // 8: back to 7
+    movImm(0, 0), // 9
+    exit(), // 10
+  );
+  const run = (budget: number) => {
+    const interp = outcome(() => execRaw(encodeInsns(prog), new Uint8Array(0), { budget }));
+    const { vm, args } = compileExec(prog, new Uint8Array(0), { budget });
+    const compiled = outcome(() => vm.run(args));
+    return [interp.split(" at ")[0], compiled.split(" at ")[0]];
+  };
+  assert.deepEqual(run(100_000), ["r0=0x64", "r0=0x64"]);
+  const [interp, compiled] = run(15_000);
+  assert.notEqual(interp, "r0=0x64", "the interpreter runs out");
+  assert.equal(compiled, interp, "the compiled run runs out too, with the same errno");
+});
