@@ -284,6 +284,21 @@ const MAP = 3; // the handle of map `value`
 const VALUE_OR_NULL = 4;
 /** The same after a test against 0 proved it not 0: the address of a whole value of fast map `value`. */
 const VALUE = 5;
+/** An XDP packet pointer: xdp_md's data plus `value`. */
+const PKT = 6;
+/** xdp_md's data_end plus `value`. */
+const PKT_END = 7;
+/**
+ * Slot RANGE of the state (after r0-r10): how many bytes from data a
+ * comparison with data_end has proved inside the packet (kind PROVEN, the
+ * count in `value`), until a call, which may move the packet.
+ */
+const RANGE = 11;
+const PROVEN = 8;
+/** Entries of the dataflow state: r0-r10 and RANGE. */
+const STATE = 12;
+/** Kinds whose `value` is an offset that adding or subtracting a constant moves. */
+const OFFSET_KINDS = new Set([STACK, ABS, PKT, PKT_END]);
 
 /**
  * Compile a decoded program.
@@ -779,8 +794,11 @@ class FunctionCompiler {
   /** Block being compiled, and how many structured constructs are open inside its code. */
   private cur = 0;
   private extra = 0;
-  private readonly kk = new Uint8Array(11);
-  private readonly kv = new Float64Array(11);
+  private readonly kk = new Uint8Array(STATE);
+  private readonly kv = new Float64Array(STATE);
+  /** The state before a conditional jump's edges are refined (walk()). */
+  private readonly savedK = new Uint8Array(STATE);
+  private readonly savedV = new Float64Array(STATE);
   private readonly hasBack: boolean;
   /** Known registers at each block's entry (dataflow()). */
   private inK: Uint8Array[] = [];
@@ -980,7 +998,7 @@ class FunctionCompiler {
         break;
       }
       case Kind.ldx:
-        this.forget(x.dst);
+        this.loaded(x);
         break;
       case Kind.atomic:
         if (x.imm === AtomicOp.cmpxchg) this.forget(0);
@@ -988,6 +1006,7 @@ class FunctionCompiler {
         break;
       case Kind.callHelper: {
         const m = this.fastLookup(x);
+        this.forgetPacket();
         this.forget(0);
         if (m >= 0) {
           this.kk[0] = VALUE_OR_NULL;
@@ -996,9 +1015,21 @@ class FunctionCompiler {
         break;
       }
       case Kind.callLocal:
+        this.forgetPacket();
         this.forget(0);
         break;
     }
+  }
+
+  /** A load: data or data_end from the XDP context (32-bit loads at +0, +4) are packet pointers. */
+  private loaded(x: Insn): void {
+    const ctx = this.env.entryContext;
+    const at = this.kk[x.src] === ABS ? this.kv[x.src] + x.off : -1;
+    const w = (x.code & 0x18) === 0; // BPF_W
+    if (ctx !== undefined && w && (at === ctx.lo || at === ctx.lo + 4)) {
+      this.kk[x.dst] = at === ctx.lo ? PKT : PKT_END;
+      this.kv[x.dst] = 0;
+    } else this.forget(x.dst);
   }
 
   /** The fast map whose lookup (helper 1 on a known map handle, in wasm: callHelper()) call `x` makes, or -1. */
@@ -1008,15 +1039,59 @@ class FunctionCompiler {
   }
 
   /**
-   * `if r == 0` / `if r != 0` (64-bit, against the immediate 0) on a lookup's
-   * result: the register on the edge where it is not 0, VALUE; where it is, nothing known.
-   * @returns the register, or -1 when `x` is no such test
+   * Whether conditional jump `x` proves something on one of its edges: `if
+   * r == 0` / `if r != 0` on a lookup's result (64-bit, against the
+   * immediate 0), or a comparison of a packet pointer data + c (c > 0) with
+   * data_end (64-bit, registers).
    */
-  private nullTest(x: Insn): { r: number; takenIsNull: boolean } | null {
-    if ((x.code & 0x07) !== Class.JMP || (x.code & Source.X) !== 0 || x.imm !== 0) return null;
+  private refinable(x: Insn): boolean {
+    if ((x.code & 0x07) !== Class.JMP) return false;
+    if ((x.code & Source.X) === 0) {
+      const o = x.code & 0xf0;
+      return x.imm === 0 && (o === JmpOp.jeq || o === JmpOp.jne) && this.kk[x.dst] === VALUE_OR_NULL;
+    }
+    return this.packetTest(x) !== 0;
+  }
+
+  /**
+   * The packet bytes comparison `x` proves, as +c on its fall-through edge
+   * or -c on its taken edge; 0 when it is no such comparison.
+   */
+  private packetTest(x: Insn): number {
     const o = x.code & 0xf0;
-    if ((o !== JmpOp.jeq && o !== JmpOp.jne) || this.kk[x.dst] !== VALUE_OR_NULL) return null;
-    return { r: x.dst, takenIsNull: o === JmpOp.jeq };
+    const kd = this.kk[x.dst];
+    const ks = this.kk[x.src];
+    const lt = o === JmpOp.jlt || o === JmpOp.jle;
+    const gt = o === JmpOp.jgt || o === JmpOp.jge;
+    if (!lt && !gt) return 0;
+    // data + c > data_end (or >=): c bytes are inside where the jump is not taken; < or <=: where it is.
+    if (kd === PKT && ks === PKT_END && this.kv[x.src] === 0 && this.kv[x.dst] > 0)
+      return gt ? this.kv[x.dst] : -this.kv[x.dst];
+    // data_end < data + c (or <=): inside where not taken; > or >=: where taken.
+    if (kd === PKT_END && ks === PKT && this.kv[x.dst] === 0 && this.kv[x.src] > 0)
+      return lt ? this.kv[x.src] : -this.kv[x.src];
+    return 0;
+  }
+
+  /** What refinable jump `x` proves on its taken edge (`taken`) or its fall-through one, into the state. */
+  private refine(x: Insn, taken: boolean): void {
+    if ((x.code & Source.X) === 0) {
+      const nonNull = ((x.code & 0xf0) === JmpOp.jne) === taken;
+      this.kk[x.dst] = nonNull ? VALUE : UNKNOWN;
+      return;
+    }
+    const c = this.packetTest(x);
+    if (c > 0 === taken) return;
+    const n = Math.abs(c);
+    const had = this.kk[RANGE] === PROVEN ? this.kv[RANGE] : 0;
+    this.kk[RANGE] = PROVEN;
+    this.kv[RANGE] = Math.max(had, n);
+  }
+
+  /** A call may move the packet (bpf_xdp_adjust_head and its kin): packet pointers and the proven range go. */
+  private forgetPacket(): void {
+    for (let r = 0; r <= 10; r++) if (this.kk[r] === PKT || this.kk[r] === PKT_END) this.kk[r] = UNKNOWN;
+    this.kk[RANGE] = UNKNOWN;
   }
 
   /**
@@ -1027,8 +1102,8 @@ class FunctionCompiler {
   private dataflow(): void {
     const m = this.leaders.length;
     const seen = new Uint8Array(m);
-    this.inK = Array.from({ length: m }, () => new Uint8Array(11));
-    this.inV = Array.from({ length: m }, () => new Float64Array(11));
+    this.inK = Array.from({ length: m }, () => new Uint8Array(STATE));
+    this.inV = Array.from({ length: m }, () => new Float64Array(STATE));
     this.inK[0][10] = STACK;
     const ctx = this.env.entryContext;
     if (this.start === 0 && ctx !== undefined && !entryReentered(this.prog)) {
@@ -1045,7 +1120,7 @@ class FunctionCompiler {
         return true;
       }
       let changed = false;
-      for (let r = 0; r <= 10; r++)
+      for (let r = 0; r < STATE; r++)
         if (this.inK[j][r] !== UNKNOWN && (this.inK[j][r] !== this.kk[r] || this.inV[j][r] !== this.kv[r])) {
           this.inK[j][r] = UNKNOWN;
           changed = true;
@@ -1071,12 +1146,15 @@ class FunctionCompiler {
     for (let i = this.leaders[j]; i < to; i++) {
       const k = kind[i];
       this.transfer(i, this.insns[i]);
-      const t = k === Kind.jcond ? this.nullTest(this.insns[i]) : null;
-      if (t !== null) {
+      if (k === Kind.jcond && this.refinable(this.insns[i])) {
         // Each edge with what the test proved (the next instruction starts the fall-through block).
-        this.kk[t.r] = t.takenIsNull ? UNKNOWN : VALUE;
+        this.savedK.set(this.kk);
+        this.savedV.set(this.kv);
+        this.refine(this.insns[i], true);
         changed = merge(this.blockOf.get(target[i]) as number) || changed;
-        this.kk[t.r] = t.takenIsNull ? VALUE : UNKNOWN;
+        this.kk.set(this.savedK);
+        this.kv.set(this.savedV);
+        this.refine(this.insns[i], false);
       } else if (k === Kind.ja || k === Kind.jcond)
         changed = merge(this.blockOf.get(target[i]) as number) || changed;
       if (k === Kind.ja || k === Kind.exit) falls = false;
@@ -1174,7 +1252,7 @@ class FunctionCompiler {
     if (o === AluOp.mov && isX && x.off === 0) {
       this.kk[d] = this.kk[x.src];
       this.kv[d] = this.kv[x.src];
-    } else if ((o === AluOp.add || o === AluOp.sub) && !isX && (this.kk[d] === STACK || this.kk[d] === ABS)) {
+    } else if ((o === AluOp.add || o === AluOp.sub) && !isX && OFFSET_KINDS.has(this.kk[d])) {
       this.kv[d] += o === AluOp.add ? x.imm : -x.imm;
     } else this.forget(d);
   }
@@ -1325,6 +1403,16 @@ class FunctionCompiler {
       if (o >= -STACK_BYTES && o + size <= 0 && (!atomic || o % size === 0)) {
         b.get(FB);
         return STACK_BYTES + o;
+      }
+    } else if (k === PKT && !atomic) {
+      // Inside what a comparison with data_end proved on every path here.
+      const o = this.kv[base] + off;
+      const proven = this.kk[RANGE] === PROVEN ? this.kv[RANGE] : 0;
+      if (o >= 0 && o + size <= proven) {
+        b.get(local(base)).op(Op.i32WrapI64);
+        if (off >= 0) return off;
+        b.i32(off).op(Op.i32Add);
+        return 0;
       }
     } else if (k === VALUE) {
       // A whole value a lookup in this run gave (not 0): it stays put, mapped, for the run.

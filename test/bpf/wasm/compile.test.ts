@@ -82,6 +82,36 @@ test("frameReach: a stored r10, an ALU on it or an access outside the frame mean
   assert.equal(reach([load("w", 0, 10, -512), exit()]), STACK_BYTES - 0);
 });
 
+/** Run an XDP program of `insns` on `packet` in both engines (each asserted to be the one asked for): their outcomes. */
+function xdpBoth(insns: Insn[], packet: Uint8Array, repeat = 1): string[] {
+  const spec = {
+    name: "xdp",
+    license: "GPL",
+    maps: [],
+    programs: [
+      {
+        name: "p",
+        section: "xdp",
+        type: ProgType.Xdp,
+        insns,
+        lines: [],
+        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
+      },
+    ],
+  };
+  return (["interpreter", "compiled"] as const).map((engine) => {
+    const o = LoadedObject.fromSpec(spec, { engine });
+    try {
+      assert.equal(o.program("p").engine, engine);
+      return outcome(() => BigInt(o.program("p").run(packet, { repeat }).retval));
+    } finally {
+      o.close();
+    }
+  });
+}
+
+const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => i);
+
 test("the inline region check forgets the packet when bpf_xdp_adjust_tail shrinks it: the old pointer faults in both engines", () => {
   // r7 = data; read data[40] (the packet becomes the region chk() found last); shrink the
   // tail by 30 (60 bytes left: 34); read data[40] again: outside the packet now.
@@ -95,33 +125,54 @@ test("the inline region check forgets the packet when bpf_xdp_adjust_tail shrink
     load("b", 0, 7, 40),
     exit(),
   );
-  const spec = {
-    name: "hint",
-    license: "GPL",
-    maps: [],
-    programs: [
-      {
-        name: "shrink",
-        section: "xdp",
-        type: ProgType.Xdp,
-        insns,
-        lines: [],
-        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
-      },
-    ],
-  };
-  const packet = Uint8Array.from({ length: 64 }, (_, i) => i);
-  const results = (["interpreter", "compiled"] as const).map((engine) => {
-    const o = LoadedObject.fromSpec(spec, { engine });
-    try {
-      assert.equal(o.program("shrink").engine, engine);
-      return outcome(() => BigInt(o.program("shrink").run(packet, { repeat: 3 }).retval));
-    } finally {
-      o.close();
-    }
-  });
+  const results = xdpBoth(insns, bytes(64), 3);
   assert.match(results[0], /^EFAULT at insn 6$/);
   assert.equal(results[1], results[0]);
+});
+
+test("packet accesses after a data_end comparison: proven ones plain, one byte past them checked, all forgotten after a helper", () => {
+  // if (data + 20 > data_end) return 99; r0 = *(u32 *)(data + 16) (proven); *(u8 *)(data + 20) (not).
+  const parse = program(
+    load("w", 2, 1, 0),
+    load("w", 3, 1, 4),
+    mov(4, 2),
+    aluImm("add", 4, 20),
+    asm.jmp("jgt", 4, 3, 3),
+    load("w", 0, 2, 16),
+    load("b", 5, 2, 20),
+    exit(),
+    movImm(0, 99),
+    exit(),
+  );
+  for (const [len, want] of [
+    [16, /^r0=0x63$/],
+    [20, /^EFAULT at insn 6$/],
+    [24, /^r0=0x13121110$/],
+  ] as const) {
+    const [interp, compiled] = xdpBoth(parse, bytes(len));
+    assert.match(interp, want, `${len} bytes: interpreter`);
+    assert.equal(compiled, interp, `${len} bytes: compiled`);
+  }
+  // The same proof, then bpf_xdp_adjust_tail(ctx, -4): data + 16 is past the 16 bytes left.
+  const shrunk = program(
+    mov(6, 1),
+    load("w", 2, 1, 0),
+    load("w", 3, 1, 4),
+    mov(4, 2),
+    aluImm("add", 4, 20),
+    asm.jmp("jgt", 4, 3, 6),
+    mov(7, 2),
+    mov(1, 6),
+    movImm(2, -4),
+    call(Helper.xdpAdjustTail),
+    load("w", 0, 7, 16),
+    exit(),
+    movImm(0, 99),
+    exit(),
+  );
+  const [interp, compiled] = xdpBoth(shrunk, bytes(20));
+  assert.match(interp, /^EFAULT at insn 10$/);
+  assert.equal(compiled, interp);
 });
 
 /** A one-program XDP object over one HASH map (u32 -> u64, keys 7 -> 1000 present). */
