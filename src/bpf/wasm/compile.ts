@@ -1602,7 +1602,8 @@ class FunctionCompiler {
       return;
     }
     const fm = this.kk[1] === MAP ? this.env.fastMaps?.get(this.kv[1]) : undefined;
-    if (fm !== undefined && this.f.extra.lookup >= 0 && (id === 1 || (id === 2 && fm.writable))) {
+    // An LRU update pops (and may evict for) its element before it checks the flags: no shortcut.
+    if (fm !== undefined && this.f.extra.lookup >= 0 && (id === 1 || (id === 2 && fm.writable && !fm.lru))) {
       this.fastCall(pc, id, fm, shim, generic);
       return;
     }

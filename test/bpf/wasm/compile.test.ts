@@ -290,3 +290,100 @@ test("the run's budget is one across calls: loops in a callee charge it as the c
   assert.notEqual(interp, "r0=0x64", "the interpreter runs out");
   assert.equal(compiled, interp, "the compiled run runs out too, with the same errno");
 });
+
+test("an LRU update that fails its flags has still taken its element, as the kernel's does: the same keys evicted in both engines", () => {
+  // bpf_map_update_elem(lru, &key, &value, BPF_NOEXIST) of a key that is there, on a full map.
+  const insns = program(
+    movImm(0, 0),
+    storeImm("w", 10, -4, 0),
+    load("w", 2, 1, 0),
+    load("w", 3, 1, 4),
+    mov(4, 2),
+    aluImm("add", 4, 4),
+    asm.jmp("jgt", 4, 3, 11),
+    load("w", 5, 2, 0),
+    asm.store("w", 10, -4, 5),
+    storeImm("dw", 10, -16, 1),
+    mov(2, 10),
+    aluImm("add", 2, -4),
+    mov(3, 10),
+    aluImm("add", 3, -16),
+    movImm(4, 1),
+    { code: 0x18, dst: 1, src: 1, off: 0, imm: 0 },
+    { code: 0, dst: 0, src: 0, off: 0, imm: 0 },
+    call(Helper.mapUpdateElem),
+    exit(),
+  );
+  const spec = {
+    name: "lru",
+    license: "GPL",
+    maps: [
+      {
+        name: "l",
+        type: MapType.LruHash,
+        keySize: 4,
+        valueSize: 8,
+        maxEntries: 300,
+        flags: 0,
+        pinning: 0,
+        keyType: 0,
+        valueType: 0,
+      },
+    ],
+    programs: [
+      {
+        name: "p",
+        section: "xdp",
+        type: ProgType.Xdp,
+        insns,
+        lines: [],
+        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
+      },
+    ],
+  };
+  const keysOf = (o: LoadedObject): string => {
+    const m = o.map("l");
+    const out: number[] = [];
+    let key: Uint8Array | null = null;
+    const next = new Uint8Array(4);
+    while (m.getNextKey(key, next) === 0) {
+      out.push(new DataView(next.buffer).getUint32(0, true));
+      key = next.slice();
+    }
+    return out.sort((a, b) => a - b).join(",");
+  };
+  const got = (["interpreter", "compiled"] as const).map((engine) => {
+    const o = LoadedObject.fromSpec(spec, { engine, nrCpus: 2 });
+    try {
+      const v = new Uint8Array(8);
+      const k = new Uint8Array(4);
+      for (let i = 1; i <= 1000; i++) {
+        new DataView(k.buffer).setUint32(0, i, true);
+        assert.equal(o.map("l").updateElem(k, v, 0), 0);
+      }
+      // Then, 300 times: a new key from the control plane, and a present key updated with BPF_NOEXIST by
+      // the program (-EEXIST). When the CPU's local free list is empty, that failed update's pop refills it,
+      // evicting, before the next insert would: the keys held after each failed update show when.
+      const rets: string[] = [];
+      const held: string[] = [];
+      for (let i = 1001; i <= 1300; i++) {
+        new DataView(k.buffer).setUint32(0, i, true);
+        assert.equal(o.map("l").updateElem(k, v, 0), 0);
+        const pkt = new Uint8Array(14);
+        new DataView(pkt.buffer).setUint32(0, i, true);
+        rets.push(String(o.program("p").run(pkt).r0));
+        held.push(keysOf(o));
+      }
+      return { rets: [...new Set(rets)].join(","), held };
+    } finally {
+      o.close();
+    }
+  });
+  assert.equal(got[0].rets, String(2n ** 64n - 17n), "-EEXIST every time");
+  assert.equal(got[1].rets, got[0].rets);
+  const counts = got[0].held.map((h) => h.split(",").length);
+  assert.ok(Math.min(...counts) < Math.max(...counts), "some failed update evicted");
+  got[0].held.forEach((h, i) => {
+    assert.equal(got[1].held[i], h, `the keys held after failed update ${i}`);
+  });
+});
