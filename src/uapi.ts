@@ -47,6 +47,19 @@ export const UpdateFlags = {
   Lock: 4,
 } as const;
 
+/**
+ * Whether update `flags` has BPF_F_LOCK. Flags are the kernel's u64, here any
+ * integer up to 2^53: arithmetic, not `&` (which keeps only the low 32 bits).
+ */
+export function hasLockFlag(flags: number): boolean {
+  return Math.floor(flags / UpdateFlags.Lock) % 2 === 1;
+}
+
+/** Update `flags` without BPF_F_LOCK, every higher bit kept: above BPF_EXIST means unknown flags (EINVAL). */
+export function withoutLockFlag(flags: number): number {
+  return hasLockFlag(flags) ? flags - UpdateFlags.Lock : flags;
+}
+
 /** `enum bpf_cmd` values used by the kernel backend. */
 export const BpfCmd = {
   MapCreate: 0,

@@ -99,7 +99,7 @@ import {
   SPIN_LIMIT,
   setStallHandler,
 } from "../sync/spin.js";
-import { MapFlags, MapType, UpdateFlags } from "../uapi.js";
+import { hasLockFlag, MapFlags, MapType, UpdateFlags, withoutLockFlag } from "../uapi.js";
 import { cpuOption, validateArraySpec } from "./spec.js";
 
 const ENOENT = -Errno.ENOENT;
@@ -130,16 +130,6 @@ export type ArrayType = typeof MapType.Array | typeof MapType.PercpuArray;
  */
 export interface ArrayHandle extends MapHandle {
   readonly array: true;
-}
-
-/** Whether `flags` (any non-negative integer up to 2^53) has BPF_F_LOCK. */
-function hasLock(flags: number): boolean {
-  return Math.floor(flags / UpdateFlags.Lock) % 2 === 1;
-}
-
-/** `flags` without BPF_F_LOCK. */
-function withoutLock(flags: number): number {
-  return hasLock(flags) ? flags - UpdateFlags.Lock : flags;
 }
 
 /**
@@ -500,7 +490,7 @@ export class ArrayMap implements RawMap {
     this.valueOut("lookup", value);
     if (flags !== 0) {
       this.flagsArg("lookup", flags);
-      if (withoutLock(flags) !== 0)
+      if (withoutLockFlag(flags) !== 0)
         return this.err.fail(EINVAL, `unknown lookup flags 0x${flags.toString(16)}`);
       if (!this.canRead) return this.readDenied();
       if (this.spinLockOff < 0) return this.noSpinLock();
@@ -527,8 +517,8 @@ export class ArrayMap implements RawMap {
     this.valueIn("update", value);
     this.flagsArg("update", flags);
     if (!this.writable) return this.writeDenied();
-    const fLock = hasLock(flags);
-    const fRest = withoutLock(flags);
+    const fLock = hasLockFlag(flags);
+    const fRest = withoutLockFlag(flags);
     if (fLock && this.spinLockOff < 0) return this.noSpinLock();
     return this.update(i, value, 0, fRest, fLock, this.valueBytes);
   }
@@ -570,8 +560,8 @@ export class ArrayMap implements RawMap {
     this.index("lookupAndDelete", key);
     this.valueOut("lookupAndDelete", value);
     this.flagsArg("lookupAndDelete", flags);
-    const fLock = hasLock(flags);
-    const fRest = withoutLock(flags);
+    const fLock = hasLockFlag(flags);
+    const fRest = withoutLockFlag(flags);
     if (fRest !== 0) return this.err.fail(EINVAL, `unknown flags 0x${flags.toString(16)}`);
     if (!this.canRead) return this.readDenied();
     if (!this.writable) return this.writeDenied();
@@ -656,8 +646,8 @@ export class ArrayMap implements RawMap {
     if (inBatch !== null && (!Number.isInteger(inBatch) || inBatch < 0 || inBatch > 0xffffffff))
       invalid(op, `inBatch must be a u32 index or null, got ${showInput(inBatch)}`);
     if (!this.canRead) return this.result(this.readDenied(), count, null, keys, values);
-    const fLock = hasLock(elemFlags);
-    const fRest = withoutLock(elemFlags);
+    const fLock = hasLockFlag(elemFlags);
+    const fRest = withoutLockFlag(elemFlags);
     if (fRest !== 0)
       return this.result(
         this.err.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`),
@@ -732,8 +722,8 @@ export class ArrayMap implements RawMap {
     const keys = args.keys;
     const values = args.values;
     if (!this.writable) return this.result(this.writeDenied(), count, null, keys, values);
-    const fLock = hasLock(elemFlags);
-    const fRest = withoutLock(elemFlags);
+    const fLock = hasLockFlag(elemFlags);
+    const fRest = withoutLockFlag(elemFlags);
     if (fRest !== 0)
       return this.result(
         this.err.fail(EINVAL, `unknown elem_flags 0x${elemFlags.toString(16)}`),
@@ -1089,8 +1079,8 @@ export class ArrayMap implements RawMap {
         `a program writes value_size = ${this.valueSize} bytes, got ${showInput(value)}`,
       );
     if ((this.flags & MapFlags.RdonlyProg) !== 0) return this.err.fail(EACCES, "map is BPF_F_RDONLY_PROG");
-    const fLock = hasLock(flags);
-    const fRest = withoutLock(flags);
+    const fLock = hasLockFlag(flags);
+    const fRest = withoutLockFlag(flags);
     if (fRest > UpdateFlags.Exist)
       return this.err.fail(EINVAL, `unknown update flags 0x${flags.toString(16)}`);
     if (i >= this.maxEntries)

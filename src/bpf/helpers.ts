@@ -58,6 +58,16 @@ export function errnoRet(errno: number): bigint {
   return BigInt.asUintN(64, BigInt(-errno));
 }
 
+/**
+ * bpf_map_update_elem()'s flags register (u64) as the map layer takes it: a
+ * value of 2^32 or more becomes 2^32, an unknown flag all the same (the
+ * kernel's `(flags & ~BPF_F_LOCK) > BPF_EXIST`: EINVAL), never its low bits.
+ */
+export function updateFlagsArg(flags: bigint): number {
+  const f = BigInt.asUintN(64, flags);
+  return f >= 0x1_0000_0000n ? 2 ** 32 : Number(f);
+}
+
 let seedCounter = 0x9e3779b9;
 const prandom = new WeakMap<HelperVm, { s: number }>();
 

@@ -98,7 +98,7 @@ import { BpfError, Errno } from "../errors.js";
 import { aomBytes, domDataBytes, roundUp } from "../layout/layout.js";
 import type { RawMap } from "../map/raw-map.js";
 import { MapType } from "../uapi.js";
-import { baseHelpers, errnoRet } from "./helpers.js";
+import { baseHelpers, errnoRet, updateFlagsArg } from "./helpers.js";
 import { BpfRunError, DEFAULT_BUDGET, type HelperFn, Vm } from "./interp.js";
 import { decodeProgram, Helper, PseudoLd } from "./isa.js";
 import {
@@ -704,7 +704,7 @@ export class LoadedProgram {
       const m = this.noOuter(this.dataMap(vm, mp, "map_update_elem"), "map_update_elem");
       const key = vm.mem.bytes("map_update_elem", kp, m.info.keySize, false).slice();
       const value = vm.mem.bytes("map_update_elem", vp, m.info.valueSize, false).slice();
-      return errnoRet(-m.updateElemFromProgram(key, value, Number(BigInt.asUintN(32, flags))));
+      return errnoRet(-m.updateElemFromProgram(key, value, updateFlagsArg(flags)));
     };
     const del: HelperFn = (vm, mp, kp) => {
       const m = this.noOuter(this.dataMap(vm, mp, "map_delete_elem"), "map_delete_elem");

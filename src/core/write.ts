@@ -9,7 +9,7 @@
  */
 import { PCPU_INFLIGHT_I32 } from "../layout/layout.js";
 import { WASM_FROZEN, WASM_LRU_POPPED, WASM_LRU_REPLACED, WASM_LRU_STEAL, WASM_RETRY } from "../sentinels.js";
-import { MapFlags, UpdateFlags } from "../uapi.js";
+import { hasLockFlag, MapFlags, UpdateFlags, withoutLockFlag } from "../uapi.js";
 import {
   bucketOf,
   insertLocked,
@@ -118,9 +118,9 @@ export function updateRaw(
 
 /** Update on a HASH or PERCPU_HASH map, preallocated or not. */
 function updateHash(v: HtabView, value: Uint8Array, valueOff: number, flags: number, hash: number): number {
-  const lock = (flags & UpdateFlags.Lock) !== 0;
+  const lock = hasLockFlag(flags);
   if (lock && v.spinLockOff < 0) return noSpinLock(v);
-  const mode = lock ? flags & ~UpdateFlags.Lock : flags;
+  const mode = withoutLockFlag(flags);
   if (mode > UpdateFlags.Exist) return v.err.failWith(EINVAL, ERR_FLAGS, flags);
   const b = bucketOf(v, hash);
   if (!lockBucket(v, b)) return ETIMEDOUT;
@@ -156,7 +156,7 @@ export function updateLru(
   oneCpu: boolean,
 ): number {
   if (flags > UpdateFlags.Exist)
-    return (flags & UpdateFlags.Lock) !== 0
+    return hasLockFlag(flags)
       ? v.err.fail(EINVAL, "BPF_F_LOCK is not supported on LRU maps")
       : v.err.failWith(EINVAL, ERR_FLAGS, flags);
   if (!(v.percpu && flags === UpdateFlags.Exist)) {

@@ -9,7 +9,7 @@ import { Errno, invalid } from "../errors.js";
 import { poisonClosed } from "../map/closed.js";
 import { LastError } from "../map/last-error.js";
 import type { BatchArgs, BatchResult, MapInfo } from "../map/raw-map.js";
-import { MapFlags, UpdateFlags } from "../uapi.js";
+import { hasLockFlag, MapFlags } from "../uapi.js";
 
 import {
   checkInner,
@@ -77,7 +77,7 @@ export class HashOfMaps implements OuterMap {
     // Kernel order (map_update_elem()): write permission, BPF_F_LOCK without a
     // bpf_spin_lock, then the fd, then the hash map's own flag checks.
     if (!this.h.writable) return this.mine(this.fail(EPERM, "map is BPF_F_RDONLY or frozen"));
-    if ((flags & UpdateFlags.Lock) !== 0) return this.mine(this.fail(EINVAL, "BPF_F_LOCK on a map-in-map"));
+    if (hasLockFlag(flags)) return this.mine(this.fail(EINVAL, "BPF_F_LOCK on a map-in-map"));
     const id = checkInner(this.resolver, this.meta, value, this.why);
     if (id < 0) return this.mine(id);
     this.useWhy = false;

@@ -199,3 +199,15 @@ for (const lockAt of [0, 4]) {
     assert.ok(m.fsck().ok);
   });
 }
+
+test("BPF_F_LOCK with a flag above bit 31 (flags are the kernel's u64): EINVAL, the value unchanged", () => {
+  const m = map({ spinLockOffset: 0 });
+  assert.equal(m.updateElem(u32(1), words(0, 5, 0, 0), 0), 0);
+  // (flags & ~BPF_F_LOCK) > BPF_EXIST in the kernel; 32-bit `&` would have read these as BPF_F_LOCK | BPF_ANY.
+  for (const flags of [2 ** 32 + 4, 0x80000004, 2 ** 40 + 6])
+    assert.equal(m.updateElem(u32(1), words(0, 9, 0, 0), flags), -22, `flags 0x${flags.toString(16)}`);
+  const out = new Uint8Array(16);
+  assert.equal(m.lookupElem(u32(1), out, 0), 0);
+  assert.deepEqual([...new Uint32Array(out.buffer)], [0, 5, 0, 0]);
+  assert.equal(m.updateElem(u32(1), words(0, 9, 0, 0), 4), 0, "BPF_F_LOCK alone still works");
+});

@@ -1628,7 +1628,11 @@ class FunctionCompiler {
         .op(Op.i64LtU)
         .op(Op.i32And);
       below32(2).op(Op.i32And);
-      if (id === 2) below32(3).op(Op.i32And);
+      // An update's flags too: one of 2^32 or more goes to the generic helper (EINVAL, not its low bits).
+      if (id === 2) {
+        below32(3).op(Op.i32And);
+        below32(4).op(Op.i32And);
+      }
     }
     b.if(I64);
     b.i32(pc);
@@ -1691,7 +1695,7 @@ class FunctionCompiler {
       return;
     }
     // Update: BPF_NOEXIST (1) of a present key.
-    b.get(local(4)).op(Op.i32WrapI64).i32(1).op(Op.i32Eq).if(I32);
+    b.get(local(4)).i64(1).op(Op.i64Eq).if(I32);
     this.pointer(pc, 3, fm.valueSize);
     b.op(Op.drop);
     findKey();

@@ -41,7 +41,7 @@ import { lockTimeoutText } from "../../sync/spin.js";
 import { MapFlags, MapType } from "../../uapi.js";
 import type { WasmMemory } from "../../wasm/fast-path.js";
 import { fastPathFor } from "../../wasm/fast-path.js";
-import { baseHelpers, errnoRet } from "../helpers.js";
+import { baseHelpers, errnoRet, updateFlagsArg } from "../helpers.js";
 import { BpfRunError } from "../interp.js";
 import { decodeProgram, Helper, PseudoLd } from "../isa.js";
 import { type ProgramDef, ProgType } from "../loader.js";
@@ -471,6 +471,14 @@ export class CompiledProgram {
 
   /** The helpers compiled code calls with numbers (compile.ts mapShims): map index, 32-bit addresses. */
   shims(): Record<number, MapShim> {
+    return this.mapCalls().shims;
+  }
+
+  /** The numeric shims, and the update behind shim 2 with flags of up to 64 bits (for the generic helper). */
+  private mapCalls(): {
+    shims: Record<number, MapShim>;
+    updateWide: (vm: CompiledVm, i: number, kp: number, vp: number, flags: number) => number;
+  } {
     const obj = this.obj;
     // Keys and values copied out of the program's memory, one pair per map (the map copies them again).
     const keys = obj.mapList.map((m) => new Uint8Array(obj.isHtab(m) ? m.info.keySize : 4));
@@ -485,12 +493,14 @@ export class CompiledProgram {
       const ref = m.lookupRef(vm.bytesAt("map_lookup_elem", kp, m.info.keySize, false, keys[i]));
       return ref === null ? 0 : this.give(vm, m, ref);
     };
-    const update: MapShim = (vm, i, kp, vp, flags) => {
+    const update: MapShim = (vm, i, kp, vp, flags) => updateWide(vm, i, kp, vp, flags >>> 0);
+    // `flags` as a number of up to 64 bits (the generic helper passes those the i32 shim cannot).
+    const updateWide = (vm: CompiledVm, i: number, kp: number, vp: number, flags: number): number => {
       const m = obj.mapList[i];
       if (!obj.isHtab(m)) return -Errno.EOPNOTSUPP;
       const key = vm.bytesAt("map_update_elem", kp, m.info.keySize, false, keys[i]);
       const value = vm.bytesAt("map_update_elem", vp, m.info.valueSize, false, values[i]);
-      return m.updateElemFromProgram(key, value, flags >>> 0);
+      return m.updateElemFromProgram(key, value, flags);
     };
     const del: MapShim = (vm, i, kp) => {
       const m = obj.mapList[i];
@@ -518,19 +528,20 @@ export class CompiledProgram {
       lockRelease(vm.i32, a >>> 2);
       return 0;
     };
-    return { 1: lookup, 2: update, 3: del, 93: lock, 94: unlock };
+    return { shims: { 1: lookup, 2: update, 3: del, 93: lock, 94: unlock }, updateWide };
   }
 
   private mapHelpers(): [number, CompiledHelperFn][] {
     const obj = this.obj;
-    const sh = this.shims();
+    const { shims: sh, updateWide } = this.mapCalls();
     /** A pointer as the shims take it: one at or above 2^32 becomes NULL (it faults all the same). */
     const p32 = (p: bigint) => (p < 0x1_0000_0000n ? Number(p) : 0);
     const errno = (r: number) => BigInt.asUintN(64, BigInt(r));
     const lookup: CompiledHelperFn = (vm, mp, kp) =>
       BigInt(sh[1](vm, this.mapArg(vm, mp, "map_lookup_elem"), p32(kp), 0, 0) >>> 0);
+    // Flags of 64 bits (updateFlagsArg()): what the i32 shim cannot take comes here.
     const update: CompiledHelperFn = (vm, mp, kp, vp, flags) =>
-      errno(sh[2](vm, this.mapArg(vm, mp, "map_update_elem"), p32(kp), p32(vp), Number(flags & 0xffffffffn)));
+      errno(updateWide(vm, this.mapArg(vm, mp, "map_update_elem"), p32(kp), p32(vp), updateFlagsArg(flags)));
     const del: CompiledHelperFn = (vm, mp, kp) =>
       errno(sh[3](vm, this.mapArg(vm, mp, "map_delete_elem"), p32(kp), 0, 0));
     const lock: CompiledHelperFn = (vm, p) => BigInt(sh[93](vm, p32(p), 0, 0, 0));
