@@ -34,7 +34,7 @@ const CONTROL_LOOKUPS = Number(process.env.HTAB_SEED000_CONTROL ?? 1_000_000);
 interface ReaderResult {
   engine: string;
   runs: number;
-  control: { found: number; wrongKey: number; torn: number };
+  control: { found: number; wrongKey: number; torn: number; looked: number };
   jsWritesDuring: number;
 }
 
@@ -101,7 +101,7 @@ async function race(writer: string): Promise<Figures> {
   console.log(
     `# seed 000 (${writer}): flow_read (compiled) ${r.runs} runs, ${prog.found} hits: ${prog.wrongKey} wrong flow, ${prog.torn} torn, ` +
       `under ${progWriter.runs} ${writer} runs (${prog.writes} updates) and ${jsWriter.attempts} user-space delete/inserts; ` +
-      `kernel-style unvalidated walk ${CONTROL_LOOKUPS} lookups, ${c.found} hits: ${c.wrongKey} wrong flow, ${c.torn} torn, ` +
+      `kernel-style unvalidated walk ${c.looked} lookups, ${c.found} hits: ${c.wrongKey} wrong flow, ${c.torn} torn, ` +
       `under ${r.jsWritesDuring} user-space delete/inserts`,
   );
   assert.equal(r.engine, "compiled", "the reader ran flow_read compiled");
