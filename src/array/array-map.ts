@@ -1093,6 +1093,18 @@ export class ArrayMap implements RawMap {
   }
 
   /**
+   * bpf_map_delete_elem() called from a program: no array element can be
+   * deleted, frozen or not.
+   * @returns -EINVAL, or -EACCES (BPF_F_RDONLY_PROG)
+   * @remarks Kernel: array_map_delete_elem().
+   */
+  deleteElemFromProgram(key: Uint8Array): number {
+    this.index("deleteElemFromProgram", key);
+    if ((this.flags & MapFlags.RdonlyProg) !== 0) return this.err.fail(EACCES, "map is BPF_F_RDONLY_PROG");
+    return this.err.fail(EINVAL, "elements of an array cannot be deleted (write zeros instead)");
+  }
+
+  /**
    * bpf_for_each_map_elem(): `cb(map, key, value, ctx)` for every index in
    * order (the value is this CPU's slot on a PERCPU_ARRAY); it returns 0 to
    * go on or 1 to stop. The key buffer and the reference are reused.

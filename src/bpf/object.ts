@@ -709,7 +709,7 @@ export class LoadedProgram {
     const del: HelperFn = (vm, mp, kp) => {
       const m = this.noOuter(this.dataMap(vm, mp, "map_delete_elem"), "map_delete_elem");
       const key = vm.mem.bytes("map_delete_elem", kp, m.info.keySize, false).slice();
-      return errnoRet(-m.deleteElem(key));
+      return errnoRet(-m.deleteElemFromProgram(key));
     };
     const lockOf = (vm: Vm, p: bigint, op: string): ValueRegion => {
       const r = vm.mem.resolve(p, 4, true);

@@ -53,7 +53,7 @@ import { count, EINVAL, ENOENT, ERR_FLAGS, HtabView } from "./htab-view.js";
 import { hasElem, lookupElem, lookupLocked, lookupMany, lookupScratch, readerFor } from "./lookup.js";
 import { type AttachOptions, checkMemory, type MapHandle } from "./map-handle.js";
 import { allocMapMemory, initMap } from "./map-init.js";
-import { forEachElem, refOf, updateElemFromProgram } from "./program.js";
+import { deleteElemFromProgram, forEachElem, refOf, updateElemFromProgram } from "./program.js";
 import { enter, exit, synchronize } from "./section.js";
 import { cpuOption, defaultNrCpus, type MapSpec, type SabCreateOptions, validateSpec } from "./spec.js";
 import type { ValueRef } from "./value-ref.js";
@@ -741,13 +741,26 @@ export class Htab implements RawMap {
   /**
    * bpf_map_update_elem() called from a program: on a per-CPU map it writes
    * only the calling CPU's slot (`value` is value_size bytes), and a new key's
-   * other slots are zero-filled. On other maps it is updateElem().
+   * other slots are zero-filled. On other maps it is updateElem(), except
+   * that BPF_F_RDONLY and a frozen map do not stop it (they hold syscall
+   * writes only, as in the kernel); BPF_F_RDONLY_PROG does.
    * @returns 0, -EEXIST, -ENOENT, -E2BIG, -EINVAL, -EACCES (BPF_F_RDONLY_PROG), -ETIMEDOUT
    */
   updateElemFromProgram(key: Uint8Array, value: Uint8Array, flags = 0): number {
     checkKey(this.v, "updateElemFromProgram", key);
     checkFlagsArg(this.v, "updateElemFromProgram", flags);
     return updateElemFromProgram(this.v, key, value, flags);
+  }
+
+  /**
+   * bpf_map_delete_elem() called from a program: deleteElem(), except that
+   * BPF_F_RDONLY and a frozen map do not stop it (kernel: map_freeze()
+   * holds syscall writes only); BPF_F_RDONLY_PROG does.
+   * @returns 0, -ENOENT, -EACCES (BPF_F_RDONLY_PROG), -ETIMEDOUT
+   */
+  deleteElemFromProgram(key: Uint8Array): number {
+    checkKey(this.v, "deleteElemFromProgram", key);
+    return deleteElemFromProgram(this.v, key);
   }
 
   /**

@@ -15,7 +15,7 @@ import { bucketAt, EINVAL, ERR_FLAGS, ETIMEDOUT, type HtabView } from "./htab-vi
 import { findElem } from "./lookup.js";
 import { enter, exit } from "./section.js";
 import { ValueRef } from "./value-ref.js";
-import { initPercpu, insertNewLocked, updateLru, updateRaw, writeSlot } from "./write.js";
+import { deleteAny, initPercpu, insertNewLocked, updateAny, updateLru, writeSlot } from "./write.js";
 
 export function makeRef(v: HtabView): ValueRef {
   return new ValueRef(
@@ -85,6 +85,12 @@ export function forEachElem<M, C>(
   }
 }
 
+/** Htab.deleteElemFromProgram()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
+export function deleteElemFromProgram(v: HtabView, key: Uint8Array): number {
+  if ((v.mapFlags & MapFlags.RdonlyProg) !== 0) return v.err.fail(-Errno.EACCES, "map is BPF_F_RDONLY_PROG");
+  return deleteAny(v, hashKey(v, key), null);
+}
+
 /** Htab.updateElemFromProgram()'s body; the contract (errnos, kernel counterpart) is its TSDoc. */
 export function updateElemFromProgram(
   v: HtabView,
@@ -95,7 +101,7 @@ export function updateElemFromProgram(
   if ((v.mapFlags & MapFlags.RdonlyProg) !== 0) return v.err.fail(-Errno.EACCES, "map is BPF_F_RDONLY_PROG");
   if (!v.percpu) {
     checkValueIn(v, "updateElemFromProgram", value);
-    return updateRaw(v, value, 0, flags, hashKey(v, key));
+    return updateAny(v, value, 0, flags, hashKey(v, key));
   }
   if (!(value instanceof Uint8Array) || value.length !== v.valueSize)
     invalid("updateElemFromProgram", `a program writes one CPU's value: ${v.valueSize} bytes`);

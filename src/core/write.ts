@@ -100,7 +100,8 @@ export function deleteFastResult(v: HtabView, r: number): number {
 
 /**
  * Update with the key already in scratch (kernel: htab_map_update_elem(),
- * htab_lru_map_update_elem()). Shared by update, update_batch and programs.
+ * htab_lru_map_update_elem()), from the control plane: update and
+ * update_batch, which BPF_F_RDONLY and a frozen map refuse (EPERM).
  */
 export function updateRaw(
   v: HtabView,
@@ -111,6 +112,22 @@ export function updateRaw(
 ): number {
   checkNotComputing(v, "update");
   if (!canWrite(v)) return permError(v, true);
+  return updateAny(v, value, valueOff, flags, hash);
+}
+
+/**
+ * updateRaw() without the control plane's permission: a program's update.
+ * BPF_F_RDONLY and BPF_MAP_FREEZE hold syscall writes only (kernel:
+ * map_freeze(), "write operations from eBPF programs are still possible").
+ */
+export function updateAny(
+  v: HtabView,
+  value: Uint8Array,
+  valueOff: number,
+  flags: number,
+  hash: number,
+): number {
+  checkNotComputing(v, "update");
   return v.elems.popsBeforeLock
     ? updateLru(v, value, valueOff, flags, hash, false)
     : updateHash(v, value, valueOff, flags, hash);
@@ -298,6 +315,12 @@ export function initPercpu(v: HtabView, value: Uint8Array): Uint8Array {
 export function deleteRaw(v: HtabView, hash: number, out: Uint8Array | null, lock = false): number {
   checkNotComputing(v, "delete");
   if (!canWrite(v)) return permError(v, true);
+  return deleteAny(v, hash, out, lock);
+}
+
+/** deleteRaw() without the control plane's permission (a program's delete: see updateAny()). */
+export function deleteAny(v: HtabView, hash: number, out: Uint8Array | null, lock = false): number {
+  checkNotComputing(v, "delete");
   const b = bucketOf(v, hash);
   if (!lockBucket(v, b)) return ETIMEDOUT;
   const e = lookupElemLocked(v, b, hash);

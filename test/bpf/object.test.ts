@@ -15,14 +15,18 @@ import { Worker } from "node:worker_threads";
 import { BpfMap } from "../../src/api/bpf-map.js";
 import { execElf } from "../../src/bpf/exec.js";
 import { BpfRunError } from "../../src/bpf/interp.js";
+import { asm, Helper } from "../../src/bpf/isa.js";
 import { openObject, ProgType } from "../../src/bpf/loader.js";
 import { LoadedObject } from "../../src/bpf/object.js";
+import type { Htab } from "../../src/core/htab.js";
 import { BpfError } from "../../src/errors.js";
 import { possibleCpus } from "../../src/kernel/bpf-syscall.js";
 import { KernelObject } from "../../src/kernel/object.js";
 import { walkKeys } from "../../src/map/key-walk.js";
 import type { RawMap } from "../../src/map/raw-map.js";
+import { MapFlags } from "../../src/uapi.js";
 import { kernelSkipReason } from "../helpers/kernel.js";
+import { HASH_U32_U64, ldMap, xdpSpec } from "./asm-spec.js";
 import { clangSkipReason, compileFixture } from "./kernel-object.js";
 
 const noClang = clangSkipReason();
@@ -667,4 +671,65 @@ unsigned long entry(unsigned char *m, unsigned long n) {
     () => execElf(compileFixture("seed003"), mem),
     (e: unknown) => e instanceof BpfError && e.code === "EOPNOTSUPP" && /concurrent_map/.test(e.message),
   );
+});
+
+test("a frozen map (and a BPF_F_RDONLY one) takes a program's updates and deletes, as the kernel's does; the syscall side is refused", {
+  skip: noKernel,
+}, () => {
+  // key 3 <- 1 (BPF_ANY), then delete key 4 (present): r0 = update's answer << 8 | delete's, as u8s.
+  const insns = [
+    asm.storeImm("w", 10, -4, 3),
+    asm.storeImm("dw", 10, -16, 1),
+    asm.mov(2, 10),
+    asm.aluImm("add", 2, -4),
+    asm.mov(3, 10),
+    asm.aluImm("add", 3, -16),
+    asm.movImm(4, 0),
+    ...ldMap(1, 0),
+    asm.call(Helper.mapUpdateElem),
+    asm.mov(6, 0),
+    asm.aluImm("and", 6, 0xff),
+    asm.aluImm("lsh", 6, 8),
+    asm.storeImm("w", 10, -4, 4),
+    asm.mov(2, 10),
+    asm.aluImm("add", 2, -4),
+    ...ldMap(1, 0),
+    asm.call(Helper.mapDeleteElem),
+    asm.aluImm("and", 0, 0xff),
+    asm.alu("or", 0, 6),
+    asm.exit(),
+  ];
+  const four = new Uint8Array([4, 0, 0, 0]);
+  const eight = new Uint8Array(8);
+  // Frozen: key 4 put there first (so the delete finds it); BPF_F_RDONLY: no syscall write ever (the delete answers ENOENT).
+  for (const flags of [0, MapFlags.Rdonly]) {
+    const spec = xdpSpec(insns, [{ ...HASH_U32_U64, flags }]);
+    const k = KernelObject.fromSpec(spec);
+    try {
+      const km = k.mapList[0];
+      if (flags === 0) {
+        assert.equal(km.updateElem(four, eight, 0), 0);
+        assert.equal(km.freeze(), 0);
+      }
+      const theirs = k.programList[0].run(new Uint8Array(14)).retval;
+      assert.equal(theirs >> 8, 0, "the kernel took the program's update");
+      for (const engine of ["interpreter", "compiled"] as const) {
+        const o = LoadedObject.fromSpec(spec, { engine });
+        try {
+          const m = o.map("h") as Htab;
+          if (flags === 0) {
+            assert.equal(m.updateElem(four, eight, 0), 0);
+            assert.equal(m.freeze(), 0);
+          }
+          assert.equal(o.program("p").run(new Uint8Array(14)).retval, theirs, `flags ${flags}, ${engine}`);
+          assert.equal(m.updateElem(four, eight, 0), -1, "the syscall side stays refused (EPERM)");
+          assert.equal(m.deleteElem(new Uint8Array([3, 0, 0, 0])), -1);
+        } finally {
+          o.close();
+        }
+      }
+    } finally {
+      k.close();
+    }
+  }
 });

@@ -505,7 +505,7 @@ export class CompiledProgram {
     const del: MapShim = (vm, i, kp) => {
       const m = obj.mapList[i];
       if (!obj.isHtab(m)) return -Errno.EINVAL;
-      return m.deleteElem(vm.bytesAt("map_delete_elem", kp, m.info.keySize, false, keys[i]));
+      return m.deleteElemFromProgram(vm.bytesAt("map_delete_elem", kp, m.info.keySize, false, keys[i]));
     };
     const owner = this.obj.cpu;
     const lock: MapShim = (vm, p) => {

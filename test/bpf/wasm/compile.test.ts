@@ -17,13 +17,14 @@ import {
   program,
   STACK_BYTES,
 } from "../../../src/bpf/isa.js";
-import { type BpfObjectSpec, ProgType } from "../../../src/bpf/loader.js";
+import type { BpfObjectSpec } from "../../../src/bpf/loader.js";
 import { LoadedObject } from "../../../src/bpf/object.js";
 import { frameReach } from "../../../src/bpf/wasm/compile.js";
 import { compileExec } from "../../../src/bpf/wasm/exec.js";
 import { KernelObject } from "../../../src/kernel/object.js";
 import { MapType } from "../../../src/uapi.js";
 import { kernelSkipReason } from "../../helpers/kernel.js";
+import { HASH_U32_U64, ldMap, mapDef, xdpSpec } from "../asm-spec.js";
 
 const { callLocal, exit, load, mov, movImm, storeImm, alu, call, aluImm } = asm;
 
@@ -86,21 +87,7 @@ test("frameReach: a stored r10, an ALU on it or an access outside the frame mean
 
 /** Run an XDP program of `insns` on `packet` in both engines (each asserted to be the one asked for): their outcomes. */
 function xdpBoth(insns: Insn[], packet: Uint8Array, repeat = 1): string[] {
-  const spec = {
-    name: "xdp",
-    license: "GPL",
-    maps: [],
-    programs: [
-      {
-        name: "p",
-        section: "xdp",
-        type: ProgType.Xdp,
-        insns,
-        lines: [],
-        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
-      },
-    ],
-  };
+  const spec = xdpSpec(insns);
   return (["interpreter", "compiled"] as const).map((engine) => {
     const o = LoadedObject.fromSpec(spec, { engine });
     try {
@@ -179,33 +166,7 @@ test("packet accesses after a data_end comparison: proven ones plain, one byte p
 
 /** A one-program XDP object's spec over one HASH map (u32 -> u64). */
 function hashSpec(insns: Insn[]): BpfObjectSpec {
-  return {
-    name: "valuekind",
-    license: "GPL",
-    maps: [
-      {
-        name: "h",
-        type: MapType.Hash,
-        keySize: 4,
-        valueSize: 8,
-        maxEntries: 16,
-        flags: 0,
-        pinning: 0,
-        keyType: 0,
-        valueType: 0,
-      },
-    ],
-    programs: [
-      {
-        name: "p",
-        section: "xdp",
-        type: ProgType.Xdp,
-        insns,
-        lines: [],
-        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
-      },
-    ],
-  };
+  return xdpSpec(insns, [HASH_U32_U64]);
 }
 
 /** hashSpec() loaded on `engine`, with key 7 -> 1000 present. */
@@ -223,8 +184,7 @@ function lookupThen(key: number, checked: boolean, use: Insn[]): Insn[] {
     storeImm("w", 10, -4, key),
     mov(2, 10),
     aluImm("add", 2, -4),
-    { code: 0x18, dst: 1, src: 1, off: 0, imm: 0 },
-    { code: 0, dst: 0, src: 0, off: 0, imm: 0 },
+    ldMap(1, 0),
     call(Helper.mapLookupElem),
     checked ? [asm.jmpImm("jne", 0, 0, 2), movImm(0, 99), exit()] : [],
     use,
@@ -315,38 +275,12 @@ test("an LRU update that fails its flags has still taken its element, as the ker
     mov(3, 10),
     aluImm("add", 3, -16),
     movImm(4, 1),
-    { code: 0x18, dst: 1, src: 1, off: 0, imm: 0 },
-    { code: 0, dst: 0, src: 0, off: 0, imm: 0 },
+    ldMap(1, 0),
     call(Helper.mapUpdateElem),
     exit(),
   );
-  const spec = {
-    name: "lru",
-    license: "GPL",
-    maps: [
-      {
-        name: "l",
-        type: MapType.LruHash,
-        keySize: 4,
-        valueSize: 8,
-        maxEntries: 300,
-        flags: 0,
-        pinning: 0,
-        keyType: 0,
-        valueType: 0,
-      },
-    ],
-    programs: [
-      {
-        name: "p",
-        section: "xdp",
-        type: ProgType.Xdp,
-        insns,
-        lines: [],
-        origin: insns.map((_x, i) => ({ section: "xdp", insn: i })),
-      },
-    ],
-  };
+  const spec = xdpSpec(insns, [mapDef("l", MapType.LruHash, 4, 8, 300)]);
+
   const keysOf = (o: LoadedObject): string => {
     const m = o.map("l");
     const out: number[] = [];
@@ -407,8 +341,7 @@ test("bpf_map_update_elem's flags are 64 bits: a bit above 31 is EINVAL, not its
       mov(3, 10),
       aluImm("add", 3, -16),
       asm.ldImm64(4, f),
-      { code: 0x18, dst: 1, src: 1, off: 0, imm: 0 },
-      { code: 0, dst: 0, src: 0, off: 0, imm: 0 },
+      ldMap(1, 0),
       call(Helper.mapUpdateElem),
       exit(),
     );
