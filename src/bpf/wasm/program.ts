@@ -206,8 +206,11 @@ export class CompiledProgram {
 
   /** Grace periods the object's hash maps have waited for inside this thread's sections, so far. */
   private graceWaits(): number {
+    // Indexed loops here and in batch(): a fresh process runs them unoptimized for its first
+    // ~150,000 runs, where for-of makes an iterator each time.
+    const rm = this.runMaps;
     let n = 0;
-    for (const r of this.runMaps) n += r.m.sectionGraceWaits;
+    for (let i = 0; i < rm.length; i++) n += rm[i].m.sectionGraceWaits;
     return n;
   }
 
@@ -355,14 +358,12 @@ export class CompiledProgram {
     let entered = 0;
     this.keyTop = 0;
     try {
-      for (const m of maps) {
-        m.enter();
-        entered++;
-      }
+      for (; entered < maps.length; entered++) maps[entered].enter();
       // References die with their run (the loop's clock), and a lookup in wasm hands out one
       // core/held-refs.ts never sees: an element whose value a run was given is not reused under it.
       const at = this.vm.runClockWord;
-      for (const r of this.runMaps) r.m.programRuns(this.clock, at, r.given);
+      const rm = this.runMaps;
+      for (let i = 0; i < rm.length; i++) rm[i].m.programRuns(this.clock, at, rm[i].given);
       this.vm.runLoop(r1, n, len);
       if (this.vm.held !== 0)
         throw new BpfRunError(
