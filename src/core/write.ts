@@ -110,8 +110,10 @@ export function updateRaw(
   flags: number,
   hash: number,
 ): number {
-  checkNotComputing(v, "update");
-  if (!canWrite(v)) return permError(v, true);
+  if (!canWrite(v)) {
+    checkNotComputing(v, "update"); // first, as updateAny() checks it
+    return permError(v, true);
+  }
   return updateAny(v, value, valueOff, flags, hash);
 }
 
@@ -313,8 +315,10 @@ export function initPercpu(v: HtabView, value: Uint8Array): Uint8Array {
 
 /** Delete the scratch key, copying its value into `out` first when given. */
 export function deleteRaw(v: HtabView, hash: number, out: Uint8Array | null, lock = false): number {
-  checkNotComputing(v, "delete");
-  if (!canWrite(v)) return permError(v, true);
+  if (!canWrite(v)) {
+    checkNotComputing(v, "delete"); // first, as deleteAny() checks it
+    return permError(v, true);
+  }
   return deleteAny(v, hash, out, lock);
 }
 

@@ -141,8 +141,9 @@ export class CompiledProgram {
     readonly def: ProgramDef,
     budget: number,
   ) {
+    const calls = this.mapCalls();
     const helpers = new Map<number, CompiledHelperFn>(baseHelpers());
-    for (const [id, fn] of this.mapHelpers()) helpers.set(id, fn);
+    for (const [id, fn] of this.mapHelpers(calls)) helpers.set(id, fn);
     const prog = decodeProgram(def.insns, {
       op: "load",
       helpers: (id) => helpers.has(id),
@@ -165,7 +166,7 @@ export class CompiledProgram {
       budget,
       cpu: obj.cpu,
       maps: obj.mapList,
-      shims: this.shims(),
+      shims: calls.shims,
       loop: {
         kind: def.type === ProgType.Xdp ? "xdp" : "ctx",
         input: this.area + CPU_INPUT,
@@ -470,12 +471,11 @@ export class CompiledProgram {
     return a;
   }
 
-  /** The helpers compiled code calls with numbers (compile.ts mapShims): map index, 32-bit addresses. */
-  shims(): Record<number, MapShim> {
-    return this.mapCalls().shims;
-  }
-
-  /** The numeric shims, and the update behind shim 2 with flags of up to 64 bits (for the generic helper). */
+  /**
+   * The helpers compiled code calls with numbers (compile.ts mapShims: map
+   * index, 32-bit addresses), and the update behind shim 2 with flags of up
+   * to 64 bits (for the generic helper). Made once per program.
+   */
   private mapCalls(): {
     shims: Record<number, MapShim>;
     updateWide: (vm: CompiledVm, i: number, kp: number, vp: number, flags: number) => number;
@@ -532,9 +532,11 @@ export class CompiledProgram {
     return { shims: { 1: lookup, 2: update, 3: del, 93: lock, 94: unlock }, updateWide };
   }
 
-  private mapHelpers(): [number, CompiledHelperFn][] {
+  private mapHelpers({
+    shims: sh,
+    updateWide,
+  }: ReturnType<CompiledProgram["mapCalls"]>): [number, CompiledHelperFn][] {
     const obj = this.obj;
-    const { shims: sh, updateWide } = this.mapCalls();
     /** A pointer as the shims take it: one at or above 2^32 becomes NULL (it faults all the same). */
     const p32 = (p: bigint) => (p < 0x1_0000_0000n ? Number(p) : 0);
     const errno = (r: number) => BigInt.asUintN(64, BigInt(r));

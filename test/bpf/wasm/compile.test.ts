@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { execRaw } from "../../../src/bpf/exec.js";
-import { BpfRunError } from "../../../src/bpf/interp.js";
 import {
   asm,
   decodeProgram,
@@ -25,18 +24,9 @@ import { KernelObject } from "../../../src/kernel/object.js";
 import { MapType } from "../../../src/uapi.js";
 import { kernelSkipReason } from "../../helpers/kernel.js";
 import { HASH_U32_U64, ldMap, mapDef, xdpSpec } from "../asm-spec.js";
+import { outcome } from "./gen.js";
 
 const { callLocal, exit, load, mov, movImm, storeImm, alu, call, aluImm } = asm;
-
-/** r0, or the run's errno and instruction, through `run`. */
-function outcome(run: () => bigint): string {
-  try {
-    return `r0=0x${run().toString(16)}`;
-  } catch (e) {
-    if (e instanceof BpfRunError) return `${e.code} at insn ${e.insn}`;
-    throw e;
-  }
-}
 
 function both(insns: Insn[], input = new Uint8Array(0)): { interp: string; compiled: string } {
   const interp = outcome(() => execRaw(encodeInsns(insns), input.slice()));
@@ -99,6 +89,14 @@ function xdpBoth(insns: Insn[], packet: Uint8Array, repeat = 1): string[] {
   });
 }
 
+/**
+ * r2 = data, r3 = data_end (from xdp_md at r1); `if (data + n > data_end)`
+ * jump `skip` instructions past the check (its last instruction).
+ */
+function dataEndCheck(n: number, skip: number): Insn[] {
+  return [load("w", 2, 1, 0), load("w", 3, 1, 4), mov(4, 2), aluImm("add", 4, n), asm.jmp("jgt", 4, 3, skip)];
+}
+
 const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => i);
 
 test("the inline region check forgets the packet when bpf_xdp_adjust_tail shrinks it: the old pointer faults in both engines", () => {
@@ -122,11 +120,7 @@ test("the inline region check forgets the packet when bpf_xdp_adjust_tail shrink
 test("packet accesses after a data_end comparison: proven ones plain, one byte past them checked, all forgotten after a helper", () => {
   // if (data + 20 > data_end) return 99; r0 = *(u32 *)(data + 16) (proven); *(u8 *)(data + 20) (not).
   const parse = program(
-    load("w", 2, 1, 0),
-    load("w", 3, 1, 4),
-    mov(4, 2),
-    aluImm("add", 4, 20),
-    asm.jmp("jgt", 4, 3, 3),
+    dataEndCheck(20, 3),
     load("w", 0, 2, 16),
     load("b", 5, 2, 20),
     exit(),
@@ -145,11 +139,7 @@ test("packet accesses after a data_end comparison: proven ones plain, one byte p
   // The same proof, then bpf_xdp_adjust_tail(ctx, -4): data + 16 is past the 16 bytes left.
   const shrunk = program(
     mov(6, 1),
-    load("w", 2, 1, 0),
-    load("w", 3, 1, 4),
-    mov(4, 2),
-    aluImm("add", 4, 20),
-    asm.jmp("jgt", 4, 3, 6),
+    dataEndCheck(20, 6),
     mov(7, 2),
     mov(1, 6),
     movImm(2, -4),
@@ -262,11 +252,7 @@ test("an LRU update that fails its flags has still taken its element, as the ker
   const insns = program(
     movImm(0, 0),
     storeImm("w", 10, -4, 0),
-    load("w", 2, 1, 0),
-    load("w", 3, 1, 4),
-    mov(4, 2),
-    aluImm("add", 4, 4),
-    asm.jmp("jgt", 4, 3, 11),
+    dataEndCheck(4, 11),
     load("w", 5, 2, 0),
     asm.store("w", 10, -4, 5),
     storeImm("dw", 10, -16, 1),

@@ -7,21 +7,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { execRaw } from "../../../src/bpf/exec.js";
-import { BpfRunError } from "../../../src/bpf/interp.js";
 import { encodeInsns } from "../../../src/bpf/isa.js";
 import { compileExec } from "../../../src/bpf/wasm/exec.js";
-import { INPUT_BYTES, ProgramGen, rng } from "./gen.js";
+import { INPUT_BYTES, outcome, ProgramGen, rng } from "./gen.js";
 
 const PROGRAMS = Number(process.env.HTAB_JIT_DIFF_PROGRAMS ?? 1500);
-
-function outcome(run: () => bigint): string {
-  try {
-    return `r0=0x${run().toString(16)}`;
-  } catch (e) {
-    if (e instanceof BpfRunError) return `${e.code} at insn ${e.insn}`;
-    throw e;
-  }
-}
 
 test(`compiled and interpreted runs agree on ${PROGRAMS} random programs (r0, memory, errors)`, () => {
   const diffs: string[] = [];

@@ -13,6 +13,7 @@
  * counters, r0-r5 data. A call clobbers r1-r5: they are set again after it.
  */
 
+import { BpfRunError } from "../../../src/bpf/interp.js";
 import {
   AluOp,
   AtomicOp,
@@ -30,6 +31,16 @@ import {
 } from "../../../src/bpf/isa.js";
 
 /** Bytes of input memory the programs expect at r1. */
+/** r0, or the run's errno and instruction, through `run`: how the engine tests compare two runs. */
+export function outcome(run: () => bigint): string {
+  try {
+    return `r0=0x${run().toString(16)}`;
+  } catch (e) {
+    if (e instanceof BpfRunError) return `${e.code} at insn ${e.insn}`;
+    throw e;
+  }
+}
+
 export const INPUT_BYTES = 64;
 
 /** A seeded PRNG (mulberry32). */
